@@ -1,0 +1,75 @@
+"""Error types of the auth part: keys, signatures, manifests.
+
+Each carries a stable machine ``code``; the exchange edge maps them to gRPC status codes once.
+"""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    """Base of all auth errors."""
+
+    code = "auth-error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class KeyFileError(AuthError):
+    """A key file is missing, unreadable or not an Ed25519 key."""
+
+    code = "key-file"
+
+
+class ManifestError(AuthError):
+    """A manifest document is malformed; the message names the offending field."""
+
+    code = "manifest-invalid"
+
+
+class SignatureInvalid(AuthError):
+    """A signature does not verify over the bytes received."""
+
+    code = "signature-invalid"
+
+
+class UnknownKey(AuthError):
+    """A key id that no current member holds."""
+
+    code = "unknown-key"
+
+
+class KeyNotValid(AuthError):
+    """The key exists but was not valid (not yet, expired or revoked) at signing time."""
+
+    code = "key-not-valid"
+
+
+class ProofInvalid(AuthError):
+    """A Merkle root or inclusion proof does not match the bytes."""
+
+    code = "proof-invalid"
+
+
+class ManifestRejected(AuthError):
+    """A new manifest is refused: bad signature or an epoch not higher than the current one."""
+
+    code = "manifest-rejected"
+
+
+class KeyFormatError(AuthError):
+    """Bytes or text that should encode an Ed25519 public key do not."""
+
+    code = "key-format"
+
+
+class UnknownMember(AuthError):  # noqa: N818
+    """A member id that the current manifest does not list."""
+
+    code = "unknown-member"

@@ -1,0 +1,375 @@
+"""Protobuf ⇄ domain conversion: the only module that knows both.
+
+Decoding validates: enum values must be known, hashes well-formed, text within limits — a
+message from a client or a peer becomes a domain object or an ``InvalidReport`` naming the field.
+Encoding is straightforward and kept cheap because it runs once per report at intake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import report_pb2 as pb
+
+from exchange.domain import (
+    AgeGroup,
+    Classification,
+    ContentHash,
+    HashAlgorithm,
+    Item,
+    KnownContent,
+    MediaType,
+    Outcome,
+    PayloadResult,
+    Report,
+    SiteType,
+    Submission,
+    check_items,
+    make_facts,
+    make_item,
+    parse_hash,
+)
+from exchange.errors import InvalidReport
+from routing.decision import Decision, DecisionReason
+from routing.geoip import GeoDatabaseInfo
+from routing.trace import Trace
+
+# -- enums: one table per enum, both directions ---------------------------------------------
+
+_HASH = {
+    HashAlgorithm.SHA256: pb.HASH_ALGORITHM_SHA256,
+    HashAlgorithm.SHA1: pb.HASH_ALGORITHM_SHA1,
+    HashAlgorithm.MD5: pb.HASH_ALGORITHM_MD5,
+    HashAlgorithm.PDQ: pb.HASH_ALGORITHM_PDQ,
+}
+_CLASS = {
+    Classification.BASELINE: pb.CLASSIFICATION_BASELINE,
+    Classification.NATIONAL: pb.CLASSIFICATION_NATIONAL,
+    Classification.NOT_ILLEGAL: pb.CLASSIFICATION_NOT_ILLEGAL,
+    Classification.DOUBTFUL: pb.CLASSIFICATION_DOUBTFUL,
+}
+_MEDIA = {
+    MediaType.IMAGE: pb.MEDIA_TYPE_IMAGE,
+    MediaType.VIDEO: pb.MEDIA_TYPE_VIDEO,
+    MediaType.FILE: pb.MEDIA_TYPE_FILE,
+}
+_AGE = {
+    AgeGroup.INFANT: pb.AGE_GROUP_INFANT,
+    AgeGroup.PREPUBESCENT: pb.AGE_GROUP_PREPUBESCENT,
+    AgeGroup.PUBESCENT: pb.AGE_GROUP_PUBESCENT,
+    AgeGroup.UNKNOWN: pb.AGE_GROUP_UNKNOWN,
+}
+_SITE = {
+    SiteType.WEBSITE: pb.SITE_TYPE_WEBSITE,
+    SiteType.IMAGE_HOST: pb.SITE_TYPE_IMAGE_HOST,
+    SiteType.FILE_HOST: pb.SITE_TYPE_FILE_HOST,
+    SiteType.FORUM: pb.SITE_TYPE_FORUM,
+    SiteType.SOCIAL: pb.SITE_TYPE_SOCIAL,
+    SiteType.OTHER: pb.SITE_TYPE_OTHER,
+}
+_REASON = {
+    DecisionReason.SERVED_MEMBER: pb.DECISION_REASON_SERVED_MEMBER,
+    DecisionReason.LOCAL: pb.DECISION_REASON_LOCAL,
+    DecisionReason.ORPHAN_RULE: pb.DECISION_REASON_ORPHAN_RULE,
+    DecisionReason.COORDINATOR_FALLBACK: pb.DECISION_REASON_COORDINATOR_FALLBACK,
+    DecisionReason.UNTRACEABLE: pb.DECISION_REASON_UNTRACEABLE,
+}
+_OUTCOME = {
+    Outcome.NEW_CASE: xpb.OUTCOME_NEW_CASE,
+    Outcome.MERGED: xpb.OUTCOME_MERGED,
+    Outcome.REJECTED: xpb.OUTCOME_REJECTED,
+    Outcome.ACCEPTED: xpb.OUTCOME_ACCEPTED,
+}
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _inverse(table: dict[K, V]) -> dict[V, K]:
+    return {v: k for k, v in table.items()}
+
+
+_HASH_IN = _inverse(_HASH)
+_CLASS_IN = _inverse(_CLASS)
+_MEDIA_IN = _inverse(_MEDIA)
+_AGE_IN = _inverse(_AGE)
+_SITE_IN = _inverse(_SITE)
+_REASON_IN = _inverse(_REASON)
+_OUTCOME_IN = _inverse(_OUTCOME)
+
+
+def _enum_in(table: Mapping[Any, V], value: int, where: str, *, default: V | None = None) -> V:
+    found = table.get(value)
+    if found is not None:
+        return found
+    if value == 0 and default is not None:
+        return default
+    raise InvalidReport(f"{where}: missing or unknown value {value}", code="enum-invalid")
+
+
+# -- time ----------------------------------------------------------------------------------
+
+
+def timestamp(at: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+# -- items and hashes ----------------------------------------------------------------------
+
+
+def hash_to_proto(h: ContentHash) -> pb.ContentHash:
+    return pb.ContentHash(algorithm=_HASH[h.algorithm], hex=h.hex)
+
+
+def hash_from_proto(msg: pb.ContentHash, where: str) -> ContentHash:
+    algo = _HASH_IN.get(msg.algorithm)
+    if algo is None:
+        raise InvalidReport(f"{where}.algorithm: unknown hash algorithm", code="hash-algorithm")
+    return parse_hash(algo.value, msg.hex, where=where)
+
+
+def item_to_proto(item: Item) -> pb.Item:
+    return pb.Item(
+        hashes=[hash_to_proto(h) for h in item.hashes],
+        classification=_CLASS[item.classification],
+        media_type=_MEDIA[item.media_type],
+        age_group=_AGE[item.age_group],
+    )
+
+
+def item_from_proto(msg: pb.Item, where: str) -> Item:
+    return make_item(
+        (hash_from_proto(h, f"{where}.hashes[{i}]") for i, h in enumerate(msg.hashes)),
+        _enum_in(_CLASS_IN, msg.classification, f"{where}.classification"),
+        _enum_in(_MEDIA_IN, msg.media_type, f"{where}.media_type", default=MediaType.IMAGE),
+        _enum_in(_AGE_IN, msg.age_group, f"{where}.age_group", default=AgeGroup.UNKNOWN),
+        where=where,
+    )
+
+
+def items_from_proto(msgs: Sequence[pb.Item]) -> tuple[Item, ...]:
+    return check_items([item_from_proto(m, f"items[{i}]") for i, m in enumerate(msgs)])
+
+
+# -- intake --------------------------------------------------------------------------------
+
+
+def submission_from_proto(req: ipb.SubmitReportRequest) -> Submission:
+    if not req.url:
+        raise InvalidReport("url: required", code="url-empty")
+    facts = make_facts(
+        _enum_in(_SITE_IN, req.site_type, "site_type", default=SiteType.WEBSITE),
+        req.commercial,
+        list(req.payment_methods),
+        req.notes,
+    )
+    return Submission(req.url, facts, items_from_proto(req.items), req.client_ref[:200])
+
+
+def submission_to_proto(s: Submission) -> ipb.SubmitReportRequest:
+    return ipb.SubmitReportRequest(
+        url=s.url,
+        site_type=_SITE[s.facts.site_type],
+        commercial=s.facts.commercial,
+        payment_methods=list(s.facts.payment_methods),
+        notes=s.facts.notes,
+        items=[item_to_proto(i) for i in s.items],
+        client_ref=s.client_ref,
+    )
+
+
+# -- trace and decision --------------------------------------------------------------------
+
+
+def _geo_db(info: GeoDatabaseInfo) -> pb.GeoDatabase:
+    return pb.GeoDatabase(
+        database_type=info.database_type, build_time=timestamp(info.build_time), layout=info.layout
+    )
+
+
+def trace_to_proto(trace: Trace) -> pb.Trace:
+    msg = pb.Trace(
+        host=trace.canonical.host,
+        flags=sorted(trace.canonical.flags),
+        addresses=[
+            pb.TracedAddress(
+                address=a.address,
+                country=a.country or "",
+                asn=a.asn or 0,
+                as_organization=a.as_organization or "",
+                special=a.special or "",
+                note=a.note or "",
+            )
+            for a in trace.addresses
+        ],
+        country=trace.country or "",
+        tied_countries=list(trace.tied_countries),
+        country_database=_geo_db(trace.country_database),
+        traced_at=timestamp(trace.traced_at),
+        resolver_error=trace.resolver_error or "",
+    )
+    if trace.asn_database is not None:
+        msg.asn_database.CopyFrom(_geo_db(trace.asn_database))
+    return msg
+
+
+def decision_to_proto(decision: Decision) -> pb.Decision:
+    return pb.Decision(
+        member=decision.member,
+        reason=_REASON[decision.reason],
+        country=decision.country or "",
+        explanation=decision.explanation,
+        manifest_epoch=decision.manifest_epoch,
+    )
+
+
+def decision_from_proto(msg: pb.Decision, self_member: str | None) -> Decision:
+    return Decision(
+        member=msg.member,
+        reason=_enum_in(_REASON_IN, msg.reason, "decision.reason"),
+        country=msg.country or None,
+        explanation=msg.explanation,
+        manifest_epoch=msg.manifest_epoch,
+        local=msg.member == self_member,
+    )
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+def report_to_proto(report: Report, trace: Trace | None, decision: Decision) -> pb.Report:
+    msg = pb.Report(
+        id=report.id,
+        url=report.url,
+        url_key=report.url_key,
+        origin_member=report.origin_member,
+        received_at=timestamp(report.received_at),
+        site_type=_SITE[report.facts.site_type],
+        commercial=report.facts.commercial,
+        payment_methods=list(report.facts.payment_methods),
+        notes=report.facts.notes,
+        items=[item_to_proto(i) for i in report.items],
+        decision=decision_to_proto(decision),
+    )
+    if trace is not None:
+        msg.trace.CopyFrom(trace_to_proto(trace))
+    return msg
+
+
+def parse_report(data: bytes) -> pb.Report:
+    msg = pb.Report()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise InvalidReport(
+            "payload is not a valid ihx.v1.Report", code="report-malformed"
+        ) from None
+    return msg
+
+
+def report_from_proto(msg: pb.Report) -> Report:
+    """Decode and validate a report received from a peer (not yet checked against the URL)."""
+    if not msg.id.startswith("r-") or len(msg.id) != 34:
+        raise InvalidReport("id: not a report id", code="report-id")
+    if len(msg.url_key) != 32:
+        raise InvalidReport("url_key: must be 32 bytes", code="url-key")
+    if not msg.HasField("received_at"):
+        raise InvalidReport("received_at: required", code="report-time")
+    if not msg.HasField("decision"):
+        raise InvalidReport("decision: required", code="report-decision")
+    facts = make_facts(
+        _enum_in(_SITE_IN, msg.site_type, "site_type", default=SiteType.WEBSITE),
+        msg.commercial,
+        list(msg.payment_methods),
+        msg.notes,
+    )
+    decision_reason = _enum_in(_REASON_IN, msg.decision.reason, "decision.reason")
+    return Report(
+        id=msg.id,
+        origin_member=msg.origin_member,
+        url=msg.url,
+        url_key=msg.url_key,
+        received_at=from_timestamp(msg.received_at),
+        facts=facts,
+        items=items_from_proto(msg.items),
+        hosting_country=msg.decision.country or None,
+        decision_member=msg.decision.member,
+        decision_reason=decision_reason.value,
+    )
+
+
+# -- announcements and receipts --------------------------------------------------------------
+
+
+def announcement_to_proto(k: KnownContent) -> xpb.HashAnnouncement:
+    return xpb.HashAnnouncement(
+        hash=hash_to_proto(k.hash),
+        case_id=k.case_id,
+        member=k.member,
+        classification=_CLASS[k.classification],
+        first_seen=timestamp(k.first_seen),
+        report_id=k.report_id,
+    )
+
+
+def announcement_from_bytes(data: bytes) -> KnownContent:
+    msg = xpb.HashAnnouncement()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise InvalidReport(
+            "payload is not a valid ihx.v1.HashAnnouncement", code="announcement-malformed"
+        ) from None
+    if not msg.HasField("first_seen") or not msg.case_id or not msg.member:
+        raise InvalidReport(
+            "announcement: hash, case, member and time required", code="announcement"
+        )
+    return KnownContent(
+        hash=hash_from_proto(msg.hash, "hash"),
+        member=msg.member,
+        case_id=msg.case_id[:40],
+        classification=_enum_in(_CLASS_IN, msg.classification, "classification"),
+        first_seen=from_timestamp(msg.first_seen),
+        report_id=msg.report_id[:40],
+    )
+
+
+def outcome_to_proto(r: PayloadResult) -> xpb.PayloadOutcome:
+    return xpb.PayloadOutcome(
+        index=r.index,
+        report_id=r.report_id,
+        outcome=_OUTCOME[r.outcome],
+        case_id=r.case_id,
+        reason=r.reason,
+    )
+
+
+def outcome_from_proto(msg: xpb.PayloadOutcome) -> PayloadResult:
+    return PayloadResult(
+        index=msg.index,
+        report_id=msg.report_id,
+        outcome=_enum_in(_OUTCOME_IN, msg.outcome, "outcome"),
+        case_id=msg.case_id,
+        reason=msg.reason,
+    )
+
+
+def classification_to_proto(c: Classification) -> pb.Classification.ValueType:
+    return _CLASS[c]
+
+
+def classification_from_proto(value: int) -> Classification:
+    return _enum_in(_CLASS_IN, value, "classification")

@@ -1,0 +1,326 @@
+"""The domain model of a node: reports, items, content hashes, cases, outcomes.
+
+Pure frozen dataclasses and enums — nothing of gRPC or SQLAlchemy. The codec converts to and from
+protobuf; the store persists them. Validation that does not need the outside world (hash shapes,
+sizes, enum values) happens here, in constructors named ``parse_*``, so every entry point (gRPC,
+CLI, import files, envelopes from peers) applies the same rules and raises the same typed errors.
+
+There is deliberately no field that can hold media bytes or a reporter's identity.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from exchange.errors import InvalidReport
+
+MAX_NOTES_CHARS = 2000
+MAX_ITEMS = 256
+MAX_HASHES_PER_ITEM = 8
+MAX_PAYMENT_METHODS = 16
+MAX_PAYMENT_METHOD_CHARS = 64
+
+
+class HashAlgorithm(enum.StrEnum):
+    SHA256 = "sha256"
+    SHA1 = "sha1"
+    MD5 = "md5"
+    PDQ = "pdq"
+
+    @property
+    def hex_length(self) -> int:
+        return _HEX_LENGTH[self]
+
+
+_HEX_LENGTH = {
+    HashAlgorithm.SHA256: 64,
+    HashAlgorithm.SHA1: 40,
+    HashAlgorithm.MD5: 32,
+    HashAlgorithm.PDQ: 64,
+}
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+class Classification(enum.StrEnum):
+    BASELINE = "baseline"
+    NATIONAL = "national"
+    NOT_ILLEGAL = "not_illegal"
+    DOUBTFUL = "doubtful"
+
+
+class MediaType(enum.StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    FILE = "file"
+
+
+class AgeGroup(enum.StrEnum):
+    INFANT = "infant"
+    PREPUBESCENT = "prepubescent"
+    PUBESCENT = "pubescent"
+    UNKNOWN = "unknown"
+
+
+class SiteType(enum.StrEnum):
+    WEBSITE = "website"
+    IMAGE_HOST = "image_host"
+    FILE_HOST = "file_host"
+    FORUM = "forum"
+    SOCIAL = "social"
+    OTHER = "other"
+
+
+class Outcome(enum.StrEnum):
+    NEW_CASE = "new-case"
+    MERGED = "merged"
+    REJECTED = "rejected"
+    ACCEPTED = "accepted"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ContentHash:
+    algorithm: HashAlgorithm
+    hex: str
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+def parse_hash(algorithm: str, value: str, *, where: str = "hash") -> ContentHash:
+    """Validate an algorithm-tagged hash; hex is lower-cased, its length fixed by the algorithm."""
+    try:
+        algo = HashAlgorithm(algorithm.strip().lower())
+    except ValueError:
+        raise InvalidReport(
+            f"{where}: unknown hash algorithm {algorithm[:20]!r} "
+            f"(expected one of {', '.join(a.value for a in HashAlgorithm)})",
+            code="hash-algorithm",
+        ) from None
+    hex_ = value.strip().lower()
+    if len(hex_) != algo.hex_length:
+        raise InvalidReport(
+            f"{where}: a {algo} hash has {algo.hex_length} hex digits, got {len(hex_)}",
+            code="hash-length",
+        )
+    if not _HEX_DIGITS.issuperset(hex_):
+        raise InvalidReport(f"{where}: {algo} hash is not hexadecimal", code="hash-not-hex")
+    return ContentHash(algo, hex_)
+
+
+def parse_hash_text(text: str, *, where: str = "hash") -> ContentHash:
+    """Parse ``algorithm:hex`` as used by the CLI and import files."""
+    algo, sep, value = text.partition(":")
+    if not sep:
+        raise InvalidReport(
+            f"{where}: expected 'algorithm:hex' such as 'sha256:…'", code="hash-format"
+        )
+    return parse_hash(algo, value, where=where)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One image, video or file seen at the URL: its hashes and the analyst's assessment."""
+
+    hashes: tuple[ContentHash, ...]
+    classification: Classification
+    media_type: MediaType
+    age_group: AgeGroup
+
+
+def make_item(
+    hashes: Iterable[ContentHash],
+    classification: Classification,
+    media_type: MediaType = MediaType.IMAGE,
+    age_group: AgeGroup = AgeGroup.UNKNOWN,
+    *,
+    where: str = "item",
+) -> Item:
+    """An item with its hashes de-duplicated and sorted, so equal content compares equal."""
+    unique = tuple(sorted(set(hashes)))
+    if not unique:
+        raise InvalidReport(f"{where}: an item needs at least one hash", code="item-no-hash")
+    if len(unique) > MAX_HASHES_PER_ITEM:
+        raise InvalidReport(
+            f"{where}: at most {MAX_HASHES_PER_ITEM} hashes per item", code="item-too-many-hashes"
+        )
+    algorithms = [h.algorithm for h in unique]
+    if len(set(algorithms)) != len(algorithms):
+        raise InvalidReport(
+            f"{where}: two different hashes of the same algorithm in one item",
+            code="item-conflicting-hashes",
+        )
+    return Item(unique, classification, media_type, age_group)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """Report-level facts an analyst records, validated and capped."""
+
+    site_type: SiteType = SiteType.WEBSITE
+    commercial: bool = False
+    payment_methods: tuple[str, ...] = ()
+    notes: str = ""
+
+
+def make_facts(
+    site_type: SiteType = SiteType.WEBSITE,
+    commercial: bool = False,
+    payment_methods: Sequence[str] = (),
+    notes: str = "",
+) -> ReportFacts:
+    if len(notes) > MAX_NOTES_CHARS:
+        raise InvalidReport(
+            f"notes: at most {MAX_NOTES_CHARS} characters, got {len(notes)}", code="notes-too-long"
+        )
+    _check_text(notes, "notes")
+    if len(payment_methods) > MAX_PAYMENT_METHODS:
+        raise InvalidReport(
+            f"payment_methods: at most {MAX_PAYMENT_METHODS}", code="payment-methods-too-many"
+        )
+    methods: list[str] = []
+    for i, method in enumerate(payment_methods):
+        m = method.strip()
+        if not m or len(m) > MAX_PAYMENT_METHOD_CHARS:
+            raise InvalidReport(
+                f"payment_methods[{i}]: must be 1 to {MAX_PAYMENT_METHOD_CHARS} characters",
+                code="payment-method-invalid",
+            )
+        _check_text(m, f"payment_methods[{i}]")
+        methods.append(m)
+    return ReportFacts(site_type, commercial, tuple(methods), notes)
+
+
+# Bidirectional overrides and isolates can disguise text shown to an analyst (Trojan Source).
+_FORBIDDEN_FORMAT = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _check_text(text: str, where: str) -> None:
+    for ch in text:
+        if ch in _FORBIDDEN_FORMAT:
+            raise InvalidReport(
+                f"{where}: bidirectional override characters are not allowed", code="text-bidi"
+            )
+        o = ord(ch)
+        if 0xD800 <= o <= 0xDFFF:
+            raise InvalidReport(f"{where}: lone surrogate in text", code="text-surrogate")
+        if (o < 0x20 and ch not in "\n\t") or o == 0x7F:
+            raise InvalidReport(f"{where}: control character U+{o:04X}", code="text-control")
+
+
+def check_items(items: Sequence[Item]) -> tuple[Item, ...]:
+    if not items:
+        raise InvalidReport("items: a report needs at least one item", code="report-no-items")
+    if len(items) > MAX_ITEMS:
+        raise InvalidReport(f"items: at most {MAX_ITEMS} per report", code="report-too-many-items")
+    seen: dict[ContentHash, int] = {}
+    for i, item in enumerate(items):
+        for h in item.hashes:
+            j = seen.setdefault(h, i)
+            if j != i:
+                raise InvalidReport(
+                    f"items[{i}]: hash {h.algorithm} also in items[{j}] — one item per content",
+                    code="report-duplicate-item",
+                )
+    return tuple(items)
+
+
+def report_id_for(origin: str, url_key: bytes, items: Sequence[Item]) -> str:
+    """The deterministic id of a submission: same origin, URL and item hashes → same report.
+
+    This makes intake idempotent by construction (DESIGN.md "Dedup") and lets every node
+    deduplicate on the id alone.
+    """
+    h = hashlib.sha256()
+    h.update(origin.encode())
+    h.update(b"\x00")
+    h.update(url_key)
+    for content in sorted({c for item in items for c in item.hashes}):
+        h.update(b"\x00")
+        h.update(str(content).encode())
+    return "r-" + h.hexdigest()[:32]
+
+
+def case_id_for(report_id: str) -> str:
+    """A case is opened by exactly one report, so its id is derived from it."""
+    return "c-" + report_id.removeprefix("r-")
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Where content was first seen in the network: the case holding it and its assessment."""
+
+    member: str
+    case_id: str
+    classification: Classification
+    first_seen: datetime
+    report_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KnownContent:
+    """The first sighting of one hash anywhere in the network (a hash index entry)."""
+
+    hash: ContentHash
+    member: str
+    case_id: str
+    classification: Classification
+    first_seen: datetime
+    report_id: str
+
+    def sighting(self) -> Sighting:
+        return Sighting(
+            self.member, self.case_id, self.classification, self.first_seen, self.report_id
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStatus:
+    """Intake's answer per item: known content (with the first sighting) or new."""
+
+    index: int
+    known: Sighting | None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A report as an analyst submits it, before the node canonicalises and traces it."""
+
+    url: str
+    facts: ReportFacts
+    items: tuple[Item, ...]
+    client_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report as nodes hold and exchange it (the trace evidence travels in the wire bytes)."""
+
+    id: str
+    origin_member: str
+    url: str
+    url_key: bytes
+    received_at: datetime
+    facts: ReportFacts
+    items: tuple[Item, ...]
+    hosting_country: str | None
+    decision_member: str
+    decision_reason: str
+
+    @property
+    def hashes(self) -> tuple[ContentHash, ...]:
+        return tuple(h for item in self.items for h in item.hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadResult:
+    """The receiver's verdict on one payload of a batch, as carried in the signed receipt."""
+
+    index: int
+    report_id: str
+    outcome: Outcome
+    case_id: str = ""
+    reason: str = ""

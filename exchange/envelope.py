@@ -1,0 +1,263 @@
+"""Sealing and opening batch envelopes (DESIGN.md "Exchange between nodes").
+
+A batch is sealed once: the header (sender, recipient, sequence, time, count, Merkle root of the
+exact payload bytes, kind, key id, manifest epoch) is serialized, and that byte string is signed
+with Ed25519 — one signature per batch instead of one per report. The sealed bytes are stored and
+resent unchanged until receipted, so a retry can never look like a conflicting reuse of the
+sequence number.
+
+Opening checks, in order, everything a receiver must refuse before touching its store: limits,
+header decoding, recipient, sender membership, key validity at signing time, the signature over
+the header bytes received, count and Merkle root over the payload bytes received. It never
+re-serializes anything. The per-leaf inclusion proofs come out of the same pass that checks the
+root, so storing them costs no extra hashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from google.protobuf.message import DecodeError
+from ihx.v1 import exchange_pb2 as xpb
+
+from auth import merkle
+from auth.keys import SigningKey
+from auth.manifest import Manifest
+from exchange.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
+from exchange.domain import PayloadResult
+from exchange.errors import InvalidEnvelope, WrongRecipient
+
+KIND_REPORT = xpb.PAYLOAD_KIND_REPORT
+KIND_ANNOUNCEMENT = xpb.PAYLOAD_KIND_HASH_ANNOUNCEMENT
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payloads: int = 1000
+    max_payload_bytes: int = 64 * 1024
+    max_envelope_bytes: int = 16 * 1024 * 1024
+    max_clock_skew: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    header: bytes
+    signature: bytes
+    root: bytes
+    payloads: tuple[bytes, ...]
+
+    def to_proto(self) -> xpb.Envelope:
+        return xpb.Envelope(header=self.header, signature=self.signature, payloads=self.payloads)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    header: xpb.EnvelopeHeader
+    header_bytes: bytes
+    signature: bytes
+    payloads: tuple[bytes, ...]
+    proofs: tuple[bytes, ...]  # encoded inclusion proof per payload
+
+    @property
+    def sender(self) -> str:
+        return self.header.sender
+
+    @property
+    def sequence(self) -> int:
+        return self.header.sequence
+
+    @property
+    def root(self) -> bytes:
+        return self.header.merkle_root
+
+    @property
+    def signed_at(self) -> datetime:
+        return from_timestamp(self.header.signed_at)
+
+
+def seal(
+    key: SigningKey,
+    *,
+    sender: str,
+    recipient: str,
+    sequence: int,
+    kind: int,
+    payloads: Sequence[bytes],
+    signed_at: datetime,
+    manifest_epoch: int,
+) -> Sealed:
+    root = merkle.root(payloads)
+    header = xpb.EnvelopeHeader(
+        sender=sender,
+        recipient=recipient,
+        sequence=sequence,
+        signed_at=timestamp(signed_at),
+        count=len(payloads),
+        merkle_root=root,
+        kind=kind,  # type: ignore[arg-type]
+        key_id=key.key_id,
+        manifest_epoch=manifest_epoch,
+    ).SerializeToString(deterministic=True)
+    return Sealed(header, key.sign(header), root, tuple(payloads))
+
+
+def open_envelope(
+    envelope: xpb.Envelope,
+    *,
+    manifest: Manifest,
+    self_member: str,
+    now: datetime,
+    limits: Limits,
+) -> Opened:
+    """Verify an envelope completely; raise a typed error naming the first problem found."""
+    payloads = tuple(envelope.payloads)
+    if not payloads:
+        raise InvalidEnvelope("envelope has no payloads", code="envelope-empty")
+    if len(payloads) > limits.max_payloads:
+        raise InvalidEnvelope(
+            f"envelope has {len(payloads)} payloads; the limit is {limits.max_payloads}",
+            code="envelope-too-many",
+        )
+    for i, p in enumerate(payloads):
+        if len(p) > limits.max_payload_bytes:
+            raise InvalidEnvelope(
+                f"payload {i} is {len(p)} bytes; the limit is {limits.max_payload_bytes}",
+                code="payload-too-large",
+            )
+    header = xpb.EnvelopeHeader()
+    try:
+        header.ParseFromString(envelope.header)
+    except DecodeError:
+        raise InvalidEnvelope(
+            "header is not a valid EnvelopeHeader", code="header-malformed"
+        ) from None
+    if not header.sender or not header.HasField("signed_at") or not header.key_id:
+        raise InvalidEnvelope("header lacks sender, time or key id", code="header-incomplete")
+    if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT):
+        raise InvalidEnvelope(f"unknown payload kind {header.kind}", code="header-kind")
+    if header.recipient != self_member:
+        raise WrongRecipient(
+            f"envelope is addressed to {header.recipient[:64]!r}, this node is {self_member!r}"
+        )
+    signed_at = from_timestamp(header.signed_at)
+    if signed_at > now + limits.max_clock_skew:
+        raise InvalidEnvelope(
+            f"envelope signed {int((signed_at - now).total_seconds())} s in the future",
+            code="envelope-future",
+        )
+    # Raises UnknownMember / UnknownKey / KeyNotValid / SignatureInvalid (auth errors).
+    manifest.verify_member_signature(
+        header.sender, header.key_id, signed_at, envelope.header, envelope.signature
+    )
+    if header.count != len(payloads):
+        raise InvalidEnvelope(
+            f"header counts {header.count} payloads, envelope carries {len(payloads)}",
+            code="count-mismatch",
+        )
+    root, proofs = merkle.root_and_proofs(payloads)
+    if root != header.merkle_root:
+        raise InvalidEnvelope(
+            "Merkle root of the payloads does not match the signed header", code="root-mismatch"
+        )
+    return Opened(
+        header,
+        envelope.header,
+        envelope.signature,
+        payloads,
+        tuple(merkle.encode_proof(p) for p in proofs),
+    )
+
+
+def verify_stored_leaf(
+    payload: bytes, index: int, header_bytes: bytes, proof: bytes
+) -> xpb.EnvelopeHeader:
+    """Check one stored payload against its envelope header (signature checked by the caller)."""
+    header = xpb.EnvelopeHeader()
+    header.ParseFromString(header_bytes)
+    merkle.verify_inclusion(
+        payload, index, header.count, merkle.decode_proof(proof), header.merkle_root
+    )
+    return header
+
+
+# -- receipts -------------------------------------------------------------------------------
+
+
+def sign_receipt(
+    key: SigningKey,
+    *,
+    issuer: str,
+    opened: Opened,
+    received_at: datetime,
+    results: Sequence[PayloadResult],
+) -> xpb.SignedReceipt:
+    body = xpb.ReceiptBody(
+        issuer=issuer,
+        batch_sender=opened.sender,
+        batch_sequence=opened.sequence,
+        batch_root=opened.root,
+        received_at=timestamp(received_at),
+        outcomes=[outcome_to_proto(r) for r in results],
+        key_id=key.key_id,
+    ).SerializeToString(deterministic=True)
+    return xpb.SignedReceipt(body=body, signature=key.sign(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    issuer: str
+    sequence: int
+    root: bytes
+    received_at: datetime
+    results: tuple[PayloadResult, ...]
+    body: bytes
+    signature: bytes
+
+
+def open_receipt(
+    receipt: xpb.SignedReceipt,
+    *,
+    manifest: Manifest,
+    issuer: str,
+    sender: str,
+    sequence: int,
+    root: bytes,
+    count: int,
+) -> Receipt:
+    """Verify a receipt for the batch we sent: right issuer, batch, count; valid signature."""
+    body = xpb.ReceiptBody()
+    try:
+        body.ParseFromString(receipt.body)
+    except DecodeError:
+        raise InvalidEnvelope("receipt body is malformed", code="receipt-malformed") from None
+    if body.issuer != issuer or body.batch_sender != sender:
+        raise InvalidEnvelope(
+            f"receipt from {body.issuer[:64]!r} for {body.batch_sender[:64]!r} does not match "
+            f"the batch {sender}→{issuer}",
+            code="receipt-mismatch",
+        )
+    if body.batch_sequence != sequence or body.batch_root != root:
+        raise InvalidEnvelope(
+            f"receipt is for batch {body.batch_sequence}, expected {sequence}",
+            code="receipt-mismatch",
+        )
+    if len(body.outcomes) != count:
+        raise InvalidEnvelope(
+            f"receipt has {len(body.outcomes)} outcomes for {count} payloads",
+            code="receipt-count",
+        )
+    received_at = from_timestamp(body.received_at)
+    manifest.verify_member_signature(
+        issuer, body.key_id, received_at, receipt.body, receipt.signature
+    )
+    return Receipt(
+        issuer=issuer,
+        sequence=sequence,
+        root=root,
+        received_at=received_at,
+        results=tuple(outcome_from_proto(o) for o in body.outcomes),
+        body=receipt.body,
+        signature=receipt.signature,
+    )

@@ -1,0 +1,118 @@
+"""Error types of the node, and their single mapping to gRPC status codes.
+
+Errors are types: ``ExchangeError`` and its children here, plus the error roots of ``routing``
+and ``auth`` (which cannot import this package). ``status_for`` is the one place that turns any of
+them into a gRPC status code; servicers call it at the edge and never leak a traceback.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from auth.errors import (
+    AuthError,
+    KeyNotValid,
+    ManifestRejected,
+    ProofInvalid,
+    SignatureInvalid,
+    UnknownKey,
+)
+from routing.errors import InvalidUrl, RoutingError
+
+
+class ExchangeError(Exception):
+    """Base of the node's errors. ``code`` is stable and machine-readable."""
+
+    code = "exchange-error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class InvalidReport(ExchangeError):
+    """A report or one of its parts fails validation."""
+
+    code = "invalid-report"
+
+
+class InvalidEnvelope(ExchangeError):
+    """An envelope is malformed, over a limit, or inconsistent with its signed header."""
+
+    code = "invalid-envelope"
+
+
+class WrongRecipient(ExchangeError):
+    code = "wrong-recipient"
+
+
+class UnknownMember(ExchangeError):
+    code = "unknown-member"
+
+
+class SequenceConflict(ExchangeError):
+    """A sequence number reused with different content."""
+
+    code = "sequence-conflict"
+
+
+class ConfigError(ExchangeError):
+    """Settings or node files are missing or malformed; the message names the field or file."""
+
+    code = "config"
+
+
+class NotFound(ExchangeError):
+    code = "not-found"
+
+
+class StorageUnavailable(ExchangeError):
+    """The database refused the write (disk full, read-only, locked): nothing was stored."""
+
+    code = "storage-unavailable"
+
+
+_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (WrongRecipient, grpc.StatusCode.FAILED_PRECONDITION),
+    (SequenceConflict, grpc.StatusCode.ALREADY_EXISTS),
+    (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),
+    (UnknownKey, grpc.StatusCode.PERMISSION_DENIED),
+    (KeyNotValid, grpc.StatusCode.PERMISSION_DENIED),
+    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
+    (ProofInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (ManifestRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (InvalidEnvelope, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidReport, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidUrl, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (AuthError, grpc.StatusCode.PERMISSION_DENIED),
+    (RoutingError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ExchangeError, grpc.StatusCode.INTERNAL),
+]
+
+
+def status_for(error: Exception) -> grpc.StatusCode:
+    """The gRPC status for an error; unknown exceptions are INTERNAL."""
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return grpc.StatusCode.INTERNAL
+
+
+def error_code(error: Exception) -> str:
+    code = getattr(error, "code", None)
+    return code if isinstance(code, str) else "internal"
+
+
+def error_message(error: Exception) -> str:
+    """A one-line message safe to show a caller (no traceback, no internals)."""
+    if isinstance(error, ExchangeError | AuthError | RoutingError):
+        return error.message
+    return "internal error"

@@ -1,0 +1,256 @@
+"""Intake: a submission becomes a stored, routed report — or a clear error and nothing stored.
+
+``prepare`` does the per-report CPU work outside the database: canonicalise, trace, decide,
+build and serialize the wire report once (the same bytes are stored, queued and later signed
+into a batch). ``submit`` hands prepared reports to the writer through a ``Coalescer``, so
+concurrent submissions share one transaction and one fsync; the answer is given only after
+COMMIT.
+
+In that transaction: a report id already held (same origin, URL and item hashes) returns the
+stored report marked ``duplicate``; a local decision opens or merges a case here (see cases.py);
+anything else is queued in the outbox for its destination. Every report gets an ``intake`` entry
+in the routing log with its decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from auth.manifest import Manifest
+from exchange import cases
+from exchange.codec import decision_from_proto, parse_report, report_to_proto
+from exchange.domain import (
+    Classification,
+    ItemStatus,
+    Report,
+    Sighting,
+    Submission,
+    report_id_for,
+)
+from exchange.store import schema
+from exchange.store.writer import Coalescer, Tx, Writer
+from routing.canonical import canonicalize
+from routing.decision import Decision, decide
+from routing.trace import Trace, Tracer
+
+log = logging.getLogger(__name__)
+
+OUTBOX = schema.outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    submission: Submission
+    report: Report
+    wire: bytes
+    decision: Decision
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    report_id: str
+    canonical_url: str
+    decision: Decision
+    items: tuple[ItemStatus, ...]
+    duplicate: bool
+    client_ref: str
+    wire: bytes  # the stored wire report (carries the trace)
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        self_member: str,
+        tracer: Tracer,
+        manifest: Callable[[], Manifest],
+        writer: Writer,
+        clock: Callable[[], datetime],
+        wake: Callable[[set[str]], None],
+    ) -> None:
+        self._self = self_member
+        self._tracer = tracer
+        self._manifest = manifest
+        self._writer = writer
+        self._clock = clock
+        self._wake = wake
+        self._coalescer: Coalescer[Prepared, IntakeResult] = Coalescer(self._commit)
+
+    def prepare(self, submission: Submission) -> Prepared:
+        """Canonicalise, trace and decide. Raises InvalidUrl; touches no storage."""
+        canonical = canonicalize(submission.url)
+        trace = self._tracer.trace(canonical)
+        decision = decide(
+            trace.country,
+            self._manifest(),
+            self._self,
+            untraceable_reason=trace.untraceable_reason,
+        )
+        report = Report(
+            id=report_id_for(self._self, canonical.url_key, submission.items),
+            origin_member=self._self,
+            url=canonical.url,
+            url_key=canonical.url_key,
+            received_at=self._clock(),
+            facts=submission.facts,
+            items=submission.items,
+            hosting_country=trace.country,
+            decision_member=decision.member,
+            decision_reason=decision.reason.value,
+        )
+        wire = report_to_proto(report, trace, decision).SerializeToString(deterministic=True)
+        return Prepared(submission, report, wire, decision, trace)
+
+    def submit_prepared(self, prepared: Prepared) -> Future[IntakeResult]:
+        return self._writer.submit_item(self._coalescer, prepared)
+
+    def submit(self, submission: Submission) -> IntakeResult:
+        return self.submit_prepared(self.prepare(submission)).result()
+
+    # -- in the writer ------------------------------------------------------------------------
+
+    def _commit(self, tx: Tx, batch: Sequence[Prepared]) -> list[IntakeResult]:
+        now = self._clock()
+        conn = tx.conn
+        held = cases.existing_reports(conn, [p.report.id for p in batch])
+        fresh: list[Prepared] = []
+        seen: set[str] = set()
+        for p in batch:
+            if p.report.id not in held and p.report.id not in seen:
+                seen.add(p.report.id)
+                fresh.append(p)
+
+        for p in fresh:
+            d = p.decision
+            tx.log(
+                tx.chain.append(
+                    now,
+                    "intake",
+                    report_id=p.report.id,
+                    member=d.member,
+                    country=d.country,
+                    detail={
+                        "reason": d.reason.value,
+                        "epoch": d.manifest_epoch,
+                        "explanation": d.explanation,
+                        "addresses": [a.address for a in p.trace.addresses],
+                    },
+                )
+            )
+        local = [p for p in fresh if p.decision.local]
+        remote = [p for p in fresh if not p.decision.local]
+        marks: dict[str, cases.Marks] = {}
+        if local:
+            accepted = cases.accept(
+                tx,
+                [cases.Incoming(p.report, p.wire, "origin") for p in local],
+                self_member=self._self,
+                now=now,
+            )
+            marks.update(accepted.marks)
+        if remote:
+            known = cases.known_content(conn, (h for p in remote for h in p.report.hashes))
+            remote_marks = [cases.marks_for(p.report, known) for p in remote]
+            cases.insert_report_rows(
+                conn,
+                [cases.Incoming(p.report, p.wire, "origin") for p in remote],
+                [None] * len(remote),
+                remote_marks,
+                now,
+            )
+            marks.update({p.report.id: m for p, m in zip(remote, remote_marks, strict=True)})
+            conn.execute(
+                OUTBOX.insert(),
+                [
+                    {
+                        "destination": p.decision.member,
+                        "report_id": p.report.id,
+                        "payload": p.wire,
+                        "created_at": now,
+                    }
+                    for p in remote
+                ],
+            )
+            destinations = {p.decision.member for p in remote}
+            tx.after_commit.append(lambda: self._wake(destinations))
+
+        stored = _stored(tx, [p.report.id for p in batch if p.report.id in held])
+        first_of = {p.report.id: p for p in reversed(fresh)}
+        results = []
+        for p in batch:
+            if p.report.id in held:
+                results.append(stored[p.report.id].with_ref(p.submission.client_ref, self._self))
+                continue
+            first = first_of[p.report.id]
+            results.append(
+                IntakeResult(
+                    first.report.id,
+                    first.report.url,
+                    first.decision,
+                    _statuses(marks[first.report.id]),
+                    duplicate=p is not first,  # the same submission twice in one batch
+                    client_ref=p.submission.client_ref,
+                    wire=first.wire,
+                )
+            )
+        return results
+
+
+def _statuses(marks: cases.Marks) -> tuple[ItemStatus, ...]:
+    return tuple(ItemStatus(i, m.sighting() if m else None) for i, m in enumerate(marks))
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    report_id: str
+    url: str
+    wire: bytes
+    items: tuple[ItemStatus, ...]
+
+    def with_ref(self, client_ref: str, self_member: str) -> IntakeResult:
+        msg = parse_report(self.wire)
+        return IntakeResult(
+            self.report_id,
+            self.url,
+            decision_from_proto(msg.decision, self_member),
+            self.items,
+            duplicate=True,
+            client_ref=client_ref,
+            wire=self.wire,
+        )
+
+
+def _stored(tx: Tx, ids: Sequence[str]) -> dict[str, _Stored]:
+    if not ids:
+        return {}
+    reports, items = schema.reports, schema.items
+    out: dict[str, _Stored] = {}
+    statuses: dict[str, list[ItemStatus]] = {}
+    rows = tx.conn.execute(select(items).where(items.c.report_id.in_(ids)).order_by(items.c.idx))
+    for r in rows:
+        statuses.setdefault(r.report_id, []).append(ItemStatus(r.idx, _known_from_row(r)))
+    for r in tx.conn.execute(
+        select(reports.c.id, reports.c.url, reports.c.wire).where(reports.c.id.in_(ids))
+    ):
+        out[r.id] = _Stored(r.id, r.url, r.wire, tuple(statuses.get(r.id, ())))
+    return out
+
+
+def _known_from_row(r: Any) -> Sighting | None:
+    if r.known_member is None:
+        return None
+    return Sighting(
+        r.known_member,
+        r.known_case,
+        Classification(r.known_classification),
+        r.known_first_seen,
+        r.known_report or "",
+    )

@@ -1,0 +1,253 @@
+"""The composition root: one function of settings builds a whole node by constructor injection.
+
+Nothing here is global. The clock, the resolver and the random source are parameters (tests and
+the demo pass their own); everything else is built from ``Settings``: the engine (refusing a
+schema that is not at head), the signing key (which must be one of this member's keys in the
+manifest), the manifest store, the GeoIP reader, the tracer, the single writer, intake, the
+receiver, one sender per peer, and the gRPC server with health checking and reflection.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from datetime import UTC, datetime
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from ihx.v1 import exchange_pb2, intake_pb2
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from ihx.v1 import intake_pb2_grpc as igrpc
+
+from auth.keys import SigningKey
+from auth.manifest import Manifest
+from exchange.envelope import Limits
+from exchange.errors import ConfigError
+from exchange.intake import Intake
+from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.outbox import PeerSender, SenderSettings
+from exchange.receiver import Receiver
+from exchange.services import ExchangeServicer, IntakeServicer, node_info
+from exchange.settings import Settings
+from exchange.store.engine import open_engine
+from exchange.store.migrate import require_head
+from exchange.store.writer import Writer
+from routing.geoip import GeoIp
+from routing.resolver import DnsResolver, Resolver, StaticResolver
+from routing.trace import Tracer
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    # Keepalive finds a dead peer within ~40 s on an idle stream; the server permits our pings.
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.max_concurrent_streams", 256),
+    ]
+
+
+def build_resolver(settings: Settings) -> Resolver:
+    if settings.resolver_kind == "static":
+        return StaticResolver(settings.static_hosts)
+    return DnsResolver(nameservers=list(settings.nameservers) or None)
+
+
+class Node:
+    """One running ihx node."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        resolver: Resolver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.member = settings.member
+        self._clock = clock
+        self._rng = rng or random.Random()
+        tuning = settings.exchange
+        self.limits = Limits(
+            max_payloads=tuning.max_payloads, max_envelope_bytes=tuning.max_message_bytes
+        )
+        self.sender_settings = SenderSettings(
+            max_batch=min(tuning.max_batch, tuning.max_payloads),
+            linger=tuning.linger_ms / 1000,
+            window=tuning.window,
+            receipt_timeout=tuning.receipt_timeout_s,
+            stream_lifetime=tuning.stream_lifetime_s,
+            backoff_initial=tuning.backoff_initial_s,
+            backoff_max=tuning.backoff_max_s,
+        )
+        self.engine = open_engine(settings.database_url)
+        require_head(self.engine)
+        self.key = SigningKey.load(settings.signing_key)
+        self.manifests = ManifestStore(
+            settings.manifest_path, trust_anchors(settings.trusted_keys), clock
+        )
+        self._check_identity(self.manifests.current())
+        self.geoip = GeoIp(settings.country_db, settings.asn_db)
+        self.tracer = Tracer(resolver or build_resolver(settings), self.geoip, clock)
+        self.writer = Writer(self.engine)
+        self.intake = Intake(
+            self_member=self.member,
+            tracer=self.tracer,
+            manifest=self.manifests.current,
+            writer=self.writer,
+            clock=clock,
+            wake=self.wake,
+        )
+        self.receiver = Receiver(
+            self_member=self.member,
+            key=self.key,
+            manifest=self.manifests.current,
+            writer=self.writer,
+            clock=clock,
+            limits=self.limits,
+        )
+        self.senders: dict[str, PeerSender] = {}
+        self._senders_lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stop = threading.Event()
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self.port = 0
+        self.manifests.listeners.append(self._on_manifest)
+
+    def _check_identity(self, manifest: Manifest) -> None:
+        member = manifest.find_member(self.member)
+        if member is None:
+            raise ConfigError(f"node.member {self.member!r} is not a member of the manifest")
+        if member.key(self.key.key_id) is None:
+            raise ConfigError(
+                f"the signing key {self.key.key_id} is not one of {self.member}'s keys "
+                "in the manifest"
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.writer.start()
+        max_bytes = self.settings.exchange.max_message_bytes
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ihx-rpc"),
+            options=server_options(max_bytes),
+            maximum_concurrent_rpcs=512,
+        )
+        exchange = ExchangeServicer(self.receiver, self.member, self._node_info)
+        xgrpc.add_ExchangeServicer_to_server(exchange, server)
+        igrpc.add_IntakeServicer_to_server(IntakeServicer(self.intake), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = (
+            exchange_pb2.DESCRIPTOR.services_by_name["Exchange"].full_name,
+            intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise ConfigError(f"cannot listen on {self.settings.listen}")
+        server.start()
+        self._server = server
+        self._ensure_senders(self.manifests.current())
+        threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
+        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("node %s serving on port %d", self.member, self.port)
+
+    def stop(self, grace: float = 2.0) -> None:
+        self._stop.set()
+        self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        for sender in list(self.senders.values()):
+            sender.stop()
+        for channel in self._channels.values():
+            channel.close()
+        self.writer.stop()
+        self.geoip.close()
+        self.engine.dispose()
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    # -- peers --------------------------------------------------------------------------------
+
+    def wake(self, members: Iterable[str]) -> None:
+        for m in members:
+            sender = self.senders.get(m)
+            if sender is not None:
+                sender.wake()
+
+    def _channel_for(self, endpoint: str) -> grpc.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = grpc.insecure_channel(
+                endpoint, options=channel_options(self.settings.exchange.max_message_bytes)
+            )
+            self._channels[endpoint] = channel
+        return channel
+
+    def _ensure_senders(self, manifest: Manifest) -> None:
+        with self._senders_lock:
+            for member in manifest.members:
+                if member.id == self.member or member.id in self.senders:
+                    continue
+                sender = PeerSender(
+                    self_member=self.member,
+                    peer=member.id,
+                    key=self.key,
+                    manifest=self.manifests.current,
+                    engine=self.engine,
+                    writer=self.writer,
+                    clock=self._clock,
+                    rng=random.Random(self._rng.random()),
+                    channel_for=self._channel_for,
+                    settings=self.sender_settings,
+                )
+                self.senders[member.id] = sender
+                if not self._stop.is_set():
+                    sender.start()
+
+    def _on_manifest(self, manifest: Manifest) -> None:
+        self._ensure_senders(manifest)
+
+    def _watch_manifest(self) -> None:
+        while not self._stop.wait(self.settings.exchange.manifest_poll_s):
+            try:
+                self.manifests.refresh()
+            except Exception:
+                log.exception("manifest refresh failed")
+
+    def _node_info(self) -> exchange_pb2.NodeInfo:
+        return node_info(
+            self.member, self.manifests.current().epoch, [self.key.key_id], self.limits
+        )

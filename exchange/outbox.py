@@ -1,0 +1,459 @@
+"""The outbox sender: one thread and one long-lived gRPC stream per destination.
+
+Reports reach the outbox in the intake transaction (intake.py). Each peer's sender:
+
+1. resends, byte for byte and in order, every batch it sealed that has no receipt yet (after a
+   restart, a broken stream or a refusal), then
+2. seals new batches — pending outbox rows first, then new hash announcements after this peer's
+   cursor — closing a batch on size or after a few milliseconds of lingering, and
+3. keeps up to ``window`` batches in flight on the stream, applying each signed receipt as it
+   arrives (verified against the manifest; per-report outcome stored; rows leave the outbox).
+
+A batch is sealed and persisted (sequence, header, signature, membership) BEFORE it is sent, so
+a crash at any instant either leaves the rows unbatched or leaves a batch that is resent as is:
+the receiver deduplicates by (sender, sequence) and by report id — exactly-once in effect.
+
+Failures never drop anything: the stream is abandoned, the delay grows from 1 s to 5 min with
+jitter (backoff.py) and resets as soon as a receipt arrives. A late receipt cancels the stream
+(deadline per receipt), so a slow peer costs only its own thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import grpc
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from sqlalchemy import Engine, bindparam, delete, select, update
+
+from auth.errors import AuthError
+from auth.keys import SigningKey
+from auth.manifest import Manifest
+from exchange.backoff import Backoff
+from exchange.domain import Outcome
+from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, open_receipt, seal
+from exchange.errors import ExchangeError
+from exchange.store import schema
+from exchange.store.sql import insert_ignore
+from exchange.store.writer import Tx, Writer
+
+log = logging.getLogger(__name__)
+
+
+OUTBOX = schema.outbox
+BATCHES = schema.batches
+PEERS = schema.peers
+DELIVERIES = schema.deliveries
+ANNOUNCEMENTS = schema.announcements
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    max_batch: int = 500
+    linger: float = 0.005
+    window: int = 4
+    receipt_timeout: float = 30.0
+    stream_lifetime: float = 600.0
+    idle_poll: float = 1.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    sequence: int
+    kind: int
+    envelope: xpb.Envelope
+    root: bytes
+    count: int
+    report_ids: tuple[str, ...]
+    last_announcement: int | None
+
+
+class PeerSender:
+    """Delivers everything queued for one peer, forever, in order."""
+
+    def __init__(
+        self,
+        *,
+        self_member: str,
+        peer: str,
+        key: SigningKey,
+        manifest: Callable[[], Manifest],
+        engine: Engine,
+        writer: Writer,
+        clock: Callable[[], datetime],
+        rng: random.Random,
+        channel_for: Callable[[str], grpc.Channel],
+        settings: SenderSettings,
+    ) -> None:
+        self.peer = peer
+        self._self = self_member
+        self._key = key
+        self._manifest = manifest
+        self._engine = engine
+        self._writer = writer
+        self._clock = clock
+        self._channel_for = channel_for
+        self._settings = settings
+        self._backoff = Backoff(rng, initial=settings.backoff_initial, maximum=settings.backoff_max)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._call: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"ihx-send-{peer}", daemon=True)
+        self.delivered = 0
+        self.attempts = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._thread.join(timeout)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._writer.execute(self._ensure_peer_row)
+        while not self._stopping.is_set():
+            if not self._has_work():
+                # No stream to a peer we have nothing for: connect when intake wakes us.
+                self._wake.wait(self._settings.idle_poll)
+                self._wake.clear()
+                continue
+            self.attempts += 1
+            try:
+                self._session()
+            except grpc.RpcError as error:
+                self._failed(_rpc_error_text(error))
+            except (ExchangeError, AuthError) as error:
+                self._failed(f"{error.code}: {error}")
+            except Exception as error:
+                log.exception("sender to %s failed", self.peer)
+                self._failed(f"internal: {error.__class__.__name__}")
+            else:
+                continue
+            delay = self._backoff.next_delay()
+            self._stopping.wait(delay)
+
+    def _failed(self, reason: str) -> None:
+        if self._stopping.is_set():
+            return
+        self.last_error = reason
+        log.warning("delivery to %s interrupted: %s", self.peer, reason)
+
+    def _session(self) -> None:
+        member = self._manifest().member(self.peer)
+        channel = self._channel_for(member.endpoint)
+        stub = xgrpc.ExchangeStub(channel)
+        outgoing: queue.SimpleQueue[xpb.Envelope | None] = queue.SimpleQueue()
+
+        def requests() -> Iterator[xpb.Envelope]:
+            while (item := outgoing.get()) is not None:
+                yield item
+
+        started = time.monotonic()
+        call = stub.Stream(requests(), timeout=self._settings.stream_lifetime + 60)
+        self._call = call
+        inflight: collections.deque[_Batch] = collections.deque()
+        resend = collections.deque(self._unreceipted())
+        announced_upto = self._announcement_high_water()
+        try:
+            while not self._stopping.is_set():
+                while len(inflight) < self._settings.window:
+                    batch = (
+                        self._resend(resend.popleft())
+                        if resend
+                        else self._seal_next(announced_upto)
+                    )
+                    if batch is None:
+                        break
+                    if batch.last_announcement is not None:
+                        announced_upto = batch.last_announcement
+                    outgoing.put(batch.envelope)
+                    inflight.append(batch)
+                if not inflight:
+                    if time.monotonic() - started > self._settings.stream_lifetime:
+                        return  # reopen: every RPC has a deadline
+                    self._wake.wait(self._settings.idle_poll)
+                    self._wake.clear()
+                    continue
+                receipt = self._await_receipt(call)
+                self._apply(inflight.popleft(), receipt)
+                self._backoff.reset()
+        finally:
+            outgoing.put(None)
+            call.cancel()  # type: ignore[no-untyped-call]
+            self._call = None
+
+    def _await_receipt(self, call: Any) -> xpb.SignedReceipt:
+        timer = threading.Timer(self._settings.receipt_timeout, call.cancel)
+        timer.start()
+        try:
+            receipt: xpb.SignedReceipt = next(call)
+            return receipt
+        except StopIteration:
+            raise ExchangeError("peer closed the stream", code="stream-closed") from None
+        finally:
+            timer.cancel()
+
+    # -- sealing and resending ----------------------------------------------------------------
+
+    def _ensure_peer_row(self, tx: Tx) -> None:
+        insert_ignore(
+            tx.conn,
+            PEERS,
+            [{"member": self.peer, "next_sequence": 1, "announce_cursor": 0}],
+        )
+
+    def _has_work(self) -> bool:
+        if self._unreceipted() or self._pending_reports(limit=1):
+            return True
+        return bool(self._pending_announcements(self._announcement_high_water(), limit=1))
+
+    def _unreceipted(self) -> list[int]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(BATCHES.c.sequence)
+                .where(BATCHES.c.destination == self.peer, BATCHES.c.receipted_at.is_(None))
+                .order_by(BATCHES.c.sequence)
+            )
+            return [r.sequence for r in rows]
+
+    def _announcement_high_water(self) -> int:
+        with self._engine.connect() as conn:
+            cursor = conn.execute(
+                select(PEERS.c.announce_cursor).where(PEERS.c.member == self.peer)
+            ).scalar_one_or_none()
+            sealed = conn.execute(
+                select(BATCHES.c.last_announcement)
+                .where(BATCHES.c.destination == self.peer, BATCHES.c.kind == "announcement")
+                .order_by(BATCHES.c.sequence.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return max(cursor or 0, sealed or 0)
+
+    def _resend(self, sequence: int) -> _Batch:
+        with self._engine.connect() as conn:
+            b = conn.execute(
+                select(BATCHES).where(
+                    BATCHES.c.destination == self.peer, BATCHES.c.sequence == sequence
+                )
+            ).one()
+            if b.kind == "report":
+                rows = conn.execute(
+                    select(OUTBOX.c.report_id, OUTBOX.c.payload)
+                    .where(OUTBOX.c.destination == self.peer, OUTBOX.c.batch_sequence == sequence)
+                    .order_by(OUTBOX.c.batch_position)
+                ).all()
+                payloads = [r.payload for r in rows]
+                ids = tuple(r.report_id for r in rows)
+                kind = KIND_REPORT
+            else:
+                rows = conn.execute(
+                    select(ANNOUNCEMENTS.c.payload)
+                    .where(
+                        ANNOUNCEMENTS.c.seq >= b.first_announcement,
+                        ANNOUNCEMENTS.c.seq <= b.last_announcement,
+                    )
+                    .order_by(ANNOUNCEMENTS.c.seq)
+                ).all()
+                payloads = [r.payload for r in rows]
+                ids = ()
+                kind = KIND_ANNOUNCEMENT
+        envelope = xpb.Envelope(header=b.header, signature=b.signature, payloads=payloads)
+        return _Batch(sequence, kind, envelope, b.root, b.payload_count, ids, b.last_announcement)
+
+    def _seal_next(self, announced_upto: int) -> _Batch | None:
+        rows = self._pending_reports()
+        if rows and len(rows) < self._settings.max_batch and self._settings.linger > 0:
+            # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
+            time.sleep(self._settings.linger)
+            rows = self._pending_reports()
+        if rows:
+            return self._writer.execute(lambda tx: self._seal_reports(tx, rows))
+        announcements = self._pending_announcements(announced_upto)
+        if announcements:
+            return self._writer.execute(lambda tx: self._seal_announcements(tx, announcements))
+        return None
+
+    def _pending_reports(self, limit: int | None = None) -> list[Any]:
+        with self._engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload)
+                    .where(OUTBOX.c.destination == self.peer, OUTBOX.c.batch_sequence.is_(None))
+                    .order_by(OUTBOX.c.id)
+                    .limit(limit or self._settings.max_batch)
+                )
+            )
+
+    def _pending_announcements(self, after: int, limit: int | None = None) -> list[Any]:
+        with self._engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(ANNOUNCEMENTS.c.seq, ANNOUNCEMENTS.c.payload)
+                    .where(ANNOUNCEMENTS.c.seq > after)
+                    .order_by(ANNOUNCEMENTS.c.seq)
+                    .limit(limit or self._settings.max_batch)
+                )
+            )
+
+    def _next_sequence(self, tx: Tx) -> int:
+        seq = tx.conn.execute(
+            select(PEERS.c.next_sequence).where(PEERS.c.member == self.peer)
+        ).scalar_one()
+        tx.conn.execute(
+            update(PEERS).where(PEERS.c.member == self.peer).values(next_sequence=seq + 1)
+        )
+        return int(seq)
+
+    def _seal(self, tx: Tx, kind: int, payloads: list[bytes]) -> tuple[int, Any]:
+        seq = self._next_sequence(tx)
+        now = self._clock()
+        sealed = seal(
+            self._key,
+            sender=self._self,
+            recipient=self.peer,
+            sequence=seq,
+            kind=kind,
+            payloads=payloads,
+            signed_at=now,
+            manifest_epoch=self._manifest().epoch,
+        )
+        return seq, sealed
+
+    def _seal_reports(self, tx: Tx, rows: list[Any]) -> _Batch:
+        seq, sealed = self._seal(tx, KIND_REPORT, [r.payload for r in rows])
+        now = self._clock()
+        tx.conn.execute(BATCHES.insert(), self._batch_row(seq, "report", sealed, len(rows), now))
+        tx.conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id == bindparam("row_id"))
+            .values(batch_sequence=seq, batch_position=bindparam("pos")),
+            [{"row_id": r.id, "pos": i} for i, r in enumerate(rows)],
+        )
+        for r in rows:
+            tx.log(
+                tx.chain.append(
+                    now, "sent", report_id=r.report_id, member=self.peer, detail={"sequence": seq}
+                )
+            )
+        ids = tuple(r.report_id for r in rows)
+        return _Batch(seq, KIND_REPORT, sealed.to_proto(), sealed.root, len(rows), ids, None)
+
+    def _seal_announcements(self, tx: Tx, rows: list[Any]) -> _Batch:
+        seq, sealed = self._seal(tx, KIND_ANNOUNCEMENT, [r.payload for r in rows])
+        first, last = rows[0].seq, rows[-1].seq
+        row = self._batch_row(seq, "announcement", sealed, len(rows), self._clock())
+        row.update(first_announcement=first, last_announcement=last)
+        tx.conn.execute(BATCHES.insert(), row)
+        return _Batch(seq, KIND_ANNOUNCEMENT, sealed.to_proto(), sealed.root, len(rows), (), last)
+
+    def _batch_row(
+        self, seq: int, kind: str, sealed: Any, count: int, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "destination": self.peer,
+            "sequence": seq,
+            "kind": kind,
+            "header": sealed.header,
+            "signature": sealed.signature,
+            "payload_count": count,
+            "root": sealed.root,
+            "created_at": now,
+        }
+
+    # -- receipts ----------------------------------------------------------------------------
+
+    def _apply(self, batch: _Batch, signed: xpb.SignedReceipt) -> None:
+        receipt = open_receipt(
+            signed,
+            manifest=self._manifest(),
+            issuer=self.peer,
+            sender=self._self,
+            sequence=batch.sequence,
+            root=batch.root,
+            count=batch.count,
+        )
+
+        def job(tx: Tx) -> None:
+            now = self._clock()
+            tx.conn.execute(
+                update(BATCHES)
+                .where(BATCHES.c.destination == self.peer, BATCHES.c.sequence == batch.sequence)
+                .values(
+                    receipt_body=receipt.body,
+                    receipt_signature=receipt.signature,
+                    receipted_at=receipt.received_at,
+                )
+            )
+            peer_update: dict[str, Any] = {"last_heard_at": now, "last_error": None}
+            if batch.kind == KIND_REPORT:
+                tx.conn.execute(
+                    delete(OUTBOX).where(
+                        OUTBOX.c.destination == self.peer,
+                        OUTBOX.c.batch_sequence == batch.sequence,
+                    )
+                )
+                rows = []
+                for report_id, result in zip(batch.report_ids, receipt.results, strict=True):
+                    rows.append(
+                        {
+                            "report_id": report_id,
+                            "destination": self.peer,
+                            "sequence": batch.sequence,
+                            "outcome": result.outcome.value,
+                            "remote_case_id": result.case_id or None,
+                            "reason": result.reason or None,
+                            "receipted_at": receipt.received_at,
+                        }
+                    )
+                    kind = "rejected" if result.outcome is Outcome.REJECTED else "receipted"
+                    tx.log(
+                        tx.chain.append(
+                            now,
+                            kind,
+                            report_id=report_id,
+                            member=self.peer,
+                            detail={
+                                "sequence": batch.sequence,
+                                "outcome": result.outcome.value,
+                                "case": result.case_id,
+                                "reason": result.reason,
+                                "receipt_time": receipt.received_at.isoformat(),
+                            },
+                        )
+                    )
+                insert_ignore(tx.conn, DELIVERIES, rows)
+            elif batch.last_announcement is not None:
+                peer_update["announce_cursor"] = batch.last_announcement
+            tx.conn.execute(update(PEERS).where(PEERS.c.member == self.peer).values(**peer_update))
+
+        self._writer.execute(job)
+        self.delivered += batch.count
+
+
+def _rpc_error_text(error: grpc.RpcError) -> str:
+    code = getattr(error, "code", None)
+    details = getattr(error, "details", None)
+    name = code().name if callable(code) else "UNKNOWN"
+    return f"{name}: {details() if callable(details) else error}"

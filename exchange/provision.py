@@ -1,0 +1,182 @@
+"""Creating node directories: keys, settings, a migrated database — one node or a federation.
+
+``init_node`` is what ``ihx init`` does for a real hotline. ``provision_federation`` builds a
+complete local network on loopback for the demo and the integration tests: a coordinator key,
+one key and directory per member, a signed manifest, small GeoIP databases built on the fly and
+a static resolver table — everything real (keys, signatures, databases, migrations), nothing
+downloaded.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from auth.keys import SigningKey
+from auth.manifest import Manifest, Member, MemberKey, sign_manifest
+from exchange.errors import ConfigError
+from exchange.settings import Settings, load_settings
+from exchange.store.engine import open_engine
+from exchange.store.migrate import upgrade
+from routing.geoip_build import build_asn_db, build_country_db
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_settings(
+    path: Path,
+    *,
+    member: str,
+    listen: str,
+    trusted_keys: Sequence[str],
+    country_db: Path,
+    asn_db: Path | None,
+    manifest: str = "manifest.json",
+    static_hosts: Mapping[str, Sequence[str]] | None = None,
+    extra: str = "",
+) -> None:
+    lines = [
+        "[node]",
+        f"member = {_toml_str(member)}",
+        f"listen = {_toml_str(listen)}",
+        "insecure_loopback = true",
+        "",
+        "[keys]",
+        'signing_key = "node.key"',
+        "",
+        "[manifest]",
+        f"path = {_toml_str(manifest)}",
+        "trusted_keys = [" + ", ".join(_toml_str(k) for k in trusted_keys) + "]",
+        "",
+        "[database]",
+        'url = "sqlite:///node.db"',
+        "",
+        "[geoip]",
+        f"country_db = {_toml_str(str(country_db))}",
+    ]
+    if asn_db is not None:
+        lines.append(f"asn_db = {_toml_str(str(asn_db))}")
+    lines += ["", "[resolver]"]
+    if static_hosts is not None:
+        lines += ['kind = "static"', "", "[resolver.static]"]
+        lines += [
+            f"{_toml_str(h)} = [" + ", ".join(_toml_str(a) for a in addrs) + "]"
+            for h, addrs in static_hosts.items()
+        ]
+    else:
+        lines.append('kind = "dns"')
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+
+
+def init_database(settings: Settings) -> None:
+    engine = open_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberPlan:
+    id: str
+    name: str
+    countries: tuple[str, ...]
+
+
+@dataclass
+class Federation:
+    root: Path
+    coordinator_key: SigningKey
+    manifest: Manifest
+    settings: dict[str, Settings] = field(default_factory=dict)
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+
+    def config_path(self, member: str) -> Path:
+        return self.root / member / "node.toml"
+
+    def publish(self, manifest: Manifest, signer: SigningKey | None = None) -> None:
+        """Sign ``manifest`` and write it to every node's manifest file (atomically)."""
+        data = sign_manifest(manifest, signer or self.coordinator_key)
+        for member in self.settings:
+            target = self.root / member / "manifest.json"
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        self.manifest = manifest
+
+
+def provision_federation(
+    root: Path,
+    plans: Sequence[MemberPlan],
+    *,
+    coordinator: str,
+    now: datetime,
+    orphan_rules: Mapping[str, str],
+    country_networks: Mapping[str, str],
+    asn_networks: Mapping[str, tuple[int, str]],
+    static_hosts: Mapping[str, Sequence[str]],
+    network: str = "ihx-demo",
+    extra_settings: str = "",
+) -> Federation:
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise ConfigError(f"{root}: directory is not empty")
+    geo = root / "geo"
+    geo.mkdir()
+    country_db = build_country_db(geo / "country.mmdb", country_networks)
+    asn_db = build_asn_db(geo / "asn.mmdb", asn_networks)
+    coordinator_key = SigningKey.generate()
+    coordinator_key.save(root / "coordinator.key")
+    ports = {p.id: free_port() for p in plans}
+    keys = {p.id: SigningKey.generate() for p in plans}
+    members = tuple(
+        Member(
+            id=p.id,
+            name=p.name,
+            countries=frozenset(p.countries),
+            endpoint=f"127.0.0.1:{ports[p.id]}",
+            keys=(MemberKey.of(keys[p.id].public, now),),
+        )
+        for p in plans
+    )
+    manifest = Manifest(
+        network=network,
+        epoch=1,
+        issued_at=now,
+        members=members,
+        orphan_rules=dict(orphan_rules),
+        coordinator=coordinator,
+        coordinator_keys=(MemberKey.of(coordinator_key.public, now),),
+    )
+    fed = Federation(root, coordinator_key, manifest, keys=keys)
+    signed = sign_manifest(manifest, coordinator_key)
+    for p in plans:
+        d = root / p.id
+        d.mkdir()
+        keys[p.id].save(d / "node.key")
+        (d / "manifest.json").write_bytes(signed)
+        write_settings(
+            d / "node.toml",
+            member=p.id,
+            listen=f"127.0.0.1:{ports[p.id]}",
+            trusted_keys=[coordinator_key.public.to_b64()],
+            country_db=country_db,
+            asn_db=asn_db,
+            static_hosts=static_hosts,
+            extra=extra_settings,
+        )
+        settings = load_settings(d / "node.toml", env={})
+        init_database(settings)
+        fed.settings[p.id] = settings
+    return fed

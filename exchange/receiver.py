@@ -1,0 +1,169 @@
+"""The receiving side of the exchange: verify an envelope, store its payloads, sign a receipt.
+
+Nothing is stored unless the whole envelope verifies (envelope.py). Then each payload is checked
+on its own — the report's origin must be the envelope's signer, its decision must name this node,
+its URL must be canonical with the right key, its id must be the one its contents imply — and a
+payload that fails is rejected *in the receipt* with a reason, while the others are accepted.
+
+Replays are idempotent: an envelope whose (sender, sequence) was already accepted with the same
+Merkle root gets the stored receipt again, byte for byte; the same sequence with another root is
+refused with ``SequenceConflict``. The envelope, its receipt and every stored report commit in one
+transaction, so a receipt is never given for something not durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from ihx.v1 import exchange_pb2 as xpb
+from sqlalchemy import select
+
+from auth.keys import SigningKey
+from auth.manifest import Manifest
+from exchange import cases
+from exchange.codec import announcement_from_bytes, parse_report, report_from_proto
+from exchange.domain import KnownContent, Outcome, PayloadResult, report_id_for
+from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
+from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
+from exchange.store import schema
+from exchange.store.writer import Tx, Writer
+from routing.canonical import canonicalize
+from routing.errors import RoutingError
+
+INBOX = schema.inbox
+
+Checked = cases.Incoming | KnownContent | PayloadResult
+
+
+class Receiver:
+    def __init__(
+        self,
+        *,
+        self_member: str,
+        key: SigningKey,
+        manifest: Callable[[], Manifest],
+        writer: Writer,
+        clock: Callable[[], datetime],
+        limits: Limits,
+    ) -> None:
+        self._self = self_member
+        self._key = key
+        self._manifest = manifest
+        self._writer = writer
+        self._clock = clock
+        self.limits = limits
+
+    def receive(self, envelope: xpb.Envelope) -> xpb.SignedReceipt:
+        """Verify and store one envelope; raises a typed error and stores nothing on refusal."""
+        now = self._clock()
+        opened = open_envelope(
+            envelope, manifest=self._manifest(), self_member=self._self, now=now, limits=self.limits
+        )
+        if opened.header.kind == KIND_REPORT:
+            checked = [self._check_report(i, p, opened) for i, p in enumerate(opened.payloads)]
+        else:
+            checked = [self._check_announcement(i, p) for i, p in enumerate(opened.payloads)]
+        return self._writer.execute(lambda tx: self._store(tx, opened, checked, now))
+
+    def _check_report(self, index: int, payload: bytes, opened: Opened) -> Checked:
+        try:
+            msg = parse_report(payload)
+            report = report_from_proto(msg)
+            if report.origin_member != opened.sender:
+                return _reject(index, msg.id, "origin-mismatch", "origin is not the signer")
+            if report.decision_member != self._self:
+                return _reject(
+                    index, msg.id, "not-responsible", f"decision names {report.decision_member}"
+                )
+            canonical = canonicalize(report.url)
+            if canonical.url != report.url:
+                return _reject(index, msg.id, "url-not-canonical", "URL is not in canonical form")
+            if hashlib.sha256(report.url.encode()).digest() != report.url_key:
+                return _reject(index, msg.id, "url-key-mismatch", "url_key is not sha256(url)")
+            if report_id_for(report.origin_member, report.url_key, report.items) != report.id:
+                return _reject(index, msg.id, "report-id-mismatch", "id does not match contents")
+        except (ExchangeError, RoutingError) as error:
+            return _reject(index, "", error_code(error), error_message(error))
+        return cases.Incoming(
+            report,
+            payload,
+            "received",
+            sender=opened.sender,
+            sequence=opened.sequence,
+            leaf_index=index,
+            proof=opened.proofs[index],
+        )
+
+    def _check_announcement(self, index: int, payload: bytes) -> Checked:
+        try:
+            return announcement_from_bytes(payload)
+        except ExchangeError as error:
+            return _reject(index, "", error.code, error.message)
+
+    # -- in the writer ------------------------------------------------------------------------
+
+    def _store(
+        self, tx: Tx, opened: Opened, checked: Sequence[Checked], now: datetime
+    ) -> xpb.SignedReceipt:
+        prior = tx.conn.execute(
+            select(INBOX.c.root, INBOX.c.receipt_body, INBOX.c.receipt_signature).where(
+                INBOX.c.sender == opened.sender, INBOX.c.sequence == opened.sequence
+            )
+        ).first()
+        if prior is not None:
+            if prior.root != opened.root:
+                raise SequenceConflict(
+                    f"sequence {opened.sequence} from {opened.sender} was already used "
+                    "for different content"
+                )
+            return xpb.SignedReceipt(body=prior.receipt_body, signature=prior.receipt_signature)
+
+        results: list[PayloadResult | None] = [
+            c if isinstance(c, PayloadResult) else None for c in checked
+        ]
+        reports = [(i, c) for i, c in enumerate(checked) if isinstance(c, cases.Incoming)]
+        if reports:
+            accepted = cases.accept(tx, [c for _, c in reports], self_member=self._self, now=now)
+            for (i, _), r in zip(reports, accepted.results, strict=True):
+                results[i] = PayloadResult(i, r.report_id, r.outcome, r.case_id)
+        announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
+        if announced:
+            cases.record_announcements(tx, [c for _, c in announced])
+            for i, _ in announced:
+                results[i] = PayloadResult(i, "", Outcome.ACCEPTED)
+        final = [r for r in results if r is not None]
+        for r in final:
+            if r.outcome is Outcome.REJECTED:
+                tx.log(
+                    tx.chain.append(
+                        now,
+                        "rejected",
+                        report_id=r.report_id or None,
+                        member=opened.sender,
+                        detail={"reason": r.reason, "sequence": opened.sequence, "index": r.index},
+                    )
+                )
+        receipt = sign_receipt(
+            self._key, issuer=self._self, opened=opened, received_at=now, results=final
+        )
+        tx.conn.execute(
+            INBOX.insert(),
+            {
+                "sender": opened.sender,
+                "sequence": opened.sequence,
+                "root": opened.root,
+                "header": opened.header_bytes,
+                "signature": opened.signature,
+                "payload_count": len(opened.payloads),
+                "received_at": now,
+                "receipt_body": receipt.body,
+                "receipt_signature": receipt.signature,
+            },
+        )
+        return receipt
+
+
+def _reject(index: int, report_id: str, code: str, message: str) -> PayloadResult:
+    return PayloadResult(index, report_id[:40], Outcome.REJECTED, reason=f"{code}: {message}"[:300])

@@ -1,0 +1,140 @@
+"""The routing log's hash chain: every entry commits to the one before it.
+
+entry_hash = SHA-256(previous_hash ‖ canonical bytes of the entry), where the canonical bytes are
+the length-prefixed UTF-8 fields in a fixed order. Editing, removing or reordering any entry
+changes every later hash, so a verifier that walks the chain names the first bad entry. The
+genesis entry's previous hash is 32 zero bytes.
+
+``LogChain`` keeps the head in memory for the single writer and hands out rows to insert; the
+writer rolls the head back when a job or a transaction fails, so the chain on disk and in memory
+never diverge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from exchange.store.schema import to_micros
+
+GENESIS = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    idx: int
+    at: datetime
+    kind: str
+    report_id: str | None
+    member: str | None
+    country: str | None
+    detail: str
+    previous_hash: bytes
+    entry_hash: bytes
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "idx": self.idx,
+            "at": self.at,
+            "kind": self.kind,
+            "report_id": self.report_id,
+            "member": self.member,
+            "country": self.country,
+            "detail": self.detail,
+            "previous_hash": self.previous_hash,
+            "entry_hash": self.entry_hash,
+        }
+
+
+def _field(value: str | None) -> bytes:
+    if value is None:
+        return b"\xff\xff\xff\xff"
+    raw = value.encode()
+    return struct.pack(">I", len(raw)) + raw
+
+
+def compute_hash(
+    previous_hash: bytes,
+    idx: int,
+    at: datetime,
+    kind: str,
+    report_id: str | None,
+    member: str | None,
+    country: str | None,
+    detail: str,
+) -> bytes:
+    h = hashlib.sha256(previous_hash)
+    h.update(struct.pack(">Qq", idx, to_micros(at)))
+    for value in (kind, report_id, member, country, detail):
+        h.update(_field(value))
+    return h.digest()
+
+
+def detail_json(detail: Mapping[str, Any]) -> str:
+    return json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class LogChain:
+    """The in-memory head of the chain, owned by the writer."""
+
+    def __init__(self, next_index: int, head_hash: bytes) -> None:
+        self.next_index = next_index
+        self.head_hash = head_hash
+
+    def append(
+        self,
+        at: datetime,
+        kind: str,
+        *,
+        report_id: str | None = None,
+        member: str | None = None,
+        country: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> LogEntry:
+        text = detail_json(detail or {})
+        idx = self.next_index
+        digest = compute_hash(self.head_hash, idx, at, kind, report_id, member, country, text)
+        entry = LogEntry(idx, at, kind, report_id, member, country, text, self.head_hash, digest)
+        self.next_index = idx + 1
+        self.head_hash = digest
+        return entry
+
+    def mark(self) -> tuple[int, bytes]:
+        return self.next_index, self.head_hash
+
+    def reset(self, mark: tuple[int, bytes]) -> None:
+        self.next_index, self.head_hash = mark
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    idx: int
+    problem: str
+
+
+def verify_chain(
+    entries: Iterable[LogEntry], *, start_index: int = 0, start_hash: bytes = GENESIS
+) -> ChainBreak | None:
+    """Walk entries in index order; the first break, or None when the chain is intact."""
+    expected_idx = start_index
+    previous = start_hash
+    for e in entries:
+        if e.idx != expected_idx:
+            return ChainBreak(
+                e.idx, f"expected entry {expected_idx}, found {e.idx}: entries missing or reordered"
+            )
+        if e.previous_hash != previous:
+            return ChainBreak(e.idx, "previous hash does not match the entry before")
+        digest = compute_hash(
+            e.previous_hash, e.idx, e.at, e.kind, e.report_id, e.member, e.country, e.detail
+        )
+        if digest != e.entry_hash:
+            return ChainBreak(e.idx, "entry hash does not match its contents")
+        previous = e.entry_hash
+        expected_idx = e.idx + 1
+    return None

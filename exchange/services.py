@@ -1,0 +1,184 @@
+"""gRPC servicers: the edge where protobuf meets the node, and errors become statuses.
+
+Servicers are thin: decode with the codec, call the node's component, encode the answer. Every
+exception is mapped once by ``errors.status_for`` to a status with a one-line message; nothing
+else leaks. Bulk intake runs its request stream on a reader thread so requests keep flowing
+while earlier ones wait for their group commit, and answers stay in request order.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any, NoReturn
+
+import grpc
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import intake_pb2_grpc as igrpc
+from ihx.v1 import report_pb2 as pb
+
+from exchange.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
+from exchange.errors import error_code, error_message, status_for
+from exchange.intake import Intake, IntakeResult
+from exchange.receiver import Receiver
+
+log = logging.getLogger(__name__)
+
+SOFTWARE_VERSION = "ihx/0.1.0"
+
+
+def abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
+    if status_for(error) is grpc.StatusCode.INTERNAL:
+        log.exception("internal error", exc_info=error)
+    context.abort(status_for(error), f"{error_code(error)}: {error_message(error)}")
+
+
+class ExchangeServicer(xgrpc.ExchangeServicer):
+    def __init__(self, receiver: Receiver, self_member: str, node_info: Any) -> None:
+        self._receiver = receiver
+        self._self = self_member
+        self._node_info = node_info
+
+    def Stream(
+        self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
+    ) -> Iterator[xpb.SignedReceipt]:
+        for envelope in request_iterator:
+            try:
+                receipt = self._receiver.receive(envelope)
+            except Exception as error:
+                abort(context, error)
+            yield receipt
+
+    def Deliver(self, request: xpb.Envelope, context: grpc.ServicerContext) -> xpb.SignedReceipt:
+        try:
+            return self._receiver.receive(request)
+        except Exception as error:
+            abort(context, error)
+
+    def GetNodeInfo(
+        self, request: xpb.NodeInfoRequest, context: grpc.ServicerContext
+    ) -> xpb.NodeInfo:
+        info: xpb.NodeInfo = self._node_info()
+        return info
+
+
+def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitReportResponse:
+    msg = ipb.SubmitReportResponse(
+        report_id=result.report_id,
+        canonical_url=result.canonical_url,
+        decision=decision_to_proto(result.decision),
+        duplicate=result.duplicate,
+        client_ref=result.client_ref,
+    )
+    for status in result.items:
+        item = msg.items.add(index=status.index, known_content=status.known is not None)
+        if status.known is not None:
+            item.first_seen_member = status.known.member
+            item.first_seen_case = status.known.case_id
+            item.first_classification = _CLASSIFICATION[status.known.classification.value]
+    if with_trace:
+        msg.trace.CopyFrom(parse_report(result.wire).trace)
+    return msg
+
+
+_CLASSIFICATION: dict[str, pb.Classification.ValueType] = {
+    "baseline": pb.CLASSIFICATION_BASELINE,
+    "national": pb.CLASSIFICATION_NATIONAL,
+    "not_illegal": pb.CLASSIFICATION_NOT_ILLEGAL,
+    "doubtful": pb.CLASSIFICATION_DOUBTFUL,
+}
+
+
+class IntakeServicer(igrpc.IntakeServicer):
+    def __init__(self, intake: Intake, *, window: int = 8) -> None:
+        self._intake = intake
+        self._window = window
+
+    def SubmitReport(
+        self, request: ipb.SubmitReportRequest, context: grpc.ServicerContext
+    ) -> ipb.SubmitReportResponse:
+        try:
+            result = self._intake.submit(submission_from_proto(request))
+        except Exception as error:
+            abort(context, error)
+        return result_to_proto(result, with_trace=True)
+
+    def SubmitReports(
+        self, request_iterator: Iterator[ipb.SubmitReportsRequest], context: grpc.ServicerContext
+    ) -> Iterator[ipb.SubmitReportsResponse]:
+        # A reader thread prepares chunk n+1 while the writer commits chunk n; answers keep the
+        # request order. The bounded queue is the back-pressure on a fast client.
+        pending: queue.Queue[list[tuple[str, Future[IntakeResult] | Exception]] | None] = (
+            queue.Queue(self._window)
+        )
+
+        def read() -> None:
+            try:
+                for chunk in request_iterator:
+                    if len(chunk.reports) > MAX_CHUNK:
+                        pending.put([("", _chunk_too_large(len(chunk.reports)))])
+                        continue
+                    pending.put([self._start(r) for r in chunk.reports])
+            except Exception:
+                log.debug("intake stream ended by the client")
+            finally:
+                pending.put(None)
+
+        threading.Thread(target=read, name="ihx-intake-reader", daemon=True).start()
+        while (entries := pending.get()) is not None:
+            response = ipb.SubmitReportsResponse()
+            for client_ref, outcome in entries:
+                if isinstance(outcome, Exception):
+                    response.results.add(
+                        client_ref=client_ref,
+                        error_code=error_code(outcome),
+                        error=error_message(outcome),
+                    )
+                    continue
+                try:
+                    result = outcome.result()
+                except Exception as error:
+                    # Storage refused: nothing acknowledged; end the stream so the client retries.
+                    abort(context, error)
+                response.results.append(result_to_proto(result, with_trace=False))
+            yield response
+
+    def _start(
+        self, request: ipb.SubmitReportRequest
+    ) -> tuple[str, Future[IntakeResult] | Exception]:
+        try:
+            prepared = self._intake.prepare(submission_from_proto(request))
+        except Exception as error:
+            return request.client_ref, error
+        return request.client_ref, self._intake.submit_prepared(prepared)
+
+
+MAX_CHUNK = 1000
+
+
+def _chunk_too_large(n: int) -> Exception:
+    from exchange.errors import InvalidReport
+
+    return InvalidReport(
+        f"a SubmitReports message carries {n} reports; the limit is {MAX_CHUNK}",
+        code="chunk-too-large",
+    )
+
+
+def node_info(member: str, epoch: int, key_ids: list[str], limits: Any) -> xpb.NodeInfo:
+    return xpb.NodeInfo(
+        member=member,
+        manifest_epoch=epoch,
+        software_version=SOFTWARE_VERSION,
+        key_ids=key_ids,
+        max_batch_reports=limits.max_payloads,
+        max_message_bytes=limits.max_envelope_bytes,
+    )
+
+
+__all__ = ["ExchangeServicer", "IntakeServicer", "node_info", "result_to_proto", "timestamp"]

@@ -1,0 +1,269 @@
+"""Node settings: one TOML file, overridden by ``IHX_<SECTION>_<KEY>`` environment variables.
+
+The Helm chart and containers set the same variables the file holds, so there is one vocabulary.
+Relative paths are resolved against the file's directory, so a node directory can be moved as a
+whole. Every problem is a ``ConfigError`` naming the file and the field (``exchange.window: must
+be an integer from 1 to 64``) — never a traceback.
+
+Example::
+
+    [node]
+    member = "nl-eokm"
+    listen = "127.0.0.1:7701"
+    insecure_loopback = true        # plaintext between nodes, refused on non-loopback addresses
+
+    [keys]
+    signing_key = "node.key"
+
+    [manifest]
+    path = "manifest.json"          # the signed manifest; watched for newer epochs
+    trusted_keys = ["<base64 coordinator public key>"]
+
+    [database]
+    url = "sqlite:///node.db"
+
+    [geoip]
+    country_db = "geo/country.mmdb"
+    asn_db = "geo/asn.mmdb"
+
+    [resolver]
+    kind = "dns"                    # or "static" with a [resolver.static] table host = ["ip", …]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exchange.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeTuning:
+    max_batch: int = 500
+    linger_ms: float = 5.0
+    window: int = 4
+    receipt_timeout_s: float = 30.0
+    stream_lifetime_s: float = 600.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    max_payloads: int = 1000
+    max_message_bytes: int = 16 * 1024 * 1024
+    manifest_poll_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    member: str
+    listen: str
+    signing_key: Path
+    manifest_path: Path
+    trusted_keys: tuple[str, ...]
+    database_url: str
+    country_db: Path
+    asn_db: Path | None = None
+    insecure_loopback: bool = False
+    resolver_kind: str = "dns"
+    static_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    nameservers: tuple[str, ...] = ()
+    exchange: ExchangeTuning = field(default_factory=ExchangeTuning)
+    source: Path | None = None
+
+
+_SCHEMA: dict[str, dict[str, type]] = {
+    "node": {"member": str, "listen": str, "insecure_loopback": bool},
+    "keys": {"signing_key": str},
+    "manifest": {"path": str, "trusted_keys": list},
+    "database": {"url": str},
+    "geoip": {"country_db": str, "asn_db": str},
+    "resolver": {"kind": str, "static": dict, "nameservers": list},
+}
+
+
+def _tuning_fields() -> dict[str, type]:
+    defaults = ExchangeTuning()
+    return {name: type(getattr(defaults, name)) for name in ExchangeTuning.__dataclass_fields__}
+
+
+_SCHEMA["exchange"] = _tuning_fields()
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` and apply ``IHX_*`` overrides from ``env`` (default: the process env)."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such settings file") from None
+    except OSError as error:
+        raise ConfigError(f"{file}: cannot read: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{file}: not valid TOML: {error}") from None
+    return settings_from_mapping(data, base=file.parent, env=env, source=file)
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    base: Path,
+    env: Mapping[str, str] | None = None,
+    source: Path | None = None,
+) -> Settings:
+    where = str(source) if source else "settings"
+    merged = _validate(data, where)
+    _apply_env(merged, os.environ if env is None else env)
+
+    def required(section: str, key: str) -> Any:
+        value = merged.get(section, {}).get(key)
+        if value in (None, ""):
+            raise ConfigError(
+                f"{where}: {section}.{key} is required (or set IHX_{section.upper()}_{key.upper()})"
+            )
+        return value
+
+    def path_of(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    node = merged.get("node", {})
+    listen = str(required("node", "listen"))
+    insecure = bool(node.get("insecure_loopback", False))
+    _check_listen(listen, insecure, where)
+    member = str(required("node", "member"))
+    db_url = str(required("database", "url"))
+    if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
+        rel = db_url.removeprefix("sqlite:///")
+        if rel and rel != ":memory:":
+            db_url = "sqlite:///" + str(path_of(rel))
+    resolver = merged.get("resolver", {})
+    kind = str(resolver.get("kind", "dns"))
+    if kind not in ("dns", "static"):
+        raise ConfigError(f"{where}: resolver.kind must be 'dns' or 'static', not {kind!r}")
+    static: dict[str, tuple[str, ...]] = {}
+    for host, addresses in dict(resolver.get("static", {})).items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(f"{where}: resolver.static.{host} must be a list of IP addresses")
+        static[str(host)] = tuple(addresses)
+    trusted = merged.get("manifest", {}).get("trusted_keys", [])
+    if not isinstance(trusted, list) or not trusted or not all(isinstance(k, str) for k in trusted):
+        raise ConfigError(
+            f"{where}: manifest.trusted_keys must list at least one base64 coordinator key"
+        )
+    asn = merged.get("geoip", {}).get("asn_db")
+    return Settings(
+        member=member,
+        listen=listen,
+        signing_key=path_of(str(required("keys", "signing_key"))),
+        manifest_path=path_of(str(required("manifest", "path"))),
+        trusted_keys=tuple(trusted),
+        database_url=db_url,
+        country_db=path_of(str(required("geoip", "country_db"))),
+        asn_db=path_of(str(asn)) if asn else None,
+        insecure_loopback=insecure,
+        resolver_kind=kind,
+        static_hosts=static,
+        nameservers=tuple(str(n) for n in resolver.get("nameservers", [])),
+        exchange=_tuning(merged.get("exchange", {}), where),
+        source=source,
+    )
+
+
+def _validate(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in data.items():
+        known = _SCHEMA.get(section)
+        if known is None:
+            raise ConfigError(f"{where}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        for key, value in values.items():
+            expected = known.get(key)
+            if expected is None:
+                raise ConfigError(f"{where}: unknown setting {section}.{key}")
+            numeric = isinstance(value, int) and not isinstance(value, bool)
+            if expected is float and numeric:
+                values[key] = float(value)
+            elif not isinstance(value, expected) or (expected is int and not numeric):
+                raise ConfigError(
+                    f"{where}: {section}.{key} must be {expected.__name__}, "
+                    f"not {type(value).__name__}"
+                )
+        out[section] = {k: (float(v) if known[k] is float else v) for k, v in values.items()}
+    return out
+
+
+def _apply_env(merged: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    for section, keys in _SCHEMA.items():
+        for key, kind in keys.items():
+            name = f"IHX_{section.upper()}_{key.upper()}"
+            if name not in env:
+                continue
+            raw = env[name]
+            value: Any
+            try:
+                if kind is bool:
+                    if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(raw)
+                    value = raw.lower() in ("1", "true", "yes")
+                elif kind is int:
+                    value = int(raw)
+                elif kind is float:
+                    value = float(raw)
+                elif kind is list:
+                    value = [part.strip() for part in raw.split(",") if part.strip()]
+                elif kind is dict:
+                    continue  # tables cannot come from one variable
+                else:
+                    value = raw
+            except ValueError:
+                raise ConfigError(f"{name}: {raw[:40]!r} is not a valid {kind.__name__}") from None
+            merged.setdefault(section, {})[key] = value
+
+
+_LIMITS: dict[str, tuple[float, float]] = {
+    "max_batch": (1, 1000),
+    "linger_ms": (0, 1000),
+    "window": (1, 64),
+    "receipt_timeout_s": (0.1, 3600),
+    "stream_lifetime_s": (1, 86400),
+    "backoff_initial_s": (0.01, 60),
+    "backoff_max_s": (0.1, 3600),
+    "max_payloads": (1, 10000),
+    "max_message_bytes": (65536, 64 * 1024 * 1024),
+    "manifest_poll_s": (0.05, 3600),
+}
+
+
+def _tuning(values: Mapping[str, Any], where: str) -> ExchangeTuning:
+    for key, value in values.items():
+        low, high = _LIMITS[key]
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: exchange.{key} must be from {low:g} to {high:g}")
+    return ExchangeTuning(**values)
+
+
+def _check_listen(listen: str, insecure: bool, where: str) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: node.listen must be host:port, not {listen!r}")
+    host = host.strip("[]")
+    if insecure:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ConfigError(
+                f"{where}: node.insecure_loopback is only allowed on a loopback address, "
+                f"not {host!r}"
+            )
+    else:
+        raise ConfigError(
+            f"{where}: TLS between nodes is not configured yet: set node.insecure_loopback = "
+            "true on a loopback address"
+        )

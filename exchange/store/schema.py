@@ -1,0 +1,296 @@
+"""The node's database schema (SQLAlchemy 2 typed declarative; Alembic migrates it).
+
+The typed models document the schema and drive Alembic; hot paths use their ``__table__`` with
+Core (``executemany``), which is several times faster than ORM unit-of-work inserts.
+
+Times are stored as integer microseconds since the Unix epoch (``UtcMicros``): exact, ordered,
+identical on SQLite and PostgreSQL, and free of time-zone ambiguity. Payload columns hold the
+exact serialized protobuf bytes that were signed or received, so a report stays verifiable on its
+own forever. No column can hold media or a reporter's identity.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcMicros(TypeDecorator[datetime]):
+    """An aware UTC datetime stored as microseconds since the epoch."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: every stored time must be timezone-aware")
+        return to_micros(value)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else from_micros(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+MemberId = String(64)
+ReportId = String(40)
+
+
+class ReportRow(Base):
+    """Every report this node holds: submitted here (role origin) or received (role received)."""
+
+    __tablename__ = "reports"
+    id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    role: Mapped[str] = mapped_column(String(10))
+    origin_member: Mapped[str] = mapped_column(MemberId)
+    url: Mapped[str] = mapped_column(Text)
+    url_key: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    received_at: Mapped[datetime] = mapped_column(UtcMicros)
+    stored_at: Mapped[datetime] = mapped_column(UtcMicros)
+    site_type: Mapped[str] = mapped_column(String(16))
+    commercial: Mapped[bool] = mapped_column(Boolean)
+    payment_methods: Mapped[str] = mapped_column(Text)
+    notes: Mapped[str] = mapped_column(Text)
+    hosting_country: Mapped[str | None] = mapped_column(String(2))
+    decision_member: Mapped[str] = mapped_column(MemberId)
+    decision_reason: Mapped[str] = mapped_column(String(24))
+    case_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # The exact serialized ihx.v1.Report: what was signed (origin) or received (receiver). The
+    # trace evidence lives only here, so it is stored once and always matches what was sent.
+    wire: Mapped[bytes] = mapped_column(LargeBinary)
+    # Inclusion in the envelope it arrived in (receiver side).
+    sender: Mapped[str | None] = mapped_column(MemberId)
+    envelope_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    leaf_index: Mapped[int | None] = mapped_column(Integer)
+    proof: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ItemRow(Base):
+    __tablename__ = "items"
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    classification: Mapped[str] = mapped_column(String(16))
+    media_type: Mapped[str] = mapped_column(String(8))
+    age_group: Mapped[str] = mapped_column(String(16))
+    known_member: Mapped[str | None] = mapped_column(MemberId)
+    known_case: Mapped[str | None] = mapped_column(String(40))
+    known_report: Mapped[str | None] = mapped_column(ReportId)
+    known_classification: Mapped[str | None] = mapped_column(String(16))
+    known_first_seen: Mapped[datetime | None] = mapped_column(UtcMicros)
+
+
+class ItemHashRow(Base):
+    __tablename__ = "item_hashes"
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hex: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (Index("ix_item_hashes_algorithm_hex", "algorithm", "hex"),)
+
+
+class CaseRow(Base):
+    """A case at the responsible node: one open case per URL key."""
+
+    __tablename__ = "cases"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    url: Mapped[str] = mapped_column(Text)
+    hosting_country: Mapped[str | None] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(8))
+    opened_at: Mapped[datetime] = mapped_column(UtcMicros)
+    updated_at: Mapped[datetime] = mapped_column(UtcMicros)
+    first_report_id: Mapped[str] = mapped_column(ReportId)
+    __table_args__ = (
+        Index(
+            "uq_cases_open_url_key",
+            "url_key",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+
+class CaseReportRow(Base):
+    __tablename__ = "case_reports"
+    case_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    reporting_member: Mapped[str] = mapped_column(MemberId)
+    outcome: Mapped[str] = mapped_column(String(10))
+    new_items: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcMicros)
+
+
+class HashIndexRow(Base):
+    """The network hash index: the first sighting of each content hash anywhere."""
+
+    __tablename__ = "hash_index"
+    algorithm: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hex: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member: Mapped[str] = mapped_column(MemberId)
+    case_id: Mapped[str] = mapped_column(String(40))
+    report_id: Mapped[str] = mapped_column(ReportId)
+    classification: Mapped[str] = mapped_column(String(16))
+    first_seen: Mapped[datetime] = mapped_column(UtcMicros)
+
+
+class AnnouncementRow(Base):
+    """Hashes this node announces. One row per new hash whatever the number of members:
+    each peer's sender keeps a cursor into this table (``PeerRow.announce_cursor``)."""
+
+    __tablename__ = "announcements"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcMicros)
+
+
+class OutboxRow(Base):
+    """Reports waiting for delivery, written in the intake transaction; deleted on receipt."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(MemberId)
+    report_id: Mapped[str] = mapped_column(ReportId)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcMicros)
+    batch_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    batch_position: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (
+        Index("ix_outbox_destination_batch_id", "destination", "batch_sequence", "id"),
+    )
+
+
+class BatchRow(Base):
+    """A sealed envelope to a peer. Resent byte-for-byte until receipted."""
+
+    __tablename__ = "batches"
+    destination: Mapped[str] = mapped_column(MemberId, primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    header: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_count: Mapped[int] = mapped_column(Integer)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UtcMicros)
+    first_announcement: Mapped[int | None] = mapped_column(Integer)
+    last_announcement: Mapped[int | None] = mapped_column(Integer)
+    receipt_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    receipt_signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    receipted_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    __table_args__ = (Index("ix_batches_destination_receipted", "destination", "receipted_at"),)
+
+
+class DeliveryRow(Base):
+    """Per report and destination: the outcome from the receiver's signed receipt."""
+
+    __tablename__ = "deliveries"
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    destination: Mapped[str] = mapped_column(MemberId, primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(10))
+    remote_case_id: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+    receipted_at: Mapped[datetime] = mapped_column(UtcMicros)
+
+
+class PeerRow(Base):
+    """Delivery state per peer: the next sequence to use and the announcement cursor."""
+
+    __tablename__ = "peers"
+    member: Mapped[str] = mapped_column(MemberId, primary_key=True)
+    next_sequence: Mapped[int] = mapped_column(BigInteger)
+    announce_cursor: Mapped[int] = mapped_column(Integer)
+    last_heard_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InboxRow(Base):
+    """Envelopes accepted from peers, with the receipt given: replays get the same receipt."""
+
+    __tablename__ = "inbox"
+    sender: Mapped[str] = mapped_column(MemberId, primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    header: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_count: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UtcMicros)
+    receipt_body: Mapped[bytes] = mapped_column(LargeBinary)
+    receipt_signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogRow(Base):
+    """The routing log: append-only and hash-chained (see exchange/routing_log.py)."""
+
+    __tablename__ = "routing_log"
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcMicros, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    report_id: Mapped[str | None] = mapped_column(ReportId, index=True)
+    member: Mapped[str | None] = mapped_column(MemberId)
+    country: Mapped[str | None] = mapped_column(String(2))
+    detail: Mapped[str] = mapped_column(Text)
+    previous_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class MetaRow(Base):
+    __tablename__ = "node_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+reports = cast(Table, ReportRow.__table__)
+items = cast(Table, ItemRow.__table__)
+item_hashes = cast(Table, ItemHashRow.__table__)
+cases = cast(Table, CaseRow.__table__)
+case_reports = cast(Table, CaseReportRow.__table__)
+hash_index = cast(Table, HashIndexRow.__table__)
+announcements = cast(Table, AnnouncementRow.__table__)
+outbox = cast(Table, OutboxRow.__table__)
+batches = cast(Table, BatchRow.__table__)
+deliveries = cast(Table, DeliveryRow.__table__)
+peers = cast(Table, PeerRow.__table__)
+inbox = cast(Table, InboxRow.__table__)
+routing_log = cast(Table, LogRow.__table__)
+node_meta = cast(Table, MetaRow.__table__)

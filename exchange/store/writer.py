@@ -1,0 +1,225 @@
+"""The single writer: group commit for every write the node makes.
+
+One thread owns the write connection. Callers hand it jobs (functions of a ``Tx``) and wait on
+futures. The thread takes every job queued at that moment, runs them in ONE transaction — one
+fsync for many reports — each inside its own SAVEPOINT, so a job that fails rolls back alone and
+its caller gets the error while the others commit. Futures are resolved only after COMMIT
+returns: nothing is acknowledged that is not durable. If COMMIT fails (disk full, read-only
+database) every job in the group fails with ``StorageUnavailable`` and nothing is acknowledged.
+
+``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
+over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
+
+The routing-log chain head lives here too: a rolled-back job or transaction resets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError
+
+from exchange.errors import StorageUnavailable
+from exchange.routing_log import GENESIS, LogChain, LogEntry
+from exchange.store import schema
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
+
+
+@dataclass
+class Tx:
+    """What a job sees: the connection inside the group's transaction, the log chain, hooks."""
+
+    conn: Connection
+    chain: LogChain
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def log(self, entry: LogEntry) -> None:
+        self.log_rows.append(entry.as_row())
+
+
+_Job = Callable[[Tx], Any]
+_STOP = object()
+
+
+class Coalescer(Generic[I, R]):
+    """Collects items for one batched job: ``handler(tx, items) -> results`` (same order)."""
+
+    def __init__(self, handler: Callable[[Tx, Sequence[I]], Sequence[R]]) -> None:
+        self.handler = handler
+        self._lock = threading.Lock()
+        self._items: list[I] = []
+        self._futures: list[Future[R]] = []
+
+    def _add(self, item: I) -> tuple[Future[R], bool]:
+        f: Future[R] = Future()
+        with self._lock:
+            first = not self._items
+            self._items.append(item)
+            self._futures.append(f)
+        return f, first
+
+    def _take(self) -> tuple[list[I], list[Future[R]]]:
+        with self._lock:
+            items, futures = self._items, self._futures
+            self._items, self._futures = [], []
+        return items, futures
+
+
+class Writer:
+    """The node's only writer thread."""
+
+    def __init__(self, engine: Engine, *, max_group: int = 256) -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._max_group = max_group
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self.chain = LogChain(0, GENESIS)
+        self.commits = 0
+
+    def start(self) -> None:
+        conn = self._engine.connect()
+        conn.info["writer"] = True
+        last = conn.execute(
+            select(schema.routing_log.c.idx, schema.routing_log.c.entry_hash)
+            .order_by(schema.routing_log.c.idx.desc())
+            .limit(1)
+        ).first()
+        conn.rollback()
+        self.chain = LogChain(last[0] + 1, last[1]) if last else LogChain(0, GENESIS)
+        self._conn = conn
+        self._thread = threading.Thread(target=self._run, name="ihx-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+        f: Future[T] = Future()
+        self._queue.put((job, f))
+        return f
+
+    def execute(self, job: Callable[[Tx], T]) -> T:
+        return self.submit(job).result()
+
+    def submit_item(self, coalescer: Coalescer[I, R], item: I) -> Future[R]:
+        f, first = coalescer._add(item)
+        if first:
+            self._queue.put(coalescer)
+        return f
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self._max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                group.append(nxt)
+            self._run_group(group)
+            if stop:
+                return
+
+    def _run_group(self, group: list[object]) -> None:
+        conn = self._conn
+        assert conn is not None
+        jobs = [job for job in map(self._unpack, group) if job[0]]
+        outcomes: list[list[Any] | BaseException] = []
+        group_mark = self.chain.mark()
+        tx = Tx(conn, self.chain)
+        try:
+            with conn.begin():
+                for _, run in jobs:
+                    job_mark = self.chain.mark()
+                    rows_mark = len(tx.log_rows)
+                    hooks_mark = len(tx.after_commit)
+                    savepoint = conn.begin_nested()
+                    try:
+                        outcomes.append(run(tx))
+                        savepoint.commit()
+                    except Exception as error:  # the job's own failure: roll back only it
+                        savepoint.rollback()
+                        self.chain.reset(job_mark)
+                        del tx.log_rows[rows_mark:]
+                        del tx.after_commit[hooks_mark:]
+                        outcomes.append(_storage_error(error))
+                if tx.log_rows:
+                    conn.execute(schema.routing_log.insert(), tx.log_rows)
+            self.commits += 1
+        except Exception as error:
+            self.chain.reset(group_mark)
+            log.error("commit failed, nothing acknowledged: %s", _brief(error))
+            failure = StorageUnavailable(f"the database refused the write: {_brief(error)}")
+            for futures, _ in jobs:
+                for f in futures:
+                    f.set_exception(failure)
+            return
+        for hook in tx.after_commit:
+            try:
+                hook()
+            except Exception:
+                log.exception("after-commit hook failed")
+        for (futures, _), results in zip(jobs, outcomes, strict=True):
+            if isinstance(results, BaseException):
+                for f in futures:
+                    f.set_exception(results)
+            else:
+                for f, r in zip(futures, results, strict=True):
+                    f.set_result(r)
+
+    @staticmethod
+    def _unpack(entry: object) -> tuple[list[Future[Any]], Callable[[Tx], list[Any]]]:
+        if isinstance(entry, Coalescer):
+            items, futures = entry._take()
+            handler = entry.handler
+            return futures, lambda tx: list(handler(tx, items))
+        job: Callable[[Tx], Any]
+        future: Future[Any]
+        job, future = entry  # type: ignore[misc]
+        return [future], lambda tx: [job(tx)]
+
+
+def _storage_error(error: Exception) -> Exception:
+    if isinstance(error, DBAPIError):
+        return StorageUnavailable(f"the database refused the write: {_brief(error)}")
+    return error
+
+
+def _brief(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).splitlines()[0]
+    return text[:200]
+
+
+def count_rows(conn: Connection, table: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())

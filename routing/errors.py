@@ -1,0 +1,40 @@
+"""Error types of the routing part.
+
+Every error carries a stable machine ``code`` (used in logs, receipts and gRPC details) and a
+human message that names what was wrong. The exchange edge maps them to gRPC status codes once.
+"""
+
+from __future__ import annotations
+
+
+class RoutingError(Exception):
+    """Base of all routing errors."""
+
+    code = "routing-error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class InvalidUrl(RoutingError):
+    """The reported URL cannot be used: unparseable, unsupported scheme, too long, ..."""
+
+    code = "invalid-url"
+
+
+class GeoDatabaseError(RoutingError):
+    """A GeoIP database file is missing, unreadable or of an unknown layout."""
+
+    code = "geoip-database"
+
+
+class ResolverConfigError(RoutingError):
+    """A resolver was configured with bad data (e.g. a malformed --resolve mapping)."""
+
+    code = "resolver-config"
