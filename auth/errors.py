@@ -69,7 +69,7 @@ class KeyFormatError(AuthError):
     code = "key-format"
 
 
-class UnknownMember(AuthError):  # noqa: N818
+class UnknownMember(AuthError):
     """A member id that the current manifest does not list."""
 
     code = "unknown-member"

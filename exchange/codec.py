@@ -13,9 +13,6 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from ihx.v1 import exchange_pb2 as xpb
-from ihx.v1 import intake_pb2 as ipb
-from ihx.v1 import report_pb2 as pb
 
 from exchange.domain import (
     AgeGroup,
@@ -36,6 +33,9 @@ from exchange.domain import (
     parse_hash,
 )
 from exchange.errors import InvalidReport
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import report_pb2 as pb
 from routing.decision import Decision, DecisionReason
 from routing.geoip import GeoDatabaseInfo
 from routing.trace import Trace

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from google.protobuf.message import DecodeError
-from ihx.v1 import exchange_pb2 as xpb
 
 from auth import merkle
 from auth.keys import SigningKey
@@ -28,6 +27,7 @@ from auth.manifest import Manifest
 from exchange.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
 from exchange.domain import PayloadResult
 from exchange.errors import InvalidEnvelope, WrongRecipient
+from ihx.v1 import exchange_pb2 as xpb
 
 KIND_REPORT = xpb.PAYLOAD_KIND_REPORT
 KIND_ANNOUNCEMENT = xpb.PAYLOAD_KIND_HASH_ANNOUNCEMENT

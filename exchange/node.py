@@ -19,9 +19,6 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from ihx.v1 import exchange_pb2, intake_pb2
-from ihx.v1 import exchange_pb2_grpc as xgrpc
-from ihx.v1 import intake_pb2_grpc as igrpc
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest
@@ -36,6 +33,9 @@ from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
 from exchange.store.writer import Writer
+from ihx.v1 import exchange_pb2, intake_pb2
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from ihx.v1 import intake_pb2_grpc as igrpc
 from routing.geoip import GeoIp
 from routing.resolver import DnsResolver, Resolver, StaticResolver
 from routing.trace import Tracer

@@ -32,8 +32,6 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from ihx.v1 import exchange_pb2 as xpb
-from ihx.v1 import exchange_pb2_grpc as xgrpc
 from sqlalchemy import Engine, bindparam, delete, select, update
 
 from auth.errors import AuthError
@@ -46,6 +44,8 @@ from exchange.errors import ExchangeError
 from exchange.store import schema
 from exchange.store.sql import insert_ignore
 from exchange.store.writer import Tx, Writer
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import exchange_pb2_grpc as xgrpc
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from ihx.v1 import exchange_pb2 as xpb
 from sqlalchemy import select
 
 from auth.keys import SigningKey
@@ -29,6 +28,7 @@ from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_r
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
+from ihx.v1 import exchange_pb2 as xpb
 from routing.canonical import canonicalize
 from routing.errors import RoutingError
 

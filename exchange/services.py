@@ -16,16 +16,16 @@ from concurrent.futures import Future
 from typing import Any, NoReturn
 
 import grpc
-from ihx.v1 import exchange_pb2 as xpb
-from ihx.v1 import exchange_pb2_grpc as xgrpc
-from ihx.v1 import intake_pb2 as ipb
-from ihx.v1 import intake_pb2_grpc as igrpc
-from ihx.v1 import report_pb2 as pb
 
 from exchange.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
 from exchange.errors import error_code, error_message, status_for
 from exchange.intake import Intake, IntakeResult
 from exchange.receiver import Receiver
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import intake_pb2_grpc as igrpc
+from ihx.v1 import report_pb2 as pb
 
 log = logging.getLogger(__name__)
 

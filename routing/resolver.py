@@ -99,7 +99,7 @@ def _bounded(addresses: Sequence[str], limit: int) -> tuple[tuple[str, ...], boo
     return unique[:limit], len(unique) > limit
 
 
-def _positive_int(name: str, value: int, minimum: int = 1) -> int:
+def _int_at_least(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ResolverConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
@@ -120,7 +120,7 @@ class StaticResolver:
     """
 
     def __init__(self, table: Mapping[str, Sequence[str]], *, max_addresses: int = 16) -> None:
-        self._max_addresses = _positive_int("max_addresses", max_addresses)
+        self._max_addresses = _int_at_least("max_addresses", max_addresses)
         self._table: dict[str, Resolution] = {}
         merged: dict[str, list[str]] = {}
         for host, addresses in table.items():
@@ -171,11 +171,13 @@ class StaticResolver:
         return cls(table, max_addresses=max_addresses)
 
     def resolve(self, host: str) -> Resolution:
-        literal = _literal(host)
+        found = self._table.get(_host_key(host))
+        if found is not None:
+            return found
+        literal = _literal(host)  # never a table key, so only checked on a miss
         if literal is not None:
             return Resolution((literal,), None)
-        found = self._table.get(_host_key(host))
-        return found if found is not None else Resolution((), "nxdomain")
+        return Resolution((), "nxdomain")
 
 
 # Which error to report when neither query gave an address: the most informative one.
@@ -216,8 +218,8 @@ class DnsResolver:
         resolver: dns.resolver.Resolver | None = None,
     ) -> None:
         self._timeout = _non_negative("timeout", timeout, positive=True)
-        self._max_addresses = _positive_int("max_addresses", max_addresses)
-        self._max_cache_entries = _positive_int("max_cache_entries", max_cache_entries, 0)
+        self._max_addresses = _int_at_least("max_addresses", max_addresses)
+        self._max_cache_entries = _int_at_least("max_cache_entries", max_cache_entries, 0)
         self._max_cache_ttl = _non_negative("max_cache_ttl", max_cache_ttl)
         self._negative_ttl = min(_non_negative("negative_ttl", negative_ttl), self._max_cache_ttl)
         self._failure_ttl = min(_non_negative("failure_ttl", failure_ttl), self._max_cache_ttl)
@@ -245,13 +247,13 @@ class DnsResolver:
         self._lock = threading.Lock()
 
     def resolve(self, host: str) -> Resolution:
-        literal = _literal(host)
-        if literal is not None:
-            return Resolution((literal,), None)
         key = _host_key(host)
         cached = self._cached(key)
         if cached is not None:
             return cached
+        literal = _literal(host)
+        if literal is not None:
+            return Resolution((literal,), None)
         if not key.isascii():
             # dnspython would encode it with IDNA 2003 (faß → fass), not UTS 46 as URLs are.
             return Resolution((), "bad-name")
