@@ -24,6 +24,7 @@ import dataclasses
 import json
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ def _text_problem(value: object, *, max_len: int = _MAX_NAME) -> str | None:
         return "must not be empty"
     if len(value) > max_len:
         return f"longer than {max_len} characters"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if any(unicodedata.category(c) == "Cc" for c in value):
         return "must not contain control characters"
     return None
 

@@ -145,8 +145,11 @@ class Tracer:
 
 def _hosting_country(addresses: tuple[TracedAddress, ...]) -> tuple[str | None, tuple[str, ...]]:
     counts: dict[str, int] = {}
+    seen: set[str] = set()
     for a in addresses:
-        if a.special is None and a.country is not None:
+        # An A record and the AAAA that embeds the same IPv4 (NAT64, mapped) are one host.
+        if a.special is None and a.country is not None and a.effective not in seen:
+            seen.add(a.effective)
             counts[a.country] = counts.get(a.country, 0) + 1
     if not counts:
         return None, ()

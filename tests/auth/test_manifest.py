@@ -326,6 +326,7 @@ BAD_VALUES: list[tuple[str, Callable[[Doc], None], str]] = [
     ("member id type", _set("members[0].id", 7), "members[0].id: expected a string, got integer"),
     ("empty name", _set("members[0].name", " "), "members[0].name: must not be empty"),
     ("control in name", _set("members[0].name", "a\nb"), "members[0].name: must not contain"),
+    ("C1 control", _set("members[0].name", "a\x85b"), "members[0].name: must not contain"),
     ("endpoint port", _set("members[0].endpoint", "h:0"), 'members[0].endpoint: "h:0" is not a'),
     ("endpoint big", _set("members[0].endpoint", "h:65536"), "members[0].endpoint: "),
     ("no port", _set("members[0].endpoint", "nl.example"), "members[0].endpoint: "),

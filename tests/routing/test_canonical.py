@@ -311,9 +311,9 @@ def test_ipv4_tricks_become_dotted_decimal(raw: str, host: str) -> None:
 
 
 def test_dotted_ipv4_with_port() -> None:
-    result = canonicalize("http://10.0.0.1:8080/x")
+    result = canonicalize("http://10.0.0.9:8080/x")
 
-    assert (result.host, result.host_type, result.port) == ("10.0.0.1", HostType.IPV4, 8080)
+    assert (result.host, result.host_type, result.port) == ("10.0.0.9", HostType.IPV4, 8080)
     assert result.flags == frozenset()
 
 
