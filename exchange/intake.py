@@ -37,7 +37,7 @@ from exchange.domain import (
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
 from routing.canonical import canonicalize
-from routing.decision import Decision, decide
+from routing.decision import Decider, Decision
 from routing.trace import Trace, Tracer
 
 log = logging.getLogger(__name__)
@@ -82,17 +82,15 @@ class Intake:
         self._writer = writer
         self._clock = clock
         self._wake = wake
+        self._decider = Decider(self_member)
         self._coalescer: Coalescer[Prepared, IntakeResult] = Coalescer(self._commit)
 
     def prepare(self, submission: Submission) -> Prepared:
         """Canonicalise, trace and decide. Raises InvalidUrl; touches no storage."""
         canonical = canonicalize(submission.url)
         trace = self._tracer.trace(canonical)
-        decision = decide(
-            trace.country,
-            self._manifest(),
-            self._self,
-            untraceable_reason=trace.untraceable_reason,
+        decision = self._decider.decide(
+            trace.country, self._manifest(), untraceable_reason=trace.untraceable_reason
         )
         report = Report(
             id=report_id_for(self._self, canonical.url_key, submission.items),

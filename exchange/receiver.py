@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import datetime
 
 from sqlalchemy import select
@@ -57,6 +58,10 @@ class Receiver:
 
     def receive(self, envelope: xpb.Envelope) -> xpb.SignedReceipt:
         """Verify and store one envelope; raises a typed error and stores nothing on refusal."""
+        return self.receive_async(envelope).result()
+
+    def receive_async(self, envelope: xpb.Envelope) -> Future[xpb.SignedReceipt]:
+        """Verify now (raising on refusal), store in the writer; the future gives the receipt."""
         now = self._clock()
         opened = open_envelope(
             envelope, manifest=self._manifest(), self_member=self._self, now=now, limits=self.limits
@@ -65,7 +70,7 @@ class Receiver:
             checked = [self._check_report(i, p, opened) for i, p in enumerate(opened.payloads)]
         else:
             checked = [self._check_announcement(i, p) for i, p in enumerate(opened.payloads)]
-        return self._writer.execute(lambda tx: self._store(tx, opened, checked, now))
+        return self._writer.submit(lambda tx: self._store(tx, opened, checked, now))
 
     def _check_report(self, index: int, payload: bytes, opened: Opened) -> Checked:
         try:

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "ihx/0.1.0"
 
 
+def _raise(error: Exception) -> NoReturn:
+    raise error
+
+
 def abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     if status_for(error) is grpc.StatusCode.INTERNAL:
         log.exception("internal error", exc_info=error)
@@ -47,9 +51,27 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
     def Stream(
         self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
     ) -> Iterator[xpb.SignedReceipt]:
-        for envelope in request_iterator:
+        # Envelope n+1 is verified on a reader thread while the writer stores envelope n; the
+        # receipts (or the refusal that ends the stream) keep the order of the envelopes.
+        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(8)
+
+        def read() -> None:
             try:
-                receipt = self._receiver.receive(envelope)
+                for envelope in request_iterator:
+                    try:
+                        pending.put(self._receiver.receive_async(envelope))
+                    except Exception as error:
+                        pending.put(error)
+                        return
+            except Exception:
+                log.debug("exchange stream ended by the peer")
+            finally:
+                pending.put(None)
+
+        threading.Thread(target=read, name="ihx-exchange-reader", daemon=True).start()
+        while (entry := pending.get()) is not None:
+            try:
+                receipt = entry.result() if isinstance(entry, Future) else _raise(entry)
             except Exception as error:
                 abort(context, error)
             yield receipt

@@ -82,3 +82,30 @@ def decide(
         f"no member serves {country} and no orphan rule: sent to coordinator "
         f"{manifest.coordinator}",
     )
+
+
+class Decider:
+    """``decide`` with a cache: a decision depends only on (country, reason, manifest, node).
+
+    Intake decides for every report; the explanation strings and objects are built once per
+    country and manifest instead. A new manifest object clears the cache.
+    """
+
+    def __init__(self, self_member: str | None) -> None:
+        self._self = self_member
+        self._manifest: Manifest | None = None
+        self._cache: dict[tuple[str | None, str | None], Decision] = {}
+
+    def decide(
+        self, country: str | None, manifest: Manifest, *, untraceable_reason: str | None = None
+    ) -> Decision:
+        if manifest is not self._manifest:
+            self._manifest = manifest
+            self._cache = {}
+        key = (country, untraceable_reason if country is None else None)
+        found = self._cache.get(key)
+        if found is None:
+            found = decide(country, manifest, self._self, untraceable_reason=untraceable_reason)
+            if len(self._cache) < 4096:
+                self._cache[key] = found
+        return found

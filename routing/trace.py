@@ -144,6 +144,9 @@ class Tracer:
 
 
 def _hosting_country(addresses: tuple[TracedAddress, ...]) -> tuple[str | None, tuple[str, ...]]:
+    if len(addresses) == 1:  # the common case, kept off the general path
+        only = addresses[0]
+        return (only.country if only.special is None else None), ()
     counts: dict[str, int] = {}
     seen: set[str] = set()
     for a in addresses:

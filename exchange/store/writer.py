@@ -178,6 +178,7 @@ class Writer:
             self.commits += 1
         except Exception as error:
             self.chain.reset(group_mark)
+            _end_failed_transaction(conn)
             log.error("commit failed, nothing acknowledged: %s", _brief(error))
             failure = StorageUnavailable(f"the database refused the write: {_brief(error)}")
             for futures, _ in jobs:
@@ -207,6 +208,19 @@ class Writer:
         future: Future[Any]
         job, future = entry  # type: ignore[misc]
         return [future], lambda tx: [job(tx)]
+
+
+def _end_failed_transaction(conn: Connection) -> None:
+    """Roll the database transaction back after a failed COMMIT.
+
+    SQLite keeps the transaction open when COMMIT fails (e.g. a deferred constraint), and
+    SQLAlchemy no longer considers it active, so without this every later group would fail with
+    "cannot start a transaction within a transaction".
+    """
+    try:
+        conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+    except Exception as error:
+        log.error("rollback after a failed commit failed: %s", _brief(error))
 
 
 def _storage_error(error: Exception) -> Exception:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auth.manifest import Manifest
-from routing.decision import DecisionReason, decide
+from routing.decision import Decider, DecisionReason, decide
 from tests.auth.factories import make_manifest
 
 
@@ -50,3 +50,16 @@ def test_untraceable_goes_to_coordinator_with_the_reason(manifest: Manifest) -> 
         None,
     )
     assert "nxdomain" in d.explanation
+
+
+def test_decider_caches_per_manifest_and_matches_decide(manifest: Manifest) -> None:
+    decider = Decider("nl-eokm")
+    first = decider.decide("DE", manifest)
+    assert first == decide("DE", manifest, "nl-eokm")
+    assert decider.decide("DE", manifest) is first
+    untraceable = decider.decide(None, manifest, untraceable_reason="resolver: timeout")
+    assert "timeout" in untraceable.explanation
+    other = decider.decide(None, manifest, untraceable_reason="no addresses")
+    assert "no addresses" in other.explanation
+    newer = make_manifest(epoch=manifest.epoch + 1)
+    assert decider.decide("DE", newer).manifest_epoch == manifest.epoch + 1

@@ -1,0 +1,157 @@
+"""Fixtures for the node-core tests: a real migrated SQLite file, the writer, the network, intake.
+
+* ``engine`` — a SQLite file in ``tmp_path`` migrated to head with Alembic (WAL, FULL sync);
+  ``writer`` — the single writer over it, started, stopped at teardown.
+* ``network`` / ``manifest`` — the shared test network (``tests.auth.factories``).
+* ``clock`` — a ``FakeClock`` at ``factories.T0``; it moves only when a test advances it.
+* ``resolver`` / ``geoip`` / ``tracer`` — ``url_in(cc)`` hosts resolve to an address that the
+  small GeoIP databases of ``tests/conftest.py`` place in country ``cc``; other hosts get
+  NXDOMAIN (untraceable).
+* ``make_intake(member)`` / ``make_receiver(member)`` — the node's intake and receiver for a
+  member, over the same writer; ``wakes`` records the destinations intake woke.
+
+Helpers that are not fixtures (``table_counts``, ``writer_held``, ``FakeClock``, the report and
+envelope factories) live in ``tests.exchange.factories``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from auth.manifest import Manifest
+from exchange.envelope import Limits
+from exchange.intake import Intake
+from exchange.receiver import Receiver
+from exchange.store.engine import open_engine
+from exchange.store.migrate import upgrade
+from exchange.store.writer import Writer
+from routing.geoip import GeoIp
+from routing.resolver import StaticResolver
+from routing.trace import Tracer
+from tests.conftest import GeoRow
+from tests.exchange.factories import FakeClock, NetworkKit, host_in, make_network, signing_key
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'node.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A real SQLite file, migrated to head by Alembic."""
+    eng = open_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Iterator[Writer]:
+    """The started single writer over ``engine``; stopped at teardown."""
+    w = Writer(engine)
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def network() -> NetworkKit:
+    return make_network()
+
+
+@pytest.fixture
+def manifest(network: NetworkKit) -> Manifest:
+    return network.manifest
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def resolver(geo_table: Mapping[str, GeoRow]) -> StaticResolver:
+    """``host_in(cc)`` → the first test-database address in ``cc``; anything else NXDOMAIN."""
+    table: dict[str, list[str]] = {}
+    for row in geo_table.values():
+        table.setdefault(host_in(row.country), [row.sample])
+    return StaticResolver(table)
+
+
+@pytest.fixture
+def geoip(country_db: Path, asn_db: Path) -> Iterator[GeoIp]:
+    reader = GeoIp(country_db, asn_db)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def tracer(resolver: StaticResolver, geoip: GeoIp, clock: FakeClock) -> Tracer:
+    return Tracer(resolver, geoip, clock)
+
+
+@pytest.fixture
+def wakes() -> list[set[str]]:
+    """Every set of destinations intake asked to wake, in order."""
+    return []
+
+
+@pytest.fixture
+def make_intake(
+    tracer: Tracer,
+    manifest: Manifest,
+    writer: Writer,
+    clock: FakeClock,
+    wakes: list[set[str]],
+) -> Callable[..., Intake]:
+    """``make_intake(member="nl-eokm", manifest=None)`` → an Intake of that member."""
+
+    def build(member: str = "nl-eokm", manifest_: Manifest | None = None) -> Intake:
+        current = manifest_ or manifest
+        return Intake(
+            self_member=member,
+            tracer=tracer,
+            manifest=lambda: current,
+            writer=writer,
+            clock=clock,
+            wake=wakes.append,
+        )
+
+    return build
+
+
+@pytest.fixture
+def intake(make_intake: Callable[..., Intake]) -> Intake:
+    """The intake of nl-eokm (NL-hosted URLs are local cases there)."""
+    return make_intake("nl-eokm")
+
+
+@pytest.fixture
+def make_receiver(manifest: Manifest, writer: Writer, clock: FakeClock) -> Callable[..., Receiver]:
+    """``make_receiver(member="de-eco", manifest=None, limits=Limits())`` → its Receiver."""
+
+    def build(
+        member: str = "de-eco", manifest_: Manifest | None = None, limits: Limits | None = None
+    ) -> Receiver:
+        current = manifest_ or manifest
+        return Receiver(
+            self_member=member,
+            key=signing_key(member),
+            manifest=lambda: current,
+            writer=writer,
+            clock=clock,
+            limits=limits or Limits(),
+        )
+
+    return build
+
+
+@pytest.fixture
+def receiver(make_receiver: Callable[..., Receiver]) -> Receiver:
+    """The receiver of de-eco."""
+    return make_receiver("de-eco")
