@@ -373,3 +373,10 @@ def classification_to_proto(c: Classification) -> pb.Classification.ValueType:
 
 def classification_from_proto(value: int) -> Classification:
     return _enum_in(_CLASS_IN, value, "classification")
+
+
+def receipt_key_and_time(body: bytes) -> tuple[str, datetime]:
+    """The signing key id and receipt time of a stored receipt body."""
+    msg = xpb.ReceiptBody()
+    msg.ParseFromString(body)
+    return msg.key_id, from_timestamp(msg.received_at)

@@ -28,6 +28,21 @@ Example::
 
     [resolver]
     kind = "dns"                    # or "static" with a [resolver.static] table host = ["ip", …]
+
+    [auth]
+    issuer = "nl-eokm"              # `iss` of the tokens this node issues (default: member id)
+    jwks = "trusted-issuers.json"   # optional: external issuers (RS256/ES256/EdDSA JWKS)
+
+    [partners]
+    visibility_timeout_s = 300.0
+    [[partners.rules]]              # which partner receives which cases
+    partner = "nl-police"
+    countries = ["NL"]
+    classifications = ["baseline", "national"]
+
+    [log]
+    checkpoint_every = 1000         # a signed checkpoint every N entries …
+    checkpoint_interval_s = 60.0    # … or T seconds
 """
 
 from __future__ import annotations
@@ -58,6 +73,13 @@ class ExchangeTuning:
 
 
 @dataclass(frozen=True, slots=True)
+class PartnerRuleSetting:
+    partner: str
+    countries: frozenset[str]
+    classifications: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     member: str
     listen: str
@@ -72,6 +94,14 @@ class Settings:
     static_hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     nameservers: tuple[str, ...] = ()
     exchange: ExchangeTuning = field(default_factory=ExchangeTuning)
+    token_issuer: str = ""
+    jwks_path: Path | None = None
+    max_token_lifetime_s: float = 900.0
+    token_leeway_s: float = 30.0
+    partner_rules: tuple[PartnerRuleSetting, ...] = ()
+    visibility_timeout_s: float = 300.0
+    checkpoint_every: int = 1000
+    checkpoint_interval_s: float = 60.0
     source: Path | None = None
 
 
@@ -82,6 +112,9 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "database": {"url": str},
     "geoip": {"country_db": str, "asn_db": str},
     "resolver": {"kind": str, "static": dict, "nameservers": list},
+    "auth": {"issuer": str, "jwks": str, "max_token_lifetime_s": float, "leeway_s": float},
+    "partners": {"visibility_timeout_s": float, "rules": list},
+    "log": {"checkpoint_every": int, "checkpoint_interval_s": float},
 }
 
 
@@ -155,6 +188,28 @@ def settings_from_mapping(
             f"{where}: manifest.trusted_keys must list at least one base64 coordinator key"
         )
     asn = merged.get("geoip", {}).get("asn_db")
+    auth = merged.get("auth", {})
+    partners = merged.get("partners", {})
+    log_section = merged.get("log", {})
+    _ranges(
+        where,
+        {
+            "auth.max_token_lifetime_s": (auth.get("max_token_lifetime_s", 900.0), 10, 86400),
+            "auth.leeway_s": (auth.get("leeway_s", 30.0), 0, 300),
+            "partners.visibility_timeout_s": (
+                partners.get("visibility_timeout_s", 300.0),
+                0.1,
+                86400,
+            ),
+            "log.checkpoint_every": (log_section.get("checkpoint_every", 1000), 1, 10**9),
+            "log.checkpoint_interval_s": (
+                log_section.get("checkpoint_interval_s", 60.0),
+                0.05,
+                86400,
+            ),
+        },
+    )
+    jwks = auth.get("jwks")
     return Settings(
         member=member,
         listen=listen,
@@ -169,8 +224,56 @@ def settings_from_mapping(
         static_hosts=static,
         nameservers=tuple(str(n) for n in resolver.get("nameservers", [])),
         exchange=_tuning(merged.get("exchange", {}), where),
+        token_issuer=str(auth.get("issuer") or member),
+        jwks_path=path_of(str(jwks)) if jwks else None,
+        max_token_lifetime_s=float(auth.get("max_token_lifetime_s", 900.0)),
+        token_leeway_s=float(auth.get("leeway_s", 30.0)),
+        partner_rules=_partner_rules(partners.get("rules", []), where),
+        visibility_timeout_s=float(partners.get("visibility_timeout_s", 300.0)),
+        checkpoint_every=int(log_section.get("checkpoint_every", 1000)),
+        checkpoint_interval_s=float(log_section.get("checkpoint_interval_s", 60.0)),
         source=source,
     )
+
+
+def _ranges(where: str, checks: Mapping[str, tuple[float, float, float]]) -> None:
+    for name, (value, low, high) in checks.items():
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: {name} must be from {low:g} to {high:g}")
+
+
+_CLASSIFICATIONS = frozenset({"baseline", "national", "not_illegal", "doubtful"})
+_RULE_KEYS = frozenset({"partner", "countries", "classifications"})
+
+
+def _partner_rules(rules: Any, where: str) -> tuple[PartnerRuleSetting, ...]:
+    out = []
+    for i, rule in enumerate(rules):
+        at = f"{where}: partners.rules[{i}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{at} must be a table")
+        unknown = set(rule) - _RULE_KEYS
+        if unknown:
+            raise ConfigError(f"{at}: unknown setting {sorted(unknown)[0]}")
+        partner = rule.get("partner")
+        if not isinstance(partner, str) or not 0 < len(partner) <= 64:
+            raise ConfigError(f"{at}.partner: a partner id (1 to 64 characters) is required")
+        countries = rule.get("countries", [])
+        if not isinstance(countries, list) or not all(
+            isinstance(c, str) and len(c) == 2 and c.isupper() for c in countries
+        ):
+            raise ConfigError(f"{at}.countries: a list of upper-case ISO 3166-1 alpha-2 codes")
+        classes = rule.get("classifications", [])
+        if (
+            not isinstance(classes, list)
+            or not classes
+            or not all(isinstance(c, str) and c in _CLASSIFICATIONS for c in classes)
+        ):
+            raise ConfigError(
+                f"{at}.classifications: a non-empty list of {', '.join(sorted(_CLASSIFICATIONS))}"
+            )
+        out.append(PartnerRuleSetting(partner, frozenset(countries), frozenset(classes)))
+    return tuple(out)
 
 
 def _validate(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:

@@ -294,3 +294,39 @@ peers = cast(Table, PeerRow.__table__)
 inbox = cast(Table, InboxRow.__table__)
 routing_log = cast(Table, LogRow.__table__)
 node_meta = cast(Table, MetaRow.__table__)
+
+
+class CheckpointRow(Base):
+    """Signed checkpoints of the routing log: (size, head hash, time), signed by the node."""
+
+    __tablename__ = "checkpoints"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    head_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    at: Mapped[datetime] = mapped_column(UtcMicros)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PartnerCaseRow(Base):
+    """A case assigned to a law-enforcement partner, and where its pull/ack stands.
+
+    ``cursor`` orders a partner's cases for paging; ``visible_after`` hides a pulled case until
+    its visibility timeout passes, so an unacknowledged case comes again.
+    """
+
+    __tablename__ = "partner_cases"
+    cursor: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(String(40))
+    assigned_at: Mapped[datetime] = mapped_column(UtcMicros)
+    visible_after: Mapped[datetime | None] = mapped_column(UtcMicros)
+    pulls: Mapped[int] = mapped_column(Integer)
+    acked_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    __table_args__ = (
+        Index("uq_partner_cases_partner_case", "partner", "case_id", unique=True),
+        Index("ix_partner_cases_partner_acked_cursor", "partner", "acked_at", "cursor"),
+    )
+
+
+checkpoints = cast(Table, CheckpointRow.__table__)
+partner_cases = cast(Table, PartnerCaseRow.__table__)
