@@ -1,0 +1,40 @@
+"""Structured logs: JSON lines with extra fields; URLs reduced to scheme and host."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from exchange.logs import JsonFormatter, configure, redact_url
+
+
+def test_json_line_carries_extra_fields() -> None:
+    stream = io.StringIO()
+    configure("info", stream)
+    logging.getLogger("exchange.test").info("stored", extra={"report_id": "r-1", "count": 3})
+    doc = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert doc["msg"] == "stored"
+    assert doc["level"] == "info"
+    assert doc["report_id"] == "r-1"
+    assert doc["count"] == 3
+    assert doc["logger"] == "exchange.test"
+
+
+def test_error_records_one_line_not_a_traceback() -> None:
+    formatter = JsonFormatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("x").makeRecord(
+            "x", logging.ERROR, "f", 1, "failed", None, __import__("sys").exc_info()
+        )
+    doc = json.loads(formatter.format(record))
+    assert doc["error"] == "ValueError: boom"
+    assert "\n" not in formatter.format(record)
+
+
+def test_redact_url_keeps_only_scheme_and_host() -> None:
+    assert redact_url("https://user:pw@Host.example/victim/name?q=1#f") == "https://Host.example/…"
+    assert redact_url("http://example.nl?x=1") == "http://example.nl/…"
+    assert redact_url("not a url") == "…"
