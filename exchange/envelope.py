@@ -120,12 +120,19 @@ def open_envelope(
             f"envelope has {len(payloads)} payloads; the limit is {limits.max_payloads}",
             code="envelope-too-many",
         )
+    total = len(envelope.header) + len(envelope.signature)
     for i, p in enumerate(payloads):
+        total += len(p)
         if len(p) > limits.max_payload_bytes:
             raise InvalidEnvelope(
                 f"payload {i} is {len(p)} bytes; the limit is {limits.max_payload_bytes}",
                 code="payload-too-large",
             )
+    if total > limits.max_envelope_bytes:
+        raise InvalidEnvelope(
+            f"envelope is {total} bytes; the limit is {limits.max_envelope_bytes}",
+            code="envelope-too-large",
+        )
     header = xpb.EnvelopeHeader()
     try:
         header.ParseFromString(envelope.header)

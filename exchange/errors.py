@@ -16,6 +16,7 @@ from auth.errors import (
     ProofInvalid,
     SignatureInvalid,
     UnknownKey,
+    UnknownMember,
 )
 from routing.errors import InvalidUrl, RoutingError
 
@@ -51,10 +52,6 @@ class WrongRecipient(ExchangeError):
     code = "wrong-recipient"
 
 
-class UnknownMember(ExchangeError):
-    code = "unknown-member"
-
-
 class SequenceConflict(ExchangeError):
     """A sequence number reused with different content."""
 
@@ -80,7 +77,7 @@ class StorageUnavailable(ExchangeError):
 _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (WrongRecipient, grpc.StatusCode.FAILED_PRECONDITION),
     (SequenceConflict, grpc.StatusCode.ALREADY_EXISTS),
-    (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),
+    (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),  # from auth: one type for both
     (UnknownKey, grpc.StatusCode.PERMISSION_DENIED),
     (KeyNotValid, grpc.StatusCode.PERMISSION_DENIED),
     (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),

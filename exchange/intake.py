@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 OUTBOX = schema.outbox
 
 
+# Called in the writer transaction with the cases a batch opened or merged into.
+CasesHook = Callable[[Tx, set[str], datetime], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     submission: Submission
@@ -75,6 +79,7 @@ class Intake:
         writer: Writer,
         clock: Callable[[], datetime],
         wake: Callable[[set[str]], None],
+        on_cases: CasesHook | None = None,
     ) -> None:
         self._self = self_member
         self._tracer = tracer
@@ -82,6 +87,7 @@ class Intake:
         self._writer = writer
         self._clock = clock
         self._wake = wake
+        self._on_cases = on_cases
         self._decider = Decider(self_member)
         self._coalescer: Coalescer[Prepared, IntakeResult] = Coalescer(self._commit)
 
@@ -154,6 +160,8 @@ class Intake:
                 now=now,
             )
             marks.update(accepted.marks)
+            if self._on_cases is not None:
+                self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
         if remote:
             known = cases.known_content(conn, (h for p in remote for h in p.report.hashes))
             remote_marks = [cases.marks_for(p.report, known) for p in remote]

@@ -50,7 +50,14 @@ def list_entries(conn: Connection, f: LogFilter) -> tuple[list[LogEntry], int | 
     rows = conn.execute(q.order_by(t.c.idx).limit(size + 1)).all()
     entries = [
         LogEntry(
-            r.idx, r.at, r.kind, r.report_id, r.member, r.country, r.detail, r.previous_hash,
+            r.idx,
+            r.at,
+            r.kind,
+            r.report_id,
+            r.member,
+            r.country,
+            r.detail,
+            r.previous_hash,
             r.entry_hash,
         )
         for r in rows[:size]

@@ -27,6 +27,7 @@ from exchange.codec import announcement_from_bytes, parse_report, report_from_pr
 from exchange.domain import KnownContent, Outcome, PayloadResult, report_id_for
 from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
+from exchange.intake import CasesHook
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
 from ihx.v1 import exchange_pb2 as xpb
@@ -48,6 +49,7 @@ class Receiver:
         writer: Writer,
         clock: Callable[[], datetime],
         limits: Limits,
+        on_cases: CasesHook | None = None,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -55,6 +57,7 @@ class Receiver:
         self._writer = writer
         self._clock = clock
         self.limits = limits
+        self._on_cases = on_cases
 
     def receive(self, envelope: xpb.Envelope) -> xpb.SignedReceipt:
         """Verify and store one envelope; raises a typed error and stores nothing on refusal."""
@@ -69,7 +72,9 @@ class Receiver:
         if opened.header.kind == KIND_REPORT:
             checked = [self._check_report(i, p, opened) for i, p in enumerate(opened.payloads)]
         else:
-            checked = [self._check_announcement(i, p) for i, p in enumerate(opened.payloads)]
+            checked = [
+                self._check_announcement(i, p, opened.sender) for i, p in enumerate(opened.payloads)
+            ]
         return self._writer.submit(lambda tx: self._store(tx, opened, checked, now))
 
     def _check_report(self, index: int, payload: bytes, opened: Opened) -> Checked:
@@ -101,11 +106,15 @@ class Receiver:
             proof=opened.proofs[index],
         )
 
-    def _check_announcement(self, index: int, payload: bytes) -> Checked:
+    def _check_announcement(self, index: int, payload: bytes, sender: str) -> Checked:
         try:
-            return announcement_from_bytes(payload)
+            announced = announcement_from_bytes(payload)
         except ExchangeError as error:
             return _reject(index, "", error.code, error.message)
+        # A member announces only its own first sightings; it cannot attribute content to another.
+        if announced.member != sender:
+            return _reject(index, "", "origin-mismatch", "announcement names another member")
+        return announced
 
     # -- in the writer ------------------------------------------------------------------------
 
@@ -133,6 +142,8 @@ class Receiver:
             accepted = cases.accept(tx, [c for _, c in reports], self_member=self._self, now=now)
             for (i, _), r in zip(reports, accepted.results, strict=True):
                 results[i] = PayloadResult(i, r.report_id, r.outcome, r.case_id)
+            if self._on_cases is not None:
+                self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
         announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
         if announced:
             cases.record_announcements(tx, [c for _, c in announced])

@@ -137,7 +137,7 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         raise ConfigError(f"{file}: cannot read: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{file}: not valid TOML: {error}") from None
-    return settings_from_mapping(data, base=file.parent, env=env, source=file)
+    return settings_from_mapping(data, base=file.resolve().parent, env=env, source=file)
 
 
 def settings_from_mapping(
@@ -290,8 +290,8 @@ def _validate(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{where}: unknown setting {section}.{key}")
             numeric = isinstance(value, int) and not isinstance(value, bool)
             if expected is float and numeric:
-                values[key] = float(value)
-            elif not isinstance(value, expected) or (expected is int and not numeric):
+                continue  # an int where a float is expected is fine; converted below
+            if not isinstance(value, expected) or (expected is int and not numeric):
                 raise ConfigError(
                     f"{where}: {section}.{key} must be {expected.__name__}, "
                     f"not {type(value).__name__}"

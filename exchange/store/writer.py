@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from exchange.errors import StorageUnavailable
+from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogChain, LogEntry
 from exchange.store import schema
 
@@ -146,7 +146,10 @@ class Writer:
                     stop = True
                     break
                 group.append(nxt)
-            self._run_group(group)
+            try:
+                self._run_group(group)
+            except Exception:  # the writer must outlive any bug in a job's bookkeeping
+                log.exception("writer group failed")
             if stop:
                 return
 
@@ -190,7 +193,13 @@ class Writer:
                 hook()
             except Exception:
                 log.exception("after-commit hook failed")
-        for (futures, _), results in zip(jobs, outcomes, strict=True):
+        for (futures, _), outcome in zip(jobs, outcomes, strict=True):
+            results = outcome
+            if not isinstance(outcome, BaseException) and len(outcome) != len(futures):
+                results = ExchangeError(
+                    f"internal: a job returned {len(outcome)} results for {len(futures)} items",
+                    code="internal",
+                )
             if isinstance(results, BaseException):
                 for f in futures:
                     f.set_exception(results)
@@ -224,6 +233,9 @@ def _end_failed_transaction(conn: Connection) -> None:
 
 
 def _storage_error(error: Exception) -> Exception:
+    # A constraint violation inside one job is a conflict, not an outage: retrying won't help.
+    if isinstance(error, IntegrityError):
+        return ExchangeError(f"storage conflict: {_brief(error)}", code="storage-conflict")
     if isinstance(error, DBAPIError):
         return StorageUnavailable(f"the database refused the write: {_brief(error)}")
     return error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 
 from exchange.logs import JsonFormatter, configure, redact_url
 
@@ -27,7 +28,7 @@ def test_error_records_one_line_not_a_traceback() -> None:
         raise ValueError("boom")
     except ValueError:
         record = logging.getLogger("x").makeRecord(
-            "x", logging.ERROR, "f", 1, "failed", None, __import__("sys").exc_info()
+            "x", logging.ERROR, "f", 1, "failed", (), sys.exc_info()
         )
     doc = json.loads(formatter.format(record))
     assert doc["error"] == "ValueError: boom"

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import Engine, select
 
-from exchange.errors import StorageUnavailable
+from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogEntry, verify_chain
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
@@ -120,15 +120,18 @@ def test_a_failing_job_rolls_back_alone(engine: Engine, writer: Writer) -> None:
     assert entries[2].previous_hash == entries[1].entry_hash
 
 
-def test_a_database_error_in_a_job_is_storage_unavailable_for_it_only(
+def test_a_constraint_violation_in_a_job_is_a_conflict_for_it_only(
     engine: Engine, writer: Writer
 ) -> None:
     writer.execute(put("taken"))
     with writer_held(writer):
         dup = writer.submit(put("taken"))  # primary key conflict
         ok = writer.submit(put("fresh"))
-    with pytest.raises(StorageUnavailable):
+    # Not StorageUnavailable: retrying a conflict cannot succeed, so it must not look transient.
+    with pytest.raises(ExchangeError) as conflict:
         dup.result(10)
+    assert conflict.value.code == "storage-conflict"
+    assert not isinstance(conflict.value, StorageUnavailable)
     assert ok.result(10) == "fresh"
     assert stored_keys(engine) == {"taken", "fresh"}
     assert len(assert_chain_intact(engine, writer)) == 2

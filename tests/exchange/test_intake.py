@@ -1,0 +1,320 @@
+"""Intake at nl-eokm: canonicalise, trace, decide, then store report + log + outbox atomically.
+
+The tracer is real (static resolver, small GeoIP databases), the writer is real, and so is the
+SQLite file; ``url_in(cc)`` is a URL the resolver places in country ``cc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, Table, select
+
+from exchange import cases
+from exchange.codec import parse_report, report_from_proto
+from exchange.domain import Classification, Sighting, case_id_for
+from exchange.errors import ExchangeError
+from exchange.intake import Intake, IntakeResult
+from exchange.store import schema
+from exchange.store.writer import Writer
+from routing.decision import DecisionReason
+from routing.errors import InvalidUrl
+from tests.exchange.factories import (
+    T0,
+    FakeClock,
+    content_hash,
+    make_announcement,
+    make_submission,
+    table_counts,
+    url_in,
+    writer_held,
+)
+
+
+def rows(engine: Engine, table: Table, **where: object) -> list[Any]:
+    """The committed rows of ``table`` (in key order) matching ``column=value`` filters."""
+    stmt = select(table).order_by(*table.primary_key.columns)
+    for name, value in where.items():
+        stmt = stmt.where(table.c[name] == value)
+    with engine.connect() as conn:
+        return list(conn.execute(stmt).all())
+
+
+def log_kinds(engine: Engine) -> list[str]:
+    return [r.kind for r in rows(engine, schema.routing_log)]
+
+
+# -- local decisions open cases -----------------------------------------------------------------
+
+
+def test_local_report_opens_a_case(intake: Intake, engine: Engine, wakes: list[set[str]]) -> None:
+    result = intake.submit(make_submission(url_in("NL"), hashes=["a", "b"], client_ref="ref-1"))
+    assert result.decision.local
+    assert result.decision.member == "nl-eokm"
+    assert result.decision.reason is DecisionReason.LOCAL
+    assert result.decision.country == "NL"
+    assert result.duplicate is False
+    assert result.client_ref == "ref-1"
+    assert result.canonical_url == url_in("NL")
+    assert [s.known for s in result.items] == [None, None]
+
+    case_id = case_id_for(result.report_id)
+    (case,) = rows(engine, schema.cases)
+    assert case.id == case_id
+    assert case.status == "open"
+    assert case.first_report_id == result.report_id
+    assert case.hosting_country == "NL"
+    (member,) = rows(engine, schema.case_reports)
+    assert member.reporting_member == "nl-eokm"
+    assert member.outcome == "new-case"
+    assert member.new_items == 2
+    (report,) = rows(engine, schema.reports)
+    assert report.role == "origin"
+    assert report.case_id == case_id
+    assert report.wire == result.wire
+    assert rows(engine, schema.outbox) == []
+    assert wakes == []
+    # New content is indexed and announced to the network.
+    assert len(rows(engine, schema.hash_index, member="nl-eokm", case_id=case_id)) == 2
+    assert len(rows(engine, schema.announcements)) == 2
+    assert log_kinds(engine) == ["intake", "new-case", "announced"]
+
+
+def test_the_wire_report_carries_trace_and_decision(intake: Intake) -> None:
+    result = intake.submit(make_submission(url_in("DE")))
+    msg = parse_report(result.wire)
+    report = report_from_proto(msg)
+    assert report.id == result.report_id
+    assert report.origin_member == "nl-eokm"
+    assert report.decision_member == "de-eco"
+    assert report.received_at == T0
+    assert msg.trace.host == "hosting-de.example"
+    assert [a.address for a in msg.trace.addresses] == ["2a01:4f8::1"]
+    assert msg.trace.addresses[0].country == "DE"
+    assert msg.trace.addresses[0].asn == 24940
+    assert msg.trace.country_database.database_type
+    assert msg.decision.reason  # set, not UNSPECIFIED
+
+
+# -- remote decisions go to the outbox ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "member", "reason", "country"),
+    [
+        (url_in("DE"), "de-eco", DecisionReason.SERVED_MEMBER, "DE"),
+        (url_in("US"), "us-ncmec", DecisionReason.SERVED_MEMBER, "US"),
+        (url_in("JP"), "us-ncmec", DecisionReason.ORPHAN_RULE, "JP"),
+        (url_in("GB"), "inhope", DecisionReason.COORDINATOR_FALLBACK, "GB"),
+        ("https://unknown-host.example/x", "inhope", DecisionReason.UNTRACEABLE, None),
+    ],
+)
+def test_remote_decision_writes_one_outbox_row(
+    intake: Intake,
+    engine: Engine,
+    wakes: list[set[str]],
+    url: str,
+    member: str,
+    reason: DecisionReason,
+    country: str | None,
+) -> None:
+    result = intake.submit(make_submission(url, hashes=["a"]))
+    assert result.decision.member == member
+    assert result.decision.reason is reason
+    assert not result.decision.local
+
+    (row,) = rows(engine, schema.outbox)
+    assert row.destination == member
+    assert row.report_id == result.report_id
+    assert row.payload == result.wire
+    assert row.batch_sequence is None
+    (report,) = rows(engine, schema.reports)
+    assert report.case_id is None
+    assert report.decision_member == member
+    assert rows(engine, schema.cases) == []
+    assert wakes == [{member}]
+
+    (entry,) = rows(engine, schema.routing_log)
+    assert entry.kind == "intake"
+    assert entry.report_id == result.report_id
+    assert entry.member == member
+    assert entry.country == country
+    assert f'"reason":"{reason.value}"' in entry.detail
+
+
+def test_outbox_row_is_in_the_same_transaction_as_the_report(
+    intake: Intake, engine: Engine, writer: Writer, wakes: list[set[str]]
+) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+            "BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
+        )
+    before = table_counts(engine)
+    # A constraint (here a trigger) refusing the row is a conflict, not an outage.
+    with pytest.raises(ExchangeError, match="outbox refused") as refused:
+        intake.submit(make_submission(url_in("DE")))
+    assert refused.value.code == "storage-conflict"
+    assert table_counts(engine) == before  # no report, no log entry
+    assert wakes == []
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse_outbox")
+    result = intake.submit(make_submission(url_in("DE")))
+    (entry,) = rows(engine, schema.routing_log)
+    assert entry.idx == 0
+    assert entry.report_id == result.report_id
+    assert len(rows(engine, schema.outbox)) == 1
+
+
+# -- idempotency --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("country", ["NL", "DE"])
+def test_resubmission_is_a_duplicate_and_stores_nothing(
+    intake: Intake, engine: Engine, clock: FakeClock, country: str
+) -> None:
+    first = intake.submit(make_submission(url_in(country), hashes=["a", "b"], client_ref="one"))
+    before = table_counts(engine)
+    clock.advance(60)
+    again = intake.submit(make_submission(url_in(country), hashes=["a", "b"], client_ref="two"))
+    assert again.duplicate is True
+    assert again.report_id == first.report_id
+    assert again.client_ref == "two"
+    assert again.wire == first.wire
+    assert again.decision.member == first.decision.member
+    assert again.decision.local == first.decision.local
+    assert again.items == first.items
+    assert table_counts(engine) == before
+
+
+def test_the_same_url_in_another_spelling_is_the_same_report(intake: Intake) -> None:
+    first = intake.submit(make_submission("https://hosting-nl.example/a.jpg", hashes=["a"]))
+    spelled = "HTTPS://Hosting-NL.example:443/x/../a.jpg#top"
+    again = intake.submit(make_submission(spelled, hashes=["a"]))
+    assert again.duplicate
+    assert again.report_id == first.report_id
+
+
+def test_other_items_make_another_report(intake: Intake, engine: Engine) -> None:
+    first = intake.submit(make_submission(url_in("NL"), hashes=["a"]))
+    other = intake.submit(make_submission(url_in("NL"), hashes=["a", "b"]))
+    assert not other.duplicate
+    assert other.report_id != first.report_id
+    # Same URL at the responsible node: merged into the open case.
+    members = {m.report_id: (m.outcome, m.new_items) for m in rows(engine, schema.case_reports)}
+    assert members == {first.report_id: ("new-case", 1), other.report_id: ("merged", 1)}
+
+
+def test_identical_submissions_in_one_batch(intake: Intake, engine: Engine, writer: Writer) -> None:
+    submission = make_submission(url_in("NL"), hashes=["a"])
+    commits = writer.commits
+    with writer_held(writer):
+        f1 = intake.submit_prepared(intake.prepare(submission))
+        f2 = intake.submit_prepared(intake.prepare(submission))
+    r1, r2 = f1.result(10), f2.result(10)
+    assert writer.commits == commits + 2  # the holding job, then both in one transaction
+    assert r1.report_id == r2.report_id
+    assert (r1.duplicate, r2.duplicate) == (False, True)
+    assert len(rows(engine, schema.reports)) == 1
+    assert len(rows(engine, schema.case_reports)) == 1
+    assert log_kinds(engine).count("intake") == 1
+
+
+def test_concurrent_submissions_share_one_commit(
+    intake: Intake, engine: Engine, writer: Writer
+) -> None:
+    commits = writer.commits
+    countries = ["NL", "DE", "US", "JP", "GB"]
+    with writer_held(writer):
+        futures = [
+            intake.submit_prepared(
+                intake.prepare(make_submission(url_in(countries[i % 5], f"/{i}"), hashes=[str(i)]))
+            )
+            for i in range(40)
+        ]
+    results: list[IntakeResult] = [f.result(10) for f in futures]
+    assert writer.commits == commits + 2
+    assert len({r.report_id for r in results}) == 40
+    assert len(rows(engine, schema.reports)) == 40
+    assert len(rows(engine, schema.outbox)) == 32
+    assert len(rows(engine, schema.cases)) == 8
+
+
+# -- known content ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("country", ["NL", "DE"])
+def test_announced_content_is_marked_known(
+    intake: Intake, engine: Engine, writer: Writer, country: str
+) -> None:
+    seen = make_announcement(
+        "a",
+        member="us-ncmec",
+        case_id="c-" + "7" * 32,
+        classification=Classification.NATIONAL,
+        first_seen=T0 - timedelta(days=3),
+        report_id="r-" + "7" * 32,
+    )
+    writer.execute(lambda tx: cases.record_announcements(tx, [seen]))
+    result = intake.submit(make_submission(url_in(country), hashes=["b", "a"]))
+    sighting = Sighting(
+        seen.member, seen.case_id, seen.classification, seen.first_seen, seen.report_id
+    )
+    assert [s.known for s in result.items] == [None, sighting]
+    items = rows(engine, schema.items, report_id=result.report_id)
+    assert [i.known_member for i in items] == [None, "us-ncmec"]
+    assert items[1].known_case == "c-" + "7" * 32
+    assert items[1].known_classification == "national"
+    assert items[1].known_first_seen == T0 - timedelta(days=3)
+    # The first sighting stays the network's: the index entry is not taken over.
+    (index,) = rows(engine, schema.hash_index, hex=content_hash("a").hex)
+    assert index.member == "us-ncmec"
+    # A duplicate answers with the same marks.
+    assert intake.submit(make_submission(url_in(country), hashes=["b", "a"])).items == result.items
+
+
+def test_content_first_seen_here_is_known_to_the_next_report(intake: Intake) -> None:
+    first = intake.submit(make_submission(url_in("NL", "/one"), hashes=["a"]))
+    second = intake.submit(make_submission(url_in("NL", "/two"), hashes=["a"]))
+    (status,) = second.items
+    assert status.known is not None
+    assert status.known.member == "nl-eokm"
+    assert status.known.report_id == first.report_id
+    assert status.known.case_id == case_id_for(first.report_id)
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("javascript:alert(1)", "scheme-not-allowed"),
+        ("", "url-empty"),
+        ("not a url", "url-unparseable"),
+        ("file:///etc/passwd", "scheme-not-allowed"),
+    ],
+)
+def test_bad_url_stores_nothing(
+    intake: Intake, engine: Engine, wakes: list[set[str]], url: str, code: str
+) -> None:
+    before = table_counts(engine)
+    with pytest.raises(InvalidUrl) as info:
+        intake.submit(make_submission(url))
+    assert info.value.code == code
+    assert table_counts(engine) == before
+    assert wakes == []
+
+
+def test_other_members_intake_is_their_own(
+    make_intake: Callable[..., Intake], engine: Engine
+) -> None:
+    de = make_intake("de-eco")
+    result = de.submit(make_submission(url_in("DE"), hashes=["a"]))
+    assert result.decision.local
+    assert parse_report(result.wire).origin_member == "de-eco"
+    nl = make_intake("nl-eokm").submit(make_submission(url_in("DE"), hashes=["a"]))
+    assert nl.report_id != result.report_id
