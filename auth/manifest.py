@@ -94,6 +94,9 @@ DEFAULT_MAX_SKEW = timedelta(minutes=5)
 # --- errors with field paths ----------------------------------------------------------------------
 
 
+_TLS_IDENTITY = re.compile(r"sha256:[0-9a-f]{64}|spiffe://ihx/[a-z0-9][a-z0-9-]{1,62}")
+
+
 def _join(prefix: str, message: str) -> str:
     return f"{prefix}{message}" if message.startswith("[") else f"{prefix}.{message}"
 
@@ -269,6 +272,11 @@ class Member:
             raise ManifestError(f"endpoint: {problem}")
         if self.tls_identity is not None and (problem := _text_problem(self.tls_identity)):
             raise ManifestError(f"tls_identity: {problem}")
+        if self.tls_identity is not None and not _TLS_IDENTITY.fullmatch(self.tls_identity):
+            raise ManifestError(
+                f"tls_identity: {_quote(self.tls_identity)} is neither sha256:<64 hex digits> "
+                "of the certificate nor spiffe://ihx/<member id>"
+            )
         keys = tuple(self.keys)
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "_keys_by_id", _index_keys(keys, "keys"))

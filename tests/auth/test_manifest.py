@@ -331,6 +331,11 @@ BAD_VALUES: list[tuple[str, Callable[[Doc], None], str]] = [
     ("endpoint big", _set("members[0].endpoint", "h:65536"), "members[0].endpoint: "),
     ("no port", _set("members[0].endpoint", "nl.example"), "members[0].endpoint: "),
     ("tls identity", _set("members[0].tls_identity", ""), "members[0].tls_identity: must not be"),
+    (
+        "tls identity form",
+        _set("members[0].tls_identity", "nl-eokm.ihx.test"),
+        'members[0].tls_identity: "nl-eokm.ihx.test" is neither sha256:',
+    ),
     ("missing endpoint", _set("members[0].endpoint", ...), "members[0].endpoint: required field"),
     ("typo in member", _set("members[0].countrys", ["NL"]), "members[0].countrys: unknown field"),
     ("member type", _set("members[1]", "de-eco"), "members[1]: expected a table, got string"),
@@ -433,7 +438,7 @@ BAD_VALUES: list[tuple[str, Callable[[Doc], None], str]] = [
 )
 def test_validation_errors_name_their_field(mutate: Callable[[Doc], None], expected: str) -> None:
     doc = manifest_document()
-    doc["members"][0]["tls_identity"] = "nl-eokm.ihx.test"
+    doc["members"][0]["tls_identity"] = "spiffe://ihx/nl-eokm"
     mutate(doc)
     with pytest.raises(ManifestError) as info:
         parse_manifest(doc)
@@ -514,7 +519,7 @@ def _rich_manifest() -> Manifest:
                 member_key(signing_key("be2"), not_before=T0 + DAY, revoked_at=T0 + 2 * DAY),
             ),
             endpoint="[2001:db8::1]:7443",
-            tls_identity="spiffe://inhope/be-childfocus",
+            tls_identity="spiffe://ihx/be-childfocus",
         ),
     )
     return set_orphan_rule(m, "FR", "be-childfocus")

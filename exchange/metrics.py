@@ -1,0 +1,98 @@
+"""Prometheus metrics of a node, on their own registry (no process-global state).
+
+Counters and the latency histogram are updated by the components that see the events; queue
+depth and the age of the oldest pending report per destination are read from the database when
+Prometheus scrapes (a collector), so they are always true, also for rows another replica wrote.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+
+from exchange.store import schema
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reports_in = Counter(
+            "ihx_reports_in", "Reports accepted", ["source"], registry=r
+        )  # source: intake | peer
+        self.reports_out = Counter(
+            "ihx_reports_out",
+            "Reports delivered with a signed receipt",
+            ["destination"],
+            registry=r,
+        )
+        self.receipts = Counter(
+            "ihx_receipts", "Per-report outcomes in receipts received", ["outcome"], registry=r
+        )
+        self.rejections = Counter(
+            "ihx_rejections", "Refused envelopes, reports and requests", ["reason"], registry=r
+        )
+        self.token_failures = Counter(
+            "ihx_token_failures", "Refused partner tokens", ["reason"], registry=r
+        )
+        self.delivery_latency = Histogram(
+            "ihx_delivery_latency_seconds",
+            "Intake at this node to the receiver's signed receipt",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=r,
+        )
+        self._server: Any = None
+
+    def watch_outbox(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self.registry.register(_OutboxCollector(engine, clock))
+
+    def serve(self, listen: str) -> int:
+        host, _, port = listen.rpartition(":")
+        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        self._server = server
+        del thread
+        return int(server.server_port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            threading.Thread(target=server.shutdown, daemon=True).start()
+            server.server_close()
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "ihx_outbox_pending", "Reports waiting for a receipt", labels=["destination"]
+        )
+        oldest = GaugeMetricFamily(
+            "ihx_outbox_oldest_pending_seconds",
+            "Age of the oldest report waiting for a receipt",
+            labels=["destination"],
+        )
+        o = schema.outbox
+        now = self._clock()
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(o.c.destination, func.count(), func.min(o.c.created_at)).group_by(
+                    o.c.destination
+                )
+            ).all()
+        for destination, count, first_raw in rows:
+            depth.add_metric([destination], count)
+            first = schema.from_micros(first_raw) if isinstance(first_raw, int) else first_raw
+            age = (now - first).total_seconds() if first is not None else 0.0
+            oldest.add_metric([destination], max(0.0, age))
+        yield depth
+        yield oldest
