@@ -20,8 +20,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from auth.errors import PermissionDenied
 from auth.keys import SigningKey
 from auth.manifest import Manifest
+from auth.tls import peer_matches
 from exchange import cases
 from exchange.codec import announcement_from_bytes, parse_report, report_from_proto
 from exchange.domain import KnownContent, Outcome, PayloadResult, report_id_for
@@ -50,6 +52,7 @@ class Receiver:
         clock: Callable[[], datetime],
         limits: Limits,
         on_cases: CasesHook | None = None,
+        bind_peers: bool = False,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -58,17 +61,40 @@ class Receiver:
         self._clock = clock
         self.limits = limits
         self._on_cases = on_cases
+        self._bind_peers = bind_peers
 
-    def receive(self, envelope: xpb.Envelope) -> xpb.SignedReceipt:
+    def receive(
+        self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
+    ) -> xpb.SignedReceipt:
         """Verify and store one envelope; raises a typed error and stores nothing on refusal."""
-        return self.receive_async(envelope).result()
+        return self.receive_async(envelope, peer_certificate).result()
 
-    def receive_async(self, envelope: xpb.Envelope) -> Future[xpb.SignedReceipt]:
-        """Verify now (raising on refusal), store in the writer; the future gives the receipt."""
+    def receive_async(
+        self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
+    ) -> Future[xpb.SignedReceipt]:
+        """Verify now (raising on refusal), store in the writer; the future gives the receipt.
+
+        With mTLS (``bind_peers``) the TLS peer must be the member that signed the envelope:
+        a valid certificate of member A cannot carry envelopes signed by member B.
+        """
         now = self._clock()
+        manifest = self._manifest()
         opened = open_envelope(
-            envelope, manifest=self._manifest(), self_member=self._self, now=now, limits=self.limits
+            envelope, manifest=manifest, self_member=self._self, now=now, limits=self.limits
         )
+        if self._bind_peers:
+            identity = manifest.member(opened.sender).tls_identity
+            if identity is None or peer_certificate is None:
+                raise PermissionDenied(
+                    f"member {opened.sender} has no TLS identity in the manifest"
+                    if identity is None
+                    else "no client certificate"
+                )
+            if not peer_matches(peer_certificate, identity):
+                raise PermissionDenied(
+                    f"the TLS client is not member {opened.sender} (certificate does not match "
+                    "its tls_identity)"
+                )
         if opened.header.kind == KIND_REPORT:
             checked = [self._check_report(i, p, opened) for i, p in enumerate(opened.payloads)]
         else:

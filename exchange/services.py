@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "ihx/0.1.0"
 
 
+def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
+    """The TLS client's certificate (PEM), or None on a plaintext connection."""
+    certs = context.auth_context().get("x509_pem_cert")
+    return certs[0] if certs else None
+
+
 def _raise(error: Exception) -> NoReturn:
     raise error
 
@@ -55,11 +61,13 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
         # receipts (or the refusal that ends the stream) keep the order of the envelopes.
         pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(8)
 
+        peer = peer_certificate(context)
+
         def read() -> None:
             try:
                 for envelope in request_iterator:
                     try:
-                        pending.put(self._receiver.receive_async(envelope))
+                        pending.put(self._receiver.receive_async(envelope, peer))
                     except Exception as error:
                         pending.put(error)
                         return
@@ -78,7 +86,7 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
 
     def Deliver(self, request: xpb.Envelope, context: grpc.ServicerContext) -> xpb.SignedReceipt:
         try:
-            return self._receiver.receive(request)
+            return self._receiver.receive(request, peer_certificate(context))
         except Exception as error:
             abort(context, error)
 

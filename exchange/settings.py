@@ -43,6 +43,14 @@ Example::
     [log]
     checkpoint_every = 1000         # a signed checkpoint every N entries …
     checkpoint_interval_s = 60.0    # … or T seconds
+
+    [tls]                           # mutual TLS between nodes (required unless insecure_loopback)
+    cert = "tls/node.crt"
+    key = "tls/node.key"
+    ca = "tls/ca.crt"
+
+    [metrics]
+    listen = "0.0.0.0:9464"         # Prometheus metrics over HTTP; omit to disable
 """
 
 from __future__ import annotations
@@ -102,6 +110,10 @@ class Settings:
     visibility_timeout_s: float = 300.0
     checkpoint_every: int = 1000
     checkpoint_interval_s: float = 60.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    metrics_listen: str | None = None
     source: Path | None = None
 
 
@@ -115,6 +127,8 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "auth": {"issuer": str, "jwks": str, "max_token_lifetime_s": float, "leeway_s": float},
     "partners": {"visibility_timeout_s": float, "rules": list},
     "log": {"checkpoint_every": int, "checkpoint_interval_s": float},
+    "tls": {"cert": str, "key": str, "ca": str},
+    "metrics": {"listen": str},
 }
 
 
@@ -166,7 +180,11 @@ def settings_from_mapping(
     node = merged.get("node", {})
     listen = str(required("node", "listen"))
     insecure = bool(node.get("insecure_loopback", False))
-    _check_listen(listen, insecure, where)
+    tls = merged.get("tls", {})
+    _check_listen(listen, insecure, where, has_tls=all(tls.get(k) for k in ("cert", "key", "ca")))
+    metrics_listen = merged.get("metrics", {}).get("listen")
+    if metrics_listen is not None:
+        _check_address(str(metrics_listen), "metrics.listen", where)
     member = str(required("node", "member"))
     db_url = str(required("database", "url"))
     if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
@@ -232,6 +250,10 @@ def settings_from_mapping(
         visibility_timeout_s=float(partners.get("visibility_timeout_s", 300.0)),
         checkpoint_every=int(log_section.get("checkpoint_every", 1000)),
         checkpoint_interval_s=float(log_section.get("checkpoint_interval_s", 60.0)),
+        tls_cert=path_of(str(tls["cert"])) if tls.get("cert") else None,
+        tls_key=path_of(str(tls["key"])) if tls.get("key") else None,
+        tls_ca=path_of(str(tls["ca"])) if tls.get("ca") else None,
+        metrics_listen=str(metrics_listen) if metrics_listen else None,
         source=source,
     )
 
@@ -350,11 +372,15 @@ def _tuning(values: Mapping[str, Any], where: str) -> ExchangeTuning:
     return ExchangeTuning(**values)
 
 
-def _check_listen(listen: str, insecure: bool, where: str) -> None:
+def _check_address(listen: str, name: str, where: str) -> str:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where}: node.listen must be host:port, not {listen!r}")
-    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {name} must be host:port, not {listen!r}")
+    return host.strip("[]")
+
+
+def _check_listen(listen: str, insecure: bool, where: str, *, has_tls: bool) -> None:
+    host = _check_address(listen, "node.listen", where)
     if insecure:
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -365,8 +391,8 @@ def _check_listen(listen: str, insecure: bool, where: str) -> None:
                 f"{where}: node.insecure_loopback is only allowed on a loopback address, "
                 f"not {host!r}"
             )
-    else:
+    elif not has_tls:
         raise ConfigError(
-            f"{where}: TLS between nodes is not configured yet: set node.insecure_loopback = "
-            "true on a loopback address"
+            f"{where}: mutual TLS needs tls.cert, tls.key and tls.ca (or set "
+            "node.insecure_loopback = true on a loopback address)"
         )
