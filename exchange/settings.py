@@ -51,6 +51,10 @@ Example::
 
     [metrics]
     listen = "0.0.0.0:9464"         # Prometheus metrics over HTTP; omit to disable
+
+    [health]
+    listen = "0.0.0.0:7444"         # plaintext gRPC health only, for Kubernetes probes (which
+                                    # cannot speak mTLS); serves no other service
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ class Settings:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     metrics_listen: str | None = None
+    health_listen: str | None = None
     source: Path | None = None
 
 
@@ -129,6 +134,7 @@ _SCHEMA: dict[str, dict[str, type]] = {
     "log": {"checkpoint_every": int, "checkpoint_interval_s": float},
     "tls": {"cert": str, "key": str, "ca": str},
     "metrics": {"listen": str},
+    "health": {"listen": str},
 }
 
 
@@ -185,6 +191,9 @@ def settings_from_mapping(
     metrics_listen = merged.get("metrics", {}).get("listen")
     if metrics_listen is not None:
         _check_address(str(metrics_listen), "metrics.listen", where)
+    health_listen = merged.get("health", {}).get("listen")
+    if health_listen is not None:
+        _check_address(str(health_listen), "health.listen", where)
     member = str(required("node", "member"))
     db_url = str(required("database", "url"))
     if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
@@ -254,6 +263,7 @@ def settings_from_mapping(
         tls_key=path_of(str(tls["key"])) if tls.get("key") else None,
         tls_ca=path_of(str(tls["ca"])) if tls.get("ca") else None,
         metrics_listen=str(metrics_listen) if metrics_listen else None,
+        health_listen=str(health_listen) if health_listen else None,
         source=source,
     )
 
@@ -396,3 +406,29 @@ def _check_listen(listen: str, insecure: bool, where: str, *, has_tls: bool) -> 
             f"{where}: mutual TLS needs tls.cert, tls.key and tls.ca (or set "
             "node.insecure_loopback = true on a loopback address)"
         )
+
+
+def load_database_url(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> str:
+    """Only ``database.url`` (with its IHX_ override): all that ``ihx db upgrade`` needs.
+
+    The migration job of the Helm chart has the settings file and the DSN, but no keys, TLS or
+    GeoIP files, so it must not require them.
+    """
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such settings file") from None
+    except OSError as error:
+        raise ConfigError(f"{file}: cannot read: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{file}: not valid TOML: {error}") from None
+    environ = os.environ if env is None else env
+    url = environ.get("IHX_DATABASE_URL") or data.get("database", {}).get("url")
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{file}: database.url is required (or set IHX_DATABASE_URL)")
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url.removeprefix("sqlite:///")
+        if rel and rel != ":memory:":
+            url = "sqlite:///" + str(file.resolve().parent / rel)
+    return url

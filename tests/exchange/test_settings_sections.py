@@ -1,0 +1,83 @@
+"""Settings sections for production: TLS, metrics, health, tokens, partners, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange.errors import ConfigError
+from exchange.settings import load_database_url, settings_from_mapping
+from tests.exchange.test_settings import GOOD
+
+
+def settings(**sections: dict[str, Any]) -> Any:
+    data = copy.deepcopy(GOOD)
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return settings_from_mapping(data, base=Path("/srv/ihx"), env={})
+
+
+TLS = {"cert": "tls/node.crt", "key": "tls/node.key", "ca": "tls/ca.crt"}
+
+
+def test_public_listen_needs_tls_and_resolves_its_paths() -> None:
+    with pytest.raises(ConfigError, match="mutual TLS needs tls.cert"):
+        settings(node={"listen": "0.0.0.0:7443", "insecure_loopback": False})
+    s = settings(node={"listen": "0.0.0.0:7443", "insecure_loopback": False}, tls=TLS)
+    assert s.tls_cert == Path("/srv/ihx/tls/node.crt")
+    assert s.tls_ca == Path("/srv/ihx/tls/ca.crt")
+
+
+def test_insecure_flag_is_refused_off_loopback_even_with_tls() -> None:
+    with pytest.raises(ConfigError, match="only allowed on a loopback address"):
+        settings(node={"listen": "10.1.2.3:7443", "insecure_loopback": True}, tls=TLS)
+
+
+def test_metrics_and_health_listeners() -> None:
+    s = settings(metrics={"listen": "0.0.0.0:9464"}, health={"listen": "0.0.0.0:7444"})
+    assert (s.metrics_listen, s.health_listen) == ("0.0.0.0:9464", "0.0.0.0:7444")
+    with pytest.raises(ConfigError, match="health.listen must be host:port"):
+        settings(health={"listen": "7444"})
+
+
+def test_auth_defaults_and_ranges() -> None:
+    s = settings()
+    assert s.token_issuer == "nl-eokm"
+    assert s.max_token_lifetime_s == 900.0
+    with pytest.raises(ConfigError, match="auth.max_token_lifetime_s must be from"):
+        settings(auth={"max_token_lifetime_s": 1})
+
+
+def test_partner_rules_are_validated_with_their_index() -> None:
+    rule = {"partner": "nl-police", "countries": ["NL"], "classifications": ["baseline"]}
+    s = settings(partners={"rules": [rule]})
+    assert s.partner_rules[0].partner == "nl-police"
+    assert s.partner_rules[0].countries == frozenset({"NL"})
+    bad = dict(rule, classifications=["illegal"])
+    with pytest.raises(ConfigError, match=r"partners.rules\[1\].classifications"):
+        settings(partners={"rules": [rule, bad]})
+    with pytest.raises(ConfigError, match=r"partners.rules\[0\].countries"):
+        settings(partners={"rules": [dict(rule, countries=["nl"])]})
+    with pytest.raises(ConfigError, match=r"partners.rules\[0\]: unknown setting"):
+        settings(partners={"rules": [dict(rule, colour="red")]})
+
+
+def test_checkpoint_settings() -> None:
+    s = settings(log={"checkpoint_every": 50, "checkpoint_interval_s": 5})
+    assert (s.checkpoint_every, s.checkpoint_interval_s) == (50, 5.0)
+    with pytest.raises(ConfigError, match="log.checkpoint_every must be from"):
+        settings(log={"checkpoint_every": 0})
+
+
+def test_database_url_alone_for_migrations(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[database]\nurl = "sqlite:///node.db"\n', encoding="utf-8")
+    assert load_database_url(config, env={}) == f"sqlite:///{tmp_path / 'node.db'}"
+    url = "postgresql+psycopg://ihx@db/ihx"
+    assert load_database_url(config, env={"IHX_DATABASE_URL": url}) == url
+    config.write_text("[node]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="database.url is required"):
+        load_database_url(config, env={})
