@@ -24,7 +24,7 @@ TLS = {"cert": "tls/node.crt", "key": "tls/node.key", "ca": "tls/ca.crt"}
 
 
 def test_public_listen_needs_tls_and_resolves_its_paths() -> None:
-    with pytest.raises(ConfigError, match="mutual TLS needs tls.cert"):
+    with pytest.raises(ConfigError, match=r"mutual TLS needs tls.cert"):
         settings(node={"listen": "0.0.0.0:7443", "insecure_loopback": False})
     s = settings(node={"listen": "0.0.0.0:7443", "insecure_loopback": False}, tls=TLS)
     assert s.tls_cert == Path("/srv/ihx/tls/node.crt")
@@ -39,7 +39,7 @@ def test_insecure_flag_is_refused_off_loopback_even_with_tls() -> None:
 def test_metrics_and_health_listeners() -> None:
     s = settings(metrics={"listen": "0.0.0.0:9464"}, health={"listen": "0.0.0.0:7444"})
     assert (s.metrics_listen, s.health_listen) == ("0.0.0.0:9464", "0.0.0.0:7444")
-    with pytest.raises(ConfigError, match="health.listen must be host:port"):
+    with pytest.raises(ConfigError, match=r"health.listen must be host:port"):
         settings(health={"listen": "7444"})
 
 
@@ -47,7 +47,7 @@ def test_auth_defaults_and_ranges() -> None:
     s = settings()
     assert s.token_issuer == "nl-eokm"
     assert s.max_token_lifetime_s == 900.0
-    with pytest.raises(ConfigError, match="auth.max_token_lifetime_s must be from"):
+    with pytest.raises(ConfigError, match=r"auth.max_token_lifetime_s must be from"):
         settings(auth={"max_token_lifetime_s": 1})
 
 
@@ -68,7 +68,7 @@ def test_partner_rules_are_validated_with_their_index() -> None:
 def test_checkpoint_settings() -> None:
     s = settings(log={"checkpoint_every": 50, "checkpoint_interval_s": 5})
     assert (s.checkpoint_every, s.checkpoint_interval_s) == (50, 5.0)
-    with pytest.raises(ConfigError, match="log.checkpoint_every must be from"):
+    with pytest.raises(ConfigError, match=r"log.checkpoint_every must be from"):
         settings(log={"checkpoint_every": 0})
 
 
@@ -79,5 +79,5 @@ def test_database_url_alone_for_migrations(tmp_path: Path) -> None:
     url = "postgresql+psycopg://ihx@db/ihx"
     assert load_database_url(config, env={"IHX_DATABASE_URL": url}) == url
     config.write_text("[node]\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="database.url is required"):
+    with pytest.raises(ConfigError, match=r"database.url is required"):
         load_database_url(config, env={})
