@@ -73,3 +73,34 @@ class UnknownMember(AuthError):
     """A member id that the current manifest does not list."""
 
     code = "unknown-member"
+
+
+class TokenInvalid(AuthError):
+    """A partner's bearer token is refused; ``code`` says why (``token-alg``, ``token-expired``…).
+
+    The message is short and safe to return to the caller: it never repeats the token or any value
+    taken from it.
+    """
+
+    code = "token-invalid"
+
+
+class PermissionDenied(AuthError):
+    """A valid token whose scopes do not allow the call; the message names the missing scope."""
+
+    code = "permission-denied"
+
+
+class TrustConfigError(AuthError):
+    """The trusted-issuer configuration (a JWKS file, an issuer, a policy) is unusable.
+
+    The message names the offending field path, e.g. ``issuers[0].jwks.keys[1].kty``.
+    """
+
+    code = "trust-config"
+
+
+class TokenIssueError(AuthError):
+    """The node refuses to mint a token: a lifetime over the maximum, a bad subject or scope."""
+
+    code = "token-issue"

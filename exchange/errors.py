@@ -13,8 +13,10 @@ from auth.errors import (
     AuthError,
     KeyNotValid,
     ManifestRejected,
+    PermissionDenied,
     ProofInvalid,
     SignatureInvalid,
+    TokenInvalid,
     UnknownKey,
     UnknownMember,
 )
@@ -75,6 +77,8 @@ class StorageUnavailable(ExchangeError):
 
 
 _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (TokenInvalid, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (WrongRecipient, grpc.StatusCode.FAILED_PRECONDITION),
     (SequenceConflict, grpc.StatusCode.ALREADY_EXISTS),
     (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),  # from auth: one type for both
