@@ -1,37 +1,46 @@
-"""A client for a node's intake service, used by the CLI, the demo and the benchmarks.
+"""Clients for a node's services, used by the CLI, the demo and the benchmarks.
 
-Bulk submission streams chunks of reports (see intake.proto) with a bounded number of chunks in
-flight, and yields one response per submission in order. Every call has a deadline.
+Every call carries ``authorization: Bearer <token>`` when a token is given and has a deadline.
+Bulk submission streams chunks of reports (see intake.proto) and yields one response per
+submission, in order. Log listing pages by entry index until the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from itertools import islice
 
 import grpc
 
-from exchange.codec import submission_to_proto
+from exchange.codec import submission_to_proto, timestamp
 from exchange.domain import Submission
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
+from ihx.v1 import partner_pb2 as ppb
+from ihx.v1 import partner_pb2_grpc as pgrpc
+from ihx.v1 import routing_log_pb2 as lpb
+from ihx.v1 import routing_log_pb2_grpc as lgrpc
 
 DEFAULT_CHUNK = 500
+MAX_MESSAGE = 16 * 1024 * 1024
 
 
-class IntakeClient:
-    def __init__(self, address: str, *, timeout: float = 30.0) -> None:
+class _Client:
+    def __init__(self, address: str, *, token: str | None = None, timeout: float = 30.0) -> None:
         self._channel = grpc.insecure_channel(
             address,
             options=[
-                ("grpc.max_send_message_length", 16 * 1024 * 1024),
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
             ],
         )
-        self._stub = igrpc.IntakeStub(self._channel)
+        self._metadata: tuple[tuple[str, str | bytes], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
         self._timeout = timeout
 
-    def __enter__(self) -> IntakeClient:
+    def __enter__(self) -> _Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -40,9 +49,18 @@ class IntakeClient:
     def close(self) -> None:
         self._channel.close()
 
+
+class IntakeClient(_Client):
+    def __init__(self, address: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        super().__init__(address, token=token, timeout=timeout)
+        self._stub = igrpc.IntakeStub(self._channel)
+
+    def __enter__(self) -> IntakeClient:
+        return self
+
     def submit(self, submission: Submission) -> ipb.SubmitReportResponse:
         response: ipb.SubmitReportResponse = self._stub.SubmitReport(
-            submission_to_proto(submission), timeout=self._timeout
+            submission_to_proto(submission), timeout=self._timeout, metadata=self._metadata
         )
         return response
 
@@ -70,5 +88,77 @@ class IntakeClient:
             while part := list(islice(it, chunk)):
                 yield ipb.SubmitReportsRequest(reports=part)
 
-        for response in self._stub.SubmitReports(chunks(), timeout=deadline):
+        for response in self._stub.SubmitReports(
+            chunks(), timeout=deadline, metadata=self._metadata
+        ):
             yield from response.results
+
+
+class PartnerClient(_Client):
+    def __init__(self, address: str, *, token: str | None = None, timeout: float = 60.0) -> None:
+        super().__init__(address, token=token, timeout=timeout)
+        self._stub = pgrpc.PartnerStub(self._channel)
+
+    def __enter__(self) -> PartnerClient:
+        return self
+
+    def pull(self, after_cursor: str = "", limit: int = 100) -> Iterator[ppb.Case]:
+        request = ppb.PullCasesRequest(after_cursor=after_cursor, limit=limit)
+        yield from self._stub.PullCases(request, timeout=self._timeout, metadata=self._metadata)
+
+    def ack(self, case_ids: Sequence[str]) -> ppb.AckCasesResponse:
+        response: ppb.AckCasesResponse = self._stub.AckCases(
+            ppb.AckCasesRequest(case_ids=list(case_ids)),
+            timeout=self._timeout,
+            metadata=self._metadata,
+        )
+        return response
+
+
+class LogClient(_Client):
+    def __init__(self, address: str, *, token: str | None = None, timeout: float = 60.0) -> None:
+        super().__init__(address, token=token, timeout=timeout)
+        self._stub = lgrpc.RoutingLogStub(self._channel)
+
+    def __enter__(self) -> LogClient:
+        return self
+
+    def entries(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        country: str = "",
+        member: str = "",
+        kind: str = "",
+        report_id: str = "",
+        page_size: int = 1000,
+    ) -> Iterator[lpb.LogEntry]:
+        """Every matching entry, in index order, page after page."""
+        after = 0
+        while True:
+            request = lpb.ListRoutingLogRequest(
+                country=country,
+                member=member,
+                kind=kind,
+                report_id=report_id,
+                after_index=after,
+                page_size=page_size,
+            )
+            if since is not None:
+                request.since.CopyFrom(timestamp(since))
+            if until is not None:
+                request.until.CopyFrom(timestamp(until))
+            page: lpb.ListRoutingLogResponse = self._stub.ListRoutingLog(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+            yield from page.entries
+            if not page.next_after_index:
+                return
+            after = page.next_after_index
+
+    def checkpoint(self, size: int = 0) -> lpb.Checkpoint:
+        cp: lpb.Checkpoint = self._stub.GetCheckpoint(
+            lpb.GetCheckpointRequest(size=size), timeout=self._timeout, metadata=self._metadata
+        )
+        return cp

@@ -34,6 +34,7 @@ from exchange.domain import (
     Submission,
     report_id_for,
 )
+from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
 from routing.canonical import canonicalize
@@ -80,6 +81,7 @@ class Intake:
         clock: Callable[[], datetime],
         wake: Callable[[set[str]], None],
         on_cases: CasesHook | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._self = self_member
         self._tracer = tracer
@@ -88,6 +90,7 @@ class Intake:
         self._clock = clock
         self._wake = wake
         self._on_cases = on_cases
+        self._metrics = metrics
         self._decider = Decider(self_member)
         self._coalescer: Coalescer[Prepared, IntakeResult] = Coalescer(self._commit)
 
@@ -149,6 +152,9 @@ class Intake:
                     },
                 )
             )
+        if self._metrics is not None and fresh:
+            counter = self._metrics.reports_in.labels("intake")
+            tx.after_commit.append(lambda: counter.inc(len(fresh)))
         local = [p for p in fresh if p.decision.local]
         remote = [p for p in fresh if not p.decision.local]
         marks: dict[str, cases.Marks] = {}

@@ -39,8 +39,9 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.backoff import Backoff
 from exchange.domain import Outcome
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, open_receipt, seal
+from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Receipt, open_receipt, seal
 from exchange.errors import ExchangeError
+from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.sql import insert_ignore
 from exchange.store.writer import Tx, Writer
@@ -96,8 +97,10 @@ class PeerSender:
         rng: random.Random,
         channel_for: Callable[[str], grpc.Channel],
         settings: SenderSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.peer = peer
+        self._metrics = metrics
         self._self = self_member
         self._key = key
         self._manifest = manifest
@@ -408,6 +411,8 @@ class PeerSender:
             )
             peer_update: dict[str, Any] = {"last_heard_at": now, "last_error": None}
             if batch.kind == KIND_REPORT:
+                if self._metrics is not None:
+                    self._observe(tx, batch, receipt)
                 tx.conn.execute(
                     delete(OUTBOX).where(
                         OUTBOX.c.destination == self.peer,
@@ -450,6 +455,26 @@ class PeerSender:
 
         self._writer.execute(job)
         self.delivered += batch.count
+
+    def _observe(self, tx: Tx, batch: _Batch, receipt: Receipt) -> None:
+        metrics = self._metrics
+        assert metrics is not None
+        created = tx.conn.execute(
+            select(OUTBOX.c.created_at).where(
+                OUTBOX.c.destination == self.peer, OUTBOX.c.batch_sequence == batch.sequence
+            )
+        ).scalars()
+        latencies = [(receipt.received_at - c).total_seconds() for c in created]
+        outcomes = [r.outcome.value for r in receipt.results]
+
+        def count() -> None:
+            metrics.reports_out.labels(self.peer).inc(batch.count)
+            for outcome in outcomes:
+                metrics.receipts.labels(outcome).inc()
+            for seconds in latencies:
+                metrics.delivery_latency.observe(max(0.0, seconds))
+
+        tx.after_commit.append(count)
 
 
 def _rpc_error_text(error: grpc.RpcError) -> str:

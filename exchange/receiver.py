@@ -30,6 +30,7 @@ from exchange.domain import KnownContent, Outcome, PayloadResult, report_id_for
 from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.intake import CasesHook
+from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
 from ihx.v1 import exchange_pb2 as xpb
@@ -53,6 +54,7 @@ class Receiver:
         limits: Limits,
         on_cases: CasesHook | None = None,
         bind_peers: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -62,6 +64,7 @@ class Receiver:
         self.limits = limits
         self._on_cases = on_cases
         self._bind_peers = bind_peers
+        self._metrics = metrics
 
     def receive(
         self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
@@ -77,6 +80,16 @@ class Receiver:
         With mTLS (``bind_peers``) the TLS peer must be the member that signed the envelope:
         a valid certificate of member A cannot carry envelopes signed by member B.
         """
+        try:
+            return self._receive(envelope, peer_certificate)
+        except Exception as error:
+            if self._metrics is not None:
+                self._metrics.rejections.labels(error_code(error)).inc()
+            raise
+
+    def _receive(
+        self, envelope: xpb.Envelope, peer_certificate: bytes | None
+    ) -> Future[xpb.SignedReceipt]:
         now = self._clock()
         manifest = self._manifest()
         opened = open_envelope(
@@ -176,6 +189,17 @@ class Receiver:
             for i, _ in announced:
                 results[i] = PayloadResult(i, "", Outcome.ACCEPTED)
         final = [r for r in results if r is not None]
+        if self._metrics is not None:
+            metrics = self._metrics
+            stored = sum(1 for r in final if r.outcome in (Outcome.NEW_CASE, Outcome.MERGED))
+            reasons = [r.reason.split(":", 1)[0] for r in final if r.outcome is Outcome.REJECTED]
+
+            def count() -> None:
+                metrics.reports_in.labels("peer").inc(stored)
+                for reason in reasons:
+                    metrics.rejections.labels(reason).inc()
+
+            tx.after_commit.append(count)
         for r in final:
             if r.outcome is Outcome.REJECTED:
                 tx.log(

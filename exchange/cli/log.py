@@ -1,0 +1,272 @@
+"""``ihx log``: read and verify routing logs — one node's, or every member's of a network.
+
+Listing reads a node's log over gRPC with a ``log:read`` token (``--node``), every member's log
+with ``--network MANIFEST`` (one merged, time-ordered view), or the local database
+(``--config``). ``ihx log verify`` walks the hash chain from genesis and checks the signed
+checkpoints; it names the first bad entry and exits 1 when the log was edited, cut or reordered.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from rich.table import Table
+
+from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
+from exchange.checkpoints import Checkpoint, LogVerdict, load_checkpoints, load_entries, verify_log
+from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time, utc_now
+from exchange.client import LogClient
+from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.partner_services import checkpoint_from_proto, entry_from_proto
+from exchange.routing_log import LogEntry
+from exchange.settings import load_settings
+from exchange.store.engine import open_engine
+
+
+def _manifest_file(path: Path) -> Manifest:
+    data = path.read_bytes()
+    if path.suffix == ".json" and b'"signatures"' in data:
+        return parse_manifest(parse_signed_manifest(data).document)
+    return load_manifest(path)
+
+
+def _tokens(values: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    default, per_member = None, {}
+    for v in values:
+        member, sep, token = v.partition("=")
+        if sep and member and "." not in member:
+            per_member[member] = token
+        else:
+            default = v
+    return default, per_member
+
+
+@dataclass(frozen=True)
+class _Row:
+    node: str
+    entry: LogEntry
+
+
+def _remote_entries(address: str, token: str | None, **filters: Any) -> Iterator[LogEntry]:
+    with LogClient(address, token=token) as client:
+        for e in client.entries(**filters):
+            yield entry_from_proto(e)
+
+
+def register(app: typer.Typer) -> None:
+    log_app = typer.Typer(
+        help="Read and verify routing logs.", invoke_without_command=True, no_args_is_help=False
+    )
+    app.add_typer(log_app, name="log")
+
+    @log_app.callback()
+    def list_log(
+        ctx: typer.Context,
+        node: Annotated[str | None, typer.Option(help="Read this node's log (host:port).")] = None,
+        network: Annotated[
+            Path | None, typer.Option(help="Read every member's log (manifest file).")
+        ] = None,
+        config: Annotated[Path | None, typer.Option(help="Read the local node's DB.")] = None,
+        token: Annotated[
+            list[str] | None, typer.Option(help="log:read token, or MEMBER=TOKEN per node.")
+        ] = None,
+        since: Annotated[str | None, typer.Option(help="RFC 3339 time or -1h, -7d …")] = None,
+        until: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
+        country: Annotated[str, typer.Option()] = "",
+        member: Annotated[str, typer.Option()] = "",
+        kind: Annotated[str, typer.Option(help="intake, sent, receipted, merged, …")] = "",
+        report_id: Annotated[str, typer.Option()] = "",
+        as_json: Annotated[bool, typer.Option("--json", help="JSON Lines output.")] = False,
+        limit: Annotated[int, typer.Option(help="At most this many entries.", min=1)] = 1000,
+    ) -> None:
+        """List routing-log entries (newest last)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if sum(x is not None for x in (node, network, config)) != 1:
+            raise CliError("give exactly one of --node, --network or --config")
+        now = utc_now()
+        since_t = parse_time(since, option="--since", now=now) if since else None
+        until_t = parse_time(until, option="--until", now=now) if until else None
+        filters = {
+            "since": since_t,
+            "until": until_t,
+            "country": country,
+            "member": member,
+            "kind": kind,
+            "report_id": report_id,
+        }
+        default, per_member = _tokens(token or [])
+        streams: list[Iterator[_Row]] = []
+        if node is not None:
+            streams.append(_label(node, _remote_entries(node, default, **filters)))
+        elif network is not None:
+            manifest = _manifest_file(network)
+            for m in manifest.members:
+                streams.append(
+                    _label(
+                        m.id,
+                        _remote_entries(m.endpoint, per_member.get(m.id, default), **filters),
+                    )
+                )
+        else:
+            assert config is not None
+            streams.append(_label("local", _local_entries(config, **filters)))
+        rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
+        _print_rows(rows, as_json=as_json, limit=limit)
+
+    @log_app.command("verify")
+    def verify(
+        config: Annotated[Path | None, typer.Option(help="Verify the local node's DB.")] = None,
+        node: Annotated[str | None, typer.Option(help="Verify a node's log over gRPC.")] = None,
+        network: Annotated[Path | None, typer.Option(help="Verify every member's log.")] = None,
+        manifest: Annotated[
+            Path | None, typer.Option(help="Manifest with the signers' keys (for --node).")
+        ] = None,
+        token: Annotated[list[str] | None, typer.Option(help="log:read token(s).")] = None,
+    ) -> None:
+        """Check hash chains and signed checkpoints; name the first bad entry."""
+        if sum(x is not None for x in (node, network, config)) != 1:
+            raise CliError("give exactly one of --config, --node or --network")
+        default, per_member = _tokens(token or [])
+        results: list[tuple[str, LogVerdict]] = []
+        if config is not None:
+            settings = load_settings(config)
+            store = ManifestStore(
+                settings.manifest_path, trust_anchors(settings.trusted_keys), utc_now
+            )
+            engine = open_engine(settings.database_url)
+            try:
+                with engine.connect() as conn:
+                    verdict = verify_log(
+                        load_entries(conn),
+                        load_checkpoints(conn, settings.member),
+                        store.current(),
+                    )
+            finally:
+                engine.dispose()
+            results.append((settings.member, verdict))
+        else:
+            source = network if network is not None else manifest
+            if source is None:
+                raise CliError("--node needs --manifest (the network manifest with the keys)")
+            m = _manifest_file(source)
+            targets = (
+                [(x.id, x.endpoint) for x in m.members]
+                if network is not None
+                else [(_member_at(m, node or ""), node or "")]
+            )
+            for member_id, address in targets:
+                tok = per_member.get(member_id, default)
+                results.append((member_id, _verify_remote(member_id, address, tok, m)))
+        table = Table("node", "entries", "checkpoints", "result")
+        bad = False
+        for member_id, verdict in results:
+            problem = verdict.first_bad
+            bad = bad or problem is not None
+            table.add_row(
+                member_id,
+                str(verdict.entries),
+                str(verdict.checkpoints),
+                f"{check_mark(True)} intact"
+                if problem is None
+                else f"{check_mark(False)} entry {problem.idx}: {problem.problem}",
+            )
+        out().print(table)
+        if bad:
+            raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _member_at(manifest: Manifest, address: str) -> str:
+    for m in manifest.members:
+        if m.endpoint == address:
+            return m.id
+    raise CliError(f"--node {address}: no member of the manifest has that endpoint")
+
+
+def _verify_remote(member: str, address: str, token: str | None, manifest: Manifest) -> LogVerdict:
+    checkpoints: list[Checkpoint] = []
+    with LogClient(address, token=token) as client:
+        try:
+            checkpoints.append(checkpoint_from_proto(client.checkpoint()))
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+        entries = [entry_from_proto(e) for e in client.entries()]
+    checkpoints = [c for c in checkpoints if c.member == member] or checkpoints
+    return verify_log(entries, checkpoints, manifest)
+
+
+def _label(node: str, entries: Iterator[LogEntry]) -> Iterator[_Row]:
+    for e in entries:
+        yield _Row(node, e)
+
+
+def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
+    from exchange.log_query import LogFilter, list_entries
+
+    settings = load_settings(config)
+    engine = open_engine(settings.database_url)
+    try:
+        after = -1
+        while True:
+            with engine.connect() as conn:
+                page, nxt = list_entries(
+                    conn,
+                    LogFilter(after_index=after, page_size=1000, **filters),
+                )
+            yield from page
+            if nxt is None:
+                return
+            after = nxt
+    finally:
+        engine.dispose()
+
+
+def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int) -> None:
+    table = Table("node", "#", "time", "kind", "report", "member", "country", "detail")
+    for shown, row in enumerate(rows):
+        if shown >= limit:
+            break
+        e = row.entry
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "node": row.node,
+                        "index": e.idx,
+                        "at": e.at.isoformat(),
+                        "kind": e.kind,
+                        "report_id": e.report_id,
+                        "member": e.member,
+                        "country": e.country,
+                        "detail": json.loads(e.detail),
+                        "entry_hash": e.entry_hash.hex(),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            table.add_row(
+                row.node,
+                str(e.idx),
+                _time(e.at),
+                e.kind,
+                e.report_id or "",
+                e.member or "",
+                e.country or "",
+                e.detail[:80],
+            )
+    if not as_json:
+        out().print(table)
+
+
+def _time(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

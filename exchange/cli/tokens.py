@@ -1,0 +1,52 @@
+"""``ihx token issue``: a short-lived partner token signed with the node's own key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auth.keys import SigningKey
+from auth.tokens import Scope, TokenIssuer
+from exchange.cli.common import CliError, utc_now
+from exchange.settings import load_settings
+
+
+def register(app: typer.Typer) -> None:
+    token = typer.Typer(help="Partner tokens (JWT) issued by this node.", no_args_is_help=True)
+    app.add_typer(token, name="token")
+
+    @token.command("issue")
+    def issue(
+        config: Annotated[Path, typer.Option(help="The node's settings file.")],
+        sub: Annotated[str, typer.Option(help="Partner id (the token subject).")],
+        scope: Annotated[
+            list[str], typer.Option(help="reports:submit, cases:pull, log:read or admin.")
+        ],
+        ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 900,
+        audience: Annotated[
+            str | None, typer.Option(help="Node the token is for (default: this node).")
+        ] = None,
+    ) -> None:
+        """Print a token for SUB with the given scopes."""
+        settings = load_settings(config)
+        scopes = []
+        for s in scope:
+            try:
+                scopes.append(Scope(s))
+            except ValueError:
+                raise CliError(
+                    f"--scope: unknown scope {s!r} (one of {', '.join(x.value for x in Scope)})"
+                ) from None
+        if not 0 < ttl <= settings.max_token_lifetime_s:
+            raise CliError(f"--ttl: must be from 1 to {settings.max_token_lifetime_s:g} seconds")
+        issuer = TokenIssuer(
+            SigningKey.load(settings.signing_key),
+            settings.token_issuer,
+            audience or settings.member,
+            utc_now,
+            max_lifetime=timedelta(seconds=settings.max_token_lifetime_s),
+        )
+        typer.echo(issuer.issue(sub, scopes, ttl=timedelta(seconds=ttl)))
