@@ -14,7 +14,7 @@ import contextvars
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -39,7 +39,8 @@ OPEN_PREFIXES = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 
-Handler = grpc.RpcMethodHandler[Any, Any]
+# Only the stubs make RpcMethodHandler generic, so the alias is a string for the checker alone.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "ihx_principal", default=None

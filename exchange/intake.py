@@ -34,6 +34,8 @@ from exchange.domain import (
     Submission,
     report_id_for,
 )
+from exchange.envelope import Limits
+from exchange.errors import InvalidReport
 from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
@@ -44,6 +46,7 @@ from routing.trace import Trace, Tracer
 log = logging.getLogger(__name__)
 
 OUTBOX = schema.outbox
+MAX_REPORT_BYTES = Limits().max_payload_bytes
 
 
 # Called in the writer transaction with the cases a batch opened or merged into.
@@ -114,6 +117,13 @@ class Intake:
             decision_reason=decision.reason.value,
         )
         wire = report_to_proto(report, trace, decision).SerializeToString(deterministic=True)
+        if len(wire) > MAX_REPORT_BYTES:
+            # Every receiver refuses a larger payload, so it could never be delivered.
+            raise InvalidReport(
+                f"the report is {len(wire)} bytes serialized; at most {MAX_REPORT_BYTES} can be "
+                "exchanged: split its items over several reports",
+                code="report-too-large",
+            )
         return Prepared(submission, report, wire, decision, trace)
 
     def submit_prepared(self, prepared: Prepared) -> Future[IntakeResult]:

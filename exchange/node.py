@@ -98,6 +98,7 @@ class Node:
         )
         self.sender_settings = SenderSettings(
             max_batch=min(tuning.max_batch, tuning.max_payloads),
+            max_batch_bytes=tuning.max_message_bytes,
             linger=tuning.linger_ms / 1000,
             window=tuning.window,
             receipt_timeout=tuning.receipt_timeout_s,

@@ -58,9 +58,17 @@ DELIVERIES = schema.deliveries
 ANNOUNCEMENTS = schema.announcements
 
 
+# Envelope bytes beyond the payloads: header and signature, and each payload's field framing.
+_ENVELOPE_OVERHEAD = 1024
+_PAYLOAD_OVERHEAD = 8
+
+
 @dataclass(frozen=True, slots=True)
 class SenderSettings:
     max_batch: int = 500
+    # An envelope must fit in one gRPC message: batches also close on bytes, never only on count
+    # (a sealed batch is resent unchanged, so one too large to send would block the peer forever).
+    max_batch_bytes: int = 16 * 1024 * 1024
     linger: float = 0.005
     window: int = 4
     receipt_timeout: float = 30.0
@@ -291,12 +299,22 @@ class PeerSender:
             # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
             time.sleep(self._settings.linger)
             rows = self._pending_reports()
+        rows = self._fit(rows)
         if rows:
             return self._writer.execute(lambda tx: self._seal_reports(tx, rows))
-        announcements = self._pending_announcements(announced_upto)
+        announcements = self._fit(self._pending_announcements(announced_upto))
         if announcements:
             return self._writer.execute(lambda tx: self._seal_announcements(tx, announcements))
         return None
+
+    def _fit(self, rows: list[Any]) -> list[Any]:
+        """The leading rows whose envelope stays within ``max_batch_bytes`` (at least one)."""
+        size = _ENVELOPE_OVERHEAD
+        for i, r in enumerate(rows):
+            size += len(r.payload) + _PAYLOAD_OVERHEAD
+            if i and size > self._settings.max_batch_bytes:
+                return rows[:i]
+        return rows
 
     def _pending_reports(self, limit: int | None = None) -> list[Any]:
         with self._engine.connect() as conn:

@@ -1,6 +1,7 @@
 """Creating node directories: keys, settings, a migrated database — one node or a federation.
 
-``init_node`` is what ``ihx init`` does for a real hotline. ``provision_federation`` builds a
+``write_settings`` and ``init_database`` are what ``ihx init`` uses for a real hotline (see
+exchange/cli/node.py). ``provision_federation`` builds a
 complete local network on loopback for the demo and the integration tests: a coordinator key,
 one key and directory per member, a signed manifest, small GeoIP databases built on the fly and
 a static resolver table — everything real (keys, signatures, databases, migrations), nothing

@@ -35,7 +35,7 @@ SOFTWARE_VERSION = "ihx/0.1.0"
 def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
     """The TLS client's certificate (PEM), or None on a plaintext connection."""
     certs = context.auth_context().get("x509_pem_cert")
-    return certs[0] if certs else None
+    return bytes(certs[0]) if certs else None
 
 
 def _raise(error: Exception) -> NoReturn:

@@ -1,0 +1,7 @@
+"""The ``ihx`` command line: a thin Typer layer over the node's packages.
+
+``main.py`` holds the application and the single place where errors become exit statuses; one
+module per command group registers its commands on it. The logic the commands need lives in
+ordinary modules (``exchange.importing``, ``exchange.status``, ``exchange.verify``), so it is
+tested without a terminal and reusable by the demo and the benchmarks.
+"""

@@ -1,0 +1,313 @@
+"""Commands for one node: ``init``, ``node run``, ``db upgrade`` and ``status``.
+
+``ihx init`` checks everything it is given (member id, manifest signature, GeoIP files, listen
+address) and builds the node directory under a temporary name beside the target, renaming it
+into place only when the key, settings and migrated database are all there: a failed init leaves
+nothing behind. ``ihx node run`` is the composition root's ``Node`` plus signal handling: SIGINT
+and SIGTERM stop it gracefully (in-flight RPCs finish, the writer drains, the senders stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from auth.keys import SigningKey
+from auth.manifest import (
+    MEMBER_ID_PATTERN,
+    Manifest,
+    load_signed_manifest,
+    parse_manifest,
+    parse_signed_manifest,
+)
+from exchange.cli.common import (
+    CliError,
+    aligned,
+    err,
+    out,
+    parse_host_specs,
+    print_json,
+    public_key_from,
+    short_time,
+    utc_now,
+)
+from exchange.errors import ConfigError
+from exchange.manifest_store import trust_anchors
+from exchange.node import Node
+from exchange.provision import init_database, write_settings
+from exchange.settings import load_settings
+from exchange.status import NodeStatus, collect_status, to_document
+from exchange.store.engine import open_engine
+from exchange.store.migrate import current_revision, require_head, upgrade
+from routing.geoip import GeoIp
+
+node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
+db_app = typer.Typer(help="The node database.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init_command)
+    app.command("status")(status_command)
+    app.add_typer(node_app, name="node")
+    app.add_typer(db_app, name="db")
+    node_app.command("run")(run_command)
+    db_app.command("upgrade")(upgrade_command)
+
+
+# -- init --------------------------------------------------------------------------------------
+
+
+def init_command(
+    directory: Annotated[Path, typer.Argument(help="The new node directory (absent or empty).")],
+    member: Annotated[str, typer.Option("--member", help="This hotline's member id.")],
+    listen: Annotated[str, typer.Option("--listen", help="gRPC listen address HOST:PORT.")],
+    geoip_db: Annotated[Path, typer.Option("--geoip-db", help="Country database (.mmdb).")],
+    asn_db: Annotated[Path | None, typer.Option("--asn-db", help="ASN database (.mmdb).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="The signed network manifest (JSON).")
+    ] = None,
+    trusted_key: Annotated[
+        list[str] | None,
+        typer.Option("--trusted-key", help="Base64 coordinator public key (repeatable)."),
+    ] = None,
+    static: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--static",
+            metavar="HOST=IP[,IP…]",
+            help="Use a static resolver with these answers instead of DNS (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
+    if not MEMBER_ID_PATTERN.fullmatch(member):
+        raise CliError(
+            f"--member: {member[:70]!r} is not a member id "
+            "(2-63 characters: lower-case letters, digits and '-', not starting with '-')"
+        )
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise CliError(f"{directory}: exists and is not an empty directory")
+    trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
+    notes: list[str] = []
+    signed_data: bytes | None = None
+    network: Manifest | None = None
+    if manifest is not None:
+        signed_data = manifest.read_bytes()
+        if trusted:
+            network = load_signed_manifest(
+                signed_data,
+                trusted=trust_anchors(trusted),
+                now=utc_now(),
+            )
+        else:
+            network = parse_manifest(parse_signed_manifest(signed_data).document)
+            trusted = [k.public_key.to_b64() for k in network.coordinator_keys]
+            notes.append(
+                "no --trusted-key given: trusting the coordinator keys of the manifest file "
+                f"({', '.join(k.key_id for k in network.coordinator_keys)}); "
+                "confirm them with the coordinator out of band"
+            )
+    elif not trusted:
+        raise CliError(
+            "the node needs the coordinator's public key: give --trusted-key B64 "
+            "(or --manifest SIGNED.json to trust its coordinator keys)"
+        )
+    static_hosts = parse_host_specs(static, option="--static") if static else None
+    country_db = geoip_db.resolve()
+    asn_path = asn_db.resolve() if asn_db is not None else None
+    GeoIp(country_db, asn_path).close()  # a wrong or corrupt database fails here, not at run
+
+    key = SigningKey.generate()
+    parent = directory.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    # mkdtemp gives mode 0700: the directory holds the private key.
+    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".init", dir=parent))
+    try:
+        key.save(work / "node.key")
+        if signed_data is not None:
+            (work / "manifest.json").write_bytes(signed_data)
+        write_settings(
+            work / "node.toml",
+            member=member,
+            listen=listen,
+            trusted_keys=trusted,
+            country_db=country_db,
+            asn_db=asn_path,
+            static_hosts=static_hosts,
+        )
+        try:
+            init_database(load_settings(work / "node.toml", env={}))
+        except ConfigError as error:
+            # Name the directory the user asked for, not the temporary one.
+            raise ConfigError(error.message.replace(str(work), str(directory))) from None
+        # rename(2) replaces an empty directory, so an existing empty DIR is fine too.
+        os.rename(work, directory)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+    if network is not None:
+        notes.extend(_membership_notes(network, member, key))
+    else:
+        notes.append(f"put the signed manifest at {directory / 'manifest.json'} before running")
+    console = out()
+    console.print(f"created node directory {directory}")
+    console.print(f"member      {member}")
+    console.print(f"key id      {key.key_id}")
+    console.print(f"public key  {key.public.to_b64()}")
+    console.print("")
+    console.print("Ask the coordinator to add this node to the manifest:")
+    console.print(
+        f"  ihx network add-member MANIFEST.toml --id {member} --name NAME --countries CC "
+        f"--endpoint {listen} --public-key {key.public.to_b64()}"
+    )
+    for note in notes:
+        err().print(f"note: {note}")
+
+
+def _membership_notes(network: Manifest, member: str, key: SigningKey) -> list[str]:
+    found = network.find_member(member)
+    if found is None:
+        return [f"{member} is not in the manifest yet (epoch {network.epoch})"]
+    if found.key(key.key_id) is None:
+        return [
+            f"{member} is in the manifest with other keys: add this key with "
+            "`ihx network rotate-key` and sign a new epoch"
+        ]
+    return []
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def run_command(
+    config: ConfigOption,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Serve gRPC and deliver the outbox until SIGINT or SIGTERM."""
+    level = logging.getLevelNamesMapping().get(log_level.upper())
+    if level is None:
+        raise CliError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings(config)
+    node = Node(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            node.start()
+        except BaseException:
+            node.stop(grace=0)
+            raise
+        console = out()
+        console.print(f"ihx node {settings.member} listening on {node.address}")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+        console.print("stopping…")
+        sys.stdout.flush()
+        node.stop()
+        console.print("stopped")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+def upgrade_command(config: ConfigOption) -> None:
+    """Run the database migrations up to the newest revision."""
+    settings = load_settings(config)
+    engine = open_engine(settings.database_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        out().print(f"database already at revision {after}")
+    else:
+        out().print(f"database upgraded from {before or 'empty'} to revision {after}")
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def status_command(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Counts of reports, cases, outbox and peers from the node's database."""
+    settings = load_settings(config)
+    engine = open_engine(settings.database_url)
+    try:
+        require_head(engine)
+        status = collect_status(engine, settings.member)
+    finally:
+        engine.dispose()
+    if as_json:
+        print_json(to_document(status))
+    else:
+        render_status(status)
+
+
+def render_status(status: NodeStatus) -> None:
+    console = out()
+    roles = ", ".join(f"{n} {role}" for role, n in sorted(status.reports_by_role.items()))
+    console.print(f"node            {status.member} (schema {status.schema_revision})")
+    console.print(f"reports         {roles or 'none'}")
+    console.print(f"cases           {status.cases_open} open, {status.cases_total} in total")
+    console.print(f"envelopes in    {status.envelopes_received}")
+    console.print(f"hash index      {status.hash_index_size} hashes")
+    console.print(f"routing log     {status.routing_log_size} entries")
+    console.print(f"outbox          {status.outbox_total} reports pending")
+    lines: list[str] = []
+    if status.outbox:
+        lines += aligned(
+            [("destination", "pending", "in batches", "oldest")]
+            + [
+                (p.destination, str(p.reports), str(p.in_batches), short_time(p.oldest) or "-")
+                for p in status.outbox
+            ]
+        )
+    if status.peers:
+        lines.append("peers")
+        lines += aligned(
+            [("member", "unreceipted batches", "delivered", "last heard", "last error")]
+            + [
+                (
+                    peer.member,
+                    str(peer.unreceipted_batches),
+                    str(peer.delivered_reports),
+                    short_time(peer.last_heard_at) or "never",
+                    peer.last_error or "-",
+                )
+                for peer in status.peers
+            ]
+        )
+    for line in lines:
+        console.print(line)

@@ -1,0 +1,280 @@
+"""``ihx submit`` (one report) and ``ihx import FILE`` (many), both through a node's intake.
+
+A report is built and validated here with the domain constructors before anything is sent, so
+a typo in a hash or a classification fails locally with the field named; the node then
+canonicalises, traces and decides, and its answer (report id, decision, duplicate, known
+content) is printed. ``import`` streams the file through one gRPC stream (``exchange.importing``),
+reports each refused record with its line number on stderr, draws a progress bar on stderr when
+that is a terminal, and ends with a summary on stdout. Exit status of ``import``: 0 when every
+record was accepted, 1 when some were refused, 2 when the import could not run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
+from exchange.client import DEFAULT_CHUNK, IntakeClient
+from exchange.domain import (
+    AgeGroup,
+    Classification,
+    MediaType,
+    SiteType,
+    Submission,
+    check_items,
+    make_facts,
+    make_item,
+    parse_hash_text,
+)
+from exchange.importing import (
+    Accepted,
+    ImportFormat,
+    ImportSummary,
+    detect_format,
+    iter_file,
+    loads_record,
+    run_import,
+    submission_from_object,
+)
+from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import report_pb2 as pb
+
+NodeOption = Annotated[
+    str, typer.Option("--node", help="The node's intake address HOST:PORT.", envvar="IHX_NODE")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="IHX_TOKEN",
+        help="Bearer token with scope reports:submit (see `ihx token issue`).",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("submit")(submit_command)
+    app.command("import")(import_command)
+
+
+# -- submit ------------------------------------------------------------------------------------
+
+
+def submit_command(
+    node: NodeOption,
+    url: Annotated[str | None, typer.Option("--url", help="The reported URL.")] = None,
+    hashes: Annotated[
+        list[str] | None,
+        typer.Option("--hash", metavar="ALGO:HEX", help="Content hash of the item (repeatable)."),
+    ] = None,
+    classification: Annotated[
+        Classification | None, typer.Option("--classification", help="The assessment.")
+    ] = None,
+    media_type: Annotated[MediaType, typer.Option("--media-type")] = MediaType.IMAGE,
+    age_group: Annotated[AgeGroup, typer.Option("--age-group")] = AgeGroup.UNKNOWN,
+    site_type: Annotated[SiteType, typer.Option("--site-type")] = SiteType.WEBSITE,
+    commercial: Annotated[bool, typer.Option("--commercial", help="A commercial site.")] = False,
+    payment_methods: Annotated[
+        list[str] | None, typer.Option("--payment-method", help="Repeatable.")
+    ] = None,
+    notes: Annotated[str, typer.Option("--notes")] = "",
+    json_file: Annotated[
+        str | None,
+        typer.Option("--json", metavar="FILE|-", help="The report as one JSON object."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json-output", help="Print the node's answer as JSON.")
+    ] = False,
+    token: TokenOption = None,
+) -> None:
+    """Submit one report (from options, or a JSON object) to a node."""
+    if json_file is not None:
+        if url is not None or hashes or classification is not None:
+            raise CliError("give either --json FILE or --url/--hash/--classification, not both")
+        submission = submission_from_object(loads_record(_read_text(json_file)))
+    else:
+        if url is None or not hashes or classification is None:
+            raise CliError("give --url, at least one --hash and --classification (or --json FILE)")
+        item = make_item(
+            [parse_hash_text(h, where=f"--hash {h[:80]}") for h in hashes],
+            classification,
+            media_type,
+            age_group,
+            where="item",
+        )
+        facts = make_facts(site_type, commercial, payment_methods or [], notes)
+        submission = Submission(url, facts, check_items([item]))
+    with IntakeClient(node, token=token) as client:
+        response = client.submit(submission)
+    if json_output:
+        print_json(response_document(response))
+    else:
+        render_response(response, out())
+
+
+def _read_text(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    return Path(name).read_text(encoding="utf-8")
+
+
+def _enum_name(prefix: str, name: str) -> str:
+    return name.removeprefix(prefix).lower()
+
+
+def _reason(response: ipb.SubmitReportResponse) -> str:
+    name = pb.DecisionReason.Name(response.decision.reason)
+    return _enum_name("DECISION_REASON_", name).replace("_", "-")
+
+
+def _classification(value: pb.Classification.ValueType) -> str:
+    return _enum_name("CLASSIFICATION_", pb.Classification.Name(value))
+
+
+def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
+    d = response.decision
+    return {
+        "report_id": response.report_id,
+        "canonical_url": response.canonical_url,
+        "decision": {
+            "member": d.member,
+            "reason": _reason(response),
+            "country": d.country or None,
+            "explanation": d.explanation,
+            "manifest_epoch": d.manifest_epoch,
+        },
+        "duplicate": response.duplicate,
+        "items": [
+            {
+                "index": i.index,
+                "known_content": i.known_content,
+                "first_seen_member": i.first_seen_member or None,
+                "first_seen_case": i.first_seen_case or None,
+                "first_classification": (
+                    _classification(i.first_classification) if i.known_content else None
+                ),
+            }
+            for i in response.items
+        ],
+        "trace": MessageToDict(response.trace, preserving_proto_field_name=True)
+        if response.HasField("trace")
+        else None,
+    }
+
+
+def render_response(response: ipb.SubmitReportResponse, console: Console) -> None:
+    d = response.decision
+    console.print(f"report      {response.report_id}")
+    console.print(f"URL         {response.canonical_url}")
+    console.print(f"decision    {d.member} ({_reason(response)}): {d.explanation}")
+    console.print(
+        "duplicate   " + ("yes — the node already held this report" if response.duplicate else "no")
+    )
+    for i in response.items:
+        if i.known_content:
+            console.print(
+                f"item {i.index}      known content: first seen by {i.first_seen_member} in case "
+                f"{i.first_seen_case} ({_classification(i.first_classification)})"
+            )
+        else:
+            console.print(f"item {i.index}      new content")
+
+
+# -- import ------------------------------------------------------------------------------------
+
+
+def import_command(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Report file, or - for stdin.")],
+    node: NodeOption,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl or csv (default: from the file name, else jsonl)."),
+    ] = None,
+    chunk: Annotated[
+        int, typer.Option("--chunk", min=1, max=1000, help="Reports per stream message.")
+    ] = DEFAULT_CHUNK,
+    token: TokenOption = None,
+) -> None:
+    """Submit every report of a JSON Lines or CSV file; bad lines are reported and skipped."""
+    chosen = _format(fmt, file)
+    summary = ImportSummary()
+    with _open_binary(file) as stream, IntakeClient(node, token=token) as client:
+        total = _count_lines(file)
+        records = iter_file(stream, chosen)
+        events = run_import(records, lambda subs: client.submit_many(subs, chunk=chunk), summary)
+        stderr = err()
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            task = progress.add_task("import", total=total)
+            try:
+                for event in events:
+                    if isinstance(event, Accepted):
+                        progress.update(task, completed=max(event.line, 0))
+                        continue
+                    who = "refused by the node" if event.by_node else "skipped"
+                    progress.console.print(f"line {event.line}: {who}: {event.reason}")
+            except BaseException:
+                render_summary(summary, out())
+                raise
+    render_summary(summary, out())
+    if summary.refused:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _format(fmt: str | None, file: str) -> ImportFormat:
+    if fmt is None:
+        return detect_format(file)
+    if fmt == "jsonl":
+        return "jsonl"
+    if fmt == "csv":
+        return "csv"
+    raise CliError(f"--format: {fmt!r} is not jsonl or csv")
+
+
+@contextmanager
+def _open_binary(name: str) -> Iterator[IO[bytes]]:
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    with open(name, "rb") as stream:
+        yield stream
+
+
+def _count_lines(name: str) -> int | None:
+    """Lines in the file, for the progress bar (unknown for stdin)."""
+    if name == "-":
+        return None
+    count = 0
+    with open(name, "rb") as stream:
+        while block := stream.read(1 << 20):
+            count += block.count(b"\n")
+    return count or None
+
+
+def render_summary(summary: ImportSummary, console: Console) -> None:
+    destinations = ", ".join(f"{m} {n}" for m, n in sorted(summary.destinations.items()))
+    console.print(f"read          {summary.read}")
+    console.print(f"submitted     {summary.submitted}")
+    console.print(f"new           {summary.new}")
+    console.print(f"duplicates    {summary.duplicates} (already held by the node)")
+    console.print(
+        f"refused       {summary.refused} ({summary.bad_lines} bad lines, "
+        f"{summary.refused_by_node} refused by the node)"
+    )
+    console.print(f"destinations  {destinations or 'none'}")
