@@ -369,7 +369,8 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "backoff_initial_s": (0.01, 60),
     "backoff_max_s": (0.1, 3600),
     "max_payloads": (1, 10000),
-    "max_message_bytes": (65536, 64 * 1024 * 1024),
+    # A batch must hold at least one maximal report (64 KiB payload) plus envelope overhead.
+    "max_message_bytes": (256 * 1024, 64 * 1024 * 1024),
     "manifest_poll_s": (0.05, 3600),
 }
 

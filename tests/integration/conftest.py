@@ -1,0 +1,66 @@
+"""Fixtures of the integration tests: real nodes on 127.0.0.1, real gRPC, real SQLite files.
+
+``cluster``: the test federation — nl-eokm (NL), de-eco (DE), us-ncmec (US) and the coordinator
+inhope; orphan rule JP → us-ncmec — provisioned in a fresh directory with fast tuning, every
+node started in this process. ``make_cluster`` provisions one with other members or tuning and
+starts only what the test asks for. ``node_processes`` starts nodes as child processes.
+
+Teardown stops every node and kills every child process, whether the test passed or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.provision import MemberPlan
+from tests.integration.node_process import NodeProcess
+from tests.integration.support import FAST_TUNING, PLANS, Cluster, provision
+
+MakeCluster = Callable[..., Cluster]
+StartProcess = Callable[[Cluster, str], NodeProcess]
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[MakeCluster]:
+    made: list[Cluster] = []
+
+    def make(
+        *,
+        plans: tuple[MemberPlan, ...] = PLANS,
+        extra_settings: str = FAST_TUNING,
+        start: tuple[str, ...] | None = None,
+    ) -> Cluster:
+        root = tmp_path / f"fed{len(made)}"
+        cluster = Cluster(provision(root, plans=plans, extra_settings=extra_settings))
+        made.append(cluster)
+        for member in start if start is not None else [p.id for p in plans]:
+            cluster.start(member)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.close()
+
+
+@pytest.fixture
+def cluster(make_cluster: MakeCluster) -> Cluster:
+    return make_cluster()
+
+
+@pytest.fixture
+def node_processes(tmp_path: Path) -> Iterator[StartProcess]:
+    """Start a member of a cluster as a child process; all are killed at teardown."""
+    started: list[NodeProcess] = []
+
+    def start(cluster: Cluster, member: str) -> NodeProcess:
+        proc = NodeProcess(cluster.config(member), tmp_path / f"{member}.process.log")
+        started.append(proc)
+        proc.start()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
