@@ -229,7 +229,7 @@ def main() -> None:
         wait_ready(fed.settings["de-eco"].listen)
 
         print(f"sustained: {n:,} reports streamed to A …")
-        with IntakeClient(a_addr, timeout=600) as client:
+        with IntakeClient(a_addr, token=fed.token("nl-eokm", ttl=900), timeout=600) as client:
             t0 = time.monotonic()
             acked = sum(
                 1
@@ -256,7 +256,7 @@ def main() -> None:
                     time.sleep(delay)
                 yield request(i, "p")
 
-        with IntakeClient(a_addr, timeout=600) as client:
+        with IntakeClient(a_addr, token=fed.token("nl-eokm", ttl=900), timeout=600) as client:
             for _ in client.submit_requests(paced(), chunk=5):
                 pass
         wait_for(a_db, "select count(*) from deliveries", n + paced_n, 300)

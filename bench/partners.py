@@ -100,9 +100,6 @@ def main() -> None:
         extra_settings=PARTNERS,
     )
     settings = fed.settings["nl-eokm"]
-    tokens = TokenIssuer(
-        fed.keys["nl-eokm"], settings.token_issuer, "nl-eokm", lambda: datetime.now(UTC)
-    )
     proc = subprocess.Popen(
         [IHX, "node", "run", "--config", str(fed.config_path("nl-eokm"))],
         stdout=(root / "node.log").open("wb"),
@@ -114,14 +111,14 @@ def main() -> None:
         grpc.channel_ready_future(channel).result(timeout=30)
         channel.close()
         print(f"loading {n:,} local cases …")
-        submit = tokens.issue("analyst", [Scope.REPORTS_SUBMIT])
+        submit = fed.token("nl-eokm")
         with IntakeClient(address, token=submit, timeout=600) as client:
             refused = sum(
                 1 for r in client.submit_requests(request(i) for i in range(n)) if r.error_code
             )
         if refused:
             raise SystemExit(f"{refused} reports refused")
-        pull_token = tokens.issue("nl-police", [Scope.CASES_PULL])
+        pull_token = fed.token("nl-eokm", Scope.CASES_PULL, subject="nl-police")
         pulled = 0
         t = time.perf_counter()
         with PartnerClient(address, token=pull_token, timeout=600) as partner:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from auth.tokens import Scope
 from exchange.client import IntakeClient
 from exchange.domain import (
     AgeGroup,
@@ -170,7 +171,8 @@ def _submit_all(nodes: dict[str, Node], console: Console) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
 
     def submit(member: str, sub: Submission) -> _Outcome:
-        with IntakeClient(nodes[member].address) as client:
+        token = nodes[member].issue_token(f"analyst@{member}", Scope.REPORTS_SUBMIT)
+        with IntakeClient(nodes[member].address, token=token) as client:
             try:
                 response = client.submit(sub)
             except Exception as error:  # a refusal is part of the demo
@@ -211,7 +213,8 @@ def _submit_all(nodes: dict[str, Node], console: Console) -> list[_Outcome]:
         "us-ncmec", _report("https://board.example.com/t/5", "img-a", "img-z", ref="US-1 (known)")
     )
     # And bulk intake: a crawler's burst streamed to the Dutch node.
-    with IntakeClient(nodes["nl-eokm"].address) as client:
+    crawler = nodes["nl-eokm"].issue_token("crawler@nl-eokm", Scope.REPORTS_SUBMIT)
+    with IntakeClient(nodes["nl-eokm"].address, token=crawler) as client:
         burst = [
             _report(f"https://board.example.com/p/{i}", f"burst-{i}", ref=f"NL-bulk-{i}")
             for i in range(200)

@@ -4,7 +4,14 @@ Nothing here is global. The clock, the resolver and the random source are parame
 the demo pass their own); everything else is built from ``Settings``: the engine (refusing a
 schema that is not at head), the signing key (which must be one of this member's keys in the
 manifest), the manifest store, the GeoIP reader, the tracer, the single writer, intake, the
-receiver, one sender per peer, and the gRPC server with health checking and reflection.
+receiver, one sender per peer, partners and checkpoints, the token verifier behind one access
+interceptor, metrics, and the gRPC server (mTLS unless explicitly plaintext on loopback) with
+health checking and reflection. Health reports SERVING only once the database, keys and
+manifest are loaded and the writer runs.
+
+Shutdown is graceful within a deadline: health turns NOT_SERVING, the server stops taking
+calls and lets in-flight ones finish, senders stop after their in-flight batch, then the writer
+drains its queue and the database closes.
 """
 
 from __future__ import annotations
@@ -14,28 +21,39 @@ import random
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from auth.errors import TrustConfigError
 from auth.keys import SigningKey
 from auth.manifest import Manifest
+from auth.tls import read_pem
+from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
+from exchange.access import AccessInterceptor
+from exchange.checkpoints import Checkpointer
+from exchange.domain import Classification
 from exchange.envelope import Limits
 from exchange.errors import ConfigError
 from exchange.intake import Intake
 from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.metrics import Metrics
 from exchange.outbox import PeerSender, SenderSettings
+from exchange.partner_services import PartnerServicer, RoutingLogServicer
+from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.services import ExchangeServicer, IntakeServicer, node_info
 from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
 from exchange.store.writer import Writer
-from ihx.v1 import exchange_pb2, intake_pb2
+from ihx.v1 import exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2_grpc as igrpc
+from ihx.v1 import partner_pb2_grpc as pgrpc
+from ihx.v1 import routing_log_pb2_grpc as lgrpc
 from routing.geoip import GeoIp
 from routing.resolver import DnsResolver, Resolver, StaticResolver
 from routing.trace import Tracer
@@ -98,13 +116,13 @@ class Node:
         )
         self.sender_settings = SenderSettings(
             max_batch=min(tuning.max_batch, tuning.max_payloads),
-            max_batch_bytes=tuning.max_message_bytes,
             linger=tuning.linger_ms / 1000,
             window=tuning.window,
             receipt_timeout=tuning.receipt_timeout_s,
             stream_lifetime=tuning.stream_lifetime_s,
             backoff_initial=tuning.backoff_initial_s,
             backoff_max=tuning.backoff_max_s,
+            max_batch_bytes=tuning.max_message_bytes,
         )
         self.engine = open_engine(settings.database_url)
         require_head(self.engine)
@@ -113,9 +131,42 @@ class Node:
             settings.manifest_path, trust_anchors(settings.trusted_keys), clock
         )
         self._check_identity(self.manifests.current())
+        self.metrics = Metrics()
+        self.tokens = TokenIssuer(
+            self.key,
+            settings.token_issuer,
+            self.member,
+            clock,
+            max_lifetime=timedelta(seconds=settings.max_token_lifetime_s),
+        )
+        self.verifier = TokenVerifier(self._token_policy(), clock)
+        self._tls = self._load_tls()
         self.geoip = GeoIp(settings.country_db, settings.asn_db)
         self.tracer = Tracer(resolver or build_resolver(settings), self.geoip, clock)
         self.writer = Writer(self.engine)
+        self.partners = Partners(
+            self_member=self.member,
+            rules=[
+                PartnerRule(
+                    r.partner,
+                    r.countries,
+                    frozenset(Classification(c) for c in r.classifications),
+                )
+                for r in settings.partner_rules
+            ],
+            visibility_timeout=timedelta(seconds=settings.visibility_timeout_s),
+            writer=self.writer,
+            manifest=self.manifests.current,
+            clock=clock,
+        )
+        self.checkpointer = Checkpointer(
+            member=self.member,
+            key=self.key,
+            writer=self.writer,
+            clock=clock,
+            every=settings.checkpoint_every,
+            interval=settings.checkpoint_interval_s,
+        )
         self.intake = Intake(
             self_member=self.member,
             tracer=self.tracer,
@@ -123,6 +174,8 @@ class Node:
             writer=self.writer,
             clock=clock,
             wake=self.wake,
+            on_cases=self.partners.assign,
+            metrics=self.metrics,
         )
         self.receiver = Receiver(
             self_member=self.member,
@@ -131,14 +184,21 @@ class Node:
             writer=self.writer,
             clock=clock,
             limits=self.limits,
+            on_cases=self.partners.assign,
+            bind_peers=self._tls is not None,
+            metrics=self.metrics,
         )
         self.senders: dict[str, PeerSender] = {}
         self._senders_lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
+        self._health_server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self.port = 0
+        self.metrics_port: int | None = None
+        self.health_port: int | None = None
+        self.access = AccessInterceptor(self.verifier, self.metrics)
         self.manifests.listeners.append(self._on_manifest)
 
     def _check_identity(self, manifest: Manifest) -> None:
@@ -151,6 +211,37 @@ class Node:
                 "in the manifest"
             )
 
+    def _token_policy(self) -> TokenPolicy:
+        issuers = {self.tokens.trusted.issuer: self.tokens.trusted}
+        if self.settings.jwks_path is not None:
+            external = load_jwks_issuers(self.settings.jwks_path)
+            clash = set(external) & set(issuers)
+            if clash:
+                raise TrustConfigError(
+                    f"{self.settings.jwks_path}: issuer {sorted(clash)[0]!r} is this node's own"
+                )
+            issuers.update(external)
+        return TokenPolicy(
+            audience=self.member,
+            issuers=issuers,
+            leeway=timedelta(seconds=self.settings.token_leeway_s),
+            max_lifetime=timedelta(seconds=self.settings.max_token_lifetime_s),
+        )
+
+    def _load_tls(self) -> tuple[bytes, bytes, bytes] | None:
+        s = self.settings
+        if s.tls_cert is None or s.tls_key is None or s.tls_ca is None:
+            return None
+        return (
+            read_pem(s.tls_cert, "TLS certificate"),
+            read_pem(s.tls_key, "TLS key"),
+            read_pem(s.tls_ca, "TLS CA certificate"),
+        )
+
+    def issue_token(self, subject: str, *scopes: Scope, ttl: float = 900.0) -> str:
+        """A token from this node's own issuer (for local tools, tests and the demo)."""
+        return self.tokens.issue(subject, scopes, ttl=timedelta(seconds=ttl))
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -158,31 +249,60 @@ class Node:
         max_bytes = self.settings.exchange.max_message_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ihx-rpc"),
+            interceptors=[self.access],
             options=server_options(max_bytes),
             maximum_concurrent_rpcs=512,
         )
         exchange = ExchangeServicer(self.receiver, self.member, self._node_info)
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
         igrpc.add_IntakeServicer_to_server(IntakeServicer(self.intake), server)
+        pgrpc.add_PartnerServicer_to_server(PartnerServicer(self.partners), server)
+        lgrpc.add_RoutingLogServicer_to_server(
+            RoutingLogServicer(self.engine, self.member, self._clock), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             exchange_pb2.DESCRIPTOR.services_by_name["Exchange"].full_name,
             intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name,
+            partner_pb2.DESCRIPTOR.services_by_name["Partner"].full_name,
+            routing_log_pb2.DESCRIPTOR.services_by_name["RoutingLog"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(self.settings.listen)
+        if self._tls is not None:
+            cert, key, ca = self._tls
+            credentials = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=ca, require_client_auth=True
+            )
+            self.port = server.add_secure_port(self.settings.listen, credentials)
+        else:
+            self.port = server.add_insecure_port(self.settings.listen)
         if self.port == 0:
             raise ConfigError(f"cannot listen on {self.settings.listen}")
         server.start()
         self._server = server
+        if self.settings.health_listen:
+            self._start_health_server(self.settings.health_listen)
+        if self.settings.metrics_listen:
+            self.metrics.watch_outbox(self.engine, self._clock)
+            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._ensure_senders(self.manifests.current())
+        self.checkpointer.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("node %s serving on port %d", self.member, self.port)
 
-    def stop(self, grace: float = 2.0) -> None:
+    def _start_health_server(self, listen: str) -> None:
+        # Plaintext and health-only: Kubernetes' gRPC probes cannot present a client certificate.
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ihx-hc"))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self.health_port = server.add_insecure_port(listen)
+        server.start()
+        self._health_server = server
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop within about ``grace`` seconds plus one receipt timeout at worst."""
         self._stop.set()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
@@ -191,7 +311,11 @@ class Node:
             sender.stop()
         for channel in self._channels.values():
             channel.close()
+        self.checkpointer.stop()
         self.writer.stop()
+        if self._health_server is not None:
+            self._health_server.stop(0)
+        self.metrics.stop()
         self.geoip.close()
         self.engine.dispose()
 
@@ -211,9 +335,13 @@ class Node:
     def _channel_for(self, endpoint: str) -> grpc.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = grpc.insecure_channel(
-                endpoint, options=channel_options(self.settings.exchange.max_message_bytes)
-            )
+            options = channel_options(self.settings.exchange.max_message_bytes)
+            if self._tls is not None:
+                cert, key, ca = self._tls
+                credentials = grpc.ssl_channel_credentials(ca, key, cert)
+                channel = grpc.secure_channel(endpoint, credentials, options=options)
+            else:
+                channel = grpc.insecure_channel(endpoint, options=options)
             self._channels[endpoint] = channel
         return channel
 
@@ -233,6 +361,7 @@ class Node:
                     rng=random.Random(self._rng.random()),
                     channel_for=self._channel_for,
                     settings=self.sender_settings,
+                    metrics=self.metrics,
                 )
                 self.senders[member.id] = sender
                 if not self._stop.is_set():

@@ -13,11 +13,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest, Member, MemberKey, sign_manifest
+from auth.tokens import Scope, TokenIssuer
 from exchange.errors import ConfigError
 from exchange.settings import Settings, load_settings
 from exchange.store.engine import open_engine
@@ -105,6 +106,19 @@ class Federation:
 
     def config_path(self, member: str) -> Path:
         return self.root / member / "node.toml"
+
+    def token(
+        self, member: str, *scopes: Scope, subject: str = "analyst", ttl: float = 900.0
+    ) -> str:
+        """A token issued by ``member``'s node (as ``ihx token issue``); default scope intake."""
+        issuer = TokenIssuer(
+            self.keys[member],
+            self.settings[member].token_issuer,
+            member,
+            lambda: datetime.now(UTC),
+        )
+        granted = scopes or (Scope.REPORTS_SUBMIT,)
+        return issuer.issue(subject, granted, ttl=timedelta(seconds=ttl))
 
     def publish(self, manifest: Manifest, signer: SigningKey | None = None) -> None:
         """Sign ``manifest`` and write it to every node's manifest file (atomically)."""

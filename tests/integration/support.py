@@ -197,12 +197,16 @@ class Cluster:
     def config(self, member: str) -> Path:
         return self.fed.config_path(member)
 
+    def token(self, member: str) -> str:
+        """An analyst's intake token issued by ``member``'s node."""
+        return self.fed.token(member)
+
     # intake
     def submit_mixed(
         self, member: str, submissions: Iterable[Submission]
     ) -> list[ipb.SubmitReportResponse]:
         """Submit through the member's gRPC intake (bulk stream); refusals are answers too."""
-        with IntakeClient(self.address(member), timeout=60) as client:
+        with IntakeClient(self.address(member), token=self.token(member), timeout=60) as client:
             return list(client.submit_many(submissions, deadline=120))
 
     def submit(
@@ -215,7 +219,7 @@ class Cluster:
         return responses
 
     def submit_one(self, member: str, submission: Submission) -> ipb.SubmitReportResponse:
-        with IntakeClient(self.address(member), timeout=60) as client:
+        with IntakeClient(self.address(member), token=self.token(member), timeout=60) as client:
             return client.submit(submission)
 
     # the store

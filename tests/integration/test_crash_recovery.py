@@ -37,9 +37,10 @@ SMALL_BATCHES = tuning(max_batch=100)
 class Submitter(threading.Thread):
     """Streams submissions to an intake and records every acknowledgement it gets."""
 
-    def __init__(self, address: str, submissions: Iterable[Submission]) -> None:
+    def __init__(self, address: str, token: str, submissions: Iterable[Submission]) -> None:
         super().__init__(name="test-submitter", daemon=True)
         self.address = address
+        self.token = token
         self.submissions = submissions
         self.acked: list[str] = []
         self.refused: list[str] = []
@@ -47,7 +48,7 @@ class Submitter(threading.Thread):
 
     def run(self) -> None:
         try:
-            with IntakeClient(self.address, timeout=60) as client:
+            with IntakeClient(self.address, token=self.token, timeout=60) as client:
                 for r in client.submit_many(self.submissions, chunk=250, deadline=120):
                     if r.error_code:
                         self.refused.append(f"{r.error_code}: {r.error}")
@@ -136,7 +137,7 @@ def test_receiver_killed_twice_mid_stream_loses_and_duplicates_nothing(
 ) -> None:
     cluster = make_cluster(plans=TRIO, extra_settings=SMALL_BATCHES, start=(NL, COORDINATOR))
     receiver = node_processes(cluster, DE)
-    submitter = Submitter(cluster.address(NL), _burst("rk"))
+    submitter = Submitter(cluster.address(NL), cluster.token(NL), _burst("rk"))
     submitter.start()
 
     for fraction in (0.3, 0.6):
@@ -170,7 +171,7 @@ def test_sender_killed_mid_stream_delivers_every_acknowledged_report_once(
     origin = node_processes(cluster, NL)
     burst = _burst("sk")
     # Paced, so the origin dies while it is still taking submissions as well as delivering.
-    submitter = Submitter(cluster.address(NL), _paced(burst))
+    submitter = Submitter(cluster.address(NL), cluster.token(NL), _paced(burst))
     submitter.start()
 
     held = _kill_when_arrived(cluster, origin, int(BURST * 0.3))
@@ -186,7 +187,7 @@ def test_sender_killed_mid_stream_delivers_every_acknowledged_report_once(
 
     # The client retries the whole burst: what was acknowledged comes back as already held, the
     # rest is taken now, and de-eco still ends with every report exactly once.
-    again = Submitter(cluster.address(NL), burst)
+    again = Submitter(cluster.address(NL), cluster.token(NL), burst)
     again.start()
     again.join(60)
     assert again.error is None, again.error

@@ -34,7 +34,8 @@ def _race(
         try:
             go.wait(10)
             # Single submissions, so each origin's sender ships small batches all along.
-            with IntakeClient(cluster.address(member), timeout=30) as client:
+            token = cluster.token(member)
+            with IntakeClient(cluster.address(member), token=token, timeout=30) as client:
                 answers[member] = [client.submit(s) for s in submissions[member]]
         except BaseException as error:
             errors.append(error)

@@ -14,15 +14,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from auth.keys import SigningKey
-from auth.tokens import Scope, TokenIssuer
 from exchange.client import IntakeClient
 from exchange.node import Node
 from exchange.provision import Federation, MemberPlan, provision_federation
@@ -63,14 +61,7 @@ class Running:
 
     def token(self, member: str) -> str:
         """An analyst's intake token issued by ``member``'s node (as ``ihx token issue``)."""
-        settings = self.fed.settings[member]
-        issuer = TokenIssuer(
-            SigningKey.load(settings.signing_key),
-            settings.token_issuer,
-            member,
-            lambda: datetime.now(UTC),
-        )
-        return issuer.issue("analyst", [Scope.REPORTS_SUBMIT], ttl=timedelta(minutes=10))
+        return self.fed.token(member)
 
     def intake(self, member: str) -> IntakeClient:
         return IntakeClient(self.address(member), token=self.token(member))
