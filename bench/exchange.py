@@ -14,6 +14,7 @@ streams reports to A's bulk intake.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -25,11 +26,25 @@ from collections.abc import Iterator
 from concurrent import futures
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+def _load_common(here: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("ihx_bench_common", here / "common.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The script's own folder comes first on sys.path, and bench/exchange.py would shadow the
+# `exchange` package: drop it, and load the shared helpers by path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+common = _load_common(_HERE)
 
 import grpc
-from common import emit, median, parser, percentile
 from sqlalchemy import (
     Column,
     Integer,
@@ -191,7 +206,7 @@ def wait_for(db: Path, sql: str, target: int, timeout: float) -> float:
 
 
 def main() -> None:
-    args = parser(__doc__ or "").parse_args()
+    args = common.parser(__doc__ or "").parse_args()
     n = 20_000 if args.quick else 100_000
     paced_seconds = 5 if args.quick else 20
     root = Path(tempfile.mkdtemp(prefix="ihx-bench-"))
@@ -269,7 +284,7 @@ def main() -> None:
         ).fetchall()
         conn.close()
         latencies = [(from_micros(b) - from_micros(a)).total_seconds() * 1000 for a, b in rows]
-        p50, p99 = median(latencies), percentile(latencies, 99)
+        p50, p99 = common.median(latencies), common.percentile(latencies, 99)
         print(
             f"  intake → receipt latency at 1,000/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
             f"({len(latencies):,} reports)"
@@ -298,7 +313,7 @@ def main() -> None:
         if sustained < implied[binding] * 0.8
         else f"binding ceiling: {binding}"
     )
-    emit(
+    common.emit(
         {
             "bench": "exchange",
             "db": "sqlite",

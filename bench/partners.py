@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -16,11 +17,25 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+def _load_common(here: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("ihx_bench_common", here / "common.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The script's own folder comes first on sys.path, and bench/exchange.py would shadow the
+# `exchange` package: drop it, and load the shared helpers by path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+common = _load_common(_HERE)
 
 import grpc
-from common import emit, parser
 
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier
 from exchange.checkpoints import load_checkpoints, load_entries, verify_log
@@ -85,7 +100,7 @@ def token_rates(seconds: float) -> tuple[float, float]:
 
 
 def main() -> None:
-    args = parser(__doc__ or "").parse_args()
+    args = common.parser(__doc__ or "").parse_args()
     n = 10_000 if args.quick else 50_000
     root = Path(tempfile.mkdtemp(prefix="ihx-bench-partners-"))
     fed = provision_federation(
@@ -158,7 +173,7 @@ def main() -> None:
     )
     distinct, cached = token_rates(1.0 if args.quick else 3.0)
     print(f"token checks: {distinct:,.0f}/s distinct tokens, {cached:,.0f}/s repeated token")
-    emit(
+    common.emit(
         {
             "bench": "partners",
             "cases": pulled,

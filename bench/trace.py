@@ -9,6 +9,7 @@ decision. Uses the real GeoIP databases when available (see bench/README.md).
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import random
 import sys
@@ -16,10 +17,24 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, parser, real_geoip
+def _load_common(here: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("ihx_bench_common", here / "common.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The script's own folder comes first on sys.path, and bench/exchange.py would shadow the
+# `exchange` package: drop it, and load the shared helpers by path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+common = _load_common(_HERE)
+
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest, Member, MemberKey
@@ -95,10 +110,10 @@ def manifest() -> Manifest:
 
 
 def main() -> None:
-    args = parser(__doc__ or "").parse_args()
+    args = common.parser(__doc__ or "").parse_args()
     n = 20_000 if args.quick else 100_000
     rng = random.Random(7)
-    country_db, asn_db = real_geoip()
+    country_db, asn_db = common.real_geoip()
     source = "real"
     if country_db is None:
         source = "built (small)"
@@ -130,7 +145,7 @@ def main() -> None:
                 decider.decide(trace.country, m, untraceable_reason=trace.untraceable_reason)
             best_trace = max(best_trace, n / (time.perf_counter() - t))
     print(f"full traces/s (canonicalise + resolve + GeoIP + decide): {best_trace:,.0f}")
-    emit(
+    common.emit(
         {
             "bench": "trace",
             "urls": n,
