@@ -60,7 +60,7 @@ from sqlalchemy import (
 from auth.keys import SigningKey
 from exchange.client import IntakeClient
 from exchange.provision import MemberPlan, free_port, provision_federation
-from exchange.store.schema import from_micros
+from exchange.times import from_micros
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 

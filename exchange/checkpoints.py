@@ -24,8 +24,8 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.routing_log import ChainBreak, LogEntry, verify_chain
 from exchange.store import schema
-from exchange.store.schema import to_micros
 from exchange.store.writer import Tx, Writer
+from exchange.times import to_micros
 
 log = logging.getLogger(__name__)
 

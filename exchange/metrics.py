@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
 from exchange.store import schema
+from exchange.times import from_micros
 
 
 class Metrics:
@@ -91,7 +92,7 @@ class _OutboxCollector(Collector):
             ).all()
         for destination, count, first_raw in rows:
             depth.add_metric([destination], count)
-            first = schema.from_micros(first_raw) if isinstance(first_raw, int) else first_raw
+            first = from_micros(first_raw) if isinstance(first_raw, int) else first_raw
             age = (now - first).total_seconds() if first is not None else 0.0
             oldest.add_metric([destination], max(0.0, age))
         yield depth

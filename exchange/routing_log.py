@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from exchange.store.schema import to_micros
+from exchange.times import to_micros
 
 GENESIS = bytes(32)
 

@@ -106,7 +106,7 @@ def test_rewritten_chain_is_caught_by_the_signed_checkpoint(
         previous = rows[0]["entry_hash"]
         for r in rows[1:]:
             detail = '{"forged":true}' if r["idx"] == 1 else r["detail"]
-            from exchange.store.schema import from_micros
+            from exchange.times import from_micros
 
             digest = compute_hash(
                 previous,
