@@ -45,7 +45,7 @@ from exchange.errors import ConfigError
 from exchange.manifest_store import trust_anchors
 from exchange.node import Node
 from exchange.provision import init_database, write_settings
-from exchange.settings import load_settings
+from exchange.settings import load_database_url, load_settings
 from exchange.status import NodeStatus, collect_status, to_document
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, require_head, upgrade
@@ -240,8 +240,8 @@ def run_command(
 
 def upgrade_command(config: ConfigOption) -> None:
     """Run the database migrations up to the newest revision."""
-    settings = load_settings(config)
-    engine = open_engine(settings.database_url)
+    # Only the DSN: the chart's migration job has no keys, TLS or GeoIP files mounted.
+    engine = open_engine(load_database_url(config))
     try:
         before = current_revision(engine)
         upgrade(engine)
