@@ -53,6 +53,22 @@ def key_id_for(public_raw: bytes) -> str:
     return KEY_ID_PREFIX + hashlib.sha256(public_raw).hexdigest()[:32]
 
 
+_P = 2**255 - 19
+# The y-coordinates of the eight points of small order (x's sign gives the others): 1 (order 1),
+# p-1 (order 2), 0 (order 4), and the two of order 8. A public key on one of them lets anyone
+# forge signatures that OpenSSL accepts (e.g. R = identity, S = 0), so such keys are refused.
+_Y8 = int.from_bytes(
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"), "little"
+)
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
+
+
+def has_small_order(public_raw: bytes) -> bool:
+    """True if the 32 bytes encode a point of small order, canonically or not."""
+    y = int.from_bytes(public_raw, "little") & ((1 << 255) - 1)
+    return y % _P in _SMALL_ORDER_Y
+
+
 @dataclass(frozen=True)
 class PublicKey:
     """An Ed25519 public key; ``key_id`` is derived from ``raw`` so the two can never disagree."""
@@ -65,6 +81,8 @@ class PublicKey:
         if not isinstance(self.raw, bytes):
             raise KeyFormatError(f"a public key is bytes, got {type(self.raw).__name__}")
         key_id = key_id_for(self.raw)
+        if has_small_order(self.raw):
+            raise KeyFormatError("not an Ed25519 public key: a point of small order")
         try:
             key = Ed25519PublicKey.from_public_bytes(self.raw)
         except ValueError as exc:

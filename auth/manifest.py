@@ -515,9 +515,11 @@ def _parse_key(value: object, path: str) -> MemberKey:
     encoded = _string(table["public_key"], f"{path}.public_key")
     try:
         public_key = PublicKey.from_b64(encoded)
-    except KeyFormatError:
+    except KeyFormatError as error:
+        problem = "a point of small order" if "small order" in error.message else None
         raise ManifestError(
             f"{path}.public_key: not a base64 Ed25519 public key (32 bytes)"
+            + (f": {problem}" if problem else "")
         ) from None
     key_id = table.get("key_id")
     if key_id is None:

@@ -130,7 +130,14 @@ def timestamp(at: datetime) -> Timestamp:
 
 
 def from_timestamp(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    """An aware UTC datetime; a time outside years 1-9999 (or bad nanos) is an ``InvalidReport``."""
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidReport(
+            f"timestamp {ts.seconds}s {ts.nanos}ns is outside the representable range",
+            code="time-range",
+        ) from None
 
 
 # -- items and hashes ----------------------------------------------------------------------

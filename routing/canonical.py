@@ -16,10 +16,12 @@ Flags are advisory: the canonical URL never depends on them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,6 +69,7 @@ class UrlFlag(enum.StrEnum):
     MIXED_SCRIPT_IDN = "mixed-script-idn"
     HOST_LOWERCASED = "host-lowercased"
     PERCENT_ENCODED = "percent-encoded"
+    UNICODE_NFC = "unicode-nfc"
 
 
 class InvalidUrlCode(enum.StrEnum):
@@ -119,6 +122,20 @@ def canonicalize(raw: str, *, base: str | None = None) -> CanonicalUrl:
 
     Raises :class:`InvalidUrl` with one of the :class:`InvalidUrlCode` codes.
     """
+    # One URL typed or copied in NFC or NFD form (é vs e + U+0301) must be one report and one
+    # case: WHATWG percent-encodes the path as given, so compose the input first (flagged).
+    composed = False
+    if not raw.isascii():
+        nfc = unicodedata.normalize("NFC", raw)
+        composed = nfc != raw
+        raw = nfc
+    canonical = _canonicalize(raw, base)
+    if composed:
+        return dataclasses.replace(canonical, flags=canonical.flags | {UrlFlag.UNICODE_NFC})
+    return canonical
+
+
+def _canonicalize(raw: str, base: str | None) -> CanonicalUrl:
     stripped, href = _parse(raw, base)
     colon = href.find(":")
     scheme = href[:colon]

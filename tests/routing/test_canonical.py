@@ -240,7 +240,17 @@ def test_flag_values_are_stable() -> None:
         "mixed-script-idn",
         "host-lowercased",
         "percent-encoded",
+        "unicode-nfc",
     }
+
+
+def test_nfc_and_nfd_forms_of_one_url_are_one_url() -> None:
+    nfc = canonicalize("https://example.de/caf\u00e9/photo.jpg?t=\u00e9")
+    nfd = canonicalize("https://example.de/cafe\u0301/photo.jpg?t=e\u0301")
+    assert nfd.url == nfc.url == "https://example.de/caf%C3%A9/photo.jpg?t=%C3%A9"
+    assert nfd.url_key == nfc.url_key
+    assert UrlFlag.UNICODE_NFC in nfd.flags
+    assert UrlFlag.UNICODE_NFC not in nfc.flags
 
 
 # --- userinfo, control characters ---------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Property-based fuzzing of parsers and verifiers (hypothesis)."""
