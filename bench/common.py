@@ -46,3 +46,45 @@ def median(values: Sequence[float]) -> float:
 def emit(result: dict[str, Any]) -> None:
     sys.stdout.flush()
     print(json.dumps(result, sort_keys=True))
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+# The server the PostgreSQL figures use (trust auth on 127.0.0.1, as in CI); the URL's database
+# is only used to CREATE and DROP the fresh databases of each run.
+POSTGRESQL_ADMIN_URL = os.environ.get(
+    "IHX_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+class PostgresDatabases:
+    """Fresh, empty PostgreSQL databases for one run (``new()``); ``close()`` drops them all."""
+
+    def __init__(self, admin_url: str = POSTGRESQL_ADMIN_URL) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        self._admin_url = admin_url
+        self._engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        self._names: list[str] = []
+
+    def new(self, _label: str = "") -> str:
+        import secrets
+
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+
+        name = "ihx_bench_" + secrets.token_hex(6)
+        with self._engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        self._names.append(name)
+        return make_url(self._admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        from sqlalchemy import text
+
+        with self._engine.connect() as conn:
+            for name in self._names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._names.clear()
+        self._engine.dispose()

@@ -1,14 +1,16 @@
 """Two nodes on this machine: sustained reports/s intake → receipted storage, latency, ceilings.
 
 Node A (nl-eokm) and node B (de-eco) run as separate processes (`ihx node run`), each with its
-own SQLite file; every report is hosted in B's country, so A forwards all of them. The client
-streams reports to A's bulk intake.
+own SQLite file (`--db sqlite`, the default) or its own fresh PostgreSQL database (`--db
+postgresql`, on IHX_BENCH_DATABASE_URL's server, dropped afterwards); every report is hosted in B's
+country, so A forwards all of them. The client streams reports to A's bulk intake.
 
 - sustained: N reports streamed as fast as A takes them; the clock stops when B has stored all
   and A holds a signed receipt for each;
 - latency: reports paced at 1,000/s; per report, A's intake time → B's receipt time (one clock);
 - ceilings, measured in the same run: a bare gRPC bidirectional stream of report-sized messages
-  doing no work, Ed25519 verify/s, SQLite Core bulk insert rows/s (WAL, synchronous=FULL).
+  doing no work, Ed25519 verify/s, SQLite Core bulk insert rows/s (WAL, synchronous=FULL) and,
+  with `--db postgresql`, PostgreSQL Core bulk insert rows/s.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ common = _load_common(_HERE)
 import grpc
 from sqlalchemy import (
     Column,
+    Engine,
     Integer,
     LargeBinary,
     MetaData,
@@ -55,11 +58,13 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    text,
 )
 
 from auth.keys import SigningKey
 from exchange.client import IntakeClient
 from exchange.provision import MemberPlan, free_port, provision_federation
+from exchange.store.engine import open_engine
 from exchange.times import from_micros
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
@@ -108,6 +113,11 @@ def sqlite_insert_rate(rows: int, directory: Path) -> float:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
 
+    return insert_rate(engine, rows)
+
+
+def insert_rate(engine: Engine, rows: int) -> float:
+    """Core bulk inserts of report-like rows, 1,000 per statement, one transaction."""
     md = MetaData()
     table = Table(
         "t",
@@ -186,17 +196,12 @@ def wait_ready(address: str, timeout: float = 30.0) -> None:
     channel.close()
 
 
-def count(db: Path, sql: str) -> int:
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return int(conn.execute(sql).fetchone()[0])
-    finally:
-        conn.close()
+def count(db: Engine, sql: str) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
 
 
-def wait_for(db: Path, sql: str, target: int, timeout: float) -> float:
+def wait_for(db: Engine, sql: str, target: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if count(db, sql) >= target:
@@ -206,7 +211,18 @@ def wait_for(db: Path, sql: str, target: int, timeout: float) -> float:
 
 
 def main() -> None:
-    args = common.parser(__doc__ or "").parse_args()
+    p = common.parser(__doc__ or "")
+    p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    args = p.parse_args()
+    pg = common.PostgresDatabases() if args.db == "postgresql" else None
+    try:
+        run(args, pg)
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def run(args: Any, pg: Any) -> None:
     n = 20_000 if args.quick else 100_000
     paced_seconds = 5 if args.quick else 20
     root = Path(tempfile.mkdtemp(prefix="ihx-bench-"))
@@ -215,10 +231,17 @@ def main() -> None:
     sample = request(0, "x").SerializeToString()
     verify = ed25519_verify_rate(1.0)
     sqlite_rows = sqlite_insert_rate(50_000 if args.quick else 200_000, root)
+    pg_rows = None
+    if pg is not None:
+        ceiling = create_engine(pg.new())
+        pg_rows = insert_rate(ceiling, 50_000 if args.quick else 200_000)
+        ceiling.dispose()
     bare_single = bare_stream_rate(len(sample) + 200, 5_000 if args.quick else 20_000)
     bare_batch = bare_stream_rate((len(sample) + 200) * 500, 100 if args.quick else 400)
     print(f"  Ed25519 verify/s: {verify:,.0f}")
     print(f"  SQLite Core bulk insert rows/s (WAL, synchronous=FULL): {sqlite_rows:,.0f}")
+    if pg_rows is not None:
+        print(f"  PostgreSQL Core bulk insert rows/s: {pg_rows:,.0f}")
     print(f"  bare gRPC bidi stream, {len(sample) + 200} B messages: {bare_single:,.0f} msg/s")
     print(
         f"  bare gRPC bidi stream, 500-report messages: {bare_batch:,.0f} msg/s "
@@ -234,9 +257,10 @@ def main() -> None:
         country_networks={"185.107.56.0/22": "NL", "5.9.0.0/16": "DE"},
         asn_networks={"5.9.0.0/16": (24940, "Hetzner Online GmbH")},
         static_hosts={"files.example.de": ["5.9.10.20"]},
+        database_url=pg.new if pg is not None else None,
     )
-    a_db = root / "fed" / "nl-eokm" / "node.db"
-    b_db = root / "fed" / "de-eco" / "node.db"
+    a_db = open_engine(fed.settings["nl-eokm"].database_url)
+    b_db = open_engine(fed.settings["de-eco"].database_url)
     procs = [start(fed.config_path(m), root / f"{m}.log") for m in ("nl-eokm", "de-eco")]
     try:
         a_addr = fed.settings["nl-eokm"].listen
@@ -275,14 +299,13 @@ def main() -> None:
             for _ in client.submit_requests(paced(), chunk=5):
                 pass
         wait_for(a_db, "select count(*) from deliveries", n + paced_n, 300)
-        import sqlite3
-
-        conn = sqlite3.connect(f"file:{a_db}?mode=ro", uri=True)
-        rows = conn.execute(
-            "select r.received_at, d.receipted_at from reports r join deliveries d "
-            "on d.report_id = r.id where r.url like '%/p/%'"
-        ).fetchall()
-        conn.close()
+        with a_db.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "select r.received_at, d.receipted_at from reports r join deliveries d "
+                    "on d.report_id = r.id where r.url like '%/p/%'"
+                )
+            ).all()
         latencies = [(from_micros(b) - from_micros(a)).total_seconds() * 1000 for a, b in rows]
         p50, p99 = common.median(latencies), common.percentile(latencies, 99)
         print(
@@ -297,6 +320,8 @@ def main() -> None:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+        a_db.dispose()
+        b_db.dispose()
 
     # Rows written per report across both nodes (report, item, hash, log entries, outbox,
     # delivery, case, case link, hash index, announcement): ~14 → the SQLite-implied ceiling.
@@ -305,6 +330,8 @@ def main() -> None:
         "ed25519_verify": verify * 500,
         "bare_grpc_stream_batched": bare_batch * 500,
     }
+    if pg_rows is not None:
+        implied["postgresql_bulk_insert"] = pg_rows / 14
     binding = min(implied, key=lambda k: implied[k])
     print("implied ceilings (reports/s): " + ", ".join(f"{k} {v:,.0f}" for k, v in implied.items()))
     print(
@@ -316,7 +343,7 @@ def main() -> None:
     common.emit(
         {
             "bench": "exchange",
-            "db": "sqlite",
+            "db": args.db,
             "reports": n,
             "intake_ack_per_s": round(intake_rate),
             "sustained_reports_per_s": round(sustained),
@@ -324,6 +351,7 @@ def main() -> None:
             "ceilings": {
                 "ed25519_verify_per_s": round(verify),
                 "sqlite_insert_rows_per_s": round(sqlite_rows),
+                **({"postgresql_insert_rows_per_s": round(pg_rows)} if pg_rows else {}),
                 "bare_grpc_stream_msgs_per_s": round(bare_single),
                 "bare_grpc_stream_500_report_msgs_per_s": round(bare_batch),
             },

@@ -2,7 +2,9 @@
 
 Every call carries ``authorization: Bearer <token>`` when a token is given and has a deadline.
 Bulk submission streams chunks of reports (see intake.proto) and yields one response per
-submission, in order. Log listing pages by entry index until the end.
+submission, in order. Log listing pages by entry index until the end. Channels are plaintext
+unless ``tls`` (CA, certificate, key) is given: a node with mTLS requires a client certificate
+from its CA on every call.
 """
 
 from __future__ import annotations
@@ -26,15 +28,29 @@ DEFAULT_CHUNK = 500
 MAX_MESSAGE = 16 * 1024 * 1024
 
 
+# (CA certificate, client certificate, client key), all PEM: mutual TLS to a node.
+ClientTls = tuple[bytes, bytes, bytes]
+
+
 class _Client:
-    def __init__(self, address: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ],
-        )
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ]
+        if tls is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            ca, cert, key = tls
+            credentials = grpc.ssl_channel_credentials(ca, key, cert)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
         self._metadata: tuple[tuple[str, str | bytes], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -51,8 +67,15 @@ class _Client:
 
 
 class IntakeClient(_Client):
-    def __init__(self, address: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        super().__init__(address, token=token, timeout=timeout)
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        super().__init__(address, token=token, timeout=timeout, tls=tls)
         self._stub = igrpc.IntakeStub(self._channel)
 
     def __enter__(self) -> IntakeClient:
@@ -95,8 +118,15 @@ class IntakeClient(_Client):
 
 
 class PartnerClient(_Client):
-    def __init__(self, address: str, *, token: str | None = None, timeout: float = 60.0) -> None:
-        super().__init__(address, token=token, timeout=timeout)
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        super().__init__(address, token=token, timeout=timeout, tls=tls)
         self._stub = pgrpc.PartnerStub(self._channel)
 
     def __enter__(self) -> PartnerClient:
@@ -116,8 +146,15 @@ class PartnerClient(_Client):
 
 
 class LogClient(_Client):
-    def __init__(self, address: str, *, token: str | None = None, timeout: float = 60.0) -> None:
-        super().__init__(address, token=token, timeout=timeout)
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        tls: ClientTls | None = None,
+    ) -> None:
+        super().__init__(address, token=token, timeout=timeout, tls=tls)
         self._stub = lgrpc.RoutingLogStub(self._channel)
 
     def __enter__(self) -> LogClient:

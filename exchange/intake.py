@@ -36,6 +36,7 @@ from exchange.domain import (
 )
 from exchange.envelope import Limits
 from exchange.errors import InvalidReport
+from exchange.logs import ids_field
 from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
@@ -160,6 +161,13 @@ class Intake:
                         "explanation": d.explanation,
                         "addresses": [a.address for a in p.trace.addresses],
                     },
+                )
+            )
+        if fresh:
+            ids = [p.report.id for p in fresh]
+            tx.after_commit.append(
+                lambda: log.info(
+                    "reports stored", extra={"count": len(ids), "report_ids": ids_field(ids)}
                 )
             )
         if self._metrics is not None and fresh:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -52,3 +53,9 @@ def redact_url(url: str) -> str:
         return "…"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
     return f"{scheme}://{host}/…"
+
+
+def ids_field(report_ids: Sequence[str], limit: int = 100) -> str:
+    """Report ids for a log line, space-separated and capped (ids only, never URLs)."""
+    shown = " ".join(report_ids[:limit])
+    return shown if len(report_ids) <= limit else f"{shown} …(+{len(report_ids) - limit})"

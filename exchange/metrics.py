@@ -7,7 +7,6 @@ Prometheus scrapes (a collector), so they are always true, also for rows another
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -64,7 +63,9 @@ class Metrics:
     def stop(self) -> None:
         if self._server is not None:
             server, self._server = self._server, None
-            threading.Thread(target=server.shutdown, daemon=True).start()
+            # Wait for the serving loop to let go (within its 0.5 s poll): until it does, the
+            # listening socket stays open and a node restarted at once cannot bind the port.
+            server.shutdown()
             server.server_close()
 
 

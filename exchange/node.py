@@ -34,10 +34,12 @@ from auth.tls import read_pem
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
 from exchange.access import AccessInterceptor
 from exchange.checkpoints import Checkpointer
+from exchange.decoding import DecodeGuard
 from exchange.domain import Classification
 from exchange.envelope import Limits
 from exchange.errors import ConfigError
 from exchange.intake import Intake
+from exchange.leases import Leases
 from exchange.manifest_store import ManifestStore, trust_anchors
 from exchange.metrics import Metrics
 from exchange.outbox import PeerSender, SenderSettings
@@ -86,6 +88,8 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.max_concurrent_streams", 256),
+        # Never share a port with another process: two nodes would split the connections.
+        ("grpc.so_reuseport", 0),
     ]
 
 
@@ -144,6 +148,8 @@ class Node:
         self.geoip = GeoIp(settings.country_db, settings.asn_db)
         self.tracer = Tracer(resolver or build_resolver(settings), self.geoip, clock)
         self.writer = Writer(self.engine)
+        # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
+        self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
         self.partners = Partners(
             self_member=self.member,
             rules=[
@@ -249,11 +255,12 @@ class Node:
         max_bytes = self.settings.exchange.max_message_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ihx-rpc"),
-            interceptors=[self.access],
+            interceptors=[self.access, DecodeGuard()],
             options=server_options(max_bytes),
             maximum_concurrent_rpcs=512,
         )
         exchange = ExchangeServicer(self.receiver, self.member, self._node_info)
+        self._exchange_servicer = exchange
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
         igrpc.add_IntakeServicer_to_server(IntakeServicer(self.intake), server)
         pgrpc.add_PartnerServicer_to_server(PartnerServicer(self.partners), server)
@@ -288,6 +295,8 @@ class Node:
             self.metrics.watch_outbox(self.engine, self._clock)
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._ensure_senders(self.manifests.current())
+        if self.leases is not None:
+            self.leases.start()
         self.checkpointer.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -306,9 +315,14 @@ class Node:
         self._stop.set()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
+            # Peers keep idle streams open; end them after their in-flight envelopes so the
+            # grace period is spent on real work, not on waiting for streams that never end.
+            self._exchange_servicer.close_streams()
             self._server.stop(grace).wait()
         for sender in list(self.senders.values()):
             sender.stop()
+        if self.leases is not None:
+            self.leases.stop()  # hand our peers to the other replicas now, not at expiry
         for channel in self._channels.values():
             channel.close()
         self.checkpointer.stop()
@@ -362,6 +376,7 @@ class Node:
                     channel_for=self._channel_for,
                     settings=self.sender_settings,
                     metrics=self.metrics,
+                    leases=self.leases,
                 )
                 self.senders[member.id] = sender
                 if not self._stop.is_set():

@@ -13,6 +13,12 @@ A batch is sealed and persisted (sequence, header, signature, membership) BEFORE
 a crash at any instant either leaves the rows unbatched or leaves a batch that is resent as is:
 the receiver deduplicates by (sender, sequence) and by report id — exactly-once in effect.
 
+Several replicas of a node may share one PostgreSQL database (exchange/leases.py): then only the
+replica holding a peer's lease streams to it, every sealing transaction checks that lease and
+claims its outbox rows with ``FOR UPDATE SKIP LOCKED`` (no report in two batches), and whoever
+holds the lease next resends the batches a dead replica sealed. A receipt is applied once, by
+whichever replica gets it first. On SQLite there is no lease: one process, as before.
+
 Failures never drop anything: the stream is abandoned, the delay grows from 1 s to 5 min with
 jitter (backoff.py) and resets as soon as a receipt arrives. A late receipt cancels the stream
 (deadline per receipt), so a slow peer costs only its own thread.
@@ -32,7 +38,7 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, bindparam, case, delete, select, update
 
 from auth.errors import AuthError
 from auth.keys import SigningKey
@@ -41,6 +47,8 @@ from exchange.backoff import Backoff
 from exchange.domain import Outcome
 from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Receipt, open_receipt, seal
 from exchange.errors import ExchangeError
+from exchange.leases import LeaseLost, Leases
+from exchange.logs import ids_field
 from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.sql import insert_ignore
@@ -106,8 +114,10 @@ class PeerSender:
         channel_for: Callable[[str], grpc.Channel],
         settings: SenderSettings,
         metrics: Metrics | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.peer = peer
+        self._leases = leases
         self._metrics = metrics
         self._self = self_member
         self._key = key
@@ -127,6 +137,9 @@ class PeerSender:
         self.last_error: str | None = None
 
     def start(self) -> None:
+        if self._leases is not None:
+            # Gained or lost, look again at once: stream, or stop sealing.
+            self._leases.want(self.peer, lambda _acquired: self._wake.set())
         self._thread.start()
 
     def wake(self) -> None:
@@ -145,6 +158,11 @@ class PeerSender:
     def _run(self) -> None:
         self._writer.execute(self._ensure_peer_row)
         while not self._stopping.is_set():
+            if self._leases is not None and self._leases.generation(self.peer) is None:
+                # Another replica streams to this peer; stand by until the lease is ours.
+                self._wake.wait(self._settings.idle_poll)
+                self._wake.clear()
+                continue
             if not self._has_work():
                 # No stream to a peer we have nothing for: connect when intake wakes us.
                 self._wake.wait(self._settings.idle_poll)
@@ -153,6 +171,8 @@ class PeerSender:
             self.attempts += 1
             try:
                 self._session()
+            except LeaseLost:
+                continue  # another replica took the peer over: not a failure, no backoff
             except grpc.RpcError as error:
                 self._failed(_rpc_error_text(error))
             except (ExchangeError, AuthError) as error:
@@ -172,6 +192,9 @@ class PeerSender:
         log.warning("delivery to %s interrupted: %s", self.peer, reason)
 
     def _session(self) -> None:
+        generation = self._leases.generation(self.peer) if self._leases is not None else None
+        if self._leases is not None and generation is None:
+            return
         member = self._manifest().member(self.peer)
         channel = self._channel_for(member.endpoint)
         stub = xgrpc.ExchangeStub(channel)
@@ -189,6 +212,8 @@ class PeerSender:
         announced_upto = self._announcement_high_water()
         try:
             while not self._stopping.is_set():
+                if self._leases is not None and self._leases.generation(self.peer) != generation:
+                    return  # lease lost or lapsed: the next holder resends what is unreceipted
                 while len(inflight) < self._settings.window:
                     batch = (
                         self._resend(resend.popleft())
@@ -301,7 +326,9 @@ class PeerSender:
             rows = self._pending_reports()
         rows = self._fit(rows)
         if rows:
-            return self._writer.execute(lambda tx: self._seal_reports(tx, rows))
+            batch = self._writer.execute(lambda tx: self._seal_reports(tx, rows))
+            if batch is not None:
+                return batch
         announcements = self._fit(self._pending_announcements(announced_upto))
         if announcements:
             return self._writer.execute(lambda tx: self._seal_announcements(tx, announcements))
@@ -340,7 +367,7 @@ class PeerSender:
 
     def _next_sequence(self, tx: Tx) -> int:
         seq = tx.conn.execute(
-            select(PEERS.c.next_sequence).where(PEERS.c.member == self.peer)
+            select(PEERS.c.next_sequence).where(PEERS.c.member == self.peer).with_for_update()
         ).scalar_one()
         tx.conn.execute(
             update(PEERS).where(PEERS.c.member == self.peer).values(next_sequence=seq + 1)
@@ -362,7 +389,28 @@ class PeerSender:
         )
         return seq, sealed
 
-    def _seal_reports(self, tx: Tx, rows: list[Any]) -> _Batch:
+    def _claim(self, tx: Tx, rows: list[Any]) -> list[Any]:
+        """Of ``rows`` (read before the transaction), those still unbatched, locked until COMMIT.
+
+        Only the lease holder seals, so normally all of them; but a row another transaction
+        holds is skipped, not waited for, and a row sealed meanwhile is not sealed again.
+        (SQLite ignores FOR UPDATE: its writer lock already makes this transaction the only one.)
+        """
+        free = set(
+            tx.conn.execute(
+                select(OUTBOX.c.id)
+                .where(OUTBOX.c.id.in_([r.id for r in rows]), OUTBOX.c.batch_sequence.is_(None))
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        return [r for r in rows if r.id in free]
+
+    def _seal_reports(self, tx: Tx, pending: list[Any]) -> _Batch | None:
+        if self._leases is not None:
+            self._leases.fence(tx, self.peer)
+        rows = self._claim(tx, pending)
+        if not rows:
+            return None
         seq, sealed = self._seal(tx, KIND_REPORT, [r.payload for r in rows])
         now = self._clock()
         tx.conn.execute(BATCHES.insert(), self._batch_row(seq, "report", sealed, len(rows), now))
@@ -382,6 +430,8 @@ class PeerSender:
         return _Batch(seq, KIND_REPORT, sealed.to_proto(), sealed.root, len(rows), ids, None)
 
     def _seal_announcements(self, tx: Tx, rows: list[Any]) -> _Batch:
+        if self._leases is not None:
+            self._leases.fence(tx, self.peer)
         seq, sealed = self._seal(tx, KIND_ANNOUNCEMENT, [r.payload for r in rows])
         first, last = rows[0].seq, rows[-1].seq
         row = self._batch_row(seq, "announcement", sealed, len(rows), self._clock())
@@ -416,17 +466,25 @@ class PeerSender:
             count=batch.count,
         )
 
-        def job(tx: Tx) -> None:
+        def job(tx: Tx) -> bool:
             now = self._clock()
-            tx.conn.execute(
+            marked = tx.conn.execute(
                 update(BATCHES)
-                .where(BATCHES.c.destination == self.peer, BATCHES.c.sequence == batch.sequence)
+                .where(
+                    BATCHES.c.destination == self.peer,
+                    BATCHES.c.sequence == batch.sequence,
+                    BATCHES.c.receipted_at.is_(None),
+                )
                 .values(
                     receipt_body=receipt.body,
                     receipt_signature=receipt.signature,
                     receipted_at=receipt.received_at,
                 )
             )
+            if marked.rowcount == 0:
+                # Already applied: by the replica that held the lease before or after us, both
+                # of which had this batch in flight. Once is enough (deliveries, log, metrics).
+                return False
             peer_update: dict[str, Any] = {"last_heard_at": now, "last_error": None}
             if batch.kind == KIND_REPORT:
                 if self._metrics is not None:
@@ -468,11 +526,26 @@ class PeerSender:
                     )
                 insert_ignore(tx.conn, DELIVERIES, rows)
             elif batch.last_announcement is not None:
-                peer_update["announce_cursor"] = batch.last_announcement
+                # Forward only: two replicas' receipts may be applied out of order.
+                last = batch.last_announcement
+                peer_update["announce_cursor"] = case(
+                    (PEERS.c.announce_cursor < last, last), else_=PEERS.c.announce_cursor
+                )
             tx.conn.execute(update(PEERS).where(PEERS.c.member == self.peer).values(**peer_update))
+            return True
 
-        self._writer.execute(job)
-        self.delivered += batch.count
+        if self._writer.execute(job):
+            self.delivered += batch.count
+            if batch.report_ids:
+                log.info(
+                    "delivered",
+                    extra={
+                        "peer": self.peer,
+                        "sequence": batch.sequence,
+                        "count": batch.count,
+                        "report_ids": ids_field(batch.report_ids),
+                    },
+                )
 
     def _observe(self, tx: Tx, batch: _Batch, receipt: Receipt) -> None:
         metrics = self._metrics

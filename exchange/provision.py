@@ -11,19 +11,25 @@ downloaded.
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest, Member, MemberKey, sign_manifest
+from auth.tls import Issued, create_ca, issue_node_certificate
 from auth.tokens import Scope, TokenIssuer
 from exchange.errors import ConfigError
 from exchange.settings import Settings, load_settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import upgrade
 from routing.geoip_build import build_asn_db, build_country_db
+
+# Where a node's TLS files live, relative to its directory (``write_settings(tls=True)``).
+TLS_CERT, TLS_KEY, TLS_CA = "tls/node.crt", "tls/node.key", "tls/ca.crt"
+# A SQLite file beside the settings (relative URLs resolve against the settings file).
+DEFAULT_DATABASE_URL = "sqlite:///node.db"
 
 
 def free_port() -> int:
@@ -47,12 +53,18 @@ def write_settings(
     manifest: str = "manifest.json",
     static_hosts: Mapping[str, Sequence[str]] | None = None,
     extra: str = "",
+    tls: bool = False,
+    database_url: str = DEFAULT_DATABASE_URL,
 ) -> None:
+    """Write a node's settings; ``tls``: mutual TLS with the files in ``tls/`` beside them.
+
+    Without ``tls`` the node talks plaintext (``insecure_loopback``, loopback ``listen`` only).
+    """
     lines = [
         "[node]",
         f"member = {_toml_str(member)}",
         f"listen = {_toml_str(listen)}",
-        "insecure_loopback = true",
+        f"insecure_loopback = {'false' if tls else 'true'}",
         "",
         "[keys]",
         'signing_key = "node.key"',
@@ -62,13 +74,21 @@ def write_settings(
         "trusted_keys = [" + ", ".join(_toml_str(k) for k in trusted_keys) + "]",
         "",
         "[database]",
-        'url = "sqlite:///node.db"',
+        f"url = {_toml_str(database_url)}",
         "",
         "[geoip]",
         f"country_db = {_toml_str(str(country_db))}",
     ]
     if asn_db is not None:
         lines.append(f"asn_db = {_toml_str(str(asn_db))}")
+    if tls:
+        lines += [
+            "",
+            "[tls]",
+            f"cert = {_toml_str(TLS_CERT)}",
+            f"key = {_toml_str(TLS_KEY)}",
+            f"ca = {_toml_str(TLS_CA)}",
+        ]
     lines += ["", "[resolver]"]
     if static_hosts is not None:
         lines += ['kind = "static"', "", "[resolver.static]"]
@@ -103,9 +123,19 @@ class Federation:
     manifest: Manifest
     settings: dict[str, Settings] = field(default_factory=dict)
     keys: dict[str, SigningKey] = field(default_factory=dict)
+    # With ``provision_federation(tls=True)``: the development CA and each member's certificate.
+    ca: Issued | None = None
+    certificates: dict[str, Issued] = field(default_factory=dict)
 
     def config_path(self, member: str) -> Path:
         return self.root / member / "node.toml"
+
+    def client_tls(self, member: str) -> tuple[bytes, bytes, bytes]:
+        """(CA, certificate, key) for a client presenting ``member``'s node certificate."""
+        if self.ca is None:
+            raise ConfigError("this federation was provisioned without TLS")
+        issued = self.certificates[member]
+        return self.ca.certificate_pem, issued.certificate_pem, issued.key_pem
 
     def token(
         self, member: str, *scopes: Scope, subject: str = "analyst", ttl: float = 900.0
@@ -143,7 +173,18 @@ def provision_federation(
     static_hosts: Mapping[str, Sequence[str]],
     network: str = "ihx-demo",
     extra_settings: str = "",
+    tls: bool = False,
+    database_url: Callable[[str], str] | None = None,
 ) -> Federation:
+    """A federation on 127.0.0.1; with ``tls``, mutual TLS between the nodes.
+
+    ``tls`` creates a development CA in ``root/tls``, a node certificate per member (for
+    127.0.0.1 and localhost) in each node's ``tls/`` directory, and names each certificate's
+    fingerprint as the member's ``tls_identity`` in the manifest.
+
+    ``database_url(member)`` gives each member's database URL (e.g. a fresh PostgreSQL database);
+    without it every node gets ``node.db``, a SQLite file in its directory.
+    """
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise ConfigError(f"{root}: directory is not empty")
@@ -155,6 +196,17 @@ def provision_federation(
     coordinator_key.save(root / "coordinator.key")
     ports = {p.id: free_port() for p in plans}
     keys = {p.id: SigningKey.generate() for p in plans}
+    ca = create_ca(f"{network} test CA", now=now) if tls else None
+    certificates = (
+        {
+            p.id: issue_node_certificate(ca, p.id, hosts=["127.0.0.1", "localhost"], now=now)
+            for p in plans
+        }
+        if ca is not None
+        else {}
+    )
+    if ca is not None:
+        _write_tls(root / "tls" / "ca.crt", root / "tls" / "ca.key", ca)
     members = tuple(
         Member(
             id=p.id,
@@ -162,6 +214,7 @@ def provision_federation(
             countries=frozenset(p.countries),
             endpoint=f"127.0.0.1:{ports[p.id]}",
             keys=(MemberKey.of(keys[p.id].public, now),),
+            tls_identity=certificates[p.id].fingerprint if p.id in certificates else None,
         )
         for p in plans
     )
@@ -174,13 +227,16 @@ def provision_federation(
         coordinator=coordinator,
         coordinator_keys=(MemberKey.of(coordinator_key.public, now),),
     )
-    fed = Federation(root, coordinator_key, manifest, keys=keys)
+    fed = Federation(root, coordinator_key, manifest, keys=keys, ca=ca, certificates=certificates)
     signed = sign_manifest(manifest, coordinator_key)
     for p in plans:
         d = root / p.id
         d.mkdir()
         keys[p.id].save(d / "node.key")
         (d / "manifest.json").write_bytes(signed)
+        if ca is not None:
+            _write_tls(d / TLS_CERT, d / TLS_KEY, certificates[p.id])
+            (d / TLS_CA).write_bytes(ca.certificate_pem)
         write_settings(
             d / "node.toml",
             member=p.id,
@@ -190,8 +246,39 @@ def provision_federation(
             asn_db=asn_db,
             static_hosts=static_hosts,
             extra=extra_settings,
+            tls=ca is not None,
+            database_url=DEFAULT_DATABASE_URL if database_url is None else database_url(p.id),
         )
         settings = load_settings(d / "node.toml", env={})
         init_database(settings)
         fed.settings[p.id] = settings
     return fed
+
+
+def _write_tls(cert: Path, key: Path, issued: Issued) -> None:
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    cert.write_bytes(issued.certificate_pem)
+    key.touch(mode=0o600)  # private from the first byte
+    key.write_bytes(issued.key_pem)
+
+
+def write_replica_settings(config: Path, name: str, listen: str) -> Path:
+    """Settings for another replica of the node of ``config``, beside it as ``name``.
+
+    The same member, key, manifest and database (several replicas share one PostgreSQL database);
+    only ``node.listen`` differs, so replicas can run side by side on one host.
+    """
+    lines = config.read_text(encoding="utf-8").splitlines()
+    section, replaced = "", False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped.strip("[]").strip()
+        elif section == "node" and stripped.split("=", 1)[0].strip() == "listen":
+            lines[i] = f"listen = {_toml_str(listen)}"
+            replaced = True
+    if not replaced:
+        raise ConfigError(f"{config}: no node.listen to replace")
+    target = config.with_name(name)
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target

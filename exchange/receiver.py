@@ -14,6 +14,7 @@ transaction, so a receipt is never given for something not durable.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
@@ -30,12 +31,15 @@ from exchange.domain import KnownContent, Outcome, PayloadResult, report_id_for
 from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.intake import CasesHook
+from exchange.logs import ids_field
 from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
 from ihx.v1 import exchange_pb2 as xpb
 from routing.canonical import canonicalize
 from routing.errors import RoutingError
+
+log = logging.getLogger(__name__)
 
 INBOX = schema.inbox
 
@@ -213,6 +217,18 @@ class Receiver:
                 )
         receipt = sign_receipt(
             self._key, issuer=self._self, opened=opened, received_at=now, results=final
+        )
+        ids = [r.report_id for r in final if r.report_id]
+        tx.after_commit.append(
+            lambda: log.info(
+                "envelope accepted",
+                extra={
+                    "sender": opened.sender,
+                    "sequence": opened.sequence,
+                    "count": len(final),
+                    "report_ids": ids_field(ids),
+                },
+            )
         )
         tx.conn.execute(
             INBOX.insert(),

@@ -7,7 +7,9 @@ genesis entry's previous hash is 32 zero bytes.
 
 ``LogChain`` keeps the head in memory for the single writer and hands out rows to insert; the
 writer rolls the head back when a job or a transaction fails, so the chain on disk and in memory
-never diverge.
+never diverge. Entry times never go backwards along the chain (an entry stamped earlier than the
+one before it, e.g. a receipt timed before its writer job ran, takes that entry's time), so one
+node's log is time-ordered and several nodes' logs merge into one time-ordered view.
 """
 
 from __future__ import annotations
@@ -82,9 +84,11 @@ def detail_json(detail: Mapping[str, Any]) -> str:
 class LogChain:
     """The in-memory head of the chain, owned by the writer."""
 
-    def __init__(self, next_index: int, head_hash: bytes) -> None:
+    def __init__(self, next_index: int, head_hash: bytes, last_at: datetime | None = None) -> None:
         self.next_index = next_index
         self.head_hash = head_hash
+        # The time of the last entry handed out; not rolled back with the head (still a bound).
+        self.last_at = last_at
 
     def append(
         self,
@@ -97,6 +101,9 @@ class LogChain:
         detail: Mapping[str, Any] | None = None,
     ) -> LogEntry:
         text = detail_json(detail or {})
+        if self.last_at is not None and at < self.last_at:
+            at = self.last_at
+        self.last_at = at
         idx = self.next_index
         digest = compute_hash(self.head_hash, idx, at, kind, report_id, member, country, text)
         entry = LogEntry(idx, at, kind, report_id, member, country, text, self.head_hash, digest)

@@ -53,13 +53,23 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
         self._receiver = receiver
         self._self = self_member
         self._node_info = node_info
+        self._streams_lock = threading.Lock()
+        self._closing = False
+
+    def close_streams(self) -> None:
+        """End every open stream once its queued envelopes are answered (graceful stop)."""
+        with self._streams_lock:
+            self._closing = True
 
     def Stream(
         self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
     ) -> Iterator[xpb.SignedReceipt]:
         # Envelope n+1 is verified on a reader thread while the writer stores envelope n; the
         # receipts (or the refusal that ends the stream) keep the order of the envelopes.
-        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(8)
+        # Bounded: a peer that sends without reading receipts is held back by flow control.
+        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(16)
+        if self._closing:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
 
         peer = peer_certificate(context)
 
@@ -77,7 +87,15 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
                 pending.put(None)
 
         threading.Thread(target=read, name="ihx-exchange-reader", daemon=True).start()
-        while (entry := pending.get()) is not None:
+        while True:
+            try:
+                entry = pending.get(timeout=0.25)
+            except queue.Empty:
+                if self._closing:
+                    return  # everything received so far is answered: end the idle stream
+                continue
+            if entry is None:
+                return
             try:
                 receipt = entry.result() if isinstance(entry, Future) else _raise(entry)
             except Exception as error:

@@ -82,6 +82,9 @@ class ExchangeTuning:
     max_payloads: int = 1000
     max_message_bytes: int = 16 * 1024 * 1024
     manifest_poll_s: float = 1.0
+    # PostgreSQL with several replicas: how long a replica's claim on a peer's stream lasts
+    # unless renewed (a dead replica's peers are taken over after about this long).
+    lease_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +375,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     # A batch must hold at least one maximal report (64 KiB payload) plus envelope overhead.
     "max_message_bytes": (256 * 1024, 64 * 1024 * 1024),
     "manifest_poll_s": (0.05, 3600),
+    "lease_s": (1, 3600),
 }
 
 

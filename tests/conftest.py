@@ -4,11 +4,14 @@ The suite never depends on real GeoIP files (a fresh checkout has none), so the 
 ASN databases are built once per session from ``GEO_TABLE`` with :mod:`routing.geoip_build`,
 in both country layouts. Tests refer to the table through the ``geo_table`` fixture rather than
 repeating addresses and countries.
+
+``databases`` hands a test its node databases: SQLite files in ``tmp_path``, or fresh PostgreSQL
+databases when ``IHX_TEST_DATABASE_URL`` is set (``tests/dbs.py``); dropped at teardown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +20,7 @@ from types import MappingProxyType
 import pytest
 
 from routing.geoip_build import build_asn_db, build_country_db
+from tests.dbs import Databases, configured_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +93,11 @@ def asn_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {row.network: (row.asn, row.organization or "") for row in _ROWS if row.asn is not None},
         build_time=GEO_BUILD_TIME,
     )
+
+
+@pytest.fixture
+def databases(tmp_path: Path) -> Iterator[Databases]:
+    """This test's database factory (SQLite files, or PostgreSQL databases on request)."""
+    dbs = Databases(tmp_path, configured_url())
+    yield dbs
+    dbs.close()

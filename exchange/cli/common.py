@@ -12,6 +12,7 @@ failed exits 1.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -205,8 +206,17 @@ def parse_host_specs(specs: Sequence[str], *, option: str) -> dict[str, list[str
     return table
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` whole or not at all: an interrupted edit never leaves half a file."""
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` whole or not at all: an interrupted edit never leaves half a file.
+
+    The file is created with ``mode`` from the start, so a private key is never readable by
+    others, not even for an instant.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)

@@ -18,9 +18,7 @@ from exchange.cli.common import CliError, out, utc_now, write_atomic
 def _write(directory: Path, name: str, issued: Issued) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / f"{name}.crt", issued.certificate_pem)
-    key = directory / f"{name}.key"
-    write_atomic(key, issued.key_pem)
-    key.chmod(0o600)
+    write_atomic(directory / f"{name}.key", issued.key_pem, mode=0o600)
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +44,8 @@ def register(app: typer.Typer) -> None:
         out_dir: Annotated[Path, typer.Option("--out", help="Directory for node.crt/.key.")],
     ) -> None:
         """Issue a node certificate (server and client auth) signed by the CA."""
+        if (out_dir / "node.key").exists():
+            raise CliError(f"{out_dir / 'node.key'}: exists; refusing to overwrite a node key")
         authority = Issued(
             read_pem(ca_dir / "ca.crt", "CA certificate"), read_pem(ca_dir / "ca.key", "CA key")
         )

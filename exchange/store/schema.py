@@ -320,3 +320,21 @@ class PartnerCaseRow(Base):
 
 checkpoints = cast(Table, CheckpointRow.__table__)
 partner_cases = cast(Table, PartnerCaseRow.__table__)
+
+
+class PeerLeaseRow(Base):
+    """Which replica of this node streams to a peer, and until when.
+
+    Only nodes on PostgreSQL write here, where several replicas share the database
+    (exchange/leases.py); a SQLite node is its database's only process and needs no lease.
+    ``expires_at`` is on the database's clock, so replicas on different hosts agree on it.
+    """
+
+    __tablename__ = "peer_leases"
+    destination: Mapped[str] = mapped_column(MemberId, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[datetime] = mapped_column(UtcMicros)
+    expires_at: Mapped[datetime] = mapped_column(UtcMicros)
+
+
+peer_leases = cast(Table, PeerLeaseRow.__table__)

@@ -10,7 +10,11 @@ database) every job in the group fails with ``StorageUnavailable`` and nothing i
 ``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
 over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
 
-The routing-log chain head lives here too: a rolled-back job or transaction resets it.
+The routing-log chain head lives here too: a rolled-back job or transaction resets it. On SQLite
+this process is the database's only writer, so the head read at start stays right. On PostgreSQL
+several replicas of a node may share the database: each group transaction first takes a
+transaction-level advisory lock for the log and re-reads the head (one indexed query per group,
+not per entry), so appends from every replica serialize and the chain stays one chain.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from exchange.routing_log import GENESIS, LogChain, LogEntry
 from exchange.store import schema
 
 log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key of the routing log ("ihx_log!"); advisory locks are per database.
+LOG_LOCK_KEY = 0x6968785F6C6F6721
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
@@ -89,17 +96,20 @@ class Writer:
         self._conn: Connection | None = None
         self.chain = LogChain(0, GENESIS)
         self.commits = 0
+        # Other processes may append to the log between our groups (replicas on PostgreSQL).
+        self.shared_log = engine.dialect.name == "postgresql"
 
     def start(self) -> None:
         conn = self._engine.connect()
         conn.info["writer"] = True
+        log_t = schema.routing_log
         last = conn.execute(
-            select(schema.routing_log.c.idx, schema.routing_log.c.entry_hash)
-            .order_by(schema.routing_log.c.idx.desc())
+            select(log_t.c.idx, log_t.c.entry_hash, log_t.c.at)
+            .order_by(log_t.c.idx.desc())
             .limit(1)
         ).first()
         conn.rollback()
-        self.chain = LogChain(last[0] + 1, last[1]) if last else LogChain(0, GENESIS)
+        self.chain = LogChain(last[0] + 1, last[1], last[2]) if last else LogChain(0, GENESIS)
         self._conn = conn
         self._thread = threading.Thread(target=self._run, name="ihx-writer", daemon=True)
         self._thread.start()
@@ -162,6 +172,9 @@ class Writer:
         tx = Tx(conn, self.chain)
         try:
             with conn.begin():
+                if self.shared_log:
+                    self._continue_stored_chain(conn)
+                    group_mark = self.chain.mark()
                 for _, run in jobs:
                     job_mark = self.chain.mark()
                     rows_mark = len(tx.log_rows)
@@ -206,6 +219,25 @@ class Writer:
             else:
                 for f, r in zip(futures, results, strict=True):
                     f.set_result(r)
+
+    def _continue_stored_chain(self, conn: Connection) -> None:
+        """Take the log lock until COMMIT, then continue from the head as stored (PostgreSQL).
+
+        Another replica may have appended since our last group; while we hold the lock nobody
+        else can, so the entries of this group follow the stored head exactly.
+        """
+        conn.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
+        t = schema.routing_log
+        last = conn.execute(
+            select(t.c.idx, t.c.entry_hash, t.c.at).order_by(t.c.idx.desc()).limit(1)
+        ).first()
+        if last is None:
+            self.chain.reset((0, GENESIS))
+            return
+        self.chain.reset((last.idx + 1, last.entry_hash))
+        # Times never go backwards along the chain, whichever replica wrote the entry before.
+        if self.chain.last_at is None or last.at > self.chain.last_at:
+            self.chain.last_at = last.at
 
     @staticmethod
     def _unpack(entry: object) -> tuple[list[Future[Any]], Callable[[Tx], list[Any]]]:

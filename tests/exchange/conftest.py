@@ -1,6 +1,7 @@
 """Fixtures for the node-core tests: a real migrated SQLite file, the writer, the network, intake.
 
-* ``engine`` — a SQLite file in ``tmp_path`` migrated to head with Alembic (WAL, FULL sync);
+* ``engine`` — the test's own database (a SQLite file in ``tmp_path``, WAL, FULL sync; or a fresh
+  PostgreSQL database when ``IHX_TEST_DATABASE_URL`` is set) migrated to head with Alembic;
   ``writer`` — the single writer over it, started, stopped at teardown.
 * ``network`` / ``manifest`` — the shared test network (``tests.auth.factories``).
 * ``clock`` — a ``FakeClock`` at ``factories.T0``; it moves only when a test advances it.
@@ -33,17 +34,18 @@ from routing.geoip import GeoIp
 from routing.resolver import StaticResolver
 from routing.trace import Tracer
 from tests.conftest import GeoRow
+from tests.dbs import Databases
 from tests.exchange.factories import FakeClock, NetworkKit, host_in, make_network, signing_key
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'node.db'}"
+def db_url(databases: Databases) -> str:
+    return databases.new()
 
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """A real SQLite file, migrated to head by Alembic."""
+    """The test's own real database, migrated to head by Alembic."""
     eng = open_engine(db_url)
     upgrade(eng)
     yield eng

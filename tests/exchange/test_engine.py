@@ -1,8 +1,13 @@
-"""Database engines: SQLite durability settings, and refusing URLs we do not support."""
+"""Database engines: SQLite durability settings, and refusing URLs we do not support.
+
+The SQLite set-up is what is under test here, so this module's ``engine`` is always a SQLite file
+(also when the suite runs on PostgreSQL).
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,15 @@ from sqlalchemy import Engine
 from exchange.errors import ConfigError
 from exchange.store.engine import is_sqlite, open_engine
 from exchange.store.migrate import current_revision, head_revision, require_head, upgrade
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite file migrated to head, whatever database the rest of the suite runs on."""
+    eng = open_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    upgrade(eng)
+    yield eng
+    eng.dispose()
 
 
 def pragma(engine: Engine, name: str) -> object:

@@ -22,6 +22,7 @@ from exchange.store import schema
 from exchange.store.writer import Writer
 from routing.decision import DecisionReason
 from routing.errors import InvalidUrl
+from tests.dbs import allow_inserts, refuse_inserts
 from tests.exchange.factories import (
     T0,
     FakeClock,
@@ -149,10 +150,7 @@ def test_outbox_row_is_in_the_same_transaction_as_the_report(
     intake: Intake, engine: Engine, writer: Writer, wakes: list[set[str]]
 ) -> None:
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
-            "BEGIN SELECT RAISE(ABORT, 'outbox refused'); END"
-        )
+        refuse_inserts(conn, "outbox", "outbox refused")
     before = table_counts(engine)
     # A constraint (here a trigger) refusing the row is a conflict, not an outage.
     with pytest.raises(ExchangeError, match="outbox refused") as refused:
@@ -161,7 +159,7 @@ def test_outbox_row_is_in_the_same_transaction_as_the_report(
     assert table_counts(engine) == before  # no report, no log entry
     assert wakes == []
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER refuse_outbox")
+        allow_inserts(conn, "outbox")
     result = intake.submit(make_submission(url_in("DE")))
     (entry,) = rows(engine, schema.routing_log)
     assert entry.idx == 0

@@ -39,3 +39,11 @@ def test_redact_url_keeps_only_scheme_and_host() -> None:
     assert redact_url("https://user:pw@Host.example/victim/name?q=1#f") == "https://Host.example/…"
     assert redact_url("http://example.nl?x=1") == "http://example.nl/…"
     assert redact_url("not a url") == "…"
+
+
+def test_ids_field_caps_long_lists() -> None:
+    from exchange.logs import ids_field
+
+    assert ids_field(["r-1", "r-2"]) == "r-1 r-2"
+    many = [f"r-{i}" for i in range(105)]
+    assert ids_field(many).endswith("r-99 …(+5)")

@@ -1,7 +1,7 @@
 """The single writer: group commit, per-job rollback, coalescing, and failed commits.
 
-Everything runs against a real migrated SQLite file; the database is read back through a
-separate connection, so "visible" means committed.
+Everything runs against a real migrated database (SQLite, or PostgreSQL on request); the
+database is read back through a separate connection, so "visible" means committed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogEntry, verify_chain
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
+from tests.dbs import allow_inserts, create_deferred_probe, refuse_inserts
 from tests.exchange.factories import T0, writer_held
 
 META = schema.node_meta
@@ -230,11 +231,7 @@ def test_a_failing_coalesced_batch_fails_all_its_items_only(engine: Engine, writ
 def deferred_fk(engine: Engine) -> None:
     """A test-only table whose foreign key is checked at COMMIT, not at INSERT."""
     with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE probe_parent (id INTEGER PRIMARY KEY)")
-        conn.exec_driver_sql(
-            "CREATE TABLE probe (id INTEGER PRIMARY KEY, parent INTEGER "
-            "REFERENCES probe_parent(id) DEFERRABLE INITIALLY DEFERRED)"
-        )
+        create_deferred_probe(conn)
 
 
 def dangling(tx: Tx) -> str:
@@ -277,10 +274,7 @@ def test_failed_log_write_fails_the_group_and_the_writer_recovers(
     engine: Engine, writer: Writer
 ) -> None:
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TRIGGER refuse_log BEFORE INSERT ON routing_log "
-            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
+        refuse_inserts(conn, "routing_log", "disk says no")
     with writer_held(writer):
         futures = [writer.submit(put(k)) for k in ("a", "b")]
     for f in futures:
@@ -289,7 +283,7 @@ def test_failed_log_write_fails_the_group_and_the_writer_recovers(
     assert stored_keys(engine) == set()
     assert writer.chain.mark() == (0, GENESIS)
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER refuse_log")
+        allow_inserts(conn, "routing_log")
     assert writer.execute(put("c")) == "c"
     assert stored_keys(engine) == {"c"}
     assert [e.idx for e in assert_chain_intact(engine, writer)] == [0]

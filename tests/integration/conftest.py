@@ -1,4 +1,4 @@
-"""Fixtures of the integration tests: real nodes on 127.0.0.1, real gRPC, real SQLite files.
+"""Fixtures of the integration tests: real nodes on 127.0.0.1, real gRPC, real databases.
 
 ``cluster``: the test federation — nl-eokm (NL), de-eco (DE), us-ncmec (US) and the coordinator
 inhope; orphan rule JP → us-ncmec — provisioned in a fresh directory with fast tuning, every
@@ -17,10 +17,23 @@ import pytest
 
 from exchange.provision import MemberPlan
 from tests.integration.node_process import NodeProcess
-from tests.integration.support import FAST_TUNING, PLANS, Cluster, provision
+from tests.integration.support import (
+    FAST_TUNING,
+    PLANS,
+    Cluster,
+    provision,
+    release_databases,
+)
 
 MakeCluster = Callable[..., Cluster]
 StartProcess = Callable[[Cluster, str], NodeProcess]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_leftover_databases() -> Iterator[None]:
+    # A federation provisioned without a Cluster that closes it still loses its databases.
+    yield
+    release_databases()
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """Shared machinery of the integration tests: the test network, polling, and database look-ups.
 
 The network is real in everything but its size: one directory per member with its Ed25519 key,
-its settings, its migrated SQLite file and the signed manifest, small GeoIP databases built on
-the fly (``exchange.provision``), and a static resolver table with a host in every country the
-tests route to, plus hosts that cannot be traced. Nodes listen on 127.0.0.1 and talk real gRPC.
+its settings, its migrated database (a SQLite file; a fresh PostgreSQL database per member when
+``IHX_TEST_DATABASE_URL`` is set, dropped when the cluster closes) and the signed manifest,
+small GeoIP databases built on the fly (``exchange.provision``), and a static resolver table
+with a host in every country the tests route to, plus hosts that cannot be traced. Nodes listen
+on 127.0.0.1 and talk real gRPC.
 
 Assertions never rest on a fixed sleep: ``wait_until`` polls a predicate and fails with a message
 saying what it was waiting for and what it last saw.
@@ -26,8 +28,9 @@ from exchange.node import Node
 from exchange.provision import Federation, MemberPlan, provision_federation
 from exchange.routing_log import ChainBreak, LogEntry, verify_chain
 from exchange.store.engine import open_engine
-from exchange.store.schema import from_micros
+from exchange.times import from_micros
 from ihx.v1 import intake_pb2 as ipb
+from tests.dbs import Databases, configured_url
 from tests.exchange.factories import host_in
 
 T = TypeVar("T")
@@ -88,12 +91,29 @@ def tuning(**overrides: float | int) -> str:
 FAST_TUNING = tuning()
 
 
+# PostgreSQL databases that provision() created, by federation root: the Cluster over that
+# federation drops them when it closes; ``release_databases()`` drops whatever is left.
+_DATABASES: dict[Path, Databases] = {}
+
+
+def release_databases(root: Path | None = None) -> None:
+    """Drop the databases provisioned for ``root`` (for every federation if None)."""
+    for key in list(_DATABASES) if root is None else [root]:
+        dbs = _DATABASES.pop(key, None)
+        if dbs is not None:
+            dbs.close()
+
+
 def provision(
     root: Path,
     *,
     plans: Sequence[MemberPlan] = PLANS,
     extra_settings: str = FAST_TUNING,
+    tls: bool = False,
 ) -> Federation:
+    databases = Databases(root, configured_url())
+    if databases.postgresql:
+        _DATABASES[root] = databases
     return provision_federation(
         root,
         plans,
@@ -105,6 +125,8 @@ def provision(
         asn_networks=ASN_NETWORKS,
         static_hosts=STATIC_HOSTS,
         extra_settings=extra_settings,
+        database_url=databases.for_members(),
+        tls=tls,
     )
 
 
@@ -185,6 +207,7 @@ class Cluster:
         for engine in self._engines.values():
             engine.dispose()
         self._engines.clear()
+        release_databases(self.fed.root)
         if errors:
             raise errors[0]
 

@@ -76,7 +76,8 @@ def test_same_url_from_two_origins_at_once_gives_one_case_two_reporters(cluster:
     per_case = cluster.rows(
         US,
         "SELECT c.id, c.url, count(*) AS n, count(DISTINCT cr.reporting_member) AS members,"
-        " sum(cr.outcome = 'new-case') AS opened, sum(cr.outcome = 'merged') AS merged"
+        " sum(CASE WHEN cr.outcome = 'new-case' THEN 1 ELSE 0 END) AS opened,"
+        " sum(CASE WHEN cr.outcome = 'merged' THEN 1 ELSE 0 END) AS merged"
         " FROM cases c JOIN case_reports cr ON cr.case_id = c.id GROUP BY c.id",
     )
     assert len(per_case) == URLS

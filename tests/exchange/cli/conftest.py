@@ -1,7 +1,8 @@
 """Fixtures for the command-line tests: a CLI runner, and a small real federation on loopback.
 
 ``federation`` provisions three nodes with ``exchange.provision`` (real keys, signed manifest,
-migrated SQLite databases, GeoIP databases built from the shared ``GEO_TABLE``) and starts them
+migrated databases — SQLite files, or PostgreSQL databases when the suite runs on it — GeoIP
+databases built from the shared ``GEO_TABLE``) and starts them
 on 127.0.0.1; they are stopped at teardown. Backoff is shortened so a sender that tried a peer
 before it was listening retries within milliseconds, keeping the tests quick. Every intake call
 carries a token issued by the node (``IHX_TOKEN`` for the CLI), as a node that checks tokens
@@ -10,7 +11,6 @@ requires.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Connection
 from typer.testing import CliRunner
 
 from exchange.client import IntakeClient
 from exchange.node import Node
 from exchange.provision import Federation, MemberPlan, provision_federation
 from tests.conftest import GeoRow
+from tests.dbs import Databases
 
 # Hosts of the test network and where GEO_TABLE puts them.
 STATIC_HOSTS: Mapping[str, list[str]] = {
@@ -69,21 +71,20 @@ class Running:
     def config(self, member: str) -> Path:
         return self.fed.config_path(member)
 
-    def db(self, member: str) -> Path:
-        return self.fed.root / member / "node.db"
-
     def query(self, member: str, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        with sqlite3.connect(self.db(member)) as conn:
-            return conn.execute(sql, params).fetchall()
+        """Raw SQL with ``?`` placeholders against the member's database, rows as tuples."""
+        with self.nodes[member].engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(_native(conn, sql), params)]
 
     def execute(self, member: str, sql: str, params: tuple[object, ...] = ()) -> None:
-        """Edit a node's database directly, as an attacker with file access could."""
-        conn = sqlite3.connect(self.db(member))
-        try:
-            conn.execute(sql, params)
-            conn.commit()
-        finally:
-            conn.close()
+        """Edit a node's database directly, as an attacker with database access could."""
+        with self.nodes[member].engine.begin() as conn:
+            conn.exec_driver_sql(_native(conn, sql), params)
+
+
+def _native(conn: Connection, sql: str) -> str:
+    # The tests write sqlite3's ``?``; psycopg's placeholder is ``%s``.
+    return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -101,7 +102,10 @@ def runner() -> CliRunner:
 
 @pytest.fixture
 def federation(
-    tmp_path: Path, geo_table: Mapping[str, GeoRow], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    geo_table: Mapping[str, GeoRow],
+    monkeypatch: pytest.MonkeyPatch,
+    databases: Databases,
 ) -> Iterator[Running]:
     fed = provision_federation(
         tmp_path / "fed",
@@ -121,6 +125,7 @@ def federation(
         },
         static_hosts=STATIC_HOSTS,
         extra_settings=FAST_RETRIES,
+        database_url=databases.for_members(),
     )
     nodes = {member: Node(settings) for member, settings in fed.settings.items()}
     started: list[Node] = []

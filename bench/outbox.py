@@ -1,0 +1,203 @@
+"""Outbox drain rate on PostgreSQL: reports/s delivered by one and by three replicas of a node.
+
+Node A (nl-eokm) runs as 1 or 3 processes (`ihx node run`, same settings, key and database,
+different listen ports) on a fresh PostgreSQL database; node B (de-eco) as one more process on
+another. With B down, N DE-hosted reports are submitted through A's replicas, so A's outbox holds
+N. Then B starts, and the clock runs from the first delivery to the last: reports/s receipted at A
+(stored at B, signed receipt applied at A). PostgreSQL is IHX_BENCH_DATABASE_URL's server
+(default: postgres@127.0.0.1:5432, trust auth, as in CI); every database is dropped afterwards.
+
+With several replicas exactly one streams to a given peer (the holder of its lease), so three
+replicas are not expected to drain one peer faster than one: they buy failover, and share the
+streams to many peers. The figure shows what the lease and the shared log lock cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def _load_common(here: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("ihx_bench_common", here / "common.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The script's own folder comes first on sys.path, and bench/exchange.py would shadow the
+# `exchange` package: drop it, and load the shared helpers by path instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+common = _load_common(_HERE)
+
+import grpc
+from sqlalchemy import Engine, text
+
+from exchange.client import IntakeClient
+from exchange.provision import (
+    MemberPlan,
+    free_port,
+    provision_federation,
+    write_replica_settings,
+)
+from exchange.store.engine import open_engine
+from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import report_pb2 as pb
+
+IHX = str(Path(sys.executable).parent / "ihx")
+A, B = "nl-eokm", "de-eco"
+# A's sender retries B quickly once B is up; the lease default (10 s) is kept.
+TUNING = "\n[exchange]\nbackoff_initial_s = 0.05\nbackoff_max_s = 0.25\n"
+
+
+def request(i: int, run: str) -> ipb.SubmitReportRequest:
+    digest = hashlib.sha256(f"{run}:{i}".encode()).hexdigest()
+    return ipb.SubmitReportRequest(
+        url=f"https://files.example.de/{run}/album/{i}/photo.jpg",
+        site_type=pb.SITE_TYPE_IMAGE_HOST,
+        items=[
+            pb.Item(
+                hashes=[pb.ContentHash(algorithm=pb.HASH_ALGORITHM_SHA256, hex=digest)],
+                classification=pb.CLASSIFICATION_BASELINE,
+                media_type=pb.MEDIA_TYPE_IMAGE,
+                age_group=pb.AGE_GROUP_PREPUBESCENT,
+            )
+        ],
+        client_ref=str(i),
+    )
+
+
+def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen([IHX, "node", "run", "--config", str(config)], stdout=out, stderr=out)
+
+
+def wait_ready(address: str, timeout: float = 30.0) -> None:
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    channel.close()
+
+
+def count(db: Engine, sql: str) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one())
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def scenario(replicas: int, n: int, root: Path, pg: Any) -> dict[str, Any]:
+    fed = provision_federation(
+        root,
+        [MemberPlan(A, "A", ("NL",)), MemberPlan(B, "B", ("DE",))],
+        coordinator=B,
+        now=datetime.now(UTC),
+        orphan_rules={},
+        country_networks={"185.107.56.0/22": "NL", "5.9.0.0/16": "DE"},
+        asn_networks={"5.9.0.0/16": (24940, "Hetzner Online GmbH")},
+        static_hosts={"files.example.de": ["5.9.10.20"]},
+        extra_settings=TUNING,
+        database_url=pg.new,
+    )
+    addresses = [fed.settings[A].listen] + [f"127.0.0.1:{free_port()}" for _ in range(replicas - 1)]
+    configs = [fed.config_path(A)] + [
+        write_replica_settings(fed.config_path(A), f"replica-{i}.toml", addresses[i])
+        for i in range(1, replicas)
+    ]
+    a_db = open_engine(fed.settings[A].database_url)
+    procs = [start(c, root / f"a-{i}.log") for i, c in enumerate(configs)]
+    try:
+        for address in addresses:
+            wait_ready(address)
+
+        # Fill the outbox through every replica's intake while B is down.
+        token = fed.token(A, ttl=900)
+        t0 = time.monotonic()
+
+        def submit(k: int) -> None:
+            with IntakeClient(addresses[k], token=token, timeout=300) as client:
+                for r in client.submit_requests(request(i, "o") for i in range(k, n, replicas)):
+                    if r.error_code:
+                        raise SystemExit(f"intake refused a report: {r.error_code}")
+
+        threads = [threading.Thread(target=submit, args=(k,)) for k in range(replicas)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        intake_rate = n / (time.monotonic() - t0)
+        queued = count(a_db, "select count(*) from outbox")
+        if queued != n:
+            raise SystemExit(f"expected {n} reports in A's outbox, found {queued}")
+
+        procs.append(start(fed.config_path(B), root / "b.log"))
+        wait_ready(fed.settings[B].listen)
+        deadline = time.monotonic() + 600
+        first: tuple[float, int] | None = None
+        while True:
+            now, delivered = time.monotonic(), count(a_db, "select count(*) from deliveries")
+            if first is None and delivered > 0:
+                first = (now, delivered)
+            if delivered >= n:
+                break
+            if now > deadline:
+                raise SystemExit(f"timed out: {delivered} of {n} delivered")
+            time.sleep(0.01)
+        assert first is not None
+        drain = (n - first[1]) / max(now - first[0], 1e-6)
+        batches = count(a_db, "select count(*) from batches")
+        holders = count(a_db, "select count(distinct holder) from peer_leases")
+        return {
+            "replicas": replicas,
+            "intake_per_s": round(intake_rate),
+            "drain_reports_per_s": round(drain),
+            "batches": batches,
+            "lease_holders": holders,
+        }
+    finally:
+        stop(procs)
+        a_db.dispose()
+
+
+def main() -> None:
+    args = common.parser(__doc__ or "").parse_args()
+    n = 10_000 if args.quick else 50_000
+    root = Path(tempfile.mkdtemp(prefix="ihx-bench-outbox-"))
+    pg = common.PostgresDatabases()
+    results: dict[str, Any] = {}
+    try:
+        for replicas in (1, 3):
+            print(f"{replicas} replica(s) of A: {n:,} reports queued, then drained to B …")
+            figures = scenario(replicas, n, root / f"r{replicas}", pg)
+            print(
+                f"  intake (all replicas) {figures['intake_per_s']:,} reports/s; drain "
+                f"{figures['drain_reports_per_s']:,} reports/s in {figures['batches']} batches; "
+                f"{figures['lease_holders']} replica(s) held B's lease"
+            )
+            results[f"replicas_{replicas}"] = figures
+    finally:
+        pg.close()
+    common.emit({"bench": "outbox", "db": "postgresql", "reports": n, **results})
+
+
+if __name__ == "__main__":
+    main()

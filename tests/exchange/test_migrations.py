@@ -1,0 +1,150 @@
+"""Alembic migrations build the schema the models declare, on SQLite and on PostgreSQL alike.
+
+Both backends are upgraded from empty to head and compared with Alembic's autogenerate (the
+options of migrations/env.py): no difference may remain. Autogenerate does not look at partial
+index predicates nor at how each backend spells types, so the two migrated databases are also
+reflected and compared with each other. PostgreSQL is needed on every run (CI provides it): the
+suite's own server when ``IHX_TEST_DATABASE_URL`` is set, else the local default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, inspect, text
+
+from exchange.store.engine import open_engine
+from exchange.store.migrate import current_revision, head_revision, upgrade
+from exchange.store.schema import Base
+from tests.dbs import Databases, postgresql_admin_url
+
+pytestmark = pytest.mark.timeout(120)
+
+# What migrations/env.py passes to context.configure (besides the connection and metadata).
+ENV_OPTIONS: dict[str, Any] = {"compare_type": True, "render_as_batch": True}
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Engine]]:
+    """A fresh SQLite file and a fresh PostgreSQL database, each upgraded to head."""
+    directory = tmp_path_factory.mktemp("migrations")
+    sqlite_dbs = Databases(directory, None)
+    pg_dbs = Databases(directory, postgresql_admin_url())
+    engines = {"sqlite": open_engine(sqlite_dbs.new()), "postgresql": open_engine(pg_dbs.new())}
+    try:
+        for engine in engines.values():
+            upgrade(engine)
+        yield engines
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+        pg_dbs.close()
+
+
+def differences(engine: Engine, metadata: MetaData) -> list[Any]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts=ENV_OPTIONS)
+        return list(compare_metadata(context, metadata))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_reach_head_and_match_the_models(
+    migrated: dict[str, Engine], backend: str
+) -> None:
+    engine = migrated[backend]
+    assert current_revision(engine) == head_revision()
+    assert differences(engine, Base.metadata) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_comparison_sees_a_model_the_migrations_lack(
+    migrated: dict[str, Engine], backend: str
+) -> None:
+    # The check above is only worth something if a drift shows up: add a column and a table.
+    # (Alembic diff tuples: ("add_column", schema, table, column), ("add_table", table).)
+    drifted = MetaData()
+    for table in Base.metadata.tables.values():
+        table.to_metadata(drifted)
+    drifted.tables["node_meta"].append_column(Column("added", Integer, nullable=True))
+    Table("not_migrated", drifted, Column("id", Integer, primary_key=True))
+    found = differences(migrated[backend], drifted)
+    kinds = {(d[0], d[3].name if d[0] == "add_column" else d[1].name) for d in found}
+    assert kinds == {("add_column", "added"), ("add_table", "not_migrated")}
+
+
+def shape(engine: Engine) -> dict[str, Any]:
+    """Tables, columns (generic type, length, nullability), keys and indexes, backend-neutral."""
+    insp = inspect(engine)
+    tables: dict[str, Any] = {}
+    for name in sorted(insp.get_table_names()):
+        if name == "alembic_version":
+            continue
+        columns = {
+            c["name"]: (
+                type(c["type"]._type_affinity).__name__ if c["type"]._type_affinity else None,
+                getattr(c["type"], "length", None),
+                c["nullable"],
+            )
+            for c in insp.get_columns(name)
+        }
+        indexes = {
+            i["name"]: (tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(name)
+        }
+        pk = insp.get_pk_constraint(name)
+        tables[name] = {
+            "columns": columns,
+            "pk": (pk["name"], tuple(pk["constrained_columns"])),
+            "indexes": indexes,
+        }
+    return tables
+
+
+def test_sqlite_and_postgresql_have_the_same_shape(migrated: dict[str, Engine]) -> None:
+    sqlite_shape, pg_shape = shape(migrated["sqlite"]), shape(migrated["postgresql"])
+    assert set(sqlite_shape) == set(Base.metadata.tables)
+    assert sqlite_shape == pg_shape
+
+
+def test_the_open_case_index_is_partial_on_both(migrated: dict[str, Engine]) -> None:
+    # One OPEN case per URL key; closed cases with the same key must stay possible.
+    with migrated["postgresql"].connect() as conn:
+        pg = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_cases_open_url_key'")
+        ).scalar_one()
+    with migrated["sqlite"].connect() as conn:
+        lite = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'uq_cases_open_url_key'")
+        ).scalar_one()
+    assert pg.startswith("CREATE UNIQUE INDEX")
+    assert pg.endswith("WHERE ((status)::text = 'open'::text)")
+    assert lite.startswith("CREATE UNIQUE INDEX")
+    assert lite.endswith("WHERE status = 'open'")
+
+
+def test_pg_admin_helper_creates_and_drops_databases(tmp_path: Path) -> None:
+    dbs = Databases(tmp_path, postgresql_admin_url())
+    url = dbs.new()
+    name = url.rsplit("/", 1)[1]
+    admin = open_engine(postgresql_admin_url())
+    try:
+
+        def exists() -> bool:
+            with admin.connect() as conn:
+                found = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+                return found is not None
+
+        assert exists()
+        held = open_engine(url)
+        held.connect()  # a connection left open (a killed node's) must not block the drop
+        dbs.close()
+        held.dispose()
+        assert not exists()
+    finally:
+        admin.dispose()
