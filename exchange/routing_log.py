@@ -5,9 +5,11 @@ the length-prefixed UTF-8 fields in a fixed order. Editing, removing or reorderi
 changes every later hash, so a verifier that walks the chain names the first bad entry. The
 genesis entry's previous hash is 32 zero bytes.
 
-``LogChain`` keeps the head in memory for the single writer and hands out rows to insert; the
+``LogChain`` keeps the head in memory for the node's writer and hands out rows to insert; the
 writer rolls the head back when a job or a transaction fails, so the chain on disk and in memory
-never diverge. Entry times never go backwards along the chain (an entry stamped earlier than the
+never diverge. Replicas sharing a PostgreSQL database serialise appends with an advisory lock and
+re-read the stored head at the start of each transaction (exchange/store/writer.py).
+Entry times never go backwards along the chain (an entry stamped earlier than the
 one before it, e.g. a receipt timed before its writer job ran, takes that entry's time), so one
 node's log is time-ordered and several nodes' logs merge into one time-ordered view.
 """
