@@ -33,6 +33,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -534,7 +535,18 @@ class PeerSender:
             tx.conn.execute(update(PEERS).where(PEERS.c.member == self.peer).values(**peer_update))
             return True
 
-        if self._writer.execute(job):
+        # Not awaited: the next batch is sealed while the writer stores this receipt (often in
+        # the same group commit). If storing fails the batch stays unreceipted in the database,
+        # so it is resent and the receiver answers with the same receipt — nothing is lost.
+        self._writer.submit(job).add_done_callback(lambda done: self._applied(batch, done))
+
+    def _applied(self, batch: _Batch, done: Future[bool]) -> None:
+        error = done.exception()
+        if error is not None:
+            self.last_error = f"receipt not stored, batch will be resent: {error}"
+            log.warning("receipt for %s/%d not stored: %s", self.peer, batch.sequence, error)
+            return
+        if done.result():
             self.delivered += batch.count
             if batch.report_ids:
                 log.info(
