@@ -42,6 +42,7 @@ from exchange.cli.common import (
     utc_now,
 )
 from exchange.errors import ConfigError
+from exchange.logs import configure as configure_logs
 from exchange.manifest_store import trust_anchors
 from exchange.node import Node
 from exchange.provision import init_database, write_settings
@@ -204,9 +205,8 @@ def run_command(
     level = logging.getLevelNamesMapping().get(log_level.upper())
     if level is None:
         raise CliError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # One JSON object per line on stderr, with report ids and never URL paths (exchange/logs.py).
+    configure_logs(logging.getLevelName(level).lower(), sys.stderr)
     settings = load_settings(config)
     node = Node(settings)
     stop = threading.Event()
