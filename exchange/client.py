@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
+from typing import Self
 
 import grpc
 
@@ -33,12 +34,14 @@ ClientTls = tuple[bytes, bytes, bytes]
 
 
 class _Client:
+    default_timeout = 30.0
+
     def __init__(
         self,
         address: str,
         *,
         token: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         tls: ClientTls | None = None,
     ) -> None:
         options = [
@@ -54,9 +57,13 @@ class _Client:
         self._metadata: tuple[tuple[str, str | bytes], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        self._timeout = timeout
+        self._timeout = timeout if timeout is not None else self.default_timeout
+        self._bind(self._channel)
 
-    def __enter__(self) -> _Client:
+    def _bind(self, channel: grpc.Channel) -> None:
+        """Create the service stub on the channel (one per client kind)."""
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,19 +74,8 @@ class _Client:
 
 
 class IntakeClient(_Client):
-    def __init__(
-        self,
-        address: str,
-        *,
-        token: str | None = None,
-        timeout: float = 30.0,
-        tls: ClientTls | None = None,
-    ) -> None:
-        super().__init__(address, token=token, timeout=timeout, tls=tls)
-        self._stub = igrpc.IntakeStub(self._channel)
-
-    def __enter__(self) -> IntakeClient:
-        return self
+    def _bind(self, channel: grpc.Channel) -> None:
+        self._stub = igrpc.IntakeStub(channel)
 
     def submit(self, submission: Submission) -> ipb.SubmitReportResponse:
         response: ipb.SubmitReportResponse = self._stub.SubmitReport(
@@ -118,19 +114,10 @@ class IntakeClient(_Client):
 
 
 class PartnerClient(_Client):
-    def __init__(
-        self,
-        address: str,
-        *,
-        token: str | None = None,
-        timeout: float = 60.0,
-        tls: ClientTls | None = None,
-    ) -> None:
-        super().__init__(address, token=token, timeout=timeout, tls=tls)
-        self._stub = pgrpc.PartnerStub(self._channel)
+    default_timeout = 60.0
 
-    def __enter__(self) -> PartnerClient:
-        return self
+    def _bind(self, channel: grpc.Channel) -> None:
+        self._stub = pgrpc.PartnerStub(channel)
 
     def pull(self, after_cursor: str = "", limit: int = 100) -> Iterator[ppb.Case]:
         request = ppb.PullCasesRequest(after_cursor=after_cursor, limit=limit)
@@ -146,19 +133,10 @@ class PartnerClient(_Client):
 
 
 class LogClient(_Client):
-    def __init__(
-        self,
-        address: str,
-        *,
-        token: str | None = None,
-        timeout: float = 60.0,
-        tls: ClientTls | None = None,
-    ) -> None:
-        super().__init__(address, token=token, timeout=timeout, tls=tls)
-        self._stub = lgrpc.RoutingLogStub(self._channel)
+    default_timeout = 60.0
 
-    def __enter__(self) -> LogClient:
-        return self
+    def _bind(self, channel: grpc.Channel) -> None:
+        self._stub = lgrpc.RoutingLogStub(channel)
 
     def entries(
         self,
