@@ -121,7 +121,8 @@ class PartnerClient(_Client):
 
     def pull(self, after_cursor: str = "", limit: int = 100) -> Iterator[ppb.Case]:
         request = ppb.PullCasesRequest(after_cursor=after_cursor, limit=limit)
-        yield from self._stub.PullCases(request, timeout=self._timeout, metadata=self._metadata)
+        for chunk in self._stub.PullCases(request, timeout=self._timeout, metadata=self._metadata):
+            yield from chunk.cases
 
     def ack(self, case_ids: Sequence[str]) -> ppb.AckCasesResponse:
         response: ppb.AckCasesResponse = self._stub.AckCases(

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from auth.errors import PermissionDenied
 from exchange.access import current_principal
 from exchange.checkpoints import Checkpoint
-from exchange.codec import from_timestamp, parse_report, timestamp
+from exchange.codec import from_timestamp, timestamp
 from exchange.errors import InvalidReport, NotFound
 from exchange.log_query import LogFilter, list_entries
 from exchange.partners import CaseView, Partners
@@ -45,7 +45,8 @@ def case_to_proto(view: CaseView) -> ppb.Case:
         item = msg.reports.add(
             reporting_member=part.reporting_member, receipt_verified=part.receipt_verified
         )
-        item.report.CopyFrom(parse_report(part.wire))
+        # Stored bytes were validated on the way in: parse them straight into the answer.
+        item.report.MergeFromString(part.wire)
         if part.receipt_body is not None and part.receipt_signature is not None:
             item.receipt.CopyFrom(
                 xpb.SignedReceipt(body=part.receipt_body, signature=part.receipt_signature)
@@ -96,6 +97,9 @@ def checkpoint_from_proto(m: lpb.Checkpoint) -> Checkpoint:
     return Checkpoint(m.member, m.size, m.head_hash, from_timestamp(m.at), m.key_id, m.signature)
 
 
+CASES_PER_MESSAGE = 100
+
+
 class PartnerServicer(pgrpc.PartnerServicer):
     def __init__(self, partners: Partners) -> None:
         self._partners = partners
@@ -108,15 +112,16 @@ class PartnerServicer(pgrpc.PartnerServicer):
 
     def PullCases(
         self, request: ppb.PullCasesRequest, context: grpc.ServicerContext
-    ) -> Iterator[ppb.Case]:
+    ) -> Iterator[ppb.PullCasesResponse]:
         try:
             partner = self._partner()
             after = _cursor(request.after_cursor)
             cases = self._partners.pull(partner, after, request.limit)
         except Exception as error:
             abort(context, error)
-        for view in cases:
-            yield case_to_proto(view)
+        for start in range(0, len(cases), CASES_PER_MESSAGE):
+            chunk = cases[start : start + CASES_PER_MESSAGE]
+            yield ppb.PullCasesResponse(cases=[case_to_proto(v) for v in chunk])
 
     def AckCases(
         self, request: ppb.AckCasesRequest, context: grpc.ServicerContext

@@ -146,7 +146,7 @@ def call_rpc(
             pulled = pgrpc.PartnerStub(channel).PullCases(
                 ppb.PullCasesRequest(), metadata=metadata, timeout=10
             )
-            returned.extend(pulled)
+            returned.extend(case for chunk in pulled for case in chunk.cases)
         elif method == "AckCases":
             returned.append(
                 pgrpc.PartnerStub(channel).AckCases(

@@ -27,7 +27,7 @@ from ihx.v1 import exchange_pb2 as ihx_dot_v1_dot_exchange__pb2
 from ihx.v1 import report_pb2 as ihx_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ihx/v1/partner.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15ihx/v1/exchange.proto\x1a\x13ihx/v1/report.proto\"7\n\x10PullCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x88\x01\n\nCaseReport\x12\x1e\n\x06report\x18\x01 \x01(\x0b\x32\x0e.ihx.v1.Report\x12&\n\x07receipt\x18\x02 \x01(\x0b\x32\x15.ihx.v1.SignedReceipt\x12\x18\n\x10receipt_verified\x18\x03 \x01(\x08\x12\x18\n\x10reporting_member\x18\x04 \x01(\t\"\xf3\x01\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12#\n\x07reports\x18\x05 \x03(\x0b\x32\x12.ihx.v1.CaseReport\x12\x19\n\x11reporting_members\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16takedown_clock_started\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x0f\x41\x63kCasesRequest\x12\x10\n\x08\x63\x61se_ids\x18\x01 \x03(\t\"9\n\x10\x41\x63kCasesResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\r\x12\x0f\n\x07unknown\x18\x02 \x03(\t2\x7f\n\x07Partner\x12\x35\n\tPullCases\x12\x18.ihx.v1.PullCasesRequest\x1a\x0c.ihx.v1.Case0\x01\x12=\n\x08\x41\x63kCases\x12\x17.ihx.v1.AckCasesRequest\x1a\x18.ihx.v1.AckCasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ihx/v1/partner.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15ihx/v1/exchange.proto\x1a\x13ihx/v1/report.proto\"7\n\x10PullCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x88\x01\n\nCaseReport\x12\x1e\n\x06report\x18\x01 \x01(\x0b\x32\x0e.ihx.v1.Report\x12&\n\x07receipt\x18\x02 \x01(\x0b\x32\x15.ihx.v1.SignedReceipt\x12\x18\n\x10receipt_verified\x18\x03 \x01(\x08\x12\x18\n\x10reporting_member\x18\x04 \x01(\t\"\xf3\x01\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12#\n\x07reports\x18\x05 \x03(\x0b\x32\x12.ihx.v1.CaseReport\x12\x19\n\x11reporting_members\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16takedown_clock_started\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x11PullCasesResponse\x12\x1b\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0c.ihx.v1.Case\"#\n\x0f\x41\x63kCasesRequest\x12\x10\n\x08\x63\x61se_ids\x18\x01 \x03(\t\"9\n\x10\x41\x63kCasesResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\r\x12\x0f\n\x07unknown\x18\x02 \x03(\t2\x8c\x01\n\x07Partner\x12\x42\n\tPullCases\x12\x18.ihx.v1.PullCasesRequest\x1a\x19.ihx.v1.PullCasesResponse0\x01\x12=\n\x08\x41\x63kCases\x12\x17.ihx.v1.AckCasesRequest\x1a\x18.ihx.v1.AckCasesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,10 +40,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CASEREPORT']._serialized_end=303
   _globals['_CASE']._serialized_start=306
   _globals['_CASE']._serialized_end=549
-  _globals['_ACKCASESREQUEST']._serialized_start=551
-  _globals['_ACKCASESREQUEST']._serialized_end=586
-  _globals['_ACKCASESRESPONSE']._serialized_start=588
-  _globals['_ACKCASESRESPONSE']._serialized_end=645
-  _globals['_PARTNER']._serialized_start=647
-  _globals['_PARTNER']._serialized_end=774
+  _globals['_PULLCASESRESPONSE']._serialized_start=551
+  _globals['_PULLCASESRESPONSE']._serialized_end=599
+  _globals['_ACKCASESREQUEST']._serialized_start=601
+  _globals['_ACKCASESREQUEST']._serialized_end=636
+  _globals['_ACKCASESRESPONSE']._serialized_start=638
+  _globals['_ACKCASESRESPONSE']._serialized_end=695
+  _globals['_PARTNER']._serialized_start=698
+  _globals['_PARTNER']._serialized_end=838
 # @@protoc_insertion_point(module_scope)

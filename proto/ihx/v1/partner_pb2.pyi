@@ -118,6 +118,32 @@ class Case(_message.Message):
 Global___Case: _TypeAlias = Case  # noqa: Y015
 
 @_typing.final
+class PullCasesResponse(_message.Message):
+    """Cases stream in chunks: in Python gRPC the fixed cost per stream message would otherwise
+    cap a partner near the bare per-message rate (see bench/exchange.py's ceilings).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Case]:
+        """in cursor order; at most 100 per message"""
+
+    def __init__(
+        self,
+        *,
+        cases: _abc.Iterable[Global___Case] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases", b"cases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullCasesResponse: _TypeAlias = PullCasesResponse  # noqa: Y015
+
+@_typing.final
 class AckCasesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

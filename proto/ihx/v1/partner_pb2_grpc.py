@@ -37,7 +37,7 @@ class PartnerStub:
         self.PullCases = channel.unary_stream(
                 '/ihx.v1.Partner/PullCases',
                 request_serializer=ihx_dot_v1_dot_partner__pb2.PullCasesRequest.SerializeToString,
-                response_deserializer=ihx_dot_v1_dot_partner__pb2.Case.FromString,
+                response_deserializer=ihx_dot_v1_dot_partner__pb2.PullCasesResponse.FromString,
                 _registered_method=True)
         self.AckCases = channel.unary_unary(
                 '/ihx.v1.Partner/AckCases',
@@ -67,7 +67,7 @@ def add_PartnerServicer_to_server(servicer, server):
             'PullCases': grpc.unary_stream_rpc_method_handler(
                     servicer.PullCases,
                     request_deserializer=ihx_dot_v1_dot_partner__pb2.PullCasesRequest.FromString,
-                    response_serializer=ihx_dot_v1_dot_partner__pb2.Case.SerializeToString,
+                    response_serializer=ihx_dot_v1_dot_partner__pb2.PullCasesResponse.SerializeToString,
             ),
             'AckCases': grpc.unary_unary_rpc_method_handler(
                     servicer.AckCases,
@@ -101,7 +101,7 @@ class Partner:
             target,
             '/ihx.v1.Partner/PullCases',
             ihx_dot_v1_dot_partner__pb2.PullCasesRequest.SerializeToString,
-            ihx_dot_v1_dot_partner__pb2.Case.FromString,
+            ihx_dot_v1_dot_partner__pb2.PullCasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

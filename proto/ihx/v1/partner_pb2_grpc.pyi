@@ -31,13 +31,13 @@ class PartnerStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PartnerAsyncStub: ...
-    PullCases: _grpc.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.Case]
+    PullCases: _grpc.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.PullCasesResponse]
     AckCases: _grpc.UnaryUnaryMultiCallable[_partner_pb2.AckCasesRequest, _partner_pb2.AckCasesResponse]
 
 @_typing.type_check_only
 class PartnerAsyncStub(PartnerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    PullCases: _aio.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.Case]  # type: ignore[assignment]
+    PullCases: _aio.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.PullCasesResponse]  # type: ignore[assignment]
     AckCases: _aio.UnaryUnaryMultiCallable[_partner_pb2.AckCasesRequest, _partner_pb2.AckCasesResponse]  # type: ignore[assignment]
 
 class PartnerServicer(metaclass=_abc_1.ABCMeta):
@@ -46,7 +46,7 @@ class PartnerServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _partner_pb2.PullCasesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_partner_pb2.Case], _abc.AsyncIterator[_partner_pb2.Case]]: ...
+    ) -> _typing.Union[_abc.Iterator[_partner_pb2.PullCasesResponse], _abc.AsyncIterator[_partner_pb2.PullCasesResponse]]: ...
 
     @_abc_1.abstractmethod
     def AckCases(
