@@ -125,13 +125,22 @@ def main() -> None:
     m = manifest()
 
     rounds = 3
-    best_canon = 0.0
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for u in urls:
-            canonicalize(u)
-        best_canon = max(best_canon, n / (time.perf_counter() - t))
-    print(f"canonicalisations/s: {best_canon:,.0f}  ({n:,} URLs, best of {rounds})")
+
+    def canonicalisation_rate(sample: list[str]) -> float:
+        best = 0.0
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for u in sample:
+                canonicalize(u)
+            best = max(best, len(sample) / (time.perf_counter() - t))
+        return best
+
+    best_canon = canonicalisation_rate(urls)
+    # Ordinary reports: the https share of the mix (already-canonical form, no tricks).
+    ordinary = [u for u in urls if u.startswith("https://host") and "@" not in u]
+    best_ordinary = canonicalisation_rate(ordinary)
+    print(f"canonicalisations/s: {best_canon:,.0f}  ({n:,} varied URLs, 30% hostile forms)")
+    print(f"canonicalisations/s: {best_ordinary:,.0f}  ({len(ordinary):,} ordinary URLs of them)")
 
     best_trace = 0.0
     with GeoIp(country_db, asn_db) as geoip:
@@ -151,6 +160,7 @@ def main() -> None:
             "urls": n,
             "geoip": source,
             "canonicalisations_per_s": round(best_canon),
+            "canonicalisations_per_s_ordinary": round(best_ordinary),
             "traces_per_s": round(best_trace),
             "goal_canonicalisations_per_s": 200_000,
             "goal_traces_per_s": 50_000,
