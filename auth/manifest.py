@@ -33,6 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from auth import strict_json
 from auth.countries import ISO_3166_ALPHA2
 from auth.errors import (
     KeyFormatError,
@@ -44,6 +45,7 @@ from auth.errors import (
     UnknownMember,
 )
 from auth.keys import SIGNATURE_SIZE, PublicKey, SigningKey
+from auth.strict_json import StrictJsonError
 
 __all__ = [
     "DEFAULT_MAX_SKEW",
@@ -699,28 +701,6 @@ def manifest_to_toml(manifest: Manifest) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _RefusedJSONError(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Parsers disagree on which duplicate wins; refusing them keeps all nodes reading the same.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _RefusedJSONError(f"duplicate key {_quote(key)}")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise _RefusedJSONError(f"{name} is not allowed")
-
-
-def _loads_json(text: str | bytes) -> Any:
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-
-
 def _read_document(path: Path) -> Mapping[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".json"):
@@ -734,14 +714,14 @@ def _read_document(path: Path) -> Mapping[str, Any]:
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(text) if suffix == ".toml" else _loads_json(text)
+        data = tomllib.loads(text) if suffix == ".toml" else strict_json.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: invalid TOML: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ManifestError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
-    except _RefusedJSONError as exc:
+    except StrictJsonError as exc:
         raise ManifestError(f"{path}: invalid JSON: {exc}") from None
     if not isinstance(data, Mapping):
         raise ManifestError(f"{path}: expected a JSON object, got {_type_name(data)}")
@@ -812,12 +792,12 @@ class SignedManifest:
 def parse_signed_manifest(data: bytes) -> SignedManifest:
     """Parse the envelope (JSON, manifest + signatures) without checking any signature."""
     try:
-        envelope = _loads_json(data)
+        envelope = strict_json.loads(data)
     except json.JSONDecodeError as exc:
         raise ManifestError(
             f"signed manifest: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
-    except _RefusedJSONError as exc:
+    except StrictJsonError as exc:
         raise ManifestError(f"signed manifest: invalid JSON: {exc}") from None
     except UnicodeDecodeError:
         raise ManifestError("signed manifest: not UTF-8 JSON") from None

@@ -51,8 +51,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 from jwt.types import Options
 
+from auth import strict_json
 from auth.errors import PermissionDenied, TokenInvalid, TokenIssueError, TrustConfigError
 from auth.keys import PublicKey, SigningKey
+from auth.strict_json import StrictJsonError
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -635,18 +637,13 @@ def _decode_segment(segment: str, name: str) -> dict[str, Any]:
 
 def _strict_json(data: bytes) -> Any:
     """JSON that refuses duplicate members (parsers disagree on which wins) and NaN/Infinity."""
-    return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member name")
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    try:
+        return strict_json.loads(data)
+    except StrictJsonError as exc:
+        # Never echo a value taken from a token: name the problem only.
+        raise ValueError(
+            "duplicate member name" if exc.problem == "duplicate" else f"{exc.name} is not JSON"
+        ) from None
 
 
 def _json_reason(exc: ValueError) -> str:

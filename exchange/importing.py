@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any, Literal, TypeVar
 
+from auth import strict_json
+from auth.strict_json import StrictJsonError
 from exchange.domain import (
     AgeGroup,
     Classification,
@@ -192,34 +194,22 @@ def submission_from_object(obj: object, *, client_ref: str = "") -> Submission:
 # -- JSON Lines --------------------------------------------------------------------------------
 
 
-class _DuplicateKeyError(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # JSON parsers disagree on which duplicate wins; a record must mean one thing.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKeyError(f"duplicate key {key[:40]!r}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise _DuplicateKeyError(f"{name} is not valid JSON")
-
-
 def loads_record(text: str) -> object:
     """``json.loads`` refusing duplicate keys and NaN/Infinity; raises ``InvalidReport``."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return strict_json.loads(text)
     except json.JSONDecodeError as error:
         raise InvalidReport(
             f"not valid JSON at column {error.colno}: {error.msg}", code="import-json"
         ) from None
-    except _DuplicateKeyError as error:
-        raise InvalidReport(f"not valid JSON: {error}", code="import-json") from None
+    except StrictJsonError as error:
+        # A record must mean one thing: JSON parsers disagree on which duplicate wins.
+        reason = (
+            f"duplicate key {error.name[:40]!r}"
+            if error.problem == "duplicate"
+            else f"{error.name} is not valid JSON"
+        )
+        raise InvalidReport(f"not valid JSON: {reason}", code="import-json") from None
     except RecursionError:
         raise InvalidReport("not valid JSON: nested too deeply", code="import-json") from None
 
