@@ -63,6 +63,12 @@ class ManifestRejected(AuthError):
     code = "manifest-rejected"
 
 
+class ManifestNotYetValid(ManifestRejected):
+    """A manifest issued later than our clock allows: refused now, acceptable once time passes."""
+
+    code = "manifest-not-yet-valid"
+
+
 class KeyFormatError(AuthError):
     """Bytes or text that should encode an Ed25519 public key do not."""
 

@@ -39,6 +39,7 @@ from auth.errors import (
     KeyFormatError,
     KeyNotValid,
     ManifestError,
+    ManifestNotYetValid,
     ManifestRejected,
     SignatureInvalid,
     UnknownKey,
@@ -889,7 +890,7 @@ def load_signed_manifest(
             f"(the manifest was issued at {_format_time(issued)})"
         )
     if issued > now + max_skew:
-        raise ManifestRejected(
+        raise ManifestNotYetValid(
             f"issued_at {_format_time(issued)} is in the future (now is {_format_time(now)})"
         )
     return manifest

@@ -26,11 +26,12 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
 from exchange.domain import PayloadResult
-from exchange.errors import InvalidEnvelope, WrongRecipient
+from exchange.errors import InvalidEnvelope, InvalidReport, WrongRecipient
 from ihx.v1 import exchange_pb2 as xpb
 
 KIND_REPORT = xpb.PAYLOAD_KIND_REPORT
 KIND_ANNOUNCEMENT = xpb.PAYLOAD_KIND_HASH_ANNOUNCEMENT
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,10 @@ class Limits:
     max_payloads: int = 1000
     max_payload_bytes: int = 64 * 1024
     max_envelope_bytes: int = 16 * 1024 * 1024
-    max_clock_skew: timedelta = timedelta(minutes=5)
+    # How far a peer's clock may run ahead of ours. NTP keeps nodes within a second, but a
+    # node whose time source failed drifts by minutes; the exchange must go on through that
+    # (batches are resent unchanged, so a refused one is accepted once our clock catches up).
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +236,17 @@ def open_receipt(
     sequence: int,
     root: bytes,
     count: int,
+    sent_at: datetime | None = None,
+    now: datetime | None = None,
+    max_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
 ) -> Receipt:
-    """Verify a receipt for the batch we sent: right issuer, batch, count; valid signature."""
+    """Verify a receipt for the batch we sent: right issuer, batch, count; valid signature.
+
+    With ``sent_at`` (when the batch was signed) and ``now``, the receipt time must also be
+    plausible: not before the batch was signed, not after now, each within ``max_skew``. The
+    receipt time starts the takedown clock, so a receiver may not predate or postdate it.
+    (A replayed receipt keeps its original time, which is still within these bounds.)
+    """
     body = xpb.ReceiptBody()
     try:
         body.ParseFromString(receipt.body)
@@ -255,7 +268,21 @@ def open_receipt(
             f"receipt has {len(body.outcomes)} outcomes for {count} payloads",
             code="receipt-count",
         )
-    received_at = from_timestamp(body.received_at)
+    if not body.HasField("received_at"):
+        raise InvalidEnvelope("receipt has no time", code="receipt-time")
+    try:
+        received_at = from_timestamp(body.received_at)
+    except InvalidReport:
+        raise InvalidEnvelope("receipt time is out of range", code="receipt-time") from None
+    if sent_at is not None and received_at < sent_at - max_skew:
+        raise InvalidEnvelope(
+            f"receipt time {received_at.isoformat()} is before the batch was signed",
+            code="receipt-time",
+        )
+    if now is not None and received_at > now + max_skew:
+        raise InvalidEnvelope(
+            f"receipt time {received_at.isoformat()} is in the future", code="receipt-time"
+        )
     manifest.verify_member_signature(
         issuer, body.key_id, received_at, receipt.body, receipt.signature
     )

@@ -4,7 +4,9 @@ The first manifest is verified against the trust anchors in the settings (coordi
 keys); every later one against the current manifest's coordinator keys, with a higher epoch
 (auth/manifest.py). The file is polled — cheap, works with Kubernetes ConfigMap updates (which
 swap a symlink) and needs no inotify. A refused file is logged once with its reason and the
-current manifest stays in force; readers always see one consistent manifest object.
+current manifest stays in force; readers always see one consistent manifest object. Only a
+manifest issued "in the future" (our clock is behind the coordinator's) is looked at again on
+later polls: that refusal ends by itself once our clock passes its ``issued_at``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from auth.errors import AuthError
+from auth.errors import AuthError, ManifestNotYetValid
 from auth.keys import PublicKey
-from auth.manifest import Manifest, MemberKey, accept_update, load_signed_manifest
+from auth.manifest import (
+    DEFAULT_MAX_SKEW,
+    Manifest,
+    MemberKey,
+    accept_update,
+    load_signed_manifest,
+)
 from exchange.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,17 +50,23 @@ class ManifestStore:
         path: Path,
         anchors: Sequence[MemberKey],
         clock: Callable[[], datetime],
+        *,
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
     ) -> None:
         self._path = path
         self._clock = clock
+        self._max_skew = max_skew
         self._lock = threading.Lock()
         data = self._read()
         try:
-            self._current = load_signed_manifest(data, trusted=anchors, now=clock())
+            self._current = load_signed_manifest(
+                data, trusted=anchors, now=clock(), max_skew=max_skew
+            )
         except AuthError as error:
             raise ConfigError(f"{path}: {error}") from None
         self._digest = hashlib.sha256(data).digest()
         self._refused_digest: bytes | None = None
+        self._early_digest: bytes | None = None
         self.listeners: list[Callable[[Manifest], None]] = []
 
     def _read(self) -> bytes:
@@ -75,7 +89,12 @@ class ManifestStore:
             return False
         with self._lock:
             try:
-                newer = accept_update(self._current, data, self._clock())
+                newer = accept_update(self._current, data, self._clock(), max_skew=self._max_skew)
+            except ManifestNotYetValid as error:
+                if digest != self._early_digest:  # said once, tried again at every poll
+                    self._early_digest = digest
+                    log.warning("manifest update not yet valid (is our clock behind?): %s", error)
+                return False
             except AuthError as error:
                 self._refused_digest = digest
                 log.warning("manifest update refused: %s", error)

@@ -42,6 +42,18 @@ class Metrics:
         self.token_failures = Counter(
             "ihx_token_failures", "Refused partner tokens", ["reason"], registry=r
         )
+        self.delivery_attempts = Counter(
+            "ihx_delivery_attempts",
+            "Streams opened to a peer (bounded by the retry backoff while it fails)",
+            ["destination"],
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "ihx_delivery_failures",
+            "Streams to a peer that ended in a failure, by gRPC status or error code",
+            ["destination", "reason"],
+            registry=r,
+        )
         self.delivery_latency = Histogram(
             "ihx_delivery_latency_seconds",
             "Intake at this node to the receiver's signed receipt",

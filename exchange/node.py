@@ -76,6 +76,9 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
+        # Each channel its own connections: a fresh channel (after the peer was unreachable)
+        # must not inherit a shared subchannel's reconnect backoff.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
 
 
@@ -115,8 +118,11 @@ class Node:
         self._clock = clock
         self._rng = rng or random.Random()
         tuning = settings.exchange
+        skew = timedelta(seconds=tuning.max_clock_skew_s)
         self.limits = Limits(
-            max_payloads=tuning.max_payloads, max_envelope_bytes=tuning.max_message_bytes
+            max_payloads=tuning.max_payloads,
+            max_envelope_bytes=tuning.max_message_bytes,
+            max_clock_skew=skew,
         )
         self.sender_settings = SenderSettings(
             max_batch=min(tuning.max_batch, tuning.max_payloads),
@@ -127,12 +133,13 @@ class Node:
             backoff_initial=tuning.backoff_initial_s,
             backoff_max=tuning.backoff_max_s,
             max_batch_bytes=tuning.max_message_bytes,
+            max_clock_skew=tuning.max_clock_skew_s,
         )
         self.engine = open_engine(settings.database_url)
         require_head(self.engine)
         self.key = SigningKey.load(settings.signing_key)
         self.manifests = ManifestStore(
-            settings.manifest_path, trust_anchors(settings.trusted_keys), clock
+            settings.manifest_path, trust_anchors(settings.trusted_keys), clock, max_skew=skew
         )
         self._check_identity(self.manifests.current())
         self.metrics = Metrics()
@@ -193,10 +200,12 @@ class Node:
             on_cases=self.partners.assign,
             bind_peers=self._tls is not None,
             metrics=self.metrics,
+            on_heard=self._heard_from,
         )
         self.senders: dict[str, PeerSender] = {}
         self._senders_lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
+        self._channels_lock = threading.Lock()
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
         self._health_server: grpc.Server | None = None
@@ -346,18 +355,28 @@ class Node:
             if sender is not None:
                 sender.wake()
 
-    def _channel_for(self, endpoint: str) -> grpc.Channel:
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            options = channel_options(self.settings.exchange.max_message_bytes)
-            if self._tls is not None:
-                cert, key, ca = self._tls
-                credentials = grpc.ssl_channel_credentials(ca, key, cert)
-                channel = grpc.secure_channel(endpoint, credentials, options=options)
-            else:
-                channel = grpc.insecure_channel(endpoint, options=options)
-            self._channels[endpoint] = channel
-        return channel
+    def _heard_from(self, member: str) -> None:
+        sender = self.senders.get(member)
+        if sender is not None:
+            sender.heard_from()
+
+    def _channel_for(self, endpoint: str, fresh: bool = False) -> grpc.Channel:
+        """The channel to ``endpoint``; ``fresh`` replaces it (see ``PeerSender``)."""
+        with self._channels_lock:
+            channel = self._channels.get(endpoint)
+            if channel is not None and fresh:
+                channel.close()
+                channel = None
+            if channel is None:
+                options = channel_options(self.settings.exchange.max_message_bytes)
+                if self._tls is not None:
+                    cert, key, ca = self._tls
+                    credentials = grpc.ssl_channel_credentials(ca, key, cert)
+                    channel = grpc.secure_channel(endpoint, credentials, options=options)
+                else:
+                    channel = grpc.insecure_channel(endpoint, options=options)
+                self._channels[endpoint] = channel
+            return channel
 
     def _ensure_senders(self, manifest: Manifest) -> None:
         with self._senders_lock:

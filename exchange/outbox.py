@@ -20,8 +20,12 @@ holds the lease next resends the batches a dead replica sealed. A receipt is app
 whichever replica gets it first. On SQLite there is no lease: one process, as before.
 
 Failures never drop anything: the stream is abandoned, the delay grows from 1 s to 5 min with
-jitter (backoff.py) and resets as soon as a receipt arrives. A late receipt cancels the stream
-(deadline per receipt), so a slow peer costs only its own thread.
+jitter (backoff.py) and resets as soon as the peer is heard from — a receipt on our stream, or
+(when the peer was unreachable) a valid envelope it sent us, which proves it is back up. A late
+receipt cancels the stream (deadline per receipt), so a slow peer costs only its own thread.
+A receipt is applied only if it verifies: the peer's signature, our batch (sequence, root,
+count) and a plausible time. Each failure is counted (metrics) and kept in the peer's row —
+``last_error``, ``failing_since``, ``failures`` — for ``ihx status``.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
-from sqlalchemy import Engine, bindparam, case, delete, select, update
+from sqlalchemy import Engine, bindparam, case, delete, func, literal, select, update
 
 from auth.errors import AuthError
 from auth.keys import SigningKey
@@ -85,6 +89,7 @@ class SenderSettings:
     idle_poll: float = 1.0
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
+    max_clock_skew: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,12 @@ class _Batch:
     count: int
     report_ids: tuple[str, ...]
     last_announcement: int | None
+    signed_at: datetime
+
+
+# Failures that mean "the peer is not there" (as opposed to "the peer refused"): only after
+# these does an envelope from the peer cut the backoff short.
+_UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "stream-closed"})
 
 
 class PeerSender:
@@ -112,7 +123,7 @@ class PeerSender:
         writer: Writer,
         clock: Callable[[], datetime],
         rng: random.Random,
-        channel_for: Callable[[str], grpc.Channel],
+        channel_for: Callable[[str, bool], grpc.Channel],
         settings: SenderSettings,
         metrics: Metrics | None = None,
         leases: Leases | None = None,
@@ -130,6 +141,8 @@ class PeerSender:
         self._settings = settings
         self._backoff = Backoff(rng, initial=settings.backoff_initial, maximum=settings.backoff_max)
         self._wake = threading.Event()
+        self._retry = threading.Event()
+        self._unreachable = False
         self._stopping = threading.Event()
         self._call: Any = None
         self._thread = threading.Thread(target=self._run, name=f"ihx-send-{peer}", daemon=True)
@@ -146,9 +159,16 @@ class PeerSender:
     def wake(self) -> None:
         self._wake.set()
 
+    def heard_from(self) -> None:
+        """The peer sent us a valid envelope: if it was unreachable, retry now, not later."""
+        if self._unreachable:
+            self._backoff.reset()
+            self._retry.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self._wake.set()
+        self._retry.set()
         call = self._call
         if call is not None:
             call.cancel()
@@ -157,47 +177,80 @@ class PeerSender:
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        self._writer.execute(self._ensure_peer_row)
+        peer_row = False
         while not self._stopping.is_set():
-            if self._leases is not None and self._leases.generation(self.peer) is None:
-                # Another replica streams to this peer; stand by until the lease is ours.
-                self._wake.wait(self._settings.idle_poll)
-                self._wake.clear()
-                continue
-            if not self._has_work():
-                # No stream to a peer we have nothing for: connect when intake wakes us.
-                self._wake.wait(self._settings.idle_poll)
-                self._wake.clear()
-                continue
-            self.attempts += 1
             try:
+                if not peer_row:
+                    self._writer.execute(self._ensure_peer_row)
+                    peer_row = True
+                if not self._ready():
+                    continue
+                self.attempts += 1
+                if self._metrics is not None:
+                    self._metrics.delivery_attempts.labels(self.peer).inc()
                 self._session()
             except LeaseLost:
                 continue  # another replica took the peer over: not a failure, no backoff
             except grpc.RpcError as error:
-                self._failed(_rpc_error_text(error))
+                self._failed(*_rpc_error_text(error))
             except (ExchangeError, AuthError) as error:
-                self._failed(f"{error.code}: {error}")
-            except Exception as error:
+                self._failed(error.code, f"{error.code}: {error}")
+            except Exception as error:  # our own database, a bug: the thread must live on
                 log.exception("sender to %s failed", self.peer)
-                self._failed(f"internal: {error.__class__.__name__}")
+                self._failed("internal", f"internal: {error.__class__.__name__}: {error}")
             else:
                 continue
-            delay = self._backoff.next_delay()
-            self._stopping.wait(delay)
+            # Not ``_wake``: intake wakes us for every new report, which must not cut a backoff.
+            self._retry.wait(self._backoff.next_delay())
+            self._retry.clear()
 
-    def _failed(self, reason: str) -> None:
+    def _ready(self) -> bool:
+        """Whether to open a stream now; if not, wait until woken (or a poll interval)."""
+        if self._leases is not None and self._leases.generation(self.peer) is None:
+            # Another replica streams to this peer; stand by until the lease is ours.
+            pass
+        elif self._has_work():
+            return True
+        # No stream to a peer we have nothing for: connect when intake wakes us.
+        self._wake.wait(self._settings.idle_poll)
+        self._wake.clear()
+        return False
+
+    def _failed(self, code: str, reason: str) -> None:
         if self._stopping.is_set():
             return
         self.last_error = reason
+        self._unreachable = code in _UNREACHABLE
         log.warning("delivery to %s interrupted: %s", self.peer, reason)
+        if self._metrics is not None:
+            self._metrics.delivery_failures.labels(self.peer, code).inc()
+
+        def record(tx: Tx) -> None:
+            now = self._clock()
+            tx.conn.execute(
+                update(PEERS)
+                .where(PEERS.c.member == self.peer)
+                .values(
+                    last_error=reason[:300],
+                    failures=PEERS.c.failures + 1,
+                    failing_since=func.coalesce(
+                        PEERS.c.failing_since, literal(now, PEERS.c.failing_since.type)
+                    ),
+                )
+            )
+
+        # Not awaited, and its own failure (the database may be what failed) only logged.
+        self._writer.submit(record).add_done_callback(_log_failure)
 
     def _session(self) -> None:
         generation = self._leases.generation(self.peer) if self._leases is not None else None
         if self._leases is not None and generation is None:
             return
         member = self._manifest().member(self.peer)
-        channel = self._channel_for(member.endpoint)
+        # After the peer was unreachable, a new channel: the old one fails calls fast until its
+        # own reconnect backoff (up to 2 min) expires, even when the peer is back, and keeps
+        # dialling the dead peer between our attempts. Our backoff alone decides when we call.
+        channel = self._channel_for(member.endpoint, self._unreachable)
         stub = xgrpc.ExchangeStub(channel)
         outgoing: queue.SimpleQueue[xpb.Envelope | None] = queue.SimpleQueue()
 
@@ -236,6 +289,7 @@ class PeerSender:
                 receipt = self._await_receipt(call)
                 self._apply(inflight.popleft(), receipt)
                 self._backoff.reset()
+                self._unreachable = False
         finally:
             outgoing.put(None)
             call.cancel()  # type: ignore[no-untyped-call]
@@ -317,7 +371,10 @@ class PeerSender:
                 ids = ()
                 kind = KIND_ANNOUNCEMENT
         envelope = xpb.Envelope(header=b.header, signature=b.signature, payloads=payloads)
-        return _Batch(sequence, kind, envelope, b.root, b.payload_count, ids, b.last_announcement)
+        signed_at = b.created_at  # sealed, signed and stored in one transaction
+        return _Batch(
+            sequence, kind, envelope, b.root, b.payload_count, ids, b.last_announcement, signed_at
+        )
 
     def _seal_next(self, announced_upto: int) -> _Batch | None:
         rows = self._pending_reports()
@@ -375,7 +432,7 @@ class PeerSender:
         )
         return int(seq)
 
-    def _seal(self, tx: Tx, kind: int, payloads: list[bytes]) -> tuple[int, Any]:
+    def _seal(self, tx: Tx, kind: int, payloads: list[bytes]) -> tuple[int, Any, datetime]:
         seq = self._next_sequence(tx)
         now = self._clock()
         sealed = seal(
@@ -388,7 +445,7 @@ class PeerSender:
             signed_at=now,
             manifest_epoch=self._manifest().epoch,
         )
-        return seq, sealed
+        return seq, sealed, now
 
     def _claim(self, tx: Tx, rows: list[Any]) -> list[Any]:
         """Of ``rows`` (read before the transaction), those still unbatched, locked until COMMIT.
@@ -412,8 +469,7 @@ class PeerSender:
         rows = self._claim(tx, pending)
         if not rows:
             return None
-        seq, sealed = self._seal(tx, KIND_REPORT, [r.payload for r in rows])
-        now = self._clock()
+        seq, sealed, now = self._seal(tx, KIND_REPORT, [r.payload for r in rows])
         tx.conn.execute(BATCHES.insert(), self._batch_row(seq, "report", sealed, len(rows), now))
         tx.conn.execute(
             update(OUTBOX)
@@ -428,17 +484,19 @@ class PeerSender:
                 )
             )
         ids = tuple(r.report_id for r in rows)
-        return _Batch(seq, KIND_REPORT, sealed.to_proto(), sealed.root, len(rows), ids, None)
+        return _Batch(seq, KIND_REPORT, sealed.to_proto(), sealed.root, len(rows), ids, None, now)
 
     def _seal_announcements(self, tx: Tx, rows: list[Any]) -> _Batch:
         if self._leases is not None:
             self._leases.fence(tx, self.peer)
-        seq, sealed = self._seal(tx, KIND_ANNOUNCEMENT, [r.payload for r in rows])
+        seq, sealed, now = self._seal(tx, KIND_ANNOUNCEMENT, [r.payload for r in rows])
         first, last = rows[0].seq, rows[-1].seq
-        row = self._batch_row(seq, "announcement", sealed, len(rows), self._clock())
+        row = self._batch_row(seq, "announcement", sealed, len(rows), now)
         row.update(first_announcement=first, last_announcement=last)
         tx.conn.execute(BATCHES.insert(), row)
-        return _Batch(seq, KIND_ANNOUNCEMENT, sealed.to_proto(), sealed.root, len(rows), (), last)
+        return _Batch(
+            seq, KIND_ANNOUNCEMENT, sealed.to_proto(), sealed.root, len(rows), (), last, now
+        )
 
     def _batch_row(
         self, seq: int, kind: str, sealed: Any, count: int, now: datetime
@@ -465,6 +523,9 @@ class PeerSender:
             sequence=batch.sequence,
             root=batch.root,
             count=batch.count,
+            sent_at=batch.signed_at,
+            now=self._clock(),
+            max_skew=timedelta(seconds=self._settings.max_clock_skew),
         )
 
         def job(tx: Tx) -> bool:
@@ -486,7 +547,12 @@ class PeerSender:
                 # Already applied: by the replica that held the lease before or after us, both
                 # of which had this batch in flight. Once is enough (deliveries, log, metrics).
                 return False
-            peer_update: dict[str, Any] = {"last_heard_at": now, "last_error": None}
+            peer_update: dict[str, Any] = {
+                "last_heard_at": now,
+                "last_error": None,
+                "failing_since": None,
+                "failures": 0,
+            }
             if batch.kind == KIND_REPORT:
                 if self._metrics is not None:
                     self._observe(tx, batch, receipt)
@@ -580,8 +646,14 @@ class PeerSender:
         tx.after_commit.append(count)
 
 
-def _rpc_error_text(error: grpc.RpcError) -> str:
+def _rpc_error_text(error: grpc.RpcError) -> tuple[str, str]:
     code = getattr(error, "code", None)
     details = getattr(error, "details", None)
     name = code().name if callable(code) else "UNKNOWN"
-    return f"{name}: {details() if callable(details) else error}"
+    return name, f"{name}: {details() if callable(details) else error}"
+
+
+def _log_failure(done: Future[None]) -> None:
+    error = done.exception()
+    if error is not None:
+        log.warning("could not record a delivery failure: %s", error)

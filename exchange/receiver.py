@@ -59,6 +59,7 @@ class Receiver:
         on_cases: CasesHook | None = None,
         bind_peers: bool = False,
         metrics: Metrics | None = None,
+        on_heard: Callable[[str], None] | None = None,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -69,6 +70,7 @@ class Receiver:
         self._on_cases = on_cases
         self._bind_peers = bind_peers
         self._metrics = metrics
+        self._on_heard = on_heard
 
     def receive(
         self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
@@ -112,6 +114,8 @@ class Receiver:
                     f"the TLS client is not member {opened.sender} (certificate does not match "
                     "its tls_identity)"
                 )
+        if self._on_heard is not None:
+            self._on_heard(opened.sender)  # a verified envelope: the sender is up
         if opened.header.kind == KIND_REPORT:
             checked = [self._check_report(i, p, opened) for i, p in enumerate(opened.payloads)]
         else:

@@ -85,6 +85,9 @@ class ExchangeTuning:
     # PostgreSQL with several replicas: how long a replica's claim on a peer's stream lasts
     # unless renewed (a dead replica's peers are taken over after about this long).
     lease_s: float = 10.0
+    # How far a peer's clock (an envelope's or receipt's time, a manifest's issued_at) may run
+    # ahead of ours before it is refused; see exchange/envelope.py.
+    max_clock_skew_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +379,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "max_message_bytes": (256 * 1024, 64 * 1024 * 1024),
     "manifest_poll_s": (0.05, 3600),
     "lease_s": (1, 3600),
+    "max_clock_skew_s": (1, 86400),
 }
 
 

@@ -36,6 +36,8 @@ class PeerState:
     last_heard_at: datetime | None
     last_error: str | None
     delivered_reports: int
+    failing_since: datetime | None = None
+    failures: int = 0  # failed attempts in a row since the last receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,8 @@ def collect_status(engine: Engine, member: str) -> NodeStatus:
             last_heard_at=known_peers[name].last_heard_at if name in known_peers else None,
             last_error=known_peers[name].last_error if name in known_peers else None,
             delivered_reports=int(delivered.get(name, 0)),
+            failing_since=known_peers[name].failing_since if name in known_peers else None,
+            failures=int(known_peers[name].failures) if name in known_peers else 0,
         )
         for name in names
     )
@@ -163,6 +167,8 @@ def to_document(status: NodeStatus) -> dict[str, Any]:
                 "next_sequence": p.next_sequence,
                 "last_heard_at": _time(p.last_heard_at),
                 "last_error": p.last_error,
+                "failing_since": _time(p.failing_since),
+                "failures": p.failures,
             }
             for p in status.peers
         ],

@@ -297,13 +297,16 @@ def render_status(status: NodeStatus) -> None:
     if status.peers:
         lines.append("peers")
         lines += aligned(
-            [("member", "unreceipted batches", "delivered", "last heard", "last error")]
+            [("member", "unreceipted batches", "delivered", "last heard", "failing", "last error")]
             + [
                 (
                     peer.member,
                     str(peer.unreceipted_batches),
                     str(peer.delivered_reports),
                     short_time(peer.last_heard_at) or "never",
+                    f"{peer.failures}x since {short_time(peer.failing_since)}"
+                    if peer.failing_since is not None
+                    else "-",
                     peer.last_error or "-",
                 )
                 for peer in status.peers

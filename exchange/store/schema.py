@@ -232,6 +232,10 @@ class PeerRow(Base):
     announce_cursor: Mapped[int] = mapped_column(Integer)
     last_heard_at: Mapped[datetime | None] = mapped_column(UtcMicros)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Since when, and how many attempts in a row, delivery to this peer has failed (0 / NULL
+    # once a receipt arrives): what an operator asks first about a quiet peer.
+    failing_since: Mapped[datetime | None] = mapped_column(UtcMicros)
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class InboxRow(Base):

@@ -442,3 +442,67 @@ def test_stored_leaf_at_the_wrong_index_or_with_other_bytes(manifest: Manifest) 
         verify_stored_leaf(PAYLOADS[3], 2, opened.header_bytes, opened.proofs[2])
     with pytest.raises(ProofInvalid):
         verify_stored_leaf(flip(PAYLOADS[2], 0), 2, opened.header_bytes, opened.proofs[2])
+
+
+# A receipt's time starts the takedown clock: it must fall between the batch's signing and now.
+SKEW = timedelta(minutes=15)
+
+
+def _signed_at(opened: Opened, at: datetime) -> xpb.SignedReceipt:
+    return sign_receipt(
+        signing_key("de-eco"), issuer="de-eco", opened=opened, received_at=at, results=RESULTS
+    )
+
+
+@pytest.mark.parametrize(
+    ("received", "sent", "now", "ok"),
+    [
+        (T0, T0, T0, True),
+        (T0 - SKEW, T0, T0, True),  # the receiver's clock is behind ours by the tolerance
+        (T0 + SKEW, T0, T0, True),  # ... or ahead of it
+        (T0 - SKEW - timedelta(seconds=1), T0, T0, False),  # before the batch was signed
+        (T0 + SKEW + timedelta(seconds=1), T0, T0, False),  # after now
+        # A replayed receipt keeps its time, long before this resend of the batch.
+        (T0, T0, T0 + timedelta(days=3), True),
+    ],
+    ids=["same", "behind", "ahead", "predated", "postdated", "replayed-days-later"],
+)
+def test_receipt_time_must_be_plausible(
+    manifest: Manifest,
+    opened: Opened,
+    received: datetime,
+    sent: datetime,
+    now: datetime,
+    ok: bool,
+) -> None:
+    receipt = _signed_at(opened, received)
+    if ok:
+        got = _open_receipt(receipt, manifest, opened, sent_at=sent, now=now, max_skew=SKEW)
+        assert got.received_at == received  # type: ignore[attr-defined]
+        return
+    with pytest.raises(InvalidEnvelope) as info:
+        _open_receipt(receipt, manifest, opened, sent_at=sent, now=now, max_skew=SKEW)
+    assert info.value.code == "receipt-time"
+    # Without the bounds (re-verifying a stored receipt later) the same receipt verifies.
+    assert _open_receipt(receipt, manifest, opened)
+
+
+@pytest.mark.parametrize(
+    "time",
+    [None, {"seconds": 253402300800}, {"seconds": 0, "nanos": -1}],
+    ids=["missing", "after-9999", "bad-nanos"],
+)
+def test_receipt_time_missing_or_out_of_range(
+    manifest: Manifest, opened: Opened, time: dict[str, int] | None
+) -> None:
+    body = xpb.ReceiptBody()
+    body.ParseFromString(_receipt(opened).body)
+    body.ClearField("received_at")
+    if time is not None:
+        body.received_at.seconds = time["seconds"]
+        body.received_at.nanos = time.get("nanos", 0)
+    data = body.SerializeToString(deterministic=True)
+    receipt = xpb.SignedReceipt(body=data, signature=signing_key("de-eco").sign(data))
+    with pytest.raises(InvalidEnvelope) as info:
+        _open_receipt(receipt, manifest, opened)
+    assert info.value.code == "receipt-time"

@@ -183,7 +183,7 @@ def test_a_released_lease_is_taken_over_at_once(replicas: Callable[[], Replica])
 def sender(replica: Replica, clock: FakeClock) -> PeerSender:
     network = make_network()
 
-    def no_channel(endpoint: str) -> grpc.Channel:
+    def no_channel(endpoint: str, fresh: bool) -> grpc.Channel:
         raise AssertionError("these tests never connect")
 
     return PeerSender(
