@@ -184,6 +184,10 @@ class Writer:
                         outcomes.append(run(tx))
                         savepoint.commit()
                     except Exception as error:  # the job's own failure: roll back only it
+                        if _transaction_lost(conn):
+                            # The database rolled the whole transaction back itself (SQLite
+                            # does on a full disk or an I/O error): every job goes with it.
+                            raise _TransactionLost(error) from error
                         savepoint.rollback()
                         self.chain.reset(job_mark)
                         del tx.log_rows[rows_mark:]
@@ -192,11 +196,12 @@ class Writer:
                 if tx.log_rows:
                     conn.execute(schema.routing_log.insert(), tx.log_rows)
             self.commits += 1
-        except Exception as error:
+        except Exception as caught:
+            reason = _brief(caught.cause if isinstance(caught, _TransactionLost) else caught)
             self.chain.reset(group_mark)
             _end_failed_transaction(conn)
-            log.error("commit failed, nothing acknowledged: %s", _brief(error))
-            failure = StorageUnavailable(f"the database refused the write: {_brief(error)}")
+            log.error("commit failed, nothing acknowledged: %s", reason)
+            failure = StorageUnavailable(f"the database refused the write: {reason}")
             for futures, _ in jobs:
                 for f in futures:
                     f.set_exception(failure)
@@ -249,6 +254,19 @@ class Writer:
         future: Future[Any]
         job, future = entry  # type: ignore[misc]
         return [future], lambda tx: [job(tx)]
+
+
+class _TransactionLost(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _transaction_lost(conn: Connection) -> bool:
+    """Whether the database ended our transaction on its own (SQLite only; see the caller)."""
+    dbapi = conn.connection.dbapi_connection
+    in_transaction = getattr(dbapi, "in_transaction", None)
+    return conn.dialect.name == "sqlite" and in_transaction is False
 
 
 def _end_failed_transaction(conn: Connection) -> None:

@@ -287,3 +287,36 @@ def test_failed_log_write_fails_the_group_and_the_writer_recovers(
     assert writer.execute(put("c")) == "c"
     assert stored_keys(engine) == {"c"}
     assert [e.idx for e in assert_chain_intact(engine, writer)] == [0]
+
+
+def _fill_the_disk(tx: Tx) -> str:
+    """Cap the database at its current size, then write: SQLite's own 'disk is full'."""
+    pages = tx.conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+    tx.conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+    for i in range(200):
+        tx.conn.execute(META.insert(), {"key": f"big-{i}", "value": "x" * 10_000})
+    return "unreachable"
+
+
+def _unlimit(tx: Tx) -> None:
+    tx.conn.exec_driver_sql("PRAGMA max_page_count = 1073741823")
+
+
+def test_a_full_disk_fails_the_whole_group_with_its_own_reason(
+    engine: Engine, writer: Writer
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("max_page_count is SQLite's; PostgreSQL keeps a failed savepoint's work apart")
+    # SQLite answers a full disk by rolling back the whole transaction itself, savepoints and
+    # all: the jobs before the failing one are gone too, and must not be acknowledged.
+    with writer_held(writer):
+        futures = [writer.submit(put("a")), writer.submit(_fill_the_disk), writer.submit(put("b"))]
+    for f in futures:
+        with pytest.raises(StorageUnavailable, match="database or disk is full"):
+            f.result(10)
+    assert stored_keys(engine) == set()
+    assert writer.chain.mark() == (0, GENESIS)
+    writer.execute(_unlimit)
+    assert writer.execute(put("c")) == "c"
+    assert stored_keys(engine) == {"c"}
+    assert [e.idx for e in assert_chain_intact(engine, writer)] == [0]
