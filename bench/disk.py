@@ -28,7 +28,7 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 
 class LoopDisk:
-    def __init__(self, image: Path, mountpoint: Path, *, size_mib: int = 4096) -> None:
+    def __init__(self, image: Path, mountpoint: Path, *, size_mib: int = 16384) -> None:
         self.image, self.mountpoint = image, mountpoint
         self.filler = mountpoint / ".filler"
         with image.open("wb") as f:

@@ -544,7 +544,8 @@ class Profile:
     """How hard each scenario pushes: ``--quick`` (≤ 60 s in all) or the full run."""
 
     quick: bool
-    kills: int  # per kill scenario
+    kills: int  # per kill scenario, one burst each
+    burst: int  # reports per burst
     rate: float | None  # the analyst's reports/s during faults (None: as fast as intake takes)
     fault_s: float  # how long a peer stays slow, frozen, locked, full, read-only, ...
     outage_s: float  # peer-down
@@ -552,25 +553,30 @@ class Profile:
     skews: tuple[tuple[str, float], ...]
 
 
-QUICK = Profile(True, 1, 1_000, 1.5, 3.0, 300, ((NL, 600), (NL, -600)))
-FULL = Profile(False, 50, None, 30.0, 300.0, 5_000, ((NL, 600), (NL, -600), (DE, 600), (DE, -600)))
+QUICK = Profile(True, 1, 1_500, 1_000, 1.5, 3.0, 300, ((NL, 600), (NL, -600)))
+FULL = Profile(
+    False, 50, 10_000, None, 30.0, 300.0, 5_000, ((NL, 600), (NL, -600), (DE, 600), (DE, -600))
+)
 
 Scenario = Callable[[Bench, Profile], Outcome]
 
 
 def kills(members: tuple[str, ...], name: str) -> Scenario:
+    """Rounds of one burst each; ``kill -9`` at a random instant of the burst, then a restart."""
+
     def run(bench: Bench, p: Profile) -> Outcome:
         out = Outcome(name)
-        with analyst(bench, rate=p.rate) as a:
-            time.sleep(0.5)
-            for k in range(max(p.kills, len(members))):
-                victim = bench.procs[members[k % len(members)]]
-                time.sleep(bench.rng.uniform(0.2, 1.5))  # a random instant mid-burst
+        pace = 3_000.0  # reports/s intake takes here, roughly: where "mid-burst" falls
+        for k in range(max(p.kills, len(members))):
+            victim = bench.procs[members[k % len(members)]]
+            with analyst(bench, total=p.burst) as a:
+                time.sleep(bench.rng.uniform(0.05, 0.9) * p.burst / pace)
                 victim.kill()
                 time.sleep(bench.rng.uniform(0.0, 0.3))
                 victim.start()
                 out.recoveries.append(bench.recovery())
-        out.ids = a.accepted
+                a.join(300)
+            out.ids.extend(a.accepted)
         return out
 
     return run
