@@ -40,6 +40,12 @@ Example::
     countries = ["NL"]
     classifications = ["baseline", "national"]
 
+    [exchange]                      # tuning; every key optional (defaults shown)
+    backoff_initial_s = 1.0         # retry delays to an unreachable peer: 1 s doubling …
+    backoff_max_s = 300.0           # … to 5 min, with jitter; reset when the peer is heard from
+    receipt_timeout_s = 30.0        # a peer slower than this to receipt a batch is retried
+    max_clock_skew_s = 900.0        # how far a peer's clock may run ahead of ours
+
     [log]
     checkpoint_every = 1000         # a signed checkpoint every N entries …
     checkpoint_interval_s = 60.0    # … or T seconds

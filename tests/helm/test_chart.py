@@ -738,3 +738,14 @@ def test_dockerfile_runs_the_node_as_the_chart_expects() -> None:
     assert set(values["EXPOSE"].split()) == {str(GRPC_PORT), str(METRICS_PORT)}
     assert "COPY --from=builder" in " ".join(f"{w} {r}" for w, r in final)
     assert not any(word == "RUN" and "apt-get" in rest for word, rest in final), "no compilers"
+
+
+def test_exchange_tuning_schema_matches_the_node() -> None:
+    """Every [exchange] key the node knows is settable in the chart, with the node's own range."""
+    from exchange.settings import _LIMITS, ExchangeTuning
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    properties = schema["properties"]["exchange"]["properties"]
+    assert set(properties) == set(ExchangeTuning.__dataclass_fields__)
+    for key, spec in properties.items():
+        assert (spec["minimum"], spec["maximum"]) == _LIMITS[key], key
