@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from auth.manifest import bump_epoch, sign_manifest
+from auth.keys import SigningKey
+from auth.manifest import Manifest, bump_epoch, sign_manifest
 from exchange.errors import ConfigError
 from exchange.manifest_store import ManifestStore
 from tests.auth.factories import T0, make_network, member_key, signing_key
@@ -28,54 +29,52 @@ class Clock:
         return self.now
 
 
-def _store(path: Path, clock: Clock) -> ManifestStore:
-    anchors = (member_key(signing_key("coordinator")),)
-    return ManifestStore(path, anchors, clock, max_skew=SKEW)
+class Node:
+    """A manifest file, the coordinator who writes it, and the store of a node reading it."""
+
+    def __init__(self, tmp_path: Path, now: datetime, issued_at: datetime = T0) -> None:
+        self.kit = make_network(issued_at=issued_at)
+        self.path = tmp_path / "manifest.json"
+        self.clock = Clock(now)
+        self.publish(self.kit.manifest)
+
+    def publish(self, manifest: Manifest, signer: SigningKey | None = None) -> None:
+        self.path.write_bytes(sign_manifest(manifest, signer or self.kit.coordinator_key))
+
+    def store(self) -> ManifestStore:
+        anchors = (member_key(signing_key("coordinator")),)
+        return ManifestStore(self.path, anchors, self.clock, max_skew=SKEW)
 
 
 def test_a_manifest_from_our_future_is_accepted_once_our_clock_catches_up(tmp_path: Path) -> None:
-    kit = make_network(issued_at=T0)
-    path = tmp_path / "manifest.json"
-    path.write_bytes(sign_manifest(kit.manifest, kit.coordinator_key))
-    clock = Clock(T0 + timedelta(hours=1))
-    store = _store(path, clock)
+    node = Node(tmp_path, now=T0 + timedelta(hours=1))
+    store = node.store()
     assert store.current().epoch == 1
 
-    # The coordinator (on time) issues epoch 2 at T0+1h; our clock runs 20 minutes behind.
-    issued = T0 + timedelta(hours=1, minutes=20)
-    newer = bump_epoch(kit.manifest, issued_at=issued)
-    path.write_bytes(sign_manifest(newer, kit.coordinator_key))
+    # The coordinator (on time) issues epoch 2 at T0+1h20; our clock runs 20 minutes behind.
+    node.publish(bump_epoch(node.kit.manifest, issued_at=T0 + timedelta(hours=1, minutes=20)))
     assert store.refresh() is False
     assert store.current().epoch == 1
-    clock.now += timedelta(minutes=4)  # still more than 15 minutes before issued_at
+    node.clock.now += timedelta(minutes=4)  # still more than 15 minutes before issued_at
     assert store.refresh() is False
-    clock.now += timedelta(minutes=2)
+    node.clock.now += timedelta(minutes=2)
     assert store.refresh() is True
     assert store.current().epoch == 2
 
 
 def test_a_manifest_within_the_tolerance_is_accepted_at_once(tmp_path: Path) -> None:
-    kit = make_network(issued_at=T0)
-    path = tmp_path / "manifest.json"
-    path.write_bytes(sign_manifest(kit.manifest, kit.coordinator_key))
-    clock = Clock(T0)
-    store = _store(path, clock)
-    path.write_bytes(
-        sign_manifest(bump_epoch(kit.manifest, issued_at=T0 + SKEW), kit.coordinator_key)
-    )
+    node = Node(tmp_path, now=T0)
+    store = node.store()
+    node.publish(bump_epoch(node.kit.manifest, issued_at=T0 + SKEW))
     assert store.refresh() is True
 
 
 def test_a_refused_signature_is_not_looked_at_again(tmp_path: Path) -> None:
-    kit = make_network(issued_at=T0)
-    path = tmp_path / "manifest.json"
-    path.write_bytes(sign_manifest(kit.manifest, kit.coordinator_key))
-    clock = Clock(T0)
-    store = _store(path, clock)
-    forged = sign_manifest(bump_epoch(kit.manifest, issued_at=T0), signing_key("mallory"))
-    path.write_bytes(forged)
+    node = Node(tmp_path, now=T0)
+    store = node.store()
+    node.publish(bump_epoch(node.kit.manifest, issued_at=T0), signer=signing_key("mallory"))
     assert store.refresh() is False
-    clock.now += timedelta(days=1)
+    node.clock.now += timedelta(days=1)
     assert store.refresh() is False
     assert store.current().epoch == 1
 
@@ -83,8 +82,6 @@ def test_a_refused_signature_is_not_looked_at_again(tmp_path: Path) -> None:
 def test_the_first_manifest_from_our_future_stops_the_node_with_a_clear_error(
     tmp_path: Path,
 ) -> None:
-    kit = make_network(issued_at=T0 + timedelta(hours=1))
-    path = tmp_path / "manifest.json"
-    path.write_bytes(sign_manifest(kit.manifest, kit.coordinator_key))
+    node = Node(tmp_path, now=T0, issued_at=T0 + timedelta(hours=1))
     with pytest.raises(ConfigError, match="in the future"):
-        _store(path, Clock(T0))
+        node.store()
