@@ -1,26 +1,98 @@
-"""Malformed request bytes answer INVALID_ARGUMENT, not INTERNAL.
+"""Malformed request bytes answer INVALID_ARGUMENT, not INTERNAL — unary and streaming alike.
 
-grpcio decodes a request with the handler's deserializer before any servicer code runs, and a
-decoding failure becomes ``INTERNAL: Exception deserializing request!`` with a traceback in the
-node's log — a client's bad bytes reported as a server bug. This interceptor takes over the
-decoding of every unary request: the handler receives the raw bytes, decodes them itself and
-answers ``INVALID_ARGUMENT`` with ``request-malformed: …`` when they are not a valid message.
-Streaming requests keep grpcio's own decoding (a bad message there ends the stream).
+grpcio decodes every request message with the handler's deserializer before any servicer code
+runs, and a decoding failure becomes ``INTERNAL: Exception deserializing request!`` with a
+traceback in the node's log — a client's bad bytes reported as a server bug. This interceptor
+takes over the decoding of every request: grpcio hands the raw bytes through
+(``request_deserializer=None``) and the guard decodes them itself.
+
+* A unary request that is not a valid message is answered ``INVALID_ARGUMENT`` with
+  ``request-malformed: …`` before the servicer runs.
+* A request stream reaches the servicer as an iterator that decodes message by message and
+  raises ``MalformedRequest`` (``errors.py`` maps it to ``INVALID_ARGUMENT``) at the first
+  message that does not parse. The messages before it were handed over already and are
+  answered as usual; the bad one is never seen by the servicer, so nothing is stored for it,
+  and it ends the stream with ``request-malformed: message N of the stream …``. A servicer that
+  reads its requests on the handler's thread (server reflection) lets the error rise and the
+  guard turns it into that status; a servicer that reads on a thread of its own
+  (``services.py``) carries the error to its answering loop, which ends the stream with it.
+  A client that cancels or disconnects still just ends the stream: the iterator raises grpcio's
+  own ``RpcError`` then, never ``MalformedRequest``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn
 
 import grpc
 
 from exchange.access import Handler
+from exchange.errors import MalformedRequest, error_code, error_message, status_for
 
 log = logging.getLogger(__name__)
 
-MALFORMED = "request-malformed"
+MALFORMED = MalformedRequest.code
+
+Parse = Callable[[bytes], Any]
+Behavior = Callable[..., Any]
+
+
+def decode_stream(raw: Iterable[bytes], parse: Parse, method: str) -> Iterator[Any]:
+    """The messages of a request stream, decoded; ``MalformedRequest`` at the first bad one."""
+    for n, data in enumerate(raw, 1):
+        try:
+            request = parse(data)
+        except Exception:
+            log.info("malformed message %d in a stream to %s (%d bytes)", n, method, len(data))
+            raise MalformedRequest(
+                f"message {n} of the stream is not a valid message for {method}"
+            ) from None
+        yield request
+
+
+def _refuse(context: grpc.ServicerContext, error: MalformedRequest) -> NoReturn:
+    context.abort(status_for(error), f"{error_code(error)}: {error_message(error)}")
+
+
+def _unary(behavior: Behavior | None, parse: Parse, method: str) -> Behavior:
+    assert behavior is not None
+
+    def run(raw: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            request = parse(raw)
+        except Exception:
+            log.info("malformed request to %s (%d bytes)", method, len(raw))
+            _refuse(context, MalformedRequest(f"the request is not a valid message for {method}"))
+        return behavior(request, context)
+
+    return run
+
+
+def _stream_in(behavior: Behavior | None, parse: Parse, method: str) -> Behavior:
+    assert behavior is not None
+
+    def run(raw: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(decode_stream(raw, parse, method), context)
+        except MalformedRequest as error:
+            _refuse(context, error)
+
+    return run
+
+
+def _stream_both(behavior: Behavior | None, parse: Parse, method: str) -> Behavior:
+    assert behavior is not None
+
+    # The responses are a generator run lazily: the error can rise at any step of it.
+    def run(raw: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behavior(decode_stream(raw, parse, method), context)
+        except MalformedRequest as error:
+            _refuse(context, error)
+
+    return run
 
 
 class DecodeGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
@@ -30,28 +102,23 @@ class DecodeGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
         details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = continuation(details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
-        parse: Callable[[bytes], Any] = handler.request_deserializer
+        parse: Parse = handler.request_deserializer
         method: str = details.method
-
-        def guarded(behavior: Callable[..., Any] | None) -> Callable[..., Any]:
-            assert behavior is not None
-
-            def run(raw: bytes, context: grpc.ServicerContext) -> Any:
-                try:
-                    request = parse(raw)
-                except Exception:
-                    log.info("malformed request to %s (%d bytes)", method, len(raw))
-                    context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"{MALFORMED}: the request is not a valid message for {method}",
-                    )
-                return behavior(request, context)
-
-            return run
-
         kwargs = {"request_deserializer": None, "response_serializer": handler.response_serializer}
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                _stream_both(handler.stream_stream, parse, method), **kwargs
+            )
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(
+                _stream_in(handler.stream_unary, parse, method), **kwargs
+            )
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(guarded(handler.unary_stream), **kwargs)
-        return grpc.unary_unary_rpc_method_handler(guarded(handler.unary_unary), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(
+                _unary(handler.unary_stream, parse, method), **kwargs
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            _unary(handler.unary_unary, parse, method), **kwargs
+        )

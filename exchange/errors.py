@@ -70,6 +70,12 @@ class NotFound(ExchangeError):
     code = "not-found"
 
 
+class MalformedRequest(ExchangeError):
+    """A request message is not valid protobuf for its method: nothing of it was read."""
+
+    code = "request-malformed"
+
+
 class StorageUnavailable(ExchangeError):
     """The database refused the write (disk full, read-only, locked): nothing was stored."""
 
@@ -87,6 +93,7 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
     (ProofInvalid, grpc.StatusCode.INVALID_ARGUMENT),
     (ManifestRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidEnvelope, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidReport, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidUrl, grpc.StatusCode.INVALID_ARGUMENT),

@@ -4,6 +4,12 @@ Servicers are thin: decode with the codec, call the node's component, encode the
 exception is mapped once by ``errors.status_for`` to a status with a one-line message; nothing
 else leaks. Bulk intake runs its request stream on a reader thread so requests keep flowing
 while earlier ones wait for their group commit, and answers stay in request order.
+
+A request stream's messages are decoded by ``decoding.DecodeGuard`` as the reader thread takes
+them: a message that is not valid protobuf raises ``MalformedRequest`` there, and the reader hands
+it to the answering loop, which answers everything before it and then ends the stream with
+INVALID_ARGUMENT. Any other end of the request iterator (the client half-closed, cancelled or went
+away) just ends the stream.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any, NoReturn
 import grpc
 
 from exchange.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
-from exchange.errors import error_code, error_message, status_for
+from exchange.errors import MalformedRequest, error_code, error_message, status_for
 from exchange.intake import Intake, IntakeResult
 from exchange.receiver import Receiver
 from ihx.v1 import exchange_pb2 as xpb
@@ -81,6 +87,8 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
                     except Exception as error:
                         pending.put(error)
                         return
+            except MalformedRequest as error:
+                pending.put(error)  # after the envelopes before it: those are answered first
             except Exception:
                 log.debug("exchange stream ended by the peer")
             finally:
@@ -161,9 +169,9 @@ class IntakeServicer(igrpc.IntakeServicer):
     ) -> Iterator[ipb.SubmitReportsResponse]:
         # A reader thread prepares chunk n+1 while the writer commits chunk n; answers keep the
         # request order. The bounded queue is the back-pressure on a fast client.
-        pending: queue.Queue[list[tuple[str, Future[IntakeResult] | Exception]] | None] = (
-            queue.Queue(self._window)
-        )
+        pending: queue.Queue[
+            list[tuple[str, Future[IntakeResult] | Exception]] | MalformedRequest | None
+        ] = queue.Queue(self._window)
 
         def read() -> None:
             try:
@@ -172,6 +180,8 @@ class IntakeServicer(igrpc.IntakeServicer):
                         pending.put([("", _chunk_too_large(len(chunk.reports)))])
                         continue
                     pending.put([self._start(r) for r in chunk.reports])
+            except MalformedRequest as error:
+                pending.put(error)  # after the chunks before it: those are answered first
             except Exception:
                 log.debug("intake stream ended by the client")
             finally:
@@ -179,6 +189,8 @@ class IntakeServicer(igrpc.IntakeServicer):
 
         threading.Thread(target=read, name="ihx-intake-reader", daemon=True).start()
         while (entries := pending.get()) is not None:
+            if isinstance(entries, MalformedRequest):
+                abort(context, entries)
             response = ipb.SubmitReportsResponse()
             for client_ref, outcome in entries:
                 if isinstance(outcome, Exception):

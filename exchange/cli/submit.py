@@ -7,6 +7,11 @@ content) is printed. ``import`` streams the file through one gRPC stream (``exch
 reports each refused record with its line number on stderr, draws a progress bar on stderr when
 that is a terminal, and ends with a summary on stdout. Exit status of ``import``: 0 when every
 record was accepted, 1 when some were refused, 2 when the import could not run.
+
+The URL is the one text the domain constructors leave to the node, so it is checked here for what
+no node could receive: a lone surrogate (``\\udc80`` from an undecodable argument, or escaped in
+a JSON record) cannot be encoded as UTF-8, so not sent. ``submit`` refuses it with the usual
+error line; ``import`` reports it as a bad line and goes on.
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from exchange.domain import (
     make_item,
     parse_hash_text,
 )
+from exchange.errors import InvalidReport
 from exchange.importing import (
     Accepted,
     ImportFormat,
     ImportSummary,
+    ParsedLine,
     detect_format,
     iter_file,
     loads_record,
@@ -113,12 +120,36 @@ def submit_command(
         )
         facts = make_facts(site_type, commercial, payment_methods or [], notes)
         submission = Submission(url, facts, check_items([item]))
+    _check_url_text(submission.url)
     with IntakeClient(node, token=token) as client:
         response = client.submit(submission)
     if json_output:
         print_json(response_document(response))
     else:
         render_response(response, out())
+
+
+def _check_url_text(url: str) -> None:
+    if url.isascii():
+        return
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidReport(
+            f"url: lone surrogate in text (character {error.start + 1})", code="text-surrogate"
+        ) from None
+
+
+def _sendable(records: Iterator[ParsedLine]) -> Iterator[ParsedLine]:
+    """The parsed records, a record whose URL cannot be sent turned into a bad line."""
+    for line_no, parsed in records:
+        if not isinstance(parsed, str):
+            try:
+                _check_url_text(parsed.url)
+            except InvalidReport as error:
+                yield line_no, error.message
+                continue
+        yield line_no, parsed
 
 
 def _read_text(name: str) -> str:
@@ -209,7 +240,7 @@ def import_command(
     summary = ImportSummary()
     with _open_binary(file) as stream, IntakeClient(node, token=token) as client:
         total = _count_lines(file)
-        records = iter_file(stream, chosen)
+        records = _sendable(iter_file(stream, chosen))
         events = run_import(records, lambda subs: client.submit_many(subs, chunk=chunk), summary)
         stderr = err()
         with Progress(

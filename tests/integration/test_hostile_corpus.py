@@ -2,17 +2,21 @@
 
 Every case sends something hostile to a node of the test federation over real gRPC (or runs the
 ``ihx`` CLI) and names exactly what must come back: a gRPC status and the stable error code that
-starts its details, a rejection reason inside a signed receipt, a routing decision, or exit
-status 2 with one ``ihx: error:`` line. Around every case the row counts of every table of every
-node are compared (after the federation has gone quiet): a refusal changes nothing, a payload
-rejected inside a receipt adds only the inbox row and the log entry that record the rejection,
-and a case that is accepted by design (IP-literal tricks, homographs) says what it adds. After
+starts its details, a rejection reason inside a signed receipt, a routing decision, exit
+status 2 with one ``ihx: error:`` line, or (``ihx import``) one ``line N: skipped:`` line for the
+bad record. Around every case the row counts of every table of every node are compared (after
+the federation has gone quiet): a refusal changes nothing, a payload rejected inside a receipt
+adds only the inbox row and the log entry that record the rejection, a stream refused at a bad
+message (or an import with a bad line) adds exactly what the valid messages (lines) before or
+beside it add, and a case that is accepted by design (IP-literal tricks, homographs) says what
+it adds. After
 every case the attacked node must still accept a valid submission (intake) or envelope
 (exchange).
 
 Attackers: de-eco (a real member, holding its real key) talking to us-ncmec's Exchange service;
-anybody talking to nl-eokm's Intake with or without a token; a coordinator's clerk running
-``ihx network`` on a manifest document. The module ends by printing how many cases ran and how
+anybody talking to nl-eokm's Intake with or without a token; an analyst running ``ihx submit``
+or ``ihx import`` against it; a coordinator's clerk running ``ihx network`` on a manifest
+document. The module ends by printing how many cases ran and how
 many were refused correctly.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import json
 import socket
 import threading
 import time
@@ -166,6 +171,22 @@ class Ctx:
             return _answer(error)
         return Answer(OK, "")
 
+    def raw_stream(
+        self, channel: grpc.Channel, method: str, messages: list[bytes], token: str | None = None
+    ) -> Answer:
+        """Raw messages on one request stream; ``response`` holds every answer that came back."""
+        call = channel.stream_stream(method, request_serializer=None, response_deserializer=None)
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        answers: list[bytes] = []
+        try:
+            for message in call(iter(messages), timeout=20, metadata=metadata):
+                answers.append(message)
+        except grpc.RpcError as error:
+            refused = _answer(error)
+            refused.response = answers
+            return refused
+        return Answer(OK, "", response=answers)
+
     def deliver(self, envelope: xpb.Envelope | Sealed) -> Answer:
         env = envelope.to_proto() if isinstance(envelope, Sealed) else envelope
         try:
@@ -185,7 +206,13 @@ class Ctx:
 
     def cli(self, *args: str) -> Answer:
         result = self.runner.invoke(app, list(args))
-        return Answer(None, result.stderr.strip(), exit_code=result.exit_code, stderr=result.stderr)
+        return Answer(
+            None,
+            result.stderr.strip(),
+            response=result.stdout,
+            exit_code=result.exit_code,
+            stderr=result.stderr,
+        )
 
     # liveness
     def setup_liveness(self) -> None:
@@ -350,6 +377,8 @@ def add(
 
 DELIVER = "/ihx.v1.Exchange/Deliver"
 SUBMIT = "/ihx.v1.Intake/SubmitReport"
+STREAM = "/ihx.v1.Exchange/Stream"
+SUBMIT_MANY = "/ihx.v1.Intake/SubmitReports"
 REJECTED_IN_RECEIPT: Delta = {US: {"inbox": 1, "routing_log": 1}}
 
 
@@ -388,14 +417,14 @@ add(
     INVALID,
     "request-malformed",
 )
+# A SubmitReportRequest whose notes (field 5) are the CESU-8 of U+D800: a lone surrogate is not
+# UTF-8, so not a proto3 string, so not a valid message.
+LONE_SURROGATE_REQUEST = b"\x0a\x1ahttps://hosting-nl.example/\x2a\x03\xed\xa0\x80"
 add(
     "protobuf-intake-invalid-utf8-lone-surrogate",
     "notes",
     NL,
-    # notes (field 5) = CESU-8 of U+D800: a lone surrogate is not UTF-8, so not a proto3 string.
-    lambda c: c.raw(
-        c.nl, SUBMIT, b"\x0a\x1ahttps://hosting-nl.example/\x2a\x03\xed\xa0\x80", c.token
-    ),
+    lambda c: c.raw(c.nl, SUBMIT, LONE_SURROGATE_REQUEST, c.token),
     INVALID,
     "request-malformed",
 )
@@ -407,6 +436,149 @@ add(
     lambda c: c.raw(c.us, DELIVER, b"\x18\x01"),
     INVALID,
     "envelope-empty",
+)
+
+
+# Request streams are decoded message by message: a message that is not valid protobuf ends the
+# stream with INVALID_ARGUMENT and nothing of it is stored; every message before it is answered
+# (and stored) in order, as on any stream that ends early.
+
+
+def _streamed(
+    c: Ctx, channel: grpc.Channel, method: str, messages: list[bytes], answered: int
+) -> Answer:
+    answer = c.raw_stream(channel, method, messages, c.token if channel is c.nl else None)
+    assert len(answer.response) == answered, (answer.code, answer.detail, answer.response)
+    return answer
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def _chunk_of(*reports: bytes) -> bytes:
+    """A SubmitReportsRequest carrying ``reports`` as they are, valid or not."""
+    return b"".join(b"\x0a" + _varint(len(r)) + r for r in reports)
+
+
+def _valid_request(c: Ctx) -> bytes:
+    i = next(c.serial)
+    sub = make_submission(url_in("NL", f"/stream/{i}.jpg"), hashes=[f"stream-{i}"])
+    return submission_to_proto(sub).SerializeToString()
+
+
+add(
+    "stream-exchange-garbage-first",
+    "malformed protobuf",
+    US,
+    lambda c: _streamed(c, c.us, STREAM, [b"\xff\xff\xff\xff"], answered=0),
+    INVALID,
+    "request-malformed: message 1 of the stream",
+)
+add(
+    "stream-exchange-truncated-envelope-first",
+    "malformed protobuf",
+    US,
+    lambda c: _streamed(c, c.us, STREAM, [_valid_envelope_bytes(c)[:-1]], answered=0),
+    INVALID,
+    "request-malformed: message 1 of the stream",
+)
+
+
+def _one_new_report(at: str, **rows: int) -> Delta:
+    """What one new report with one new hash adds at ``at`` once the federation is quiet.
+
+    ``at`` stores the report, its item and hash, opens a case, logs it, and announces the hash
+    to the three other members (one announcement, one batch each); every other member records
+    the announcement batch in its inbox and the hash in its index.
+    """
+    stored = {"reports": 1, "items": 1, "item_hashes": 1, "cases": 1, "case_reports": 1}
+    announced = {"hash_index": 1, "announcements": 1, "batches": 3}
+    others = {m: {"inbox": 1, "hash_index": 1} for m in MEMBERS if m != at}
+    return {at: {**stored, **announced, **rows}, **others}
+
+
+# us-ncmec also keeps the envelope in its inbox; two log entries.
+STREAMED_ONE = _one_new_report(US, inbox=1, routing_log=2)
+
+
+@case(
+    "stream-exchange-truncated-after-a-valid-envelope",
+    "malformed protobuf",
+    US,
+    INVALID,
+    "request-malformed: message 2 of the stream",
+    delta=STREAMED_ONE,
+)
+def _stream_after_valid(c: Ctx) -> Answer:
+    valid = c.seal().to_proto()
+    answer = _streamed(
+        c, c.us, STREAM, [valid.SerializeToString(), _valid_envelope_bytes(c)[:-1]], answered=1
+    )
+    receipt = xpb.SignedReceipt.FromString(answer.response[0])
+    assert _receipt_answer(receipt).detail == "new-case"
+    # Stored and receipted: delivered again, the envelope gets that receipt back byte for byte.
+    assert c.exchange.Deliver(valid, timeout=20).SerializeToString() == answer.response[0]
+    return answer
+
+
+add(
+    "stream-intake-garbage",
+    "malformed protobuf",
+    NL,
+    lambda c: _streamed(c, c.nl, SUBMIT_MANY, [b"\xff\xfe\xfd"], answered=0),
+    INVALID,
+    "request-malformed: message 1 of the stream",
+)
+add(
+    # One chunk is one message: a report in it that is not valid protobuf spoils the chunk, so
+    # the valid report beside it is not stored either.
+    "stream-intake-chunk-with-one-invalid-utf8-report",
+    "notes",
+    NL,
+    lambda c: _streamed(
+        c, c.nl, SUBMIT_MANY, [_chunk_of(_valid_request(c), LONE_SURROGATE_REQUEST)], answered=0
+    ),
+    INVALID,
+    "request-malformed: message 1 of the stream",
+)
+
+# A local report at nl-eokm: no inbox row (it came through intake); three log entries.
+SUBMITTED_ONE = _one_new_report(NL, routing_log=3)
+
+
+@case(
+    "stream-intake-invalid-utf8-chunk-after-a-valid-chunk",
+    "notes",
+    NL,
+    INVALID,
+    "request-malformed: message 2 of the stream",
+    delta=SUBMITTED_ONE,
+)
+def _intake_after_valid(c: Ctx) -> Answer:
+    valid = _valid_request(c)
+    messages = [_chunk_of(valid), _chunk_of(LONE_SURROGATE_REQUEST)]
+    answer = _streamed(c, c.nl, SUBMIT_MANY, messages, answered=1)
+    (result,) = ipb.SubmitReportsResponse.FromString(answer.response[0]).results
+    assert result.report_id, result
+    assert (result.error_code, result.duplicate) == ("", False), result
+    again = c.submit(ipb.SubmitReportRequest.FromString(valid))
+    assert (again.response.report_id, again.response.duplicate) == (result.report_id, True)
+    return answer
+
+
+add(
+    # Access control comes first: without a token the stream is refused before it is read.
+    "stream-intake-garbage-without-token",
+    "malformed protobuf",
+    NL,
+    lambda c: c.raw_stream(c.nl, SUBMIT_MANY, [b"\xff\xfe\xfd"]),
+    grpc.StatusCode.UNAUTHENTICATED,
+    "token-missing",
 )
 
 
@@ -1269,6 +1441,135 @@ add(
     None,
     "bidirectional",
     exit_code=2,
+)
+
+
+add(
+    # What an undecodable byte in argv becomes under surrogateescape.
+    "cli-submit-lone-surrogate-notes",
+    "notes",
+    NL,
+    _cli_submit(
+        "--url",
+        url_in("NL", "/cli.jpg"),
+        "--hash",
+        f"sha256:{_GOOD}",
+        "--classification",
+        "baseline",
+        "--notes",
+        "a\udc80b",
+    ),
+    None,
+    "notes: lone surrogate in text",
+    exit_code=2,
+)
+add(
+    "cli-submit-lone-surrogate-url",
+    "urls",
+    NL,
+    _cli_submit(
+        "--url",
+        url_in("NL", "/cli\udc80.jpg"),
+        "--hash",
+        f"sha256:{_GOOD}",
+        "--classification",
+        "baseline",
+    ),
+    None,
+    "url: lone surrogate in text (character 31)",
+    exit_code=2,
+)
+
+
+def _record(url: str, hex_: str = _GOOD, **fields: Any) -> dict[str, Any]:
+    item = {"hashes": [f"sha256:{hex_}"], "classification": "baseline"}
+    return {"url": url, "items": [item], **fields}
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
+    # ensure_ascii: a lone surrogate is written as its escape, "\udc80", as JSON allows.
+    return json.dumps(record, ensure_ascii=True).encode()
+
+
+@case(
+    "cli-submit-json-lone-surrogate-url",
+    "urls",
+    NL,
+    None,
+    "url: lone surrogate in text (character 28)",
+    exit_code=2,
+)
+def _cli_json(c: Ctx) -> Answer:
+    path = c.root / "lone-surrogate.json"
+    path.write_bytes(_json_line(_record("https://hosting-nl.example/\udc80.jpg")))
+    return _cli_submit("--json", str(path))(c)
+
+
+def _cli_import(*lines: Callable[[Ctx], bytes], summary: dict[str, str]) -> Callable[[Ctx], Answer]:
+    """``ihx import`` of a JSON Lines file: bad lines are reported with their number, skipped."""
+
+    def run(c: Ctx) -> Answer:
+        path = c.root / f"import-{next(c.serial)}.jsonl"
+        path.write_bytes(b"".join(line(c) + b"\n" for line in lines))
+        answer = c.cli("import", str(path), "--node", c.cluster.address(NL), "--token", c.token)
+        assert answer.exit_code == 1, answer  # some records refused
+        shown = dict(line.split(None, 1) for line in answer.response.splitlines())
+        assert {k: shown.get(k) for k in summary} == summary, answer.response
+        return Answer(None, answer.detail, exit_code=answer.exit_code, stderr=answer.stderr)
+
+    return run
+
+
+def _valid_line(c: Ctx) -> bytes:
+    i = next(c.serial)
+    return _json_line(_record(url_in("NL", f"/import/{i}.jpg"), content_hash(f"import-{i}").hex))
+
+
+add(
+    "import-jsonl-lone-surrogate-in-url-then-a-valid-line",
+    "import file",
+    NL,
+    _cli_import(
+        lambda c: _json_line(_record("https://hosting-nl.example/\udc80.jpg")),
+        _valid_line,
+        summary={"read": "2", "new": "1", "refused": "1 (1 bad lines, 0 refused by the node)"},
+    ),
+    None,
+    "line 1: skipped: url: lone surrogate in text (character 28)",
+    delta=SUBMITTED_ONE,
+)
+add(
+    "import-jsonl-lone-surrogate-in-notes",
+    "import file",
+    NL,
+    _cli_import(
+        lambda c: _json_line(_record(url_in("NL", "/import.jpg"), notes="x\ud800y")),
+        summary={
+            "read": "1",
+            "submitted": "0",
+            "refused": "1 (1 bad lines, 0 refused by the node)",
+        },
+    ),
+    None,
+    "line 1: skipped: notes: lone surrogate in text",
+)
+add(
+    "import-jsonl-invalid-utf8-bytes",
+    "import file",
+    NL,
+    _cli_import(
+        # The URL holds the CESU-8 of U+D800: bytes that are not UTF-8.
+        lambda c: _json_line(_record("https://hosting-nl.example/X.jpg")).replace(
+            b"X", b"\xed\xa0\x80"
+        ),
+        summary={
+            "read": "1",
+            "submitted": "0",
+            "refused": "1 (1 bad lines, 0 refused by the node)",
+        },
+    ),
+    None,
+    "line 1: skipped: not UTF-8 (byte 37)",
 )
 
 
