@@ -48,6 +48,22 @@ def _raise(error: Exception) -> NoReturn:
     raise error
 
 
+def _offer(pending: queue.Queue[Any], entry: Any, context: grpc.ServicerContext) -> bool:
+    """Queue ``entry`` for the answering loop; False once the RPC is over.
+
+    The queue is bounded (back-pressure), and once the RPC has ended — cancelled by the client,
+    aborted, past its deadline — nobody takes from it any more: a reader blocked on a full queue
+    would then hang for ever, one thread per broken stream.
+    """
+    while True:
+        try:
+            pending.put(entry, timeout=0.5)
+            return True
+        except queue.Full:
+            if not context.is_active():
+                return False
+
+
 def abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     if status_for(error) is grpc.StatusCode.INTERNAL:
         log.exception("internal error", exc_info=error)
@@ -83,16 +99,20 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
             try:
                 for envelope in request_iterator:
                     try:
-                        pending.put(self._receiver.receive_async(envelope, peer))
+                        entry: Future[xpb.SignedReceipt] | Exception = self._receiver.receive_async(
+                            envelope, peer
+                        )
                     except Exception as error:
-                        pending.put(error)
+                        _offer(pending, error, context)
+                        return
+                    if not _offer(pending, entry, context):
                         return
             except MalformedRequest as error:
-                pending.put(error)  # after the envelopes before it: those are answered first
+                _offer(pending, error, context)  # after the envelopes before it: answered first
             except Exception:
                 log.debug("exchange stream ended by the peer")
             finally:
-                pending.put(None)
+                _offer(pending, None, context)
 
         threading.Thread(target=read, name="ihx-exchange-reader", daemon=True).start()
         while True:
@@ -176,16 +196,19 @@ class IntakeServicer(igrpc.IntakeServicer):
         def read() -> None:
             try:
                 for chunk in request_iterator:
+                    entries: list[tuple[str, Future[IntakeResult] | Exception]]
                     if len(chunk.reports) > MAX_CHUNK:
-                        pending.put([("", _chunk_too_large(len(chunk.reports)))])
-                        continue
-                    pending.put([self._start(r) for r in chunk.reports])
+                        entries = [("", _chunk_too_large(len(chunk.reports)))]
+                    else:
+                        entries = [self._start(r) for r in chunk.reports]
+                    if not _offer(pending, entries, context):
+                        return
             except MalformedRequest as error:
-                pending.put(error)  # after the chunks before it: those are answered first
+                _offer(pending, error, context)  # after the chunks before it: answered first
             except Exception:
                 log.debug("intake stream ended by the client")
             finally:
-                pending.put(None)
+                _offer(pending, None, context)
 
         threading.Thread(target=read, name="ihx-intake-reader", daemon=True).start()
         while (entries := pending.get()) is not None:
