@@ -15,7 +15,8 @@ the connections it was asked for: connection attempts to the peer, whatever the 
 
 ``HostilePeer`` is a gRPC server speaking the Exchange protocol that answers every envelope with
 a receipt that must be refused — signed by the wrong key, for another batch, with a forged or
-flipped signature, predated, postdated, malformed — rotating through ``RECEIPT_FAULTS``.
+flipped signature, predated, postdated, malformed — rotating through eleven kinds.
+``ResettingPeer`` relays to the real peer and resets the HTTP/2 stream at random moments.
 """
 
 from __future__ import annotations
@@ -301,3 +302,48 @@ class HostilePeer:
 
     def stop(self) -> None:
         self._server.stop(0.5).wait()
+
+
+class ResettingPeer:
+    """The real peer behind a gRPC relay that resets each stream (HTTP/2 RST_STREAM) at random.
+
+    Every envelope goes on to the peer and is stored there; after a random 0–3 receipts (so
+    sometimes after the peer stored a batch but before its receipt got through) the relay
+    cancels the stream. ``resets`` counts them.
+    """
+
+    def __init__(self, target_port: int, *, seed: int = 0) -> None:
+        from ihx.v1 import exchange_pb2_grpc as xgrpc
+
+        rng = random.Random(seed)
+        lock = threading.Lock()
+        channel = grpc.insecure_channel(f"127.0.0.1:{target_port}")
+        stub = xgrpc.ExchangeStub(channel)
+        self.resets = 0
+        relay = self
+
+        class Servicer(xgrpc.ExchangeServicer):  # type: ignore[misc]
+            def Stream(self, requests: Any, context: Any) -> Any:  # noqa: N802
+                with lock:
+                    budget = rng.randint(0, 3)
+                upstream = stub.Stream(requests, timeout=60)
+                try:
+                    for i, receipt in enumerate(upstream):
+                        if i >= budget:
+                            with lock:
+                                relay.resets += 1
+                            context.cancel()
+                            return
+                        yield receipt
+                finally:
+                    upstream.cancel()
+
+        self._channel = channel
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        xgrpc.add_ExchangeServicer_to_server(Servicer(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop(0.5).wait()
+        self._channel.close()

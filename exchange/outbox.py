@@ -216,11 +216,25 @@ class PeerSender:
         self._wake.clear()
         return False
 
+    def _drop_channel(self) -> None:
+        """Replace the channel to an unreachable peer with a new, idle one.
+
+        A failed channel keeps dialling the peer on its own reconnect schedule (1 s growing to
+        2 min) between our attempts, and fails our next call at once — even when the peer is
+        back — until that schedule says to try again. A new channel dials only when we call:
+        our backoff alone decides when the dead peer is tried, one connection per attempt.
+        """
+        member = self._manifest().find_member(self.peer)
+        if member is not None:
+            self._channel_for(member.endpoint, True)
+
     def _failed(self, code: str, reason: str) -> None:
         if self._stopping.is_set():
             return
         self.last_error = reason
         self._unreachable = code in _UNREACHABLE
+        if self._unreachable:
+            self._drop_channel()
         log.warning("delivery to %s interrupted: %s", self.peer, reason)
         if self._metrics is not None:
             self._metrics.delivery_failures.labels(self.peer, code).inc()
@@ -247,10 +261,7 @@ class PeerSender:
         if self._leases is not None and generation is None:
             return
         member = self._manifest().member(self.peer)
-        # After the peer was unreachable, a new channel: the old one fails calls fast until its
-        # own reconnect backoff (up to 2 min) expires, even when the peer is back, and keeps
-        # dialling the dead peer between our attempts. Our backoff alone decides when we call.
-        channel = self._channel_for(member.endpoint, self._unreachable)
+        channel = self._channel_for(member.endpoint, False)
         stub = xgrpc.ExchangeStub(channel)
         outgoing: queue.SimpleQueue[xpb.Envelope | None] = queue.SimpleQueue()
 
