@@ -218,6 +218,17 @@ class _Link:
 # -- a peer answering with receipts that must be refused ---------------------------------------
 
 
+def _serve(servicer: Any) -> tuple[grpc.Server, int]:
+    """An Exchange servicer on a free port of 127.0.0.1, started."""
+    from ihx.v1 import exchange_pb2_grpc as xgrpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    xgrpc.add_ExchangeServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
 def _faults() -> dict[str, Any]:
     """Receipt forgers: (header of the batch, the signing toolkit) → SignedReceipt."""
     from auth.keys import SigningKey
@@ -295,10 +306,7 @@ class HostilePeer:
                         peer.served[name] += 1
                     yield faults[name](header, peer)
 
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        xgrpc.add_ExchangeServicer_to_server(Servicer(), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self._server.start()
+        self._server, self.port = _serve(Servicer())
 
     def stop(self) -> None:
         self._server.stop(0.5).wait()
@@ -339,10 +347,7 @@ class ResettingPeer:
                     upstream.cancel()
 
         self._channel = channel
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        xgrpc.add_ExchangeServicer_to_server(Servicer(), self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        self._server.start()
+        self._server, self.port = _serve(Servicer())
 
     def stop(self) -> None:
         self._server.stop(0.5).wait()

@@ -1424,11 +1424,10 @@ add(
     "64 hex digits",
     exit_code=2,
 )
-add(
-    "cli-submit-rtl-notes",
-    "notes",
-    NL,
-    _cli_submit(
+
+
+def _cli_notes(notes: str) -> Callable[[Ctx], Answer]:
+    return _cli_submit(
         "--url",
         url_in("NL", "/cli.jpg"),
         "--hash",
@@ -1436,29 +1435,17 @@ add(
         "--classification",
         "baseline",
         "--notes",
-        "a\u202eb",
-    ),
-    None,
-    "bidirectional",
-    exit_code=2,
-)
+        notes,
+    )
 
 
+add("cli-submit-rtl-notes", "notes", NL, _cli_notes("a\u202eb"), None, "bidirectional", exit_code=2)
 add(
     # What an undecodable byte in argv becomes under surrogateescape.
     "cli-submit-lone-surrogate-notes",
     "notes",
     NL,
-    _cli_submit(
-        "--url",
-        url_in("NL", "/cli.jpg"),
-        "--hash",
-        f"sha256:{_GOOD}",
-        "--classification",
-        "baseline",
-        "--notes",
-        "a\udc80b",
-    ),
+    _cli_notes("a\udc80b"),
     None,
     "notes: lone surrogate in text",
     exit_code=2,
