@@ -684,7 +684,7 @@ def during_fault(name: str, begin: Callable[[Bench], Any], end: Callable[[Bench]
         out.ids = a.accepted
         out.extra = {
             "stored_at_receiver_during_fault": stored_during,
-            "receiver_write_failures": count_lines(bench.procs[DE].log, log_at, "nothing acknowl"),
+            "receiver_write_failures": count_lines(bench.procs[DE].log, log_at, "nothing acknowledged"),
             **(state if isinstance(state, dict) else {}),
             **extra,
         }

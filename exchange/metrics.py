@@ -42,6 +42,11 @@ class Metrics:
         self.token_failures = Counter(
             "ihx_token_failures", "Refused partner tokens", ["reason"], registry=r
         )
+        self.write_failures = Counter(
+            "ihx_write_failures",
+            "Transactions the database refused (disk full, read-only, locked); none acknowledged",
+            registry=r,
+        )
         self.delivery_attempts = Counter(
             "ihx_delivery_attempts",
             "Streams opened to a peer (bounded by the retry backoff while it fails)",

@@ -154,7 +154,9 @@ class Node:
         self._tls = self._load_tls()
         self.geoip = GeoIp(settings.country_db, settings.asn_db)
         self.tracer = Tracer(resolver or build_resolver(settings), self.geoip, clock)
-        self.writer = Writer(self.engine)
+        self.writer = Writer(
+            self.engine, on_failure=lambda _reason: self.metrics.write_failures.inc()
+        )
         # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
         self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
         self.partners = Partners(

@@ -88,8 +88,16 @@ class Coalescer(Generic[I, R]):
 class Writer:
     """The node's only writer thread."""
 
-    def __init__(self, engine: Engine, *, max_group: int = 256) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_group: int = 256,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self._engine = engine
+        self._on_failure = on_failure
+        self.failed_groups = 0  # transactions the database refused (disk full, read-only, …)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._max_group = max_group
         self._thread: threading.Thread | None = None
@@ -200,7 +208,10 @@ class Writer:
             reason = _brief(caught.cause if isinstance(caught, _TransactionLost) else caught)
             self.chain.reset(group_mark)
             _end_failed_transaction(conn)
-            log.error("commit failed, nothing acknowledged: %s", reason)
+            log.error("write failed, nothing acknowledged: %s", reason)
+            self.failed_groups += 1
+            if self._on_failure is not None:
+                self._on_failure(reason)
             failure = StorageUnavailable(f"the database refused the write: {reason}")
             for futures, _ in jobs:
                 for f in futures:

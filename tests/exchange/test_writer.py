@@ -314,6 +314,7 @@ def test_a_full_disk_fails_the_whole_group_with_its_own_reason(
     for f in futures:
         with pytest.raises(StorageUnavailable, match="database or disk is full"):
             f.result(10)
+    assert writer.failed_groups == 1
     assert stored_keys(engine) == set()
     assert writer.chain.mark() == (0, GENESIS)
     writer.execute(_unlimit)
