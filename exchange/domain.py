@@ -198,15 +198,25 @@ def make_facts(
 _FORBIDDEN_FORMAT = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+def check_unicode(text: str, where: str) -> None:
+    """Refuse text that is not Unicode text at all: a lone surrogate cannot be sent as UTF-8."""
+    if text.isascii():
+        return
+    for i, ch in enumerate(text, 1):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            raise InvalidReport(
+                f"{where}: lone surrogate in text (character {i})", code="text-surrogate"
+            )
+
+
 def _check_text(text: str, where: str) -> None:
+    check_unicode(text, where)
     for ch in text:
         if ch in _FORBIDDEN_FORMAT:
             raise InvalidReport(
                 f"{where}: bidirectional override characters are not allowed", code="text-bidi"
             )
         o = ord(ch)
-        if 0xD800 <= o <= 0xDFFF:
-            raise InvalidReport(f"{where}: lone surrogate in text", code="text-surrogate")
         if (o < 0x20 and ch not in "\n\t") or o == 0x7F:
             raise InvalidReport(f"{where}: control character U+{o:04X}", code="text-control")
 

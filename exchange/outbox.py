@@ -205,13 +205,14 @@ class PeerSender:
             self._retry.clear()
 
     def _ready(self) -> bool:
-        """Whether to open a stream now; if not, wait until woken (or a poll interval)."""
-        if self._leases is not None and self._leases.generation(self.peer) is None:
-            # Another replica streams to this peer; stand by until the lease is ours.
-            pass
-        elif self._has_work():
+        """Whether to open a stream now; if not, wait until woken (or a poll interval).
+
+        Not while another replica holds this peer's lease, and not to a peer we have nothing
+        for: intake wakes us when there is.
+        """
+        standby = self._leases is not None and self._leases.generation(self.peer) is None
+        if not standby and self._has_work():
             return True
-        # No stream to a peer we have nothing for: connect when intake wakes us.
         self._wake.wait(self._settings.idle_poll)
         self._wake.clear()
         return False

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, NoReturn
 
@@ -64,6 +64,40 @@ def _offer(pending: queue.Queue[Any], entry: Any, context: grpc.ServicerContext)
                 return False
 
 
+def _read_requests(
+    name: str,
+    requests: Iterator[Any],
+    take: Callable[[Any], Any],
+    pending: queue.Queue[Any],
+    context: grpc.ServicerContext,
+) -> None:
+    """Start a reader thread: each request through ``take`` into ``pending``, then None.
+
+    An exception from ``take``, or a malformed message (``MalformedRequest`` from the decoding
+    guard), is queued after everything before it — so that is answered first — and ends the
+    reading; a client that half-closes, cancels or goes away just ends it.
+    """
+
+    def read() -> None:
+        try:
+            for request in requests:
+                try:
+                    entry = take(request)
+                except Exception as error:
+                    _offer(pending, error, context)
+                    return
+                if not _offer(pending, entry, context):
+                    return
+        except MalformedRequest as error:
+            _offer(pending, error, context)
+        except Exception:
+            log.debug("%s: the client ended the stream", name)
+        finally:
+            _offer(pending, None, context)
+
+    threading.Thread(target=read, name=name, daemon=True).start()
+
+
 def abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     if status_for(error) is grpc.StatusCode.INTERNAL:
         log.exception("internal error", exc_info=error)
@@ -95,26 +129,13 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
 
         peer = peer_certificate(context)
 
-        def read() -> None:
-            try:
-                for envelope in request_iterator:
-                    try:
-                        entry: Future[xpb.SignedReceipt] | Exception = self._receiver.receive_async(
-                            envelope, peer
-                        )
-                    except Exception as error:
-                        _offer(pending, error, context)
-                        return
-                    if not _offer(pending, entry, context):
-                        return
-            except MalformedRequest as error:
-                _offer(pending, error, context)  # after the envelopes before it: answered first
-            except Exception:
-                log.debug("exchange stream ended by the peer")
-            finally:
-                _offer(pending, None, context)
-
-        threading.Thread(target=read, name="ihx-exchange-reader", daemon=True).start()
+        _read_requests(
+            "ihx-exchange-reader",
+            request_iterator,
+            lambda envelope: self._receiver.receive_async(envelope, peer),
+            pending,
+            context,
+        )
         while True:
             try:
                 entry = pending.get(timeout=0.25)
@@ -190,29 +211,19 @@ class IntakeServicer(igrpc.IntakeServicer):
         # A reader thread prepares chunk n+1 while the writer commits chunk n; answers keep the
         # request order. The bounded queue is the back-pressure on a fast client.
         pending: queue.Queue[
-            list[tuple[str, Future[IntakeResult] | Exception]] | MalformedRequest | None
+            list[tuple[str, Future[IntakeResult] | Exception]] | Exception | None
         ] = queue.Queue(self._window)
 
-        def read() -> None:
-            try:
-                for chunk in request_iterator:
-                    entries: list[tuple[str, Future[IntakeResult] | Exception]]
-                    if len(chunk.reports) > MAX_CHUNK:
-                        entries = [("", _chunk_too_large(len(chunk.reports)))]
-                    else:
-                        entries = [self._start(r) for r in chunk.reports]
-                    if not _offer(pending, entries, context):
-                        return
-            except MalformedRequest as error:
-                _offer(pending, error, context)  # after the chunks before it: answered first
-            except Exception:
-                log.debug("intake stream ended by the client")
-            finally:
-                _offer(pending, None, context)
+        def start(
+            chunk: ipb.SubmitReportsRequest,
+        ) -> list[tuple[str, Future[IntakeResult] | Exception]]:
+            if len(chunk.reports) > MAX_CHUNK:
+                return [("", _chunk_too_large(len(chunk.reports)))]
+            return [self._start(r) for r in chunk.reports]
 
-        threading.Thread(target=read, name="ihx-intake-reader", daemon=True).start()
+        _read_requests("ihx-intake-reader", request_iterator, start, pending, context)
         while (entries := pending.get()) is not None:
-            if isinstance(entries, MalformedRequest):
+            if isinstance(entries, Exception):
                 abort(context, entries)
             response = ipb.SubmitReportsResponse()
             for client_ref, outcome in entries:

@@ -36,6 +36,7 @@ from exchange.domain import (
     SiteType,
     Submission,
     check_items,
+    check_unicode,
     make_facts,
     make_item,
     parse_hash_text,
@@ -120,7 +121,7 @@ def submit_command(
         )
         facts = make_facts(site_type, commercial, payment_methods or [], notes)
         submission = Submission(url, facts, check_items([item]))
-    _check_url_text(submission.url)
+    check_unicode(submission.url, "url")
     with IntakeClient(node, token=token) as client:
         response = client.submit(submission)
     if json_output:
@@ -129,23 +130,12 @@ def submit_command(
         render_response(response, out())
 
 
-def _check_url_text(url: str) -> None:
-    if url.isascii():
-        return
-    try:
-        url.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise InvalidReport(
-            f"url: lone surrogate in text (character {error.start + 1})", code="text-surrogate"
-        ) from None
-
-
 def _sendable(records: Iterator[ParsedLine]) -> Iterator[ParsedLine]:
     """The parsed records, a record whose URL cannot be sent turned into a bad line."""
     for line_no, parsed in records:
         if not isinstance(parsed, str):
             try:
-                _check_url_text(parsed.url)
+                check_unicode(parsed.url, "url")
             except InvalidReport as error:
                 yield line_no, error.message
                 continue

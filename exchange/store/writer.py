@@ -194,8 +194,9 @@ class Writer:
                     except Exception as error:  # the job's own failure: roll back only it
                         if _transaction_lost(conn):
                             # The database rolled the whole transaction back itself (SQLite
-                            # does on a full disk or an I/O error): every job goes with it.
-                            raise _TransactionLost(error) from error
+                            # does on a full disk or an I/O error): every job goes with it,
+                            # and the group fails with this, the database's own reason.
+                            raise
                         savepoint.rollback()
                         self.chain.reset(job_mark)
                         del tx.log_rows[rows_mark:]
@@ -204,8 +205,8 @@ class Writer:
                 if tx.log_rows:
                     conn.execute(schema.routing_log.insert(), tx.log_rows)
             self.commits += 1
-        except Exception as caught:
-            reason = _brief(caught.cause if isinstance(caught, _TransactionLost) else caught)
+        except Exception as error:
+            reason = _brief(error)
             self.chain.reset(group_mark)
             _end_failed_transaction(conn)
             log.error("write failed, nothing acknowledged: %s", reason)
@@ -265,12 +266,6 @@ class Writer:
         future: Future[Any]
         job, future = entry  # type: ignore[misc]
         return [future], lambda tx: [job(tx)]
-
-
-class _TransactionLost(Exception):
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def _transaction_lost(conn: Connection) -> bool:
