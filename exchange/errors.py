@@ -76,6 +76,34 @@ class MalformedRequest(ExchangeError):
     code = "request-malformed"
 
 
+class UnknownFields(ExchangeError):
+    """A message carries fields its schema does not define: ihx stores and serves only known bytes.
+
+    Unknown fields could carry anything — media included — past every check of the known ones,
+    so they are refused wherever bytes come in, never skipped.
+    """
+
+    code = "unknown-field"
+
+
+class OutOfRange(ExchangeError):
+    """An integer (sequence, index, size, limit) outside the range the node can represent."""
+
+    code = "out-of-range"
+
+
+class EpochAhead(ExchangeError):
+    """A peer signed under a manifest newer than any this node holds: retry once it has it."""
+
+    code = "manifest-epoch-ahead"
+
+
+class Overloaded(ExchangeError):
+    """A caller holds its share of streams or workers already: nothing was started for it."""
+
+    code = "overloaded"
+
+
 class StorageUnavailable(ExchangeError):
     """The database refused the write (disk full, read-only, locked): nothing was stored."""
 
@@ -94,6 +122,10 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (ProofInvalid, grpc.StatusCode.INVALID_ARGUMENT),
     (ManifestRejected, grpc.StatusCode.FAILED_PRECONDITION),
     (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownFields, grpc.StatusCode.INVALID_ARGUMENT),
+    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
+    (EpochAhead, grpc.StatusCode.FAILED_PRECONDITION),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidEnvelope, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidReport, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidUrl, grpc.StatusCode.INVALID_ARGUMENT),
