@@ -287,6 +287,11 @@ class Member:
     def key(self, key_id: str) -> MemberKey | None:
         return self._keys_by_id.get(key_id)
 
+    @property
+    def joined_at(self) -> datetime | None:
+        """When the member could first sign anything: its earliest key's ``not_before``."""
+        return min((k.not_before for k in self.keys), default=None)
+
 
 def _index_keys(keys: tuple[MemberKey, ...], path: str) -> Mapping[str, MemberKey]:
     if not keys:

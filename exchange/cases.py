@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.codec import announcement_to_proto
 from exchange.domain import (
@@ -39,6 +40,7 @@ from exchange.domain import (
 from exchange.store import schema
 from exchange.store.sql import chunks, upsert_earliest
 from exchange.store.writer import Tx
+from exchange.trace_review import GeoCheck
 
 ReportRole = str  # "origin" | "received"
 
@@ -54,6 +56,7 @@ class Incoming:
     sequence: int | None = None
     leaf_index: int | None = None
     proof: bytes | None = None
+    geo: GeoCheck | None = None  # received reports: this node's own placement of the hosting
 
 
 REPORTS = schema.reports
@@ -68,7 +71,8 @@ ANNOUNCEMENTS = schema.announcements
 def known_content(
     conn: Connection, hashes: Iterable[ContentHash]
 ) -> dict[ContentHash, KnownContent]:
-    """First sightings for the given hashes, from the network hash index."""
+    """First sightings in the network for the given hashes: per hash, the earliest of the
+    members' own sightings (ties to the lower member id, the same answer on every node)."""
     wanted = set(hashes)
     found: dict[ContentHash, KnownContent] = {}
     hexes = sorted({h.hex for h in wanted})
@@ -76,15 +80,19 @@ def known_content(
         rows = conn.execute(select(HASH_INDEX).where(HASH_INDEX.c.hex.in_(part)))
         for r in rows:
             h = ContentHash(HashAlgorithm(r.algorithm), r.hex)
-            if h in wanted:
-                found[h] = KnownContent(
-                    h,
-                    r.member,
-                    r.case_id,
-                    Classification(r.classification),
-                    r.first_seen,
-                    r.report_id,
-                )
+            if h not in wanted:
+                continue
+            held = found.get(h)
+            if held is not None and (held.first_seen, held.member) <= (r.first_seen, r.member):
+                continue
+            found[h] = KnownContent(
+                h,
+                r.member,
+                r.case_id,
+                Classification(r.classification),
+                r.first_seen,
+                r.report_id,
+            )
     return found
 
 
@@ -122,6 +130,9 @@ def report_row(inc: Incoming, *, case_id: str | None, stored_at: datetime) -> di
         "envelope_sequence": inc.sequence,
         "leaf_index": inc.leaf_index,
         "proof": inc.proof,
+        "geo_country": inc.geo.country if inc.geo is not None else None,
+        "geo_agrees": inc.geo.agrees if inc.geo is not None else None,
+        "reroute_to": inc.geo.reroute_to if inc.geo is not None else None,
     }
 
 
@@ -277,7 +288,7 @@ def accept(tx: Tx, incoming: Sequence[Incoming], *, self_member: str, now: datet
     insert_report_rows(conn, fresh, case_ids, marks, now)
     if case_rows:
         conn.execute(CASE_REPORTS.insert(), case_rows)
-    upsert_earliest(conn, HASH_INDEX, index_rows, key=("algorithm", "hex"), time="first_seen")
+    upsert_earliest(conn, HASH_INDEX, index_rows, key=SIGHTING_KEY, time="first_seen")
     if announce_rows:
         conn.execute(ANNOUNCEMENTS.insert(), announce_rows)
         tx.log(
@@ -339,12 +350,47 @@ def _earlier_outcomes(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[O
     return out
 
 
+SIGHTING_KEY = ("algorithm", "hex", "member")
+
+
 def record_announcements(tx: Tx, announced: Sequence[KnownContent]) -> None:
-    """Add peers' first sightings to the network hash index (earliest sighting wins)."""
-    upsert_earliest(
-        tx.conn,
-        HASH_INDEX,
-        [_index_row(k) for k in announced],
-        key=("algorithm", "hex"),
-        time="first_seen",
+    """Apply members' announcements, each to the announcer's own sighting only.
+
+    A sighting adds or updates the announcer's row (its case, report and classification as
+    now announced; its time the earlier of the two); a retraction removes it. The receiver has
+    checked that every announcement names its signer, so no row of another member is touched.
+    """
+    kept = [k for k in announced if not k.retracted]
+    upsert_sightings(tx.conn, [_index_row(k) for k in kept])
+    gone = [k for k in announced if k.retracted]
+    for k in gone:
+        tx.conn.execute(
+            delete(HASH_INDEX).where(
+                HASH_INDEX.c.algorithm == k.hash.algorithm.value,
+                HASH_INDEX.c.hex == k.hash.hex,
+                HASH_INDEX.c.member == k.member,
+            )
+        )
+
+
+def upsert_sightings(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert members' sightings; a member's existing sighting takes the new case, report and
+    classification, and keeps the earlier of the two times."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(HASH_INDEX)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(SIGHTING_KEY),
+        set_={
+            "case_id": new.case_id,
+            "report_id": new.report_id,
+            "classification": new.classification,
+            "first_seen": case(
+                (new.first_seen < HASH_INDEX.c.first_seen, new.first_seen),
+                else_=HASH_INDEX.c.first_seen,
+            ),
+        },
     )
+    conn.execute(stmt, list(rows))

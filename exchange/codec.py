@@ -29,11 +29,14 @@ from exchange.domain import (
     SiteType,
     Submission,
     check_items,
+    is_case_id,
+    is_report_id,
     make_facts,
     make_item,
     parse_hash,
 )
 from exchange.errors import InvalidReport
+from exchange.known_fields import require_exact
 from exchange.times import to_micros
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import intake_pb2 as ipb
@@ -286,6 +289,7 @@ def report_to_proto(report: Report, trace: Trace | None, decision: Decision) -> 
 
 
 def parse_report(data: bytes) -> pb.Report:
+    """Parse signed report bytes: valid, and holding nothing but the schema's own fields."""
     msg = pb.Report()
     try:
         msg.ParseFromString(data)
@@ -293,12 +297,13 @@ def parse_report(data: bytes) -> pb.Report:
         raise InvalidReport(
             "payload is not a valid ihx.v1.Report", code="report-malformed"
         ) from None
+    require_exact(msg, data, "report")
     return msg
 
 
 def report_from_proto(msg: pb.Report) -> Report:
     """Decode and validate a report received from a peer (not yet checked against the URL)."""
-    if not msg.id.startswith("r-") or len(msg.id) != 34:
+    if not is_report_id(msg.id):
         raise InvalidReport("id: not a report id", code="report-id")
     if len(msg.url_key) != 32:
         raise InvalidReport("url_key: must be 32 bytes", code="url-key")
@@ -338,6 +343,7 @@ def announcement_to_proto(k: KnownContent) -> xpb.HashAnnouncement:
         classification=_CLASS[k.classification],
         first_seen=timestamp(k.first_seen),
         report_id=k.report_id,
+        retracted=k.retracted,
     )
 
 
@@ -349,17 +355,24 @@ def announcement_from_bytes(data: bytes) -> KnownContent:
         raise InvalidReport(
             "payload is not a valid ihx.v1.HashAnnouncement", code="announcement-malformed"
         ) from None
+    require_exact(msg, data, "announcement")
     if not msg.HasField("first_seen") or not msg.case_id or not msg.member:
         raise InvalidReport(
             "announcement: hash, case, member and time required", code="announcement"
         )
+    # Ids are shown to analysts and stored: only the forms ihx itself makes.
+    if not is_case_id(msg.case_id):
+        raise InvalidReport("case_id: not a case id (c- and 32 hex digits)", code="case-id")
+    if not is_report_id(msg.report_id):
+        raise InvalidReport("report_id: not a report id (r- and 32 hex digits)", code="report-id")
     return KnownContent(
         hash=hash_from_proto(msg.hash, "hash"),
         member=msg.member,
-        case_id=msg.case_id[:40],
+        case_id=msg.case_id,
         classification=_enum_in(_CLASS_IN, msg.classification, "classification"),
         first_seen=from_timestamp(msg.first_seen),
-        report_id=msg.report_id[:40],
+        report_id=msg.report_id,
+        retracted=msg.retracted,
     )
 
 

@@ -29,7 +29,14 @@ from typing import Any, NoReturn
 import grpc
 
 from exchange.access import Handler
-from exchange.errors import MalformedRequest, error_code, error_message, status_for
+from exchange.errors import (
+    ExchangeError,
+    MalformedRequest,
+    error_code,
+    error_message,
+    status_for,
+)
+from exchange.known_fields import require_known
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +46,27 @@ Parse = Callable[[bytes], Any]
 Behavior = Callable[..., Any]
 
 
+def strict(parse: Parse, method: str) -> Parse:
+    """``parse`` that also refuses unknown fields anywhere in the request (``UnknownFields``)."""
+
+    def run(data: bytes) -> Any:
+        request = parse(data)
+        require_known(request, data, f"the request to {method}")
+        return request
+
+    return run
+
+
 def decode_stream(raw: Iterable[bytes], parse: Parse, method: str) -> Iterator[Any]:
     """The messages of a request stream, decoded; ``MalformedRequest`` at the first bad one."""
     for n, data in enumerate(raw, 1):
         try:
             request = parse(data)
+        except ExchangeError as error:
+            log.info("refused message %d in a stream to %s: %s", n, method, error_code(error))
+            raise MalformedRequest(
+                f"message {n} of the stream: {error_message(error)}", code=error_code(error)
+            ) from None
         except Exception:
             log.info("malformed message %d in a stream to %s (%d bytes)", n, method, len(data))
             raise MalformedRequest(
@@ -52,7 +75,7 @@ def decode_stream(raw: Iterable[bytes], parse: Parse, method: str) -> Iterator[A
         yield request
 
 
-def _refuse(context: grpc.ServicerContext, error: MalformedRequest) -> NoReturn:
+def _refuse(context: grpc.ServicerContext, error: ExchangeError) -> NoReturn:
     context.abort(status_for(error), f"{error_code(error)}: {error_message(error)}")
 
 
@@ -62,6 +85,9 @@ def _unary(behavior: Behavior | None, parse: Parse, method: str) -> Behavior:
     def run(raw: bytes, context: grpc.ServicerContext) -> Any:
         try:
             request = parse(raw)
+        except ExchangeError as error:  # unknown fields: named, not "malformed"
+            log.info("refused request to %s: %s", method, error_code(error))
+            _refuse(context, error)
         except Exception:
             log.info("malformed request to %s (%d bytes)", method, len(raw))
             _refuse(context, MalformedRequest(f"the request is not a valid message for {method}"))
@@ -104,8 +130,8 @@ class DecodeGuard(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler = continuation(details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse: Parse = handler.request_deserializer
         method: str = details.method
+        parse: Parse = strict(handler.request_deserializer, method)
         kwargs = {"request_deserializer": None, "response_serializer": handler.response_serializer}
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(

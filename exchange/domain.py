@@ -254,6 +254,19 @@ def report_id_for(origin: str, url_key: bytes, items: Sequence[Item]) -> str:
     return "r-" + h.hexdigest()[:32]
 
 
+_ID_HEX = 32
+
+
+def is_report_id(text: str) -> bool:
+    """``r-`` and 32 lower-case hex digits: the form ``report_id_for`` gives."""
+    return len(text) == 2 + _ID_HEX and text.startswith("r-") and _HEX_DIGITS.issuperset(text[2:])
+
+
+def is_case_id(text: str) -> bool:
+    """``c-`` and 32 lower-case hex digits: the form ``case_id_for`` gives."""
+    return len(text) == 2 + _ID_HEX and text.startswith("c-") and _HEX_DIGITS.issuperset(text[2:])
+
+
 def case_id_for(report_id: str) -> str:
     """A case is opened by exactly one report, so its id is derived from it."""
     return "c-" + report_id.removeprefix("r-")
@@ -272,7 +285,11 @@ class Sighting:
 
 @dataclass(frozen=True, slots=True)
 class KnownContent:
-    """The first sighting of one hash anywhere in the network (a hash index entry)."""
+    """One member's sighting of one hash (a hash index entry, or an announcement of one).
+
+    Derived from all members' sightings, the earliest is the first sighting in the network.
+    ``retracted``: the member withdraws its own sighting (only in announcements).
+    """
 
     hash: ContentHash
     member: str
@@ -280,6 +297,7 @@ class KnownContent:
     classification: Classification
     first_seen: datetime
     report_id: str
+    retracted: bool = False
 
     def sighting(self) -> Sighting:
         return Sighting(

@@ -26,9 +26,18 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
 from exchange.domain import PayloadResult
-from exchange.errors import InvalidEnvelope, InvalidReport, WrongRecipient
+from exchange.errors import (
+    EpochAhead,
+    InvalidEnvelope,
+    InvalidReport,
+    UnknownFields,
+    WrongRecipient,
+)
+from exchange.known_fields import find_unknown, require_exact
 from ihx.v1 import exchange_pb2 as xpb
 
+# Sequences are stored as signed 64-bit integers and start at 1 (0 is "unset" in proto3).
+MAX_SEQUENCE = 2**63 - 1
 KIND_REPORT = xpb.PAYLOAD_KIND_REPORT
 KIND_ANNOUNCEMENT = xpb.PAYLOAD_KIND_HASH_ANNOUNCEMENT
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -144,6 +153,7 @@ def open_envelope(
         raise InvalidEnvelope(
             "header is not a valid EnvelopeHeader", code="header-malformed"
         ) from None
+    require_exact(header, envelope.header, "envelope header")
     if not header.sender or not header.HasField("signed_at") or not header.key_id:
         raise InvalidEnvelope("header lacks sender, time or key id", code="header-incomplete")
     if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT):
@@ -151,6 +161,17 @@ def open_envelope(
     if header.recipient != self_member:
         raise WrongRecipient(
             f"envelope is addressed to {header.recipient[:64]!r}, this node is {self_member!r}"
+        )
+    if not 1 <= header.sequence <= MAX_SEQUENCE:
+        raise InvalidEnvelope(
+            f"sequence {header.sequence} is outside 1 to 2^63-1", code="header-sequence"
+        )
+    if header.manifest_epoch > manifest.epoch:
+        # The sender knows a newer manifest (a member added, a key rotated): we will too once
+        # ours is updated, and the sender's retry of the same batch then goes through.
+        raise EpochAhead(
+            f"envelope was signed under manifest epoch {header.manifest_epoch}; this node has "
+            f"epoch {manifest.epoch} and will accept it once it holds the newer manifest"
         )
     signed_at = from_timestamp(header.signed_at)
     if signed_at > now + limits.max_clock_skew:
@@ -252,6 +273,11 @@ def open_receipt(
         body.ParseFromString(receipt.body)
     except DecodeError:
         raise InvalidEnvelope("receipt body is malformed", code="receipt-malformed") from None
+    # The body is stored and served to partners as the takedown clock's proof: known bytes only.
+    require_exact(body, receipt.body, "receipt body")
+    extra = find_unknown(receipt)
+    if extra is not None:
+        raise UnknownFields(f"receipt carries field {extra}, which the ihx.v1 schema lacks")
     if body.issuer != issuer or body.batch_sender != sender:
         raise InvalidEnvelope(
             f"receipt from {body.issuer[:64]!r} for {body.batch_sender[:64]!r} does not match "

@@ -39,6 +39,12 @@ class Metrics:
         self.rejections = Counter(
             "ihx_rejections", "Refused envelopes, reports and requests", ["reason"], registry=r
         )
+        self.geo_disagreements = Counter(
+            "ihx_geo_disagreements",
+            "Received reports this node's GeoIP places in another country than the sender's",
+            ["sender"],
+            registry=r,
+        )
         self.token_failures = Counter(
             "ihx_token_failures", "Refused partner tokens", ["reason"], registry=r
         )

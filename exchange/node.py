@@ -203,6 +203,7 @@ class Node:
             bind_peers=self._tls is not None,
             metrics=self.metrics,
             on_heard=self._heard_from,
+            locate=self.tracer.place,
         )
         self.senders: dict[str, PeerSender] = {}
         self._senders_lock = threading.Lock()

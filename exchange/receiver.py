@@ -35,6 +35,8 @@ from exchange.logs import ids_field
 from exchange.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
+from exchange.time_window import TimeWindow
+from exchange.trace_review import Locate, review_trace
 from ihx.v1 import exchange_pb2 as xpb
 from routing.canonical import canonicalize
 from routing.errors import RoutingError
@@ -60,6 +62,7 @@ class Receiver:
         bind_peers: bool = False,
         metrics: Metrics | None = None,
         on_heard: Callable[[str], None] | None = None,
+        locate: Locate | None = None,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -71,6 +74,7 @@ class Receiver:
         self._bind_peers = bind_peers
         self._metrics = metrics
         self._on_heard = on_heard
+        self._locate = locate
 
     def receive(
         self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
@@ -116,20 +120,40 @@ class Receiver:
                 )
         if self._on_heard is not None:
             self._on_heard(opened.sender)  # a verified envelope: the sender is up
+        window = TimeWindow.for_signer(
+            manifest.member(opened.sender).joined_at, opened.signed_at, self.limits.max_clock_skew
+        )
         if opened.header.kind == KIND_REPORT:
-            checked = [self._check_report(i, p, opened) for i, p in enumerate(opened.payloads)]
+            checked = [
+                self._check_report(i, p, opened, window, manifest)
+                for i, p in enumerate(opened.payloads)
+            ]
         else:
             checked = [
-                self._check_announcement(i, p, opened.sender) for i, p in enumerate(opened.payloads)
+                self._check_announcement(i, p, opened.sender, window)
+                for i, p in enumerate(opened.payloads)
             ]
         return self._writer.submit(lambda tx: self._store(tx, opened, checked, now))
 
-    def _check_report(self, index: int, payload: bytes, opened: Opened) -> Checked:
+    def _check_report(
+        self, index: int, payload: bytes, opened: Opened, window: TimeWindow, manifest: Manifest
+    ) -> Checked:
         try:
             msg = parse_report(payload)
             report = report_from_proto(msg)
             if report.origin_member != opened.sender:
                 return _reject(index, msg.id, "origin-mismatch", "origin is not the signer")
+            problem = window.problem(report.received_at, "received_at")
+            if problem is not None:
+                return _reject(index, msg.id, "report-time-range", problem)
+            if not 1 <= msg.decision.manifest_epoch <= opened.header.manifest_epoch:
+                return _reject(
+                    index,
+                    msg.id,
+                    "decision-epoch",
+                    f"decision under manifest epoch {msg.decision.manifest_epoch}, outside 1 to "
+                    f"the envelope's epoch {opened.header.manifest_epoch}",
+                )
             if report.decision_member != self._self:
                 return _reject(
                     index, msg.id, "not-responsible", f"decision names {report.decision_member}"
@@ -141,6 +165,9 @@ class Receiver:
                 return _reject(index, msg.id, "url-key-mismatch", "url_key is not sha256(url)")
             if report_id_for(report.origin_member, report.url_key, report.items) != report.id:
                 return _reject(index, msg.id, "report-id-mismatch", "id does not match contents")
+            geo = review_trace(
+                msg, window=window, locate=self._locate, manifest=manifest, self_member=self._self
+            )
         except (ExchangeError, RoutingError) as error:
             return _reject(index, "", error_code(error), error_message(error))
         return cases.Incoming(
@@ -151,16 +178,22 @@ class Receiver:
             sequence=opened.sequence,
             leaf_index=index,
             proof=opened.proofs[index],
+            geo=geo,
         )
 
-    def _check_announcement(self, index: int, payload: bytes, sender: str) -> Checked:
+    def _check_announcement(
+        self, index: int, payload: bytes, sender: str, window: TimeWindow
+    ) -> Checked:
         try:
             announced = announcement_from_bytes(payload)
         except ExchangeError as error:
             return _reject(index, "", error.code, error.message)
-        # A member announces only its own first sightings; it cannot attribute content to another.
+        # A member announces only its own sightings; it cannot attribute content to another.
         if announced.member != sender:
             return _reject(index, "", "origin-mismatch", "announcement names another member")
+        problem = window.problem(announced.first_seen, "first_seen")
+        if problem is not None:
+            return _reject(index, announced.report_id, "sighting-time-range", problem)
         return announced
 
     # -- in the writer ------------------------------------------------------------------------
@@ -191,6 +224,8 @@ class Receiver:
                 results[i] = PayloadResult(i, r.report_id, r.outcome, r.case_id)
             if self._on_cases is not None:
                 self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
+            stored_now = [c for _, c in reports if c.report.id in accepted.marks]
+            self._flag_disagreements(tx, stored_now, opened, now)
         announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
         if announced:
             cases.record_announcements(tx, [c for _, c in announced])
@@ -249,6 +284,39 @@ class Receiver:
             },
         )
         return receipt
+
+    def _flag_disagreements(
+        self,
+        tx: Tx,
+        stored_now: Sequence[cases.Incoming],
+        opened: Opened,
+        now: datetime,
+    ) -> None:
+        """A routing-log entry (and a count) per newly stored report whose hosting this node's
+        GeoIP places elsewhere than the sender's did: GeoIP drift a coordinator can see."""
+        flagged = 0
+        for inc in stored_now:
+            geo = inc.geo
+            if geo is None or geo.agrees:
+                continue
+            flagged += 1
+            tx.log(
+                tx.chain.append(
+                    now,
+                    "geo-disagreement",
+                    report_id=inc.report.id,
+                    member=opened.sender,
+                    country=geo.country,
+                    detail={
+                        "sender_country": inc.report.hosting_country,
+                        "own_country": geo.country,
+                        "reroute_to": geo.reroute_to,
+                    },
+                )
+            )
+        if flagged and self._metrics is not None:
+            counter = self._metrics.geo_disagreements.labels(opened.sender)
+            tx.after_commit.append(lambda: counter.inc(flagged))
 
 
 def _reject(index: int, report_id: str, code: str, message: str) -> PayloadResult:

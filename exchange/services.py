@@ -36,6 +36,10 @@ from ihx.v1 import report_pb2 as pb
 log = logging.getLogger(__name__)
 
 SOFTWARE_VERSION = "ihx/0.1.0"
+# Wire schema versions this node speaks. Unknown fields are refused (exchange/known_fields.py),
+# so a schema change ships as a new package (ihx.v2) beside the old one, used only with peers
+# that list it in NodeInfo.protocols.
+PROTOCOLS = ("ihx.v1",)
 
 
 def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
@@ -272,6 +276,7 @@ def node_info(member: str, epoch: int, key_ids: list[str], limits: Any) -> xpb.N
         key_ids=key_ids,
         max_batch_reports=limits.max_payloads,
         max_message_bytes=limits.max_envelope_bytes,
+        protocols=PROTOCOLS,
     )
 
 

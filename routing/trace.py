@@ -13,7 +13,7 @@ concentrated: most traces hit addresses seen before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -112,6 +112,11 @@ class Tracer:
             resolver_error=resolver_error,
             truncated=truncated,
         )
+
+    def place(self, addresses: Sequence[str]) -> str | None:
+        """The hosting country of addresses someone else resolved (a peer's trace), by this
+        tracer's own databases and the same majority rule."""
+        return _hosting_country(tuple(self._locate(a) for a in addresses))[0]
 
     def _locate(self, address: str) -> TracedAddress:
         found = self._cache.get(address)

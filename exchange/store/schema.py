@@ -93,6 +93,11 @@ class ReportRow(Base):
     envelope_sequence: Mapped[int | None] = mapped_column(BigInteger)
     leaf_index: Mapped[int | None] = mapped_column(Integer)
     proof: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Received reports: this node's own GeoIP placement of the sender's addresses, whether it
+    # agrees with the sender's hosting country, and the member it would route to instead.
+    geo_country: Mapped[str | None] = mapped_column(String(2))
+    geo_agrees: Mapped[bool | None] = mapped_column(Boolean)
+    reroute_to: Mapped[str | None] = mapped_column(MemberId)
 
 
 class ItemRow(Base):
@@ -152,12 +157,17 @@ class CaseReportRow(Base):
 
 
 class HashIndexRow(Base):
-    """The network hash index: the first sighting of each content hash anywhere."""
+    """The network hash index: each member's own sighting of each content hash.
+
+    One row per (hash, member): a member's announcement adds or updates only its own row, so
+    no member can overwrite another's sighting. "First seen in the network" is derived — the
+    earliest of the members' rows — never stored as one row anyone could replace.
+    """
 
     __tablename__ = "hash_index"
     algorithm: Mapped[str] = mapped_column(String(8), primary_key=True)
     hex: Mapped[str] = mapped_column(String(64), primary_key=True)
-    member: Mapped[str] = mapped_column(MemberId)
+    member: Mapped[str] = mapped_column(MemberId, primary_key=True)
     case_id: Mapped[str] = mapped_column(String(40))
     report_id: Mapped[str] = mapped_column(ReportId)
     classification: Mapped[str] = mapped_column(String(16))

@@ -331,3 +331,19 @@ def writer_held(writer: Writer, timeout: float = 10.0) -> Iterator[None]:
     finally:
         release.set()
         held.result(timeout)
+
+
+# -- raw protobuf, as an attacker writes it -------------------------------------------------------
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def length_delimited(number: int, data: bytes) -> bytes:
+    """Field ``number`` holding ``data`` (wire type 2): how an unknown field smuggles bytes."""
+    return varint((number << 3) | 2) + varint(len(data)) + data

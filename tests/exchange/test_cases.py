@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from exchange.codec import announcement_from_bytes
 from exchange.domain import (
     Classification,
     HashAlgorithm,
+    KnownContent,
     Outcome,
     Report,
     case_id_for,
@@ -212,9 +214,46 @@ def test_earliest_announcement_wins(engine: Engine, writer: Writer) -> None:
     record(T0, "nl-eokm")
     record(T0 - timedelta(hours=1), "us-ncmec")
     record(T0 + timedelta(hours=1), "ro-safernet")
-    (row,) = rows(engine, schema.hash_index)
-    assert row.member == "us-ncmec"
-    assert row.first_seen == T0 - timedelta(hours=1)
+    # Each member keeps its own sighting; the first in the network is derived from them.
+    assert {r.member for r in rows(engine, schema.hash_index)} == {
+        "nl-eokm",
+        "us-ncmec",
+        "ro-safernet",
+    }
+    with engine.connect() as conn:
+        first = cases.known_content(conn, [content_hash("a")])[content_hash("a")]
+    assert first.member == "us-ncmec"
+    assert first.first_seen == T0 - timedelta(hours=1)
+
+
+def test_a_member_updates_only_its_own_sighting(engine: Engine, writer: Writer) -> None:
+    def record(k: KnownContent) -> None:
+        writer.execute(lambda tx: cases.record_announcements(tx, [k]))
+
+    record(make_announcement("a", member="us-ncmec", first_seen=T0 - timedelta(days=2)))
+    # nl-eokm claims an earlier time and another classification: only its own row changes.
+    record(
+        make_announcement(
+            "a",
+            member="nl-eokm",
+            classification=Classification.NOT_ILLEGAL,
+            first_seen=T0 - timedelta(days=3),
+        )
+    )
+    by_member = {r.member: r for r in rows(engine, schema.hash_index)}
+    assert by_member["us-ncmec"].first_seen == T0 - timedelta(days=2)
+    assert by_member["us-ncmec"].classification == "baseline"
+    # A later re-announcement keeps the earlier time but takes the new classification.
+    record(make_announcement("a", member="nl-eokm", first_seen=T0))
+    by_member = {r.member: r for r in rows(engine, schema.hash_index)}
+    assert by_member["nl-eokm"].first_seen == T0 - timedelta(days=3)
+    assert by_member["nl-eokm"].classification == "baseline"
+    # Retracting removes the member's own sighting and nothing else.
+    record(replace(make_announcement("a", member="nl-eokm"), retracted=True))
+    assert {r.member for r in rows(engine, schema.hash_index)} == {"us-ncmec"}
+    with engine.connect() as conn:
+        first = cases.known_content(conn, [content_hash("a")])[content_hash("a")]
+    assert first.member == "us-ncmec"
 
 
 def test_known_content_lookup_respects_the_algorithm(writer: Writer, engine: Engine) -> None:

@@ -126,10 +126,11 @@ def announcements(draw: st.DrawFn) -> KnownContent:
     return KnownContent(
         hash=draw(hashes_of(algorithm)),
         member=draw(st.from_regex(r"[a-z][a-z0-9-]{1,20}", fullmatch=True)),
-        case_id=draw(st.text(min_size=1, max_size=40)),
+        case_id="c-" + draw(st.from_regex(r"[0-9a-f]{32}", fullmatch=True)),
         classification=draw(st.sampled_from(list(Classification))),
         first_seen=draw(times),
-        report_id=draw(st.text(max_size=40)),
+        report_id="r-" + draw(st.from_regex(r"[0-9a-f]{32}", fullmatch=True)),
+        retracted=draw(st.booleans()),
     )
 
 
@@ -161,6 +162,24 @@ def test_submission_round_trip(submission: Submission) -> None:
 @given(announcements())
 def test_announcement_round_trip(k: KnownContent) -> None:
     assert announcement_from_bytes(announcement_bytes(k)) == k
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("case_id", "c-late", "case-id"),
+        ("case_id", "c-" + "A" * 32, "case-id"),
+        ("case_id", "r-" + "0" * 32, "case-id"),
+        ("report_id", "", "report-id"),
+        ("report_id", "r-" + "0" * 31 + "\n", "report-id"),
+    ],
+)
+def test_announcement_ids_must_have_their_form(field: str, value: str, code: str) -> None:
+    msg = announcement_to_proto(make_announcement("a"))
+    setattr(msg, field, value)
+    with pytest.raises(InvalidReport) as refused:
+        announcement_from_bytes(msg.SerializeToString())
+    assert refused.value.code == code
 
 
 @given(payload_results)

@@ -26,33 +26,33 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ihx.v1 import report_pb2 as ihx_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ihx/v1/exchange.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13ihx/v1/report.proto\"\xe3\x01\n\x0e\x45nvelopeHeader\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12-\n\tsigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x13\n\x0bmerkle_root\x18\x06 \x01(\x0c\x12!\n\x04kind\x18\x07 \x01(\x0e\x32\x13.ihx.v1.PayloadKind\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x16\n\x0emanifest_epoch\x18\t \x01(\x04\"?\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x10\n\x08payloads\x18\x03 \x03(\x0c\"\xc9\x01\n\x10HashAnnouncement\x12!\n\x04hash\x18\x01 \x01(\x0b\x32\x13.ihx.v1.ContentHash\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\t\x12.\n\x0e\x63lassification\x18\x04 \x01(\x0e\x32\x16.ihx.v1.Classification\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treport_id\x18\x06 \x01(\t\"u\n\x0ePayloadOutcome\x12\r\n\x05index\x18\x01 \x01(\r\x12\x11\n\treport_id\x18\x02 \x01(\t\x12 \n\x07outcome\x18\x03 \x01(\x0e\x32\x0f.ihx.v1.Outcome\x12\x0f\n\x07\x63\x61se_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xca\x01\n\x0bReceiptBody\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61tch_sender\x18\x02 \x01(\t\x12\x16\n\x0e\x62\x61tch_sequence\x18\x03 \x01(\x04\x12\x12\n\nbatch_root\x18\x04 \x01(\x0c\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08outcomes\x18\x06 \x03(\x0b\x32\x16.ihx.v1.PayloadOutcome\x12\x0e\n\x06key_id\x18\x07 \x01(\t\"0\n\rSignedReceipt\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x11\n\x0fNodeInfoRequest\"\x93\x01\n\x08NodeInfo\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x16\n\x0emanifest_epoch\x18\x02 \x01(\x04\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12\x0f\n\x07key_ids\x18\x04 \x03(\t\x12\x19\n\x11max_batch_reports\x18\x05 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\r*h\n\x0bPayloadKind\x12\x1c\n\x18PAYLOAD_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PAYLOAD_KIND_REPORT\x10\x01\x12\"\n\x1ePAYLOAD_KIND_HASH_ANNOUNCEMENT\x10\x02*x\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_NEW_CASE\x10\x01\x12\x12\n\x0eOUTCOME_MERGED\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x12\x14\n\x10OUTCOME_ACCEPTED\x10\x04\x32\xaf\x01\n\x08\x45xchange\x12\x35\n\x06Stream\x12\x10.ihx.v1.Envelope\x1a\x15.ihx.v1.SignedReceipt(\x01\x30\x01\x12\x32\n\x07\x44\x65liver\x12\x10.ihx.v1.Envelope\x1a\x15.ihx.v1.SignedReceipt\x12\x38\n\x0bGetNodeInfo\x12\x17.ihx.v1.NodeInfoRequest\x1a\x10.ihx.v1.NodeInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ihx/v1/exchange.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13ihx/v1/report.proto\"\xe3\x01\n\x0e\x45nvelopeHeader\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12-\n\tsigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x13\n\x0bmerkle_root\x18\x06 \x01(\x0c\x12!\n\x04kind\x18\x07 \x01(\x0e\x32\x13.ihx.v1.PayloadKind\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x16\n\x0emanifest_epoch\x18\t \x01(\x04\"?\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x10\n\x08payloads\x18\x03 \x03(\x0c\"\xdc\x01\n\x10HashAnnouncement\x12!\n\x04hash\x18\x01 \x01(\x0b\x32\x13.ihx.v1.ContentHash\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x0e\n\x06member\x18\x03 \x01(\t\x12.\n\x0e\x63lassification\x18\x04 \x01(\x0e\x32\x16.ihx.v1.Classification\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treport_id\x18\x06 \x01(\t\x12\x11\n\tretracted\x18\x07 \x01(\x08\"u\n\x0ePayloadOutcome\x12\r\n\x05index\x18\x01 \x01(\r\x12\x11\n\treport_id\x18\x02 \x01(\t\x12 \n\x07outcome\x18\x03 \x01(\x0e\x32\x0f.ihx.v1.Outcome\x12\x0f\n\x07\x63\x61se_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xca\x01\n\x0bReceiptBody\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61tch_sender\x18\x02 \x01(\t\x12\x16\n\x0e\x62\x61tch_sequence\x18\x03 \x01(\x04\x12\x12\n\nbatch_root\x18\x04 \x01(\x0c\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08outcomes\x18\x06 \x03(\x0b\x32\x16.ihx.v1.PayloadOutcome\x12\x0e\n\x06key_id\x18\x07 \x01(\t\"0\n\rSignedReceipt\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x11\n\x0fNodeInfoRequest\"\xa6\x01\n\x08NodeInfo\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x16\n\x0emanifest_epoch\x18\x02 \x01(\x04\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12\x0f\n\x07key_ids\x18\x04 \x03(\t\x12\x19\n\x11max_batch_reports\x18\x05 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x06 \x01(\r\x12\x11\n\tprotocols\x18\x07 \x03(\t*h\n\x0bPayloadKind\x12\x1c\n\x18PAYLOAD_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PAYLOAD_KIND_REPORT\x10\x01\x12\"\n\x1ePAYLOAD_KIND_HASH_ANNOUNCEMENT\x10\x02*x\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_NEW_CASE\x10\x01\x12\x12\n\x0eOUTCOME_MERGED\x10\x02\x12\x14\n\x10OUTCOME_REJECTED\x10\x03\x12\x14\n\x10OUTCOME_ACCEPTED\x10\x04\x32\xaf\x01\n\x08\x45xchange\x12\x35\n\x06Stream\x12\x10.ihx.v1.Envelope\x1a\x15.ihx.v1.SignedReceipt(\x01\x30\x01\x12\x32\n\x07\x44\x65liver\x12\x10.ihx.v1.Envelope\x1a\x15.ihx.v1.SignedReceipt\x12\x38\n\x0bGetNodeInfo\x12\x17.ihx.v1.NodeInfoRequest\x1a\x10.ihx.v1.NodeInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ihx.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYLOADKIND']._serialized_start=1129
-  _globals['_PAYLOADKIND']._serialized_end=1233
-  _globals['_OUTCOME']._serialized_start=1235
-  _globals['_OUTCOME']._serialized_end=1355
+  _globals['_PAYLOADKIND']._serialized_start=1167
+  _globals['_PAYLOADKIND']._serialized_end=1271
+  _globals['_OUTCOME']._serialized_start=1273
+  _globals['_OUTCOME']._serialized_end=1393
   _globals['_ENVELOPEHEADER']._serialized_start=88
   _globals['_ENVELOPEHEADER']._serialized_end=315
   _globals['_ENVELOPE']._serialized_start=317
   _globals['_ENVELOPE']._serialized_end=380
   _globals['_HASHANNOUNCEMENT']._serialized_start=383
-  _globals['_HASHANNOUNCEMENT']._serialized_end=584
-  _globals['_PAYLOADOUTCOME']._serialized_start=586
-  _globals['_PAYLOADOUTCOME']._serialized_end=703
-  _globals['_RECEIPTBODY']._serialized_start=706
-  _globals['_RECEIPTBODY']._serialized_end=908
-  _globals['_SIGNEDRECEIPT']._serialized_start=910
-  _globals['_SIGNEDRECEIPT']._serialized_end=958
-  _globals['_NODEINFOREQUEST']._serialized_start=960
-  _globals['_NODEINFOREQUEST']._serialized_end=977
-  _globals['_NODEINFO']._serialized_start=980
-  _globals['_NODEINFO']._serialized_end=1127
-  _globals['_EXCHANGE']._serialized_start=1358
-  _globals['_EXCHANGE']._serialized_end=1533
+  _globals['_HASHANNOUNCEMENT']._serialized_end=603
+  _globals['_PAYLOADOUTCOME']._serialized_start=605
+  _globals['_PAYLOADOUTCOME']._serialized_end=722
+  _globals['_RECEIPTBODY']._serialized_start=725
+  _globals['_RECEIPTBODY']._serialized_end=927
+  _globals['_SIGNEDRECEIPT']._serialized_start=929
+  _globals['_SIGNEDRECEIPT']._serialized_end=977
+  _globals['_NODEINFOREQUEST']._serialized_start=979
+  _globals['_NODEINFOREQUEST']._serialized_end=996
+  _globals['_NODEINFO']._serialized_start=999
+  _globals['_NODEINFO']._serialized_end=1165
+  _globals['_EXCHANGE']._serialized_start=1396
+  _globals['_EXCHANGE']._serialized_end=1571
 # @@protoc_insertion_point(module_scope)

@@ -146,7 +146,11 @@ Global___Envelope: _TypeAlias = Envelope  # noqa: Y015
 
 @_typing.final
 class HashAnnouncement(_message.Message):
-    """The hash of one new item, announced to all members so each keeps a network hash index."""
+    """One member's own sighting of a hash, announced to all members so each keeps a network hash
+    index. A member speaks only for itself: `member` must be the envelope's signer, and the
+    sighting adds or updates (or, with `retracted`, removes) that member's own entry — never
+    another's. "First seen in the network" is derived from all members' sightings.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -156,15 +160,20 @@ class HashAnnouncement(_message.Message):
     CLASSIFICATION_FIELD_NUMBER: _builtins.int
     FIRST_SEEN_FIELD_NUMBER: _builtins.int
     REPORT_ID_FIELD_NUMBER: _builtins.int
+    RETRACTED_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     member: _builtins.str
-    """the member holding the case"""
+    """the announcing member, holding the case"""
     classification: _report_pb2.Classification.ValueType
     report_id: _builtins.str
+    retracted: _builtins.bool
+    """the member withdraws its own sighting of this hash"""
     @_builtins.property
     def hash(self) -> _report_pb2.ContentHash: ...
     @_builtins.property
-    def first_seen(self) -> _timestamp_pb2.Timestamp: ...
+    def first_seen(self) -> _timestamp_pb2.Timestamp:
+        """within [member's first key, envelope time + skew]"""
+
     def __init__(
         self,
         *,
@@ -174,10 +183,11 @@ class HashAnnouncement(_message.Message):
         classification: _report_pb2.Classification.ValueType = ...,
         first_seen: _timestamp_pb2.Timestamp | None = ...,
         report_id: _builtins.str = ...,
+        retracted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen", b"first_seen", "hash", b"hash"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "classification", b"classification", "first_seen", b"first_seen", "hash", b"hash", "member", b"member", "report_id", b"report_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "classification", b"classification", "first_seen", b"first_seen", "hash", b"hash", "member", b"member", "report_id", b"report_id", "retracted", b"retracted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -307,6 +317,7 @@ class NodeInfo(_message.Message):
     KEY_IDS_FIELD_NUMBER: _builtins.int
     MAX_BATCH_REPORTS_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    PROTOCOLS_FIELD_NUMBER: _builtins.int
     member: _builtins.str
     manifest_epoch: _builtins.int
     software_version: _builtins.str
@@ -314,6 +325,12 @@ class NodeInfo(_message.Message):
     max_message_bytes: _builtins.int
     @_builtins.property
     def key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def protocols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Wire schema versions this node speaks (package names, e.g. "ihx.v1"). Unknown fields are
+        refused, so a schema change is a new version, used only with peers that list it here.
+        """
+
     def __init__(
         self,
         *,
@@ -323,10 +340,11 @@ class NodeInfo(_message.Message):
         key_ids: _abc.Iterable[_builtins.str] | None = ...,
         max_batch_reports: _builtins.int = ...,
         max_message_bytes: _builtins.int = ...,
+        protocols: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ids", b"key_ids", "manifest_epoch", b"manifest_epoch", "max_batch_reports", b"max_batch_reports", "max_message_bytes", b"max_message_bytes", "member", b"member", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_ids", b"key_ids", "manifest_epoch", b"manifest_epoch", "max_batch_reports", b"max_batch_reports", "max_message_bytes", b"max_message_bytes", "member", b"member", "protocols", b"protocols", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
