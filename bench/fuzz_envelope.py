@@ -16,6 +16,7 @@ a plain random-mutation loop seeded with the same corpus; the JSON says which en
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 _HERE = Path(__file__).resolve().parent
@@ -218,8 +220,18 @@ def seeds(world: World) -> list[bytes]:
 
 def worker(seconds: float, corpus: Path, artifacts: Path) -> int:
     world = World()
-    target = make_target(world)
-    for i, s in enumerate(seeds(world)):
+    return run_engine(make_target(world), seeds(world), seconds, corpus, artifacts)
+
+
+def run_engine(
+    target: Callable[[bytes], None],
+    corpus_seeds: list[bytes],
+    seconds: float,
+    corpus: Path,
+    artifacts: Path,
+) -> int:
+    """Fuzz ``target`` from ``corpus_seeds`` for ``seconds``: atheris, else the fallback loop."""
+    for i, s in enumerate(corpus_seeds):
         (corpus / f"seed-{i}").write_bytes(s)
     if HAVE_ATHERIS:
         argv = [
@@ -234,7 +246,7 @@ def worker(seconds: float, corpus: Path, artifacts: Path) -> int:
         atheris.Setup(argv, target)
         atheris.Fuzz()
         return 0
-    return _fallback(target, seeds(world), seconds, artifacts)
+    return _fallback(target, corpus_seeds, seconds, artifacts)
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
@@ -276,20 +288,28 @@ def _fallback(
     return 1 if crashes else 0
 
 
-def main() -> int:
-    import argparse
-
+def arguments() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="finish within 60 s")
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, default=None, help=argparse.SUPPRESS)
     args, _ = p.parse_known_args()
-    seconds = args.seconds if args.seconds is not None else (30.0 if args.quick else 600.0)
-    if args.worker:
-        assert args.dir is not None
-        return worker(seconds, args.dir / "corpus", args.dir / "artifacts")
+    if args.seconds is None:
+        args.seconds = 30.0 if args.quick else 600.0
+    return args
 
+
+def supervise(
+    script: Path,
+    bench: str,
+    seconds: float,
+    extra: Callable[[Path], dict[str, Any]] | None = None,
+) -> int:
+    """Run ``script --worker`` for ``seconds`` in a child; print the figures and the JSON line.
+
+    ``extra(work_dir)`` adds fields to the JSON (read from files the worker left there).
+    """
     with tempfile.TemporaryDirectory(prefix="ihx-fuzz-") as tmp:
         work = Path(tmp)
         (work / "corpus").mkdir()
@@ -299,7 +319,7 @@ def main() -> int:
         proc = subprocess.run(
             [
                 sys.executable,
-                str(Path(__file__).resolve()),
+                str(script),
                 "--worker",
                 "--seconds",
                 str(seconds),
@@ -324,21 +344,31 @@ def main() -> int:
             crashes = 1  # the worker died without writing an artifact
         if crashes:
             print("\n".join(log.splitlines()[-40:]), file=sys.stderr)
+        result: dict[str, Any] = {
+            "bench": bench,
+            "engine": "atheris" if HAVE_ATHERIS else "random-mutation",
+            "seconds": round(elapsed, 1),
+            "executions": executions,
+            "executions_per_s": round(executions / elapsed) if elapsed else 0,
+            "crashes": crashes,
+            "crash_files": crash_files,
+        }
+        if extra is not None:
+            result.update(extra(work))
         print(
-            json.dumps(
-                {
-                    "bench": "fuzz_envelope",
-                    "engine": "atheris" if HAVE_ATHERIS else "random-mutation",
-                    "seconds": round(elapsed, 1),
-                    "executions": executions,
-                    "executions_per_s": round(executions / elapsed) if elapsed else 0,
-                    "crashes": crashes,
-                    "crash_files": crash_files,
-                },
-                sort_keys=True,
-            )
+            f"{bench}: {executions} executions in {elapsed:.0f} s "
+            f"({result['executions_per_s']}/s), {crashes} crashes"
         )
+        print(json.dumps(result, sort_keys=True))
     return 0 if crashes == 0 else 1
+
+
+def main() -> int:
+    args = arguments()
+    if args.worker:
+        assert args.dir is not None
+        return worker(args.seconds, args.dir / "corpus", args.dir / "artifacts")
+    return supervise(Path(__file__).resolve(), "fuzz_envelope", args.seconds)
 
 
 if __name__ == "__main__":

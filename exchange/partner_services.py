@@ -17,7 +17,7 @@ from exchange.access import current_principal
 from exchange.checkpoints import Checkpoint
 from exchange.codec import from_timestamp, timestamp
 from exchange.errors import InvalidReport, NotFound
-from exchange.log_query import LogFilter, list_entries
+from exchange.log_query import LogFilter, index_in_range, list_entries
 from exchange.partners import CaseView, Partners
 from exchange.routing_log import LogEntry
 from exchange.services import abort
@@ -152,22 +152,23 @@ class RoutingLogServicer(lgrpc.RoutingLogServicer):
     def ListRoutingLog(
         self, request: lpb.ListRoutingLogRequest, context: grpc.ServicerContext
     ) -> lpb.ListRoutingLogResponse:
-        f = LogFilter(
-            since=from_timestamp(request.since) if request.HasField("since") else None,
-            until=from_timestamp(request.until) if request.HasField("until") else None,
-            country=request.country or None,
-            member=request.member or None,
-            kind=request.kind or None,
-            report_id=request.report_id or None,
-            after_index=request.after_index - 1 if request.after_index else -1,
-            page_size=request.page_size,
-        )
         try:
+            # On the wire, after_index is "start after entry N-1" so that 0 means the beginning.
+            after = index_in_range("after_index", request.after_index)
+            f = LogFilter(
+                since=from_timestamp(request.since) if request.HasField("since") else None,
+                until=from_timestamp(request.until) if request.HasField("until") else None,
+                country=request.country or None,
+                member=request.member or None,
+                kind=request.kind or None,
+                report_id=request.report_id or None,
+                after_index=after - 1 if after else -1,
+                page_size=request.page_size,
+            )
             with self._engine.connect() as conn:
                 entries, next_after = list_entries(conn, f)
         except Exception as error:
             abort(context, error)
-        # On the wire, after_index is "start after entry N-1" so that 0 means the beginning.
         return lpb.ListRoutingLogResponse(
             entries=[entry_to_proto(e) for e in entries],
             next_after_index=(next_after + 1) if next_after is not None else 0,
@@ -178,8 +179,9 @@ class RoutingLogServicer(lgrpc.RoutingLogServicer):
     ) -> lpb.Checkpoint:
         t = schema.checkpoints
         try:
+            size = index_in_range("size", request.size)
             q = select(t)
-            q = q.where(t.c.size == request.size) if request.size else q.order_by(t.c.size.desc())
+            q = q.where(t.c.size == size) if size else q.order_by(t.c.size.desc())
             with self._engine.connect() as conn:
                 row = conn.execute(q.limit(1)).first()
             if row is None:

@@ -4,6 +4,8 @@
 inhope; orphan rule JP → us-ncmec — provisioned in a fresh directory with fast tuning, every
 node started in this process. ``make_cluster`` provisions one with other members or tuning and
 starts only what the test asks for. ``node_processes`` starts nodes as child processes.
+``hostile_target`` (module scope): the partner federation with only nl-eokm running, and a
+hostile de-eco and clients aimed at it (``tests/integration/hostile.py``).
 
 Teardown stops every node and kills every child process, whether the test passed or not.
 """
@@ -16,9 +18,12 @@ from pathlib import Path
 import pytest
 
 from exchange.provision import MemberPlan
+from tests.integration.hostile import Target
 from tests.integration.node_process import NodeProcess
+from tests.integration.partner_cluster import new_partner_cluster, stop_senders
 from tests.integration.support import (
     FAST_TUNING,
+    NL,
     PLANS,
     Cluster,
     provision,
@@ -77,3 +82,19 @@ def node_processes(tmp_path: Path) -> Iterator[StartProcess]:
     yield start
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def hostile_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """nl-eokm alone on loopback, and the hostile tools aimed at it; one per test module."""
+    cluster = new_partner_cluster(tmp_path_factory.mktemp("hostile"), start=False)
+    try:
+        cluster.start(NL)
+        target = Target(cluster)
+        try:
+            yield target
+        finally:
+            target.close()
+    finally:
+        stop_senders(cluster)
+        cluster.close()
