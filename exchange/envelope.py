@@ -25,7 +25,7 @@ from auth import merkle
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
-from exchange.domain import PayloadResult
+from exchange.domain import PayloadResult, is_case_id, is_report_id
 from exchange.errors import (
     EpochAhead,
     InvalidEnvelope,
@@ -248,6 +248,25 @@ class Receipt:
     signature: bytes
 
 
+MAX_REASON_CHARS = 300
+
+
+def _outcome_problem(position: int, r: PayloadResult) -> str | None:
+    """Why one outcome of a receipt is not one an ihx receiver could have signed, or None.
+
+    Its strings are stored with the delivery and shown to analysts: only the forms ihx makes.
+    """
+    if r.index != position:
+        return f"index {r.index} at position {position}"
+    if r.report_id and not is_report_id(r.report_id):
+        return "report_id is not a report id"
+    if r.case_id and not is_case_id(r.case_id):
+        return "case_id is not a case id"
+    if len(r.reason) > MAX_REASON_CHARS or not r.reason.isprintable():
+        return f"reason is not printable text of at most {MAX_REASON_CHARS} characters"
+    return None
+
+
 def open_receipt(
     receipt: xpb.SignedReceipt,
     *,
@@ -312,12 +331,17 @@ def open_receipt(
     manifest.verify_member_signature(
         issuer, body.key_id, received_at, receipt.body, receipt.signature
     )
+    results = tuple(outcome_from_proto(o) for o in body.outcomes)
+    for i, result in enumerate(results):
+        problem = _outcome_problem(i, result)
+        if problem is not None:
+            raise InvalidEnvelope(f"receipt outcome {i}: {problem}", code="receipt-outcome")
     return Receipt(
         issuer=issuer,
         sequence=sequence,
         root=root,
         received_at=received_at,
-        results=tuple(outcome_from_proto(o) for o in body.outcomes),
+        results=results,
         body=receipt.body,
         signature=receipt.signature,
     )

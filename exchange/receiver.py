@@ -27,7 +27,7 @@ from auth.manifest import Manifest
 from auth.tls import peer_matches
 from exchange import cases
 from exchange.codec import announcement_from_bytes, parse_report, report_from_proto
-from exchange.domain import KnownContent, Outcome, PayloadResult, report_id_for
+from exchange.domain import KnownContent, Outcome, PayloadResult, is_report_id, report_id_for
 from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.intake import CasesHook
@@ -320,4 +320,7 @@ class Receiver:
 
 
 def _reject(index: int, report_id: str, code: str, message: str) -> PayloadResult:
-    return PayloadResult(index, report_id[:40], Outcome.REJECTED, reason=f"{code}: {message}"[:300])
+    # Echo the id only in its own form: the receipt is signed by us and read by the sender.
+    echoed = report_id if is_report_id(report_id) else ""
+    reason = "".join(c if c.isprintable() else "?" for c in f"{code}: {message}"[:300])
+    return PayloadResult(index, echoed, Outcome.REJECTED, reason=reason)

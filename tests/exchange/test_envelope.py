@@ -506,3 +506,42 @@ def test_receipt_time_missing_or_out_of_range(
     with pytest.raises(InvalidEnvelope) as info:
         _open_receipt(receipt, manifest, opened)
     assert info.value.code == "receipt-time"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("case_id", "c-'; DROP TABLE deliveries; --"),
+        ("report_id", "x" * 40),
+        ("reason", "r" * 301),
+        ("reason", "line\nbreak"),
+        ("index", 7),
+    ],
+)
+def test_a_receipt_outcome_of_a_form_ihx_never_signs_is_refused(
+    manifest: Manifest, field: str, value: object
+) -> None:
+    sealed = seal_batch([b"payload"])
+    body = xpb.ReceiptBody(
+        issuer="de-eco",
+        batch_sender="nl-eokm",
+        batch_sequence=1,
+        batch_root=sealed.root,
+        key_id=signing_key("de-eco").key_id,
+    )
+    body.received_at.CopyFrom(timestamp(T0))
+    outcome = body.outcomes.add(index=0, outcome=xpb.OUTCOME_NEW_CASE, case_id="c-" + "0" * 32)
+    setattr(outcome, field, value)
+    raw = body.SerializeToString(deterministic=True)
+    receipt = xpb.SignedReceipt(body=raw, signature=signing_key("de-eco").sign(raw))
+    with pytest.raises(InvalidEnvelope) as refused:
+        open_receipt(
+            receipt,
+            manifest=manifest,
+            issuer="de-eco",
+            sender="nl-eokm",
+            sequence=1,
+            root=sealed.root,
+            count=1,
+        )
+    assert refused.value.code == "receipt-outcome"
