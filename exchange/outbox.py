@@ -86,6 +86,9 @@ class SenderSettings:
     window: int = 4
     receipt_timeout: float = 30.0
     stream_lifetime: float = 600.0
+    # Close a stream with nothing in flight after this long, before the peer's server would end
+    # it as idle (exchange/admission.py): a cut from the server would count as a failure.
+    stream_idle: float = 60.0
     idle_poll: float = 1.0
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
@@ -270,7 +273,7 @@ class PeerSender:
             while (item := outgoing.get()) is not None:
                 yield item
 
-        started = time.monotonic()
+        started = idle_since = time.monotonic()
         call = stub.Stream(requests(), timeout=self._settings.stream_lifetime + 60)
         self._call = call
         inflight: collections.deque[_Batch] = collections.deque()
@@ -292,14 +295,19 @@ class PeerSender:
                         announced_upto = batch.last_announcement
                     outgoing.put(batch.envelope)
                     inflight.append(batch)
+                    idle_since = time.monotonic()
                 if not inflight:
-                    if time.monotonic() - started > self._settings.stream_lifetime:
+                    now = time.monotonic()
+                    if now - started > self._settings.stream_lifetime:
                         return  # reopen: every RPC has a deadline
+                    if now - idle_since > self._settings.stream_idle:
+                        return  # reopened when there is work
                     self._wake.wait(self._settings.idle_poll)
                     self._wake.clear()
                     continue
                 receipt = self._await_receipt(call)
                 self._apply(inflight.popleft(), receipt)
+                idle_since = time.monotonic()
                 self._backoff.reset()
                 self._unreachable = False
         finally:

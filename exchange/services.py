@@ -23,8 +23,9 @@ from typing import Any, NoReturn
 
 import grpc
 
+from exchange.admission import current_ticket
 from exchange.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
-from exchange.errors import MalformedRequest, error_code, error_message, status_for
+from exchange.errors import MalformedRequest, Overloaded, error_code, error_message, status_for
 from exchange.intake import Intake, IntakeResult
 from exchange.receiver import Receiver
 from ihx.v1 import exchange_pb2 as xpb
@@ -122,21 +123,32 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
     ) -> Iterator[xpb.SignedReceipt]:
         # Envelope n+1 is verified on a reader thread while the writer stores envelope n; the
         # receipts (or the refusal that ends the stream) keep the order of the envelopes.
-        # Bounded: a peer that sends without reading receipts is held back by flow control.
+        # Bounded: a peer that sends without reading receipts is held back by flow control; the
+        # queue is the in-flight window (16 envelopes verified ahead of their receipts).
+        # With admission (exchange/admission.py) the stream starts on probation, is promoted by
+        # its first verified envelope, and is ended when evicted, idle or past its first-envelope
+        # deadline: seen here within one poll, or cancelled by the reaper if blocked elsewhere.
         pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(16)
         if self._closing:
             context.abort(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
 
         peer = peer_certificate(context)
+        ticket = current_ticket()
 
-        _read_requests(
-            "ihx-exchange-reader",
-            request_iterator,
-            lambda envelope: self._receiver.receive_async(envelope, peer),
-            pending,
-            context,
-        )
+        def take(envelope: xpb.Envelope) -> Future[xpb.SignedReceipt]:
+            receipt = self._receiver.receive_async(envelope, peer)  # raises unless it verifies
+            if ticket is not None:
+                # Verified: the stream leaves probation and counts against its member from now.
+                ticket.promote(xpb.EnvelopeHeader.FromString(envelope.header).sender)
+                ticket.touch()
+            return receipt
+
+        _read_requests("ihx-exchange-reader", request_iterator, take, pending, context)
         while True:
+            if ticket is not None and ticket.ended:
+                if ticket.graceful:
+                    return  # idle: nothing is in flight, the peer reopens when it has work
+                abort(context, Overloaded(f"stream ended: {ticket.end_reason}"))
             try:
                 entry = pending.get(timeout=0.25)
             except queue.Empty:
@@ -149,6 +161,8 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
                 receipt = entry.result() if isinstance(entry, Future) else _raise(entry)
             except Exception as error:
                 abort(context, error)
+            if ticket is not None:
+                ticket.touch()
             yield receipt
 
     def Deliver(self, request: xpb.Envelope, context: grpc.ServicerContext) -> xpb.SignedReceipt:
