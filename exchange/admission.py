@@ -182,6 +182,9 @@ class StreamTicket(Slot):
         self.graceful = False
         self.cancel: Callable[[], None] | None = None
         self.cancelled = False
+        # Set by the servicer: wakes its loop at once when the stream is ended, so the worker
+        # is freed now rather than at the loop's next poll.
+        self.on_end: Callable[[], None] | None = None
 
     def start(self, peer: str, cancel: Callable[[], None]) -> None:
         self._admission._start_stream(self, peer, cancel)
@@ -349,6 +352,8 @@ class Admission:
                 self.ended[reason] += 1
                 if self._metrics is not None:
                     self._metrics.streams_ended.labels(reason).inc()
+            if ticket.on_end is not None:
+                ticket.on_end()  # must not block: it runs under the admission lock
 
     def _release(self, slot: Slot) -> None:
         with self._lock:

@@ -148,6 +148,7 @@ class PeerSender:
         self._unreachable = False
         self._stopping = threading.Event()
         self._call: Any = None
+        self.idle = True  # no stream open to the peer (tests and ``ihx status`` read it)
         self._thread = threading.Thread(target=self._run, name=f"ihx-send-{peer}", daemon=True)
         self.delivered = 0
         self.attempts = 0
@@ -276,6 +277,7 @@ class PeerSender:
         started = idle_since = time.monotonic()
         call = stub.Stream(requests(), timeout=self._settings.stream_lifetime + 60)
         self._call = call
+        self.idle = False
         inflight: collections.deque[_Batch] = collections.deque()
         resend = collections.deque(self._unreceipted())
         announced_upto = self._announcement_high_water()
@@ -314,6 +316,7 @@ class PeerSender:
             outgoing.put(None)
             call.cancel()  # type: ignore[no-untyped-call]
             self._call = None
+            self.idle = True
 
     def _await_receipt(self, call: Any) -> xpb.SignedReceipt:
         timer = threading.Timer(self._settings.receipt_timeout, call.cancel)

@@ -14,6 +14,7 @@ away) just ends the stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -99,6 +100,15 @@ def _read_requests(
     threading.Thread(target=read, name=name, daemon=True).start()
 
 
+_ENDED = object()
+
+
+def _nudge(pending: queue.Queue[Any]) -> None:
+    """Wake a stream's answering loop; a full queue means it is awake anyway."""
+    with contextlib.suppress(queue.Full):
+        pending.put_nowait(_ENDED)
+
+
 def abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     if status_for(error) is grpc.StatusCode.INTERNAL:
         log.exception("internal error", exc_info=error)
@@ -128,12 +138,16 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
         # With admission (exchange/admission.py) the stream starts on probation, is promoted by
         # its first verified envelope, and is ended when evicted, idle or past its first-envelope
         # deadline: seen here within one poll, or cancelled by the reaper if blocked elsewhere.
-        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(16)
+        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | object | None] = queue.Queue(
+            16
+        )
         if self._closing:
             context.abort(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
 
         peer = peer_certificate(context)
         ticket = current_ticket()
+        if ticket is not None:
+            ticket.on_end = lambda: _nudge(pending)
 
         def take(envelope: xpb.Envelope) -> Future[xpb.SignedReceipt]:
             receipt = self._receiver.receive_async(envelope, peer)  # raises unless it verifies
@@ -157,6 +171,8 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
                 continue
             if entry is None:
                 return
+            if not isinstance(entry, Future | Exception):
+                continue  # _ENDED: the admission ended the stream, seen at the top of the loop
             try:
                 receipt = entry.result() if isinstance(entry, Future) else _raise(entry)
             except Exception as error:
