@@ -109,13 +109,15 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
             log.info("access refused for %s: %s", method, error.code)
             return _refusal(handler, status, f"{error.code}: {error}")
-        if self._admission is not None:
+        admission = self._admission
+        if admission is not None:
+            subject, kind = principal.subject, classify(method)
             try:
-                slot = self._admission.hold_subject(principal.subject, classify(method))
+                admission.check_subject(subject, kind)
             except Overloaded as error:
-                log.info("refused %s for %s: %s", method, principal.subject, error)
+                log.info("refused %s for %s: %s", method, subject, error)
                 return refusal(handler, error)
-            handler = held(handler, slot)
+            handler = held(handler, lambda _peer, _cancel: admission.acquire_subject(subject, kind))
         return _with_principal(handler, principal)
 
 

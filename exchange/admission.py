@@ -30,10 +30,14 @@ Design:
 * Token-authenticated calls also count against their verified subject (``calls_per_subject``);
   exchange/access.py takes that slot after verifying the token.
 
-A slot is taken on the polling thread and released when the call's behaviour ends. gRPC may
-never run a behaviour (the client left before its request arrived), so a slot whose call has not
-started within ``START_GRACE`` is reclaimed by ``sweep``. ``sweep`` runs on a reaper thread every
-``REAP_INTERVAL``; the clock is injectable and ``sweep`` is callable directly.
+A call is checked twice. On the polling thread (``check``), a class already full is refused
+before anything is queued. The slot itself is taken (``acquire``) when the call's worker starts
+and released when its behaviour ends, both on that worker: gRPC never runs the behaviour of a
+call whose client left before its request arrived (a "rapid reset"), so a slot taken any
+earlier could never be given back. Between the two, a burst may queue a few calls more than the
+budget for a moment; each is refused as it starts, so what is *held* never exceeds a budget.
+``sweep`` runs on a reaper thread every ``REAP_INTERVAL``; the clock is injectable and ``sweep``
+is callable directly.
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ log = logging.getLogger(__name__)
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
-START_GRACE = 10.0  # seconds an admitted call may wait for its worker before its slot is reclaimed
 END_GRACE = 1.0  # seconds an ended stream gets to let go before it is cancelled
 REAP_INTERVAL = 0.25
 # Workers beyond the budgets: the refusals themselves run on a worker, briefly.
@@ -150,12 +153,7 @@ class Slot:
         self.kind = kind
         self.subject = subject
         self.admitted_at = admission.now()
-        self.started = False
         self.released = False
-
-    def start(self, peer: str, cancel: Callable[[], None]) -> None:
-        """The call has its worker (raises ``Overloaded`` if it must not run after all)."""
-        self._admission._started(self)
 
     def release(self) -> None:
         self._admission._release(self)
@@ -185,9 +183,6 @@ class StreamTicket(Slot):
         # Set by the servicer: wakes its loop at once when the stream is ended, so the worker
         # is freed now rather than at the loop's next poll.
         self.on_end: Callable[[], None] | None = None
-
-    def start(self, peer: str, cancel: Callable[[], None]) -> None:
-        self._admission._start_stream(self, peer, cancel)
 
     def promote(self, member: str) -> None:
         """Its first envelope verified as ``member``'s: leave probation (or raise Overloaded)."""
@@ -229,7 +224,6 @@ class Admission:
         self._held: Counter[CallClass] = Counter()
         self._subjects: Counter[str] = Counter()
         self._connections: Counter[str] = Counter()
-        self._unstarted: dict[int, Slot] = {}
         self._probation: OrderedDict[int, StreamTicket] = OrderedDict()
         self._verified: dict[str, OrderedDict[int, StreamTicket]] = {}
         self._verified_count = 0
@@ -243,68 +237,75 @@ class Admission:
 
     # -- admitting ----------------------------------------------------------------------------
 
-    def admit(self, method: str) -> Slot:
-        """A slot for a call of ``method``, or ``Overloaded`` (nothing held)."""
+    def check(self, method: str) -> None:
+        """Refuse (``Overloaded``) a call whose class is full now; nothing is held."""
         kind = classify(method)
         with self._lock:
             if kind is CallClass.STREAM:
-                slot: Slot = self._admit_stream()
+                full = len(self._ending) >= self.budgets.probation_streams
             else:
-                limit = self.budgets.limit(kind)
-                if self._held[kind] >= limit:
+                full = self._held[kind] >= self.budgets.limit(kind)
+            if full:
+                self._refuse(kind.value, "ending" if kind is CallClass.STREAM else "budget")
+        if full:
+            raise self._overloaded(kind)
+
+    def acquire(self, method: str, peer: str, cancel: Callable[[], None]) -> Slot:
+        """The call's worker started: its slot, or ``Overloaded`` (nothing held)."""
+        kind = classify(method)
+        with self._lock:
+            if kind is CallClass.STREAM:
+                slot: Slot = self._admit_stream(peer, cancel)
+            else:
+                if self._held[kind] >= self.budgets.limit(kind):
                     self._refuse(kind.value, "budget")
-                    raise Overloaded(
-                        f"the node serves at most {limit} concurrent {kind.value} calls"
-                    )
+                    raise self._overloaded(kind)
                 self._held[kind] += 1
                 slot = Slot(self, kind, None)
-            self._unstarted[id(slot)] = slot
             self.admitted[kind.value] += 1
             return slot
 
-    def hold_subject(self, subject: str, kind: CallClass) -> Slot:
-        """A slot for one more concurrent call of a verified token ``subject``."""
+    def _overloaded(self, kind: CallClass) -> Overloaded:
+        if kind is CallClass.STREAM:
+            return Overloaded("too many exchange streams are still ending; retry shortly")
+        return Overloaded(
+            f"the node serves at most {self.budgets.limit(kind)} concurrent {kind.value} calls"
+        )
+
+    def check_subject(self, subject: str, kind: CallClass) -> None:
+        """Refuse a call of a verified token ``subject`` that holds its share already."""
+        with self._lock:
+            if self._subjects[subject] < self.budgets.calls_per_subject:
+                return
+            self._refuse(kind.value, "subject")
+        raise Overloaded(f"{subject!r} already holds {self.budgets.calls_per_subject} calls")
+
+    def acquire_subject(self, subject: str, kind: CallClass) -> Slot:
+        """One more concurrent call of ``subject``, taken when its worker starts."""
         with self._lock:
             limit = self.budgets.calls_per_subject
             if self._subjects[subject] >= limit:
                 self._refuse(kind.value, "subject")
-                raise Overloaded(f"{subject!r} already holds {limit} concurrent calls")
+                raise Overloaded(f"{subject!r} already holds {limit} calls")
             self._subjects[subject] += 1
-            slot = Slot(self, kind, subject)
-            self._unstarted[id(slot)] = slot
-            return slot
+            return Slot(self, kind, subject)
 
-    def _admit_stream(self) -> StreamTicket:
+    def _admit_stream(self, peer: str, cancel: Callable[[], None]) -> StreamTicket:
         b = self.budgets
         if len(self._ending) >= b.probation_streams:
             self._refuse(CallClass.STREAM.value, "ending")
-            raise Overloaded("too many exchange streams are still ending; retry shortly")
+            raise self._overloaded(CallClass.STREAM)
+        if self._connections[peer] >= b.streams_per_connection:
+            self._refuse(CallClass.STREAM.value, "connection")
+            raise Overloaded(f"at most {b.streams_per_connection} exchange streams per connection")
         if len(self._probation) >= b.probation_streams:
             _, oldest = self._probation.popitem(last=False)
             self._end(oldest, "probation-full", graceful=False)
         ticket = StreamTicket(self, next(self._ids))
+        ticket.peer, ticket.cancel = peer, cancel
+        self._connections[peer] += 1
         self._probation[ticket.id] = ticket
         return ticket
-
-    def _start_stream(self, ticket: StreamTicket, peer: str, cancel: Callable[[], None]) -> None:
-        with self._lock:
-            self._unstarted.pop(id(ticket), None)
-            ticket.started = True
-            ticket.cancel = cancel
-            if ticket.ended:
-                raise Overloaded(f"stream ended before it started: {ticket.end_reason}")
-            limit = self.budgets.streams_per_connection
-            if self._connections[peer] >= limit:
-                self._refuse(CallClass.STREAM.value, "connection")
-                self._end(ticket, "connection-full", graceful=False, count=False)
-                raise Overloaded(f"at most {limit} exchange streams per connection")
-            self._connections[peer] += 1
-            ticket.peer = peer
-
-    def _started(self, slot: Slot) -> None:
-        with self._lock:
-            self._unstarted.pop(id(slot), None)
-            slot.started = True
 
     def _promote(self, ticket: StreamTicket, member: str) -> None:
         b = self.budgets
@@ -330,7 +331,13 @@ class Admission:
     # -- ending and releasing -------------------------------------------------------------------
 
     def _end(
-        self, ticket: StreamTicket, reason: str, *, graceful: bool, count: bool = True
+        self,
+        ticket: StreamTicket,
+        reason: str,
+        *,
+        graceful: bool,
+        count: bool = True,
+        wake: bool = True,
     ) -> None:
         """Mark ``ticket`` ending (lock held): its loop sees it; the reaper cancels a laggard."""
         if ticket.state is StreamState.PROBATION:
@@ -352,7 +359,7 @@ class Admission:
                 self.ended[reason] += 1
                 if self._metrics is not None:
                     self._metrics.streams_ended.labels(reason).inc()
-            if ticket.on_end is not None:
+            if wake and ticket.on_end is not None:
                 ticket.on_end()  # must not block: it runs under the admission lock
 
     def _release(self, slot: Slot) -> None:
@@ -360,7 +367,6 @@ class Admission:
             if slot.released:
                 return
             slot.released = True
-            self._unstarted.pop(id(slot), None)
             if slot.subject is not None:
                 self._subjects[slot.subject] -= 1
                 if self._subjects[slot.subject] <= 0:
@@ -368,7 +374,9 @@ class Admission:
                 return
             if isinstance(slot, StreamTicket):
                 if slot.state is not StreamState.ENDING:
-                    self._end(slot, "closed", graceful=True, count=False)
+                    # The call is over already: nothing to wake (or cancel, which would replace
+                    # the status it is ending with).
+                    self._end(slot, "closed", graceful=True, count=False, wake=False)
                 self._ending.pop(slot.id, None)
                 if slot.peer is not None:
                     self._connections[slot.peer] -= 1
@@ -383,11 +391,10 @@ class Admission:
             self._metrics.admission_refused.labels(kind, reason).inc()
 
     def sweep(self) -> None:
-        """End overdue streams, cancel laggards, reclaim slots whose call never started."""
+        """End overdue streams, and cancel those that do not let go when ended."""
         now = self.now()
         b = self.budgets
         cancels: list[Callable[[], None]] = []
-        lost: list[Slot] = []
         with self._lock:
             for ticket in list(self._probation.values()):
                 if now - ticket.admitted_at >= b.first_envelope_s:
@@ -405,11 +412,8 @@ class Admission:
                 ):
                     ticket.cancelled = True
                     cancels.append(ticket.cancel)
-            lost = [s for s in self._unstarted.values() if now - s.admitted_at >= START_GRACE]
         for cancel in cancels:
             cancel()
-        for slot in lost:
-            slot.release()
 
     def snapshot(self) -> dict[str, int]:
         """Counts held now (for tests, health and ``ihx status``)."""
@@ -464,25 +468,28 @@ def refusal(handler: Handler, error: Exception) -> Handler:
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
-def held(handler: Handler, slot: Slot) -> Handler:
-    """``handler`` run while holding ``slot``: released however the call ends."""
-    ticket = slot if isinstance(slot, StreamTicket) else None
+Acquire: TypeAlias = Callable[[str, Callable[[], None]], Slot]
 
-    def begin(context: grpc.ServicerContext) -> None:
+
+def held(handler: Handler, acquire: Acquire) -> Handler:
+    """``handler`` run while holding the slot ``acquire(peer, cancel)`` gives; released however
+    the call ends. Without a slot (``Overloaded``) the call is refused."""
+
+    def begin(context: grpc.ServicerContext) -> Slot:
+        try:
+            slot = acquire(context.peer(), context.cancel)
+        except Overloaded as error:
+            refuse(context, error)
         # The RPC's own end releases too: a streaming generator gRPC abandons is not closed
         # at once, and its slot must not wait for the garbage collector.
         context.add_callback(slot.release)
-        try:
-            slot.start(context.peer(), context.cancel)
-        except Overloaded as error:
-            slot.release()
-            refuse(context, error)
+        return slot
 
     def wrap(behavior: Callable[..., Any] | None) -> Callable[..., Any]:
         assert behavior is not None
 
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            begin(context)
+            slot = begin(context)
             try:
                 return behavior(request, context)
             finally:
@@ -494,7 +501,8 @@ def held(handler: Handler, slot: Slot) -> Handler:
         assert behavior is not None
 
         def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            begin(context)
+            slot = begin(context)
+            ticket = slot if isinstance(slot, StreamTicket) else None
             try:
                 iterator = iter(behavior(request, context))
                 if ticket is None:
@@ -541,9 +549,10 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         handler = continuation(details)
         if handler is None:
             return None
+        method: str = details.method
         try:
-            slot = self.admission.admit(details.method)
+            self.admission.check(method)
         except Overloaded as error:
-            log.info("refused %s: %s", details.method, error)
+            log.debug("refused %s: %s", method, error)
             return refusal(handler, error)
-        return held(handler, slot)
+        return held(handler, lambda peer, cancel: self.admission.acquire(method, peer, cancel))

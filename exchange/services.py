@@ -15,6 +15,7 @@ away) just ends the stream.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import threading
@@ -146,8 +147,22 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
 
         peer = peer_certificate(context)
         ticket = current_ticket()
+        requests: Iterator[xpb.Envelope] = request_iterator
         if ticket is not None:
+            # On probation this worker waits for the first envelope itself: a stream that never
+            # sends costs no reader thread. Ending it meanwhile (evicted, past its first-envelope
+            # deadline) cancels the call, which ends the wait; the client sees CANCELLED.
+            ticket.on_end = context.cancel
+            try:
+                first = next(request_iterator)
+            except StopIteration:
+                return
+            except MalformedRequest as error:
+                abort(context, error)
+            except Exception:
+                return  # cancelled by admission, or the client went away
             ticket.on_end = lambda: _nudge(pending)
+            requests = itertools.chain([first], request_iterator)
 
         def take(envelope: xpb.Envelope) -> Future[xpb.SignedReceipt]:
             receipt = self._receiver.receive_async(envelope, peer)  # raises unless it verifies
@@ -157,7 +172,7 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
                 ticket.touch()
             return receipt
 
-        _read_requests("ihx-exchange-reader", request_iterator, take, pending, context)
+        _read_requests("ihx-exchange-reader", requests, take, pending, context)
         while True:
             if ticket is not None and ticket.ended:
                 if ticket.graceful:

@@ -14,10 +14,10 @@ import pytest
 from exchange.admission import (
     END_GRACE,
     REFUSAL_WORKERS,
-    START_GRACE,
     Admission,
     Budgets,
     CallClass,
+    Slot,
     StreamState,
     StreamTicket,
     classify,
@@ -61,10 +61,9 @@ _ports = itertools.count(40000)
 def stream(a: Admission, peer: str | None = None) -> tuple[StreamTicket, list[str]]:
     """A stream admitted and started (on a connection of its own unless ``peer`` is given)."""
     peer = peer or f"ipv4:127.0.0.1:{next(_ports)}"
-    ticket = a.admit(STREAM)
-    assert isinstance(ticket, StreamTicket)
     events: list[str] = []
-    ticket.start(peer, lambda: events.append("cancelled"))
+    ticket = a.acquire(STREAM, peer, lambda: events.append("cancelled"))
+    assert isinstance(ticket, StreamTicket)
     ticket.on_end = lambda: events.append("woken")
     return ticket, events
 
@@ -86,20 +85,26 @@ def test_the_pool_holds_every_budget_at_once() -> None:
     assert b.workers == b.max_streams + 2 * b.probation_streams + budgets + REFUSAL_WORKERS
 
 
+def acquire(a: Admission, method: str = SUBMIT) -> Slot:
+    return a.acquire(method, "ipv4:127.0.0.1:1", lambda: None)
+
+
 def test_a_class_over_its_budget_is_refused_and_a_release_frees_it() -> None:
     a = admission()
-    first, second = a.admit(SUBMIT), a.admit(SUBMIT)
+    a.check(SUBMIT)
+    first, _second = acquire(a), acquire(a)
     with pytest.raises(Overloaded) as info:
-        a.admit(SUBMIT)
+        a.check(SUBMIT)  # refused before a worker is taken
     assert status_for(info.value).name == "RESOURCE_EXHAUSTED"
-    assert a.refused["budget"] == 1
-    a.admit("/ihx.v1.Partner/PullCases")  # another class is not affected
+    with pytest.raises(Overloaded):
+        acquire(a)  # and when one that passed the check starts
+    assert a.refused["budget"] == 2
+    acquire(a, "/ihx.v1.Partner/PullCases")  # another class is not affected
     first.release()
     first.release()  # idempotent: frees one slot, once
-    a.admit(SUBMIT)
+    acquire(a)
     with pytest.raises(Overloaded):
-        a.admit(SUBMIT)
-    del second
+        acquire(a)
 
 
 def test_full_probation_evicts_the_oldest_stream_not_the_newcomer() -> None:
@@ -123,8 +128,10 @@ def test_streams_still_ending_have_a_cap_of_their_own() -> None:
     for _ in range(4):
         stream(a)  # two evicted, not yet let go
     with pytest.raises(Overloaded, match="still ending"):
-        a.admit(STREAM)
-    assert a.refused["ending"] == 1
+        a.check(STREAM)
+    with pytest.raises(Overloaded, match="still ending"):
+        stream(a)
+    assert a.refused["ending"] == 2
 
 
 def test_a_verified_stream_counts_against_its_member_whose_oldest_is_evicted() -> None:
@@ -155,23 +162,14 @@ def test_no_more_verified_streams_than_max_streams() -> None:
 
 def test_one_connection_holds_at_most_its_share_of_streams() -> None:
     a = admission(probation_streams=8, streams_per_connection=2)
+    first, _ = stream(a, "ipv4:10.0.0.1:5000")
     stream(a, "ipv4:10.0.0.1:5000")
-    stream(a, "ipv4:10.0.0.1:5000")
-    ticket = a.admit(STREAM)
     with pytest.raises(Overloaded, match="per connection"):
-        ticket.start("ipv4:10.0.0.1:5000", lambda: None)
-    ticket.release()
+        stream(a, "ipv4:10.0.0.1:5000")
     stream(a, "ipv4:10.0.0.1:5001")  # another connection is not affected
+    first.release()
+    stream(a, "ipv4:10.0.0.1:5000")
     assert a.refused["connection"] == 1
-
-
-def test_a_stream_evicted_before_its_worker_started_does_not_run() -> None:
-    a = admission()
-    waiting = a.admit(STREAM)
-    stream(a)
-    stream(a)
-    with pytest.raises(Overloaded, match="before it started"):
-        waiting.start("ipv4:127.0.0.1:1", lambda: None)
 
 
 def test_the_sweep_ends_silent_and_idle_streams_and_cancels_laggards() -> None:
@@ -202,24 +200,14 @@ def test_the_sweep_ends_silent_and_idle_streams_and_cancels_laggards() -> None:
     assert a.ended == {"first-envelope-timeout": 1, "idle": 1}
 
 
-def test_a_slot_whose_call_never_started_is_reclaimed() -> None:
-    clock = Clock()
-    a = admission(clock)
-    a.admit(SUBMIT)
-    started = a.admit(SUBMIT)
-    started.start("ipv4:127.0.0.1:1", lambda: None)
-    clock.t += START_GRACE
-    a.sweep()
-    assert a.snapshot()["intake"] == 1  # only the one that started is still held
-    a.admit(SUBMIT)
-
-
 def test_a_token_subject_holds_at_most_its_share() -> None:
     a = admission(calls_per_subject=2)
-    held = [a.hold_subject("analyst", CallClass.INTAKE) for _ in range(2)]
+    held = [a.acquire_subject("analyst", CallClass.INTAKE) for _ in range(2)]
     with pytest.raises(Overloaded, match="'analyst' already holds 2"):
-        a.hold_subject("analyst", CallClass.INTAKE)
-    a.hold_subject("nl-police", CallClass.PARTNER)
+        a.check_subject("analyst", CallClass.INTAKE)
+    with pytest.raises(Overloaded, match="'analyst' already holds 2"):
+        a.acquire_subject("analyst", CallClass.INTAKE)
+    a.acquire_subject("nl-police", CallClass.PARTNER)
     held[0].release()
-    a.hold_subject("analyst", CallClass.INTAKE)
-    assert a.refused["subject"] == 1
+    a.acquire_subject("analyst", CallClass.INTAKE)
+    assert a.refused["subject"] == 2
