@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from grpc_health.v1 import health, health_pb2
@@ -23,7 +24,8 @@ SERVICES = ("ihx.v1.Intake",)
 
 
 def status(servicer: health.HealthServicer, service: str = "") -> str:
-    response = servicer.Check(health_pb2.HealthCheckRequest(service=service), None)
+    context: Any = None  # Check reads no context for a known service
+    response = servicer.Check(health_pb2.HealthCheckRequest(service=service), context)
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 

@@ -64,7 +64,7 @@ class _GrpcStreams:
             request_serializer=xpb.Envelope.SerializeToString,
             response_deserializer=xpb.SignedReceipt.FromString,
         )
-        call = method(self.requests(), timeout=120)
+        call: Any = method(self.requests(), timeout=120)
         with self._lock:
             self._calls[slot] = call
             self.opened += 1

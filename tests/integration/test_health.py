@@ -47,8 +47,9 @@ def test_a_locked_database_is_not_serving_until_it_is_released(make_cluster: Mak
             what="health NOT_SERVING while the database is locked",
         )
         assert service_status(address, "ihx.v1.Intake") == "NOT_SERVING"
-        assert cluster.node(NL).health_monitor is not None
-        assert cluster.node(NL).health_monitor.reason.startswith("database:")
+        monitor = cluster.node(NL).health_monitor
+        assert monitor is not None
+        assert monitor.reason.startswith("database:")
     finally:
         lock.execute("ROLLBACK")
         lock.close()

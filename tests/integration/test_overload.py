@@ -15,14 +15,19 @@ attack's streams are ended (and reopened) many times within the test.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import grpc
 import pytest
 
 from auth.keys import SigningKey
 from exchange.client import IntakeClient, PartnerClient
 from exchange.envelope import KIND_REPORT, seal
+from ihx.v1 import exchange_pb2 as xpb
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster
 from tests.integration.hostile_streams import Attack
@@ -33,7 +38,7 @@ from tests.integration.support import DE, NL, US, Cluster, wait_until
 LIMIT_S = 1.0
 
 
-def _signed_envelope(cluster: Cluster) -> object:
+def _signed_envelope(cluster: Cluster) -> xpb.Envelope:
     """A real envelope de-eco → nl-eokm: a report prepared by de-eco's intake, signed by its key."""
     de = cluster.node(DE)
     payload = de.intake.prepare(
@@ -90,7 +95,7 @@ def test_500_hostile_streams_leave_intake_delivery_and_pull_within_a_second(
 
     sender = cluster.node(US).senders[NL]
     attack_started = time.monotonic()
-    attack = Attack(address, envelope, idle=200, once=150, drip=150)  # type: ignore[arg-type]
+    attack = Attack(address, envelope, idle=200, once=150, drip=150)
     try:
         # Let the attack settle: probation full, first-envelope deadlines and idle cuts firing.
         wait_until(
@@ -148,3 +153,62 @@ def test_500_hostile_streams_leave_intake_delivery_and_pull_within_a_second(
     b = admission.budgets
     assert held_during["probation"] <= b.probation_streams
     assert held_during["verified"] <= b.max_streams
+
+
+def _stream(address: str, requests: Iterator[xpb.Envelope]) -> tuple[grpc.Channel, Any]:
+    channel = grpc.insecure_channel(address)
+    method = channel.stream_stream(
+        "/ihx.v1.Exchange/Stream",
+        request_serializer=xpb.Envelope.SerializeToString,
+        response_deserializer=xpb.SignedReceipt.FromString,
+    )
+    return channel, method(requests, timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_silent_and_idle_streams_are_ended_and_honest_senders_close_first(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = partner_cluster(
+        make_cluster,
+        exchange={"first_envelope_s": 1, "stream_idle_timeout_s": 2, "stream_idle_s": 1},
+    )
+    nl = cluster.node(NL)
+    address = cluster.address(NL)
+    envelope = _signed_envelope(cluster)
+    hold = threading.Event()
+
+    def silent() -> Iterator[xpb.Envelope]:
+        hold.wait(30)
+        yield from ()
+
+    def once() -> Iterator[xpb.Envelope]:
+        yield envelope
+        hold.wait(30)
+
+    try:
+        # Never sends: ended at its first-envelope deadline (cancelled: it never spoke).
+        silent_channel, silent_call = _stream(address, silent())
+        # One valid envelope, then silence: its receipt, then ended as idle, gracefully (OK).
+        once_channel, once_call = _stream(address, once())
+        receipt = next(once_call)
+        assert receipt.body
+        with pytest.raises(grpc.RpcError) as info:
+            next(silent_call)
+        assert info.value.code() is grpc.StatusCode.CANCELLED
+        assert next(once_call, None) is None
+        assert once_call.code() is grpc.StatusCode.OK
+        assert nl.admission.ended["first-envelope-timeout"] == 1
+        assert nl.admission.ended["idle"] == 1
+    finally:
+        hold.set()
+        silent_channel.close()
+        once_channel.close()
+
+    # An honest sender's stream, idle after its delivery, is closed by the sender itself
+    # (stream_idle_s = 1) before nl-eokm would cut it (2 s): no failure, no backoff.
+    sender = cluster.node(US).senders[NL]
+    _delivery(cluster, "/honest.jpg")
+    wait_until(lambda: sender.idle, 5, what="us-ncmec closing its idle stream")
+    assert sender.last_error is None
+    assert nl.admission.ended["idle"] == 1
