@@ -415,6 +415,12 @@ class Admission:
         for cancel in cancels:
             cancel()
 
+    def end_probation(self) -> None:
+        """End every stream still on probation (graceful stop: they have nothing in flight)."""
+        with self._lock:
+            for ticket in list(self._probation.values()):
+                self._end(ticket, "shutdown", graceful=True)
+
     def snapshot(self) -> dict[str, int]:
         """Counts held now (for tests, health and ``ihx status``)."""
         with self._lock:

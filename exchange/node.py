@@ -355,6 +355,7 @@ class Node:
             # Peers keep idle streams open; end them after their in-flight envelopes so the
             # grace period is spent on real work, not on waiting for streams that never end.
             self._exchange_servicer.close_streams()
+            self.admission.end_probation()  # those waiting for a first envelope, too
             self._server.stop(grace).wait()
             self.admission.stop()
         for sender in list(self.senders.values()):

@@ -119,6 +119,12 @@ def test_full_probation_evicts_the_oldest_stream_not_the_newcomer() -> None:
     assert newest.state is StreamState.PROBATION
     assert a.snapshot()["probation"] == 2
     assert a.snapshot()["ending"] == 1
+    metrics = a._metrics
+    assert metrics is not None
+    ended = metrics.registry.get_sample_value(
+        "ihx_streams_ended_total", {"reason": "probation-full"}
+    )
+    assert ended == 1
     oldest.release()
     assert a.snapshot()["ending"] == 0
 
