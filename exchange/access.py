@@ -6,6 +6,10 @@ exchange methods are authenticated by their Ed25519 signatures (and mTLS in prod
 and reflection are open; any other method is denied — deny by default, so a new RPC cannot ship
 unprotected. The verified principal reaches the servicer through a context variable; a failure
 is answered with UNAUTHENTICATED or PERMISSION_DENIED and a short reason, and counted.
+
+With an ``Admission`` (exchange/admission.py), a verified caller also holds one of its subject's
+``calls_per_subject`` slots for the life of the call: one token cannot take a whole service's
+budget. Over it, the call is refused with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import grpc
 
 from auth.errors import AuthError, PermissionDenied, TokenInvalid
 from auth.tokens import Principal, Scope, TokenVerifier, require
+from exchange.admission import Admission, classify, held, refusal
+from exchange.errors import Overloaded
 from exchange.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -63,9 +69,15 @@ def _bearer(metadata: Any) -> str | None:
 
 
 class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self, verifier: TokenVerifier, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        metrics: Metrics | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         self._verifier = verifier
         self._metrics = metrics
+        self._admission = admission
         self.failures: Counter[str] = Counter()
 
     def intercept_service(
@@ -97,6 +109,15 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
             log.info("access refused for %s: %s", method, error.code)
             return _refusal(handler, status, f"{error.code}: {error}")
+        admission = self._admission
+        if admission is not None:
+            subject, kind = principal.subject, classify(method)
+            try:
+                admission.check_subject(subject, kind)
+            except Overloaded as error:
+                log.info("refused %s for %s: %s", method, subject, error)
+                return refusal(handler, error)
+            handler = held(handler, lambda _peer, _cancel: admission.acquire_subject(subject, kind))
         return _with_principal(handler, principal)
 
 

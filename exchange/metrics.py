@@ -71,6 +71,24 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
             registry=r,
         )
+        self.admission_refused = Counter(
+            "ihx_admission_refused",
+            "Calls refused at admission (RESOURCE_EXHAUSTED), by service class and reason",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.streams_ended = Counter(
+            "ihx_streams_ended",
+            "Exchange streams the node ended: evicted, timed out or idle, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.health_changes = Counter(
+            "ihx_health_changes",
+            "Health status changes, by the status entered and its reason",
+            ["status", "reason"],
+            registry=r,
+        )
         self._server: Any = None
 
     def watch_outbox(self, engine: Engine, clock: Callable[[], datetime]) -> None:

@@ -7,7 +7,12 @@ manifest), the manifest store, the GeoIP reader, the tracer, the single writer, 
 receiver, one sender per peer, partners and checkpoints, the token verifier behind one access
 interceptor, metrics, and the gRPC server (mTLS unless explicitly plaintext on loopback) with
 health checking and reflection. Health reports SERVING only once the database, keys and
-manifest are loaded and the writer runs.
+manifest are loaded and the writer runs; from then on a monitor (health_monitor.py) turns it
+NOT_SERVING while no worker is free or the database takes no write, and back on recovery.
+
+The server's worker pool is sized from the admission budgets (admission.py): an admission
+interceptor, first in the chain, gives each kind of call its own share, so exchange streams can
+never starve intake, partners or health.
 
 Shutdown is graceful within a deadline: health turns NOT_SERVING, the server stops taking
 calls and lets in-flight ones finish, senders stop after their in-flight batch, then the writer
@@ -33,11 +38,13 @@ from auth.manifest import Manifest
 from auth.tls import read_pem
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
 from exchange.access import AccessInterceptor
+from exchange.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.checkpoints import Checkpointer
 from exchange.decoding import DecodeGuard
 from exchange.domain import Classification
 from exchange.envelope import Limits
 from exchange.errors import ConfigError
+from exchange.health_monitor import HealthMonitor
 from exchange.intake import Intake
 from exchange.leases import Leases
 from exchange.manifest_store import ManifestStore, trust_anchors
@@ -134,6 +141,7 @@ class Node:
             backoff_max=tuning.backoff_max_s,
             max_batch_bytes=tuning.max_message_bytes,
             max_clock_skew=tuning.max_clock_skew_s,
+            stream_idle=tuning.stream_idle_s,
         )
         self.engine = open_engine(settings.database_url)
         require_head(self.engine)
@@ -154,9 +162,8 @@ class Node:
         self._tls = self._load_tls()
         self.geoip = GeoIp(settings.country_db, settings.asn_db)
         self.tracer = Tracer(resolver or build_resolver(settings), self.geoip, clock)
-        self.writer = Writer(
-            self.engine, on_failure=lambda _reason: self.metrics.write_failures.inc()
-        )
+        self._monitor: HealthMonitor | None = None
+        self.writer = Writer(self.engine, on_failure=self._write_failed)
         # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
         self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
         self.partners = Partners(
@@ -216,7 +223,8 @@ class Node:
         self.port = 0
         self.metrics_port: int | None = None
         self.health_port: int | None = None
-        self.access = AccessInterceptor(self.verifier, self.metrics)
+        self.admission = Admission(Budgets.from_tuning(tuning), metrics=self.metrics)
+        self.access = AccessInterceptor(self.verifier, self.metrics, self.admission)
         self.manifests.listeners.append(self._on_manifest)
 
     def _check_identity(self, manifest: Manifest) -> None:
@@ -265,12 +273,17 @@ class Node:
     def start(self) -> None:
         self.writer.start()
         max_bytes = self.settings.exchange.max_message_bytes
+        workers = self.admission.budgets.workers
+        # Threads that only wait are cheap: the pool holds every budget at once, so no admitted
+        # call ever queues for a worker (admission.py). gRPC's own cap is a last resort only.
+        pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ihx-rpc")
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ihx-rpc"),
-            interceptors=[self.access, DecodeGuard()],
+            pool,
+            interceptors=[AdmissionInterceptor(self.admission), self.access, DecodeGuard()],
             options=server_options(max_bytes),
-            maximum_concurrent_rpcs=512,
+            maximum_concurrent_rpcs=4 * workers,
         )
+        self.admission.start()
         exchange = ExchangeServicer(self.receiver, self.member, self._node_info)
         self._exchange_servicer = exchange
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
@@ -312,6 +325,17 @@ class Node:
         self.checkpointer.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        for name in names[:4]:
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._monitor = HealthMonitor(
+            self._health,
+            names[:4],
+            writer=self.writer,
+            pool=pool,
+            interval=self.settings.exchange.health_probe_s,
+            metrics=self.metrics,
+        )
+        self._monitor.start()
         log.info("node %s serving on port %d", self.member, self.port)
 
     def _start_health_server(self, listen: str) -> None:
@@ -325,12 +349,16 @@ class Node:
     def stop(self, grace: float = 5.0) -> None:
         """Stop within about ``grace`` seconds plus one receipt timeout at worst."""
         self._stop.set()
+        if self._monitor is not None:
+            self._monitor.stop()
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             # Peers keep idle streams open; end them after their in-flight envelopes so the
             # grace period is spent on real work, not on waiting for streams that never end.
             self._exchange_servicer.close_streams()
+            self.admission.end_probation()  # those waiting for a first envelope, too
             self._server.stop(grace).wait()
+            self.admission.stop()
         for sender in list(self.senders.values()):
             sender.stop()
         if self.leases is not None:
@@ -349,6 +377,15 @@ class Node:
     def address(self) -> str:
         host = self.settings.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
+
+    @property
+    def health_monitor(self) -> HealthMonitor | None:
+        return self._monitor
+
+    def _write_failed(self, reason: str) -> None:
+        self.metrics.write_failures.inc()
+        if self._monitor is not None:
+            self._monitor.write_failed(reason)
 
     # -- peers --------------------------------------------------------------------------------
 

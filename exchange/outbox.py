@@ -86,6 +86,9 @@ class SenderSettings:
     window: int = 4
     receipt_timeout: float = 30.0
     stream_lifetime: float = 600.0
+    # Close a stream with nothing in flight after this long, before the peer's server would end
+    # it as idle (exchange/admission.py): a cut from the server would count as a failure.
+    stream_idle: float = 60.0
     idle_poll: float = 1.0
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
@@ -145,6 +148,7 @@ class PeerSender:
         self._unreachable = False
         self._stopping = threading.Event()
         self._call: Any = None
+        self.idle = True  # no stream open to the peer (tests and ``ihx status`` read it)
         self._thread = threading.Thread(target=self._run, name=f"ihx-send-{peer}", daemon=True)
         self.delivered = 0
         self.attempts = 0
@@ -270,9 +274,10 @@ class PeerSender:
             while (item := outgoing.get()) is not None:
                 yield item
 
-        started = time.monotonic()
+        started = idle_since = time.monotonic()
         call = stub.Stream(requests(), timeout=self._settings.stream_lifetime + 60)
         self._call = call
+        self.idle = False
         inflight: collections.deque[_Batch] = collections.deque()
         resend = collections.deque(self._unreceipted())
         announced_upto = self._announcement_high_water()
@@ -292,20 +297,26 @@ class PeerSender:
                         announced_upto = batch.last_announcement
                     outgoing.put(batch.envelope)
                     inflight.append(batch)
+                    idle_since = time.monotonic()
                 if not inflight:
-                    if time.monotonic() - started > self._settings.stream_lifetime:
+                    now = time.monotonic()
+                    if now - started > self._settings.stream_lifetime:
                         return  # reopen: every RPC has a deadline
+                    if now - idle_since > self._settings.stream_idle:
+                        return  # reopened when there is work
                     self._wake.wait(self._settings.idle_poll)
                     self._wake.clear()
                     continue
                 receipt = self._await_receipt(call)
                 self._apply(inflight.popleft(), receipt)
+                idle_since = time.monotonic()
                 self._backoff.reset()
                 self._unreachable = False
         finally:
             outgoing.put(None)
             call.cancel()  # type: ignore[no-untyped-call]
             self._call = None
+            self.idle = True
 
     def _await_receipt(self, call: Any) -> xpb.SignedReceipt:
         timer = threading.Timer(self._settings.receipt_timeout, call.cancel)

@@ -14,6 +14,8 @@ away) just ends the stream.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import queue
 import threading
@@ -23,8 +25,9 @@ from typing import Any, NoReturn
 
 import grpc
 
+from exchange.admission import current_ticket
 from exchange.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
-from exchange.errors import MalformedRequest, error_code, error_message, status_for
+from exchange.errors import MalformedRequest, Overloaded, error_code, error_message, status_for
 from exchange.intake import Intake, IntakeResult
 from exchange.receiver import Receiver
 from ihx.v1 import exchange_pb2 as xpb
@@ -102,6 +105,15 @@ def _read_requests(
     threading.Thread(target=read, name=name, daemon=True).start()
 
 
+_ENDED = object()
+
+
+def _nudge(pending: queue.Queue[Any]) -> None:
+    """Wake a stream's answering loop; a full queue means it is awake anyway."""
+    with contextlib.suppress(queue.Full):
+        pending.put_nowait(_ENDED)
+
+
 def abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
     if status_for(error) is grpc.StatusCode.INTERNAL:
         log.exception("internal error", exc_info=error)
@@ -126,21 +138,50 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
     ) -> Iterator[xpb.SignedReceipt]:
         # Envelope n+1 is verified on a reader thread while the writer stores envelope n; the
         # receipts (or the refusal that ends the stream) keep the order of the envelopes.
-        # Bounded: a peer that sends without reading receipts is held back by flow control.
-        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | None] = queue.Queue(16)
+        # Bounded: a peer that sends without reading receipts is held back by flow control; the
+        # queue is the in-flight window (16 envelopes verified ahead of their receipts).
+        # With admission (exchange/admission.py) the stream starts on probation, is promoted by
+        # its first verified envelope, and is ended when evicted, idle or past its first-envelope
+        # deadline: seen here within one poll, or cancelled by the reaper if blocked elsewhere.
+        pending: queue.Queue[Future[xpb.SignedReceipt] | Exception | object | None] = queue.Queue(
+            16
+        )
         if self._closing:
             context.abort(grpc.StatusCode.UNAVAILABLE, "node is shutting down")
 
         peer = peer_certificate(context)
+        ticket = current_ticket()
+        requests: Iterator[xpb.Envelope] = request_iterator
+        if ticket is not None:
+            # On probation this worker waits for the first envelope itself: a stream that never
+            # sends costs no reader thread. Ending it meanwhile (evicted, past its first-envelope
+            # deadline) cancels the call, which ends the wait; the client sees CANCELLED.
+            ticket.on_end = context.cancel
+            try:
+                first = next(request_iterator)
+            except StopIteration:
+                return
+            except MalformedRequest as error:
+                abort(context, error)
+            except Exception:
+                return  # cancelled by admission, or the client went away
+            ticket.on_end = lambda: _nudge(pending)
+            requests = itertools.chain([first], request_iterator)
 
-        _read_requests(
-            "ihx-exchange-reader",
-            request_iterator,
-            lambda envelope: self._receiver.receive_async(envelope, peer),
-            pending,
-            context,
-        )
+        def take(envelope: xpb.Envelope) -> Future[xpb.SignedReceipt]:
+            receipt = self._receiver.receive_async(envelope, peer)  # raises unless it verifies
+            if ticket is not None:
+                # Verified: the stream leaves probation and counts against its member from now.
+                ticket.promote(xpb.EnvelopeHeader.FromString(envelope.header).sender)
+                ticket.touch()
+            return receipt
+
+        _read_requests("ihx-exchange-reader", requests, take, pending, context)
         while True:
+            if ticket is not None and ticket.ended:
+                if ticket.graceful:
+                    return  # idle: nothing is in flight, the peer reopens when it has work
+                abort(context, Overloaded(f"stream ended: {ticket.end_reason}"))
             try:
                 entry = pending.get(timeout=0.25)
             except queue.Empty:
@@ -149,10 +190,14 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
                 continue
             if entry is None:
                 return
+            if not isinstance(entry, Future | Exception):
+                continue  # _ENDED: the admission ended the stream, seen at the top of the loop
             try:
                 receipt = entry.result() if isinstance(entry, Future) else _raise(entry)
             except Exception as error:
                 abort(context, error)
+            if ticket is not None:
+                ticket.touch()
             yield receipt
 
     def Deliver(self, request: xpb.Envelope, context: grpc.ServicerContext) -> xpb.SignedReceipt:

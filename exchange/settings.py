@@ -45,6 +45,11 @@ Example::
     backoff_max_s = 300.0           # … to 5 min, with jitter; reset when the peer is heard from
     receipt_timeout_s = 30.0        # a peer slower than this to receipt a batch is retried
     max_clock_skew_s = 900.0        # how far a peer's clock may run ahead of ours
+    probation_streams = 32          # streams without a verified envelope yet (oldest evicted)
+    first_envelope_s = 10.0         # … each ended unless a valid envelope arrives by then
+    streams_per_member = 4          # verified streams one member may hold
+    stream_idle_timeout_s = 180.0   # a stream without an envelope for this long is ended
+    intake_calls = 64               # concurrent calls per service; see exchange/admission.py
 
     [log]
     checkpoint_every = 1000         # a signed checkpoint every N entries …
@@ -94,6 +99,23 @@ class ExchangeTuning:
     # How far a peer's clock (an envelope's or receipt's time, a manifest's issued_at) may run
     # ahead of ours before it is refused; see exchange/envelope.py.
     max_clock_skew_s: float = 900.0
+    # Admission (exchange/admission.py): what one peer or client can hold of the node. Every
+    # budget is a number of concurrent calls; the gRPC worker pool is sized from their sum, so
+    # one kind of call can never take the workers another needs.
+    max_streams: int = 128  # exchange streams whose first envelope verified, all members
+    probation_streams: int = 32  # streams still waiting for a verified first envelope
+    streams_per_member: int = 4  # verified streams of one member (a sender uses one)
+    streams_per_connection: int = 8  # exchange streams on one client connection
+    first_envelope_s: float = 10.0  # a stream that sends no valid envelope by then is ended
+    stream_idle_timeout_s: float = 180.0  # the server ends a stream quiet for this long …
+    stream_idle_s: float = 60.0  # … and our sender closes its own idle stream well before
+    intake_calls: int = 64
+    partner_calls: int = 32
+    log_calls: int = 16
+    other_calls: int = 16  # Exchange.Deliver, health Watch, reflection
+    open_calls: int = 32  # health Check, GetNodeInfo: short, never waiting on anything
+    calls_per_subject: int = 16  # concurrent token-authenticated calls of one token subject
+    health_probe_s: float = 5.0  # how often health probes the database and the worker pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +408,20 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "manifest_poll_s": (0.05, 3600),
     "lease_s": (1, 3600),
     "max_clock_skew_s": (1, 86400),
+    "max_streams": (1, 4096),
+    "probation_streams": (1, 1024),
+    "streams_per_member": (1, 64),
+    "streams_per_connection": (1, 256),
+    "first_envelope_s": (0.1, 600),
+    "stream_idle_timeout_s": (1, 86400),
+    "stream_idle_s": (0.5, 86400),
+    "intake_calls": (1, 4096),
+    "partner_calls": (1, 4096),
+    "log_calls": (1, 4096),
+    "other_calls": (1, 4096),
+    "open_calls": (1, 4096),
+    "calls_per_subject": (1, 4096),
+    "health_probe_s": (0.05, 3600),
 }
 
 
@@ -394,7 +430,14 @@ def _tuning(values: Mapping[str, Any], where: str) -> ExchangeTuning:
         low, high = _LIMITS[key]
         if not low <= value <= high:
             raise ConfigError(f"{where}: exchange.{key} must be from {low:g} to {high:g}")
-    return ExchangeTuning(**values)
+    tuning = ExchangeTuning(**values)
+    if tuning.stream_idle_s >= tuning.stream_idle_timeout_s:
+        # Our sender must close an idle stream before a peer's server would cut it: a cut
+        # looks like a failure and costs a backoff.
+        raise ConfigError(
+            f"{where}: exchange.stream_idle_s must be less than exchange.stream_idle_timeout_s"
+        )
+    return tuning
 
 
 def _check_address(listen: str, name: str, where: str) -> str:

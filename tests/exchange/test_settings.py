@@ -390,3 +390,23 @@ def test_unrelated_env_variables_are_ignored(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path), env={"IHX_NODE_NAME": "x", "IHX_RESOLVER_STATIC": "x"})
     assert s.member == "nl-eokm"
     assert s.static_hosts == {"hosting-nl.example": ("185.107.56.1", "2a01:4f8::1")}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("probation_streams", 0),
+        ("streams_per_member", 65),
+        ("first_envelope_s", 0.0),
+        ("intake_calls", 0),
+        ("calls_per_subject", 5000),
+    ],
+)
+def test_out_of_range_admission(tmp_path: Path, key: str, value: float) -> None:
+    message = config_error(tmp_path, exchange={key: value})
+    assert f"exchange.{key} must be from" in message
+
+
+def test_sender_idle_close_must_come_before_the_server_idle_cut(tmp_path: Path) -> None:
+    message = config_error(tmp_path, exchange={"stream_idle_s": 200.0})
+    assert "exchange.stream_idle_s must be less than exchange.stream_idle_timeout_s" in message

@@ -18,16 +18,16 @@ from pathlib import Path
 
 from auth.tokens import Scope
 from exchange.settings import load_settings
-from tests.integration.support import DE, FAST_TUNING, NL, PLANS, Cluster, provision
+from tests.integration.support import DE, FAST_TUNING, NL, PLANS, Cluster, provision, tuning
 
 NL_POLICE, DE_BKA, DE_LKA = "nl-police", "de-bka", "de-lka"
 VISIBILITY_TIMEOUT_S = 0.5
 
-PARTNER_TUNING = (
-    FAST_TUNING
-    + f"\n[partners]\nvisibility_timeout_s = {VISIBILITY_TIMEOUT_S}\n"
+_PARTNER_SECTIONS = (
+    f"\n[partners]\nvisibility_timeout_s = {VISIBILITY_TIMEOUT_S}\n"
     + "\n[log]\ncheckpoint_every = 10\ncheckpoint_interval_s = 0.2\n"
 )
+PARTNER_TUNING = FAST_TUNING + _PARTNER_SECTIONS
 
 # member → (partner, countries, classifications)
 RULES: Mapping[str, Sequence[tuple[str, Sequence[str], Sequence[str]]]] = {
@@ -47,9 +47,18 @@ def _rules_toml(rules: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> st
     )
 
 
-def partner_cluster(make_cluster: Callable[..., Cluster], *, start: bool = True) -> Cluster:
-    """The four-member test federation with the partner rules above; all started if ``start``."""
-    return _with_rules(make_cluster(extra_settings=PARTNER_TUNING, start=()), start=start)
+def partner_cluster(
+    make_cluster: Callable[..., Cluster],
+    *,
+    start: bool = True,
+    exchange: Mapping[str, float | int] | None = None,
+) -> Cluster:
+    """The four-member test federation with the partner rules above; all started if ``start``.
+
+    ``exchange`` replaces or adds ``[exchange]`` settings of the test tuning.
+    """
+    settings = tuning(**exchange) + _PARTNER_SECTIONS if exchange else PARTNER_TUNING
+    return _with_rules(make_cluster(extra_settings=settings, start=()), start=start)
 
 
 def new_partner_cluster(root: Path, *, start: bool = True) -> Cluster:
