@@ -270,7 +270,7 @@ class Target:
         body = xpb.ReceiptBody.FromString(receipt.body)
         header = xpb.EnvelopeHeader.FromString(envelope.header)
         try:
-            signed_at = header.signed_at.ToDatetime(tzinfo=UTC)
+            header.signed_at.ToDatetime(tzinfo=UTC)
         except (ValueError, OverflowError):
             self.stats["violation:receipt-for-unrepresentable-signed_at"] += 1
             return
@@ -282,14 +282,23 @@ class Target:
         self.stats["reports_stored"] += len(ids)
         if not ids:
             return
-        t = schema.reports
+        # Judge each stored report by the envelope that stored it: a replay of a held report id
+        # in a later envelope is answered with the earlier outcome and stores nothing new.
+        t, inbox = schema.reports, schema.inbox
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t.c.wire, t.c.received_at).where(t.c.id.in_(ids))).all()
+            rows = conn.execute(
+                select(t.c.wire, t.c.received_at, inbox.c.header)
+                .join(
+                    inbox,
+                    (inbox.c.sender == t.c.sender) & (inbox.c.sequence == t.c.envelope_sequence),
+                )
+                .where(t.c.id.in_(ids))
+            ).all()
         for row in rows:
             if _has_unknown_fields(pb.Report.FromString(row.wire)):
                 self.stats["violation:stored-wire-has-unknown-fields"] += 1
-            received = row.received_at
-            if not EARLIEST <= received <= signed_at + self.limits.max_clock_skew:
+            stored_by = xpb.EnvelopeHeader.FromString(row.header).signed_at.ToDatetime(tzinfo=UTC)
+            if not EARLIEST <= row.received_at <= stored_by + self.limits.max_clock_skew:
                 self.stats["violation:stored-received_at-outside-window"] += 1
 
     def _flush(self) -> None:
