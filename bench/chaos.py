@@ -232,7 +232,7 @@ def _serve(servicer: Any) -> tuple[grpc.Server, int]:
 def _faults() -> dict[str, Any]:
     """Receipt forgers: (header of the batch, the signing toolkit) → SignedReceipt."""
     from auth.keys import SigningKey
-    from exchange.codec import from_timestamp, timestamp
+    from exchange.wire.codec import from_timestamp, timestamp
     from ihx.v1 import exchange_pb2 as xpb
 
     def body(h: Any, kit: Any, *, issuer: str | None = None, key: Any = None, **change: Any) -> Any:

@@ -62,10 +62,10 @@ from sqlalchemy import (
 )
 
 from auth.keys import SigningKey
-from exchange.client import IntakeClient
-from exchange.provision import MemberPlan, free_port, provision_federation
+from exchange.client.stubs import IntakeClient
 from exchange.store.engine import open_engine
 from exchange.times import from_micros
+from exchange.tools.provision import MemberPlan, free_port, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 

@@ -174,7 +174,7 @@ class NodeProc:
 class Bench:
     def __init__(self, root: Path, rng: random.Random) -> None:
         from auth.manifest import bump_epoch, replace_member
-        from exchange.provision import MemberPlan, provision_federation
+        from exchange.tools.provision import MemberPlan, provision_federation
 
         self.root, self.rng = root, rng
         plans = (
@@ -366,7 +366,6 @@ class Analyst(threading.Thread):
     def _requests(self, n: int) -> list[Any]:
         import hashlib
 
-        from exchange.codec import submission_to_proto
         from exchange.domain import (
             Classification,
             ContentHash,
@@ -375,6 +374,7 @@ class Analyst(threading.Thread):
             make_facts,
             make_item,
         )
+        from exchange.wire.codec import submission_to_proto
 
         out = []
         for _ in range(n):
@@ -387,7 +387,7 @@ class Analyst(threading.Thread):
         return out
 
     def run(self) -> None:
-        from exchange.client import IntakeClient
+        from exchange.client.stubs import IntakeClient
 
         sent = 0
         client: IntakeClient | None = None
@@ -505,8 +505,8 @@ _VERIFIED_BATCHES: set[int] = set()
 
 def invalid_receipts_kept(bench: Bench) -> int:
     """Receipts nl-eokm stored for de-eco's batches that do not verify (each checked once)."""
-    from exchange.codec import from_timestamp
-    from exchange.envelope import open_receipt
+    from exchange.wire.codec import from_timestamp
+    from exchange.wire.envelope import open_receipt
     from ihx.v1 import exchange_pb2 as xpb
 
     bad = 0

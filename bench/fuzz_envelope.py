@@ -1,8 +1,8 @@
 """Coverage-guided fuzzing of envelope decoding and verification (atheris / libFuzzer).
 
 Every input is one of three things, chosen by its first byte: the bytes of an ``Envelope`` as a
-peer would send them (decoded and opened with ``exchange.envelope.open_envelope`` against a real
-two-member manifest); a report payload (decoded and checked as the receiver checks it: codec,
+peer would send them (decoded and opened with ``exchange.wire.envelope.open_envelope`` against a
+real two-member manifest); a report payload (decoded and checked as the receiver checks it: codec,
 canonical URL, url_key, report id); or report payloads sealed into a validly signed envelope, so
 the fuzzer gets past the signature and reaches the per-payload checks. The only acceptable
 failures are the typed errors (``ExchangeError``, ``AuthError``, ``RoutingError``, and
@@ -56,7 +56,6 @@ with atheris.instrument_imports() if _INSTRUMENT else contextlib.nullcontext():
     from auth.errors import AuthError
     from auth.keys import SigningKey
     from auth.manifest import Manifest, Member, MemberKey
-    from exchange.codec import parse_report, report_from_proto, report_to_proto
     from exchange.domain import (
         Classification,
         ContentHash,
@@ -66,8 +65,9 @@ with atheris.instrument_imports() if _INSTRUMENT else contextlib.nullcontext():
         make_item,
         report_id_for,
     )
-    from exchange.envelope import KIND_REPORT, Limits, open_envelope, seal
     from exchange.errors import ExchangeError
+    from exchange.wire.codec import parse_report, report_from_proto, report_to_proto
+    from exchange.wire.envelope import KIND_REPORT, Limits, open_envelope, seal
     from ihx.v1 import exchange_pb2 as xpb
     from routing.canonical import canonicalize
     from routing.decision import Decision, DecisionReason

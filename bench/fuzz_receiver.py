@@ -84,15 +84,15 @@ with (
     from auth import merkle
     from auth.errors import AuthError
     from exchange import cases, receiver  # noqa: F401 - instrumented for coverage
-    from exchange.codec import announcement_to_proto, timestamp
     from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
-    from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Limits
     from exchange.errors import ExchangeError
     from exchange.receiver import Receiver
     from exchange.store import schema
     from exchange.store.engine import open_engine
     from exchange.store.migrate import upgrade
     from exchange.store.writer import Writer
+    from exchange.wire.codec import announcement_to_proto, timestamp
+    from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Limits
     from ihx.v1 import exchange_pb2 as xpb
     from ihx.v1 import report_pb2 as pb
     from routing.errors import RoutingError

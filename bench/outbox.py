@@ -45,14 +45,14 @@ common = _load_common(_HERE)
 import grpc
 from sqlalchemy import Engine, text
 
-from exchange.client import IntakeClient
-from exchange.provision import (
+from exchange.client.stubs import IntakeClient
+from exchange.store.engine import open_engine
+from exchange.tools.provision import (
     MemberPlan,
     free_port,
     provision_federation,
     write_replica_settings,
 )
-from exchange.store.engine import open_engine
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 

@@ -39,11 +39,11 @@ import grpc
 
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier
 from exchange.checkpoints import load_checkpoints, load_entries, verify_log
-from exchange.client import IntakeClient, PartnerClient
+from exchange.client.stubs import IntakeClient, PartnerClient
 from exchange.manifest_store import ManifestStore, trust_anchors
-from exchange.provision import MemberPlan, provision_federation
 from exchange.settings import load_settings
 from exchange.store.engine import open_engine
+from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 

@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from exchange.codec import announcement_to_proto
 from exchange.domain import (
     Classification,
     ContentHash,
@@ -41,6 +40,7 @@ from exchange.store import schema
 from exchange.store.sql import chunks, upsert_earliest
 from exchange.store.writer import Tx
 from exchange.trace_review import GeoCheck
+from exchange.wire.codec import announcement_to_proto
 
 ReportRole = str  # "origin" | "received"
 

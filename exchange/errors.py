@@ -1,26 +1,14 @@
-"""Error types of the node, and their single mapping to gRPC status codes.
+"""Error types of the node: ``ExchangeError`` and its children.
 
-Errors are types: ``ExchangeError`` and its children here, plus the error roots of ``routing``
-and ``auth`` (which cannot import this package). ``status_for`` is the one place that turns any of
-them into a gRPC status code; servicers call it at the edge and never leak a traceback.
+Errors are types with a stable machine ``code`` and a one-line message safe to show a caller.
+This module is pure (the domain raises these); the one mapping of every error — these and the
+roots of ``routing`` and ``auth`` — to a gRPC status lives at the edge, ``edge/status.py``.
 """
 
 from __future__ import annotations
 
-import grpc
-
-from auth.errors import (
-    AuthError,
-    KeyNotValid,
-    ManifestRejected,
-    PermissionDenied,
-    ProofInvalid,
-    SignatureInvalid,
-    TokenInvalid,
-    UnknownKey,
-    UnknownMember,
-)
-from routing.errors import InvalidUrl, RoutingError
+from auth.errors import AuthError
+from routing.errors import RoutingError
 
 
 class ExchangeError(Exception):
@@ -108,42 +96,6 @@ class StorageUnavailable(ExchangeError):
     """The database refused the write (disk full, read-only, locked): nothing was stored."""
 
     code = "storage-unavailable"
-
-
-_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
-    (TokenInvalid, grpc.StatusCode.UNAUTHENTICATED),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (WrongRecipient, grpc.StatusCode.FAILED_PRECONDITION),
-    (SequenceConflict, grpc.StatusCode.ALREADY_EXISTS),
-    (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),  # from auth: one type for both
-    (UnknownKey, grpc.StatusCode.PERMISSION_DENIED),
-    (KeyNotValid, grpc.StatusCode.PERMISSION_DENIED),
-    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
-    (ProofInvalid, grpc.StatusCode.INVALID_ARGUMENT),
-    (ManifestRejected, grpc.StatusCode.FAILED_PRECONDITION),
-    (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (UnknownFields, grpc.StatusCode.INVALID_ARGUMENT),
-    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
-    (EpochAhead, grpc.StatusCode.FAILED_PRECONDITION),
-    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (InvalidEnvelope, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidReport, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidUrl, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
-    (AuthError, grpc.StatusCode.PERMISSION_DENIED),
-    (RoutingError, grpc.StatusCode.INVALID_ARGUMENT),
-    (ExchangeError, grpc.StatusCode.INTERNAL),
-]
-
-
-def status_for(error: Exception) -> grpc.StatusCode:
-    """The gRPC status for an error; unknown exceptions are INTERNAL."""
-    for kind, status in _STATUS:
-        if isinstance(error, kind):
-            return status
-    return grpc.StatusCode.INTERNAL
 
 
 def error_code(error: Exception) -> str:

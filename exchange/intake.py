@@ -25,7 +25,6 @@ from sqlalchemy import select
 
 from auth.manifest import Manifest
 from exchange import cases
-from exchange.codec import decision_from_proto, parse_report, report_to_proto
 from exchange.domain import (
     Classification,
     ItemStatus,
@@ -34,12 +33,13 @@ from exchange.domain import (
     Submission,
     report_id_for,
 )
-from exchange.envelope import Limits
 from exchange.errors import InvalidReport
-from exchange.logs import ids_field
-from exchange.metrics import Metrics
+from exchange.ops.json_logging import ids_field
+from exchange.ops.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Coalescer, Tx, Writer
+from exchange.wire.codec import decision_from_proto, parse_report, report_to_proto
+from exchange.wire.envelope import Limits
 from routing.canonical import canonicalize
 from routing.decision import Decider, Decision
 from routing.trace import Trace, Tracer

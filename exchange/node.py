@@ -37,27 +37,27 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import read_pem
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
-from exchange.access import AccessInterceptor
-from exchange.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.checkpoints import Checkpointer
-from exchange.decoding import DecodeGuard
+from exchange.delivery.leases import Leases
+from exchange.delivery.sender import PeerSender, SenderSettings
 from exchange.domain import Classification
-from exchange.envelope import Limits
+from exchange.edge.access import AccessInterceptor
+from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
+from exchange.edge.decoding import DecodeGuard
+from exchange.edge.partner_services import PartnerServicer, RoutingLogServicer
+from exchange.edge.services import ExchangeServicer, IntakeServicer, node_info
 from exchange.errors import ConfigError
-from exchange.health_monitor import HealthMonitor
 from exchange.intake import Intake
-from exchange.leases import Leases
 from exchange.manifest_store import ManifestStore, trust_anchors
-from exchange.metrics import Metrics
-from exchange.outbox import PeerSender, SenderSettings
-from exchange.partner_services import PartnerServicer, RoutingLogServicer
+from exchange.ops.health import HealthMonitor
+from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
-from exchange.services import ExchangeServicer, IntakeServicer, node_info
 from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
 from exchange.store.writer import Writer
+from exchange.wire.envelope import Limits
 from ihx.v1 import exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2_grpc as igrpc

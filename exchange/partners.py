@@ -21,11 +21,11 @@ from sqlalchemy import Connection, select, update
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
-from exchange.codec import receipt_key_and_time
 from exchange.domain import Classification
 from exchange.store import schema
 from exchange.store.sql import chunks, insert_ignore
 from exchange.store.writer import Tx, Writer
+from exchange.wire.codec import receipt_key_and_time
 
 MAX_PULL = 1000
 

@@ -26,17 +26,17 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import peer_matches
 from exchange import cases
-from exchange.codec import announcement_from_bytes, parse_report, report_from_proto
 from exchange.domain import KnownContent, Outcome, PayloadResult, is_report_id, report_id_for
-from exchange.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.intake import CasesHook
-from exchange.logs import ids_field
-from exchange.metrics import Metrics
+from exchange.ops.json_logging import ids_field
+from exchange.ops.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
 from exchange.time_window import TimeWindow
 from exchange.trace_review import Locate, review_trace
+from exchange.wire.codec import announcement_from_bytes, parse_report, report_from_proto
+from exchange.wire.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
 from ihx.v1 import exchange_pb2 as xpb
 from routing.canonical import canonicalize
 from routing.errors import RoutingError

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from auth.manifest import Manifest
-from exchange.codec import from_timestamp
 from exchange.errors import InvalidReport
 from exchange.time_window import NETWORK_FLOOR, TimeWindow
+from exchange.wire.codec import from_timestamp
 from ihx.v1 import report_pb2 as pb
 from routing.addresses import view
 from routing.errors import RoutingError

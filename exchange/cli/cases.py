@@ -18,7 +18,7 @@ import typer
 from google.protobuf.json_format import MessageToDict
 
 from exchange.cli.common import err
-from exchange.client import PartnerClient
+from exchange.client.stubs import PartnerClient
 from ihx.v1 import partner_pb2 as ppb
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from exchange.cli.common import CliError
-from exchange.demo import run_demo
+from exchange.tools.demo import run_demo
 
 
 def register(app: typer.Typer) -> None:

@@ -42,14 +42,14 @@ from exchange.cli.common import (
     utc_now,
 )
 from exchange.errors import ConfigError
-from exchange.logs import configure as configure_logs
 from exchange.manifest_store import trust_anchors
 from exchange.node import Node
-from exchange.provision import init_database, write_settings
+from exchange.ops.json_logging import configure as configure_logs
+from exchange.ops.status import NodeStatus, collect_status, to_document
 from exchange.settings import load_database_url, load_settings
-from exchange.status import NodeStatus, collect_status, to_document
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, require_head, upgrade
+from exchange.tools.provision import init_database, write_settings
 from routing.geoip import GeoIp
 
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)

@@ -3,10 +3,11 @@
 A report is built and validated here with the domain constructors before anything is sent, so
 a typo in a hash or a classification fails locally with the field named; the node then
 canonicalises, traces and decides, and its answer (report id, decision, duplicate, known
-content) is printed. ``import`` streams the file through one gRPC stream (``exchange.importing``),
-reports each refused record with its line number on stderr, draws a progress bar on stderr when
-that is a terminal, and ends with a summary on stdout. Exit status of ``import``: 0 when every
-record was accepted, 1 when some were refused, 2 when the import could not run.
+content) is printed. ``import`` streams the file through one gRPC stream
+(``exchange.client.report_files``), reports each refused record with its line number on stderr,
+draws a progress bar on stderr when that is a terminal, and ends with a summary on stdout. Exit
+status of ``import``: 0 when every record was accepted, 1 when some were refused, 2 when the
+import could not run.
 
 The URL is the one text the domain constructors leave to the node, so it is checked here for what
 no node could receive: a lone surrogate (``\\udc80`` from an undecodable argument, or escaped in
@@ -28,7 +29,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
-from exchange.client import DEFAULT_CHUNK, IntakeClient
+from exchange.client.report_files import (
+    Accepted,
+    ImportFormat,
+    ImportSummary,
+    ParsedLine,
+    detect_format,
+    iter_file,
+    loads_record,
+    run_import,
+    submission_from_object,
+)
+from exchange.client.stubs import DEFAULT_CHUNK, IntakeClient
 from exchange.domain import (
     AgeGroup,
     Classification,
@@ -42,17 +54,6 @@ from exchange.domain import (
     parse_hash_text,
 )
 from exchange.errors import InvalidReport
-from exchange.importing import (
-    Accepted,
-    ImportFormat,
-    ImportSummary,
-    ParsedLine,
-    detect_format,
-    iter_file,
-    loads_record,
-    run_import,
-    submission_from_object,
-)
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 

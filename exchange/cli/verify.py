@@ -1,6 +1,6 @@
 """``ihx verify-report ID``: re-verify one stored report from the node's database.
 
-The checks are ``exchange.verify``'s; this command loads the node's settings and its current
+The checks are ``exchange.ops.verify``'s; this command loads the node's settings and its current
 manifest exactly as the node does at start (trust anchors from the settings), runs them and
 prints one line per check. Exit status: 0 when every check passes, 1 when one fails, 2 when the
 report or the node's files cannot be read.
@@ -16,10 +16,10 @@ import typer
 
 from exchange.cli.common import EXIT_CHECK_FAILED, check_mark, out, print_json
 from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.ops.verify import verification_document, verify_report
 from exchange.settings import load_settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
-from exchange.verify import verification_document, verify_report
 
 
 def register(app: typer.Typer) -> None:

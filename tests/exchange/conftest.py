@@ -24,12 +24,12 @@ import pytest
 from sqlalchemy import Engine
 
 from auth.manifest import Manifest
-from exchange.envelope import Limits
 from exchange.intake import Intake
 from exchange.receiver import Receiver
 from exchange.store.engine import open_engine
 from exchange.store.migrate import upgrade
 from exchange.store.writer import Writer
+from exchange.wire.envelope import Limits
 from routing.geoip import GeoIp
 from routing.resolver import StaticResolver
 from routing.trace import Tracer

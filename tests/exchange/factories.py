@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select
 
 from auth.keys import SigningKey
-from exchange.codec import announcement_to_proto, report_to_proto
 from exchange.domain import (
     AgeGroup,
     Classification,
@@ -39,9 +38,10 @@ from exchange.domain import (
     make_item,
     report_id_for,
 )
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
+from exchange.wire.codec import announcement_to_proto, report_to_proto
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
 from routing.canonical import canonicalize
 from routing.decision import Decision, DecisionReason
 from tests.auth.factories import COORDINATOR, NetworkKit, make_network, signing_key

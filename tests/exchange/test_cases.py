@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Engine, Table, select, update
 
 from exchange import cases
-from exchange.codec import announcement_from_bytes
 from exchange.domain import (
     Classification,
     HashAlgorithm,
@@ -21,6 +20,7 @@ from exchange.domain import (
 )
 from exchange.store import schema
 from exchange.store.writer import Writer
+from exchange.wire.codec import announcement_from_bytes
 from tests.exchange.factories import (
     T0,
     content_hash,

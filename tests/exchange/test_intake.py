@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Engine, Table, select
 
 from exchange import cases
-from exchange.codec import parse_report, report_from_proto
 from exchange.domain import Classification, Sighting, case_id_for
 from exchange.errors import ExchangeError
 from exchange.intake import Intake, IntakeResult
 from exchange.store import schema
 from exchange.store.writer import Writer
+from exchange.wire.codec import parse_report, report_from_proto
 from routing.decision import DecisionReason
 from routing.errors import InvalidUrl
 from tests.dbs import allow_inserts, refuse_inserts

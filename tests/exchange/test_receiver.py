@@ -14,9 +14,12 @@ from sqlalchemy import Engine, Table, select
 from auth.errors import SignatureInvalid
 from auth.manifest import Manifest
 from exchange import cases
-from exchange.codec import timestamp
 from exchange.domain import Classification, Outcome, ReportFacts, make_facts
-from exchange.envelope import (
+from exchange.errors import EpochAhead, InvalidEnvelope, SequenceConflict, WrongRecipient
+from exchange.receiver import Receiver
+from exchange.store import schema
+from exchange.wire.codec import timestamp
+from exchange.wire.envelope import (
     KIND_ANNOUNCEMENT,
     Limits,
     Receipt,
@@ -24,9 +27,6 @@ from exchange.envelope import (
     open_receipt,
     verify_stored_leaf,
 )
-from exchange.errors import EpochAhead, InvalidEnvelope, SequenceConflict, WrongRecipient
-from exchange.receiver import Receiver
-from exchange.store import schema
 from ihx.v1 import exchange_pb2 as xpb
 from tests.exchange.factories import (
     T0,

@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from auth.errors import AuthError, ManifestError
 from auth.manifest import manifest_to_document, parse_manifest
-from exchange.codec import parse_report, report_from_proto, report_to_proto
 from exchange.domain import Classification, Report, SiteType, make_facts
-from exchange.envelope import Limits, open_envelope
 from exchange.errors import ExchangeError
+from exchange.wire.codec import parse_report, report_from_proto, report_to_proto
+from exchange.wire.envelope import Limits, open_envelope
 from ihx.v1 import exchange_pb2 as xpb
 from routing.canonical import canonicalize
 from routing.errors import InvalidUrl

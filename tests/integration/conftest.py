@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.provision import MemberPlan
+from exchange.tools.provision import MemberPlan
 from tests.integration.hostile import Target
 from tests.integration.node_process import NodeProcess
 from tests.integration.partner_cluster import new_partner_cluster, stop_senders

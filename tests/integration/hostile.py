@@ -26,8 +26,8 @@ from google.protobuf.message_factory import GetMessageClass
 
 from auth import merkle
 from auth.tokens import Scope
-from exchange.codec import submission_to_proto, timestamp
-from exchange.envelope import KIND_REPORT
+from exchange.wire.codec import submission_to_proto, timestamp
+from exchange.wire.envelope import KIND_REPORT
 from ihx.v1 import exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
 from ihx.v1 import exchange_pb2 as xpb
 from tests.exchange.factories import (

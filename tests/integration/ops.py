@@ -18,9 +18,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.client import ClientTls
+from exchange.client.stubs import ClientTls
 from exchange.node import Node
-from exchange.provision import Federation, free_port
+from exchange.tools.provision import Federation, free_port
 from tests.integration.support import Cluster
 
 Labels = frozenset[tuple[str, str]]

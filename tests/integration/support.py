@@ -3,7 +3,7 @@
 The network is real in everything but its size: one directory per member with its Ed25519 key,
 its settings, its migrated database (a SQLite file; a fresh PostgreSQL database per member when
 ``IHX_TEST_DATABASE_URL`` is set, dropped when the cluster closes) and the signed manifest,
-small GeoIP databases built on the fly (``exchange.provision``), and a static resolver table
+small GeoIP databases built on the fly (``exchange.tools.provision``), and a static resolver table
 with a host in every country the tests route to, plus hosts that cannot be traced. Nodes listen
 on 127.0.0.1 and talk real gRPC.
 
@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
-from exchange.client import IntakeClient
+from exchange.client.stubs import IntakeClient
 from exchange.domain import Submission
 from exchange.node import Node
-from exchange.provision import Federation, MemberPlan, provision_federation
 from exchange.routing_log import ChainBreak, LogEntry, verify_chain
 from exchange.store.engine import open_engine
 from exchange.times import from_micros
+from exchange.tools.provision import Federation, MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from tests.dbs import Databases, configured_url
 from tests.exchange.factories import host_in

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from exchange.codec import submission_to_proto
+from exchange.wire.codec import submission_to_proto
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
 from tests.exchange.factories import make_submission, url_in

@@ -34,8 +34,8 @@ from typer.testing import CliRunner
 from auth.keys import SigningKey
 from auth.tokens import Scope
 from exchange.cli.main import app
-from exchange.codec import submission_to_proto
 from exchange.node import Node
+from exchange.wire.codec import submission_to_proto
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2 as ipb

@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator
 import grpc
 import pytest
 
-from exchange.client import IntakeClient
+from exchange.client.stubs import IntakeClient
 from exchange.domain import Submission
-from exchange.provision import MemberPlan
-from exchange.verify import verify_report
+from exchange.ops.verify import verify_report
+from exchange.tools.provision import MemberPlan
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster, StartProcess
 from tests.integration.node_process import NodeProcess

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from exchange.client import IntakeClient
+from exchange.client.stubs import IntakeClient
 from exchange.domain import Submission
 from ihx.v1 import intake_pb2 as ipb
 from tests.exchange.factories import make_submission, url_in

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from exchange.domain import Submission
-from exchange.verify import verify_report
+from exchange.ops.verify import verify_report
 from ihx.v1 import report_pb2 as pb
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.support import (

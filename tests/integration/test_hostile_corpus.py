@@ -44,9 +44,9 @@ from typer.testing import CliRunner
 from auth.keys import SigningKey
 from auth.manifest import MemberKey, add_key, bump_epoch, revoke_key
 from exchange.cli.main import app
-from exchange.codec import submission_to_proto
 from exchange.domain import HashAlgorithm
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
+from exchange.wire.codec import submission_to_proto
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2 as ipb

@@ -23,11 +23,11 @@ import grpc
 import pytest
 
 from auth.manifest import bump_epoch
-from exchange.client import PartnerClient
-from exchange.codec import announcement_to_proto, timestamp
+from exchange.client.stubs import PartnerClient
 from exchange.domain import Classification, KnownContent
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, seal
-from exchange.known_fields import find_unknown
+from exchange.wire.codec import announcement_to_proto, timestamp
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, seal
+from exchange.wire.known_fields import find_unknown
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2 as ipb
@@ -210,7 +210,7 @@ def test_an_unknown_field_in_the_outer_envelope_or_a_request_is_invalid_argument
 
 
 def _submit_bytes(url: str, seed: str) -> bytes:
-    from exchange.codec import submission_to_proto
+    from exchange.wire.codec import submission_to_proto
 
     return submission_to_proto(make_submission(url, hashes=[seed])).SerializeToString()
 

@@ -37,8 +37,8 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from exchange.codec import submission_to_proto
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
+from exchange.wire.codec import submission_to_proto
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import report_pb2 as pb
 from ihx.v1 import routing_log_pb2 as lpb

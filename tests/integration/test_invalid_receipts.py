@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from auth.keys import SigningKey
-from exchange.codec import from_timestamp, timestamp
+from exchange.wire.codec import from_timestamp, timestamp
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from tests.exchange.factories import make_submission, url_in

@@ -23,7 +23,7 @@ from exchange.domain import (
     make_facts,
     make_item,
 )
-from exchange.provision import MemberPlan
+from exchange.tools.provision import MemberPlan
 from tests.exchange.factories import (
     content_hash,
     make_submission,

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from auth.manifest import Manifest, bump_epoch, replace_member, sign_manifest
-from exchange.provision import MemberPlan
+from exchange.tools.provision import MemberPlan
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import report_pb2 as pb

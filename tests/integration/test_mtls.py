@@ -25,10 +25,10 @@ import pytest
 
 from auth.manifest import bump_epoch, replace_member
 from auth.tls import SPIFFE_PREFIX, create_ca, fingerprint, issue_node_certificate
-from exchange.client import ClientTls, IntakeClient
-from exchange.codec import submission_to_proto
+from exchange.client.stubs import ClientTls, IntakeClient
 from exchange.domain import Submission
-from exchange.envelope import KIND_REPORT, open_receipt, seal
+from exchange.wire.codec import submission_to_proto
+from exchange.wire.envelope import KIND_REPORT, open_receipt, seal
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2_grpc as igrpc

@@ -35,7 +35,7 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import report_pb2 as pb
 from tests.fuzz.messages import changes, messages

@@ -25,12 +25,12 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from exchange import logs
-from exchange.client import IntakeClient
-from exchange.codec import submission_to_proto
+from exchange.client.stubs import IntakeClient
 from exchange.domain import Submission
-from exchange.envelope import KIND_REPORT, seal
 from exchange.node import Node
+from exchange.ops import json_logging as logs
+from exchange.wire.codec import submission_to_proto
+from exchange.wire.envelope import KIND_REPORT, seal
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2 as ipb
@@ -313,7 +313,7 @@ def metrics_port(cluster: Cluster, member: str) -> int:
 
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
-    """``exchange.logs.configure`` writing to a buffer; the logging setup is restored after."""
+    """``exchange.ops.json_logging.configure`` writing to a buffer; logging restored after."""
     root = logging.getLogger()
     grpc_logger = logging.getLogger("grpc")
     saved = (root.handlers[:], root.level, grpc_logger.level)
@@ -384,7 +384,7 @@ def test_logs_are_json_lines_without_url_paths_or_queries(
         assert {"ts", "level", "logger", "msg"} <= doc.keys(), doc
         datetime.fromisoformat(doc["ts"])
     loggers = {d["logger"] for d in docs}
-    assert {"exchange.node", "exchange.outbox", "exchange.access"} <= loggers
+    assert {"exchange.node", "exchange.delivery.sender", "exchange.edge.access"} <= loggers
     port = cluster.fed.settings[NL].listen.rpartition(":")[2]
     assert f"node {NL} serving on port {port}" in {d["msg"] for d in docs}
     leaked = [line for line in lines if PATH_MARK in line or QUERY_MARK in line]

@@ -25,8 +25,8 @@ import grpc
 import pytest
 
 from auth.keys import SigningKey
-from exchange.client import IntakeClient, PartnerClient
-from exchange.envelope import KIND_REPORT, seal
+from exchange.client.stubs import IntakeClient, PartnerClient
+from exchange.wire.envelope import KIND_REPORT, seal
 from ihx.v1 import exchange_pb2 as xpb
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster

@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from auth.tokens import Scope
 from exchange.cli.main import app
-from exchange.client import LogClient, PartnerClient
-from exchange.codec import receipt_key_and_time
+from exchange.client.stubs import LogClient, PartnerClient
 from exchange.domain import Classification
+from exchange.wire.codec import receipt_key_and_time
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import partner_pb2 as ppb

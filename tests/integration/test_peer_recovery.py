@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.status import collect_status
+from exchange.ops.status import collect_status
 from exchange.times import from_micros
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster

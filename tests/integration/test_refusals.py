@@ -1,7 +1,7 @@
 """Refusals over real gRPC: what a node must not accept, the status it answers, nothing stored.
 
 The test plays de-eco talking to us-ncmec's Exchange service directly (``Deliver`` and
-``Stream``), sealing envelopes with ``exchange.envelope.seal`` and the federation's real keys,
+``Stream``), sealing envelopes with ``exchange.wire.envelope.seal`` and the federation's real keys,
 around report payloads built by de-eco's own intake (so they are exactly what de-eco would
 send). Each refusal must come with its specific status code and leave us-ncmec's store as it
 was; afterwards a valid envelope must still be accepted — a refusal never wedges the node.
@@ -18,7 +18,7 @@ import pytest
 
 from auth.keys import SigningKey
 from auth.manifest import MemberKey, add_key, bump_epoch, revoke_key
-from exchange.envelope import KIND_REPORT, Sealed, open_receipt, seal
+from exchange.wire.envelope import KIND_REPORT, Sealed, open_receipt, seal
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from tests.exchange.factories import make_submission, url_in

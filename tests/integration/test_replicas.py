@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.client import IntakeClient
-from exchange.provision import (
+from exchange.client.stubs import IntakeClient
+from exchange.tools.provision import (
     Federation,
     MemberPlan,
     free_port,

@@ -1,6 +1,6 @@
 """Fixtures for the command-line tests: a CLI runner, and a small real federation on loopback.
 
-``federation`` provisions three nodes with ``exchange.provision`` (real keys, signed manifest,
+``federation`` provisions three nodes with ``exchange.tools.provision`` (real keys, signed manifest,
 migrated databases — SQLite files, or PostgreSQL databases when the suite runs on it — GeoIP
 databases built from the shared ``GEO_TABLE``) and starts them
 on 127.0.0.1; they are stopped at teardown. Backoff is shortened so a sender that tried a peer
@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import Connection
 from typer.testing import CliRunner
 
-from exchange.client import IntakeClient
+from exchange.client.stubs import IntakeClient
 from exchange.node import Node
-from exchange.provision import Federation, MemberPlan, provision_federation
+from exchange.tools.provision import Federation, MemberPlan, provision_federation
 from tests.conftest import GeoRow
 from tests.dbs import Databases
 

@@ -1,4 +1,4 @@
-"""``exchange.importing``: parsing report files line by line, and streaming them in order."""
+"""``exchange.client.report_files``: parsing report files line by line, streaming them in order."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from exchange.domain import AgeGroup, Classification, MediaType, SiteType, Submission
-from exchange.importing import (
+from exchange.client.report_files import (
     Accepted,
     ImportFileError,
     ImportSummary,
@@ -21,6 +20,7 @@ from exchange.importing import (
     run_import,
     submission_from_object,
 )
+from exchange.domain import AgeGroup, Classification, MediaType, SiteType, Submission
 from ihx.v1 import intake_pb2 as ipb
 
 SHA = "sha256:" + "ab" * 32

@@ -21,7 +21,7 @@ import pytest
 
 from exchange.cli import main as cli_main
 from exchange.cli.common import error_line, one_line
-from exchange.provision import MemberPlan, free_port, provision_federation
+from exchange.tools.provision import MemberPlan, free_port, provision_federation
 
 
 def ihx_script() -> str:

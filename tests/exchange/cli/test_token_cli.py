@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from auth.tokens import Scope
 from exchange.cli.main import app
-from exchange.client import IntakeClient, LogClient, PartnerClient
+from exchange.client.stubs import IntakeClient, LogClient, PartnerClient
 from tests.exchange.cli.conftest import Running
 from tests.exchange.factories import make_submission
 

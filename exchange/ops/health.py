@@ -31,7 +31,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from grpc_health.v1 import health, health_pb2
 from sqlalchemy import insert, update
 
-from exchange.metrics import Metrics
+from exchange.ops.metrics import Metrics
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from exchange.backoff import Backoff
+from exchange.delivery.backoff import Backoff
 
 # Ceilings of successive delays with the defaults: 1, 2, 4, … 256, then the 300 s cap.
 CEILINGS = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0, 300.0]

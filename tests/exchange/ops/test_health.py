@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2
 from sqlalchemy import Engine, select
 
-from exchange.health_monitor import PROBE_KEY, HealthMonitor
+from exchange.ops.health import PROBE_KEY, HealthMonitor
 from exchange.store import schema
 from exchange.store.writer import Writer
 

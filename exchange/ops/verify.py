@@ -38,11 +38,11 @@ from sqlalchemy import Connection, Engine, select
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
-from exchange.codec import from_timestamp, parse_report, report_from_proto
 from exchange.domain import Outcome, PayloadResult, report_id_for
-from exchange.envelope import open_receipt, verify_stored_leaf
 from exchange.errors import ExchangeError, NotFound
 from exchange.store import schema
+from exchange.wire.codec import from_timestamp, parse_report, report_from_proto
+from exchange.wire.envelope import open_receipt, verify_stored_leaf
 from ihx.v1 import exchange_pb2 as xpb
 from routing.errors import RoutingError
 

@@ -27,8 +27,8 @@ import grpc
 import pytest
 from sqlalchemy import Engine, select, text
 
-from exchange.leases import LeaseLost, Leases
-from exchange.outbox import PeerSender, SenderSettings
+from exchange.delivery.leases import LeaseLost, Leases
+from exchange.delivery.sender import PeerSender, SenderSettings
 from exchange.routing_log import LogEntry, verify_chain
 from exchange.store import schema
 from exchange.store.engine import open_engine

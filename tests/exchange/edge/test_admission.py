@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from exchange.admission import (
+from exchange.edge.admission import (
     END_GRACE,
     REFUSAL_WORKERS,
     Admission,
@@ -22,8 +22,9 @@ from exchange.admission import (
     StreamTicket,
     classify,
 )
-from exchange.errors import Overloaded, status_for
-from exchange.metrics import Metrics
+from exchange.edge.status import status_for
+from exchange.errors import Overloaded
+from exchange.ops.metrics import Metrics
 
 STREAM = "/ihx.v1.Exchange/Stream"
 SUBMIT = "/ihx.v1.Intake/SubmitReport"

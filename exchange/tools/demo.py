@@ -29,7 +29,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from auth.tokens import Scope
-from exchange.client import IntakeClient
+from exchange.client.stubs import IntakeClient
 from exchange.domain import (
     AgeGroup,
     Classification,
@@ -41,8 +41,8 @@ from exchange.domain import (
     parse_hash,
 )
 from exchange.node import Node
-from exchange.provision import MemberPlan, provision_federation
 from exchange.store import schema
+from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 
 PLANS = (

@@ -48,16 +48,16 @@ from sqlalchemy import Engine, bindparam, case, delete, func, literal, select, u
 from auth.errors import AuthError
 from auth.keys import SigningKey
 from auth.manifest import Manifest
-from exchange.backoff import Backoff
+from exchange.delivery.backoff import Backoff
+from exchange.delivery.leases import LeaseLost, Leases
 from exchange.domain import Outcome
-from exchange.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Receipt, open_receipt, seal
 from exchange.errors import ExchangeError
-from exchange.leases import LeaseLost, Leases
-from exchange.logs import ids_field
-from exchange.metrics import Metrics
+from exchange.ops.json_logging import ids_field
+from exchange.ops.metrics import Metrics
 from exchange.store import schema
 from exchange.store.sql import insert_ignore
 from exchange.store.writer import Tx, Writer
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Receipt, open_receipt, seal
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 

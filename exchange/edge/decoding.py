@@ -28,15 +28,10 @@ from typing import Any, NoReturn
 
 import grpc
 
-from exchange.access import Handler
-from exchange.errors import (
-    ExchangeError,
-    MalformedRequest,
-    error_code,
-    error_message,
-    status_for,
-)
-from exchange.known_fields import require_known
+from exchange.edge.access import Handler
+from exchange.edge.status import status_for
+from exchange.errors import ExchangeError, MalformedRequest, error_code, error_message
+from exchange.wire.known_fields import require_known
 
 log = logging.getLogger(__name__)
 

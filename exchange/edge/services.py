@@ -25,11 +25,12 @@ from typing import Any, NoReturn
 
 import grpc
 
-from exchange.admission import current_ticket
-from exchange.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
-from exchange.errors import MalformedRequest, Overloaded, error_code, error_message, status_for
+from exchange.edge.admission import current_ticket
+from exchange.edge.status import status_for
+from exchange.errors import MalformedRequest, Overloaded, error_code, error_message
 from exchange.intake import Intake, IntakeResult
 from exchange.receiver import Receiver
+from exchange.wire.codec import decision_to_proto, parse_report, submission_from_proto, timestamp
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2 as ipb

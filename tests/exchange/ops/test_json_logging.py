@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from exchange.logs import JsonFormatter, configure, redact_url
+from exchange.ops.json_logging import JsonFormatter, configure, redact_url
 
 
 def test_json_line_carries_extra_fields() -> None:
@@ -42,7 +42,7 @@ def test_redact_url_keeps_only_scheme_and_host() -> None:
 
 
 def test_ids_field_caps_long_lists() -> None:
-    from exchange.logs import ids_field
+    from exchange.ops.json_logging import ids_field
 
     assert ids_field(["r-1", "r-2"]) == "r-1 r-2"
     many = [f"r-{i}" for i in range(105)]

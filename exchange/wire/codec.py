@@ -36,8 +36,8 @@ from exchange.domain import (
     parse_hash,
 )
 from exchange.errors import InvalidReport
-from exchange.known_fields import require_exact
 from exchange.times import to_micros
+from exchange.wire.known_fields import require_exact
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb

@@ -24,9 +24,9 @@ import grpc
 
 from auth.errors import AuthError, PermissionDenied, TokenInvalid
 from auth.tokens import Principal, Scope, TokenVerifier, require
-from exchange.admission import Admission, classify, held, refusal
+from exchange.edge.admission import Admission, classify, held, refusal
 from exchange.errors import Overloaded
-from exchange.metrics import Metrics
+from exchange.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

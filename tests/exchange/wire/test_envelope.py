@@ -14,9 +14,10 @@ import pytest
 from auth import merkle
 from auth.errors import KeyNotValid, ProofInvalid, SignatureInvalid, UnknownKey, UnknownMember
 from auth.manifest import Manifest, replace_member, revoke_key
-from exchange.codec import timestamp
 from exchange.domain import Outcome, PayloadResult
-from exchange.envelope import (
+from exchange.errors import InvalidEnvelope, WrongRecipient
+from exchange.wire.codec import timestamp
+from exchange.wire.envelope import (
     KIND_REPORT,
     Limits,
     Opened,
@@ -26,7 +27,6 @@ from exchange.envelope import (
     sign_receipt,
     verify_stored_leaf,
 )
-from exchange.errors import InvalidEnvelope, WrongRecipient
 from ihx.v1 import exchange_pb2 as xpb
 from tests.auth.factories import member_key
 from tests.exchange.factories import (

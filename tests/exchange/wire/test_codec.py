@@ -8,21 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.codec import (
-    announcement_from_bytes,
-    announcement_to_proto,
-    classification_from_proto,
-    classification_to_proto,
-    item_from_proto,
-    item_to_proto,
-    outcome_from_proto,
-    outcome_to_proto,
-    parse_report,
-    report_from_proto,
-    report_to_proto,
-    submission_from_proto,
-    submission_to_proto,
-)
 from exchange.domain import (
     MAX_NOTES_CHARS,
     MAX_PAYMENT_METHOD_CHARS,
@@ -41,6 +26,21 @@ from exchange.domain import (
     make_item,
 )
 from exchange.errors import InvalidReport
+from exchange.wire.codec import (
+    announcement_from_bytes,
+    announcement_to_proto,
+    classification_from_proto,
+    classification_to_proto,
+    item_from_proto,
+    item_to_proto,
+    outcome_from_proto,
+    outcome_to_proto,
+    parse_report,
+    report_from_proto,
+    report_to_proto,
+    submission_from_proto,
+    submission_to_proto,
+)
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb

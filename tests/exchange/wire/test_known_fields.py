@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exchange.errors import UnknownFields
-from exchange.known_fields import find_unknown, require_exact, require_known
+from exchange.wire.known_fields import find_unknown, require_exact, require_known
 from ihx.v1 import report_pb2 as pb
 from tests.exchange.factories import length_delimited, make_report, report_wire
 

@@ -16,8 +16,8 @@ from typing import Self
 
 import grpc
 
-from exchange.codec import submission_to_proto, timestamp
 from exchange.domain import Submission
+from exchange.wire.codec import submission_to_proto, timestamp
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
 from ihx.v1 import partner_pb2 as ppb

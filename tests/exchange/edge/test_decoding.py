@@ -22,11 +22,11 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from sqlalchemy import Engine
 
-from exchange.codec import submission_to_proto
-from exchange.decoding import DecodeGuard
+from exchange.edge.decoding import DecodeGuard
+from exchange.edge.services import ExchangeServicer, IntakeServicer
 from exchange.intake import Intake
 from exchange.receiver import Receiver
-from exchange.services import ExchangeServicer, IntakeServicer
+from exchange.wire.codec import submission_to_proto
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2 as ipb
@@ -143,7 +143,7 @@ def test_exchange_stream_refuses_a_malformed_first_message(
     assert_malformed(error, STREAM, "message 1 of the stream is not a valid message")
     assert table_counts(served.engine) == before
     # One line in the node's log, no traceback: a client's mistake, not a server bug.
-    (record,) = [r for r in caplog.records if r.name == "exchange.decoding"]
+    (record,) = [r for r in caplog.records if r.name == "exchange.edge.decoding"]
     assert record.getMessage() == f"malformed message 1 in a stream to {STREAM} (4 bytes)"
     no_errors_logged(caplog)
     served.still_serves()
@@ -202,7 +202,7 @@ def test_a_cancelled_stream_just_ends(served: Served, caplog: pytest.LogCaptureF
         next(answers)
     assert raised.value.code() is grpc.StatusCode.CANCELLED
     served.still_serves()
-    assert not [r for r in caplog.records if r.name == "exchange.decoding"]
+    assert not [r for r in caplog.records if r.name == "exchange.edge.decoding"]
     no_errors_logged(caplog)
 
 

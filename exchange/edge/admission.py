@@ -55,8 +55,9 @@ from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
-from exchange.errors import Overloaded, error_code, error_message, status_for
-from exchange.metrics import Metrics
+from exchange.edge.status import status_for
+from exchange.errors import Overloaded, error_code, error_message
+from exchange.ops.metrics import Metrics
 from exchange.settings import ExchangeTuning
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from google.protobuf.message import DecodeError
 from auth import merkle
 from auth.keys import SigningKey
 from auth.manifest import Manifest
-from exchange.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
 from exchange.domain import PayloadResult, is_case_id, is_report_id
 from exchange.errors import (
     EpochAhead,
@@ -33,7 +32,8 @@ from exchange.errors import (
     UnknownFields,
     WrongRecipient,
 )
-from exchange.known_fields import find_unknown, require_exact
+from exchange.wire.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
+from exchange.wire.known_fields import find_unknown, require_exact
 from ihx.v1 import exchange_pb2 as xpb
 
 # Sequences are stored as signed 64-bit integers and start at 1 (0 is "unset" in proto3).

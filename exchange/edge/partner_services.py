@@ -13,15 +13,15 @@ import grpc
 from sqlalchemy import Engine, select
 
 from auth.errors import PermissionDenied
-from exchange.access import current_principal
 from exchange.checkpoints import Checkpoint
-from exchange.codec import from_timestamp, timestamp
+from exchange.edge.access import current_principal
+from exchange.edge.services import abort
 from exchange.errors import InvalidReport, NotFound
-from exchange.log_query import LogFilter, index_in_range, list_entries
 from exchange.partners import CaseView, Partners
 from exchange.routing_log import LogEntry
-from exchange.services import abort
 from exchange.store import schema
+from exchange.store.log_query import LogFilter, index_in_range, list_entries
+from exchange.wire.codec import from_timestamp, timestamp
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import partner_pb2 as ppb
 from ihx.v1 import partner_pb2_grpc as pgrpc

@@ -1,0 +1,74 @@
+"""The one mapping from the node's error types to gRPC status codes.
+
+Servicers and interceptors call ``status_for`` at the edge and answer with ``code: message``
+(``errors.error_code`` / ``error_message``); nothing else leaks, and an error type not listed
+here is INTERNAL — a bug, logged with its traceback. The first matching row wins, so subclasses
+come before their bases.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from auth.errors import (
+    AuthError,
+    KeyNotValid,
+    ManifestRejected,
+    PermissionDenied,
+    ProofInvalid,
+    SignatureInvalid,
+    TokenInvalid,
+    UnknownKey,
+    UnknownMember,
+)
+from exchange.errors import (
+    ConfigError,
+    EpochAhead,
+    ExchangeError,
+    InvalidEnvelope,
+    InvalidReport,
+    MalformedRequest,
+    NotFound,
+    OutOfRange,
+    Overloaded,
+    SequenceConflict,
+    StorageUnavailable,
+    UnknownFields,
+    WrongRecipient,
+)
+from routing.errors import InvalidUrl, RoutingError
+
+_STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (TokenInvalid, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (WrongRecipient, grpc.StatusCode.FAILED_PRECONDITION),
+    (SequenceConflict, grpc.StatusCode.ALREADY_EXISTS),
+    (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),  # from auth: one type for both
+    (UnknownKey, grpc.StatusCode.PERMISSION_DENIED),
+    (KeyNotValid, grpc.StatusCode.PERMISSION_DENIED),
+    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
+    (ProofInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (ManifestRejected, grpc.StatusCode.FAILED_PRECONDITION),
+    (MalformedRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownFields, grpc.StatusCode.INVALID_ARGUMENT),
+    (OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
+    (EpochAhead, grpc.StatusCode.FAILED_PRECONDITION),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (InvalidEnvelope, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidReport, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidUrl, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (AuthError, grpc.StatusCode.PERMISSION_DENIED),
+    (RoutingError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ExchangeError, grpc.StatusCode.INTERNAL),
+]
+
+
+def status_for(error: Exception) -> grpc.StatusCode:
+    """The gRPC status for an error; unknown exceptions are INTERNAL."""
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return grpc.StatusCode.INTERNAL
