@@ -55,6 +55,7 @@ from auth import strict_json
 from auth.errors import PermissionDenied, TokenInvalid, TokenIssueError, TrustConfigError
 from auth.keys import PublicKey, SigningKey
 from auth.strict_json import StrictJsonError
+from common.clock import Clock, system_clock
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -135,11 +136,6 @@ _DECODE_OPTIONS: Final[Options] = {
 # A private instance, so that algorithms or options registered on pyjwt's global one elsewhere in
 # the process cannot change how partner tokens are checked.
 _PYJWT: Final = jwt.PyJWT()
-
-
-def system_clock() -> datetime:
-    """The real time, for production wiring; tests inject their own clock."""
-    return datetime.now(UTC)
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -461,7 +457,7 @@ class TokenVerifier:
     def __init__(
         self,
         policy: TokenPolicy,
-        clock: Callable[[], datetime],
+        clock: Clock,
         *,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
@@ -704,7 +700,7 @@ class TokenIssuer:
         key: SigningKey,
         issuer: str,
         audience: str,
-        clock: Callable[[], datetime],
+        clock: Clock,
         *,
         max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
     ) -> None:

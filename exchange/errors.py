@@ -20,22 +20,14 @@ from auth.errors import (
     UnknownKey,
     UnknownMember,
 )
+from common.errors import IhxError
 from routing.errors import InvalidUrl, RoutingError
 
 
-class ExchangeError(Exception):
+class ExchangeError(IhxError):
     """Base of the node's errors. ``code`` is stable and machine-readable."""
 
     code = "exchange-error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
 
 
 class InvalidReport(ExchangeError):
