@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from auth import strict_json
-from auth.strict_json import StrictJsonError
+from auth.strict_json import JsonProblem, StrictJsonError
 
 __all__ = ["b64url", "compact_json", "parse_json"]
 
@@ -26,7 +26,9 @@ def parse_json(data: bytes) -> Any:
     except StrictJsonError as exc:
         # Never echo a value taken from a token: name the problem only.
         raise ValueError(
-            "duplicate member name" if exc.problem == "duplicate" else f"{exc.name} is not JSON"
+            "duplicate member name"
+            if exc.problem is JsonProblem.DUPLICATE
+            else f"{exc.name} is not JSON"
         ) from None
 
 

@@ -10,9 +10,12 @@ unusable keys silently, where a trust file must fail and name the key.) Every pr
 
 from __future__ import annotations
 
+import enum
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import jwt
@@ -26,9 +29,23 @@ from auth.tokens.policy import (
     algorithms_for_key,
 )
 
-__all__ = ["MAX_JWKS_FILE_BYTES", "load_jwks_issuers"]
+__all__ = ["MAX_JWKS_FILE_BYTES", "KeyType", "load_jwks_issuers"]
 
 MAX_JWKS_FILE_BYTES: Final = 1024 * 1024
+
+
+class KeyType(enum.StrEnum):
+    """The JWK key types a trust file may hold (never ``oct``: a shared secret)."""
+
+    RSA = "RSA"
+    EC = "EC"
+    OKP = "OKP"
+
+
+_KEY_TYPES: Final = frozenset(KeyType)
+_EC_PARSER_BY_CURVE: Final[Mapping[str, str]] = MappingProxyType(
+    {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+)
 # RFC 7517 private key members; a trust file must hold public keys only.
 _PRIVATE_JWK_MEMBERS: Final = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
@@ -125,35 +142,12 @@ def _parse_jwk(
     kid = data.get("kid")
     if not isinstance(kid, str) or not kid:
         raise TrustConfigError(f"{where}.kid: must be a non-empty string")
-    kty = data.get("kty")
-    if kty == "oct":
-        raise TrustConfigError(f"{where}.kty: symmetric keys are never trusted")
-    if kty not in ("RSA", "EC", "OKP"):
-        raise TrustConfigError(f"{where}.kty: must be one of RSA, EC, OKP")
-    for member in _PRIVATE_JWK_MEMBERS:
-        if member in data:
-            raise TrustConfigError(f"{where}.{member}: private key material in a trust file")
-    if "use" in data and data["use"] != "sig":
-        raise TrustConfigError(f"{where}.use: must be 'sig'")
-    key_ops = data.get("key_ops")
-    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
-        raise TrustConfigError(f"{where}.key_ops: must be a list that includes 'verify'")
+    kty = _key_type(data.get("kty"), where)
+    _check_public_and_for_signing(data, where)
     jwk_alg = data.get("alg")
     if jwk_alg is not None and jwk_alg not in algorithms:
         raise TrustConfigError(f"{where}.alg: not one of the issuer's algorithms")
-    crv = data.get("crv")
-    # PyJWK only needs an algorithm of the right family to pick the parser; which algorithms the
-    # key may then verify is decided below from the parsed key, not from this choice.
-    if kty == "RSA":
-        parser_alg = "RS256"
-    elif kty == "EC":
-        if crv not in ("P-256", "P-384", "P-521"):
-            raise TrustConfigError(f"{where}.crv: must be one of P-256, P-384, P-521")
-        parser_alg = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[crv]
-    else:
-        if crv != "Ed25519":
-            raise TrustConfigError(f"{where}.crv: must be Ed25519")
-        parser_alg = "EdDSA"
+    parser_alg = _parser_algorithm(kty, data.get("crv"), where)
     try:
         key = jwt.PyJWK(data, algorithm=parser_alg).key
     except (jwt.PyJWTError, TypeError, ValueError):
@@ -167,6 +161,41 @@ def _parse_jwk(
     if not allowed:
         raise TrustConfigError(f"{where}: the key fits none of the issuer's algorithms")
     return kid, key, allowed
+
+
+def _key_type(kty: object, where: str) -> KeyType:
+    if kty == "oct":
+        raise TrustConfigError(f"{where}.kty: symmetric keys are never trusted")
+    if not isinstance(kty, str) or kty not in _KEY_TYPES:
+        raise TrustConfigError(f"{where}.kty: must be one of {', '.join(KeyType)}")
+    return KeyType(kty)
+
+
+def _check_public_and_for_signing(data: dict[str, Any], where: str) -> None:
+    for member in _PRIVATE_JWK_MEMBERS:
+        if member in data:
+            raise TrustConfigError(f"{where}.{member}: private key material in a trust file")
+    if "use" in data and data["use"] != "sig":
+        raise TrustConfigError(f"{where}.use: must be 'sig'")
+    key_ops = data.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise TrustConfigError(f"{where}.key_ops: must be a list that includes 'verify'")
+
+
+def _parser_algorithm(kty: KeyType, crv: object, where: str) -> str:
+    """An algorithm of the key's family, for PyJWK to pick its parser; the curve must be ours.
+
+    Which algorithms the key may then verify is decided from the parsed key, not from this choice.
+    """
+    if kty is KeyType.RSA:
+        return "RS256"
+    if kty is KeyType.EC:
+        if not isinstance(crv, str) or crv not in _EC_PARSER_BY_CURVE:
+            raise TrustConfigError(f"{where}.crv: must be one of {', '.join(_EC_PARSER_BY_CURVE)}")
+        return _EC_PARSER_BY_CURVE[crv]
+    if crv != "Ed25519":
+        raise TrustConfigError(f"{where}.crv: must be Ed25519")
+    return "EdDSA"
 
 
 def _only_members(obj: dict[str, Any], allowed: set[str], where: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import functools
 import math
 import re
@@ -50,7 +51,25 @@ from auth.tokens.policy import (
 )
 from common.clock import Clock
 
-__all__ = ["DEFAULT_CACHE_SIZE", "MAX_TOKEN_LENGTH", "TokenVerifier"]
+__all__ = ["DEFAULT_CACHE_SIZE", "MAX_TOKEN_LENGTH", "TokenRefusal", "TokenVerifier"]
+
+
+class TokenRefusal(enum.StrEnum):
+    """Why a token was refused: the stable ``code`` of its ``TokenInvalid``."""
+
+    ALG = "token-alg"
+    AUDIENCE = "token-audience"
+    CLAIMS = "token-claims"
+    CRIT = "token-crit"
+    EXPIRED = "token-expired"
+    ISSUER = "token-issuer"
+    KID = "token-kid"
+    LIFETIME = "token-lifetime"
+    MALFORMED = "token-malformed"
+    NOT_YET_VALID = "token-not-yet-valid"
+    SCOPE = "token-scope"
+    SIGNATURE = "token-signature"
+
 
 # Partner tokens are a few hundred bytes; refusing big ones before parsing bounds the work an
 # unauthenticated caller can make us do.
@@ -90,18 +109,18 @@ class _IssuerTable:
 
 # pyjwt's exceptions, most specific first (several derive from others), mapped to our codes;
 # MissingRequiredClaimError is handled before this table, to name the claim.
-_PYJWT_ERRORS: Final[tuple[tuple[type[Exception], str, str], ...]] = (
-    (jwt.InvalidSignatureError, "token-signature", "signature does not verify"),
-    (jwt.InvalidAlgorithmError, "token-alg", "algorithm not allowed"),
-    (jwt.InvalidAudienceError, "token-audience", "token is not for this node"),
-    (jwt.InvalidIssuerError, "token-issuer", "issuer is not trusted"),
-    (jwt.ExpiredSignatureError, "token-expired", "token has expired"),
-    (jwt.ImmatureSignatureError, "token-not-yet-valid", "token is not valid yet"),
-    (InvalidSubjectError, "token-claims", "sub must be a string"),
-    (InvalidJTIError, "token-claims", "jti must be a string"),
-    (jwt.InvalidKeyError, "token-signature", "signature does not verify"),
-    (jwt.InvalidTokenError, "token-malformed", "token is malformed"),
-    (jwt.PyJWTError, "token-malformed", "token is malformed"),
+_PYJWT_ERRORS: Final[tuple[tuple[type[Exception], TokenRefusal, str], ...]] = (
+    (jwt.InvalidSignatureError, TokenRefusal.SIGNATURE, "signature does not verify"),
+    (jwt.InvalidAlgorithmError, TokenRefusal.ALG, "algorithm not allowed"),
+    (jwt.InvalidAudienceError, TokenRefusal.AUDIENCE, "token is not for this node"),
+    (jwt.InvalidIssuerError, TokenRefusal.ISSUER, "issuer is not trusted"),
+    (jwt.ExpiredSignatureError, TokenRefusal.EXPIRED, "token has expired"),
+    (jwt.ImmatureSignatureError, TokenRefusal.NOT_YET_VALID, "token is not valid yet"),
+    (InvalidSubjectError, TokenRefusal.CLAIMS, "sub must be a string"),
+    (InvalidJTIError, TokenRefusal.CLAIMS, "jti must be a string"),
+    (jwt.InvalidKeyError, TokenRefusal.SIGNATURE, "signature does not verify"),
+    (jwt.InvalidTokenError, TokenRefusal.MALFORMED, "token is malformed"),
+    (jwt.PyJWTError, TokenRefusal.MALFORMED, "token is malformed"),
 )
 
 
@@ -154,48 +173,50 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         """The caller proven by ``token``; TokenInvalid (with a precise ``code``) if refused."""
         if not isinstance(token, str):
-            raise _refuse("token-malformed", "token must be a string")
+            raise _refuse(TokenRefusal.MALFORMED, "token must be a string")
         if len(token) > MAX_TOKEN_LENGTH:
-            raise _refuse("token-malformed", f"token longer than {MAX_TOKEN_LENGTH} characters")
+            raise _refuse(
+                TokenRefusal.MALFORMED, f"token longer than {MAX_TOKEN_LENGTH} characters"
+            )
         issuer, claims = self._authenticate(token)
         return self._check_claims(claims, issuer)
 
     def _authenticate_now(self, token: str) -> tuple[str, Mapping[str, Any]]:
         """(issuer, signed claims) of an authentic token; no time checks (those need the clock)."""
         if not _COMPACT_JWS.fullmatch(token):
-            raise _refuse("token-malformed", "not a compact JWS (three base64url segments)")
+            raise _refuse(TokenRefusal.MALFORMED, "not a compact JWS (three base64url segments)")
         header_segment, payload_segment, _ = token.split(".")
         header = _decode_segment(header_segment, "header")
 
         # Header first: nothing in it selects a key or a URL; it can only be refused.
         if "crit" in header:
-            raise _refuse("token-crit", "critical header extensions are not supported")
+            raise _refuse(TokenRefusal.CRIT, "critical header extensions are not supported")
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
-            raise _refuse("token-alg", "algorithm not allowed")
+            raise _refuse(TokenRefusal.ALG, "algorithm not allowed")
         kid = header.get("kid")
         if not isinstance(kid, str):
-            raise _refuse("token-kid", "kid header missing or not a string")
+            raise _refuse(TokenRefusal.KID, "kid header missing or not a string")
 
         # The issuer is chosen by exact match on the unverified iss; its signature is checked
         # next with that issuer's own key, so a forged iss gains nothing.
         claims = _decode_segment(payload_segment, "payload")
         iss = claims.get("iss")
         if iss is None:
-            raise _refuse("token-claims", "required claim missing: iss")
+            raise _refuse(TokenRefusal.CLAIMS, "required claim missing: iss")
         if not isinstance(iss, str):
-            raise _refuse("token-claims", "iss must be a string")
+            raise _refuse(TokenRefusal.CLAIMS, "iss must be a string")
         issuer = self._issuers.get(iss)
         if issuer is None:
-            raise _refuse("token-issuer", "issuer is not trusted")
+            raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
         if alg not in issuer.algorithms:
-            raise _refuse("token-alg", "algorithm not allowed for this issuer")
+            raise _refuse(TokenRefusal.ALG, "algorithm not allowed for this issuer")
         entry = issuer.keys.get(kid)
         if entry is None:
-            raise _refuse("token-kid", "kid is not a key of this issuer")
+            raise _refuse(TokenRefusal.KID, "kid is not a key of this issuer")
         key, key_algorithms = entry
         if alg not in key_algorithms:
-            raise _refuse("token-alg", "algorithm does not match the key")
+            raise _refuse(TokenRefusal.ALG, "algorithm does not match the key")
 
         try:
             payload = _PYJWT.decode(
@@ -224,17 +245,17 @@ class TokenVerifier:
         iat = _numeric_date(claims, "iat")
         nbf = _numeric_date(claims, "nbf") if "nbf" in claims else None
         if exp <= now - leeway:
-            raise _refuse("token-expired", "token has expired")
+            raise _refuse(TokenRefusal.EXPIRED, "token has expired")
         if nbf is not None and nbf > now + leeway:
-            raise _refuse("token-not-yet-valid", "token is not valid yet (nbf)")
+            raise _refuse(TokenRefusal.NOT_YET_VALID, "token is not valid yet (nbf)")
         if iat > now + leeway:
-            raise _refuse("token-not-yet-valid", "token is issued in the future (iat)")
+            raise _refuse(TokenRefusal.NOT_YET_VALID, "token is issued in the future (iat)")
         if exp <= iat:
-            raise _refuse("token-claims", "exp must be after iat")
+            raise _refuse(TokenRefusal.CLAIMS, "exp must be after iat")
         # With iat at most now + leeway (checked above), this also bounds exp - now by
         # max_lifetime + leeway: a token minted by a clock slightly ahead of ours still passes.
         if exp - iat > self._max_lifetime:
-            raise _refuse("token-lifetime", "token lifetime exceeds the maximum")
+            raise _refuse(TokenRefusal.LIFETIME, "token lifetime exceeds the maximum")
 
         aud = claims.get("aud")
         if isinstance(aud, str):
@@ -244,18 +265,18 @@ class TokenVerifier:
         else:
             aud_ok = False
         if not aud_ok:
-            raise _refuse("token-audience", "token is not for this node")
+            raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
         if claims.get("iss") != issuer:
-            raise _refuse("token-issuer", "issuer is not trusted")
+            raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
 
         sub = claims.get("sub")
         if not isinstance(sub, str):
-            raise _refuse("token-claims", "sub must be a string")
+            raise _refuse(TokenRefusal.CLAIMS, "sub must be a string")
         if not SUBJECT_PATTERN.fullmatch(sub):
-            raise _refuse("token-claims", "sub is empty, too long or has unusual characters")
+            raise _refuse(TokenRefusal.CLAIMS, "sub is empty, too long or has unusual characters")
         jti = claims.get("jti")
         if jti is not None and not (isinstance(jti, str) and TOKEN_ID_PATTERN.fullmatch(jti)):
-            raise _refuse("token-claims", "jti must be a short printable string")
+            raise _refuse(TokenRefusal.CLAIMS, "jti must be a short printable string")
 
         return Principal(
             subject=sub,
@@ -266,18 +287,18 @@ class TokenVerifier:
         )
 
 
-def _refuse(code: str, message: str) -> TokenInvalid:
-    return TokenInvalid(message, code=code)
+def _refuse(code: TokenRefusal, message: str) -> TokenInvalid:
+    return TokenInvalid(message, code=code.value)
 
 
 def _from_pyjwt(exc: jwt.PyJWTError) -> TokenInvalid:
     if isinstance(exc, jwt.MissingRequiredClaimError):
         # The claim name comes from our own required list, not from the token.
-        return _refuse("token-claims", f"required claim missing: {exc.claim}")
+        return _refuse(TokenRefusal.CLAIMS, f"required claim missing: {exc.claim}")
     for kind, code, message in _PYJWT_ERRORS:
         if isinstance(exc, kind):
             return _refuse(code, message)
-    return _refuse("token-malformed", "token is malformed")
+    return _refuse(TokenRefusal.MALFORMED, "token is malformed")
 
 
 def _decode_segment(segment: str, name: str) -> dict[str, Any]:
@@ -285,13 +306,13 @@ def _decode_segment(segment: str, name: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        raise _refuse("token-malformed", f"{name} is not base64url") from None
+        raise _refuse(TokenRefusal.MALFORMED, f"{name} is not base64url") from None
     try:
         value = parse_json(raw)
     except (ValueError, RecursionError):
-        raise _refuse("token-malformed", f"{name} is not JSON") from None
+        raise _refuse(TokenRefusal.MALFORMED, f"{name} is not JSON") from None
     if not isinstance(value, dict):
-        raise _refuse("token-malformed", f"{name} is not a JSON object")
+        raise _refuse(TokenRefusal.MALFORMED, f"{name} is not a JSON object")
     return value
 
 
@@ -303,10 +324,10 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
             return float(value)
         except OverflowError:
             # JSON integers are unbounded; one beyond float range is no date either.
-            raise _refuse("token-claims", f"{name} is out of range") from None
+            raise _refuse(TokenRefusal.CLAIMS, f"{name} is out of range") from None
     if type(value) is float and math.isfinite(value):
         return value
-    raise _refuse("token-claims", f"{name} must be a number of seconds")
+    raise _refuse(TokenRefusal.CLAIMS, f"{name} must be a number of seconds")
 
 
 def _parse_scopes(value: Any) -> frozenset[Scope]:
@@ -316,15 +337,15 @@ def _parse_scopes(value: Any) -> frozenset[Scope]:
     elif isinstance(value, list):
         names = value
     else:
-        raise _refuse("token-claims", "scope must be a string or a list of strings")
+        raise _refuse(TokenRefusal.CLAIMS, "scope must be a string or a list of strings")
     if not names or names == [""]:
-        raise _refuse("token-scope", "token grants no scope")
+        raise _refuse(TokenRefusal.SCOPE, "token grants no scope")
     scopes: set[Scope] = set()
     for name in names:
         if not isinstance(name, str):
-            raise _refuse("token-claims", "scope must be a string or a list of strings")
+            raise _refuse(TokenRefusal.CLAIMS, "scope must be a string or a list of strings")
         scope = SCOPES_BY_VALUE.get(name)
         if scope is None:
-            raise _refuse("token-scope", "unknown scope")
+            raise _refuse(TokenRefusal.SCOPE, "unknown scope")
         scopes.add(scope)
     return frozenset(scopes)
