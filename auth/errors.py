@@ -5,20 +5,13 @@ Each carries a stable machine ``code``; the exchange edge maps them to gRPC stat
 
 from __future__ import annotations
 
+from common.errors import IhxError
 
-class AuthError(Exception):
+
+class AuthError(IhxError):
     """Base of all auth errors."""
 
     code = "auth-error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
 
 
 class KeyFileError(AuthError):

@@ -7,18 +7,30 @@ so a document means the same thing to every node and tool. Refusals are ``Strict
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
 
-class StrictJsonError(ValueError):
-    """A duplicate member name (``problem == "duplicate"``) or a NaN/Infinity constant."""
+class JsonProblem(enum.StrEnum):
+    """What strict parsing refused."""
 
-    def __init__(self, problem: str, name: str) -> None:
+    DUPLICATE = "duplicate"  # a member name twice in one object
+    CONSTANT = "constant"  # NaN, Infinity or -Infinity
+
+
+class StrictJsonError(ValueError):
+    """A duplicate member name (``JsonProblem.DUPLICATE``) or a NaN/Infinity constant."""
+
+    def __init__(self, problem: JsonProblem, name: str) -> None:
         self.problem = problem
         self.name = name
         quoted = json.dumps(name, ensure_ascii=False)
-        what = f"duplicate key {quoted}" if problem == "duplicate" else f"{name} is not allowed"
+        what = (
+            f"duplicate key {quoted}"
+            if problem is JsonProblem.DUPLICATE
+            else f"{name} is not allowed"
+        )
         super().__init__(what)
 
 
@@ -26,13 +38,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise StrictJsonError("duplicate", key)
+            raise StrictJsonError(JsonProblem.DUPLICATE, key)
         result[key] = value
     return result
 
 
 def _no_constant(name: str) -> Any:
-    raise StrictJsonError("constant", name)
+    raise StrictJsonError(JsonProblem.CONSTANT, name)
 
 
 def loads(data: str | bytes) -> Any:

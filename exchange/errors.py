@@ -7,23 +7,13 @@ roots of ``routing`` and ``auth`` — to a gRPC status lives at the edge, ``edge
 
 from __future__ import annotations
 
-from auth.errors import AuthError
-from routing.errors import RoutingError
+from common.errors import IhxError
 
 
-class ExchangeError(Exception):
+class ExchangeError(IhxError):
     """Base of the node's errors. ``code`` is stable and machine-readable."""
 
     code = "exchange-error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
 
 
 class InvalidReport(ExchangeError):
@@ -105,6 +95,6 @@ def error_code(error: Exception) -> str:
 
 def error_message(error: Exception) -> str:
     """A one-line message safe to show a caller (no traceback, no internals)."""
-    if isinstance(error, ExchangeError | AuthError | RoutingError):
+    if isinstance(error, IhxError):
         return error.message
     return "internal error"

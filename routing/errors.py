@@ -6,20 +6,13 @@ human message that names what was wrong. The exchange edge maps them to gRPC sta
 
 from __future__ import annotations
 
+from common.errors import IhxError
 
-class RoutingError(Exception):
+
+class RoutingError(IhxError):
     """Base of all routing errors."""
 
     code = "routing-error"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0]) if self.args else self.code
 
 
 class InvalidUrl(RoutingError):

@@ -27,7 +27,7 @@ from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 from jwcrypto import jwt as jwcrypto_jwt
 
-import auth.tokens as tokens
+import auth.tokens.verify as tokens
 from auth.errors import (
     AuthError,
     PermissionDenied,

@@ -1,0 +1,210 @@
+"""What a node accepts from partner tokens: scopes, trusted issuers, the policy, ``require``.
+
+This is configuration and authorisation, with no token parsing in it. ``TrustedIssuer`` pins an
+issuer's exact ``iss``, its keys by kid and the algorithms they may verify; ``TokenPolicy`` is
+the node's audience plus its issuers and time limits. Both validate on construction, so a verifier
+never meets an unusable key or an unsafe algorithm: asymmetric signatures only (never ``none`` or
+HMAC, where a public key could be abused as the secret), RSA keys of at least 2048 bits, each EC
+curve with its one algorithm. ``Principal`` is who a verified token proves; ``require`` checks a
+scope (``admin`` implies every other).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ec import (
+    SECP256R1,
+    SECP384R1,
+    SECP521R1,
+    EllipticCurvePublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from auth.errors import PermissionDenied, TrustConfigError
+from auth.keys import PublicKey
+
+__all__ = [
+    "DEFAULT_LEEWAY",
+    "DEFAULT_MAX_LIFETIME",
+    "MIN_RSA_BITS",
+    "SCOPES_BY_VALUE",
+    "SUPPORTED_ALGORITHMS",
+    "Principal",
+    "Scope",
+    "TokenPolicy",
+    "TrustedIssuer",
+    "VerificationKey",
+    "algorithm_problem",
+    "algorithms_for_key",
+    "node_issuer",
+    "require",
+]
+
+
+class Scope(enum.StrEnum):
+    """What a token allows; ``ADMIN`` implies every other scope."""
+
+    REPORTS_SUBMIT = "reports:submit"
+    CASES_PULL = "cases:pull"
+    LOG_READ = "log:read"
+    ADMIN = "admin"
+
+
+VerificationKey = Ed25519PublicKey | RSAPublicKey | EllipticCurvePublicKey
+
+# Asymmetric algorithms only: an issuer can never be configured with HS* (where a public key could
+# be abused as the HMAC secret) or ``none``.
+SUPPORTED_ALGORITHMS: Final = frozenset(
+    {"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+_RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_EC_ALGORITHM_BY_CURVE: Final[Mapping[str, str]] = MappingProxyType(
+    {SECP256R1.name: "ES256", SECP384R1.name: "ES384", SECP521R1.name: "ES512"}
+)
+MIN_RSA_BITS: Final = 2048
+
+DEFAULT_LEEWAY: Final = timedelta(seconds=30)
+DEFAULT_MAX_LIFETIME: Final = timedelta(minutes=15)
+# Subjects and token ids end up in the routing log and in queries (always as bound parameters, but
+# still): printable, no spaces or quotes, bounded. Covers ids, URLs, e-mails, UUIDs and "a|b" ids.
+SUBJECT_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@|+/=~-]{0,127}")
+TOKEN_ID_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,128}")
+SCOPES_BY_VALUE: Final[Mapping[str, Scope]] = MappingProxyType({s.value: s for s in Scope})
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """One issuer we accept tokens from: its exact ``iss``, its keys by kid, its pinned algorithms.
+
+    ``key_algorithms`` optionally narrows a kid to fewer algorithms than the issuer's (a JWK's own
+    ``alg``). Validated at construction, so a verifier never meets an unusable key.
+    """
+
+    issuer: str
+    keys: Mapping[str, VerificationKey]
+    algorithms: tuple[str, ...]
+    key_algorithms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise TrustConfigError("issuer: must be a non-empty string")
+        where = f"issuer {self.issuer!r}"
+        algorithms = tuple(self.algorithms)
+        if not algorithms:
+            raise TrustConfigError(f"{where}: algorithms: at least one algorithm is required")
+        for i, alg in enumerate(algorithms):
+            problem = algorithm_problem(alg)
+            if problem:
+                raise TrustConfigError(f"{where}: algorithms[{i}]: {problem}")
+        if not self.keys:
+            raise TrustConfigError(f"{where}: keys: at least one key is required")
+        usable: dict[str, frozenset[str]] = {}
+        for kid, key in self.keys.items():
+            if not isinstance(kid, str) or not kid:
+                raise TrustConfigError(f"{where}: keys: a kid must be a non-empty string")
+            try:
+                usable[kid] = algorithms_for_key(key) & set(algorithms)
+            except ValueError as exc:
+                raise TrustConfigError(f"{where}: keys[{kid!r}]: {exc}") from None
+            if not usable[kid]:
+                raise TrustConfigError(
+                    f"{where}: keys[{kid!r}]: the key fits none of the issuer's algorithms"
+                )
+        narrowed: dict[str, tuple[str, ...]] = {}
+        for kid, given in self.key_algorithms.items():
+            if kid not in self.keys:
+                raise TrustConfigError(f"{where}: key_algorithms[{kid!r}]: no such key")
+            algs = tuple(given)
+            if not algs or not set(algs) <= set(algorithms) or not set(algs) & usable[kid]:
+                raise TrustConfigError(
+                    f"{where}: key_algorithms[{kid!r}]: must be issuer algorithms the key fits"
+                )
+            narrowed[kid] = algs
+        # Frozen in fact, not only in name: the verifier's tables are built from these once.
+        object.__setattr__(self, "algorithms", algorithms)
+        object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
+        object.__setattr__(self, "key_algorithms", MappingProxyType(narrowed))
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What this node accepts: tokens for ``audience`` from ``issuers`` (exact ``iss`` → issuer)."""
+
+    audience: str
+    issuers: Mapping[str, TrustedIssuer]
+    leeway: timedelta = DEFAULT_LEEWAY
+    max_lifetime: timedelta = DEFAULT_MAX_LIFETIME
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.audience, str) or not self.audience:
+            raise TrustConfigError("audience: must be a non-empty string")
+        for iss, trusted in self.issuers.items():
+            if not isinstance(trusted, TrustedIssuer) or trusted.issuer != iss:
+                raise TrustConfigError(
+                    f"issuers[{iss!r}]: must be the TrustedIssuer for exactly that iss"
+                )
+        if self.leeway < timedelta(0) or self.leeway > timedelta(minutes=5):
+            raise TrustConfigError("leeway: must be between 0 and 5 minutes")
+        if self.max_lifetime <= timedelta(0):
+            raise TrustConfigError("max_lifetime: must be positive")
+        object.__setattr__(self, "issuers", MappingProxyType(dict(self.issuers)))
+
+
+def node_issuer(key_public: PublicKey, issuer: str) -> TrustedIssuer:
+    """The node's own issuer (tokens from ``TokenIssuer``): EdDSA, kid = the node key id."""
+    key = Ed25519PublicKey.from_public_bytes(key_public.raw)
+    return TrustedIssuer(issuer=issuer, keys={key_public.key_id: key}, algorithms=("EdDSA",))
+
+
+def algorithm_problem(alg: object) -> str | None:
+    if not isinstance(alg, str):
+        return "must be a string"
+    if alg.upper().startswith("HS") or alg.lower() == "none":
+        return f"{alg!r} is never accepted (only asymmetric signatures)"
+    if alg not in SUPPORTED_ALGORITHMS:
+        return f"unsupported algorithm {alg!r}"
+    return None
+
+
+def algorithms_for_key(key: object) -> frozenset[str]:
+    """The algorithms a public key can verify; ValueError for a key we do not accept."""
+    if isinstance(key, Ed25519PublicKey):
+        return frozenset({"EdDSA"})
+    if isinstance(key, RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} required")
+        return _RSA_ALGORITHMS
+    if isinstance(key, EllipticCurvePublicKey):
+        alg = _EC_ALGORITHM_BY_CURVE.get(key.curve.name)
+        if alg is None:
+            raise ValueError(f"unsupported elliptic curve {key.curve.name}")
+        return frozenset({alg})
+    raise ValueError(f"not a supported public key ({type(key).__name__})")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as proven by a verified token."""
+
+    subject: str
+    issuer: str
+    scopes: frozenset[Scope]
+    token_id: str | None
+    expires_at: datetime
+
+    def has(self, scope: Scope) -> bool:
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+def require(principal: Principal, scope: Scope) -> None:
+    """Return if ``principal`` may use ``scope``; raise PermissionDenied naming the scope if not."""
+    if not principal.has(scope):
+        raise PermissionDenied(f"the token does not grant scope {scope.value}")

@@ -1,0 +1,20 @@
+"""The clock type shared by every part that needs the time, and the real one.
+
+Time is injected, never read from a global: a component takes a ``Clock`` (a callable returning
+an aware datetime) so tests can control it. ``system_clock`` is the production wiring: aware UTC
+now. Aware datetimes only — a naive one's ``timestamp()`` is local time, a silent hour-sized error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+__all__ = ["Clock", "system_clock"]
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The real time (aware, UTC), for production wiring; tests inject their own clock."""
+    return datetime.now(UTC)
