@@ -36,7 +36,7 @@ from exchange.domain import (
 from exchange.errors import InvalidReport
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
-from exchange.store import schema
+from exchange.store import outbox, schema
 from exchange.store.writer import Coalescer, Tx, Writer
 from exchange.wire.codec import decision_from_proto, parse_report, report_to_proto
 from exchange.wire.envelope import Limits
@@ -46,7 +46,6 @@ from routing.trace import Trace, Tracer
 
 log = logging.getLogger(__name__)
 
-OUTBOX = schema.outbox
 MAX_REPORT_BYTES = Limits().max_payload_bytes
 
 
@@ -197,17 +196,8 @@ class Intake:
                 now,
             )
             marks.update({p.report.id: m for p, m in zip(remote, remote_marks, strict=True)})
-            conn.execute(
-                OUTBOX.insert(),
-                [
-                    {
-                        "destination": p.decision.member,
-                        "report_id": p.report.id,
-                        "payload": p.wire,
-                        "created_at": now,
-                    }
-                    for p in remote
-                ],
+            outbox.enqueue(
+                conn, [outbox.Queued(p.decision.member, p.report.id, p.wire) for p in remote], now
             )
             destinations = {p.decision.member for p in remote}
             tx.after_commit.append(lambda: self._wake(destinations))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 
@@ -38,8 +38,9 @@ from auth.manifest import Manifest
 from auth.tls import read_pem
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
 from exchange.checkpoints import Checkpointer
+from exchange.delivery.fanout import Fanout
 from exchange.delivery.leases import Leases
-from exchange.delivery.sender import PeerSender, SenderSettings
+from exchange.delivery.sender import PeerSender
 from exchange.domain import Classification
 from exchange.edge.access import AccessInterceptor
 from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
@@ -72,21 +73,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    # Keepalive finds a dead peer within ~40 s on an idle stream; the server permits our pings.
-    return [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-        # Each channel its own connections: a fresh channel (after the peer was unreachable)
-        # must not inherit a shared subchannel's reconnect backoff.
-        ("grpc.use_local_subchannel_pool", 1),
-    ]
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -131,18 +117,6 @@ class Node:
             max_envelope_bytes=tuning.max_message_bytes,
             max_clock_skew=skew,
         )
-        self.sender_settings = SenderSettings(
-            max_batch=min(tuning.max_batch, tuning.max_payloads),
-            linger=tuning.linger_ms / 1000,
-            window=tuning.window,
-            receipt_timeout=tuning.receipt_timeout_s,
-            stream_lifetime=tuning.stream_lifetime_s,
-            backoff_initial=tuning.backoff_initial_s,
-            backoff_max=tuning.backoff_max_s,
-            max_batch_bytes=tuning.max_message_bytes,
-            max_clock_skew=tuning.max_clock_skew_s,
-            stream_idle=tuning.stream_idle_s,
-        )
         self.engine = open_engine(settings.database_url)
         require_head(self.engine)
         self.key = SigningKey.load(settings.signing_key)
@@ -166,6 +140,19 @@ class Node:
         self.writer = Writer(self.engine, on_failure=self._write_failed)
         # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
         self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
+        self.fanout = Fanout(
+            self_member=self.member,
+            key=self.key,
+            manifest=self.manifests.current,
+            engine=self.engine,
+            writer=self.writer,
+            clock=clock,
+            rng=self._rng,
+            tuning=tuning,
+            tls=self._tls,
+            metrics=self.metrics,
+            leases=self.leases,
+        )
         self.partners = Partners(
             self_member=self.member,
             rules=[
@@ -209,13 +196,9 @@ class Node:
             on_cases=self.partners.assign,
             bind_peers=self._tls is not None,
             metrics=self.metrics,
-            on_heard=self._heard_from,
+            on_heard=self.fanout.heard_from,
             locate=self.tracer.place,
         )
-        self.senders: dict[str, PeerSender] = {}
-        self._senders_lock = threading.Lock()
-        self._channels: dict[str, grpc.Channel] = {}
-        self._channels_lock = threading.Lock()
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
         self._health_server: grpc.Server | None = None
@@ -319,7 +302,7 @@ class Node:
         if self.settings.metrics_listen:
             self.metrics.watch_outbox(self.engine, self._clock)
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
-        self._ensure_senders(self.manifests.current())
+        self.fanout.ensure(self.manifests.current())
         if self.leases is not None:
             self.leases.start()
         self.checkpointer.start()
@@ -359,12 +342,10 @@ class Node:
             self.admission.end_probation()  # those waiting for a first envelope, too
             self._server.stop(grace).wait()
             self.admission.stop()
-        for sender in list(self.senders.values()):
-            sender.stop()
+        self.fanout.stop_senders()
         if self.leases is not None:
             self.leases.stop()  # hand our peers to the other replicas now, not at expiry
-        for channel in self._channels.values():
-            channel.close()
+        self.fanout.close_channels()
         self.checkpointer.stop()
         self.writer.stop()
         if self._health_server is not None:
@@ -389,60 +370,16 @@ class Node:
 
     # -- peers --------------------------------------------------------------------------------
 
+    @property
+    def senders(self) -> Mapping[str, PeerSender]:
+        """The sender of each peer, by member id (tests and tools read their state)."""
+        return self.fanout.senders
+
     def wake(self, members: Iterable[str]) -> None:
-        for m in members:
-            sender = self.senders.get(m)
-            if sender is not None:
-                sender.wake()
-
-    def _heard_from(self, member: str) -> None:
-        sender = self.senders.get(member)
-        if sender is not None:
-            sender.heard_from()
-
-    def _channel_for(self, endpoint: str, fresh: bool = False) -> grpc.Channel:
-        """The channel to ``endpoint``; ``fresh`` replaces it (see ``PeerSender``)."""
-        with self._channels_lock:
-            channel = self._channels.get(endpoint)
-            if channel is not None and fresh:
-                channel.close()
-                channel = None
-            if channel is None:
-                options = channel_options(self.settings.exchange.max_message_bytes)
-                if self._tls is not None:
-                    cert, key, ca = self._tls
-                    credentials = grpc.ssl_channel_credentials(ca, key, cert)
-                    channel = grpc.secure_channel(endpoint, credentials, options=options)
-                else:
-                    channel = grpc.insecure_channel(endpoint, options=options)
-                self._channels[endpoint] = channel
-            return channel
-
-    def _ensure_senders(self, manifest: Manifest) -> None:
-        with self._senders_lock:
-            for member in manifest.members:
-                if member.id == self.member or member.id in self.senders:
-                    continue
-                sender = PeerSender(
-                    self_member=self.member,
-                    peer=member.id,
-                    key=self.key,
-                    manifest=self.manifests.current,
-                    engine=self.engine,
-                    writer=self.writer,
-                    clock=self._clock,
-                    rng=random.Random(self._rng.random()),
-                    channel_for=self._channel_for,
-                    settings=self.sender_settings,
-                    metrics=self.metrics,
-                    leases=self.leases,
-                )
-                self.senders[member.id] = sender
-                if not self._stop.is_set():
-                    sender.start()
+        self.fanout.wake(members)
 
     def _on_manifest(self, manifest: Manifest) -> None:
-        self._ensure_senders(manifest)
+        self.fanout.ensure(manifest)
 
     def _watch_manifest(self) -> None:
         while not self._stop.wait(self.settings.exchange.manifest_poll_s):

@@ -10,14 +10,15 @@ unreceipted batches byte for byte first (the receiver deduplicates by sender and
 Safety does not rest on timing. Each sealing transaction ``fence``s: it locks the lease row and
 fails with ``LeaseLost`` unless this replica still holds an unexpired lease, so a replica that
 paused past its expiry cannot seal next to its successor; outbox rows are claimed with
-``FOR UPDATE SKIP LOCKED`` in that same transaction (outbox.py), so no report lands in two
-batches. Applying a receipt is idempotent, so the old and the new holder may both apply one.
+``FOR UPDATE SKIP LOCKED`` in that same transaction (store/outbox.py), so no report lands in
+two batches. Applying a receipt is idempotent, so the old and the new holder may both apply one.
 
 The lease's ``acquired_at`` is its generation: a sender's session ends when the generation it
 started with is no longer held, so state kept in memory during a session (the announcement
 high-water mark) never outlives a takeover by another replica.
 
-A SQLite node is its database's only process and has no ``Leases`` at all (``None``).
+A SQLite node is its database's only process and has no ``Leases`` at all (``None``). The
+lease rows' SQL is in exchange/store/peers.py.
 """
 
 from __future__ import annotations
@@ -31,28 +32,11 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    case,
-    cast,
-    extract,
-    func,
-    literal,
-    or_,
-    select,
-    update,
-)
-
 from exchange.errors import ExchangeError
-from exchange.store import schema
-from exchange.store.sql import insert_ignore
+from exchange.store import peers as peer_rows
 from exchange.store.writer import Tx, Writer
-from exchange.times import from_micros, to_micros
 
 log = logging.getLogger(__name__)
-
-LEASES = schema.peer_leases
 
 
 class LeaseLost(ExchangeError):
@@ -65,14 +49,6 @@ class LeaseLost(ExchangeError):
 def replica_id() -> str:
     """Who holds a lease: host, process and a random part (a restarted pod is someone new)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
-
-
-def database_now(conn: Connection) -> datetime:
-    """The database server's clock (replicas on several hosts must agree on expiry)."""
-    micros = conn.execute(
-        select(cast(extract("epoch", func.clock_timestamp()) * 1_000_000, BigInteger))
-    ).scalar_one()
-    return from_micros(int(micros))
 
 
 Listener = Callable[[bool], None]
@@ -120,12 +96,12 @@ class Leases:
 
     def fence(self, tx: Tx, peer: str) -> None:
         """Inside a sealing job: lock our lease row, or raise ``LeaseLost``."""
-        row = tx.conn.execute(
-            select(LEASES.c.holder, LEASES.c.expires_at)
-            .where(LEASES.c.destination == peer)
-            .with_for_update()
-        ).first()
-        if row is None or row.holder != self.holder or row.expires_at <= database_now(tx.conn):
+        row = peer_rows.lock_lease(tx.conn, peer)
+        if (
+            row is None
+            or row.holder != self.holder
+            or row.expires_at <= peer_rows.database_now(tx.conn)
+        ):
             raise LeaseLost(peer)
 
     # -- the keeper thread --------------------------------------------------------------------
@@ -182,38 +158,7 @@ class Leases:
             self._kick.clear()
 
     def _round(self, tx: Tx, peers: Sequence[str]) -> dict[str, datetime]:
-        now = database_now(tx.conn)
-        expires = from_micros(to_micros(now) + int(self.ttl * 1_000_000))
-        epoch = from_micros(0)
-        insert_ignore(
-            tx.conn,
-            LEASES,
-            [
-                {"destination": p, "holder": "", "acquired_at": epoch, "expires_at": epoch}
-                for p in peers
-            ],
-        )
-        mine = LEASES.c.holder == self.holder
-        rows = tx.conn.execute(
-            update(LEASES)
-            .where(LEASES.c.destination.in_(peers), or_(mine, LEASES.c.expires_at <= now))
-            .values(
-                holder=self.holder,
-                expires_at=expires,
-                # A lease we still hold keeps its generation; a taken-over one starts a new one.
-                acquired_at=case(
-                    (mine & (LEASES.c.expires_at > now), LEASES.c.acquired_at),
-                    else_=literal(now, LEASES.c.acquired_at.type),  # stored as micros too
-                ),
-            )
-            .returning(LEASES.c.destination, LEASES.c.acquired_at)
-        ).all()
-        return {r.destination: r.acquired_at for r in rows}
+        return peer_rows.claim_leases(tx.conn, self.holder, peers, self.ttl)
 
     def _release(self, tx: Tx, peers: Sequence[str]) -> None:
-        now = database_now(tx.conn)
-        tx.conn.execute(
-            update(LEASES)
-            .where(LEASES.c.destination.in_(peers), LEASES.c.holder == self.holder)
-            .values(expires_at=now)
-        )
+        peer_rows.release_leases(tx.conn, self.holder, peers)

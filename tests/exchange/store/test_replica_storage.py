@@ -28,8 +28,9 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from exchange.delivery.leases import LeaseLost, Leases
-from exchange.delivery.sender import PeerSender, SenderSettings
+from exchange.delivery.sender import PeerSender
 from exchange.routing_log import LogEntry, verify_chain
+from exchange.settings import ExchangeTuning
 from exchange.store import schema
 from exchange.store.engine import open_engine
 from exchange.store.migrate import upgrade
@@ -196,7 +197,7 @@ def sender(replica: Replica, clock: FakeClock) -> PeerSender:
         clock=clock,
         rng=random.Random(1),
         channel_for=no_channel,
-        settings=SenderSettings(max_batch=10, linger=0),
+        tuning=ExchangeTuning(max_batch=10, linger_ms=0),
         leases=replica.leases,
     )
 
@@ -221,7 +222,7 @@ def queue_reports(engine: Engine, n: int) -> None:
 
 
 def pending(s: PeerSender) -> list[Any]:
-    return s._pending_reports()
+    return s.batches.pending_reports()
 
 
 def batch_of(engine: Engine) -> dict[str, int | None]:
@@ -244,18 +245,18 @@ def test_only_the_lease_holder_seals_and_rows_are_batched_once(
 
     rows = pending(sb)
     with pytest.raises(LeaseLost):
-        b.writer.execute(lambda tx: sb._seal_reports(tx, rows))
+        b.writer.execute(lambda tx: sb.batches.seal_reports(tx, rows))
     assert set(batch_of(a.engine).values()) == {None}
 
-    first = a.writer.execute(lambda tx: sa._seal_reports(tx, pending(sa)[:4]))
+    first = a.writer.execute(lambda tx: sa.batches.seal_reports(tx, pending(sa)[:4]))
     assert first is not None
     assert first.count == 4
     # Rows read before that seal (a stale view) are not sealed a second time.
-    second = a.writer.execute(lambda tx: sa._seal_reports(tx, rows))
+    second = a.writer.execute(lambda tx: sa.batches.seal_reports(tx, rows))
     assert second is not None
     assert second.count == 2
     assert second.sequence == first.sequence + 1
-    assert a.writer.execute(lambda tx: sa._seal_reports(tx, rows)) is None
+    assert a.writer.execute(lambda tx: sa.batches.seal_reports(tx, rows)) is None
     assert Counter(batch_of(a.engine).values()) == {1: 4, 2: 2}
 
 
@@ -283,7 +284,7 @@ def test_sealing_skips_rows_another_transaction_holds(replicas: Callable[[], Rep
         assert locked.wait(10)
 
         def seal(tx: Tx) -> Any:
-            return s._seal_reports(tx, rows)
+            return s.batches.seal_reports(tx, rows)
 
         batch = a.writer.execute(seal)  # does not wait for the locked rows
     finally:

@@ -1,0 +1,237 @@
+"""Batches for one peer: sealing the next one, and resending an unreceipted one as it was sent.
+
+A batch is sealed and persisted (sequence, header, signature, membership) BEFORE it is sent, in
+one writer transaction, so a crash at any instant either leaves the rows unbatched or leaves a
+batch that is resent as is: the receiver deduplicates by (sender, sequence) and by report id.
+
+``seal_next`` takes pending outbox rows first, then new hash announcements after the peer's
+high-water mark; it lingers a few milliseconds when the batch is not full, so concurrent intake
+fills it, and ``fit`` closes it on bytes as well as on count: a sealed batch is resent
+unchanged, so one too large for a gRPC message would block the peer forever. With leases
+(several replicas on PostgreSQL) each sealing transaction first ``fence``s — a replica that lost
+the lease raises ``LeaseLost`` and seals nothing — and claims its rows with SKIP LOCKED.
+
+Sizes come straight from ``ExchangeTuning``: a batch holds at most ``max_batch`` reports and
+never more than a receiver accepts (``max_payloads``), in at most ``max_message_bytes``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Engine
+
+from auth.keys import SigningKey
+from auth.manifest import Manifest
+from exchange.delivery.leases import Leases
+from exchange.settings import ExchangeTuning
+from exchange.store import outbox, peers
+from exchange.store.outbox import PendingAnnouncement, PendingReport
+from exchange.store.writer import Tx, Writer
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
+from ihx.v1 import exchange_pb2 as xpb
+
+# Envelope bytes beyond the payloads: header and signature, and each payload's field framing.
+ENVELOPE_OVERHEAD = 1024
+PAYLOAD_OVERHEAD = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A sealed batch on its way: the envelope to send and what its receipt must match."""
+
+    sequence: int
+    kind: int
+    envelope: xpb.Envelope
+    root: bytes
+    count: int
+    report_ids: tuple[str, ...]
+    last_announcement: int | None
+    signed_at: datetime
+
+
+class _HasPayload(Protocol):
+    @property
+    def payload(self) -> bytes: ...
+
+
+P = TypeVar("P", bound=_HasPayload)
+
+
+def fit(rows: Sequence[P], max_bytes: int) -> list[P]:
+    """The leading rows whose envelope stays within ``max_bytes`` (at least one)."""
+    size = ENVELOPE_OVERHEAD
+    for i, r in enumerate(rows):
+        size += len(r.payload) + PAYLOAD_OVERHEAD
+        if i and size > max_bytes:
+            return list(rows[:i])
+    return list(rows)
+
+
+class Batches:
+    """Sealing and resending the batches of one peer."""
+
+    def __init__(
+        self,
+        *,
+        self_member: str,
+        peer: str,
+        key: SigningKey,
+        manifest: Callable[[], Manifest],
+        engine: Engine,
+        writer: Writer,
+        clock: Callable[[], datetime],
+        tuning: ExchangeTuning,
+        leases: Leases | None = None,
+    ) -> None:
+        self.peer = peer
+        self._self = self_member
+        self._key = key
+        self._manifest = manifest
+        self._engine = engine
+        self._writer = writer
+        self._clock = clock
+        self._leases = leases
+        self.max_batch = min(tuning.max_batch, tuning.max_payloads)
+        self.max_bytes = tuning.max_message_bytes
+        self.linger = tuning.linger_ms / 1000
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def has_work(self) -> bool:
+        if self.unreceipted() or self.pending_reports(limit=1):
+            return True
+        return bool(self.pending_announcements(self.high_water(), limit=1))
+
+    def unreceipted(self) -> list[int]:
+        with self._engine.connect() as conn:
+            return outbox.unreceipted(conn, self.peer)
+
+    def high_water(self) -> int:
+        with self._engine.connect() as conn:
+            return outbox.announcement_high_water(conn, self.peer)
+
+    def pending_reports(self, limit: int | None = None) -> list[PendingReport]:
+        with self._engine.connect() as conn:
+            return outbox.pending_reports(conn, self.peer, limit or self.max_batch)
+
+    def pending_announcements(
+        self, after: int, limit: int | None = None
+    ) -> list[PendingAnnouncement]:
+        with self._engine.connect() as conn:
+            return outbox.pending_announcements(conn, after, limit or self.max_batch)
+
+    def resend(self, sequence: int) -> Batch:
+        """Batch ``sequence`` exactly as sealed: same header, signature and payload bytes."""
+        with self._engine.connect() as conn:
+            b = outbox.load_batch(conn, self.peer, sequence)
+        envelope = xpb.Envelope(header=b.header, signature=b.signature, payloads=b.payloads)
+        kind = KIND_REPORT if b.kind == outbox.REPORT else KIND_ANNOUNCEMENT
+        # Sealed, signed and stored in one transaction: created_at is the signing time.
+        return Batch(
+            sequence,
+            kind,
+            envelope,
+            b.root,
+            b.count,
+            b.report_ids,
+            b.last_announcement,
+            b.created_at,
+        )
+
+    # -- sealing ------------------------------------------------------------------------------
+
+    def seal_next(self, announced_upto: int) -> Batch | None:
+        """Seal and store the next batch (reports first), or None if nothing is pending."""
+        rows = self.pending_reports()
+        if rows and len(rows) < self.max_batch and self.linger > 0:
+            # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
+            time.sleep(self.linger)
+            rows = self.pending_reports()
+        rows = fit(rows, self.max_bytes)
+        if rows:
+            batch = self._writer.execute(lambda tx: self.seal_reports(tx, rows))
+            if batch is not None:
+                return batch
+        announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)
+        if announcements:
+            return self._writer.execute(lambda tx: self.seal_announcements(tx, announcements))
+        return None
+
+    def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:
+        """Seal those of ``pending`` (read before this transaction) that are still unbatched.
+
+        Only the lease holder seals, so normally all of them; but a row another transaction
+        holds is skipped, not waited for, and a row sealed meanwhile is not sealed again.
+        """
+        self._fence(tx)
+        free = outbox.claim(tx.conn, [r.id for r in pending])
+        rows = [r for r in pending if r.id in free]
+        if not rows:
+            return None
+        seq, sealed, now = self._seal(tx, KIND_REPORT, [r.payload for r in rows])
+        self._store(tx, seq, outbox.REPORT, sealed, len(rows), now)
+        outbox.assign(tx.conn, seq, [r.id for r in rows])
+        for r in rows:
+            tx.log(
+                tx.chain.append(
+                    now, "sent", report_id=r.report_id, member=self.peer, detail={"sequence": seq}
+                )
+            )
+        ids = tuple(r.report_id for r in rows)
+        return Batch(seq, KIND_REPORT, sealed.to_proto(), sealed.root, len(rows), ids, None, now)
+
+    def seal_announcements(self, tx: Tx, rows: Sequence[PendingAnnouncement]) -> Batch:
+        self._fence(tx)
+        seq, sealed, now = self._seal(tx, KIND_ANNOUNCEMENT, [r.payload for r in rows])
+        first, last = rows[0].seq, rows[-1].seq
+        self._store(tx, seq, outbox.ANNOUNCEMENT, sealed, len(rows), now, (first, last))
+        return Batch(
+            seq, KIND_ANNOUNCEMENT, sealed.to_proto(), sealed.root, len(rows), (), last, now
+        )
+
+    def _fence(self, tx: Tx) -> None:
+        if self._leases is not None:
+            self._leases.fence(tx, self.peer)
+
+    def _seal(self, tx: Tx, kind: int, payloads: list[bytes]) -> tuple[int, Sealed, datetime]:
+        seq = peers.take_sequence(tx.conn, self.peer)
+        now = self._clock()
+        sealed = seal(
+            self._key,
+            sender=self._self,
+            recipient=self.peer,
+            sequence=seq,
+            kind=kind,
+            payloads=payloads,
+            signed_at=now,
+            manifest_epoch=self._manifest().epoch,
+        )
+        return seq, sealed, now
+
+    def _store(
+        self,
+        tx: Tx,
+        seq: int,
+        kind: str,
+        sealed: Sealed,
+        count: int,
+        now: datetime,
+        announcements: tuple[int, int] | None = None,
+    ) -> None:
+        outbox.insert_batch(
+            tx.conn,
+            peer=self.peer,
+            sequence=seq,
+            kind=kind,
+            header=sealed.header,
+            signature=sealed.signature,
+            root=sealed.root,
+            count=count,
+            created_at=now,
+            announcements=announcements,
+        )

@@ -1,0 +1,300 @@
+"""The outbox aggregate: queued reports, the batches sealed from them, and their deliveries.
+
+Intake queues a report for its destination in its own transaction (``enqueue``). A sender
+reads what is pending (unbatched rows; announcements after the peer's cursor), seals a batch in
+one transaction — ``claim`` the rows (``FOR UPDATE SKIP LOCKED``: no report lands in two
+batches), ``insert_batch`` with the signed header, ``assign`` the rows their positions — and
+later resends an unreceipted batch from what is stored here (``load_batch``), byte for byte. A
+receipt is applied once: ``mark_receipted`` matches only an unreceipted batch, then the rows
+leave the outbox and each report's outcome becomes a ``deliveries`` row.
+
+All SQL on ``outbox``, ``batches``, ``deliveries`` and the announcement reads of delivery lives
+here; callers pass the connection (a ``Tx``'s for writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, delete, select, update
+
+from exchange.store import peers, schema
+from exchange.store.sql import insert_ignore
+
+OUTBOX = schema.outbox
+BATCHES = schema.batches
+DELIVERIES = schema.deliveries
+ANNOUNCEMENTS = schema.announcements
+
+REPORT = "report"
+ANNOUNCEMENT = "announcement"
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A report to queue for ``destination``: its id and the serialized wire report."""
+
+    destination: str
+    report_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReport:
+    id: int
+    report_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAnnouncement:
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A sealed batch as stored: enough to send it again exactly as first sent."""
+
+    sequence: int
+    kind: str
+    header: bytes
+    signature: bytes
+    payloads: tuple[bytes, ...]
+    root: bytes
+    count: int
+    report_ids: tuple[str, ...]
+    last_announcement: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One report's outcome at its destination, from a verified receipt."""
+
+    report_id: str
+    destination: str
+    sequence: int
+    outcome: str
+    remote_case_id: str | None
+    reason: str | None
+    receipted_at: datetime
+
+
+# -- queueing (intake) --------------------------------------------------------------------------
+
+
+def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
+    """Queue reports for their destinations (inside the intake transaction)."""
+    values = [
+        {
+            "destination": r.destination,
+            "report_id": r.report_id,
+            "payload": r.payload,
+            "created_at": now,
+        }
+        for r in rows
+    ]
+    if values:
+        conn.execute(OUTBOX.insert(), values)
+
+
+# -- what a sender reads ------------------------------------------------------------------------
+
+
+def pending_reports(conn: Connection, peer: str, limit: int) -> list[PendingReport]:
+    """The oldest unbatched reports queued for ``peer``."""
+    rows = conn.execute(
+        select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload)
+        .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
+        .order_by(OUTBOX.c.id)
+        .limit(limit)
+    )
+    return [PendingReport(r.id, r.report_id, r.payload) for r in rows]
+
+
+def pending_announcements(conn: Connection, after: int, limit: int) -> list[PendingAnnouncement]:
+    """Announcements after ``after`` (the peer's high-water mark), oldest first."""
+    rows = conn.execute(
+        select(ANNOUNCEMENTS.c.seq, ANNOUNCEMENTS.c.payload)
+        .where(ANNOUNCEMENTS.c.seq > after)
+        .order_by(ANNOUNCEMENTS.c.seq)
+        .limit(limit)
+    )
+    return [PendingAnnouncement(r.seq, r.payload) for r in rows]
+
+
+def unreceipted(conn: Connection, peer: str) -> list[int]:
+    """The sequences of ``peer``'s sealed batches that have no receipt yet, in order."""
+    rows = conn.execute(
+        select(BATCHES.c.sequence)
+        .where(BATCHES.c.destination == peer, BATCHES.c.receipted_at.is_(None))
+        .order_by(BATCHES.c.sequence)
+    )
+    return [r.sequence for r in rows]
+
+
+def announcement_high_water(conn: Connection, peer: str) -> int:
+    """The last announcement receipted by or sealed for ``peer``: the next batch starts after."""
+    sealed = conn.execute(
+        select(BATCHES.c.last_announcement)
+        .where(BATCHES.c.destination == peer, BATCHES.c.kind == ANNOUNCEMENT)
+        .order_by(BATCHES.c.sequence.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return max(peers.announce_cursor(conn, peer), sealed or 0)
+
+
+def load_batch(conn: Connection, peer: str, sequence: int) -> StoredBatch:
+    """A sealed batch with its payloads in their sealed order."""
+    b = conn.execute(
+        select(BATCHES).where(BATCHES.c.destination == peer, BATCHES.c.sequence == sequence)
+    ).one()
+    if b.kind == REPORT:
+        rows = conn.execute(
+            select(OUTBOX.c.report_id, OUTBOX.c.payload)
+            .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence)
+            .order_by(OUTBOX.c.batch_position)
+        ).all()
+        payloads = tuple(r.payload for r in rows)
+        ids = tuple(r.report_id for r in rows)
+    else:
+        rows = conn.execute(
+            select(ANNOUNCEMENTS.c.payload)
+            .where(
+                ANNOUNCEMENTS.c.seq >= b.first_announcement,
+                ANNOUNCEMENTS.c.seq <= b.last_announcement,
+            )
+            .order_by(ANNOUNCEMENTS.c.seq)
+        ).all()
+        payloads = tuple(r.payload for r in rows)
+        ids = ()
+    return StoredBatch(
+        sequence=sequence,
+        kind=b.kind,
+        header=b.header,
+        signature=b.signature,
+        payloads=payloads,
+        root=b.root,
+        count=b.payload_count,
+        report_ids=ids,
+        last_announcement=b.last_announcement,
+        created_at=b.created_at,
+    )
+
+
+# -- sealing ------------------------------------------------------------------------------------
+
+
+def claim(conn: Connection, row_ids: Sequence[int]) -> set[int]:
+    """Of ``row_ids``, those still unbatched, locked until COMMIT; rows locked elsewhere skipped.
+
+    (SQLite ignores FOR UPDATE: its writer lock already makes this transaction the only one.)
+    """
+    return set(
+        conn.execute(
+            select(OUTBOX.c.id)
+            .where(OUTBOX.c.id.in_(list(row_ids)), OUTBOX.c.batch_sequence.is_(None))
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+
+
+def insert_batch(
+    conn: Connection,
+    *,
+    peer: str,
+    sequence: int,
+    kind: str,
+    header: bytes,
+    signature: bytes,
+    root: bytes,
+    count: int,
+    created_at: datetime,
+    announcements: tuple[int, int] | None = None,
+) -> None:
+    """Store a sealed batch; ``announcements`` is the (first, last) range it carries."""
+    first, last = announcements if announcements is not None else (None, None)
+    conn.execute(
+        BATCHES.insert(),
+        {
+            "destination": peer,
+            "sequence": sequence,
+            "kind": kind,
+            "header": header,
+            "signature": signature,
+            "payload_count": count,
+            "root": root,
+            "created_at": created_at,
+            "first_announcement": first,
+            "last_announcement": last,
+        },
+    )
+
+
+def assign(conn: Connection, sequence: int, row_ids: Sequence[int]) -> None:
+    """Put outbox rows into batch ``sequence``, at their positions in the envelope."""
+    conn.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.id == bindparam("row_id"))
+        .values(batch_sequence=sequence, batch_position=bindparam("pos")),
+        [{"row_id": row_id, "pos": i} for i, row_id in enumerate(row_ids)],
+    )
+
+
+# -- receipts -----------------------------------------------------------------------------------
+
+
+def mark_receipted(
+    conn: Connection, peer: str, sequence: int, *, body: bytes, signature: bytes, at: datetime
+) -> bool:
+    """Store the receipt on its batch; False if the batch already had one (applied once)."""
+    marked = conn.execute(
+        update(BATCHES)
+        .where(
+            BATCHES.c.destination == peer,
+            BATCHES.c.sequence == sequence,
+            BATCHES.c.receipted_at.is_(None),
+        )
+        .values(receipt_body=body, receipt_signature=signature, receipted_at=at)
+    )
+    return marked.rowcount != 0
+
+
+def queued_times(conn: Connection, peer: str, sequence: int) -> list[datetime]:
+    """When each report of a batch was queued (for the delivery latency metric)."""
+    rows = conn.execute(
+        select(OUTBOX.c.created_at).where(
+            OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence
+        )
+    ).scalars()
+    return list(rows)
+
+
+def remove_batch_rows(conn: Connection, peer: str, sequence: int) -> None:
+    """The receipted batch's reports leave the outbox."""
+    conn.execute(
+        delete(OUTBOX).where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence)
+    )
+
+
+def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
+    """Each report's outcome; a row already there (a receipt applied before) is kept."""
+    insert_ignore(
+        conn,
+        DELIVERIES,
+        [
+            {
+                "report_id": d.report_id,
+                "destination": d.destination,
+                "sequence": d.sequence,
+                "outcome": d.outcome,
+                "remote_case_id": d.remote_case_id,
+                "reason": d.reason,
+                "receipted_at": d.receipted_at,
+            }
+            for d in rows
+        ],
+    )

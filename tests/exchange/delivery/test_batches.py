@@ -1,0 +1,188 @@
+"""Sealing and resending (nl-eokm → de-eco): persisted before sent, resent byte for byte.
+
+Real SQLite (or the suite's PostgreSQL), real writer, real Ed25519 signatures: every sealed
+envelope is opened as de-eco's receiver would open it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from auth.manifest import Manifest
+from exchange.delivery.batches import ENVELOPE_OVERHEAD, Batches, fit
+from exchange.delivery.leases import LeaseLost, Leases
+from exchange.settings import ExchangeTuning
+from exchange.store import schema
+from exchange.store.writer import Tx, Writer
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Limits, open_envelope
+from tests.exchange.delivery.conftest import PEER, QueueReports
+from tests.exchange.factories import T0, FakeClock, announcement_bytes, make_announcement
+
+
+def outbox_rows(engine: Engine) -> list[Any]:
+    o = schema.outbox
+    with engine.connect() as conn:
+        return list(conn.execute(select(o).order_by(o.c.id)).all())
+
+
+def batch_rows(engine: Engine) -> list[Any]:
+    b = schema.batches
+    with engine.connect() as conn:
+        return list(conn.execute(select(b).order_by(b.c.sequence)).all())
+
+
+def log_kinds(engine: Engine) -> list[str]:
+    r = schema.routing_log
+    with engine.connect() as conn:
+        return [row.kind for row in conn.execute(select(r.c.kind))]
+
+
+def announce(writer: Writer, n: int) -> None:
+    def job(tx: Tx) -> None:
+        tx.conn.execute(
+            schema.announcements.insert(),
+            [
+                {"payload": announcement_bytes(make_announcement(f"ann-{i}")), "created_at": T0}
+                for i in range(n)
+            ],
+        )
+
+    writer.execute(job)
+
+
+def test_pending_reports_are_sealed_signed_and_stored_before_sending(
+    batches: Batches,
+    queue_reports: QueueReports,
+    engine: Engine,
+    manifest: Manifest,
+    clock: FakeClock,
+) -> None:
+    ids = queue_reports(3)
+    batch = batches.seal_next(batches.high_water())
+    assert batch is not None
+    assert (batch.sequence, batch.kind, batch.count) == (1, KIND_REPORT, 3)
+    assert batch.report_ids == tuple(ids)
+    opened = open_envelope(
+        batch.envelope, manifest=manifest, self_member=PEER, now=clock(), limits=Limits()
+    )
+    assert (opened.sender, opened.sequence, opened.root) == ("nl-eokm", 1, batch.root)
+    assert [(r.batch_sequence, r.batch_position) for r in outbox_rows(engine)] == [
+        (1, 0),
+        (1, 1),
+        (1, 2),
+    ]
+    (stored,) = batch_rows(engine)
+    assert (stored.kind, stored.payload_count, stored.receipted_at) == ("report", 3, None)
+    assert log_kinds(engine).count("sent") == 3
+    assert batches.unreceipted() == [1]
+
+
+def test_a_resend_is_byte_for_byte_the_sealed_envelope(
+    batches: Batches, queue_reports: QueueReports, clock: FakeClock
+) -> None:
+    queue_reports(4)
+    sealed = batches.seal_next(batches.high_water())
+    assert sealed is not None
+    clock.advance(3600)  # a later resend is not re-signed: the time inside stays the same
+    again = batches.resend(sealed.sequence)
+    assert again.envelope.SerializeToString() == sealed.envelope.SerializeToString()
+    assert again == sealed
+
+
+def test_the_next_batch_takes_only_rows_not_yet_batched(
+    batches: Batches, queue_reports: QueueReports
+) -> None:
+    queue_reports(2)
+    first = batches.seal_next(0)
+    later = queue_reports(2)
+    second = batches.seal_next(0)
+    assert first is not None
+    assert second is not None
+    assert second.sequence == first.sequence + 1
+    assert second.report_ids == tuple(later)
+    assert batches.seal_next(0) is None  # nothing pending: no empty batch
+    assert batches.unreceipted() == [1, 2]
+
+
+def test_a_batch_holds_at_most_max_batch_and_never_more_than_max_payloads(
+    make_batches: Callable[..., Batches], queue_reports: QueueReports
+) -> None:
+    queue_reports(5)
+    by_count = make_batches(ExchangeTuning(linger_ms=0, max_batch=3))
+    by_payloads = make_batches(ExchangeTuning(linger_ms=0, max_batch=500, max_payloads=2))
+    first = by_count.seal_next(0)
+    second = by_payloads.seal_next(0)
+    assert first is not None
+    assert second is not None
+    assert (first.count, second.count) == (3, 2)
+
+
+def test_a_batch_closes_on_bytes_too(
+    make_batches: Callable[..., Batches], queue_reports: QueueReports
+) -> None:
+    queue_reports(4, payload_bytes=4000)
+    small = make_batches(ExchangeTuning(linger_ms=0, max_message_bytes=ENVELOPE_OVERHEAD + 9000))
+    batch = small.seal_next(0)
+    assert batch is not None
+    assert batch.count == 2
+    assert batch.envelope.ByteSize() <= ENVELOPE_OVERHEAD + 9000
+
+
+def test_fit_keeps_at_least_one_row_even_if_it_is_too_large() -> None:
+    class Row:
+        def __init__(self, size: int) -> None:
+            self.payload = b"x" * size
+
+    rows = [Row(5000), Row(10)]
+    assert fit(rows, 100) == rows[:1]
+    assert fit(rows, 10_000) == rows
+    assert fit([], 100) == []
+
+
+def test_announcements_follow_reports_and_move_the_high_water_mark(
+    batches: Batches, queue_reports: QueueReports, writer: Writer
+) -> None:
+    queue_reports(1)
+    announce(writer, 3)
+    reports = batches.seal_next(batches.high_water())
+    assert reports is not None
+    assert reports.kind == KIND_REPORT
+    announced = batches.seal_next(batches.high_water())
+    assert announced is not None
+    assert (announced.kind, announced.count, announced.report_ids) == (KIND_ANNOUNCEMENT, 3, ())
+    assert announced.last_announcement == batches.high_water()
+    assert batches.seal_next(batches.high_water()) is None
+    again = batches.resend(announced.sequence)
+    assert again.envelope.SerializeToString() == announced.envelope.SerializeToString()
+    assert not batches.pending_announcements(batches.high_water())
+
+
+class LostLease(Leases):
+    """A lease another replica took over: every fence fails, as on PostgreSQL."""
+
+    def fence(self, tx: Tx, peer: str) -> None:
+        raise LeaseLost(peer)
+
+
+def test_a_lost_lease_stops_sealing_and_changes_nothing(
+    make_batches: Callable[..., Batches],
+    queue_reports: QueueReports,
+    writer: Writer,
+    engine: Engine,
+) -> None:
+    queue_reports(3)
+    announce(writer, 2)
+    batches = make_batches(leases=LostLease(writer))
+    with pytest.raises(LeaseLost):
+        batches.seal_next(0)
+    with pytest.raises(LeaseLost):
+        writer.execute(lambda tx: batches.seal_announcements(tx, batches.pending_announcements(0)))
+    assert batch_rows(engine) == []
+    assert {r.batch_sequence for r in outbox_rows(engine)} == {None}
+    with engine.connect() as conn:
+        assert conn.execute(select(schema.peers.c.next_sequence)).scalar_one() == 1
+    assert "sent" not in log_kinds(engine)

@@ -1,0 +1,172 @@
+"""Receipts from de-eco for nl-eokm's batches: verified first, applied once, moving only forward.
+
+Every receipt here is really signed (de-eco's test key, or a wrong one) over an envelope opened
+as de-eco's receiver opens it; the store is real.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from auth.errors import AuthError
+from exchange.delivery.batches import Batch, Batches
+from exchange.delivery.receipts import Receipts
+from exchange.domain import Outcome
+from exchange.errors import ExchangeError
+from exchange.ops.metrics import Metrics
+from exchange.store import peers, schema
+from exchange.store.writer import Tx, Writer
+from tests.exchange.delivery.conftest import PEER, QueueReports, ReceiptFor
+from tests.exchange.delivery.test_batches import announce
+from tests.exchange.factories import FakeClock, table_counts
+
+
+def rows(engine: Engine, table: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(table)).all())
+
+
+def peer_row(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(schema.peers).where(schema.peers.c.member == PEER)).one()
+
+
+def sealed(batches: Batches) -> Batch:
+    batch = batches.seal_next(batches.high_water())
+    assert batch is not None
+    return batch
+
+
+def delivered(metrics: Metrics) -> float:
+    return float(metrics.reports_out.labels(PEER)._value.get())
+
+
+def test_a_receipt_is_applied_deliveries_log_rows_and_peer_health(
+    batches: Batches,
+    receipts: Receipts,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    writer: Writer,
+    engine: Engine,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    ids = queue_reports(2)
+    batch = sealed(batches)
+    writer.execute(lambda tx: peers.record_failure(tx.conn, PEER, "UNAVAILABLE: down", clock()))
+    clock.advance(2)
+    signed = receipt_for(batch, [Outcome.NEW_CASE, Outcome.REJECTED])
+    assert receipts.apply(batch, signed).result(10) is True
+
+    (b,) = rows(engine, schema.batches)
+    assert b.receipted_at == clock()
+    assert b.receipt_body == signed.body
+    assert rows(engine, schema.outbox) == []
+    outcomes = {d.report_id: (d.outcome, d.remote_case_id) for d in rows(engine, schema.deliveries)}
+    assert outcomes == {ids[0]: ("new-case", f"c-{0:032x}"), ids[1]: ("rejected", None)}
+    kinds = [r.kind for r in rows(engine, schema.routing_log)]
+    assert kinds.count("receipted") == 1
+    assert kinds.count("rejected") == 1
+    peer = peer_row(engine)
+    assert (peer.failures, peer.failing_since, peer.last_error) == (0, None, None)
+    assert peer.last_heard_at == clock()
+    assert delivered(metrics) == 2
+    assert batches.unreceipted() == []
+
+
+def test_a_receipt_applied_twice_counts_once(
+    batches: Batches,
+    receipts: Receipts,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+    metrics: Metrics,
+) -> None:
+    queue_reports(3)
+    batch = sealed(batches)
+    signed = receipt_for(batch)
+    assert receipts.apply(batch, signed).result(10) is True
+    before = table_counts(engine)
+    # The same receipt again: another replica's copy of the batch, or a replayed answer.
+    assert receipts.apply(batch, signed).result(10) is False
+    assert table_counts(engine) == before
+    assert delivered(metrics) == 3
+    assert [r.kind for r in rows(engine, schema.routing_log)].count("receipted") == 3
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["other-batch", "wrong-key", "wrong-issuer", "from-the-future", "before-signing"],
+)
+def test_a_receipt_that_does_not_verify_changes_nothing(
+    forge: str,
+    batches: Batches,
+    receipts: Receipts,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+    clock: FakeClock,
+) -> None:
+    queue_reports(1)
+    first = sealed(batches)
+    queue_reports(1)
+    second = sealed(batches)
+    signed = {
+        "other-batch": lambda: receipt_for(second),
+        "wrong-key": lambda: receipt_for(first, key_of="us-ncmec"),
+        "wrong-issuer": lambda: receipt_for(first, issuer="us-ncmec", key_of="us-ncmec"),
+        "from-the-future": lambda: receipt_for(first, received_at=clock() + timedelta(hours=2)),
+        "before-signing": lambda: receipt_for(first, received_at=clock() - timedelta(hours=2)),
+    }[forge]()
+    before = table_counts(engine)
+    with pytest.raises((AuthError, ExchangeError)):
+        receipts.apply(first, signed)
+    assert table_counts(engine) == before
+    assert batches.unreceipted() == [first.sequence, second.sequence]
+
+
+def test_announcement_receipts_move_the_cursor_forward_only(
+    batches: Batches,
+    receipts: Receipts,
+    receipt_for: ReceiptFor,
+    writer: Writer,
+    engine: Engine,
+) -> None:
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
+    announce(writer, 2)
+    older = sealed(batches)
+    announce(writer, 2)
+    newer = sealed(batches)
+    assert older.last_announcement is not None
+    assert newer.last_announcement is not None
+    # Two replicas' receipts may be applied out of order: the newer first here.
+    assert receipts.apply(newer, receipt_for(newer)).result(10) is True
+    assert receipts.apply(older, receipt_for(older)).result(10) is True
+    assert peer_row(engine).announce_cursor == newer.last_announcement
+    assert rows(engine, schema.deliveries) == []
+
+
+def test_storing_is_one_job_of_the_callers_transaction(
+    batches: Batches,
+    receipts: Receipts,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    writer: Writer,
+    engine: Engine,
+) -> None:
+    queue_reports(1)
+    batch = sealed(batches)
+    receipt = receipts.verify(batch, receipt_for(batch))
+
+    def store_then_fail(tx: Tx) -> None:
+        assert receipts.store(tx, batch, receipt) is True
+        raise RuntimeError("the rest of the job failed")
+
+    with pytest.raises(RuntimeError):
+        writer.execute(store_then_fail)
+    assert batches.unreceipted() == [batch.sequence]  # rolled back: resent, applied later
+    assert rows(engine, schema.deliveries) == []

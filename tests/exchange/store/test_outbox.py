@@ -1,0 +1,147 @@
+"""The outbox aggregate's SQL: queue, read pending, claim, store and load batches, receipts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, select
+
+from exchange.store import outbox, peers, schema
+from exchange.store.writer import Tx, Writer
+from tests.exchange.factories import T0
+
+PEER = "de-eco"
+
+
+def queue(writer: Writer, n: int, destination: str = PEER) -> None:
+    rows = [outbox.Queued(destination, f"r-{destination}-{i}", b"payload %d" % i) for i in range(n)]
+
+    def job(tx: Tx) -> None:
+        peers.ensure(tx.conn, destination)
+        outbox.enqueue(tx.conn, rows, T0)
+
+    writer.execute(job)
+
+
+def seal(writer: Writer, sequence: int, row_ids: list[int]) -> None:
+    def job(tx: Tx) -> None:
+        outbox.insert_batch(
+            tx.conn,
+            peer=PEER,
+            sequence=sequence,
+            kind=outbox.REPORT,
+            header=b"header %d" % sequence,
+            signature=b"signature",
+            root=b"r" * 32,
+            count=len(row_ids),
+            created_at=T0,
+        )
+        outbox.assign(tx.conn, sequence, row_ids)
+
+    writer.execute(job)
+
+
+def test_pending_reports_are_per_destination_oldest_first_and_limited(
+    writer: Writer, engine: Engine
+) -> None:
+    queue(writer, 3)
+    queue(writer, 2, destination="us-ncmec")
+    with engine.connect() as conn:
+        pending = outbox.pending_reports(conn, PEER, limit=10)
+        assert [p.report_id for p in pending] == [f"r-{PEER}-{i}" for i in range(3)]
+        assert [p.payload for p in outbox.pending_reports(conn, PEER, limit=2)] == [
+            b"payload 0",
+            b"payload 1",
+        ]
+
+
+def test_a_stored_batch_loads_its_payloads_in_sealed_order(writer: Writer, engine: Engine) -> None:
+    queue(writer, 3)
+    with engine.connect() as conn:
+        ids = [p.id for p in outbox.pending_reports(conn, PEER, limit=10)]
+    seal(writer, 1, [ids[2], ids[0]])  # positions follow the envelope, not the row ids
+    with engine.connect() as conn:
+        batch = outbox.load_batch(conn, PEER, 1)
+        assert batch.payloads == (b"payload 2", b"payload 0")
+        assert batch.report_ids == (f"r-{PEER}-2", f"r-{PEER}-0")
+        assert (batch.header, batch.count, batch.created_at) == (b"header 1", 2, T0)
+        assert outbox.unreceipted(conn, PEER) == [1]
+        assert [p.report_id for p in outbox.pending_reports(conn, PEER, 10)] == [f"r-{PEER}-1"]
+
+
+def test_claim_leaves_out_rows_already_batched(writer: Writer, engine: Engine) -> None:
+    queue(writer, 3)
+    with engine.connect() as conn:
+        ids = [p.id for p in outbox.pending_reports(conn, PEER, limit=10)]
+    seal(writer, 1, ids[:1])
+    assert writer.execute(lambda tx: outbox.claim(tx.conn, ids)) == set(ids[1:])
+
+
+def test_a_receipt_marks_its_batch_once(writer: Writer, engine: Engine) -> None:
+    queue(writer, 2)
+    with engine.connect() as conn:
+        ids = [p.id for p in outbox.pending_reports(conn, PEER, limit=10)]
+    seal(writer, 1, ids)
+
+    def mark(tx: Tx) -> bool:
+        return outbox.mark_receipted(
+            tx.conn, PEER, 1, body=b"body", signature=b"sig", at=T0 + timedelta(seconds=5)
+        )
+
+    assert writer.execute(mark) is True
+    assert writer.execute(mark) is False
+    with engine.connect() as conn:
+        assert outbox.unreceipted(conn, PEER) == []
+        assert outbox.queued_times(conn, PEER, 1) == [T0, T0]
+    writer.execute(lambda tx: outbox.remove_batch_rows(tx.conn, PEER, 1))
+    with engine.connect() as conn:
+        assert conn.execute(select(schema.outbox)).all() == []
+
+
+def test_a_delivery_recorded_twice_is_kept_once(writer: Writer, engine: Engine) -> None:
+    first = outbox.Delivery("r-1", PEER, 1, "new-case", "c-1", None, T0)
+    again = outbox.Delivery("r-1", PEER, 2, "merged", "c-2", None, T0)
+    writer.execute(lambda tx: outbox.record_deliveries(tx.conn, [first]))
+    writer.execute(lambda tx: outbox.record_deliveries(tx.conn, [again]))
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(schema.deliveries)).all()
+    assert (row.sequence, row.outcome, row.remote_case_id) == (1, "new-case", "c-1")
+
+
+def test_the_announcement_high_water_is_the_cursor_or_the_last_sealed(
+    writer: Writer, engine: Engine
+) -> None:
+    def job(tx: Tx) -> None:
+        peers.ensure(tx.conn, PEER)
+        tx.conn.execute(
+            schema.announcements.insert(),
+            [{"payload": b"a%d" % i, "created_at": T0} for i in range(5)],
+        )
+
+    writer.execute(job)
+    with engine.connect() as conn:
+        assert outbox.announcement_high_water(conn, PEER) == 0
+        assert [a.seq for a in outbox.pending_announcements(conn, 2, limit=10)] == [3, 4, 5]
+        assert [a.seq for a in outbox.pending_announcements(conn, 0, limit=2)] == [1, 2]
+
+    def sealed(tx: Tx) -> None:
+        outbox.insert_batch(
+            tx.conn,
+            peer=PEER,
+            sequence=1,
+            kind=outbox.ANNOUNCEMENT,
+            header=b"h",
+            signature=b"s",
+            root=b"r" * 32,
+            count=3,
+            created_at=T0,
+            announcements=(1, 3),
+        )
+
+    writer.execute(sealed)
+    with engine.connect() as conn:
+        assert outbox.announcement_high_water(conn, PEER) == 3
+        assert outbox.load_batch(conn, PEER, 1).payloads == (b"a0", b"a1", b"a2")
+    writer.execute(lambda tx: peers.record_heard(tx.conn, PEER, T0, announced_upto=5))
+    with engine.connect() as conn:
+        assert outbox.announcement_high_water(conn, PEER) == 5
