@@ -33,12 +33,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-_HERE = Path(__file__).resolve().parent
-# bench/exchange.py would shadow the ``exchange`` package: keep this folder off sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-for extra in (ROOT / "proto", ROOT):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
 
 try:
     import atheris

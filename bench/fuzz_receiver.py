@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import sys
 import tempfile
@@ -39,27 +38,10 @@ import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
-# bench/exchange.py would shadow the ``exchange`` package: keep this folder off sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-for extra in (ROOT / "proto", ROOT):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-
-def _load(name: str) -> ModuleType:
-    """A sibling bench script as a module (this folder stays off sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"ihx_bench_{name}", _HERE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 try:
@@ -97,7 +79,8 @@ with (
     from ihx.v1 import report_pb2 as pb
     from routing.errors import RoutingError
 
-fuzz_envelope = _load("fuzz_envelope")
+import fuzz_envelope  # a sibling script: the folder of the script run is first on sys.path
+
 World = fuzz_envelope.World
 NOW: datetime = fuzz_envelope.NOW
 SENDER: str = fuzz_envelope.SENDER

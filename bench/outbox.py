@@ -15,7 +15,6 @@ streams to many peers. The figure shows what the lease and the shared log lock c
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -26,22 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
-def _load_common(here: Path) -> Any:
-    spec = importlib.util.spec_from_file_location("ihx_bench_common", here / "common.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The script's own folder comes first on sys.path, and bench/exchange.py would shadow the
-# `exchange` package: drop it, and load the shared helpers by path instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-common = _load_common(_HERE)
-
+import bench_common as common
 import grpc
 from sqlalchemy import Engine, text
 

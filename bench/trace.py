@@ -9,32 +9,14 @@ decision. Uses the real GeoIP databases when available (see bench/README.md).
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import random
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-
-def _load_common(here: Path) -> Any:
-    spec = importlib.util.spec_from_file_location("ihx_bench_common", here / "common.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The script's own folder comes first on sys.path, and bench/exchange.py would shadow the
-# `exchange` package: drop it, and load the shared helpers by path instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-common = _load_common(_HERE)
-
+import bench_common as common
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest, Member, MemberKey

@@ -120,7 +120,7 @@ Global___Case: _TypeAlias = Case  # noqa: Y015
 @_typing.final
 class PullCasesResponse(_message.Message):
     """Cases stream in chunks: in Python gRPC the fixed cost per stream message would otherwise
-    cap a partner near the bare per-message rate (see bench/exchange.py's ceilings).
+    cap a partner near the bare per-message rate (see bench/exchange_throughput.py's ceilings).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
