@@ -20,8 +20,9 @@ On the node that sent it (role ``origin``), besides the contents:
   * the receipt names this report (and its outcome matches the delivery recorded).
 A report decided locally has no delivery; it must be held in a case here.
 
-Keys come from the node's current manifest: keys are never deleted from it, and each carries its
-validity window, so "the sender's key at signing time" is always answerable.
+The rows come from the read model ``store/evidence.py``, as stored. Keys come from the node's
+current manifest: keys are never deleted from it, and each carries its validity window, so "the
+sender's key at signing time" is always answerable.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult, report_id_for
 from exchange.errors import ExchangeError, NotFound
-from exchange.store import schema
+from exchange.store.evidence import Evidence, read_evidence
 from exchange.wire.codec import from_timestamp, parse_report, report_from_proto
 from exchange.wire.envelope import open_receipt, verify_stored_leaf
 from ihx.v1 import exchange_pb2 as xpb
@@ -105,16 +106,15 @@ def verify_report(
     engine: Engine, report_id: str, *, manifest: Manifest, self_member: str
 ) -> ReportVerification:
     """Run every check that applies to the stored report; raises NotFound for an unknown id."""
-    reports = schema.reports
-    with engine.connect() as conn:
-        row = conn.execute(select(reports).where(reports.c.id == report_id)).first()
-        if row is None:
-            raise NotFound(f"no report {report_id[:40]!r} in the database of {self_member}")
-        checks = [_run("report id matches its contents", lambda: _contents(row))]
-        if row.role == "received":
-            checks += _received(conn, row, manifest, self_member)
-        else:
-            checks += _origin(conn, row, manifest, self_member)
+    evidence = read_evidence(engine, report_id)
+    if evidence is None:
+        raise NotFound(f"no report {report_id[:40]!r} in the database of {self_member}")
+    row = evidence.report
+    checks = [_run("report id matches its contents", lambda: _contents(row))]
+    if row.role == "received":
+        checks += _received(evidence, manifest, self_member)
+    else:
+        checks += _origin(evidence, manifest, self_member)
     return ReportVerification(row.id, row.role, self_member, tuple(checks))
 
 
@@ -138,13 +138,10 @@ def _contents(row: Any) -> str:
 # -- the receiving node ------------------------------------------------------------------------
 
 
-def _received(conn: Connection, row: Any, manifest: Manifest, self_member: str) -> list[Check]:
+def _received(evidence: Evidence, manifest: Manifest, self_member: str) -> list[Check]:
+    row, envelope = evidence.report, evidence.envelope
     if None in (row.sender, row.envelope_sequence, row.leaf_index, row.proof):
         return [Check("arrived in a signed envelope", False, "no envelope recorded for it")]
-    inbox = schema.inbox
-    envelope = conn.execute(
-        select(inbox).where(inbox.c.sender == row.sender, inbox.c.sequence == row.envelope_sequence)
-    ).first()
     if envelope is None:
         return [
             Check(
@@ -214,7 +211,8 @@ def _received(conn: Connection, row: Any, manifest: Manifest, self_member: str) 
 # -- the origin node ---------------------------------------------------------------------------
 
 
-def _origin(conn: Connection, row: Any, manifest: Manifest, self_member: str) -> list[Check]:
+def _origin(evidence: Evidence, manifest: Manifest, self_member: str) -> list[Check]:
+    row, delivery, batch = evidence.report, evidence.delivery, evidence.batch
     if row.decision_member == self_member:
         return [
             Check(
@@ -223,26 +221,13 @@ def _origin(conn: Connection, row: Any, manifest: Manifest, self_member: str) ->
                 f"local decision, case {row.case_id}" if row.case_id else "no case recorded",
             )
         ]
-    deliveries, batches, outbox = schema.deliveries, schema.batches, schema.outbox
-    delivery = conn.execute(
-        select(deliveries).where(
-            deliveries.c.report_id == row.id, deliveries.c.destination == row.decision_member
-        )
-    ).first()
     if delivery is None:
-        waiting = conn.execute(select(outbox.c.id).where(outbox.c.report_id == row.id)).first()
         why = (
             f"not receipted yet: waiting in the outbox for {row.decision_member}"
-            if waiting is not None
+            if evidence.waiting
             else f"no delivery to {row.decision_member} recorded"
         )
         return [Check("delivered with a signed receipt", False, why)]
-    batch = conn.execute(
-        select(batches).where(
-            batches.c.destination == delivery.destination,
-            batches.c.sequence == delivery.sequence,
-        )
-    ).first()
     if batch is None:
         return [
             Check(
