@@ -45,8 +45,9 @@ from exchange.domain import Classification
 from exchange.edge.access import AccessInterceptor
 from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.edge.decoding import DecodeGuard
+from exchange.edge.exchange_service import ExchangeServicer
+from exchange.edge.intake_service import IntakeServicer
 from exchange.edge.partner_services import PartnerServicer, RoutingLogServicer
-from exchange.edge.services import ExchangeServicer, IntakeServicer, node_info
 from exchange.errors import ConfigError
 from exchange.intake import Intake
 from exchange.manifest_store import ManifestStore, trust_anchors
@@ -58,6 +59,7 @@ from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
 from exchange.store.writer import Writer
+from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
 from ihx.v1 import exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
 from ihx.v1 import exchange_pb2_grpc as xgrpc

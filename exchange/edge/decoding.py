@@ -15,7 +15,7 @@ takes over the decoding of every request: grpcio hands the raw bytes through
   and it ends the stream with ``request-malformed: message N of the stream …``. A servicer that
   reads its requests on the handler's thread (server reflection) lets the error rise and the
   guard turns it into that status; a servicer that reads on a thread of its own
-  (``services.py``) carries the error to its answering loop, which ends the stream with it.
+  (``streams.py``) carries the error to its answering loop, which ends the stream with it.
   A client that cancels or disconnects still just ends the stream: the iterator raises grpcio's
   own ``RpcError`` then, never ``MalformedRequest``.
 """

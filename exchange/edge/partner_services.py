@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from auth.errors import PermissionDenied
 from exchange.checkpoints import Checkpoint
 from exchange.edge.access import current_principal
-from exchange.edge.services import abort
+from exchange.edge.streams import abort
 from exchange.errors import InvalidReport, NotFound
 from exchange.partners import CaseView, Partners
 from exchange.routing_log import LogEntry

@@ -13,7 +13,7 @@ Design: one thread checks, every ``interval`` seconds, the two things every call
   write lock, so a locked, read-only or unreachable database fails it — and changes nothing.
   After a real write failed (the writer's ``on_failure`` hook turns health NOT_SERVING at once),
   recovery needs a probe that really writes a row (``node_meta`` key ``health-probe``), so a
-  full disk does not flap between the two states.
+  full disk does not flap between the two states. Both statements live in ``store/meta.py``.
 
 The status is set for the whole server ("") and every service name. ``check`` is callable
 directly (tests); the clock is injectable.
@@ -29,16 +29,13 @@ from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from grpc_health.v1 import health, health_pb2
-from sqlalchemy import insert, update
 
 from exchange.ops.metrics import Metrics
-from exchange.store import schema
+from exchange.store.meta import stamp_probe, touch_probe
 from exchange.store.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
 
-META = schema.node_meta
-PROBE_KEY = "health-probe"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -166,15 +163,7 @@ def _nothing() -> None:
 
 
 def _probe_write(tx: Tx, really_write: bool) -> None:
-    if not really_write:
-        # Needs the write lock, changes nothing.
-        tx.conn.execute(
-            update(META)
-            .where(META.c.key == PROBE_KEY, META.c.key != PROBE_KEY)
-            .values(value=META.c.value)
-        )
-        return
-    stamp = str(time.time())
-    done = tx.conn.execute(update(META).where(META.c.key == PROBE_KEY).values(value=stamp))
-    if done.rowcount == 0:
-        tx.conn.execute(insert(META).values(key=PROBE_KEY, value=stamp))
+    if really_write:
+        stamp_probe(tx.conn, str(time.time()))
+    else:
+        touch_probe(tx.conn)

@@ -1,8 +1,9 @@
 """Prometheus metrics of a node, on their own registry (no process-global state).
 
 Counters and the latency histogram are updated by the components that see the events; queue
-depth and the age of the oldest pending report per destination are read from the database when
-Prometheus scrapes (a collector), so they are always true, also for rows another replica wrote.
+depth and the age of the oldest pending report per destination are read from the database (the
+read model ``store/overview.py``) when Prometheus scrapes (a collector), so they are always true,
+also for rows another replica wrote.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from exchange.store import schema
-from exchange.times import from_micros
+from exchange.store.overview import outbox_depth
 
 
 class Metrics:
@@ -124,17 +124,9 @@ class _OutboxCollector(Collector):
             "Age of the oldest report waiting for a receipt",
             labels=["destination"],
         )
-        o = schema.outbox
         now = self._clock()
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(o.c.destination, func.count(), func.min(o.c.created_at)).group_by(
-                    o.c.destination
-                )
-            ).all()
-        for destination, count, first_raw in rows:
+        for destination, count, first in outbox_depth(self._engine):
             depth.add_metric([destination], count)
-            first = from_micros(first_raw) if isinstance(first_raw, int) else first_raw
             age = (now - first).total_seconds() if first is not None else 0.0
             oldest.add_metric([destination], max(0.0, age))
         yield depth

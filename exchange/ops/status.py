@@ -1,9 +1,9 @@
 """A node's state at a glance, read from its database: what ``ihx status`` shows.
 
-Only SELECTs, grouped per table, so it is safe against a running node (SQLite WAL readers do not
-block the writer) and cheap enough to poll. The answer is a frozen dataclass with plain values;
-rendering (rich or JSON) is the CLI's business. ``to_document`` gives the JSON form so every
-consumer names the fields the same way.
+The figures come from the read model ``store/overview.py`` (only SELECTs, grouped per table, so
+safe against a running node and cheap enough to poll). The answer is a frozen dataclass with
+plain values; rendering (rich or JSON) is the CLI's business. ``to_document`` gives the JSON form
+so every consumer names the fields the same way.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from exchange.store import schema
 from exchange.store.migrate import current_revision, head_revision
+from exchange.store.overview import StatusFigures, status_figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,80 +63,45 @@ def collect_status(engine: Engine, member: str) -> NodeStatus:
     """Read the status of the node database behind ``engine``."""
     revision = current_revision(engine)
     head = head_revision()
-    reports, cases, outbox = schema.reports, schema.cases, schema.outbox
-    batches, peers, deliveries = schema.batches, schema.peers, schema.deliveries
-    with engine.connect() as conn:
-        by_role = {
-            str(role): int(n)
-            for role, n in conn.execute(
-                select(reports.c.role, func.count()).group_by(reports.c.role)
-            )
-        }
-        case_counts = {
-            str(status): int(n)
-            for status, n in conn.execute(
-                select(cases.c.status, func.count()).group_by(cases.c.status)
-            )
-        }
-        pending = tuple(
-            Pending(row.destination, int(row.n), int(row.batched or 0), row.oldest)
-            for row in conn.execute(
-                select(
-                    outbox.c.destination,
-                    func.count().label("n"),
-                    func.count(outbox.c.batch_sequence).label("batched"),
-                    # min() keeps the column type, so the result is a datetime again.
-                    func.min(outbox.c.created_at).label("oldest"),
-                )
-                .group_by(outbox.c.destination)
-                .order_by(outbox.c.destination)
-            )
-        )
-        unreceipted = {
-            str(destination): int(n)
-            for destination, n in conn.execute(
-                select(batches.c.destination, func.count())
-                .where(batches.c.receipted_at.is_(None))
-                .group_by(batches.c.destination)
-            )
-        }
-        delivered = {
-            str(destination): int(n)
-            for destination, n in conn.execute(
-                select(deliveries.c.destination, func.count()).group_by(deliveries.c.destination)
-            )
-        }
-        known_peers = {row.member: row for row in conn.execute(select(peers))}
-        envelopes = conn.execute(select(func.count()).select_from(schema.inbox)).scalar_one()
-        hashes = conn.execute(select(func.count()).select_from(schema.hash_index)).scalar_one()
-        log_size = conn.execute(select(func.count()).select_from(schema.routing_log)).scalar_one()
-    names = sorted(set(known_peers) | set(unreceipted) | set(delivered))
-    peer_states = tuple(
-        PeerState(
-            member=name,
-            unreceipted_batches=int(unreceipted.get(name, 0)),
-            next_sequence=int(known_peers[name].next_sequence) if name in known_peers else None,
-            last_heard_at=known_peers[name].last_heard_at if name in known_peers else None,
-            last_error=known_peers[name].last_error if name in known_peers else None,
-            delivered_reports=int(delivered.get(name, 0)),
-            failing_since=known_peers[name].failing_since if name in known_peers else None,
-            failures=int(known_peers[name].failures) if name in known_peers else 0,
-        )
-        for name in names
+    figures = status_figures(engine)
+    pending = tuple(
+        Pending(b.destination, b.reports, b.in_batches, b.oldest) for b in figures.backlog
     )
     return NodeStatus(
         member=member,
         schema_revision=revision,
         schema_head=head,
-        reports_by_role=by_role,
-        cases_open=case_counts.get("open", 0),
-        cases_total=sum(case_counts.values()),
+        reports_by_role=figures.reports_by_role,
+        cases_open=figures.cases_by_status.get("open", 0),
+        cases_total=sum(figures.cases_by_status.values()),
         outbox=pending,
-        peers=peer_states,
-        envelopes_received=int(envelopes),
-        hash_index_size=int(hashes),
-        routing_log_size=int(log_size),
+        peers=_peer_states(figures),
+        envelopes_received=figures.envelopes_received,
+        hash_index_size=figures.hash_index_size,
+        routing_log_size=figures.routing_log_size,
     )
+
+
+def _peer_states(figures: StatusFigures) -> tuple[PeerState, ...]:
+    """One state per peer the node knows of, has batches for or has delivered to."""
+    unreceipted, delivered = figures.unreceipted_batches, figures.delivered_reports
+    names = sorted(set(figures.peers) | set(unreceipted) | set(delivered))
+    states = []
+    for name in names:
+        known = figures.peers.get(name)
+        states.append(
+            PeerState(
+                member=name,
+                unreceipted_batches=unreceipted.get(name, 0),
+                next_sequence=known.next_sequence if known else None,
+                last_heard_at=known.last_heard_at if known else None,
+                last_error=known.last_error if known else None,
+                delivered_reports=delivered.get(name, 0),
+                failing_since=known.failing_since if known else None,
+                failures=known.failures if known else 0,
+            )
+        )
+    return tuple(states)
 
 
 def _time(at: datetime | None) -> str | None:

@@ -20,8 +20,9 @@ On the node that sent it (role ``origin``), besides the contents:
   * the receipt names this report (and its outcome matches the delivery recorded).
 A report decided locally has no delivery; it must be held in a case here.
 
-Keys come from the node's current manifest: keys are never deleted from it, and each carries its
-validity window, so "the sender's key at signing time" is always answerable.
+The rows come from the read model ``store/evidence.py``, as stored. Keys come from the node's
+current manifest: keys are never deleted from it, and each carries its validity window, so "the
+sender's key at signing time" is always answerable.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult, report_id_for
 from exchange.errors import ExchangeError, NotFound
-from exchange.store import schema
+from exchange.store.evidence import Evidence, read_evidence
 from exchange.wire.codec import from_timestamp, parse_report, report_from_proto
 from exchange.wire.envelope import open_receipt, verify_stored_leaf
 from ihx.v1 import exchange_pb2 as xpb
@@ -105,16 +106,15 @@ def verify_report(
     engine: Engine, report_id: str, *, manifest: Manifest, self_member: str
 ) -> ReportVerification:
     """Run every check that applies to the stored report; raises NotFound for an unknown id."""
-    reports = schema.reports
-    with engine.connect() as conn:
-        row = conn.execute(select(reports).where(reports.c.id == report_id)).first()
-        if row is None:
-            raise NotFound(f"no report {report_id[:40]!r} in the database of {self_member}")
-        checks = [_run("report id matches its contents", lambda: _contents(row))]
-        if row.role == "received":
-            checks += _received(conn, row, manifest, self_member)
-        else:
-            checks += _origin(conn, row, manifest, self_member)
+    evidence = read_evidence(engine, report_id)
+    if evidence is None:
+        raise NotFound(f"no report {report_id[:40]!r} in the database of {self_member}")
+    row = evidence.report
+    checks = [_run("report id matches its contents", lambda: _contents(row))]
+    if row.role == "received":
+        checks += _received(evidence, manifest, self_member)
+    else:
+        checks += _origin(evidence, manifest, self_member)
     return ReportVerification(row.id, row.role, self_member, tuple(checks))
 
 
@@ -138,13 +138,10 @@ def _contents(row: Any) -> str:
 # -- the receiving node ------------------------------------------------------------------------
 
 
-def _received(conn: Connection, row: Any, manifest: Manifest, self_member: str) -> list[Check]:
+def _received(evidence: Evidence, manifest: Manifest, self_member: str) -> list[Check]:
+    row, envelope = evidence.report, evidence.envelope
     if None in (row.sender, row.envelope_sequence, row.leaf_index, row.proof):
         return [Check("arrived in a signed envelope", False, "no envelope recorded for it")]
-    inbox = schema.inbox
-    envelope = conn.execute(
-        select(inbox).where(inbox.c.sender == row.sender, inbox.c.sequence == row.envelope_sequence)
-    ).first()
     if envelope is None:
         return [
             Check(
@@ -153,68 +150,79 @@ def _received(conn: Connection, row: Any, manifest: Manifest, self_member: str) 
                 f"envelope {row.sender}#{row.envelope_sequence} is not in the inbox",
             )
         ]
-
-    def inclusion() -> str:
-        header = verify_stored_leaf(row.wire, row.leaf_index, envelope.header, row.proof)
-        _expect(header.merkle_root == envelope.root, "the header's root differs from the inbox")
-        _expect(
-            header.sender == row.sender and header.sequence == row.envelope_sequence,
-            "the header names another envelope",
-        )
-        _expect(header.recipient == self_member, f"the envelope is for {header.recipient}")
-        return (
-            f"leaf {row.leaf_index} of {header.count} in envelope "
-            f"{row.sender}#{row.envelope_sequence}, root {header.merkle_root.hex()[:16]}…"
-        )
-
-    def signature() -> str:
-        header = _header(envelope.header)
-        signed_at = from_timestamp(header.signed_at)
-        manifest.verify_member_signature(
-            header.sender, header.key_id, signed_at, envelope.header, envelope.signature
-        )
-        return f"signed by {header.sender} with {header.key_id} at {_time(header.signed_at)}"
-
-    def signer() -> str:
-        origin = parse_report(row.wire).origin_member
-        sender = _header(envelope.header).sender
-        _expect(origin == sender, f"origin {origin} did not sign the envelope ({sender} did)")
-        return f"{origin} signed it"
-
-    def receipt() -> str:
-        opened = open_receipt(
-            xpb.SignedReceipt(body=envelope.receipt_body, signature=envelope.receipt_signature),
-            manifest=manifest,
-            issuer=self_member,
-            sender=row.sender,
-            sequence=row.envelope_sequence,
-            root=envelope.root,
-            count=envelope.payload_count,
-        )
-        result = next((r for r in opened.results if r.index == row.leaf_index), None)
-        _expect(
-            result is not None and result.report_id == row.id,
-            f"the receipt does not name {row.id} at leaf {row.leaf_index}",
-        )
-        assert result is not None
-        _expect(result.outcome is not Outcome.REJECTED, "the receipt rejected this report")
-        case = f" {result.case_id}" if result.case_id else ""
-        return (
-            f"signed by {self_member} at {_iso(opened.received_at)}: {result.outcome.value}{case}"
-        )
-
     return [
-        _run("leaf of the envelope (Merkle inclusion proof)", inclusion),
-        _run("envelope signature by the sender's key", signature),
-        _run("origin is the envelope's signer", signer),
-        _run("our receipt is signed by us and names the report", receipt),
+        _run(
+            "leaf of the envelope (Merkle inclusion proof)",
+            lambda: _inclusion(row, envelope, self_member),
+        ),
+        _run(
+            "envelope signature by the sender's key",
+            lambda: _envelope_signature(envelope, manifest),
+        ),
+        _run("origin is the envelope's signer", lambda: _signer(row, envelope)),
+        _run(
+            "our receipt is signed by us and names the report",
+            lambda: _our_receipt(row, envelope, manifest, self_member),
+        ),
     ]
+
+
+def _inclusion(row: Any, envelope: Any, self_member: str) -> str:
+    header = verify_stored_leaf(row.wire, row.leaf_index, envelope.header, row.proof)
+    _expect(header.merkle_root == envelope.root, "the header's root differs from the inbox")
+    _expect(
+        header.sender == row.sender and header.sequence == row.envelope_sequence,
+        "the header names another envelope",
+    )
+    _expect(header.recipient == self_member, f"the envelope is for {header.recipient}")
+    return (
+        f"leaf {row.leaf_index} of {header.count} in envelope "
+        f"{row.sender}#{row.envelope_sequence}, root {header.merkle_root.hex()[:16]}…"
+    )
+
+
+def _envelope_signature(envelope: Any, manifest: Manifest) -> str:
+    header = _header(envelope.header)
+    signed_at = from_timestamp(header.signed_at)
+    manifest.verify_member_signature(
+        header.sender, header.key_id, signed_at, envelope.header, envelope.signature
+    )
+    return f"signed by {header.sender} with {header.key_id} at {_time(header.signed_at)}"
+
+
+def _signer(row: Any, envelope: Any) -> str:
+    origin = parse_report(row.wire).origin_member
+    sender = _header(envelope.header).sender
+    _expect(origin == sender, f"origin {origin} did not sign the envelope ({sender} did)")
+    return f"{origin} signed it"
+
+
+def _our_receipt(row: Any, envelope: Any, manifest: Manifest, self_member: str) -> str:
+    opened = open_receipt(
+        xpb.SignedReceipt(body=envelope.receipt_body, signature=envelope.receipt_signature),
+        manifest=manifest,
+        issuer=self_member,
+        sender=row.sender,
+        sequence=row.envelope_sequence,
+        root=envelope.root,
+        count=envelope.payload_count,
+    )
+    result = next((r for r in opened.results if r.index == row.leaf_index), None)
+    _expect(
+        result is not None and result.report_id == row.id,
+        f"the receipt does not name {row.id} at leaf {row.leaf_index}",
+    )
+    assert result is not None
+    _expect(result.outcome is not Outcome.REJECTED, "the receipt rejected this report")
+    case = f" {result.case_id}" if result.case_id else ""
+    return f"signed by {self_member} at {_iso(opened.received_at)}: {result.outcome.value}{case}"
 
 
 # -- the origin node ---------------------------------------------------------------------------
 
 
-def _origin(conn: Connection, row: Any, manifest: Manifest, self_member: str) -> list[Check]:
+def _origin(evidence: Evidence, manifest: Manifest, self_member: str) -> list[Check]:
+    row, delivery, batch = evidence.report, evidence.delivery, evidence.batch
     if row.decision_member == self_member:
         return [
             Check(
@@ -223,26 +231,13 @@ def _origin(conn: Connection, row: Any, manifest: Manifest, self_member: str) ->
                 f"local decision, case {row.case_id}" if row.case_id else "no case recorded",
             )
         ]
-    deliveries, batches, outbox = schema.deliveries, schema.batches, schema.outbox
-    delivery = conn.execute(
-        select(deliveries).where(
-            deliveries.c.report_id == row.id, deliveries.c.destination == row.decision_member
-        )
-    ).first()
     if delivery is None:
-        waiting = conn.execute(select(outbox.c.id).where(outbox.c.report_id == row.id)).first()
         why = (
             f"not receipted yet: waiting in the outbox for {row.decision_member}"
-            if waiting is not None
+            if evidence.waiting
             else f"no delivery to {row.decision_member} recorded"
         )
         return [Check("delivered with a signed receipt", False, why)]
-    batch = conn.execute(
-        select(batches).where(
-            batches.c.destination == delivery.destination,
-            batches.c.sequence == delivery.sequence,
-        )
-    ).first()
     if batch is None:
         return [
             Check(
@@ -251,65 +246,76 @@ def _origin(conn: Connection, row: Any, manifest: Manifest, self_member: str) ->
                 f"batch {delivery.destination}#{delivery.sequence} is missing",
             )
         ]
-
-    def our_batch() -> str:
-        header = _header(batch.header)
-        manifest.verify_member_signature(
-            self_member,
-            header.key_id,
-            from_timestamp(header.signed_at),
-            batch.header,
-            batch.signature,
-        )
-        _expect(
-            header.recipient == batch.destination and header.sequence == batch.sequence,
-            "the signed header names another batch",
-        )
-        _expect(header.merkle_root == batch.root, "the signed root differs from the stored root")
-        return (
-            f"batch {batch.destination}#{batch.sequence} signed by {self_member} "
-            f"at {_time(header.signed_at)}"
-        )
-
-    def receipt_results() -> tuple[tuple[PayloadResult, ...], datetime]:
-        if batch.receipt_body is None or batch.receipt_signature is None:
-            raise _Mismatch("the batch has no receipt stored")
-        opened = open_receipt(
-            xpb.SignedReceipt(body=batch.receipt_body, signature=batch.receipt_signature),
-            manifest=manifest,
-            issuer=batch.destination,
-            sender=self_member,
-            sequence=batch.sequence,
-            root=batch.root,
-            count=batch.payload_count,
-        )
-        return opened.results, opened.received_at
-
-    def receipt() -> str:
-        _, received_at = receipt_results()
-        return f"signed by {batch.destination} at {_iso(received_at)}"
-
-    def names_report() -> str:
-        results, _ = receipt_results()
-        result = next((r for r in results if r.report_id == row.id), None)
-        _expect(result is not None, f"the receipt does not name {row.id}")
-        assert result is not None
-        _expect(
-            result.outcome.value == delivery.outcome,
-            f"the receipt says {result.outcome.value}, the delivery row {delivery.outcome}",
-        )
-        detail = f"{result.outcome.value}"
-        if result.case_id:
-            detail += f" {result.case_id}"
-        if result.reason:
-            detail += f" ({result.reason})"
-        return detail
-
     return [
-        _run("our batch header is signed by us", our_batch),
-        _run("the receiver's receipt signature", receipt),
-        _run("the receipt names this report", names_report),
+        _run("our batch header is signed by us", lambda: _our_batch(batch, manifest, self_member)),
+        _run(
+            "the receiver's receipt signature",
+            lambda: _their_receipt(batch, manifest, self_member),
+        ),
+        _run(
+            "the receipt names this report",
+            lambda: _names_report(row, delivery, batch, manifest, self_member),
+        ),
     ]
+
+
+def _our_batch(batch: Any, manifest: Manifest, self_member: str) -> str:
+    header = _header(batch.header)
+    manifest.verify_member_signature(
+        self_member,
+        header.key_id,
+        from_timestamp(header.signed_at),
+        batch.header,
+        batch.signature,
+    )
+    _expect(
+        header.recipient == batch.destination and header.sequence == batch.sequence,
+        "the signed header names another batch",
+    )
+    _expect(header.merkle_root == batch.root, "the signed root differs from the stored root")
+    return (
+        f"batch {batch.destination}#{batch.sequence} signed by {self_member} "
+        f"at {_time(header.signed_at)}"
+    )
+
+
+def _receipt_results(
+    batch: Any, manifest: Manifest, self_member: str
+) -> tuple[tuple[PayloadResult, ...], datetime]:
+    if batch.receipt_body is None or batch.receipt_signature is None:
+        raise _Mismatch("the batch has no receipt stored")
+    opened = open_receipt(
+        xpb.SignedReceipt(body=batch.receipt_body, signature=batch.receipt_signature),
+        manifest=manifest,
+        issuer=batch.destination,
+        sender=self_member,
+        sequence=batch.sequence,
+        root=batch.root,
+        count=batch.payload_count,
+    )
+    return opened.results, opened.received_at
+
+
+def _their_receipt(batch: Any, manifest: Manifest, self_member: str) -> str:
+    _, received_at = _receipt_results(batch, manifest, self_member)
+    return f"signed by {batch.destination} at {_iso(received_at)}"
+
+
+def _names_report(row: Any, delivery: Any, batch: Any, manifest: Manifest, self_member: str) -> str:
+    results, _ = _receipt_results(batch, manifest, self_member)
+    result = next((r for r in results if r.report_id == row.id), None)
+    _expect(result is not None, f"the receipt does not name {row.id}")
+    assert result is not None
+    _expect(
+        result.outcome.value == delivery.outcome,
+        f"the receipt says {result.outcome.value}, the delivery row {delivery.outcome}",
+    )
+    detail = f"{result.outcome.value}"
+    if result.case_id:
+        detail += f" {result.case_id}"
+    if result.reason:
+        detail += f" ({result.reason})"
+    return detail
 
 
 def verification_document(result: ReportVerification) -> dict[str, Any]:

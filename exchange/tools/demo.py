@@ -26,7 +26,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
 
 from auth.tokens import Scope
 from exchange.client.stubs import IntakeClient
@@ -41,7 +40,7 @@ from exchange.domain import (
     parse_hash,
 )
 from exchange.node import Node
-from exchange.store import schema
+from exchange.store.overview import node_summary, pending_work
 from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 
@@ -227,27 +226,10 @@ def _submit_all(nodes: dict[str, Node], console: Console) -> list[_Outcome]:
 def _wait_for_drain(nodes: dict[str, Node], *, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(_pending(n) == 0 for n in nodes.values()):
+        if all(pending_work(n.engine) == 0 for n in nodes.values()):
             return True
         time.sleep(0.1)
     return False
-
-
-def _pending(node: Node) -> int:
-    with node.engine.connect() as conn:
-        outbox = conn.execute(select(func.count()).select_from(schema.outbox)).scalar_one()
-        unreceipted = conn.execute(
-            select(func.count())
-            .select_from(schema.batches)
-            .where(schema.batches.c.receipted_at.is_(None))
-        ).scalar_one()
-        newest = conn.execute(select(func.max(schema.announcements.c.seq))).scalar_one() or 0
-        behind = conn.execute(
-            select(func.count())
-            .select_from(schema.peers)
-            .where(schema.peers.c.announce_cursor < newest)
-        ).scalar_one()
-    return int(outbox) + int(unreceipted) + int(behind)
 
 
 _REASONS = {
@@ -289,32 +271,16 @@ def _print_outcomes(outcomes: list[_Outcome], console: Console) -> None:
 
 
 def _print_node(node: Node, console: Console) -> None:
-    r, cr = schema.reports, schema.case_reports
-    with node.engine.connect() as conn:
-        received = conn.execute(
-            select(func.count()).select_from(r).where(r.c.role == "received")
-        ).scalar_one()
-        origin = conn.execute(
-            select(func.count()).select_from(r).where(r.c.role == "origin")
-        ).scalar_one()
-        cases = conn.execute(select(func.count()).select_from(schema.cases)).scalar_one()
-        merged = conn.execute(
-            select(cr.c.case_id, cr.c.reporting_member).where(cr.c.outcome == "merged")
-        ).all()
-        index = conn.execute(select(func.count()).select_from(schema.hash_index)).scalar_one()
-        log_size = conn.execute(select(func.count()).select_from(schema.routing_log)).scalar_one()
-        delivered = conn.execute(
-            select(schema.deliveries.c.destination, func.count()).group_by(
-                schema.deliveries.c.destination
-            )
-        ).all()
+    summary = node_summary(node.engine)
+    s = summary
     console.print(
-        f"\n[bold]{node.member}[/]: submitted here {origin}, arrived from peers {received}, "
-        f"cases {cases}, network hash index {index} hashes, routing log {log_size} entries"
+        f"\n[bold]{node.member}[/]: submitted here {s.origin}, arrived from peers {s.received}, "
+        f"cases {s.cases}, network hash index {s.hash_index_size} hashes, "
+        f"routing log {s.routing_log_size} entries"
     )
-    if delivered:
+    if s.delivered:
         console.print(
-            "   delivered (signed receipts): " + ", ".join(f"{d}: {n}" for d, n in delivered)
+            "   delivered (signed receipts): " + ", ".join(f"{d}: {n}" for d, n in s.delivered)
         )
-    for case_id, member in merged:
+    for case_id, member in summary.merged:
         console.print(f"   merged: a report from {member} joined case {case_id}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -44,6 +44,10 @@ from ihx.v1 import report_pb2 as pb
 from routing.decision import Decision, DecisionReason
 from routing.geoip import GeoDatabaseInfo
 from routing.trace import Trace
+
+if TYPE_CHECKING:  # both import this module: a runtime import would be a cycle
+    from exchange.intake import IntakeResult
+    from exchange.wire.envelope import Limits
 
 # -- enums: one table per enum, both directions ---------------------------------------------
 
@@ -263,6 +267,48 @@ def decision_from_proto(msg: pb.Decision, self_member: str | None) -> Decision:
         explanation=msg.explanation,
         manifest_epoch=msg.manifest_epoch,
         local=msg.member == self_member,
+    )
+
+
+# -- intake results and node info -----------------------------------------------------------
+
+SOFTWARE_VERSION = "ihx/0.1.0"
+# Wire schema versions this node speaks. Unknown fields are refused (wire/known_fields.py), so a
+# schema change ships as a new package (ihx.v2) beside the old one, used only with peers that list
+# it in NodeInfo.protocols.
+PROTOCOLS = ("ihx.v1",)
+
+
+def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitReportResponse:
+    """Intake's answer to one submission; the trace (from the stored wire bytes) on request."""
+    msg = ipb.SubmitReportResponse(
+        report_id=result.report_id,
+        canonical_url=result.canonical_url,
+        decision=decision_to_proto(result.decision),
+        duplicate=result.duplicate,
+        client_ref=result.client_ref,
+    )
+    for status in result.items:
+        item = msg.items.add(index=status.index, known_content=status.known is not None)
+        if status.known is not None:
+            item.first_seen_member = status.known.member
+            item.first_seen_case = status.known.case_id
+            item.first_classification = _CLASS[status.known.classification]
+    if with_trace:
+        msg.trace.CopyFrom(parse_report(result.wire).trace)
+    return msg
+
+
+def node_info(member: str, epoch: int, key_ids: list[str], limits: Limits) -> xpb.NodeInfo:
+    """What GetNodeInfo tells a peer: who we are, our keys, limits and wire versions."""
+    return xpb.NodeInfo(
+        member=member,
+        manifest_epoch=epoch,
+        software_version=SOFTWARE_VERSION,
+        key_ids=key_ids,
+        max_batch_reports=limits.max_payloads,
+        max_message_bytes=limits.max_envelope_bytes,
+        protocols=PROTOCOLS,
     )
 
 

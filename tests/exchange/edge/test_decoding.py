@@ -23,7 +23,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from sqlalchemy import Engine
 
 from exchange.edge.decoding import DecodeGuard
-from exchange.edge.services import ExchangeServicer, IntakeServicer
+from exchange.edge.exchange_service import ExchangeServicer
+from exchange.edge.intake_service import IntakeServicer
 from exchange.intake import Intake
 from exchange.receiver import Receiver
 from exchange.wire.codec import submission_to_proto

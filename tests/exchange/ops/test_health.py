@@ -16,8 +16,9 @@ import pytest
 from grpc_health.v1 import health, health_pb2
 from sqlalchemy import Engine, select
 
-from exchange.ops.health import PROBE_KEY, HealthMonitor
+from exchange.ops.health import HealthMonitor
 from exchange.store import schema
+from exchange.store.meta import PROBE_KEY
 from exchange.store.writer import Writer
 
 SERVICES = ("ihx.v1.Intake",)
