@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent import futures
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -37,6 +37,7 @@ from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import read_pem
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
+from common.clock import Clock, system_clock
 from exchange.checkpoints import Checkpointer
 from exchange.delivery.leases import Leases
 from exchange.delivery.sender import PeerSender, SenderSettings
@@ -68,10 +69,6 @@ from routing.resolver import DnsResolver, Resolver, StaticResolver
 from routing.trace import Tracer
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -116,7 +113,7 @@ class Node:
         self,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = system_clock,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
     ) -> None:

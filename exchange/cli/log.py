@@ -21,8 +21,9 @@ import typer
 from rich.table import Table
 
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
+from common.clock import whole_second_clock
 from exchange.checkpoints import Checkpoint, LogVerdict, load_checkpoints, load_entries, verify_log
-from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time, utc_now
+from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time
 from exchange.client.stubs import LogClient
 from exchange.edge.partner_services import checkpoint_from_proto, entry_from_proto
 from exchange.manifest_store import ManifestStore, trust_anchors
@@ -92,7 +93,7 @@ def register(app: typer.Typer) -> None:
             return
         if sum(x is not None for x in (node, network, config)) != 1:
             raise CliError("give exactly one of --node, --network or --config")
-        now = utc_now()
+        now = whole_second_clock()
         since_t = parse_time(since, option="--since", now=now) if since else None
         until_t = parse_time(until, option="--until", now=now) if until else None
         filters = {
@@ -140,7 +141,7 @@ def register(app: typer.Typer) -> None:
         if config is not None:
             settings = load_settings(config)
             store = ManifestStore(
-                settings.manifest_path, trust_anchors(settings.trusted_keys), utc_now
+                settings.manifest_path, trust_anchors(settings.trusted_keys), whole_second_clock
             )
             engine = open_engine(settings.database_url)
             try:

@@ -30,6 +30,7 @@ from auth.manifest import (
     parse_manifest,
     parse_signed_manifest,
 )
+from common.clock import whole_second_clock
 from exchange.cli.common import (
     CliError,
     aligned,
@@ -39,7 +40,6 @@ from exchange.cli.common import (
     print_json,
     public_key_from,
     short_time,
-    utc_now,
 )
 from exchange.errors import ConfigError
 from exchange.manifest_store import trust_anchors
@@ -112,7 +112,7 @@ def init_command(
             network = load_signed_manifest(
                 signed_data,
                 trusted=trust_anchors(trusted),
-                now=utc_now(),
+                now=whole_second_clock(),
             )
         else:
             network = parse_manifest(parse_signed_manifest(signed_data).document)

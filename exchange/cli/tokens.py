@@ -10,7 +10,8 @@ import typer
 
 from auth.keys import SigningKey
 from auth.tokens import Scope, TokenIssuer
-from exchange.cli.common import CliError, utc_now
+from common.clock import whole_second_clock
+from exchange.cli.common import CliError
 from exchange.settings import load_settings
 
 
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
             SigningKey.load(settings.signing_key),
             settings.token_issuer,
             audience or settings.member,
-            utc_now,
+            whole_second_clock,
             max_lifetime=timedelta(seconds=settings.max_token_lifetime_s),
         )
         typer.echo(issuer.issue(sub, scopes, ttl=timedelta(seconds=ttl)))

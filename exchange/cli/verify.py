@@ -8,12 +8,12 @@ report or the node's files cannot be read.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from common.clock import system_clock
 from exchange.cli.common import EXIT_CHECK_FAILED, check_mark, out, print_json
 from exchange.manifest_store import ManifestStore, trust_anchors
 from exchange.ops.verify import verification_document, verify_report
@@ -36,7 +36,7 @@ def verify_report_command(
     """Check a stored report's id, envelope inclusion, signatures and receipt."""
     settings = load_settings(config)
     manifest = ManifestStore(
-        settings.manifest_path, trust_anchors(settings.trusted_keys), lambda: datetime.now(UTC)
+        settings.manifest_path, trust_anchors(settings.trusted_keys), system_clock
     ).current()
     engine = open_engine(settings.database_url)
     try:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -29,6 +29,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from auth.tokens import Scope
+from common.clock import system_clock
 from exchange.client.stubs import IntakeClient
 from exchange.domain import (
     AgeGroup,
@@ -124,7 +125,7 @@ def run_demo(
             root,
             PLANS,
             coordinator="inhope",
-            now=datetime.now(UTC),
+            now=system_clock(),
             orphan_rules={"BR": "us-ncmec"},
             country_networks=COUNTRY_NETWORKS,
             asn_networks=ASN_NETWORKS,
