@@ -26,10 +26,9 @@ from exchange.checkpoints import Checkpoint, LogVerdict, load_checkpoints, load_
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time
 from exchange.client.stubs import LogClient
 from exchange.edge.partner_services import checkpoint_from_proto, entry_from_proto
-from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.local import open_local
 from exchange.routing_log import LogEntry
 from exchange.settings import load_settings
-from exchange.store.engine import open_engine
 
 
 def _manifest_file(path: Path) -> Manifest:
@@ -139,21 +138,13 @@ def register(app: typer.Typer) -> None:
         default, per_member = _tokens(token or [])
         results: list[tuple[str, LogVerdict]] = []
         if config is not None:
-            settings = load_settings(config)
-            store = ManifestStore(
-                settings.manifest_path, trust_anchors(settings.trusted_keys), whole_second_clock
-            )
-            engine = open_engine(settings.database_url)
-            try:
-                with engine.connect() as conn:
+            with open_local(load_settings(config), clock=whole_second_clock) as local:
+                manifest_now = local.manifests.current()
+                with local.engine.connect() as conn:
                     verdict = verify_log(
-                        load_entries(conn),
-                        load_checkpoints(conn, settings.member),
-                        store.current(),
+                        load_entries(conn), load_checkpoints(conn, local.member), manifest_now
                     )
-            finally:
-                engine.dispose()
-            results.append((settings.member, verdict))
+            results.append((local.member, verdict))
         else:
             source = network if network is not None else manifest
             if source is None:
@@ -213,12 +204,10 @@ def _label(node: str, entries: Iterator[LogEntry]) -> Iterator[_Row]:
 def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
     from exchange.store.log_query import LogFilter, list_entries
 
-    settings = load_settings(config)
-    engine = open_engine(settings.database_url)
-    try:
+    with open_local(load_settings(config)) as local:
         after = -1
         while True:
-            with engine.connect() as conn:
+            with local.engine.connect() as conn:
                 page, nxt = list_entries(
                     conn,
                     LogFilter(after_index=after, page_size=1000, **filters),
@@ -227,8 +216,6 @@ def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
             if nxt is None:
                 return
             after = nxt
-    finally:
-        engine.dispose()
 
 
 def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int) -> None:

@@ -41,7 +41,7 @@ from exchange.domain import (
     make_item,
     parse_hash,
 )
-from exchange.node import Node
+from exchange.node import Node, build_node
 from exchange.store import schema
 from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
@@ -159,7 +159,7 @@ def _running(settings: dict, clock: Callable[[], datetime] | None) -> Iterator[d
     nodes: dict[str, Node] = {}
     try:
         for member, s in settings.items():
-            node = Node(s, clock=clock) if clock else Node(s)
+            node = build_node(s, clock=clock) if clock else build_node(s)
             node.start()
             nodes[member] = node
         yield nodes
