@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-__all__ = ["Clock", "system_clock"]
+__all__ = ["Clock", "system_clock", "whole_second_clock"]
 
 Clock = Callable[[], datetime]
 
@@ -18,3 +18,13 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """The real time (aware, UTC), for production wiring; tests inject their own clock."""
     return datetime.now(UTC)
+
+
+def whole_second_clock() -> datetime:
+    """The real time to the whole second, for times people read and write back.
+
+    Manifest ``issued_at``/validity times, certificate validity and token issue times are shown
+    to and typed by people (``ihx network``, ``ihx tls``, ``ihx token``); microseconds there add
+    nothing but noise, so the CLI stamps them with this clock.
+    """
+    return system_clock().replace(microsecond=0)

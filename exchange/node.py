@@ -24,19 +24,19 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent import futures
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from auth.errors import TrustConfigError
-from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import read_pem
-from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, load_jwks_issuers
+from auth.tokens import Scope, TokenPolicy, TokenVerifier, load_jwks_issuers
+from common.clock import Clock, system_clock
 from exchange.checkpoints import Checkpointer
 from exchange.delivery.fanout import Fanout
 from exchange.delivery.leases import Leases
@@ -50,14 +50,12 @@ from exchange.edge.intake_service import IntakeServicer
 from exchange.edge.partner_services import PartnerServicer, RoutingLogServicer
 from exchange.errors import ConfigError
 from exchange.intake import Intake
-from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.local import open_local
 from exchange.ops.health import HealthMonitor
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import Settings
-from exchange.store.engine import open_engine
-from exchange.store.migrate import require_head
 from exchange.store.writer import Writer
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
@@ -73,8 +71,6 @@ from routing.trace import Tracer
 log = logging.getLogger(__name__)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -97,14 +93,29 @@ def build_resolver(settings: Settings) -> Resolver:
     return DnsResolver(nameservers=list(settings.nameservers) or None)
 
 
+def build_node(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    resolver: Resolver | None = None,
+    rng: random.Random | None = None,
+) -> Node:
+    """The server of ``settings`` (not started): the one way a node is built from settings.
+
+    ``clock``, ``resolver`` and ``rng`` are the only parts not built from the settings (tests and
+    the demo pass their own); ``open_local`` (exchange/local.py) is the same without a server.
+    """
+    return Node(settings, clock=clock, resolver=resolver, rng=rng)
+
+
 class Node:
-    """One running ihx node."""
+    """One running ihx node (built by ``build_node``)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = system_clock,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -119,21 +130,15 @@ class Node:
             max_envelope_bytes=tuning.max_message_bytes,
             max_clock_skew=skew,
         )
-        self.engine = open_engine(settings.database_url)
-        require_head(self.engine)
-        self.key = SigningKey.load(settings.signing_key)
-        self.manifests = ManifestStore(
-            settings.manifest_path, trust_anchors(settings.trusted_keys), clock, max_skew=skew
-        )
+        # The node's files and database, opened as every CLI command opens them; the node owns
+        # the engine from here on (stop() disposes it).
+        local = open_local(settings, clock=clock)
+        self.engine = local.engine
+        self.key = local.key
+        self.manifests = local.manifests
         self._check_identity(self.manifests.current())
         self.metrics = Metrics()
-        self.tokens = TokenIssuer(
-            self.key,
-            settings.token_issuer,
-            self.member,
-            clock,
-            max_lifetime=timedelta(seconds=settings.max_token_lifetime_s),
-        )
+        self.tokens = local.token_issuer()
         self.verifier = TokenVerifier(self._token_policy(), clock)
         self._tls = self._load_tls()
         self.geoip = GeoIp(settings.country_db, settings.asn_db)

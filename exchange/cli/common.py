@@ -128,11 +128,6 @@ _RELATIVE = re.compile(r"\+(\d{1,6})([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def utc_now() -> datetime:
-    # Whole seconds: manifest times are read by people, and microseconds add nothing there.
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 def format_time(at: datetime | None) -> str | None:
     if at is None:
         return None

@@ -21,14 +21,14 @@ import typer
 from rich.table import Table
 
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
+from common.clock import whole_second_clock
 from exchange.checkpoints import Checkpoint, LogVerdict, load_checkpoints, load_entries, verify_log
-from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time, utc_now
+from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time
 from exchange.client.stubs import LogClient
 from exchange.edge.partner_services import checkpoint_from_proto, entry_from_proto
-from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.local import open_local
 from exchange.routing_log import LogEntry
 from exchange.settings import load_settings
-from exchange.store.engine import open_engine
 
 
 def _manifest_file(path: Path) -> Manifest:
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
             return
         if sum(x is not None for x in (node, network, config)) != 1:
             raise CliError("give exactly one of --node, --network or --config")
-        now = utc_now()
+        now = whole_second_clock()
         since_t = parse_time(since, option="--since", now=now) if since else None
         until_t = parse_time(until, option="--until", now=now) if until else None
         filters = {
@@ -138,21 +138,13 @@ def register(app: typer.Typer) -> None:
         default, per_member = _tokens(token or [])
         results: list[tuple[str, LogVerdict]] = []
         if config is not None:
-            settings = load_settings(config)
-            store = ManifestStore(
-                settings.manifest_path, trust_anchors(settings.trusted_keys), utc_now
-            )
-            engine = open_engine(settings.database_url)
-            try:
-                with engine.connect() as conn:
+            with open_local(load_settings(config), clock=whole_second_clock) as local:
+                manifest_now = local.manifests.current()
+                with local.engine.connect() as conn:
                     verdict = verify_log(
-                        load_entries(conn),
-                        load_checkpoints(conn, settings.member),
-                        store.current(),
+                        load_entries(conn), load_checkpoints(conn, local.member), manifest_now
                     )
-            finally:
-                engine.dispose()
-            results.append((settings.member, verdict))
+            results.append((local.member, verdict))
         else:
             source = network if network is not None else manifest
             if source is None:
@@ -212,12 +204,10 @@ def _label(node: str, entries: Iterator[LogEntry]) -> Iterator[_Row]:
 def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
     from exchange.store.log_query import LogFilter, list_entries
 
-    settings = load_settings(config)
-    engine = open_engine(settings.database_url)
-    try:
+    with open_local(load_settings(config)) as local:
         after = -1
         while True:
-            with engine.connect() as conn:
+            with local.engine.connect() as conn:
                 page, nxt = list_entries(
                     conn,
                     LogFilter(after_index=after, page_size=1000, **filters),
@@ -226,8 +216,6 @@ def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
             if nxt is None:
                 return
             after = nxt
-    finally:
-        engine.dispose()
 
 
 def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int) -> None:

@@ -41,6 +41,7 @@ from auth.manifest import (
     set_orphan_rule,
     sign_manifest,
 )
+from common.clock import system_clock, whole_second_clock
 from exchange.cli.common import (
     EXIT_CHECK_FAILED,
     CliError,
@@ -50,7 +51,6 @@ from exchange.cli.common import (
     parse_time,
     public_key_from,
     split_list,
-    utc_now,
     write_atomic,
 )
 
@@ -143,7 +143,7 @@ def create_command(
     """Write a new manifest (epoch 1) with the coordinator as its first member."""
     if file.exists():
         raise CliError(f"{file}: already exists; refusing to overwrite a manifest")
-    now = utc_now()
+    now = whole_second_clock()
     manifest = Manifest(
         network=network,
         epoch=1,
@@ -190,7 +190,7 @@ def add_member_command(
 ) -> None:
     """Add a member with one signing key."""
     manifest = load_manifest(file)
-    now = utc_now()
+    now = whole_second_clock()
     member = Member(
         id=member_id,
         name=name,
@@ -282,7 +282,7 @@ def rotate_key_command(
 ) -> None:
     """Add a new key valid from now; the old one stays valid until --retire-after."""
     manifest = load_manifest(file)
-    now = utc_now()
+    now = whole_second_clock()
     member = manifest.member(member_id)
     old = member.key(old_key_id) if old_key_id else _current_key(member, now)
     if old is None:
@@ -308,7 +308,7 @@ def revoke_key_command(
 ) -> None:
     """Revoke a key: what it signed before --at stays valid, anything later is refused."""
     manifest = load_manifest(file)
-    when = parse_time(at, option="--at", now=utc_now())
+    when = parse_time(at, option="--at", now=whole_second_clock())
     updated = revoke_key(manifest, member_id, key_id, at=when)
     _save(updated, file)
     key = updated.member(member_id).key(key_id)
@@ -332,7 +332,7 @@ def sign_command(
     manifest = load_manifest(file)
     key = SigningKey.load(key_file)
     if bump:
-        manifest = bump_epoch(manifest, issued_at=max(utc_now(), manifest.issued_at))
+        manifest = bump_epoch(manifest, issued_at=max(whole_second_clock(), manifest.issued_at))
     mine = next((k for k in manifest.coordinator_keys if k.key_id == key.key_id), None)
     if mine is None:
         raise CliError(f"{key_file}: key {key.key_id} is not a coordinator key of the manifest")
@@ -389,7 +389,7 @@ def verify_command(
     data = signed_file.read_bytes()
     document = parse_signed_manifest(data).document
     unverified = parse_manifest(document)
-    now = datetime.now(UTC)
+    now = system_clock()
     console = out()
     console.print(
         f"manifest  {unverified.network} epoch {unverified.epoch}, "

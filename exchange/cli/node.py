@@ -30,6 +30,7 @@ from auth.manifest import (
     parse_manifest,
     parse_signed_manifest,
 )
+from common.clock import whole_second_clock
 from exchange.cli.common import (
     CliError,
     aligned,
@@ -39,16 +40,16 @@ from exchange.cli.common import (
     print_json,
     public_key_from,
     short_time,
-    utc_now,
 )
 from exchange.errors import ConfigError
+from exchange.local import open_local
 from exchange.manifest_store import trust_anchors
-from exchange.node import Node
+from exchange.node import build_node
 from exchange.ops.json_logging import configure as configure_logs
 from exchange.ops.status import NodeStatus, collect_status, to_document
 from exchange.settings import load_database_url, load_settings
 from exchange.store.engine import open_engine
-from exchange.store.migrate import current_revision, require_head, upgrade
+from exchange.store.migrate import current_revision, upgrade
 from exchange.tools.provision import init_database, write_settings
 from routing.geoip import GeoIp
 
@@ -112,7 +113,7 @@ def init_command(
             network = load_signed_manifest(
                 signed_data,
                 trusted=trust_anchors(trusted),
-                now=utc_now(),
+                now=whole_second_clock(),
             )
         else:
             network = parse_manifest(parse_signed_manifest(signed_data).document)
@@ -208,7 +209,7 @@ def run_command(
     # One JSON object per line on stderr, with report ids and never URL paths (exchange/logs.py).
     configure_logs(logging.getLevelName(level).lower(), sys.stderr)
     settings = load_settings(config)
-    node = Node(settings)
+    node = build_node(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -262,13 +263,8 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Counts of reports, cases, outbox and peers from the node's database."""
-    settings = load_settings(config)
-    engine = open_engine(settings.database_url)
-    try:
-        require_head(engine)
-        status = collect_status(engine, settings.member)
-    finally:
-        engine.dispose()
+    with open_local(load_settings(config)) as local:
+        status = collect_status(local.engine, local.member)
     if as_json:
         print_json(to_document(status))
     else:

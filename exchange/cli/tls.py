@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 from auth.tls import Issued, create_ca, issue_node_certificate, read_pem
-from exchange.cli.common import CliError, out, utc_now, write_atomic
+from common.clock import whole_second_clock
+from exchange.cli.common import CliError, out, write_atomic
 
 
 def _write(directory: Path, name: str, issued: Issued) -> None:
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
         """Create a development certificate authority."""
         if (out_dir / "ca.key").exists():
             raise CliError(f"{out_dir / 'ca.key'}: exists; refusing to overwrite a CA key")
-        _write(out_dir, "ca", create_ca(name, now=utc_now()))
+        _write(out_dir, "ca", create_ca(name, now=whole_second_clock()))
         out().print(f"CA written to {out_dir}/ca.crt and ca.key")
 
     @tls.command("node")
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
         authority = Issued(
             read_pem(ca_dir / "ca.crt", "CA certificate"), read_pem(ca_dir / "ca.key", "CA key")
         )
-        issued = issue_node_certificate(authority, member, hosts=host, now=utc_now())
+        issued = issue_node_certificate(authority, member, hosts=host, now=whole_second_clock())
         _write(out_dir, "node", issued)
         out().print(f"certificate for {member} written to {out_dir}/node.crt and node.key")
         out().print(f'manifest tls_identity = "{issued.fingerprint}"')

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from auth.keys import SigningKey
-from auth.tokens import Scope, TokenIssuer
-from exchange.cli.common import CliError, utc_now
+from auth.tokens import Scope
+from common.clock import whole_second_clock
+from exchange.cli.common import CliError
+from exchange.local import open_local
 from exchange.settings import load_settings
 
 
@@ -42,11 +43,6 @@ def register(app: typer.Typer) -> None:
                 ) from None
         if not 0 < ttl <= settings.max_token_lifetime_s:
             raise CliError(f"--ttl: must be from 1 to {settings.max_token_lifetime_s:g} seconds")
-        issuer = TokenIssuer(
-            SigningKey.load(settings.signing_key),
-            settings.token_issuer,
-            audience or settings.member,
-            utc_now,
-            max_lifetime=timedelta(seconds=settings.max_token_lifetime_s),
-        )
+        with open_local(settings, clock=whole_second_clock) as local:
+            issuer = local.token_issuer(audience)
         typer.echo(issuer.issue(sub, scopes, ttl=timedelta(seconds=ttl)))

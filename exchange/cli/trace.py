@@ -10,7 +10,6 @@ checking its signature (trace has no trust anchors), and the output says so.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ import typer
 
 from auth.errors import ManifestError
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
+from common.clock import system_clock
 from exchange.cli.common import CliError, aligned, format_time, out, print_json
 from routing.canonical import canonicalize
 from routing.decision import Decision, decide
@@ -87,7 +87,7 @@ def trace_command(
             raise CliError(f"--member {member!r} is not a member of the manifest")
     resolver: Resolver = StaticResolver.from_specs(resolve) if resolve else DnsResolver()
     with GeoIp(geoip_db, asn_db) as geo:
-        result = Tracer(resolver, geo, lambda: datetime.now(UTC)).trace(canonical)
+        result = Tracer(resolver, geo, system_clock).trace(canonical)
     decision = None
     if manifest is not None:
         decision = decide(

@@ -1,25 +1,22 @@
 """``ihx verify-report ID``: re-verify one stored report from the node's database.
 
-The checks are ``exchange.ops.verify``'s; this command loads the node's settings and its current
-manifest exactly as the node does at start (trust anchors from the settings), runs them and
-prints one line per check. Exit status: 0 when every check passes, 1 when one fails, 2 when the
-report or the node's files cannot be read.
+The checks are ``exchange.ops.verify``'s; this command opens the node's database and current
+manifest exactly as the node does at start (``open_local``: trust anchors from the settings),
+runs them and prints one line per check. Exit status: 0 when every check passes, 1 when one
+fails, 2 when the report or the node's files cannot be read.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from exchange.cli.common import EXIT_CHECK_FAILED, check_mark, out, print_json
-from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.local import open_local
 from exchange.ops.verify import verification_document, verify_report
 from exchange.settings import load_settings
-from exchange.store.engine import open_engine
-from exchange.store.migrate import require_head
 
 
 def register(app: typer.Typer) -> None:
@@ -34,18 +31,11 @@ def verify_report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Check a stored report's id, envelope inclusion, signatures and receipt."""
-    settings = load_settings(config)
-    manifest = ManifestStore(
-        settings.manifest_path, trust_anchors(settings.trusted_keys), lambda: datetime.now(UTC)
-    ).current()
-    engine = open_engine(settings.database_url)
-    try:
-        require_head(engine)
+    with open_local(load_settings(config)) as local:
+        manifest = local.manifests.current()
         result = verify_report(
-            engine, report_id.strip(), manifest=manifest, self_member=settings.member
+            local.engine, report_id.strip(), manifest=manifest, self_member=local.member
         )
-    finally:
-        engine.dispose()
     if as_json:
         print_json(verification_document(result))
     else:

@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from auth.tokens import Scope
+from common.clock import system_clock
 from exchange.client.stubs import IntakeClient
 from exchange.domain import (
     AgeGroup,
@@ -39,7 +40,7 @@ from exchange.domain import (
     make_item,
     parse_hash,
 )
-from exchange.node import Node
+from exchange.node import Node, build_node
 from exchange.store.overview import node_summary, pending_work
 from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
@@ -123,7 +124,7 @@ def run_demo(
             root,
             PLANS,
             coordinator="inhope",
-            now=datetime.now(UTC),
+            now=system_clock(),
             orphan_rules={"BR": "us-ncmec"},
             country_networks=COUNTRY_NETWORKS,
             asn_networks=ASN_NETWORKS,
@@ -157,7 +158,7 @@ def _running(settings: dict, clock: Callable[[], datetime] | None) -> Iterator[d
     nodes: dict[str, Node] = {}
     try:
         for member, s in settings.items():
-            node = Node(s, clock=clock) if clock else Node(s)
+            node = build_node(s, clock=clock) if clock else build_node(s)
             node.start()
             nodes[member] = node
         yield nodes

@@ -13,13 +13,14 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest, Member, MemberKey, sign_manifest
 from auth.tls import Issued, create_ca, issue_node_certificate
 from auth.tokens import Scope, TokenIssuer
+from common.clock import system_clock
 from exchange.errors import ConfigError
 from exchange.settings import Settings, load_settings
 from exchange.store.engine import open_engine
@@ -145,7 +146,7 @@ class Federation:
             self.keys[member],
             self.settings[member].token_issuer,
             member,
-            lambda: datetime.now(UTC),
+            system_clock,
         )
         granted = scopes or (Scope.REPORTS_SUBMIT,)
         return issuer.issue(subject, granted, ttl=timedelta(seconds=ttl))

@@ -10,7 +10,6 @@ keep each server busy for its whole grace period, which would otherwise cost sec
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import urllib.request
 
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.client.stubs import ClientTls
 from exchange.node import Node
+from exchange.settings.sections import HealthSection, MetricsSection
 from exchange.tools.provision import Federation, free_port
 from tests.integration.support import Cluster
 
@@ -30,10 +30,11 @@ Samples = dict[tuple[str, Labels], float]
 def with_operations_ports(fed: Federation, *members: str) -> None:
     """Give ``members`` (default: all) a metrics port and a health port on 127.0.0.1."""
     for member in members or tuple(fed.settings):
-        fed.settings[member] = dataclasses.replace(
-            fed.settings[member],
-            metrics_listen=f"127.0.0.1:{free_port()}",
-            health_listen=f"127.0.0.1:{free_port()}",
+        fed.settings[member] = fed.settings[member].model_copy(
+            update={
+                "metrics": MetricsSection(listen=f"127.0.0.1:{free_port()}"),
+                "health": HealthSection(listen=f"127.0.0.1:{free_port()}"),
+            }
         )
 
 

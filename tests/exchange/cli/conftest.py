@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from typer.testing import CliRunner
 
 from exchange.client.stubs import IntakeClient
-from exchange.node import Node
+from exchange.node import Node, build_node
 from exchange.tools.provision import Federation, MemberPlan, provision_federation
 from tests.conftest import GeoRow
 from tests.dbs import Databases
@@ -127,7 +127,7 @@ def federation(
         extra_settings=FAST_RETRIES,
         database_url=databases.for_members(),
     )
-    nodes = {member: Node(settings) for member, settings in fed.settings.items()}
+    nodes = {member: build_node(settings) for member, settings in fed.settings.items()}
     started: list[Node] = []
     try:
         for node in nodes.values():

@@ -1,0 +1,88 @@
+"""``open_local``: a node's own files and database without its server — for every CLI command.
+
+The other composition root beside ``build_node`` (exchange/node.py), and the part of it both
+share: a command that reads the node's database, its current manifest, its signing key or issues
+its tokens gets them from here, built exactly as the running node builds them (the engine
+refuses a schema that is not at head; the manifest store checks the settings' trust anchors
+with the settings' clock skew). Each part opens on first use, so a command needs only what it
+reads (``ihx status`` needs no key, ``ihx token issue`` no database). ``LocalNode`` is a context
+manager that closes the database if it was opened.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from types import TracebackType
+
+from sqlalchemy.engine import Engine
+
+from auth.keys import SigningKey
+from auth.tokens import TokenIssuer
+from common.clock import Clock, system_clock
+from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.settings import Settings
+from exchange.store.engine import open_engine
+from exchange.store.migrate import require_head
+
+__all__ = ["LocalNode", "open_local"]
+
+
+class LocalNode:
+    """A node's settings, database, manifest, key and token issuer; no server, no threads."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.member = settings.member
+        self.clock = clock
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The node's database, refused unless its schema is at head (as the node refuses it)."""
+        engine = open_engine(self.settings.database_url)
+        try:
+            require_head(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
+
+    @cached_property
+    def manifests(self) -> ManifestStore:
+        skew = timedelta(seconds=self.settings.exchange.max_clock_skew_s)
+        anchors = trust_anchors(self.settings.trusted_keys)
+        return ManifestStore(self.settings.manifest_path, anchors, self.clock, max_skew=skew)
+
+    @cached_property
+    def key(self) -> SigningKey:
+        return SigningKey.load(self.settings.signing_key)
+
+    def token_issuer(self, audience: str | None = None) -> TokenIssuer:
+        """This node's own issuer, for tokens to ``audience`` (default: this node)."""
+        return TokenIssuer(
+            self.key,
+            self.settings.token_issuer,
+            audience or self.member,
+            self.clock,
+            max_lifetime=timedelta(seconds=self.settings.max_token_lifetime_s),
+        )
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:  # opened: cached_property keeps it in the instance
+            self.engine.dispose()
+
+    def __enter__(self) -> LocalNode:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_local(settings: Settings, *, clock: Clock = system_clock) -> LocalNode:
+    """The node of ``settings`` without its server (nothing is opened until it is used)."""
+    return LocalNode(settings, clock)

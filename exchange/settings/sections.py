@@ -1,0 +1,221 @@
+"""The sections of a node's settings file, one typed model each, as the file spells them.
+
+Every section is a frozen pydantic model in strict mode: the file's types must be right (a
+string where a number belongs is an error naming the field, never a silent conversion; an int
+is fine for a float). Unknown keys are refused. ``[exchange]`` lives in ``tuning.py``; the
+cross-section rules (listen address vs. TLS) are checked by ``Settings`` in ``model.py``.
+Lists and tables carry ``NoDecode``: an environment override of a list is comma-separated text
+(converted by the loader), and a table cannot come from one variable at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import NoDecode
+
+from exchange.settings.fields import (
+    OptionalPath,
+    RequiredPath,
+    between,
+    check_address,
+    refuse,
+    resolve_sqlite_url,
+)
+
+__all__ = [
+    "AuthSection",
+    "DatabaseSection",
+    "GeoipSection",
+    "HealthSection",
+    "KeysSection",
+    "LogSection",
+    "ManifestSection",
+    "MetricsSection",
+    "NodeSection",
+    "PartnerRuleSetting",
+    "PartnersSection",
+    "ResolverSection",
+    "TlsSection",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+Required = Annotated[str, Field(min_length=1)]  # missing and "" are both "is required"
+
+
+class NodeSection(_Section):
+    listen: Required  # before member: the first missing key named is the one it always was
+    member: Required
+    insecure_loopback: bool = False  # plaintext between nodes, loopback addresses only
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        check_address(value, "node.listen")
+        return value
+
+
+class KeysSection(_Section):
+    signing_key: RequiredPath
+
+
+def _key_list(value: object) -> object:
+    if not isinstance(value, list):
+        return value  # the strict tuple type names the wrong type
+    if not value or not all(isinstance(k, str) for k in value):
+        raise refuse("manifest.trusted_keys must list at least one base64 coordinator key")
+    return tuple(value)
+
+
+class ManifestSection(_Section):
+    path: RequiredPath
+    trusted_keys: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_key_list)]
+
+
+class DatabaseSection(_Section):
+    url: Required
+
+    @field_validator("url")
+    @classmethod
+    def _beside_the_file(cls, url: str, info: ValidationInfo) -> str:
+        return resolve_sqlite_url(url, info)
+
+
+class GeoipSection(_Section):
+    country_db: RequiredPath
+    asn_db: OptionalPath = None
+
+
+def _kind(value: object) -> object:
+    if not isinstance(value, str):
+        raise refuse(f"resolver.kind must be str, not {type(value).__name__}")
+    if value not in ("dns", "static"):
+        raise refuse(f"resolver.kind must be 'dns' or 'static', not {value!r}")
+    return value
+
+
+def _static_hosts(value: object) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise refuse(f"resolver.static must be dict, not {type(value).__name__}")
+    hosts: dict[str, tuple[str, ...]] = {}
+    for host, addresses in value.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise refuse(f"resolver.static.{host} must be a list of IP addresses")
+        hosts[str(host)] = tuple(addresses)
+    return hosts
+
+
+def _text_list(value: object) -> object:
+    return tuple(str(item) for item in value) if isinstance(value, list) else value
+
+
+class ResolverSection(_Section):
+    kind: Annotated[Literal["dns", "static"], BeforeValidator(_kind)] = "dns"
+    # [resolver.static] host = ["ip", …]: fixed answers instead of DNS (tests, the demo).
+    static: Annotated[dict[str, tuple[str, ...]], NoDecode, PlainValidator(_static_hosts)] = {}
+    nameservers: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_text_list)] = ()
+
+
+class AuthSection(_Section):
+    issuer: str = ""  # `iss` of the tokens this node issues; "" = the member id
+    jwks: OptionalPath = None  # external issuers (RS256/ES256/EdDSA JWKS)
+    max_token_lifetime_s: float = between(900.0, 10, 86400)
+    leeway_s: float = between(30.0, 0, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRuleSetting:
+    partner: str
+    countries: frozenset[str]
+    classifications: frozenset[str]
+
+
+_CLASSIFICATIONS = frozenset({"baseline", "national", "not_illegal", "doubtful"})
+_RULE_KEYS = frozenset({"partner", "countries", "classifications"})
+
+
+def _partner_rule(rule: object, at: str) -> PartnerRuleSetting:
+    if not isinstance(rule, dict):
+        raise refuse(f"{at} must be a table")
+    unknown = set(rule) - _RULE_KEYS
+    if unknown:
+        raise refuse(f"{at}: unknown setting {sorted(unknown)[0]}")
+    partner = rule.get("partner")
+    if not isinstance(partner, str) or not 0 < len(partner) <= 64:
+        raise refuse(f"{at}.partner: a partner id (1 to 64 characters) is required")
+    countries = rule.get("countries", [])
+    if not isinstance(countries, list) or not all(
+        isinstance(c, str) and len(c) == 2 and c.isupper() for c in countries
+    ):
+        raise refuse(f"{at}.countries: a list of upper-case ISO 3166-1 alpha-2 codes")
+    classes = rule.get("classifications", [])
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(isinstance(c, str) and c in _CLASSIFICATIONS for c in classes)
+    ):
+        raise refuse(
+            f"{at}.classifications: a non-empty list of {', '.join(sorted(_CLASSIFICATIONS))}"
+        )
+    return PartnerRuleSetting(partner, frozenset(countries), frozenset(classes))
+
+
+def _partner_rules(value: Any) -> tuple[PartnerRuleSetting, ...]:
+    if not isinstance(value, list | tuple):
+        raise refuse(f"partners.rules must be list, not {type(value).__name__}")
+    return tuple(_partner_rule(rule, f"partners.rules[{i}]") for i, rule in enumerate(value))
+
+
+class PartnersSection(_Section):
+    visibility_timeout_s: float = between(300.0, 0.1, 86400)
+    # [[partners.rules]]: which partner receives which cases.
+    rules: Annotated[tuple[PartnerRuleSetting, ...], NoDecode, PlainValidator(_partner_rules)] = ()
+
+
+class LogSection(_Section):
+    checkpoint_every: int = between(1000, 1, 10**9)  # a signed checkpoint every N entries …
+    checkpoint_interval_s: float = between(60.0, 0.05, 86400)  # … or T seconds
+
+
+class TlsSection(_Section):
+    # Mutual TLS between nodes (required unless node.insecure_loopback).
+    cert: OptionalPath = None
+    key: OptionalPath = None
+    ca: OptionalPath = None
+
+
+class MetricsSection(_Section):
+    listen: str | None = None  # Prometheus metrics over HTTP; None = off
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_address(value, "metrics.listen")
+        return value
+
+
+class HealthSection(_Section):
+    # Plaintext gRPC health only, for Kubernetes probes (which cannot speak mTLS).
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_address(value, "health.listen")
+        return value
