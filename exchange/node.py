@@ -44,7 +44,8 @@ from exchange.domain import Classification
 from exchange.edge.access import AccessInterceptor
 from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.edge.decoding import DecodeGuard
-from exchange.edge.partner_services import PartnerServicer, RoutingLogServicer
+from exchange.edge.log_service import RoutingLogServicer
+from exchange.edge.partner_service import PartnerServicer
 from exchange.edge.services import ExchangeServicer, IntakeServicer, node_info
 from exchange.errors import ConfigError
 from exchange.intake import Intake

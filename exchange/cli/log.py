@@ -21,14 +21,15 @@ import typer
 from rich.table import Table
 
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
-from exchange.checkpoints import Checkpoint, LogVerdict, load_checkpoints, load_entries, verify_log
+from exchange.checkpoints import LogVerdict, verify_log
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time, utc_now
 from exchange.client.stubs import LogClient
-from exchange.edge.partner_services import checkpoint_from_proto, entry_from_proto
 from exchange.manifest_store import ManifestStore, trust_anchors
-from exchange.routing_log import LogEntry
+from exchange.routing_log import Checkpoint, LogEntry
 from exchange.settings import load_settings
 from exchange.store.engine import open_engine
+from exchange.store.routing_log import load_checkpoints, load_entries
+from exchange.wire.codec import checkpoint_from_proto, entry_from_proto
 
 
 def _manifest_file(path: Path) -> Manifest:
@@ -210,7 +211,7 @@ def _label(node: str, entries: Iterator[LogEntry]) -> Iterator[_Row]:
 
 
 def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
-    from exchange.store.log_query import LogFilter, list_entries
+    from exchange.store.routing_log import LogFilter, list_entries
 
     settings = load_settings(config)
     engine = open_engine(settings.database_url)

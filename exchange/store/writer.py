@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogChain, LogEntry
-from exchange.store import schema
+from exchange.store import routing_log
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,11 @@ class Writer:
     def start(self) -> None:
         conn = self._engine.connect()
         conn.info["writer"] = True
-        log_t = schema.routing_log
-        last = conn.execute(
-            select(log_t.c.idx, log_t.c.entry_hash, log_t.c.at)
-            .order_by(log_t.c.idx.desc())
-            .limit(1)
-        ).first()
+        last = routing_log.head(conn)
         conn.rollback()
-        self.chain = LogChain(last[0] + 1, last[1], last[2]) if last else LogChain(0, GENESIS)
+        self.chain = (
+            LogChain(last.idx + 1, last.entry_hash, last.at) if last else LogChain(0, GENESIS)
+        )
         self._conn = conn
         self._thread = threading.Thread(target=self._run, name="ihx-writer", daemon=True)
         self._thread.start()
@@ -203,7 +200,7 @@ class Writer:
                         del tx.after_commit[hooks_mark:]
                         outcomes.append(_storage_error(error))
                 if tx.log_rows:
-                    conn.execute(schema.routing_log.insert(), tx.log_rows)
+                    routing_log.append(conn, tx.log_rows)
             self.commits += 1
         except Exception as error:
             reason = _brief(error)
@@ -244,10 +241,7 @@ class Writer:
         else can, so the entries of this group follow the stored head exactly.
         """
         conn.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
-        t = schema.routing_log
-        last = conn.execute(
-            select(t.c.idx, t.c.entry_hash, t.c.at).order_by(t.c.idx.desc()).limit(1)
-        ).first()
+        last = routing_log.head(conn)
         if last is None:
             self.chain.reset((0, GENESIS))
             return
