@@ -58,6 +58,8 @@ class Tx:
 
 
 _Job = Callable[[Tx], Any]
+# A queued entry unpacked: the futures to answer, and the job producing one result per future.
+_Unpacked = tuple[list[Future[Any]], Callable[[Tx], list[Any]]]
 _STOP = object()
 
 
@@ -203,18 +205,27 @@ class Writer:
                     routing_log.append(conn, tx.log_rows)
             self.commits += 1
         except Exception as error:
-            reason = _brief(error)
             self.chain.reset(group_mark)
-            _end_failed_transaction(conn)
-            log.error("write failed, nothing acknowledged: %s", reason)
-            self.failed_groups += 1
-            if self._on_failure is not None:
-                self._on_failure(reason)
-            failure = StorageUnavailable(f"the database refused the write: {reason}")
-            for futures, _ in jobs:
-                for f in futures:
-                    f.set_exception(failure)
+            self._fail(conn, jobs, error)
             return
+        self._settle(tx, jobs, outcomes)
+
+    def _fail(self, conn: Connection, jobs: list[_Unpacked], error: Exception) -> None:
+        """The group's transaction failed: nothing is acknowledged, every job learns why."""
+        reason = _brief(error)
+        _end_failed_transaction(conn)
+        log.error("write failed, nothing acknowledged: %s", reason)
+        self.failed_groups += 1
+        if self._on_failure is not None:
+            self._on_failure(reason)
+        failure = StorageUnavailable(f"the database refused the write: {reason}")
+        for futures, _ in jobs:
+            for f in futures:
+                f.set_exception(failure)
+
+    @staticmethod
+    def _settle(tx: Tx, jobs: list[_Unpacked], outcomes: list[list[Any] | BaseException]) -> None:
+        """After COMMIT: run the hooks, then answer every job's futures."""
         for hook in tx.after_commit:
             try:
                 hook()
@@ -251,7 +262,7 @@ class Writer:
             self.chain.last_at = last.at
 
     @staticmethod
-    def _unpack(entry: object) -> tuple[list[Future[Any]], Callable[[Tx], list[Any]]]:
+    def _unpack(entry: object) -> _Unpacked:
         if isinstance(entry, Coalescer):
             items, futures = entry._take()
             handler = entry.handler
