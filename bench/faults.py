@@ -440,7 +440,8 @@ class Outcome:
 
 def check(bench: Bench, outcome: Outcome, accepted_so_far: set[str]) -> dict[str, Any]:
     """Drain, then hold every store to the promises (see the module docstring)."""
-    from exchange.checkpoints import load_checkpoints, load_entries, verify_log
+    from exchange.checkpoints import verify_log
+    from exchange.store.routing_log import load_checkpoints, load_entries
 
     drain = bench.wait_drained(outcome.drain_timeout)
     at_nl = {r[0] for r in bench.query(NL, "SELECT id FROM reports WHERE role = 'origin'")}

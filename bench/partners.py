@@ -21,11 +21,12 @@ import bench_common as common
 import grpc
 
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier
-from exchange.checkpoints import load_checkpoints, load_entries, verify_log
+from exchange.checkpoints import verify_log
 from exchange.client.stubs import IntakeClient, PartnerClient
 from exchange.manifest_store import ManifestStore, trust_anchors
 from exchange.settings import load_settings
 from exchange.store.engine import open_engine
+from exchange.store.routing_log import load_checkpoints, load_entries
 from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb

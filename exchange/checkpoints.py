@@ -5,6 +5,8 @@ holding one can prove later that the first ``size`` entries were never rewritten
 someone who recomputes every hash after an edit. The node writes one every N entries or T
 seconds (``Checkpointer``), inside the writer so size and head always describe committed entries.
 
+The rows live in exchange/store/routing_log.py (``load_entries``, ``load_checkpoints``).
+
 ``verify_log`` walks the chain (routing_log.verify_chain) and checks every checkpoint against it
 and against the signer's key in the manifest, naming the first bad entry or checkpoint.
 """
@@ -17,29 +19,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select
-
 from auth.errors import AuthError
 from auth.keys import SigningKey
 from auth.manifest import Manifest
-from exchange.routing_log import ChainBreak, LogEntry, verify_chain
-from exchange.store import schema
+from exchange.routing_log import ChainBreak, Checkpoint, LogEntry, verify_chain
+from exchange.store import routing_log as store
 from exchange.store.writer import Tx, Writer
 from exchange.times import to_micros
 
 log = logging.getLogger(__name__)
 
 _DOMAIN = b"ihx-routing-log-checkpoint-v1\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    member: str
-    size: int
-    head_hash: bytes
-    at: datetime
-    key_id: str
-    signature: bytes
 
 
 def checkpoint_bytes(member: str, size: int, head_hash: bytes, at: datetime) -> bytes:
@@ -127,36 +117,6 @@ def verify_log(
 # -- on the node ----------------------------------------------------------------------------
 
 
-def load_checkpoints(conn: Connection, member: str) -> list[Checkpoint]:
-    rows = conn.execute(select(schema.checkpoints).order_by(schema.checkpoints.c.size))
-    return [Checkpoint(member, r.size, r.head_hash, r.at, r.key_id, r.signature) for r in rows]
-
-
-def load_entries(conn: Connection, *, batch: int = 5000) -> Iterable[LogEntry]:
-    """Every entry in index order, read in pages (the log can be large)."""
-    log_t = schema.routing_log
-    after = -1
-    while True:
-        rows = conn.execute(
-            select(log_t).where(log_t.c.idx > after).order_by(log_t.c.idx).limit(batch)
-        ).all()
-        if not rows:
-            return
-        for r in rows:
-            yield LogEntry(
-                r.idx,
-                r.at,
-                r.kind,
-                r.report_id,
-                r.member,
-                r.country,
-                r.detail,
-                r.previous_hash,
-                r.entry_hash,
-            )
-        after = rows[-1].idx
-
-
 class Checkpointer:
     """Writes a signed checkpoint every ``every`` entries or ``interval`` seconds."""
 
@@ -210,20 +170,11 @@ class Checkpointer:
         size = tx.chain.next_index
         if size in (0, self._last_size):
             return None
-        existing = tx.conn.execute(select(func.max(schema.checkpoints.c.size))).scalar_one_or_none()
+        existing = store.largest_checkpoint(tx.conn)
         if existing is not None and existing >= size:
             self._last_size = size
             return None
         cp = sign_checkpoint(self._key, self._member, size, tx.chain.head_hash, self._clock())
-        tx.conn.execute(
-            schema.checkpoints.insert(),
-            {
-                "size": cp.size,
-                "head_hash": cp.head_hash,
-                "at": cp.at,
-                "key_id": cp.key_id,
-                "signature": cp.signature,
-            },
-        )
+        store.add_checkpoint(tx.conn, cp)
         tx.after_commit.append(lambda: setattr(self, "_last_size", size))
         return cp

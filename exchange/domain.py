@@ -81,6 +81,28 @@ class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
 
 
+class ReportRole(enum.StrEnum):
+    """How a stored report reached this node: from its own intake, or from a peer's envelope."""
+
+    ORIGIN = "origin"
+    RECEIVED = "received"
+
+
+class LogKind(enum.StrEnum):
+    """What a routing-log entry records; the value is the ``kind`` stored and hashed."""
+
+    INTAKE = "intake"  # a report entered through this node's intake, with its decision
+    NEW_CASE = "new-case"  # a report this node is responsible for opened a case
+    MERGED = "merged"  # ... or joined the open case for its URL
+    REJECTED = "rejected"  # a payload refused in a receipt (given or received)
+    SENT = "sent"  # a report left in a signed batch
+    RECEIPTED = "receipted"  # the responsible peer's signed receipt came back
+    ANNOUNCED = "announced"  # first sightings queued for the network's hash index
+    GEO_DISAGREEMENT = "geo-disagreement"  # this node's GeoIP places the hosting elsewhere
+    PULLED = "pulled"  # a partner pulled a case
+    ACKED = "acked"  # a partner acknowledged a case
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ContentHash:
     algorithm: HashAlgorithm
@@ -352,3 +374,37 @@ class PayloadResult:
     outcome: Outcome
     case_id: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseReportView:
+    """One report of a case as a partner receives it, with the receipt that started the clock."""
+
+    report_id: str
+    wire: bytes
+    reporting_member: str
+    receipt_body: bytes | None
+    receipt_signature: bytes | None
+    receipt_verified: bool
+    receipt_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """A case as a partner pulls it: where it is hosted, who reported it, the reports."""
+
+    id: str
+    cursor: int
+    url: str
+    hosting_country: str | None
+    opened_at: datetime
+    reports: tuple[CaseReportView, ...]
+
+    @property
+    def reporting_members(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.reporting_member for r in self.reports))
+
+    @property
+    def takedown_clock_started(self) -> datetime | None:
+        times = [r.receipt_time for r in self.reports if r.receipt_time is not None]
+        return min(times) if times else None

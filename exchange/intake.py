@@ -19,24 +19,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import select
 
 from auth.manifest import Manifest
 from exchange import cases
 from exchange.domain import (
-    Classification,
     ItemStatus,
+    LogKind,
     Report,
-    Sighting,
+    ReportRole,
     Submission,
     report_id_for,
 )
 from exchange.errors import InvalidReport
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
-from exchange.store import outbox, schema
+from exchange.store import hash_index, outbox, reports
+from exchange.store.reports import Incoming, Marks, StoredReport
 from exchange.store.writer import Coalescer, Tx, Writer
 from exchange.wire.codec import decision_from_proto, parse_report, report_to_proto
 from exchange.wire.envelope import Limits
@@ -136,21 +134,47 @@ class Intake:
 
     def _commit(self, tx: Tx, batch: Sequence[Prepared]) -> list[IntakeResult]:
         now = self._clock()
-        conn = tx.conn
-        held = cases.existing_reports(conn, [p.report.id for p in batch])
+        held = reports.existing(tx.conn, [p.report.id for p in batch])
         fresh: list[Prepared] = []
         seen: set[str] = set()
         for p in batch:
             if p.report.id not in held and p.report.id not in seen:
                 seen.add(p.report.id)
                 fresh.append(p)
+        self._log_intake(tx, fresh, now)
+        marks = self._store_local(tx, [p for p in fresh if p.decision.local], now)
+        marks.update(self._store_remote(tx, [p for p in fresh if not p.decision.local], now))
 
+        stored = reports.stored(tx.conn, [p.report.id for p in batch if p.report.id in held])
+        first_of = {p.report.id: p for p in reversed(fresh)}
+        results = []
+        for p in batch:
+            if p.report.id in held:
+                results.append(_again(stored[p.report.id], p.submission.client_ref, self._self))
+                continue
+            first = first_of[p.report.id]
+            results.append(
+                IntakeResult(
+                    first.report.id,
+                    first.report.url,
+                    first.decision,
+                    _statuses(marks[first.report.id]),
+                    duplicate=p is not first,  # the same submission twice in one batch
+                    client_ref=p.submission.client_ref,
+                    wire=first.wire,
+                )
+            )
+        return results
+
+    def _log_intake(self, tx: Tx, fresh: Sequence[Prepared], now: datetime) -> None:
+        """An ``intake`` entry per new report with its decision; a log line and a count after
+        COMMIT."""
         for p in fresh:
             d = p.decision
             tx.log(
                 tx.chain.append(
                     now,
-                    "intake",
+                    LogKind.INTAKE,
                     report_id=p.report.id,
                     member=d.member,
                     country=d.country,
@@ -172,25 +196,31 @@ class Intake:
         if self._metrics is not None and fresh:
             counter = self._metrics.reports_in.labels("intake")
             tx.after_commit.append(lambda: counter.inc(len(fresh)))
-        local = [p for p in fresh if p.decision.local]
-        remote = [p for p in fresh if not p.decision.local]
-        marks: dict[str, cases.Marks] = {}
-        if local:
-            accepted = cases.accept(
-                tx,
-                [cases.Incoming(p.report, p.wire, "origin") for p in local],
-                self_member=self._self,
-                now=now,
-            )
-            marks.update(accepted.marks)
-            if self._on_cases is not None:
-                self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
+
+    def _store_local(self, tx: Tx, local: Sequence[Prepared], now: datetime) -> dict[str, Marks]:
+        """Reports this node is responsible for open or merge a case here."""
+        if not local:
+            return {}
+        accepted = cases.accept(
+            tx,
+            [Incoming(p.report, p.wire, ReportRole.ORIGIN) for p in local],
+            self_member=self._self,
+            now=now,
+        )
+        if self._on_cases is not None:
+            self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
+        return dict(accepted.marks)
+
+    def _store_remote(self, tx: Tx, remote: Sequence[Prepared], now: datetime) -> dict[str, Marks]:
+        """Reports for another member are stored with their known-content marks and queued."""
+        conn = tx.conn
+        marks: dict[str, Marks] = {}
         if remote:
-            known = cases.known_content(conn, (h for p in remote for h in p.report.hashes))
+            known = hash_index.known_content(conn, (h for p in remote for h in p.report.hashes))
             remote_marks = [cases.marks_for(p.report, known) for p in remote]
-            cases.insert_report_rows(
+            reports.insert(
                 conn,
-                [cases.Incoming(p.report, p.wire, "origin") for p in remote],
+                [Incoming(p.report, p.wire, ReportRole.ORIGIN) for p in remote],
                 [None] * len(remote),
                 remote_marks,
                 now,
@@ -201,76 +231,22 @@ class Intake:
             )
             destinations = {p.decision.member for p in remote}
             tx.after_commit.append(lambda: self._wake(destinations))
-
-        stored = _stored(tx, [p.report.id for p in batch if p.report.id in held])
-        first_of = {p.report.id: p for p in reversed(fresh)}
-        results = []
-        for p in batch:
-            if p.report.id in held:
-                results.append(stored[p.report.id].with_ref(p.submission.client_ref, self._self))
-                continue
-            first = first_of[p.report.id]
-            results.append(
-                IntakeResult(
-                    first.report.id,
-                    first.report.url,
-                    first.decision,
-                    _statuses(marks[first.report.id]),
-                    duplicate=p is not first,  # the same submission twice in one batch
-                    client_ref=p.submission.client_ref,
-                    wire=first.wire,
-                )
-            )
-        return results
+        return marks
 
 
-def _statuses(marks: cases.Marks) -> tuple[ItemStatus, ...]:
+def _statuses(marks: Marks) -> tuple[ItemStatus, ...]:
     return tuple(ItemStatus(i, m.sighting() if m else None) for i, m in enumerate(marks))
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    report_id: str
-    url: str
-    wire: bytes
-    items: tuple[ItemStatus, ...]
-
-    def with_ref(self, client_ref: str, self_member: str) -> IntakeResult:
-        msg = parse_report(self.wire)
-        return IntakeResult(
-            self.report_id,
-            self.url,
-            decision_from_proto(msg.decision, self_member),
-            self.items,
-            duplicate=True,
-            client_ref=client_ref,
-            wire=self.wire,
-        )
-
-
-def _stored(tx: Tx, ids: Sequence[str]) -> dict[str, _Stored]:
-    if not ids:
-        return {}
-    reports, items = schema.reports, schema.items
-    out: dict[str, _Stored] = {}
-    statuses: dict[str, list[ItemStatus]] = {}
-    rows = tx.conn.execute(select(items).where(items.c.report_id.in_(ids)).order_by(items.c.idx))
-    for r in rows:
-        statuses.setdefault(r.report_id, []).append(ItemStatus(r.idx, _known_from_row(r)))
-    for r in tx.conn.execute(
-        select(reports.c.id, reports.c.url, reports.c.wire).where(reports.c.id.in_(ids))
-    ):
-        out[r.id] = _Stored(r.id, r.url, r.wire, tuple(statuses.get(r.id, ())))
-    return out
-
-
-def _known_from_row(r: Any) -> Sighting | None:
-    if r.known_member is None:
-        return None
-    return Sighting(
-        r.known_member,
-        r.known_case,
-        Classification(r.known_classification),
-        r.known_first_seen,
-        r.known_report or "",
+def _again(stored: StoredReport, client_ref: str, self_member: str) -> IntakeResult:
+    """The answer for a report id already held: the stored report, marked duplicate."""
+    msg = parse_report(stored.wire)
+    return IntakeResult(
+        stored.report_id,
+        stored.url,
+        decision_from_proto(msg.decision, self_member),
+        stored.items,
+        duplicate=True,
+        client_ref=client_ref,
+        wire=stored.wire,
     )

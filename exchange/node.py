@@ -47,7 +47,8 @@ from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.edge.decoding import DecodeGuard
 from exchange.edge.exchange_service import ExchangeServicer
 from exchange.edge.intake_service import IntakeServicer
-from exchange.edge.partner_services import PartnerServicer, RoutingLogServicer
+from exchange.edge.log_service import RoutingLogServicer
+from exchange.edge.partner_service import PartnerServicer
 from exchange.errors import ConfigError
 from exchange.intake import Intake
 from exchange.local import open_local

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
-from exchange.domain import Classification
-from exchange.store import schema
-from exchange.store.sql import chunks, insert_ignore
+from exchange.domain import CaseReportView, CaseView, Classification, LogKind
+from exchange.store import cases as case_store
+from exchange.store import inbox, reports
+from exchange.store import partners as partner_store
 from exchange.store.writer import Tx, Writer
 from exchange.wire.codec import receipt_key_and_time
 
@@ -40,36 +41,6 @@ class PartnerRule:
         if self.countries and country not in self.countries:
             return False
         return any(c.value in classes for c in self.classifications)
-
-
-@dataclass(frozen=True, slots=True)
-class CaseReportView:
-    report_id: str
-    wire: bytes
-    reporting_member: str
-    receipt_body: bytes | None
-    receipt_signature: bytes | None
-    receipt_verified: bool
-    receipt_time: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseView:
-    id: str
-    cursor: int
-    url: str
-    hosting_country: str | None
-    opened_at: datetime
-    reports: tuple[CaseReportView, ...]
-
-    @property
-    def reporting_members(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r.reporting_member for r in self.reports))
-
-    @property
-    def takedown_clock_started(self) -> datetime | None:
-        times = [r.receipt_time for r in self.reports if r.receipt_time is not None]
-        return min(times) if times else None
 
 
 class Partners:
@@ -97,31 +68,14 @@ class Partners:
         ids = sorted(set(case_ids))
         if not ids or not self.rules:
             return
-        c, cr, it = schema.cases, schema.case_reports, schema.items
-        facts: dict[str, tuple[str | None, set[str]]] = {}
-        for part in chunks(ids):
-            rows = tx.conn.execute(
-                select(c.c.id, c.c.hosting_country, it.c.classification)
-                .join(cr, cr.c.case_id == c.c.id)
-                .join(it, it.c.report_id == cr.c.report_id)
-                .where(c.c.id.in_(part))
-            )
-            for r in rows:
-                facts.setdefault(r.id, (r.hosting_country, set()))[1].add(r.classification)
+        facts = case_store.partner_facts(tx.conn, ids)
         assigned = [
-            {
-                "partner": rule.partner,
-                "case_id": case_id,
-                "assigned_at": now,
-                "visible_after": None,
-                "pulls": 0,
-                "acked_at": None,
-            }
+            partner_store.Assignment(rule.partner, case_id)
             for case_id, (country, classes) in facts.items()
             for rule in self.rules
             if rule.matches(country, classes)
         ]
-        insert_ignore(tx.conn, schema.partner_cases, assigned)
+        partner_store.assign(tx.conn, assigned, now)
 
     # -- pull and acknowledge -----------------------------------------------------------------
 
@@ -131,32 +85,18 @@ class Partners:
 
     def _pull(self, tx: Tx, partner: str, after: int, limit: int) -> list[CaseView]:
         now = self._clock()
-        pc = schema.partner_cases
-        rows = tx.conn.execute(
-            select(pc.c.cursor, pc.c.case_id)
-            .where(
-                pc.c.partner == partner,
-                pc.c.acked_at.is_(None),
-                pc.c.cursor > after,
-                (pc.c.visible_after.is_(None)) | (pc.c.visible_after <= now),
-            )
-            .order_by(pc.c.cursor)
-            .limit(limit)
-        ).all()
-        if not rows:
-            return []
-        tx.conn.execute(
-            update(pc)
-            .where(pc.c.cursor.in_([r.cursor for r in rows]))
-            .values(visible_after=now + self._timeout, pulls=pc.c.pulls + 1)
+        cursors = partner_store.take_visible(
+            tx.conn, partner, after=after, limit=limit, now=now, hide_until=now + self._timeout
         )
-        views = _load_cases(tx.conn, {r.case_id: r.cursor for r in rows}, self._verify_receipt)
+        if not cursors:
+            return []
+        views = _load_cases(tx.conn, cursors, self._verify_receipt)
         for view in views:
             first = view.reports[0].report_id if view.reports else None
             tx.log(
                 tx.chain.append(
                     now,
-                    "pulled",
+                    LogKind.PULLED,
                     report_id=first,
                     member=partner,
                     country=view.hosting_country,
@@ -170,25 +110,13 @@ class Partners:
 
     def _ack(self, tx: Tx, partner: str, case_ids: Sequence[str]) -> tuple[int, list[str]]:
         now = self._clock()
-        pc = schema.partner_cases
         wanted = sorted(set(case_ids))
-        held = {
-            r.case_id: r.acked_at
-            for r in tx.conn.execute(
-                select(pc.c.case_id, pc.c.acked_at).where(
-                    pc.c.partner == partner, pc.c.case_id.in_(wanted)
-                )
-            )
-        }
+        held = partner_store.ack_state(tx.conn, partner, wanted)
         fresh = [cid for cid in wanted if cid in held and held[cid] is None]
         if fresh:
-            tx.conn.execute(
-                update(pc)
-                .where(pc.c.partner == partner, pc.c.case_id.in_(fresh))
-                .values(acked_at=now)
-            )
+            partner_store.mark_acked(tx.conn, partner, fresh, now)
             for cid in fresh:
-                tx.log(tx.chain.append(now, "acked", member=partner, detail={"case": cid}))
+                tx.log(tx.chain.append(now, LogKind.ACKED, member=partner, detail={"case": cid}))
         return len(fresh), [cid for cid in wanted if cid not in held]
 
     def _verify_receipt(self, body: bytes, signature: bytes, at: datetime, key_id: str) -> bool:
@@ -203,61 +131,44 @@ ReceiptCheck = Callable[[bytes, bytes, datetime, str], bool]
 
 
 def _load_cases(conn: Connection, cursors: dict[str, int], check: ReceiptCheck) -> list[CaseView]:
-    c, cr, r, inbox = schema.cases, schema.case_reports, schema.reports, schema.inbox
+    """The cases as the partner receives them, in cursor order, each report with the receipt
+    that started the takedown clock (verified against this node's key)."""
     ids = sorted(cursors)
-    cases = {row.id: row for row in conn.execute(select(c).where(c.c.id.in_(ids)))}
-    members: dict[str, list[tuple[str, str]]] = {}
-    for row in conn.execute(
-        select(cr.c.case_id, cr.c.report_id, cr.c.reporting_member)
-        .where(cr.c.case_id.in_(ids))
-        .order_by(cr.c.at, cr.c.report_id)
-    ):
-        members.setdefault(row.case_id, []).append((row.report_id, row.reporting_member))
-    report_ids = [rid for pairs in members.values() for rid, _ in pairs]
-    reports = {
-        row.id: row
-        for part in chunks(report_ids)
-        for row in conn.execute(
-            select(r.c.id, r.c.wire, r.c.sender, r.c.envelope_sequence).where(r.c.id.in_(part))
-        )
-    }
-    receipts: dict[tuple[str, int], tuple[bytes, bytes]] = {}
-    for rep in reports.values():
+    heads = case_store.headers(conn, ids)
+    members = case_store.members(conn, ids)
+    origins = reports.origins(conn, [rid for pairs in members.values() for rid, _ in pairs])
+    receipts: dict[tuple[str, int], tuple[bytes, bytes] | None] = {}
+    for rep in origins.values():
         if rep.sender is not None and rep.envelope_sequence is not None:
             key = (rep.sender, rep.envelope_sequence)
             if key not in receipts:
-                found = conn.execute(
-                    select(inbox.c.receipt_body, inbox.c.receipt_signature).where(
-                        inbox.c.sender == key[0], inbox.c.sequence == key[1]
-                    )
-                ).first()
-                if found is not None:
-                    receipts[key] = (found.receipt_body, found.receipt_signature)
+                receipts[key] = inbox.receipt_of(conn, *key)
     views = []
     for cid in sorted(ids, key=lambda i: cursors[i]):
-        case = cases[cid]
         parts = []
         for rid, member in members.get(cid, []):
-            rep = reports[rid]
-            receipt = receipts.get((rep.sender, rep.envelope_sequence)) if rep.sender else None
-            verified, at = False, None
-            if receipt is not None:
-                key_id, at = receipt_key_and_time(receipt[0])
-                verified = check(receipt[0], receipt[1], at, key_id)
-            parts.append(
-                CaseReportView(
-                    rid,
-                    rep.wire,
-                    member,
-                    receipt[0] if receipt else None,
-                    receipt[1] if receipt else None,
-                    verified,
-                    at,
-                )
+            rep = origins[rid]
+            receipt = (
+                receipts.get((rep.sender, rep.envelope_sequence))
+                if rep.sender and rep.envelope_sequence is not None
+                else None
             )
+            parts.append(_report_view(rid, rep.wire, member, receipt, check))
+        head = heads[cid]
         views.append(
             CaseView(
-                cid, cursors[cid], case.url, case.hosting_country, case.opened_at, tuple(parts)
+                cid, cursors[cid], head.url, head.hosting_country, head.opened_at, tuple(parts)
             )
         )
     return views
+
+
+def _report_view(
+    rid: str, wire: bytes, member: str, receipt: tuple[bytes, bytes] | None, check: ReceiptCheck
+) -> CaseReportView:
+    if receipt is None:
+        return CaseReportView(rid, wire, member, None, None, False, None)
+    key_id, at = receipt_key_and_time(receipt[0])
+    return CaseReportView(
+        rid, wire, member, receipt[0], receipt[1], check(receipt[0], receipt[1], at, key_id), at
+    )

@@ -19,19 +19,26 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 
-from sqlalchemy import select
-
 from auth.errors import PermissionDenied
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import peer_matches
 from exchange import cases
-from exchange.domain import KnownContent, Outcome, PayloadResult, is_report_id, report_id_for
+from exchange.domain import (
+    KnownContent,
+    LogKind,
+    Outcome,
+    PayloadResult,
+    ReportRole,
+    is_report_id,
+    report_id_for,
+)
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.intake import CasesHook
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
-from exchange.store import schema
+from exchange.store import inbox
+from exchange.store.reports import Incoming
 from exchange.store.writer import Tx, Writer
 from exchange.time_window import TimeWindow
 from exchange.trace_review import Locate, review_trace
@@ -43,9 +50,7 @@ from routing.errors import RoutingError
 
 log = logging.getLogger(__name__)
 
-INBOX = schema.inbox
-
-Checked = cases.Incoming | KnownContent | PayloadResult
+Checked = Incoming | KnownContent | PayloadResult
 
 
 class Receiver:
@@ -170,10 +175,10 @@ class Receiver:
             )
         except (ExchangeError, RoutingError) as error:
             return _reject(index, "", error_code(error), error_message(error))
-        return cases.Incoming(
+        return Incoming(
             report,
             payload,
-            "received",
+            ReportRole.RECEIVED,
             sender=opened.sender,
             sequence=opened.sequence,
             leaf_index=index,
@@ -201,54 +206,23 @@ class Receiver:
     def _store(
         self, tx: Tx, opened: Opened, checked: Sequence[Checked], now: datetime
     ) -> xpb.SignedReceipt:
-        prior = tx.conn.execute(
-            select(INBOX.c.root, INBOX.c.receipt_body, INBOX.c.receipt_signature).where(
-                INBOX.c.sender == opened.sender, INBOX.c.sequence == opened.sequence
-            )
-        ).first()
+        prior = inbox.prior(tx.conn, opened.sender, opened.sequence)
         if prior is not None:
             if prior.root != opened.root:
                 raise SequenceConflict(
                     f"sequence {opened.sequence} from {opened.sender} was already used "
                     "for different content"
                 )
-            return xpb.SignedReceipt(body=prior.receipt_body, signature=prior.receipt_signature)
+            return xpb.SignedReceipt(body=prior.body, signature=prior.signature)
 
-        results: list[PayloadResult | None] = [
-            c if isinstance(c, PayloadResult) else None for c in checked
-        ]
-        reports = [(i, c) for i, c in enumerate(checked) if isinstance(c, cases.Incoming)]
-        if reports:
-            accepted = cases.accept(tx, [c for _, c in reports], self_member=self._self, now=now)
-            for (i, _), r in zip(reports, accepted.results, strict=True):
-                results[i] = PayloadResult(i, r.report_id, r.outcome, r.case_id)
-            if self._on_cases is not None:
-                self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
-            stored_now = [c for _, c in reports if c.report.id in accepted.marks]
-            self._flag_disagreements(tx, stored_now, opened, now)
-        announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
-        if announced:
-            cases.record_announcements(tx, [c for _, c in announced])
-            for i, _ in announced:
-                results[i] = PayloadResult(i, "", Outcome.ACCEPTED)
-        final = [r for r in results if r is not None]
-        if self._metrics is not None:
-            metrics = self._metrics
-            stored = sum(1 for r in final if r.outcome in (Outcome.NEW_CASE, Outcome.MERGED))
-            reasons = [r.reason.split(":", 1)[0] for r in final if r.outcome is Outcome.REJECTED]
-
-            def count() -> None:
-                metrics.reports_in.labels("peer").inc(stored)
-                for reason in reasons:
-                    metrics.rejections.labels(reason).inc()
-
-            tx.after_commit.append(count)
+        final = self._apply(tx, opened, checked, now)
+        self._count(tx, final)
         for r in final:
             if r.outcome is Outcome.REJECTED:
                 tx.log(
                     tx.chain.append(
                         now,
-                        "rejected",
+                        LogKind.REJECTED,
                         report_id=r.report_id or None,
                         member=opened.sender,
                         detail={"reason": r.reason, "sequence": opened.sequence, "index": r.index},
@@ -269,26 +243,63 @@ class Receiver:
                 },
             )
         )
-        tx.conn.execute(
-            INBOX.insert(),
-            {
-                "sender": opened.sender,
-                "sequence": opened.sequence,
-                "root": opened.root,
-                "header": opened.header_bytes,
-                "signature": opened.signature,
-                "payload_count": len(opened.payloads),
-                "received_at": now,
-                "receipt_body": receipt.body,
-                "receipt_signature": receipt.signature,
-            },
+        inbox.record(
+            tx.conn,
+            inbox.Accepted(
+                sender=opened.sender,
+                sequence=opened.sequence,
+                root=opened.root,
+                header=opened.header_bytes,
+                signature=opened.signature,
+                payload_count=len(opened.payloads),
+                received_at=now,
+                receipt_body=receipt.body,
+                receipt_signature=receipt.signature,
+            ),
         )
         return receipt
+
+    def _apply(
+        self, tx: Tx, opened: Opened, checked: Sequence[Checked], now: datetime
+    ) -> list[PayloadResult]:
+        """Store the payloads that passed their checks; the result of every payload, in order."""
+        results: list[PayloadResult | None] = [
+            c if isinstance(c, PayloadResult) else None for c in checked
+        ]
+        incoming = [(i, c) for i, c in enumerate(checked) if isinstance(c, Incoming)]
+        if incoming:
+            accepted = cases.accept(tx, [c for _, c in incoming], self_member=self._self, now=now)
+            for (i, _), r in zip(incoming, accepted.results, strict=True):
+                results[i] = PayloadResult(i, r.report_id, r.outcome, r.case_id)
+            if self._on_cases is not None:
+                self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
+            stored_now = [c for _, c in incoming if c.report.id in accepted.marks]
+            self._flag_disagreements(tx, stored_now, opened, now)
+        announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
+        if announced:
+            cases.record_announcements(tx, [c for _, c in announced])
+            for i, _ in announced:
+                results[i] = PayloadResult(i, "", Outcome.ACCEPTED)
+        return [r for r in results if r is not None]
+
+    def _count(self, tx: Tx, final: Sequence[PayloadResult]) -> None:
+        if self._metrics is None:
+            return
+        metrics = self._metrics
+        stored = sum(1 for r in final if r.outcome in (Outcome.NEW_CASE, Outcome.MERGED))
+        reasons = [r.reason.split(":", 1)[0] for r in final if r.outcome is Outcome.REJECTED]
+
+        def count() -> None:
+            metrics.reports_in.labels("peer").inc(stored)
+            for reason in reasons:
+                metrics.rejections.labels(reason).inc()
+
+        tx.after_commit.append(count)
 
     def _flag_disagreements(
         self,
         tx: Tx,
-        stored_now: Sequence[cases.Incoming],
+        stored_now: Sequence[Incoming],
         opened: Opened,
         now: datetime,
     ) -> None:
@@ -303,7 +314,7 @@ class Receiver:
             tx.log(
                 tx.chain.append(
                     now,
-                    "geo-disagreement",
+                    LogKind.GEO_DISAGREEMENT,
                     report_id=inc.report.id,
                     member=opened.sender,
                     country=geo.country,

@@ -33,6 +33,8 @@ GENESIS = bytes(32)
 class LogEntry:
     idx: int
     at: datetime
+    # A ``LogKind`` value when this node writes it; read back as the stored text, because
+    # verification hashes exactly what was stored (and a log read may come from a later version).
     kind: str
     report_id: str | None
     member: str | None
@@ -118,6 +120,18 @@ class LogChain:
 
     def reset(self, mark: tuple[int, bytes]) -> None:
         self.next_index, self.head_hash = mark
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A member's signed commitment to the first ``size`` entries of its log (checkpoints.py)."""
+
+    member: str
+    size: int
+    head_hash: bytes
+    at: datetime
+    key_id: str
+    signature: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,13 +22,14 @@ from rich.table import Table
 
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
 from common.clock import whole_second_clock
-from exchange.checkpoints import Checkpoint, LogVerdict, load_checkpoints, load_entries, verify_log
+from exchange.checkpoints import LogVerdict, verify_log
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time
 from exchange.client.stubs import LogClient
-from exchange.edge.partner_services import checkpoint_from_proto, entry_from_proto
 from exchange.local import open_local
-from exchange.routing_log import LogEntry
+from exchange.routing_log import Checkpoint, LogEntry
 from exchange.settings import load_settings
+from exchange.store.routing_log import load_checkpoints, load_entries
+from exchange.wire.codec import checkpoint_from_proto, entry_from_proto
 
 
 def _manifest_file(path: Path) -> Manifest:
@@ -202,7 +203,7 @@ def _label(node: str, entries: Iterator[LogEntry]) -> Iterator[_Row]:
 
 
 def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
-    from exchange.store.log_query import LogFilter, list_entries
+    from exchange.store.routing_log import LogFilter, list_entries
 
     with open_local(load_settings(config)) as local:
         after = -1

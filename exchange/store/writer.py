@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogChain, LogEntry
-from exchange.store import schema
+from exchange.store import routing_log
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Tx:
 
 
 _Job = Callable[[Tx], Any]
+# A queued entry unpacked: the futures to answer, and the job producing one result per future.
+_Unpacked = tuple[list[Future[Any]], Callable[[Tx], list[Any]]]
 _STOP = object()
 
 
@@ -110,14 +112,11 @@ class Writer:
     def start(self) -> None:
         conn = self._engine.connect()
         conn.info["writer"] = True
-        log_t = schema.routing_log
-        last = conn.execute(
-            select(log_t.c.idx, log_t.c.entry_hash, log_t.c.at)
-            .order_by(log_t.c.idx.desc())
-            .limit(1)
-        ).first()
+        last = routing_log.head(conn)
         conn.rollback()
-        self.chain = LogChain(last[0] + 1, last[1], last[2]) if last else LogChain(0, GENESIS)
+        self.chain = (
+            LogChain(last.idx + 1, last.entry_hash, last.at) if last else LogChain(0, GENESIS)
+        )
         self._conn = conn
         self._thread = threading.Thread(target=self._run, name="ihx-writer", daemon=True)
         self._thread.start()
@@ -203,21 +202,30 @@ class Writer:
                         del tx.after_commit[hooks_mark:]
                         outcomes.append(_storage_error(error))
                 if tx.log_rows:
-                    conn.execute(schema.routing_log.insert(), tx.log_rows)
+                    routing_log.append(conn, tx.log_rows)
             self.commits += 1
         except Exception as error:
-            reason = _brief(error)
             self.chain.reset(group_mark)
-            _end_failed_transaction(conn)
-            log.error("write failed, nothing acknowledged: %s", reason)
-            self.failed_groups += 1
-            if self._on_failure is not None:
-                self._on_failure(reason)
-            failure = StorageUnavailable(f"the database refused the write: {reason}")
-            for futures, _ in jobs:
-                for f in futures:
-                    f.set_exception(failure)
+            self._fail(conn, jobs, error)
             return
+        self._settle(tx, jobs, outcomes)
+
+    def _fail(self, conn: Connection, jobs: list[_Unpacked], error: Exception) -> None:
+        """The group's transaction failed: nothing is acknowledged, every job learns why."""
+        reason = _brief(error)
+        _end_failed_transaction(conn)
+        log.error("write failed, nothing acknowledged: %s", reason)
+        self.failed_groups += 1
+        if self._on_failure is not None:
+            self._on_failure(reason)
+        failure = StorageUnavailable(f"the database refused the write: {reason}")
+        for futures, _ in jobs:
+            for f in futures:
+                f.set_exception(failure)
+
+    @staticmethod
+    def _settle(tx: Tx, jobs: list[_Unpacked], outcomes: list[list[Any] | BaseException]) -> None:
+        """After COMMIT: run the hooks, then answer every job's futures."""
         for hook in tx.after_commit:
             try:
                 hook()
@@ -244,10 +252,7 @@ class Writer:
         else can, so the entries of this group follow the stored head exactly.
         """
         conn.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
-        t = schema.routing_log
-        last = conn.execute(
-            select(t.c.idx, t.c.entry_hash, t.c.at).order_by(t.c.idx.desc()).limit(1)
-        ).first()
+        last = routing_log.head(conn)
         if last is None:
             self.chain.reset((0, GENESIS))
             return
@@ -257,7 +262,7 @@ class Writer:
             self.chain.last_at = last.at
 
     @staticmethod
-    def _unpack(entry: object) -> tuple[list[Future[Any]], Callable[[Tx], list[Any]]]:
+    def _unpack(entry: object) -> _Unpacked:
         if isinstance(entry, Coalescer):
             items, futures = entry._take()
             handler = entry.handler

@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.domain import (
     AgeGroup,
+    CaseView,
     Classification,
     ContentHash,
     HashAlgorithm,
@@ -36,11 +37,14 @@ from exchange.domain import (
     parse_hash,
 )
 from exchange.errors import InvalidReport
+from exchange.routing_log import Checkpoint, LogEntry
 from exchange.times import to_micros
 from exchange.wire.known_fields import require_exact
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import intake_pb2 as ipb
+from ihx.v1 import partner_pb2 as ppb
 from ihx.v1 import report_pb2 as pb
+from ihx.v1 import routing_log_pb2 as lpb
 from routing.decision import Decision, DecisionReason
 from routing.geoip import GeoDatabaseInfo
 from routing.trace import Trace
@@ -455,3 +459,74 @@ def receipt_key_and_time(body: bytes) -> tuple[str, datetime]:
     msg = xpb.ReceiptBody()
     msg.ParseFromString(body)
     return msg.key_id, from_timestamp(msg.received_at)
+
+
+# -- partner cases, routing-log entries and checkpoints (partner_service.py, log_service.py) --
+
+
+def case_to_proto(view: CaseView) -> ppb.Case:
+    msg = ppb.Case(
+        id=view.id,
+        cursor=str(view.cursor),
+        url=view.url,
+        hosting_country=view.hosting_country or "",
+        reporting_members=list(view.reporting_members),
+        opened_at=timestamp(view.opened_at),
+    )
+    started = view.takedown_clock_started
+    if started is not None:
+        msg.takedown_clock_started.CopyFrom(timestamp(started))
+    for part in view.reports:
+        item = msg.reports.add(
+            reporting_member=part.reporting_member, receipt_verified=part.receipt_verified
+        )
+        # Stored bytes were validated on the way in: parse them straight into the answer.
+        item.report.MergeFromString(part.wire)
+        if part.receipt_body is not None and part.receipt_signature is not None:
+            item.receipt.CopyFrom(
+                xpb.SignedReceipt(body=part.receipt_body, signature=part.receipt_signature)
+            )
+    return msg
+
+
+def entry_to_proto(e: LogEntry) -> lpb.LogEntry:
+    return lpb.LogEntry(
+        index=e.idx,
+        at=timestamp(e.at),
+        kind=e.kind,
+        report_id=e.report_id or "",
+        member=e.member or "",
+        country=e.country or "",
+        detail_json=e.detail,
+        previous_hash=e.previous_hash,
+        entry_hash=e.entry_hash,
+    )
+
+
+def entry_from_proto(m: lpb.LogEntry) -> LogEntry:
+    return LogEntry(
+        m.index,
+        from_timestamp(m.at),
+        m.kind,
+        m.report_id or None,
+        m.member or None,
+        m.country or None,
+        m.detail_json,
+        m.previous_hash,
+        m.entry_hash,
+    )
+
+
+def checkpoint_to_proto(cp: Checkpoint) -> lpb.Checkpoint:
+    return lpb.Checkpoint(
+        member=cp.member,
+        size=cp.size,
+        head_hash=cp.head_hash,
+        at=timestamp(cp.at),
+        key_id=cp.key_id,
+        signature=cp.signature,
+    )
+
+
+def checkpoint_from_proto(m: lpb.Checkpoint) -> Checkpoint:
+    return Checkpoint(m.member, m.size, m.head_hash, from_timestamp(m.at), m.key_id, m.signature)

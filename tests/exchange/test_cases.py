@@ -18,7 +18,8 @@ from exchange.domain import (
     Report,
     case_id_for,
 )
-from exchange.store import schema
+from exchange.store import hash_index, schema
+from exchange.store.reports import Incoming
 from exchange.store.writer import Writer
 from exchange.wire.codec import announcement_from_bytes
 from tests.exchange.factories import (
@@ -37,7 +38,7 @@ def accept(
     writer: Writer, reports: Sequence[Report], *, now: datetime = T0, role: str = "received"
 ) -> cases.Accepted:
     incoming = [
-        cases.Incoming(r, report_wire(r), role, sender=r.origin_member, sequence=1, leaf_index=i)
+        Incoming(r, report_wire(r), role, sender=r.origin_member, sequence=1, leaf_index=i)
         for i, r in enumerate(reports)
     ]
     return writer.execute(lambda tx: cases.accept(tx, incoming, self_member=ME, now=now))
@@ -221,7 +222,7 @@ def test_earliest_announcement_wins(engine: Engine, writer: Writer) -> None:
         "ro-safernet",
     }
     with engine.connect() as conn:
-        first = cases.known_content(conn, [content_hash("a")])[content_hash("a")]
+        first = hash_index.known_content(conn, [content_hash("a")])[content_hash("a")]
     assert first.member == "us-ncmec"
     assert first.first_seen == T0 - timedelta(hours=1)
 
@@ -252,7 +253,7 @@ def test_a_member_updates_only_its_own_sighting(engine: Engine, writer: Writer) 
     record(replace(make_announcement("a", member="nl-eokm"), retracted=True))
     assert {r.member for r in rows(engine, schema.hash_index)} == {"us-ncmec"}
     with engine.connect() as conn:
-        first = cases.known_content(conn, [content_hash("a")])[content_hash("a")]
+        first = hash_index.known_content(conn, [content_hash("a")])[content_hash("a")]
     assert first.member == "us-ncmec"
 
 
@@ -261,5 +262,5 @@ def test_known_content_lookup_respects_the_algorithm(writer: Writer, engine: Eng
     pdq = type(sha)(HashAlgorithm.PDQ, sha.hex)  # same hex, other algorithm
     writer.execute(lambda tx: cases.record_announcements(tx, [make_announcement(pdq)]))
     with engine.connect() as conn:
-        assert cases.known_content(conn, [sha]) == {}
-        assert set(cases.known_content(conn, [sha, pdq])) == {pdq}
+        assert hash_index.known_content(conn, [sha]) == {}
+        assert set(hash_index.known_content(conn, [sha, pdq])) == {pdq}

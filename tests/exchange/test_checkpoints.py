@@ -8,13 +8,12 @@ from sqlalchemy import Engine, text
 from auth.manifest import Manifest
 from exchange.checkpoints import (
     Checkpointer,
-    load_checkpoints,
-    load_entries,
     sign_checkpoint,
     verify_checkpoint,
     verify_log,
 )
 from exchange.intake import Intake
+from exchange.store.routing_log import load_checkpoints, load_entries
 from exchange.store.writer import Writer
 from tests.auth.factories import signing_key
 from tests.exchange.factories import FakeClock, make_submission, url_in

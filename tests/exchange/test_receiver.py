@@ -13,11 +13,10 @@ from sqlalchemy import Engine, Table, select
 
 from auth.errors import SignatureInvalid
 from auth.manifest import Manifest
-from exchange import cases
 from exchange.domain import Classification, Outcome, ReportFacts, make_facts
 from exchange.errors import EpochAhead, InvalidEnvelope, SequenceConflict, WrongRecipient
 from exchange.receiver import Receiver
-from exchange.store import schema
+from exchange.store import hash_index, schema
 from exchange.wire.codec import timestamp
 from exchange.wire.envelope import (
     KIND_ANNOUNCEMENT,
@@ -255,7 +254,7 @@ def test_earliest_first_sighting_wins_across_envelopes(make_receiver: Any, engin
     announce(receiver, announcement_bytes(later), sender="ro-safernet")
     assert len(rows(engine, schema.hash_index)) == 3  # one sighting per member
     with engine.connect() as conn:
-        first = cases.known_content(conn, [content_hash("a")])[content_hash("a")]
+        first = hash_index.known_content(conn, [content_hash("a")])[content_hash("a")]
     assert (first.member, first.case_id, first.first_seen) == (
         "us-ncmec",
         EARLY_CASE,
@@ -410,7 +409,7 @@ def test_a_member_cannot_displace_anothers_sighting(
     by_member = {r.member: r for r in rows(engine, schema.hash_index)}
     assert by_member["us-ncmec"].classification == "baseline"
     with engine.connect() as conn:
-        first = cases.known_content(conn, [content_hash("a")])[content_hash("a")]
+        first = hash_index.known_content(conn, [content_hash("a")])[content_hash("a")]
     assert (first.member, first.classification) == ("us-ncmec", Classification.BASELINE)
     # And nl-eokm cannot retract us-ncmec's sighting: a retraction names its signer only.
     forged = replace(mine, retracted=True)

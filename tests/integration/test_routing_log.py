@@ -27,10 +27,9 @@ from typer.testing import CliRunner, Result
 from exchange.checkpoints import verify_checkpoint
 from exchange.cli.main import app
 from exchange.client.stubs import LogClient, PartnerClient
-from exchange.edge.partner_services import checkpoint_from_proto
 from exchange.routing_log import compute_hash
 from exchange.times import from_micros
-from exchange.wire.codec import from_timestamp
+from exchange.wire.codec import checkpoint_from_proto, from_timestamp
 from ihx.v1 import routing_log_pb2 as lpb
 from ihx.v1 import routing_log_pb2_grpc as lgrpc
 from tests.exchange.factories import make_submission, url_in

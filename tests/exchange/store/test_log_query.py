@@ -18,9 +18,9 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
-from exchange.edge.partner_services import RoutingLogServicer
+from exchange.edge.log_service import RoutingLogServicer
 from exchange.errors import OutOfRange
-from exchange.store.log_query import MAX_INDEX, LogFilter, index_in_range, list_entries
+from exchange.store.routing_log import MAX_INDEX, LogFilter, index_in_range, list_entries
 from exchange.store.writer import Writer
 from ihx.v1 import routing_log_pb2 as lpb
 from tests.exchange.factories import T0, FakeClock

@@ -1,0 +1,67 @@
+"""The gRPC servicer law-enforcement partners call: pull their cases, acknowledge them.
+
+The caller's identity is the verified token's subject (exchange/edge/access.py); a partner only
+ever reaches its own cases (exchange/partners.py). Protobuf conversion is the codec's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from auth.errors import PermissionDenied
+from exchange.edge.access import current_principal
+from exchange.edge.streams import abort
+from exchange.errors import InvalidReport
+from exchange.partners import Partners
+from exchange.wire.codec import case_to_proto
+from ihx.v1 import partner_pb2 as ppb
+from ihx.v1 import partner_pb2_grpc as pgrpc
+
+CASES_PER_MESSAGE = 100
+MAX_ACK = 10_000
+
+
+class PartnerServicer(pgrpc.PartnerServicer):
+    def __init__(self, partners: Partners) -> None:
+        self._partners = partners
+
+    def _partner(self) -> str:
+        subject = current_principal().subject
+        if subject not in self._partners.partners:
+            raise PermissionDenied(f"{subject!r} is not a partner of this node")
+        return subject
+
+    def PullCases(
+        self, request: ppb.PullCasesRequest, context: grpc.ServicerContext
+    ) -> Iterator[ppb.PullCasesResponse]:
+        try:
+            partner = self._partner()
+            after = parse_cursor(request.after_cursor)
+            cases = self._partners.pull(partner, after, request.limit)
+        except Exception as error:
+            abort(context, error)
+        for start in range(0, len(cases), CASES_PER_MESSAGE):
+            chunk = cases[start : start + CASES_PER_MESSAGE]
+            yield ppb.PullCasesResponse(cases=[case_to_proto(v) for v in chunk])
+
+    def AckCases(
+        self, request: ppb.AckCasesRequest, context: grpc.ServicerContext
+    ) -> ppb.AckCasesResponse:
+        try:
+            if len(request.case_ids) > MAX_ACK:
+                raise InvalidReport("at most 10,000 case ids per call", code="ack-too-many")
+            acked, unknown = self._partners.ack(self._partner(), list(request.case_ids))
+        except Exception as error:
+            abort(context, error)
+        return ppb.AckCasesResponse(acknowledged=acked, unknown=unknown)
+
+
+def parse_cursor(text: str) -> int:
+    """A pull cursor as this node hands it out (decimal digits); empty means the beginning."""
+    if not text:
+        return 0
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidReport("after_cursor: not a cursor from this node", code="cursor-invalid")
+    return int(text)

@@ -1,0 +1,160 @@
+"""Cases and the reports linked to them: every statement on ``cases`` and ``case_reports``.
+
+A case is keyed by the URL it is about (``url_key``) while open; each report linked to it is a
+``case_reports`` row carrying the outcome it was answered with, so a repeated report id gets its
+earlier answer. The partner read model (``partner_facts``, ``headers``, ``members``) reads here
+too, so no other module knows these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, select, update
+
+from exchange.domain import Outcome, Report
+from exchange.store import schema
+from exchange.store.sql import chunks
+
+CASES = schema.cases
+CASE_REPORTS = schema.case_reports
+ITEMS = schema.items
+
+OPEN = "open"
+
+
+def open_by_url(conn: Connection, url_keys: Iterable[bytes]) -> dict[bytes, str]:
+    """url_key → id of the open case for it, for the keys that have one."""
+    keys = sorted(set(url_keys))
+    out: dict[bytes, str] = {}
+    for part in chunks(keys):
+        rows = conn.execute(
+            select(CASES.c.url_key, CASES.c.id).where(
+                CASES.c.url_key.in_(part), CASES.c.status == OPEN
+            )
+        )
+        out.update({r.url_key: r.id for r in rows})
+    return out
+
+
+def earlier_outcomes(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Outcome, str]]:
+    """Report id → (outcome, case id) it was answered with, for reports already linked."""
+    out: dict[str, tuple[Outcome, str]] = {}
+    for part in chunks(sorted(ids)):
+        rows = conn.execute(
+            select(CASE_REPORTS.c.report_id, CASE_REPORTS.c.outcome, CASE_REPORTS.c.case_id).where(
+                CASE_REPORTS.c.report_id.in_(part)
+            )
+        )
+        out.update({r.report_id: (Outcome(r.outcome), r.case_id) for r in rows})
+    return out
+
+
+def open_cases(conn: Connection, opened: Sequence[tuple[str, Report]], now: datetime) -> None:
+    """Insert new open cases, each (case id, the report that opened it)."""
+    if not opened:
+        return
+    conn.execute(
+        CASES.insert(),
+        [
+            {
+                "id": case_id,
+                "url_key": r.url_key,
+                "url": r.url,
+                "hosting_country": r.hosting_country,
+                "status": OPEN,
+                "opened_at": now,
+                "updated_at": now,
+                "first_report_id": r.id,
+            }
+            for case_id, r in opened
+        ],
+    )
+
+
+def touch(conn: Connection, case_ids: Iterable[str], now: datetime) -> None:
+    """Mark cases updated (a report merged into them)."""
+    ids = sorted(set(case_ids))
+    if ids:
+        conn.execute(update(CASES).where(CASES.c.id.in_(ids)).values(updated_at=now))
+
+
+@dataclass(frozen=True, slots=True)
+class CaseLink:
+    """A report linked to a case, with the outcome it was answered with."""
+
+    case_id: str
+    report_id: str
+    reporting_member: str
+    outcome: Outcome
+    new_items: int
+    at: datetime
+
+
+def link(conn: Connection, links: Sequence[CaseLink]) -> None:
+    if links:
+        conn.execute(
+            CASE_REPORTS.insert(),
+            [
+                {
+                    "case_id": k.case_id,
+                    "report_id": k.report_id,
+                    "reporting_member": k.reporting_member,
+                    "outcome": k.outcome.value,
+                    "new_items": k.new_items,
+                    "at": k.at,
+                }
+                for k in links
+            ],
+        )
+
+
+# -- what partners read ---------------------------------------------------------------------
+
+
+def partner_facts(
+    conn: Connection, case_ids: Sequence[str]
+) -> dict[str, tuple[str | None, set[str]]]:
+    """Case id → (hosting country, the classifications of all its items): what rules match."""
+    facts: dict[str, tuple[str | None, set[str]]] = {}
+    for part in chunks(case_ids):
+        rows = conn.execute(
+            select(CASES.c.id, CASES.c.hosting_country, ITEMS.c.classification)
+            .join(CASE_REPORTS, CASE_REPORTS.c.case_id == CASES.c.id)
+            .join(ITEMS, ITEMS.c.report_id == CASE_REPORTS.c.report_id)
+            .where(CASES.c.id.in_(part))
+        )
+        for r in rows:
+            facts.setdefault(r.id, (r.hosting_country, set()))[1].add(r.classification)
+    return facts
+
+
+@dataclass(frozen=True, slots=True)
+class CaseHeader:
+    id: str
+    url: str
+    hosting_country: str | None
+    opened_at: datetime
+
+
+def headers(conn: Connection, case_ids: Sequence[str]) -> dict[str, CaseHeader]:
+    rows = conn.execute(
+        select(CASES.c.id, CASES.c.url, CASES.c.hosting_country, CASES.c.opened_at).where(
+            CASES.c.id.in_(list(case_ids))
+        )
+    )
+    return {r.id: CaseHeader(r.id, r.url, r.hosting_country, r.opened_at) for r in rows}
+
+
+def members(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """Case id → its (report id, reporting member) in the order they were linked."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for row in conn.execute(
+        select(CASE_REPORTS.c.case_id, CASE_REPORTS.c.report_id, CASE_REPORTS.c.reporting_member)
+        .where(CASE_REPORTS.c.case_id.in_(list(case_ids)))
+        .order_by(CASE_REPORTS.c.at, CASE_REPORTS.c.report_id)
+    ):
+        out.setdefault(row.case_id, []).append((row.report_id, row.reporting_member))
+    return out

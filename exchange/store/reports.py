@@ -1,0 +1,186 @@
+"""Stored reports with their items and item hashes: every statement on those three tables.
+
+A report is stored once, with its exact wire bytes (what was signed, queued or received), how it
+reached this node (``Incoming``) and, per item, the known-content mark intake and the responsible
+node answer with. Inserts are set-based (one executemany per table per batch): the writer calls
+them for a whole coalesced batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select
+
+from exchange.domain import Classification, ItemStatus, KnownContent, Report, ReportRole, Sighting
+from exchange.store import schema
+from exchange.store.sql import chunks
+
+if TYPE_CHECKING:
+    from exchange.trace_review import GeoCheck
+
+REPORTS = schema.reports
+ITEMS = schema.items
+ITEM_HASHES = schema.item_hashes
+
+Marks = tuple[KnownContent | None, ...]
+"""Per item of a report, the first sighting of any of its hashes, or None for new content."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A report to store, with how it reached this node."""
+
+    report: Report
+    wire: bytes
+    role: ReportRole
+    sender: str | None = None
+    sequence: int | None = None
+    leaf_index: int | None = None
+    proof: bytes | None = None
+    geo: GeoCheck | None = None  # received reports: this node's own placement of the hosting
+
+
+def existing(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:
+    """Report id → case id (or None) for the ids already stored."""
+    out: dict[str, str | None] = {}
+    for part in chunks(sorted(set(ids))):
+        for r in conn.execute(
+            select(REPORTS.c.id, REPORTS.c.case_id).where(REPORTS.c.id.in_(part))
+        ):
+            out[r.id] = r.case_id
+    return out
+
+
+def report_row(inc: Incoming, *, case_id: str | None, stored_at: datetime) -> dict[str, Any]:
+    r = inc.report
+    return {
+        "id": r.id,
+        "role": ReportRole(inc.role).value,
+        "origin_member": r.origin_member,
+        "url": r.url,
+        "url_key": r.url_key,
+        "received_at": r.received_at,
+        "stored_at": stored_at,
+        "site_type": r.facts.site_type.value,
+        "commercial": r.facts.commercial,
+        "payment_methods": json.dumps(list(r.facts.payment_methods)),
+        "notes": r.facts.notes,
+        "hosting_country": r.hosting_country,
+        "decision_member": r.decision_member,
+        "decision_reason": r.decision_reason,
+        "case_id": case_id,
+        "wire": inc.wire,
+        "sender": inc.sender,
+        "envelope_sequence": inc.sequence,
+        "leaf_index": inc.leaf_index,
+        "proof": inc.proof,
+        "geo_country": inc.geo.country if inc.geo is not None else None,
+        "geo_agrees": inc.geo.agrees if inc.geo is not None else None,
+        "reroute_to": inc.geo.reroute_to if inc.geo is not None else None,
+    }
+
+
+def _item_row(report_id: str, idx: int, item: Any, first: KnownContent | None) -> dict[str, Any]:
+    return {
+        "report_id": report_id,
+        "idx": idx,
+        "classification": item.classification.value,
+        "media_type": item.media_type.value,
+        "age_group": item.age_group.value,
+        "known_member": first.member if first else None,
+        "known_case": first.case_id if first else None,
+        "known_report": first.report_id if first else None,
+        "known_classification": first.classification.value if first else None,
+        "known_first_seen": first.first_seen if first else None,
+    }
+
+
+def insert(
+    conn: Connection,
+    incoming: Sequence[Incoming],
+    case_ids: Sequence[str | None],
+    marks: Sequence[Marks],
+    stored_at: datetime,
+) -> None:
+    """Insert reports with their items and hashes; items carry their known-content marks."""
+    report_rows: list[dict[str, Any]] = []
+    item_rows: list[dict[str, Any]] = []
+    hash_rows: list[dict[str, Any]] = []
+    for inc, case_id, item_marks in zip(incoming, case_ids, marks, strict=True):
+        report_rows.append(report_row(inc, case_id=case_id, stored_at=stored_at))
+        rid = inc.report.id
+        for idx, (item, first) in enumerate(zip(inc.report.items, item_marks, strict=True)):
+            item_rows.append(_item_row(rid, idx, item, first))
+            hash_rows.extend(
+                {"report_id": rid, "idx": idx, "algorithm": h.algorithm.value, "hex": h.hex}
+                for h in item.hashes
+            )
+    if report_rows:
+        conn.execute(REPORTS.insert(), report_rows)
+        conn.execute(ITEMS.insert(), item_rows)
+        conn.execute(ITEM_HASHES.insert(), hash_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """What intake answers for a report id it already holds."""
+
+    report_id: str
+    url: str
+    wire: bytes
+    items: tuple[ItemStatus, ...]
+
+
+def stored(conn: Connection, ids: Sequence[str]) -> dict[str, StoredReport]:
+    """The stored reports among ``ids``, with their items' known-content marks."""
+    if not ids:
+        return {}
+    statuses: dict[str, list[ItemStatus]] = {}
+    rows = conn.execute(select(ITEMS).where(ITEMS.c.report_id.in_(ids)).order_by(ITEMS.c.idx))
+    for r in rows:
+        statuses.setdefault(r.report_id, []).append(ItemStatus(r.idx, _known_from_row(r)))
+    out: dict[str, StoredReport] = {}
+    for r in conn.execute(
+        select(REPORTS.c.id, REPORTS.c.url, REPORTS.c.wire).where(REPORTS.c.id.in_(ids))
+    ):
+        out[r.id] = StoredReport(r.id, r.url, r.wire, tuple(statuses.get(r.id, ())))
+    return out
+
+
+def _known_from_row(r: Any) -> Sighting | None:
+    if r.known_member is None:
+        return None
+    return Sighting(
+        r.known_member,
+        r.known_case,
+        Classification(r.known_classification),
+        r.known_first_seen,
+        r.known_report or "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOrigin:
+    """A stored report's wire bytes and the envelope it arrived in (None for local intake)."""
+
+    wire: bytes
+    sender: str | None
+    envelope_sequence: int | None
+
+
+def origins(conn: Connection, ids: Sequence[str]) -> dict[str, ReportOrigin]:
+    """Wire bytes and envelope of each stored report among ``ids``."""
+    return {
+        row.id: ReportOrigin(row.wire, row.sender, row.envelope_sequence)
+        for part in chunks(ids)
+        for row in conn.execute(
+            select(
+                REPORTS.c.id, REPORTS.c.wire, REPORTS.c.sender, REPORTS.c.envelope_sequence
+            ).where(REPORTS.c.id.in_(part))
+        )
+    }

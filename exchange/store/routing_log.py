@@ -1,0 +1,171 @@
+"""The routing log and its signed checkpoints in the database: every statement on their tables.
+
+Rows map to ``routing_log.LogEntry`` in one place (``entry_from_row``), whatever reads them: the
+writer's head, the paged listing coordinators read, and the full walk ``verify`` makes. The chain
+logic itself (hashing, verification) stays pure in exchange/routing_log.py.
+
+Paging is by entry index (``after_index``), which is stable under appends: a reader never sees
+an entry twice or misses one between pages. Filters narrow the page; a page is at most
+``MAX_PAGE`` entries.
+
+Indexes and sizes arrive as ``uint64`` on the wire but are stored as signed 64-bit integers (SQLite
+and PostgreSQL alike): ``index_in_range`` refuses anything above ``MAX_INDEX`` with a typed
+``OutOfRange`` before it reaches the database driver, which would otherwise raise ``OverflowError``
+(an INTERNAL answer to a caller's mistake).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from exchange.errors import OutOfRange
+from exchange.routing_log import Checkpoint, LogEntry
+from exchange.store import schema
+
+MAX_PAGE = 1000
+MAX_INDEX = 2**63 - 1
+"""The largest index or size a database column (signed 64-bit) holds."""
+
+LOG = schema.routing_log
+CHECKPOINTS = schema.checkpoints
+
+
+def index_in_range(name: str, value: int, *, low: int = 0) -> int:
+    """``value`` if ``low <= value <= MAX_INDEX``; else ``OutOfRange`` naming ``name``."""
+    if not low <= value <= MAX_INDEX:
+        raise OutOfRange(f"{name}: {value} is outside {low}..{MAX_INDEX}")
+    return value
+
+
+def entry_from_row(r: Any) -> LogEntry:
+    """The one mapping of a stored routing-log row to its entry."""
+    return LogEntry(
+        r.idx,
+        r.at,
+        r.kind,
+        r.report_id,
+        r.member,
+        r.country,
+        r.detail,
+        r.previous_hash,
+        r.entry_hash,
+    )
+
+
+# -- entries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last stored entry: where the chain continues."""
+
+    idx: int
+    entry_hash: bytes
+    at: datetime
+
+
+def head(conn: Connection) -> Head | None:
+    """The stored chain's last entry, or None for an empty log."""
+    last = conn.execute(
+        select(LOG.c.idx, LOG.c.entry_hash, LOG.c.at).order_by(LOG.c.idx.desc()).limit(1)
+    ).first()
+    return None if last is None else Head(last.idx, last.entry_hash, last.at)
+
+
+def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows (``LogEntry.as_row``) of entries the writer's chain handed out, in one
+    executemany: the writer collects them per transaction."""
+    if rows:
+        conn.execute(LOG.insert(), list(rows))
+
+
+def load_entries(conn: Connection, *, batch: int = 5000) -> Iterator[LogEntry]:
+    """Every entry in index order, read in pages (the log can be large)."""
+    after = -1
+    while True:
+        rows = conn.execute(
+            select(LOG).where(LOG.c.idx > after).order_by(LOG.c.idx).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from (entry_from_row(r) for r in rows)
+        after = rows[-1].idx
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    country: str | None = None
+    member: str | None = None
+    kind: str | None = None
+    report_id: str | None = None
+    after_index: int = -1
+    page_size: int = 100
+
+
+def list_entries(conn: Connection, f: LogFilter) -> tuple[list[LogEntry], int | None]:
+    """One page of entries, and the ``after_index`` of the next page (None at the end)."""
+    size = max(1, min(f.page_size or 100, MAX_PAGE))
+    after = index_in_range("after_index", f.after_index, low=-1)
+    q = select(LOG).where(LOG.c.idx > after)
+    if f.since is not None:
+        q = q.where(LOG.c.at >= f.since)
+    if f.until is not None:
+        q = q.where(LOG.c.at < f.until)
+    for column, wanted in (
+        (LOG.c.country, f.country),
+        (LOG.c.member, f.member),
+        (LOG.c.kind, f.kind),
+        (LOG.c.report_id, f.report_id),
+    ):
+        if wanted:
+            q = q.where(column == wanted)
+    rows = conn.execute(q.order_by(LOG.c.idx).limit(size + 1)).all()
+    entries = [entry_from_row(r) for r in rows[:size]]
+    return entries, (entries[-1].idx if len(rows) > size else None)
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def _checkpoint(member: str, r: Any) -> Checkpoint:
+    return Checkpoint(member, r.size, r.head_hash, r.at, r.key_id, r.signature)
+
+
+def load_checkpoints(conn: Connection, member: str) -> list[Checkpoint]:
+    """Every checkpoint this node signed (as ``member``), smallest first."""
+    rows = conn.execute(select(CHECKPOINTS).order_by(CHECKPOINTS.c.size))
+    return [_checkpoint(member, r) for r in rows]
+
+
+def find_checkpoint(conn: Connection, member: str, size: int) -> Checkpoint | None:
+    """The checkpoint of exactly ``size`` entries; with ``size`` 0, the latest."""
+    q = select(CHECKPOINTS)
+    q = q.where(CHECKPOINTS.c.size == size) if size else q.order_by(CHECKPOINTS.c.size.desc())
+    row = conn.execute(q.limit(1)).first()
+    return None if row is None else _checkpoint(member, row)
+
+
+def largest_checkpoint(conn: Connection) -> int | None:
+    """The size of the largest checkpoint stored (None before the first)."""
+    size: int | None = conn.execute(select(func.max(CHECKPOINTS.c.size))).scalar_one_or_none()
+    return size
+
+
+def add_checkpoint(conn: Connection, cp: Checkpoint) -> None:
+    conn.execute(
+        CHECKPOINTS.insert(),
+        {
+            "size": cp.size,
+            "head_hash": cp.head_hash,
+            "at": cp.at,
+            "key_id": cp.key_id,
+            "signature": cp.signature,
+        },
+    )

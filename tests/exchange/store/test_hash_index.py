@@ -1,0 +1,78 @@
+"""store/hash_index.py: per-member sightings, the derived first sighting, retraction, queueing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from sqlalchemy import Engine, select
+
+from exchange.domain import Classification
+from exchange.store import hash_index, schema
+from tests.exchange.factories import T0, content_hash, make_announcement
+
+
+def test_the_earliest_sighting_is_the_first_ties_to_the_lower_member(engine: Engine) -> None:
+    with engine.begin() as conn:
+        hash_index.upsert_sightings(
+            conn,
+            [
+                make_announcement("a", member="us-ncmec", first_seen=T0),
+                make_announcement("a", member="de-eco", first_seen=T0),
+                make_announcement("a", member="nl-eokm", first_seen=T0 + timedelta(hours=1)),
+            ],
+        )
+    with engine.connect() as conn:
+        first = hash_index.known_content(conn, [content_hash("a"), content_hash("z")])
+    assert list(first) == [content_hash("a")]
+    assert first[content_hash("a")].member == "de-eco"
+
+
+def test_own_first_sightings_keep_the_earlier_time(engine: Engine) -> None:
+    early = make_announcement("a", member="nl-eokm", first_seen=T0)
+    late = replace(early, first_seen=T0 + timedelta(hours=1), case_id="c-" + "1" * 32)
+    with engine.begin() as conn:
+        hash_index.add_first_sightings(conn, [early])
+        hash_index.add_first_sightings(conn, [late])
+    with engine.connect() as conn:
+        (k,) = hash_index.known_content(conn, [content_hash("a")]).values()
+    assert (k.first_seen, k.case_id) == (early.first_seen, early.case_id)
+
+
+def test_an_announcement_updates_the_sighting_but_keeps_the_earlier_time(engine: Engine) -> None:
+    first = make_announcement("a", member="us-ncmec", first_seen=T0)
+    again = replace(
+        first,
+        first_seen=T0 + timedelta(hours=2),
+        classification=Classification.NATIONAL,
+        case_id="c-" + "2" * 32,
+    )
+    with engine.begin() as conn:
+        hash_index.upsert_sightings(conn, [first])
+        hash_index.upsert_sightings(conn, [again])
+        hash_index.upsert_sightings(conn, [])  # nothing to do
+    with engine.connect() as conn:
+        (k,) = hash_index.known_content(conn, [content_hash("a")]).values()
+    assert (k.first_seen, k.classification, k.case_id) == (T0, again.classification, again.case_id)
+
+
+def test_retract_removes_only_that_members_row(engine: Engine) -> None:
+    mine = make_announcement("a", member="nl-eokm", first_seen=T0)
+    theirs = make_announcement("a", member="us-ncmec", first_seen=T0 + timedelta(hours=1))
+    with engine.begin() as conn:
+        hash_index.upsert_sightings(conn, [mine, theirs])
+        hash_index.retract(conn, mine)
+    with engine.connect() as conn:
+        members = {r.member for r in conn.execute(select(schema.hash_index))}
+    assert members == {"us-ncmec"}
+
+
+def test_announcements_are_queued_in_order(engine: Engine) -> None:
+    with engine.begin() as conn:
+        hash_index.queue_announcements(conn, [b"one", b"two"], T0)
+        hash_index.queue_announcements(conn, [], T0)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(schema.announcements.c.payload).order_by(schema.announcements.c.seq)
+        ).all()
+    assert [r.payload for r in rows] == [b"one", b"two"]

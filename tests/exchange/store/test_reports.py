@@ -1,0 +1,98 @@
+"""store/reports.py on a real migrated database: insert with marks, existing ids, stored answers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import Engine, select
+
+from exchange.domain import ReportRole
+from exchange.store import reports, schema
+from exchange.store.reports import Incoming
+from exchange.trace_review import GeoCheck
+from tests.exchange.factories import T0, make_announcement, make_report, report_wire
+
+
+def test_insert_stores_reports_items_hashes_and_marks(engine: Engine) -> None:
+    report = make_report(hashes=["a", "b"])
+    known = make_announcement("a", member="us-ncmec")
+    inc = Incoming(report, report_wire(report), ReportRole.RECEIVED, sender="nl-eokm", sequence=3)
+    with engine.begin() as conn:
+        reports.insert(conn, [inc], ["c-1"], [(known, None)], T0)
+    with engine.connect() as conn:
+        row = conn.execute(select(schema.reports)).one()
+        items = conn.execute(select(schema.items).order_by(schema.items.c.idx)).all()
+        hashes = conn.execute(select(schema.item_hashes)).all()
+    assert (row.id, row.role, row.case_id, row.envelope_sequence) == (
+        report.id,
+        "received",
+        "c-1",
+        3,
+    )
+    assert row.wire == inc.wire
+    assert [i.known_member for i in items] == ["us-ncmec", None]
+    assert len(hashes) == 2
+
+
+def test_role_is_stored_as_its_text_and_geo_beside_it(engine: Engine) -> None:
+    report = make_report()
+    geo = GeoCheck(country="FR", agrees=False, reroute_to="fr-pointdecontact")
+    inc = Incoming(report, b"w", ReportRole.ORIGIN, geo=geo)
+    with engine.begin() as conn:
+        reports.insert(conn, [inc], [None], [(None,)], T0)
+    with engine.connect() as conn:
+        row = conn.execute(select(schema.reports)).one()
+    assert (row.role, row.geo_country, row.geo_agrees, row.reroute_to) == (
+        "origin",
+        "FR",
+        False,
+        "fr-pointdecontact",
+    )
+
+
+def test_existing_maps_held_ids_to_their_case(engine: Engine) -> None:
+    a, b = make_report(hashes=["a"]), make_report(hashes=["b"])
+    with engine.begin() as conn:
+        reports.insert(
+            conn,
+            [Incoming(a, b"a", ReportRole.ORIGIN), Incoming(b, b"b", ReportRole.ORIGIN)],
+            ["c-a", None],
+            [(None,), (None,)],
+            T0,
+        )
+    with engine.connect() as conn:
+        assert reports.existing(conn, [a.id, b.id, "r-unknown", a.id]) == {a.id: "c-a", b.id: None}
+
+
+def test_stored_answers_with_the_items_marks(engine: Engine) -> None:
+    report = make_report(hashes=["a", "b"])
+    known = replace(make_announcement("b", member="de-eco"), case_id="c-9")
+    with engine.begin() as conn:
+        reports.insert(
+            conn, [Incoming(report, b"wire", ReportRole.ORIGIN)], [None], [(None, known)], T0
+        )
+    with engine.connect() as conn:
+        got = reports.stored(conn, [report.id])[report.id]
+        assert reports.stored(conn, []) == {}
+    assert (got.url, got.wire) == (report.url, b"wire")
+    assert got.items[0].known is None
+    assert got.items[1].known == known.sighting()
+
+
+def test_origins_name_the_envelope_a_report_came_in(engine: Engine) -> None:
+    local, received = make_report(hashes=["a"]), make_report(hashes=["b"])
+    with engine.begin() as conn:
+        reports.insert(
+            conn,
+            [
+                Incoming(local, b"l", ReportRole.ORIGIN),
+                Incoming(received, b"r", ReportRole.RECEIVED, sender="de-eco", sequence=7),
+            ],
+            [None, None],
+            [(None,), (None,)],
+            T0,
+        )
+    with engine.connect() as conn:
+        got = reports.origins(conn, [local.id, received.id])
+    assert got[local.id] == reports.ReportOrigin(b"l", None, None)
+    assert got[received.id] == reports.ReportOrigin(b"r", "de-eco", 7)
