@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.delivery.leases import Leases
+from exchange.domain import LogKind
 from exchange.settings import ExchangeTuning
 from exchange.store import outbox, peers
 from exchange.store.outbox import PendingAnnouncement, PendingReport
@@ -179,7 +180,11 @@ class Batches:
         for r in rows:
             tx.log(
                 tx.chain.append(
-                    now, "sent", report_id=r.report_id, member=self.peer, detail={"sequence": seq}
+                    now,
+                    LogKind.SENT,
+                    report_id=r.report_id,
+                    member=self.peer,
+                    detail={"sequence": seq},
                 )
             )
         ids = tuple(r.report_id for r in rows)

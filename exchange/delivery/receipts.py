@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from auth.manifest import Manifest
 from exchange.delivery.batches import Batch
-from exchange.domain import Outcome
+from exchange.domain import LogKind, Outcome
 from exchange.ops.metrics import Metrics
 from exchange.store import outbox, peers
 from exchange.store.writer import Tx, Writer
@@ -113,7 +113,7 @@ class Receipts:
                     receipted_at=receipt.received_at,
                 )
             )
-            kind = "rejected" if result.outcome is Outcome.REJECTED else "receipted"
+            kind = LogKind.REJECTED if result.outcome is Outcome.REJECTED else LogKind.RECEIPTED
             detail = {
                 "sequence": batch.sequence,
                 "outcome": result.outcome.value,
