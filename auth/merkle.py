@@ -94,9 +94,18 @@ def verify_inclusion(
         raise ProofInvalid(f"leaf index {index} is outside a tree of {tree_size} leaves")
     if len(expected_root) != HASH_SIZE:
         raise ProofInvalid(f"root must be {HASH_SIZE} bytes, got {len(expected_root)}")
-    fn = index
-    sn = tree_size - 1
-    r = leaf_hash(leaf)
+    r, sn = _fold_proof(leaf_hash(leaf), index, tree_size - 1, proof)
+    if sn != 0:
+        raise ProofInvalid("inclusion proof is shorter than the path to the root")
+    if not hmac.compare_digest(r, expected_root):
+        raise ProofInvalid("inclusion proof does not lead to the expected root")
+
+
+def _fold_proof(r: bytes, fn: int, sn: int, proof: Sequence[bytes]) -> tuple[bytes, int]:
+    """RFC 9162 §2.1.3.2's loop: hash ``r`` up the path; (the result, what is left of ``sn``).
+
+    ``fn`` is the leaf index and ``sn`` the last index; ``sn`` is 0 once the path reaches the root.
+    """
     for p in proof:
         if len(p) != HASH_SIZE:
             raise ProofInvalid(f"proof element must be {HASH_SIZE} bytes, got {len(p)}")
@@ -113,10 +122,7 @@ def verify_inclusion(
             r = _node(r, p)
         fn >>= 1
         sn >>= 1
-    if sn != 0:
-        raise ProofInvalid("inclusion proof is shorter than the path to the root")
-    if not hmac.compare_digest(r, expected_root):
-        raise ProofInvalid("inclusion proof does not lead to the expected root")
+    return r, sn
 
 
 def encode_proof(proof: Sequence[bytes]) -> bytes:

@@ -235,19 +235,40 @@ def _flags(
     if href.find("#", path_start) >= 0:
         flags.append(UrlFlag.FRAGMENT_DROPPED)
     # Most reported URLs are already in WHATWG form: then the parser changed nothing, and the
-    # checks below that compare the raw input with the href can all be skipped.
+    # checks that compare the raw input with the href can all be skipped.
     if clean != href:
-        if href.count("%") > clean.count("%") + (base.count("%") if base else 0):
-            flags.append(UrlFlag.PERCENT_ENCODED)
-        if _has_dot_segment(clean):
-            flags.append(UrlFlag.DOT_SEGMENTS_RESOLVED)
-        prefix = href[:path_start]
-        if not (
-            not has_userinfo
-            and clean.startswith(prefix)
-            and (len(clean) == path_start or clean[path_start] in "/\\?#")
-        ):
-            _raw_authority_flags(clean, host, host_type, port, flags)
+        _rewrite_flags(clean, base, href, path_start, has_userinfo, host, host_type, port, flags)
+    _host_flags(host, host_type, flags)
+    return frozenset(flags) if flags else _NO_FLAGS
+
+
+def _rewrite_flags(
+    clean: str,
+    base: str | None,
+    href: str,
+    path_start: int,
+    has_userinfo: bool,
+    host: str,
+    host_type: HostType,
+    port: int | None,
+    flags: list[str],
+) -> None:
+    """Flags for an input the parser rewrote (``clean`` differs from ``href``)."""
+    if href.count("%") > clean.count("%") + (base.count("%") if base else 0):
+        flags.append(UrlFlag.PERCENT_ENCODED)
+    if _has_dot_segment(clean):
+        flags.append(UrlFlag.DOT_SEGMENTS_RESOLVED)
+    prefix = href[:path_start]
+    if not (
+        not has_userinfo
+        and clean.startswith(prefix)
+        and (len(clean) == path_start or clean[path_start] in "/\\?#")
+    ):
+        _raw_authority_flags(clean, host, host_type, port, flags)
+
+
+def _host_flags(host: str, host_type: HostType, flags: list[str]) -> None:
+    """Flags about the canonical host itself: IPv6 forms, IDN and mixed-script IDN."""
     if host_type is _IPV6:
         _ipv6_flags(host, flags)
     elif "xn--" in host:
@@ -255,7 +276,6 @@ def _flags(
             flags.append(UrlFlag.IDN)
         if host_is_mixed_script(host):
             flags.append(UrlFlag.MIXED_SCRIPT_IDN)
-    return frozenset(flags) if flags else _NO_FLAGS
 
 
 def _has_dot_segment(clean: str) -> bool:

@@ -103,7 +103,13 @@ def _parse_issuer(entry: Any, where: str) -> TrustedIssuer:
     iss = entry.get("iss")
     if not isinstance(iss, str) or not iss:
         raise TrustConfigError(f"{where}.iss: must be a non-empty string")
-    algorithms = entry.get("algorithms")
+    algorithms = _parse_algorithms(entry.get("algorithms"), where)
+    keys, narrowed = _parse_keys(entry.get("jwks"), where, algorithms)
+    return TrustedIssuer(issuer=iss, keys=keys, algorithms=algorithms, key_algorithms=narrowed)
+
+
+def _parse_algorithms(algorithms: Any, where: str) -> tuple[str, ...]:
+    """An issuer's ``algorithms``: a non-empty list of distinct algorithms we accept."""
     if not isinstance(algorithms, list) or not algorithms:
         raise TrustConfigError(f"{where}.algorithms: must be a non-empty list")
     for j, alg in enumerate(algorithms):
@@ -112,7 +118,13 @@ def _parse_issuer(entry: Any, where: str) -> TrustedIssuer:
             raise TrustConfigError(f"{where}.algorithms[{j}]: {problem}")
     if len(set(algorithms)) != len(algorithms):
         raise TrustConfigError(f"{where}.algorithms: duplicate algorithm")
-    jwks = entry.get("jwks")
+    return tuple(algorithms)
+
+
+def _parse_keys(
+    jwks: Any, where: str, algorithms: tuple[str, ...]
+) -> tuple[dict[str, VerificationKey], dict[str, tuple[str, ...]]]:
+    """An issuer's ``jwks`` → (key by kid, the narrower algorithm list of each key that has one)."""
     if not isinstance(jwks, dict):
         raise TrustConfigError(f"{where}.jwks: must be an object")
     jwk_list = jwks.get("keys")
@@ -122,15 +134,13 @@ def _parse_issuer(entry: Any, where: str) -> TrustedIssuer:
     narrowed: dict[str, tuple[str, ...]] = {}
     for j, jwk_data in enumerate(jwk_list):
         key_where = f"{where}.jwks.keys[{j}]"
-        kid, key, usable = _parse_jwk(jwk_data, key_where, tuple(algorithms))
+        kid, key, usable = _parse_jwk(jwk_data, key_where, algorithms)
         if kid in keys:
             raise TrustConfigError(f"{key_where}.kid: duplicate kid")
         keys[kid] = key
         if set(usable) != set(algorithms):
             narrowed[kid] = usable
-    return TrustedIssuer(
-        issuer=iss, keys=keys, algorithms=tuple(algorithms), key_algorithms=narrowed
-    )
+    return keys, narrowed
 
 
 def _parse_jwk(

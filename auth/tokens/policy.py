@@ -98,40 +98,63 @@ class TrustedIssuer:
             raise TrustConfigError("issuer: must be a non-empty string")
         where = f"issuer {self.issuer!r}"
         algorithms = tuple(self.algorithms)
-        if not algorithms:
-            raise TrustConfigError(f"{where}: algorithms: at least one algorithm is required")
-        for i, alg in enumerate(algorithms):
-            problem = algorithm_problem(alg)
-            if problem:
-                raise TrustConfigError(f"{where}: algorithms[{i}]: {problem}")
-        if not self.keys:
-            raise TrustConfigError(f"{where}: keys: at least one key is required")
-        usable: dict[str, frozenset[str]] = {}
-        for kid, key in self.keys.items():
-            if not isinstance(kid, str) or not kid:
-                raise TrustConfigError(f"{where}: keys: a kid must be a non-empty string")
-            try:
-                usable[kid] = algorithms_for_key(key) & set(algorithms)
-            except ValueError as exc:
-                raise TrustConfigError(f"{where}: keys[{kid!r}]: {exc}") from None
-            if not usable[kid]:
-                raise TrustConfigError(
-                    f"{where}: keys[{kid!r}]: the key fits none of the issuer's algorithms"
-                )
-        narrowed: dict[str, tuple[str, ...]] = {}
-        for kid, given in self.key_algorithms.items():
-            if kid not in self.keys:
-                raise TrustConfigError(f"{where}: key_algorithms[{kid!r}]: no such key")
-            algs = tuple(given)
-            if not algs or not set(algs) <= set(algorithms) or not set(algs) & usable[kid]:
-                raise TrustConfigError(
-                    f"{where}: key_algorithms[{kid!r}]: must be issuer algorithms the key fits"
-                )
-            narrowed[kid] = algs
+        _check_issuer_algorithms(algorithms, where)
+        usable = _usable_algorithms(self.keys, algorithms, where)
+        narrowed = _narrowed_algorithms(self.key_algorithms, usable, algorithms, where)
         # Frozen in fact, not only in name: the verifier's tables are built from these once.
         object.__setattr__(self, "algorithms", algorithms)
         object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
         object.__setattr__(self, "key_algorithms", MappingProxyType(narrowed))
+
+
+def _check_issuer_algorithms(algorithms: tuple[str, ...], where: str) -> None:
+    if not algorithms:
+        raise TrustConfigError(f"{where}: algorithms: at least one algorithm is required")
+    for i, alg in enumerate(algorithms):
+        problem = algorithm_problem(alg)
+        if problem:
+            raise TrustConfigError(f"{where}: algorithms[{i}]: {problem}")
+
+
+def _usable_algorithms(
+    keys: Mapping[str, VerificationKey], algorithms: tuple[str, ...], where: str
+) -> dict[str, frozenset[str]]:
+    """Each kid → the issuer's algorithms its key can verify (never none of them)."""
+    if not keys:
+        raise TrustConfigError(f"{where}: keys: at least one key is required")
+    usable: dict[str, frozenset[str]] = {}
+    for kid, key in keys.items():
+        if not isinstance(kid, str) or not kid:
+            raise TrustConfigError(f"{where}: keys: a kid must be a non-empty string")
+        try:
+            usable[kid] = algorithms_for_key(key) & set(algorithms)
+        except ValueError as exc:
+            raise TrustConfigError(f"{where}: keys[{kid!r}]: {exc}") from None
+        if not usable[kid]:
+            raise TrustConfigError(
+                f"{where}: keys[{kid!r}]: the key fits none of the issuer's algorithms"
+            )
+    return usable
+
+
+def _narrowed_algorithms(
+    key_algorithms: Mapping[str, tuple[str, ...]],
+    usable: Mapping[str, frozenset[str]],
+    algorithms: tuple[str, ...],
+    where: str,
+) -> dict[str, tuple[str, ...]]:
+    """``key_algorithms`` checked: known kids, each narrowed to issuer algorithms its key fits."""
+    narrowed: dict[str, tuple[str, ...]] = {}
+    for kid, given in key_algorithms.items():
+        if kid not in usable:
+            raise TrustConfigError(f"{where}: key_algorithms[{kid!r}]: no such key")
+        algs = tuple(given)
+        if not algs or not set(algs) <= set(algorithms) or not set(algs) & usable[kid]:
+            raise TrustConfigError(
+                f"{where}: key_algorithms[{kid!r}]: must be issuer algorithms the key fits"
+            )
+        narrowed[kid] = algs
+    return narrowed
 
 
 @dataclass(frozen=True)

@@ -186,21 +186,32 @@ class TokenVerifier:
         if not _COMPACT_JWS.fullmatch(token):
             raise _refuse(TokenRefusal.MALFORMED, "not a compact JWS (three base64url segments)")
         header_segment, payload_segment, _ = token.split(".")
-        header = _decode_segment(header_segment, "header")
-
-        # Header first: nothing in it selects a key or a URL; it can only be refused.
-        if "crit" in header:
-            raise _refuse(TokenRefusal.CRIT, "critical header extensions are not supported")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
-            raise _refuse(TokenRefusal.ALG, "algorithm not allowed")
-        kid = header.get("kid")
-        if not isinstance(kid, str):
-            raise _refuse(TokenRefusal.KID, "kid header missing or not a string")
-
-        # The issuer is chosen by exact match on the unverified iss; its signature is checked
-        # next with that issuer's own key, so a forged iss gains nothing.
+        alg, kid = _algorithm_and_kid(_decode_segment(header_segment, "header"))
         claims = _decode_segment(payload_segment, "payload")
+        issuer, key = self._select_key(claims, alg, kid)
+        try:
+            payload = _PYJWT.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                options=_DECODE_OPTIONS,
+                audience=self._audience,
+                issuer=issuer.issuer,
+                leeway=self._leeway,
+            )
+        except jwt.PyJWTError as exc:
+            raise _from_pyjwt(exc) from None
+        # Read-only: a cached payload is shared by every later call with the same token.
+        return issuer.issuer, MappingProxyType(payload)
+
+    def _select_key(
+        self, claims: Mapping[str, Any], alg: str, kid: str
+    ) -> tuple[_IssuerTable, VerificationKey]:
+        """The issuer named by the unverified ``iss`` and its key for ``kid`` and ``alg``.
+
+        The issuer is chosen by exact match on the unverified iss; its signature is checked next
+        with that issuer's own key, so a forged iss gains nothing.
+        """
         iss = claims.get("iss")
         if iss is None:
             raise _refuse(TokenRefusal.CLAIMS, "required claim missing: iss")
@@ -217,23 +228,25 @@ class TokenVerifier:
         key, key_algorithms = entry
         if alg not in key_algorithms:
             raise _refuse(TokenRefusal.ALG, "algorithm does not match the key")
-
-        try:
-            payload = _PYJWT.decode(
-                token,
-                key=key,
-                algorithms=[alg],
-                options=_DECODE_OPTIONS,
-                audience=self._audience,
-                issuer=issuer.issuer,
-                leeway=self._leeway,
-            )
-        except jwt.PyJWTError as exc:
-            raise _from_pyjwt(exc) from None
-        # Read-only: a cached payload is shared by every later call with the same token.
-        return issuer.issuer, MappingProxyType(payload)
+        return issuer, key
 
     def _check_claims(self, claims: Mapping[str, Any], issuer: str) -> Principal:
+        exp = self._check_times(claims)
+        if not _audience_ok(claims.get("aud"), self._audience):
+            raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
+        if claims.get("iss") != issuer:
+            raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+        sub, jti = _subject_and_token_id(claims)
+        return Principal(
+            subject=sub,
+            issuer=issuer,
+            scopes=_parse_scopes(claims.get("scope")),
+            token_id=jti,
+            expires_at=datetime.fromtimestamp(exp, UTC),
+        )
+
+    def _check_times(self, claims: Mapping[str, Any]) -> float:
+        """``exp`` after checking exp, nbf, iat and the lifetime against the injected clock."""
         now_dt = self._clock()
         if now_dt.tzinfo is None:
             # A naive datetime's timestamp() is local time: a silent hour-sized error.
@@ -256,35 +269,44 @@ class TokenVerifier:
         # max_lifetime + leeway: a token minted by a clock slightly ahead of ours still passes.
         if exp - iat > self._max_lifetime:
             raise _refuse(TokenRefusal.LIFETIME, "token lifetime exceeds the maximum")
+        return exp
 
-        aud = claims.get("aud")
-        if isinstance(aud, str):
-            aud_ok = aud == self._audience
-        elif isinstance(aud, list):
-            aud_ok = all(isinstance(a, str) for a in aud) and self._audience in aud
-        else:
-            aud_ok = False
-        if not aud_ok:
-            raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
-        if claims.get("iss") != issuer:
-            raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
 
-        sub = claims.get("sub")
-        if not isinstance(sub, str):
-            raise _refuse(TokenRefusal.CLAIMS, "sub must be a string")
-        if not SUBJECT_PATTERN.fullmatch(sub):
-            raise _refuse(TokenRefusal.CLAIMS, "sub is empty, too long or has unusual characters")
-        jti = claims.get("jti")
-        if jti is not None and not (isinstance(jti, str) and TOKEN_ID_PATTERN.fullmatch(jti)):
-            raise _refuse(TokenRefusal.CLAIMS, "jti must be a short printable string")
+def _algorithm_and_kid(header: Mapping[str, Any]) -> tuple[str, str]:
+    """The header's ``alg`` and ``kid``: nothing in a header selects a key or a URL.
 
-        return Principal(
-            subject=sub,
-            issuer=issuer,
-            scopes=_parse_scopes(claims.get("scope")),
-            token_id=jti,
-            expires_at=datetime.fromtimestamp(exp, UTC),
-        )
+    It can only be refused, and it is checked before the payload is read.
+    """
+    if "crit" in header:
+        raise _refuse(TokenRefusal.CRIT, "critical header extensions are not supported")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in SUPPORTED_ALGORITHMS:
+        raise _refuse(TokenRefusal.ALG, "algorithm not allowed")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise _refuse(TokenRefusal.KID, "kid header missing or not a string")
+    return alg, kid
+
+
+def _audience_ok(aud: Any, audience: str) -> bool:
+    """Whether ``aud`` (a string, or a list of strings) names ``audience``."""
+    if isinstance(aud, str):
+        return aud == audience
+    if isinstance(aud, list):
+        return all(isinstance(a, str) for a in aud) and audience in aud
+    return False
+
+
+def _subject_and_token_id(claims: Mapping[str, Any]) -> tuple[str, str | None]:
+    sub = claims.get("sub")
+    if not isinstance(sub, str):
+        raise _refuse(TokenRefusal.CLAIMS, "sub must be a string")
+    if not SUBJECT_PATTERN.fullmatch(sub):
+        raise _refuse(TokenRefusal.CLAIMS, "sub is empty, too long or has unusual characters")
+    jti = claims.get("jti")
+    if jti is not None and not (isinstance(jti, str) and TOKEN_ID_PATTERN.fullmatch(jti)):
+        raise _refuse(TokenRefusal.CLAIMS, "jti must be a short printable string")
+    return sub, jti
 
 
 def _refuse(code: TokenRefusal, message: str) -> TokenInvalid:

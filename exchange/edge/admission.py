@@ -481,65 +481,80 @@ Acquire: TypeAlias = Callable[[str, Callable[[], None]], Slot]
 def held(handler: Handler, acquire: Acquire) -> Handler:
     """``handler`` run while holding the slot ``acquire(peer, cancel)`` gives; released however
     the call ends. Without a slot (``Overloaded``) the call is refused."""
-
-    def begin(context: grpc.ServicerContext) -> Slot:
-        try:
-            slot = acquire(context.peer(), context.cancel)
-        except Overloaded as error:
-            refuse(context, error)
-        # The RPC's own end releases too: a streaming generator gRPC abandons is not closed
-        # at once, and its slot must not wait for the garbage collector.
-        context.add_callback(slot.release)
-        return slot
-
-    def wrap(behavior: Callable[..., Any] | None) -> Callable[..., Any]:
-        assert behavior is not None
-
-        def run(request: Any, context: grpc.ServicerContext) -> Any:
-            slot = begin(context)
-            try:
-                return behavior(request, context)
-            finally:
-                slot.release()
-
-        return run
-
-    def wrap_stream(behavior: Callable[..., Any] | None) -> Callable[..., Any]:
-        assert behavior is not None
-
-        def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            slot = begin(context)
-            ticket = slot if isinstance(slot, StreamTicket) else None
-            try:
-                iterator = iter(behavior(request, context))
-                if ticket is None:
-                    yield from iterator
-                    return
-                while True:
-                    token = _ticket.set(ticket)
-                    try:
-                        item = next(iterator)
-                    except StopIteration:
-                        return
-                    finally:
-                        _ticket.reset(token)
-                    yield item
-            finally:
-                slot.release()
-
-        return run
-
     kwargs = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(
+            _held_stream(handler.stream_stream, acquire), **kwargs
+        )
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **kwargs)
+        return grpc.stream_unary_rpc_method_handler(
+            _held_unary(handler.stream_unary, acquire), **kwargs
+        )
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream), **kwargs)
-    return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **kwargs)
+        return grpc.unary_stream_rpc_method_handler(
+            _held_stream(handler.unary_stream, acquire), **kwargs
+        )
+    return grpc.unary_unary_rpc_method_handler(_held_unary(handler.unary_unary, acquire), **kwargs)
+
+
+def _begin(acquire: Acquire, context: grpc.ServicerContext) -> Slot:
+    """The call's slot, released also by the RPC's own end; the call is refused without one."""
+    try:
+        slot = acquire(context.peer(), context.cancel)
+    except Overloaded as error:
+        refuse(context, error)
+    # The RPC's own end releases too: a streaming generator gRPC abandons is not closed
+    # at once, and its slot must not wait for the garbage collector.
+    context.add_callback(slot.release)
+    return slot
+
+
+def _held_unary(behavior: Callable[..., Any] | None, acquire: Acquire) -> Callable[..., Any]:
+    """``behavior`` (a unary response) run while holding its slot."""
+    assert behavior is not None
+
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        slot = _begin(acquire, context)
+        try:
+            return behavior(request, context)
+        finally:
+            slot.release()
+
+    return run
+
+
+def _held_stream(behavior: Callable[..., Any] | None, acquire: Acquire) -> Callable[..., Any]:
+    """``behavior`` (a streamed response) run while holding its slot, from first to last item."""
+    assert behavior is not None
+
+    def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        slot = _begin(acquire, context)
+        try:
+            iterator = iter(behavior(request, context))
+            if isinstance(slot, StreamTicket):
+                yield from _under_ticket(iterator, slot)
+            else:
+                yield from iterator
+        finally:
+            slot.release()
+
+    return run
+
+
+def _under_ticket(iterator: Iterator[Any], ticket: StreamTicket) -> Iterator[Any]:
+    """The items of ``iterator``, each produced with ``ticket`` as the current stream ticket."""
+    while True:
+        token = _ticket.set(ticket)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            _ticket.reset(token)
+        yield item
 
 
 class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]

@@ -126,6 +126,27 @@ def open_envelope(
 ) -> Opened:
     """Verify an envelope completely; raise a typed error naming the first problem found."""
     payloads = tuple(envelope.payloads)
+    _check_envelope_limits(envelope, payloads, limits)
+    header = _parse_envelope_header(envelope.header)
+    _check_addressing(header, manifest=manifest, self_member=self_member)
+    signed_at = from_timestamp(header.signed_at)
+    if signed_at > now + limits.max_clock_skew:
+        raise InvalidEnvelope(
+            f"envelope signed {int((signed_at - now).total_seconds())} s in the future",
+            code="envelope-future",
+        )
+    # Raises UnknownMember / UnknownKey / KeyNotValid / SignatureInvalid (auth errors).
+    manifest.verify_member_signature(
+        header.sender, header.key_id, signed_at, envelope.header, envelope.signature
+    )
+    proofs = _payload_proofs(header, payloads)
+    return Opened(header, envelope.header, envelope.signature, payloads, proofs)
+
+
+def _check_envelope_limits(
+    envelope: xpb.Envelope, payloads: tuple[bytes, ...], limits: Limits
+) -> None:
+    """The size limits, checked before anything in the envelope is decoded."""
     if not payloads:
         raise InvalidEnvelope("envelope has no payloads", code="envelope-empty")
     if len(payloads) > limits.max_payloads:
@@ -146,18 +167,27 @@ def open_envelope(
             f"envelope is {total} bytes; the limit is {limits.max_envelope_bytes}",
             code="envelope-too-large",
         )
+
+
+def _parse_envelope_header(header_bytes: bytes) -> xpb.EnvelopeHeader:
+    """The header decoded strictly (known fields only) and complete, with a known payload kind."""
     header = xpb.EnvelopeHeader()
     try:
-        header.ParseFromString(envelope.header)
+        header.ParseFromString(header_bytes)
     except DecodeError:
         raise InvalidEnvelope(
             "header is not a valid EnvelopeHeader", code="header-malformed"
         ) from None
-    require_exact(header, envelope.header, "envelope header")
+    require_exact(header, header_bytes, "envelope header")
     if not header.sender or not header.HasField("signed_at") or not header.key_id:
         raise InvalidEnvelope("header lacks sender, time or key id", code="header-incomplete")
     if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT):
         raise InvalidEnvelope(f"unknown payload kind {header.kind}", code="header-kind")
+    return header
+
+
+def _check_addressing(header: xpb.EnvelopeHeader, *, manifest: Manifest, self_member: str) -> None:
+    """The recipient is this node, the sequence is in range, the manifest epoch is not ahead."""
     if header.recipient != self_member:
         raise WrongRecipient(
             f"envelope is addressed to {header.recipient[:64]!r}, this node is {self_member!r}"
@@ -173,16 +203,10 @@ def open_envelope(
             f"envelope was signed under manifest epoch {header.manifest_epoch}; this node has "
             f"epoch {manifest.epoch} and will accept it once it holds the newer manifest"
         )
-    signed_at = from_timestamp(header.signed_at)
-    if signed_at > now + limits.max_clock_skew:
-        raise InvalidEnvelope(
-            f"envelope signed {int((signed_at - now).total_seconds())} s in the future",
-            code="envelope-future",
-        )
-    # Raises UnknownMember / UnknownKey / KeyNotValid / SignatureInvalid (auth errors).
-    manifest.verify_member_signature(
-        header.sender, header.key_id, signed_at, envelope.header, envelope.signature
-    )
+
+
+def _payload_proofs(header: xpb.EnvelopeHeader, payloads: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """The encoded inclusion proof of each payload, once count and Merkle root match the header."""
     if header.count != len(payloads):
         raise InvalidEnvelope(
             f"header counts {header.count} payloads, envelope carries {len(payloads)}",
@@ -193,13 +217,7 @@ def open_envelope(
         raise InvalidEnvelope(
             "Merkle root of the payloads does not match the signed header", code="root-mismatch"
         )
-    return Opened(
-        header,
-        envelope.header,
-        envelope.signature,
-        payloads,
-        tuple(merkle.encode_proof(p) for p in proofs),
-    )
+    return tuple(merkle.encode_proof(p) for p in proofs)
 
 
 def verify_stored_leaf(
@@ -287,6 +305,30 @@ def open_receipt(
     receipt time starts the takedown clock, so a receiver may not predate or postdate it.
     (A replayed receipt keeps its original time, which is still within these bounds.)
     """
+    body = _parse_receipt_body(receipt)
+    _check_receipt_batch(body, issuer=issuer, sender=sender, sequence=sequence, root=root)
+    if len(body.outcomes) != count:
+        raise InvalidEnvelope(
+            f"receipt has {len(body.outcomes)} outcomes for {count} payloads",
+            code="receipt-count",
+        )
+    received_at = _receipt_time(body, sent_at=sent_at, now=now, max_skew=max_skew)
+    manifest.verify_member_signature(
+        issuer, body.key_id, received_at, receipt.body, receipt.signature
+    )
+    results = _receipt_results(body)
+    return Receipt(
+        issuer=issuer,
+        sequence=sequence,
+        root=root,
+        received_at=received_at,
+        results=results,
+        body=receipt.body,
+        signature=receipt.signature,
+    )
+
+
+def _parse_receipt_body(receipt: xpb.SignedReceipt) -> xpb.ReceiptBody:
     body = xpb.ReceiptBody()
     try:
         body.ParseFromString(receipt.body)
@@ -297,6 +339,13 @@ def open_receipt(
     extra = find_unknown(receipt)
     if extra is not None:
         raise UnknownFields(f"receipt carries field {extra}, which the ihx.v1 schema lacks")
+    return body
+
+
+def _check_receipt_batch(
+    body: xpb.ReceiptBody, *, issuer: str, sender: str, sequence: int, root: bytes
+) -> None:
+    """The receipt is from the batch's recipient and for this very batch."""
     if body.issuer != issuer or body.batch_sender != sender:
         raise InvalidEnvelope(
             f"receipt from {body.issuer[:64]!r} for {body.batch_sender[:64]!r} does not match "
@@ -308,11 +357,16 @@ def open_receipt(
             f"receipt is for batch {body.batch_sequence}, expected {sequence}",
             code="receipt-mismatch",
         )
-    if len(body.outcomes) != count:
-        raise InvalidEnvelope(
-            f"receipt has {len(body.outcomes)} outcomes for {count} payloads",
-            code="receipt-count",
-        )
+
+
+def _receipt_time(
+    body: xpb.ReceiptBody,
+    *,
+    sent_at: datetime | None,
+    now: datetime | None,
+    max_skew: timedelta,
+) -> datetime:
+    """The receipt time, present, in range and plausible (see ``open_receipt``)."""
     if not body.HasField("received_at"):
         raise InvalidEnvelope("receipt has no time", code="receipt-time")
     try:
@@ -328,20 +382,14 @@ def open_receipt(
         raise InvalidEnvelope(
             f"receipt time {received_at.isoformat()} is in the future", code="receipt-time"
         )
-    manifest.verify_member_signature(
-        issuer, body.key_id, received_at, receipt.body, receipt.signature
-    )
+    return received_at
+
+
+def _receipt_results(body: xpb.ReceiptBody) -> tuple[PayloadResult, ...]:
+    """The outcomes, each one an ihx receiver could have signed."""
     results = tuple(outcome_from_proto(o) for o in body.outcomes)
     for i, result in enumerate(results):
         problem = _outcome_problem(i, result)
         if problem is not None:
             raise InvalidEnvelope(f"receipt outcome {i}: {problem}", code="receipt-outcome")
-    return Receipt(
-        issuer=issuer,
-        sequence=sequence,
-        root=root,
-        received_at=received_at,
-        results=results,
-        body=receipt.body,
-        signature=receipt.signature,
-    )
+    return results
