@@ -51,12 +51,12 @@ from exchange.edge.log_service import RoutingLogServicer
 from exchange.edge.partner_service import PartnerServicer
 from exchange.errors import ConfigError
 from exchange.intake import Intake
-from exchange.local import open_local
+from exchange.local import LocalNode, open_local
 from exchange.ops.health import HealthMonitor
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
-from exchange.settings import Settings
+from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Writer
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
@@ -70,8 +70,6 @@ from routing.resolver import DnsResolver, Resolver, StaticResolver
 from routing.trace import Tracer
 
 log = logging.getLogger(__name__)
-
-
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -109,6 +107,14 @@ def build_node(
     return Node(settings, clock=clock, resolver=resolver, rng=rng)
 
 
+def _limits(tuning: ExchangeTuning) -> Limits:
+    return Limits(
+        max_payloads=tuning.max_payloads,
+        max_envelope_bytes=tuning.max_message_bytes,
+        max_clock_skew=timedelta(seconds=tuning.max_clock_skew_s),
+    )
+
+
 class Node:
     """One running ihx node (built by ``build_node``)."""
 
@@ -124,13 +130,7 @@ class Node:
         self.member = settings.member
         self._clock = clock
         self._rng = rng or random.Random()
-        tuning = settings.exchange
-        skew = timedelta(seconds=tuning.max_clock_skew_s)
-        self.limits = Limits(
-            max_payloads=tuning.max_payloads,
-            max_envelope_bytes=tuning.max_message_bytes,
-            max_clock_skew=skew,
-        )
+        self.limits = _limits(settings.exchange)
         # The node's files and database, opened as every CLI command opens them; the node owns
         # the engine from here on (stop() disposes it).
         local = open_local(settings, clock=clock)
@@ -139,12 +139,25 @@ class Node:
         self.manifests = local.manifests
         self._check_identity(self.manifests.current())
         self.metrics = Metrics()
-        self.tokens = local.token_issuer()
-        self.verifier = TokenVerifier(self._token_policy(), clock)
-        self._tls = self._load_tls()
+        self._build_security(local)
         self.geoip = GeoIp(settings.country_db, settings.asn_db)
         self.tracer = Tracer(resolver or build_resolver(settings), self.geoip, clock)
         self._monitor: HealthMonitor | None = None
+        self._build_delivery()
+        self._build_partners()
+        self._build_intake()
+        self._build_server_state()
+        self.manifests.listeners.append(self._on_manifest)
+
+    def _build_security(self, local: LocalNode) -> None:
+        """The token issuer and verifier, and the TLS material (``None``: plaintext)."""
+        self.tokens = local.token_issuer()
+        self.verifier = TokenVerifier(self._token_policy(), self._clock)
+        self._tls = self._load_tls()
+
+    def _build_delivery(self) -> None:
+        """The single writer, the peer leases (shared database only) and the fan-out."""
+        tuning = self.settings.exchange
         self.writer = Writer(self.engine, on_failure=self._write_failed)
         # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
         self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
@@ -154,13 +167,17 @@ class Node:
             manifest=self.manifests.current,
             engine=self.engine,
             writer=self.writer,
-            clock=clock,
+            clock=self._clock,
             rng=self._rng,
             tuning=tuning,
             tls=self._tls,
             metrics=self.metrics,
             leases=self.leases,
         )
+
+    def _build_partners(self) -> None:
+        """Partners (which cases each receives, and their pulls) and the log's checkpointer."""
+        settings = self.settings
         self.partners = Partners(
             self_member=self.member,
             rules=[
@@ -174,22 +191,25 @@ class Node:
             visibility_timeout=timedelta(seconds=settings.visibility_timeout_s),
             writer=self.writer,
             manifest=self.manifests.current,
-            clock=clock,
+            clock=self._clock,
         )
         self.checkpointer = Checkpointer(
             member=self.member,
             key=self.key,
             writer=self.writer,
-            clock=clock,
+            clock=self._clock,
             every=settings.checkpoint_every,
             interval=settings.checkpoint_interval_s,
         )
+
+    def _build_intake(self) -> None:
+        """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
         self.intake = Intake(
             self_member=self.member,
             tracer=self.tracer,
             manifest=self.manifests.current,
             writer=self.writer,
-            clock=clock,
+            clock=self._clock,
             wake=self.wake,
             on_cases=self.partners.assign,
             metrics=self.metrics,
@@ -199,7 +219,7 @@ class Node:
             key=self.key,
             manifest=self.manifests.current,
             writer=self.writer,
-            clock=clock,
+            clock=self._clock,
             limits=self.limits,
             on_cases=self.partners.assign,
             bind_peers=self._tls is not None,
@@ -207,6 +227,9 @@ class Node:
             on_heard=self.fanout.heard_from,
             locate=self.tracer.place,
         )
+
+    def _build_server_state(self) -> None:
+        """The server's state before ``start``: health, ports, admission and access control."""
         self._stop = threading.Event()
         self._server: grpc.Server | None = None
         self._health_server: grpc.Server | None = None
@@ -214,9 +237,10 @@ class Node:
         self.port = 0
         self.metrics_port: int | None = None
         self.health_port: int | None = None
-        self.admission = Admission(Budgets.from_tuning(tuning), metrics=self.metrics)
+        self.admission = Admission(
+            Budgets.from_tuning(self.settings.exchange), metrics=self.metrics
+        )
         self.access = AccessInterceptor(self.verifier, self.metrics, self.admission)
-        self.manifests.listeners.append(self._on_manifest)
 
     def _check_identity(self, manifest: Manifest) -> None:
         member = manifest.find_member(self.member)
@@ -263,7 +287,23 @@ class Node:
 
     def start(self) -> None:
         self.writer.start()
-        max_bytes = self.settings.exchange.max_message_bytes
+        server, pool = self._build_server()
+        self.admission.start()
+        names = self._add_services(server)
+        self._listen(server)
+        server.start()
+        self._server = server
+        if self.settings.health_listen:
+            self._start_health_server(self.settings.health_listen)
+        if self.settings.metrics_listen:
+            self.metrics.watch_outbox(self.engine, self._clock)
+            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
+        self._start_workers()
+        self._start_health(names[:4], pool)
+        log.info("node %s serving on port %d", self.member, self.port)
+
+    def _build_server(self) -> tuple[grpc.Server, futures.ThreadPoolExecutor]:
+        """The gRPC server (not started) and its worker pool, sized from the admission budgets."""
         workers = self.admission.budgets.workers
         # Threads that only wait are cheap: the pool holds every budget at once, so no admitted
         # call ever queues for a worker (admission.py). gRPC's own cap is a last resort only.
@@ -271,10 +311,13 @@ class Node:
         server = grpc.server(
             pool,
             interceptors=[AdmissionInterceptor(self.admission), self.access, DecodeGuard()],
-            options=server_options(max_bytes),
+            options=server_options(self.settings.exchange.max_message_bytes),
             maximum_concurrent_rpcs=4 * workers,
         )
-        self.admission.start()
+        return server, pool
+
+    def _add_services(self, server: grpc.Server) -> tuple[str, ...]:
+        """Add every servicer, health and reflection; the full names of the services served."""
         exchange = ExchangeServicer(self.receiver, self.member, self._node_info)
         self._exchange_servicer = exchange
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
@@ -293,6 +336,10 @@ class Node:
             reflection.SERVICE_NAME,
         )
         reflection.enable_server_reflection(names, server)
+        return names
+
+    def _listen(self, server: grpc.Server) -> None:
+        """Bind ``settings.listen``: mTLS when the node has TLS material, plaintext otherwise."""
         if self._tls is not None:
             cert, key, ca = self._tls
             credentials = grpc.ssl_server_credentials(
@@ -303,31 +350,29 @@ class Node:
             self.port = server.add_insecure_port(self.settings.listen)
         if self.port == 0:
             raise ConfigError(f"cannot listen on {self.settings.listen}")
-        server.start()
-        self._server = server
-        if self.settings.health_listen:
-            self._start_health_server(self.settings.health_listen)
-        if self.settings.metrics_listen:
-            self.metrics.watch_outbox(self.engine, self._clock)
-            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
+
+    def _start_workers(self) -> None:
+        """The senders, the peer leases, the checkpointer and the manifest watcher."""
         self.fanout.ensure(self.manifests.current())
         if self.leases is not None:
             self.leases.start()
         self.checkpointer.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
+
+    def _start_health(self, services: tuple[str, ...], pool: futures.ThreadPoolExecutor) -> None:
+        """Report SERVING (the node and each service) and start the monitor that may revoke it."""
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        for name in names[:4]:
+        for name in services:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._monitor = HealthMonitor(
             self._health,
-            names[:4],
+            services,
             writer=self.writer,
             pool=pool,
             interval=self.settings.exchange.health_probe_s,
             metrics=self.metrics,
         )
         self._monitor.start()
-        log.info("node %s serving on port %d", self.member, self.port)
 
     def _start_health_server(self, listen: str) -> None:
         # Plaintext and health-only: Kubernetes' gRPC probes cannot present a client certificate.

@@ -67,114 +67,138 @@ def register(app: typer.Typer) -> None:
         help="Read and verify routing logs.", invoke_without_command=True, no_args_is_help=False
     )
     app.add_typer(log_app, name="log")
+    log_app.callback()(list_command)
+    log_app.command("verify")(verify_command)
 
-    @log_app.callback()
-    def list_log(
-        ctx: typer.Context,
-        node: Annotated[str | None, typer.Option(help="Read this node's log (host:port).")] = None,
-        network: Annotated[
-            Path | None, typer.Option(help="Read every member's log (manifest file).")
-        ] = None,
-        config: Annotated[Path | None, typer.Option(help="Read the local node's DB.")] = None,
-        token: Annotated[
-            list[str] | None, typer.Option(help="log:read token, or MEMBER=TOKEN per node.")
-        ] = None,
-        since: Annotated[str | None, typer.Option(help="RFC 3339 time or -1h, -7d …")] = None,
-        until: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
-        country: Annotated[str, typer.Option()] = "",
-        member: Annotated[str, typer.Option()] = "",
-        kind: Annotated[str, typer.Option(help="intake, sent, receipted, merged, …")] = "",
-        report_id: Annotated[str, typer.Option()] = "",
-        as_json: Annotated[bool, typer.Option("--json", help="JSON Lines output.")] = False,
-        limit: Annotated[int, typer.Option(help="At most this many entries.", min=1)] = 1000,
-    ) -> None:
-        """List routing-log entries (newest last)."""
-        if ctx.invoked_subcommand is not None:
-            return
-        if sum(x is not None for x in (node, network, config)) != 1:
-            raise CliError("give exactly one of --node, --network or --config")
-        now = whole_second_clock()
-        since_t = parse_time(since, option="--since", now=now) if since else None
-        until_t = parse_time(until, option="--until", now=now) if until else None
-        filters = {
-            "since": since_t,
-            "until": until_t,
-            "country": country,
-            "member": member,
-            "kind": kind,
-            "report_id": report_id,
-        }
-        default, per_member = _tokens(token or [])
-        streams: list[Iterator[_Row]] = []
-        if node is not None:
-            streams.append(_label(node, _remote_entries(node, default, **filters)))
-        elif network is not None:
-            manifest = _manifest_file(network)
-            for m in manifest.members:
-                streams.append(
-                    _label(
-                        m.id,
-                        _remote_entries(m.endpoint, per_member.get(m.id, default), **filters),
-                    )
-                )
-        else:
-            assert config is not None
-            streams.append(_label("local", _local_entries(config, **filters)))
-        rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
-        _print_rows(rows, as_json=as_json, limit=limit)
 
-    @log_app.command("verify")
-    def verify(
-        config: Annotated[Path | None, typer.Option(help="Verify the local node's DB.")] = None,
-        node: Annotated[str | None, typer.Option(help="Verify a node's log over gRPC.")] = None,
-        network: Annotated[Path | None, typer.Option(help="Verify every member's log.")] = None,
-        manifest: Annotated[
-            Path | None, typer.Option(help="Manifest with the signers' keys (for --node).")
-        ] = None,
-        token: Annotated[list[str] | None, typer.Option(help="log:read token(s).")] = None,
-    ) -> None:
-        """Check hash chains and signed checkpoints; name the first bad entry."""
-        if sum(x is not None for x in (node, network, config)) != 1:
-            raise CliError("give exactly one of --config, --node or --network")
-        default, per_member = _tokens(token or [])
-        results: list[tuple[str, LogVerdict]] = []
-        if config is not None:
-            with open_local(load_settings(config), clock=whole_second_clock) as local:
-                manifest_now = local.manifests.current()
-                with local.engine.connect() as conn:
-                    verdict = verify_log(
-                        load_entries(conn), load_checkpoints(conn, local.member), manifest_now
-                    )
-            results.append((local.member, verdict))
-        else:
-            source = network if network is not None else manifest
-            if source is None:
-                raise CliError("--node needs --manifest (the network manifest with the keys)")
-            m = _manifest_file(source)
-            targets = (
-                [(x.id, x.endpoint) for x in m.members]
-                if network is not None
-                else [(_member_at(m, node or ""), node or "")]
+def list_command(
+    ctx: typer.Context,
+    node: Annotated[str | None, typer.Option(help="Read this node's log (host:port).")] = None,
+    network: Annotated[
+        Path | None, typer.Option(help="Read every member's log (manifest file).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Read the local node's DB.")] = None,
+    token: Annotated[
+        list[str] | None, typer.Option(help="log:read token, or MEMBER=TOKEN per node.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="RFC 3339 time or -1h, -7d …")] = None,
+    until: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
+    country: Annotated[str, typer.Option()] = "",
+    member: Annotated[str, typer.Option()] = "",
+    kind: Annotated[str, typer.Option(help="intake, sent, receipted, merged, …")] = "",
+    report_id: Annotated[str, typer.Option()] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines output.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many entries.", min=1)] = 1000,
+) -> None:
+    """List routing-log entries (newest last)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if sum(x is not None for x in (node, network, config)) != 1:
+        raise CliError("give exactly one of --node, --network or --config")
+    now = whole_second_clock()
+    filters = {
+        "since": parse_time(since, option="--since", now=now) if since else None,
+        "until": parse_time(until, option="--until", now=now) if until else None,
+        "country": country,
+        "member": member,
+        "kind": kind,
+        "report_id": report_id,
+    }
+    streams = _streams(node, network, config, _tokens(token or []), filters)
+    rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
+    _print_rows(rows, as_json=as_json, limit=limit)
+
+
+def _streams(
+    node: str | None,
+    network: Path | None,
+    config: Path | None,
+    tokens: tuple[str | None, dict[str, str]],
+    filters: dict[str, Any],
+) -> list[Iterator[_Row]]:
+    """One labelled entry stream per log to read: the node's, each member's, or the local DB's."""
+    default, per_member = tokens
+    if node is not None:
+        return [_label(node, _remote_entries(node, default, **filters))]
+    if network is not None:
+        return [
+            _label(m.id, _remote_entries(m.endpoint, per_member.get(m.id, default), **filters))
+            for m in _manifest_file(network).members
+        ]
+    assert config is not None
+    return [_label("local", _local_entries(config, **filters))]
+
+
+def verify_command(
+    config: Annotated[Path | None, typer.Option(help="Verify the local node's DB.")] = None,
+    node: Annotated[str | None, typer.Option(help="Verify a node's log over gRPC.")] = None,
+    network: Annotated[Path | None, typer.Option(help="Verify every member's log.")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Manifest with the signers' keys (for --node).")
+    ] = None,
+    token: Annotated[list[str] | None, typer.Option(help="log:read token(s).")] = None,
+) -> None:
+    """Check hash chains and signed checkpoints; name the first bad entry."""
+    if sum(x is not None for x in (node, network, config)) != 1:
+        raise CliError("give exactly one of --config, --node or --network")
+    if config is not None:
+        results = [_verify_local(config)]
+    else:
+        results = _verify_members(node, network, manifest, _tokens(token or []))
+    if _print_verdicts(results):
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _verify_local(config: Path) -> tuple[str, LogVerdict]:
+    with open_local(load_settings(config), clock=whole_second_clock) as local:
+        manifest_now = local.manifests.current()
+        with local.engine.connect() as conn:
+            verdict = verify_log(
+                load_entries(conn), load_checkpoints(conn, local.member), manifest_now
             )
-            for member_id, address in targets:
-                tok = per_member.get(member_id, default)
-                results.append((member_id, _verify_remote(member_id, address, tok, m)))
-        table = Table("node", "entries", "checkpoints", "result")
-        bad = False
-        for member_id, verdict in results:
-            problem = verdict.first_bad
-            bad = bad or problem is not None
-            table.add_row(
-                member_id,
-                str(verdict.entries),
-                str(verdict.checkpoints),
-                f"{check_mark(True)} intact"
-                if problem is None
-                else f"{check_mark(False)} entry {problem.idx}: {problem.problem}",
-            )
-        out().print(table)
-        if bad:
-            raise typer.Exit(EXIT_CHECK_FAILED)
+    return local.member, verdict
+
+
+def _verify_members(
+    node: str | None,
+    network: Path | None,
+    manifest: Path | None,
+    tokens: tuple[str | None, dict[str, str]],
+) -> list[tuple[str, LogVerdict]]:
+    """Verify over gRPC every member's log (``--network``) or the one at ``--node``."""
+    default, per_member = tokens
+    source = network if network is not None else manifest
+    if source is None:
+        raise CliError("--node needs --manifest (the network manifest with the keys)")
+    m = _manifest_file(source)
+    targets = (
+        [(x.id, x.endpoint) for x in m.members]
+        if network is not None
+        else [(_member_at(m, node or ""), node or "")]
+    )
+    return [
+        (member_id, _verify_remote(member_id, address, per_member.get(member_id, default), m))
+        for member_id, address in targets
+    ]
+
+
+def _print_verdicts(results: list[tuple[str, LogVerdict]]) -> bool:
+    """Print one row per verified log; whether any of them is bad."""
+    table = Table("node", "entries", "checkpoints", "result")
+    bad = False
+    for member_id, verdict in results:
+        problem = verdict.first_bad
+        bad = bad or problem is not None
+        table.add_row(
+            member_id,
+            str(verdict.entries),
+            str(verdict.checkpoints),
+            f"{check_mark(True)} intact"
+            if problem is None
+            else f"{check_mark(False)} entry {problem.idx}: {problem.problem}",
+        )
+    out().print(table)
+    return bad
 
 
 def _member_at(manifest: Manifest, address: str) -> str:

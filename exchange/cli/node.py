@@ -16,6 +16,8 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -96,6 +98,38 @@ def init_command(
     ] = None,
 ) -> None:
     """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
+    _check_target(member, directory)
+    trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
+    trust = _read_trust(manifest, trusted)
+    static_hosts = parse_host_specs(static, option="--static") if static else None
+    country_db = geoip_db.resolve()
+    asn_path = asn_db.resolve() if asn_db is not None else None
+    GeoIp(country_db, asn_path).close()  # a wrong or corrupt database fails here, not at run
+
+    key = SigningKey.generate()
+    _create_directory(
+        directory,
+        key,
+        trust.signed_data,
+        lambda work: write_settings(
+            work / "node.toml",
+            member=member,
+            listen=listen,
+            trusted_keys=trust.trusted,
+            country_db=country_db,
+            asn_db=asn_path,
+            static_hosts=static_hosts,
+        ),
+    )
+    notes = list(trust.notes)
+    if trust.network is not None:
+        notes.extend(_membership_notes(trust.network, member, key))
+    else:
+        notes.append(f"put the signed manifest at {directory / 'manifest.json'} before running")
+    _print_created(directory, member, listen, key, notes)
+
+
+def _check_target(member: str, directory: Path) -> None:
     if not MEMBER_ID_PATTERN.fullmatch(member):
         raise CliError(
             f"--member: {member[:70]!r} is not a member id "
@@ -103,37 +137,56 @@ def init_command(
         )
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise CliError(f"{directory}: exists and is not an empty directory")
-    trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
-    notes: list[str] = []
-    signed_data: bytes | None = None
-    network: Manifest | None = None
-    if manifest is not None:
-        signed_data = manifest.read_bytes()
-        if trusted:
-            network = load_signed_manifest(
-                signed_data,
-                trusted=trust_anchors(trusted),
-                now=whole_second_clock(),
-            )
-        else:
-            network = parse_manifest(parse_signed_manifest(signed_data).document)
-            trusted = [k.public_key.to_b64() for k in network.coordinator_keys]
-            notes.append(
-                "no --trusted-key given: trusting the coordinator keys of the manifest file "
-                f"({', '.join(k.key_id for k in network.coordinator_keys)}); "
-                "confirm them with the coordinator out of band"
-            )
-    elif not trusted:
-        raise CliError(
-            "the node needs the coordinator's public key: give --trusted-key B64 "
-            "(or --manifest SIGNED.json to trust its coordinator keys)"
-        )
-    static_hosts = parse_host_specs(static, option="--static") if static else None
-    country_db = geoip_db.resolve()
-    asn_path = asn_db.resolve() if asn_db is not None else None
-    GeoIp(country_db, asn_path).close()  # a wrong or corrupt database fails here, not at run
 
-    key = SigningKey.generate()
+
+@dataclass(frozen=True)
+class _Trust:
+    """What ``init`` trusts: the coordinator keys, and the signed manifest when one was given."""
+
+    trusted: list[str]
+    signed_data: bytes | None
+    network: Manifest | None
+    notes: list[str]
+
+
+def _read_trust(manifest: Path | None, trusted: list[str]) -> _Trust:
+    """Check ``--manifest`` against ``--trusted-key``; without keys, trust the manifest's own."""
+    if manifest is None:
+        if not trusted:
+            raise CliError(
+                "the node needs the coordinator's public key: give --trusted-key B64 "
+                "(or --manifest SIGNED.json to trust its coordinator keys)"
+            )
+        return _Trust(trusted, None, None, [])
+    signed_data = manifest.read_bytes()
+    if trusted:
+        network = load_signed_manifest(
+            signed_data,
+            trusted=trust_anchors(trusted),
+            now=whole_second_clock(),
+        )
+        return _Trust(trusted, signed_data, network, [])
+    network = parse_manifest(parse_signed_manifest(signed_data).document)
+    note = (
+        "no --trusted-key given: trusting the coordinator keys of the manifest file "
+        f"({', '.join(k.key_id for k in network.coordinator_keys)}); "
+        "confirm them with the coordinator out of band"
+    )
+    return _Trust(
+        [k.public_key.to_b64() for k in network.coordinator_keys], signed_data, network, [note]
+    )
+
+
+def _create_directory(
+    directory: Path,
+    key: SigningKey,
+    signed_data: bytes | None,
+    write_settings_in: Callable[[Path], None],
+) -> None:
+    """Build the node directory beside ``directory`` and rename it into place when complete.
+
+    A failure anywhere removes the temporary directory: a failed init leaves nothing behind.
+    """
     parent = directory.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     # mkdtemp gives mode 0700: the directory holds the private key.
@@ -142,15 +195,7 @@ def init_command(
         key.save(work / "node.key")
         if signed_data is not None:
             (work / "manifest.json").write_bytes(signed_data)
-        write_settings(
-            work / "node.toml",
-            member=member,
-            listen=listen,
-            trusted_keys=trusted,
-            country_db=country_db,
-            asn_db=asn_path,
-            static_hosts=static_hosts,
-        )
+        write_settings_in(work)
         try:
             init_database(load_settings(work / "node.toml", env={}))
         except ConfigError as error:
@@ -162,10 +207,10 @@ def init_command(
         shutil.rmtree(work, ignore_errors=True)
         raise
 
-    if network is not None:
-        notes.extend(_membership_notes(network, member, key))
-    else:
-        notes.append(f"put the signed manifest at {directory / 'manifest.json'} before running")
+
+def _print_created(
+    directory: Path, member: str, listen: str, key: SigningKey, notes: list[str]
+) -> None:
     console = out()
     console.print(f"created node directory {directory}")
     console.print(f"member      {member}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from auth.errors import ManifestError
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
@@ -198,35 +199,49 @@ def _print(
     ]
     if result.resolver_error:
         rows.append(("resolver", result.resolver_error))
-    country = result.country or f"none — untraceable ({result.untraceable_reason})"
-    if result.tied_countries:
-        country += f" (tie between {', '.join(result.tied_countries)}; first alphabetically)"
-    rows.append(("hosting country", country))
+    rows.append(("hosting country", _country_line(result)))
     rows.append(("GeoIP country", _describe_db(result.country_database)))
     if result.asn_database is not None:
         rows.append(("GeoIP ASN", _describe_db(result.asn_database)))
     rows.append(("traced at", format_time(result.traced_at) or ""))
     if manifest is not None:
-        check = "signature not checked" if signed else "unsigned manifest file"
-        rows.append(
-            ("manifest", f"{manifest.network} epoch {manifest.epoch} ({manifest_path}; {check})")
-        )
-    if decision is not None and manifest is not None:
+        rows.extend(_manifest_rows(manifest, manifest_path, signed, decision))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows[:3]:
+        console.print(f"{key:<{width}}  {value}")
+    _print_addresses(console, result)
+    for key, value in rows[3:]:
+        console.print(f"{key:<{width}}  {value}")
+
+
+def _country_line(result: Trace) -> str:
+    country = result.country or f"none — untraceable ({result.untraceable_reason})"
+    if result.tied_countries:
+        country += f" (tie between {', '.join(result.tied_countries)}; first alphabetically)"
+    return country
+
+
+def _manifest_rows(
+    manifest: Manifest, manifest_path: Path | None, signed: bool, decision: Decision | None
+) -> list[tuple[str, str]]:
+    """The manifest row, and the decision's rows when there is one."""
+    check = "signature not checked" if signed else "unsigned manifest file"
+    rows = [("manifest", f"{manifest.network} epoch {manifest.epoch} ({manifest_path}; {check})")]
+    if decision is not None:
         responsible = manifest.find_member(decision.member)
         name = f" ({responsible.name})" if responsible else ""
         rows.append(("responsible", f"{decision.member}{name}"))
         rows.append(("reason", f"{decision.reason.value}: {decision.explanation}"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows[:3]:
-        console.print(f"{key:<{width}}  {value}")
+    return rows
+
+
+def _print_addresses(console: Console, result: Trace) -> None:
     console.print("addresses" if result.addresses else "addresses        none")
     if result.addresses:
         for line in aligned([_address_cells(a) for a in result.addresses]):
             console.print(line)
         if result.truncated:
             console.print("  (more addresses were returned; only the first ones were traced)")
-    for key, value in rows[3:]:
-        console.print(f"{key:<{width}}  {value}")
 
 
 def _address_cells(a: TracedAddress) -> tuple[str, str, str, str]:

@@ -367,58 +367,78 @@ ImportEvent = Refused | Accepted
 SubmitMany = Callable[[Iterable[Submission]], Iterable[ipb.SubmitReportResponse]]
 
 
-def run_import(
-    records: Iterable[ParsedLine], submit_many: SubmitMany, summary: ImportSummary
-) -> Iterator[ImportEvent]:
-    """Submit the good records in order; yield one event per record, updating ``summary``."""
-    bad: collections.deque[Refused] = collections.deque()
-    failure: list[BaseException] = []
-    lock = threading.Lock()
+class _Feed:
+    """The good records for ``submit_many``, counted; the bad lines held back for ``drain``.
 
-    def good() -> Iterator[Submission]:
+    ``good`` runs on gRPC's thread, hence the lock around ``summary`` and the ``failure`` it
+    leaves for the caller's thread (there an exception would only cancel the call).
+    """
+
+    def __init__(self, records: Iterable[ParsedLine], summary: ImportSummary) -> None:
+        self.records = records
+        self.summary = summary
+        self.bad: collections.deque[Refused] = collections.deque()
+        self.failure: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def good(self) -> Iterator[Submission]:
+        summary = self.summary
         try:
-            for line_no, parsed in records:
-                with lock:
+            for line_no, parsed in self.records:
+                with self.lock:
                     summary.read += 1
                     if isinstance(parsed, str):
                         summary.bad_lines += 1
-                        bad.append(Refused(line_no, parsed, by_node=False))
+                        self.bad.append(Refused(line_no, parsed, by_node=False))
                         continue
                     summary.submitted += 1
                 yield parsed
         except Exception as error:
             # Raised on gRPC's thread, where it would only cancel the call: carry it over.
-            failure.append(error)
+            self.failure.append(error)
             raise
 
-    def drain(before: float) -> Iterator[ImportEvent]:
+    def drain(self, before: float) -> Iterator[ImportEvent]:
         # gRPC reads ahead of the answers: hand over only the bad lines that precede this
         # answer, so events come in file order.
-        while bad and bad[0].line < before:
-            yield bad.popleft()
+        while self.bad and self.bad[0].line < before:
+            yield self.bad.popleft()
 
+
+def _count_response(summary: ImportSummary, response: ipb.SubmitReportResponse) -> None:
+    if response.error_code:
+        summary.refused_by_node += 1
+    elif response.duplicate:
+        summary.duplicates += 1
+    else:
+        summary.new += 1
+    if not response.error_code:
+        summary.destinations[response.decision.member] += 1
+
+
+def _response_event(line_no: int, response: ipb.SubmitReportResponse) -> ImportEvent:
+    if response.error_code:
+        return Refused(line_no, f"{response.error_code}: {response.error}", by_node=True)
+    return Accepted(line_no, response)
+
+
+def run_import(
+    records: Iterable[ParsedLine], submit_many: SubmitMany, summary: ImportSummary
+) -> Iterator[ImportEvent]:
+    """Submit the good records in order; yield one event per record, updating ``summary``."""
+    feed = _Feed(records, summary)
     try:
-        for response in submit_many(good()):
+        for response in submit_many(feed.good()):
             line_no = int(response.client_ref) if response.client_ref.isdigit() else 0
-            yield from drain(line_no)
-            with lock:
-                if response.error_code:
-                    summary.refused_by_node += 1
-                elif response.duplicate:
-                    summary.duplicates += 1
-                else:
-                    summary.new += 1
-                if not response.error_code:
-                    summary.destinations[response.decision.member] += 1
-            if response.error_code:
-                yield Refused(line_no, f"{response.error_code}: {response.error}", by_node=True)
-            else:
-                yield Accepted(line_no, response)
+            yield from feed.drain(line_no)
+            with feed.lock:
+                _count_response(summary, response)
+            yield _response_event(line_no, response)
     except Exception:
-        if failure:
+        if feed.failure:
             # The cancelled call is only the symptom; the cause is the reader's error.
-            raise failure[0] from None
+            raise feed.failure[0] from None
         raise
-    if failure:
-        raise failure[0]
-    yield from drain(float("inf"))
+    if feed.failure:
+        raise feed.failure[0]
+    yield from feed.drain(float("inf"))

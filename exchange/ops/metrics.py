@@ -23,7 +23,15 @@ from exchange.store.overview import outbox_depth
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        # Registered in this order, which is the order of the exposition.
+        self._add_report_metrics(self.registry)
+        self._add_failure_metrics(self.registry)
+        self._add_delivery_metrics(self.registry)
+        self._add_overload_metrics(self.registry)
+        self._server: Any = None
+
+    def _add_report_metrics(self, r: CollectorRegistry) -> None:
+        """Reports in and out, receipts, refusals and GeoIP disagreements."""
         self.reports_in = Counter(
             "ihx_reports_in", "Reports accepted", ["source"], registry=r
         )  # source: intake | peer
@@ -45,6 +53,9 @@ class Metrics:
             ["sender"],
             registry=r,
         )
+
+    def _add_failure_metrics(self, r: CollectorRegistry) -> None:
+        """Refused tokens and refused database writes."""
         self.token_failures = Counter(
             "ihx_token_failures", "Refused partner tokens", ["reason"], registry=r
         )
@@ -53,6 +64,9 @@ class Metrics:
             "Transactions the database refused (disk full, read-only, locked); none acknowledged",
             registry=r,
         )
+
+    def _add_delivery_metrics(self, r: CollectorRegistry) -> None:
+        """Streams to peers: attempts, failures and delivery latency."""
         self.delivery_attempts = Counter(
             "ihx_delivery_attempts",
             "Streams opened to a peer (bounded by the retry backoff while it fails)",
@@ -71,6 +85,9 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
             registry=r,
         )
+
+    def _add_overload_metrics(self, r: CollectorRegistry) -> None:
+        """Admission refusals, streams the node ended and health changes."""
         self.admission_refused = Counter(
             "ihx_admission_refused",
             "Calls refused at admission (RESOURCE_EXHAUSTED), by service class and reason",
@@ -89,7 +106,6 @@ class Metrics:
             ["status", "reason"],
             registry=r,
         )
-        self._server: Any = None
 
     def watch_outbox(self, engine: Engine, clock: Callable[[], datetime]) -> None:
         self.registry.register(_OutboxCollector(engine, clock))

@@ -189,26 +189,69 @@ def provision_federation(
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise ConfigError(f"{root}: directory is not empty")
-    geo = root / "geo"
-    geo.mkdir()
-    country_db = build_country_db(geo / "country.mmdb", country_networks)
-    asn_db = build_asn_db(geo / "asn.mmdb", asn_networks)
+    country_db, asn_db = _geo_databases(root / "geo", country_networks, asn_networks)
     coordinator_key = SigningKey.generate()
     coordinator_key.save(root / "coordinator.key")
     ports = {p.id: free_port() for p in plans}
     keys = {p.id: SigningKey.generate() for p in plans}
-    ca = create_ca(f"{network} test CA", now=now) if tls else None
-    certificates = (
-        {
-            p.id: issue_node_certificate(ca, p.id, hosts=["127.0.0.1", "localhost"], now=now)
-            for p in plans
-        }
-        if ca is not None
-        else {}
+    ca, certificates = _development_tls(root, network, plans, now) if tls else (None, {})
+    manifest = Manifest(
+        network=network,
+        epoch=1,
+        issued_at=now,
+        members=_members(plans, ports, keys, certificates, now),
+        orphan_rules=dict(orphan_rules),
+        coordinator=coordinator,
+        coordinator_keys=(MemberKey.of(coordinator_key.public, now),),
     )
-    if ca is not None:
-        _write_tls(root / "tls" / "ca.crt", root / "tls" / "ca.key", ca)
-    members = tuple(
+    fed = Federation(root, coordinator_key, manifest, keys=keys, ca=ca, certificates=certificates)
+    signed = sign_manifest(manifest, coordinator_key)
+    shared = _SharedSettings(
+        coordinator_key.public.to_b64(), country_db, asn_db, static_hosts, extra_settings, ca
+    )
+    for p in plans:
+        d = root / p.id
+        _write_node_files(d, keys[p.id], signed, ca, certificates.get(p.id))
+        fed.settings[p.id] = shared.write(
+            d / "node.toml",
+            p.id,
+            ports[p.id],
+            DEFAULT_DATABASE_URL if database_url is None else database_url(p.id),
+        )
+    return fed
+
+
+def _geo_databases(
+    geo: Path, country_networks: Mapping[str, str], asn_networks: Mapping[str, tuple[int, str]]
+) -> tuple[Path, Path]:
+    """Small country and ASN databases built in ``geo`` from the given networks."""
+    geo.mkdir()
+    country_db = build_country_db(geo / "country.mmdb", country_networks)
+    asn_db = build_asn_db(geo / "asn.mmdb", asn_networks)
+    return country_db, asn_db
+
+
+def _development_tls(
+    root: Path, network: str, plans: Sequence[MemberPlan], now: datetime
+) -> tuple[Issued, dict[str, Issued]]:
+    """A development CA (written to ``root/tls``) and a loopback certificate per member."""
+    ca = create_ca(f"{network} test CA", now=now)
+    certificates = {
+        p.id: issue_node_certificate(ca, p.id, hosts=["127.0.0.1", "localhost"], now=now)
+        for p in plans
+    }
+    _write_tls(root / "tls" / "ca.crt", root / "tls" / "ca.key", ca)
+    return ca, certificates
+
+
+def _members(
+    plans: Sequence[MemberPlan],
+    ports: Mapping[str, int],
+    keys: Mapping[str, SigningKey],
+    certificates: Mapping[str, Issued],
+    now: datetime,
+) -> tuple[Member, ...]:
+    return tuple(
         Member(
             id=p.id,
             name=p.name,
@@ -219,41 +262,48 @@ def provision_federation(
         )
         for p in plans
     )
-    manifest = Manifest(
-        network=network,
-        epoch=1,
-        issued_at=now,
-        members=members,
-        orphan_rules=dict(orphan_rules),
-        coordinator=coordinator,
-        coordinator_keys=(MemberKey.of(coordinator_key.public, now),),
-    )
-    fed = Federation(root, coordinator_key, manifest, keys=keys, ca=ca, certificates=certificates)
-    signed = sign_manifest(manifest, coordinator_key)
-    for p in plans:
-        d = root / p.id
-        d.mkdir()
-        keys[p.id].save(d / "node.key")
-        (d / "manifest.json").write_bytes(signed)
-        if ca is not None:
-            _write_tls(d / TLS_CERT, d / TLS_KEY, certificates[p.id])
-            (d / TLS_CA).write_bytes(ca.certificate_pem)
+
+
+def _write_node_files(
+    d: Path, key: SigningKey, signed: bytes, ca: Issued | None, certificate: Issued | None
+) -> None:
+    """A member's node directory: its key, the signed manifest and (with a CA) its TLS files."""
+    d.mkdir()
+    key.save(d / "node.key")
+    (d / "manifest.json").write_bytes(signed)
+    if ca is not None and certificate is not None:
+        _write_tls(d / TLS_CERT, d / TLS_KEY, certificate)
+        (d / TLS_CA).write_bytes(ca.certificate_pem)
+
+
+@dataclass(frozen=True)
+class _SharedSettings:
+    """What every node of a provisioned federation has in common in its settings."""
+
+    trusted_key: str
+    country_db: Path
+    asn_db: Path
+    static_hosts: Mapping[str, Sequence[str]]
+    extra: str
+    ca: Issued | None
+
+    def write(self, config: Path, member: str, port: int, database_url: str) -> Settings:
+        """Write ``member``'s settings to ``config``, load them and migrate its database."""
         write_settings(
-            d / "node.toml",
-            member=p.id,
-            listen=f"127.0.0.1:{ports[p.id]}",
-            trusted_keys=[coordinator_key.public.to_b64()],
-            country_db=country_db,
-            asn_db=asn_db,
-            static_hosts=static_hosts,
-            extra=extra_settings,
-            tls=ca is not None,
-            database_url=DEFAULT_DATABASE_URL if database_url is None else database_url(p.id),
+            config,
+            member=member,
+            listen=f"127.0.0.1:{port}",
+            trusted_keys=[self.trusted_key],
+            country_db=self.country_db,
+            asn_db=self.asn_db,
+            static_hosts=self.static_hosts,
+            extra=self.extra,
+            tls=self.ca is not None,
+            database_url=database_url,
         )
-        settings = load_settings(d / "node.toml", env={})
+        settings = load_settings(config, env={})
         init_database(settings)
-        fed.settings[p.id] = settings
-    return fed
+        return settings
 
 
 def _write_tls(cert: Path, key: Path, issued: Issued) -> None:
