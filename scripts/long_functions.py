@@ -4,7 +4,7 @@ Ruff has no rule for a function's length (PLR0915 counts statements, not lines),
 the syntax tree with :mod:`ast` and measures each function from its ``def`` (decorators
 included) to its last line. Migrations are left out: an Alembic revision is one long, linear
 ``upgrade()`` on purpose. Nested functions are listed on their own as well as inside their
-parent. Exit status 1 when anything is listed, so CI can adopt it once the code meets it.
+parent. Exit status 1 when anything is listed: ``.ci/run`` and the pre-commit hook run it.
 
 Usage: ``python scripts/long_functions.py [--max 60] [PATH ...]`` (default: the packages).
 """
