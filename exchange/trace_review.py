@@ -18,6 +18,7 @@ the strings it shows our analysts. So before a received report is stored:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -57,8 +58,11 @@ def _country(value: str, where: str) -> None:
         raise _refuse(f"{where}: {value[:8]!r} is not an ISO 3166-1 alpha-2 code")
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_.:-]*")
+
+
 def _token(value: str, where: str, limit: int = MAX_TOKEN) -> None:
-    if len(value) > limit or not all(c.isascii() and (c.isalnum() or c in "-_.:") for c in value):
+    if len(value) > limit or not _TOKEN.fullmatch(value):
         raise _refuse(f"{where}: not a short token (letters, digits, - _ . :, ≤ {limit})")
 
 
