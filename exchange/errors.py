@@ -89,8 +89,9 @@ class StorageUnavailable(ExchangeError):
 
 
 def error_code(error: Exception) -> str:
-    code = getattr(error, "code", None)
-    return code if isinstance(code, str) else "internal"
+    """The stable code of one of our errors; anything else (a driver's error included, whose own
+    ``code`` means something else) is ``internal``."""
+    return error.code if isinstance(error, IhxError) else "internal"
 
 
 def error_message(error: Exception) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
-from exchange.domain import CaseReportView, CaseView, Classification, LogKind
+from exchange.domain import CaseReportView, CaseView, Classification, LogKind, is_case_id
 from exchange.store import cases as case_store
 from exchange.store import inbox, reports
 from exchange.store import partners as partner_store
@@ -111,7 +111,8 @@ class Partners:
     def _ack(self, tx: Tx, partner: str, case_ids: Sequence[str]) -> tuple[int, list[str]]:
         now = self._clock()
         wanted = sorted(set(case_ids))
-        held = partner_store.ack_state(tx.conn, partner, wanted)
+        # Only ids of the form this node hands out can be held: nothing else reaches a query.
+        held = partner_store.ack_state(tx.conn, partner, [c for c in wanted if is_case_id(c)])
         fresh = [cid for cid in wanted if cid in held and held[cid] is None]
         if fresh:
             partner_store.mark_acked(tx.conn, partner, fresh, now)

@@ -13,11 +13,25 @@ import grpc
 from sqlalchemy import Engine
 
 from exchange.edge.streams import abort
-from exchange.errors import NotFound
+from exchange.errors import InvalidReport, NotFound
 from exchange.store import routing_log as store
 from exchange.wire.codec import checkpoint_to_proto, entry_to_proto, from_timestamp
 from ihx.v1 import routing_log_pb2 as lpb
 from ihx.v1 import routing_log_pb2_grpc as lgrpc
+
+MAX_FILTER_CHARS = 64
+
+
+def _text_filter(name: str, value: str) -> str | None:
+    """A string filter as given, or None when empty; printable and short, or refused — no byte
+    a database would choke on (PostgreSQL refuses NUL) ever reaches a query."""
+    if not value:
+        return None
+    if len(value) > MAX_FILTER_CHARS or not value.isprintable():
+        raise InvalidReport(
+            f"{name}: at most {MAX_FILTER_CHARS} printable characters", code="filter-invalid"
+        )
+    return value
 
 
 def log_filter(request: lpb.ListRoutingLogRequest) -> store.LogFilter:
@@ -27,10 +41,10 @@ def log_filter(request: lpb.ListRoutingLogRequest) -> store.LogFilter:
     return store.LogFilter(
         since=from_timestamp(request.since) if request.HasField("since") else None,
         until=from_timestamp(request.until) if request.HasField("until") else None,
-        country=request.country or None,
-        member=request.member or None,
-        kind=request.kind or None,
-        report_id=request.report_id or None,
+        country=_text_filter("country", request.country),
+        member=_text_filter("member", request.member),
+        kind=_text_filter("kind", request.kind),
+        report_id=_text_filter("report_id", request.report_id),
         after_index=after - 1 if after else -1,
         page_size=request.page_size,
     )

@@ -276,3 +276,13 @@ def test_report_id_depends_on_origin_url_and_hashes() -> None:
     sha = content_hash("a")
     pdq = ContentHash(HashAlgorithm.PDQ, sha.hex)
     assert report_id_for("nl-eokm", URL_KEY, [make_item([pdq], Classification.BASELINE)]) != base
+
+
+def test_a_foreign_errors_code_attribute_is_not_taken_for_ours() -> None:
+    from exchange.errors import InvalidReport, error_code
+
+    class DriverError(Exception):
+        code = "9h9h"  # SQLAlchemy's link code: not one of ours
+
+    assert error_code(DriverError("x")) == "internal"
+    assert error_code(InvalidReport("x", code="notes-too-long")) == "notes-too-long"

@@ -142,3 +142,14 @@ def test_case_view_carries_the_report_wire_and_members(
     assert case.reports[0].report_id == result.report_id
     assert case.reports[0].wire == result.wire
     assert case.hosting_country == "NL"
+
+
+def test_an_ack_of_ids_in_no_case_form_answers_unknown_without_a_query(
+    local_intake: Intake, partners: Partners
+) -> None:
+    local_intake.submit(make_submission(url_in("NL", "/form.jpg"), hashes=["form"]))
+    (case,) = partners.pull("nl-police", 0, 10)
+    # A NUL is refused by PostgreSQL in any text parameter: such ids never reach the database.
+    weird = ["c-\x00", "'; DROP TABLE partner_cases; --", "x" * 500]
+    acked, unknown = partners.ack("nl-police", [case.id, *weird])
+    assert (acked, sorted(unknown)) == (1, sorted(weird))

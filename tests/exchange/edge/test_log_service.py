@@ -90,3 +90,17 @@ def test_no_checkpoint_yet_is_not_found(servicer: RoutingLogServicer) -> None:
     with pytest.raises(Aborted) as caught:
         call(servicer, "GetCheckpoint", lpb.GetCheckpointRequest())
     assert caught.value.code is grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("kind", "sent\x00"), ("member", "nl\x00eokm"), ("country", "N" * 65), ("report_id", "\n")],
+)
+def test_a_filter_a_database_would_choke_on_is_invalid_argument(
+    servicer: RoutingLogServicer, field: str, value: str
+) -> None:
+    # PostgreSQL refuses NUL in text parameters: it must never reach a query (it was INTERNAL).
+    with pytest.raises(Aborted) as caught:
+        call(servicer, "ListRoutingLog", lpb.ListRoutingLogRequest(**{field: value}))
+    assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details.startswith(f"filter-invalid: {field}:")
