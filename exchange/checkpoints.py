@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from auth.errors import AuthError
 from auth.keys import SigningKey
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange.routing_log import ChainBreak, Checkpoint, LogEntry, verify_chain
 from exchange.store import routing_log as store
 from exchange.store.writer import Tx, Writer
@@ -126,7 +127,7 @@ class Checkpointer:
         member: str,
         key: SigningKey,
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         every: int,
         interval: float,
     ) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange import cases
 from exchange.domain import (
     ItemStatus,
@@ -79,7 +80,7 @@ class Intake:
         tracer: Tracer,
         manifest: Callable[[], Manifest],
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         wake: Callable[[set[str]], None],
         on_cases: CasesHook | None = None,
         metrics: Metrics | None = None,

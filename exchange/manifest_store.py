@@ -27,6 +27,7 @@ from auth.manifest import (
     accept_update,
     load_signed_manifest,
 )
+from common.clock import Clock
 from exchange.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class ManifestStore:
         self,
         path: Path,
         anchors: Sequence[MemberKey],
-        clock: Callable[[], datetime],
+        clock: Clock,
         *,
         max_skew: timedelta = DEFAULT_MAX_SKEW,
     ) -> None:

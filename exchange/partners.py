@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange.domain import CaseReportView, CaseView, Classification, LogKind, is_case_id
 from exchange.store import cases as case_store
 from exchange.store import inbox, reports
@@ -52,7 +53,7 @@ class Partners:
         visibility_timeout: timedelta,
         writer: Writer,
         manifest: Callable[[], Manifest],
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._self = self_member
         self.rules = tuple(rules)

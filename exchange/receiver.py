@@ -23,6 +23,7 @@ from auth.errors import PermissionDenied
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import peer_matches
+from common.clock import Clock
 from exchange import cases
 from exchange.domain import (
     KnownContent,
@@ -61,7 +62,7 @@ class Receiver:
         key: SigningKey,
         manifest: Callable[[], Manifest],
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         limits: Limits,
         on_cases: CasesHook | None = None,
         bind_peers: bool = False,

@@ -13,10 +13,11 @@ concentrated: most traces hit addresses seen before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from common.clock import Clock
 from routing.addresses import view
 from routing.canonical import CanonicalUrl, HostType
 from routing.errors import RoutingError
@@ -79,7 +80,7 @@ class Tracer:
         self,
         resolver: Resolver,
         geoip: GeoIp,
-        clock: Callable[[], datetime],
+        clock: Clock,
         *,
         cache_limit: int = _CACHE_LIMIT,
     ) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange.delivery.leases import Leases
 from exchange.domain import LogKind
 from exchange.settings import ExchangeTuning
@@ -85,7 +86,7 @@ class Batches:
         manifest: Callable[[], Manifest],
         engine: Engine,
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         tuning: ExchangeTuning,
         leases: Leases | None = None,
     ) -> None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 
 import grpc
 from sqlalchemy import Engine
 
 from auth.keys import SigningKey
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange.delivery.leases import Leases
 from exchange.delivery.sender import PeerSender
 from exchange.ops.metrics import Metrics
@@ -92,7 +92,7 @@ class Fanout:
         manifest: Callable[[], Manifest],
         engine: Engine,
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         rng: random.Random,
         tuning: ExchangeTuning,
         tls: tuple[bytes, bytes, bytes] | None = None,

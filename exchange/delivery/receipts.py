@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from datetime import datetime, timedelta
 
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange.delivery.batches import Batch
 from exchange.domain import LogKind, Outcome
 from exchange.ops.metrics import Metrics
@@ -38,7 +39,7 @@ class Receipts:
         peer: str,
         manifest: Callable[[], Manifest],
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         max_skew: timedelta,
         metrics: Metrics | None = None,
     ) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy import Engine
 from auth.errors import AuthError
 from auth.keys import SigningKey
 from auth.manifest import Manifest
+from common.clock import Clock
 from exchange.delivery.backoff import Backoff
 from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.leases import LeaseLost, Leases
@@ -77,7 +78,7 @@ class PeerSender:
         manifest: Callable[[], Manifest],
         engine: Engine,
         writer: Writer,
-        clock: Callable[[], datetime],
+        clock: Clock,
         rng: random.Random,
         channel_for: ChannelFor,
         tuning: ExchangeTuning,

@@ -6,12 +6,10 @@ on a connection of their own, never through the writer; protobuf conversion is t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
 import grpc
 from sqlalchemy import Engine
 
+from common.clock import Clock
 from exchange.edge.streams import abort
 from exchange.errors import InvalidReport, NotFound
 from exchange.store import routing_log as store
@@ -51,7 +49,7 @@ def log_filter(request: lpb.ListRoutingLogRequest) -> store.LogFilter:
 
 
 class RoutingLogServicer(lgrpc.RoutingLogServicer):
-    def __init__(self, engine: Engine, member: str, clock: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, member: str, clock: Clock) -> None:
         self._engine = engine
         self._member = member
         self._clock = clock

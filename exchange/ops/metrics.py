@@ -8,8 +8,7 @@ also for rows another replica wrote.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -17,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from common.clock import Clock
 from exchange.store.overview import outbox_depth
 
 
@@ -107,7 +107,7 @@ class Metrics:
             registry=r,
         )
 
-    def watch_outbox(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+    def watch_outbox(self, engine: Engine, clock: Clock) -> None:
         self.registry.register(_OutboxCollector(engine, clock))
 
     def serve(self, listen: str) -> int:
@@ -127,7 +127,7 @@ class Metrics:
 
 
 class _OutboxCollector(Collector):
-    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
 

@@ -15,17 +15,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from exchange.store.migrate import current_revision, head_revision
-from exchange.store.overview import StatusFigures, status_figures
+from exchange.store.overview import Backlog, StatusFigures, status_figures
 
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """Reports waiting in the outbox for one destination."""
-
-    destination: str
-    reports: int
-    in_batches: int  # sealed into a batch that awaits its receipt
-    oldest: datetime | None
+# Reports waiting in the outbox for one destination: the store's figure as it is.
+Pending = Backlog
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +57,6 @@ def collect_status(engine: Engine, member: str) -> NodeStatus:
     revision = current_revision(engine)
     head = head_revision()
     figures = status_figures(engine)
-    pending = tuple(
-        Pending(b.destination, b.reports, b.in_batches, b.oldest) for b in figures.backlog
-    )
     return NodeStatus(
         member=member,
         schema_revision=revision,
@@ -74,7 +64,7 @@ def collect_status(engine: Engine, member: str) -> NodeStatus:
         reports_by_role=figures.reports_by_role,
         cases_open=figures.cases_by_status.get("open", 0),
         cases_total=sum(figures.cases_by_status.values()),
-        outbox=pending,
+        outbox=tuple(figures.backlog),
         peers=_peer_states(figures),
         envelopes_received=figures.envelopes_received,
         hash_index_size=figures.hash_index_size,

@@ -18,17 +18,16 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from auth.tokens import Scope
-from common.clock import system_clock
+from common.clock import Clock, system_clock
 from exchange.client.stubs import IntakeClient
 from exchange.domain import (
     AgeGroup,
@@ -112,9 +111,7 @@ class _Outcome:
     error: str | None = None
 
 
-def run_demo(
-    keep: Path | None, console: Console, *, clock: Callable[[], datetime] | None = None
-) -> int:
+def run_demo(keep: Path | None, console: Console, *, clock: Clock | None = None) -> int:
     started = time.monotonic()
     logging.getLogger("exchange").setLevel(logging.ERROR)
     root = keep if keep is not None else Path(tempfile.mkdtemp(prefix="ihx-demo-"))
@@ -154,7 +151,7 @@ def run_demo(
 
 
 @contextmanager
-def _running(settings: dict, clock: Callable[[], datetime] | None) -> Iterator[dict[str, Node]]:  # type: ignore[type-arg]
+def _running(settings: dict, clock: Clock | None) -> Iterator[dict[str, Node]]:  # type: ignore[type-arg]
     nodes: dict[str, Node] = {}
     try:
         for member, s in settings.items():
