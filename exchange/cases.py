@@ -31,8 +31,9 @@ from exchange.domain import (
     Report,
     case_id_for,
 )
+from exchange.lifecycle.model import ItemRef, ItemState
 from exchange.store import cases as case_store
-from exchange.store import hash_index, reports
+from exchange.store import hash_index, lifecycle, reports
 from exchange.store.cases import CaseLink
 from exchange.store.reports import Incoming, Marks
 from exchange.store.writer import Tx
@@ -155,6 +156,7 @@ def _write(
     reports.insert(conn, fresh, plan.case_ids, plan.marks, now)
     case_store.link(conn, plan.links)
     hash_index.add_first_sightings(conn, plan.sightings)
+    lifecycle.open_items(conn, _first_states(fresh, plan.case_ids, self_member, now), now)
     if plan.sightings:
         hash_index.queue_announcements(
             conn, [announcement_to_proto(k).SerializeToString() for k in plan.sightings], now
@@ -164,6 +166,31 @@ def _write(
                 now, LogKind.ANNOUNCED, member=self_member, detail={"hashes": len(plan.sightings)}
             )
         )
+
+
+# Reports placed here by these rules make the case "orphaned" in the holder's work queues.
+ORPHAN_REASONS = frozenset({"orphan-rule", "coordinator-fallback", "untraceable"})
+
+
+def _first_states(
+    fresh: Sequence[Incoming], case_ids: Sequence[str | None], holder: str, now: datetime
+) -> list[tuple[str, ItemState, bool]]:
+    """Every item of the stored reports starts its lifecycle here, unassessed; its takedown
+    clock starts now — the time the receipt will carry."""
+    return [
+        (
+            case_id,
+            ItemState(
+                ItemRef(inc.report.id, idx, inc.report.origin_member, item.classification, now),
+                holder=holder,
+                clock_started=now,
+            ),
+            inc.report.decision_reason in ORPHAN_REASONS,
+        )
+        for inc, case_id in zip(fresh, case_ids, strict=True)
+        if case_id is not None
+        for idx, item in enumerate(inc.report.items)
+    ]
 
 
 def record_announcements(tx: Tx, announced: Sequence[KnownContent]) -> None:

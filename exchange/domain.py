@@ -101,6 +101,13 @@ class LogKind(enum.StrEnum):
     GEO_DISAGREEMENT = "geo-disagreement"  # this node's GeoIP places the hosting elsewhere
     PULLED = "pulled"  # a partner pulled a case
     ACKED = "acked"  # a partner acknowledged a case
+    ASSESSED = "assessed"  # a lifecycle event made here: an assessment …
+    ACTED = "acted"  # … an action
+    WITHDRAWAL = "withdrawal"  # this node (the origin) withdrew a report it sent
+    WITHDRAWN = "withdrawn"  # a report left a case held here, at its origin's request
+    EVENT_APPLIED = "event-applied"  # a member's lifecycle event applied here
+    FEEDBACK = "feedback"  # a partner's feedback on a case
+    ANONYMISED = "anonymised"  # retention purged closed cases
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -88,6 +88,25 @@ class StorageUnavailable(ExchangeError):
     code = "storage-unavailable"
 
 
+class InvalidEvent(ExchangeError):
+    """A case event, assessment or action fails validation (a field, a code, a length)."""
+
+    code = "invalid-event"
+
+
+class TransitionRefused(ExchangeError):
+    """A lifecycle step the rules forbid; the message names the rule and the item."""
+
+    code = "transition-refused"
+
+
+class NotAssigned(ExchangeError):
+    """Only the member assigned to a case may assess or act on it (and only an origin may
+    withdraw its own report)."""
+
+    code = "not-assigned"
+
+
 def error_code(error: Exception) -> str:
     """The stable code of one of our errors; anything else (a driver's error included, whose own
     ``code`` means something else) is ``internal``."""

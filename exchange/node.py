@@ -51,6 +51,11 @@ from exchange.edge.log_service import RoutingLogServicer
 from exchange.edge.partner_service import PartnerServicer
 from exchange.errors import ConfigError
 from exchange.intake import Intake
+from exchange.lifecycle.feed import ChangeFeed
+from exchange.lifecycle.inbound import Inbound
+from exchange.lifecycle.record import Recorder
+from exchange.lifecycle.views import CaseViews
+from exchange.lifecycle.work import CaseWork
 from exchange.local import LocalNode, open_local
 from exchange.ops.health import HealthMonitor
 from exchange.ops.metrics import Metrics
@@ -145,6 +150,7 @@ class Node:
         self._monitor: HealthMonitor | None = None
         self._build_delivery()
         self._build_partners()
+        self._build_lifecycle()
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -202,6 +208,28 @@ class Node:
             interval=settings.checkpoint_interval_s,
         )
 
+    def _build_lifecycle(self) -> None:
+        """The case lifecycle: the recorder every step goes through, the analysts' commands,
+        members' events arriving, and the feed WatchCases streams wait on."""
+        self.case_feed = ChangeFeed()
+        self.recorder = Recorder(
+            self_member=self.member, wake=self.wake, changed=self.case_feed.notify
+        )
+        self.case_work = CaseWork(
+            self_member=self.member,
+            manifest=self.manifests.current,
+            writer=self.writer,
+            clock=self._clock,
+            recorder=self.recorder,
+        )
+        self.case_views = CaseViews(self_member=self.member, engine=self.engine, clock=self._clock)
+        self.inbound = Inbound(
+            self_member=self.member,
+            manifest=self.manifests.current,
+            work=self.case_work,
+            recorder=self.recorder,
+        )
+
     def _build_intake(self) -> None:
         """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
         self.intake = Intake(
@@ -226,6 +254,7 @@ class Node:
             metrics=self.metrics,
             on_heard=self.fanout.heard_from,
             locate=self.tracer.place,
+            inbound=self.inbound,
         )
 
     def _build_server_state(self) -> None:

@@ -23,6 +23,7 @@ from auth.errors import AuthError
 from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.domain import CaseReportView, CaseView, Classification, LogKind, is_case_id
+from exchange.errors import NotFound
 from exchange.store import cases as case_store
 from exchange.store import inbox, reports
 from exchange.store import partners as partner_store
@@ -120,6 +121,25 @@ class Partners:
             for cid in fresh:
                 tx.log(tx.chain.append(now, LogKind.ACKED, member=partner, detail={"case": cid}))
         return len(fresh), [cid for cid in wanted if cid not in held]
+
+    def feedback(self, partner: str, case_id: str, code: str, note: str) -> datetime:
+        """Record a partner's feedback on one of its cases (audited); returns when."""
+        return self._writer.execute(lambda tx: self._feedback(tx, partner, case_id, code, note))
+
+    def _feedback(self, tx: Tx, partner: str, case_id: str, code: str, note: str) -> datetime:
+        now = self._clock()
+        if not is_case_id(case_id) or not partner_store.ack_state(tx.conn, partner, [case_id]):
+            raise NotFound(f"no case {case_id} for partner {partner}")
+        partner_store.add_feedback(tx.conn, partner, case_id, code, note, now)
+        tx.log(
+            tx.chain.append(
+                now,
+                LogKind.FEEDBACK,
+                member=partner,
+                detail={"case": case_id, "code": code, "note_chars": len(note)},
+            )
+        )
+        return now
 
     def _verify_receipt(self, body: bytes, signature: bytes, at: datetime, key_id: str) -> bool:
         try:

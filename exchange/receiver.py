@@ -36,6 +36,7 @@ from exchange.domain import (
 )
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
 from exchange.intake import CasesHook
+from exchange.lifecycle.inbound import CheckedEvent, Inbound
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
 from exchange.store import inbox
@@ -44,14 +45,21 @@ from exchange.store.writer import Tx, Writer
 from exchange.time_window import TimeWindow
 from exchange.trace_review import Locate, review_trace
 from exchange.wire.codec import announcement_from_bytes, parse_report, report_from_proto
-from exchange.wire.envelope import KIND_REPORT, Limits, Opened, open_envelope, sign_receipt
+from exchange.wire.envelope import (
+    KIND_EVENT,
+    KIND_REPORT,
+    Limits,
+    Opened,
+    open_envelope,
+    sign_receipt,
+)
 from ihx.v1 import exchange_pb2 as xpb
 from routing.canonical import canonicalize
 from routing.errors import RoutingError
 
 log = logging.getLogger(__name__)
 
-Checked = Incoming | KnownContent | PayloadResult
+Checked = Incoming | KnownContent | CheckedEvent | PayloadResult
 
 
 class Receiver:
@@ -69,6 +77,7 @@ class Receiver:
         metrics: Metrics | None = None,
         on_heard: Callable[[str], None] | None = None,
         locate: Locate | None = None,
+        inbound: Inbound | None = None,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -81,6 +90,7 @@ class Receiver:
         self._metrics = metrics
         self._on_heard = on_heard
         self._locate = locate
+        self._inbound = inbound
 
     def receive(
         self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
@@ -134,6 +144,10 @@ class Receiver:
                 self._check_report(i, p, opened, window, manifest)
                 for i, p in enumerate(opened.payloads)
             ]
+        elif opened.header.kind == KIND_EVENT:
+            checked = [
+                self._check_event(i, p, opened, window) for i, p in enumerate(opened.payloads)
+            ]
         else:
             checked = [
                 self._check_announcement(i, p, opened.sender, window)
@@ -185,6 +199,20 @@ class Receiver:
             leaf_index=index,
             proof=opened.proofs[index],
             geo=geo,
+        )
+
+    def _check_event(
+        self, index: int, payload: bytes, opened: Opened, window: TimeWindow
+    ) -> Checked:
+        if self._inbound is None:
+            return _reject(index, "", "unsupported", "this node applies no case events")
+        return self._inbound.check(
+            index,
+            payload,
+            sender=opened.sender,
+            sequence=opened.sequence,
+            proof=opened.proofs[index],
+            window=window,
         )
 
     def _check_announcement(
@@ -276,6 +304,10 @@ class Receiver:
                 self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
             stored_now = [c for _, c in incoming if c.report.id in accepted.marks]
             self._flag_disagreements(tx, stored_now, opened, now)
+        events = [c for c in checked if isinstance(c, CheckedEvent)]
+        if events and self._inbound is not None:
+            for r in self._inbound.apply(tx, events, now):
+                results[r.index] = r
         announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
         if announced:
             cases.record_announcements(tx, [c for _, c in announced])

@@ -34,8 +34,14 @@ from exchange.settings import ExchangeTuning
 from exchange.store import outbox, peers
 from exchange.store.outbox import PendingAnnouncement, PendingReport
 from exchange.store.writer import Tx, Writer
-from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_EVENT, KIND_REPORT, Sealed, seal
 from ihx.v1 import exchange_pb2 as xpb
+
+_WIRE_KIND = {
+    outbox.REPORT: KIND_REPORT,
+    outbox.EVENT: KIND_EVENT,
+    outbox.ANNOUNCEMENT: KIND_ANNOUNCEMENT,
+}
 
 # Envelope bytes beyond the payloads: header and signature, and each payload's field framing.
 ENVELOPE_OVERHEAD = 1024
@@ -70,6 +76,15 @@ def fit(rows: Sequence[P], max_bytes: int) -> list[P]:
     for i, r in enumerate(rows):
         size += len(r.payload) + PAYLOAD_OVERHEAD
         if i and size > max_bytes:
+            return list(rows[:i])
+    return list(rows)
+
+
+def same_kind(rows: Sequence[PendingReport]) -> list[PendingReport]:
+    """The leading run of rows of one kind: a batch carries one payload kind, and taking rows
+    strictly in queue order means a case event never overtakes what was queued before it."""
+    for i, r in enumerate(rows):
+        if r.kind != rows[0].kind:
             return list(rows[:i])
     return list(rows)
 
@@ -132,7 +147,7 @@ class Batches:
         with self._engine.connect() as conn:
             b = outbox.load_batch(conn, self.peer, sequence)
         envelope = xpb.Envelope(header=b.header, signature=b.signature, payloads=b.payloads)
-        kind = KIND_REPORT if b.kind == outbox.REPORT else KIND_ANNOUNCEMENT
+        kind = _WIRE_KIND[b.kind]
         # Sealed, signed and stored in one transaction: created_at is the signing time.
         return Batch(
             sequence,
@@ -154,7 +169,7 @@ class Batches:
             # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
             time.sleep(self.linger)
             rows = self.pending_reports()
-        rows = fit(rows, self.max_bytes)
+        rows = fit(same_kind(rows), self.max_bytes)
         if rows:
             batch = self._writer.execute(lambda tx: self.seal_reports(tx, rows))
             if batch is not None:
@@ -175,10 +190,11 @@ class Batches:
         rows = [r for r in pending if r.id in free]
         if not rows:
             return None
-        seq, sealed, now = self._seal(tx, KIND_REPORT, [r.payload for r in rows])
-        self._store(tx, seq, outbox.REPORT, sealed, len(rows), now)
+        kind = rows[0].kind
+        seq, sealed, now = self._seal(tx, _WIRE_KIND[kind], [r.payload for r in rows])
+        self._store(tx, seq, kind, sealed, len(rows), now)
         outbox.assign(tx.conn, seq, [r.id for r in rows])
-        for r in rows:
+        for r in rows if kind == outbox.REPORT else ():
             tx.log(
                 tx.chain.append(
                     now,
@@ -189,7 +205,9 @@ class Batches:
                 )
             )
         ids = tuple(r.report_id for r in rows)
-        return Batch(seq, KIND_REPORT, sealed.to_proto(), sealed.root, len(rows), ids, None, now)
+        return Batch(
+            seq, _WIRE_KIND[kind], sealed.to_proto(), sealed.root, len(rows), ids, None, now
+        )
 
     def seal_announcements(self, tx: Tx, rows: Sequence[PendingAnnouncement]) -> Batch:
         self._fence(tx)

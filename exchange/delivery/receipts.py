@@ -25,7 +25,7 @@ from exchange.domain import LogKind, Outcome
 from exchange.ops.metrics import Metrics
 from exchange.store import outbox, peers
 from exchange.store.writer import Tx, Writer
-from exchange.wire.envelope import KIND_REPORT, Receipt, open_receipt
+from exchange.wire.envelope import KIND_EVENT, KIND_REPORT, Receipt, open_receipt
 from ihx.v1 import exchange_pb2 as xpb
 
 
@@ -95,6 +95,10 @@ class Receipts:
             outbox.remove_batch_rows(tx.conn, self.peer, batch.sequence)
             self._deliveries(tx, batch, receipt, now)
             peers.record_heard(tx.conn, self.peer, now)
+        elif batch.kind == KIND_EVENT:
+            outbox.remove_batch_rows(tx.conn, self.peer, batch.sequence)
+            self._refused_events(tx, batch, receipt, now)
+            peers.record_heard(tx.conn, self.peer, now)
         else:
             peers.record_heard(tx.conn, self.peer, now, announced_upto=batch.last_announcement)
         return True
@@ -124,6 +128,14 @@ class Receipts:
             }
             tx.log(tx.chain.append(now, kind, report_id=report_id, member=self.peer, detail=detail))
         outbox.record_deliveries(tx.conn, rows)
+
+    def _refused_events(self, tx: Tx, batch: Batch, receipt: Receipt, now: datetime) -> None:
+        """An event the peer refused is not retried (it would be refused again): it is
+        logged, with the peer's reason, for an operator and a coordinator to see."""
+        for event_id, result in zip(batch.report_ids, receipt.results, strict=True):
+            if result.outcome is Outcome.REJECTED:
+                detail = {"sequence": batch.sequence, "event": event_id, "reason": result.reason}
+                tx.log(tx.chain.append(now, LogKind.REJECTED, member=self.peer, detail=detail))
 
     def _observe(self, tx: Tx, batch: Batch, receipt: Receipt) -> None:
         """Counters and latencies, counted after COMMIT (a rolled-back apply counts nothing)."""

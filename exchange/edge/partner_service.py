@@ -14,8 +14,10 @@ from auth.errors import PermissionDenied
 from exchange.edge.access import current_principal
 from exchange.edge.streams import abort
 from exchange.errors import InvalidReport
+from exchange.lifecycle.model import MAX_NOTE
 from exchange.partners import Partners
-from exchange.wire.codec import case_to_proto
+from exchange.wire.case_codec import feedback_code_from_proto, text
+from exchange.wire.codec import case_to_proto, timestamp
 from ihx.v1 import partner_pb2 as ppb
 from ihx.v1 import partner_pb2_grpc as pgrpc
 
@@ -56,6 +58,17 @@ class PartnerServicer(pgrpc.PartnerServicer):
         except Exception as error:
             abort(context, error)
         return ppb.AckCasesResponse(acknowledged=acked, unknown=unknown)
+
+    def RecordFeedback(
+        self, request: ppb.CaseFeedbackRequest, context: grpc.ServicerContext
+    ) -> ppb.CaseFeedbackResponse:
+        try:
+            code = feedback_code_from_proto(request.code)
+            note = text(request.note, "note", MAX_NOTE)
+            at = self._partners.feedback(self._partner(), request.case_id, code, note)
+        except Exception as error:
+            abort(context, error)
+        return ppb.CaseFeedbackResponse(recorded_at=timestamp(at))
 
 
 def parse_cursor(text: str) -> int:

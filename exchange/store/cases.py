@@ -23,6 +23,7 @@ CASE_REPORTS = schema.case_reports
 ITEMS = schema.items
 
 OPEN = "open"
+CLOSED = "closed"
 
 
 def open_by_url(conn: Connection, url_keys: Iterable[bytes]) -> dict[bytes, str]:
@@ -158,3 +159,61 @@ def members(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[tuple[s
     ):
         out.setdefault(row.case_id, []).append((row.report_id, row.reporting_member))
     return out
+
+
+# -- the lifecycle ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCase:
+    """A case held here as the lifecycle reads it."""
+
+    id: str
+    url: str
+    hosting_country: str | None
+    status: str
+    opened_at: datetime
+    closed_at: datetime | None
+    anonymised_at: datetime | None
+    first_report_id: str
+
+
+def held(conn: Connection, case_id: str) -> HeldCase | None:
+    c = CASES.c
+    r = conn.execute(
+        select(
+            c.id,
+            c.url,
+            c.hosting_country,
+            c.status,
+            c.opened_at,
+            c.closed_at,
+            c.anonymised_at,
+            c.first_report_id,
+        ).where(c.id == case_id)
+    ).one_or_none()
+    if r is None:
+        return None
+    return HeldCase(
+        r.id,
+        r.url,
+        r.hosting_country,
+        r.status,
+        r.opened_at,
+        r.closed_at,
+        r.anonymised_at,
+        r.first_report_id,
+    )
+
+
+def set_closed(conn: Connection, case_id: str, closed: bool, now: datetime) -> None:
+    """Close a case (all its items closed) or keep it open; its URL key is free once closed."""
+    conn.execute(
+        update(CASES)
+        .where(CASES.c.id == case_id)
+        .values(
+            status=CLOSED if closed else OPEN,
+            closed_at=now if closed else None,
+            updated_at=now,
+        )
+    )

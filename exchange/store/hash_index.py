@@ -112,3 +112,28 @@ def queue_announcements(conn: Connection, payloads: Sequence[bytes], now: dateti
     """Queue serialized announcements for every peer's sender to drain."""
     if payloads:
         conn.execute(ANNOUNCEMENTS.insert(), [{"payload": p, "created_at": now} for p in payloads])
+
+
+def own_sightings_of(
+    conn: Connection, member: str, report_ids: Sequence[str]
+) -> list[KnownContent]:
+    """``member``'s own sightings that point at any of ``report_ids``."""
+    out: list[KnownContent] = []
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(
+            select(HASH_INDEX).where(
+                HASH_INDEX.c.member == member, HASH_INDEX.c.report_id.in_(part)
+            )
+        )
+        out.extend(
+            KnownContent(
+                ContentHash(HashAlgorithm(r.algorithm), r.hex),
+                r.member,
+                r.case_id,
+                Classification(r.classification),
+                r.first_seen,
+                r.report_id,
+            )
+            for r in rows
+        )
+    return out

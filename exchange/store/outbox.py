@@ -30,22 +30,28 @@ ANNOUNCEMENTS = schema.announcements
 
 REPORT = "report"
 ANNOUNCEMENT = "announcement"
+EVENT = "event"  # a case event: outbox rows and batches of this kind carry CaseEvents
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A report to queue for ``destination``: its id and the serialized wire report."""
+    """A payload to queue for ``destination``: a report (its id and wire bytes) or, with
+    ``kind=EVENT``, a case event (its id in ``report_id``)."""
 
     destination: str
     report_id: str
     payload: bytes
+    kind: str = REPORT
 
 
 @dataclass(frozen=True, slots=True)
 class PendingReport:
+    """An unbatched outbox row: a report, or (``kind=EVENT``) a case event."""
+
     id: int
     report_id: str
     payload: bytes
+    kind: str = REPORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,7 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
             "report_id": r.report_id,
             "payload": r.payload,
             "created_at": now,
+            "kind": r.kind,
         }
         for r in rows
     ]
@@ -105,14 +112,14 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
 
 
 def pending_reports(conn: Connection, peer: str, limit: int) -> list[PendingReport]:
-    """The oldest unbatched reports queued for ``peer``."""
+    """The oldest unbatched rows (reports and case events) queued for ``peer``, in order."""
     rows = conn.execute(
-        select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload)
+        select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload, OUTBOX.c.kind)
         .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
         .order_by(OUTBOX.c.id)
         .limit(limit)
     )
-    return [PendingReport(r.id, r.report_id, r.payload) for r in rows]
+    return [PendingReport(r.id, r.report_id, r.payload, r.kind) for r in rows]
 
 
 def pending_announcements(conn: Connection, after: int, limit: int) -> list[PendingAnnouncement]:
@@ -152,7 +159,7 @@ def load_batch(conn: Connection, peer: str, sequence: int) -> StoredBatch:
     b = conn.execute(
         select(BATCHES).where(BATCHES.c.destination == peer, BATCHES.c.sequence == sequence)
     ).one()
-    if b.kind == REPORT:
+    if b.kind in (REPORT, EVENT):
         rows = conn.execute(
             select(OUTBOX.c.report_id, OUTBOX.c.payload)
             .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence)
@@ -298,3 +305,47 @@ def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
             for d in rows
         ],
     )
+
+
+def remote_case(conn: Connection, report_id: str) -> str | None:
+    """The case id the destination's receipt gave a report we sent (None before a receipt)."""
+    return conn.execute(
+        select(DELIVERIES.c.remote_case_id).where(DELIVERIES.c.report_id == report_id).limit(1)
+    ).scalar_one_or_none()
+
+
+def destination_of(conn: Connection, report_id: str) -> str | None:
+    """The member whose receipt answered a report we sent."""
+    return conn.execute(
+        select(DELIVERIES.c.destination).where(DELIVERIES.c.report_id == report_id).limit(1)
+    ).scalar_one_or_none()
+
+
+def delivery_of(conn: Connection, report_id: str) -> Delivery | None:
+    """A sent report's outcome from its destination's receipt, if one came."""
+    r = conn.execute(
+        select(DELIVERIES).where(DELIVERIES.c.report_id == report_id).limit(1)
+    ).one_or_none()
+    if r is None:
+        return None
+    return Delivery(
+        r.report_id,
+        r.destination,
+        r.sequence,
+        r.outcome,
+        r.remote_case_id,
+        r.reason,
+        r.receipted_at,
+    )
+
+
+def queued_state(conn: Connection, report_id: str) -> str | None:
+    """ "sent" (in a sealed batch awaiting its receipt), "queued" (not yet sealed) or None."""
+    r = conn.execute(
+        select(OUTBOX.c.batch_sequence)
+        .where(OUTBOX.c.report_id == report_id, OUTBOX.c.kind == REPORT)
+        .limit(1)
+    ).one_or_none()
+    if r is None:
+        return None
+    return "queued" if r.batch_sequence is None else "sent"

@@ -18,6 +18,7 @@ from exchange.store import schema
 from exchange.store.sql import insert_ignore
 
 PARTNER_CASES = schema.partner_cases
+FEEDBACK = schema.partner_feedback
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +92,43 @@ def mark_acked(conn: Connection, partner: str, case_ids: Sequence[str], now: dat
             .where(pc.c.partner == partner, pc.c.case_id.in_(list(case_ids)))
             .values(acked_at=now)
         )
+
+
+def reoffer(conn: Connection, case_ids: Sequence[str]) -> int:
+    """A case's lifecycle moved on: its partners get it again, with its timeline, on their next
+    pull (an acknowledgement covers what the partner had seen)."""
+    if not case_ids:
+        return 0
+    pc = PARTNER_CASES
+    done = conn.execute(
+        update(pc).where(pc.c.case_id.in_(list(case_ids))).values(acked_at=None, visible_after=None)
+    )
+    return done.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    partner: str
+    code: str
+    note: str
+    at: datetime
+
+
+def add_feedback(
+    conn: Connection, partner: str, case_id: str, code: str, note: str, now: datetime
+) -> None:
+    conn.execute(
+        FEEDBACK.insert(),
+        {"partner": partner, "case_id": case_id, "code": code, "note": note, "at": now},
+    )
+
+
+def feedback(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[Feedback]]:
+    """Case id → partners' feedback on it, oldest first."""
+    out: dict[str, list[Feedback]] = {}
+    rows = conn.execute(
+        select(FEEDBACK).where(FEEDBACK.c.case_id.in_(list(case_ids))).order_by(FEEDBACK.c.id)
+    )
+    for r in rows:
+        out.setdefault(r.case_id, []).append(Feedback(r.partner, r.code, r.note, r.at))
+    return out

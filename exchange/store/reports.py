@@ -14,9 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
-from exchange.domain import Classification, ItemStatus, KnownContent, Report, ReportRole, Sighting
+from exchange.domain import (
+    Classification,
+    ContentHash,
+    HashAlgorithm,
+    ItemStatus,
+    KnownContent,
+    Report,
+    ReportRole,
+    Sighting,
+)
 from exchange.store import schema
 from exchange.store.sql import chunks
 
@@ -184,3 +193,74 @@ def origins(conn: Connection, ids: Sequence[str]) -> dict[str, ReportOrigin]:
             ).where(REPORTS.c.id.in_(part))
         )
     }
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """What the lifecycle needs of a stored report: who made it, who holds it, its items."""
+
+    id: str
+    role: str
+    origin_member: str
+    decision_member: str
+    decision_reason: str
+    case_id: str | None
+    withdrawn_at: datetime | None
+    items: tuple[Classification, ...]  # each item's classification by the origin
+
+
+def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
+    """Lifecycle facts of the stored reports among ``ids``."""
+    classes: dict[str, list[Classification]] = {}
+    out: dict[str, ReportFacts] = {}
+    for part in chunks(sorted(set(ids))):
+        for i in conn.execute(
+            select(ITEMS.c.report_id, ITEMS.c.classification)
+            .where(ITEMS.c.report_id.in_(part))
+            .order_by(ITEMS.c.report_id, ITEMS.c.idx)
+        ):
+            classes.setdefault(i.report_id, []).append(Classification(i.classification))
+        r = REPORTS.c
+        for row in conn.execute(
+            select(
+                r.id,
+                r.role,
+                r.origin_member,
+                r.decision_member,
+                r.decision_reason,
+                r.case_id,
+                r.withdrawn_at,
+            ).where(r.id.in_(part))
+        ):
+            out[row.id] = ReportFacts(
+                row.id,
+                row.role,
+                row.origin_member,
+                row.decision_member,
+                row.decision_reason,
+                row.case_id,
+                row.withdrawn_at,
+                tuple(classes.get(row.id, ())),
+            )
+    return out
+
+
+def mark_withdrawn(conn: Connection, report_id: str, reason: str, now: datetime) -> None:
+    conn.execute(
+        update(REPORTS)
+        .where(REPORTS.c.id == report_id, REPORTS.c.withdrawn_at.is_(None))
+        .values(withdrawn_at=now, withdrawal_reason=reason)
+    )
+
+
+def item_hashes(conn: Connection, report_ids: Sequence[str]) -> dict[str, list[ContentHash]]:
+    """Report id → every content hash of its items."""
+    out: dict[str, list[ContentHash]] = {}
+    for part in chunks(sorted(set(report_ids))):
+        for h in conn.execute(
+            select(ITEM_HASHES.c.report_id, ITEM_HASHES.c.algorithm, ITEM_HASHES.c.hex).where(
+                ITEM_HASHES.c.report_id.in_(part)
+            )
+        ):
+            out.setdefault(h.report_id, []).append(ContentHash(HashAlgorithm(h.algorithm), h.hex))
+    return out

@@ -98,6 +98,10 @@ class ReportRow(Base):
     geo_country: Mapped[str | None] = mapped_column(String(2))
     geo_agrees: Mapped[bool | None] = mapped_column(Boolean)
     reroute_to: Mapped[str | None] = mapped_column(MemberId)
+    # Only at the origin, only with the reporter's consent; never sent (0006).
+    reporter_region: Mapped[str | None] = mapped_column(String(6))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
 
 
 class ItemRow(Base):
@@ -135,6 +139,9 @@ class CaseRow(Base):
     opened_at: Mapped[datetime] = mapped_column(UtcMicros)
     updated_at: Mapped[datetime] = mapped_column(UtcMicros)
     first_report_id: Mapped[str] = mapped_column(ReportId)
+    # The lifecycle (0006): when its last item closed; when retention anonymised it.
+    closed_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    anonymised_at: Mapped[datetime | None] = mapped_column(UtcMicros)
     __table_args__ = (
         Index(
             "uq_cases_open_url_key",
@@ -195,6 +202,9 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcMicros)
     batch_sequence: Mapped[int | None] = mapped_column(BigInteger)
     batch_position: Mapped[int | None] = mapped_column(Integer)
+    # "report" or "event" (0006): a batch carries one kind, sealed from a run of rows in order,
+    # so a case event never overtakes the report it follows to the same peer.
+    kind: Mapped[str] = mapped_column(String(8), server_default="report")
     __table_args__ = (
         Index("ix_outbox_destination_batch_id", "destination", "batch_sequence", "id"),
     )
@@ -332,7 +342,95 @@ class PartnerCaseRow(Base):
     )
 
 
+class CaseEventRow(Base):
+    """Every lifecycle event this node made or applied, with its signed wire bytes.
+
+    ``cursor`` is this node's order of arrival (the WatchCases feed); ``sender`` is NULL for
+    events made here, else the envelope that carried it (sequence, leaf, inclusion proof), so a
+    received event stays verifiable on its own like a report.
+    """
+
+    __tablename__ = "case_events"
+    cursor: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(34))
+    case_id: Mapped[str] = mapped_column(String(40))
+    member: Mapped[str] = mapped_column(MemberId)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcMicros)
+    kind: Mapped[str] = mapped_column(String(12))
+    report_id: Mapped[str | None] = mapped_column(ReportId)  # withdrawals: the report
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    sender: Mapped[str | None] = mapped_column(MemberId)
+    envelope_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    leaf_index: Mapped[int | None] = mapped_column(Integer)
+    proof: Mapped[bytes | None] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(UtcMicros)
+    __table_args__ = (
+        Index("uq_case_events_id", "id", unique=True),
+        Index("ix_case_events_case_id_cursor", "case_id", "cursor"),
+    )
+
+
+class ItemStateRow(Base):
+    """Each item's lifecycle state (the fold of its events) with its takedown clock.
+
+    Held for the items of cases this node holds, and — as their origin, another reporter or the
+    coordinator sees them — for items of cases held elsewhere (``holder`` names the member).
+    Columns rather than a document, because queues and statistics filter and count them.
+    """
+
+    __tablename__ = "item_states"
+    case_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(MemberId)
+    origin_member: Mapped[str] = mapped_column(MemberId)
+    origin_classification: Mapped[str] = mapped_column(String(16))
+    orphaned: Mapped[bool] = mapped_column(Boolean)
+    stage: Mapped[str] = mapped_column(String(12))
+    classification: Mapped[str | None] = mapped_column(String(16))
+    age_group: Mapped[str | None] = mapped_column(String(16))
+    gender: Mapped[str | None] = mapped_column(String(16))
+    virtual: Mapped[bool | None] = mapped_column(Boolean)
+    user_generated: Mapped[bool | None] = mapped_column(Boolean)
+    child_modelling: Mapped[bool | None] = mapped_column(Boolean)
+    analyst_ref: Mapped[str | None] = mapped_column(String(128))
+    disputed: Mapped[bool] = mapped_column(Boolean)
+    actions: Mapped[int] = mapped_column(Integer)
+    last_action: Mapped[str | None] = mapped_column(String(16))
+    clock_started: Mapped[datetime | None] = mapped_column(UtcMicros)
+    assessed_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    lea_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    lea_partner: Mapped[str | None] = mapped_column(String(64))
+    host_notice_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    host_recipient: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    moved_to_country: Mapped[str | None] = mapped_column(String(2))
+    moved_to_member: Mapped[str | None] = mapped_column(MemberId)
+    updated_at: Mapped[datetime] = mapped_column(UtcMicros)
+    __table_args__ = (
+        Index("ix_item_states_holder_stage", "holder", "stage"),
+        Index("ix_item_states_report_id", "report_id"),
+    )
+
+
+class PartnerFeedbackRow(Base):
+    """A partner's own feedback on a case assigned to it (audited in the routing log too)."""
+
+    __tablename__ = "partner_feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    partner: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str] = mapped_column(String(40), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcMicros)
+
+
 checkpoints = cast(Table, CheckpointRow.__table__)
+case_events = cast(Table, CaseEventRow.__table__)
+item_states = cast(Table, ItemStateRow.__table__)
+partner_feedback = cast(Table, PartnerFeedbackRow.__table__)
 partner_cases = cast(Table, PartnerCaseRow.__table__)
 
 

@@ -56,6 +56,26 @@ class Tx:
     def log(self, entry: LogEntry) -> None:
         self.log_rows.append(entry.as_row())
 
+    def attempt(self, part: Callable[[], T]) -> T:
+        """Run part of a job in its own SAVEPOINT: if it raises, only its writes, log entries
+        and hooks are undone (one refused payload of an envelope leaves the others)."""
+        chain_mark = self.chain.mark()
+        rows_mark = len(self.log_rows)
+        hooks_mark = len(self.after_commit)
+        savepoint = self.conn.begin_nested()
+        try:
+            result = part()
+        except Exception:
+            if _transaction_lost(self.conn):
+                raise
+            savepoint.rollback()
+            self.chain.reset(chain_mark)
+            del self.log_rows[rows_mark:]
+            del self.after_commit[hooks_mark:]
+            raise
+        savepoint.commit()
+        return result
+
 
 _Job = Callable[[Tx], Any]
 # A queued entry unpacked: the futures to answer, and the job producing one result per future.

@@ -40,6 +40,7 @@ from ihx.v1 import exchange_pb2 as xpb
 MAX_SEQUENCE = 2**63 - 1
 KIND_REPORT = xpb.PAYLOAD_KIND_REPORT
 KIND_ANNOUNCEMENT = xpb.PAYLOAD_KIND_HASH_ANNOUNCEMENT
+KIND_EVENT = xpb.PAYLOAD_KIND_CASE_EVENT
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
@@ -181,7 +182,7 @@ def _parse_envelope_header(header_bytes: bytes) -> xpb.EnvelopeHeader:
     require_exact(header, header_bytes, "envelope header")
     if not header.sender or not header.HasField("signed_at") or not header.key_id:
         raise InvalidEnvelope("header lacks sender, time or key id", code="header-incomplete")
-    if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT):
+    if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT, KIND_EVENT):
         raise InvalidEnvelope(f"unknown payload kind {header.kind}", code="header-kind")
     return header
 

@@ -35,6 +35,8 @@ class _PayloadKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayloadKi
     """each payload is a serialized Report"""
     PAYLOAD_KIND_HASH_ANNOUNCEMENT: _PayloadKind.ValueType  # 2
     """each payload is a serialized HashAnnouncement"""
+    PAYLOAD_KIND_CASE_EVENT: _PayloadKind.ValueType  # 3
+    """each payload is a serialized CaseEvent (lifecycle.proto)"""
 
 class PayloadKind(_PayloadKind, metaclass=_PayloadKindEnumTypeWrapper): ...
 
@@ -43,6 +45,8 @@ PAYLOAD_KIND_REPORT: PayloadKind.ValueType  # 1
 """each payload is a serialized Report"""
 PAYLOAD_KIND_HASH_ANNOUNCEMENT: PayloadKind.ValueType  # 2
 """each payload is a serialized HashAnnouncement"""
+PAYLOAD_KIND_CASE_EVENT: PayloadKind.ValueType  # 3
+"""each payload is a serialized CaseEvent (lifecycle.proto)"""
 Global___PayloadKind: _TypeAlias = PayloadKind  # noqa: Y015
 
 class _Outcome:
@@ -56,7 +60,7 @@ class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Outcome.Value
     OUTCOME_MERGED: _Outcome.ValueType  # 2
     OUTCOME_REJECTED: _Outcome.ValueType  # 3
     OUTCOME_ACCEPTED: _Outcome.ValueType  # 4
-    """for announcements"""
+    """for announcements and case events"""
 
 class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
 
@@ -65,7 +69,7 @@ OUTCOME_NEW_CASE: Outcome.ValueType  # 1
 OUTCOME_MERGED: Outcome.ValueType  # 2
 OUTCOME_REJECTED: Outcome.ValueType  # 3
 OUTCOME_ACCEPTED: Outcome.ValueType  # 4
-"""for announcements"""
+"""for announcements and case events"""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
 @_typing.final
@@ -205,6 +209,7 @@ class PayloadOutcome(_message.Message):
     index: _builtins.int
     """leaf index in the batch"""
     report_id: _builtins.str
+    """or a case event's id"""
     outcome: Global___Outcome.ValueType
     case_id: _builtins.str
     reason: _builtins.str

@@ -30,6 +30,8 @@ class SubmitReportRequest(_message.Message):
     NOTES_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     CLIENT_REF_FIELD_NUMBER: _builtins.int
+    REPORTER_REGION_FIELD_NUMBER: _builtins.int
+    REGION_CONSENT_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     """as reported; canonicalised by the node"""
     site_type: _report_pb2.SiteType.ValueType
@@ -37,6 +39,11 @@ class SubmitReportRequest(_message.Message):
     notes: _builtins.str
     client_ref: _builtins.str
     """echoed back, e.g. an import line number"""
+    reporter_region: _builtins.str
+    """The reporter's coarse region (ISO 3166-2 subdivision, e.g. "NL-NH"), recorded only with
+    the reporter's explicit consent; it never leaves this node (own statistics only).
+    """
+    region_consent: _builtins.bool
     @_builtins.property
     def payment_methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -51,10 +58,12 @@ class SubmitReportRequest(_message.Message):
         notes: _builtins.str = ...,
         items: _abc.Iterable[_report_pb2.Item] | None = ...,
         client_ref: _builtins.str = ...,
+        reporter_region: _builtins.str = ...,
+        region_consent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ref", b"client_ref", "commercial", b"commercial", "items", b"items", "notes", b"notes", "payment_methods", b"payment_methods", "site_type", b"site_type", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ref", b"client_ref", "commercial", b"commercial", "items", b"items", "notes", b"notes", "payment_methods", b"payment_methods", "region_consent", b"region_consent", "reporter_region", b"reporter_region", "site_type", b"site_type", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

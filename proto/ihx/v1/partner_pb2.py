@@ -23,29 +23,37 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from ihx.v1 import cases_pb2 as ihx_dot_v1_dot_cases__pb2
 from ihx.v1 import exchange_pb2 as ihx_dot_v1_dot_exchange__pb2
+from ihx.v1 import lifecycle_pb2 as ihx_dot_v1_dot_lifecycle__pb2
 from ihx.v1 import report_pb2 as ihx_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ihx/v1/partner.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15ihx/v1/exchange.proto\x1a\x13ihx/v1/report.proto\"7\n\x10PullCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x88\x01\n\nCaseReport\x12\x1e\n\x06report\x18\x01 \x01(\x0b\x32\x0e.ihx.v1.Report\x12&\n\x07receipt\x18\x02 \x01(\x0b\x32\x15.ihx.v1.SignedReceipt\x12\x18\n\x10receipt_verified\x18\x03 \x01(\x08\x12\x18\n\x10reporting_member\x18\x04 \x01(\t\"\xf3\x01\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12#\n\x07reports\x18\x05 \x03(\x0b\x32\x12.ihx.v1.CaseReport\x12\x19\n\x11reporting_members\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16takedown_clock_started\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x11PullCasesResponse\x12\x1b\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0c.ihx.v1.Case\"#\n\x0f\x41\x63kCasesRequest\x12\x10\n\x08\x63\x61se_ids\x18\x01 \x03(\t\"9\n\x10\x41\x63kCasesResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\r\x12\x0f\n\x07unknown\x18\x02 \x03(\t2\x8c\x01\n\x07Partner\x12\x42\n\tPullCases\x12\x18.ihx.v1.PullCasesRequest\x1a\x19.ihx.v1.PullCasesResponse0\x01\x12=\n\x08\x41\x63kCases\x12\x17.ihx.v1.AckCasesRequest\x1a\x18.ihx.v1.AckCasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ihx/v1/partner.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12ihx/v1/cases.proto\x1a\x15ihx/v1/exchange.proto\x1a\x16ihx/v1/lifecycle.proto\x1a\x13ihx/v1/report.proto\"7\n\x10PullCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x88\x01\n\nCaseReport\x12\x1e\n\x06report\x18\x01 \x01(\x0b\x32\x0e.ihx.v1.Report\x12&\n\x07receipt\x18\x02 \x01(\x0b\x32\x15.ihx.v1.SignedReceipt\x12\x18\n\x10receipt_verified\x18\x03 \x01(\x08\x12\x18\n\x10reporting_member\x18\x04 \x01(\t\"\xdb\x02\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12#\n\x07reports\x18\x05 \x03(\x0b\x32\x12.ihx.v1.CaseReport\x12\x19\n\x11reporting_members\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16takedown_clock_started\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\t \x01(\x08\x12 \n\x05items\x18\n \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\x0b \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x11\n\twithdrawn\x18\x0c \x01(\x08\"0\n\x11PullCasesResponse\x12\x1b\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0c.ihx.v1.Case\"#\n\x0f\x41\x63kCasesRequest\x12\x10\n\x08\x63\x61se_ids\x18\x01 \x03(\t\"9\n\x10\x41\x63kCasesResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\r\x12\x0f\n\x07unknown\x18\x02 \x03(\t\"X\n\x13\x43\x61seFeedbackRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\"\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x14.ihx.v1.FeedbackCode\x12\x0c\n\x04note\x18\x03 \x01(\t\"G\n\x14\x43\x61seFeedbackResponse\x12/\n\x0brecorded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xf9\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kCode\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_CODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_CODE_RECEIVED\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_CODE_INVESTIGATING\x10\x02\x12$\n FEEDBACK_CODE_EVIDENCE_PRESERVED\x10\x03\x12#\n\x1f\x46\x45\x45\x44\x42\x41\x43K_CODE_VICTIM_IDENTIFIED\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44\x42\x41\x43K_CODE_NO_ACTION\x10\x05\x12%\n!FEEDBACK_CODE_OUT_OF_JURISDICTION\x10\x06\x32\xd9\x01\n\x07Partner\x12\x42\n\tPullCases\x12\x18.ihx.v1.PullCasesRequest\x1a\x19.ihx.v1.PullCasesResponse0\x01\x12=\n\x08\x41\x63kCases\x12\x17.ihx.v1.AckCasesRequest\x1a\x18.ihx.v1.AckCasesResponse\x12K\n\x0eRecordFeedback\x12\x1b.ihx.v1.CaseFeedbackRequest\x1a\x1c.ihx.v1.CaseFeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ihx.v1.partner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PULLCASESREQUEST']._serialized_start=109
-  _globals['_PULLCASESREQUEST']._serialized_end=164
-  _globals['_CASEREPORT']._serialized_start=167
-  _globals['_CASEREPORT']._serialized_end=303
-  _globals['_CASE']._serialized_start=306
-  _globals['_CASE']._serialized_end=549
-  _globals['_PULLCASESRESPONSE']._serialized_start=551
-  _globals['_PULLCASESRESPONSE']._serialized_end=599
-  _globals['_ACKCASESREQUEST']._serialized_start=601
-  _globals['_ACKCASESREQUEST']._serialized_end=636
-  _globals['_ACKCASESRESPONSE']._serialized_start=638
-  _globals['_ACKCASESRESPONSE']._serialized_end=695
-  _globals['_PARTNER']._serialized_start=698
-  _globals['_PARTNER']._serialized_end=838
+  _globals['_FEEDBACKCODE']._serialized_start=1009
+  _globals['_FEEDBACKCODE']._serialized_end=1258
+  _globals['_PULLCASESREQUEST']._serialized_start=153
+  _globals['_PULLCASESREQUEST']._serialized_end=208
+  _globals['_CASEREPORT']._serialized_start=211
+  _globals['_CASEREPORT']._serialized_end=347
+  _globals['_CASE']._serialized_start=350
+  _globals['_CASE']._serialized_end=697
+  _globals['_PULLCASESRESPONSE']._serialized_start=699
+  _globals['_PULLCASESRESPONSE']._serialized_end=747
+  _globals['_ACKCASESREQUEST']._serialized_start=749
+  _globals['_ACKCASESREQUEST']._serialized_end=784
+  _globals['_ACKCASESRESPONSE']._serialized_start=786
+  _globals['_ACKCASESRESPONSE']._serialized_end=843
+  _globals['_CASEFEEDBACKREQUEST']._serialized_start=845
+  _globals['_CASEFEEDBACKREQUEST']._serialized_end=933
+  _globals['_CASEFEEDBACKRESPONSE']._serialized_start=935
+  _globals['_CASEFEEDBACKRESPONSE']._serialized_end=1006
+  _globals['_PARTNER']._serialized_start=1261
+  _globals['_PARTNER']._serialized_end=1478
 # @@protoc_insertion_point(module_scope)

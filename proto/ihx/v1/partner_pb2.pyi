@@ -8,7 +8,10 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from ihx.v1 import cases_pb2 as _cases_pb2
 from ihx.v1 import exchange_pb2 as _exchange_pb2
+from ihx.v1 import lifecycle_pb2 as _lifecycle_pb2
 from ihx.v1 import report_pb2 as _report_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +23,31 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _FeedbackCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeedbackCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeedbackCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEEDBACK_CODE_UNSPECIFIED: _FeedbackCode.ValueType  # 0
+    FEEDBACK_CODE_RECEIVED: _FeedbackCode.ValueType  # 1
+    FEEDBACK_CODE_INVESTIGATING: _FeedbackCode.ValueType  # 2
+    FEEDBACK_CODE_EVIDENCE_PRESERVED: _FeedbackCode.ValueType  # 3
+    FEEDBACK_CODE_VICTIM_IDENTIFIED: _FeedbackCode.ValueType  # 4
+    FEEDBACK_CODE_NO_ACTION: _FeedbackCode.ValueType  # 5
+    FEEDBACK_CODE_OUT_OF_JURISDICTION: _FeedbackCode.ValueType  # 6
+
+class FeedbackCode(_FeedbackCode, metaclass=_FeedbackCodeEnumTypeWrapper): ...
+
+FEEDBACK_CODE_UNSPECIFIED: FeedbackCode.ValueType  # 0
+FEEDBACK_CODE_RECEIVED: FeedbackCode.ValueType  # 1
+FEEDBACK_CODE_INVESTIGATING: FeedbackCode.ValueType  # 2
+FEEDBACK_CODE_EVIDENCE_PRESERVED: FeedbackCode.ValueType  # 3
+FEEDBACK_CODE_VICTIM_IDENTIFIED: FeedbackCode.ValueType  # 4
+FEEDBACK_CODE_NO_ACTION: FeedbackCode.ValueType  # 5
+FEEDBACK_CODE_OUT_OF_JURISDICTION: FeedbackCode.ValueType  # 6
+Global___FeedbackCode: _TypeAlias = FeedbackCode  # noqa: Y015
 
 @_typing.final
 class PullCasesRequest(_message.Message):
@@ -85,10 +113,18 @@ class Case(_message.Message):
     REPORTING_MEMBERS_FIELD_NUMBER: _builtins.int
     OPENED_AT_FIELD_NUMBER: _builtins.int
     TAKEDOWN_CLOCK_STARTED_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     cursor: _builtins.str
     url: _builtins.str
     hosting_country: _builtins.str
+    open: _builtins.bool
+    """the lifecycle's current state …"""
+    withdrawn: _builtins.bool
+    """every report of the case was withdrawn by its origin"""
     @_builtins.property
     def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseReport]: ...
     @_builtins.property
@@ -97,6 +133,12 @@ class Case(_message.Message):
     def opened_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def takedown_clock_started(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_cases_pb2.ItemState]: ...
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[_lifecycle_pb2.CaseEvent]:
+        """… and every step, in order"""
+
     def __init__(
         self,
         *,
@@ -108,10 +150,14 @@ class Case(_message.Message):
         reporting_members: _abc.Iterable[_builtins.str] | None = ...,
         opened_at: _timestamp_pb2.Timestamp | None = ...,
         takedown_clock_started: _timestamp_pb2.Timestamp | None = ...,
+        open: _builtins.bool = ...,
+        items: _abc.Iterable[_cases_pb2.ItemState] | None = ...,
+        timeline: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
+        withdrawn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at", "takedown_clock_started", b"takedown_clock_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "hosting_country", b"hosting_country", "id", b"id", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "reports", b"reports", "takedown_clock_started", b"takedown_clock_started", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "open", b"open", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "reports", b"reports", "takedown_clock_started", b"takedown_clock_started", "timeline", b"timeline", "url", b"url", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -185,3 +231,53 @@ class AckCasesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AckCasesResponse: _TypeAlias = AckCasesResponse  # noqa: Y015
+
+@_typing.final
+class CaseFeedbackRequest(_message.Message):
+    """A partner's own feedback on a case assigned to it: stored, audited in the routing log and
+    shown in the case's timeline at this node.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    code: Global___FeedbackCode.ValueType
+    note: _builtins.str
+    """capped; no names"""
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        code: Global___FeedbackCode.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "code", b"code", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseFeedbackRequest: _TypeAlias = CaseFeedbackRequest  # noqa: Y015
+
+@_typing.final
+class CaseFeedbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseFeedbackResponse: _TypeAlias = CaseFeedbackResponse  # noqa: Y015

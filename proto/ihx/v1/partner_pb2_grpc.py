@@ -44,6 +44,11 @@ class PartnerStub:
                 request_serializer=ihx_dot_v1_dot_partner__pb2.AckCasesRequest.SerializeToString,
                 response_deserializer=ihx_dot_v1_dot_partner__pb2.AckCasesResponse.FromString,
                 _registered_method=True)
+        self.RecordFeedback = channel.unary_unary(
+                '/ihx.v1.Partner/RecordFeedback',
+                request_serializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackRequest.SerializeToString,
+                response_deserializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerServicer:
@@ -61,6 +66,12 @@ class PartnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordFeedback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_PartnerServicer_to_server(servicer, server):
                     servicer.AckCases,
                     request_deserializer=ihx_dot_v1_dot_partner__pb2.AckCasesRequest.FromString,
                     response_serializer=ihx_dot_v1_dot_partner__pb2.AckCasesResponse.SerializeToString,
+            ),
+            'RecordFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFeedback,
+                    request_deserializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackRequest.FromString,
+                    response_serializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class Partner:
             '/ihx.v1.Partner/AckCases',
             ihx_dot_v1_dot_partner__pb2.AckCasesRequest.SerializeToString,
             ihx_dot_v1_dot_partner__pb2.AckCasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ihx.v1.Partner/RecordFeedback',
+            ihx_dot_v1_dot_partner__pb2.CaseFeedbackRequest.SerializeToString,
+            ihx_dot_v1_dot_partner__pb2.CaseFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,12 +33,14 @@ class PartnerStub:
     def __new__(cls, channel: _aio.Channel) -> PartnerAsyncStub: ...
     PullCases: _grpc.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.PullCasesResponse]
     AckCases: _grpc.UnaryUnaryMultiCallable[_partner_pb2.AckCasesRequest, _partner_pb2.AckCasesResponse]
+    RecordFeedback: _grpc.UnaryUnaryMultiCallable[_partner_pb2.CaseFeedbackRequest, _partner_pb2.CaseFeedbackResponse]
 
 @_typing.type_check_only
 class PartnerAsyncStub(PartnerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     PullCases: _aio.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.PullCasesResponse]  # type: ignore[assignment]
     AckCases: _aio.UnaryUnaryMultiCallable[_partner_pb2.AckCasesRequest, _partner_pb2.AckCasesResponse]  # type: ignore[assignment]
+    RecordFeedback: _aio.UnaryUnaryMultiCallable[_partner_pb2.CaseFeedbackRequest, _partner_pb2.CaseFeedbackResponse]  # type: ignore[assignment]
 
 class PartnerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -54,5 +56,12 @@ class PartnerServicer(metaclass=_abc_1.ABCMeta):
         request: _partner_pb2.AckCasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_pb2.AckCasesResponse, _abc.Awaitable[_partner_pb2.AckCasesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordFeedback(
+        self,
+        request: _partner_pb2.CaseFeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_pb2.CaseFeedbackResponse, _abc.Awaitable[_partner_pb2.CaseFeedbackResponse]]: ...
 
 def add_PartnerServicer_to_server(servicer: PartnerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

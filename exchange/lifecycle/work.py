@@ -1,0 +1,270 @@
+"""The hotline's own case work: assess, act and withdraw, each one writer transaction.
+
+Assessing and acting happen only at the holder — the member the case was assigned to — on
+items of a case held here; anything else is ``NotAssigned`` (PERMISSION_DENIED) or
+``NotFound``. The rules (``rules.py``) run against the stored states inside the transaction,
+so a refusal (FAILED_PRECONDITION, the rule named) leaves nothing changed, and two analysts
+acting at once are serialised by the single writer.
+
+Withdrawal starts at the origin: the report is marked withdrawn and a signed withdrawal goes
+to the holder (or, for a case held here, the holder's side runs at once). The holder's side —
+``withdraw_at_holder``, also called by ``inbound`` — closes the report's open items, closes
+the case when nothing else keeps it open, tells every reporting member and the coordinator,
+and retracts this node's hash sightings that only the withdrawn report supports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from auth.manifest import Manifest
+from common.clock import Clock
+from exchange.domain import ContentHash, LogKind
+from exchange.errors import NotAssigned, NotFound, TransitionRefused
+from exchange.lifecycle import rules
+from exchange.lifecycle.model import (
+    Action,
+    ActionKind,
+    Assessment,
+    Body,
+    CaseEvent,
+    EventKind,
+    ItemRef,
+    ItemState,
+    Withdrawal,
+    event_id_for,
+)
+from exchange.lifecycle.record import Recorder
+from exchange.store import cases as case_store
+from exchange.store import hash_index, outbox, reports
+from exchange.store import lifecycle as store
+from exchange.store.writer import Tx, Writer
+from exchange.wire.codec import announcement_to_proto
+from routing.decision import decide
+
+
+class CaseWork:
+    """Commands on cases held here and on reports sent from here."""
+
+    def __init__(
+        self,
+        *,
+        self_member: str,
+        manifest: Callable[[], Manifest],
+        writer: Writer,
+        clock: Clock,
+        recorder: Recorder,
+    ) -> None:
+        self._self = self_member
+        self._manifest = manifest
+        self._writer = writer
+        self._clock = clock
+        self._recorder = recorder
+
+    # -- commands -------------------------------------------------------------------------
+
+    def assess(
+        self, case_id: str, refs: Sequence[tuple[str, int]], assessment: Assessment
+    ) -> CaseEvent:
+        return self._writer.execute(
+            lambda tx: self._step(tx, case_id, refs, EventKind.ASSESSMENT, assessment)
+        )
+
+    def act(self, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> CaseEvent:
+        if action.kind is ActionKind.MOVED:
+            action = self._resolve_move(action)
+        return self._writer.execute(
+            lambda tx: self._step(tx, case_id, refs, EventKind.ACTION, action)
+        )
+
+    def withdraw(self, report_id: str, withdrawal: Withdrawal) -> CaseEvent | None:
+        """Withdraw a report this node sent; None when it was withdrawn before (idempotent)."""
+        return self._writer.execute(lambda tx: self._withdraw(tx, report_id, withdrawal))
+
+    # -- at the holder --------------------------------------------------------------------
+
+    def _step(
+        self,
+        tx: Tx,
+        case_id: str,
+        refs: Sequence[tuple[str, int]],
+        kind: EventKind,
+        body: Body,
+    ) -> CaseEvent:
+        now = self._clock()
+        current = self._held_states(tx, case_id)
+        targets = _targets(case_id, current, refs)
+        event = self._event(tx, case_id, targets, kind, body, now)
+        new = rules.apply(current, event)
+        self._recorder.own(tx, event, new.values(), self._recipients(tx, case_id), now)
+        return event
+
+    def _held_states(self, tx: Tx, case_id: str) -> dict[tuple[str, int], ItemState]:
+        if case_store.held(tx.conn, case_id) is None:
+            holder = store.holder_of(tx.conn, case_id)
+            if holder is not None:
+                raise NotAssigned(
+                    f"case {case_id} is held by {holder}: only the assigned member assesses "
+                    "or acts on it"
+                )
+            raise NotFound(f"no case {case_id} here")
+        states = store.states(tx.conn, [case_id]).get(case_id, [])
+        return {s.ref.key: s for s in states}
+
+    def _event(
+        self,
+        tx: Tx,
+        case_id: str,
+        targets: Sequence[ItemRef],
+        kind: EventKind,
+        body: Body,
+        now: datetime,
+        scope: str | None = None,
+    ) -> CaseEvent:
+        scope = scope or case_id
+        # A withdrawal's scope is its report: one per report, so its sequence is 1.
+        seq = store.next_sequence(tx.conn, case_id, self._self) if scope == case_id else 1
+        return CaseEvent(
+            id=event_id_for(self._self, scope, seq),
+            case_id=case_id,
+            member=self._self,
+            sequence=seq,
+            at=now,
+            items=tuple(targets),
+            kind=kind,
+            body=body,
+        )
+
+    def _recipients(self, tx: Tx, case_id: str) -> set[str]:
+        """Every member that reported the case, and the coordinator."""
+        linked = case_store.members(tx.conn, [case_id]).get(case_id, [])
+        return {member for _, member in linked} | {self._manifest().coordinator}
+
+    def _resolve_move(self, action: Action) -> Action:
+        """A move names the member now responsible: the one the routing rules give."""
+        decision = decide(action.moved_to_country, self._manifest(), self._self)
+        if action.moved_to_member and action.moved_to_member != decision.member:
+            raise TransitionRefused(
+                f"moved to {action.moved_to_country}: the routing rules assign it to "
+                f"{decision.member}, not {action.moved_to_member}"
+            )
+        return Action(
+            kind=action.kind,
+            moved_to_country=action.moved_to_country,
+            moved_to_member=decision.member,
+            reference=action.reference,
+            analyst_ref=action.analyst_ref,
+        )
+
+    def withdraw_at_holder(
+        self, tx: Tx, report_id: str, withdrawal: Withdrawal, now: datetime
+    ) -> CaseEvent | None:
+        """The holder's side of a withdrawal (the origin has been checked); None if there is
+        nothing left to close (already withdrawn)."""
+        facts = reports.facts(tx.conn, [report_id]).get(report_id)
+        if facts is None or facts.case_id is None:
+            raise NotFound(f"no report {report_id} in a case here")
+        case_id = facts.case_id
+        current = self._held_states(tx, case_id)
+        targets = [s.ref for s in current.values() if s.ref.report_id == report_id]
+        if not targets or all(current[r.key].closed for r in targets):
+            reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
+            return None
+        event = self._event(tx, case_id, targets, EventKind.WITHDRAWN, withdrawal, now)
+        new = rules.apply(current, event)
+        reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
+        self._recorder.own(tx, event, new.values(), self._recipients(tx, case_id), now)
+        self._retract_sightings(tx, case_id, report_id, now)
+        return event
+
+    def _retract_sightings(self, tx: Tx, case_id: str, report_id: str, now: datetime) -> None:
+        """Withdraw this node's sightings that only the withdrawn report supports."""
+        own = hash_index.own_sightings_of(tx.conn, self._self, [report_id])
+        if not own:
+            return
+        others = [
+            rid
+            for rid, _ in case_store.members(tx.conn, [case_id]).get(case_id, [])
+            if rid != report_id
+        ]
+        live = reports.facts(tx.conn, others)
+        kept: set[ContentHash] = {
+            h
+            for rid, hashes in reports.item_hashes(
+                tx.conn, [r for r, f in live.items() if f.withdrawn_at is None]
+            ).items()
+            for h in hashes
+        }
+        gone = [k for k in own if k.hash not in kept]
+        for k in gone:
+            hash_index.retract(tx.conn, k)
+        retracted = [
+            announcement_to_proto(
+                type(k)(
+                    k.hash, k.member, k.case_id, k.classification, k.first_seen, k.report_id, True
+                )
+            ).SerializeToString()
+            for k in gone
+        ]
+        hash_index.queue_announcements(tx.conn, retracted, now)
+        if gone:
+            tx.log(
+                tx.chain.append(
+                    now,
+                    LogKind.ANNOUNCED,
+                    report_id=report_id,
+                    member=self._self,
+                    detail={"retracted": len(gone), "case": case_id},
+                )
+            )
+
+    # -- at the origin --------------------------------------------------------------------
+
+    def _withdraw(self, tx: Tx, report_id: str, withdrawal: Withdrawal) -> CaseEvent | None:
+        now = self._clock()
+        facts = reports.facts(tx.conn, [report_id]).get(report_id)
+        if facts is None:
+            raise NotFound(f"no report {report_id} here")
+        if facts.origin_member != self._self:
+            raise NotAssigned(
+                f"report {report_id} was sent by {facts.origin_member}: only its "
+                "origin withdraws it"
+            )
+        if facts.withdrawn_at is not None:
+            return None
+        if facts.decision_member == self._self:
+            return self.withdraw_at_holder(tx, report_id, withdrawal, now)
+        reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
+        refs = [ItemRef(report_id, i, self._self, c) for i, c in enumerate(facts.items)]
+        case_id = _remote_case(tx, report_id)
+        event = self._event(
+            tx, case_id, refs, EventKind.WITHDRAWAL, withdrawal, now, scope=report_id
+        )
+        self._recorder.own(tx, event, (), {facts.decision_member}, now)
+        return event
+
+
+def _remote_case(tx: Tx, report_id: str) -> str:
+    """The holder's case id for a report we sent, once its receipt named it ("" before)."""
+    return outbox.remote_case(tx.conn, report_id) or ""
+
+
+def _targets(
+    case_id: str,
+    current: dict[tuple[str, int], ItemState],
+    refs: Sequence[tuple[str, int]],
+) -> list[ItemRef]:
+    """The named items (each must be in the case), or every open item when none is named."""
+    if not refs:
+        chosen = [s.ref for s in current.values() if not s.closed]
+        if not chosen:
+            raise TransitionRefused(f"case {case_id}: every item is closed")
+        return chosen
+    out = []
+    for report_id, index in dict.fromkeys(refs):
+        state = current.get((report_id, index))
+        if state is None:
+            raise NotFound(f"case {case_id} has no item {report_id}#{index}")
+        out.append(state.ref)
+    return out

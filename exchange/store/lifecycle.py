@@ -1,0 +1,371 @@
+"""The lifecycle aggregate: every statement on ``case_events`` and ``item_states``.
+
+Events are stored with their signed wire bytes (``payload``) — a received one also with the
+envelope that carried it, so it stays verifiable on its own — and read back as bytes the
+lifecycle decodes; ``cursor`` is this node's order of arrival, the WatchCases feed.
+Item states are one row per item, the fold of its events: the holder inserts them when a
+report joins a case (``open_items``), every node rewrites them as events apply
+(``save_states``), and the work queues are set-based queries over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, delete, func, select, tuple_
+
+from exchange.domain import AgeGroup, Classification
+from exchange.lifecycle.model import (
+    CLOSED_STAGES,
+    ActionKind,
+    Assessment,
+    CaseSummary,
+    Gender,
+    ItemRef,
+    ItemState,
+    Queue,
+    ReasonCode,
+    Stage,
+)
+from exchange.store import schema
+from exchange.store.sql import chunks
+from exchange.times import to_micros
+
+EVENTS = schema.case_events
+STATES = schema.item_states
+CASES = schema.cases
+
+_CLOSED = sorted(str(s) for s in CLOSED_STAGES)
+_ILLEGAL = [str(Classification.BASELINE), str(Classification.NATIONAL)]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event's row: its bytes, and for a received one the envelope that carried it."""
+
+    id: str
+    case_id: str
+    member: str
+    sequence: int
+    at: datetime
+    kind: str
+    payload: bytes
+    report_id: str | None = None
+    sender: str | None = None
+    envelope_sequence: int | None = None
+    leaf_index: int | None = None
+    proof: bytes | None = None
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def held_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    out: set[str] = set()
+    for part in chunks(sorted(set(ids))):
+        out.update(conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(part))).scalars())
+    return out
+
+
+def insert_events(conn: Connection, rows: Sequence[StoredEvent], now: datetime) -> None:
+    if rows:
+        conn.execute(
+            EVENTS.insert(),
+            [
+                {
+                    "id": r.id,
+                    "case_id": r.case_id,
+                    "member": r.member,
+                    "sequence": r.sequence,
+                    "at": r.at,
+                    "kind": r.kind,
+                    "report_id": r.report_id,
+                    "payload": r.payload,
+                    "sender": r.sender,
+                    "envelope_sequence": r.envelope_sequence,
+                    "leaf_index": r.leaf_index,
+                    "proof": r.proof,
+                    "stored_at": now,
+                }
+                for r in rows
+            ],
+        )
+
+
+def next_sequence(conn: Connection, case_id: str, member: str) -> int:
+    """The next sequence of ``member``'s events on ``case_id``."""
+    last = conn.execute(
+        select(func.max(EVENTS.c.sequence)).where(
+            EVENTS.c.case_id == case_id, EVENTS.c.member == member
+        )
+    ).scalar_one_or_none()
+    return (last or 0) + 1
+
+
+def last_sequence(conn: Connection, case_id: str, member: str) -> int:
+    return next_sequence(conn, case_id, member) - 1
+
+
+def case_payloads(conn: Connection, case_ids: Sequence[str]) -> list[tuple[int, bytes]]:
+    """(cursor, bytes) of every event of the cases, in this node's order of arrival."""
+    out: list[tuple[int, bytes]] = []
+    for part in chunks(sorted(set(case_ids))):
+        rows = conn.execute(
+            select(EVENTS.c.cursor, EVENTS.c.payload).where(EVENTS.c.case_id.in_(part))
+        )
+        out.extend((r.cursor, r.payload) for r in rows)
+    return sorted(out)
+
+
+def withdrawal_payloads(conn: Connection, report_id: str) -> list[tuple[int, bytes]]:
+    rows = conn.execute(
+        select(EVENTS.c.cursor, EVENTS.c.payload)
+        .where(EVENTS.c.report_id == report_id)
+        .order_by(EVENTS.c.cursor)
+    )
+    return [(r.cursor, r.payload) for r in rows]
+
+
+def payloads_after(conn: Connection, cursor: int, limit: int) -> list[tuple[int, bytes]]:
+    rows = conn.execute(
+        select(EVENTS.c.cursor, EVENTS.c.payload)
+        .where(EVENTS.c.cursor > cursor)
+        .order_by(EVENTS.c.cursor)
+        .limit(limit)
+    )
+    return [(r.cursor, r.payload) for r in rows]
+
+
+def last_cursor(conn: Connection) -> int:
+    return conn.execute(select(func.max(EVENTS.c.cursor))).scalar_one_or_none() or 0
+
+
+# -- item states ----------------------------------------------------------------------------
+
+
+def _row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str, Any]:
+    a = s.assessment
+    return {
+        "case_id": case_id,
+        "report_id": s.ref.report_id,
+        "idx": s.ref.index,
+        "holder": s.holder,
+        "origin_member": s.ref.origin_member,
+        "origin_classification": str(s.ref.origin_classification),
+        "orphaned": orphaned,
+        "stage": str(s.stage),
+        "classification": str(a.classification) if a else None,
+        "age_group": str(a.age_group) if a else None,
+        "gender": str(a.gender) if a else None,
+        "virtual": a.virtual if a else None,
+        "user_generated": a.user_generated if a else None,
+        "child_modelling": a.child_modelling if a else None,
+        "analyst_ref": a.analyst_ref if a else None,
+        "disputed": s.disputed,
+        "actions": s.actions,
+        "last_action": str(s.last_action) if s.last_action else None,
+        "clock_started": s.clock_started or s.ref.clock_started,
+        "assessed_at": s.assessed_at,
+        "lea_at": s.lea_at,
+        "lea_partner": s.lea_partner or None,
+        "host_notice_at": s.host_notice_at,
+        "host_recipient": s.host_recipient or None,
+        "closed_at": s.closed_at,
+        "close_reason": str(s.close_reason) if s.close_reason else None,
+        "moved_to_country": s.moved_to_country or None,
+        "moved_to_member": s.moved_to_member or None,
+        "updated_at": now,
+    }
+
+
+def _state(r: Any) -> ItemState:
+    assessment = None
+    if r.classification is not None:
+        assessment = Assessment(
+            Classification(r.classification),
+            AgeGroup(r.age_group),
+            Gender(r.gender),
+            bool(r.virtual),
+            bool(r.user_generated),
+            bool(r.child_modelling),
+            r.analyst_ref or "",
+        )
+    ref = ItemRef(
+        r.report_id,
+        r.idx,
+        r.origin_member,
+        Classification(r.origin_classification),
+        r.clock_started,
+    )
+    return ItemState(
+        ref=ref,
+        holder=r.holder,
+        clock_started=r.clock_started,
+        stage=Stage(r.stage),
+        assessment=assessment,
+        disputed=r.disputed,
+        actions=r.actions,
+        last_action=ActionKind(r.last_action) if r.last_action else None,
+        assessed_at=r.assessed_at,
+        lea_at=r.lea_at,
+        lea_partner=r.lea_partner or "",
+        host_notice_at=r.host_notice_at,
+        host_recipient=r.host_recipient or "",
+        closed_at=r.closed_at,
+        close_reason=ReasonCode(r.close_reason) if r.close_reason else None,
+        moved_to_country=r.moved_to_country or "",
+        moved_to_member=r.moved_to_member or "",
+    )
+
+
+def open_items(
+    conn: Connection, rows: Sequence[tuple[str, ItemState, bool]], now: datetime
+) -> None:
+    """The holder's first state of new items: (case id, state, orphaned)."""
+    if rows:
+        conn.execute(STATES.insert(), [_row(c, s, now, o) for c, s, o in rows])
+
+
+def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:
+    """Case id → its items' states, in (report, index) order."""
+    out: dict[str, list[ItemState]] = {}
+    for part in chunks(sorted(set(case_ids))):
+        rows = conn.execute(
+            select(STATES)
+            .where(STATES.c.case_id.in_(part))
+            .order_by(STATES.c.case_id, STATES.c.report_id, STATES.c.idx)
+        )
+        for r in rows:
+            out.setdefault(r.case_id, []).append(_state(r))
+    return out
+
+
+def states_of_report(conn: Connection, report_id: str) -> list[tuple[str, ItemState]]:
+    rows = conn.execute(
+        select(STATES).where(STATES.c.report_id == report_id).order_by(STATES.c.idx)
+    )
+    return [(r.case_id, _state(r)) for r in rows]
+
+
+def holder_of(conn: Connection, case_id: str) -> str | None:
+    return conn.execute(
+        select(STATES.c.holder).where(STATES.c.case_id == case_id).limit(1)
+    ).scalar_one_or_none()
+
+
+def save_states(conn: Connection, case_id: str, new: Iterable[ItemState], now: datetime) -> None:
+    """Write the states of a case's items: rows held are replaced, new ones inserted."""
+    items = list(new)
+    if not items:
+        return
+    keys = [(s.ref.report_id, s.ref.index) for s in items]
+    orphaned = dict.fromkeys(keys, False)
+    for r in conn.execute(
+        select(STATES.c.report_id, STATES.c.idx, STATES.c.orphaned).where(
+            STATES.c.case_id == case_id,
+            tuple_(STATES.c.report_id, STATES.c.idx).in_(keys),
+        )
+    ):
+        orphaned[(r.report_id, r.idx)] = r.orphaned
+    conn.execute(
+        delete(STATES).where(
+            STATES.c.case_id == case_id, tuple_(STATES.c.report_id, STATES.c.idx).in_(keys)
+        )
+    )
+    conn.execute(
+        STATES.insert(),
+        [_row(case_id, s, now, orphaned[k]) for s, k in zip(items, keys, strict=True)],
+    )
+
+
+# -- queues ---------------------------------------------------------------------------------
+
+
+def _queue_filter(queue: Queue, now: datetime, since: datetime) -> Any:
+    s = STATES.c
+    open_ = s.stage.not_in(_CLOSED)
+    if queue is Queue.UNASSESSED:
+        return s.stage == str(Stage.UNASSESSED)
+    if queue is Queue.UNACTIONED:
+        return and_(s.stage == str(Stage.ASSESSED), s.classification.in_(_ILLEGAL))
+    if queue is Queue.OVERDUE:
+        return and_(open_, s.clock_started < since)
+    if queue is Queue.ORPHANED:
+        return and_(open_, s.orphaned.is_(True))
+    if queue is Queue.DISPUTED:
+        return s.disputed.is_(True)
+    return s.closed_at >= since  # recently closed: then only cases with no open item
+
+
+def queue(
+    conn: Connection,
+    queue: Queue,
+    *,
+    holder: str,
+    now: datetime,
+    since: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[CaseSummary]:
+    """Cases held by ``holder`` with an item in ``queue``, oldest clock first, keyset-paged."""
+    s = STATES.c
+    matching = select(s.case_id).where(s.holder == holder, _queue_filter(queue, now, since))
+    open_count = func.sum(case((s.stage.in_(_CLOSED), 0), else_=1))
+    clock = func.min(s.clock_started)
+    stmt = (
+        select(
+            s.case_id,
+            func.count().label("items"),
+            open_count.label("open_items"),
+            func.max(case((s.disputed.is_(True), 1), else_=0)).label("disputed"),
+            clock.label("clock"),
+        )
+        .where(s.case_id.in_(matching), s.holder == holder)
+        .group_by(s.case_id)
+    )
+    if queue is Queue.RECENTLY_CLOSED:
+        stmt = stmt.having(open_count == 0)
+    if after is not None:
+        stmt = stmt.having(tuple_(clock, s.case_id) > tuple_(after[0], after[1]))
+    rows = conn.execute(stmt.order_by(clock, s.case_id).limit(limit)).all()
+    headers = {
+        r.id: r
+        for r in conn.execute(
+            select(CASES.c.id, CASES.c.hosting_country, CASES.c.opened_at).where(
+                CASES.c.id.in_([r.case_id for r in rows])
+            )
+        )
+    }
+    out = []
+    for r in rows:
+        h = headers.get(r.case_id)
+        out.append(
+            CaseSummary(
+                id=r.case_id,
+                holder=holder,
+                hosting_country=h.hosting_country if h else None,
+                opened_at=h.opened_at if h else None,
+                items=r.items,
+                open_items=int(r.open_items or 0),
+                disputed=bool(r.disputed),
+                cursor=f"{to_micros(r.clock) if r.clock else 0}/{r.case_id}",
+            )
+        )
+    return out
+
+
+def queue_counts(conn: Connection, holder: str, now: datetime, since: datetime) -> dict[Queue, int]:
+    """Cases per queue (the metrics' gauges and the queue overview)."""
+    s = STATES.c
+    out: dict[Queue, int] = {}
+    for q in Queue:
+        n = conn.execute(
+            select(func.count(func.distinct(s.case_id))).where(
+                s.holder == holder, _queue_filter(q, now, since)
+            )
+        ).scalar_one()
+        out[q] = int(n)
+    return out

@@ -1,0 +1,453 @@
+"""Protobuf ⇄ domain for the case lifecycle: events, assessments, actions, states, views.
+
+The lifecycle's half of the codec (``codec.py`` holds reports, receipts and the log), split
+so each stays one concept. Decoding validates like the report codec — enums must be known,
+ids in the forms ihx makes, text printable and capped — and raises ``InvalidEvent`` naming the
+field; an event's bytes must be exactly the canonical encoding of known fields, since they
+are signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError
+
+from exchange.domain import AgeGroup, Classification, is_case_id, is_report_id
+from exchange.errors import InvalidEvent, InvalidReport
+from exchange.lifecycle.model import (
+    MAX_ITEMS_PER_EVENT,
+    MAX_NOTE,
+    MAX_REF,
+    Action,
+    ActionKind,
+    Assessment,
+    Body,
+    CaseDetail,
+    CaseEvent,
+    CaseSummary,
+    EventKind,
+    Gender,
+    ItemRef,
+    ItemState,
+    Queue,
+    ReasonCode,
+    ReportStatus,
+    Stage,
+    Withdrawal,
+    WithdrawalReason,
+    is_event_id,
+)
+from exchange.wire.codec import (
+    classification_from_proto,
+    classification_to_proto,
+    from_timestamp,
+    timestamp,
+)
+from exchange.wire.known_fields import require_exact
+from ihx.v1 import cases_pb2 as cpb
+from ihx.v1 import lifecycle_pb2 as lpb
+from ihx.v1 import partner_pb2 as ppb
+from ihx.v1 import report_pb2 as pb
+
+_GENDER = {
+    Gender.FEMALE: lpb.GENDER_FEMALE,
+    Gender.MALE: lpb.GENDER_MALE,
+    Gender.BOTH: lpb.GENDER_BOTH,
+    Gender.NOT_DETERMINED: lpb.GENDER_NOT_DETERMINED,
+}
+_ACTION = {
+    ActionKind.REPORTED_TO_LEA: lpb.ACTION_KIND_REPORTED_TO_LEA,
+    ActionKind.REPORTED_TO_HOST: lpb.ACTION_KIND_REPORTED_TO_HOST,
+    ActionKind.REMOVED: lpb.ACTION_KIND_REMOVED,
+    ActionKind.UNAVAILABLE: lpb.ACTION_KIND_UNAVAILABLE,
+    ActionKind.NOT_ILLEGAL: lpb.ACTION_KIND_NOT_ILLEGAL,
+    ActionKind.MOVED: lpb.ACTION_KIND_MOVED,
+}
+_REASON = {
+    ReasonCode.CONTENT_NOT_FOUND: lpb.REASON_CODE_CONTENT_NOT_FOUND,
+    ReasonCode.PASSWORD_PROTECTED: lpb.REASON_CODE_PASSWORD_PROTECTED,
+    ReasonCode.SITE_DOWN: lpb.REASON_CODE_SITE_DOWN,
+    ReasonCode.GEO_BLOCKED: lpb.REASON_CODE_GEO_BLOCKED,
+    ReasonCode.ADULT_PORNOGRAPHY: lpb.REASON_CODE_ADULT_PORNOGRAPHY,
+    ReasonCode.DOES_NOT_MEET_THRESHOLD: lpb.REASON_CODE_DOES_NOT_MEET_THRESHOLD,
+    ReasonCode.AGE_NOT_DETERMINABLE: lpb.REASON_CODE_AGE_NOT_DETERMINABLE,
+    ReasonCode.CHILD_MODELLING_LEGAL: lpb.REASON_CODE_CHILD_MODELLING_LEGAL,
+    ReasonCode.NOT_CHILD_RELATED: lpb.REASON_CODE_NOT_CHILD_RELATED,
+}
+_WITHDRAWAL = {
+    WithdrawalReason.MISREPORT: lpb.WITHDRAWAL_REASON_MISREPORT,
+    WithdrawalReason.WRONG_URL: lpb.WITHDRAWAL_REASON_WRONG_URL,
+    WithdrawalReason.DUPLICATE: lpb.WITHDRAWAL_REASON_DUPLICATE,
+    WithdrawalReason.OTHER: lpb.WITHDRAWAL_REASON_OTHER,
+}
+_STAGE = {
+    Stage.UNASSESSED: cpb.ITEM_STAGE_UNASSESSED,
+    Stage.ASSESSED: cpb.ITEM_STAGE_ASSESSED,
+    Stage.ACTIONED: cpb.ITEM_STAGE_ACTIONED,
+    Stage.REMOVED: cpb.ITEM_STAGE_REMOVED,
+    Stage.UNAVAILABLE: cpb.ITEM_STAGE_UNAVAILABLE,
+    Stage.NOT_ILLEGAL: cpb.ITEM_STAGE_NOT_ILLEGAL,
+    Stage.MOVED: cpb.ITEM_STAGE_MOVED,
+    Stage.WITHDRAWN: cpb.ITEM_STAGE_WITHDRAWN,
+}
+_QUEUE = {
+    Queue.UNASSESSED: cpb.QUEUE_UNASSESSED,
+    Queue.UNACTIONED: cpb.QUEUE_UNACTIONED,
+    Queue.OVERDUE: cpb.QUEUE_OVERDUE,
+    Queue.ORPHANED: cpb.QUEUE_ORPHANED,
+    Queue.RECENTLY_CLOSED: cpb.QUEUE_RECENTLY_CLOSED,
+    Queue.DISPUTED: cpb.QUEUE_DISPUTED,
+}
+_AGE = {
+    AgeGroup.INFANT: pb.AGE_GROUP_INFANT,
+    AgeGroup.PREPUBESCENT: pb.AGE_GROUP_PREPUBESCENT,
+    AgeGroup.PUBESCENT: pb.AGE_GROUP_PUBESCENT,
+    AgeGroup.UNKNOWN: pb.AGE_GROUP_UNKNOWN,
+}
+
+
+V = TypeVar("V")
+
+
+def _enum_in(table: Mapping[V, int], value: int, where: str, default: V | None = None) -> V:
+    for k, v in table.items():
+        if v == value:
+            return k
+    if value == 0 and default is not None:
+        return default
+    raise InvalidEvent(f"{where}: missing or unknown value {value}")
+
+
+_FEEDBACK = {
+    "received": ppb.FEEDBACK_CODE_RECEIVED,
+    "investigating": ppb.FEEDBACK_CODE_INVESTIGATING,
+    "evidence_preserved": ppb.FEEDBACK_CODE_EVIDENCE_PRESERVED,
+    "victim_identified": ppb.FEEDBACK_CODE_VICTIM_IDENTIFIED,
+    "no_action": ppb.FEEDBACK_CODE_NO_ACTION,
+    "out_of_jurisdiction": ppb.FEEDBACK_CODE_OUT_OF_JURISDICTION,
+}
+FEEDBACK_CODES = tuple(_FEEDBACK)
+
+
+def feedback_code_from_proto(value: int) -> str:
+    return _enum_in(_FEEDBACK, value, "code")
+
+
+def feedback_code_to_proto(code: str) -> ppb.FeedbackCode.ValueType:
+    return _FEEDBACK[code]
+
+
+def queue_from_proto(value: int) -> Queue:
+    return _enum_in(_QUEUE, value, "queue")
+
+
+def withdrawal_reason_from_proto(value: int) -> WithdrawalReason:
+    return _enum_in(_WITHDRAWAL, value, "reason")
+
+
+def text(value: str, where: str, limit: int = MAX_REF) -> str:
+    """Printable text within ``limit`` characters (newlines allowed only in notes)."""
+    if len(value) > limit:
+        raise InvalidEvent(f"{where}: at most {limit} characters")
+    for ch in value:
+        if not (ch.isprintable() or (limit == MAX_NOTE and ch in "\n\t")):
+            raise InvalidEvent(f"{where}: control or format character U+{ord(ch):04X}")
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            raise InvalidEvent(f"{where}: lone surrogate in text")
+    return value
+
+
+# -- parts ----------------------------------------------------------------------------------
+
+
+def item_ref_to_proto(r: ItemRef) -> lpb.ItemRef:
+    msg = lpb.ItemRef(
+        report_id=r.report_id,
+        index=r.index,
+        origin_member=r.origin_member,
+        origin_classification=classification_to_proto(r.origin_classification),
+    )
+    if r.clock_started is not None:
+        msg.clock_started.CopyFrom(timestamp(r.clock_started))
+    return msg
+
+
+def item_ref_from_proto(msg: lpb.ItemRef, where: str) -> ItemRef:
+    if not is_report_id(msg.report_id):
+        raise InvalidEvent(f"{where}.report_id: not a report id (r- and 32 hex digits)")
+    if msg.index >= 1000:
+        raise InvalidEvent(f"{where}.index: {msg.index} is not an item of a report")
+    try:
+        origin = (
+            classification_from_proto(msg.origin_classification)
+            if msg.origin_classification
+            else Classification.DOUBTFUL
+        )
+        clock = from_timestamp(msg.clock_started) if msg.HasField("clock_started") else None
+    except InvalidReport as error:
+        raise InvalidEvent(f"{where}: {error.message}") from None
+    return ItemRef(
+        msg.report_id,
+        msg.index,
+        text(msg.origin_member, f"{where}.origin_member", 64),
+        origin,
+        clock,
+    )
+
+
+def assessment_to_proto(a: Assessment) -> lpb.Assessment:
+    return lpb.Assessment(
+        classification=classification_to_proto(a.classification),
+        age_group=_AGE[a.age_group],
+        gender=_GENDER[a.gender],
+        virtual=a.virtual,
+        user_generated=a.user_generated,
+        child_modelling=a.child_modelling,
+        analyst_ref=a.analyst_ref,
+    )
+
+
+def assessment_from_proto(msg: lpb.Assessment, where: str = "assessment") -> Assessment:
+    classes = {
+        pb.CLASSIFICATION_BASELINE: Classification.BASELINE,
+        pb.CLASSIFICATION_NATIONAL: Classification.NATIONAL,
+        pb.CLASSIFICATION_NOT_ILLEGAL: Classification.NOT_ILLEGAL,
+    }
+    found = classes.get(msg.classification)
+    if found is None:
+        raise InvalidEvent(
+            f"{where}.classification: baseline, national or not_illegal (got {msg.classification})"
+        )
+    return Assessment(
+        classification=found,
+        age_group=_enum_in(_AGE, msg.age_group, f"{where}.age_group", AgeGroup.UNKNOWN),
+        gender=_enum_in(_GENDER, msg.gender, f"{where}.gender", Gender.NOT_DETERMINED),
+        virtual=msg.virtual,
+        user_generated=msg.user_generated,
+        child_modelling=msg.child_modelling,
+        analyst_ref=text(msg.analyst_ref, f"{where}.analyst_ref"),
+    )
+
+
+def action_to_proto(a: Action) -> lpb.Action:
+    return lpb.Action(
+        kind=_ACTION[a.kind],
+        reason=_REASON[a.reason] if a.reason is not None else lpb.REASON_CODE_UNSPECIFIED,
+        partner=a.partner,
+        recipient=a.recipient,
+        moved_to_country=a.moved_to_country,
+        moved_to_member=a.moved_to_member,
+        reference=a.reference,
+        analyst_ref=a.analyst_ref,
+    )
+
+
+def action_from_proto(msg: lpb.Action, where: str = "action") -> Action:
+    kind = _enum_in(_ACTION, msg.kind, f"{where}.kind")
+    reason = _enum_in(_REASON, msg.reason, f"{where}.reason") if msg.reason else None
+    country = msg.moved_to_country
+    if country and not (len(country) == 2 and country.isascii() and country.isupper()):
+        raise InvalidEvent(f"{where}.moved_to_country: ISO 3166-1 alpha-2, upper case")
+    if kind is ActionKind.MOVED and not country:
+        raise InvalidEvent(f"{where}.moved_to_country: a move names the new hosting country")
+    if kind is ActionKind.REPORTED_TO_LEA and not msg.partner:
+        raise InvalidEvent(f"{where}.partner: reported_to_lea names the partner")
+    if kind is ActionKind.REPORTED_TO_HOST and not msg.recipient:
+        raise InvalidEvent(f"{where}.recipient: reported_to_host names who was notified")
+    return Action(
+        kind=kind,
+        reason=reason,
+        partner=text(msg.partner, f"{where}.partner", 64),
+        recipient=text(msg.recipient, f"{where}.recipient"),
+        moved_to_country=country,
+        moved_to_member=text(msg.moved_to_member, f"{where}.moved_to_member", 64),
+        reference=text(msg.reference, f"{where}.reference"),
+        analyst_ref=text(msg.analyst_ref, f"{where}.analyst_ref"),
+    )
+
+
+def withdrawal_to_proto(w: Withdrawal) -> lpb.Withdrawal:
+    return lpb.Withdrawal(reason=_WITHDRAWAL[w.reason], note=w.note)
+
+
+def withdrawal_from_proto(msg: lpb.Withdrawal, where: str = "withdrawal") -> Withdrawal:
+    return Withdrawal(
+        _enum_in(_WITHDRAWAL, msg.reason, f"{where}.reason"),
+        text(msg.note, f"{where}.note", MAX_NOTE),
+    )
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def event_to_proto(e: CaseEvent) -> lpb.CaseEvent:
+    msg = lpb.CaseEvent(
+        id=e.id,
+        case_id=e.case_id,
+        member=e.member,
+        sequence=e.sequence,
+        at=timestamp(e.at),
+        items=[item_ref_to_proto(r) for r in e.items],
+    )
+    body = e.body
+    if isinstance(body, Assessment):
+        msg.assessment.CopyFrom(assessment_to_proto(body))
+    elif isinstance(body, Action):
+        msg.action.CopyFrom(action_to_proto(body))
+    elif e.kind is EventKind.WITHDRAWAL:
+        msg.withdrawal.CopyFrom(withdrawal_to_proto(body))
+    else:
+        msg.withdrawn.CopyFrom(withdrawal_to_proto(body))
+    return msg
+
+
+def event_to_bytes(e: CaseEvent) -> bytes:
+    return event_to_proto(e).SerializeToString(deterministic=True)
+
+
+def _body(msg: lpb.CaseEvent) -> tuple[EventKind, Body]:
+    which = msg.WhichOneof("body")
+    if which == "assessment":
+        return EventKind.ASSESSMENT, assessment_from_proto(msg.assessment)
+    if which == "action":
+        return EventKind.ACTION, action_from_proto(msg.action)
+    if which == "withdrawal":
+        return EventKind.WITHDRAWAL, withdrawal_from_proto(msg.withdrawal)
+    if which == "withdrawn":
+        return EventKind.WITHDRAWN, withdrawal_from_proto(msg.withdrawn, "withdrawn")
+    raise InvalidEvent("body: an assessment, action, withdrawal or withdrawn is required")
+
+
+def _check_header(msg: lpb.CaseEvent) -> None:
+    if not is_event_id(msg.id):
+        raise InvalidEvent("id: not an event id (e- and 32 hex digits)")
+    if msg.case_id and not is_case_id(msg.case_id):
+        raise InvalidEvent("case_id: not a case id (c- and 32 hex digits)")
+    if not msg.member or not 1 <= msg.sequence < 2**53:
+        raise InvalidEvent("member and a sequence from 1 are required")
+    if not msg.HasField("at"):
+        raise InvalidEvent("at: the event's time is required")
+    if not 1 <= len(msg.items) <= MAX_ITEMS_PER_EVENT:
+        raise InvalidEvent(f"items: from 1 to {MAX_ITEMS_PER_EVENT} items")
+
+
+def event_from_proto(msg: lpb.CaseEvent) -> CaseEvent:
+    _check_header(msg)
+    kind, body = _body(msg)
+    if not msg.case_id and kind is not EventKind.WITHDRAWAL:
+        raise InvalidEvent("case_id: required except on a withdrawal")
+    try:
+        at = from_timestamp(msg.at)
+    except InvalidReport as error:
+        raise InvalidEvent(f"at: {error.message}") from None
+    refs = tuple(item_ref_from_proto(r, f"items[{i}]") for i, r in enumerate(msg.items))
+    if len({r.key for r in refs}) != len(refs):
+        raise InvalidEvent("items: an item is named twice")
+    return CaseEvent(
+        id=msg.id,
+        case_id=msg.case_id,
+        member=text(msg.member, "member", 64),
+        sequence=msg.sequence,
+        at=at,
+        items=refs,
+        kind=kind,
+        body=body,
+    )
+
+
+def event_from_bytes(data: bytes) -> CaseEvent:
+    """A signed event payload: valid protobuf, only known fields, canonical bytes, sane values."""
+    msg = lpb.CaseEvent()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        raise InvalidEvent("payload is not a valid ihx.v1.CaseEvent") from None
+    require_exact(msg, data, "case event")
+    return event_from_proto(msg)
+
+
+# -- views ----------------------------------------------------------------------------------
+
+
+def item_state_to_proto(s: ItemState) -> cpb.ItemState:
+    msg = cpb.ItemState(
+        ref=item_ref_to_proto(s.ref),
+        stage=_STAGE[s.stage],
+        disputed=s.disputed,
+        lea_partner=s.lea_partner,
+        host_recipient=s.host_recipient,
+        close_reason=(
+            _REASON[s.close_reason] if s.close_reason is not None else lpb.REASON_CODE_UNSPECIFIED
+        ),
+        moved_to_country=s.moved_to_country,
+        moved_to_member=s.moved_to_member,
+    )
+    if s.assessment is not None:
+        msg.assessment.CopyFrom(assessment_to_proto(s.assessment))
+    if s.last_action is not None:
+        msg.last_action.kind = _ACTION[s.last_action]
+    for name in ("clock_started", "assessed_at", "lea_at", "host_notice_at", "closed_at"):
+        at = getattr(s, name)
+        if at is not None:
+            getattr(msg, name).CopyFrom(timestamp(at))
+    return msg
+
+
+def stage_from_proto(value: int) -> Stage:
+    return _enum_in(_STAGE, value, "stage")
+
+
+def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
+    msg = cpb.CaseDetail(
+        id=d.id,
+        holder=d.holder,
+        url=d.url,
+        hosting_country=d.hosting_country or "",
+        open=d.open,
+        reporting_members=list(d.reporting_members),
+        items=[item_state_to_proto(s) for s in d.items],
+        timeline=[event_to_proto(e) for e in d.timeline],
+        decision_reason=d.decision_reason,
+        anonymised=d.anonymised,
+    )
+    if d.opened_at is not None:
+        msg.opened_at.CopyFrom(timestamp(d.opened_at))
+    if d.closed_at is not None:
+        msg.closed_at.CopyFrom(timestamp(d.closed_at))
+    return msg
+
+
+def summaries_to_proto(rows: Sequence[CaseSummary], next_cursor: str) -> cpb.ListQueueResponse:
+    out = cpb.ListQueueResponse(next_cursor=next_cursor)
+    for r in rows:
+        msg = out.cases.add(
+            id=r.id,
+            holder=r.holder,
+            hosting_country=r.hosting_country or "",
+            open=r.open_items > 0,
+            items=r.items,
+            open_items=r.open_items,
+            disputed=r.disputed,
+            cursor=r.cursor,
+        )
+        if r.opened_at is not None:
+            msg.opened_at.CopyFrom(timestamp(r.opened_at))
+    return out
+
+
+def report_status_to_proto(s: ReportStatus) -> cpb.ReportStatus:
+    msg = cpb.ReportStatus(
+        report_id=s.report_id,
+        destination=s.destination,
+        case_id=s.case_id,
+        delivery=s.delivery,
+        withdrawn=s.withdrawn,
+        items=[item_state_to_proto(i) for i in s.items],
+        timeline=[event_to_proto(e) for e in s.timeline],
+        rejection=s.rejection,
+    )
+    if s.receipted_at is not None:
+        msg.receipted_at.CopyFrom(timestamp(s.receipted_at))
+    return msg
