@@ -8,9 +8,10 @@ In the writer, the event is applied only from the member entitled to it:
 * a withdrawal only from the origin of a report in a case held here (the holder's side then
   runs: ``CaseWork.withdraw_at_holder``);
 * any other event only from the member that holds the case — as this node knows it: the
-  destination our report was delivered to (we are an origin), or the member that first told
+  member our report was sent to (we are an origin), or the member that first told
   us of the case (we are the coordinator, who holds no report of it). Anyone else:
-  ``not-assigned``, in the receipt.
+  ``not-assigned``, in the receipt. A reporting member folds only its own items (``_scope``);
+  the coordinator, told of every step from the first, folds them all.
 
 An event id already held is acknowledged again and changes nothing (exactly once); each applied
 event runs in its own savepoint, so one refused by the rules (``transition-refused``: the holder
@@ -30,6 +31,7 @@ from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
+    ItemRef,
     ItemState,
     Withdrawal,
     event_id_for,
@@ -116,8 +118,9 @@ class Inbound:
         if event.kind is EventKind.WITHDRAWAL:
             self._withdrawal(tx, c, now)
             return
-        current = self._entitled_states(tx, event)
-        new = rules.apply(current, event)
+        scope = self._scope(tx, event)
+        current = self._entitled_states(tx, event, scope)
+        new = rules.apply(current, event, scope)
         self._recorder.received(tx, event, c.payload, new.values(), c.carrier, now)
 
     def _withdrawal(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
@@ -132,33 +135,57 @@ class Inbound:
         assert isinstance(body, Withdrawal)
         self._work.withdraw_at_holder(tx, report_id, body, now)
 
-    def _entitled_states(self, tx: Tx, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
-        """The current states of the event's items, if its maker holds the case for us."""
+    def _scope(self, tx: Tx, event: CaseEvent) -> tuple[ItemRef, ...]:
+        """The items whose state this node keeps from the event.
+
+        The coordinator is told every step of a case from its first, so it folds every item.
+        A reporting member keeps the state of its own items only: it may have joined the case
+        late (its report merged into it), so it has not seen the earlier steps of the others'
+        items — it keeps their events in the timeline, never a state it cannot fold. Whether
+        an item is ours is this node's own record, not the holder's word; and each must be
+        an item of a report this node sent to the member that made the event.
+        """
+        if self._manifest().coordinator == self._self:
+            return event.items
+        facts = reports.facts(tx.conn, [r.report_id for r in event.items])
+        ours = []
+        for ref in event.items:
+            f = facts.get(ref.report_id)
+            if f is None or f.origin_member != self._self:
+                continue
+            if f.decision_member != event.member:
+                raise NotAssigned(
+                    f"report {ref.report_id} was sent to {f.decision_member}, not {event.member}"
+                )
+            if ref.index >= len(f.items):
+                raise NotFound(f"report {ref.report_id} has no item {ref.index}")
+            ours.append(ref)
+        return tuple(ours)
+
+    def _entitled_states(
+        self, tx: Tx, event: CaseEvent, scope: tuple[ItemRef, ...]
+    ) -> dict[tuple[str, int], ItemState]:
+        """The current states of the items in scope, if the event's maker holds the case for
+        this node: as the states already held say, or — a first event — as our own reports in
+        scope say (``_scope`` checked their destination), or because we coordinate."""
         held = store.states(tx.conn, [event.case_id]).get(event.case_id, [])
         if held:
             holder = held[0].holder
             if holder != event.member:
                 raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
-        elif not self._may_learn_of(tx, event):
+        elif not scope and not self._reported_to(tx, event):
             raise NotAssigned(
                 f"{event.member} holds no case {event.case_id} that this node reported"
             )
         states = {s.ref.key: s for s in held}
-        for ref in event.items:
+        for ref in scope:
             states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
         return states
 
-    def _may_learn_of(self, tx: Tx, event: CaseEvent) -> bool:
-        """A first event of a case: from the member our report went to, or (we coordinate)
-        from any member, who then holds the case for us."""
-        if self._manifest().coordinator == self._self:
-            return True
-        ours = {r.report_id for r in event.items if r.origin_member == self._self}
-        return any(
-            outbox.remote_case(tx.conn, rid) == event.case_id
-            and outbox.destination_of(tx.conn, rid) == event.member
-            for rid in ours
-        )
+    def _reported_to(self, tx: Tx, event: CaseEvent) -> bool:
+        """An event naming only other members' items, for a case our receipt placed with its
+        maker (we reported it too)."""
+        return outbox.case_reported_to(tx.conn, event.case_id, event.member)
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:

@@ -33,6 +33,7 @@ from exchange.lifecycle.model import (
     Assessment,
     CaseEvent,
     EventKind,
+    ItemRef,
     ItemState,
     Stage,
 )
@@ -131,11 +132,14 @@ def step(state: ItemState, event: CaseEvent) -> ItemState:
 
 
 def apply(
-    states: Mapping[tuple[str, int], ItemState], event: CaseEvent
+    states: Mapping[tuple[str, int], ItemState],
+    event: CaseEvent,
+    only: Iterable[ItemRef] | None = None,
 ) -> dict[tuple[str, int], ItemState]:
-    """Every item the event names, stepped; all or nothing (the first refusal raises)."""
+    """Every item the event names (or those of them in ``only``), stepped; all or nothing
+    (the first refusal raises)."""
     out: dict[tuple[str, int], ItemState] = {}
-    for ref in event.items:
+    for ref in event.items if only is None else only:
         state = out.get(ref.key) or states.get(ref.key)
         if state is None:
             raise TransitionRefused(

@@ -314,13 +314,6 @@ def remote_case(conn: Connection, report_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def destination_of(conn: Connection, report_id: str) -> str | None:
-    """The member whose receipt answered a report we sent."""
-    return conn.execute(
-        select(DELIVERIES.c.destination).where(DELIVERIES.c.report_id == report_id).limit(1)
-    ).scalar_one_or_none()
-
-
 def delivery_of(conn: Connection, report_id: str) -> Delivery | None:
     """A sent report's outcome from its destination's receipt, if one came."""
     r = conn.execute(
@@ -349,3 +342,15 @@ def queued_state(conn: Connection, report_id: str) -> str | None:
     if r is None:
         return None
     return "queued" if r.batch_sequence is None else "sent"
+
+
+def case_reported_to(conn: Connection, case_id: str, destination: str) -> bool:
+    """Whether a receipt from ``destination`` placed one of our reports in ``case_id``."""
+    return (
+        conn.execute(
+            select(DELIVERIES.c.report_id)
+            .where(DELIVERIES.c.remote_case_id == case_id, DELIVERIES.c.destination == destination)
+            .limit(1)
+        ).first()
+        is not None
+    )
