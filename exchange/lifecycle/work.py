@@ -101,7 +101,7 @@ class CaseWork:
         return event
 
     def _held_states(self, tx: Tx, case_id: str) -> dict[tuple[str, int], ItemState]:
-        if case_store.held(tx.conn, case_id) is None:
+        if case_store.held(tx.conn, case_id, lock=True) is None:
             holder = store.holder_of(tx.conn, case_id)
             if holder is not None:
                 raise NotAssigned(

@@ -178,20 +178,22 @@ class HeldCase:
     first_report_id: str
 
 
-def held(conn: Connection, case_id: str) -> HeldCase | None:
+def held(conn: Connection, case_id: str, *, lock: bool = False) -> HeldCase | None:
+    """The case, if held here; ``lock`` holds its row until COMMIT (PostgreSQL replicas of one
+    node each take the next event sequence of a case in turn; SQLite's writer lock already
+    serialises them)."""
     c = CASES.c
-    r = conn.execute(
-        select(
-            c.id,
-            c.url,
-            c.hosting_country,
-            c.status,
-            c.opened_at,
-            c.closed_at,
-            c.anonymised_at,
-            c.first_report_id,
-        ).where(c.id == case_id)
-    ).one_or_none()
+    stmt = select(
+        c.id,
+        c.url,
+        c.hosting_country,
+        c.status,
+        c.opened_at,
+        c.closed_at,
+        c.anonymised_at,
+        c.first_report_id,
+    ).where(c.id == case_id)
+    r = conn.execute(stmt.with_for_update() if lock else stmt).one_or_none()
     if r is None:
         return None
     return HeldCase(
