@@ -40,6 +40,8 @@ from exchange.lifecycle.model import (
     is_event_id,
 )
 from exchange.wire.codec import (
+    age_group_from_proto,
+    age_group_to_proto,
     classification_from_proto,
     classification_to_proto,
     from_timestamp,
@@ -99,12 +101,6 @@ _QUEUE = {
     Queue.ORPHANED: cpb.QUEUE_ORPHANED,
     Queue.RECENTLY_CLOSED: cpb.QUEUE_RECENTLY_CLOSED,
     Queue.DISPUTED: cpb.QUEUE_DISPUTED,
-}
-_AGE = {
-    AgeGroup.INFANT: pb.AGE_GROUP_INFANT,
-    AgeGroup.PREPUBESCENT: pb.AGE_GROUP_PREPUBESCENT,
-    AgeGroup.PUBESCENT: pb.AGE_GROUP_PUBESCENT,
-    AgeGroup.UNKNOWN: pb.AGE_GROUP_UNKNOWN,
 }
 
 
@@ -200,7 +196,7 @@ def item_ref_from_proto(msg: lpb.ItemRef, where: str) -> ItemRef:
 def assessment_to_proto(a: Assessment) -> lpb.Assessment:
     return lpb.Assessment(
         classification=classification_to_proto(a.classification),
-        age_group=_AGE[a.age_group],
+        age_group=age_group_to_proto(a.age_group),
         gender=_GENDER[a.gender],
         virtual=a.virtual,
         user_generated=a.user_generated,
@@ -222,13 +218,20 @@ def assessment_from_proto(msg: lpb.Assessment, where: str = "assessment") -> Ass
         )
     return Assessment(
         classification=found,
-        age_group=_enum_in(_AGE, msg.age_group, f"{where}.age_group", AgeGroup.UNKNOWN),
+        age_group=_age(msg.age_group, f"{where}.age_group"),
         gender=_enum_in(_GENDER, msg.gender, f"{where}.gender", Gender.NOT_DETERMINED),
         virtual=msg.virtual,
         user_generated=msg.user_generated,
         child_modelling=msg.child_modelling,
         analyst_ref=text(msg.analyst_ref, f"{where}.analyst_ref"),
     )
+
+
+def _age(value: int, where: str) -> AgeGroup:
+    try:
+        return age_group_from_proto(value, where)
+    except InvalidReport as error:
+        raise InvalidEvent(error.message) from None
 
 
 def action_to_proto(a: Action) -> lpb.Action:

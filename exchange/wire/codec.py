@@ -446,6 +446,15 @@ def outcome_from_proto(msg: xpb.PayloadOutcome) -> PayloadResult:
     )
 
 
+def age_group_to_proto(a: AgeGroup) -> pb.AgeGroup.ValueType:
+    return _AGE[a]
+
+
+def age_group_from_proto(value: int, where: str) -> AgeGroup:
+    """An age group; unset is ``unknown`` (not determined)."""
+    return _enum_in(_AGE_IN, value, where, default=AgeGroup.UNKNOWN)
+
+
 def classification_to_proto(c: Classification) -> pb.Classification.ValueType:
     return _CLASS[c]
 
