@@ -431,6 +431,43 @@ def test_every_malformed_field_is_invalid_argument_naming_it(
     assert snapshot(cluster) == before
 
 
+def raw_call(cluster: Cluster, method: str, data: bytes) -> tuple[grpc.StatusCode, str]:
+    """``data`` sent as the request of ``method`` at de-eco, as they are."""
+    path = f"/ihx.v1.Cases/{method}"
+    with grpc.insecure_channel(cluster.address(DE)) as channel:
+        try:
+            if method == "WatchCases":
+                list(channel.unary_stream(path)(data, metadata=bearer(token(cluster, DE))))
+            else:
+                channel.unary_unary(path)(data, metadata=bearer(token(cluster, DE)), timeout=10)
+        except grpc.RpcError as error:
+            failed = cast(grpc.Call, error)
+            return failed.code(), failed.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+def test_bytes_that_are_no_request_or_carry_unknown_fields_are_invalid_argument(
+    cluster: Cluster, held: tuple[str, str]
+) -> None:
+    _, case_id = held
+    known = cpb.AssessRequest(
+        case_id=case_id, assessment=lpb.Assessment(classification=pb.CLASSIFICATION_BASELINE)
+    ).SerializeToString()
+    field_111 = b"\xf8\x06\x01"  # field 111, varint 1: in no message of the schema
+    sent = [
+        ("Assess", b"\xff\xff\xff", "request-malformed"),
+        ("Assess", known + field_111, "unknown-field"),
+        ("WatchCases", b"\xff\xff\xff", "request-malformed"),
+        ("WatchCases", field_111, "unknown-field"),
+    ]
+    before = snapshot(cluster)
+    for method, data, code in sent:
+        status, details = raw_call(cluster, method, data)
+        assert status is grpc.StatusCode.INVALID_ARGUMENT, (method, code, details)
+        assert details.startswith(f"{code}: "), details
+    assert snapshot(cluster) == before
+
+
 def test_what_this_node_does_not_know_is_not_found(cluster: Cluster, held: tuple[str, str]) -> None:
     report_id, case_id = held
     ref = item_key_to_proto
