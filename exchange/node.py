@@ -44,6 +44,7 @@ from exchange.delivery.sender import PeerSender
 from exchange.domain import Classification
 from exchange.edge.access import AccessInterceptor
 from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
+from exchange.edge.case_service import CaseServicer
 from exchange.edge.decoding import DecodeGuard
 from exchange.edge.exchange_service import ExchangeServicer
 from exchange.edge.intake_service import IntakeServicer
@@ -65,7 +66,8 @@ from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Writer
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
-from ihx.v1 import exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
+from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
+from ihx.v1 import cases_pb2_grpc as cgrpc
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2_grpc as igrpc
 from ihx.v1 import partner_pb2_grpc as pgrpc
@@ -328,7 +330,7 @@ class Node:
             self.metrics.watch_outbox(self.engine, self._clock)
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._start_workers()
-        self._start_health(names[:4], pool)
+        self._start_health(names[:5], pool)
         log.info("node %s serving on port %d", self.member, self.port)
 
     def _build_server(self) -> tuple[grpc.Server, futures.ThreadPoolExecutor]:
@@ -355,12 +357,21 @@ class Node:
         lgrpc.add_RoutingLogServicer_to_server(
             RoutingLogServicer(self.engine, self.member, self._clock), server
         )
+        cases = CaseServicer(
+            self.case_work,
+            self.case_views,
+            self.case_feed,
+            stopping=self._stop,
+            max_watch_s=self.settings.exchange.watch_max_s,
+        )
+        cgrpc.add_CasesServicer_to_server(cases, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             exchange_pb2.DESCRIPTOR.services_by_name["Exchange"].full_name,
             intake_pb2.DESCRIPTOR.services_by_name["Intake"].full_name,
             partner_pb2.DESCRIPTOR.services_by_name["Partner"].full_name,
             routing_log_pb2.DESCRIPTOR.services_by_name["RoutingLog"].full_name,
+            cases_pb2.DESCRIPTOR.services_by_name["Cases"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
@@ -414,6 +425,7 @@ class Node:
     def stop(self, grace: float = 5.0) -> None:
         """Stop within about ``grace`` seconds plus one receipt timeout at worst."""
         self._stop.set()
+        self.case_feed.notify()  # WatchCases streams see the stop now, not at their next poll
         if self._monitor is not None:
             self._monitor.stop()
         self._health.enter_graceful_shutdown()

@@ -54,6 +54,7 @@ class Scope(enum.StrEnum):
 
     REPORTS_SUBMIT = "reports:submit"
     CASES_PULL = "cases:pull"
+    CASES_WORK = "cases:work"  # a hotline's analysts: queues, assess, act, withdraw
     LOG_READ = "log:read"
     ADMIN = "admin"
 

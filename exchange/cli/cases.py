@@ -1,5 +1,7 @@
 """``ihx cases pull``: a law-enforcement partner streams its cases to JSON Lines.
 
+(``ihx cases list``, an analyst's work queues, is exchange/cli/casework.py's.)
+
 Pages follow the cursor until the node has nothing more; with ``--ack`` each page is
 acknowledged only after it was written and flushed, so a crash never loses a case (it comes
 again after the visibility timeout). Output carries URL, hosting trace, items with hashes and
@@ -17,6 +19,7 @@ from typing import Annotated, Any, TextIO
 import typer
 from google.protobuf.json_format import MessageToDict
 
+from exchange.cli import casework
 from exchange.cli.common import err
 from exchange.client.stubs import PartnerClient
 from ihx.v1 import partner_pb2 as ppb
@@ -59,8 +62,12 @@ def case_document(case: ppb.Case) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    cases = typer.Typer(help="Cases forwarded to law-enforcement partners.", no_args_is_help=True)
+    cases = typer.Typer(
+        help="Work queues (analysts); cases forwarded to law-enforcement partners.",
+        no_args_is_help=True,
+    )
     app.add_typer(cases, name="cases")
+    cases.command("list")(casework.list_command)
 
     @cases.command("pull")
     def pull(

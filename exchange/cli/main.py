@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from exchange.cli import (
     cases,
+    casework,
     demo,
     log,
     network,
@@ -53,7 +54,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo, trace, node, submit, verify, network, tokens, cases, log, tls):
+for module in (demo, trace, node, submit, verify, network, tokens, cases, casework, log, tls):
     module.register(app)
 
 

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path, typer.Option(help="The node's settings file.")],
         sub: Annotated[str, typer.Option(help="Partner id (the token subject).")],
         scope: Annotated[
-            list[str], typer.Option(help="reports:submit, cases:pull, log:read or admin.")
+            list[str],
+            typer.Option(help="reports:submit, cases:work, cases:pull, log:read or admin."),
         ],
         ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 900,
         audience: Annotated[

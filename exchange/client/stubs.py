@@ -2,7 +2,9 @@
 
 Every call carries ``authorization: Bearer <token>`` when a token is given and has a deadline.
 Bulk submission streams chunks of reports (see intake.proto) and yields one response per
-submission, in order. Log listing pages by entry index until the end. Channels are plaintext
+submission, in order. Log listing pages by entry index until the end. The case-work client
+speaks domain objects both ways (the lifecycle codec converts), so the CLI and the demo never
+touch its protobuf. Channels are plaintext
 unless ``tls`` (CA, certificate, key) is given: a node with mTLS requires a client certificate
 from its CA on every call.
 """
@@ -17,7 +19,30 @@ from typing import Self
 import grpc
 
 from exchange.domain import Submission
+from exchange.lifecycle.model import (
+    Action,
+    Assessment,
+    CaseDetail,
+    CaseSummary,
+    Queue,
+    ReportStatus,
+    TimedEvent,
+    Withdrawal,
+)
+from exchange.wire.case_codec import (
+    action_to_proto,
+    assessment_to_proto,
+    case_detail_from_proto,
+    event_from_proto,
+    item_key_to_proto,
+    queue_to_proto,
+    report_status_from_proto,
+    summaries_from_proto,
+    withdrawal_to_proto,
+)
 from exchange.wire.codec import submission_to_proto, timestamp
+from ihx.v1 import cases_pb2 as cpb
+from ihx.v1 import cases_pb2_grpc as cgrpc
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
 from ihx.v1 import partner_pb2 as ppb
@@ -178,3 +203,82 @@ class LogClient(_Client):
             lpb.GetCheckpointRequest(size=size), timeout=self._timeout, metadata=self._metadata
         )
         return cp
+
+
+ItemKey = tuple[str, int]  # (report id, item index)
+
+
+class CasesClient(_Client):
+    """A hotline's case work (scope ``cases:work``): queues, cases, assess, act, withdraw, watch."""
+
+    def _bind(self, channel: grpc.Channel) -> None:
+        self._stub = cgrpc.CasesStub(channel)
+
+    def queue(
+        self, queue: Queue, *, older_than_days: int = 0, after: str = "", limit: int = 0
+    ) -> tuple[list[CaseSummary], str]:
+        """One page of a work queue and the cursor of the next ("" at the end)."""
+        request = cpb.ListQueueRequest(
+            queue=queue_to_proto(queue),
+            older_than_days=older_than_days,
+            after_cursor=after,
+            limit=limit,
+        )
+        page = self._stub.ListQueue(request, timeout=self._timeout, metadata=self._metadata)
+        return summaries_from_proto(page)
+
+    def case(self, case_id: str) -> CaseDetail:
+        answer = self._stub.GetCase(
+            cpb.GetCaseRequest(case_id=case_id), timeout=self._timeout, metadata=self._metadata
+        )
+        return case_detail_from_proto(answer)
+
+    def assess(self, case_id: str, items: Sequence[ItemKey], assessment: Assessment) -> CaseDetail:
+        """Assess the named items (none: every open item); the case as it stands after."""
+        request = cpb.AssessRequest(
+            case_id=case_id,
+            items=[item_key_to_proto(r, i) for r, i in items],
+            assessment=assessment_to_proto(assessment),
+        )
+        answer = self._stub.Assess(request, timeout=self._timeout, metadata=self._metadata)
+        return case_detail_from_proto(answer)
+
+    def act(self, case_id: str, items: Sequence[ItemKey], action: Action) -> CaseDetail:
+        """Record an action on the named items (none: every open item); the case after."""
+        request = cpb.ActRequest(
+            case_id=case_id,
+            items=[item_key_to_proto(r, i) for r, i in items],
+            action=action_to_proto(action),
+        )
+        answer = self._stub.Act(request, timeout=self._timeout, metadata=self._metadata)
+        return case_detail_from_proto(answer)
+
+    def report_status(self, report_id: str) -> ReportStatus:
+        answer = self._stub.GetReportStatus(
+            cpb.ReportStatusRequest(report_id=report_id),
+            timeout=self._timeout,
+            metadata=self._metadata,
+        )
+        return report_status_from_proto(answer)
+
+    def withdraw(self, report_id: str, withdrawal: Withdrawal) -> ReportStatus:
+        w = withdrawal_to_proto(withdrawal)
+        answer = self._stub.Withdraw(
+            cpb.WithdrawRequest(report_id=report_id, reason=w.reason, note=w.note),
+            timeout=self._timeout,
+            metadata=self._metadata,
+        )
+        return report_status_from_proto(answer)
+
+    def watch(self, after: str = "", *, deadline: float | None = None) -> Iterator[TimedEvent]:
+        """Every change after cursor ``after``, then new ones as they commit, until the node
+        ends the stream (``watch_max_s``), ``deadline`` passes or the caller stops iterating."""
+        stream = self._stub.WatchCases(
+            cpb.WatchCasesRequest(after_cursor=after), timeout=deadline, metadata=self._metadata
+        )
+        try:
+            for message in stream:
+                for change in message.changes:
+                    yield TimedEvent(int(change.cursor), event_from_proto(change.event))
+        finally:
+            stream.cancel()  # type: ignore[no-untyped-call]

@@ -37,6 +37,13 @@ METHOD_SCOPES: dict[str, Scope] = {
     "/ihx.v1.Partner/AckCases": Scope.CASES_PULL,
     "/ihx.v1.RoutingLog/ListRoutingLog": Scope.LOG_READ,
     "/ihx.v1.RoutingLog/GetCheckpoint": Scope.LOG_READ,
+    "/ihx.v1.Cases/ListQueue": Scope.CASES_WORK,
+    "/ihx.v1.Cases/GetCase": Scope.CASES_WORK,
+    "/ihx.v1.Cases/Assess": Scope.CASES_WORK,
+    "/ihx.v1.Cases/Act": Scope.CASES_WORK,
+    "/ihx.v1.Cases/GetReportStatus": Scope.CASES_WORK,
+    "/ihx.v1.Cases/Withdraw": Scope.CASES_WORK,
+    "/ihx.v1.Cases/WatchCases": Scope.CASES_WORK,
 }
 OPEN_PREFIXES = (
     "/ihx.v1.Exchange/",  # authenticated by envelope signatures, not tokens

@@ -9,11 +9,12 @@ Design:
 
 * ``AdmissionInterceptor`` runs FIRST, on the server's polling thread, before a worker is taken.
   Each method belongs to one class (``classify``) with a budget of concurrent calls: verified
-  and probationary exchange streams, intake, partner, routing log, other (Deliver, health Watch,
-  reflection), open (health Check, GetNodeInfo). The pool is sized from the sum of the budgets
-  (``Budgets.workers``), so a class over its budget is refused at once — RESOURCE_EXHAUSTED,
-  ``overloaded: …`` — and can never queue behind another class for a worker. Health always
-  finds a worker.
+  and probationary exchange streams, intake, partner, routing log, analysts' case work, case
+  watches (WatchCases streams, which also end after ``watch_max_s``), other (Deliver, health
+  Watch, reflection), open (health Check, GetNodeInfo). The pool is sized from the sum of the
+  budgets (``Budgets.workers``), so a class over its budget is refused at once —
+  RESOURCE_EXHAUSTED, ``overloaded: …`` — and can never queue behind another class for a
+  worker. Health always finds a worker.
 * An exchange stream starts on **probation**: nobody has proved who it is. Probation has a small
   cap; when it is full the OLDEST probationary stream is evicted, not the newcomer, so churning
   idle streams cannot lock out a real peer, whose first envelope follows within milliseconds. A
@@ -75,6 +76,8 @@ class CallClass(enum.StrEnum):
     INTAKE = "intake"
     PARTNER = "partner"
     LOG = "log"
+    CASES = "cases"
+    WATCH = "cases-watch"
     OTHER = "other"
     OPEN = "open"
 
@@ -90,6 +93,10 @@ def classify(method: str) -> CallClass:
         return CallClass.PARTNER
     if method.startswith("/ihx.v1.RoutingLog/"):
         return CallClass.LOG
+    if method == "/ihx.v1.Cases/WatchCases":
+        return CallClass.WATCH  # held open: a budget of its own, so watches never block work
+    if method.startswith("/ihx.v1.Cases/"):
+        return CallClass.CASES
     return CallClass.OTHER
 
 
@@ -104,6 +111,8 @@ class Budgets:
     intake_calls: int = 64
     partner_calls: int = 32
     log_calls: int = 16
+    cases_calls: int = 32
+    watch_streams: int = 16
     other_calls: int = 16
     open_calls: int = 32
     calls_per_subject: int = 16
@@ -120,6 +129,8 @@ class Budgets:
             intake_calls=t.intake_calls,
             partner_calls=t.partner_calls,
             log_calls=t.log_calls,
+            cases_calls=t.cases_calls,
+            watch_streams=t.watch_streams,
             other_calls=t.other_calls,
             open_calls=t.open_calls,
             calls_per_subject=t.calls_per_subject,
@@ -130,6 +141,8 @@ class Budgets:
             CallClass.INTAKE: self.intake_calls,
             CallClass.PARTNER: self.partner_calls,
             CallClass.LOG: self.log_calls,
+            CallClass.CASES: self.cases_calls,
+            CallClass.WATCH: self.watch_streams,
             CallClass.OTHER: self.other_calls,
             CallClass.OPEN: self.open_calls,
         }[kind]

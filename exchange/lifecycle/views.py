@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from common.clock import Clock
+from exchange.domain import is_case_id
 from exchange.errors import InvalidEvent, NotFound
 from exchange.lifecycle.model import (
     CaseDetail,
@@ -92,7 +93,9 @@ def parse_queue_cursor(text: str) -> tuple[datetime, str] | None:
     if not text:
         return None
     micros, _, case_id = text.partition("/")
-    if not micros.isdigit() or len(micros) > 18 or not case_id.startswith("c-") or len(text) > 60:
+    # ASCII digits (str.isdigit also takes "²", which int() refuses) and a case id in its exact
+    # form: any other text (a NUL, which PostgreSQL refuses) never reaches a query.
+    if not (micros.isascii() and micros.isdigit()) or len(micros) > 18 or not is_case_id(case_id):
         raise InvalidEvent("after_cursor: not a queue cursor from this node")
     return from_micros(int(micros)), case_id
 

@@ -51,6 +51,9 @@ class ExchangeTuning:
     log_calls: int = between(16, 1, 4096)
     other_calls: int = between(16, 1, 4096)  # Exchange.Deliver, health Watch, reflection
     open_calls: int = between(32, 1, 4096)  # health Check, GetNodeInfo: short, never waiting
+    cases_calls: int = between(32, 1, 4096)  # Cases: queues, reads, assess, act, withdraw
+    watch_streams: int = between(16, 1, 4096)  # Cases.WatchCases streams open at once
+    watch_max_s: float = between(900.0, 1, 86400)  # a watch then ends; its client resumes
     calls_per_subject: int = between(16, 1, 4096)  # concurrent calls of one token subject
     health_probe_s: float = between(5.0, 0.05, 3600)  # how often health probes db and workers
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, select, tuple_
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, tuple_
 
 from exchange.domain import AgeGroup, Classification
 from exchange.lifecycle.model import (
@@ -329,7 +329,10 @@ def queue(
     if queue is Queue.RECENTLY_CLOSED:
         stmt = stmt.having(open_count == 0)
     if after is not None:
-        stmt = stmt.having(tuple_(clock, s.case_id) > tuple_(after[0], after[1]))
+        # Spelled out rather than a row-value comparison: there the time was bound untyped (not
+        # as the column's micros), so on SQLite every page after the first came back empty.
+        at, case_id = after
+        stmt = stmt.having(or_(clock > at, and_(clock == at, s.case_id > case_id)))
     rows = conn.execute(stmt.order_by(clock, s.case_id).limit(limit)).all()
     headers = {
         r.id: r

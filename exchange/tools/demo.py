@@ -7,8 +7,10 @@ reports forwarded to the hosting country, local cases, the same URL reported by 
 (merged into one case), content already known elsewhere in the network (via hash
 announcements), an orphan country (routed by the manifest's orphan rule), an untraceable host
 (to the coordinator), a resubmission (the same report back), and a malformed URL (refused,
-nothing stored). Then it waits until every outbox is drained and prints, per node, what arrived,
-what merged and the routing decisions.
+nothing stored). Then the German hotline works the Dutch report it holds to removal through its
+Cases service, and the Dutch node sees every step (``demo_cases.py``). It waits until every
+outbox is drained and prints, per node, what arrived, what merged, the routing decisions and
+the case's lifecycle as its origin saw it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from exchange.domain import (
 )
 from exchange.node import Node, build_node
 from exchange.store.overview import node_summary, pending_work
+from exchange.tools.demo_cases import Worked, print_worked, work_a_case
 from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 
@@ -131,12 +134,18 @@ def run_demo(keep: Path | None, console: Console, *, clock: Clock | None = None)
         with _running(fed.settings, clock) as nodes:
             outcomes = _submit_all(nodes, console)
             drained = _wait_for_drain(nodes, timeout=20.0)
+            worked = _work_case(nodes, outcomes, console) if drained else None
+            drained = drained and _wait_for_drain(nodes, timeout=20.0)
             _print_outcomes(outcomes, console)
             for node in nodes.values():
                 _print_node(node, console)
+            if worked is not None:
+                print_worked(worked, console)
         elapsed = time.monotonic() - started
         if not drained:
             console.print("[red]not every outbox drained in time[/]")
+            return 1
+        if worked is None or worked.seen is None or not worked.coordinator_closed:
             return 1
         console.print(f"\nAll outboxes drained; demo finished in {elapsed:.1f} s.")
         if keep is not None:
@@ -219,6 +228,13 @@ def _submit_all(nodes: dict[str, Node], console: Console) -> list[_Outcome]:
         refused = sum(1 for r in client.submit_many(burst) if r.error_code)
     console.print(f"   bulk stream: {len(burst)} reports submitted to nl-eokm, {refused} refused")
     return outcomes
+
+
+def _work_case(nodes: dict[str, Node], outcomes: list[_Outcome], console: Console) -> Worked:
+    """The lifecycle of the first Dutch report, which the German hotline holds."""
+    first = next(o for o in outcomes if o.ref == "NL-1")
+    assert first.response is not None
+    return work_a_case(nodes, first.response.report_id, "inhope", console)
 
 
 def _wait_for_drain(nodes: dict[str, Node], *, timeout: float) -> bool:

@@ -10,9 +10,11 @@ are signed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from exchange.domain import AgeGroup, Classification, is_case_id, is_report_id
 from exchange.errors import InvalidEvent, InvalidReport
@@ -454,3 +456,94 @@ def report_status_to_proto(s: ReportStatus) -> cpb.ReportStatus:
     if s.receipted_at is not None:
         msg.receipted_at.CopyFrom(timestamp(s.receipted_at))
     return msg
+
+
+# -- requests and answers of the Cases service, as a client sees them -----------------------
+
+
+def queue_to_proto(q: Queue) -> cpb.Queue.ValueType:
+    return _QUEUE[q]
+
+
+def item_key_to_proto(report_id: str, index: int) -> lpb.ItemRef:
+    """An item named in a request: only its report and index (the node knows the rest)."""
+    return lpb.ItemRef(report_id=report_id, index=index)
+
+
+def _at(present: bool, ts: Timestamp) -> datetime | None:
+    return from_timestamp(ts) if present else None
+
+
+def item_state_from_proto(msg: cpb.ItemState, holder: str) -> ItemState:
+    """An item's state as a node answered it (``actions`` is not on the wire: 0)."""
+    return ItemState(
+        ref=item_ref_from_proto(msg.ref, "ref"),
+        holder=holder,
+        clock_started=_at(msg.HasField("clock_started"), msg.clock_started),
+        stage=stage_from_proto(msg.stage),
+        assessment=assessment_from_proto(msg.assessment) if msg.HasField("assessment") else None,
+        disputed=msg.disputed,
+        last_action=(
+            _enum_in(_ACTION, msg.last_action.kind, "last_action.kind")
+            if msg.HasField("last_action")
+            else None
+        ),
+        assessed_at=_at(msg.HasField("assessed_at"), msg.assessed_at),
+        lea_at=_at(msg.HasField("lea_at"), msg.lea_at),
+        lea_partner=msg.lea_partner,
+        host_notice_at=_at(msg.HasField("host_notice_at"), msg.host_notice_at),
+        host_recipient=msg.host_recipient,
+        closed_at=_at(msg.HasField("closed_at"), msg.closed_at),
+        close_reason=_enum_in(_REASON, msg.close_reason, "close_reason")
+        if msg.close_reason
+        else None,
+        moved_to_country=msg.moved_to_country,
+        moved_to_member=msg.moved_to_member,
+    )
+
+
+def case_detail_from_proto(msg: cpb.CaseDetail) -> CaseDetail:
+    return CaseDetail(
+        id=msg.id,
+        holder=msg.holder,
+        url=msg.url,
+        hosting_country=msg.hosting_country or None,
+        opened_at=_at(msg.HasField("opened_at"), msg.opened_at),
+        closed_at=_at(msg.HasField("closed_at"), msg.closed_at),
+        reporting_members=tuple(msg.reporting_members),
+        items=tuple(item_state_from_proto(s, msg.holder) for s in msg.items),
+        timeline=tuple(event_from_proto(e) for e in msg.timeline),
+        decision_reason=msg.decision_reason,
+        anonymised=msg.anonymised,
+    )
+
+
+def summaries_from_proto(msg: cpb.ListQueueResponse) -> tuple[list[CaseSummary], str]:
+    rows = [
+        CaseSummary(
+            id=c.id,
+            holder=c.holder,
+            hosting_country=c.hosting_country or None,
+            opened_at=from_timestamp(c.opened_at) if c.HasField("opened_at") else None,
+            items=c.items,
+            open_items=c.open_items,
+            disputed=c.disputed,
+            cursor=c.cursor,
+        )
+        for c in msg.cases
+    ]
+    return rows, msg.next_cursor
+
+
+def report_status_from_proto(msg: cpb.ReportStatus) -> ReportStatus:
+    return ReportStatus(
+        report_id=msg.report_id,
+        destination=msg.destination,
+        case_id=msg.case_id,
+        receipted_at=_at(msg.HasField("receipted_at"), msg.receipted_at),
+        delivery=msg.delivery,
+        withdrawn=msg.withdrawn,
+        items=tuple(item_state_from_proto(s, msg.destination) for s in msg.items),
+        timeline=tuple(event_from_proto(e) for e in msg.timeline),
+        rejection=msg.rejection,
+    )

@@ -78,6 +78,9 @@ def test_methods_fall_into_their_classes() -> None:
     assert classify(SUBMIT) is CallClass.INTAKE
     assert classify("/ihx.v1.Partner/PullCases") is CallClass.PARTNER
     assert classify("/ihx.v1.RoutingLog/ListRoutingLog") is CallClass.LOG
+    assert classify("/ihx.v1.Cases/Assess") is CallClass.CASES
+    assert classify("/ihx.v1.Cases/ListQueue") is CallClass.CASES
+    assert classify("/ihx.v1.Cases/WatchCases") is CallClass.WATCH  # held open: its own budget
 
 
 def test_the_pool_holds_every_budget_at_once() -> None:

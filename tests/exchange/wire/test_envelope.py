@@ -545,3 +545,33 @@ def test_a_receipt_outcome_of_a_form_ihx_never_signs_is_refused(
             count=1,
         )
     assert refused.value.code == "receipt-outcome"
+
+
+@pytest.mark.parametrize(
+    "echoed", ["r-" + "1" * 32, "e-" + "2" * 32], ids=["report-id", "event-id"]
+)
+def test_a_receipt_echoing_a_report_or_an_event_id_opens(manifest: Manifest, echoed: str) -> None:
+    # An event batch's receipt echoes each case event's id where a report's would be: the sender
+    # must accept it, or no event batch is ever receipted and it is resent for ever.
+    sealed = seal_batch([b"payload"])
+    body = xpb.ReceiptBody(
+        issuer="de-eco",
+        batch_sender="nl-eokm",
+        batch_sequence=1,
+        batch_root=sealed.root,
+        key_id=signing_key("de-eco").key_id,
+    )
+    body.received_at.CopyFrom(timestamp(T0))
+    body.outcomes.add(index=0, outcome=xpb.OUTCOME_ACCEPTED, report_id=echoed)
+    raw = body.SerializeToString(deterministic=True)
+    receipt = xpb.SignedReceipt(body=raw, signature=signing_key("de-eco").sign(raw))
+    opened = open_receipt(
+        receipt,
+        manifest=manifest,
+        issuer="de-eco",
+        sender="nl-eokm",
+        sequence=1,
+        root=sealed.root,
+        count=1,
+    )
+    assert [r.report_id for r in opened.results] == [echoed]
