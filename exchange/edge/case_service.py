@@ -230,6 +230,7 @@ class CaseServicer(cgrpc.CasesServicer):
         except Exception as error:
             abort(context, error)
         ends_at = self._monotonic() + self._max_watch_s
+        first = True
         while context.is_active() and not self._stopping.is_set():
             # The version before the read: a commit after it wakes the wait below at once.
             seen = self._feed.version
@@ -240,6 +241,9 @@ class CaseServicer(cgrpc.CasesServicer):
             if changes:
                 after = changes[-1].cursor
                 yield from change_messages(changes)
+            elif first:
+                yield cpb.WatchCasesResponse()  # caught up at once: the stream is live
+            first = False
             left = ends_at - self._monotonic()
             if left <= 0:
                 return  # OK: the client resumes from the last cursor it received

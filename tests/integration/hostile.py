@@ -28,7 +28,7 @@ from auth import merkle
 from auth.tokens import Scope
 from exchange.wire.codec import submission_to_proto, timestamp
 from exchange.wire.envelope import KIND_REPORT
-from ihx.v1 import exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
+from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
 from ihx.v1 import exchange_pb2 as xpb
 from tests.exchange.factories import (
     announcement_bytes,
@@ -43,13 +43,17 @@ from tests.integration.support import DE, NL, Cluster
 
 METHODS: dict[str, MethodDescriptor] = {
     f"{service.name}.{method.name}": method
-    for module in (exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2)
+    for module in (cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2)
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
 }
 """Every RPC of every service in proto/ihx/v1, as ``Service.Method``."""
 
+LONG_LIVED = frozenset({"Cases.WatchCases"})
+"""Server streams that stay open until the client leaves: judged on their first message."""
+
 SCOPES: dict[str, Scope] = {
+    "Cases": Scope.CASES_WORK,
     "Intake": Scope.REPORTS_SUBMIT,
     "Partner": Scope.CASES_PULL,
     "RoutingLog": Scope.LOG_READ,
@@ -133,7 +137,11 @@ class Target:
         responses: list[bytes] = []
         try:
             answer = multi(request, timeout=timeout, metadata=metadata)
-            if method.server_streaming:
+            if name in LONG_LIVED:
+                # A watch stays open by design: its first message (or refusal) is the answer.
+                responses.append(next(answer))
+                answer.cancel()
+            elif method.server_streaming:
                 responses.extend(answer)
             else:
                 responses.append(answer)

@@ -44,6 +44,13 @@ from tests.integration.hostile import FORBIDDEN, METHODS, Outcome, Target, reque
 pytestmark = pytest.mark.timeout(120)
 
 ISSUE_RPCS = {
+    "Cases.ListQueue",
+    "Cases.GetCase",
+    "Cases.Assess",
+    "Cases.Act",
+    "Cases.GetReportStatus",
+    "Cases.Withdraw",
+    "Cases.WatchCases",
     "Exchange.Stream",
     "Exchange.Deliver",
     "Exchange.GetNodeInfo",

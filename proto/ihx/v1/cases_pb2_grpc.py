@@ -112,6 +112,8 @@ class CasesServicer:
 
     def WatchCases(self, request, context):
         """Every change (own and received events) after the cursor, then new ones as they commit.
+        The first message comes at once: the first chunk of changes, or an empty message when
+        nothing is after the cursor (the client is caught up and the stream is live).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,7 +40,10 @@ class CasesStub:
     GetReportStatus: _grpc.UnaryUnaryMultiCallable[_cases_pb2.ReportStatusRequest, _cases_pb2.ReportStatus]
     Withdraw: _grpc.UnaryUnaryMultiCallable[_cases_pb2.WithdrawRequest, _cases_pb2.ReportStatus]
     WatchCases: _grpc.UnaryStreamMultiCallable[_cases_pb2.WatchCasesRequest, _cases_pb2.WatchCasesResponse]
-    """Every change (own and received events) after the cursor, then new ones as they commit."""
+    """Every change (own and received events) after the cursor, then new ones as they commit.
+    The first message comes at once: the first chunk of changes, or an empty message when
+    nothing is after the cursor (the client is caught up and the stream is live).
+    """
 
 @_typing.type_check_only
 class CasesAsyncStub(CasesStub):
@@ -52,7 +55,10 @@ class CasesAsyncStub(CasesStub):
     GetReportStatus: _aio.UnaryUnaryMultiCallable[_cases_pb2.ReportStatusRequest, _cases_pb2.ReportStatus]  # type: ignore[assignment]
     Withdraw: _aio.UnaryUnaryMultiCallable[_cases_pb2.WithdrawRequest, _cases_pb2.ReportStatus]  # type: ignore[assignment]
     WatchCases: _aio.UnaryStreamMultiCallable[_cases_pb2.WatchCasesRequest, _cases_pb2.WatchCasesResponse]  # type: ignore[assignment]
-    """Every change (own and received events) after the cursor, then new ones as they commit."""
+    """Every change (own and received events) after the cursor, then new ones as they commit.
+    The first message comes at once: the first chunk of changes, or an empty message when
+    nothing is after the cursor (the client is caught up and the stream is live).
+    """
 
 class CasesServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -103,6 +109,9 @@ class CasesServicer(metaclass=_abc_1.ABCMeta):
         request: _cases_pb2.WatchCasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_cases_pb2.WatchCasesResponse], _abc.AsyncIterator[_cases_pb2.WatchCasesResponse]]:
-        """Every change (own and received events) after the cursor, then new ones as they commit."""
+        """Every change (own and received events) after the cursor, then new ones as they commit.
+        The first message comes at once: the first chunk of changes, or an empty message when
+        nothing is after the cursor (the client is caught up and the stream is live).
+        """
 
 def add_CasesServicer_to_server(servicer: CasesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
