@@ -8,9 +8,16 @@ In the writer, the event is applied only from the member entitled to it:
 * a withdrawal only from the origin of a report in a case held here (the holder's side then
   runs: ``CaseWork.withdraw_at_holder``);
 * any other event only from the member that holds the case — as this node knows it: the
-  destination our report was delivered to (we are an origin), or the member that first told
-  us of the case (we are the coordinator, who holds no report of it). Anyone else:
-  ``not-assigned``, in the receipt.
+  destination whose receipt put our report in the case, or (before that receipt is stored) the
+  destination of a report of ours the event names (we are an origin); or the member that first
+  told us of the case (we are the coordinator, who holds no report of it). Anyone else:
+  ``not-assigned``, in the receipt. A first event of a case we cannot place yet, from a member
+  our reports are still on their way to (a merged case's earlier steps, sent when our report
+  joined it, may overtake the receipt), refuses the whole envelope as ``NotYet``: nothing is
+  stored and the sender delivers it again after a back-off, in order;
+* an item said to be ours must be an item of a report we sent to that member, with the
+  classification we gave it;
+* a holder's events of a case apply in its order: sequence n only after n - 1.
 
 An event id already held is acknowledged again and changes nothing (exactly once); each applied
 event runs in its own savepoint, so one refused by the rules (``transition-refused``: the holder
@@ -25,7 +32,16 @@ from datetime import datetime
 
 from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult
-from exchange.errors import ExchangeError, NotAssigned, NotFound, error_code, error_message
+from exchange.errors import (
+    ExchangeError,
+    InvalidEvent,
+    NotAssigned,
+    NotFound,
+    NotYet,
+    TransitionRefused,
+    error_code,
+    error_message,
+)
 from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
     CaseEvent,
@@ -104,6 +120,8 @@ class Inbound:
                 continue
             try:
                 tx.attempt(lambda c=c: self._apply_one(tx, c, now))  # type: ignore[misc]
+            except NotYet:
+                raise  # the whole envelope comes again later
             except ExchangeError as error:
                 out.append(_reject(c.index, c.event.id, error_code(error), error_message(error)))
                 continue
@@ -133,32 +151,72 @@ class Inbound:
         self._work.withdraw_at_holder(tx, report_id, body, now)
 
     def _entitled_states(self, tx: Tx, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
-        """The current states of the event's items, if its maker holds the case for us."""
+        """The current states of the event's items, if its maker holds the case for us and the
+        event is the next of the case."""
         held = store.states(tx.conn, [event.case_id]).get(event.case_id, [])
         if held:
             holder = held[0].holder
             if holder != event.member:
                 raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
-        elif not self._may_learn_of(tx, event):
-            raise NotAssigned(
-                f"{event.member} holds no case {event.case_id} that this node reported"
+        else:
+            self._first_of_case(tx, event)
+        self._check_own_items(tx, event)
+        expected = store.next_sequence(tx.conn, event.case_id, event.member)
+        if event.sequence != expected:
+            raise TransitionRefused(
+                f"event {event.sequence} of {event.member} on case {event.case_id}: its event "
+                f"{expected} comes first (a case's events apply in order)"
             )
         states = {s.ref.key: s for s in held}
         for ref in event.items:
             states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
         return states
 
-    def _may_learn_of(self, tx: Tx, event: CaseEvent) -> bool:
+    def _first_of_case(self, tx: Tx, event: CaseEvent) -> None:
         """A first event of a case: from the member our report went to, or (we coordinate)
         from any member, who then holds the case for us."""
         if self._manifest().coordinator == self._self:
-            return True
-        ours = {r.report_id for r in event.items if r.origin_member == self._self}
-        return any(
-            outbox.remote_case(tx.conn, rid) == event.case_id
-            and outbox.destination_of(tx.conn, rid) == event.member
-            for rid in ours
+            return
+        conn = tx.conn
+        holder = outbox.case_destination(conn, event.case_id)
+        if holder is not None:
+            if holder != event.member:
+                raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
+            return
+        ours = reports.facts(
+            conn, [r.report_id for r in event.items if r.origin_member == self._self]
         )
+        if any(
+            f.decision_member == event.member
+            and outbox.remote_case(conn, f.id) in (None, event.case_id)
+            for f in ours.values()
+        ):
+            return  # our report's receipt is on its way; the event overtook it
+        if outbox.awaiting_receipt(conn, event.member):
+            raise NotYet(
+                f"case {event.case_id} of {event.member}: not known here before the receipts "
+                "of the reports on their way to it"
+            )
+        raise NotAssigned(f"{event.member} holds no case {event.case_id} that this node reported")
+
+    def _check_own_items(self, tx: Tx, event: CaseEvent) -> None:
+        """Items said to be ours are items of reports we sent to the event's maker, with the
+        classification we gave them (a holder cannot put words in our mouth)."""
+        mine = [(i, r) for i, r in enumerate(event.items) if r.origin_member == self._self]
+        sent = reports.facts(tx.conn, [r.report_id for _, r in mine])
+        for i, ref in mine:
+            f = sent.get(ref.report_id)
+            if (
+                f is None
+                or f.origin_member != self._self
+                or f.decision_member != event.member
+                or ref.index >= len(f.items)
+                or f.items[ref.index] is not ref.origin_classification
+            ):
+                raise InvalidEvent(
+                    f"items[{i}]: {ref.report_id}#{ref.index} is no item of a report this node "
+                    f"sent to {event.member} (or not with that classification)"
+                )
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:

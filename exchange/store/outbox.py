@@ -314,6 +314,23 @@ def remote_case(conn: Connection, report_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
+def case_destination(conn: Connection, case_id: str) -> str | None:
+    """The member whose receipt put a report we sent into ``case_id``: the case's holder."""
+    return conn.execute(
+        select(DELIVERIES.c.destination).where(DELIVERIES.c.remote_case_id == case_id).limit(1)
+    ).scalar_one_or_none()
+
+
+def awaiting_receipt(conn: Connection, destination: str) -> bool:
+    """A report to ``destination`` is still in the outbox (queued, or sent without receipt)."""
+    row = conn.execute(
+        select(OUTBOX.c.id)
+        .where(OUTBOX.c.destination == destination, OUTBOX.c.kind == REPORT)
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def destination_of(conn: Connection, report_id: str) -> str | None:
     """The member whose receipt answered a report we sent."""
     return conn.execute(

@@ -32,6 +32,7 @@ from exchange.errors import (
     UnknownFields,
     WrongRecipient,
 )
+from exchange.lifecycle.model import is_event_id
 from exchange.wire.codec import from_timestamp, outcome_from_proto, outcome_to_proto, timestamp
 from exchange.wire.known_fields import find_unknown, require_exact
 from ihx.v1 import exchange_pb2 as xpb
@@ -277,8 +278,9 @@ def _outcome_problem(position: int, r: PayloadResult) -> str | None:
     """
     if r.index != position:
         return f"index {r.index} at position {position}"
-    if r.report_id and not is_report_id(r.report_id):
-        return "report_id is not a report id"
+    # A report's id, or (in the receipt of a case-event batch) the event's id.
+    if r.report_id and not (is_report_id(r.report_id) or is_event_id(r.report_id)):
+        return "report_id is not a report or event id"
     if r.case_id and not is_case_id(r.case_id):
         return "case_id is not a case id"
     if len(r.reason) > MAX_REASON_CHARS or not r.reason.isprintable():
