@@ -107,6 +107,13 @@ class NotAssigned(ExchangeError):
     code = "not-assigned"
 
 
+class NotYet(ExchangeError):
+    """An envelope came before what it depends on (a case event before the receipt that names
+    the case): nothing of it is stored, and the sender delivers it again after a back-off."""
+
+    code = "not-yet"
+
+
 def error_code(error: Exception) -> str:
     """The stable code of one of our errors; anything else (a driver's error included, whose own
     ``code`` means something else) is ``internal``."""

@@ -26,7 +26,7 @@ import random
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent import futures
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -63,7 +63,7 @@ from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
-from exchange.store.writer import Writer
+from exchange.store.writer import Tx, Writer
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
 from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
@@ -241,7 +241,7 @@ class Node:
             writer=self.writer,
             clock=self._clock,
             wake=self.wake,
-            on_cases=self.partners.assign,
+            on_cases=self._on_cases,
             metrics=self.metrics,
         )
         self.receiver = Receiver(
@@ -251,13 +251,18 @@ class Node:
             writer=self.writer,
             clock=self._clock,
             limits=self.limits,
-            on_cases=self.partners.assign,
+            on_cases=self._on_cases,
             bind_peers=self._tls is not None,
             metrics=self.metrics,
             on_heard=self.fanout.heard_from,
             locate=self.tracer.place,
             inbound=self.inbound,
         )
+
+    def _on_cases(self, tx: Tx, case_ids: set[str], now: datetime) -> None:
+        """Cases opened or merged in ``tx``: partners assigned, late origins caught up."""
+        self.partners.assign(tx, case_ids, now)
+        self.recorder.catch_up(tx, case_ids, now)
 
     def _build_server_state(self) -> None:
         """The server's state before ``start``: health, ports, admission and access control."""

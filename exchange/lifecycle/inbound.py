@@ -8,10 +8,16 @@ In the writer, the event is applied only from the member entitled to it:
 * a withdrawal only from the origin of a report in a case held here (the holder's side then
   runs: ``CaseWork.withdraw_at_holder``);
 * any other event only from the member that holds the case — as this node knows it: the
-  member our report was sent to (we are an origin), or the member that first told
-  us of the case (we are the coordinator, who holds no report of it). Anyone else:
-  ``not-assigned``, in the receipt. A reporting member folds only its own items (``_scope``);
-  the coordinator, told of every step from the first, folds them all.
+  destination whose receipt put our report in the case, or (before that receipt is stored) the
+  destination of a report of ours the event names (we are an origin); or the member that first
+  told us of the case (we are the coordinator, who holds no report of it). Anyone else:
+  ``not-assigned``, in the receipt. A first event of a case we cannot place yet, from a member
+  our reports are still on their way to (a merged case's earlier steps, sent when our report
+  joined it, may overtake the receipt), refuses the whole envelope as ``NotYet``: nothing is
+  stored and the sender delivers it again after a back-off, in order;
+* an item said to be ours must be an item of a report we sent to that member, with the
+  classification we gave it;
+* a holder's events of a case apply in its order: sequence n only after n - 1.
 
 An event id already held is acknowledged again and changes nothing (exactly once); each applied
 event runs in its own savepoint, so one refused by the rules (``transition-refused``: the holder
@@ -26,12 +32,20 @@ from datetime import datetime
 
 from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult
-from exchange.errors import ExchangeError, NotAssigned, NotFound, error_code, error_message
+from exchange.errors import (
+    ExchangeError,
+    InvalidEvent,
+    NotAssigned,
+    NotFound,
+    NotYet,
+    TransitionRefused,
+    error_code,
+    error_message,
+)
 from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
-    ItemRef,
     ItemState,
     Withdrawal,
     event_id_for,
@@ -106,6 +120,8 @@ class Inbound:
                 continue
             try:
                 tx.attempt(lambda c=c: self._apply_one(tx, c, now))  # type: ignore[misc]
+            except NotYet:
+                raise  # the whole envelope comes again later
             except ExchangeError as error:
                 out.append(_reject(c.index, c.event.id, error_code(error), error_message(error)))
                 continue
@@ -118,9 +134,8 @@ class Inbound:
         if event.kind is EventKind.WITHDRAWAL:
             self._withdrawal(tx, c, now)
             return
-        scope = self._scope(tx, event)
-        current = self._entitled_states(tx, event, scope)
-        new = rules.apply(current, event, scope)
+        current = self._entitled_states(tx, event)
+        new = rules.apply(current, event)
         self._recorder.received(tx, event, c.payload, new.values(), c.carrier, now)
 
     def _withdrawal(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
@@ -135,57 +150,73 @@ class Inbound:
         assert isinstance(body, Withdrawal)
         self._work.withdraw_at_holder(tx, report_id, body, now)
 
-    def _scope(self, tx: Tx, event: CaseEvent) -> tuple[ItemRef, ...]:
-        """The items whose state this node keeps from the event.
-
-        The coordinator is told every step of a case from its first, so it folds every item.
-        A reporting member keeps the state of its own items only: it may have joined the case
-        late (its report merged into it), so it has not seen the earlier steps of the others'
-        items — it keeps their events in the timeline, never a state it cannot fold. Whether
-        an item is ours is this node's own record, not the holder's word; and each must be
-        an item of a report this node sent to the member that made the event.
-        """
-        if self._manifest().coordinator == self._self:
-            return event.items
-        facts = reports.facts(tx.conn, [r.report_id for r in event.items])
-        ours = []
-        for ref in event.items:
-            f = facts.get(ref.report_id)
-            if f is None or f.origin_member != self._self:
-                continue
-            if f.decision_member != event.member:
-                raise NotAssigned(
-                    f"report {ref.report_id} was sent to {f.decision_member}, not {event.member}"
-                )
-            if ref.index >= len(f.items):
-                raise NotFound(f"report {ref.report_id} has no item {ref.index}")
-            ours.append(ref)
-        return tuple(ours)
-
-    def _entitled_states(
-        self, tx: Tx, event: CaseEvent, scope: tuple[ItemRef, ...]
-    ) -> dict[tuple[str, int], ItemState]:
-        """The current states of the items in scope, if the event's maker holds the case for
-        this node: as the states already held say, or — a first event — as our own reports in
-        scope say (``_scope`` checked their destination), or because we coordinate."""
+    def _entitled_states(self, tx: Tx, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
+        """The current states of the event's items, if its maker holds the case for us and the
+        event is the next of the case."""
         held = store.states(tx.conn, [event.case_id]).get(event.case_id, [])
         if held:
             holder = held[0].holder
             if holder != event.member:
                 raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
-        elif not scope and not self._reported_to(tx, event):
-            raise NotAssigned(
-                f"{event.member} holds no case {event.case_id} that this node reported"
+        else:
+            self._first_of_case(tx, event)
+        self._check_own_items(tx, event)
+        expected = store.next_sequence(tx.conn, event.case_id, event.member)
+        if event.sequence != expected:
+            raise TransitionRefused(
+                f"event {event.sequence} of {event.member} on case {event.case_id}: its event "
+                f"{expected} comes first (a case's events apply in order)"
             )
         states = {s.ref.key: s for s in held}
-        for ref in scope:
+        for ref in event.items:
             states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
         return states
 
-    def _reported_to(self, tx: Tx, event: CaseEvent) -> bool:
-        """An event naming only other members' items, for a case our receipt placed with its
-        maker (we reported it too)."""
-        return outbox.case_reported_to(tx.conn, event.case_id, event.member)
+    def _first_of_case(self, tx: Tx, event: CaseEvent) -> None:
+        """A first event of a case: from the member our report went to, or (we coordinate)
+        from any member, who then holds the case for us."""
+        if self._manifest().coordinator == self._self:
+            return
+        conn = tx.conn
+        holder = outbox.case_destination(conn, event.case_id)
+        if holder is not None:
+            if holder != event.member:
+                raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
+            return
+        ours = reports.facts(
+            conn, [r.report_id for r in event.items if r.origin_member == self._self]
+        )
+        if any(
+            f.decision_member == event.member
+            and outbox.remote_case(conn, f.id) in (None, event.case_id)
+            for f in ours.values()
+        ):
+            return  # our report's receipt is on its way; the event overtook it
+        if outbox.awaiting_receipt(conn, event.member):
+            raise NotYet(
+                f"case {event.case_id} of {event.member}: not known here before the receipts "
+                "of the reports on their way to it"
+            )
+        raise NotAssigned(f"{event.member} holds no case {event.case_id} that this node reported")
+
+    def _check_own_items(self, tx: Tx, event: CaseEvent) -> None:
+        """Items said to be ours are items of reports we sent to the event's maker, with the
+        classification we gave them (a holder cannot put words in our mouth)."""
+        mine = [(i, r) for i, r in enumerate(event.items) if r.origin_member == self._self]
+        sent = reports.facts(tx.conn, [r.report_id for _, r in mine])
+        for i, ref in mine:
+            f = sent.get(ref.report_id)
+            if (
+                f is None
+                or f.origin_member != self._self
+                or f.decision_member != event.member
+                or ref.index >= len(f.items)
+                or f.items[ref.index] is not ref.origin_classification
+            ):
+                raise InvalidEvent(
+                    f"items[{i}]: {ref.report_id}#{ref.index} is no item of a report this node "
+                    f"sent to {event.member} (or not with that classification)"
+                )
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:

@@ -7,6 +7,10 @@ commits to the event's bytes, and the event queued in the durable outbox for eve
 all in one transaction, so a step is either wholly recorded and on its way, or not at all.
 An event received from a member is stored with the envelope that carried it and logged too.
 After COMMIT the senders of the recipients are woken and WatchCases streams notified.
+
+A member whose report joins a case that already has a history gets that history first
+(``catch_up``, in the transaction that merged the report): every receiver folds a case's events
+from its first, so a late origin must see the assessment before the removal.
 """
 
 from __future__ import annotations
@@ -87,6 +91,26 @@ class Recorder:
         if targets and self._wake is not None:
             wake = self._wake
             tx.after_commit.append(lambda: wake(set(targets)))
+
+    def catch_up(self, tx: Tx, case_ids: Iterable[str], now: datetime) -> None:
+        """Queue the events made here on each case for the members that joined it ``now``."""
+        ids = sorted(set(case_ids))
+        queued: list[outbox.Queued] = []
+        for case_id, firsts in case_store.first_linked(tx.conn, ids).items():
+            joined = sorted(m for m, at in firsts.items() if at >= now and m != self.self_member)
+            if not joined:
+                continue
+            past = store.own_events(tx.conn, case_id, self.self_member)
+            queued.extend(
+                outbox.Queued(m, eid, payload, kind=outbox.EVENT)
+                for m in joined
+                for eid, payload in past
+            )
+        outbox.enqueue(tx.conn, queued, now)
+        members = {q.destination for q in queued}
+        if members and self._wake is not None:
+            wake = self._wake
+            tx.after_commit.append(lambda: wake(members))
 
     def received(
         self,

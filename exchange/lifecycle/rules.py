@@ -33,7 +33,6 @@ from exchange.lifecycle.model import (
     Assessment,
     CaseEvent,
     EventKind,
-    ItemRef,
     ItemState,
     Stage,
 )
@@ -132,14 +131,11 @@ def step(state: ItemState, event: CaseEvent) -> ItemState:
 
 
 def apply(
-    states: Mapping[tuple[str, int], ItemState],
-    event: CaseEvent,
-    only: Iterable[ItemRef] | None = None,
+    states: Mapping[tuple[str, int], ItemState], event: CaseEvent
 ) -> dict[tuple[str, int], ItemState]:
-    """Every item the event names (or those of them in ``only``), stepped; all or nothing
-    (the first refusal raises)."""
+    """Every item the event names, stepped; all or nothing (the first refusal raises)."""
     out: dict[tuple[str, int], ItemState] = {}
-    for ref in event.items if only is None else only:
+    for ref in event.items:
         state = out.get(ref.key) or states.get(ref.key)
         if state is None:
             raise TransitionRefused(

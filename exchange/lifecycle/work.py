@@ -20,7 +20,7 @@ from datetime import datetime
 
 from auth.manifest import Manifest
 from common.clock import Clock
-from exchange.domain import ContentHash, LogKind
+from exchange.domain import LogKind
 from exchange.errors import NotAssigned, NotFound, TransitionRefused
 from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
@@ -102,7 +102,8 @@ class CaseWork:
 
     def _held_states(self, tx: Tx, case_id: str) -> dict[tuple[str, int], ItemState]:
         if case_store.held(tx.conn, case_id, lock=True) is None:
-            holder = store.holder_of(tx.conn, case_id)
+            # Known from its events, or (before any) from the receipt of a report we sent.
+            holder = store.holder_of(tx.conn, case_id) or outbox.case_destination(tx.conn, case_id)
             if holder is not None:
                 raise NotAssigned(
                     f"case {case_id} is held by {holder}: only the assigned member assesses "
@@ -169,7 +170,9 @@ class CaseWork:
         current = self._held_states(tx, case_id)
         targets = [s.ref for s in current.values() if s.ref.report_id == report_id]
         if not targets or all(current[r.key].closed for r in targets):
+            # Nothing left to close (already removed, say): its sightings still go.
             reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
+            self._retract_sightings(tx, case_id, report_id, now)
             return None
         event = self._event(tx, case_id, targets, EventKind.WITHDRAWN, withdrawal, now)
         new = rules.apply(current, event)
@@ -183,19 +186,8 @@ class CaseWork:
         own = hash_index.own_sightings_of(tx.conn, self._self, [report_id])
         if not own:
             return
-        others = [
-            rid
-            for rid, _ in case_store.members(tx.conn, [case_id]).get(case_id, [])
-            if rid != report_id
-        ]
-        live = reports.facts(tx.conn, others)
-        kept: set[ContentHash] = {
-            h
-            for rid, hashes in reports.item_hashes(
-                tx.conn, [r for r, f in live.items() if f.withdrawn_at is None]
-            ).items()
-            for h in hashes
-        }
+        # A hash another live report here carries (in this case or any other) stays seen.
+        kept = reports.carried_elsewhere(tx.conn, [k.hash for k in own], report_id)
         gone = [k for k in own if k.hash not in kept]
         for k in gone:
             hash_index.retract(tx.conn, k)

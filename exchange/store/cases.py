@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from exchange.domain import Outcome, Report
 from exchange.store import schema
@@ -147,6 +147,23 @@ def headers(conn: Connection, case_ids: Sequence[str]) -> dict[str, CaseHeader]:
         )
     )
     return {r.id: CaseHeader(r.id, r.url, r.hosting_country, r.opened_at) for r in rows}
+
+
+def first_linked(conn: Connection, case_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
+    """Case id → each reporting member's first link to it (when it joined the case)."""
+    out: dict[str, dict[str, datetime]] = {}
+    for part in chunks(sorted(set(case_ids))):
+        for row in conn.execute(
+            select(
+                CASE_REPORTS.c.case_id,
+                CASE_REPORTS.c.reporting_member,
+                func.min(CASE_REPORTS.c.at).label("first"),
+            )
+            .where(CASE_REPORTS.c.case_id.in_(part))
+            .group_by(CASE_REPORTS.c.case_id, CASE_REPORTS.c.reporting_member)
+        ):
+            out.setdefault(row.case_id, {})[row.reporting_member] = row.first
+    return out
 
 
 def members(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:

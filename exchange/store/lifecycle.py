@@ -109,6 +109,16 @@ def last_sequence(conn: Connection, case_id: str, member: str) -> int:
     return next_sequence(conn, case_id, member) - 1
 
 
+def own_events(conn: Connection, case_id: str, member: str) -> list[tuple[str, bytes]]:
+    """(id, bytes) of the events ``member`` made on ``case_id``, in the order it made them."""
+    rows = conn.execute(
+        select(EVENTS.c.id, EVENTS.c.payload)
+        .where(EVENTS.c.case_id == case_id, EVENTS.c.member == member)
+        .order_by(EVENTS.c.cursor)
+    )
+    return [(r.id, r.payload) for r in rows]
+
+
 def case_payloads(conn: Connection, case_ids: Sequence[str]) -> list[tuple[int, bytes]]:
     """(cursor, bytes) of every event of the cases, in this node's order of arrival."""
     out: list[tuple[int, bytes]] = []

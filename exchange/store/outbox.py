@@ -314,6 +314,23 @@ def remote_case(conn: Connection, report_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
+def case_destination(conn: Connection, case_id: str) -> str | None:
+    """The member whose receipt put a report we sent into ``case_id``: the case's holder."""
+    return conn.execute(
+        select(DELIVERIES.c.destination).where(DELIVERIES.c.remote_case_id == case_id).limit(1)
+    ).scalar_one_or_none()
+
+
+def awaiting_receipt(conn: Connection, destination: str) -> bool:
+    """A report to ``destination`` is still in the outbox (queued, or sent without receipt)."""
+    row = conn.execute(
+        select(OUTBOX.c.id)
+        .where(OUTBOX.c.destination == destination, OUTBOX.c.kind == REPORT)
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def delivery_of(conn: Connection, report_id: str) -> Delivery | None:
     """A sent report's outcome from its destination's receipt, if one came."""
     r = conn.execute(
@@ -342,15 +359,3 @@ def queued_state(conn: Connection, report_id: str) -> str | None:
     if r is None:
         return None
     return "queued" if r.batch_sequence is None else "sent"
-
-
-def case_reported_to(conn: Connection, case_id: str, destination: str) -> bool:
-    """Whether a receipt from ``destination`` placed one of our reports in ``case_id``."""
-    return (
-        conn.execute(
-            select(DELIVERIES.c.report_id)
-            .where(DELIVERIES.c.remote_case_id == case_id, DELIVERIES.c.destination == destination)
-            .limit(1)
-        ).first()
-        is not None
-    )

@@ -253,6 +253,30 @@ def mark_withdrawn(conn: Connection, report_id: str, reason: str, now: datetime)
     )
 
 
+def carried_elsewhere(
+    conn: Connection, hashes: Sequence[ContentHash], excluding: str
+) -> set[ContentHash]:
+    """Of ``hashes``, those an item of another live (not withdrawn) report in a case held
+    here carries — in any case, not only the excluded report's."""
+    wanted = set(hashes)
+    out: set[ContentHash] = set()
+    for part in chunks(sorted({h.hex for h in wanted})):
+        rows = conn.execute(
+            select(ITEM_HASHES.c.algorithm, ITEM_HASHES.c.hex)
+            .join(REPORTS, REPORTS.c.id == ITEM_HASHES.c.report_id)
+            .where(
+                ITEM_HASHES.c.hex.in_(part),
+                ITEM_HASHES.c.report_id != excluding,
+                REPORTS.c.case_id.is_not(None),
+                REPORTS.c.withdrawn_at.is_(None),
+            )
+        )
+        out.update(
+            h for r in rows if (h := ContentHash(HashAlgorithm(r.algorithm), r.hex)) in wanted
+        )
+    return out
+
+
 def item_hashes(conn: Connection, report_ids: Sequence[str]) -> dict[str, list[ContentHash]]:
     """Report id → every content hash of its items."""
     out: dict[str, list[ContentHash]] = {}

@@ -241,6 +241,8 @@ class DeliveryRow(Base):
     remote_case_id: Mapped[str | None] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(Text)
     receipted_at: Mapped[datetime] = mapped_column(UtcMicros)
+    # Which member holds a case we reported (the lifecycle's check of who may send its events).
+    __table_args__ = (Index("ix_deliveries_remote_case_id", "remote_case_id"),)
 
 
 class PeerRow(Base):

@@ -278,9 +278,9 @@ def _outcome_problem(position: int, r: PayloadResult) -> str | None:
     """
     if r.index != position:
         return f"index {r.index} at position {position}"
-    # The receiver echoes each payload's id here: a report's, or a case event's in an event batch.
+    # A report's id, or (in the receipt of a case-event batch) the event's id.
     if r.report_id and not (is_report_id(r.report_id) or is_event_id(r.report_id)):
-        return "report_id is neither a report id nor an event id"
+        return "report_id is not a report or event id"
     if r.case_id and not is_case_id(r.case_id):
         return "case_id is not a case id"
     if len(r.reason) > MAX_REASON_CHARS or not r.reason.isprintable():

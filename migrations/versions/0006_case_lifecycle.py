@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_partner_feedback"),
     )
     op.create_index("ix_partner_feedback_case_id", "partner_feedback", ["case_id"])
+    op.create_index("ix_deliveries_remote_case_id", "deliveries", ["remote_case_id"])
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("kind", sa.String(8), server_default="report", nullable=False))
     with op.batch_alter_table("cases") as batch:
@@ -112,6 +113,7 @@ def downgrade() -> None:
         batch.drop_column("closed_at")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("kind")
+    op.drop_index("ix_deliveries_remote_case_id", table_name="deliveries")
     op.drop_table("partner_feedback")
     op.drop_table("item_states")
     op.drop_table("case_events")

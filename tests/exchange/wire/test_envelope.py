@@ -375,6 +375,24 @@ def test_receipt_round_trip(manifest: Manifest, opened: Opened) -> None:
     signing_key("de-eco").public.verify(receipt.signature, receipt.body)
 
 
+def test_a_receipt_of_case_events_echoes_their_ids(manifest: Manifest, opened: Opened) -> None:
+    # A case-event batch's receipt names each event by its id (e- and 32 hex digits).
+    events = (
+        PayloadResult(0, "e-" + "a" * 32, Outcome.ACCEPTED),
+        PayloadResult(1, "e-" + "b" * 32, Outcome.REJECTED, reason="not-assigned: held by x"),
+        PayloadResult(2, "", Outcome.REJECTED, reason="invalid-event: items"),
+    )
+    at = T0 + timedelta(seconds=3)
+    receipt = sign_receipt(
+        signing_key("de-eco"), issuer="de-eco", opened=opened, received_at=at, results=events
+    )
+    got = open_receipt(
+        receipt, manifest=manifest, issuer="de-eco", sender="nl-eokm", sequence=9,
+        root=opened.root, count=3,
+    )  # fmt: skip
+    assert got.results == events
+
+
 @pytest.mark.parametrize(
     "override",
     [
