@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, select, tuple_
+from sqlalchemy import Connection, and_, case, delete, func, literal, select, tuple_
 
 from exchange.domain import AgeGroup, Classification
 from exchange.lifecycle.model import (
@@ -329,7 +329,10 @@ def queue(
     if queue is Queue.RECENTLY_CLOSED:
         stmt = stmt.having(open_count == 0)
     if after is not None:
-        stmt = stmt.having(tuple_(clock, s.case_id) > tuple_(after[0], after[1]))
+        # The cursor's time is bound as the column's own type (micros): a plain datetime would
+        # be bound as a timestamp, which SQLite compares as text and PostgreSQL refuses.
+        start = literal(after[0], type_=s.clock_started.type)
+        stmt = stmt.having(tuple_(clock, s.case_id) > tuple_(start, literal(after[1])))
     rows = conn.execute(stmt.order_by(clock, s.case_id).limit(limit)).all()
     headers = {
         r.id: r
@@ -362,10 +365,11 @@ def queue_counts(conn: Connection, holder: str, now: datetime, since: datetime) 
     s = STATES.c
     out: dict[Queue, int] = {}
     for q in Queue:
-        n = conn.execute(
-            select(func.count(func.distinct(s.case_id))).where(
-                s.holder == holder, _queue_filter(q, now, since)
-            )
-        ).scalar_one()
+        where = [s.holder == holder, _queue_filter(q, now, since)]
+        if q is Queue.RECENTLY_CLOSED:
+            # as the queue lists them: only cases with no open item left
+            still_open = select(s.case_id).where(s.holder == holder, s.stage.not_in(_CLOSED))
+            where.append(s.case_id.not_in(still_open))
+        n = conn.execute(select(func.count(func.distinct(s.case_id))).where(*where)).scalar_one()
         out[q] = int(n)
     return out
