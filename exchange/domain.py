@@ -15,8 +15,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from exchange.errors import InvalidReport
+
+if TYPE_CHECKING:  # the lifecycle's model builds on this one; only its names are needed here
+    from exchange.lifecycle.model import CaseEvent, ItemState
 
 MAX_NOTES_CHARS = 2000
 MAX_ITEMS = 256
@@ -398,7 +402,9 @@ class CaseReportView:
 
 @dataclass(frozen=True, slots=True)
 class CaseView:
-    """A case as a partner pulls it: where it is hosted, who reported it, the reports."""
+    """A case as a partner pulls it: where it is hosted, who reported it, the reports — and
+    where its lifecycle stands: every item's state, the timeline of signed events, and whether
+    every report of it was withdrawn by its origin."""
 
     id: str
     cursor: int
@@ -406,6 +412,14 @@ class CaseView:
     hosting_country: str | None
     opened_at: datetime
     reports: tuple[CaseReportView, ...]
+    items: tuple[ItemState, ...] = ()
+    timeline: tuple[CaseEvent, ...] = ()
+    withdrawn: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Open until every item is closed (a case whose items are not known yet is open)."""
+        return not self.items or any(not s.closed for s in self.items)
 
     @property
     def reporting_members(self) -> tuple[str, ...]:

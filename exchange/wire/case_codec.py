@@ -14,7 +14,14 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
-from exchange.domain import AgeGroup, Classification, is_case_id, is_report_id
+from exchange.domain import (
+    MAX_ITEMS,
+    AgeGroup,
+    CaseView,
+    Classification,
+    is_case_id,
+    is_report_id,
+)
 from exchange.errors import InvalidEvent, InvalidReport
 from exchange.lifecycle.model import (
     MAX_ITEMS_PER_EVENT,
@@ -40,6 +47,7 @@ from exchange.lifecycle.model import (
     is_event_id,
 )
 from exchange.wire.codec import (
+    case_to_proto,
     classification_from_proto,
     classification_to_proto,
     from_timestamp,
@@ -177,7 +185,7 @@ def item_ref_to_proto(r: ItemRef) -> lpb.ItemRef:
 def item_ref_from_proto(msg: lpb.ItemRef, where: str) -> ItemRef:
     if not is_report_id(msg.report_id):
         raise InvalidEvent(f"{where}.report_id: not a report id (r- and 32 hex digits)")
-    if msg.index >= 1000:
+    if msg.index >= MAX_ITEMS:
         raise InvalidEvent(f"{where}.index: {msg.index} is not an item of a report")
     try:
         origin = (
@@ -450,4 +458,15 @@ def report_status_to_proto(s: ReportStatus) -> cpb.ReportStatus:
     )
     if s.receipted_at is not None:
         msg.receipted_at.CopyFrom(timestamp(s.receipted_at))
+    return msg
+
+
+def partner_case_to_proto(view: CaseView) -> ppb.Case:
+    """A case as a partner pulls it: the reports and receipts (``codec.case_to_proto``) and
+    where its lifecycle stands."""
+    msg = case_to_proto(view)
+    msg.open = view.open
+    msg.withdrawn = view.withdrawn
+    msg.items.extend(item_state_to_proto(s) for s in view.items)
+    msg.timeline.extend(event_to_proto(e) for e in view.timeline)
     return msg

@@ -51,6 +51,7 @@ ISSUE_RPCS = {
     "Intake.SubmitReports",
     "Partner.PullCases",
     "Partner.AckCases",
+    "Partner.RecordFeedback",
     "RoutingLog.ListRoutingLog",
     "RoutingLog.GetCheckpoint",
 }

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 
-from exchange.domain import AgeGroup, Classification
+from exchange.domain import AgeGroup, CaseView, Classification
 from exchange.errors import ExchangeError, InvalidEvent, UnknownFields
 from exchange.lifecycle.model import (
     MAX_ITEMS_PER_EVENT,
@@ -179,7 +179,7 @@ INVALID: dict[str, tuple[lpb.CaseEvent, Mutation, str]] = {
         _set("items.1.report_id", case_id()),
         "items[1].report_id: not a report id",
     ),
-    "index-out-of-range": (ASSESS, _set("items.0.index", 1000), "items[0].index: 1000 is not"),
+    "index-out-of-range": (ASSESS, _set("items.0.index", 256), "items[0].index: 256 is not"),
     "member-missing": (ASSESS, _set("member", ""), "member and a sequence from 1 are required"),
     "sequence-zero": (ASSESS, _set("sequence", 0), "member and a sequence from 1 are required"),
     "sequence-too-large": (ASSESS, _set("sequence", 2**53), "a sequence from 1"),
@@ -584,3 +584,36 @@ def test_every_decoding_error_is_an_exchange_error() -> None:
         mutate(msg)
         with pytest.raises(ExchangeError):
             event_from_bytes(msg.SerializeToString(deterministic=True))
+
+
+def test_a_partner_case_carries_its_lifecycle() -> None:
+    view = CaseView(
+        id=case_id(),
+        cursor=7,
+        url="https://hosting-de.example/a.jpg",
+        hosting_country="DE",
+        opened_at=T0,
+        reports=(),
+        items=(make_state(0), closed_state()),
+        timeline=(EVENTS["assessment"],),
+    )
+    msg = codec.partner_case_to_proto(view)
+    assert (msg.id, msg.cursor, msg.url, msg.hosting_country) == (
+        case_id(),
+        "7",
+        view.url,
+        "DE",
+    )
+    assert msg.open
+    assert not msg.withdrawn
+    assert [s.stage for s in msg.items] == [cpb.ITEM_STAGE_UNASSESSED, cpb.ITEM_STAGE_UNAVAILABLE]
+    assert [event_from_proto(e) for e in msg.timeline] == [EVENTS["assessment"]]
+
+    gone = codec.partner_case_to_proto(
+        replace(view, items=(closed_state(),), timeline=(), withdrawn=True)
+    )
+    assert not gone.open
+    assert gone.withdrawn
+    assert list(gone.timeline) == []
+    # a case whose items this node has not recorded yet is open, with nothing to show
+    assert codec.partner_case_to_proto(replace(view, items=())).open
