@@ -10,6 +10,9 @@ In that transaction: a report id already held (same origin, URL and item hashes)
 stored report marked ``duplicate``; a local decision opens or merges a case here (see cases.py);
 anything else is queued in the outbox for its destination. Every report gets an ``intake`` entry
 in the routing log with its decision.
+
+A reporter's region, given with consent, is stored in the report's row only (the first
+submission's stays): it is no field of the wire report, so it never leaves this node.
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ class Intake:
             return {}
         accepted = cases.accept(
             tx,
-            [Incoming(p.report, p.wire, ReportRole.ORIGIN) for p in local],
+            [_incoming(p) for p in local],
             self_member=self._self,
             now=now,
         )
@@ -221,7 +224,7 @@ class Intake:
             remote_marks = [cases.marks_for(p.report, known) for p in remote]
             reports.insert(
                 conn,
-                [Incoming(p.report, p.wire, ReportRole.ORIGIN) for p in remote],
+                [_incoming(p) for p in remote],
                 [None] * len(remote),
                 remote_marks,
                 now,
@@ -233,6 +236,12 @@ class Intake:
             destinations = {p.decision.member for p in remote}
             tx.after_commit.append(lambda: self._wake(destinations))
         return marks
+
+
+def _incoming(p: Prepared) -> Incoming:
+    """A report entered here; the consented region is stored beside it, never in its wire bytes."""
+    region = p.submission.reporter_region
+    return Incoming(p.report, p.wire, ReportRole.ORIGIN, reporter_region=region)
 
 
 def _statuses(marks: Marks) -> tuple[ItemStatus, ...]:

@@ -35,6 +35,7 @@ from exchange.domain import (
     make_facts,
     make_item,
     parse_hash,
+    parse_region,
 )
 from exchange.errors import InvalidReport
 from exchange.routing_log import Checkpoint, LogEntry
@@ -200,7 +201,8 @@ def submission_from_proto(req: ipb.SubmitReportRequest) -> Submission:
         list(req.payment_methods),
         req.notes,
     )
-    return Submission(req.url, facts, items_from_proto(req.items), req.client_ref[:200])
+    region = parse_region(req.reporter_region, req.region_consent)
+    return Submission(req.url, facts, items_from_proto(req.items), req.client_ref[:200], region)
 
 
 def submission_to_proto(s: Submission) -> ipb.SubmitReportRequest:
@@ -212,6 +214,8 @@ def submission_to_proto(s: Submission) -> ipb.SubmitReportRequest:
         notes=s.facts.notes,
         items=[item_to_proto(i) for i in s.items],
         client_ref=s.client_ref,
+        reporter_region=s.reporter_region or "",
+        region_consent=s.reporter_region is not None,
     )
 
 

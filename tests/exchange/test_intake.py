@@ -7,6 +7,7 @@ SQLite file; ``url_in(cc)`` is a URL the resolver places in country ``cc``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, Table, select
 
 from exchange import cases
-from exchange.domain import Classification, Sighting, case_id_for
+from exchange.domain import Classification, Sighting, Submission, case_id_for
 from exchange.errors import ExchangeError
 from exchange.intake import Intake, IntakeResult
 from exchange.store import schema
@@ -316,3 +317,50 @@ def test_other_members_intake_is_their_own(
     assert parse_report(result.wire).origin_member == "de-eco"
     nl = make_intake("nl-eokm").submit(make_submission(url_in("DE"), hashes=["a"]))
     assert nl.report_id != result.report_id
+
+
+# -- the reporter's region, with consent ----------------------------------------------------------
+
+
+def with_region(url: str, seed: str, region: str | None) -> Submission:
+    return replace(make_submission(url, hashes=[seed]), reporter_region=region)
+
+
+@pytest.mark.parametrize("country", ["NL", "DE"], ids=["local-case", "sent-to-de-eco"])
+def test_a_consented_region_stays_in_the_report_row_only(
+    intake: Intake, engine: Engine, country: str
+) -> None:
+    url = url_in(country, "/region.jpg")
+    plain = intake.prepare(with_region(url, "region", None))
+    regional = intake.prepare(with_region(url, "region", "NL-NH"))
+    # the wire report — what is signed, sent, announced and served — is the same byte for byte
+    assert regional.wire == plain.wire
+    assert b"NL-NH" not in regional.wire
+
+    result = intake.submit(with_region(url, "region", "NL-NH"))
+    assert result.wire == plain.wire
+    (report,) = rows(engine, schema.reports)
+    assert report.reporter_region == "NL-NH"
+    assert report.wire == plain.wire
+    # nothing else the node keeps or sends holds it
+    for table in (schema.outbox, schema.announcements, schema.routing_log, schema.cases):
+        for row in rows(engine, table):
+            assert "NL-NH" not in repr(tuple(row)), table.name
+    if country == "DE":
+        (queued,) = rows(engine, schema.outbox)
+        assert queued.payload == plain.wire
+
+
+def test_no_region_without_it(intake: Intake, engine: Engine) -> None:
+    intake.submit(with_region(url_in("NL", "/none.jpg"), "none", None))
+    (report,) = rows(engine, schema.reports)
+    assert report.reporter_region is None
+
+
+def test_a_resubmission_keeps_the_first_region(intake: Intake, engine: Engine) -> None:
+    url = url_in("NL", "/again.jpg")
+    intake.submit(with_region(url, "again", "NL-NH"))
+    again = intake.submit(with_region(url, "again", "NL-UT"))
+    assert again.duplicate
+    (report,) = rows(engine, schema.reports)
+    assert report.reporter_region == "NL-NH"

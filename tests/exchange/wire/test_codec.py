@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -24,6 +25,7 @@ from exchange.domain import (
     Submission,
     make_facts,
     make_item,
+    parse_region,
 )
 from exchange.errors import InvalidReport
 from exchange.wire.codec import (
@@ -112,6 +114,7 @@ def submissions(draw: st.DrawFn) -> Submission:
         facts=facts,
         items=tuple(draw(item_lists)),
         client_ref=draw(st.text(max_size=200)),
+        reporter_region=draw(st.none() | st.from_regex(r"[A-Z]{2}-[A-Z0-9]{1,3}", fullmatch=True)),
     )
 
 
@@ -384,3 +387,46 @@ def test_report_carries_decision_and_trace_free_wire() -> None:
     assert not msg.HasField("trace")
     assert msg.decision.member == "de-eco"
     assert msg.decision.manifest_epoch == 1
+
+
+# -- the reporter's region ----------------------------------------------------------------------
+
+
+def test_a_region_is_sent_with_its_consent_and_read_only_with_it() -> None:
+    submission = replace(make_submission(), reporter_region="GB-LND")
+    req = submission_to_proto(submission)
+    assert (req.reporter_region, req.region_consent) == ("GB-LND", True)
+    assert submission_from_proto(req) == submission
+    plain = submission_to_proto(make_submission())
+    assert (plain.reporter_region, plain.region_consent) == ("", False)
+    plain.region_consent = True  # consent alone records nothing
+    assert submission_from_proto(plain).reporter_region is None
+
+
+@pytest.mark.parametrize(
+    ("region", "consent", "code"),
+    [
+        ("NL-NH", False, "region-without-consent"),
+        ("NL-nh", True, "region-invalid"),
+        ("N1-NH", True, "region-invalid"),
+        ("NL-", True, "region-invalid"),
+        ("NL-ABCD", True, "region-invalid"),
+        (" NL-NH", True, "region-invalid"),
+        ("NL-NH\n", True, "region-invalid"),
+    ],
+)
+def test_a_region_without_consent_or_out_of_form_is_invalid(
+    region: str, consent: bool, code: str
+) -> None:
+    req = submission_to_proto(make_submission())
+    req.reporter_region, req.region_consent = region, consent
+    with pytest.raises(InvalidReport) as info:
+        submission_from_proto(req)
+    assert info.value.code == code
+    assert info.value.message.startswith("reporter_region: ")
+
+
+@pytest.mark.parametrize("region", ["NL-NH", "FR-75", "GB-LND", "US-CA", "DE-9"])
+def test_iso_3166_2_codes_are_regions(region: str) -> None:
+    assert parse_region(region, True) == region
+    assert parse_region("", False) is None
