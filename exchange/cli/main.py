@@ -23,6 +23,7 @@ from exchange.cli import (
     log,
     network,
     node,
+    retention,
     submit,
     tls,
     tokens,
@@ -53,7 +54,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo, trace, node, submit, verify, network, tokens, cases, log, tls):
+for module in (demo, trace, node, submit, verify, network, tokens, cases, log, tls, retention):
     module.register(app)
 
 

@@ -355,6 +355,35 @@ def parse_report(data: bytes) -> pb.Report:
     return msg
 
 
+def anonymised_report(data: bytes) -> bytes:
+    """The stored report after retention: what could lead to the content or the site is gone.
+
+    Cleared: the URL and its key, the notes, every item's hashes, the traced host, every
+    address (and its note), the resolver's error and the decision's explanation (either may
+    name the host). Kept, for statistics: the id, origin, times, site type, commercial flag,
+    payment methods, each item's classification, media type and age group, the hosting
+    country, each address's country, ASN and AS organisation (the hoster), the GeoIP
+    databases and the decision. The bytes are no longer what was signed: the row says so
+    (``anonymised_at``) and ``ihx verify-report`` answers "anonymised".
+    """
+    msg = parse_report(data)
+    msg.url = ""
+    msg.url_key = b""
+    msg.notes = ""
+    for item in msg.items:
+        del item.hashes[:]
+    if msg.HasField("trace"):  # (touching an absent one would add it)
+        trace = msg.trace
+        trace.host = ""
+        trace.resolver_error = ""
+        for address in trace.addresses:
+            address.address = ""
+            address.note = ""
+    if msg.HasField("decision"):
+        msg.decision.explanation = ""
+    return msg.SerializeToString(deterministic=True)
+
+
 def report_from_proto(msg: pb.Report) -> Report:
     """Decode and validate a report received from a peer (not yet checked against the URL)."""
     if not is_report_id(msg.id):

@@ -184,6 +184,25 @@ def test_writer_resumes_the_stored_chain_after_a_restart(engine: Engine) -> None
         second.stop()
 
 
+def test_a_second_writer_beside_a_running_one_continues_one_chain(
+    engine: Engine, writer: Writer
+) -> None:
+    """Another process appending (``ihx cases purge`` beside a running node): each group
+    continues from the head as stored, so neither writer forks the chain or reuses an index."""
+    writer.execute(put("a"))
+    other = Writer(engine)
+    other.start()
+    try:
+        other.execute(put("b"))
+        writer.execute(put("c"))
+        other.execute(put("d"))
+    finally:
+        other.stop()
+    writer.execute(put("e"))
+    assert [e.idx for e in assert_chain_intact(engine, writer)] == [0, 1, 2, 3, 4]
+    assert stored_keys(engine) == {"a", "b", "c", "d", "e"}
+
+
 # -- coalescing ---------------------------------------------------------------------------------
 
 

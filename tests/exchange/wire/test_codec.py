@@ -31,6 +31,7 @@ from exchange.errors import InvalidReport
 from exchange.wire.codec import (
     announcement_from_bytes,
     announcement_to_proto,
+    anonymised_report,
     classification_from_proto,
     classification_to_proto,
     item_from_proto,
@@ -49,6 +50,7 @@ from ihx.v1 import report_pb2 as pb
 from routing.decision import DecisionReason
 from tests.exchange.factories import (
     announcement_bytes,
+    content_hash,
     make_announcement,
     make_decision,
     make_report,
@@ -430,3 +432,66 @@ def test_a_region_without_consent_or_out_of_form_is_invalid(
 def test_iso_3166_2_codes_are_regions(region: str) -> None:
     assert parse_region(region, True) == region
     assert parse_region("", False) is None
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+def test_an_anonymised_report_keeps_the_figures_and_nothing_that_leads_back() -> None:
+    report = make_report(hashes=["a", "b"], facts=make_facts(SiteType.FORUM, notes="see x.example"))
+    msg = parse_report(report_wire(report))
+    msg.trace.CopyFrom(
+        pb.Trace(
+            host="hosting-de.example",
+            flags=["idn"],
+            addresses=[
+                pb.TracedAddress(
+                    address="192.0.2.7", country="DE", asn=24940, as_organization="Hetzner"
+                ),
+                pb.TracedAddress(address="2001:db8::7", country="DE", note="nat64"),
+            ],
+            country="DE",
+            resolver_error="SERVFAIL for hosting-de.example",
+        )
+    )
+    msg.decision.explanation = "untraceable (hosting-de.example): sent to coordinator"
+    data = msg.SerializeToString(deterministic=True)
+
+    gone = parse_report(anonymised_report(data))
+    assert (gone.url, gone.url_key, gone.notes) == ("", b"", "")
+    assert [list(i.hashes) for i in gone.items] == [[], []]
+    assert (gone.trace.host, gone.trace.resolver_error, gone.decision.explanation) == ("", "", "")
+    assert [(a.address, a.note) for a in gone.trace.addresses] == [("", ""), ("", "")]
+    # kept: ids, times, facts, classifications, countries, the hoster, the decision
+    assert (gone.id, gone.origin_member, gone.received_at) == (
+        msg.id,
+        msg.origin_member,
+        msg.received_at,
+    )
+    assert (gone.site_type, gone.trace.country, list(gone.trace.flags)) == (
+        pb.SITE_TYPE_FORUM,
+        "DE",
+        ["idn"],
+    )
+    assert [i.classification for i in gone.items] == [i.classification for i in msg.items]
+    assert [(a.country, a.asn, a.as_organization) for a in gone.trace.addresses] == [
+        ("DE", 24940, "Hetzner"),
+        ("DE", 0, ""),
+    ]
+    assert (gone.decision.member, gone.decision.reason) == (
+        msg.decision.member,
+        msg.decision.reason,
+    )
+    for secret in (
+        b"hosting-de.example",
+        b"192.0.2.7",
+        b"x.example",
+        content_hash("a").hex.encode(),
+    ):
+        assert secret not in anonymised_report(data)
+
+
+def test_anonymising_adds_no_trace_a_report_did_not_have() -> None:
+    data = report_wire(make_report())
+    assert not parse_report(data).HasField("trace")
+    assert not parse_report(anonymised_report(data)).HasField("trace")
