@@ -34,7 +34,7 @@ from exchange.domain import (
     Submission,
     report_id_for,
 )
-from exchange.errors import InvalidReport
+from exchange.errors import ExchangeError, InvalidReport
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
 from exchange.store import hash_index, outbox, reports
@@ -136,7 +136,7 @@ class Intake:
 
     # -- in the writer ------------------------------------------------------------------------
 
-    def _commit(self, tx: Tx, batch: Sequence[Prepared]) -> list[IntakeResult]:
+    def _commit(self, tx: Tx, batch: Sequence[Prepared]) -> list[IntakeResult | ExchangeError]:
         now = self._clock()
         held = reports.existing(tx.conn, [p.report.id for p in batch])
         fresh: list[Prepared] = []
@@ -151,7 +151,7 @@ class Intake:
 
         stored = reports.stored(tx.conn, [p.report.id for p in batch if p.report.id in held])
         first_of = {p.report.id: p for p in reversed(fresh)}
-        results = []
+        results: list[IntakeResult | ExchangeError] = []
         for p in batch:
             if p.report.id in held:
                 results.append(_again(stored[p.report.id], p.submission.client_ref, self._self))
@@ -248,8 +248,17 @@ def _statuses(marks: Marks) -> tuple[ItemStatus, ...]:
     return tuple(ItemStatus(i, m.sighting() if m else None) for i, m in enumerate(marks))
 
 
-def _again(stored: StoredReport, client_ref: str, self_member: str) -> IntakeResult:
-    """The answer for a report id already held: the stored report, marked duplicate."""
+def _again(stored: StoredReport, client_ref: str, self_member: str) -> IntakeResult | InvalidReport:
+    """The answer for a report id already held: the stored report, marked duplicate — or, for
+    one anonymised under the retention period, a refusal: its URL is gone, and the same
+    submission can never be a new report (its id is taken), so "duplicate" would mislead."""
+    if stored.anonymised_at is not None:
+        return InvalidReport(
+            f"this node held the same report ({stored.report_id}: same URL and items) and "
+            f"anonymised it on {stored.anonymised_at.date().isoformat()} under the retention "
+            "period; it cannot be submitted again unchanged (report the items found now)",
+            code="report-anonymised",
+        )
     msg = parse_report(stored.wire)
     return IntakeResult(
         stored.report_id,

@@ -17,7 +17,9 @@ verifies. What the log's earlier entries themselves say (report ids, the intake 
 addresses) stays, as any rewrite would break the chain.
 
 Anonymised reports' wire bytes are the redacted report, no longer what was signed: the row's
-``anonymised_at`` says so and ``ihx verify-report`` answers "anonymised".
+``anonymised_at`` says so and ``ihx verify-report`` answers "anonymised". A report id is implied
+by its origin, URL and items, so the same submission later would be that report again: intake
+refuses it (``report-anonymised``) instead of answering "duplicate" of a report with no URL.
 
 The node runs ``Retention`` in a background thread every ``retention_check_s`` seconds;
 ``ihx cases purge`` runs the same purge (or a dry run) from the command line. The clock is

@@ -145,6 +145,7 @@ class StoredReport:
     url: str
     wire: bytes
     items: tuple[ItemStatus, ...]
+    anonymised_at: datetime | None = None
 
 
 def stored(conn: Connection, ids: Sequence[str]) -> dict[str, StoredReport]:
@@ -156,10 +157,11 @@ def stored(conn: Connection, ids: Sequence[str]) -> dict[str, StoredReport]:
     for r in rows:
         statuses.setdefault(r.report_id, []).append(ItemStatus(r.idx, _known_from_row(r)))
     out: dict[str, StoredReport] = {}
-    for r in conn.execute(
-        select(REPORTS.c.id, REPORTS.c.url, REPORTS.c.wire).where(REPORTS.c.id.in_(ids))
-    ):
-        out[r.id] = StoredReport(r.id, r.url, r.wire, tuple(statuses.get(r.id, ())))
+    c = REPORTS.c
+    for r in conn.execute(select(c.id, c.url, c.wire, c.anonymised_at).where(c.id.in_(ids))):
+        out[r.id] = StoredReport(
+            r.id, r.url, r.wire, tuple(statuses.get(r.id, ())), r.anonymised_at
+        )
     return out
 
 

@@ -85,9 +85,14 @@ _STOP = object()
 
 
 class Coalescer(Generic[I, R]):
-    """Collects items for one batched job: ``handler(tx, items) -> results`` (same order)."""
+    """Collects items for one batched job: ``handler(tx, items) -> results`` (same order).
 
-    def __init__(self, handler: Callable[[Tx, Sequence[I]], Sequence[R]]) -> None:
+    A handler may answer an item with an ``ExchangeError`` instead of a result: that item's
+    caller gets the error, the others their results — for a refusal that only the stored
+    state can tell (the writes of the whole batch still commit or fail together).
+    """
+
+    def __init__(self, handler: Callable[[Tx, Sequence[I]], Sequence[R | ExchangeError]]) -> None:
         self.handler = handler
         self._lock = threading.Lock()
         self._items: list[I] = []
@@ -263,7 +268,10 @@ class Writer:
                     f.set_exception(results)
             else:
                 for f, r in zip(futures, results, strict=True):
-                    f.set_result(r)
+                    if isinstance(r, ExchangeError):  # one item refused (see Coalescer)
+                        f.set_exception(r)
+                    else:
+                        f.set_result(r)
 
     def _continue_stored_chain(self, conn: Connection) -> None:
         """Hold the log's write lock until COMMIT, then continue from the head as stored.

@@ -18,9 +18,9 @@ from exchange import cases
 from exchange.domain import Classification, Sighting, Submission, case_id_for
 from exchange.errors import ExchangeError
 from exchange.intake import Intake, IntakeResult
-from exchange.store import schema
+from exchange.store import retention, schema
 from exchange.store.writer import Writer
-from exchange.wire.codec import parse_report, report_from_proto
+from exchange.wire.codec import anonymised_report, parse_report, report_from_proto
 from routing.decision import DecisionReason
 from routing.errors import InvalidUrl
 from tests.dbs import allow_inserts, refuse_inserts
@@ -364,3 +364,29 @@ def test_a_resubmission_keeps_the_first_region(intake: Intake, engine: Engine) -
     assert again.duplicate
     (report,) = rows(engine, schema.reports)
     assert report.reporter_region == "NL-NH"
+
+
+def test_a_report_anonymised_under_retention_is_not_taken_again(
+    intake: Intake, engine: Engine, writer: Writer
+) -> None:
+    old = make_submission(url_in("NL", "/retained.jpg"), hashes=["retained"])
+    first = intake.submit(old)
+    with engine.begin() as conn:
+        (wire,) = conn.execute(
+            select(schema.reports.c.wire).where(schema.reports.c.id == first.report_id)
+        ).scalars()
+        retention.anonymise_reports(conn, {first.report_id: anonymised_report(wire)}, T0)
+    before = table_counts(engine)
+
+    # the same submission again, coalesced with a new one: only the old one is refused
+    with writer_held(writer):
+        again = intake.submit_prepared(intake.prepare(old))
+        other = intake.submit_prepared(intake.prepare(make_submission(url_in("NL", "/new.jpg"))))
+    with pytest.raises(ExchangeError) as info:
+        again.result(10)
+    assert info.value.code == "report-anonymised"
+    assert info.value.message.startswith(f"this node held the same report ({first.report_id}")
+    assert "anonymised it on 2026-03-01 under the retention period" in info.value.message
+    assert not other.result(10).duplicate
+    after = table_counts(engine)
+    assert after["reports"] == before["reports"] + 1

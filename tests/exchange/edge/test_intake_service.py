@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -27,8 +27,8 @@ from exchange.edge.decoding import DecodeGuard
 from exchange.edge.intake_service import MAX_CHUNK, IntakeServicer
 from exchange.intake import Intake
 from exchange.ops.metrics import Metrics
-from exchange.store import schema
-from exchange.wire.codec import submission_to_proto
+from exchange.store import retention, schema
+from exchange.wire.codec import anonymised_report, submission_to_proto
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
 from ihx.v1 import report_pb2 as pb
@@ -200,3 +200,26 @@ def test_a_region_without_consent_is_refused_in_its_slot_of_a_stream(served: Ser
     )
     assert [r.error_code for r in answer.results] == ["region-without-consent", ""]
     assert table_counts(served.engine)["reports"] == 1
+
+
+def test_a_report_anonymised_under_retention_is_refused_in_its_slot(served: Served) -> None:
+    old = request("NL", "retained", client_ref="r1")
+    first = served.stub.SubmitReport(old, metadata=served.auth, timeout=10)
+    with served.engine.begin() as conn:
+        (wire,) = conn.execute(
+            select(schema.reports.c.wire).where(schema.reports.c.id == first.report_id)
+        ).scalars()
+        retention.anonymise_reports(
+            conn, {first.report_id: anonymised_report(wire)}, datetime.now(UTC)
+        )
+    fresh = request("NL", "fresh", client_ref="r2")
+    (answer,) = served.stub.SubmitReports(
+        iter([ipb.SubmitReportsRequest(reports=[old, fresh])]), metadata=served.auth, timeout=10
+    )
+    assert [r.error_code for r in answer.results] == ["report-anonymised", ""]
+    assert [r.client_ref for r in answer.results] == ["r1", "r2"]
+    # the single call: INVALID_ARGUMENT, naming why
+    call = refused(served, old)
+    assert call.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (call.details() or "").startswith("report-anonymised: this node held the same report")
+    assert table_counts(served.engine)["reports"] == 2

@@ -227,6 +227,21 @@ def test_a_coalescer_passes_queued_items_in_one_handler_call(
     assert calls[-1] == [99]
 
 
+def test_a_coalescer_handler_may_refuse_one_item(engine: Engine, writer: Writer) -> None:
+    def handler(tx: Tx, items: Sequence[int]) -> list[str | ExchangeError]:
+        tx.conn.execute(META.insert(), [{"key": f"n{i}", "value": "v"} for i in items if i % 2])
+        return [f"done {i}" if i % 2 else ExchangeError(f"no {i}", code="odd-only") for i in items]
+
+    coalescer: Coalescer[int, str] = Coalescer(handler)
+    with writer_held(writer):
+        futures = [writer.submit_item(coalescer, i) for i in range(4)]
+    for i in (0, 2):
+        with pytest.raises(ExchangeError, match=f"^no {i}$"):
+            futures[i].result(10)
+    assert [futures[i].result(10) for i in (1, 3)] == ["done 1", "done 3"]
+    assert stored_keys(engine) == {"n1", "n3"}
+
+
 def test_a_failing_coalesced_batch_fails_all_its_items_only(engine: Engine, writer: Writer) -> None:
     def handler(tx: Tx, items: Sequence[int]) -> list[int]:
         tx.conn.execute(META.insert(), [{"key": f"n{i}", "value": "v"} for i in items])
