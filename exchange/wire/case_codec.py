@@ -419,6 +419,10 @@ def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
         timeline=[event_to_proto(e) for e in d.timeline],
         decision_reason=d.decision_reason,
         anonymised=d.anonymised,
+        feedback=[
+            cpb.PartnerFeedback(partner=f.partner, code=f.code, note=f.note, at=timestamp(f.at))
+            for f in d.feedback
+        ],
     )
     if d.opened_at is not None:
         msg.opened_at.CopyFrom(timestamp(d.opened_at))

@@ -26,6 +26,7 @@ from exchange.client.stubs import LogClient, PartnerClient
 from exchange.domain import Classification
 from exchange.lifecycle.model import Action, ActionKind, Assessment, Withdrawal, WithdrawalReason
 from exchange.wire.case_codec import event_from_proto
+from exchange.wire.codec import timestamp
 from ihx.v1 import cases_pb2 as cpb
 from ihx.v1 import lifecycle_pb2 as lpb
 from ihx.v1 import partner_pb2 as ppb
@@ -211,6 +212,15 @@ def test_a_partner_records_feedback_on_its_own_case_audited(
     ]
     assert entries[0].at == answer.recorded_at
     assert cluster.log_break(DE) is None
+
+    # the holder's analysts see it in the case
+    (shown,) = cluster.node(DE).case_views.case(cases.two).feedback
+    assert (shown.partner, shown.code, shown.note) == (
+        DE_BKA,
+        "investigating",
+        "file 2026/17\nteam B",
+    )
+    assert timestamp(shown.at) == answer.recorded_at
 
 
 def test_feedback_is_refused_with_nothing_stored(

@@ -28,6 +28,7 @@ from exchange.lifecycle.model import (
     EventKind,
     Gender,
     ItemState,
+    PartnerFeedback,
     Queue,
     ReasonCode,
     ReportStatus,
@@ -515,6 +516,14 @@ def test_a_case_detail_carries_items_timeline_and_openness() -> None:
     assert msg.HasField("opened_at")
     assert not msg.HasField("closed_at")
     assert msg.decision_reason == "served-member"
+
+    assert list(msg.feedback) == []
+    with_feedback = codec.case_detail_to_proto(
+        replace(detail, feedback=(PartnerFeedback("de-bka", "investigating", "file 17", AT),))
+    )
+    (shown,) = with_feedback.feedback
+    assert (shown.partner, shown.code, shown.note) == ("de-bka", "investigating", "file 17")
+    assert shown.at.ToDatetime() == AT.replace(tzinfo=None)
 
     gone = replace(
         detail, url="", hosting_country=None, closed_at=AT, items=(closed_state(),), anonymised=True
