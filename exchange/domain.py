@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from exchange.errors import InvalidReport
+
+if TYPE_CHECKING:  # the lifecycle's model builds on this one; only its names are needed here
+    from exchange.lifecycle.model import CaseEvent, ItemState
 
 MAX_NOTES_CHARS = 2000
 MAX_ITEMS = 256
@@ -43,6 +48,7 @@ _HEX_LENGTH = {
     HashAlgorithm.PDQ: 64,
 }
 _HEX_DIGITS = frozenset("0123456789abcdef")
+_REGION = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}", re.ASCII)
 
 
 class Classification(enum.StrEnum):
@@ -344,12 +350,40 @@ class ItemStatus:
 
 @dataclass(frozen=True, slots=True)
 class Submission:
-    """A report as an analyst submits it, before the node canonicalises and traces it."""
+    """A report as an analyst submits it, before the node canonicalises and traces it.
+
+    ``reporter_region`` is set only when the reporter consented (``parse_region``); it is kept
+    at this node for its own statistics and is no part of the ``Report`` that is exchanged.
+    """
 
     url: str
     facts: ReportFacts
     items: tuple[Item, ...]
     client_ref: str = ""
+    reporter_region: str | None = None
+
+
+def parse_region(region: str, consent: bool, *, where: str = "reporter_region") -> str | None:
+    """A reporter's coarse region, recorded only with the reporter's explicit consent.
+
+    ISO 3166-2: the country's two letters, ``-``, one to three letters or digits, upper case
+    (``NL-NH``, ``GB-LND``, ``FR-75``). A region without consent is refused rather than dropped,
+    so a client that forgot to ask learns it; consent without a region records nothing.
+    """
+    if not region:
+        return None
+    if not consent:
+        raise InvalidReport(
+            f"{where}: recorded only with the reporter's consent (set region_consent)",
+            code="region-without-consent",
+        )
+    if _REGION.fullmatch(region) is None:
+        raise InvalidReport(
+            f"{where}: {region[:12]!r} is not an ISO 3166-2 subdivision code (two upper-case "
+            "letters, '-', one to three upper-case letters or digits, e.g. NL-NH)",
+            code="region-invalid",
+        )
+    return region
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +432,9 @@ class CaseReportView:
 
 @dataclass(frozen=True, slots=True)
 class CaseView:
-    """A case as a partner pulls it: where it is hosted, who reported it, the reports."""
+    """A case as a partner pulls it: where it is hosted, who reported it, the reports — and
+    where its lifecycle stands: every item's state, the timeline of signed events, and whether
+    every report of it was withdrawn by its origin."""
 
     id: str
     cursor: int
@@ -406,6 +442,14 @@ class CaseView:
     hosting_country: str | None
     opened_at: datetime
     reports: tuple[CaseReportView, ...]
+    items: tuple[ItemState, ...] = ()
+    timeline: tuple[CaseEvent, ...] = ()
+    withdrawn: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Open until every item is closed (a case whose items are not known yet is open)."""
+        return not self.items or any(not s.closed for s in self.items)
 
     @property
     def reporting_members(self) -> tuple[str, ...]:

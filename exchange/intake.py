@@ -10,6 +10,9 @@ In that transaction: a report id already held (same origin, URL and item hashes)
 stored report marked ``duplicate``; a local decision opens or merges a case here (see cases.py);
 anything else is queued in the outbox for its destination. Every report gets an ``intake`` entry
 in the routing log with its decision.
+
+A reporter's region, given with consent, is stored in the report's row only (the first
+submission's stays): it is no field of the wire report, so it never leaves this node.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from exchange.domain import (
     Submission,
     report_id_for,
 )
-from exchange.errors import InvalidReport
+from exchange.errors import ExchangeError, InvalidReport
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
 from exchange.store import hash_index, outbox, reports
@@ -133,7 +136,7 @@ class Intake:
 
     # -- in the writer ------------------------------------------------------------------------
 
-    def _commit(self, tx: Tx, batch: Sequence[Prepared]) -> list[IntakeResult]:
+    def _commit(self, tx: Tx, batch: Sequence[Prepared]) -> list[IntakeResult | ExchangeError]:
         now = self._clock()
         held = reports.existing(tx.conn, [p.report.id for p in batch])
         fresh: list[Prepared] = []
@@ -148,7 +151,7 @@ class Intake:
 
         stored = reports.stored(tx.conn, [p.report.id for p in batch if p.report.id in held])
         first_of = {p.report.id: p for p in reversed(fresh)}
-        results = []
+        results: list[IntakeResult | ExchangeError] = []
         for p in batch:
             if p.report.id in held:
                 results.append(_again(stored[p.report.id], p.submission.client_ref, self._self))
@@ -204,7 +207,7 @@ class Intake:
             return {}
         accepted = cases.accept(
             tx,
-            [Incoming(p.report, p.wire, ReportRole.ORIGIN) for p in local],
+            [_incoming(p) for p in local],
             self_member=self._self,
             now=now,
         )
@@ -221,7 +224,7 @@ class Intake:
             remote_marks = [cases.marks_for(p.report, known) for p in remote]
             reports.insert(
                 conn,
-                [Incoming(p.report, p.wire, ReportRole.ORIGIN) for p in remote],
+                [_incoming(p) for p in remote],
                 [None] * len(remote),
                 remote_marks,
                 now,
@@ -235,12 +238,27 @@ class Intake:
         return marks
 
 
+def _incoming(p: Prepared) -> Incoming:
+    """A report entered here; the consented region is stored beside it, never in its wire bytes."""
+    region = p.submission.reporter_region
+    return Incoming(p.report, p.wire, ReportRole.ORIGIN, reporter_region=region)
+
+
 def _statuses(marks: Marks) -> tuple[ItemStatus, ...]:
     return tuple(ItemStatus(i, m.sighting() if m else None) for i, m in enumerate(marks))
 
 
-def _again(stored: StoredReport, client_ref: str, self_member: str) -> IntakeResult:
-    """The answer for a report id already held: the stored report, marked duplicate."""
+def _again(stored: StoredReport, client_ref: str, self_member: str) -> IntakeResult | InvalidReport:
+    """The answer for a report id already held: the stored report, marked duplicate — or, for
+    one anonymised under the retention period, a refusal: its URL is gone, and the same
+    submission can never be a new report (its id is taken), so "duplicate" would mislead."""
+    if stored.anonymised_at is not None:
+        return InvalidReport(
+            f"this node held the same report ({stored.report_id}: same URL and items) and "
+            f"anonymised it on {stored.anonymised_at.date().isoformat()} under the retention "
+            "period; it cannot be submitted again unchanged (report the items found now)",
+            code="report-anonymised",
+        )
     msg = parse_report(stored.wire)
     return IntakeResult(
         stored.report_id,

@@ -55,6 +55,7 @@ from exchange.intake import Intake
 from exchange.lifecycle.feed import ChangeFeed
 from exchange.lifecycle.inbound import Inbound
 from exchange.lifecycle.record import Recorder
+from exchange.lifecycle.retention import Retention
 from exchange.lifecycle.views import CaseViews
 from exchange.lifecycle.work import CaseWork
 from exchange.local import LocalNode, open_local
@@ -231,6 +232,14 @@ class Node:
             work=self.case_work,
             recorder=self.recorder,
         )
+        self.retention = Retention(
+            self_member=self.member,
+            writer=self.writer,
+            engine=self.engine,
+            clock=self._clock,
+            retention_days=self.settings.retention_days,
+            check_interval=self.settings.lifecycle.retention_check_s,
+        )
 
     def _build_intake(self) -> None:
         """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
@@ -397,11 +406,12 @@ class Node:
             raise ConfigError(f"cannot listen on {self.settings.listen}")
 
     def _start_workers(self) -> None:
-        """The senders, the peer leases, the checkpointer and the manifest watcher."""
+        """The senders, the peer leases, the checkpointer, retention and the manifest watcher."""
         self.fanout.ensure(self.manifests.current())
         if self.leases is not None:
             self.leases.start()
         self.checkpointer.start()
+        self.retention.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
 
     def _start_health(self, services: tuple[str, ...], pool: futures.ThreadPoolExecutor) -> None:
@@ -446,6 +456,7 @@ class Node:
             self.leases.stop()  # hand our peers to the other replicas now, not at expiry
         self.fanout.close_channels()
         self.checkpointer.stop()
+        self.retention.stop()
         self.writer.stop()
         if self._health_server is not None:
             self._health_server.stop(0)

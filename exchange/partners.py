@@ -9,6 +9,12 @@ visible cases after a cursor; each case handed out becomes invisible for the tim
 again unless acknowledged. Every pull is recorded in the routing log (partner, case, time). A
 partner only ever sees, pulls or acknowledges its own cases — another partner's case id is
 answered exactly like an unknown one.
+
+A pulled case carries its lifecycle as this node (the holder) knows it: each item's state, the
+timeline of signed events, whether it is still open and whether every report of it was
+withdrawn. A step on an acknowledged case offers it again (``store.partners.reoffer``), so the
+partner's next pull shows the new state. A partner may record its own feedback on its cases
+(audited in the routing log, shown in the case at this node).
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.domain import CaseReportView, CaseView, Classification, LogKind, is_case_id
 from exchange.errors import NotFound
+from exchange.lifecycle.model import CaseEvent, ItemState
 from exchange.store import cases as case_store
 from exchange.store import inbox, reports
+from exchange.store import lifecycle as lifecycle_store
 from exchange.store import partners as partner_store
 from exchange.store.writer import Tx, Writer
+from exchange.wire.case_codec import event_from_bytes
 from exchange.wire.codec import receipt_key_and_time
 
 MAX_PULL = 1000
@@ -159,6 +168,7 @@ def _load_cases(conn: Connection, cursors: dict[str, int], check: ReceiptCheck) 
     heads = case_store.headers(conn, ids)
     members = case_store.members(conn, ids)
     origins = reports.origins(conn, [rid for pairs in members.values() for rid, _ in pairs])
+    lifecycle = _lifecycle(conn, {cid: members.get(cid, []) for cid in ids})
     receipts: dict[tuple[str, int], tuple[bytes, bytes] | None] = {}
     for rep in origins.values():
         if rep.sender is not None and rep.envelope_sequence is not None:
@@ -177,12 +187,44 @@ def _load_cases(conn: Connection, cursors: dict[str, int], check: ReceiptCheck) 
             )
             parts.append(_report_view(rid, rep.wire, member, receipt, check))
         head = heads[cid]
+        items, timeline, withdrawn = lifecycle[cid]
         views.append(
             CaseView(
-                cid, cursors[cid], head.url, head.hosting_country, head.opened_at, tuple(parts)
+                cid,
+                cursors[cid],
+                head.url,
+                head.hosting_country,
+                head.opened_at,
+                tuple(parts),
+                items=items,
+                timeline=timeline,
+                withdrawn=withdrawn,
             )
         )
     return views
+
+
+Lifecycle = tuple[tuple[ItemState, ...], tuple[CaseEvent, ...], bool]
+
+
+def _lifecycle(conn: Connection, members: dict[str, list[tuple[str, str]]]) -> dict[str, Lifecycle]:
+    """Case id → (its items' states, its timeline in this node's order, all reports withdrawn)."""
+    ids = sorted(members)
+    states = lifecycle_store.states(conn, ids)
+    timelines: dict[str, list[CaseEvent]] = {}
+    for _, payload in lifecycle_store.case_payloads(conn, ids):
+        event = event_from_bytes(payload)
+        timelines.setdefault(event.case_id, []).append(event)
+    facts = reports.facts(conn, [rid for pairs in members.values() for rid, _ in pairs])
+    return {
+        cid: (
+            tuple(states.get(cid, ())),
+            tuple(timelines.get(cid, ())),
+            bool(members[cid])
+            and all(facts[rid].withdrawn_at is not None for rid, _ in members[cid]),
+        )
+        for cid in ids
+    }
 
 
 def _report_view(

@@ -24,6 +24,7 @@ from exchange.cli import (
     log,
     network,
     node,
+    retention,
     submit,
     tls,
     tokens,
@@ -54,7 +55,20 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-for module in (demo, trace, node, submit, verify, network, tokens, cases, casework, log, tls):
+for module in (
+    demo,
+    trace,
+    node,
+    submit,
+    verify,
+    network,
+    tokens,
+    cases,
+    casework,
+    log,
+    tls,
+    retention,  # last: it adds commands to groups the modules before it made
+):
     module.register(app)
 
 

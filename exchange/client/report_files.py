@@ -22,6 +22,10 @@ CSV with a header row (``url``, ``classification`` and ``hashes`` required; ``ha
 by ``;``); one row is one report with one item::
 
     url,classification,hashes,media_type,age_group,site_type,commercial,notes
+
+Both formats take the reporter's coarse region with the reporter's consent: ``reporter_region``
+(ISO 3166-2, e.g. ``NL-NH``) and ``region_consent`` (true). A region without consent is a bad
+record, as the node would refuse it; the region stays at the node (its own statistics only).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from exchange.domain import (
     make_facts,
     make_item,
     parse_hash_text,
+    parse_region,
 )
 from exchange.errors import ExchangeError, InvalidReport
 from ihx.v1 import intake_pb2 as ipb
@@ -62,7 +67,16 @@ ParsedLine = tuple[int, Submission | str]
 # a wrong file, and refusing it keeps memory bounded.
 MAX_LINE_BYTES = 1024 * 1024
 
-REPORT_FIELDS = ("url", "site_type", "commercial", "payment_methods", "notes", "items")
+REPORT_FIELDS = (
+    "url",
+    "site_type",
+    "commercial",
+    "payment_methods",
+    "notes",
+    "items",
+    "reporter_region",
+    "region_consent",
+)
 ITEM_FIELDS = ("hashes", "classification", "media_type", "age_group")
 CSV_REQUIRED = ("url", "classification", "hashes")
 CSV_COLUMNS = (
@@ -75,6 +89,8 @@ CSV_COLUMNS = (
     "commercial",
     "notes",
     "payment_methods",
+    "reporter_region",
+    "region_consent",
 )
 
 
@@ -188,7 +204,17 @@ def submission_from_object(obj: object, *, client_ref: str = "") -> Submission:
         _string_list(obj.get("payment_methods", []), "payment_methods"),
         notes,
     )
-    return Submission(url, facts, items, client_ref)
+    return Submission(url, facts, items, client_ref, _region_of_object(obj))
+
+
+def _region_of_object(obj: Mapping[str, Any]) -> str | None:
+    region = obj.get("reporter_region", "")
+    if not isinstance(region, str):
+        raise _type_error("reporter_region", "a string", region)
+    consent = obj.get("region_consent", False)
+    if not isinstance(consent, bool):
+        raise _type_error("region_consent", "true or false", consent)
+    return parse_region(region.strip(), consent)
 
 
 # -- JSON Lines --------------------------------------------------------------------------------
@@ -272,7 +298,11 @@ def _submission_from_row(row: Mapping[str, str], client_ref: str) -> Submission:
     url = row.get("url", "").strip()
     if not url:
         raise InvalidReport("url: required", code="url-empty")
-    return Submission(url, facts, check_items([item]), client_ref)
+    region = parse_region(
+        row.get("reporter_region", "").strip(),
+        _csv_bool(row.get("region_consent", ""), "region_consent"),
+    )
+    return Submission(url, facts, check_items([item]), client_ref, region)
 
 
 def iter_csv(stream: IO[bytes]) -> Iterator[ParsedLine]:

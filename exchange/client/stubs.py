@@ -157,6 +157,17 @@ class PartnerClient(_Client):
         )
         return response
 
+    def feedback(
+        self, case_id: str, code: ppb.FeedbackCode.ValueType, note: str = ""
+    ) -> ppb.CaseFeedbackResponse:
+        """Record this partner's feedback on one of its cases."""
+        response: ppb.CaseFeedbackResponse = self._stub.RecordFeedback(
+            ppb.CaseFeedbackRequest(case_id=case_id, code=code, note=note),
+            timeout=self._timeout,
+            metadata=self._metadata,
+        )
+        return response
+
 
 class LogClient(_Client):
     default_timeout = 60.0

@@ -81,6 +81,11 @@ def _response(entries: _Outcomes, context: grpc.ServicerContext) -> ipb.SubmitRe
             continue
         try:
             result = outcome.result()
+        except InvalidReport as error:  # this report refused by what is stored (anonymised)
+            response.results.add(
+                client_ref=client_ref, error_code=error_code(error), error=error_message(error)
+            )
+            continue
         except Exception as error:
             # Storage refused: nothing acknowledged; end the stream so the client retries.
             abort(context, error)

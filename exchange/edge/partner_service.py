@@ -1,4 +1,5 @@
-"""The gRPC servicer law-enforcement partners call: pull their cases, acknowledge them.
+"""The gRPC servicer law-enforcement partners call: pull their cases (with their lifecycle),
+acknowledge them, record feedback on them.
 
 The caller's identity is the verified token's subject (exchange/edge/access.py); a partner only
 ever reaches its own cases (exchange/partners.py). Protobuf conversion is the codec's.
@@ -16,8 +17,8 @@ from exchange.edge.streams import abort
 from exchange.errors import InvalidReport
 from exchange.lifecycle.model import MAX_NOTE
 from exchange.partners import Partners
-from exchange.wire.case_codec import feedback_code_from_proto, text
-from exchange.wire.codec import case_to_proto, timestamp
+from exchange.wire.case_codec import feedback_code_from_proto, partner_case_to_proto, text
+from exchange.wire.codec import timestamp
 from ihx.v1 import partner_pb2 as ppb
 from ihx.v1 import partner_pb2_grpc as pgrpc
 
@@ -46,7 +47,7 @@ class PartnerServicer(pgrpc.PartnerServicer):
             abort(context, error)
         for start in range(0, len(cases), CASES_PER_MESSAGE):
             chunk = cases[start : start + CASES_PER_MESSAGE]
-            yield ppb.PullCasesResponse(cases=[case_to_proto(v) for v in chunk])
+            yield ppb.PullCasesResponse(cases=[partner_case_to_proto(v) for v in chunk])
 
     def AckCases(
         self, request: ppb.AckCasesRequest, context: grpc.ServicerContext

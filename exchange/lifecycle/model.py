@@ -239,8 +239,19 @@ class TimedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PartnerFeedback:
+    """A law-enforcement partner's own feedback on a case assigned to it (audited)."""
+
+    partner: str
+    code: str  # received, investigating, evidence_preserved, …
+    note: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CaseDetail:
-    """A case with every item's state and its timeline, as this node knows it."""
+    """A case with every item's state and its timeline, as this node knows it (the holder
+    also shows its partners' feedback)."""
 
     id: str
     holder: str
@@ -253,6 +264,7 @@ class CaseDetail:
     timeline: tuple[CaseEvent, ...]
     decision_reason: str = ""
     anonymised: bool = False
+    feedback: tuple[PartnerFeedback, ...] = ()
 
     @property
     def open(self) -> bool:

@@ -1,11 +1,11 @@
 """What people read of the lifecycle: a case with its timeline, a report's status at its
 origin, the work queues and the change feed — read-only, outside the writer.
 
-A case held here shows its URL, hosting country and reporting members; a case held elsewhere
-(this node reported it, or coordinates) shows what the holder's events told: its items'
-stages, times and the timeline, never a URL this node does not hold. Timelines are the stored
-signed events decoded again, in the order this node received them, which for one holder is
-the order it made them (one ordered stream per peer).
+A case held here shows its URL, hosting country, reporting members and its law-enforcement
+partners' feedback; a case held elsewhere (this node reported it, or coordinates) shows what
+the holder's events told: its items' stages, times and the timeline, never a URL this node
+does not hold. Timelines are the stored signed events decoded again, in the order this node
+received them, which for one holder is the order it made them (one ordered stream per peer).
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from exchange.lifecycle.model import (
     CaseSummary,
     ItemRef,
     ItemState,
+    PartnerFeedback,
     Queue,
     ReportStatus,
     TimedEvent,
 )
 from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
-from exchange.store import outbox, reports
+from exchange.store import outbox, partners, reports
 from exchange.times import from_micros
 from exchange.wire.case_codec import event_from_bytes
 
@@ -125,6 +126,7 @@ def case_detail(conn: Connection, self_member: str, case_id: str) -> CaseDetail:
         )
     linked = case_store.members(conn, [case_id]).get(case_id, [])
     first = reports.facts(conn, [held.first_report_id]).get(held.first_report_id)
+    feedback = partners.feedback(conn, [case_id]).get(case_id, [])
     return CaseDetail(
         id=case_id,
         holder=self_member,
@@ -137,6 +139,7 @@ def case_detail(conn: Connection, self_member: str, case_id: str) -> CaseDetail:
         timeline=timeline,
         decision_reason=first.decision_reason if first else "",
         anonymised=held.anonymised_at is not None,
+        feedback=tuple(PartnerFeedback(f.partner, f.code, f.note, f.at) for f in feedback),
     )
 
 

@@ -19,6 +19,8 @@ On the node that sent it (role ``origin``), besides the contents:
   * the receiver's signed receipt verifies with the receiver's key, for that batch and root;
   * the receipt names this report (and its outcome matches the delivery recorded).
 A report decided locally has no delivery; it must be held in a case here.
+A report anonymised under the retention period (``anonymised_at``) has nothing left to check:
+the answer is one failed check saying so, instead of a contents check failing obscurely.
 
 The rows come from the read model ``store/evidence.py``, as stored. Keys come from the node's
 current manifest: keys are never deleted from it, and each carries its validity window, so "the
@@ -110,12 +112,25 @@ def verify_report(
     if evidence is None:
         raise NotFound(f"no report {report_id[:40]!r} in the database of {self_member}")
     row = evidence.report
+    if row.anonymised_at is not None:
+        return ReportVerification(row.id, row.role, self_member, (_anonymised(row),))
     checks = [_run("report id matches its contents", lambda: _contents(row))]
     if row.role == "received":
         checks += _received(evidence, manifest, self_member)
     else:
         checks += _origin(evidence, manifest, self_member)
     return ReportVerification(row.id, row.role, self_member, tuple(checks))
+
+
+def _anonymised(row: Any) -> Check:
+    """Retention overwrote the report: nothing of what was signed is left to verify."""
+    return Check(
+        "not anonymised",
+        False,
+        f"anonymised at {_iso(row.anonymised_at)} under the retention period: its URL, hashes "
+        "and signed bytes were overwritten, so it can no longer be verified on its own (the "
+        "routing log's entries about it still verify)",
+    )
 
 
 def _contents(row: Any) -> str:

@@ -59,6 +59,10 @@ Example::
     checkpoint_every = 1000         # a signed checkpoint every N entries …
     checkpoint_interval_s = 60.0    # … or T seconds
 
+    [lifecycle]
+    retention_days = 365            # closed cases older than this are anonymised; 0 = never
+    retention_check_s = 3600.0      # how often the node looks for them
+
     [tls]                           # mutual TLS between nodes (required unless insecure_loopback)
     cert = "tls/node.crt"
     key = "tls/node.key"

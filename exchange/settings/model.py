@@ -24,6 +24,7 @@ from exchange.settings.sections import (
     GeoipSection,
     HealthSection,
     KeysSection,
+    LifecycleSection,
     LogSection,
     ManifestSection,
     MetricsSection,
@@ -51,6 +52,7 @@ class Settings(BaseModel):
     partners: PartnersSection = PartnersSection()
     exchange: ExchangeTuning = ExchangeTuning()
     log: LogSection = LogSection()
+    lifecycle: LifecycleSection = LifecycleSection()
     tls: TlsSection = TlsSection()
     metrics: MetricsSection = MetricsSection()
     health: HealthSection = HealthSection()
@@ -165,6 +167,10 @@ class Settings(BaseModel):
     @property
     def checkpoint_interval_s(self) -> float:
         return self.log.checkpoint_interval_s
+
+    @property
+    def retention_days(self) -> int:
+        return self.lifecycle.retention_days
 
     @property
     def tls_cert(self) -> Path | None:

@@ -39,6 +39,7 @@ __all__ = [
     "GeoipSection",
     "HealthSection",
     "KeysSection",
+    "LifecycleSection",
     "LogSection",
     "ManifestSection",
     "MetricsSection",
@@ -189,6 +190,13 @@ class PartnersSection(_Section):
 class LogSection(_Section):
     checkpoint_every: int = between(1000, 1, 10**9)  # a signed checkpoint every N entries …
     checkpoint_interval_s: float = between(60.0, 0.05, 86400)  # … or T seconds
+
+
+class LifecycleSection(_Section):
+    # Closed cases older than this are anonymised (URL, hashes, addresses overwritten; the
+    # classification, countries, hoster and timings kept). 0 = never.
+    retention_days: int = between(365, 0, 36500)
+    retention_check_s: float = between(3600.0, 0.05, 86400)  # how often the node looks
 
 
 class TlsSection(_Section):

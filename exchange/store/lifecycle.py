@@ -375,10 +375,11 @@ def queue_counts(conn: Connection, holder: str, now: datetime, since: datetime) 
     s = STATES.c
     out: dict[Queue, int] = {}
     for q in Queue:
-        n = conn.execute(
-            select(func.count(func.distinct(s.case_id))).where(
-                s.holder == holder, _queue_filter(q, now, since)
-            )
-        ).scalar_one()
+        where = [s.holder == holder, _queue_filter(q, now, since)]
+        if q is Queue.RECENTLY_CLOSED:
+            # as the queue lists them: only cases with no open item left
+            still_open = select(s.case_id).where(s.holder == holder, s.stage.not_in(_CLOSED))
+            where.append(s.case_id.not_in(still_open))
+        n = conn.execute(select(func.count(func.distinct(s.case_id))).where(*where)).scalar_one()
         out[q] = int(n)
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from exchange.domain import (
     Classification,
@@ -52,6 +52,7 @@ class Incoming:
     leaf_index: int | None = None
     proof: bytes | None = None
     geo: GeoCheck | None = None  # received reports: this node's own placement of the hosting
+    reporter_region: str | None = None  # intake here, with the reporter's consent only
 
 
 def existing(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:
@@ -91,6 +92,7 @@ def report_row(inc: Incoming, *, case_id: str | None, stored_at: datetime) -> di
         "geo_country": inc.geo.country if inc.geo is not None else None,
         "geo_agrees": inc.geo.agrees if inc.geo is not None else None,
         "reroute_to": inc.geo.reroute_to if inc.geo is not None else None,
+        "reporter_region": inc.reporter_region,
     }
 
 
@@ -143,6 +145,7 @@ class StoredReport:
     url: str
     wire: bytes
     items: tuple[ItemStatus, ...]
+    anonymised_at: datetime | None = None
 
 
 def stored(conn: Connection, ids: Sequence[str]) -> dict[str, StoredReport]:
@@ -154,10 +157,11 @@ def stored(conn: Connection, ids: Sequence[str]) -> dict[str, StoredReport]:
     for r in rows:
         statuses.setdefault(r.report_id, []).append(ItemStatus(r.idx, _known_from_row(r)))
     out: dict[str, StoredReport] = {}
-    for r in conn.execute(
-        select(REPORTS.c.id, REPORTS.c.url, REPORTS.c.wire).where(REPORTS.c.id.in_(ids))
-    ):
-        out[r.id] = StoredReport(r.id, r.url, r.wire, tuple(statuses.get(r.id, ())))
+    c = REPORTS.c
+    for r in conn.execute(select(c.id, c.url, c.wire, c.anonymised_at).where(c.id.in_(ids))):
+        out[r.id] = StoredReport(
+            r.id, r.url, r.wire, tuple(statuses.get(r.id, ())), r.anonymised_at
+        )
     return out
 
 
@@ -288,3 +292,15 @@ def item_hashes(conn: Connection, report_ids: Sequence[str]) -> dict[str, list[C
         ):
             out.setdefault(h.report_id, []).append(ContentHash(HashAlgorithm(h.algorithm), h.hex))
     return out
+
+
+def region_counts(conn: Connection) -> dict[str, int]:
+    """Reports entered here per consented reporter region (only intake here records one)."""
+    r = REPORTS.c
+    rows = conn.execute(
+        select(r.reporter_region, func.count())
+        .where(r.role == ReportRole.ORIGIN.value, r.reporter_region.is_not(None))
+        .group_by(r.reporter_region)
+        .order_by(r.reporter_region)
+    )
+    return {row[0]: int(row[1]) for row in rows}

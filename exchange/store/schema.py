@@ -102,6 +102,8 @@ class ReportRow(Base):
     reporter_region: Mapped[str | None] = mapped_column(String(6))
     withdrawn_at: Mapped[datetime | None] = mapped_column(UtcMicros)
     withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
+    # Retention (0006): URL, notes and hashes overwritten, ``wire`` the redacted report.
+    anonymised_at: Mapped[datetime | None] = mapped_column(UtcMicros)
 
 
 class ItemRow(Base):

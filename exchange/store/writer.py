@@ -10,11 +10,12 @@ database) every job in the group fails with ``StorageUnavailable`` and nothing i
 ``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
 over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
 
-The routing-log chain head lives here too: a rolled-back job or transaction resets it. On SQLite
-this process is the database's only writer, so the head read at start stays right. On PostgreSQL
-several replicas of a node may share the database: each group transaction first takes a
-transaction-level advisory lock for the log and re-reads the head (one indexed query per group,
-not per entry), so appends from every replica serialize and the chain stays one chain.
+The routing-log chain head lives here too: a rolled-back job or transaction resets it. Another
+process may append between our groups — replicas of a node sharing PostgreSQL, or a command such
+as ``ihx cases purge`` beside a running node — so each group transaction re-reads the head once
+it holds the write lock (one indexed query per group, not per entry): on PostgreSQL after a
+transaction-level advisory lock for the log, on SQLite after ``BEGIN IMMEDIATE``, which already
+excludes every other writer. Appends from every process serialize and the chain stays one chain.
 """
 
 from __future__ import annotations
@@ -84,9 +85,14 @@ _STOP = object()
 
 
 class Coalescer(Generic[I, R]):
-    """Collects items for one batched job: ``handler(tx, items) -> results`` (same order)."""
+    """Collects items for one batched job: ``handler(tx, items) -> results`` (same order).
 
-    def __init__(self, handler: Callable[[Tx, Sequence[I]], Sequence[R]]) -> None:
+    A handler may answer an item with an ``ExchangeError`` instead of a result: that item's
+    caller gets the error, the others their results — for a refusal that only the stored
+    state can tell (the writes of the whole batch still commit or fail together).
+    """
+
+    def __init__(self, handler: Callable[[Tx, Sequence[I]], Sequence[R | ExchangeError]]) -> None:
         self.handler = handler
         self._lock = threading.Lock()
         self._items: list[I] = []
@@ -126,7 +132,7 @@ class Writer:
         self._conn: Connection | None = None
         self.chain = LogChain(0, GENESIS)
         self.commits = 0
-        # Other processes may append to the log between our groups (replicas on PostgreSQL).
+        # Replicas of this node may share the database (PostgreSQL): see _continue_stored_chain.
         self.shared_log = engine.dialect.name == "postgresql"
 
     def start(self) -> None:
@@ -199,9 +205,8 @@ class Writer:
         tx = Tx(conn, self.chain)
         try:
             with conn.begin():
-                if self.shared_log:
-                    self._continue_stored_chain(conn)
-                    group_mark = self.chain.mark()
+                self._continue_stored_chain(conn)
+                group_mark = self.chain.mark()
                 for _, run in jobs:
                     job_mark = self.chain.mark()
                     rows_mark = len(tx.log_rows)
@@ -263,15 +268,20 @@ class Writer:
                     f.set_exception(results)
             else:
                 for f, r in zip(futures, results, strict=True):
-                    f.set_result(r)
+                    if isinstance(r, ExchangeError):  # one item refused (see Coalescer)
+                        f.set_exception(r)
+                    else:
+                        f.set_result(r)
 
     def _continue_stored_chain(self, conn: Connection) -> None:
-        """Take the log lock until COMMIT, then continue from the head as stored (PostgreSQL).
+        """Hold the log's write lock until COMMIT, then continue from the head as stored.
 
-        Another replica may have appended since our last group; while we hold the lock nobody
-        else can, so the entries of this group follow the stored head exactly.
+        Another process may have appended since our last group; while we hold the lock nobody
+        else can, so the entries of this group follow the stored head exactly. SQLite's
+        ``BEGIN IMMEDIATE`` (store/engine.py) is that lock; PostgreSQL takes an advisory one.
         """
-        conn.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
+        if self.shared_log:
+            conn.execute(select(func.pg_advisory_xact_lock(LOG_LOCK_KEY)))
         last = routing_log.head(conn)
         if last is None:
             self.chain.reset((0, GENESIS))

@@ -16,7 +16,14 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from exchange.domain import AgeGroup, Classification, is_case_id, is_report_id
+from exchange.domain import (
+    MAX_ITEMS,
+    AgeGroup,
+    CaseView,
+    Classification,
+    is_case_id,
+    is_report_id,
+)
 from exchange.errors import InvalidEvent, InvalidReport
 from exchange.lifecycle.model import (
     MAX_ITEMS_PER_EVENT,
@@ -44,6 +51,7 @@ from exchange.lifecycle.model import (
 from exchange.wire.codec import (
     age_group_from_proto,
     age_group_to_proto,
+    case_to_proto,
     classification_from_proto,
     classification_to_proto,
     from_timestamp,
@@ -175,7 +183,7 @@ def item_ref_to_proto(r: ItemRef) -> lpb.ItemRef:
 def item_ref_from_proto(msg: lpb.ItemRef, where: str) -> ItemRef:
     if not is_report_id(msg.report_id):
         raise InvalidEvent(f"{where}.report_id: not a report id (r- and 32 hex digits)")
-    if msg.index >= 1000:
+    if msg.index >= MAX_ITEMS:
         raise InvalidEvent(f"{where}.index: {msg.index} is not an item of a report")
     try:
         origin = (
@@ -416,6 +424,10 @@ def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
         timeline=[event_to_proto(e) for e in d.timeline],
         decision_reason=d.decision_reason,
         anonymised=d.anonymised,
+        feedback=[
+            cpb.PartnerFeedback(partner=f.partner, code=f.code, note=f.note, at=timestamp(f.at))
+            for f in d.feedback
+        ],
     )
     if d.opened_at is not None:
         msg.opened_at.CopyFrom(timestamp(d.opened_at))
@@ -547,3 +559,14 @@ def report_status_from_proto(msg: cpb.ReportStatus) -> ReportStatus:
         timeline=tuple(event_from_proto(e) for e in msg.timeline),
         rejection=msg.rejection,
     )
+
+
+def partner_case_to_proto(view: CaseView) -> ppb.Case:
+    """A case as a partner pulls it: the reports and receipts (``codec.case_to_proto``) and
+    where its lifecycle stands."""
+    msg = case_to_proto(view)
+    msg.open = view.open
+    msg.withdrawn = view.withdrawn
+    msg.items.extend(item_state_to_proto(s) for s in view.items)
+    msg.timeline.extend(event_to_proto(e) for e in view.timeline)
+    return msg

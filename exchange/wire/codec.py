@@ -35,6 +35,7 @@ from exchange.domain import (
     make_facts,
     make_item,
     parse_hash,
+    parse_region,
 )
 from exchange.errors import InvalidReport
 from exchange.routing_log import Checkpoint, LogEntry
@@ -200,7 +201,8 @@ def submission_from_proto(req: ipb.SubmitReportRequest) -> Submission:
         list(req.payment_methods),
         req.notes,
     )
-    return Submission(req.url, facts, items_from_proto(req.items), req.client_ref[:200])
+    region = parse_region(req.reporter_region, req.region_consent)
+    return Submission(req.url, facts, items_from_proto(req.items), req.client_ref[:200], region)
 
 
 def submission_to_proto(s: Submission) -> ipb.SubmitReportRequest:
@@ -212,6 +214,8 @@ def submission_to_proto(s: Submission) -> ipb.SubmitReportRequest:
         notes=s.facts.notes,
         items=[item_to_proto(i) for i in s.items],
         client_ref=s.client_ref,
+        reporter_region=s.reporter_region or "",
+        region_consent=s.reporter_region is not None,
     )
 
 
@@ -349,6 +353,35 @@ def parse_report(data: bytes) -> pb.Report:
         ) from None
     require_exact(msg, data, "report")
     return msg
+
+
+def anonymised_report(data: bytes) -> bytes:
+    """The stored report after retention: what could lead to the content or the site is gone.
+
+    Cleared: the URL and its key, the notes, every item's hashes, the traced host, every
+    address (and its note), the resolver's error and the decision's explanation (either may
+    name the host). Kept, for statistics: the id, origin, times, site type, commercial flag,
+    payment methods, each item's classification, media type and age group, the hosting
+    country, each address's country, ASN and AS organisation (the hoster), the GeoIP
+    databases and the decision. The bytes are no longer what was signed: the row says so
+    (``anonymised_at``) and ``ihx verify-report`` answers "anonymised".
+    """
+    msg = parse_report(data)
+    msg.url = ""
+    msg.url_key = b""
+    msg.notes = ""
+    for item in msg.items:
+        del item.hashes[:]
+    if msg.HasField("trace"):  # (touching an absent one would add it)
+        trace = msg.trace
+        trace.host = ""
+        trace.resolver_error = ""
+        for address in trace.addresses:
+            address.address = ""
+            address.note = ""
+    if msg.HasField("decision"):
+        msg.decision.explanation = ""
+    return msg.SerializeToString(deterministic=True)
 
 
 def report_from_proto(msg: pb.Report) -> Report:

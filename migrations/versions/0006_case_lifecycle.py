@@ -3,7 +3,8 @@
 ``case_events`` holds every lifecycle event made or applied here with its signed bytes;
 ``item_states`` each item's fold with its takedown clock; ``partner_feedback`` partners' own
 notes on their cases. Outbox rows get a ``kind`` (report or event), cases a closing and an
-anonymisation time, reports the origin's withdrawal and the reporter's consented region.
+anonymisation time, reports the origin's withdrawal, the reporter's consented region and their
+own anonymisation time (a sent report is anonymised at its origin once its items closed).
 
 Revision ID: 0006
 Revises: 0005
@@ -101,10 +102,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("reporter_region", sa.String(6), nullable=True))
         batch.add_column(sa.Column("withdrawn_at", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("withdrawal_reason", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("anonymised_at", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("reports") as batch:
+        batch.drop_column("anonymised_at")
         batch.drop_column("withdrawal_reason")
         batch.drop_column("withdrawn_at")
         batch.drop_column("reporter_region")

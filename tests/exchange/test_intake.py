@@ -7,6 +7,7 @@ SQLite file; ``url_in(cc)`` is a URL the resolver places in country ``cc``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +15,12 @@ import pytest
 from sqlalchemy import Engine, Table, select
 
 from exchange import cases
-from exchange.domain import Classification, Sighting, case_id_for
+from exchange.domain import Classification, Sighting, Submission, case_id_for
 from exchange.errors import ExchangeError
 from exchange.intake import Intake, IntakeResult
-from exchange.store import schema
+from exchange.store import retention, schema
 from exchange.store.writer import Writer
-from exchange.wire.codec import parse_report, report_from_proto
+from exchange.wire.codec import anonymised_report, parse_report, report_from_proto
 from routing.decision import DecisionReason
 from routing.errors import InvalidUrl
 from tests.dbs import allow_inserts, refuse_inserts
@@ -316,3 +317,76 @@ def test_other_members_intake_is_their_own(
     assert parse_report(result.wire).origin_member == "de-eco"
     nl = make_intake("nl-eokm").submit(make_submission(url_in("DE"), hashes=["a"]))
     assert nl.report_id != result.report_id
+
+
+# -- the reporter's region, with consent ----------------------------------------------------------
+
+
+def with_region(url: str, seed: str, region: str | None) -> Submission:
+    return replace(make_submission(url, hashes=[seed]), reporter_region=region)
+
+
+@pytest.mark.parametrize("country", ["NL", "DE"], ids=["local-case", "sent-to-de-eco"])
+def test_a_consented_region_stays_in_the_report_row_only(
+    intake: Intake, engine: Engine, country: str
+) -> None:
+    url = url_in(country, "/region.jpg")
+    plain = intake.prepare(with_region(url, "region", None))
+    regional = intake.prepare(with_region(url, "region", "NL-NH"))
+    # the wire report — what is signed, sent, announced and served — is the same byte for byte
+    assert regional.wire == plain.wire
+    assert b"NL-NH" not in regional.wire
+
+    result = intake.submit(with_region(url, "region", "NL-NH"))
+    assert result.wire == plain.wire
+    (report,) = rows(engine, schema.reports)
+    assert report.reporter_region == "NL-NH"
+    assert report.wire == plain.wire
+    # nothing else the node keeps or sends holds it
+    for table in (schema.outbox, schema.announcements, schema.routing_log, schema.cases):
+        for row in rows(engine, table):
+            assert "NL-NH" not in repr(tuple(row)), table.name
+    if country == "DE":
+        (queued,) = rows(engine, schema.outbox)
+        assert queued.payload == plain.wire
+
+
+def test_no_region_without_it(intake: Intake, engine: Engine) -> None:
+    intake.submit(with_region(url_in("NL", "/none.jpg"), "none", None))
+    (report,) = rows(engine, schema.reports)
+    assert report.reporter_region is None
+
+
+def test_a_resubmission_keeps_the_first_region(intake: Intake, engine: Engine) -> None:
+    url = url_in("NL", "/again.jpg")
+    intake.submit(with_region(url, "again", "NL-NH"))
+    again = intake.submit(with_region(url, "again", "NL-UT"))
+    assert again.duplicate
+    (report,) = rows(engine, schema.reports)
+    assert report.reporter_region == "NL-NH"
+
+
+def test_a_report_anonymised_under_retention_is_not_taken_again(
+    intake: Intake, engine: Engine, writer: Writer
+) -> None:
+    old = make_submission(url_in("NL", "/retained.jpg"), hashes=["retained"])
+    first = intake.submit(old)
+    with engine.begin() as conn:
+        (wire,) = conn.execute(
+            select(schema.reports.c.wire).where(schema.reports.c.id == first.report_id)
+        ).scalars()
+        retention.anonymise_reports(conn, {first.report_id: anonymised_report(wire)}, T0)
+    before = table_counts(engine)
+
+    # the same submission again, coalesced with a new one: only the old one is refused
+    with writer_held(writer):
+        again = intake.submit_prepared(intake.prepare(old))
+        other = intake.submit_prepared(intake.prepare(make_submission(url_in("NL", "/new.jpg"))))
+    with pytest.raises(ExchangeError) as info:
+        again.result(10)
+    assert info.value.code == "report-anonymised"
+    assert info.value.message.startswith(f"this node held the same report ({first.report_id}")
+    assert "anonymised it on 2026-03-01 under the retention period" in info.value.message
+    assert not other.result(10).duplicate
+    after = table_counts(engine)
+    assert after["reports"] == before["reports"] + 1

@@ -81,3 +81,26 @@ def test_database_url_alone_for_migrations(tmp_path: Path) -> None:
     config.write_text("[node]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"database.url is required"):
         load_database_url(config, env={})
+
+
+def test_lifecycle_retention_defaults_ranges_and_env() -> None:
+    s = settings()
+    assert (s.retention_days, s.lifecycle.retention_check_s) == (365, 3600.0)
+    assert settings(lifecycle={"retention_days": 0}).retention_days == 0  # never
+    with pytest.raises(ConfigError, match=r"lifecycle.retention_days must be from 0 to 36500"):
+        settings(lifecycle={"retention_days": -1})
+    with pytest.raises(ConfigError, match=r"lifecycle.retention_days"):
+        settings(lifecycle={"retention_days": "365"})  # strict: a string is no number
+    with pytest.raises(ConfigError, match=r"lifecycle.retention_check_s must be from"):
+        settings(lifecycle={"retention_check_s": 0})
+    with pytest.raises(ConfigError, match=r"unknown setting lifecycle.retention$"):
+        settings(lifecycle={"retention": 30})
+    data = copy.deepcopy(GOOD)
+    env = {"IHX_LIFECYCLE_RETENTION_DAYS": "30"}
+    assert settings_from_mapping(data, base=Path("/srv/ihx"), env=env).retention_days == 30
+    with pytest.raises(
+        ConfigError, match="IHX_LIFECYCLE_RETENTION_DAYS: 'a year' is not a valid int"
+    ):
+        settings_from_mapping(
+            data, base=Path("/srv/ihx"), env={"IHX_LIFECYCLE_RETENTION_DAYS": "a year"}
+        )

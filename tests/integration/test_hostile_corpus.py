@@ -498,9 +498,10 @@ add(
 def _one_new_report(at: str, **rows: int) -> Delta:
     """What one new report with one new hash adds at ``at`` once the federation is quiet.
 
-    ``at`` stores the report, its item and hash, opens a case (the item's state with it), logs
-    it, and announces the hash to the three other members (one announcement, one batch each);
-    every other member records the announcement batch in its inbox and the hash in its index.
+    ``at`` stores the report, its item and hash, opens a case (its item's lifecycle state with
+    it), logs it, and announces the hash
+    to the three other members (one announcement, one batch each); every other member records
+    the announcement batch in its inbox and the hash in its index.
     """
     stored = {
         "reports": 1,
@@ -508,7 +509,7 @@ def _one_new_report(at: str, **rows: int) -> Delta:
         "item_hashes": 1,
         "cases": 1,
         "case_reports": 1,
-        "item_states": 1,  # the item's lifecycle starts at the holder, unassessed
+        "item_states": 1,
     }
     announced = {"hash_index": 1, "announcements": 1, "batches": 3}
     others = {m: {"inbox": 1, "hash_index": 1} for m in MEMBERS if m != at}

@@ -180,6 +180,7 @@ class CaseDetail(_message.Message):
     TIMELINE_FIELD_NUMBER: _builtins.int
     DECISION_REASON_FIELD_NUMBER: _builtins.int
     ANONYMISED_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     holder: _builtins.str
     """the member responsible for the case"""
@@ -201,6 +202,10 @@ class CaseDetail(_message.Message):
     def timeline(self) -> _containers.RepeatedCompositeFieldContainer[_lifecycle_pb2.CaseEvent]:
         """in order"""
 
+    @_builtins.property
+    def feedback(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartnerFeedback]:
+        """partners' own feedback on the case, oldest first"""
+
     def __init__(
         self,
         *,
@@ -216,14 +221,49 @@ class CaseDetail(_message.Message):
         timeline: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
         decision_reason: _builtins.str = ...,
         anonymised: _builtins.bool = ...,
+        feedback: _abc.Iterable[Global___PartnerFeedback] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymised", b"anonymised", "closed_at", b"closed_at", "decision_reason", b"decision_reason", "holder", b"holder", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "open", b"open", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "timeline", b"timeline", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymised", b"anonymised", "closed_at", b"closed_at", "decision_reason", b"decision_reason", "feedback", b"feedback", "holder", b"holder", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "open", b"open", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "timeline", b"timeline", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseDetail: _TypeAlias = CaseDetail  # noqa: Y015
+
+@_typing.final
+class PartnerFeedback(_message.Message):
+    """A law-enforcement partner's feedback on a case assigned to it (partner.proto RecordFeedback),
+    as the node holding the case shows it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    partner: _builtins.str
+    code: _builtins.str
+    """the FeedbackCode's name, lower case: "investigating" """
+    note: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        partner: _builtins.str = ...,
+        code: _builtins.str = ...,
+        note: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "code", b"code", "note", b"note", "partner", b"partner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartnerFeedback: _TypeAlias = PartnerFeedback  # noqa: Y015
 
 @_typing.final
 class CaseSummary(_message.Message):

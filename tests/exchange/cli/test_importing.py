@@ -223,3 +223,48 @@ def test_run_import_reraises_a_reader_failure_instead_of_the_cancelled_call() ->
 
     with pytest.raises(ImportFileError, match="boom"):
         list(run_import(records(), fake_submit_many, ImportSummary()))
+
+
+# -- the reporter's region, with consent --------------------------------------------------------
+
+
+def test_jsonl_records_take_a_region_only_with_consent() -> None:
+    parsed = list(
+        iter_jsonl(
+            jsonl(
+                record(reporter_region="NL-NH", region_consent=True),
+                record(region_consent=True),
+                record(),
+                record(reporter_region="NL-NH"),
+                record(reporter_region="NL-NH", region_consent=False),
+                record(reporter_region="Noord-Holland", region_consent=True),
+                record(reporter_region=7, region_consent=True),
+                record(reporter_region="NL-NH", region_consent="yes"),
+            )
+        )
+    )
+    regions = [p.reporter_region if isinstance(p, Submission) else p for _, p in parsed]
+    assert regions[:3] == ["NL-NH", None, None]
+    assert "recorded only with the reporter's consent" in str(regions[3])
+    assert "recorded only with the reporter's consent" in str(regions[4])
+    assert "'Noord-Hollan' is not an ISO 3166-2 subdivision code" in str(regions[5])
+    assert "reporter_region: expected a string, got a number" in str(regions[6])
+    assert "region_consent: expected true or false, got a string" in str(regions[7])
+
+
+def test_csv_rows_take_a_region_only_with_consent() -> None:
+    data = (
+        "url,classification,hashes,reporter_region,region_consent\n"
+        f"https://example.nl/a,baseline,{SHA},NL-NH,true\n"
+        f"https://example.nl/b,baseline,{SHA},,yes\n"
+        f"https://example.nl/c,baseline,{SHA},,\n"
+        f"https://example.nl/d,baseline,{SHA},NL-NH,\n"
+        f"https://example.nl/e,baseline,{SHA},NL-NH,maybe\n"
+        f"https://example.nl/f,baseline,{SHA},nl-nh,1\n"
+    )
+    parsed = list(iter_csv(io.BytesIO(data.encode())))
+    regions = [p.reporter_region if isinstance(p, Submission) else p for _, p in parsed]
+    assert regions[:3] == ["NL-NH", None, None]
+    assert "recorded only with the reporter's consent" in str(regions[3])
+    assert "region_consent: 'maybe' is not true or false" in str(regions[4])
+    assert "'nl-nh' is not an ISO 3166-2 subdivision code" in str(regions[5])

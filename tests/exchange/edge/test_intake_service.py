@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from auth.tokens import Scope
 from exchange.edge.access import AccessInterceptor
@@ -27,7 +27,8 @@ from exchange.edge.decoding import DecodeGuard
 from exchange.edge.intake_service import MAX_CHUNK, IntakeServicer
 from exchange.intake import Intake
 from exchange.ops.metrics import Metrics
-from exchange.wire.codec import submission_to_proto
+from exchange.store import retention, schema
+from exchange.wire.codec import anonymised_report, submission_to_proto
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
 from ihx.v1 import report_pb2 as pb
@@ -135,3 +136,90 @@ def test_known_content_names_where_and_how_it_was_first_seen(served: Served) -> 
     assert item.first_seen_case
     assert item.first_classification == pb.CLASSIFICATION_BASELINE
     assert first.items[0].known_content is False
+
+
+# -- the reporter's region: only with consent -------------------------------------------------
+
+
+def refused(served: Served, msg: ipb.SubmitReportRequest) -> grpc.Call:
+    with pytest.raises(grpc.RpcError) as raised:
+        served.stub.SubmitReport(msg, metadata=served.auth, timeout=10)
+    call: grpc.Call = raised.value  # type: ignore[assignment]
+    return call
+
+
+@pytest.mark.parametrize(
+    ("region", "consent", "details"),
+    [
+        (
+            "NL-NH",
+            False,
+            "region-without-consent: reporter_region: recorded only with the reporter's consent "
+            "(set region_consent)",
+        ),
+        ("nl-nh", True, "region-invalid: reporter_region: 'nl-nh' is not an ISO 3166-2"),
+        ("NL", True, "region-invalid: reporter_region: 'NL' is not an ISO 3166-2"),
+        ("NL-NHXX", True, "region-invalid"),
+        ("NLD-NH", True, "region-invalid"),
+        ("NL_NH", True, "region-invalid"),
+        ("NL-N H", True, "region-invalid"),
+        ("NL-NＨ", True, "region-invalid"),  # a full-width letter
+    ],
+)
+def test_a_region_without_consent_or_out_of_form_is_refused_storing_nothing(
+    served: Served, region: str, consent: bool, details: str
+) -> None:
+    before = table_counts(served.engine)
+    msg = request("NL", "region")
+    msg.reporter_region, msg.region_consent = region, consent
+    call = refused(served, msg)
+    assert call.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (call.details() or "").startswith(details)
+    assert table_counts(served.engine) == before
+
+
+def test_a_region_with_consent_is_recorded_and_consent_alone_is_fine(served: Served) -> None:
+    with_region = request("NL", "with")
+    with_region.reporter_region, with_region.region_consent = "NL-NH", True
+    only_consent = request("NL", "consent")
+    only_consent.region_consent = True
+    for msg in (with_region, only_consent):
+        served.stub.SubmitReport(msg, metadata=served.auth, timeout=10)
+    with served.engine.connect() as conn:
+        rows = conn.execute(select(schema.reports.c.url, schema.reports.c.reporter_region))
+        regions = {r.url.rsplit("/", 1)[1]: r.reporter_region for r in rows}
+    assert regions == {"with.jpg": "NL-NH", "consent.jpg": None}
+
+
+def test_a_region_without_consent_is_refused_in_its_slot_of_a_stream(served: Served) -> None:
+    bad = request("NL", "stream-bad", client_ref="r1")
+    bad.reporter_region = "NL-NH"
+    good = request("NL", "stream-good", client_ref="r2")
+    (answer,) = served.stub.SubmitReports(
+        iter([ipb.SubmitReportsRequest(reports=[bad, good])]), metadata=served.auth, timeout=10
+    )
+    assert [r.error_code for r in answer.results] == ["region-without-consent", ""]
+    assert table_counts(served.engine)["reports"] == 1
+
+
+def test_a_report_anonymised_under_retention_is_refused_in_its_slot(served: Served) -> None:
+    old = request("NL", "retained", client_ref="r1")
+    first = served.stub.SubmitReport(old, metadata=served.auth, timeout=10)
+    with served.engine.begin() as conn:
+        (wire,) = conn.execute(
+            select(schema.reports.c.wire).where(schema.reports.c.id == first.report_id)
+        ).scalars()
+        retention.anonymise_reports(
+            conn, {first.report_id: anonymised_report(wire)}, datetime.now(UTC)
+        )
+    fresh = request("NL", "fresh", client_ref="r2")
+    (answer,) = served.stub.SubmitReports(
+        iter([ipb.SubmitReportsRequest(reports=[old, fresh])]), metadata=served.auth, timeout=10
+    )
+    assert [r.error_code for r in answer.results] == ["report-anonymised", ""]
+    assert [r.client_ref for r in answer.results] == ["r1", "r2"]
+    # the single call: INVALID_ARGUMENT, naming why
+    call = refused(served, old)
+    assert call.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (call.details() or "").startswith("report-anonymised: this node held the same report")
+    assert table_counts(served.engine)["reports"] == 2

@@ -96,3 +96,23 @@ def test_origins_name_the_envelope_a_report_came_in(engine: Engine) -> None:
         got = reports.origins(conn, [local.id, received.id])
     assert got[local.id] == reports.ReportOrigin(b"l", None, None)
     assert got[received.id] == reports.ReportOrigin(b"r", "de-eco", 7)
+
+
+def test_region_counts_are_of_reports_entered_here_with_a_region(engine: Engine) -> None:
+    def incoming(seed: str, region: str | None, role: ReportRole = ReportRole.ORIGIN) -> Incoming:
+        report = make_report(hashes=[seed])
+        return Incoming(report, report_wire(report), role, reporter_region=region)
+
+    batch = [
+        incoming("a", "NL-NH"),
+        incoming("b", "NL-NH"),
+        incoming("c", "NL-UT"),
+        incoming("d", None),
+        # a received report never has one; were a row to hold one, it is not this node's intake
+        incoming("e", "DE-BY", ReportRole.RECEIVED),
+    ]
+    with engine.begin() as conn:
+        assert reports.region_counts(conn) == {}
+        reports.insert(conn, batch, [None] * len(batch), [(None,)] * len(batch), T0)
+    with engine.connect() as conn:
+        assert reports.region_counts(conn) == {"NL-NH": 2, "NL-UT": 1}

@@ -184,6 +184,25 @@ def test_writer_resumes_the_stored_chain_after_a_restart(engine: Engine) -> None
         second.stop()
 
 
+def test_a_second_writer_beside_a_running_one_continues_one_chain(
+    engine: Engine, writer: Writer
+) -> None:
+    """Another process appending (``ihx cases purge`` beside a running node): each group
+    continues from the head as stored, so neither writer forks the chain or reuses an index."""
+    writer.execute(put("a"))
+    other = Writer(engine)
+    other.start()
+    try:
+        other.execute(put("b"))
+        writer.execute(put("c"))
+        other.execute(put("d"))
+    finally:
+        other.stop()
+    writer.execute(put("e"))
+    assert [e.idx for e in assert_chain_intact(engine, writer)] == [0, 1, 2, 3, 4]
+    assert stored_keys(engine) == {"a", "b", "c", "d", "e"}
+
+
 # -- coalescing ---------------------------------------------------------------------------------
 
 
@@ -206,6 +225,21 @@ def test_a_coalescer_passes_queued_items_in_one_handler_call(
     # Items submitted after the batch ran form a new call.
     assert writer.submit_item(coalescer, 99).result(10) == "done 99"
     assert calls[-1] == [99]
+
+
+def test_a_coalescer_handler_may_refuse_one_item(engine: Engine, writer: Writer) -> None:
+    def handler(tx: Tx, items: Sequence[int]) -> list[str | ExchangeError]:
+        tx.conn.execute(META.insert(), [{"key": f"n{i}", "value": "v"} for i in items if i % 2])
+        return [f"done {i}" if i % 2 else ExchangeError(f"no {i}", code="odd-only") for i in items]
+
+    coalescer: Coalescer[int, str] = Coalescer(handler)
+    with writer_held(writer):
+        futures = [writer.submit_item(coalescer, i) for i in range(4)]
+    for i in (0, 2):
+        with pytest.raises(ExchangeError, match=f"^no {i}$"):
+            futures[i].result(10)
+    assert [futures[i].result(10) for i in (1, 3)] == ["done 1", "done 3"]
+    assert stored_keys(engine) == {"n1", "n3"}
 
 
 def test_a_failing_coalesced_batch_fails_all_its_items_only(engine: Engine, writer: Writer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -24,11 +25,13 @@ from exchange.domain import (
     Submission,
     make_facts,
     make_item,
+    parse_region,
 )
 from exchange.errors import InvalidReport
 from exchange.wire.codec import (
     announcement_from_bytes,
     announcement_to_proto,
+    anonymised_report,
     classification_from_proto,
     classification_to_proto,
     item_from_proto,
@@ -47,6 +50,7 @@ from ihx.v1 import report_pb2 as pb
 from routing.decision import DecisionReason
 from tests.exchange.factories import (
     announcement_bytes,
+    content_hash,
     make_announcement,
     make_decision,
     make_report,
@@ -112,6 +116,7 @@ def submissions(draw: st.DrawFn) -> Submission:
         facts=facts,
         items=tuple(draw(item_lists)),
         client_ref=draw(st.text(max_size=200)),
+        reporter_region=draw(st.none() | st.from_regex(r"[A-Z]{2}-[A-Z0-9]{1,3}", fullmatch=True)),
     )
 
 
@@ -384,3 +389,109 @@ def test_report_carries_decision_and_trace_free_wire() -> None:
     assert not msg.HasField("trace")
     assert msg.decision.member == "de-eco"
     assert msg.decision.manifest_epoch == 1
+
+
+# -- the reporter's region ----------------------------------------------------------------------
+
+
+def test_a_region_is_sent_with_its_consent_and_read_only_with_it() -> None:
+    submission = replace(make_submission(), reporter_region="GB-LND")
+    req = submission_to_proto(submission)
+    assert (req.reporter_region, req.region_consent) == ("GB-LND", True)
+    assert submission_from_proto(req) == submission
+    plain = submission_to_proto(make_submission())
+    assert (plain.reporter_region, plain.region_consent) == ("", False)
+    plain.region_consent = True  # consent alone records nothing
+    assert submission_from_proto(plain).reporter_region is None
+
+
+@pytest.mark.parametrize(
+    ("region", "consent", "code"),
+    [
+        ("NL-NH", False, "region-without-consent"),
+        ("NL-nh", True, "region-invalid"),
+        ("N1-NH", True, "region-invalid"),
+        ("NL-", True, "region-invalid"),
+        ("NL-ABCD", True, "region-invalid"),
+        (" NL-NH", True, "region-invalid"),
+        ("NL-NH\n", True, "region-invalid"),
+    ],
+)
+def test_a_region_without_consent_or_out_of_form_is_invalid(
+    region: str, consent: bool, code: str
+) -> None:
+    req = submission_to_proto(make_submission())
+    req.reporter_region, req.region_consent = region, consent
+    with pytest.raises(InvalidReport) as info:
+        submission_from_proto(req)
+    assert info.value.code == code
+    assert info.value.message.startswith("reporter_region: ")
+
+
+@pytest.mark.parametrize("region", ["NL-NH", "FR-75", "GB-LND", "US-CA", "DE-9"])
+def test_iso_3166_2_codes_are_regions(region: str) -> None:
+    assert parse_region(region, True) == region
+    assert parse_region("", False) is None
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+def test_an_anonymised_report_keeps_the_figures_and_nothing_that_leads_back() -> None:
+    report = make_report(hashes=["a", "b"], facts=make_facts(SiteType.FORUM, notes="see x.example"))
+    msg = parse_report(report_wire(report))
+    msg.trace.CopyFrom(
+        pb.Trace(
+            host="hosting-de.example",
+            flags=["idn"],
+            addresses=[
+                pb.TracedAddress(
+                    address="192.0.2.7", country="DE", asn=24940, as_organization="Hetzner"
+                ),
+                pb.TracedAddress(address="2001:db8::7", country="DE", note="nat64"),
+            ],
+            country="DE",
+            resolver_error="SERVFAIL for hosting-de.example",
+        )
+    )
+    msg.decision.explanation = "untraceable (hosting-de.example): sent to coordinator"
+    data = msg.SerializeToString(deterministic=True)
+
+    gone = parse_report(anonymised_report(data))
+    assert (gone.url, gone.url_key, gone.notes) == ("", b"", "")
+    assert [list(i.hashes) for i in gone.items] == [[], []]
+    assert (gone.trace.host, gone.trace.resolver_error, gone.decision.explanation) == ("", "", "")
+    assert [(a.address, a.note) for a in gone.trace.addresses] == [("", ""), ("", "")]
+    # kept: ids, times, facts, classifications, countries, the hoster, the decision
+    assert (gone.id, gone.origin_member, gone.received_at) == (
+        msg.id,
+        msg.origin_member,
+        msg.received_at,
+    )
+    assert (gone.site_type, gone.trace.country, list(gone.trace.flags)) == (
+        pb.SITE_TYPE_FORUM,
+        "DE",
+        ["idn"],
+    )
+    assert [i.classification for i in gone.items] == [i.classification for i in msg.items]
+    assert [(a.country, a.asn, a.as_organization) for a in gone.trace.addresses] == [
+        ("DE", 24940, "Hetzner"),
+        ("DE", 0, ""),
+    ]
+    assert (gone.decision.member, gone.decision.reason) == (
+        msg.decision.member,
+        msg.decision.reason,
+    )
+    for secret in (
+        b"hosting-de.example",
+        b"192.0.2.7",
+        b"x.example",
+        content_hash("a").hex.encode(),
+    ):
+        assert secret not in anonymised_report(data)
+
+
+def test_anonymising_adds_no_trace_a_report_did_not_have() -> None:
+    data = report_wire(make_report())
+    assert not parse_report(data).HasField("trace")
+    assert not parse_report(anonymised_report(data)).HasField("trace")

@@ -315,7 +315,7 @@ def test_incomplete_header(manifest: Manifest, missing: dict[str, object]) -> No
     assert info.value.code == "header-incomplete"
 
 
-@pytest.mark.parametrize("kind", [0, 4, 99])
+@pytest.mark.parametrize("kind", [0, 4, 99])  # 1-3: report, announcement, case event
 def test_unknown_payload_kind(manifest: Manifest, kind: int) -> None:
     header, signature = signed_header(kind=kind)
     envelope = xpb.Envelope(header=header, signature=signature, payloads=PAYLOADS)
