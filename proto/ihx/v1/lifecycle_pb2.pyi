@@ -310,7 +310,7 @@ class CaseEvent(_message.Message):
     WITHDRAWAL_FIELD_NUMBER: _builtins.int
     WITHDRAWN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """"ev" + 32 hex, implied by (member, scope, sequence)"""
+    """"e-" + 32 hex, implied by (member, scope, sequence)"""
     case_id: _builtins.str
     """the case at the member that holds it"""
     member: _builtins.str
