@@ -26,6 +26,9 @@ from google.protobuf.message_factory import GetMessageClass
 
 from auth import merkle
 from auth.tokens import Scope
+from exchange.domain import Classification
+from exchange.lifecycle.model import Assessment, CaseEvent, EventKind, ItemRef, event_id_for
+from exchange.wire.case_codec import event_to_bytes
 from exchange.wire.codec import submission_to_proto, timestamp
 from exchange.wire.envelope import KIND_REPORT
 from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
@@ -175,6 +178,24 @@ class Target:
         i = next(self.serial)
         return announcement_bytes(
             make_announcement(f"hostile-announced-{i}", member=DE, first_seen=datetime.now(UTC))
+        )
+
+    def event(self) -> bytes:
+        """A fresh well-formed case event of de-eco's (an assessment of one of its cases)."""
+        i = next(self.serial)
+        case_id = "c-" + f"{i:032x}"
+        now = datetime.now(UTC)
+        return event_to_bytes(
+            CaseEvent(
+                id=event_id_for(DE, case_id, 1),
+                case_id=case_id,
+                member=DE,
+                sequence=1,
+                at=now,
+                items=(ItemRef("r-" + f"{i:032x}", 0, DE, Classification.BASELINE, now),),
+                kind=EventKind.ASSESSMENT,
+                body=Assessment(Classification.BASELINE),
+            )
         )
 
     def header(self, payloads: Sequence[bytes], kind: int = KIND_REPORT) -> xpb.EnvelopeHeader:

@@ -38,8 +38,9 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from exchange.wire.codec import submission_to_proto
-from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_EVENT, KIND_REPORT
 from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import lifecycle_pb2 as cpb
 from ihx.v1 import report_pb2 as pb
 from ihx.v1 import routing_log_pb2 as lpb
 from tests.exchange.factories import make_submission, url_in
@@ -98,6 +99,7 @@ def _rows() -> list[Row]:
             ("header", xpb.EnvelopeHeader.DESCRIPTOR),
             ("report", pb.Report.DESCRIPTOR),
             ("announcement", xpb.HashAnnouncement.DESCRIPTOR),
+            ("event", cpb.CaseEvent.DESCRIPTOR),
         ]
     return [
         Row(rpc, part, path, value)
@@ -112,8 +114,15 @@ ROWS = _rows()
 
 
 def test_the_table_reaches_every_rpc_with_integers() -> None:
-    """Exchange.GetNodeInfo and Partner.AckCases have no integer in their requests; the rest do."""
-    assert {r.rpc for r in ROWS} == set(METHODS) - {"Exchange.GetNodeInfo", "Partner.AckCases"}
+    """These have no integer in their requests; the rest do."""
+    without = {
+        "Exchange.GetNodeInfo",
+        "Partner.AckCases",
+        "Cases.GetCase",
+        "Cases.GetReportStatus",
+        "Cases.WatchCases",
+    }
+    assert {r.rpc for r in ROWS} == set(METHODS) - without
     assert {r.field for r in ROWS if r.rpc == "Exchange.Deliver" and r.part == "header"} == {
         f"header.{f}"
         for f in (
@@ -137,6 +146,9 @@ def _payload(target: Target, row: Row) -> tuple[int, bytes]:
     if row.part == "announcement":
         msg: Message = xpb.HashAnnouncement.FromString(target.announcement())
         kind = KIND_ANNOUNCEMENT
+    elif row.part == "event":
+        msg = cpb.CaseEvent.FromString(target.event())
+        kind = KIND_EVENT
     else:
         msg = pb.Report.FromString(target.report())
         kind = KIND_REPORT
@@ -199,7 +211,9 @@ def payload_must_be_refused(target: Target, row: Row) -> bool:
     leaf = row.path[-1]
     if leaf.type == FieldDescriptor.TYPE_ENUM:
         return not _declared(leaf, row.decoded)
-    if row.path[0].name in ("received_at", "first_seen"):
+    if row.path[0].name in ("received_at", "first_seen", "at") or (
+        row.path[-2:-1] and row.path[-2].name == "clock_started"
+    ):
         return not _time_ok(row)
     if row.field == "report.decision.manifest_epoch":
         return not 1 <= row.decoded <= target.epoch
