@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
-from exchange.domain import is_case_id, is_report_id
+from exchange.domain import MAX_ITEMS, is_case_id, is_report_id
 from exchange.edge.streams import abort
 from exchange.errors import InvalidEvent
 from exchange.lifecycle.feed import ChangeFeed
@@ -33,7 +33,6 @@ from exchange.lifecycle.model import (
     MAX_ITEMS_PER_EVENT,
     MAX_NOTE,
     Action,
-    ActionKind,
     TimedEvent,
     Withdrawal,
 )
@@ -57,17 +56,6 @@ from ihx.v1 import lifecycle_pb2 as lpb
 CHANGES_PER_MESSAGE = 500
 BYTES_PER_MESSAGE = 4 * 1024 * 1024  # well under the 16 MiB message limit, whatever the events
 POLL_S = 1.0  # the longest a watch waits before it looks at its call and the node again
-
-# Which of an action's fields each kind takes (the rest must stay empty).
-_ACTION_FIELDS: dict[ActionKind, frozenset[str]] = {
-    ActionKind.REPORTED_TO_LEA: frozenset({"partner"}),
-    ActionKind.REPORTED_TO_HOST: frozenset({"recipient"}),
-    ActionKind.REMOVED: frozenset(),
-    ActionKind.UNAVAILABLE: frozenset({"reason"}),
-    ActionKind.NOT_ILLEGAL: frozenset({"reason"}),
-    ActionKind.MOVED: frozenset({"moved_to_country", "moved_to_member"}),
-}
-_SPECIFIC = ("reason", "partner", "recipient", "moved_to_country", "moved_to_member")
 
 
 def case_id_of(value: str, where: str = "case_id") -> str:
@@ -99,7 +87,7 @@ def item_keys(refs: Sequence[lpb.ItemRef]) -> list[tuple[str, int]]:
     for i, ref in enumerate(refs):
         where = f"items[{i}]"
         report_id = report_id_of(ref.report_id, f"{where}.report_id")
-        if ref.index >= 1000:
+        if ref.index >= MAX_ITEMS:
             raise InvalidEvent(f"{where}.index: {ref.index} is not an item of a report")
         if ref.origin_member or ref.origin_classification or ref.HasField("clock_started"):
             raise InvalidEvent(f"{where}: name an item by report_id and index only")
@@ -113,12 +101,7 @@ def action_of(request: cpb.ActRequest) -> Action:
     """The requested action, decoded, with no field its kind does not take."""
     if not request.HasField("action"):
         raise InvalidEvent("action: required")
-    action = action_from_proto(request.action)
-    allowed = _ACTION_FIELDS[action.kind]
-    for name in _SPECIFIC:
-        if name not in allowed and getattr(request.action, name):
-            raise InvalidEvent(f"action.{name}: {action.kind} takes no {name}")
-    return action
+    return action_from_proto(request.action)
 
 
 def change_messages(changes: Sequence[TimedEvent]) -> Iterator[cpb.WatchCasesResponse]:

@@ -145,6 +145,10 @@ class Inbound:
             raise NotFound(f"no report {report_id} in a case held here")
         if facts.origin_member != c.event.member:
             raise NotAssigned(f"report {report_id} was sent by {facts.origin_member}")
+        if c.event.case_id not in ("", facts.case_id):
+            raise InvalidEvent(
+                f"report {report_id} is in case {facts.case_id}, not {c.event.case_id}"
+            )
         self._recorder.received(tx, c.event, c.payload, (), c.carrier, now)
         body = c.event.body
         assert isinstance(body, Withdrawal)
@@ -200,15 +204,19 @@ class Inbound:
         raise NotAssigned(f"{event.member} holds no case {event.case_id} that this node reported")
 
     def _check_own_items(self, tx: Tx, event: CaseEvent) -> None:
-        """Items said to be ours are items of reports we sent to the event's maker, with the
-        classification we gave them (a holder cannot put words in our mouth)."""
-        mine = [(i, r) for i, r in enumerate(event.items) if r.origin_member == self._self]
-        sent = reports.facts(tx.conn, [r.report_id for _, r in mine])
-        for i, ref in mine:
+        """Items of reports this node holds are checked against its own record, whatever the
+        event claims of their origin: they must be items of reports we sent to the event's
+        maker, with the classification we gave them (a holder cannot put words in our mouth,
+        nor claim our report for its case); a "withdrawn" of ours answers our own request."""
+        sent = reports.facts(tx.conn, [r.report_id for r in event.items])
+        for i, ref in enumerate(event.items):
             f = sent.get(ref.report_id)
+            if f is None and ref.origin_member != self._self:
+                continue  # another reporter's item of a merged case
             if (
                 f is None
                 or f.origin_member != self._self
+                or ref.origin_member != self._self
                 or f.decision_member != event.member
                 or ref.index >= len(f.items)
                 or f.items[ref.index] is not ref.origin_classification
@@ -217,6 +225,8 @@ class Inbound:
                     f"items[{i}]: {ref.report_id}#{ref.index} is no item of a report this node "
                     f"sent to {event.member} (or not with that classification)"
                 )
+            if event.kind is EventKind.WITHDRAWN and f.withdrawn_at is None:
+                raise NotAssigned(f"report {ref.report_id} was not withdrawn by this node")
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:

@@ -36,6 +36,7 @@ from exchange.times import from_micros
 from exchange.wire.case_codec import event_from_bytes
 
 MAX_QUEUE_PAGE = 1000
+MAX_MICROS = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z, the last representable
 DEFAULT_QUEUE_PAGE = 100
 DEFAULT_DAYS = {Queue.OVERDUE: 30, Queue.RECENTLY_CLOSED: 7}
 
@@ -169,7 +170,13 @@ def report_status(conn: Connection, self_member: str, report_id: str) -> ReportS
         else:
             delivery, case_id, receipted_at = d.outcome, d.remote_case_id or "", d.receipted_at
             rejection = d.reason or ""
-    held = {s.ref.index: s for _, s in store.states_of_report(conn, report_id)}
+    # Only what the member the report went to said, about the case its receipt named: another
+    # member's events cannot speak for this report.
+    held = {
+        s.ref.index: s
+        for c, s in store.states_of_report(conn, report_id)
+        if s.holder == facts.decision_member and (not case_id or c == case_id)
+    }
     items = tuple(
         held.get(i)
         or ItemState(
@@ -179,10 +186,11 @@ def report_status(conn: Connection, self_member: str, report_id: str) -> ReportS
         )
         for i, c in enumerate(facts.items)
     )
-    events = _timeline(conn, [case_id]) if case_id else []
-    mine = [e for e in events if any(r.report_id == report_id for r in e.items)]
-    asked = [event_from_bytes(p) for _, p in store.withdrawal_payloads(conn, report_id)]
-    timeline = tuple({e.id: e for e in sorted([*asked, *mine], key=lambda e: e.at)}.values())
+    # In this node's order of arrival (one holder's order), never by the times events state.
+    rows = dict(store.case_payloads(conn, [case_id])) if case_id else {}
+    rows.update(store.withdrawal_payloads(conn, report_id))
+    events = [event_from_bytes(p) for _, p in sorted(rows.items())]
+    timeline = tuple(e for e in events if any(r.report_id == report_id for r in e.items))
     return ReportStatus(
         report_id=report_id,
         destination=facts.decision_member,

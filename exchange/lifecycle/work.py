@@ -21,9 +21,10 @@ from datetime import datetime
 from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.domain import LogKind
-from exchange.errors import NotAssigned, NotFound, TransitionRefused
+from exchange.errors import InvalidEvent, NotAssigned, NotFound, TransitionRefused
 from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
+    MAX_ITEMS_PER_EVENT,
     Action,
     ActionKind,
     Assessment,
@@ -252,6 +253,12 @@ def _targets(
         chosen = [s.ref for s in current.values() if not s.closed]
         if not chosen:
             raise TransitionRefused(f"case {case_id}: every item is closed")
+        if len(chosen) > MAX_ITEMS_PER_EVENT:
+            # One event is one signed payload every receiver must accept: name the items.
+            raise InvalidEvent(
+                f"case {case_id} has {len(chosen)} open items: name at most "
+                f"{MAX_ITEMS_PER_EVENT} per step"
+            )
         return chosen
     out = []
     for report_id, index in dict.fromkeys(refs):

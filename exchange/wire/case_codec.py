@@ -257,8 +257,24 @@ def action_to_proto(a: Action) -> lpb.Action:
     )
 
 
+# Which of an action's fields each kind takes; the rest must stay empty, from a client or a
+# member alike (an unused field is a place to carry text no one checks the meaning of).
+ACTION_FIELDS: dict[ActionKind, frozenset[str]] = {
+    ActionKind.REPORTED_TO_LEA: frozenset({"partner"}),
+    ActionKind.REPORTED_TO_HOST: frozenset({"recipient"}),
+    ActionKind.REMOVED: frozenset(),
+    ActionKind.UNAVAILABLE: frozenset({"reason"}),
+    ActionKind.NOT_ILLEGAL: frozenset({"reason"}),
+    ActionKind.MOVED: frozenset({"moved_to_country", "moved_to_member"}),
+}
+_SPECIFIC = ("reason", "partner", "recipient", "moved_to_country", "moved_to_member")
+
+
 def action_from_proto(msg: lpb.Action, where: str = "action") -> Action:
     kind = _enum_in(_ACTION, msg.kind, f"{where}.kind")
+    for name in _SPECIFIC:
+        if name not in ACTION_FIELDS[kind] and getattr(msg, name):
+            raise InvalidEvent(f"{where}.{name}: {kind} takes no {name}")
     reason = _enum_in(_REASON, msg.reason, f"{where}.reason") if msg.reason else None
     country = msg.moved_to_country
     if country and not (len(country) == 2 and country.isascii() and country.isupper()):
