@@ -294,6 +294,35 @@ FORGERIES: dict[str, Forgery] = {
         _bytes(s.event(items=(s.ref(1, origin_classification=Classification.NATIONAL),))),
         "invalid-event",
     ),
+    "the origin's item claimed as another origin's": lambda s: (
+        DE,
+        NL,
+        _bytes(s.event(items=(s.ref(1, origin_member=""),))),
+        "invalid-event",
+    ),
+    "the origin's report withdrawn without its request": lambda s: (
+        DE,
+        NL,
+        _bytes(
+            s.event(
+                items=(s.ref(1),),
+                kind=EventKind.WITHDRAWN,
+                body=Withdrawal(WithdrawalReason.MISREPORT),
+            )
+        ),
+        "not-assigned",
+    ),
+    "an action carrying a field its kind does not take": lambda s: (
+        DE,
+        NL,
+        _bytes(
+            s.event(
+                body=Action(ActionKind.REMOVED, recipient="a name, perhaps"),
+                kind=EventKind.ACTION,
+            )
+        ),
+        "invalid-event",
+    ),
     "an oversized item list": lambda s: (
         DE,
         NL,
