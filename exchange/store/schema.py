@@ -152,6 +152,7 @@ class CaseRow(Base):
             sqlite_where=text("status = 'open'"),
             postgresql_where=text("status = 'open'"),
         ),
+        Index("ix_cases_status_closed_at", "status", "closed_at"),  # retention's scan
     )
 
 
@@ -372,6 +373,7 @@ class CaseEventRow(Base):
     __table_args__ = (
         Index("uq_case_events_id", "id", unique=True),
         Index("ix_case_events_case_id_cursor", "case_id", "cursor"),
+        Index("ix_case_events_report_id", "report_id"),
     )
 
 

@@ -104,8 +104,24 @@ def upgrade() -> None:
         batch.add_column(sa.Column("withdrawal_reason", sa.String(16), nullable=True))
         batch.add_column(sa.Column("anonymised_at", sa.BigInteger(), nullable=True))
 
+    op.create_index("ix_case_events_report_id", "case_events", ["report_id"])
+    op.create_index("ix_cases_status_closed_at", "cases", ["status", "closed_at"])
+    # Cases opened before the lifecycle existed start it now: every item of every report linked
+    # to a case held here, unassessed, its takedown clock at the time the report was linked.
+    op.execute(
+        "INSERT INTO item_states (case_id, report_id, idx, holder, origin_member, "
+        "origin_classification, orphaned, stage, disputed, actions, clock_started, updated_at) "
+        "SELECT cr.case_id, i.report_id, i.idx, r.decision_member, r.origin_member, "
+        "i.classification, CASE WHEN r.decision_reason IN "
+        "('orphan-rule', 'coordinator-fallback', 'untraceable') THEN TRUE ELSE FALSE END, "
+        "'unassessed', FALSE, 0, cr.at, cr.at "
+        "FROM case_reports AS cr JOIN reports AS r ON r.id = cr.report_id "
+        "JOIN items AS i ON i.report_id = cr.report_id"
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_status_closed_at", table_name="cases")
     with op.batch_alter_table("reports") as batch:
         batch.drop_column("anonymised_at")
         batch.drop_column("withdrawal_reason")

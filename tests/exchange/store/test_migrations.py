@@ -148,3 +148,66 @@ def test_pg_admin_helper_creates_and_drops_databases(tmp_path: Path) -> None:
         assert not exists()
     finally:
         admin.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_cases_open_before_the_lifecycle_start_it_unassessed(tmp_path: Path, backend: str) -> None:
+    """0006 gives every item of a case held before it an item state, so it can be worked."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new())
+    try:
+        upgrade(engine, "0005")
+        with engine.begin() as conn:
+            for rid, reason in (
+                ("r-" + "1" * 32, "served-member"),
+                ("r-" + "2" * 32, "orphan-rule"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO reports (id, role, origin_member, url, url_key, received_at,"
+                        " stored_at, site_type, commercial, payment_methods, notes,"
+                        " decision_member, decision_reason, case_id, wire) VALUES (:id,"
+                        " 'received', 'nl-eokm', 'https://x.example/', :key, 1, 1, 'website',"
+                        " FALSE, '', '', 'de-eco', :reason, :case, :wire)"
+                    ),
+                    {
+                        "id": rid,
+                        "key": rid.encode()[:32],
+                        "reason": reason,
+                        "case": "c-" + rid[2:],
+                        "wire": b"w",
+                    },
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO items (report_id, idx, classification, media_type, age_group)"
+                        " VALUES (:id, 0, 'national', 'image', 'unknown'),"
+                        " (:id, 1, 'baseline', 'video', 'unknown')"
+                    ),
+                    {"id": rid},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO case_reports (case_id, report_id, reporting_member, outcome,"
+                        " new_items, at) VALUES (:case, :id, 'nl-eokm', 'new-case', 2,"
+                        " 1700000000000000)"
+                    ),
+                    {"id": rid, "case": "c-" + rid[2:]},
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT report_id, idx, holder, origin_classification, orphaned, stage,"
+                    " clock_started FROM item_states ORDER BY report_id, idx"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert [tuple(r) for r in rows] == [
+        ("r-" + "1" * 32, 0, "de-eco", "national", False, "unassessed", 1700000000000000),
+        ("r-" + "1" * 32, 1, "de-eco", "baseline", False, "unassessed", 1700000000000000),
+        ("r-" + "2" * 32, 0, "de-eco", "national", True, "unassessed", 1700000000000000),
+        ("r-" + "2" * 32, 1, "de-eco", "baseline", True, "unassessed", 1700000000000000),
+    ]
