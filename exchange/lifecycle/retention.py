@@ -30,17 +30,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
 from common.clock import Clock
 from exchange.domain import LogKind
-from exchange.store import hash_index
+from exchange.lifecycle.sightings import retract_unsupported
 from exchange.store import retention as store
 from exchange.store.writer import Tx, Writer
-from exchange.wire.codec import announcement_to_proto, anonymised_report
+from exchange.wire.codec import anonymised_report
 
 log = logging.getLogger(__name__)
 
@@ -154,16 +154,9 @@ class Retention:
         return done
 
     def _retract_sightings(self, tx: Tx, report_ids: list[str], now: datetime) -> int:
-        """Remove this node's sightings of the reports' hashes here and at every peer."""
-        own = hash_index.own_sightings_of(tx.conn, self._self, report_ids)
-        for k in own:
-            hash_index.retract(tx.conn, k)
-        hash_index.queue_announcements(
-            tx.conn,
-            [announcement_to_proto(replace(k, retracted=True)).SerializeToString() for k in own],
-            now,
-        )
-        return len(own)
+        """This node's sightings of the purged reports, here and at every peer — unless a live
+        report still carries the hash (the purged ones' hashes are gone already)."""
+        return len(retract_unsupported(tx, self._self, report_ids, now))
 
     # -- in the background --------------------------------------------------------------------
 

@@ -37,11 +37,11 @@ from exchange.lifecycle.model import (
     event_id_for,
 )
 from exchange.lifecycle.record import Recorder
+from exchange.lifecycle.sightings import retract_unsupported
 from exchange.store import cases as case_store
-from exchange.store import hash_index, outbox, reports
 from exchange.store import lifecycle as store
+from exchange.store import outbox, reports
 from exchange.store.writer import Tx, Writer
-from exchange.wire.codec import announcement_to_proto
 from routing.decision import decide
 
 
@@ -183,24 +183,7 @@ class CaseWork:
         return event
 
     def _retract_sightings(self, tx: Tx, case_id: str, report_id: str, now: datetime) -> None:
-        """Withdraw this node's sightings that only the withdrawn report supports."""
-        own = hash_index.own_sightings_of(tx.conn, self._self, [report_id])
-        if not own:
-            return
-        # A hash another live report here carries (in this case or any other) stays seen.
-        kept = reports.carried_elsewhere(tx.conn, [k.hash for k in own], report_id)
-        gone = [k for k in own if k.hash not in kept]
-        for k in gone:
-            hash_index.retract(tx.conn, k)
-        retracted = [
-            announcement_to_proto(
-                type(k)(
-                    k.hash, k.member, k.case_id, k.classification, k.first_seen, k.report_id, True
-                )
-            ).SerializeToString()
-            for k in gone
-        ]
-        hash_index.queue_announcements(tx.conn, retracted, now)
+        gone = retract_unsupported(tx, self._self, [report_id], now, leaving=report_id)
         if gone:
             tx.log(
                 tx.chain.append(

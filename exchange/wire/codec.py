@@ -430,6 +430,10 @@ def announcement_to_proto(k: KnownContent) -> xpb.HashAnnouncement:
     )
 
 
+def announcement_bytes(k: KnownContent) -> bytes:
+    return announcement_to_proto(k).SerializeToString()
+
+
 def announcement_from_bytes(data: bytes) -> KnownContent:
     msg = xpb.HashAnnouncement()
     try:

@@ -209,6 +209,24 @@ def test_the_node_forgets_its_sightings_and_tells_its_peers(world: World) -> Non
     assert all(k.retracted and k.member == NL and k.report_id == report_id for k in queued)
 
 
+def test_a_hash_a_live_case_still_carries_stays_seen(world: World) -> None:
+    """The old case's sighting of a hash goes only if no open case here still carries it."""
+    _, old = world.case("shared")
+    world.clock.advance(days(DAYS + 1))
+    live = world.intake.submit(
+        make_submission(url_in("NL", "/live.jpg"), hashes=["shared-1", "live-only"])
+    )
+    assert world.count(schema.hash_index, member=NL, report_id=old) == 2
+
+    world.retention().purge()
+
+    kept = world.rows(schema.hash_index, member=NL)
+    assert sorted(r.hex for r in kept) == sorted(
+        content_hash(s).hex for s in ("shared-1", "live-only")
+    )
+    assert live.report_id  # the live report's case stays open and keeps its content seen
+
+
 def test_the_purge_is_logged_and_the_log_still_verifies(world: World) -> None:
     first, first_report = world.case("a")
     second, second_report = world.case("b")
