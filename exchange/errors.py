@@ -82,6 +82,12 @@ class Overloaded(ExchangeError):
     code = "overloaded"
 
 
+class QuotaExceeded(ExchangeError):
+    """A caller reached the most the node keeps for it (feedback per case, …): nothing stored."""
+
+    code = "quota-exceeded"
+
+
 class StorageUnavailable(ExchangeError):
     """The database refused the write (disk full, read-only, locked): nothing was stored."""
 

@@ -29,7 +29,7 @@ from auth.errors import AuthError
 from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.domain import CaseReportView, CaseView, Classification, LogKind, is_case_id
-from exchange.errors import NotFound
+from exchange.errors import NotFound, QuotaExceeded
 from exchange.lifecycle.model import CaseEvent, ItemState
 from exchange.store import cases as case_store
 from exchange.store import inbox, reports
@@ -40,6 +40,7 @@ from exchange.wire.case_codec import event_from_bytes
 from exchange.wire.codec import receipt_key_and_time
 
 MAX_PULL = 1000
+MAX_FEEDBACK_PER_CASE = 100  # a partner's notes on one case: far above use, far below abuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,11 @@ class Partners:
         now = self._clock()
         if not is_case_id(case_id) or not partner_store.ack_state(tx.conn, partner, [case_id]):
             raise NotFound(f"no case {case_id} for partner {partner}")
+        if partner_store.feedback_count(tx.conn, partner, case_id) >= MAX_FEEDBACK_PER_CASE:
+            raise QuotaExceeded(
+                f"case {case_id} holds {MAX_FEEDBACK_PER_CASE} feedback notes of {partner} "
+                "already: the most a partner keeps on one case"
+            )
         partner_store.add_feedback(tx.conn, partner, case_id, code, note, now)
         tx.log(
             tx.chain.append(

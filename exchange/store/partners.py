@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from exchange.store import schema
 from exchange.store.sql import insert_ignore
@@ -120,6 +120,16 @@ def add_feedback(
     conn.execute(
         FEEDBACK.insert(),
         {"partner": partner, "case_id": case_id, "code": code, "note": note, "at": now},
+    )
+
+
+def feedback_count(conn: Connection, partner: str, case_id: str) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(FEEDBACK)
+            .where(FEEDBACK.c.partner == partner, FEEDBACK.c.case_id == case_id)
+        ).scalar_one()
     )
 
 

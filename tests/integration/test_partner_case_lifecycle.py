@@ -278,3 +278,20 @@ def test_feedback_is_refused_with_nothing_stored(
     with client(cluster, DE_LKA) as lka:
         lka.feedback(cases.national, ppb.FEEDBACK_CODE_NO_ACTION, "not in our remit")
     assert feedback_rows(cluster) == [(DE_LKA, cases.national, "no_action", "not in our remit")]
+
+
+def test_a_partner_keeps_at_most_its_quota_of_feedback_per_case(
+    cluster: Cluster, cases: Cases, bka: PartnerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("exchange.partners.MAX_FEEDBACK_PER_CASE", 3)
+    for i in range(3):
+        bka.feedback(cases.one, ppb.FEEDBACK_CODE_INVESTIGATING, f"note {i}")
+    log_before = cluster.count(DE, "routing_log")
+
+    code, details = status_of(partial(bka.feedback, cases.one, ppb.FEEDBACK_CODE_RECEIVED))
+
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details.startswith("quota-exceeded: ")
+    assert len([r for r in feedback_rows(cluster) if r[1] == cases.one]) == 3
+    assert cluster.count(DE, "routing_log") == log_before
+    bka.feedback(cases.two, ppb.FEEDBACK_CODE_RECEIVED)  # another case has its own quota
