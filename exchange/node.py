@@ -342,6 +342,9 @@ class Node:
             self._start_health_server(self.settings.health_listen)
         if self.settings.metrics_listen:
             self.metrics.watch_outbox(self.engine, self._clock)
+            self.metrics.watch_queues(
+                lambda: {str(q): n for q, n in self.case_views.queue_counts().items()}
+            )
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._start_workers()
         self._start_health(names[:5], pool)

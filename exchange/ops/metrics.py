@@ -8,7 +8,7 @@ also for rows another replica wrote.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -110,6 +110,10 @@ class Metrics:
     def watch_outbox(self, engine: Engine, clock: Clock) -> None:
         self.registry.register(_OutboxCollector(engine, clock))
 
+    def watch_queues(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Gauges of the work queues (cases per queue), read at each scrape."""
+        self.registry.register(_QueueCollector(counts))
+
     def serve(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")
         server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
@@ -147,3 +151,16 @@ class _OutboxCollector(Collector):
             oldest.add_metric([destination], max(0.0, age))
         yield depth
         yield oldest
+
+
+class _QueueCollector(Collector):
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "ihx_case_queue", "Cases held here with an item in each work queue", labels=["queue"]
+        )
+        for queue, count in self._counts().items():
+            gauge.add_metric([queue], count)
+        yield gauge

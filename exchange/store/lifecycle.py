@@ -105,10 +105,6 @@ def next_sequence(conn: Connection, case_id: str, member: str) -> int:
     return (last or 0) + 1
 
 
-def last_sequence(conn: Connection, case_id: str, member: str) -> int:
-    return next_sequence(conn, case_id, member) - 1
-
-
 def own_events(conn: Connection, case_id: str, member: str) -> list[tuple[str, bytes]]:
     """(id, bytes) of the events ``member`` made on ``case_id``, in the order it made them."""
     rows = conn.execute(
@@ -147,10 +143,6 @@ def payloads_after(conn: Connection, cursor: int, limit: int) -> list[tuple[int,
         .limit(limit)
     )
     return [(r.cursor, r.payload) for r in rows]
-
-
-def last_cursor(conn: Connection) -> int:
-    return conn.execute(select(func.max(EVENTS.c.cursor))).scalar_one_or_none() or 0
 
 
 # -- item states ----------------------------------------------------------------------------

@@ -281,19 +281,6 @@ def carried_elsewhere(
     return out
 
 
-def item_hashes(conn: Connection, report_ids: Sequence[str]) -> dict[str, list[ContentHash]]:
-    """Report id → every content hash of its items."""
-    out: dict[str, list[ContentHash]] = {}
-    for part in chunks(sorted(set(report_ids))):
-        for h in conn.execute(
-            select(ITEM_HASHES.c.report_id, ITEM_HASHES.c.algorithm, ITEM_HASHES.c.hex).where(
-                ITEM_HASHES.c.report_id.in_(part)
-            )
-        ):
-            out.setdefault(h.report_id, []).append(ContentHash(HashAlgorithm(h.algorithm), h.hex))
-    return out
-
-
 def region_counts(conn: Connection) -> dict[str, int]:
     """Reports entered here per consented reporter region (only intake here records one)."""
     r = REPORTS.c

@@ -141,10 +141,6 @@ def feedback_code_from_proto(value: int) -> str:
     return _enum_in(_FEEDBACK, value, "code")
 
 
-def feedback_code_to_proto(code: str) -> ppb.FeedbackCode.ValueType:
-    return _FEEDBACK[code]
-
-
 def queue_from_proto(value: int) -> Queue:
     return _enum_in(_QUEUE, value, "queue")
 

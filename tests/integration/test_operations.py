@@ -285,6 +285,9 @@ def test_metrics_count_reports_receipts_refusals_and_the_outbox(
     assert age > 0.0
     for member in (DE, US):  # delivered: nothing pending
         assert sample(nl, "ihx_outbox_pending", destination=member) in (None, 0.0)
+    # The work queues: nl-eokm holds its two NL-hosted cases, neither assessed yet.
+    assert sample(nl, "ihx_case_queue", queue="unassessed") == 2.0
+    assert sample(nl, "ihx_case_queue", queue="unactioned") == 0.0
 
     # The age grows while the coordinator stays away (read when Prometheus scrapes).
     def oldest() -> float:

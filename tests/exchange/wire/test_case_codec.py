@@ -430,10 +430,9 @@ def test_request_enums_decode_or_name_the_field() -> None:
                 decode(bad)
 
 
-def test_feedback_codes_round_trip() -> None:
-    assert len(FEEDBACK_CODES) == len(ppb.FeedbackCode.values()) - 1
-    for code in FEEDBACK_CODES:
-        assert codec.feedback_code_from_proto(codec.feedback_code_to_proto(code)) == code
+def test_every_feedback_code_of_the_wire_is_known() -> None:
+    decoded = [codec.feedback_code_from_proto(v) for v in ppb.FeedbackCode.values() if v]
+    assert sorted(decoded) == sorted(FEEDBACK_CODES)
 
 
 # -- views ------------------------------------------------------------------------------------
