@@ -268,10 +268,10 @@ _SPECIFIC = ("reason", "partner", "recipient", "moved_to_country", "moved_to_mem
 
 def action_from_proto(msg: lpb.Action, where: str = "action") -> Action:
     kind = _enum_in(_ACTION, msg.kind, f"{where}.kind")
+    reason = _enum_in(_REASON, msg.reason, f"{where}.reason") if msg.reason else None
     for name in _SPECIFIC:
         if name not in ACTION_FIELDS[kind] and getattr(msg, name):
             raise InvalidEvent(f"{where}.{name}: {kind} takes no {name}")
-    reason = _enum_in(_REASON, msg.reason, f"{where}.reason") if msg.reason else None
     country = msg.moved_to_country
     if country and not (len(country) == 2 and country.isascii() and country.isupper()):
         raise InvalidEvent(f"{where}.moved_to_country: ISO 3166-1 alpha-2, upper case")

@@ -159,6 +159,7 @@ def _more_items(n: int) -> Mutation:
 
 ASSESS = event_to_proto(EVENTS["assessment"])
 ACT = event_to_proto(EVENTS[f"action-{ActionKind.REPORTED_TO_LEA}"])
+NOTICE = event_to_proto(EVENTS[f"action-{ActionKind.REPORTED_TO_HOST}"])
 WITHDRAW = event_to_proto(EVENTS["withdrawal"])
 
 # (the valid message, the break, words of the error)
@@ -293,9 +294,14 @@ INVALID: dict[str, tuple[lpb.CaseEvent, Mutation, str]] = {
     ),
     "partner-too-long": (ACT, _set("action.partner", "p" * 65), "action.partner: at most 64"),
     "recipient-control": (
-        ACT,
+        NOTICE,
         _set("action.recipient", "abuse\x1b[31m"),
         "action.recipient: control or format character U+001B",
+    ),
+    "a field the action's kind does not take": (
+        ACT,
+        _set("action.recipient", "a name"),
+        "action.recipient: reported_to_lea takes no recipient",
     ),
     "reference-format-character": (
         ACT,
