@@ -18,6 +18,7 @@ from exchange.domain import Outcome, PayloadResult
 from exchange.errors import InvalidEnvelope, WrongRecipient
 from exchange.wire.codec import timestamp
 from exchange.wire.envelope import (
+    KIND_EVENT,
     KIND_REPORT,
     Limits,
     Opened,
@@ -315,7 +316,7 @@ def test_incomplete_header(manifest: Manifest, missing: dict[str, object]) -> No
     assert info.value.code == "header-incomplete"
 
 
-@pytest.mark.parametrize("kind", [0, 3, 99])
+@pytest.mark.parametrize("kind", [0, 4, 99])  # 3 is PAYLOAD_KIND_CASE_EVENT
 def test_unknown_payload_kind(manifest: Manifest, kind: int) -> None:
     header, signature = signed_header(kind=kind)
     envelope = xpb.Envelope(header=header, signature=signature, payloads=PAYLOADS)
@@ -544,4 +545,48 @@ def test_a_receipt_outcome_of_a_form_ihx_never_signs_is_refused(
             root=sealed.root,
             count=1,
         )
+    assert refused.value.code == "receipt-outcome"
+
+
+def _one_outcome_receipt(echoed: str) -> tuple[xpb.SignedReceipt, bytes]:
+    sealed = seal_batch([b"payload"])
+    body = xpb.ReceiptBody(
+        issuer="de-eco",
+        batch_sender="nl-eokm",
+        batch_sequence=1,
+        batch_root=sealed.root,
+        key_id=signing_key("de-eco").key_id,
+    )
+    body.received_at.CopyFrom(timestamp(T0))
+    body.outcomes.add(index=0, outcome=xpb.OUTCOME_ACCEPTED, report_id=echoed)
+    raw = body.SerializeToString(deterministic=True)
+    return xpb.SignedReceipt(body=raw, signature=signing_key("de-eco").sign(raw)), sealed.root
+
+
+EVENT_ID = "e-" + "3" * 32
+REPORT_ID = "r-" + "3" * 32
+
+
+@pytest.mark.parametrize(
+    ("kind", "echoed", "ok"),
+    [
+        (KIND_EVENT, EVENT_ID, True),  # a receiver applying case events echoes their ids
+        (KIND_EVENT, "", True),
+        (KIND_EVENT, REPORT_ID, False),
+        (KIND_REPORT, EVENT_ID, False),
+        (KIND_REPORT, REPORT_ID, True),
+    ],
+    ids=["event-id", "event-none", "event-report-id", "report-event-id", "report-id"],
+)
+def test_a_receipt_echoes_ids_of_its_batch_kind(
+    manifest: Manifest, kind: int, echoed: str, ok: bool
+) -> None:
+    receipt, root = _one_outcome_receipt(echoed)
+    args = {"issuer": "de-eco", "sender": "nl-eokm", "sequence": 1, "root": root, "count": 1}
+    if ok:
+        got = open_receipt(receipt, manifest=manifest, kind=kind, **args)  # type: ignore[arg-type]
+        assert got.results[0].report_id == echoed
+        return
+    with pytest.raises(InvalidEnvelope) as refused:
+        open_receipt(receipt, manifest=manifest, kind=kind, **args)  # type: ignore[arg-type]
     assert refused.value.code == "receipt-outcome"
