@@ -34,7 +34,7 @@ from exchange.lifecycle.model import (
     Withdrawal,
     event_id_for,
 )
-from exchange.lifecycle.record import Carrier, Recorder
+from exchange.lifecycle.record import Carrier, Recorder, Step
 from exchange.lifecycle.work import CaseWork
 from exchange.store import lifecycle as store
 from exchange.store import outbox, reports
@@ -96,29 +96,32 @@ class Inbound:
         return CheckedEvent(index, event, payload, Carrier(sender, sequence, index, proof))
 
     def apply(self, tx: Tx, checked: Sequence[CheckedEvent], now: datetime) -> list[PayloadResult]:
+        """Apply an envelope's events in order; one result per event.
+
+        The events of a run without withdrawals are checked in memory one after another (the
+        states as the ones before left them, read once for all their cases) and written
+        together; a withdrawal runs on its own, in its own savepoint, after what came before.
+        """
         held = store.held_event_ids(tx.conn, [c.event.id for c in checked])
-        out = []
+        out: list[PayloadResult] = []
+        run = _Run(tx, self._self, self._manifest().coordinator, checked)
         for c in checked:
             if c.event.id in held:
                 out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
                 continue
             try:
-                tx.attempt(lambda c=c: self._apply_one(tx, c, now))  # type: ignore[misc]
+                if c.event.kind is EventKind.WITHDRAWAL:
+                    self._recorder.received_many(tx, run.take(), now)
+                    tx.attempt(lambda c=c: self._withdrawal(tx, c, now))  # type: ignore[misc]
+                else:
+                    run.add(c)
             except ExchangeError as error:
                 out.append(_reject(c.index, c.event.id, error_code(error), error_message(error)))
                 continue
             held.add(c.event.id)
             out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
+        self._recorder.received_many(tx, run.take(), now)
         return out
-
-    def _apply_one(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
-        event = c.event
-        if event.kind is EventKind.WITHDRAWAL:
-            self._withdrawal(tx, c, now)
-            return
-        current = self._entitled_states(tx, event)
-        new = rules.apply(current, event)
-        self._recorder.received(tx, event, c.payload, new.values(), c.carrier, now)
 
     def _withdrawal(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
         report_id = c.event.items[0].report_id
@@ -132,33 +135,79 @@ class Inbound:
         assert isinstance(body, Withdrawal)
         self._work.withdraw_at_holder(tx, report_id, body, now)
 
-    def _entitled_states(self, tx: Tx, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
-        """The current states of the event's items, if its maker holds the case for us."""
-        held = store.states(tx.conn, [event.case_id]).get(event.case_id, [])
+
+class _Run:
+    """Events checked against the states in memory, to be written together (``take``).
+
+    What is read is read once for the whole envelope: the states of its cases and, for a case
+    this node has no state of yet, what our receipts say of the reports it names.
+    """
+
+    def __init__(
+        self, tx: Tx, self_member: str, coordinator: str, checked: Sequence[CheckedEvent]
+    ) -> None:
+        self._tx = tx
+        self._self = self_member
+        self._coordinates = coordinator == self_member
+        self._pending: list[Step] = []
+        self._states: dict[str, dict[tuple[str, int], ItemState]] = {}
+        self._learned: dict[str, tuple[str, str | None]] | None = None
+        self._checked = checked
+
+    def add(self, c: CheckedEvent) -> None:
+        """Check ``c`` against the states so far; raises (nothing kept) if it may not apply."""
+        event = c.event
+        states = self._entitled_states(event)
+        new = rules.apply(states, event)
+        self._states[event.case_id] = {**states, **new}
+        self._pending.append(Step(event, tuple(new.values()), payload=c.payload, carrier=c.carrier))
+
+    def take(self) -> list[Step]:
+        """The steps so far, to be written now; what is read next is read from the store again
+        (a withdrawal may change states under us)."""
+        steps, self._pending = self._pending, []
+        self._states.clear()
+        return steps
+
+    def _case(self, case_id: str) -> dict[tuple[str, int], ItemState]:
+        if case_id not in self._states:
+            wanted = {c.event.case_id for c in self._checked} - set(self._states)
+            found = store.states(self._tx.conn, sorted(wanted))
+            for c in wanted:
+                self._states[c] = {s.ref.key: s for s in found.get(c, [])}
+        return self._states[case_id]
+
+    def _entitled_states(self, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
+        """The current states of the case, if the event's maker holds the case for us."""
+        held = self._case(event.case_id)
         if held:
-            holder = held[0].holder
+            holder = next(iter(held.values())).holder
             if holder != event.member:
                 raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
-        elif not self._may_learn_of(tx, event):
+        elif not self._may_learn_of(event):
             raise NotAssigned(
                 f"{event.member} holds no case {event.case_id} that this node reported"
             )
-        states = {s.ref.key: s for s in held}
+        states = dict(held)
         for ref in event.items:
             states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
         return states
 
-    def _may_learn_of(self, tx: Tx, event: CaseEvent) -> bool:
+    def _may_learn_of(self, event: CaseEvent) -> bool:
         """A first event of a case: from the member our report went to, or (we coordinate)
         from any member, who then holds the case for us."""
-        if self._manifest().coordinator == self._self:
+        if self._coordinates:
             return True
+        if self._learned is None:
+            ours = {
+                r.report_id
+                for c in self._checked
+                for r in c.event.items
+                if r.origin_member == self._self
+            }
+            self._learned = outbox.remote_cases(self._tx.conn, sorted(ours))
         ours = {r.report_id for r in event.items if r.origin_member == self._self}
-        return any(
-            outbox.remote_case(tx.conn, rid) == event.case_id
-            and outbox.destination_of(tx.conn, rid) == event.member
-            for rid in ours
-        )
+        return any(self._learned.get(rid) == (event.member, event.case_id) for rid in ours)
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:

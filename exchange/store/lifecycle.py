@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, select, tuple_
+from sqlalchemy import Connection, and_, case, func, select, tuple_
 
 from exchange.domain import AgeGroup, Classification
 from exchange.lifecycle.model import (
@@ -31,7 +31,7 @@ from exchange.lifecycle.model import (
     Stage,
 )
 from exchange.store import schema
-from exchange.store.sql import chunks
+from exchange.store.sql import chunks, upsert
 from exchange.times import to_micros
 
 EVENTS = schema.case_events
@@ -93,6 +93,20 @@ def insert_events(conn: Connection, rows: Sequence[StoredEvent], now: datetime) 
                 for r in rows
             ],
         )
+
+
+def next_sequences(conn: Connection, case_ids: Sequence[str], member: str) -> dict[str, int]:
+    """Case id → the next sequence of ``member``'s events on it (1 for a case with none)."""
+    out = dict.fromkeys(case_ids, 1)
+    for part in chunks(sorted(set(case_ids))):
+        rows = conn.execute(
+            select(EVENTS.c.case_id, func.max(EVENTS.c.sequence))
+            .where(EVENTS.c.case_id.in_(part), EVENTS.c.member == member)
+            .group_by(EVENTS.c.case_id)
+        )
+        for case_id, last in rows:
+            out[case_id] = (last or 0) + 1
+    return out
 
 
 def next_sequence(conn: Connection, case_id: str, member: str) -> int:
@@ -258,26 +272,20 @@ def holder_of(conn: Connection, case_id: str) -> str | None:
 
 def save_states(conn: Connection, case_id: str, new: Iterable[ItemState], now: datetime) -> None:
     """Write the states of a case's items: rows held are replaced, new ones inserted."""
-    items = list(new)
-    if not items:
-        return
-    keys = [(s.ref.report_id, s.ref.index) for s in items]
-    orphaned = dict.fromkeys(keys, False)
-    for r in conn.execute(
-        select(STATES.c.report_id, STATES.c.idx, STATES.c.orphaned).where(
-            STATES.c.case_id == case_id,
-            tuple_(STATES.c.report_id, STATES.c.idx).in_(keys),
-        )
-    ):
-        orphaned[(r.report_id, r.idx)] = r.orphaned
-    conn.execute(
-        delete(STATES).where(
-            STATES.c.case_id == case_id, tuple_(STATES.c.report_id, STATES.c.idx).in_(keys)
-        )
-    )
-    conn.execute(
-        STATES.insert(),
-        [_row(case_id, s, now, orphaned[k]) for s, k in zip(items, keys, strict=True)],
+    save_many_states(conn, [(case_id, s) for s in new], now)
+
+
+def save_many_states(
+    conn: Connection, rows: Sequence[tuple[str, ItemState]], now: datetime
+) -> None:
+    """Write (case id, state) rows in one statement: a row held is overwritten but for its
+    ``orphaned`` mark (set once, when the holder opened the item); a new one is inserted."""
+    upsert(
+        conn,
+        STATES,
+        [_row(case_id, s, now, False) for case_id, s in rows],
+        key=("case_id", "report_id", "idx"),
+        keep=("orphaned",),
     )
 
 

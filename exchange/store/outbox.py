@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, select, update
 
 from exchange.store import peers, schema
-from exchange.store.sql import insert_ignore
+from exchange.store.sql import chunks, insert_ignore
 
 OUTBOX = schema.outbox
 BATCHES = schema.batches
@@ -111,11 +111,16 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
 # -- what a sender reads ------------------------------------------------------------------------
 
 
-def pending_reports(conn: Connection, peer: str, limit: int) -> list[PendingReport]:
-    """The oldest unbatched rows (reports and case events) queued for ``peer``, in order."""
+def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> list[PendingReport]:
+    """The oldest unbatched rows (reports and case events) queued for ``peer``, in order;
+    ``after``: only rows queued after row ``after``."""
     rows = conn.execute(
         select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload, OUTBOX.c.kind)
-        .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
+        .where(
+            OUTBOX.c.destination == peer,
+            OUTBOX.c.batch_sequence.is_(None),
+            OUTBOX.c.id > after,
+        )
         .order_by(OUTBOX.c.id)
         .limit(limit)
     )
@@ -305,6 +310,20 @@ def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
             for d in rows
         ],
     )
+
+
+def remote_cases(conn: Connection, report_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """Report id → (the member whose receipt answered it, the case id that receipt gave)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(
+            select(
+                DELIVERIES.c.report_id, DELIVERIES.c.destination, DELIVERIES.c.remote_case_id
+            ).where(DELIVERIES.c.report_id.in_(part))
+        )
+        for r in rows:
+            out.setdefault(r.report_id, (r.destination, r.remote_case_id))
+    return out
 
 
 def remote_case(conn: Connection, report_id: str) -> str | None:

@@ -27,6 +27,24 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
     conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
 
 
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    keep: Sequence[str] = (),
+) -> None:
+    """Insert rows; on a key conflict overwrite every column but ``key`` and ``keep``."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(table)
+    fixed = {*key, *keep}
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in fixed}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update), list(rows))
+
+
 def upsert_earliest(
     conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, key: Sequence[str], time: str
 ) -> None:
