@@ -168,13 +168,14 @@ class Run:
             ).scalars()
             return sorted(set(rows))
 
-    def job(self, cases: list[str], *, threads: int, rate: float | None) -> Path:
+    def job(self, cases: list[str], *, threads: int, rate: float | None, bulk: int = 1) -> Path:
         """Hand de-eco's analysts a job (atomically: the driver sees it whole or not at all)."""
         n = self.job_count
         self.job_count += 1
         spec = {
             "cases": cases,
             "threads": threads,
+            "bulk": bulk,
             "rate": rate,
             "ack": str(self.root / f"{n}.ack"),
         }
@@ -224,11 +225,11 @@ def wait_file(path: Path, timeout: float) -> None:
 # -- the figures ---------------------------------------------------------------------------------
 
 
-def sustained(run: Run, cases: list[str]) -> dict[str, float]:
+def sustained(run: Run, cases: list[str], threads: int, bulk: int) -> dict[str, Any]:
     n = len(cases) * EVENTS_PER_CASE
     print(f"sustained: {n:,} events on {len(cases):,} cases, made as fast as de-eco makes them …")
     cpu_before = run.cpu_seconds()
-    done = run.job(cases, threads=128, rate=None)
+    done = run.job(cases, threads=threads, rate=None, bulk=bulk)
     wait_file(done, 600)
     run.wait_events(cases, n, 600)
     cpu_after = run.cpu_seconds()
@@ -286,6 +287,10 @@ def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--events", type=int, help="events in the sustained run")
+    p.add_argument("--threads", type=int, default=128, help="de-eco's analysts (sustained run)")
+    p.add_argument(
+        "--bulk", type=int, default=1, help="cases per call (1: assess/act; more: case_work.run)"
+    )
     args = p.parse_args()
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
@@ -312,7 +317,7 @@ def run_bench(args: Any, pg: Any) -> None:
         print(f"opening {n_cases + paced_cases:,} cases at de-eco (reports from nl-eokm) …")
         cases = run.open_cases("s", n_cases)
         paced = run.open_cases("p", paced_cases)
-        fast = sustained(run, cases)
+        fast = sustained(run, cases, args.threads, args.bulk)
         slow = latency(run, paced)
     finally:
         run.stop()

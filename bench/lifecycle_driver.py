@@ -7,7 +7,8 @@ exactly as ``ihx node run`` does, then works cases through the node's own comman
 (``node.case_work``, what the Cases gRPC service calls):
 
   assess (baseline) → reported to law enforcement → notice to the host → removed: up to four
-  events per case, each its own call (concurrent calls share the writer's group commit).
+  events per case, each step its own call (``assess``/``act``) or, with ``bulk`` > 1, the
+  next step of that many cases in one call (``case_work.run``, a tool's bulk action).
 
 The next step of a case always comes from its stored state, so after a kill and a restart the
 same job carries on where the database says the case stands — as a case-management tool would.
@@ -16,14 +17,15 @@ most ``rate`` events/s in all when paced. Each event is appended to the job's ac
 AFTER its call returned (the event is committed), one ``write`` per line: a line written
 survives a SIGKILL of this process, so every acknowledged event is on that list.
 
-Jobs are files ``JOBS/N.json`` — ``{"cases": [...], "threads": 8, "rate": null | events/s,
-"ack": "path"}`` — taken in order as they appear; ``JOBS/N.done`` is written when job N is
-finished. ``python bench/lifecycle_driver.py --config NODE.TOML --jobs DIR`` prints ``ready``
-once the node serves and runs until SIGTERM.
+Jobs are files ``JOBS/N.json`` — ``{"cases": [...], "threads": 8, "bulk": 1, "rate": null |
+events/s, "ack": "path"}`` — taken in order as they appear; ``JOBS/N.done`` is written when
+job N is finished. ``python bench/lifecycle_driver.py --config NODE.TOML --jobs DIR`` prints
+``ready`` once the node serves and runs until SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -102,12 +104,12 @@ def next_steps(node: Any, case_ids: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def commands(node: Any) -> dict[str, Callable[[str], Any]]:
-    """One call per step, each through the node's own command API."""
+def step_commands() -> dict[str, Callable[[str], Any]]:
+    """The command of each step on a case (``case_work.Command``)."""
     from exchange.domain import AgeGroup, Classification
     from exchange.lifecycle.model import Action, ActionKind, Assessment, Gender
+    from exchange.lifecycle.work import Command
 
-    work = node.case_work
     assessment = Assessment(
         Classification.BASELINE, AgeGroup.PREPUBESCENT, Gender.FEMALE, analyst_ref="a-17"
     )
@@ -115,15 +117,20 @@ def commands(node: Any) -> dict[str, Callable[[str], Any]]:
     host = Action(ActionKind.REPORTED_TO_HOST, recipient="abuse@hosting-de.example")
     removed = Action(ActionKind.REMOVED)
     return {
-        "assess": lambda c: work.assess(c, [], assessment),
-        "lea": lambda c: work.act(c, [], lea),
-        "host": lambda c: work.act(c, [], host),
-        "removed": lambda c: work.act(c, [], removed),
+        "assess": lambda c: Command.assess(c, [], assessment),
+        "lea": lambda c: Command.act(c, [], lea),
+        "host": lambda c: Command.act(c, [], host),
+        "removed": lambda c: Command.act(c, [], removed),
     }
 
 
 class Job:
-    """Work every case of the job to its end, in ``threads`` analysts."""
+    """Work every case of the job to its end, in ``threads`` analysts.
+
+    ``bulk`` 1: each step is its own call (``case_work.assess`` / ``act``), as an analyst
+    clicks through a case; more: an analyst takes that many cases and makes the next step of
+    each in one call (``case_work.run``), as a tool's bulk action does.
+    """
 
     def __init__(self, node: Any, spec: dict[str, Any]) -> None:
         self.node = node
@@ -133,9 +140,10 @@ class Job:
             if steps:
                 self.cases.put(case_id)
         self.threads = int(spec.get("threads", 8))
+        self.bulk = int(spec.get("bulk", 1))
         self.pacer = Pacer(spec.get("rate"))
         self.ack = AckFile(Path(spec["ack"]))
-        self.commands = commands(node)
+        self.commands = step_commands()
         self.failures = 0
 
     def run(self) -> None:
@@ -147,25 +155,46 @@ class Job:
         self.ack.close()
 
     def _analyst(self) -> None:
-        while True:
+        while chunk := self._take():
             try:
-                case_id = self.cases.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                for step in list(self.todo[case_id]):
-                    self.pacer.wait()
-                    event = self.commands[step](case_id)
-                    self.ack.add(event)
-                    self.todo[case_id].pop(0)
-            except Exception as error:  # e.g. the disk refused a write: read the case again
+                while chunk := [c for c in chunk if self.todo[c]]:
+                    self._next_steps(chunk)
+            except Exception as error:  # e.g. the disk refused a write: read the cases again
                 self.failures += 1
                 if self.failures > 1000:
                     raise  # not a passing fault: the job's figures will show what is missing
-                print(f"case {case_id}: {error}; retrying", file=sys.stderr, flush=True)
+                print(f"cases {chunk[:3]}: {error}; retrying", file=sys.stderr, flush=True)
                 time.sleep(0.1)
-                self.todo.update(next_steps(self.node, [case_id]))
-                self.cases.put(case_id)
+                self.todo.update(next_steps(self.node, chunk))
+                for case_id in chunk:
+                    self.cases.put(case_id)
+
+    def _take(self) -> list[str]:
+        chunk: list[str] = []
+        with contextlib.suppress(queue.Empty):
+            while len(chunk) < self.bulk:
+                chunk.append(self.cases.get_nowait())
+        return chunk
+
+    def _next_steps(self, chunk: list[str]) -> None:
+        """The next step of each case: one call for all of them (or one call, paced, each)."""
+        work = self.node.case_work
+        commands = [self.commands[self.todo[c][0]](c) for c in chunk]
+        if self.bulk == 1:
+            self.pacer.wait()
+            one = work.assess if str(commands[0].kind) == "assessment" else work.act
+            results = [one(chunk[0], [], commands[0].body)]
+        else:
+            results = work.run(commands)
+        errors = []
+        for case_id, result in zip(chunk, results, strict=True):
+            if isinstance(result, Exception):
+                errors.append(result)
+                continue
+            self.ack.add(result)
+            self.todo[case_id].pop(0)
+        if errors:
+            raise errors[0]
 
 
 def run_jobs(node: Any, jobs: Path, stop: threading.Event) -> None:

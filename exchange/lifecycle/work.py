@@ -16,7 +16,7 @@ and retracts this node's hash sightings that only the withdrawn report supports.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from auth.manifest import Manifest
@@ -46,13 +46,24 @@ from routing.decision import decide
 
 
 @dataclass(frozen=True, slots=True)
-class _Command:
-    """An analyst's assessment or action on a case held here."""
+class Command:
+    """An analyst's assessment or action on a case held here (``refs``: the items; none: every
+    open item)."""
 
     case_id: str
     refs: tuple[tuple[str, int], ...]
     kind: EventKind
-    body: Body
+    body: Assessment | Action
+
+    @classmethod
+    def assess(
+        cls, case_id: str, refs: Sequence[tuple[str, int]], assessment: Assessment
+    ) -> Command:
+        return cls(case_id, tuple(refs), EventKind.ASSESSMENT, assessment)
+
+    @classmethod
+    def act(cls, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> Command:
+        return cls(case_id, tuple(refs), EventKind.ACTION, action)
 
 
 class CaseWork:
@@ -79,25 +90,43 @@ class CaseWork:
         self._writer = writer
         self._clock = clock
         self._recorder = recorder
-        self._commands: Coalescer[_Command, CaseEvent | ExchangeError] = Coalescer(self._steps)
+        self._commands: Coalescer[Command, CaseEvent | ExchangeError] = Coalescer(self._steps)
 
     # -- commands -------------------------------------------------------------------------
 
     def assess(
         self, case_id: str, refs: Sequence[tuple[str, int]], assessment: Assessment
     ) -> CaseEvent:
-        return self._run(_Command(case_id, tuple(refs), EventKind.ASSESSMENT, assessment))
+        return self._one(Command.assess(case_id, refs, assessment))
 
     def act(self, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> CaseEvent:
-        if action.kind is ActionKind.MOVED:
-            action = self._resolve_move(action)
-        return self._run(_Command(case_id, tuple(refs), EventKind.ACTION, action))
+        return self._one(Command.act(case_id, refs, action))
 
-    def _run(self, command: _Command) -> CaseEvent:
-        result = self._writer.submit_item(self._commands, command).result()
+    def run(self, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
+        """Many commands in one call (a tool's bulk assessment or action), run in this order as
+        one writer job; each answered with its event or the error that refused it."""
+        out: list[CaseEvent | ExchangeError | None] = []
+        ready: list[Command] = []
+        for command in commands:
+            try:
+                ready.append(self._resolved(command))
+                out.append(None)
+            except ExchangeError as error:
+                out.append(error)
+        futures = iter(self._writer.submit_items(self._commands, ready))
+        return [r if r is not None else next(futures).result() for r in out]
+
+    def _one(self, command: Command) -> CaseEvent:
+        result = self._writer.submit_item(self._commands, self._resolved(command)).result()
         if isinstance(result, ExchangeError):
             raise result
         return result
+
+    def _resolved(self, command: Command) -> Command:
+        body = command.body
+        if isinstance(body, Action) and body.kind is ActionKind.MOVED:
+            return replace(command, body=self._resolve_move(body))
+        return command
 
     def withdraw(self, report_id: str, withdrawal: Withdrawal) -> CaseEvent | None:
         """Withdraw a report this node sent; None when it was withdrawn before (idempotent)."""
@@ -105,7 +134,7 @@ class CaseWork:
 
     # -- at the holder --------------------------------------------------------------------
 
-    def _steps(self, tx: Tx, commands: Sequence[_Command]) -> list[CaseEvent | ExchangeError]:
+    def _steps(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
         """Every command in order, against the states as the ones before it left them."""
         now = self._clock()
         held = sorted(case_store.held_ids(tx.conn, [c.case_id for c in commands]))
@@ -132,7 +161,7 @@ class CaseWork:
         return out
 
     def _made(
-        self, command: _Command, states: dict[tuple[str, int], ItemState], seq: int, now: datetime
+        self, command: Command, states: dict[tuple[str, int], ItemState], seq: int, now: datetime
     ) -> CaseEvent:
         targets = _targets(command.case_id, states, command.refs)
         return CaseEvent(

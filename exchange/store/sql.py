@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -38,11 +39,17 @@ def upsert(
     """Insert rows; on a key conflict overwrite every column but ``key`` and ``keep``."""
     if not rows:
         return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    conn.execute(_upsert(conn.dialect.name, table, tuple(key), tuple(keep)), list(rows))
+
+
+@functools.cache
+def _upsert(dialect_name: str, table: Table, key: tuple[str, ...], keep: tuple[str, ...]) -> Any:
+    # Built once: building it (a proxy column per ``excluded`` column) cost more than running it.
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
     stmt = dialect.insert(table)
     fixed = {*key, *keep}
     update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in fixed}
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update), list(rows))
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=update)
 
 
 def upsert_earliest(

@@ -4,7 +4,8 @@ envelope's events are applied in one run — with the same outcome as one at a t
 de-eco holds cases nl-eokm reported. Its analysts' concurrent assess/act calls are coalesced:
 each command sees the states the ones before it left (two steps on one case in one job), a
 refused command is answered with its rule and leaves nothing behind, the others are recorded
-and reach nl-eokm and the coordinator in order. At nl-eokm, an envelope mixing an event its
+and reach nl-eokm and the coordinator in order; a bulk call (``CaseWork.run``) answers each of
+its commands with its event or its error. At nl-eokm, an envelope mixing an event its
 rules refuse, an event from a member that does not hold the case and a valid event applies the
 valid one only — and applying the same events again changes nothing.
 """
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 import pytest
 
 from exchange.domain import Classification, Outcome
-from exchange.errors import ExchangeError, TransitionRefused
+from exchange.errors import ExchangeError, NotFound, TransitionRefused
 from exchange.lifecycle.inbound import CheckedEvent
 from exchange.lifecycle.model import (
     Action,
@@ -30,6 +31,7 @@ from exchange.lifecycle.model import (
     event_id_for,
 )
 from exchange.lifecycle.record import Carrier
+from exchange.lifecycle.work import Command
 from exchange.wire.case_codec import event_to_bytes
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.support import COORDINATOR, DE, NL, US, Cluster, wait_until
@@ -217,3 +219,25 @@ def test_an_envelope_applies_its_valid_events_only_and_once(
     assert sequences(cluster, NL, a) == [1, 2, 4]
     assert cluster.count(NL, "routing_log", "kind = 'event-applied'") == 3
     assert cluster.count(NL, "routing_log") == before
+
+
+def test_a_bulk_call_answers_each_command(cluster: Cluster, two_cases: tuple[str, str]) -> None:
+    a, b = two_cases
+    work = cluster.node(DE).case_work
+    results = work.run(
+        [
+            Command.assess(a, [], BASELINE),
+            Command.act(b, [], REMOVED),  # b is not assessed: refused, the others go on
+            Command.act(a, [], LEA),
+            Command.act(a, [("r-" + "0" * 32, 0)], REMOVED),  # no such item in a
+        ]
+    )
+    assert isinstance(results[0], CaseEvent)
+    assert isinstance(results[1], TransitionRefused)
+    assert isinstance(results[2], CaseEvent)
+    assert isinstance(results[3], NotFound)
+    assert (results[0].sequence, results[2].sequence) == (1, 2)
+    assert results[0].at == results[2].at  # one job
+    assert sequences(cluster, DE, a) == [1, 2]
+    assert sequences(cluster, DE, b) == []
+    wait_until(lambda: sequences(cluster, NL, a) == [1, 2], what="a's events at nl-eokm")
