@@ -11,7 +11,10 @@ First nl-eokm's intake takes one report per case (hosted in DE), de-eco opens th
 
 - sustained: N events (four per case: assessed, law enforcement, host notice, removed) made as
   fast as de-eco's analysts make them; the clock runs from the first event made at de-eco to
-  the last one applied at the origin (and at the coordinator). Also de-eco's own making rate;
+  the last one applied at the origin (and at the coordinator). Also de-eco's own making rate
+  and each process's CPU time per event. Twice: 128 analysts making one call per step
+  (``assess`` / ``act``, as through the Cases service), and 8 making the next step of 100 cases
+  per call (``case_work.run``, a tool's bulk action);
 - latency: events made at a steady 100/s; per event, its time at de-eco (``at``, set in the
   transaction that records it) → stored at the origin (one clock: the same machine).
 
@@ -48,6 +51,10 @@ DRIVER = Path(__file__).resolve().parent / "lifecycle_driver.py"
 NL, DE, COORDINATOR = "nl-eokm", "de-eco", "inhope"
 EVENTS_PER_CASE = 4
 PACED_RATE = 100.0
+# The holder's analysts in the sustained runs: many callers of one step each, or a few callers
+# of the next step of many cases each (a tool's bulk action).
+SINGLE_CALLERS = 128
+BULK_CALLERS, BULK = 8, 100
 
 
 def request(i: int, run: str) -> ipb.SubmitReportRequest:
@@ -227,7 +234,12 @@ def wait_file(path: Path, timeout: float) -> None:
 
 def sustained(run: Run, cases: list[str], threads: int, bulk: int) -> dict[str, Any]:
     n = len(cases) * EVENTS_PER_CASE
-    print(f"sustained: {n:,} events on {len(cases):,} cases, made as fast as de-eco makes them …")
+    how = (
+        f"{threads} analysts, one call per step"
+        if bulk == 1
+        else f"{threads} analysts, the next step of {bulk} cases per call"
+    )
+    print(f"sustained: {n:,} events on {len(cases):,} cases as fast as de-eco makes them ({how}) …")
     cpu_before = run.cpu_seconds()
     done = run.job(cases, threads=threads, rate=None, bulk=bulk)
     wait_file(done, 600)
@@ -286,11 +298,7 @@ def latency(run: Run, cases: list[str]) -> dict[str, Any]:
 def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    p.add_argument("--events", type=int, help="events in the sustained run")
-    p.add_argument("--threads", type=int, default=128, help="de-eco's analysts (sustained run)")
-    p.add_argument(
-        "--bulk", type=int, default=1, help="cases per call (1: assess/act; more: case_work.run)"
-    )
+    p.add_argument("--events", type=int, help="events in each sustained run")
     args = p.parse_args()
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
@@ -314,10 +322,11 @@ def run_bench(args: Any, pg: Any) -> None:
     try:
         n_cases = n // EVENTS_PER_CASE
         paced_cases = int(PACED_RATE * paced_s) // EVENTS_PER_CASE
-        print(f"opening {n_cases + paced_cases:,} cases at de-eco (reports from nl-eokm) …")
-        cases = run.open_cases("s", n_cases)
+        print(f"opening {2 * n_cases + paced_cases:,} cases at de-eco (reports from nl-eokm) …")
+        singly, in_bulk = run.open_cases("s", n_cases), run.open_cases("b", n_cases)
         paced = run.open_cases("p", paced_cases)
-        fast = sustained(run, cases, args.threads, args.bulk)
+        one = sustained(run, singly, SINGLE_CALLERS, 1)
+        bulk = sustained(run, in_bulk, BULK_CALLERS, BULK)
         slow = latency(run, paced)
     finally:
         run.stop()
@@ -326,10 +335,10 @@ def run_bench(args: Any, pg: Any) -> None:
             "bench": "lifecycle",
             "db": args.db,
             "events": n,
-            "made_at_holder_per_s": round(fast["made_per_s"]),
-            "sustained_events_per_s": round(fast["to_origin_per_s"]),
-            "sustained_to_coordinator_per_s": round(fast["to_coordinator_per_s"]),
-            "cpu_ms_per_event": fast["cpu_ms_per_event"],
+            # one call per step (assess / act), SINGLE_CALLERS at once
+            "single_calls": _figures(one),
+            # the next step of BULK cases per call (case_work.run), BULK_CALLERS at once
+            "bulk_calls": _figures(bulk),
             "latency_at_100_per_s_ms": slow["origin"],
             "latency_to_coordinator_ms": slow["coordinator"],
             "paced_rate": slow["paced_rate"],
@@ -342,6 +351,15 @@ def run_bench(args: Any, pg: Any) -> None:
             "goal_p99_ms": 1000,
         }
     )
+
+
+def _figures(out: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "made_at_holder_per_s": round(out["made_per_s"]),
+        "sustained_events_per_s": round(out["to_origin_per_s"]),
+        "sustained_to_coordinator_per_s": round(out["to_coordinator_per_s"]),
+        "cpu_ms_per_event": out["cpu_ms_per_event"],
+    }
 
 
 def _cpus() -> int:
