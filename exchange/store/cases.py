@@ -210,7 +210,7 @@ def held_ids(conn: Connection, case_ids: Sequence[str]) -> set[str]:
     """Those of ``case_ids`` that are cases held here."""
     out: set[str] = set()
     for part in chunks(sorted(set(case_ids))):
-        out.update(conn.execute(select(CASES.c.id).where(CASES.c.id.in_(part))).scalars())
+        out.update(conn.execute(select(CASES.c.id).where(CASES.c.id.in_(part))).scalars().all())
     return out
 
 

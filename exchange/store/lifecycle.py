@@ -66,7 +66,7 @@ class StoredEvent:
 def held_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for part in chunks(sorted(set(ids))):
-        out.update(conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(part))).scalars())
+        out.update(conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(part))).scalars().all())
     return out
 
 
@@ -103,7 +103,7 @@ def next_sequences(conn: Connection, case_ids: Sequence[str], member: str) -> di
             select(EVENTS.c.case_id, func.max(EVENTS.c.sequence))
             .where(EVENTS.c.case_id.in_(part), EVENTS.c.member == member)
             .group_by(EVENTS.c.case_id)
-        )
+        ).all()
         for case_id, last in rows:
             out[case_id] = (last or 0) + 1
     return out
@@ -205,42 +205,50 @@ _REASON = {str(r): r for r in ReasonCode}
 
 
 def _state(r: Any) -> ItemState:
+    """A row of ``select(STATES)`` as the state it stores.
+
+    Unpacked by position, in the table's column order (a column added to the table fails this
+    loudly): reading thirty attributes of a row by name cost more than the query.
+    """
+    (
+        _case_id, report_id, idx, holder, origin_member, origin_classification, _orphaned,
+        stage, classification, age_group, gender, virtual, user_generated, child_modelling,
+        analyst_ref, disputed, actions, last_action, clock_started, assessed_at, lea_at,
+        lea_partner, host_notice_at, host_recipient, closed_at, close_reason, moved_to_country,
+        moved_to_member, _updated_at,
+    ) = r  # fmt: skip
     assessment = None
-    if r.classification is not None:
+    if classification is not None:
         assessment = Assessment(
-            _CLASSIFICATION[r.classification],
-            _AGE_GROUP[r.age_group],
-            _GENDER[r.gender],
-            bool(r.virtual),
-            bool(r.user_generated),
-            bool(r.child_modelling),
-            r.analyst_ref or "",
+            _CLASSIFICATION[classification],
+            _AGE_GROUP[age_group],
+            _GENDER[gender],
+            bool(virtual),
+            bool(user_generated),
+            bool(child_modelling),
+            analyst_ref or "",
         )
     ref = ItemRef(
-        r.report_id,
-        r.idx,
-        r.origin_member,
-        _CLASSIFICATION[r.origin_classification],
-        r.clock_started,
+        report_id, idx, origin_member, _CLASSIFICATION[origin_classification], clock_started
     )
     return ItemState(
         ref=ref,
-        holder=r.holder,
-        clock_started=r.clock_started,
-        stage=_STAGE[r.stage],
+        holder=holder,
+        clock_started=clock_started,
+        stage=_STAGE[stage],
         assessment=assessment,
-        disputed=r.disputed,
-        actions=r.actions,
-        last_action=_ACTION[r.last_action] if r.last_action else None,
-        assessed_at=r.assessed_at,
-        lea_at=r.lea_at,
-        lea_partner=r.lea_partner or "",
-        host_notice_at=r.host_notice_at,
-        host_recipient=r.host_recipient or "",
-        closed_at=r.closed_at,
-        close_reason=_REASON[r.close_reason] if r.close_reason else None,
-        moved_to_country=r.moved_to_country or "",
-        moved_to_member=r.moved_to_member or "",
+        disputed=disputed,
+        actions=actions,
+        last_action=_ACTION[last_action] if last_action else None,
+        assessed_at=assessed_at,
+        lea_at=lea_at,
+        lea_partner=lea_partner or "",
+        host_notice_at=host_notice_at,
+        host_recipient=host_recipient or "",
+        closed_at=closed_at,
+        close_reason=_REASON[close_reason] if close_reason else None,
+        moved_to_country=moved_to_country or "",
+        moved_to_member=moved_to_member or "",
     )
 
 
@@ -260,9 +268,9 @@ def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemStat
             select(STATES)
             .where(STATES.c.case_id.in_(part))
             .order_by(STATES.c.case_id, STATES.c.report_id, STATES.c.idx)
-        )
+        ).all()
         for r in rows:
-            out.setdefault(r.case_id, []).append(_state(r))
+            out.setdefault(r[0], []).append(_state(r))
     return out
 
 
