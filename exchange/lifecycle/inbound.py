@@ -12,9 +12,12 @@ In the writer, the event is applied only from the member entitled to it:
   us of the case (we are the coordinator, who holds no report of it). Anyone else:
   ``not-assigned``, in the receipt.
 
-An event id already held is acknowledged again and changes nothing (exactly once); each applied
-event runs in its own savepoint, so one refused by the rules (``transition-refused``: the holder
-sent a step its own rules forbid) leaves the envelope's other events applied.
+An event id already held is acknowledged again and changes nothing (exactly once). The events
+are checked in order against the states in memory — each sees what the ones before it did —
+and those allowed are written together (one statement per table for the envelope), so one
+refused by the rules (``transition-refused``: the holder sent a step its own rules forbid)
+leaves nothing behind and the envelope's other events applied. A withdrawal runs on its own,
+in its own savepoint, after what came before it is written.
 """
 
 from __future__ import annotations
@@ -109,9 +112,11 @@ class Inbound:
             if c.event.id in held:
                 out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
                 continue
+            if c.event.kind is EventKind.WITHDRAWAL:
+                # What came before is written first: the withdrawal reads the stored states.
+                self._recorder.received_many(tx, run.take(), now)
             try:
                 if c.event.kind is EventKind.WITHDRAWAL:
-                    self._recorder.received_many(tx, run.take(), now)
                     tx.attempt(lambda c=c: self._withdrawal(tx, c, now))  # type: ignore[misc]
                 else:
                     run.add(c)
