@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,6 +300,7 @@ def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--events", type=int, help="events in each sustained run")
+    p.add_argument("--keep", action="store_true", help="keep the nodes' directories")
     args = p.parse_args()
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
@@ -330,6 +332,8 @@ def run_bench(args: Any, pg: Any) -> None:
         slow = latency(run, paced)
     finally:
         run.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
     common.emit(
         {
             "bench": "lifecycle",
