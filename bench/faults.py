@@ -25,14 +25,22 @@ Scenarios (``--quick``: each once, briefly; the full run: 50 kills each, longer 
 * ``receiver-db-locked``: another process holds de-eco's database write lock past its busy
   timeout; ``receiver-disk-full``: de-eco's file system full; ``receiver-read-only``: the kernel
   remounts it read-only under the running node, the operator stops it, runs e2fsck, restarts it;
-* ``clock-skew-sender±10m`` / ``clock-skew-receiver±10m``: one node's clock 10 minutes off.
+* ``clock-skew-sender±10m`` / ``clock-skew-receiver±10m``: one node's clock 10 minutes off;
+* ``lifecycle-kills`` (run after the other kill scenarios): nl-eokm reports cases to de-eco, whose
+  analysts (threads in de-eco's own process, ``lifecycle_driver.py``) then work them — four signed
+  case events each, delivered to nl-eokm and to the coordinator — while de-eco (the events' sender)
+  and nl-eokm (their receiver) are killed with ``kill -9`` in turn at random instants and
+  restarted. Afterwards every event de-eco made must be stored and applied (routing log) exactly
+  once at nl-eokm and at the coordinator, in sequence order per case, every event the analysts were
+  answered for must be among them, and every item's state must be the same at all three.
 
 After each scenario, once everything drained: every report the analyst had answered must be in
 nl-eokm's store, every DE-bound report nl-eokm holds must be at de-eco exactly once (one stored
 report, one case link), every receipt nl-eokm accepted must verify (de-eco's key, the right
 batch, a plausible time), de-eco's database passes ``PRAGMA integrity_check``, and every node's
-routing log verifies. ``lost`` and ``duplicated`` count the exceptions; recovery is the time from
-the end of a fault (restart, thaw, repair, lock released) to de-eco storing again.
+routing log verifies. ``lost`` and ``duplicated`` count the exceptions (reports and case
+events); recovery is the time from the end of a fault (restart, thaw, repair, lock released) to
+de-eco storing again (in ``lifecycle-kills``: nl-eokm storing another case event).
 
 ``python bench/faults.py [--quick] [--only NAME,…] [--seed N]``; quick ≤ 60 s. The full run
 takes over two hours on two cores: its kill scenarios alone push 1.5 million reports, and every
@@ -42,6 +50,7 @@ one JSON object.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -80,8 +89,12 @@ PRODUCTION_BACKOFF = {"IHX_EXCHANGE_BACKOFF_INITIAL_S": "1", "IHX_EXCHANGE_BACKO
 # -- a node as a child process -------------------------------------------------------------------
 
 
-def run_node(config: str, skew_s: float) -> int:
-    """Child side: start the node (its clock ``skew_s`` off), print ``ready``, run until SIGTERM."""
+def run_node(config: str, skew_s: float, drive: str | None = None) -> int:
+    """Child side: start the node (its clock ``skew_s`` off), print ``ready``, run until SIGTERM.
+
+    ``drive``: a directory of case-work jobs its analysts take on, in this process (the holder
+    of the lifecycle scenario: ``lifecycle_driver.py``).
+    """
     import logging
 
     from exchange.node import Node
@@ -94,6 +107,10 @@ def run_node(config: str, skew_s: float) -> int:
     node = Node(load_settings(config), clock=lambda: datetime.now(UTC) + skew)
     node.start()
     print(READY, flush=True)
+    if drive:
+        from lifecycle_driver import start_driving
+
+        start_driving(node, Path(drive), stop)
     while not stop.wait(0.5):
         pass
     node.stop(grace=1.0)
@@ -105,6 +122,7 @@ class NodeProc:
         self.config, self.log = config, log
         self.env = dict(env or {})
         self.skew = 0.0
+        self.drive: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def alive(self) -> bool:
@@ -123,6 +141,7 @@ class NodeProc:
                     str(self.config),
                     "--skew",
                     str(self.skew),
+                    *(["--drive", str(self.drive)] if self.drive else []),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -223,6 +242,10 @@ class Bench:
             m: NodeProc(self.fed.config_path(m), root / f"{m}.log", de_env if m == DE else None)
             for m in MEMBERS
         }
+        # de-eco's analysts (the lifecycle scenario) take their jobs from here.
+        self.jobs = root / "lifecycle-jobs"
+        self.jobs.mkdir(exist_ok=True)
+        self.procs[DE].drive = self.jobs
         self._tokens: dict[float, tuple[float, str]] = {}
         self.serial = 0
         self._engines: dict[str, Any] = {}
@@ -483,8 +506,13 @@ def check(bench: Bench, outcome: Outcome, accepted_so_far: set[str]) -> dict[str
         "scenario": outcome.name,
         "accepted": len(outcome.ids),
         "checked": len(accepted_so_far),
-        "lost": len(lost_at_origin) + len(lost_in_transit),
-        "duplicated": int(links) + int(open_twice) + int(delivered_twice) + unknown_at_de,
+        # Case events (the lifecycle scenario) count with the reports.
+        "lost": len(lost_at_origin) + len(lost_in_transit) + outcome.extra.get("events_lost", 0),
+        "duplicated": int(links)
+        + int(open_twice)
+        + int(delivered_twice)
+        + unknown_at_de
+        + outcome.extra.get("events_duplicated", 0),
         "bad_receipts_accepted": invalid_receipts_kept(bench),
         "drain_s": None if drain is None else round(drain, 2),
         "faults": len(outcome.recoveries),
@@ -549,11 +577,21 @@ class Profile:
     outage_s: float  # peer-down
     batch: int  # reports per fixed-size submission (invalid receipts, clock skew)
     skews: tuple[tuple[str, float], ...]
+    lc_cases: int = 400  # lifecycle: cases de-eco's analysts work (four events each) ...
+    lc_rate: float = 300.0  # ... at this many events/s in all
 
 
 QUICK = Profile(True, 1, 1_500, 1_000, 1.5, 3.0, 300, ((NL, 600), (NL, -600)))
 FULL = Profile(
-    False, 50, 10_000, None, 30.0, 300.0, 5_000, ((NL, 600), (NL, -600), (DE, 600), (DE, -600))
+    False,
+    50,
+    10_000,
+    None,
+    30.0,
+    300.0,
+    5_000,
+    ((NL, 600), (NL, -600), (DE, 600), (DE, -600)),
+    lc_cases=20_000,
 )
 
 Scenario = Callable[[Bench, Profile], Outcome]
@@ -841,6 +879,194 @@ def clock_skew(member: str, seconds: float, restore: bool) -> Scenario:
     return run
 
 
+# -- the lifecycle ---------------------------------------------------------------------------------
+
+LC_STEPS = 4  # assessed, reported to law enforcement, notice to the host, removed
+STATE_COLUMNS = (
+    "holder, origin_member, origin_classification, stage, classification, age_group, gender,"
+    " virtual, user_generated, child_modelling, analyst_ref, disputed, actions, last_action,"
+    " clock_started, assessed_at, lea_at, lea_partner, host_notice_at, host_recipient,"
+    " closed_at, close_reason, moved_to_country, moved_to_member"
+)
+
+
+def lifecycle_kills(bench: Bench, p: Profile) -> Outcome:
+    """de-eco's analysts work cases nl-eokm reported; de-eco and nl-eokm are killed in turn.
+
+    First ``lc_cases`` reports go from nl-eokm to de-eco (one case each). Then a job for
+    de-eco's analysts — threads in de-eco's own process (``lifecycle_driver.py``): four events
+    per case at ``lc_rate`` events/s in all, each event listed in the job's ack file once its
+    call returned — while de-eco (which makes and sends the events) and nl-eokm (which
+    receives them) are SIGKILLed at random instants, in turn, and restarted; de-eco's analysts
+    carry on after each restart from the cases' stored states.
+    """
+    out = Outcome("lifecycle-kills")
+    with analyst(bench, total=p.lc_cases) as a:
+        a.join(300)
+    out.ids = a.accepted
+    bench.wait_drained(180)
+    cases = remote_cases(bench, a.accepted)
+    n = len(list(bench.jobs.glob("*.json")))
+    ack = bench.root / f"lifecycle-{n}.ack"
+    spec = {"cases": cases, "threads": 16, "rate": p.lc_rate, "ack": str(ack)}
+    (bench.jobs / f"{n}.tmp").write_text(json.dumps(spec))
+    (bench.jobs / f"{n}.tmp").rename(bench.jobs / f"{n}.json")
+    done = bench.jobs / f"{n}.done"
+    kills = {DE: 0, NL: 0}
+    acknowledged_at_kills: list[int] = []  # the job's progress when each kill struck
+    for k in range(2 * max(1, p.kills)):
+        time.sleep(bench.rng.uniform(0.1, 1.0))
+        if done.exists():
+            break  # the job ended first: the figures say how many kills it took
+        victim = (DE, NL)[k % 2]
+        bench.procs[victim].kill()
+        kills[victim] += 1
+        acknowledged_at_kills.append(count_lines(ack, 0, "\t") if ack.exists() else 0)
+        time.sleep(bench.rng.uniform(0.0, 0.3))
+        bench.procs[victim].start()
+        out.recoveries.append(lifecycle_recovery(bench, done))
+    finished = wait_for_path(done, 600)
+    drain = wait_until_true(lambda: holder_drained(bench), 180)
+    out.extra = {
+        "cases": len(cases),
+        "kills_of_holder": kills[DE],
+        "kills_of_origin": kills[NL],
+        "acknowledged_at_kills": acknowledged_at_kills,
+        "job_finished": finished,
+        "events_drain_s": drain,
+        **lifecycle_figures(bench, cases, ack),
+    }
+    return out
+
+
+def remote_cases(bench: Bench, report_ids: list[str]) -> list[str]:
+    """de-eco's case ids of these reports, as its receipts told nl-eokm."""
+    wanted = set(report_ids)
+    rows = bench.query(
+        NL, "SELECT report_id, remote_case_id FROM deliveries WHERE destination = :d", d=DE
+    )
+    return sorted({r.remote_case_id for r in rows if r.report_id in wanted and r.remote_case_id})
+
+
+def lifecycle_recovery(bench: Bench, done: Path, timeout: float = 120.0) -> float:
+    """Seconds until nl-eokm holds another of de-eco's events (or the job is done and sent)."""
+    start = time.monotonic()
+    sql = "SELECT count(*) FROM case_events WHERE member = :m"
+    before = bench.scalar(NL, sql, m=DE)
+    while time.monotonic() - start < timeout:
+        with contextlib.suppress(Exception):
+            if bench.scalar(NL, sql, m=DE) > before or (done.exists() and holder_drained(bench)):
+                break
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def holder_drained(bench: Bench) -> bool:
+    return (
+        bench.scalar(DE, "SELECT count(*) FROM outbox") == 0
+        and bench.scalar(DE, "SELECT count(*) FROM batches WHERE receipted_at IS NULL") == 0
+    )
+
+
+def wait_for_path(path: Path, timeout: float) -> bool:
+    return wait_until_true(path.exists, timeout) is not None
+
+
+def wait_until_true(check: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until ``check()`` held, or None if it did not within ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(Exception):
+            if check():
+                return round(time.monotonic() - started, 2)
+        time.sleep(0.05)
+    return None
+
+
+def lifecycle_figures(bench: Bench, cases: list[str], ack: Path) -> dict[str, Any]:
+    """Every event de-eco made on these cases: at nl-eokm and at the coordinator exactly once
+    (stored once, applied once per the routing log), in sequence order per case, with the
+    items' states the same everywhere; every event the analysts were answered for, made."""
+    wanted = set(cases)
+    made = {
+        r.id: (r.case_id, r.sequence)
+        for r in bench.query(
+            DE, "SELECT id, case_id, sequence FROM case_events WHERE member = :m", m=DE
+        )
+        if r.case_id in wanted
+    }
+    acked = {line.split("\t")[0] for line in ack.read_text().splitlines() if line}
+    per_case = collections.Counter(case for case, _ in made.values())
+    figures: dict[str, Any] = {
+        "events_made": len(made),
+        "events_acknowledged": len(acked),
+        "acknowledged_not_made": len(acked - made.keys()),
+        "cases_unfinished": sum(1 for c in cases if per_case[c] != LC_STEPS),
+        "events_refused": refused_events(bench),
+    }
+    lost = duplicated = disorder = 0
+    for member in (NL, COORDINATOR):
+        seen = received_events(bench, member, wanted)
+        lost += len(made.keys() - seen["stored"].keys()) + len(made.keys() - seen["applied"].keys())
+        duplicated += sum(n - 1 for n in seen["stored"].values()) + sum(
+            n - 1 for n in seen["applied"].values()
+        )
+        duplicated += len(seen["stored"].keys() - made.keys())  # never made at de-eco
+        disorder += seen["out_of_order"]
+    figures["events_lost"] = lost + figures["acknowledged_not_made"]
+    figures["events_duplicated"] = duplicated
+    figures["events_out_of_order"] = disorder
+    figures["item_states_differ"] = states_differ(bench, cases)
+    return figures
+
+
+def received_events(bench: Bench, member: str, cases: set[str]) -> dict[str, Any]:
+    """At ``member``: how often each of de-eco's events is stored and applied (routing log),
+    and the cases whose events are not in sequence order 1, 2, … in order of arrival."""
+    rows = bench.query(
+        member,
+        "SELECT id, case_id, sequence FROM case_events WHERE member = :m ORDER BY cursor",
+        m=DE,
+    )
+    stored = collections.Counter(r.id for r in rows if r.case_id in cases)
+    sequences: dict[str, list[int]] = {}
+    for r in rows:
+        if r.case_id in cases:
+            sequences.setdefault(r.case_id, []).append(r.sequence)
+    out_of_order = sum(1 for s in sequences.values() if s != list(range(1, len(s) + 1)))
+    applied: collections.Counter[str] = collections.Counter()
+    for r in bench.query(member, "SELECT detail FROM routing_log WHERE kind = 'event-applied'"):
+        detail = json.loads(r.detail)
+        if detail.get("case") in cases:
+            applied[detail["event"]] += 1
+    return {"stored": stored, "applied": applied, "out_of_order": out_of_order}
+
+
+def refused_events(bench: Bench) -> int:
+    """Events of de-eco's that a receiver refused in its receipt (logged at de-eco)."""
+    rows = bench.query(DE, "SELECT detail FROM routing_log WHERE kind = 'rejected'")
+    return sum(1 for r in rows if "event" in json.loads(r.detail))
+
+
+def states_differ(bench: Bench, cases: list[str]) -> int:
+    """Items whose state at nl-eokm or at the coordinator is not de-eco's (or is missing)."""
+    wanted = set(cases)
+
+    def states(member: str) -> dict[tuple[str, str, int], tuple[Any, ...]]:
+        rows = bench.query(
+            member, f"SELECT case_id, report_id, idx, {STATE_COLUMNS} FROM item_states"
+        )
+        return {(r[0], r[1], r[2]): tuple(r[3:]) for r in rows if r[0] in wanted}
+
+    at_holder = states(DE)
+    differ = 0
+    for member in (NL, COORDINATOR):
+        there = states(member)
+        differ += sum(1 for key, state in at_holder.items() if there.get(key) != state)
+        differ += len(there.keys() - at_holder.keys())
+    return differ
+
+
 def plan(bench: Bench, p: Profile) -> list[tuple[str, Scenario | None, str | None]]:
     """(name, scenario, or why it cannot run here), in running order."""
     disk = None if bench.disk is not None else bench.disk_unavailable
@@ -853,6 +1079,7 @@ def plan(bench: Bench, p: Profile) -> list[tuple[str, Scenario | None, str | Non
         ("kill-receiver", kills((DE,), "kill-receiver"), None),
         ("kill-sender", kills((NL,), "kill-sender"), None),
         ("kill-both", kills((NL, DE), "kill-both"), None),
+        ("lifecycle-kills", lifecycle_kills, None),
         ("slow-peer", during_fault("slow-peer", slow_begin, proxy_end), None),
         ("frozen-peer", during_fault("frozen-peer", frozen_begin, frozen_end), None),
         ("connection-resets", during_fault("connection-resets", resets_begin, proxy_end), None),
@@ -900,9 +1127,10 @@ def main() -> int:
     p.add_argument("--keep", help="keep the nodes' directories here")
     p.add_argument("--node", help=argparse.SUPPRESS)
     p.add_argument("--skew", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--drive", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.node:
-        return run_node(args.node, args.skew)
+        return run_node(args.node, args.skew, args.drive)
     # SIGTERM (e.g. from ``timeout``) unwinds like Ctrl-C: nodes stopped, the loop disk unmounted.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = random.Random(args.seed)  # reproducible fault instants
@@ -952,6 +1180,11 @@ def main() -> int:
         "lost": max((r["lost"] for r in results), default=0),
         "duplicated": max((r["duplicated"] for r in results), default=0),
         "bad_receipts_accepted": sum(r["bad_receipts_accepted"] for r in results),
+        "events_out_of_order": sum(r.get("events_out_of_order", 0) for r in results),
+        "event_states_differ": sum(r.get("item_states_differ", 0) for r in results),
+        "events_unfinished": sum(
+            r.get("cases_unfinished", 0) + r.get("events_refused", 0) for r in results
+        ),
         "logs_verify": all(r["logs_verify"] for r in results),
         "receiver_integrity_ok": all(r["receiver_integrity"] == "ok" for r in results),
         "worst_recovery_s": max((r["worst_recovery_s"] for r in results), default=0.0),
@@ -966,6 +1199,9 @@ def main() -> int:
         summary["lost"] == 0
         and summary["duplicated"] == 0
         and summary["bad_receipts_accepted"] == 0
+        and summary["events_out_of_order"] == 0
+        and summary["event_states_differ"] == 0
+        and summary["events_unfinished"] == 0
         and summary["logs_verify"]
         and summary["receiver_integrity_ok"]
         and not summary["undrained"]

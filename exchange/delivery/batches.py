@@ -132,9 +132,9 @@ class Batches:
         with self._engine.connect() as conn:
             return outbox.announcement_high_water(conn, self.peer)
 
-    def pending_reports(self, limit: int | None = None) -> list[PendingReport]:
+    def pending_reports(self, limit: int | None = None, after: int = 0) -> list[PendingReport]:
         with self._engine.connect() as conn:
-            return outbox.pending_reports(conn, self.peer, limit or self.max_batch)
+            return outbox.pending_reports(conn, self.peer, limit or self.max_batch, after)
 
     def pending_announcements(
         self, after: int, limit: int | None = None
@@ -167,8 +167,9 @@ class Batches:
         rows = self.pending_reports()
         if rows and len(rows) < self.max_batch and self.linger > 0:
             # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
+            # Only what was queued meanwhile is read again (rows are queued in id order).
             time.sleep(self.linger)
-            rows = self.pending_reports()
+            rows += self.pending_reports(self.max_batch - len(rows), after=rows[-1].id)
         rows = fit(same_kind(rows), self.max_bytes)
         if rows:
             batch = self._writer.execute(lambda tx: self.seal_reports(tx, rows))

@@ -64,6 +64,7 @@ class Receipts:
             sent_at=batch.signed_at,
             now=self._clock(),
             max_skew=self._max_skew,
+            kind=batch.kind,
         )
 
     def apply(self, batch: Batch, signed: xpb.SignedReceipt) -> Future[bool]:

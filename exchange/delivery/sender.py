@@ -6,7 +6,8 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    restart, a broken stream or a refusal), then
 2. seals new batches (batches.py) — pending outbox rows first, then new hash announcements
    after this peer's cursor — and
-3. keeps up to ``window`` batches in flight on the stream, applying each signed receipt as it
+3. keeps up to ``window`` batches in flight on the stream — counted as full batches, so more
+   small ones may go, up to the receiver's own window — applying each signed receipt as it
    arrives (receipts.py: verified against the manifest, applied once).
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 
 # How long an idle sender waits for a wake before it looks at the database again anyway.
 IDLE_POLL = 1.0
+
+# Envelopes a receiver verifies ahead of their receipts (exchange_service.py): more in flight
+# would only wait in the network.
+RECEIVER_WINDOW = 16
 
 # Failures that mean "the peer is not there" (as opposed to "the peer refused"): only after
 # these does an envelope from the peer cut the backoff short.
@@ -261,7 +266,7 @@ class PeerSender:
         while not self._stopping.is_set():
             if self._leases is not None and self._leases.generation(self.peer) != generation:
                 return  # lease lost or lapsed: the next holder resends what is unreceipted
-            while len(inflight) < self._tuning.window:
+            while self._room(inflight):
                 batch = (
                     self.batches.resend(resend.popleft())
                     if resend
@@ -288,6 +293,19 @@ class PeerSender:
             idle_since = time.monotonic()
             self._backoff.reset()
             self._unreachable = False
+
+    def _room(self, inflight: collections.deque[Batch]) -> bool:
+        """Whether another batch may go: ``window`` batches in flight, counted as full ones.
+
+        Small batches (a trickle of case events or reports) fill no pipe: while those in flight
+        hold fewer payloads than ``window`` full batches would, more may go — up to the
+        receiver's own window of envelopes verified ahead of their receipts. Four batches of a
+        few dozen case events each left both ends idle, waiting on round trips.
+        """
+        if len(inflight) < self._tuning.window:
+            return True
+        budget = self._tuning.window * self.batches.max_batch
+        return len(inflight) < RECEIVER_WINDOW and sum(b.count for b in inflight) < budget
 
     def _await_receipt(self, call: Any) -> xpb.SignedReceipt:
         timer = threading.Timer(self._tuning.receipt_timeout_s, call.cancel)

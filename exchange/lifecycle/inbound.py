@@ -19,9 +19,12 @@ In the writer, the event is applied only from the member entitled to it:
   classification we gave it;
 * a holder's events of a case apply in its order: sequence n only after n - 1.
 
-An event id already held is acknowledged again and changes nothing (exactly once); each applied
-event runs in its own savepoint, so one refused by the rules (``transition-refused``: the holder
-sent a step its own rules forbid) leaves the envelope's other events applied.
+An event id already held is acknowledged again and changes nothing (exactly once). The events
+are checked in order against the states in memory — each sees what the ones before it did —
+and those allowed are written together (one statement per table for the envelope), so one
+refused by the rules (``transition-refused``: the holder sent a step its own rules forbid)
+leaves nothing behind and the envelope's other events applied. A withdrawal runs on its own,
+in its own savepoint, after what came before it is written.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from exchange.lifecycle.model import (
     Withdrawal,
     event_id_for,
 )
-from exchange.lifecycle.record import Carrier, Recorder
+from exchange.lifecycle.record import Carrier, Recorder, Step
 from exchange.lifecycle.work import CaseWork
 from exchange.store import lifecycle as store
 from exchange.store import outbox, reports
@@ -112,31 +115,36 @@ class Inbound:
         return CheckedEvent(index, event, payload, Carrier(sender, sequence, index, proof))
 
     def apply(self, tx: Tx, checked: Sequence[CheckedEvent], now: datetime) -> list[PayloadResult]:
+        """Apply an envelope's events in order; one result per event.
+
+        The events of a run without withdrawals are checked in memory one after another (the
+        states as the ones before left them, read once for all their cases) and written
+        together; a withdrawal runs on its own, in its own savepoint, after what came before.
+        """
         held = store.held_event_ids(tx.conn, [c.event.id for c in checked])
-        out = []
+        out: list[PayloadResult] = []
+        run = _Run(tx, self._self, self._manifest().coordinator, checked)
         for c in checked:
             if c.event.id in held:
                 out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
                 continue
+            if c.event.kind is EventKind.WITHDRAWAL:
+                # What came before is written first: the withdrawal reads the stored states.
+                self._recorder.received_many(tx, run.take(), now)
             try:
-                tx.attempt(lambda c=c: self._apply_one(tx, c, now))  # type: ignore[misc]
+                if c.event.kind is EventKind.WITHDRAWAL:
+                    tx.attempt(lambda c=c: self._withdrawal(tx, c, now))  # type: ignore[misc]
+                else:
+                    run.add(c)
             except NotYet:
-                raise  # the whole envelope comes again later
+                raise  # the whole envelope comes again later, nothing of it stored
             except ExchangeError as error:
                 out.append(_reject(c.index, c.event.id, error_code(error), error_message(error)))
                 continue
             held.add(c.event.id)
             out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
+        self._recorder.received_many(tx, run.take(), now)
         return out
-
-    def _apply_one(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
-        event = c.event
-        if event.kind is EventKind.WITHDRAWAL:
-            self._withdrawal(tx, c, now)
-            return
-        current = self._entitled_states(tx, event)
-        new = rules.apply(current, event)
-        self._recorder.received(tx, event, c.payload, new.values(), c.carrier, now)
 
     def _withdrawal(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
         report_id = c.event.items[0].report_id
@@ -154,34 +162,85 @@ class Inbound:
         assert isinstance(body, Withdrawal)
         self._work.withdraw_at_holder(tx, report_id, body, now)
 
-    def _entitled_states(self, tx: Tx, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
-        """The current states of the event's items, if its maker holds the case for us and the
-        event is the next of the case."""
-        held = store.states(tx.conn, [event.case_id]).get(event.case_id, [])
-        if held:
-            holder = held[0].holder
-            if holder != event.member:
-                raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
-        else:
-            self._first_of_case(tx, event)
-        self._check_own_items(tx, event)
-        expected = store.next_sequence(tx.conn, event.case_id, event.member)
+
+class _Run:
+    """Events checked against the states in memory, to be written together (``take``).
+
+    The states of the envelope's cases are read once for all of them; what a first event of a
+    case needs (our receipts, our reports) is read when one comes.
+    """
+
+    def __init__(
+        self, tx: Tx, self_member: str, coordinator: str, checked: Sequence[CheckedEvent]
+    ) -> None:
+        self._tx = tx
+        self._self = self_member
+        self._coordinates = coordinator == self_member
+        self._pending: list[Step] = []
+        self._states: dict[str, dict[tuple[str, int], ItemState]] = {}
+        self._next: dict[tuple[str, str], int] = {}
+        self._checked = checked
+
+    def add(self, c: CheckedEvent) -> None:
+        """Check ``c`` against the states so far; raises (nothing kept) if it may not apply."""
+        event = c.event
+        states = self._entitled_states(event)
+        self._check_own_items(event)
+        expected = self._expected(event)
+        new = rules.apply(states, event)
+        self._states[event.case_id] = {**states, **new}
+        self._next[(event.case_id, event.member)] = expected + 1
+        self._pending.append(Step(event, tuple(new.values()), payload=c.payload, carrier=c.carrier))
+
+    def take(self) -> list[Step]:
+        """The steps so far, to be written now; what is read next is read from the store again
+        (a withdrawal may change states under us)."""
+        steps, self._pending = self._pending, []
+        self._states.clear()
+        self._next.clear()
+        return steps
+
+    def _case(self, case_id: str) -> dict[tuple[str, int], ItemState]:
+        if case_id not in self._states:
+            wanted = {c.event.case_id for c in self._checked} - set(self._states)
+            found = store.states(self._tx.conn, sorted(wanted))
+            for c in wanted:
+                self._states[c] = {s.ref.key: s for s in found.get(c, [])}
+        return self._states[case_id]
+
+    def _expected(self, event: CaseEvent) -> int:
+        """A holder's events of a case apply in its order: sequence n only after n - 1."""
+        key = (event.case_id, event.member)
+        if key not in self._next:
+            self._next[key] = store.next_sequence(self._tx.conn, event.case_id, event.member)
+        expected = self._next[key]
         if event.sequence != expected:
             raise TransitionRefused(
                 f"event {event.sequence} of {event.member} on case {event.case_id}: its event "
                 f"{expected} comes first (a case's events apply in order)"
             )
-        states = {s.ref.key: s for s in held}
+        return expected
+
+    def _entitled_states(self, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
+        """The current states of the case, if the event's maker holds the case for us."""
+        held = self._case(event.case_id)
+        if held:
+            holder = next(iter(held.values())).holder
+            if holder != event.member:
+                raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
+        else:
+            self._first_of_case(event)
+        states = dict(held)
         for ref in event.items:
             states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
         return states
 
-    def _first_of_case(self, tx: Tx, event: CaseEvent) -> None:
+    def _first_of_case(self, event: CaseEvent) -> None:
         """A first event of a case: from the member our report went to, or (we coordinate)
         from any member, who then holds the case for us."""
-        if self._manifest().coordinator == self._self:
+        if self._coordinates:
             return
-        conn = tx.conn
+        conn = self._tx.conn
         holder = outbox.case_destination(conn, event.case_id)
         if holder is not None:
             if holder != event.member:
@@ -203,12 +262,12 @@ class Inbound:
             )
         raise NotAssigned(f"{event.member} holds no case {event.case_id} that this node reported")
 
-    def _check_own_items(self, tx: Tx, event: CaseEvent) -> None:
+    def _check_own_items(self, event: CaseEvent) -> None:
         """Items of reports this node holds are checked against its own record, whatever the
         event claims of their origin: they must be items of reports we sent to the event's
         maker, with the classification we gave them (a holder cannot put words in our mouth,
         nor claim our report for its case); a "withdrawn" of ours answers our own request."""
-        sent = reports.facts(tx.conn, [r.report_id for r in event.items])
+        sent = reports.facts(self._tx.conn, [r.report_id for r in event.items])
         for i, ref in enumerate(event.items):
             f = sent.get(ref.report_id)
             if f is None and ref.origin_member != self._self:

@@ -191,13 +191,12 @@ def event_id_for(member: str, scope: str, sequence: int) -> str:
     return EVENT_ID_PREFIX + digest[:32]
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def is_event_id(text: str) -> bool:
     """``e-`` and 32 lower-case hex digits: the form ``event_id_for`` gives."""
-    return (
-        len(text) == 34
-        and text.startswith(EVENT_ID_PREFIX)
-        and all(c in "0123456789abcdef" for c in text[2:])
-    )
+    return len(text) == 34 and text.startswith(EVENT_ID_PREFIX) and _HEX.issuperset(text[2:])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The hotline's own case work: assess, act and withdraw, each one writer transaction.
+"""The hotline's own case work: assess, act and withdraw, through the single writer.
 
 Assessing and acting happen only at the holder — the member the case was assigned to — on
 items of a case held here; anything else is ``NotAssigned`` (PERMISSION_DENIED) or
@@ -16,12 +16,14 @@ and retracts this node's hash sightings that only the withdrawn report supports.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.domain import LogKind
-from exchange.errors import InvalidEvent, NotAssigned, NotFound, TransitionRefused
+from exchange.errors import ExchangeError, InvalidEvent, NotAssigned, NotFound, TransitionRefused
 from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
     MAX_ITEMS_PER_EVENT,
@@ -36,17 +38,45 @@ from exchange.lifecycle.model import (
     Withdrawal,
     event_id_for,
 )
-from exchange.lifecycle.record import Recorder
+from exchange.lifecycle.record import Recorder, Step
 from exchange.lifecycle.sightings import retract_unsupported
 from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, reports
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Coalescer, Tx, Writer
 from routing.decision import decide
 
 
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An analyst's assessment or action on a case held here (``refs``: the items; none: every
+    open item)."""
+
+    case_id: str
+    refs: tuple[tuple[str, int], ...]
+    kind: EventKind
+    body: Assessment | Action
+
+    @classmethod
+    def assess(
+        cls, case_id: str, refs: Sequence[tuple[str, int]], assessment: Assessment
+    ) -> Command:
+        return cls(case_id, tuple(refs), EventKind.ASSESSMENT, assessment)
+
+    @classmethod
+    def act(cls, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> Command:
+        return cls(case_id, tuple(refs), EventKind.ACTION, action)
+
+
 class CaseWork:
-    """Commands on cases held here and on reports sent from here."""
+    """Commands on cases held here and on reports sent from here.
+
+    Assessments and actions arriving together (a case-management tool's concurrent calls) are
+    run as one writer job (a ``Coalescer``): one read per table for all their cases, the rules
+    applied one command after another in memory — so two commands on one case see each other —
+    and one write per table for all their events. A refused command is answered with its error
+    and leaves nothing behind; the others are recorded.
+    """
 
     def __init__(
         self,
@@ -62,22 +92,43 @@ class CaseWork:
         self._writer = writer
         self._clock = clock
         self._recorder = recorder
+        self._commands: Coalescer[Command, CaseEvent | ExchangeError] = Coalescer(self._steps)
 
     # -- commands -------------------------------------------------------------------------
 
     def assess(
         self, case_id: str, refs: Sequence[tuple[str, int]], assessment: Assessment
     ) -> CaseEvent:
-        return self._writer.execute(
-            lambda tx: self._step(tx, case_id, refs, EventKind.ASSESSMENT, assessment)
-        )
+        return self._one(Command.assess(case_id, refs, assessment))
 
     def act(self, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> CaseEvent:
-        if action.kind is ActionKind.MOVED:
-            action = self._resolve_move(action)
-        return self._writer.execute(
-            lambda tx: self._step(tx, case_id, refs, EventKind.ACTION, action)
-        )
+        return self._one(Command.act(case_id, refs, action))
+
+    def run(self, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
+        """Many commands in one call (a tool's bulk assessment or action), run in this order as
+        one writer job; each answered with its event or the error that refused it."""
+        out: list[CaseEvent | ExchangeError | None] = []
+        ready: list[Command] = []
+        for command in commands:
+            try:
+                ready.append(self._resolved(command))
+                out.append(None)
+            except ExchangeError as error:
+                out.append(error)
+        futures = iter(self._writer.submit_items(self._commands, ready))
+        return [r if r is not None else _answer(next(futures)) for r in out]
+
+    def _one(self, command: Command) -> CaseEvent:
+        result = self._writer.submit_item(self._commands, self._resolved(command)).result()
+        if isinstance(result, ExchangeError):
+            raise result
+        return result
+
+    def _resolved(self, command: Command) -> Command:
+        body = command.body
+        if isinstance(body, Action) and body.kind is ActionKind.MOVED:
+            return replace(command, body=self._resolve_move(body))
+        return command
 
     def withdraw(self, report_id: str, withdrawal: Withdrawal) -> CaseEvent | None:
         """Withdraw a report this node sent; None when it was withdrawn before (idempotent)."""
@@ -85,32 +136,60 @@ class CaseWork:
 
     # -- at the holder --------------------------------------------------------------------
 
-    def _step(
-        self,
-        tx: Tx,
-        case_id: str,
-        refs: Sequence[tuple[str, int]],
-        kind: EventKind,
-        body: Body,
-    ) -> CaseEvent:
+    def _steps(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
+        """Every command in order, against the states as the ones before it left them."""
         now = self._clock()
-        current = self._held_states(tx, case_id)
-        targets = _targets(case_id, current, refs)
-        event = self._event(tx, case_id, targets, kind, body, now)
-        new = rules.apply(current, event)
-        self._recorder.own(tx, event, new.values(), self._recipients(tx, case_id), now)
-        return event
+        held = sorted(case_store.held_ids(tx.conn, [c.case_id for c in commands]))
+        current = {c: {s.ref.key: s for s in states} for c, states in _states(tx, held).items()}
+        sequences = store.next_sequences(tx.conn, held, self._self)
+        recipients = self._recipients(tx, held)
+        out: list[CaseEvent | ExchangeError] = []
+        steps: list[Step] = []
+        for command in commands:
+            try:
+                states = current.get(command.case_id)
+                if states is None:
+                    raise self._not_held(tx, command.case_id)
+                event = self._made(command, states, sequences[command.case_id], now)
+                new = rules.apply(states, event)
+            except ExchangeError as error:
+                out.append(error)
+                continue
+            states.update(new)
+            sequences[command.case_id] += 1
+            steps.append(Step(event, tuple(new.values()), recipients[command.case_id]))
+            out.append(event)
+        self._recorder.own_many(tx, steps, now, {c: s.values() for c, s in current.items()})
+        return out
+
+    def _made(
+        self, command: Command, states: dict[tuple[str, int], ItemState], seq: int, now: datetime
+    ) -> CaseEvent:
+        targets = _targets(command.case_id, states, command.refs)
+        return CaseEvent(
+            id=event_id_for(self._self, command.case_id, seq),
+            case_id=command.case_id,
+            member=self._self,
+            sequence=seq,
+            at=now,
+            items=tuple(targets),
+            kind=command.kind,
+            body=command.body,
+        )
+
+    def _not_held(self, tx: Tx, case_id: str) -> ExchangeError:
+        # Known from its events, or (before any) from the receipt of a report we sent.
+        holder = store.holder_of(tx.conn, case_id) or outbox.case_destination(tx.conn, case_id)
+        if holder is not None:
+            return NotAssigned(
+                f"case {case_id} is held by {holder}: only the assigned member assesses "
+                "or acts on it"
+            )
+        return NotFound(f"no case {case_id} here")
 
     def _held_states(self, tx: Tx, case_id: str) -> dict[tuple[str, int], ItemState]:
         if case_store.held(tx.conn, case_id, lock=True) is None:
-            # Known from its events, or (before any) from the receipt of a report we sent.
-            holder = store.holder_of(tx.conn, case_id) or outbox.case_destination(tx.conn, case_id)
-            if holder is not None:
-                raise NotAssigned(
-                    f"case {case_id} is held by {holder}: only the assigned member assesses "
-                    "or acts on it"
-                )
-            raise NotFound(f"no case {case_id} here")
+            raise self._not_held(tx, case_id)
         states = store.states(tx.conn, [case_id]).get(case_id, [])
         return {s.ref.key: s for s in states}
 
@@ -138,10 +217,13 @@ class CaseWork:
             body=body,
         )
 
-    def _recipients(self, tx: Tx, case_id: str) -> set[str]:
-        """Every member that reported the case, and the coordinator."""
-        linked = case_store.members(tx.conn, [case_id]).get(case_id, [])
-        return {member for _, member in linked} | {self._manifest().coordinator}
+    def _recipients(self, tx: Tx, case_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Per case: every member that reported it, and the coordinator."""
+        linked = case_store.members(tx.conn, case_ids) if case_ids else {}
+        coordinator = self._manifest().coordinator
+        return {
+            c: tuple(sorted({m for _, m in linked.get(c, [])} | {coordinator})) for c in case_ids
+        }
 
     def _resolve_move(self, action: Action) -> Action:
         """A move names the member now responsible: the one the routing rules give."""
@@ -178,7 +260,7 @@ class CaseWork:
         event = self._event(tx, case_id, targets, EventKind.WITHDRAWN, withdrawal, now)
         new = rules.apply(current, event)
         reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
-        self._recorder.own(tx, event, new.values(), self._recipients(tx, case_id), now)
+        self._recorder.own(tx, event, new.values(), self._recipients(tx, [case_id])[case_id], now)
         self._retract_sightings(tx, case_id, report_id, now)
         return event
 
@@ -221,9 +303,23 @@ class CaseWork:
         return event
 
 
+def _states(tx: Tx, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:
+    """Each case's item states (a held case with none yet still gets its entry)."""
+    found = store.states(tx.conn, case_ids) if case_ids else {}
+    return {c: found.get(c, []) for c in case_ids}
+
+
 def _remote_case(tx: Tx, report_id: str) -> str:
     """The holder's case id for a report we sent, once its receipt named it ("" before)."""
     return outbox.remote_case(tx.conn, report_id) or ""
+
+
+def _answer(future: Future[CaseEvent | ExchangeError]) -> CaseEvent | ExchangeError:
+    """A command's answer: the writer hands a refused item's error back as the future's."""
+    try:
+        return future.result()
+    except ExchangeError as error:
+        return error
 
 
 def _targets(

@@ -8,11 +8,11 @@ too, so no other module knows these tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from exchange.domain import Outcome, Report
 from exchange.store import schema
@@ -222,6 +222,41 @@ def held(conn: Connection, case_id: str, *, lock: bool = False) -> HeldCase | No
         r.closed_at,
         r.anonymised_at,
         r.first_report_id,
+    )
+
+
+def held_ids(conn: Connection, case_ids: Sequence[str]) -> set[str]:
+    """Those of ``case_ids`` that are cases held here, their rows locked until COMMIT (replicas
+    on PostgreSQL take a case's next event sequence in turn; SQLite's writer lock already
+    serialises them)."""
+    out: set[str] = set()
+    for part in chunks(sorted(set(case_ids))):
+        rows = conn.execute(select(CASES.c.id).where(CASES.c.id.in_(part)).with_for_update())
+        out.update(rows.scalars().all())
+    return out
+
+
+def set_many_closed(conn: Connection, closed: Mapping[str, bool], now: datetime) -> None:
+    """``set_closed`` for many cases in one statement."""
+    if not closed:
+        return
+    conn.execute(
+        update(CASES)
+        .where(CASES.c.id == bindparam("case"))
+        .values(
+            status=bindparam("b_status"),
+            closed_at=bindparam("b_closed"),
+            updated_at=bindparam("b_now"),
+        ),
+        [
+            {
+                "case": c,
+                "b_status": CLOSED if shut else OPEN,
+                "b_closed": now if shut else None,
+                "b_now": now,
+            }
+            for c, shut in closed.items()
+        ],
     )
 
 

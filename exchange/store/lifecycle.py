@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, tuple_
+from sqlalchemy import Connection, and_, case, func, or_, select
 
 from exchange.domain import AgeGroup, Classification
 from exchange.lifecycle.model import (
@@ -31,7 +31,7 @@ from exchange.lifecycle.model import (
     Stage,
 )
 from exchange.store import schema
-from exchange.store.sql import chunks
+from exchange.store.sql import chunks, upsert
 from exchange.times import to_micros
 
 EVENTS = schema.case_events
@@ -66,7 +66,7 @@ class StoredEvent:
 def held_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for part in chunks(sorted(set(ids))):
-        out.update(conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(part))).scalars())
+        out.update(conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(part))).scalars().all())
     return out
 
 
@@ -93,6 +93,20 @@ def insert_events(conn: Connection, rows: Sequence[StoredEvent], now: datetime) 
                 for r in rows
             ],
         )
+
+
+def next_sequences(conn: Connection, case_ids: Sequence[str], member: str) -> dict[str, int]:
+    """Case id → the next sequence of ``member``'s events on it (1 for a case with none)."""
+    out = dict.fromkeys(case_ids, 1)
+    for part in chunks(sorted(set(case_ids))):
+        rows = conn.execute(
+            select(EVENTS.c.case_id, func.max(EVENTS.c.sequence))
+            .where(EVENTS.c.case_id.in_(part), EVENTS.c.member == member)
+            .group_by(EVENTS.c.case_id)
+        ).all()
+        for case_id, last in rows:
+            out[case_id] = (last or 0) + 1
+    return out
 
 
 def next_sequence(conn: Connection, case_id: str, member: str) -> int:
@@ -183,43 +197,60 @@ def _row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str,
     }
 
 
+# Stored text → enum member, by dictionary: calling the enum was a third of reading a state.
+_CLASSIFICATION = {str(c): c for c in Classification}
+_AGE_GROUP = {str(a): a for a in AgeGroup}
+_GENDER = {str(g): g for g in Gender}
+_STAGE = {str(s): s for s in Stage}
+_ACTION = {str(a): a for a in ActionKind}
+_REASON = {str(r): r for r in ReasonCode}
+
+
 def _state(r: Any) -> ItemState:
+    """A row of ``select(STATES)`` as the state it stores.
+
+    Unpacked by position, in the table's column order (a column added to the table fails this
+    loudly): reading thirty attributes of a row by name cost more than the query.
+    """
+    (
+        _case_id, report_id, idx, holder, origin_member, origin_classification, _orphaned,
+        stage, classification, age_group, gender, virtual, user_generated, child_modelling,
+        analyst_ref, disputed, actions, last_action, clock_started, assessed_at, lea_at,
+        lea_partner, host_notice_at, host_recipient, closed_at, close_reason, moved_to_country,
+        moved_to_member, _updated_at,
+    ) = r  # fmt: skip
     assessment = None
-    if r.classification is not None:
+    if classification is not None:
         assessment = Assessment(
-            Classification(r.classification),
-            AgeGroup(r.age_group),
-            Gender(r.gender),
-            bool(r.virtual),
-            bool(r.user_generated),
-            bool(r.child_modelling),
-            r.analyst_ref or "",
+            _CLASSIFICATION[classification],
+            _AGE_GROUP[age_group],
+            _GENDER[gender],
+            bool(virtual),
+            bool(user_generated),
+            bool(child_modelling),
+            analyst_ref or "",
         )
     ref = ItemRef(
-        r.report_id,
-        r.idx,
-        r.origin_member,
-        Classification(r.origin_classification),
-        r.clock_started,
+        report_id, idx, origin_member, _CLASSIFICATION[origin_classification], clock_started
     )
     return ItemState(
         ref=ref,
-        holder=r.holder,
-        clock_started=r.clock_started,
-        stage=Stage(r.stage),
+        holder=holder,
+        clock_started=clock_started,
+        stage=_STAGE[stage],
         assessment=assessment,
-        disputed=r.disputed,
-        actions=r.actions,
-        last_action=ActionKind(r.last_action) if r.last_action else None,
-        assessed_at=r.assessed_at,
-        lea_at=r.lea_at,
-        lea_partner=r.lea_partner or "",
-        host_notice_at=r.host_notice_at,
-        host_recipient=r.host_recipient or "",
-        closed_at=r.closed_at,
-        close_reason=ReasonCode(r.close_reason) if r.close_reason else None,
-        moved_to_country=r.moved_to_country or "",
-        moved_to_member=r.moved_to_member or "",
+        disputed=disputed,
+        actions=actions,
+        last_action=_ACTION[last_action] if last_action else None,
+        assessed_at=assessed_at,
+        lea_at=lea_at,
+        lea_partner=lea_partner or "",
+        host_notice_at=host_notice_at,
+        host_recipient=host_recipient or "",
+        closed_at=closed_at,
+        close_reason=_REASON[close_reason] if close_reason else None,
+        moved_to_country=moved_to_country or "",
+        moved_to_member=moved_to_member or "",
     )
 
 
@@ -239,9 +270,9 @@ def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemStat
             select(STATES)
             .where(STATES.c.case_id.in_(part))
             .order_by(STATES.c.case_id, STATES.c.report_id, STATES.c.idx)
-        )
+        ).all()
         for r in rows:
-            out.setdefault(r.case_id, []).append(_state(r))
+            out.setdefault(r[0], []).append(_state(r))
     return out
 
 
@@ -260,26 +291,20 @@ def holder_of(conn: Connection, case_id: str) -> str | None:
 
 def save_states(conn: Connection, case_id: str, new: Iterable[ItemState], now: datetime) -> None:
     """Write the states of a case's items: rows held are replaced, new ones inserted."""
-    items = list(new)
-    if not items:
-        return
-    keys = [(s.ref.report_id, s.ref.index) for s in items]
-    orphaned = dict.fromkeys(keys, False)
-    for r in conn.execute(
-        select(STATES.c.report_id, STATES.c.idx, STATES.c.orphaned).where(
-            STATES.c.case_id == case_id,
-            tuple_(STATES.c.report_id, STATES.c.idx).in_(keys),
-        )
-    ):
-        orphaned[(r.report_id, r.idx)] = r.orphaned
-    conn.execute(
-        delete(STATES).where(
-            STATES.c.case_id == case_id, tuple_(STATES.c.report_id, STATES.c.idx).in_(keys)
-        )
-    )
-    conn.execute(
-        STATES.insert(),
-        [_row(case_id, s, now, orphaned[k]) for s, k in zip(items, keys, strict=True)],
+    save_many_states(conn, [(case_id, s) for s in new], now)
+
+
+def save_many_states(
+    conn: Connection, rows: Sequence[tuple[str, ItemState]], now: datetime
+) -> None:
+    """Write (case id, state) rows in one statement: a row held is overwritten but for its
+    ``orphaned`` mark (set once, when the holder opened the item); a new one is inserted."""
+    upsert(
+        conn,
+        STATES,
+        [_row(case_id, s, now, False) for case_id, s in rows],
+        key=("case_id", "report_id", "idx"),
+        keep=("orphaned",),
     )
 
 

@@ -111,11 +111,16 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
 # -- what a sender reads ------------------------------------------------------------------------
 
 
-def pending_reports(conn: Connection, peer: str, limit: int) -> list[PendingReport]:
-    """The oldest unbatched rows (reports and case events) queued for ``peer``, in order."""
+def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> list[PendingReport]:
+    """The oldest unbatched rows (reports and case events) queued for ``peer``, in order;
+    ``after``: only rows queued after row ``after``."""
     rows = conn.execute(
         select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload, OUTBOX.c.kind)
-        .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
+        .where(
+            OUTBOX.c.destination == peer,
+            OUTBOX.c.batch_sequence.is_(None),
+            OUTBOX.c.id > after,
+        )
         .order_by(OUTBOX.c.id)
         .limit(limit)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -25,6 +26,30 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
         return
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    keep: Sequence[str] = (),
+) -> None:
+    """Insert rows; on a key conflict overwrite every column but ``key`` and ``keep``."""
+    if not rows:
+        return
+    conn.execute(_upsert(conn.dialect.name, table, tuple(key), tuple(keep)), list(rows))
+
+
+@functools.cache
+def _upsert(dialect_name: str, table: Table, key: tuple[str, ...], keep: tuple[str, ...]) -> Any:
+    # Built once: building it (a proxy column per ``excluded`` column) cost more than running it.
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
+    stmt = dialect.insert(table)
+    fixed = {*key, *keep}
+    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in fixed}
+    return stmt.on_conflict_do_update(index_elements=list(key), set_=update)
 
 
 def upsert_earliest(

@@ -99,12 +99,16 @@ class Coalescer(Generic[I, R]):
         self._futures: list[Future[R]] = []
 
     def _add(self, item: I) -> tuple[Future[R], bool]:
-        f: Future[R] = Future()
+        (f,), first = self._add_all([item])
+        return f, first
+
+    def _add_all(self, items: Sequence[I]) -> tuple[list[Future[R]], bool]:
+        futures: list[Future[R]] = [Future() for _ in items]
         with self._lock:
             first = not self._items
-            self._items.append(item)
-            self._futures.append(f)
-        return f, first
+            self._items.extend(items)
+            self._futures.extend(futures)
+        return futures, first
 
     def _take(self) -> tuple[list[I], list[Future[R]]]:
         with self._lock:
@@ -170,6 +174,14 @@ class Writer:
         if first:
             self._queue.put(coalescer)
         return f
+
+    def submit_items(self, coalescer: Coalescer[I, R], items: Sequence[I]) -> list[Future[R]]:
+        """Several items at once: they are handled together, in this order, in one job (with
+        whatever else the coalescer holds by then)."""
+        futures, first = coalescer._add_all(items)
+        if first and futures:
+            self._queue.put(coalescer)
+        return futures
 
     # -- the thread -------------------------------------------------------------------------
 

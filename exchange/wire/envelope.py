@@ -271,16 +271,19 @@ class Receipt:
 MAX_REASON_CHARS = 300
 
 
-def _outcome_problem(position: int, r: PayloadResult) -> str | None:
+def _outcome_problem(position: int, r: PayloadResult, kind: int) -> str | None:
     """Why one outcome of a receipt is not one an ihx receiver could have signed, or None.
 
     Its strings are stored with the delivery and shown to analysts: only the forms ihx makes.
+    The id echoed is the payload's own: an event id for a batch of case events, else a report id.
     """
     if r.index != position:
         return f"index {r.index} at position {position}"
-    # A report's id, or (in the receipt of a case-event batch) the event's id.
-    if r.report_id and not (is_report_id(r.report_id) or is_event_id(r.report_id)):
-        return "report_id is not a report or event id"
+    if kind == KIND_EVENT:
+        if r.report_id and not is_event_id(r.report_id):
+            return "report_id is not an event id"
+    elif r.report_id and not is_report_id(r.report_id):
+        return "report_id is not a report id"
     if r.case_id and not is_case_id(r.case_id):
         return "case_id is not a case id"
     if len(r.reason) > MAX_REASON_CHARS or not r.reason.isprintable():
@@ -300,8 +303,11 @@ def open_receipt(
     sent_at: datetime | None = None,
     now: datetime | None = None,
     max_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    kind: int = KIND_REPORT,
 ) -> Receipt:
     """Verify a receipt for the batch we sent: right issuer, batch, count; valid signature.
+
+    ``kind`` is the batch's payload kind: the ids its outcomes echo are of that kind's form.
 
     With ``sent_at`` (when the batch was signed) and ``now``, the receipt time must also be
     plausible: not before the batch was signed, not after now, each within ``max_skew``. The
@@ -319,7 +325,7 @@ def open_receipt(
     manifest.verify_member_signature(
         issuer, body.key_id, received_at, receipt.body, receipt.signature
     )
-    results = _receipt_results(body)
+    results = _receipt_results(body, kind)
     return Receipt(
         issuer=issuer,
         sequence=sequence,
@@ -388,11 +394,11 @@ def _receipt_time(
     return received_at
 
 
-def _receipt_results(body: xpb.ReceiptBody) -> tuple[PayloadResult, ...]:
+def _receipt_results(body: xpb.ReceiptBody, kind: int) -> tuple[PayloadResult, ...]:
     """The outcomes, each one an ihx receiver could have signed."""
     results = tuple(outcome_from_proto(o) for o in body.outcomes)
     for i, result in enumerate(results):
-        problem = _outcome_problem(i, result)
+        problem = _outcome_problem(i, result, kind)
         if problem is not None:
             raise InvalidEnvelope(f"receipt outcome {i}: {problem}", code="receipt-outcome")
     return results

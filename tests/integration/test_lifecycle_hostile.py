@@ -101,6 +101,7 @@ class Forger:
             sequence=seq,
             root=sealed.root,
             count=len(payloads),
+            kind=KIND_EVENT,
         )
         return receipt, signed
 

@@ -13,16 +13,18 @@ import pytest
 from sqlalchemy import Engine, select
 
 from auth.errors import AuthError
+from auth.manifest import Manifest
 from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.receipts import Receipts
-from exchange.domain import Outcome
+from exchange.domain import Outcome, PayloadResult
 from exchange.errors import ExchangeError
 from exchange.ops.metrics import Metrics
-from exchange.store import peers, schema
+from exchange.store import outbox, peers, schema
 from exchange.store.writer import Tx, Writer
+from exchange.wire.envelope import KIND_EVENT, Limits, open_envelope, sign_receipt
 from tests.exchange.delivery.conftest import PEER, QueueReports, ReceiptFor
 from tests.exchange.delivery.test_batches import announce
-from tests.exchange.factories import FakeClock, table_counts
+from tests.exchange.factories import FakeClock, signing_key, table_counts
 
 
 def rows(engine: Engine, table: Any) -> list[Any]:
@@ -170,3 +172,41 @@ def test_storing_is_one_job_of_the_callers_transaction(
         writer.execute(store_then_fail)
     assert batches.unreceipted() == [batch.sequence]  # rolled back: resent, applied later
     assert rows(engine, schema.deliveries) == []
+
+
+def test_a_receipt_for_case_events_echoing_their_ids_is_applied(
+    batches: Batches,
+    receipts: Receipts,
+    writer: Writer,
+    engine: Engine,
+    clock: FakeClock,
+    manifest: Manifest,
+) -> None:
+    # A receiver answers each applied event with its id (inbound.py): the receipt must verify,
+    # or the batch is resent forever and every later event for the peer waits behind it.
+    ids = [f"e-{i:032x}" for i in range(3)]
+
+    def queue(tx: Tx) -> None:
+        peers.ensure(tx.conn, PEER)
+        rows = [outbox.Queued(PEER, e, e.encode(), kind=outbox.EVENT) for e in ids]
+        outbox.enqueue(tx.conn, rows, clock())
+
+    writer.execute(queue)
+    batch = sealed(batches)
+    assert batch.kind == KIND_EVENT
+    opened = open_envelope(
+        batch.envelope, manifest=manifest, self_member=PEER, now=clock(), limits=Limits()
+    )
+    results = [
+        PayloadResult(0, ids[0], Outcome.ACCEPTED),
+        PayloadResult(1, ids[1], Outcome.REJECTED, reason="not-assigned: held by us-ncmec"),
+        PayloadResult(2, ids[2], Outcome.ACCEPTED),
+    ]
+    signed = sign_receipt(
+        signing_key(PEER), issuer=PEER, opened=opened, received_at=clock(), results=results
+    )
+    assert receipts.apply(batch, signed).result(10) is True
+    assert rows(engine, schema.outbox) == []
+    assert batches.unreceipted() == []
+    refused = [r for r in rows(engine, schema.routing_log) if r.kind == "rejected"]
+    assert len(refused) == 1

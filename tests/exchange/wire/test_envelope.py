@@ -18,6 +18,7 @@ from exchange.domain import Outcome, PayloadResult
 from exchange.errors import InvalidEnvelope, WrongRecipient
 from exchange.wire.codec import timestamp
 from exchange.wire.envelope import (
+    KIND_EVENT,
     KIND_REPORT,
     Limits,
     Opened,
@@ -315,7 +316,7 @@ def test_incomplete_header(manifest: Manifest, missing: dict[str, object]) -> No
     assert info.value.code == "header-incomplete"
 
 
-@pytest.mark.parametrize("kind", [0, 4, 99])  # 1-3: report, announcement, case event
+@pytest.mark.parametrize("kind", [0, 4, 99])  # 3 is PAYLOAD_KIND_CASE_EVENT
 def test_unknown_payload_kind(manifest: Manifest, kind: int) -> None:
     header, signature = signed_header(kind=kind)
     envelope = xpb.Envelope(header=header, signature=signature, payloads=PAYLOADS)
@@ -388,7 +389,7 @@ def test_a_receipt_of_case_events_echoes_their_ids(manifest: Manifest, opened: O
     )
     got = open_receipt(
         receipt, manifest=manifest, issuer="de-eco", sender="nl-eokm", sequence=9,
-        root=opened.root, count=3,
+        root=opened.root, count=3, kind=KIND_EVENT,
     )  # fmt: skip
     assert got.results == events
 
@@ -565,12 +566,7 @@ def test_a_receipt_outcome_of_a_form_ihx_never_signs_is_refused(
     assert refused.value.code == "receipt-outcome"
 
 
-@pytest.mark.parametrize(
-    "echoed", ["r-" + "1" * 32, "e-" + "2" * 32], ids=["report-id", "event-id"]
-)
-def test_a_receipt_echoing_a_report_or_an_event_id_opens(manifest: Manifest, echoed: str) -> None:
-    # An event batch's receipt echoes each case event's id where a report's would be: the sender
-    # must accept it, or no event batch is ever receipted and it is resent for ever.
+def _one_outcome_receipt(echoed: str) -> tuple[xpb.SignedReceipt, bytes]:
     sealed = seal_batch([b"payload"])
     body = xpb.ReceiptBody(
         issuer="de-eco",
@@ -582,14 +578,33 @@ def test_a_receipt_echoing_a_report_or_an_event_id_opens(manifest: Manifest, ech
     body.received_at.CopyFrom(timestamp(T0))
     body.outcomes.add(index=0, outcome=xpb.OUTCOME_ACCEPTED, report_id=echoed)
     raw = body.SerializeToString(deterministic=True)
-    receipt = xpb.SignedReceipt(body=raw, signature=signing_key("de-eco").sign(raw))
-    opened = open_receipt(
-        receipt,
-        manifest=manifest,
-        issuer="de-eco",
-        sender="nl-eokm",
-        sequence=1,
-        root=sealed.root,
-        count=1,
-    )
-    assert [r.report_id for r in opened.results] == [echoed]
+    return xpb.SignedReceipt(body=raw, signature=signing_key("de-eco").sign(raw)), sealed.root
+
+
+EVENT_ID = "e-" + "3" * 32
+REPORT_ID = "r-" + "3" * 32
+
+
+@pytest.mark.parametrize(
+    ("kind", "echoed", "ok"),
+    [
+        (KIND_EVENT, EVENT_ID, True),  # a receiver applying case events echoes their ids
+        (KIND_EVENT, "", True),
+        (KIND_EVENT, REPORT_ID, False),
+        (KIND_REPORT, EVENT_ID, False),
+        (KIND_REPORT, REPORT_ID, True),
+    ],
+    ids=["event-id", "event-none", "event-report-id", "report-event-id", "report-id"],
+)
+def test_a_receipt_echoes_ids_of_its_batch_kind(
+    manifest: Manifest, kind: int, echoed: str, ok: bool
+) -> None:
+    receipt, root = _one_outcome_receipt(echoed)
+    args = {"issuer": "de-eco", "sender": "nl-eokm", "sequence": 1, "root": root, "count": 1}
+    if ok:
+        got = open_receipt(receipt, manifest=manifest, kind=kind, **args)  # type: ignore[arg-type]
+        assert got.results[0].report_id == echoed
+        return
+    with pytest.raises(InvalidEnvelope) as refused:
+        open_receipt(receipt, manifest=manifest, kind=kind, **args)  # type: ignore[arg-type]
+    assert refused.value.code == "receipt-outcome"

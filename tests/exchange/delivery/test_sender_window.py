@@ -1,0 +1,80 @@
+"""How many batches a sender keeps in flight: ``window`` full ones, or more small ones.
+
+Four batches of a few dozen case events each leave sender and receiver waiting on round
+trips; counted by payloads, small batches may fill the receiver's own window (16 envelopes
+verified ahead of their receipts) — never more, and full batches still stop at ``window``.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import grpc
+import pytest
+from sqlalchemy import Engine
+
+from auth.manifest import Manifest
+from exchange.delivery.batches import Batch
+from exchange.delivery.sender import RECEIVER_WINDOW, PeerSender
+from exchange.settings import ExchangeTuning
+from exchange.store.writer import Writer
+from exchange.wire.envelope import KIND_EVENT
+from ihx.v1 import exchange_pb2 as xpb
+from tests.exchange.delivery.conftest import PEER, SELF
+from tests.exchange.factories import T0, FakeClock, signing_key
+
+
+def make_sender(
+    manifest: Manifest, engine: Engine, writer: Writer, clock: FakeClock, tuning: ExchangeTuning
+) -> PeerSender:
+    def no_channel(_endpoint: str, _fresh: bool) -> grpc.Channel:
+        raise AssertionError("no stream in these tests")
+
+    return PeerSender(
+        self_member=SELF,
+        peer=PEER,
+        key=signing_key(SELF),
+        manifest=lambda: manifest,
+        engine=engine,
+        writer=writer,
+        clock=clock,
+        rng=random.Random(1),
+        channel_for=no_channel,
+        tuning=tuning,
+    )
+
+
+def batches(sizes: list[int]) -> collections.deque[Batch]:
+    return collections.deque(
+        Batch(i + 1, KIND_EVENT, xpb.Envelope(), b"", n, (), None, T0) for i, n in enumerate(sizes)
+    )
+
+
+@pytest.mark.parametrize(
+    ("window", "in_flight", "room"),
+    [
+        (4, [500, 500, 500], True),  # under the window
+        (4, [500, 500, 500, 500], False),  # four full batches: the window is full
+        (4, [40] * 4, True),  # four small ones hold 160 payloads of 2,000
+        (4, [40] * (RECEIVER_WINDOW - 1), True),
+        (4, [40] * RECEIVER_WINDOW, False),  # never past the receiver's window
+        (4, [500, 500, 500, 400, 99], True),  # 1,999 payloads
+        (4, [500, 500, 500, 400, 100], False),  # 2,000: as much as four full batches
+        (1, [10], True),  # a window of one full batch still lets small ones through …
+        (1, [300, 200], False),  # … up to 500 payloads
+        (32, [500] * 31, True),  # a window past the receiver's is the operator's to set
+    ],
+)
+def test_room_for_another_batch(
+    manifest: Manifest,
+    engine: Engine,
+    writer: Writer,
+    clock: FakeClock,
+    window: int,
+    in_flight: list[int],
+    room: bool,
+) -> None:
+    sender = make_sender(manifest, engine, writer, clock, ExchangeTuning(window=window))
+    assert sender.batches.max_batch == 500
+    assert sender._room(batches(in_flight)) is room
