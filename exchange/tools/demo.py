@@ -115,8 +115,19 @@ class _Outcome:
 
 
 def run_demo(keep: Path | None, console: Console, *, clock: Clock | None = None) -> int:
+    # The demo prints its own story: the nodes' warnings (a peer not up yet) would only clutter
+    # it. The level is put back after, for whoever runs the demo in their own process.
+    quiet = logging.getLogger("exchange")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return _run_demo(keep, console, clock)
+    finally:
+        quiet.setLevel(level)
+
+
+def _run_demo(keep: Path | None, console: Console, clock: Clock | None) -> int:
     started = time.monotonic()
-    logging.getLogger("exchange").setLevel(logging.ERROR)
     root = keep if keep is not None else Path(tempfile.mkdtemp(prefix="ihx-demo-"))
     try:
         console.print(f"[bold]ihx demo[/]: a federation of {len(PLANS)} nodes in {root}")
