@@ -179,6 +179,7 @@ class _Run:
         self._pending: list[Step] = []
         self._states: dict[str, dict[tuple[str, int], ItemState]] = {}
         self._next: dict[tuple[str, str], int] = {}
+        self._facts: dict[str, reports.ReportFacts] | None = None
         self._checked = checked
 
     def add(self, c: CheckedEvent) -> None:
@@ -198,6 +199,7 @@ class _Run:
         steps, self._pending = self._pending, []
         self._states.clear()
         self._next.clear()
+        self._facts = None
         return steps
 
     def _case(self, case_id: str) -> dict[tuple[str, int], ItemState]:
@@ -212,7 +214,13 @@ class _Run:
         """A holder's events of a case apply in its order: sequence n only after n - 1."""
         key = (event.case_id, event.member)
         if key not in self._next:
-            self._next[key] = store.next_sequence(self._tx.conn, event.case_id, event.member)
+            # One read for every case of the envelope this member speaks of.
+            cases = sorted(
+                {c.event.case_id for c in self._checked if c.event.member == event.member}
+            )
+            found = store.next_sequences(self._tx.conn, cases, event.member)
+            for case_id, seq in found.items():
+                self._next.setdefault((case_id, event.member), seq)
         expected = self._next[key]
         if event.sequence != expected:
             raise TransitionRefused(
@@ -267,7 +275,10 @@ class _Run:
         event claims of their origin: they must be items of reports we sent to the event's
         maker, with the classification we gave them (a holder cannot put words in our mouth,
         nor claim our report for its case); a "withdrawn" of ours answers our own request."""
-        sent = reports.facts(self._tx.conn, [r.report_id for r in event.items])
+        if self._facts is None:  # once for every report the envelope's events name
+            named = {r.report_id for c in self._checked for r in c.event.items}
+            self._facts = reports.facts(self._tx.conn, sorted(named))
+        sent = self._facts
         for i, ref in enumerate(event.items):
             f = sent.get(ref.report_id)
             if f is None and ref.origin_member != self._self:
