@@ -109,7 +109,7 @@ class Inbound:
             event.sequence != 1 or len({r.report_id for r in event.items}) != 1
         ):
             return _reject(index, event.id, "invalid-event", "one withdrawal per report")
-        problem = window.problem(event.at, "at")
+        problem = _time_problem(event, window)
         if problem is not None:
             return _reject(index, event.id, "event-time-range", problem)
         return CheckedEvent(index, event, payload, Carrier(sender, sequence, index, proof))
@@ -186,6 +186,7 @@ class _Run:
         """Check ``c`` against the states so far; raises (nothing kept) if it may not apply."""
         event = c.event
         states = self._entitled_states(event)
+        _check_times(event, states)
         self._check_own_items(event)
         expected = self._expected(event)
         new = rules.apply(states, event)
@@ -297,6 +298,30 @@ class _Run:
                 )
             if event.kind is EventKind.WITHDRAWN and f.withdrawn_at is None:
                 raise NotAssigned(f"report {ref.report_id} was not withdrawn by this node")
+
+
+def _time_problem(event: CaseEvent, window: TimeWindow) -> str | None:
+    """Every time the event states (its own, its items' clocks) in the signer's window."""
+    stated = [("at", event.at)] + [
+        (f"items[{i}].clock_started", r.clock_started)
+        for i, r in enumerate(event.items)
+        if r.clock_started is not None
+    ]
+    return next((p for where, at in stated if (p := window.problem(at, where)) is not None), None)
+
+
+def _check_times(event: CaseEvent, states: dict[tuple[str, int], ItemState]) -> None:
+    """A step comes after the item's clock started and after its last step: a holder cannot
+    backdate an outcome (negative takedown times, an early end of the retention period)."""
+    for ref in event.items:
+        s = states[ref.key]
+        times = (s.clock_started, s.assessed_at, s.lea_at, s.host_notice_at, s.closed_at)
+        latest = max((t for t in times if t is not None), default=None)
+        if latest is not None and event.at < latest:
+            raise TransitionRefused(
+                f"item {ref.report_id}#{ref.index}: a step at {event.at.isoformat()} before its "
+                f"last at {latest.isoformat()}"
+            )
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:

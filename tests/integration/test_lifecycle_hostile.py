@@ -229,6 +229,18 @@ FORGERIES: dict[str, Forgery] = {
         _bytes(s.event(at=datetime(2001, 1, 1, tzinfo=UTC))),
         "event-time-range",
     ),
+    "a step backdated before the item's clock started": lambda s: (
+        DE,
+        NL,
+        _bytes(s.event(at=s.first.items[0].clock_started - timedelta(milliseconds=1))),  # type: ignore[operator]
+        "transition-refused",
+    ),
+    "an item's clock started after the envelope was signed": lambda s: (
+        DE,
+        NL,
+        _bytes(s.event(items=(s.ref(1, clock_started=datetime.now(UTC) + timedelta(days=1)),))),
+        "event-time-range",
+    ),
     "unknown protobuf field": lambda s: (
         DE,
         NL,
