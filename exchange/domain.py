@@ -417,6 +417,17 @@ class PayloadResult:
     reason: str = ""
 
 
+MAX_REASON = 300
+
+
+def rejected(index: int, echoed: str, code: str, message: str) -> PayloadResult:
+    """A payload refused in a receipt: ``code: message``, printable and capped (the receipt is
+    signed by us and read by the sender). ``echoed`` is the payload's id, already checked by
+    the caller to be in its own form, or empty."""
+    reason = "".join(c if c.isprintable() else "?" for c in f"{code}: {message}"[:MAX_REASON])
+    return PayloadResult(index, echoed, Outcome.REJECTED, reason=reason)
+
+
 @dataclass(frozen=True, slots=True)
 class CaseReportView:
     """One report of a case as a partner receives it, with the receipt that started the clock."""

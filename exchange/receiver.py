@@ -32,6 +32,7 @@ from exchange.domain import (
     PayloadResult,
     ReportRole,
     is_report_id,
+    rejected,
     report_id_for,
 )
 from exchange.errors import ExchangeError, SequenceConflict, error_code, error_message
@@ -364,7 +365,4 @@ class Receiver:
 
 
 def _reject(index: int, report_id: str, code: str, message: str) -> PayloadResult:
-    # Echo the id only in its own form: the receipt is signed by us and read by the sender.
-    echoed = report_id if is_report_id(report_id) else ""
-    reason = "".join(c if c.isprintable() else "?" for c in f"{code}: {message}"[:300])
-    return PayloadResult(index, echoed, Outcome.REJECTED, reason=reason)
+    return rejected(index, report_id if is_report_id(report_id) else "", code, message)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auth.manifest import Manifest
-from exchange.domain import Outcome, PayloadResult
+from exchange.domain import Outcome, PayloadResult, rejected
 from exchange.errors import (
     ExchangeError,
     InvalidEvent,
@@ -52,6 +52,7 @@ from exchange.lifecycle.model import (
     ItemState,
     Withdrawal,
     event_id_for,
+    is_event_id,
 )
 from exchange.lifecycle.record import Carrier, Recorder, Step
 from exchange.lifecycle.work import CaseWork
@@ -325,6 +326,4 @@ def _check_times(event: CaseEvent, states: dict[tuple[str, int], ItemState]) -> 
 
 
 def _reject(index: int, event_id: str, code: str, message: str) -> PayloadResult:
-    reason = "".join(ch if ch.isprintable() else "?" for ch in f"{code}: {message}"[:300])
-    echoed = event_id if len(event_id) == 34 and event_id.startswith("e-") else ""
-    return PayloadResult(index, echoed, Outcome.REJECTED, reason=reason)
+    return rejected(index, event_id if is_event_id(event_id) else "", code, message)

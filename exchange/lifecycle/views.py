@@ -29,6 +29,7 @@ from exchange.lifecycle.model import (
     ReportStatus,
     TimedEvent,
 )
+from exchange.lifecycle.rules import case_closed
 from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, partners, reports
@@ -145,7 +146,7 @@ def case_detail(conn: Connection, self_member: str, case_id: str) -> CaseDetail:
 
 
 def _closed_at(items: Sequence[ItemState]) -> datetime | None:
-    if not items or not all(s.closed for s in items):
+    if not case_closed(items):
         return None
     return max((s.closed_at for s in items if s.closed_at), default=None)
 

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from auth import merkle
 from auth.keys import SigningKey
 from auth.manifest import Manifest
-from exchange.domain import PayloadResult, is_case_id, is_report_id
+from exchange.domain import MAX_REASON, PayloadResult, is_case_id, is_report_id
 from exchange.errors import (
     EpochAhead,
     InvalidEnvelope,
@@ -268,9 +268,6 @@ class Receipt:
     signature: bytes
 
 
-MAX_REASON_CHARS = 300
-
-
 def _outcome_problem(position: int, r: PayloadResult, kind: int) -> str | None:
     """Why one outcome of a receipt is not one an ihx receiver could have signed, or None.
 
@@ -286,8 +283,8 @@ def _outcome_problem(position: int, r: PayloadResult, kind: int) -> str | None:
         return "report_id is not a report id"
     if r.case_id and not is_case_id(r.case_id):
         return "case_id is not a case id"
-    if len(r.reason) > MAX_REASON_CHARS or not r.reason.isprintable():
-        return f"reason is not printable text of at most {MAX_REASON_CHARS} characters"
+    if len(r.reason) > MAX_REASON or not r.reason.isprintable():
+        return f"reason is not printable text of at most {MAX_REASON} characters"
     return None
 
 
