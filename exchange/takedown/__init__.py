@@ -1,0 +1,1 @@
+"""Takedown automation at the responsible node: re-checks, moves, notices, holds, scorecard."""
