@@ -208,7 +208,7 @@ class TakedownSection(_Section):
 
     enabled: bool = False  # off until the hotline names itself in ``user_agent``
     # Sent with every check: the hotline's name and a contact, so a hoster knows who asks.
-    user_agent: str = Field("", max_length=200)
+    user_agent: Annotated[str, Field(max_length=200)] = ""
     first_interval_s: float = between(3600.0, 0.01, 7 * 86400)  # this often at first …
     first_period_s: float = between(86400.0, 0, 90 * 86400)  # … for this long,
     interval_s: float = between(86400.0, 0.01, 30 * 86400)  # then this often
@@ -244,13 +244,13 @@ class NoticesSection(_Section):
 
     enabled: bool = False
     directory: OptionalPath = None  # the abuse-contact directory (TOML), required when enabled
-    hotline: str = Field("", max_length=200)  # who the notices are from, in their text
-    from_address: str = Field("", max_length=254)
-    reply_to: str = Field("", max_length=254)
-    relay_host: str = Field("", max_length=255)
+    hotline: Annotated[str, Field(max_length=200)] = ""  # who the notices are from, in their text
+    from_address: Annotated[str, Field(max_length=254)] = ""
+    reply_to: Annotated[str, Field(max_length=254)] = ""
+    relay_host: Annotated[str, Field(max_length=255)] = ""
     relay_port: int = between(587, 1, 65535)
     starttls: bool = True  # refuse to send if the relay does not offer STARTTLS
-    username: str = Field("", max_length=254)
+    username: Annotated[str, Field(max_length=254)] = ""
     password: SecretStr | None = None  # better IHX_NOTICES_PASSWORD than in the file
     timeout_s: float = between(30.0, 0.05, 300)
     interval_s: float = between(86400.0, 0.01, 30 * 86400)  # a new notice while still online
