@@ -373,6 +373,10 @@ EXPECTED = {
     Queue.ORPHANED: ["orphaned"],
     Queue.RECENTLY_CLOSED: ["disputed-closed", "recently-closed", "orphaned-closed"],
     Queue.DISPUTED: ["disputed-closed", "disputed"],
+    # The takedown queues list watched cases (tests/exchange/store/test_takedown_store.py);
+    # none of these is watched.
+    Queue.NO_CONTACT: [],
+    Queue.CONFIRM_REMOVAL: [],
 }
 
 
