@@ -114,6 +114,10 @@ class LogKind(enum.StrEnum):
     EVENT_APPLIED = "event-applied"  # a member's lifecycle event applied here
     FEEDBACK = "feedback"  # a partner's feedback on a case
     ANONYMISED = "anonymised"  # retention purged closed cases
+    RECHECKED = "rechecked"  # takedown: a held case's URL checked again (outcome, hoster)
+    HOSTER_CHANGED = "hoster-changed"  # … its hoster changed: notices go to the new one
+    COUNTRY_CHANGED = "country-changed"  # … re-traced to another country this member serves
+    REMOVAL_SUGGESTED = "removal-suggested"  # … gone on enough checks: an analyst confirms
 
 
 @dataclass(frozen=True, slots=True, order=True)

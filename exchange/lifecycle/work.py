@@ -107,6 +107,21 @@ class CaseWork:
     def run(self, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
         """Many commands in one call (a tool's bulk assessment or action), run in this order as
         one writer job; each answered with its event or the error that refused it."""
+        out, ready = self._prepared(commands)
+        futures = iter(self._writer.submit_items(self._commands, ready))
+        return [r if r is not None else _answer(next(futures)) for r in out]
+
+    def run_in(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
+        """Commands inside a transaction the caller holds — the takedown automation records a
+        check and the action it caused together; each answered as in ``run``."""
+        out, ready = self._prepared(commands)
+        steps = iter(self._steps(tx, ready) if ready else [])
+        return [r if r is not None else next(steps) for r in out]
+
+    def _prepared(
+        self, commands: Sequence[Command]
+    ) -> tuple[list[CaseEvent | ExchangeError | None], list[Command]]:
+        """Each command resolved (a move's member) or its refusal; None marks the ready ones."""
         out: list[CaseEvent | ExchangeError | None] = []
         ready: list[Command] = []
         for command in commands:
@@ -115,8 +130,7 @@ class CaseWork:
                 out.append(None)
             except ExchangeError as error:
                 out.append(error)
-        futures = iter(self._writer.submit_items(self._commands, ready))
-        return [r if r is not None else _answer(next(futures)) for r in out]
+        return out, ready
 
     def _one(self, command: Command) -> CaseEvent:
         result = self._writer.submit_item(self._commands, self._resolved(command)).result()
