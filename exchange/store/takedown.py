@@ -167,13 +167,15 @@ def record(conn: Connection, updates: Sequence[CheckUpdate], now: datetime) -> N
         .where(w.case_id == bindparam("b_case"))
         .values(
             state=bindparam("b_state"),
-            next_check_at=bindparam("b_next"),
+            next_check_at=bindparam("b_next", type_=w.next_check_at.type),
             checks=w.checks + 1,
-            last_check_at=bindparam("b_at"),
+            last_check_at=bindparam("b_at", type_=w.last_check_at.type),
             last_outcome=bindparam("b_outcome"),
             last_status=bindparam("b_status"),
             not_online=(not_online + 1) * bindparam("b_gone"),
-            online_since=func.coalesce(w.online_since, bindparam("b_online_at")),
+            online_since=func.coalesce(
+                w.online_since, bindparam("b_online_at", type_=w.online_since.type)
+            ),
             country=bindparam("b_country"),
             asn=bindparam("b_asn"),
             organisation=bindparam("b_org"),
