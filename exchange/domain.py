@@ -118,6 +118,8 @@ class LogKind(enum.StrEnum):
     HOSTER_CHANGED = "hoster-changed"  # … its hoster changed: notices go to the new one
     COUNTRY_CHANGED = "country-changed"  # … re-traced to another country this member serves
     REMOVAL_SUGGESTED = "removal-suggested"  # … gone on enough checks: an analyst confirms
+    NOTICES_HELD = "notices-held"  # a partner or analyst holds a case's notices (evidence first)
+    HOLD_RELEASED = "hold-released"  # … and released the hold
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -65,6 +65,7 @@ from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Tx, Writer
+from exchange.takedown.holds import Holds
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
 from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
@@ -154,6 +155,7 @@ class Node:
         self._build_delivery()
         self._build_partners()
         self._build_lifecycle()
+        self._build_takedown()
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -239,6 +241,12 @@ class Node:
             clock=self._clock,
             retention_days=self.settings.retention_days,
             check_interval=self.settings.lifecycle.retention_check_s,
+        )
+
+    def _build_takedown(self) -> None:
+        """Takedown automation at the holder: holds on notices (always: partners may hold)."""
+        self.holds = Holds(
+            writer=self.writer, engine=self.engine, clock=self._clock, self_member=self.member
         )
 
     def _build_intake(self) -> None:
@@ -370,7 +378,7 @@ class Node:
         self._exchange_servicer = exchange
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
         igrpc.add_IntakeServicer_to_server(IntakeServicer(self.intake), server)
-        pgrpc.add_PartnerServicer_to_server(PartnerServicer(self.partners), server)
+        pgrpc.add_PartnerServicer_to_server(PartnerServicer(self.partners, self.holds), server)
         lgrpc.add_RoutingLogServicer_to_server(
             RoutingLogServicer(self.engine, self.member, self._clock), server
         )
