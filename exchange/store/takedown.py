@@ -349,3 +349,17 @@ def counts(conn: Connection) -> Mapping[str, int]:
     w = WATCHES.c
     rows = conn.execute(select(w.state, func.count()).group_by(w.state))
     return {state: int(n) for state, n in rows}
+
+
+def flagged(conn: Connection, now: datetime) -> tuple[int, int, int]:
+    """Open watches (not done) due now, without an abuse contact, and on hold."""
+    w = WATCHES.c
+    live = w.state != WatchState.DONE
+    row = conn.execute(
+        select(
+            func.count().filter(w.next_check_at <= now),
+            func.count().filter(w.no_contact.is_(True)),
+            func.count().filter(w.hold_until > now),
+        ).where(live)
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
