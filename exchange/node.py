@@ -66,6 +66,7 @@ from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Tx, Writer
 from exchange.takedown.holds import Holds
+from exchange.takedown.views import TakedownViews
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
 from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
@@ -248,6 +249,7 @@ class Node:
         self.holds = Holds(
             writer=self.writer, engine=self.engine, clock=self._clock, self_member=self.member
         )
+        self.takedown_views = TakedownViews(engine=self.engine, clock=self._clock)
 
     def _build_intake(self) -> None:
         """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
@@ -353,6 +355,7 @@ class Node:
             self.metrics.watch_queues(
                 lambda: {str(q): n for q, n in self.case_views.queue_counts().items()}
             )
+            self.metrics.watch_takedown(lambda: self.takedown_views.status().watches)
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._start_workers()
         self._start_health(names[:5], pool)
