@@ -140,6 +140,21 @@ class WebServer:
                 return self._state.max_total_in_flight
             return self._state.max_in_flight.get(host, 0)
 
+    def wait_in_flight(self, count: int, host: str | None = None, timeout: float = 10) -> bool:
+        """Wait until ``count`` requests (for ``host``, or in all) are being served at once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._state.lock:
+                now = (
+                    self._state.total_in_flight
+                    if host is None
+                    else self._state.in_flight.get(host, 0)
+                )
+            if now >= count:
+                return True
+            time.sleep(0.01)
+        return False
+
     @property
     def sni(self) -> list[str | None]:
         with self._state.lock:
