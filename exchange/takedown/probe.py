@@ -19,6 +19,8 @@ Design:
   routes everything to loopback still proves that 127.0.0.1 is never asked.
 - The Check describes the reported URL's own host: its re-traced country and the ASN and
   organisation of the address asked. Redirect targets decide only the outcome.
+- A whole-check deadline (``deadline_s``, redirects included) on top of the per-read timeout:
+  a host that dribbles its answer byte by byte is cut off (``deadline.py``).
 - Details never carry a URL path (it can identify a victim): only statuses, reason phrases,
   error kinds and refused addresses.
 """
@@ -27,13 +29,15 @@ from __future__ import annotations
 
 import errno
 import http.client
+import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -44,6 +48,7 @@ from urllib3.exceptions import (
 )
 
 from common.clock import Clock
+from exchange.takedown.deadline import Watch, Watchdog
 from exchange.takedown.model import MAX_DETAIL, Check, Outcome
 from routing.canonical import CanonicalUrl, HostType, canonicalize
 from routing.errors import InvalidUrl
@@ -103,13 +108,14 @@ class Prober:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 10.0,
         max_redirects: int = 5,
+        deadline_s: float = 30.0,
         route: Route = direct,
         ssl_context: ssl.SSLContext | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not user_agent.strip():
             raise ValueError("a re-check must name the hotline in its User-Agent")
-        if connect_timeout_s <= 0 or read_timeout_s <= 0:
+        if connect_timeout_s <= 0 or read_timeout_s <= 0 or deadline_s <= 0:
             raise ValueError("timeouts must be positive")
         if max_redirects < 0:
             raise ValueError("max_redirects must be at least 0")
@@ -118,6 +124,8 @@ class Prober:
         self._user_agent = user_agent
         self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._max_redirects = max_redirects
+        self._deadline_s = deadline_s
+        self._watchdog = Watchdog(monotonic)
         self._route = route
         self._ssl_context = ssl_context or ssl.create_default_context()
         self._monotonic = monotonic
@@ -127,11 +135,16 @@ class Prober:
         started = self._monotonic()
         at = self._clock()
         seen = _Seen()
-        status: int | None = None
+        watch = self._watchdog.watch(self._deadline_s)
         try:
-            outcome, status, detail = self._run(url, seen)
+            outcome, status, detail = self._run(url, seen, watch)
         except _Stop as stop:
             outcome, status, detail = stop.outcome, stop.status, stop.detail
+        finally:
+            watch.finish()
+        if watch.expired:  # whatever was half-read when the sockets were shut proves nothing
+            outcome, status = Outcome.UNREACHABLE, None
+            detail = f"deadline exceeded ({self._deadline_s:g} s)"
         return Check(
             at=at,
             outcome=outcome,
@@ -145,7 +158,7 @@ class Prober:
             detail=detail[:MAX_DETAIL],
         )
 
-    def _run(self, url: str, seen: _Seen) -> tuple[Outcome, int | None, str]:
+    def _run(self, url: str, seen: _Seen, watch: Watch) -> tuple[Outcome, int | None, str]:
         current = _canonical(url, None)
         if current.scheme not in _HTTP_SCHEMES:
             raise _Stop(Outcome.REFUSED, f"scheme {current.scheme}: not checked")
@@ -157,7 +170,7 @@ class Prober:
         seen.organisation = asked.as_organization or ""
         address = asked.address
         while True:
-            answer = self._ask(current, address)
+            answer = self._ask(current, address, watch)
             if answer.status not in _REDIRECTS or answer.location is None:
                 return _classify(answer)
             if seen.redirects >= self._max_redirects:
@@ -166,7 +179,7 @@ class Prober:
             address = _redirect_address(self._tracer.trace(current).addresses, answer.status)
             seen.redirects += 1
 
-    def _ask(self, url: CanonicalUrl, address: str) -> _Answer:
+    def _ask(self, url: CanonicalUrl, address: str, watch: Watch) -> _Answer:
         """HEAD (or a GET of one byte) to ``address``, pinned, as ``url``'s host."""
         port = url.port or _HTTP_SCHEMES[url.scheme]
         connect_host, connect_port = self._route(address, port)
@@ -176,7 +189,7 @@ class Prober:
             "Accept": "*/*",
             "Connection": "close",
         }
-        pool = self._pool(url, connect_host, connect_port)
+        pool = self._pool(url, connect_host, connect_port, watch)
         try:
             answer = _request(pool, "HEAD", _request_target(url.url), headers)
             if answer.status in _NO_HEAD:
@@ -186,12 +199,14 @@ class Prober:
         finally:
             pool.close()
 
-    def _pool(self, url: CanonicalUrl, host: str, port: int) -> urllib3.HTTPConnectionPool:
+    def _pool(
+        self, url: CanonicalUrl, host: str, port: int, watch: Watch
+    ) -> urllib3.HTTPConnectionPool:
         if url.scheme == "http":
-            return urllib3.HTTPConnectionPool(
-                host, port, timeout=self._timeout, maxsize=1, retries=False
+            return _WatchedHTTPPool(
+                host, port, timeout=self._timeout, maxsize=1, retries=False, watch=watch
             )
-        return urllib3.HTTPSConnectionPool(
+        return _WatchedHTTPSPool(
             host,
             port,
             timeout=self._timeout,
@@ -201,7 +216,41 @@ class Prober:
             assert_hostname=url.host,
             ssl_context=self._ssl_context,
             cert_reqs="CERT_REQUIRED",
+            watch=watch,
         )
+
+
+# -- connections whose sockets the deadline can shut ------------------------------------------
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def __init__(self, *args: Any, watch: Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        self._watch.add(sock)
+        return sock
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def __init__(self, *args: Any, watch: Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # registered before the handshake: a slow one is cut too
+        self._watch.add(sock)
+        return sock
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
 
 
 # -- the addresses asked ----------------------------------------------------------------------

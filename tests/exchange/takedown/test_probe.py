@@ -389,6 +389,63 @@ def test_a_host_that_hangs_up_is_unreachable(make_prober: MakeProber, hang_up_se
     assert check.detail in {"connection closed without an answer", "connection reset"}
 
 
+@pytest.fixture
+def dribbling_server() -> Iterator[int]:
+    """Answers ``200 OK``, then one header byte every 50 ms — each read is quick, the answer
+    never ends (until a 10 s cap, when it completes the headers and hangs up)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def dribble(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(200):
+                    if stop.wait(0.05):
+                        return
+                    conn.sendall(b"z")
+                conn.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                return  # the prober hung up
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=dribble, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_an_answer_dribbled_within_each_read_timeout_is_cut_at_the_deadline(
+    make_prober: MakeProber, dribbling_server: int
+) -> None:
+    prober = make_prober(
+        route=lambda _a, _p: ("127.0.0.1", dribbling_server),
+        read_timeout_s=1.0,  # each byte comes well within it
+        deadline_s=0.5,
+    )
+
+    check = prober.check(http_in("NL"))
+
+    # without the deadline this would be ONLINE 200, after the server's 10 s cap
+    assert (check.outcome, check.status, check.detail) == (
+        Outcome.UNREACHABLE,
+        None,
+        "deadline exceeded (0.5 s)",
+    )
+    assert check.country == "NL"
+
+
 def test_a_user_agent_naming_the_hotline_is_required(probe_tracer: Tracer) -> None:
     with pytest.raises(ValueError, match="User-Agent"):
         Prober(probe_tracer, FakeClock(T0), user_agent="  ")
