@@ -5,6 +5,7 @@ host more than a couple of things at once is rude (and gets a hotline blocked), 
 that takes seconds to answer must not hold the workers every other host needs.
 
 Design:
+- ``Target.host`` is the key of the per-host limit.
 - A fixed set of worker threads (``concurrency``, started once): never a thread per target.
 - Each host has its own queue. A host is on the *ready* ring only while it has queued targets
   and fewer than ``per_host_concurrency`` checks running; workers take the next host off the
@@ -27,19 +28,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from common.clock import Clock
-from exchange.takedown.model import Check, Outcome
+from exchange.takedown.model import Check, Outcome, Target
+
+__all__ = ["CheckPool", "Target"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One URL to re-check, for one case; ``host`` is the key of the per-host limit."""
-
-    case_id: str
-    url: str
-    host: str
-
 
 _Results = queue.SimpleQueue[tuple[Target, Check]]
 
