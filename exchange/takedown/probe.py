@@ -113,8 +113,8 @@ class Prober:
         ssl_context: ssl.SSLContext | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not user_agent.strip():
-            raise ValueError("a re-check must name the hotline in its User-Agent")
+        if not user_agent.strip() or not user_agent.isprintable():
+            raise ValueError("a re-check must name the hotline in its User-Agent (one line)")
         if connect_timeout_s <= 0 or read_timeout_s <= 0 or deadline_s <= 0:
             raise ValueError("timeouts must be positive")
         if max_redirects < 0:
@@ -159,7 +159,7 @@ class Prober:
         )
 
     def _run(self, url: str, seen: _Seen, watch: Watch) -> tuple[Outcome, int | None, str]:
-        current = _canonical(url, None)
+        current = _canonical(url)
         if current.scheme not in _HTTP_SCHEMES:
             raise _Stop(Outcome.REFUSED, f"scheme {current.scheme}: not checked")
         trace = self._tracer.trace(current)
@@ -297,9 +297,9 @@ def _redirect_target(current: CanonicalUrl, answer: _Answer) -> CanonicalUrl:
     return target
 
 
-def _canonical(url: str, base: str | None) -> CanonicalUrl:
+def _canonical(url: str) -> CanonicalUrl:
     try:
-        return canonicalize(url, base=base)
+        return canonicalize(url)
     except InvalidUrl as error:
         raise _Stop(Outcome.REFUSED, f"invalid URL: {error.code}") from None
 

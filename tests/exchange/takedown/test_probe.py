@@ -76,6 +76,25 @@ def test_an_explicit_port_is_asked_and_named_in_the_host_header(
 
 
 @pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        (http_in("DE"), host_in("DE")),  # a name whose only address is IPv6
+        ("http://[2a01:4f8::1]/a.jpg", "[2a01:4f8::1]"),  # an IPv6 literal
+    ],
+)
+def test_an_ipv6_hosted_url_is_asked_at_its_ipv6_address(
+    web_server: WebServer, make_prober: MakeProber, route: LoopbackRoute, url: str, host: str
+) -> None:
+    web_server.set("/a.jpg", present())
+
+    check = make_prober().check(url)
+
+    assert (check.outcome, check.country, check.asn) == (Outcome.ONLINE, "DE", 24940)
+    assert route.asked == [("2a01:4f8::1", 80)]
+    assert web_server.requests[0].host == host
+
+
+@pytest.mark.parametrize(
     ("status", "outcome"),
     [
         (200, Outcome.ONLINE),
@@ -446,9 +465,12 @@ def test_an_answer_dribbled_within_each_read_timeout_is_cut_at_the_deadline(
     assert check.country == "NL"
 
 
-def test_a_user_agent_naming_the_hotline_is_required(probe_tracer: Tracer) -> None:
+@pytest.mark.parametrize("user_agent", ["  ", "ihx\r\nX-Injected: 1"])
+def test_a_user_agent_naming_the_hotline_on_one_line_is_required(
+    probe_tracer: Tracer, user_agent: str
+) -> None:
     with pytest.raises(ValueError, match="User-Agent"):
-        Prober(probe_tracer, FakeClock(T0), user_agent="  ")
+        Prober(probe_tracer, FakeClock(T0), user_agent=user_agent)
 
 
 # -- https: SNI and the certificate are the URL's host, the socket goes to the traced address ----
