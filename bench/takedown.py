@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
@@ -110,7 +110,7 @@ def rss_mib() -> float:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def measure(pool: CheckPool, work: list[Target]) -> tuple[float, float, Counter[str]]:
+def measure(pool: CheckPool, work: Iterable[Target]) -> tuple[float, float, Counter[str]]:
     cpu = time.process_time()
     started = time.perf_counter()
     outcomes: Counter[str] = Counter()
@@ -154,7 +154,7 @@ def main() -> None:
             measure(pool, list(targets(500, args.hosts, offset=n)))  # warm-up
             latencies.clear()
             rss_warm = rss_mib()
-            wall, cpu, outcomes = measure(pool, list(targets(n, args.hosts)))
+            wall, cpu, outcomes = measure(pool, targets(n, args.hosts))  # read lazily
         finally:
             pool.close()
             geoip.close()

@@ -135,13 +135,11 @@ class Prober:
         started = self._monotonic()
         at = self._clock()
         seen = _Seen()
-        watch = self._watchdog.watch(self._deadline_s)
-        try:
-            outcome, status, detail = self._run(url, seen, watch)
-        except _Stop as stop:
-            outcome, status, detail = stop.outcome, stop.status, stop.detail
-        finally:
-            watch.finish()
+        with self._watchdog.watch(self._deadline_s) as watch:
+            try:
+                outcome, status, detail = self._run(url, seen, watch)
+            except _Stop as stop:
+                outcome, status, detail = stop.outcome, stop.status, stop.detail
         if watch.expired:  # whatever was half-read when the sockets were shut proves nothing
             outcome, status = Outcome.UNREACHABLE, None
             detail = f"deadline exceeded ({self._deadline_s:g} s)"
