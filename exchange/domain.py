@@ -117,7 +117,7 @@ class LogKind(enum.StrEnum):
     RECHECKED = "rechecked"  # takedown: a held case's URL checked again (outcome, hoster)
     HOSTER_CHANGED = "hoster-changed"  # … its hoster changed: notices go to the new one
     COUNTRY_CHANGED = "country-changed"  # … re-traced to another country this member serves
-    REMOVAL_SUGGESTED = "removal-suggested"  # … gone on enough checks: an analyst confirms
+    REMOVAL_SUGGESTED = "gone-suggested"  # … gone on enough checks: an analyst confirms
     NOTICES_HELD = "notices-held"  # a partner or analyst holds a case's notices (evidence first)
     HOLD_RELEASED = "hold-released"  # … and released the hold
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent import futures
@@ -37,6 +38,7 @@ from auth.manifest import Manifest
 from auth.tls import read_pem
 from auth.tokens import Scope, TokenPolicy, TokenVerifier, load_jwks_issuers
 from common.clock import Clock, system_clock
+from common.periodic import Periodic
 from exchange.checkpoints import Checkpointer
 from exchange.delivery.fanout import Fanout
 from exchange.delivery.leases import Leases
@@ -65,7 +67,10 @@ from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Tx, Writer
+from exchange.takedown.dispatch import CheckPool
 from exchange.takedown.holds import Holds
+from exchange.takedown.probe import Prober, Route, direct
+from exchange.takedown.scheduler import Rechecker, policy_from
 from exchange.takedown.views import TakedownViews
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
@@ -135,8 +140,12 @@ class Node:
         clock: Clock = system_clock,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
+        route: Route = direct,
+        recheck_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        self._route = route
+        self._recheck_tls = recheck_tls
         self.member = settings.member
         self._clock = clock
         self._rng = rng or random.Random()
@@ -250,6 +259,44 @@ class Node:
             writer=self.writer, engine=self.engine, clock=self._clock, self_member=self.member
         )
         self.takedown_views = TakedownViews(engine=self.engine, clock=self._clock)
+        self.rechecker: Rechecker | None = None
+        self._recheck_loop: Periodic | None = None
+        if self.settings.takedown.enabled:
+            self._build_rechecks()
+
+    def _build_rechecks(self) -> None:
+        """The re-checks: a prober on the node's tracer, a pool of checks, the scheduler."""
+        t = self.settings.takedown
+        prober = Prober(
+            self.tracer,
+            self._clock,
+            user_agent=t.user_agent,
+            connect_timeout_s=t.connect_timeout_s,
+            read_timeout_s=t.read_timeout_s,
+            max_redirects=t.max_redirects,
+            deadline_s=t.deadline_s,
+            route=self._route,
+            ssl_context=self._recheck_tls,
+        )
+        self.check_pool = CheckPool(
+            prober.check,
+            self._clock,
+            concurrency=t.concurrency,
+            per_host_concurrency=t.per_host_concurrency,
+        )
+        self.rechecker = Rechecker(
+            self_member=self.member,
+            manifest=self.manifests.current,
+            writer=self.writer,
+            clock=self._clock,
+            checks=self.check_pool,
+            work=self.case_work,
+            policy=policy_from(t, self.settings.notices),
+            move_checks=t.move_checks,
+            batch=t.batch,
+            metrics=self.metrics,
+        )
+        self._recheck_loop = Periodic("ihx-recheck", t.tick_s, self.rechecker.run_once)
 
     def _build_intake(self) -> None:
         """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
@@ -420,12 +467,15 @@ class Node:
             raise ConfigError(f"cannot listen on {self.settings.listen}")
 
     def _start_workers(self) -> None:
-        """The senders, the peer leases, the checkpointer, retention and the manifest watcher."""
+        """The senders, the peer leases, the checkpointer, retention, re-checks and the manifest
+        watcher."""
         self.fanout.ensure(self.manifests.current())
         if self.leases is not None:
             self.leases.start()
         self.checkpointer.start()
         self.retention.start()
+        if self._recheck_loop is not None:
+            self._recheck_loop.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
 
     def _start_health(self, services: tuple[str, ...], pool: futures.ThreadPoolExecutor) -> None:
@@ -471,6 +521,10 @@ class Node:
         self.fanout.close_channels()
         self.checkpointer.stop()
         self.retention.stop()
+        if self.rechecker is not None and self._recheck_loop is not None:
+            self.rechecker.stop()
+            self._recheck_loop.stop()
+            self.check_pool.close(timeout=2.0)
         self.writer.stop()
         if self._health_server is not None:
             self._health_server.stop(0)

@@ -49,6 +49,8 @@ _ROWS = (
     # A country no test member serves: the orphan case.
     GeoRow("203.119.0.0/16", "203.119.1.1", "JP"),
     GeoRow("2606:4700::/32", "2606:4700::1111", "US", 13335, "Cloudflare, Inc."),
+    # A second NL hoster: content moving between hosters in one country (takedown).
+    GeoRow("37.48.64.0/18", "37.48.64.1", "NL", 60781, "LeaseWeb Netherlands B.V."),
 )
 
 GEO_TABLE: Mapping[str, GeoRow] = MappingProxyType({row.network: row for row in _ROWS})

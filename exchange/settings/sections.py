@@ -216,11 +216,13 @@ class TakedownSection(_Section):
     on_gone: Literal["act", "suggest"] = "act"  # record the action, or ask an analyst
     connect_timeout_s: float = between(5.0, 0.05, 60)
     read_timeout_s: float = between(10.0, 0.05, 120)
+    deadline_s: float = between(30.0, 0.1, 600)  # a whole check, however the host dribbles
     max_redirects: int = between(5, 0, 20)
     concurrency: int = between(32, 1, 1024)  # checks at once, over all hosts
     per_host_concurrency: int = between(2, 1, 64)  # checks at once against one host
     tick_s: float = between(5.0, 0.01, 3600)  # how often the scheduler looks for due checks
     batch: int = between(1000, 1, 100_000)  # due checks taken per look
+    move_checks: int = between(2, 1, 20)  # consecutive checks in a new country that move it
 
     @field_validator("user_agent")
     @classmethod

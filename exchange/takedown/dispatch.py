@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -100,15 +101,18 @@ class CheckPool:
             if outstanding:
                 self._drop(results)
 
-    def close(self) -> None:
-        """Stop the workers once their current checks end; queued targets are dropped."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the workers once their current checks end; queued targets are dropped. With a
+        ``timeout``, wait at most that long in all (a node stopping does not wait out a slow
+        host's deadline: the workers are daemons and their results are no longer read)."""
         with self._work:
             self._closed = True
             self._queues.clear()
             self._ready.clear()
             self._work.notify_all()
+        end = None if timeout is None else time.monotonic() + timeout
         for worker in self._workers:
-            worker.join()
+            worker.join(None if end is None else max(0.0, end - time.monotonic()))
 
     def __enter__(self) -> CheckPool:
         return self

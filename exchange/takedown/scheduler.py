@@ -26,6 +26,7 @@ URL); the actions are lifecycle events every reporting member and the coordinato
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +38,7 @@ from exchange.domain import LogKind
 from exchange.errors import ExchangeError
 from exchange.lifecycle.model import Action, ActionKind
 from exchange.lifecycle.work import CaseWork, Command
+from exchange.ops.metrics import Metrics
 from exchange.settings.sections import NoticesSection, TakedownSection
 from exchange.store import takedown as store
 from exchange.store.takedown import CheckUpdate, Watch, WatchState
@@ -87,6 +89,7 @@ class Rechecker:
         move_checks: int = 2,
         batch: int = 1000,
         claim: timedelta = timedelta(minutes=10),
+        metrics: Metrics | None = None,
     ) -> None:
         self._self = self_member
         self._manifest = manifest
@@ -98,6 +101,12 @@ class Rechecker:
         self._move_checks = move_checks
         self._batch = batch
         self._claim = claim
+        self._metrics = metrics
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """End a pass in progress after the check at hand (what is recorded stays recorded)."""
+        self._stopping.set()
 
     def run_once(self) -> Pass:
         """One pass: start and end watches, check what is due, record what the checks mean."""
@@ -110,9 +119,20 @@ class Rechecker:
             if len(group) >= GROUP:
                 self._record(group, done)
                 group = []
+            if self._stopping.is_set():
+                break  # the unchecked ones are due again when their claim runs out
         if group:
             self._record(group, done)
+        self._count(done)
         return done
+
+    def _count(self, done: Pass) -> None:
+        if self._metrics is None:
+            return
+        for kind in ("removed", "suggested", "moved", "hoster_changed"):
+            n = getattr(done, kind)
+            if n:
+                self._metrics.takedown_actions.labels(kind).inc(n)
 
     def _claim_due(self, tx: Tx, done: Pass) -> list[Watch]:
         now = self._clock()
@@ -137,6 +157,8 @@ class Rechecker:
         updates: list[CheckUpdate] = []
         commands: list[Command] = []
         for watch, check in group:
+            if self._metrics is not None:
+                self._metrics.rechecks.labels(str(check.outcome)).inc()
             recent = [check, *history.get(watch.case_id, [])]
             update, command = self._judge(tx, watch, recent, illegal, open_items, done)
             updates.append(update)
