@@ -113,13 +113,19 @@ def build_node(
     clock: Clock = system_clock,
     resolver: Resolver | None = None,
     rng: random.Random | None = None,
+    route: Route = direct,
+    recheck_tls: ssl.SSLContext | None = None,
 ) -> Node:
     """The server of ``settings`` (not started): the one way a node is built from settings.
 
-    ``clock``, ``resolver`` and ``rng`` are the only parts not built from the settings (tests and
-    the demo pass their own); ``open_local`` (exchange/local.py) is the same without a server.
+    ``clock``, ``resolver``, ``rng`` and the network edge of re-checks (``route``, where a
+    traced address is connected to; ``recheck_tls``, the TLS trust) are the only parts not built
+    from the settings (tests, benches and the demo pass their own); ``open_local``
+    (exchange/local.py) is the same without a server.
     """
-    return Node(settings, clock=clock, resolver=resolver, rng=rng)
+    return Node(
+        settings, clock=clock, resolver=resolver, rng=rng, route=route, recheck_tls=recheck_tls
+    )
 
 
 def _limits(tuning: ExchangeTuning) -> Limits:
