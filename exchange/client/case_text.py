@@ -19,6 +19,7 @@ from exchange.lifecycle.model import (
     EventKind,
     ItemState,
     Stage,
+    TakeOver,
     Withdrawal,
 )
 
@@ -109,6 +110,8 @@ def event_text(e: CaseEvent) -> str:
         return "assessed " + assessment_text(body)
     if isinstance(body, Action):
         return action_text(body)
+    if isinstance(body, TakeOver):
+        return f"taken over from {body.from_member}'s case {body.from_case} ({body.country})"
     assert isinstance(body, Withdrawal)
     said = "withdrawal asked" if e.kind is EventKind.WITHDRAWAL else "withdrawn"
     return f"{said}: {body.reason}" + (f" ({body.note})" if body.note else "")

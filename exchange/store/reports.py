@@ -249,6 +249,11 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
     return out
 
 
+def set_case(conn: Connection, report_id: str, case_id: str) -> None:
+    """A report held here joins a case held here (it came back by a move)."""
+    conn.execute(update(REPORTS).where(REPORTS.c.id == report_id).values(case_id=case_id))
+
+
 def mark_withdrawn(conn: Connection, report_id: str, reason: str, now: datetime) -> None:
     conn.execute(
         update(REPORTS)

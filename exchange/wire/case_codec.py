@@ -44,6 +44,7 @@ from exchange.lifecycle.model import (
     ReasonCode,
     ReportStatus,
     Stage,
+    TakeOver,
     Withdrawal,
     WithdrawalReason,
     is_event_id,
@@ -304,6 +305,33 @@ def withdrawal_from_proto(msg: lpb.Withdrawal, where: str = "withdrawal") -> Wit
     )
 
 
+def take_over_to_proto(t: TakeOver) -> lpb.TakeOver:
+    return lpb.TakeOver(
+        from_member=t.from_member,
+        from_case=t.from_case,
+        moved_event=t.moved_event,
+        country=t.country,
+    )
+
+
+def take_over_from_proto(msg: lpb.TakeOver, where: str = "taken_over") -> TakeOver:
+    if not msg.from_member:
+        raise InvalidEvent(f"{where}.from_member: the member the items came from is required")
+    if not is_case_id(msg.from_case):
+        raise InvalidEvent(f"{where}.from_case: not a case id (c- and 32 hex digits)")
+    if not is_event_id(msg.moved_event):
+        raise InvalidEvent(f"{where}.moved_event: not an event id (e- and 32 hex digits)")
+    country = msg.country
+    if not (len(country) == 2 and country.isascii() and country.isupper()):
+        raise InvalidEvent(f"{where}.country: ISO 3166-1 alpha-2, upper case")
+    return TakeOver(
+        text(msg.from_member, f"{where}.from_member", 64),
+        msg.from_case,
+        msg.moved_event,
+        country,
+    )
+
+
 # -- events ---------------------------------------------------------------------------------
 
 
@@ -321,6 +349,8 @@ def event_to_proto(e: CaseEvent) -> lpb.CaseEvent:
         msg.assessment.CopyFrom(assessment_to_proto(body))
     elif isinstance(body, Action):
         msg.action.CopyFrom(action_to_proto(body))
+    elif isinstance(body, TakeOver):
+        msg.taken_over.CopyFrom(take_over_to_proto(body))
     elif e.kind is EventKind.WITHDRAWAL:
         msg.withdrawal.CopyFrom(withdrawal_to_proto(body))
     else:
@@ -342,7 +372,11 @@ def _body(msg: lpb.CaseEvent) -> tuple[EventKind, Body]:
         return EventKind.WITHDRAWAL, withdrawal_from_proto(msg.withdrawal)
     if which == "withdrawn":
         return EventKind.WITHDRAWN, withdrawal_from_proto(msg.withdrawn, "withdrawn")
-    raise InvalidEvent("body: an assessment, action, withdrawal or withdrawn is required")
+    if which == "taken_over":
+        return EventKind.TAKEN_OVER, take_over_from_proto(msg.taken_over)
+    raise InvalidEvent(
+        "body: an assessment, action, withdrawal, withdrawn or taken_over is required"
+    )
 
 
 def _check_header(msg: lpb.CaseEvent) -> None:
