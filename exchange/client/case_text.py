@@ -18,6 +18,7 @@ from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
     ItemState,
+    Move,
     Stage,
     TakeOver,
     Withdrawal,
@@ -122,3 +123,16 @@ def items_text(e: CaseEvent) -> str:
     if len(e.items) == 1:
         return item_name(e.items[0].report_id, e.items[0].index)
     return f"{len(e.items)} items"
+
+
+def move_text(m: Move) -> str:
+    """A move in words: from where to where, and who holds the items now."""
+    route = f"{m.from_country}→{m.country}" if m.from_country else f"to {m.country}"
+    if m.to_case:
+        return f"moved {route}: now held by {m.to_member} as case {m.to_case}"
+    return f"moved {route}: {m.to_member} has not taken it over yet"
+
+
+def moved_from_text(m: Move) -> str:
+    """Where a case held here came from."""
+    return f"{m.from_member}, case {m.from_case} (moved to {m.country})"

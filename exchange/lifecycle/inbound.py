@@ -15,8 +15,12 @@ In the writer, the event is applied only from the member entitled to it:
   our reports are still on their way to (a merged case's earlier steps, sent when our report
   joined it, may overtake the receipt), refuses the whole envelope as ``NotYet``: nothing is
   stored and the sender delivers it again after a back-off, in order;
-* an item said to be ours must be an item of a report we sent to that member, with the
-  classification we gave it;
+* a take-over (the first step of the member a move named) only from that member, for items
+  the old holder's own ``moved`` event told us it moved there — checked for every item of ours
+  (coordinating: every item); ``NotYet`` while that ``moved`` event is still on its way. The
+  case it names is then held by its maker for this node, like a case our receipt named;
+* an item said to be ours must be an item of a report we sent to that member (or that moved to
+  it: an item of the case here since its take-over), with the classification we gave it;
 * a holder's events of a case apply in its order: sequence n only after n - 1.
 
 An event id already held is acknowledged again and changes nothing (exactly once). The events
@@ -60,6 +64,7 @@ from exchange.lifecycle.model import (
 )
 from exchange.lifecycle.record import Carrier, Recorder, Step
 from exchange.lifecycle.work import CaseWork
+from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, reports
 from exchange.store.writer import Tx
@@ -153,7 +158,12 @@ class Inbound:
     def _withdrawal(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
         report_id = c.event.items[0].report_id
         facts = reports.facts(tx.conn, [report_id]).get(report_id)
-        if facts is None or facts.decision_member != self._self or facts.case_id is None:
+        # Decided to this node, or moved here: either way in a case this node holds.
+        if (
+            facts is None
+            or facts.case_id is None
+            or not case_store.held_ids(tx.conn, [facts.case_id])
+        ):
             raise NotFound(f"no report {report_id} in a case held here")
         if facts.origin_member != c.event.member:
             raise NotAssigned(f"report {report_id} was sent by {facts.origin_member}")
@@ -340,8 +350,9 @@ class _Run:
     def _check_own_items(self, event: CaseEvent) -> None:
         """Items of reports this node holds are checked against its own record, whatever the
         event claims of their origin: they must be items of reports we sent to the event's
-        maker, with the classification we gave them (a holder cannot put words in our mouth,
-        nor claim our report for its case); a "withdrawn" of ours answers our own request."""
+        maker (or that moved to it: taken over, so in its case here), with the classification
+        we gave them (a holder cannot put words in our mouth, nor claim our report for its
+        case); a "withdrawn" of ours answers our own request."""
         sent = self._facts_of([])
         known = self._case(event.case_id)
         for i, ref in enumerate(event.items):

@@ -351,11 +351,11 @@ class CaseWork:
             return self.withdraw_at_holder(tx, report_id, withdrawal, now)
         reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
         refs = [ItemRef(report_id, i, self._self, c) for i, c in enumerate(facts.items)]
-        case_id = _remote_case(tx, report_id)
+        holder, case_id = _holder(tx, report_id, facts.decision_member)
         event = self._event(
             tx, case_id, refs, EventKind.WITHDRAWAL, withdrawal, now, scope=report_id
         )
-        self._recorder.own(tx, event, (), {facts.decision_member}, now)
+        self._recorder.own(tx, event, (), {holder}, now)
         return event
 
 
@@ -365,9 +365,14 @@ def _states(tx: Tx, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:
     return {c: found.get(c, []) for c in case_ids}
 
 
-def _remote_case(tx: Tx, report_id: str) -> str:
-    """The holder's case id for a report we sent, once its receipt named it ("" before)."""
-    return outbox.remote_case(tx.conn, report_id) or ""
+def _holder(tx: Tx, report_id: str, destination: str) -> tuple[str, str]:
+    """Who holds a report we sent, and its case there ("" before the receipt named it): the
+    member that took its items over last, or else the member it went to."""
+    taken = store.take_over_payloads(tx.conn, report_id)
+    if taken:
+        last = event_from_bytes(taken[-1][1])
+        return last.member, last.case_id
+    return destination, outbox.remote_case(tx.conn, report_id) or ""
 
 
 def _answer(future: Future[CaseEvent | ExchangeError]) -> CaseEvent | ExchangeError:

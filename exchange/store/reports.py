@@ -211,6 +211,7 @@ class ReportFacts:
     case_id: str | None
     withdrawn_at: datetime | None
     items: tuple[Classification, ...]  # each item's classification by the origin
+    hosting_country: str | None = None  # as the origin's trace placed it
 
 
 def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
@@ -234,6 +235,7 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
                 r.decision_reason,
                 r.case_id,
                 r.withdrawn_at,
+                r.hosting_country,
             ).where(r.id.in_(part))
         ):
             out[row.id] = ReportFacts(
@@ -245,6 +247,7 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
                 row.case_id,
                 row.withdrawn_at,
                 tuple(classes.get(row.id, ())),
+                row.hosting_country,
             )
     return out
 

@@ -82,14 +82,14 @@ def verify_transfer(
     report's own ``InvalidReport``) naming the first that fails."""
     moved = t.moved
     country, orphaned = _check_move(moved, sender, self_member, manifest, window)
-    report = _check_report(t.report, sender)
+    report = check_report(t.report, sender)
     if report.origin_member == sender:
         if t.origin is not None:
             raise _refuse("transfer-invalid", "origin evidence for a report the signer made")
     elif t.origin is None:
         raise _refuse("origin-evidence", f"no evidence from {report.origin_member}, its origin")
     else:
-        _check_origin(t.report, report, t.origin, sender, manifest, max_skew)
+        check_origin(t.report, report, t.origin, sender, manifest, max_skew)
     items = _check_items(moved, report)
     _check_history(t.history, moved, report.id, window)
     geo = None
@@ -135,7 +135,7 @@ def _check_move(
     return body.moved_to_country, decision.reason.value in ORPHAN_REASONS
 
 
-def _check_report(wire: bytes, sender: str) -> Report:
+def check_report(wire: bytes, sender: str) -> Report:
     """The report as its origin signed it, sound, and decided to the signer."""
     report = report_from_proto(parse_report(wire))
     if canonicalize(report.url).url != report.url:
@@ -153,7 +153,7 @@ def _check_report(wire: bytes, sender: str) -> Report:
     return report
 
 
-def _check_origin(
+def check_origin(
     wire: bytes,
     report: Report,
     origin: OriginEvidence,

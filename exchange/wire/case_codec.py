@@ -40,6 +40,7 @@ from exchange.lifecycle.model import (
     Gender,
     ItemRef,
     ItemState,
+    Move,
     Queue,
     ReasonCode,
     ReportStatus,
@@ -458,6 +459,22 @@ def stage_from_proto(value: int) -> Stage:
     return _enum_in(_STAGE, value, "stage")
 
 
+def move_to_proto(m: Move) -> cpb.CaseMove:
+    msg = cpb.CaseMove(
+        from_member=m.from_member,
+        from_case=m.from_case,
+        from_country=m.from_country,
+        country=m.country,
+        to_member=m.to_member,
+        to_case=m.to_case,
+        items=[item_state_to_proto(s) for s in m.items],
+        timeline=[event_to_proto(e) for e in m.timeline],
+    )
+    if m.at is not None:
+        msg.at.CopyFrom(timestamp(m.at))
+    return msg
+
+
 def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
     msg = cpb.CaseDetail(
         id=d.id,
@@ -479,6 +496,10 @@ def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
         msg.opened_at.CopyFrom(timestamp(d.opened_at))
     if d.closed_at is not None:
         msg.closed_at.CopyFrom(timestamp(d.closed_at))
+    if d.moved_from is not None:
+        msg.moved_from.CopyFrom(move_to_proto(d.moved_from))
+    msg.history.extend(event_to_proto(e) for e in d.history)
+    msg.moved_to.extend(move_to_proto(m) for m in d.moved_to)
     return msg
 
 
@@ -510,6 +531,7 @@ def report_status_to_proto(s: ReportStatus) -> cpb.ReportStatus:
         items=[item_state_to_proto(i) for i in s.items],
         timeline=[event_to_proto(e) for e in s.timeline],
         rejection=s.rejection,
+        moves=[move_to_proto(m) for m in s.moves],
     )
     if s.receipted_at is not None:
         msg.receipted_at.CopyFrom(timestamp(s.receipted_at))
@@ -560,6 +582,20 @@ def item_state_from_proto(msg: cpb.ItemState, holder: str) -> ItemState:
     )
 
 
+def move_from_proto(msg: cpb.CaseMove) -> Move:
+    return Move(
+        from_member=msg.from_member,
+        from_case=msg.from_case,
+        country=msg.country,
+        to_member=msg.to_member,
+        to_case=msg.to_case,
+        at=_at(msg.HasField("at"), msg.at),
+        from_country=msg.from_country,
+        items=tuple(item_state_from_proto(s, msg.to_member) for s in msg.items),
+        timeline=tuple(event_from_proto(e) for e in msg.timeline),
+    )
+
+
 def case_detail_from_proto(msg: cpb.CaseDetail) -> CaseDetail:
     return CaseDetail(
         id=msg.id,
@@ -573,6 +609,9 @@ def case_detail_from_proto(msg: cpb.CaseDetail) -> CaseDetail:
         timeline=tuple(event_from_proto(e) for e in msg.timeline),
         decision_reason=msg.decision_reason,
         anonymised=msg.anonymised,
+        moved_from=move_from_proto(msg.moved_from) if msg.HasField("moved_from") else None,
+        history=tuple(event_from_proto(e) for e in msg.history),
+        moved_to=tuple(move_from_proto(m) for m in msg.moved_to),
     )
 
 
@@ -604,6 +643,7 @@ def report_status_from_proto(msg: cpb.ReportStatus) -> ReportStatus:
         items=tuple(item_state_from_proto(s, msg.destination) for s in msg.items),
         timeline=tuple(event_from_proto(e) for e in msg.timeline),
         rejection=msg.rejection,
+        moves=tuple(move_from_proto(m) for m in msg.moves),
     )
 
 
