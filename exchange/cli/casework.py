@@ -420,6 +420,12 @@ def _facts(rows: Sequence[tuple[str, str]], c: Console, *, indent: str = "") -> 
         )
 
 
+def _lines(texts: Sequence[str], c: Console) -> None:
+    """Sentences at ``WIDTH``, words whole."""
+    for text in texts:
+        c.print(textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False))
+
+
 def render_case(d: CaseDetail, c: Console) -> None:
     c.print(f"case {d.id}  {'open' if d.open else 'closed'}")
     facts = [
@@ -434,8 +440,8 @@ def render_case(d: CaseDetail, c: Console) -> None:
         facts.append(("decision", d.decision_reason))
     if d.moved_from is not None:
         facts.append(("moved from", moved_from_text(d.moved_from)))
-    facts += [("moved", move_text(m)) for m in d.moved_to]
     _facts(facts, c)
+    _lines([move_text(m) for m in d.moved_to], c)
     render_items(d.items, c)
     render_timeline(d.timeline, c)
     if d.history and d.moved_from is not None:
@@ -450,8 +456,8 @@ def render_status(s: ReportStatus, c: Console) -> None:
         ("case", s.case_id or "— (no receipt yet)"),
         ("receipted", short_time(s.receipted_at) or "—"),
     ]
-    facts += [("moved", move_text(m)) for m in s.moves]
     _facts(facts, c)
+    _lines([move_text(m) for m in s.moves], c)
     render_items(s.items, c)
     render_timeline(s.timeline, c)
     for m in s.moves:

@@ -129,8 +129,8 @@ def move_text(m: Move) -> str:
     """A move in words: from where to where, and who holds the items now."""
     route = f"{m.from_country}→{m.country}" if m.from_country else f"to {m.country}"
     if m.to_case:
-        return f"moved {route}: now held by {m.to_member} as case {m.to_case}"
-    return f"moved {route}: {m.to_member} has not taken it over yet"
+        return f"moved {route}, now held by {m.to_member} as case {m.to_case}"
+    return f"moved {route}, not taken over by {m.to_member} yet"
 
 
 def moved_from_text(m: Move) -> str:

@@ -148,7 +148,7 @@ def case_detail(conn: Connection, self_member: str, case_id: str) -> CaseDetail:
         feedback=tuple(PartnerFeedback(f.partner, f.code, f.note, f.at) for f in feedback),
         moved_from=moved_from,
         history=history,
-        moved_to=moves.moved_to(conn, case_id),
+        moved_to=moves.moved_to(conn, held),
     )
 
 

@@ -66,14 +66,22 @@ def _merged(a: CaseEvent, b: CaseEvent) -> CaseEvent:
     )
 
 
-def moved_to(conn: Connection, case_id: str) -> tuple[Move, ...]:
+def moved_to(conn: Connection, held: HeldCase) -> tuple[Move, ...]:
     """The moves out of a case held here: one per move and new holder's case."""
     out: dict[tuple[str, str, str], Move] = {}
-    for t in transfers.out_of_case(conn, case_id):
+    for t in transfers.out_of_case(conn, held.id):
         key = (t.moved_event, t.to_member, t.to_case or "")
         out.setdefault(
             key,
-            Move(t.from_member, t.from_case, t.country, t.to_member, t.to_case or "", t.moved_at),
+            Move(
+                t.from_member,
+                t.from_case,
+                t.country,
+                t.to_member,
+                t.to_case or "",
+                t.moved_at,
+                held.hosting_country or "",
+            ),
         )
     return tuple(out.values())
 

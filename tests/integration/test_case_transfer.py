@@ -83,7 +83,7 @@ def test_a_move_re_assigns_the_case_with_its_history(net: Cluster) -> None:
     new_case = seen.to_case
     assert (seen.from_member, seen.from_case, seen.to_member) == (DE, cid, US)
     assert (seen.from_country, seen.country) == ("DE", "US")
-    assert move_text(seen) == f"moved DE→US: now held by us-ncmec as case {new_case}"
+    assert move_text(seen) == f"moved DE→US, now held by us-ncmec as case {new_case}"
 
     # At the new holder: its own case, linked to de-eco's, unassessed, de-eco's steps as history.
     held = net.node(US).case_views.case(new_case)
