@@ -351,6 +351,7 @@ def move_document(m: Move) -> dict[str, Any]:
         "to_member": m.to_member or None,
         "to_case": m.to_case or None,
         "at": format_time(m.at),
+        "refusal": m.refusal or None,
         "text": move_text(m),
         "items": [item_document(s) for s in m.items],
         "timeline": [event_document(e) for e in m.timeline],

@@ -128,6 +128,8 @@ def items_text(e: CaseEvent) -> str:
 def move_text(m: Move) -> str:
     """A move in words: from where to where, and who holds the items now."""
     route = f"{m.from_country}→{m.country}" if m.from_country else f"to {m.country}"
+    if m.refusal:
+        return f"moved {route}, refused by {m.to_member}: {m.refusal}"
     if m.to_case:
         return f"moved {route}, now held by {m.to_member} as case {m.to_case}"
     return f"moved {route}, not taken over by {m.to_member} yet"

@@ -281,6 +281,7 @@ class Move:
     from_country: str = ""
     items: tuple[ItemState, ...] = ()
     timeline: tuple[CaseEvent, ...] = ()
+    refusal: str = ""  # the new holder refused the transfer (its reason, from its receipt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
+from exchange.domain import Outcome
 from exchange.errors import ExchangeError
 from exchange.lifecycle.model import (
     CaseEvent,
@@ -81,6 +82,7 @@ def moved_to(conn: Connection, held: HeldCase) -> tuple[Move, ...]:
                 t.to_case or "",
                 t.moved_at,
                 held.hosting_country or "",
+                refusal=(t.reason or "") if t.outcome == Outcome.REJECTED.value else "",
             ),
         )
     return tuple(out.values())

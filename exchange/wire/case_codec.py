@@ -469,6 +469,7 @@ def move_to_proto(m: Move) -> cpb.CaseMove:
         to_case=m.to_case,
         items=[item_state_to_proto(s) for s in m.items],
         timeline=[event_to_proto(e) for e in m.timeline],
+        refusal=m.refusal,
     )
     if m.at is not None:
         msg.at.CopyFrom(timestamp(m.at))
@@ -593,6 +594,7 @@ def move_from_proto(msg: cpb.CaseMove) -> Move:
         from_country=msg.from_country,
         items=tuple(item_state_from_proto(s, msg.to_member) for s in msg.items),
         timeline=tuple(event_from_proto(e) for e in msg.timeline),
+        refusal=msg.refusal,
     )
 
 

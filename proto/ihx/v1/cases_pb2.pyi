@@ -264,6 +264,7 @@ class CaseMove(_message.Message):
     AT_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     TIMELINE_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     from_member: _builtins.str
     from_case: _builtins.str
     from_country: _builtins.str
@@ -273,6 +274,8 @@ class CaseMove(_message.Message):
     to_member: _builtins.str
     to_case: _builtins.str
     """empty until the new holder has taken the items over"""
+    refusal: _builtins.str
+    """the new holder refused the transfer: its reason"""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp:
         """when the move was recorded (or taken over)"""
@@ -297,10 +300,11 @@ class CaseMove(_message.Message):
         at: _timestamp_pb2.Timestamp | None = ...,
         items: _abc.Iterable[Global___ItemState] | None = ...,
         timeline: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
+        refusal: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "country", b"country", "from_case", b"from_case", "from_country", b"from_country", "from_member", b"from_member", "items", b"items", "timeline", b"timeline", "to_case", b"to_case", "to_member", b"to_member"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "country", b"country", "from_case", b"from_case", "from_country", b"from_country", "from_member", b"from_member", "items", b"items", "refusal", b"refusal", "timeline", b"timeline", "to_case", b"to_case", "to_member", b"to_member"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
