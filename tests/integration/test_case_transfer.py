@@ -234,3 +234,23 @@ def test_a_withdrawal_after_the_move_reaches_the_new_holder(net: Cluster) -> Non
         what="the new holder's confirmation at nl-eokm",
     )
     assert net.scalar(US, "SELECT status FROM cases WHERE id = :c", c=seen.to_case) == "closed"
+
+
+def test_a_case_the_holder_reported_itself_moves_on_its_own_signature(net: Cluster) -> None:
+    (answer,) = net.submit(DE, [make_submission(url_in("DE", "/transfer/own.jpg"), hashes=["o"])])
+    rid = answer.report_id
+    cid = status(net, DE, rid).case_id  # a local decision: de-eco's own case
+    net.node(DE).case_work.assess(cid, [], BASELINE)
+    net.node(DE).case_work.act(cid, [], moved("US"))
+
+    seen = taken_over(net, DE, rid)  # de-eco is the origin: us-ncmec's take-over reaches it
+    assert (seen.to_member, seen.from_case) == (US, cid)
+    node = net.node(US)
+    result = verify_report(node.engine, rid, manifest=node.manifests.current(), self_member=US)
+    assert result.ok, result.checks
+    origin_check = result.checks[4]
+    assert origin_check.name == "the origin's own envelope (its signature, the report a leaf of it)"
+    assert origin_check.detail == "de-eco made it and held it (its signature is the transfer's)"
+    wait_for_events(
+        net, COORDINATOR, seen.to_case, [net.node(US).case_views.case(seen.to_case).timeline[0]]
+    )
