@@ -116,6 +116,12 @@ class LogKind(enum.StrEnum):
     ANONYMISED = "anonymised"  # retention purged closed cases
     TRANSFERRED = "transferred"  # a moved case's transfer: queued at the old holder, taken in
     TAKEN_OVER = "taken-over"  # the new holder's first step on items moved to it
+    RECHECKED = "rechecked"  # takedown: a held case's URL checked again (outcome, hoster)
+    HOSTER_CHANGED = "hoster-changed"  # … its hoster changed: notices go to the new one
+    COUNTRY_CHANGED = "country-changed"  # … re-traced to another country this member serves
+    REMOVAL_SUGGESTED = "gone-suggested"  # … gone on enough checks: an analyst confirms
+    NOTICES_HELD = "notices-held"  # a partner or analyst holds a case's notices (evidence first)
+    HOLD_RELEASED = "hold-released"  # … and released the hold
 
 
 @dataclass(frozen=True, slots=True, order=True)

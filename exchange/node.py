@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent import futures
@@ -37,6 +38,7 @@ from auth.manifest import Manifest
 from auth.tls import read_pem
 from auth.tokens import Scope, TokenPolicy, TokenVerifier, load_jwks_issuers
 from common.clock import Clock, system_clock
+from common.periodic import Periodic
 from exchange.checkpoints import Checkpointer
 from exchange.delivery.fanout import Fanout
 from exchange.delivery.leases import Leases
@@ -65,6 +67,11 @@ from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Tx, Writer
+from exchange.takedown.dispatch import CheckPool
+from exchange.takedown.holds import Holds
+from exchange.takedown.probe import Prober, Route, direct
+from exchange.takedown.scheduler import Rechecker, policy_from
+from exchange.takedown.views import TakedownViews
 from exchange.transfer.arrivals import Arrivals
 from exchange.transfer.outgoing import Outgoing, retracer
 from exchange.wire.codec import node_info
@@ -135,8 +142,12 @@ class Node:
         clock: Clock = system_clock,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
+        route: Route = direct,
+        recheck_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
+        self._route = route
+        self._recheck_tls = recheck_tls
         self.member = settings.member
         self._clock = clock
         self._rng = rng or random.Random()
@@ -156,6 +167,7 @@ class Node:
         self._build_delivery()
         self._build_partners()
         self._build_lifecycle()
+        self._build_takedown()
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -244,6 +256,51 @@ class Node:
             retention_days=self.settings.retention_days,
             check_interval=self.settings.lifecycle.retention_check_s,
         )
+
+    def _build_takedown(self) -> None:
+        """Takedown automation at the holder: holds on notices (always: partners may hold)."""
+        self.holds = Holds(
+            writer=self.writer, engine=self.engine, clock=self._clock, self_member=self.member
+        )
+        self.takedown_views = TakedownViews(engine=self.engine, clock=self._clock)
+        self.rechecker: Rechecker | None = None
+        self._recheck_loop: Periodic | None = None
+        if self.settings.takedown.enabled:
+            self._build_rechecks()
+
+    def _build_rechecks(self) -> None:
+        """The re-checks: a prober on the node's tracer, a pool of checks, the scheduler."""
+        t = self.settings.takedown
+        prober = Prober(
+            self.tracer,
+            self._clock,
+            user_agent=t.user_agent,
+            connect_timeout_s=t.connect_timeout_s,
+            read_timeout_s=t.read_timeout_s,
+            max_redirects=t.max_redirects,
+            deadline_s=t.deadline_s,
+            route=self._route,
+            ssl_context=self._recheck_tls,
+        )
+        self.check_pool = CheckPool(
+            prober.check,
+            self._clock,
+            concurrency=t.concurrency,
+            per_host_concurrency=t.per_host_concurrency,
+        )
+        self.rechecker = Rechecker(
+            self_member=self.member,
+            manifest=self.manifests.current,
+            writer=self.writer,
+            clock=self._clock,
+            checks=self.check_pool,
+            work=self.case_work,
+            policy=policy_from(t, self.settings.notices),
+            move_checks=t.move_checks,
+            batch=t.batch,
+            metrics=self.metrics,
+        )
+        self._recheck_loop = Periodic("ihx-recheck", t.tick_s, self.rechecker.run_once)
 
     def _build_intake(self) -> None:
         """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
@@ -357,6 +414,7 @@ class Node:
             self.metrics.watch_queues(
                 lambda: {str(q): n for q, n in self.case_views.queue_counts().items()}
             )
+            self.metrics.watch_takedown(lambda: self.takedown_views.status().watches)
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._start_workers()
         self._start_health(names[:5], pool)
@@ -382,7 +440,7 @@ class Node:
         self._exchange_servicer = exchange
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
         igrpc.add_IntakeServicer_to_server(IntakeServicer(self.intake), server)
-        pgrpc.add_PartnerServicer_to_server(PartnerServicer(self.partners), server)
+        pgrpc.add_PartnerServicer_to_server(PartnerServicer(self.partners, self.holds), server)
         lgrpc.add_RoutingLogServicer_to_server(
             RoutingLogServicer(self.engine, self.member, self._clock), server
         )
@@ -421,12 +479,15 @@ class Node:
             raise ConfigError(f"cannot listen on {self.settings.listen}")
 
     def _start_workers(self) -> None:
-        """The senders, the peer leases, the checkpointer, retention and the manifest watcher."""
+        """The senders, the peer leases, the checkpointer, retention, re-checks and the manifest
+        watcher."""
         self.fanout.ensure(self.manifests.current())
         if self.leases is not None:
             self.leases.start()
         self.checkpointer.start()
         self.retention.start()
+        if self._recheck_loop is not None:
+            self._recheck_loop.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
 
     def _start_health(self, services: tuple[str, ...], pool: futures.ThreadPoolExecutor) -> None:
@@ -472,6 +533,10 @@ class Node:
         self.fanout.close_channels()
         self.checkpointer.stop()
         self.retention.stop()
+        if self.rechecker is not None and self._recheck_loop is not None:
+            self.rechecker.stop()
+            self._recheck_loop.stop()
+            self.check_pool.close(timeout=2.0)
         self.writer.stop()
         if self._health_server is not None:
             self._health_server.stop(0)

@@ -132,13 +132,17 @@ class Partners:
                 tx.log(tx.chain.append(now, LogKind.ACKED, member=partner, detail={"case": cid}))
         return len(fresh), [cid for cid in wanted if cid not in held]
 
+    def assigned(self, tx: Tx, partner: str, case_id: str) -> bool:
+        """Is the case assigned to this partner (so it may act on it: feedback, holds)?"""
+        return is_case_id(case_id) and bool(partner_store.ack_state(tx.conn, partner, [case_id]))
+
     def feedback(self, partner: str, case_id: str, code: str, note: str) -> datetime:
         """Record a partner's feedback on one of its cases (audited); returns when."""
         return self._writer.execute(lambda tx: self._feedback(tx, partner, case_id, code, note))
 
     def _feedback(self, tx: Tx, partner: str, case_id: str, code: str, note: str) -> datetime:
         now = self._clock()
-        if not is_case_id(case_id) or not partner_store.ack_state(tx.conn, partner, [case_id]):
+        if not self.assigned(tx, partner, case_id):
             raise NotFound(f"no case {case_id} for partner {partner}")
         if partner_store.feedback_count(tx.conn, partner, case_id) >= MAX_FEEDBACK_PER_CASE:
             raise QuotaExceeded(

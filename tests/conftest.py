@@ -7,6 +7,9 @@ repeating addresses and countries.
 
 ``databases`` hands a test its node databases: SQLite files in ``tmp_path``, or fresh PostgreSQL
 databases when ``IHX_TEST_DATABASE_URL`` is set (``tests/dbs.py``); dropped at teardown.
+
+``web_server`` is a real HTTP server on loopback whose paths behave as hosted content does
+(present, removed, redirecting, slow, endless …): ``tests/exchange/takedown/servers.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 
 from routing.geoip_build import build_asn_db, build_country_db
 from tests.dbs import Databases, configured_url
+from tests.exchange.takedown.servers import web_server  # noqa: F401  (a fixture, shared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ _ROWS = (
     # A country no test member serves: the orphan case.
     GeoRow("203.119.0.0/16", "203.119.1.1", "JP"),
     GeoRow("2606:4700::/32", "2606:4700::1111", "US", 13335, "Cloudflare, Inc."),
+    # A second NL hoster: content moving between hosters in one country (takedown).
+    GeoRow("37.48.64.0/18", "37.48.64.1", "NL", 60781, "LeaseWeb Netherlands B.V."),
 )
 
 GEO_TABLE: Mapping[str, GeoRow] = MappingProxyType({row.network: row for row in _ROWS})

@@ -159,6 +159,14 @@ def parse_time(text: str, *, option: str, now: datetime) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def parse_duration(text: str, *, option: str) -> timedelta:
+    """``N`` followed by s, m, h, d or w (``90m``, ``12h``, ``7d``)."""
+    value = text.strip()
+    if not 2 <= len(value) <= 8 or not value[:-1].isdigit() or value[-1] not in _UNITS:
+        raise CliError(f"{option}: {value[:20]!r} is not a duration: use e.g. 90m, 12h or 7d")
+    return timedelta(seconds=int(value[:-1]) * _UNITS[value[-1]])
+
+
 # -- keys and lists ----------------------------------------------------------------------------
 
 

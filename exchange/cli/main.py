@@ -26,6 +26,7 @@ from exchange.cli import (
     node,
     retention,
     submit,
+    takedown,
     tls,
     tokens,
     trace,
@@ -67,6 +68,7 @@ for module in (
     casework,
     log,
     tls,
+    takedown,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)

@@ -168,6 +168,23 @@ class PartnerClient(_Client):
         )
         return response
 
+    def hold(self, case_id: str, seconds: int, reason: str) -> ppb.HoldNoticesResponse:
+        """Hold the notices to the hoster of one of this partner's cases."""
+        response: ppb.HoldNoticesResponse = self._stub.HoldNotices(
+            ppb.HoldNoticesRequest(case_id=case_id, hold_seconds=seconds, reason=reason),
+            timeout=self._timeout,
+            metadata=self._metadata,
+        )
+        return response
+
+    def release_hold(self, case_id: str) -> ppb.ReleaseHoldResponse:
+        response: ppb.ReleaseHoldResponse = self._stub.ReleaseHold(
+            ppb.ReleaseHoldRequest(case_id=case_id),
+            timeout=self._timeout,
+            metadata=self._metadata,
+        )
+        return response
+
 
 class LogClient(_Client):
     default_timeout = 60.0

@@ -36,6 +36,8 @@ METHOD_SCOPES: dict[str, Scope] = {
     "/ihx.v1.Partner/PullCases": Scope.CASES_PULL,
     "/ihx.v1.Partner/AckCases": Scope.CASES_PULL,
     "/ihx.v1.Partner/RecordFeedback": Scope.CASES_PULL,
+    "/ihx.v1.Partner/HoldNotices": Scope.CASES_PULL,
+    "/ihx.v1.Partner/ReleaseHold": Scope.CASES_PULL,
     "/ihx.v1.RoutingLog/ListRoutingLog": Scope.LOG_READ,
     "/ihx.v1.RoutingLog/GetCheckpoint": Scope.LOG_READ,
     "/ihx.v1.Cases/ListQueue": Scope.CASES_WORK,

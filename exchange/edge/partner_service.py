@@ -1,5 +1,5 @@
 """The gRPC servicer law-enforcement partners call: pull their cases (with their lifecycle),
-acknowledge them, record feedback on them.
+acknowledge them, record feedback on them, hold the notices to the hoster (evidence first).
 
 The caller's identity is the verified token's subject (exchange/edge/access.py); a partner only
 ever reaches its own cases (exchange/partners.py). Protobuf conversion is the codec's.
@@ -8,6 +8,7 @@ ever reaches its own cases (exchange/partners.py). Protobuf conversion is the co
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import grpc
 
@@ -17,6 +18,7 @@ from exchange.edge.streams import abort
 from exchange.errors import InvalidReport
 from exchange.lifecycle.model import MAX_NOTE
 from exchange.partners import Partners
+from exchange.takedown.holds import Holds
 from exchange.wire.case_codec import feedback_code_from_proto, partner_case_to_proto, text
 from exchange.wire.codec import timestamp
 from ihx.v1 import partner_pb2 as ppb
@@ -27,8 +29,9 @@ MAX_ACK = 10_000
 
 
 class PartnerServicer(pgrpc.PartnerServicer):
-    def __init__(self, partners: Partners) -> None:
+    def __init__(self, partners: Partners, holds: Holds) -> None:
         self._partners = partners
+        self._holds = holds
 
     def _partner(self) -> str:
         subject = current_principal().subject
@@ -70,6 +73,30 @@ class PartnerServicer(pgrpc.PartnerServicer):
         except Exception as error:
             abort(context, error)
         return ppb.CaseFeedbackResponse(recorded_at=timestamp(at))
+
+    def HoldNotices(
+        self, request: ppb.HoldNoticesRequest, context: grpc.ServicerContext
+    ) -> ppb.HoldNoticesResponse:
+        try:
+            hold = self._holds.hold(
+                request.case_id,
+                self._partner(),
+                timedelta(seconds=request.hold_seconds),
+                request.reason,
+                self._partners.assigned,
+            )
+        except Exception as error:
+            abort(context, error)
+        return ppb.HoldNoticesResponse(until=timestamp(hold.until))
+
+    def ReleaseHold(
+        self, request: ppb.ReleaseHoldRequest, context: grpc.ServicerContext
+    ) -> ppb.ReleaseHoldResponse:
+        try:
+            n = self._holds.release(request.case_id, self._partner(), self._partners.assigned)
+        except Exception as error:
+            abort(context, error)
+        return ppb.ReleaseHoldResponse(released=n)
 
 
 def parse_cursor(text: str) -> int:

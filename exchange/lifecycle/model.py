@@ -109,6 +109,8 @@ class Queue(enum.StrEnum):
     ORPHANED = "orphaned"
     RECENTLY_CLOSED = "recently_closed"
     DISPUTED = "disputed"
+    NO_CONTACT = "no_contact"  # takedown: online, no abuse contact for its hoster
+    CONFIRM_REMOVAL = "confirm_removal"  # takedown: re-checks found it gone, confirm it
 
 
 class EventKind(enum.StrEnum):

@@ -134,16 +134,32 @@ class CaseWork:
     def run(self, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
         """Many commands in one call (a tool's bulk assessment or action), run in this order as
         one writer job; each answered with its event or the error that refused it."""
+        out, ready = self._prepared(commands)
+        futures = iter(self._writer.submit_items(self._commands, ready))
+        return [r if r is not None else _answer(next(futures)) for r in out]
+
+    def run_in(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
+        """Commands inside a transaction the caller holds — the takedown automation records a
+        check and the action it caused together; each answered as in ``run``. Nothing is
+        traced here (DNS must not hold the writer): a move's transfer carries the trace its
+        command brings (``Command.trace``), or none."""
+        out, ready = self._prepared(commands, retrace=False)
+        steps = iter(self._steps(tx, ready) if ready else [])
+        return [r if r is not None else next(steps) for r in out]
+
+    def _prepared(
+        self, commands: Sequence[Command], *, retrace: bool = True
+    ) -> tuple[list[CaseEvent | ExchangeError | None], list[Command]]:
+        """Each command resolved (a move's member) or its refusal; None marks the ready ones."""
         out: list[CaseEvent | ExchangeError | None] = []
         ready: list[Command] = []
         for command in commands:
             try:
-                ready.append(self._resolved(command))
+                ready.append(self._resolved(command, retrace=retrace))
                 out.append(None)
             except ExchangeError as error:
                 out.append(error)
-        futures = iter(self._writer.submit_items(self._commands, ready))
-        return [r if r is not None else _answer(next(futures)) for r in out]
+        return out, ready
 
     def _one(self, command: Command) -> CaseEvent:
         result = self._writer.submit_item(self._commands, self._resolved(command)).result()
@@ -151,12 +167,13 @@ class CaseWork:
             raise result
         return result
 
-    def _resolved(self, command: Command) -> Command:
+    def _resolved(self, command: Command, *, retrace: bool = True) -> Command:
         body = command.body
         if isinstance(body, Action) and body.kind is ActionKind.MOVED:
             command = replace(command, body=self._resolve_move(body))
             if (
-                command.trace is None
+                retrace
+                and command.trace is None
                 and self._retrace is not None
                 and self._transfers is not None
                 and moves_away(command.body, self._self)

@@ -28,6 +28,7 @@ class Metrics:
         self._add_failure_metrics(self.registry)
         self._add_delivery_metrics(self.registry)
         self._add_overload_metrics(self.registry)
+        self._add_takedown_metrics(self.registry)
         self._server: Any = None
 
     def _add_report_metrics(self, r: CollectorRegistry) -> None:
@@ -107,12 +108,34 @@ class Metrics:
             registry=r,
         )
 
+    def _add_takedown_metrics(self, r: CollectorRegistry) -> None:
+        """Re-checks by outcome, and what they caused."""
+        self.rechecks = Counter(
+            "ihx_takedown_checks", "Re-checks of watched URLs, by outcome", ["outcome"], registry=r
+        )
+        self.takedown_actions = Counter(
+            "ihx_takedown_actions",
+            "What re-checks caused: removed, suggested, moved, hoster_changed",
+            ["kind"],
+            registry=r,
+        )
+
     def watch_outbox(self, engine: Engine, clock: Clock) -> None:
         self.registry.register(_OutboxCollector(engine, clock))
 
     def watch_queues(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Gauges of the work queues (cases per queue), read at each scrape."""
-        self.registry.register(_QueueCollector(counts))
+        self.registry.register(
+            _CountsCollector(
+                "ihx_case_queue", "Cases held here with an item in each work queue", "queue", counts
+            )
+        )
+
+    def watch_takedown(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Gauges of the takedown watches (per state), read at each scrape."""
+        self.registry.register(
+            _CountsCollector("ihx_takedown_watches", "Watched cases per state", "state", counts)
+        )
 
     def serve(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")
@@ -153,14 +176,19 @@ class _OutboxCollector(Collector):
         yield oldest
 
 
-class _QueueCollector(Collector):
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+class _CountsCollector(Collector):
+    """One gauge with a label, from counts read at each scrape."""
+
+    def __init__(
+        self, name: str, help_text: str, label: str, counts: Callable[[], Mapping[str, int]]
+    ) -> None:
+        self._name = name
+        self._help = help_text
+        self._label = label
         self._counts = counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
-            "ihx_case_queue", "Cases held here with an item in each work queue", labels=["queue"]
-        )
-        for queue, count in self._counts().items():
-            gauge.add_metric([queue], count)
+        gauge = GaugeMetricFamily(self._name, self._help, labels=[self._label])
+        for value, count in self._counts().items():
+            gauge.add_metric([value], count)
         yield gauge

@@ -63,6 +63,33 @@ Example::
     retention_days = 365            # closed cases older than this are anonymised; 0 = never
     retention_check_s = 3600.0      # how often the node looks for them
 
+    [takedown]                      # re-checks of illegal content still online (off by default)
+    enabled = true
+    user_agent = "ihx-recheck/1 (EOKM hotline; abuse@eokm.nl)"  # required when enabled
+    first_interval_s = 3600.0       # re-check hourly …
+    first_period_s = 86400.0        # … for the first day,
+    interval_s = 86400.0            # then daily
+    gone_checks = 3                 # consecutive not-online checks that make it gone …
+    on_gone = "act"                 # … recorded as removed/unavailable ("suggest": ask analysts)
+    connect_timeout_s = 5.0
+    read_timeout_s = 10.0
+    max_redirects = 5
+    concurrency = 32                # checks at once, and per host:
+    per_host_concurrency = 2
+
+    [notices]                       # notices to hosters' abuse contacts (off by default)
+    enabled = true
+    directory = "abuse-contacts.toml"  # ASN / organisation → abuse address (docs/takedown.md)
+    hotline = "Meldpunt Kinderporno (EOKM)"
+    from_address = "notices@eokm.nl"
+    relay_host = "smtp.eokm.nl"
+    relay_port = 587
+    starttls = true                 # refuse a relay that does not offer STARTTLS
+    username = "notices"            # password: IHX_NOTICES_PASSWORD, not in the file
+    interval_s = 86400.0            # a new notice every day while still online …
+    escalate_after = 3              # … to the escalation contact after this many
+    lea_hold_s = 86400.0            # notices wait this long after reported_to_lea
+
     [tls]                           # mutual TLS between nodes (required unless insecure_loopback)
     cert = "tls/node.crt"
     key = "tls/node.key"

@@ -29,9 +29,11 @@ from exchange.settings.sections import (
     ManifestSection,
     MetricsSection,
     NodeSection,
+    NoticesSection,
     PartnerRuleSetting,
     PartnersSection,
     ResolverSection,
+    TakedownSection,
     TlsSection,
 )
 from exchange.settings.tuning import ExchangeTuning
@@ -53,6 +55,8 @@ class Settings(BaseModel):
     exchange: ExchangeTuning = ExchangeTuning()
     log: LogSection = LogSection()
     lifecycle: LifecycleSection = LifecycleSection()
+    takedown: TakedownSection = TakedownSection()
+    notices: NoticesSection = NoticesSection()
     tls: TlsSection = TlsSection()
     metrics: MetricsSection = MetricsSection()
     health: HealthSection = HealthSection()

@@ -19,8 +19,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import NoDecode
 
@@ -44,9 +46,11 @@ __all__ = [
     "ManifestSection",
     "MetricsSection",
     "NodeSection",
+    "NoticesSection",
     "PartnerRuleSetting",
     "PartnersSection",
     "ResolverSection",
+    "TakedownSection",
     "TlsSection",
 ]
 
@@ -197,6 +201,78 @@ class LifecycleSection(_Section):
     # classification, countries, hoster and timings kept). 0 = never.
     retention_days: int = between(365, 0, 36500)
     retention_check_s: float = between(3600.0, 0.05, 86400)  # how often the node looks
+
+
+class TakedownSection(_Section):
+    """Re-checks of illegal content still online, at the node holding the case."""
+
+    enabled: bool = False  # off until the hotline names itself in ``user_agent``
+    # Sent with every check: the hotline's name and a contact, so a hoster knows who asks.
+    user_agent: Annotated[str, Field(max_length=200)] = ""
+    first_interval_s: float = between(3600.0, 0.01, 7 * 86400)  # this often at first …
+    first_period_s: float = between(86400.0, 0, 90 * 86400)  # … for this long,
+    interval_s: float = between(86400.0, 0.01, 30 * 86400)  # then this often
+    gone_checks: int = between(3, 1, 100)  # consecutive not-online checks that make it gone
+    on_gone: Literal["act", "suggest"] = "act"  # record the action, or ask an analyst
+    connect_timeout_s: float = between(5.0, 0.05, 60)
+    read_timeout_s: float = between(10.0, 0.05, 120)
+    deadline_s: float = between(30.0, 0.1, 600)  # a whole check, however the host dribbles
+    max_redirects: int = between(5, 0, 20)
+    concurrency: int = between(32, 1, 1024)  # checks at once, over all hosts
+    per_host_concurrency: int = between(2, 1, 64)  # checks at once against one host
+    tick_s: float = between(5.0, 0.01, 3600)  # how often the scheduler looks for due checks
+    batch: int = between(1000, 1, 100_000)  # due checks taken per look
+    move_checks: int = between(2, 1, 20)  # consecutive checks in a new country that move it
+
+    @field_validator("user_agent")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise refuse("takedown.user_agent must be printable text on one line")
+        return value
+
+    @model_validator(mode="after")
+    def _named_when_enabled(self) -> TakedownSection:
+        if self.enabled and not self.user_agent.strip():
+            raise refuse(
+                "takedown.user_agent is required when takedown.enabled: name the hotline "
+                'and a contact, e.g. "ihx-recheck/1 (EOKM hotline; abuse@eokm.nl)"'
+            )
+        return self
+
+
+class NoticesSection(_Section):
+    """Notices to hosting providers' abuse contacts, sent through the hotline's SMTP relay."""
+
+    enabled: bool = False
+    directory: OptionalPath = None  # the abuse-contact directory (TOML), required when enabled
+    hotline: Annotated[str, Field(max_length=200)] = ""  # who the notices are from, in their text
+    from_address: Annotated[str, Field(max_length=254)] = ""
+    reply_to: Annotated[str, Field(max_length=254)] = ""
+    relay_host: Annotated[str, Field(max_length=255)] = ""
+    relay_port: int = between(587, 1, 65535)
+    starttls: bool = True  # refuse to send if the relay does not offer STARTTLS
+    username: Annotated[str, Field(max_length=254)] = ""
+    password: SecretStr | None = None  # better IHX_NOTICES_PASSWORD than in the file
+    timeout_s: float = between(30.0, 0.05, 300)
+    interval_s: float = between(86400.0, 0.01, 30 * 86400)  # a new notice while still online
+    escalate_after: int = between(3, 1, 1000)  # notices before the escalation contact
+    lea_hold_s: float = between(0.0, 0, 90 * 86400)  # after reported_to_lea, notices wait
+    retry_max_s: float = between(3600.0, 0.01, 86400)  # back-off ceiling of a failed send
+    tick_s: float = between(10.0, 0.01, 3600)
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> NoticesSection:
+        if not self.enabled:
+            return self
+        missing = [
+            f"notices.{name}"
+            for name in ("directory", "hotline", "from_address", "relay_host")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise refuse(f"notices.enabled needs {', '.join(missing)}")
+        return self
 
 
 class TlsSection(_Section):

@@ -37,6 +37,7 @@ from exchange.times import to_micros
 
 EVENTS = schema.case_events
 STATES = schema.item_states
+WATCHES = schema.takedown_watches
 CASES = schema.cases
 
 _CLOSED = sorted(str(s) for s in CLOSED_STAGES)
@@ -353,7 +354,16 @@ def _queue_filter(queue: Queue, now: datetime, since: datetime) -> Any:
         return and_(open_, s.orphaned.is_(True))
     if queue is Queue.DISPUTED:
         return s.disputed.is_(True)
+    if queue is Queue.NO_CONTACT:
+        return and_(open_, s.case_id.in_(_watched(WATCHES.c.no_contact.is_(True))))
+    if queue is Queue.CONFIRM_REMOVAL:
+        return and_(open_, s.case_id.in_(_watched(WATCHES.c.state == "suggested")))
     return s.closed_at >= since  # recently closed: then only cases with no open item
+
+
+def _watched(condition: Any) -> Any:
+    """Cases the takedown automation flags (its table is read here only to list the queue)."""
+    return select(WATCHES.c.case_id).where(WATCHES.c.state != "done", condition)
 
 
 def queue(

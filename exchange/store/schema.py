@@ -500,3 +500,110 @@ class PeerLeaseRow(Base):
 
 
 peer_leases = cast(Table, PeerLeaseRow.__table__)
+
+
+class TakedownWatchRow(Base):
+    """A case held here whose URL is being re-checked until its content is gone (takedown).
+
+    One per case (a case is one URL). ``next_check_at`` drives the scheduler; the last check's
+    outcome and the run of consecutive not-online checks decide removal; the hoster (ASN,
+    organisation) and country are the last re-trace's, so a move or a new hoster is seen.
+    """
+
+    __tablename__ = "takedown_watches"
+    case_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(12))  # watching | suggested | done
+    started_at: Mapped[datetime] = mapped_column(UtcMicros)
+    next_check_at: Mapped[datetime] = mapped_column(UtcMicros)
+    checks: Mapped[int] = mapped_column(Integer)
+    last_check_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    last_outcome: Mapped[str | None] = mapped_column(String(12))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    not_online: Mapped[int] = mapped_column(Integer)  # consecutive checks not online
+    online_since: Mapped[datetime | None] = mapped_column(UtcMicros)  # first seen online
+    country: Mapped[str | None] = mapped_column(String(2))
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    organisation: Mapped[str | None] = mapped_column(String(128))
+    notices: Mapped[int] = mapped_column(Integer)  # notices to the current hoster
+    first_notice_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    last_notice_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    no_contact: Mapped[bool] = mapped_column(Boolean)  # the directory has no abuse contact
+    hold_until: Mapped[datetime | None] = mapped_column(UtcMicros)
+    updated_at: Mapped[datetime] = mapped_column(UtcMicros)
+    __table_args__ = (Index("ix_takedown_watches_state_next", "state", "next_check_at"),)
+
+
+class TakedownCheckRow(Base):
+    """One re-check's result: the evidence behind an automatic removal. Never any content."""
+
+    __tablename__ = "takedown_checks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UtcMicros)
+    outcome: Mapped[str] = mapped_column(String(12))
+    status: Mapped[int | None] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(64))
+    country: Mapped[str | None] = mapped_column(String(2))
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    organisation: Mapped[str] = mapped_column(String(128))
+    redirects: Mapped[int] = mapped_column(Integer)
+    elapsed_ms: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(200))
+    __table_args__ = (Index("ix_takedown_checks_case_id_at", "case_id", "at"),)
+
+
+class TakedownNoticeRow(Base):
+    """One notice to an abuse contact, covering one or more cases; sent by SMTP with retries.
+
+    Written ``pending`` with its Message-ID before the first attempt, so a crash between the
+    relay's acceptance and the commit re-sends the same message (the hoster can deduplicate).
+    """
+
+    __tablename__ = "takedown_notices"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    contact_key: Mapped[str] = mapped_column(String(128))
+    recipient: Mapped[str] = mapped_column(String(254))
+    escalated: Mapped[bool] = mapped_column(Boolean)
+    message_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(8))  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcMicros)
+    created_at: Mapped[datetime] = mapped_column(UtcMicros)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    error: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (Index("ix_takedown_notices_status_next", "status", "next_attempt_at"),)
+
+
+class TakedownNoticeCaseRow(Base):
+    """A case named in a notice, with the hoster it was sent about (the scorecard's unit)."""
+
+    __tablename__ = "takedown_notice_cases"
+    notice_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    organisation: Mapped[str] = mapped_column(String(128))
+    items: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index("ix_takedown_notice_cases_case_id", "case_id"),)
+
+
+class TakedownHoldRow(Base):
+    """A hold on a case's notices (a partner preserving evidence, or an analyst): audited."""
+
+    __tablename__ = "takedown_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(40))
+    by: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(UtcMicros)
+    reason: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UtcMicros)
+    released_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (Index("ix_takedown_holds_case_id", "case_id"),)
+
+
+takedown_watches = cast(Table, TakedownWatchRow.__table__)
+takedown_checks = cast(Table, TakedownCheckRow.__table__)
+takedown_notices = cast(Table, TakedownNoticeRow.__table__)
+takedown_notice_cases = cast(Table, TakedownNoticeCaseRow.__table__)
+takedown_holds = cast(Table, TakedownHoldRow.__table__)

@@ -186,3 +186,12 @@ class Hold:
     until: datetime
     reason: str
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL to check, for one watched case."""
+
+    case_id: str
+    url: str
+    host: str

@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-# The takedown tables (0007) land first on main; until then this branch builds on 0006.
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -286,3 +286,12 @@ def test_a_foreign_errors_code_attribute_is_not_taken_for_ours() -> None:
 
     assert error_code(DriverError("x")) == "internal"
     assert error_code(InvalidReport("x", code="notes-too-long")) == "notes-too-long"
+
+
+def test_every_log_kind_fits_its_column() -> None:
+    """PostgreSQL refuses a longer kind (SQLite would store it): the write would fail there."""
+    from exchange.domain import LogKind
+    from exchange.store.schema import routing_log
+
+    width = routing_log.c.kind.type.length
+    assert [k.value for k in LogKind if len(k.value) > width] == []

@@ -59,6 +59,8 @@ ISSUE_RPCS = {
     "Partner.PullCases",
     "Partner.AckCases",
     "Partner.RecordFeedback",
+    "Partner.HoldNotices",
+    "Partner.ReleaseHold",
     "RoutingLog.ListRoutingLog",
     "RoutingLog.GetCheckpoint",
 }

@@ -295,3 +295,91 @@ def test_a_partner_keeps_at_most_its_quota_of_feedback_per_case(
     assert len([r for r in feedback_rows(cluster) if r[1] == cases.one]) == 3
     assert cluster.count(DE, "routing_log") == log_before
     bka.feedback(cases.two, ppb.FEEDBACK_CODE_RECEIVED)  # another case has its own quota
+
+
+# -- holds on the notices to the hoster -----------------------------------------------------
+
+
+def hold_rows(cluster: Cluster) -> list[tuple[str, str, str, bool]]:
+    rows = cluster.rows(
+        DE, "SELECT case_id, by, reason, released_at FROM takedown_holds ORDER BY id"
+    )
+    return [(r.case_id, r.by, r.reason, r.released_at is not None) for r in rows]
+
+
+def test_a_partner_holds_the_notices_of_its_own_case_audited(
+    cluster: Cluster, cases: Cases, bka: PartnerClient
+) -> None:
+    held = bka.hold(cases.two, 7200, "evidence preservation, file 2026/17")
+    bka.hold(cases.two, 600, "renewed by the duty officer")
+    assert hold_rows(cluster) == [
+        (cases.two, DE_BKA, "evidence preservation, file 2026/17", False),
+        (cases.two, DE_BKA, "renewed by the duty officer", False),
+    ]
+    (row,) = cluster.rows(DE, "SELECT at, until FROM takedown_holds WHERE reason LIKE 'ev%'")
+    assert row.until - row.at == 7200 * 1_000_000  # stored as microseconds
+    assert held.until.seconds == row.until // 1_000_000
+
+    assert bka.release_hold(cases.two).released == 2
+    assert bka.release_hold(cases.two).released == 0  # nothing active is left
+    assert [r[3] for r in hold_rows(cluster)] == [True, True]  # kept, stamped: the audit
+
+    with LogClient(cluster.address(DE), token=log_token(cluster, DE)) as log:
+        held_entries = list(log.entries(kind="notices-held"))
+        released_entries = list(log.entries(kind="hold-released"))
+    assert [json.loads(e.detail_json)["by"] for e in held_entries] == [DE_BKA, DE_BKA]
+    assert [json.loads(e.detail_json) for e in released_entries] == [
+        {"case": cases.two, "by": DE_BKA, "released": 2}
+    ]
+    assert cluster.log_break(DE) is None
+
+
+def test_holds_are_refused_with_nothing_stored(
+    cluster: Cluster, cases: Cases, bka: PartnerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_before = cluster.count(DE, "routing_log")
+    refusals = {
+        "another partner's case": (
+            partial(bka.hold, cases.national, 60, "x"),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        "an unknown case": (partial(bka.hold, "c-" + "0" * 32, 60, "x"), grpc.StatusCode.NOT_FOUND),
+        "no case id at all": (
+            partial(bka.hold, "not-a-case", 60, "x"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        "no duration": (partial(bka.hold, cases.two, 0, "x"), grpc.StatusCode.INVALID_ARGUMENT),
+        "over 90 days": (
+            partial(bka.hold, cases.two, 90 * 86400 + 1, "x"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        "no reason": (partial(bka.hold, cases.two, 60, "  "), grpc.StatusCode.INVALID_ARGUMENT),
+        "a control character": (
+            partial(bka.hold, cases.two, 60, "a\x1b[2Jb"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        "a reason too long": (
+            partial(bka.hold, cases.two, 60, "r" * 201),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        "releasing another partner's case": (
+            partial(bka.release_hold, cases.national),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+    }
+    for what, (call, expected) in refusals.items():
+        code, details = status_of(call)
+        assert code is expected, (what, details)
+    with client(cluster, "nl-police") as stranger:
+        code, _ = status_of(partial(stranger.hold, cases.two, 60, "x"))
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+    assert hold_rows(cluster) == []
+    assert cluster.count(DE, "routing_log") == log_before
+
+    # at most MAX_ACTIVE active holds per partner and case
+    monkeypatch.setattr("exchange.takedown.holds.MAX_ACTIVE", 2)
+    bka.hold(cases.one, 60, "first")
+    bka.hold(cases.one, 60, "second")
+    code, details = status_of(partial(bka.hold, cases.one, 60, "third"))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED, details
+    assert len(hold_rows(cluster)) == 2

@@ -42,6 +42,10 @@ class _QueueEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Queue.ValueType
     """closed within `older_than_days` (default 7)"""
     QUEUE_DISPUTED: _Queue.ValueType  # 6
     """the holder's classification differs from the origin's"""
+    QUEUE_NO_CONTACT: _Queue.ValueType  # 7
+    """illegal and online, but the directory has no abuse contact"""
+    QUEUE_CONFIRM_REMOVAL: _Queue.ValueType  # 8
+    """re-checks found it gone: an analyst confirms (on_gone=suggest)"""
 
 class Queue(_Queue, metaclass=_QueueEnumTypeWrapper): ...
 
@@ -58,6 +62,10 @@ QUEUE_RECENTLY_CLOSED: Queue.ValueType  # 5
 """closed within `older_than_days` (default 7)"""
 QUEUE_DISPUTED: Queue.ValueType  # 6
 """the holder's classification differs from the origin's"""
+QUEUE_NO_CONTACT: Queue.ValueType  # 7
+"""illegal and online, but the directory has no abuse contact"""
+QUEUE_CONFIRM_REMOVAL: Queue.ValueType  # 8
+"""re-checks found it gone: an analyst confirms (on_gone=suggest)"""
 Global___Queue: _TypeAlias = Queue  # noqa: Y015
 
 class _ItemStage:

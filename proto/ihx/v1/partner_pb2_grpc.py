@@ -49,6 +49,16 @@ class PartnerStub:
                 request_serializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackRequest.SerializeToString,
                 response_deserializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackResponse.FromString,
                 _registered_method=True)
+        self.HoldNotices = channel.unary_unary(
+                '/ihx.v1.Partner/HoldNotices',
+                request_serializer=ihx_dot_v1_dot_partner__pb2.HoldNoticesRequest.SerializeToString,
+                response_deserializer=ihx_dot_v1_dot_partner__pb2.HoldNoticesResponse.FromString,
+                _registered_method=True)
+        self.ReleaseHold = channel.unary_unary(
+                '/ihx.v1.Partner/ReleaseHold',
+                request_serializer=ihx_dot_v1_dot_partner__pb2.ReleaseHoldRequest.SerializeToString,
+                response_deserializer=ihx_dot_v1_dot_partner__pb2.ReleaseHoldResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerServicer:
@@ -72,6 +82,18 @@ class PartnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HoldNotices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHold(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +111,16 @@ def add_PartnerServicer_to_server(servicer, server):
                     servicer.RecordFeedback,
                     request_deserializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackRequest.FromString,
                     response_serializer=ihx_dot_v1_dot_partner__pb2.CaseFeedbackResponse.SerializeToString,
+            ),
+            'HoldNotices': grpc.unary_unary_rpc_method_handler(
+                    servicer.HoldNotices,
+                    request_deserializer=ihx_dot_v1_dot_partner__pb2.HoldNoticesRequest.FromString,
+                    response_serializer=ihx_dot_v1_dot_partner__pb2.HoldNoticesResponse.SerializeToString,
+            ),
+            'ReleaseHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHold,
+                    request_deserializer=ihx_dot_v1_dot_partner__pb2.ReleaseHoldRequest.FromString,
+                    response_serializer=ihx_dot_v1_dot_partner__pb2.ReleaseHoldResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +204,60 @@ class Partner:
             '/ihx.v1.Partner/RecordFeedback',
             ihx_dot_v1_dot_partner__pb2.CaseFeedbackRequest.SerializeToString,
             ihx_dot_v1_dot_partner__pb2.CaseFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldNotices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ihx.v1.Partner/HoldNotices',
+            ihx_dot_v1_dot_partner__pb2.HoldNoticesRequest.SerializeToString,
+            ihx_dot_v1_dot_partner__pb2.HoldNoticesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ihx.v1.Partner/ReleaseHold',
+            ihx_dot_v1_dot_partner__pb2.ReleaseHoldRequest.SerializeToString,
+            ihx_dot_v1_dot_partner__pb2.ReleaseHoldResponse.FromString,
             options,
             channel_credentials,
             insecure,

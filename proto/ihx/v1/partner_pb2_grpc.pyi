@@ -34,6 +34,8 @@ class PartnerStub:
     PullCases: _grpc.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.PullCasesResponse]
     AckCases: _grpc.UnaryUnaryMultiCallable[_partner_pb2.AckCasesRequest, _partner_pb2.AckCasesResponse]
     RecordFeedback: _grpc.UnaryUnaryMultiCallable[_partner_pb2.CaseFeedbackRequest, _partner_pb2.CaseFeedbackResponse]
+    HoldNotices: _grpc.UnaryUnaryMultiCallable[_partner_pb2.HoldNoticesRequest, _partner_pb2.HoldNoticesResponse]
+    ReleaseHold: _grpc.UnaryUnaryMultiCallable[_partner_pb2.ReleaseHoldRequest, _partner_pb2.ReleaseHoldResponse]
 
 @_typing.type_check_only
 class PartnerAsyncStub(PartnerStub):
@@ -41,6 +43,8 @@ class PartnerAsyncStub(PartnerStub):
     PullCases: _aio.UnaryStreamMultiCallable[_partner_pb2.PullCasesRequest, _partner_pb2.PullCasesResponse]  # type: ignore[assignment]
     AckCases: _aio.UnaryUnaryMultiCallable[_partner_pb2.AckCasesRequest, _partner_pb2.AckCasesResponse]  # type: ignore[assignment]
     RecordFeedback: _aio.UnaryUnaryMultiCallable[_partner_pb2.CaseFeedbackRequest, _partner_pb2.CaseFeedbackResponse]  # type: ignore[assignment]
+    HoldNotices: _aio.UnaryUnaryMultiCallable[_partner_pb2.HoldNoticesRequest, _partner_pb2.HoldNoticesResponse]  # type: ignore[assignment]
+    ReleaseHold: _aio.UnaryUnaryMultiCallable[_partner_pb2.ReleaseHoldRequest, _partner_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
 
 class PartnerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -63,5 +67,19 @@ class PartnerServicer(metaclass=_abc_1.ABCMeta):
         request: _partner_pb2.CaseFeedbackRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_partner_pb2.CaseFeedbackResponse, _abc.Awaitable[_partner_pb2.CaseFeedbackResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def HoldNotices(
+        self,
+        request: _partner_pb2.HoldNoticesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_pb2.HoldNoticesResponse, _abc.Awaitable[_partner_pb2.HoldNoticesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReleaseHold(
+        self,
+        request: _partner_pb2.ReleaseHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_partner_pb2.ReleaseHoldResponse, _abc.Awaitable[_partner_pb2.ReleaseHoldResponse]]: ...
 
 def add_PartnerServicer_to_server(servicer: PartnerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

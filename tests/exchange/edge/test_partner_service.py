@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import Engine
 
 from auth.manifest import Manifest
 from exchange.domain import Classification
@@ -20,6 +21,7 @@ from exchange.errors import InvalidReport
 from exchange.intake import Intake
 from exchange.partners import PartnerRule, Partners
 from exchange.store.writer import Writer
+from exchange.takedown.holds import Holds
 from ihx.v1 import partner_pb2 as ppb
 from tests.exchange.edge.servicer_context import Aborted, AbortingContext, calling_as
 from tests.exchange.factories import FakeClock, make_submission, url_in
@@ -40,7 +42,12 @@ def partners(writer: Writer, manifest: Manifest, clock: FakeClock) -> Partners:
 
 @pytest.fixture
 def servicer(
-    partners: Partners, tracer: Any, manifest: Manifest, writer: Writer, clock: FakeClock
+    partners: Partners,
+    tracer: Any,
+    manifest: Manifest,
+    writer: Writer,
+    engine: Engine,
+    clock: FakeClock,
 ) -> PartnerServicer:
     intake = Intake(
         self_member="nl-eokm",
@@ -53,7 +60,8 @@ def servicer(
     )
     for i in range(3):
         intake.submit(make_submission(url_in("NL", f"/{i}.jpg"), hashes=[f"h{i}"]))
-    return PartnerServicer(partners)
+    holds = Holds(writer=writer, engine=engine, clock=clock, self_member="nl-eokm")
+    return PartnerServicer(partners, holds)
 
 
 def pull(servicer: PartnerServicer, **fields: Any) -> list[ppb.Case]:

@@ -9,8 +9,6 @@ filter, held cases only, oldest takedown clock first, keyset-paged without gaps 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -28,13 +26,12 @@ from exchange.lifecycle.model import (
     ReasonCode,
     Stage,
 )
-from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import schema
 from exchange.store.lifecycle import StoredEvent
 from exchange.times import from_micros
 from exchange.wire.case_codec import event_to_bytes
-from tests.exchange.factories import T0, make_report
+from tests.exchange.factories import T0
 from tests.exchange.lifecycle.factories import (
     HOLDER,
     assessment,
@@ -45,9 +42,15 @@ from tests.exchange.lifecycle.factories import (
     report_id,
     withdrawal,
 )
-
-NOW = T0 + timedelta(days=60)
-SINCE = NOW - timedelta(days=30)
+from tests.exchange.store.held_cases import (
+    NOW,
+    SINCE,
+    assessed_as,
+    clock,
+    closed_item,
+    item,
+    put_case,
+)
 
 
 def stored(
@@ -257,54 +260,6 @@ def test_save_states_touches_only_its_own_case(engine: Engine) -> None:
 # -- queues -------------------------------------------------------------------------------------
 
 
-def put_case(
-    engine: Engine,
-    seed: str,
-    states: Sequence[ItemState],
-    *,
-    orphaned: bool = False,
-    holder: str = HOLDER,
-    header: bool = True,
-) -> str:
-    """A case held by ``holder`` (a cases row unless ``header`` is False) with these items."""
-    cid = case_id(seed)
-    with engine.begin() as conn:
-        if header:
-            report = make_report(url=f"https://hosting-de.example/{seed}.jpg", hashes=[seed])
-            case_store.open_cases(conn, [(cid, report)], states[0].clock_started or T0)
-        store.open_items(
-            conn,
-            [
-                (
-                    cid,
-                    replace(s, holder=holder, ref=replace(s.ref, report_id=report_id(seed))),
-                    orphaned,
-                )
-                for s in states
-            ],
-            NOW,
-        )
-    return cid
-
-
-def clock(days_ago: float) -> datetime:
-    return NOW - timedelta(days=days_ago)
-
-
-def item(index: int = 0, *, days_ago: float = 1, **changes: object) -> ItemState:
-    start = clock(days_ago)
-    state = make_state(index, **changes)
-    return replace(state, clock_started=start, ref=replace(state.ref, clock_started=start))
-
-
-def assessed_as(c: Classification, index: int = 0, **changes: object) -> ItemState:
-    return item(index, stage=Stage.ASSESSED, assessment=assessment(c), **changes)
-
-
-def closed_item(index: int = 0, *, closed_days_ago: float, **changes: object) -> ItemState:
-    return item(index, stage=Stage.REMOVED, closed_at=clock(closed_days_ago), **changes)
-
-
 def listed(engine: Engine, queue: Queue, *, holder: str = HOLDER, limit: int = 100) -> list[str]:
     with engine.connect() as conn:
         rows = store.queue(
@@ -373,6 +328,10 @@ EXPECTED = {
     Queue.ORPHANED: ["orphaned"],
     Queue.RECENTLY_CLOSED: ["disputed-closed", "recently-closed", "orphaned-closed"],
     Queue.DISPUTED: ["disputed-closed", "disputed"],
+    # The takedown queues list watched cases (tests/exchange/store/test_takedown_store.py);
+    # none of these is watched.
+    Queue.NO_CONTACT: [],
+    Queue.CONFIRM_REMOVAL: [],
 }
 
 

@@ -422,7 +422,7 @@ def _parse(data: bytes) -> lpb.CaseEvent:
 
 def test_request_enums_decode_or_name_the_field() -> None:
     assert codec.queue_from_proto(cpb.QUEUE_DISPUTED) is Queue.DISPUTED
-    assert {codec.queue_from_proto(v) for v in range(1, 7)} == set(Queue)
+    assert {codec.queue_from_proto(v) for v in range(1, 9)} == set(Queue)
     assert codec.withdrawal_reason_from_proto(lpb.WITHDRAWAL_REASON_OTHER) is WithdrawalReason.OTHER
     assert {codec.stage_from_proto(v) for v in range(1, 9)} == set(Stage)
     for decode, where in (

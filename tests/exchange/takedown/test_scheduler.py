@@ -1,0 +1,264 @@
+"""exchange/takedown/scheduler.py: re-check passes over real cases, a real web server, real SQL.
+
+nl-eokm's real intake, case work, writer and database; the prober asks a real HTTP server on
+loopback (``LoopbackRoute``) whose paths the test sets; a resolver whose answers the test
+changes (DNS is the one fake, with the clock). Each pass is ``run_once``; the fake clock jumps
+to the next check.
+
+* A case is watched once an item is assessed illegal, checked at once, then every hour.
+* Gone on ``gone_checks`` consecutive checks: a ``removed`` action (``unavailable`` for 403)
+  carrying the checks as evidence, made by nl-eokm like an analyst's; or, with the "suggest"
+  policy, the case in the ``confirm_removal`` queue until it comes back online.
+* Re-traced to another member's country on ``move_checks`` consecutive checks: a ``moved``
+  action naming that member; one odd answer is not a move.
+* A new hoster in the same country: recorded, the notice count restarts.
+* Every check is a ``rechecked`` routing-log entry without the URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from auth.manifest import Manifest
+from exchange.domain import Classification, case_id_for
+from exchange.intake import Intake
+from exchange.lifecycle.model import ActionKind, Assessment, Queue, ReasonCode, Stage
+from exchange.lifecycle.record import Recorder
+from exchange.lifecycle.views import CaseViews
+from exchange.lifecycle.work import CaseWork
+from exchange.store import routing_log, schema
+from exchange.store.writer import Writer
+from exchange.takedown.dispatch import CheckPool
+from exchange.takedown.model import OnGone, Policy
+from exchange.takedown.probe import Prober
+from exchange.takedown.scheduler import Pass, Rechecker
+from exchange.takedown.views import TakedownViews
+from routing.geoip import GeoIp
+from routing.resolver import Resolution
+from routing.trace import Tracer
+from tests.exchange.factories import FakeClock, host_in, make_submission
+from tests.exchange.takedown.conftest import USER_AGENT
+from tests.exchange.takedown.servers import LoopbackRoute, WebServer, forbidden, present, removed
+
+NL = "nl-eokm"
+HOUR = timedelta(hours=1)
+NL_FORCE, NL_LEASEWEB, DE_HETZNER = "185.107.56.1", "37.48.64.1", "2a01:4f8::1"
+
+
+class MovingResolver:
+    """DNS whose answers the test changes: a host moving to another address (or country)."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, tuple[str, ...]] = {host_in("NL"): (NL_FORCE,)}
+
+    def resolve(self, host: str) -> Resolution:
+        found = self.table.get(host)
+        if found is None:
+            return Resolution((), "nxdomain")
+        return Resolution(found, None)
+
+
+@dataclass
+class World:
+    engine: Engine
+    clock: FakeClock
+    intake: Intake
+    work: CaseWork
+    web: WebServer
+    dns: MovingResolver
+    make: Callable[..., Rechecker]
+
+    def case(self, path: str, classification: Classification = Classification.BASELINE) -> str:
+        """An NL-hosted case held here, its item assessed as given."""
+        url = f"http://{host_in('NL')}{path}"
+        report = self.intake.submit(make_submission(url, hashes=[path]))
+        case_id = case_id_for(report.report_id)
+        self.work.assess(case_id, [], Assessment(classification))
+        return case_id
+
+    def pass_(self, rechecker: Rechecker | None = None, *, later: timedelta = HOUR) -> Pass:
+        done = (rechecker or self.make()).run_once()
+        self.clock.advance(later.total_seconds())
+        return done
+
+    def stage(self, case_id: str) -> Stage:
+        (state,) = (
+            CaseViews(self_member=NL, engine=self.engine, clock=self.clock).case(case_id).items
+        )
+        return state.stage
+
+    def log(self, kind: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [json.loads(e.detail) for e in routing_log.load_entries(conn) if e.kind == kind]
+
+
+@pytest.fixture
+def world(
+    engine: Engine,
+    writer: Writer,
+    clock: FakeClock,
+    intake: Intake,
+    manifest: Manifest,
+    geoip: GeoIp,
+    web_server: WebServer,
+) -> Iterator[World]:
+    work = CaseWork(
+        self_member=NL,
+        manifest=lambda: manifest,
+        writer=writer,
+        clock=clock,
+        recorder=Recorder(self_member=NL),
+    )
+    dns = MovingResolver()
+    prober = Prober(
+        Tracer(dns, geoip, clock),
+        clock,
+        user_agent=USER_AGENT,
+        connect_timeout_s=2,
+        read_timeout_s=2,
+        route=LoopbackRoute(web_server.port),
+    )
+    pool = CheckPool(prober.check, clock, concurrency=4, per_host_concurrency=2)
+
+    def make(**options: Any) -> Rechecker:
+        policy = options.pop("policy", Policy())
+        return Rechecker(
+            self_member=NL,
+            manifest=lambda: manifest,
+            writer=writer,
+            clock=clock,
+            checks=pool,
+            work=work,
+            policy=policy,
+            **options,
+        )
+
+    yield World(engine, clock, intake, work, web_server, dns, make)
+    pool.close()
+
+
+def test_a_case_assessed_illegal_is_watched_and_checked_hourly(world: World) -> None:
+    watched = world.case("/online.jpg")
+    not_yet = world.case("/legal.jpg", Classification.NOT_ILLEGAL)
+    world.web.set("/online.jpg", present())
+
+    first = world.pass_()
+    second = world.pass_(later=timedelta(minutes=10))
+    third = world.pass_()  # ten minutes after the second check: not due yet
+
+    assert (first.started, first.checked, first.online) == (1, 1, 1)
+    assert (second.checked, third.checked) == (1, 0)
+    shown = TakedownViews(engine=world.engine, clock=world.clock).case(watched)
+    assert (shown.watch.checks, shown.watch.last_outcome, shown.watch.asn) == (2, "online", 43350)
+    assert shown.watch.online_since == shown.checks[-1].at
+    assert [c.status for c in shown.checks] == [200, 200]
+    requests = world.web.requests
+    assert {(r.method, r.host) for r in requests} == {("HEAD", host_in("NL"))}
+    assert all(r.headers.get("User-Agent") == USER_AGENT for r in requests)
+    assert [e["case"] for e in world.log("rechecked")] == [watched, watched]
+    assert all("online.jpg" not in json.dumps(e) for e in world.log("rechecked"))
+    with pytest.raises(Exception, match="not watched"):
+        TakedownViews(engine=world.engine, clock=world.clock).case(not_yet)
+
+
+def test_gone_on_three_checks_is_recorded_removed_with_the_evidence(world: World) -> None:
+    case_id = world.case("/taken-down.jpg")
+    world.web.set("/taken-down.jpg", present())
+    world.pass_()
+    world.web.set("/taken-down.jpg", removed(404))
+    world.pass_()
+    world.pass_()
+    assert world.stage(case_id) is Stage.ASSESSED  # two gone checks are not enough
+    world.web.set("/taken-down.jpg", removed(410))
+    done = world.pass_()
+
+    assert done.removed == 1
+    detail = CaseViews(self_member=NL, engine=world.engine, clock=world.clock).case(case_id)
+    (state,) = detail.items
+    assert state.stage is Stage.REMOVED
+    action = detail.timeline[-1]
+    assert (action.member, action.body.kind) == (NL, ActionKind.REMOVED)  # type: ignore[union-attr]
+    assert action.body.reference.startswith("recheck 3x [410,404,404] ")  # type: ignore[union-attr]
+    # the watch ends on the next pass: nothing is checked any more
+    assert world.pass_().ended == 1
+    assert world.pass_().checked == 0
+
+
+def test_forbidden_three_times_is_unavailable_password_protected(world: World) -> None:
+    case_id = world.case("/members-only.jpg")
+    world.web.set("/members-only.jpg", forbidden())
+    for _ in range(3):
+        world.pass_()
+    detail = CaseViews(self_member=NL, engine=world.engine, clock=world.clock).case(case_id)
+    assert detail.items[0].stage is Stage.UNAVAILABLE
+    assert detail.items[0].close_reason is ReasonCode.PASSWORD_PROTECTED
+
+
+def test_the_suggest_policy_asks_an_analyst_and_withdraws_when_online_again(world: World) -> None:
+    case_id = world.case("/maybe-gone.jpg")
+    suggest = world.make(policy=Policy(on_gone=OnGone.SUGGEST, gone_checks=2))
+    world.web.set("/maybe-gone.jpg", removed())
+    world.pass_(suggest)
+    done = world.pass_(suggest)
+    views = CaseViews(self_member=NL, engine=world.engine, clock=world.clock)
+
+    assert (done.suggested, done.removed) == (1, 0)
+    assert world.stage(case_id) is Stage.ASSESSED  # nothing recorded: an analyst decides
+    assert [c.id for c in views.queue(Queue.CONFIRM_REMOVAL, limit=10)[0]] == [case_id]
+    assert [e["action"] for e in world.log("gone-suggested")] == ["removed"]
+
+    world.web.set("/maybe-gone.jpg", present())
+    world.pass_(suggest)
+    assert views.queue(Queue.CONFIRM_REMOVAL, limit=10)[0] == []
+
+
+def test_two_checks_in_another_members_country_move_the_case(world: World) -> None:
+    case_id = world.case("/moving.jpg")
+    world.web.set("/moving.jpg", present())
+    world.pass_()
+    world.dns.table[host_in("NL")] = (DE_HETZNER,)
+    one = world.pass_()
+    assert (one.moved, world.stage(case_id)) == (0, Stage.ASSESSED)  # one odd answer
+    two = world.pass_()
+
+    assert two.moved == 1
+    detail = CaseViews(self_member=NL, engine=world.engine, clock=world.clock).case(case_id)
+    (state,) = detail.items
+    assert (state.stage, state.moved_to_country, state.moved_to_member) == (
+        Stage.MOVED,
+        "DE",
+        "de-eco",
+    )
+    assert detail.timeline[-1].body.reference.startswith("recheck 2x in DE ")  # type: ignore[union-attr]
+
+
+def test_a_new_hoster_in_the_same_country_is_recorded_and_restarts_the_notices(
+    world: World,
+) -> None:
+    case_id = world.case("/rehosted.jpg")
+    world.web.set("/rehosted.jpg", present())
+    world.pass_()
+    with world.engine.begin() as conn:
+        conn.execute(update(schema.takedown_watches).values(notices=2))
+    world.dns.table[host_in("NL")] = (NL_LEASEWEB,)
+    done = world.pass_()
+
+    assert (done.hoster_changed, done.moved) == (1, 0)
+    with world.engine.connect() as conn:
+        row = conn.execute(select(schema.takedown_watches)).one()
+    assert (row.asn, row.organisation, row.notices, row.country) == (
+        60781,
+        "LeaseWeb Netherlands B.V.",
+        0,
+        "NL",
+    )
+    (changed,) = world.log("hoster-changed")
+    assert (changed["case"], changed["asn"], changed["was_asn"]) == (case_id, 60781, 43350)
+    assert world.stage(case_id) is Stage.ASSESSED
