@@ -21,7 +21,7 @@ from exchange.domain import Classification
 from exchange.errors import TransitionRefused
 from exchange.lifecycle.model import Action, ActionKind, Assessment
 from exchange.lifecycle.record import Recorder
-from exchange.lifecycle.work import CaseWork
+from exchange.lifecycle.work import CaseWork, Command
 from exchange.receiver import Receiver
 from exchange.store.writer import Writer
 from exchange.time_window import TimeWindow
@@ -31,7 +31,7 @@ from exchange.transfer.outgoing import Outgoing
 from exchange.wire.envelope import KIND_TRANSFER, Limits
 from exchange.wire.transfer_codec import transfer_from_bytes
 from routing.canonical import canonicalize
-from routing.trace import Tracer
+from routing.trace import Trace, Tracer
 from tests.exchange.factories import (
     T0,
     FakeClock,
@@ -75,10 +75,12 @@ def case_work(manifest: Manifest, writer: Writer, clock: FakeClock, **outgoing: 
     )
 
 
-def held_case(receiver: Receiver, clock: FakeClock, path: str = "/out.jpg") -> tuple[str, str]:
+def held_case(
+    receiver: Receiver, clock: FakeClock, path: str = "/out.jpg", sequence: int = 1
+) -> tuple[str, str]:
     """nl-eokm's two-item report delivered to de-eco: (report id, case id)."""
     report = make_report(url=url_in("DE", path), hashes=[f"{path}-0", f"{path}-1"])
-    sealed = seal_batch([report_wire(report)], signed_at=T0)
+    sealed = seal_batch([report_wire(report)], signed_at=T0, sequence=sequence)
     receiver.receive(sealed.to_proto())
     clock.advance(60)
     return report.id, "c-" + report.id.removeprefix("r-")
@@ -193,3 +195,40 @@ def test_a_move_within_the_holders_own_countries_sends_nothing(
     work.act(cid, [], Action(ActionKind.MOVED, moved_to_country="DE"))
     assert rows(engine, "SELECT kind FROM outbox WHERE kind = 'transfer'") == []
     assert rows(engine, "SELECT stage FROM item_states")[0].stage == "moved"
+
+
+def test_a_move_inside_the_schedulers_transaction_queues_its_transfer_untraced(
+    receiver: Receiver,
+    writer: Writer,
+    clock: FakeClock,
+    manifest: Manifest,
+    engine: Engine,
+) -> None:
+    rid, cid = held_case(receiver, clock)
+    traced: list[str] = []
+
+    def retrace(case_id: str) -> Trace | None:
+        traced.append(case_id)
+        return None
+
+    work = CaseWork(
+        self_member=HOLDER,
+        manifest=lambda: manifest,
+        writer=writer,
+        clock=clock,
+        recorder=Recorder(self_member=HOLDER),
+        transfers=Outgoing(self_member=HOLDER),
+        retrace=retrace,
+    )
+    (moved,) = writer.execute(lambda tx: work.run_in(tx, [Command.act(cid, [], MOVED)]))
+    assert not isinstance(moved, Exception)
+    assert traced == []  # no DNS inside the writer's transaction
+    (queued,) = rows(engine, "SELECT report_id, payload FROM outbox WHERE kind = 'transfer'")
+    assert queued.report_id == rid
+    carried = transfer_from_bytes(queued.payload)
+    assert carried.moved == moved
+    assert carried.trace is None
+    # Outside a transaction the same move would have been traced first.
+    _, other = held_case(receiver, clock, "/traced.jpg", sequence=2)
+    work.act(other, [], MOVED)
+    assert traced == [other]
