@@ -19,7 +19,7 @@ moment still end with one case and two reporting members. The rows are the store
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from exchange.domain import (
@@ -120,17 +120,7 @@ def _place(tx: Tx, plan: _Plan, inc: Incoming, *, self_member: str, now: datetim
     else:
         outcome = Outcome.MERGED
         plan.touched.add(case_id)
-    new_items = 0
-    for item in r.items:
-        if not any(h in known and known[h].case_id == case_id for h in item.hashes):
-            new_items += 1
-        for h in item.hashes:
-            if h not in known:
-                first = KnownContent(
-                    h, self_member, case_id, item.classification, r.received_at, r.id
-                )
-                known[h] = first
-                plan.sightings.append(first)
+    new_items = _first_sightings(plan, r, case_id, self_member)
     plan.links.append(CaseLink(case_id, r.id, r.origin_member, outcome, new_items, now))
     plan.case_of[r.id] = case_id
     plan.outcome_of[r.id] = outcome
@@ -147,6 +137,38 @@ def _place(tx: Tx, plan: _Plan, inc: Incoming, *, self_member: str, now: datetim
     )
 
 
+def _first_sightings(plan: _Plan, r: Report, case_id: str, self_member: str) -> int:
+    """Note the report's hashes seen here for the first time; how many of its items are new to
+    the case (none of their hashes already sighted in it)."""
+    known = plan.known
+    new_items = 0
+    for item in r.items:
+        if not any(h in known and known[h].case_id == case_id for h in item.hashes):
+            new_items += 1
+        for h in item.hashes:
+            if h not in known:
+                first = KnownContent(
+                    h, self_member, case_id, item.classification, r.received_at, r.id
+                )
+                known[h] = first
+                plan.sightings.append(first)
+    return new_items
+
+
+def _announce(tx: Tx, sightings: Sequence[KnownContent], self_member: str, now: datetime) -> None:
+    """First sightings into the index and the announcement log every peer's sender drains."""
+    hash_index.add_first_sightings(tx.conn, sightings)
+    if sightings:
+        hash_index.queue_announcements(
+            tx.conn, [announcement_to_proto(k).SerializeToString() for k in sightings], now
+        )
+        tx.log(
+            tx.chain.append(
+                now, LogKind.ANNOUNCED, member=self_member, detail={"hashes": len(sightings)}
+            )
+        )
+
+
 def _write(
     tx: Tx, plan: _Plan, fresh: Sequence[Incoming], *, self_member: str, now: datetime
 ) -> None:
@@ -155,17 +177,8 @@ def _write(
     case_store.touch(conn, plan.touched, now)
     reports.insert(conn, fresh, plan.case_ids, plan.marks, now)
     case_store.link(conn, plan.links)
-    hash_index.add_first_sightings(conn, plan.sightings)
     lifecycle.open_items(conn, _first_states(fresh, plan.case_ids, self_member, now), now)
-    if plan.sightings:
-        hash_index.queue_announcements(
-            conn, [announcement_to_proto(k).SerializeToString() for k in plan.sightings], now
-        )
-        tx.log(
-            tx.chain.append(
-                now, LogKind.ANNOUNCED, member=self_member, detail={"hashes": len(plan.sightings)}
-            )
-        )
+    _announce(tx, plan.sightings, self_member, now)
 
 
 # Reports placed here by these rules make the case "orphaned" in the holder's work queues.
@@ -191,6 +204,56 @@ def _first_states(
         if case_id is not None
         for idx, item in enumerate(inc.report.items)
     ]
+
+
+def accept_moved(
+    tx: Tx,
+    inc: Incoming,
+    *,
+    case_id: str,
+    opened: bool,
+    country: str,
+    items: Sequence[int],
+    orphaned: bool,
+    self_member: str,
+    now: datetime,
+) -> list[ItemState]:
+    """A report whose items another member moved here (``exchange/transfer``): linked to
+    ``case_id`` — opened now when ``opened``, hosted in ``country`` — stored if not held here
+    yet (its content marked and its first sightings announced like a received report's), or,
+    held already (it came back, or this node is its origin), moved into the case. Only the
+    moved ``items`` start their lifecycle here: unassessed, their takedown clock at ``now``,
+    the time of the receipt. Returns the states of the items new to the case."""
+    conn = tx.conn
+    r = inc.report
+    outcome = Outcome.NEW_CASE if opened else Outcome.MERGED
+    if opened:
+        case_store.open_cases(conn, [(case_id, replace(r, hosting_country=country))], now)
+    else:
+        case_store.touch(conn, [case_id], now)
+    new_items = 0
+    if r.id in reports.existing(conn, [r.id]):
+        reports.set_case(conn, r.id, case_id)
+    else:
+        plan = _Plan({r.url_key: case_id}, hash_index.known_content(conn, r.hashes))
+        marks = marks_for(r, plan.known)
+        new_items = _first_sightings(plan, r, case_id, self_member)
+        reports.insert(conn, [inc], [case_id], [marks], now)
+        _announce(tx, plan.sightings, self_member, now)
+    if not case_store.is_linked(conn, case_id, r.id):
+        case_store.link(conn, [CaseLink(case_id, r.id, r.origin_member, outcome, new_items, now)])
+    held = {s.ref.key for s in lifecycle.states(conn, [case_id]).get(case_id, [])}
+    states = [
+        ItemState(
+            ItemRef(r.id, i, r.origin_member, r.items[i].classification, now),
+            holder=self_member,
+            clock_started=now,
+        )
+        for i in items
+        if (r.id, i) not in held
+    ]
+    lifecycle.open_items(conn, [(case_id, st, orphaned) for st in states], now)
+    return states
 
 
 def record_announcements(tx: Tx, announced: Sequence[KnownContent]) -> None:

@@ -114,6 +114,8 @@ class LogKind(enum.StrEnum):
     EVENT_APPLIED = "event-applied"  # a member's lifecycle event applied here
     FEEDBACK = "feedback"  # a partner's feedback on a case
     ANONYMISED = "anonymised"  # retention purged closed cases
+    TRANSFERRED = "transferred"  # a moved case's transfer: queued at the old holder, taken in
+    TAKEN_OVER = "taken-over"  # the new holder's first step on items moved to it
     RECHECKED = "rechecked"  # takedown: a held case's URL checked again (outcome, hoster)
     HOSTER_CHANGED = "hoster-changed"  # … its hoster changed: notices go to the new one
     COUNTRY_CHANGED = "country-changed"  # … re-traced to another country this member serves

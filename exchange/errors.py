@@ -120,6 +120,13 @@ class NotYet(ExchangeError):
     code = "not-yet"
 
 
+class TransferRefused(ExchangeError):
+    """A moved case's transfer that its receiver will not take: the message names why (not the
+    holder's to move, evidence that does not verify, a country this member does not serve)."""
+
+    code = "transfer-refused"
+
+
 def error_code(error: Exception) -> str:
     """The stable code of one of our errors; anything else (a driver's error included, whose own
     ``code`` means something else) is ``internal``."""

@@ -72,6 +72,8 @@ from exchange.takedown.holds import Holds
 from exchange.takedown.probe import Prober, Route, direct
 from exchange.takedown.scheduler import Rechecker, policy_from
 from exchange.takedown.views import TakedownViews
+from exchange.transfer.arrivals import Arrivals
+from exchange.transfer.outgoing import Outgoing, retracer
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
 from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
@@ -242,6 +244,8 @@ class Node:
             writer=self.writer,
             clock=self._clock,
             recorder=self.recorder,
+            transfers=Outgoing(self_member=self.member, wake=self.wake),
+            retrace=retracer(self.engine, self.tracer),
         )
         self.case_views = CaseViews(self_member=self.member, engine=self.engine, clock=self._clock)
         self.inbound = Inbound(
@@ -329,6 +333,14 @@ class Node:
             on_heard=self.fanout.heard_from,
             locate=self.tracer.place,
             inbound=self.inbound,
+            arrivals=Arrivals(
+                self_member=self.member,
+                manifest=self.manifests.current,
+                recorder=self.recorder,
+                max_skew=self.limits.max_clock_skew,
+                locate=self.tracer.place,
+                on_cases=self._on_cases,
+            ),
         )
 
     def _on_cases(self, tx: Tx, case_ids: set[str], now: datetime) -> None:

@@ -45,10 +45,12 @@ from exchange.store.reports import Incoming
 from exchange.store.writer import Tx, Writer
 from exchange.time_window import TimeWindow
 from exchange.trace_review import Locate, review_trace
+from exchange.transfer.arrivals import Arrivals, CheckedTransfer
 from exchange.wire.codec import announcement_from_bytes, parse_report, report_from_proto
 from exchange.wire.envelope import (
     KIND_EVENT,
     KIND_REPORT,
+    KIND_TRANSFER,
     Limits,
     Opened,
     open_envelope,
@@ -60,7 +62,7 @@ from routing.errors import RoutingError
 
 log = logging.getLogger(__name__)
 
-Checked = Incoming | KnownContent | CheckedEvent | PayloadResult
+Checked = Incoming | KnownContent | CheckedEvent | CheckedTransfer | PayloadResult
 
 
 class Receiver:
@@ -79,6 +81,7 @@ class Receiver:
         on_heard: Callable[[str], None] | None = None,
         locate: Locate | None = None,
         inbound: Inbound | None = None,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self._self = self_member
         self._key = key
@@ -92,6 +95,7 @@ class Receiver:
         self._on_heard = on_heard
         self._locate = locate
         self._inbound = inbound
+        self._arrivals = arrivals
 
     def receive(
         self, envelope: xpb.Envelope, peer_certificate: bytes | None = None
@@ -148,6 +152,10 @@ class Receiver:
         elif opened.header.kind == KIND_EVENT:
             checked = [
                 self._check_event(i, p, opened, window) for i, p in enumerate(opened.payloads)
+            ]
+        elif opened.header.kind == KIND_TRANSFER:
+            checked = [
+                self._check_transfer(i, p, opened, window) for i, p in enumerate(opened.payloads)
             ]
         else:
             checked = [
@@ -208,6 +216,20 @@ class Receiver:
         if self._inbound is None:
             return _reject(index, "", "unsupported", "this node applies no case events")
         return self._inbound.check(
+            index,
+            payload,
+            sender=opened.sender,
+            sequence=opened.sequence,
+            proof=opened.proofs[index],
+            window=window,
+        )
+
+    def _check_transfer(
+        self, index: int, payload: bytes, opened: Opened, window: TimeWindow
+    ) -> Checked:
+        if self._arrivals is None:
+            return _reject(index, "", "unsupported", "this node takes in no case transfers")
+        return self._arrivals.check(
             index,
             payload,
             sender=opened.sender,
@@ -308,6 +330,10 @@ class Receiver:
         events = [c for c in checked if isinstance(c, CheckedEvent)]
         if events and self._inbound is not None:
             for r in self._inbound.apply(tx, events, now):
+                results[r.index] = r
+        moved = [c for c in checked if isinstance(c, CheckedTransfer)]
+        if moved and self._arrivals is not None:
+            for r in self._arrivals.apply(tx, moved, now):
                 results[r.index] = r
         announced = [(i, c) for i, c in enumerate(checked) if isinstance(c, KnownContent)]
         if announced:

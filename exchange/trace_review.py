@@ -74,6 +74,12 @@ def _text(value: str, where: str, limit: int = MAX_TEXT) -> None:
 
 
 def _check_strings(trace: pb.Trace, decision: pb.Decision) -> None:
+    _check_trace_strings(trace)
+    _country(decision.country, "decision.country")
+    _text(decision.explanation, "decision.explanation")
+
+
+def _check_trace_strings(trace: pb.Trace) -> None:
     if len(trace.host) > MAX_HOST:
         raise _refuse(f"trace.host: at most {MAX_HOST} characters")
     _text(trace.host, "trace.host", MAX_HOST)
@@ -93,8 +99,6 @@ def _check_strings(trace: pb.Trace, decision: pb.Decision) -> None:
         db: pb.GeoDatabase = getattr(trace, name)
         _text(db.database_type, f"trace.{name}.database_type", MAX_TOKEN)
         _token(db.layout, f"trace.{name}.layout")
-    _country(decision.country, "decision.country")
-    _text(decision.explanation, "decision.explanation")
 
 
 def _check_addresses(trace: pb.Trace) -> list[str]:
@@ -150,10 +154,44 @@ def review_trace(
     _check_strings(trace, report.decision)
     hosting = _check_addresses(trace)
     _check_times(trace, window)
+    return _placement(
+        hosting, trace.country or None, locate=locate, manifest=manifest, self_member=self_member
+    )
+
+
+def review_moved_trace(
+    trace: pb.Trace,
+    *,
+    host: str,
+    country: str,
+    window: TimeWindow,
+    locate: Locate | None,
+    manifest: Manifest,
+    self_member: str,
+) -> GeoCheck | None:
+    """Check the old holder's fresh trace of a moved case's URL (``host``) like a report's,
+    and place its addresses with this node's own GeoIP: agreement is with the country the move
+    named (``country``), which the trace itself may not show (an analyst may know better)."""
+    _check_trace_strings(trace)
+    if trace.host and trace.host != host:
+        raise _refuse(f"trace.host: {trace.host[:64]!r} is not the case's host {host!r}")
+    hosting = _check_addresses(trace)
+    _check_times(trace, window)
+    return _placement(hosting, country, locate=locate, manifest=manifest, self_member=self_member)
+
+
+def _placement(
+    hosting: Sequence[str],
+    theirs: str | None,
+    *,
+    locate: Locate | None,
+    manifest: Manifest,
+    self_member: str,
+) -> GeoCheck | None:
+    """This node's own placement of the hosting addresses beside the sender's country."""
     if locate is None:
         return None
     own = locate(hosting) if hosting else None
-    theirs = trace.country or None
     reroute: str | None = None
     if own is not None and own != theirs:
         member = manifest.member_for_country(own) or manifest.orphan_member_for(own)

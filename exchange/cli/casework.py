@@ -33,6 +33,8 @@ from exchange.client.case_text import (
     event_text,
     item_name,
     items_text,
+    move_text,
+    moved_from_text,
     takedown_clock,
 )
 from exchange.client.stubs import CasesClient, ItemKey
@@ -46,6 +48,7 @@ from exchange.lifecycle.model import (
     CaseSummary,
     Gender,
     ItemState,
+    Move,
     Queue,
     ReasonCode,
     ReportStatus,
@@ -333,6 +336,25 @@ def case_document(d: CaseDetail) -> dict[str, Any]:
         "anonymised": d.anonymised,
         "items": [item_document(s) for s in d.items],
         "timeline": [event_document(e) for e in d.timeline],
+        "moved_from": move_document(d.moved_from) if d.moved_from is not None else None,
+        "history": [event_document(e) for e in d.history],
+        "moved_to": [move_document(m) for m in d.moved_to],
+    }
+
+
+def move_document(m: Move) -> dict[str, Any]:
+    return {
+        "from_member": m.from_member,
+        "from_case": m.from_case or None,
+        "from_country": m.from_country or None,
+        "country": m.country,
+        "to_member": m.to_member or None,
+        "to_case": m.to_case or None,
+        "at": format_time(m.at),
+        "refusal": m.refusal or None,
+        "text": move_text(m),
+        "items": [item_document(s) for s in m.items],
+        "timeline": [event_document(e) for e in m.timeline],
     }
 
 
@@ -347,6 +369,7 @@ def status_document(s: ReportStatus) -> dict[str, Any]:
         "rejection": s.rejection or None,
         "items": [item_document(i) for i in s.items],
         "timeline": [event_document(e) for e in s.timeline],
+        "moves": [move_document(m) for m in s.moves],
     }
 
 
@@ -398,6 +421,12 @@ def _facts(rows: Sequence[tuple[str, str]], c: Console, *, indent: str = "") -> 
         )
 
 
+def _lines(texts: Sequence[str], c: Console) -> None:
+    """Sentences at ``WIDTH``, words whole."""
+    for text in texts:
+        c.print(textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False))
+
+
 def render_case(d: CaseDetail, c: Console) -> None:
     c.print(f"case {d.id}  {'open' if d.open else 'closed'}")
     facts = [
@@ -410,9 +439,14 @@ def render_case(d: CaseDetail, c: Console) -> None:
     ]
     if d.decision_reason:
         facts.append(("decision", d.decision_reason))
+    if d.moved_from is not None:
+        facts.append(("moved from", moved_from_text(d.moved_from)))
     _facts(facts, c)
+    _lines([move_text(m) for m in d.moved_to], c)
     render_items(d.items, c)
     render_timeline(d.timeline, c)
+    if d.history and d.moved_from is not None:
+        render_timeline(d.history, c, title=f"history at {d.moved_from.from_member}, read-only")
 
 
 def render_status(s: ReportStatus, c: Console) -> None:
@@ -424,8 +458,14 @@ def render_status(s: ReportStatus, c: Console) -> None:
         ("receipted", short_time(s.receipted_at) or "—"),
     ]
     _facts(facts, c)
+    _lines([move_text(m) for m in s.moves], c)
     render_items(s.items, c)
     render_timeline(s.timeline, c)
+    for m in s.moves:
+        if m.to_case:
+            c.print(f"\nat {m.to_member}, case {m.to_case}")
+            render_items(m.items, c)
+            render_timeline(m.timeline, c)
 
 
 def render_items(items: Sequence[ItemState], c: Console) -> None:
@@ -454,8 +494,8 @@ def _who(s: ItemState, step: str) -> str:
     return ""
 
 
-def render_timeline(events: Sequence[CaseEvent], c: Console) -> None:
-    c.print(f"\ntimeline ({len(events)})")
+def render_timeline(events: Sequence[CaseEvent], c: Console, *, title: str = "timeline") -> None:
+    c.print(f"\n{title} ({len(events)})")
     for e in events:
         c.print(f"  {short_time(e.at)}  {e.member}  {items_text(e)}")
         c.print(

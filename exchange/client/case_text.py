@@ -18,7 +18,9 @@ from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
     ItemState,
+    Move,
     Stage,
+    TakeOver,
     Withdrawal,
 )
 
@@ -109,6 +111,8 @@ def event_text(e: CaseEvent) -> str:
         return "assessed " + assessment_text(body)
     if isinstance(body, Action):
         return action_text(body)
+    if isinstance(body, TakeOver):
+        return f"taken over from {body.from_member}'s case {body.from_case} ({body.country})"
     assert isinstance(body, Withdrawal)
     said = "withdrawal asked" if e.kind is EventKind.WITHDRAWAL else "withdrawn"
     return f"{said}: {body.reason}" + (f" ({body.note})" if body.note else "")
@@ -119,3 +123,18 @@ def items_text(e: CaseEvent) -> str:
     if len(e.items) == 1:
         return item_name(e.items[0].report_id, e.items[0].index)
     return f"{len(e.items)} items"
+
+
+def move_text(m: Move) -> str:
+    """A move in words: from where to where, and who holds the items now."""
+    route = f"{m.from_country}→{m.country}" if m.from_country else f"to {m.country}"
+    if m.refusal:
+        return f"moved {route}, refused by {m.to_member}: {m.refusal}"
+    if m.to_case:
+        return f"moved {route}, now held by {m.to_member} as case {m.to_case}"
+    return f"moved {route}, not taken over by {m.to_member} yet"
+
+
+def moved_from_text(m: Move) -> str:
+    """Where a case held here came from."""
+    return f"{m.from_member}, case {m.from_case} (moved to {m.country})"

@@ -34,13 +34,21 @@ from exchange.settings import ExchangeTuning
 from exchange.store import outbox, peers
 from exchange.store.outbox import PendingAnnouncement, PendingReport
 from exchange.store.writer import Tx, Writer
-from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_EVENT, KIND_REPORT, Sealed, seal
+from exchange.wire.envelope import (
+    KIND_ANNOUNCEMENT,
+    KIND_EVENT,
+    KIND_REPORT,
+    KIND_TRANSFER,
+    Sealed,
+    seal,
+)
 from ihx.v1 import exchange_pb2 as xpb
 
 _WIRE_KIND = {
     outbox.REPORT: KIND_REPORT,
     outbox.EVENT: KIND_EVENT,
     outbox.ANNOUNCEMENT: KIND_ANNOUNCEMENT,
+    outbox.TRANSFER: KIND_TRANSFER,
 }
 
 # Envelope bytes beyond the payloads: header and signature, and each payload's field framing.

@@ -23,9 +23,15 @@ from common.clock import Clock
 from exchange.delivery.batches import Batch
 from exchange.domain import LogKind, Outcome
 from exchange.ops.metrics import Metrics
-from exchange.store import outbox, peers
+from exchange.store import outbox, peers, transfers
 from exchange.store.writer import Tx, Writer
-from exchange.wire.envelope import KIND_EVENT, KIND_REPORT, Receipt, open_receipt
+from exchange.wire.envelope import (
+    KIND_EVENT,
+    KIND_REPORT,
+    KIND_TRANSFER,
+    Receipt,
+    open_receipt,
+)
 from ihx.v1 import exchange_pb2 as xpb
 
 
@@ -100,6 +106,10 @@ class Receipts:
             outbox.remove_batch_rows(tx.conn, self.peer, batch.sequence)
             self._refused_events(tx, batch, receipt, now)
             peers.record_heard(tx.conn, self.peer, now)
+        elif batch.kind == KIND_TRANSFER:
+            outbox.remove_batch_rows(tx.conn, self.peer, batch.sequence)
+            self._transfers(tx, batch, receipt, now)
+            peers.record_heard(tx.conn, self.peer, now)
         else:
             peers.record_heard(tx.conn, self.peer, now, announced_upto=batch.last_announcement)
         return True
@@ -129,6 +139,32 @@ class Receipts:
             }
             tx.log(tx.chain.append(now, kind, report_id=report_id, member=self.peer, detail=detail))
         outbox.record_deliveries(tx.conn, rows)
+
+    def _transfers(self, tx: Tx, batch: Batch, receipt: Receipt, now: datetime) -> None:
+        """Each moved report's answer: the new holder's case (or its refusal) on the transfer
+        sent from here, and a ``receipted``/``rejected`` entry. A refused transfer is not
+        retried (it would be refused again): its items stay closed here as moved, the
+        reason logged for an operator and a coordinator to see."""
+        for report_id, result in zip(batch.report_ids, receipt.results, strict=True):
+            refused = result.outcome is Outcome.REJECTED
+            transfers.mark_receipted(
+                tx.conn,
+                report_id=report_id,
+                to_member=self.peer,
+                outcome=result.outcome.value,
+                to_case=result.case_id or None,
+                reason=result.reason or None,
+                at=receipt.received_at,
+            )
+            detail = {
+                "sequence": batch.sequence,
+                "transfer": True,
+                "outcome": result.outcome.value,
+                "case": result.case_id,
+                "reason": result.reason,
+            }
+            kind = LogKind.REJECTED if refused else LogKind.RECEIPTED
+            tx.log(tx.chain.append(now, kind, report_id=report_id, member=self.peer, detail=detail))
 
     def _refused_events(self, tx: Tx, batch: Batch, receipt: Receipt, now: datetime) -> None:
         """An event the peer refused is not retried (it would be refused again): it is

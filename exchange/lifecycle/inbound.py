@@ -15,8 +15,12 @@ In the writer, the event is applied only from the member entitled to it:
   our reports are still on their way to (a merged case's earlier steps, sent when our report
   joined it, may overtake the receipt), refuses the whole envelope as ``NotYet``: nothing is
   stored and the sender delivers it again after a back-off, in order;
-* an item said to be ours must be an item of a report we sent to that member, with the
-  classification we gave it;
+* a take-over (the first step of the member a move named) only from that member, for items
+  the old holder's own ``moved`` event told us it moved there — checked for every item of ours
+  (coordinating: every item); ``NotYet`` while that ``moved`` event is still on its way. The
+  case it names is then held by its maker for this node, like a case our receipt named;
+* an item said to be ours must be an item of a report we sent to that member (or that moved to
+  it: an item of the case here since its take-over), with the classification we gave it;
 * a holder's events of a case apply in its order: sequence n only after n - 1.
 
 An event id already held is acknowledged again and changes nothing (exactly once). The events
@@ -49,13 +53,18 @@ from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
+    ItemRef,
     ItemState,
+    Stage,
+    TakeOver,
     Withdrawal,
     event_id_for,
     is_event_id,
+    take_over_scope,
 )
 from exchange.lifecycle.record import Carrier, Recorder, Step
 from exchange.lifecycle.work import CaseWork
+from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, reports
 from exchange.store.writer import Tx
@@ -103,13 +112,12 @@ class Inbound:
             return _reject(index, "", error.code, error.message)
         if event.member != sender:
             return _reject(index, event.id, "origin-mismatch", "event made by another member")
-        scope = event.items[0].report_id if event.kind is EventKind.WITHDRAWAL else event.case_id
-        if event_id_for(event.member, scope, event.sequence) != event.id:
+        if event_id_for(event.member, _scope(event), event.sequence) != event.id:
             return _reject(index, event.id, "event-id-mismatch", "id does not match contents")
-        if event.kind is EventKind.WITHDRAWAL and (
+        if event.kind in (EventKind.WITHDRAWAL, EventKind.TAKEN_OVER) and (
             event.sequence != 1 or len({r.report_id for r in event.items}) != 1
         ):
-            return _reject(index, event.id, "invalid-event", "one withdrawal per report")
+            return _reject(index, event.id, "invalid-event", f"one {event.kind} per report")
         problem = _time_problem(event, window)
         if problem is not None:
             return _reject(index, event.id, "event-time-range", problem)
@@ -150,7 +158,12 @@ class Inbound:
     def _withdrawal(self, tx: Tx, c: CheckedEvent, now: datetime) -> None:
         report_id = c.event.items[0].report_id
         facts = reports.facts(tx.conn, [report_id]).get(report_id)
-        if facts is None or facts.decision_member != self._self or facts.case_id is None:
+        # Decided to this node, or moved here: either way in a case this node holds.
+        if (
+            facts is None
+            or facts.case_id is None
+            or not case_store.held_ids(tx.conn, [facts.case_id])
+        ):
             raise NotFound(f"no report {report_id} in a case held here")
         if facts.origin_member != c.event.member:
             raise NotAssigned(f"report {report_id} was sent by {facts.origin_member}")
@@ -186,13 +199,15 @@ class _Run:
     def add(self, c: CheckedEvent) -> None:
         """Check ``c`` against the states so far; raises (nothing kept) if it may not apply."""
         event = c.event
-        states = self._entitled_states(event)
+        taken = event.kind is EventKind.TAKEN_OVER
+        states = self._taken_over_states(event) if taken else self._entitled_states(event)
         _check_times(event, states)
         self._check_own_items(event)
-        expected = self._expected(event)
+        expected = None if taken else self._expected(event)
         new = rules.apply(states, event)
         self._states[event.case_id] = {**states, **new}
-        self._next[(event.case_id, event.member)] = expected + 1
+        if expected is not None:
+            self._next[(event.case_id, event.member)] = expected + 1
         self._pending.append(Step(event, tuple(new.values()), payload=c.payload, carrier=c.carrier))
 
     def take(self) -> list[Step]:
@@ -206,7 +221,7 @@ class _Run:
 
     def _case(self, case_id: str) -> dict[tuple[str, int], ItemState]:
         if case_id not in self._states:
-            wanted = {c.event.case_id for c in self._checked} - set(self._states)
+            wanted = ({c.event.case_id for c in self._checked} | {case_id}) - set(self._states)
             found = store.states(self._tx.conn, sorted(wanted))
             for c in wanted:
                 self._states[c] = {s.ref.key: s for s in found.get(c, [])}
@@ -245,6 +260,66 @@ class _Run:
             states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
         return states
 
+    def _taken_over_states(self, event: CaseEvent) -> dict[tuple[str, int], ItemState]:
+        """A take-over: only from the member the move named, for items it moved — checked
+        against what the old holder's own ``moved`` event told this node of every item of ours
+        (the coordinator: of every item). A case known here must be held by the event's maker."""
+        body = event.body
+        assert isinstance(body, TakeOver)
+        if body.from_member == event.member:
+            raise InvalidEvent("a member takes over items only from another member")
+        held = self._case(event.case_id)
+        if held and (holder := next(iter(held.values())).holder) != event.member:
+            raise NotAssigned(f"case {event.case_id} is held by {holder}, not {event.member}")
+        ours = [r for r in event.items if self._coordinates or self._reported(r.report_id)]
+        if not ours and not held:
+            raise NotAssigned(
+                f"{event.member} holds no case {event.case_id} that this node reported"
+            )
+        moved_from = self._case(body.from_case)
+        for ref in ours:
+            self._check_moved(event, body, ref, moved_from.get(ref.key))
+        states = dict(held)
+        for ref in event.items:
+            states.setdefault(ref.key, ItemState(ref, event.member, ref.clock_started))
+        return states
+
+    def _check_moved(
+        self, event: CaseEvent, body: TakeOver, ref: ItemRef, before: ItemState | None
+    ) -> None:
+        """One item of ours (or, coordinating, any) taken over: moved to the event's maker by
+        the old holder; NotYet while that ``moved`` event is still on its way here."""
+        name = f"item {ref.report_id}#{ref.index}"
+        if before is None or before.stage is not Stage.MOVED:
+            if before is not None and before.holder != body.from_member:
+                raise NotAssigned(f"{name} is held by {before.holder}, not {body.from_member}")
+            if before is not None or self._coordinates or self._sent_to(ref, body.from_member):
+                raise NotYet(f"{name}: the move by {body.from_member} has not reached this node")
+            raise NotAssigned(f"{name} was not sent from here to {body.from_member}")
+        if before.holder != body.from_member or before.moved_to_member != event.member:
+            raise NotAssigned(
+                f"{name} was moved by {before.holder} to {before.moved_to_member or 'no one'}, "
+                f"not by {body.from_member} to {event.member}"
+            )
+        if before.moved_to_country != body.country:
+            raise InvalidEvent(f"{name} moved to {before.moved_to_country}, not {body.country}")
+        if not store.held_event_ids(self._tx.conn, [body.moved_event]):
+            raise InvalidEvent(f"{name}: {body.moved_event} is not the move this node holds")
+
+    def _reported(self, report_id: str) -> bool:
+        f = self._facts_of([report_id]).get(report_id)
+        return f is not None and f.origin_member == self._self
+
+    def _sent_to(self, ref: ItemRef, member: str) -> bool:
+        f = self._facts_of([ref.report_id]).get(ref.report_id)
+        return f is not None and f.origin_member == self._self and f.decision_member == member
+
+    def _facts_of(self, ids: Sequence[str]) -> dict[str, reports.ReportFacts]:
+        if self._facts is None:  # once for every report the envelope's events name
+            named = {r.report_id for c in self._checked for r in c.event.items}
+            self._facts = reports.facts(self._tx.conn, sorted(named | set(ids)))
+        return self._facts
+
     def _first_of_case(self, event: CaseEvent) -> None:
         """A first event of a case: from the member our report went to, or (we coordinate)
         from any member, who then holds the case for us."""
@@ -275,21 +350,27 @@ class _Run:
     def _check_own_items(self, event: CaseEvent) -> None:
         """Items of reports this node holds are checked against its own record, whatever the
         event claims of their origin: they must be items of reports we sent to the event's
-        maker, with the classification we gave them (a holder cannot put words in our mouth,
-        nor claim our report for its case); a "withdrawn" of ours answers our own request."""
-        if self._facts is None:  # once for every report the envelope's events name
-            named = {r.report_id for c in self._checked for r in c.event.items}
-            self._facts = reports.facts(self._tx.conn, sorted(named))
-        sent = self._facts
+        maker (or that moved to it: taken over, so in its case here), with the classification
+        we gave them (a holder cannot put words in our mouth, nor claim our report for its
+        case); a "withdrawn" of ours answers our own request."""
+        sent = self._facts_of([])
+        known = self._case(event.case_id)
         for i, ref in enumerate(event.items):
             f = sent.get(ref.report_id)
             if f is None and ref.origin_member != self._self:
                 continue  # another reporter's item of a merged case
+            # The member our report went to; or the one it moved to, once taken over (a
+            # take-over is checked against the move; after it, the item is in the case here).
+            holder = f is not None and (
+                f.decision_member == event.member
+                or event.kind is EventKind.TAKEN_OVER
+                or ref.key in known
+            )
             if (
                 f is None
                 or f.origin_member != self._self
                 or ref.origin_member != self._self
-                or f.decision_member != event.member
+                or not holder
                 or ref.index >= len(f.items)
                 or f.items[ref.index] is not ref.origin_classification
             ):
@@ -299,6 +380,17 @@ class _Run:
                 )
             if event.kind is EventKind.WITHDRAWN and f.withdrawn_at is None:
                 raise NotAssigned(f"report {ref.report_id} was not withdrawn by this node")
+
+
+def _scope(event: CaseEvent) -> str:
+    """What an event's sequence counts in: its case; a withdrawal's report; a take-over's move
+    and report."""
+    if event.kind is EventKind.WITHDRAWAL:
+        return event.items[0].report_id
+    body = event.body
+    if isinstance(body, TakeOver):
+        return take_over_scope(body.moved_event, event.items[0].report_id)
+    return event.case_id
 
 
 def _time_problem(event: CaseEvent, window: TimeWindow) -> str | None:

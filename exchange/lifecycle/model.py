@@ -118,6 +118,7 @@ class EventKind(enum.StrEnum):
     ACTION = "action"
     WITHDRAWAL = "withdrawal"  # the origin asks the holder
     WITHDRAWN = "withdrawn"  # the holder confirms to everyone
+    TAKEN_OVER = "taken_over"  # the member a move named takes the moved items over
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -168,7 +169,25 @@ class Withdrawal:
     note: str = ""
 
 
-Body = Assessment | Action | Withdrawal
+@dataclass(frozen=True, slots=True)
+class TakeOver:
+    """The new holder's first step on items moved to it: which move it answers.
+
+    Its scope is the move and the report (``take_over_scope``), so it is sequence 1 there and
+    stands outside the case's own sequence of steps."""
+
+    from_member: str
+    from_case: str
+    moved_event: str
+    country: str
+
+
+Body = Assessment | Action | Withdrawal | TakeOver
+
+
+def take_over_scope(moved_event: str, report_id: str) -> str:
+    """A take-over is one per move and report: its id is implied by both."""
+    return f"{moved_event}/{report_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +269,24 @@ class PartnerFeedback:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """Items moved from one holder to the member serving their new hosting country, as this
+    node knows it: ``to_case`` is empty until the new holder took them over; ``items`` and
+    ``timeline`` are the new holder's (shown in a report's status)."""
+
+    from_member: str
+    from_case: str
+    country: str
+    to_member: str
+    to_case: str
+    at: datetime | None
+    from_country: str = ""
+    items: tuple[ItemState, ...] = ()
+    timeline: tuple[CaseEvent, ...] = ()
+    refusal: str = ""  # the new holder refused the transfer (its reason, from its receipt)
+
+
+@dataclass(frozen=True, slots=True)
 class CaseDetail:
     """A case with every item's state and its timeline, as this node knows it (the holder
     also shows its partners' feedback)."""
@@ -266,6 +303,9 @@ class CaseDetail:
     decision_reason: str = ""
     anonymised: bool = False
     feedback: tuple[PartnerFeedback, ...] = ()
+    moved_from: Move | None = None  # the case came here by a move
+    history: tuple[CaseEvent, ...] = ()  # the old holder's steps before it: read-only
+    moved_to: tuple[Move, ...] = ()  # items of this case moved on
 
     @property
     def open(self) -> bool:
@@ -299,3 +339,4 @@ class ReportStatus:
     items: tuple[ItemState, ...]
     timeline: tuple[CaseEvent, ...]
     rejection: str = ""
+    moves: tuple[Move, ...] = ()  # where its items moved, and what the new holder did

@@ -30,6 +30,7 @@ from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
     ItemState,
+    TakeOver,
 )
 from exchange.lifecycle.rules import case_closed
 from exchange.store import cases as case_store
@@ -44,6 +45,7 @@ _LOG_KIND = {
     EventKind.ACTION: LogKind.ACTED,
     EventKind.WITHDRAWAL: LogKind.WITHDRAWAL,
     EventKind.WITHDRAWN: LogKind.WITHDRAWN,
+    EventKind.TAKEN_OVER: LogKind.TAKEN_OVER,
 }
 
 
@@ -263,7 +265,7 @@ def _stored(step: Step) -> StoredEvent:
 
 
 def _report_of(event: CaseEvent) -> str | None:
-    if event.kind in (EventKind.WITHDRAWAL, EventKind.WITHDRAWN):
+    if event.kind in (EventKind.WITHDRAWAL, EventKind.WITHDRAWN, EventKind.TAKEN_OVER):
         return event.items[0].report_id
     return None
 
@@ -274,4 +276,6 @@ def _step(event: CaseEvent) -> str:
         return f"assessed {body.classification}"
     if isinstance(body, Action):
         return f"{body.kind}" + (f" ({body.reason})" if body.reason else "")
+    if isinstance(body, TakeOver):
+        return f"taken over from {body.from_member} ({body.country})"
     return f"{event.kind} ({body.reason})"

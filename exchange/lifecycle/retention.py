@@ -39,6 +39,7 @@ from common.clock import Clock
 from exchange.domain import LogKind
 from exchange.lifecycle.sightings import retract_unsupported
 from exchange.store import retention as store
+from exchange.store import transfers
 from exchange.store.writer import Tx, Writer
 from exchange.wire.codec import anonymised_report
 
@@ -133,6 +134,7 @@ class Retention:
         }
         store.anonymise_cases(tx.conn, due.cases, now)
         store.anonymise_reports(tx.conn, redacted, now)
+        transfers.redact(tx.conn, due.cases)  # a moved case's transfers carry its URL too
         retracted = self._retract_sightings(tx, due.reports, now)
         done = Purge(self.retention_days, cutoff, tuple(due.cases), tuple(due.reports), retracted)
         tx.log(

@@ -1,5 +1,6 @@
 """What people read of the lifecycle: a case with its timeline, a report's status at its
-origin, the work queues and the change feed — read-only, outside the writer.
+origin, the work queues and the change feed — read-only, outside the writer. Where a case or a
+report moved between holders, ``transfer/views`` adds the move (and the old holder's history).
 
 A case held here shows its URL, hosting country, reporting members and its law-enforcement
 partners' feedback; a case held elsewhere (this node reported it, or coordinates) shows what
@@ -34,6 +35,7 @@ from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, partners, reports
 from exchange.times import from_micros
+from exchange.transfer import views as moves
 from exchange.wire.case_codec import event_from_bytes
 
 MAX_QUEUE_PAGE = 1000
@@ -125,10 +127,12 @@ def case_detail(conn: Connection, self_member: str, case_id: str) -> CaseDetail:
             reporting_members=tuple(dict.fromkeys(s.ref.origin_member for s in items)),
             items=items,
             timeline=timeline,
+            moved_from=moves.take_over_of(timeline),
         )
     linked = case_store.members(conn, [case_id]).get(case_id, [])
     first = reports.facts(conn, [held.first_report_id]).get(held.first_report_id)
     feedback = partners.feedback(conn, [case_id]).get(case_id, [])
+    moved_from, history = moves.moved_from(conn, held)
     return CaseDetail(
         id=case_id,
         holder=self_member,
@@ -142,6 +146,9 @@ def case_detail(conn: Connection, self_member: str, case_id: str) -> CaseDetail:
         decision_reason=first.decision_reason if first else "",
         anonymised=held.anonymised_at is not None,
         feedback=tuple(PartnerFeedback(f.partner, f.code, f.note, f.at) for f in feedback),
+        moved_from=moved_from,
+        history=history,
+        moved_to=moves.moved_to(conn, held),
     )
 
 
@@ -202,4 +209,11 @@ def report_status(conn: Connection, self_member: str, report_id: str) -> ReportS
         items=items,
         timeline=timeline,
         rejection=rejection,
+        moves=moves.report_moves(
+            conn,
+            report_id,
+            items,
+            from_case=case_id,
+            from_country=facts.hosting_country or "",
+        ),
     )

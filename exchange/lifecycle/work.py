@@ -44,7 +44,11 @@ from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, reports
 from exchange.store.writer import Coalescer, Tx, Writer
+from exchange.transfer.outgoing import Outgoing, Part, moves_away
+from exchange.wire.case_codec import event_from_bytes
 from routing.decision import decide
+from routing.errors import RoutingError
+from routing.trace import Trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class Command:
     refs: tuple[tuple[str, int], ...]
     kind: EventKind
     body: Assessment | Action
+    trace: Trace | None = None  # a move to another member: the fresh trace its transfer carries
 
     @classmethod
     def assess(
@@ -64,8 +69,14 @@ class Command:
         return cls(case_id, tuple(refs), EventKind.ASSESSMENT, assessment)
 
     @classmethod
-    def act(cls, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> Command:
-        return cls(case_id, tuple(refs), EventKind.ACTION, action)
+    def act(
+        cls,
+        case_id: str,
+        refs: Sequence[tuple[str, int]],
+        action: Action,
+        trace: Trace | None = None,
+    ) -> Command:
+        return cls(case_id, tuple(refs), EventKind.ACTION, action, trace)
 
 
 class CaseWork:
@@ -76,6 +87,10 @@ class CaseWork:
     applied one command after another in memory — so two commands on one case see each other —
     and one write per table for all their events. A refused command is answered with its error
     and leaves nothing behind; the others are recorded.
+
+    A ``moved`` action naming another member queues its transfers (``transfers``) in the same
+    transaction; the fresh trace they carry is the caller's (the takedown scheduler's re-trace)
+    or, failing that, one ``retrace`` makes of the case's URL before the writer.
     """
 
     def __init__(
@@ -86,12 +101,16 @@ class CaseWork:
         writer: Writer,
         clock: Clock,
         recorder: Recorder,
+        transfers: Outgoing | None = None,
+        retrace: Callable[[str], Trace | None] | None = None,
     ) -> None:
         self._self = self_member
         self._manifest = manifest
         self._writer = writer
         self._clock = clock
         self._recorder = recorder
+        self._transfers = transfers
+        self._retrace = retrace
         self._commands: Coalescer[Command, CaseEvent | ExchangeError] = Coalescer(self._steps)
 
     # -- commands -------------------------------------------------------------------------
@@ -101,8 +120,16 @@ class CaseWork:
     ) -> CaseEvent:
         return self._one(Command.assess(case_id, refs, assessment))
 
-    def act(self, case_id: str, refs: Sequence[tuple[str, int]], action: Action) -> CaseEvent:
-        return self._one(Command.act(case_id, refs, action))
+    def act(
+        self,
+        case_id: str,
+        refs: Sequence[tuple[str, int]],
+        action: Action,
+        *,
+        trace: Trace | None = None,
+    ) -> CaseEvent:
+        """Act on items held here; ``trace``: for a move, the fresh trace that found it."""
+        return self._one(Command.act(case_id, refs, action, trace))
 
     def run(self, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
         """Many commands in one call (a tool's bulk assessment or action), run in this order as
@@ -113,20 +140,22 @@ class CaseWork:
 
     def run_in(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
         """Commands inside a transaction the caller holds — the takedown automation records a
-        check and the action it caused together; each answered as in ``run``."""
-        out, ready = self._prepared(commands)
+        check and the action it caused together; each answered as in ``run``. Nothing is
+        traced here (DNS must not hold the writer): a move's transfer carries the trace its
+        command brings (``Command.trace``), or none."""
+        out, ready = self._prepared(commands, retrace=False)
         steps = iter(self._steps(tx, ready) if ready else [])
         return [r if r is not None else next(steps) for r in out]
 
     def _prepared(
-        self, commands: Sequence[Command]
+        self, commands: Sequence[Command], *, retrace: bool = True
     ) -> tuple[list[CaseEvent | ExchangeError | None], list[Command]]:
         """Each command resolved (a move's member) or its refusal; None marks the ready ones."""
         out: list[CaseEvent | ExchangeError | None] = []
         ready: list[Command] = []
         for command in commands:
             try:
-                ready.append(self._resolved(command))
+                ready.append(self._resolved(command, retrace=retrace))
                 out.append(None)
             except ExchangeError as error:
                 out.append(error)
@@ -138,11 +167,26 @@ class CaseWork:
             raise result
         return result
 
-    def _resolved(self, command: Command) -> Command:
+    def _resolved(self, command: Command, *, retrace: bool = True) -> Command:
         body = command.body
         if isinstance(body, Action) and body.kind is ActionKind.MOVED:
-            return replace(command, body=self._resolve_move(body))
+            command = replace(command, body=self._resolve_move(body))
+            if (
+                retrace
+                and command.trace is None
+                and self._retrace is not None
+                and self._transfers is not None
+                and moves_away(command.body, self._self)
+            ):
+                command = replace(command, trace=self._fresh_trace(command.case_id))
         return command
+
+    def _fresh_trace(self, case_id: str) -> Trace | None:
+        assert self._retrace is not None
+        try:
+            return self._retrace(case_id)
+        except (ExchangeError, RoutingError):
+            return None  # the transfer goes without a trace; the new holder traces anyway
 
     def withdraw(self, report_id: str, withdrawal: Withdrawal) -> CaseEvent | None:
         """Withdraw a report this node sent; None when it was withdrawn before (idempotent)."""
@@ -159,6 +203,7 @@ class CaseWork:
         recipients = self._recipients(tx, held)
         out: list[CaseEvent | ExchangeError] = []
         steps: list[Step] = []
+        parts: list[Part] = []
         for command in commands:
             try:
                 states = current.get(command.case_id)
@@ -166,6 +211,7 @@ class CaseWork:
                     raise self._not_held(tx, command.case_id)
                 event = self._made(command, states, sequences[command.case_id], now)
                 new = rules.apply(states, event)
+                parts += self._move_parts(tx, command, event, steps)
             except ExchangeError as error:
                 out.append(error)
                 continue
@@ -174,7 +220,20 @@ class CaseWork:
             steps.append(Step(event, tuple(new.values()), recipients[command.case_id]))
             out.append(event)
         self._recorder.own_many(tx, steps, now, {c: s.values() for c, s in current.items()})
+        if self._transfers is not None:
+            self._transfers.queue(tx, parts, now)
         return out
+
+    def _move_parts(
+        self, tx: Tx, command: Command, event: CaseEvent, steps: Sequence[Step]
+    ) -> list[Part]:
+        """A move to another member: its transfers (raises when one cannot go)."""
+        if self._transfers is None or not moves_away(event.body, self._self):
+            return []
+        stored = store.own_events(tx.conn, [event.case_id], self._self).get(event.case_id, [])
+        earlier = [event_from_bytes(payload) for _, payload in stored]
+        earlier += [s.event for s in steps if s.event.case_id == event.case_id]
+        return self._transfers.parts(tx, event, earlier, command.trace)
 
     def _made(
         self, command: Command, states: dict[tuple[str, int], ItemState], seq: int, now: datetime
@@ -309,11 +368,11 @@ class CaseWork:
             return self.withdraw_at_holder(tx, report_id, withdrawal, now)
         reports.mark_withdrawn(tx.conn, report_id, str(withdrawal.reason), now)
         refs = [ItemRef(report_id, i, self._self, c) for i, c in enumerate(facts.items)]
-        case_id = _remote_case(tx, report_id)
+        holder, case_id = _holder(tx, report_id, facts.decision_member)
         event = self._event(
             tx, case_id, refs, EventKind.WITHDRAWAL, withdrawal, now, scope=report_id
         )
-        self._recorder.own(tx, event, (), {facts.decision_member}, now)
+        self._recorder.own(tx, event, (), {holder}, now)
         return event
 
 
@@ -323,9 +382,14 @@ def _states(tx: Tx, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:
     return {c: found.get(c, []) for c in case_ids}
 
 
-def _remote_case(tx: Tx, report_id: str) -> str:
-    """The holder's case id for a report we sent, once its receipt named it ("" before)."""
-    return outbox.remote_case(tx.conn, report_id) or ""
+def _holder(tx: Tx, report_id: str, destination: str) -> tuple[str, str]:
+    """Who holds a report we sent, and its case there ("" before the receipt named it): the
+    member that took its items over last, or else the member it went to."""
+    taken = store.take_over_payloads(tx.conn, report_id)
+    if taken:
+        last = event_from_bytes(taken[-1][1])
+        return last.member, last.case_id
+    return destination, outbox.remote_case(tx.conn, report_id) or ""
 
 
 def _answer(future: Future[CaseEvent | ExchangeError]) -> CaseEvent | ExchangeError:

@@ -14,6 +14,14 @@ On the node that received the report (role ``received``):
   * signer: the report's origin is the envelope's sender;
   * our receipt: the receipt we gave verifies with our key and names this report at that leaf.
 
+On the node a report came to by a move (a ``case_transfers`` row names its envelope):
+  * the transfer (carrying exactly these report bytes) is a leaf of the old holder's envelope,
+    whose signature verifies with its key;
+  * the origin's signed report names the old holder as its decision;
+  * the origin's own envelope header (carried in the transfer) is signed by the origin's key and
+    has the report as a leaf — or the old holder is the origin itself;
+  * our receipt names the transfer.
+
 On the node that sent it (role ``origin``), besides the contents:
   * our batch header verifies with our key and binds the batch root we stored;
   * the receiver's signed receipt verifies with the receiver's key, for that batch and root;
@@ -44,8 +52,10 @@ from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult, report_id_for
 from exchange.errors import ExchangeError, NotFound
 from exchange.store.evidence import Evidence, read_evidence
+from exchange.transfer.checks import check_origin, check_report
 from exchange.wire.codec import from_timestamp, parse_report, report_from_proto
-from exchange.wire.envelope import open_receipt, verify_stored_leaf
+from exchange.wire.envelope import DEFAULT_MAX_CLOCK_SKEW, open_receipt, verify_stored_leaf
+from exchange.wire.transfer_codec import transfer_from_bytes
 from ihx.v1 import exchange_pb2 as xpb
 from routing.errors import RoutingError
 
@@ -165,6 +175,8 @@ def _received(evidence: Evidence, manifest: Manifest, self_member: str) -> list[
                 f"envelope {row.sender}#{row.envelope_sequence} is not in the inbox",
             )
         ]
+    if evidence.transfer is not None:
+        return _moved_here(row, envelope, evidence.transfer, manifest, self_member)
     return [
         _run(
             "leaf of the envelope (Merkle inclusion proof)",
@@ -231,6 +243,80 @@ def _our_receipt(row: Any, envelope: Any, manifest: Manifest, self_member: str) 
     _expect(result.outcome is not Outcome.REJECTED, "the receipt rejected this report")
     case = f" {result.case_id}" if result.case_id else ""
     return f"signed by {self_member} at {_iso(opened.received_at)}: {result.outcome.value}{case}"
+
+
+# -- a report that came by a move -------------------------------------------------------------
+
+
+def _moved_here(
+    row: Any, envelope: Any, transfer: Any, manifest: Manifest, self_member: str
+) -> list[Check]:
+    """The old holder's transfer carried the report; the origin's own envelope proves it."""
+    if transfer.payload is None:
+        return [Check("carried by a transfer", False, "the transfer's payload is not kept")]
+    return [
+        _run(
+            "leaf of the old holder's transfer envelope (Merkle inclusion proof)",
+            lambda: _transfer_inclusion(row, envelope, transfer, self_member),
+        ),
+        _run(
+            "transfer envelope signature by the old holder's key",
+            lambda: _envelope_signature(envelope, manifest),
+        ),
+        _run(
+            "the origin's signed report names the old holder",
+            lambda: _decided_to(row, transfer),
+        ),
+        _run(
+            "the origin's own envelope (its signature, the report a leaf of it)",
+            lambda: _origin_evidence(row, transfer, manifest),
+        ),
+        _run(
+            "our receipt is signed by us and names the transfer",
+            lambda: _our_receipt(row, envelope, manifest, self_member),
+        ),
+    ]
+
+
+def _transfer_inclusion(row: Any, envelope: Any, transfer: Any, self_member: str) -> str:
+    header = verify_stored_leaf(transfer.payload, row.leaf_index, envelope.header, row.proof)
+    _expect(header.merkle_root == envelope.root, "the header's root differs from the inbox")
+    _expect(
+        header.sender == transfer.from_member == row.sender
+        and header.sequence == row.envelope_sequence,
+        "the header names another envelope",
+    )
+    _expect(header.recipient == self_member, f"the envelope is for {header.recipient}")
+    carried = transfer_from_bytes(transfer.payload)
+    _expect(carried.report == bytes(row.wire), "the transfer carries other report bytes")
+    return (
+        f"leaf {row.leaf_index} of {header.count} in {row.sender}#{row.envelope_sequence}, "
+        f"moved from case {transfer.from_case} to {transfer.to_case}"
+    )
+
+
+def _decided_to(row: Any, transfer: Any) -> str:
+    report = check_report(row.wire, transfer.from_member)
+    return f"{report.origin_member} decided it to {report.decision_member}"
+
+
+def _origin_evidence(row: Any, transfer: Any, manifest: Manifest) -> str:
+    carried = transfer_from_bytes(transfer.payload)
+    report = report_from_proto(parse_report(row.wire))
+    if report.origin_member == transfer.from_member:
+        _expect(carried.origin is None, "evidence of another envelope for the holder's own report")
+        return f"{report.origin_member} made it and held it (its signature is the transfer's)"
+    _expect(carried.origin is not None, "the transfer carries no envelope of the origin")
+    assert carried.origin is not None
+    check_origin(
+        row.wire, report, carried.origin, transfer.from_member, manifest, DEFAULT_MAX_CLOCK_SKEW
+    )
+    header = _header(carried.origin.header)
+    return (
+        f"leaf {carried.origin.leaf_index} of {header.count} in {header.sender}#"
+        f"{header.sequence} to {header.recipient}, signed by {header.sender} with "
+        f"{header.key_id} at {_time(header.signed_at)}"
+    )
 
 
 # -- the origin node ---------------------------------------------------------------------------

@@ -112,6 +112,31 @@ def link(conn: Connection, links: Sequence[CaseLink]) -> None:
         )
 
 
+def is_linked(conn: Connection, case_id: str, report_id: str) -> bool:
+    row = conn.execute(
+        select(CASE_REPORTS.c.report_id).where(
+            CASE_REPORTS.c.case_id == case_id, CASE_REPORTS.c.report_id == report_id
+        )
+    ).first()
+    return row is not None
+
+
+# -- moves ------------------------------------------------------------------------------------
+
+
+def url_key_of(conn: Connection, case_id: str) -> bytes | None:
+    return conn.execute(select(CASES.c.url_key).where(CASES.c.id == case_id)).scalar_one_or_none()
+
+
+def set_moved_from(conn: Connection, case_id: str, member: str, from_case: str) -> None:
+    """Link a case to the one it came from by a move (the first move into it is kept)."""
+    conn.execute(
+        update(CASES)
+        .where(CASES.c.id == case_id, CASES.c.moved_from_member.is_(None))
+        .values(moved_from_member=member, moved_from_case=from_case)
+    )
+
+
 # -- what partners read ---------------------------------------------------------------------
 
 
@@ -193,6 +218,8 @@ class HeldCase:
     closed_at: datetime | None
     anonymised_at: datetime | None
     first_report_id: str
+    moved_from_member: str | None = None  # a case that came here by a move: from whom …
+    moved_from_case: str | None = None  # … and which case of theirs
 
 
 def held(conn: Connection, case_id: str, *, lock: bool = False) -> HeldCase | None:
@@ -209,6 +236,8 @@ def held(conn: Connection, case_id: str, *, lock: bool = False) -> HeldCase | No
         c.closed_at,
         c.anonymised_at,
         c.first_report_id,
+        c.moved_from_member,
+        c.moved_from_case,
     ).where(c.id == case_id)
     r = conn.execute(stmt.with_for_update() if lock else stmt).one_or_none()
     if r is None:
@@ -222,6 +251,8 @@ def held(conn: Connection, case_id: str, *, lock: bool = False) -> HeldCase | No
         r.closed_at,
         r.anonymised_at,
         r.first_report_id,
+        r.moved_from_member,
+        r.moved_from_case,
     )
 
 

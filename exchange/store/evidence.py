@@ -5,6 +5,9 @@ at once — the report, the inbox envelope it arrived in (signed header, receipt
 the origin node the delivery, the sealed batch and the receiver's receipt. The checks must run
 on the stored bytes only, so this module hands over the rows as stored and decides nothing.
 
+A report that came by a move (``case_transfers``) also has the transfer row: its payload is
+the leaf of the old holder's envelope, and it carries the origin's own envelope header.
+
 Design: ``read_evidence`` reads in one connection exactly the rows the report's role calls for and
 returns them in a frozen ``Evidence``; rows stay SQLAlchemy rows (read by attribute name, typed
 ``Any``) because the verifier reads raw columns and must see what is there, tampered or not.
@@ -27,6 +30,7 @@ class Evidence:
     delivery: Any | None = None  # origin: the ``deliveries`` row to the decision member
     batch: Any | None = None  # origin: the ``batches`` row that delivery names
     waiting: bool = False  # origin, not delivered: still in the outbox
+    transfer: Any | None = None  # received by a move: the ``case_transfers`` row that carried it
 
 
 def read_evidence(engine: Engine, report_id: str) -> Evidence | None:
@@ -37,7 +41,7 @@ def read_evidence(engine: Engine, report_id: str) -> Evidence | None:
         if row is None:
             return None
         if row.role == "received":
-            return Evidence(row, envelope=_envelope(conn, row))
+            return Evidence(row, envelope=_envelope(conn, row), transfer=_transfer(conn, row))
         return _delivery_evidence(conn, row)
 
 
@@ -47,6 +51,19 @@ def _envelope(conn: Connection, row: Any) -> Any | None:
     inbox = schema.inbox
     return conn.execute(
         select(inbox).where(inbox.c.sender == row.sender, inbox.c.sequence == row.envelope_sequence)
+    ).first()
+
+
+def _transfer(conn: Connection, row: Any) -> Any | None:
+    """The transfer whose envelope the report's row names, when it came here by a move."""
+    t = schema.case_transfers
+    return conn.execute(
+        select(t).where(
+            t.c.report_id == row.id,
+            t.c.role == "received",
+            t.c.sender == row.sender,
+            t.c.envelope_sequence == row.envelope_sequence,
+        )
     ).first()
 
 

@@ -23,6 +23,7 @@ from exchange.lifecycle.model import (
     ActionKind,
     Assessment,
     CaseSummary,
+    EventKind,
     Gender,
     ItemRef,
     ItemState,
@@ -40,6 +41,8 @@ WATCHES = schema.takedown_watches
 CASES = schema.cases
 
 _CLOSED = sorted(str(s) for s in CLOSED_STAGES)
+# A take-over has its own scope (the move and the report), outside the case's sequence of steps.
+_TAKEN_OVER = str(EventKind.TAKEN_OVER)
 _ILLEGAL = [str(Classification.BASELINE), str(Classification.NATIONAL)]
 
 
@@ -102,7 +105,11 @@ def next_sequences(conn: Connection, case_ids: Sequence[str], member: str) -> di
     for part in chunks(sorted(set(case_ids))):
         rows = conn.execute(
             select(EVENTS.c.case_id, func.max(EVENTS.c.sequence))
-            .where(EVENTS.c.case_id.in_(part), EVENTS.c.member == member)
+            .where(
+                EVENTS.c.case_id.in_(part),
+                EVENTS.c.member == member,
+                EVENTS.c.kind != _TAKEN_OVER,
+            )
             .group_by(EVENTS.c.case_id)
         ).all()
         for case_id, last in rows:
@@ -114,7 +121,7 @@ def next_sequence(conn: Connection, case_id: str, member: str) -> int:
     """The next sequence of ``member``'s events on ``case_id``."""
     last = conn.execute(
         select(func.max(EVENTS.c.sequence)).where(
-            EVENTS.c.case_id == case_id, EVENTS.c.member == member
+            EVENTS.c.case_id == case_id, EVENTS.c.member == member, EVENTS.c.kind != _TAKEN_OVER
         )
     ).scalar_one_or_none()
     return (last or 0) + 1
@@ -124,12 +131,17 @@ def own_events(
     conn: Connection, case_ids: Sequence[str], member: str
 ) -> dict[str, list[tuple[str, bytes]]]:
     """Case id → (id, bytes) of the events ``member`` made on it, in the order it made them;
-    cases without any are left out (one query for all of them)."""
+    cases without any are left out (one query for all of them). Take-overs are left out: each
+    went to the members of its report when it was made (a late joiner has nothing to take)."""
     out: dict[str, list[tuple[str, bytes]]] = {}
     for part in chunks(sorted(set(case_ids))):
         rows = conn.execute(
             select(EVENTS.c.case_id, EVENTS.c.id, EVENTS.c.payload)
-            .where(EVENTS.c.case_id.in_(part), EVENTS.c.member == member)
+            .where(
+                EVENTS.c.case_id.in_(part),
+                EVENTS.c.member == member,
+                EVENTS.c.kind != _TAKEN_OVER,
+            )
             .order_by(EVENTS.c.cursor)
         )
         for r in rows:
@@ -151,7 +163,17 @@ def case_payloads(conn: Connection, case_ids: Sequence[str]) -> list[tuple[int, 
 def withdrawal_payloads(conn: Connection, report_id: str) -> list[tuple[int, bytes]]:
     rows = conn.execute(
         select(EVENTS.c.cursor, EVENTS.c.payload)
-        .where(EVENTS.c.report_id == report_id)
+        .where(EVENTS.c.report_id == report_id, EVENTS.c.kind != _TAKEN_OVER)
+        .order_by(EVENTS.c.cursor)
+    )
+    return [(r.cursor, r.payload) for r in rows]
+
+
+def take_over_payloads(conn: Connection, report_id: str) -> list[tuple[int, bytes]]:
+    """(cursor, bytes) of the take-overs of a report's items, in this node's order of arrival."""
+    rows = conn.execute(
+        select(EVENTS.c.cursor, EVENTS.c.payload)
+        .where(EVENTS.c.report_id == report_id, EVENTS.c.kind == _TAKEN_OVER)
         .order_by(EVENTS.c.cursor)
     )
     return [(r.cursor, r.payload) for r in rows]

@@ -31,6 +31,7 @@ ANNOUNCEMENTS = schema.announcements
 REPORT = "report"
 ANNOUNCEMENT = "announcement"
 EVENT = "event"  # a case event: outbox rows and batches of this kind carry CaseEvents
+TRANSFER = "transfer"  # a moved case's transfer to its new holder (its report id in report_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,7 @@ def load_batch(conn: Connection, peer: str, sequence: int) -> StoredBatch:
     b = conn.execute(
         select(BATCHES).where(BATCHES.c.destination == peer, BATCHES.c.sequence == sequence)
     ).one()
-    if b.kind in (REPORT, EVENT):
+    if b.kind in (REPORT, EVENT, TRANSFER):
         rows = conn.execute(
             select(OUTBOX.c.report_id, OUTBOX.c.payload)
             .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence)

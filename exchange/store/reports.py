@@ -211,6 +211,7 @@ class ReportFacts:
     case_id: str | None
     withdrawn_at: datetime | None
     items: tuple[Classification, ...]  # each item's classification by the origin
+    hosting_country: str | None = None  # as the origin's trace placed it
 
 
 def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
@@ -234,6 +235,7 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
                 r.decision_reason,
                 r.case_id,
                 r.withdrawn_at,
+                r.hosting_country,
             ).where(r.id.in_(part))
         ):
             out[row.id] = ReportFacts(
@@ -245,8 +247,14 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
                 row.case_id,
                 row.withdrawn_at,
                 tuple(classes.get(row.id, ())),
+                row.hosting_country,
             )
     return out
+
+
+def set_case(conn: Connection, report_id: str, case_id: str) -> None:
+    """A report held here joins a case held here (it came back by a move)."""
+    conn.execute(update(REPORTS).where(REPORTS.c.id == report_id).values(case_id=case_id))
 
 
 def mark_withdrawn(conn: Connection, report_id: str, reason: str, now: datetime) -> None:

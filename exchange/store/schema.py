@@ -144,6 +144,9 @@ class CaseRow(Base):
     # The lifecycle (0006): when its last item closed; when retention anonymised it.
     closed_at: Mapped[datetime | None] = mapped_column(UtcMicros)
     anonymised_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    # A case that came here by a move (0008): the member that held it before, and its case.
+    moved_from_member: Mapped[str | None] = mapped_column(MemberId)
+    moved_from_case: Mapped[str | None] = mapped_column(String(40))
     __table_args__ = (
         Index(
             "uq_cases_open_url_key",
@@ -433,7 +436,48 @@ class PartnerFeedbackRow(Base):
     at: Mapped[datetime] = mapped_column(UtcMicros)
 
 
+class CaseTransferRow(Base):
+    """A case transfer (0008): one report's moved items, sent from here or received here.
+
+    One row per ``moved`` event and report. Received (``role`` "received"): ``payload`` is the
+    leaf of the old holder's envelope (the inbox row ``sender``/``envelope_sequence``), kept as
+    received so the report it carries stays verifiable against its origin's key and the old
+    holder's history of the case can be shown; ``geo_*`` is this node's own placement of the
+    old holder's trace. Sent (``role`` "sent"): the outcome and the new holder's case from its
+    signed receipt (the payload left with the outbox row).
+    """
+
+    __tablename__ = "case_transfers"
+    moved_event: Mapped[str] = mapped_column(String(34), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))
+    from_member: Mapped[str] = mapped_column(MemberId)
+    from_case: Mapped[str] = mapped_column(String(40))
+    to_member: Mapped[str] = mapped_column(MemberId)
+    to_case: Mapped[str | None] = mapped_column(String(40))
+    country: Mapped[str] = mapped_column(String(2))
+    moved_at: Mapped[datetime] = mapped_column(UtcMicros)
+    items: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sender: Mapped[str | None] = mapped_column(MemberId)
+    envelope_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    leaf_index: Mapped[int | None] = mapped_column(Integer)
+    proof: Mapped[bytes | None] = mapped_column(LargeBinary)
+    geo_country: Mapped[str | None] = mapped_column(String(2))
+    geo_agrees: Mapped[bool | None] = mapped_column(Boolean)
+    stored_at: Mapped[datetime] = mapped_column(UtcMicros)
+    receipted_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    __table_args__ = (
+        Index("ix_case_transfers_report_id", "report_id"),
+        Index("ix_case_transfers_from_case", "from_case"),
+        Index("ix_case_transfers_to_case", "to_case"),
+    )
+
+
 checkpoints = cast(Table, CheckpointRow.__table__)
+case_transfers = cast(Table, CaseTransferRow.__table__)
 case_events = cast(Table, CaseEventRow.__table__)
 item_states = cast(Table, ItemStateRow.__table__)
 partner_feedback = cast(Table, PartnerFeedbackRow.__table__)

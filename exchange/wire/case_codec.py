@@ -40,10 +40,12 @@ from exchange.lifecycle.model import (
     Gender,
     ItemRef,
     ItemState,
+    Move,
     Queue,
     ReasonCode,
     ReportStatus,
     Stage,
+    TakeOver,
     Withdrawal,
     WithdrawalReason,
     is_event_id,
@@ -306,6 +308,33 @@ def withdrawal_from_proto(msg: lpb.Withdrawal, where: str = "withdrawal") -> Wit
     )
 
 
+def take_over_to_proto(t: TakeOver) -> lpb.TakeOver:
+    return lpb.TakeOver(
+        from_member=t.from_member,
+        from_case=t.from_case,
+        moved_event=t.moved_event,
+        country=t.country,
+    )
+
+
+def take_over_from_proto(msg: lpb.TakeOver, where: str = "taken_over") -> TakeOver:
+    if not msg.from_member:
+        raise InvalidEvent(f"{where}.from_member: the member the items came from is required")
+    if not is_case_id(msg.from_case):
+        raise InvalidEvent(f"{where}.from_case: not a case id (c- and 32 hex digits)")
+    if not is_event_id(msg.moved_event):
+        raise InvalidEvent(f"{where}.moved_event: not an event id (e- and 32 hex digits)")
+    country = msg.country
+    if not (len(country) == 2 and country.isascii() and country.isupper()):
+        raise InvalidEvent(f"{where}.country: ISO 3166-1 alpha-2, upper case")
+    return TakeOver(
+        text(msg.from_member, f"{where}.from_member", 64),
+        msg.from_case,
+        msg.moved_event,
+        country,
+    )
+
+
 # -- events ---------------------------------------------------------------------------------
 
 
@@ -323,6 +352,8 @@ def event_to_proto(e: CaseEvent) -> lpb.CaseEvent:
         msg.assessment.CopyFrom(assessment_to_proto(body))
     elif isinstance(body, Action):
         msg.action.CopyFrom(action_to_proto(body))
+    elif isinstance(body, TakeOver):
+        msg.taken_over.CopyFrom(take_over_to_proto(body))
     elif e.kind is EventKind.WITHDRAWAL:
         msg.withdrawal.CopyFrom(withdrawal_to_proto(body))
     else:
@@ -344,7 +375,11 @@ def _body(msg: lpb.CaseEvent) -> tuple[EventKind, Body]:
         return EventKind.WITHDRAWAL, withdrawal_from_proto(msg.withdrawal)
     if which == "withdrawn":
         return EventKind.WITHDRAWN, withdrawal_from_proto(msg.withdrawn, "withdrawn")
-    raise InvalidEvent("body: an assessment, action, withdrawal or withdrawn is required")
+    if which == "taken_over":
+        return EventKind.TAKEN_OVER, take_over_from_proto(msg.taken_over)
+    raise InvalidEvent(
+        "body: an assessment, action, withdrawal, withdrawn or taken_over is required"
+    )
 
 
 def _check_header(msg: lpb.CaseEvent) -> None:
@@ -426,6 +461,23 @@ def stage_from_proto(value: int) -> Stage:
     return _enum_in(_STAGE, value, "stage")
 
 
+def move_to_proto(m: Move) -> cpb.CaseMove:
+    msg = cpb.CaseMove(
+        from_member=m.from_member,
+        from_case=m.from_case,
+        from_country=m.from_country,
+        country=m.country,
+        to_member=m.to_member,
+        to_case=m.to_case,
+        items=[item_state_to_proto(s) for s in m.items],
+        timeline=[event_to_proto(e) for e in m.timeline],
+        refusal=m.refusal,
+    )
+    if m.at is not None:
+        msg.at.CopyFrom(timestamp(m.at))
+    return msg
+
+
 def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
     msg = cpb.CaseDetail(
         id=d.id,
@@ -447,6 +499,10 @@ def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
         msg.opened_at.CopyFrom(timestamp(d.opened_at))
     if d.closed_at is not None:
         msg.closed_at.CopyFrom(timestamp(d.closed_at))
+    if d.moved_from is not None:
+        msg.moved_from.CopyFrom(move_to_proto(d.moved_from))
+    msg.history.extend(event_to_proto(e) for e in d.history)
+    msg.moved_to.extend(move_to_proto(m) for m in d.moved_to)
     return msg
 
 
@@ -478,6 +534,7 @@ def report_status_to_proto(s: ReportStatus) -> cpb.ReportStatus:
         items=[item_state_to_proto(i) for i in s.items],
         timeline=[event_to_proto(e) for e in s.timeline],
         rejection=s.rejection,
+        moves=[move_to_proto(m) for m in s.moves],
     )
     if s.receipted_at is not None:
         msg.receipted_at.CopyFrom(timestamp(s.receipted_at))
@@ -528,6 +585,21 @@ def item_state_from_proto(msg: cpb.ItemState, holder: str) -> ItemState:
     )
 
 
+def move_from_proto(msg: cpb.CaseMove) -> Move:
+    return Move(
+        from_member=msg.from_member,
+        from_case=msg.from_case,
+        country=msg.country,
+        to_member=msg.to_member,
+        to_case=msg.to_case,
+        at=_at(msg.HasField("at"), msg.at),
+        from_country=msg.from_country,
+        items=tuple(item_state_from_proto(s, msg.to_member) for s in msg.items),
+        timeline=tuple(event_from_proto(e) for e in msg.timeline),
+        refusal=msg.refusal,
+    )
+
+
 def case_detail_from_proto(msg: cpb.CaseDetail) -> CaseDetail:
     return CaseDetail(
         id=msg.id,
@@ -541,6 +613,9 @@ def case_detail_from_proto(msg: cpb.CaseDetail) -> CaseDetail:
         timeline=tuple(event_from_proto(e) for e in msg.timeline),
         decision_reason=msg.decision_reason,
         anonymised=msg.anonymised,
+        moved_from=move_from_proto(msg.moved_from) if msg.HasField("moved_from") else None,
+        history=tuple(event_from_proto(e) for e in msg.history),
+        moved_to=tuple(move_from_proto(m) for m in msg.moved_to),
     )
 
 
@@ -572,6 +647,7 @@ def report_status_from_proto(msg: cpb.ReportStatus) -> ReportStatus:
         items=tuple(item_state_from_proto(s, msg.destination) for s in msg.items),
         timeline=tuple(event_from_proto(e) for e in msg.timeline),
         rejection=msg.rejection,
+        moves=tuple(move_from_proto(m) for m in msg.moves),
     )
 
 

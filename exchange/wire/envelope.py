@@ -42,6 +42,7 @@ MAX_SEQUENCE = 2**63 - 1
 KIND_REPORT = xpb.PAYLOAD_KIND_REPORT
 KIND_ANNOUNCEMENT = xpb.PAYLOAD_KIND_HASH_ANNOUNCEMENT
 KIND_EVENT = xpb.PAYLOAD_KIND_CASE_EVENT
+KIND_TRANSFER = xpb.PAYLOAD_KIND_CASE_TRANSFER
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
@@ -183,7 +184,7 @@ def _parse_envelope_header(header_bytes: bytes) -> xpb.EnvelopeHeader:
     require_exact(header, header_bytes, "envelope header")
     if not header.sender or not header.HasField("signed_at") or not header.key_id:
         raise InvalidEnvelope("header lacks sender, time or key id", code="header-incomplete")
-    if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT, KIND_EVENT):
+    if header.kind not in (KIND_REPORT, KIND_ANNOUNCEMENT, KIND_EVENT, KIND_TRANSFER):
         raise InvalidEnvelope(f"unknown payload kind {header.kind}", code="header-kind")
     return header
 

@@ -189,6 +189,9 @@ class CaseDetail(_message.Message):
     DECISION_REASON_FIELD_NUMBER: _builtins.int
     ANONYMISED_FIELD_NUMBER: _builtins.int
     FEEDBACK_FIELD_NUMBER: _builtins.int
+    MOVED_FROM_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    MOVED_TO_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     holder: _builtins.str
     """the member responsible for the case"""
@@ -214,6 +217,18 @@ class CaseDetail(_message.Message):
     def feedback(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartnerFeedback]:
         """partners' own feedback on the case, oldest first"""
 
+    @_builtins.property
+    def moved_from(self) -> Global___CaseMove:
+        """set when the case came here by a move from another member"""
+
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[_lifecycle_pb2.CaseEvent]:
+        """that member's steps before the move: read-only history"""
+
+    @_builtins.property
+    def moved_to(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseMove]:
+        """items of this case moved on to other members"""
+
     def __init__(
         self,
         *,
@@ -230,14 +245,78 @@ class CaseDetail(_message.Message):
         decision_reason: _builtins.str = ...,
         anonymised: _builtins.bool = ...,
         feedback: _abc.Iterable[Global___PartnerFeedback] | None = ...,
+        moved_from: Global___CaseMove | None = ...,
+        history: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
+        moved_to: _abc.Iterable[Global___CaseMove] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "opened_at", b"opened_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "moved_from", b"moved_from", "opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymised", b"anonymised", "closed_at", b"closed_at", "decision_reason", b"decision_reason", "feedback", b"feedback", "holder", b"holder", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "open", b"open", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "timeline", b"timeline", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymised", b"anonymised", "closed_at", b"closed_at", "decision_reason", b"decision_reason", "feedback", b"feedback", "history", b"history", "holder", b"holder", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "moved_from", b"moved_from", "moved_to", b"moved_to", "open", b"open", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "timeline", b"timeline", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseDetail: _TypeAlias = CaseDetail  # noqa: Y015
+
+@_typing.final
+class CaseMove(_message.Message):
+    """Items moved from one holder to the member serving their new hosting country."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_MEMBER_FIELD_NUMBER: _builtins.int
+    FROM_CASE_FIELD_NUMBER: _builtins.int
+    FROM_COUNTRY_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    TO_MEMBER_FIELD_NUMBER: _builtins.int
+    TO_CASE_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TIMELINE_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    from_member: _builtins.str
+    from_case: _builtins.str
+    from_country: _builtins.str
+    """the hosting country before the move, where known"""
+    country: _builtins.str
+    """the new hosting country"""
+    to_member: _builtins.str
+    to_case: _builtins.str
+    """empty until the new holder has taken the items over"""
+    refusal: _builtins.str
+    """the new holder refused the transfer: its reason"""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """when the move was recorded (or taken over)"""
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemState]:
+        """the items at the new holder (a report's status)"""
+
+    @_builtins.property
+    def timeline(self) -> _containers.RepeatedCompositeFieldContainer[_lifecycle_pb2.CaseEvent]:
+        """the new holder's steps on them (a report's status)"""
+
+    def __init__(
+        self,
+        *,
+        from_member: _builtins.str = ...,
+        from_case: _builtins.str = ...,
+        from_country: _builtins.str = ...,
+        country: _builtins.str = ...,
+        to_member: _builtins.str = ...,
+        to_case: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        items: _abc.Iterable[Global___ItemState] | None = ...,
+        timeline: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
+        refusal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "country", b"country", "from_case", b"from_case", "from_country", b"from_country", "from_member", b"from_member", "items", b"items", "refusal", b"refusal", "timeline", b"timeline", "to_case", b"to_case", "to_member", b"to_member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseMove: _TypeAlias = CaseMove  # noqa: Y015
 
 @_typing.final
 class PartnerFeedback(_message.Message):
@@ -482,6 +561,7 @@ class ReportStatus(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     TIMELINE_FIELD_NUMBER: _builtins.int
     REJECTION_FIELD_NUMBER: _builtins.int
+    MOVES_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     destination: _builtins.str
     case_id: _builtins.str
@@ -497,6 +577,10 @@ class ReportStatus(_message.Message):
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemState]: ...
     @_builtins.property
     def timeline(self) -> _containers.RepeatedCompositeFieldContainer[_lifecycle_pb2.CaseEvent]: ...
+    @_builtins.property
+    def moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseMove]:
+        """the report's items moved on: where, and what followed"""
+
     def __init__(
         self,
         *,
@@ -509,10 +593,11 @@ class ReportStatus(_message.Message):
         items: _abc.Iterable[Global___ItemState] | None = ...,
         timeline: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
         rejection: _builtins.str = ...,
+        moves: _abc.Iterable[Global___CaseMove] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["receipted_at", b"receipted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "delivery", b"delivery", "destination", b"destination", "items", b"items", "receipted_at", b"receipted_at", "rejection", b"rejection", "report_id", b"report_id", "timeline", b"timeline", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "delivery", b"delivery", "destination", b"destination", "items", b"items", "moves", b"moves", "receipted_at", b"receipted_at", "rejection", b"rejection", "report_id", b"report_id", "timeline", b"timeline", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

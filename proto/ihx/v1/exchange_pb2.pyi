@@ -37,6 +37,8 @@ class _PayloadKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayloadKi
     """each payload is a serialized HashAnnouncement"""
     PAYLOAD_KIND_CASE_EVENT: _PayloadKind.ValueType  # 3
     """each payload is a serialized CaseEvent (lifecycle.proto)"""
+    PAYLOAD_KIND_CASE_TRANSFER: _PayloadKind.ValueType  # 4
+    """each payload is a serialized CaseTransfer (transfer.proto)"""
 
 class PayloadKind(_PayloadKind, metaclass=_PayloadKindEnumTypeWrapper): ...
 
@@ -47,6 +49,8 @@ PAYLOAD_KIND_HASH_ANNOUNCEMENT: PayloadKind.ValueType  # 2
 """each payload is a serialized HashAnnouncement"""
 PAYLOAD_KIND_CASE_EVENT: PayloadKind.ValueType  # 3
 """each payload is a serialized CaseEvent (lifecycle.proto)"""
+PAYLOAD_KIND_CASE_TRANSFER: PayloadKind.ValueType  # 4
+"""each payload is a serialized CaseTransfer (transfer.proto)"""
 Global___PayloadKind: _TypeAlias = PayloadKind  # noqa: Y015
 
 class _Outcome:

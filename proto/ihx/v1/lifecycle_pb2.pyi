@@ -296,6 +296,45 @@ class Withdrawal(_message.Message):
 Global___Withdrawal: _TypeAlias = Withdrawal  # noqa: Y015
 
 @_typing.final
+class TakeOver(_message.Message):
+    """The new holder takes over items another member moved to it (a `moved` action naming it):
+    its first event on them, which every origin and the coordinator accept only from the member
+    that `moved` event named, for the items it moved. Its scope is the move and the report
+    (`moved_event` + "/" + the report id), so its sequence is 1 and it stands outside the case's
+    own sequence of steps.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_MEMBER_FIELD_NUMBER: _builtins.int
+    FROM_CASE_FIELD_NUMBER: _builtins.int
+    MOVED_EVENT_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    from_member: _builtins.str
+    """the member that held the items and moved them"""
+    from_case: _builtins.str
+    """its case"""
+    moved_event: _builtins.str
+    """its `moved` event's id"""
+    country: _builtins.str
+    """the new hosting country the move named"""
+    def __init__(
+        self,
+        *,
+        from_member: _builtins.str = ...,
+        from_case: _builtins.str = ...,
+        moved_event: _builtins.str = ...,
+        country: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country", b"country", "from_case", b"from_case", "from_member", b"from_member", "moved_event", b"moved_event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TakeOver: _TypeAlias = TakeOver  # noqa: Y015
+
+@_typing.final
 class CaseEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -309,6 +348,7 @@ class CaseEvent(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     WITHDRAWAL_FIELD_NUMBER: _builtins.int
     WITHDRAWN_FIELD_NUMBER: _builtins.int
+    TAKEN_OVER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"e-" + 32 hex, implied by (member, scope, sequence)"""
     case_id: _builtins.str
@@ -333,6 +373,10 @@ class CaseEvent(_message.Message):
     def withdrawn(self) -> Global___Withdrawal:
         """the holder confirms: the report left the case"""
 
+    @_builtins.property
+    def taken_over(self) -> Global___TakeOver:
+        """the new holder took the items over (one report's)"""
+
     def __init__(
         self,
         *,
@@ -346,12 +390,13 @@ class CaseEvent(_message.Message):
         action: Global___Action | None = ...,
         withdrawal: Global___Withdrawal | None = ...,
         withdrawn: Global___Withdrawal | None = ...,
+        taken_over: Global___TakeOver | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "assessment", b"assessment", "at", b"at", "body", b"body", "withdrawal", b"withdrawal", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "assessment", b"assessment", "at", b"at", "body", b"body", "taken_over", b"taken_over", "withdrawal", b"withdrawal", "withdrawn", b"withdrawn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "assessment", b"assessment", "at", b"at", "body", b"body", "case_id", b"case_id", "id", b"id", "items", b"items", "member", b"member", "sequence", b"sequence", "withdrawal", b"withdrawal", "withdrawn", b"withdrawn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "assessment", b"assessment", "at", b"at", "body", b"body", "case_id", b"case_id", "id", b"id", "items", b"items", "member", b"member", "sequence", b"sequence", "taken_over", b"taken_over", "withdrawal", b"withdrawal", "withdrawn", b"withdrawn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["assessment", "action", "withdrawal", "withdrawn"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["assessment", "action", "withdrawal", "withdrawn", "taken_over"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

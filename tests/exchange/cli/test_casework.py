@@ -232,6 +232,63 @@ def test_the_origin_withdraws_a_report(runner: CliRunner, federation: Running) -
     assert doc["withdrawn"] is True  # again: nothing more to do, the same answer
 
 
+def test_a_move_shows_at_the_new_holder_and_at_the_origin(
+    runner: CliRunner, federation: Running
+) -> None:
+    report_id, case_id = report_to_de(federation, "moved.jpg")
+    de, nl = work_token(runner, federation, DE), work_token(runner, federation, NL)
+    fits(ihx(runner, federation, DE, de, "case", "assess", case_id, "--classification", "baseline"))
+    done = ok_json(
+        ihx(
+            runner,
+            federation,
+            DE,
+            de,
+            "case",
+            "act",
+            case_id,
+            "--action",
+            "moved",
+            "--country",
+            "nl",
+            "--json",
+        )
+    )
+    assert [i["stage"] for i in done["items"]] == ["moved"]
+
+    def moves() -> list[Any]:
+        doc = ok_json(ihx(runner, federation, NL, nl, "report", "status", report_id, "--json"))
+        return [m for m in doc["moves"] if m["to_case"]]
+
+    wait_for(lambda: bool(moves()))
+    (move,) = moves()
+    new_case = move["to_case"]
+    assert (move["from_member"], move["from_case"], move["to_member"]) == (DE, case_id, NL)
+    assert move["text"] == f"moved DE→NL, now held by nl-eokm as case {new_case}"
+    assert [i["stage"] for i in move["items"]] == ["unassessed"]
+    status = " ".join(fits(ihx(runner, federation, NL, nl, "report", "status", report_id)))
+    assert f"moved DE→NL, now held by nl-eokm as case {new_case}" in " ".join(status.split())
+    assert f"at nl-eokm, case {new_case}" in status
+
+    shown = fits(ihx(runner, federation, NL, nl, "case", "show", new_case))
+    assert "holder       nl-eokm" in shown
+    assert any(line.startswith(f"moved from   de-eco, case {case_id}") for line in shown)
+    assert "history at de-eco, read-only (2)" in shown
+    assert "      moved to NL (nl-eokm)" in shown
+    doc = ok_json(ihx(runner, federation, NL, nl, "case", "show", new_case, "--json"))
+    assert [e["kind"] for e in doc["history"]] == ["assessment", "action"]
+    assert [e["kind"] for e in doc["timeline"]] == ["taken_over"]
+    assert doc["moved_from"]["from_case"] == case_id
+
+    def linked_at_the_old_holder() -> bool:
+        old = ok_json(ihx(runner, federation, DE, de, "case", "show", case_id, "--json"))
+        return [m["to_case"] for m in old["moved_to"]] == [new_case]
+
+    wait_for(linked_at_the_old_holder)
+    old = " ".join(fits(ihx(runner, federation, DE, de, "case", "show", case_id)))
+    assert f"moved DE→NL, now held by nl-eokm as case {new_case}" in " ".join(old.split())
+
+
 def test_refusals_are_one_error_line_and_exit_2(runner: CliRunner, federation: Running) -> None:
     report_id, case_id = report_to_de(federation, "refused.jpg")
     de = work_token(runner, federation, DE)

@@ -316,7 +316,7 @@ def test_incomplete_header(manifest: Manifest, missing: dict[str, object]) -> No
     assert info.value.code == "header-incomplete"
 
 
-@pytest.mark.parametrize("kind", [0, 4, 99])  # 3 is PAYLOAD_KIND_CASE_EVENT
+@pytest.mark.parametrize("kind", [0, 5, 99])  # 3, 4: PAYLOAD_KIND_CASE_EVENT, _CASE_TRANSFER
 def test_unknown_payload_kind(manifest: Manifest, kind: int) -> None:
     header, signature = signed_header(kind=kind)
     envelope = xpb.Envelope(header=header, signature=signature, payloads=PAYLOADS)
