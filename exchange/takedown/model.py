@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from exchange.lifecycle.model import Action, ActionKind, ReasonCode
+from routing.trace import Trace
 
 MAX_DETAIL = 200  # a check's detail text (status line, error), stored and shown
 
@@ -50,6 +51,8 @@ class Check:
     redirects: int = 0
     elapsed_ms: int = 0
     detail: str = ""
+    # The re-trace itself (never stored as such): a move's transfer carries it as evidence.
+    trace: Trace | None = field(default=None, compare=False, repr=False)
 
 
 class OnGone(enum.StrEnum):

@@ -52,7 +52,7 @@ from exchange.takedown.deadline import Watch, Watchdog
 from exchange.takedown.model import MAX_DETAIL, Check, Outcome
 from routing.canonical import CanonicalUrl, HostType, canonicalize
 from routing.errors import InvalidUrl
-from routing.trace import TracedAddress, Tracer
+from routing.trace import Trace, TracedAddress, Tracer
 
 Route = Callable[[str, int], tuple[str, int]]
 """(traced address, port) → (address, port) the socket connects to."""
@@ -87,6 +87,7 @@ class _Seen:
     asn: int | None = None
     organisation: str = ""
     redirects: int = 0
+    trace: Trace | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ class Prober:
             redirects=seen.redirects,
             elapsed_ms=int((self._monotonic() - started) * 1000),
             detail=detail[:MAX_DETAIL],
+            trace=seen.trace,
         )
 
     def _run(self, url: str, seen: _Seen, watch: Watch) -> tuple[Outcome, int | None, str]:
@@ -161,6 +163,7 @@ class Prober:
         if current.scheme not in _HTTP_SCHEMES:
             raise _Stop(Outcome.REFUSED, f"scheme {current.scheme}: not checked")
         trace = self._tracer.trace(current)
+        seen.trace = trace
         seen.country = trace.country
         asked = _reported_address(trace.addresses, trace.resolver_error)
         seen.address = asked.address

@@ -237,7 +237,7 @@ class Rechecker:
             return now_in, None
         done.moved += 1
         move = Action(kind=ActionKind.MOVED, moved_to_country=now_in, reference=_moved_text(run))
-        return now_in, Command.act(watch.case_id, items, move)
+        return now_in, Command.act(watch.case_id, items, move, run[0].trace)
 
     def _hoster(
         self, tx: Tx, watch: Watch, check: Check, done: Pass

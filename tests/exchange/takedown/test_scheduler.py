@@ -40,6 +40,8 @@ from exchange.takedown.model import OnGone, Policy
 from exchange.takedown.probe import Prober
 from exchange.takedown.scheduler import Pass, Rechecker
 from exchange.takedown.views import TakedownViews
+from exchange.transfer.outgoing import Outgoing
+from exchange.wire.transfer_codec import transfer_from_bytes
 from routing.geoip import GeoIp
 from routing.resolver import Resolution
 from routing.trace import Tracer
@@ -115,6 +117,7 @@ def world(
         writer=writer,
         clock=clock,
         recorder=Recorder(self_member=NL),
+        transfers=Outgoing(self_member=NL, wake=lambda _: None),
     )
     dns = MovingResolver()
     prober = Prober(
@@ -237,6 +240,13 @@ def test_two_checks_in_another_members_country_move_the_case(world: World) -> No
         "de-eco",
     )
     assert detail.timeline[-1].body.reference.startswith("recheck 2x in DE ")  # type: ignore[union-attr]
+    # the case goes to de-eco with the re-trace that found it there, as evidence
+    with world.engine.connect() as conn:
+        (row,) = conn.execute(select(schema.outbox).where(schema.outbox.c.kind == "transfer")).all()
+    assert row.destination == "de-eco"
+    transfer = transfer_from_bytes(row.payload)
+    assert transfer.trace is not None
+    assert [a.address for a in transfer.trace.addresses] == [DE_HETZNER]
 
 
 def test_a_new_hoster_in_the_same_country_is_recorded_and_restarts_the_notices(
