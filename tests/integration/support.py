@@ -177,11 +177,13 @@ class Cluster:
         self._engines: dict[str, Engine] = {}
 
     # lifecycle
-    def start(self, *members: str) -> None:
+    def start(self, *members: str, **options: Any) -> None:
+        """Start members; ``options`` go to each ``Node`` (the re-checks' ``route``, a
+        ``resolver``, a ``clock``: the parts not built from settings)."""
         for member in members:
             if member in self.nodes:
                 raise RuntimeError(f"{member} is already running")
-            node = Node(self.fed.settings[member])
+            node = Node(self.fed.settings[member], **options)
             node.start()
             self.nodes[member] = node
 

@@ -22,11 +22,16 @@ from tests.integration.support import COORDINATOR, DE, NL, US, Cluster, tuning, 
 
 
 def _peer_row(cluster: Cluster, member: str, peer: str) -> tuple[int, object, str | None]:
-    row = cluster.rows(
+    """The peer's failure record; (0, None, None) before its first write (the sender writes it
+    on its own thread: polled under load, it may not be there yet)."""
+    rows = cluster.rows(
         member,
         "SELECT failures, failing_since, last_error FROM peers WHERE member = :p",
         p=peer,
-    )[0]
+    )
+    if not rows:
+        return 0, None, None
+    row = rows[0]
     since = None if row.failing_since is None else from_micros(row.failing_since)
     return row.failures, since, row.last_error
 
