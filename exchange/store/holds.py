@@ -52,6 +52,13 @@ def active_count(conn: Connection, case_id: str, by: str, now: datetime) -> int:
     return int(n)
 
 
+def count_of(conn: Connection, case_id: str, by: str) -> int:
+    """Every hold ``by`` ever placed on the case, released or not."""
+    h = HOLDS.c
+    n = conn.execute(select(func.count()).where(h.case_id == case_id, h.by == by)).scalar_one()
+    return int(n)
+
+
 def of_case(conn: Connection, case_id: str) -> list[tuple[Hold, datetime | None]]:
     """Every hold on the case, oldest first, with when it was released (None: it was not)."""
     h = HOLDS.c

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select
 from exchange.domain import Classification
 from exchange.lifecycle.model import CLOSED_STAGES
 from exchange.store import schema
-from exchange.store.sql import chunks
+from exchange.store.sql import chunks, upsert
 from exchange.takedown.model import Check, Outcome
 
 WATCHES = schema.takedown_watches
@@ -75,7 +75,9 @@ def _open_illegal(holder: str) -> Any:
 
 
 def unwatched(conn: Connection, holder: str, limit: int) -> list[tuple[str, str, str | None]]:
-    """Held cases with an open item assessed illegal and no watch yet: (case, URL, country)."""
+    """Held cases with an open item assessed illegal and no live watch: never watched, or
+    watched until their last illegal item closed and illegal again since (an item assessed
+    later, a merged report's new items) — (case, URL, country)."""
     s = STATES.c
     w = WATCHES.c
     c = CASES.c
@@ -83,7 +85,7 @@ def unwatched(conn: Connection, holder: str, limit: int) -> list[tuple[str, str,
         select(c.id, c.url, c.hosting_country)
         .where(
             c.id.in_(select(s.case_id).where(_open_illegal(holder))),
-            ~exists().where(w.case_id == c.id),
+            ~exists().where(w.case_id == c.id, w.state != WatchState.DONE),
             c.anonymised_at.is_(None),
         )
         .order_by(c.opened_at, c.id)
@@ -95,11 +97,13 @@ def unwatched(conn: Connection, holder: str, limit: int) -> list[tuple[str, str,
 def start_watches(
     conn: Connection, rows: Sequence[tuple[str, str, str | None]], now: datetime
 ) -> None:
-    """Watches for (case, host, country), due at once: the first check is the baseline."""
+    """Watches for (case, host, country), due at once: the first check is the baseline. A
+    watch that had ended starts again from nothing (its checks stay, as evidence)."""
     if not rows:
         return
-    conn.execute(
-        insert(WATCHES),
+    upsert(
+        conn,
+        WATCHES,
         [
             {
                 "case_id": case_id,
@@ -113,9 +117,19 @@ def start_watches(
                 "notices": 0,
                 "no_contact": False,
                 "updated_at": now,
+                "last_check_at": None,
+                "last_outcome": None,
+                "last_status": None,
+                "online_since": None,
+                "asn": None,
+                "organisation": None,
+                "first_notice_at": None,
+                "last_notice_at": None,
+                "hold_until": None,
             }
             for case_id, host, country in rows
         ],
+        key=("case_id",),
     )
 
 
@@ -132,18 +146,36 @@ def end_watches(conn: Connection, holder: str, now: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-def claim_due(conn: Connection, now: datetime, claim: timedelta, limit: int) -> list[Watch]:
-    """Up to ``limit`` watches due by ``now``, oldest first, claimed until ``now + claim``."""
+def claim_due(
+    conn: Connection, now: datetime, claim: timedelta, limit: int, *, per_host: int
+) -> list[Watch]:
+    """Up to ``limit`` watches due by ``now`` (at most ``per_host`` of one host), oldest
+    first, claimed until ``now + claim``. On PostgreSQL the rows are locked SKIP LOCKED: a
+    second replica claiming at the same moment takes other watches, never these."""
     w = WATCHES.c
-    rows = conn.execute(
+    due = (
+        select(
+            w.case_id,
+            func.row_number()
+            .over(partition_by=w.host, order_by=(w.next_check_at, w.case_id))
+            .label("nth"),
+        )
+        .where(w.state != WatchState.DONE, w.next_check_at <= now)
+        .subquery()
+    )
+    stmt = (
         select(
             w.case_id, CASES.c.url, w.host, w.state, w.started_at, w.country, w.asn, w.organisation
         )
         .join(CASES, CASES.c.id == w.case_id)
-        .where(w.state != WatchState.DONE, w.next_check_at <= now)
+        .join(due, due.c.case_id == w.case_id)
+        .where(due.c.nth <= per_host, w.next_check_at <= now)
         .order_by(w.next_check_at, w.case_id)
         .limit(limit)
-    ).all()
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=WATCHES)
+    rows = conn.execute(stmt).all()
     ids = [r.case_id for r in rows]
     for part in chunks(ids):
         conn.execute(update(WATCHES).where(w.case_id.in_(part)).values(next_check_at=now + claim))

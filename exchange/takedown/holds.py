@@ -26,6 +26,7 @@ from exchange.takedown.model import Hold
 
 MAX_HOLD = timedelta(days=90)
 MAX_ACTIVE = 10
+MAX_PER_CASE = 100  # holds one holder may ever place on one case (rows and log entries stay)
 MAX_REASON = 200
 
 Allowed = Callable[[Tx, str, str], bool]  # (tx, who, case) → may this holder hold this case?
@@ -58,6 +59,10 @@ class Holds:
         now = self._clock()
         if case_store.held(tx.conn, case_id) is None or not allowed(tx, by, case_id):
             raise NotFound(f"no case {case_id} for {by} here")
+        if store.count_of(tx.conn, case_id, by) >= MAX_PER_CASE:
+            raise QuotaExceeded(
+                f"{by} has held case {case_id} {MAX_PER_CASE} times: the most one holder may"
+            )
         if store.active_count(tx.conn, case_id, by, now) >= MAX_ACTIVE:
             raise QuotaExceeded(
                 f"{by} holds case {case_id} {MAX_ACTIVE} times already: release one first"

@@ -104,6 +104,15 @@ def gone_verdict(recent: Sequence[Check], policy: Policy) -> Action | None:
     )
 
 
+def proven_gone(recent: Sequence[Check], policy: Policy) -> bool:
+    """The run behind a verdict is the host's own word (404/410 every time): the only run the
+    automation turns into an action by itself. Unreachable hosts (perhaps our own network or
+    DNS failing, a certificate error) and 401/403/451 (perhaps shown only to our User-Agent)
+    prove nothing about the content: an analyst confirms those (``confirm_removal``)."""
+    run = recent[: policy.gone_checks]
+    return len(run) == policy.gone_checks and all(c.outcome is Outcome.GONE for c in run)
+
+
 def unavailable_reason(check: Check) -> ReasonCode:
     if check.status in (401, 403):
         return ReasonCode.PASSWORD_PROTECTED

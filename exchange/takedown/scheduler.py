@@ -10,14 +10,21 @@ A pass (``run_once``), in three steps:
    (``model.next_check_at``), and the consequences recorded as lifecycle actions in the same
    transaction, so a check and what it caused commit together:
 
-   * gone on ``gone_checks`` consecutive checks (``model.gone_verdict``): a ``removed`` or
-     ``unavailable`` action with the checks as evidence — or, with ``on_gone = "suggest"``, the
-     case in the ``confirm_removal`` queue for an analyst;
+   * gone on ``gone_checks`` consecutive checks (``model.gone_verdict``): when the host itself
+     said 404/410 every time (``model.proven_gone``), a ``removed`` action with the checks as
+     evidence; anything less certain (unreachable — perhaps our own network —, 401/403/451 —
+     perhaps shown only to us), or ``on_gone = "suggest"``, puts the case in the
+     ``confirm_removal`` queue for an analyst instead. A refused action changes nothing (a
+     refused move keeps the watch's country, so the next check tries again);
    * re-traced to a country served by another member on ``move_checks`` consecutive checks (one
      odd answer from a CDN's DNS is not a move): a signed ``moved`` action on the case's open
      items, which re-assigns them (lifecycle/work.py resolves the member);
-   * another country this member serves, or another hoster (ASN / organisation): recorded, and
-     for a hoster the notice count restarts — the next notice goes to the new hoster's contact.
+   * another country this member serves: recorded; another hoster (ASN / organisation) on
+     ``move_checks`` consecutive checks (round-robin DNS is not a new hoster): recorded, the
+     notice count restarts — the next notice goes to the new hoster's contact.
+
+A pass claims at most ``per_host`` watches of one host, so one slow host cannot hold every
+other host's next checks back for long.
 
 Every check is a ``rechecked`` routing-log entry (case, outcome, status, country, ASN; never the
 URL); the actions are lifecycle events every reporting member and the coordinator receive.
@@ -28,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -40,10 +47,19 @@ from exchange.lifecycle.model import Action, ActionKind
 from exchange.lifecycle.work import CaseWork, Command
 from exchange.ops.metrics import Metrics
 from exchange.settings.sections import NoticesSection, TakedownSection
+from exchange.store import holds as hold_store
 from exchange.store import takedown as store
 from exchange.store.takedown import CheckUpdate, Watch, WatchState
 from exchange.store.writer import Tx, Writer
-from exchange.takedown.model import Check, OnGone, Outcome, Policy, Target, gone_verdict
+from exchange.takedown.model import (
+    Check,
+    OnGone,
+    Outcome,
+    Policy,
+    Target,
+    gone_verdict,
+    proven_gone,
+)
 from exchange.takedown.model import next_check_at as next_at
 from routing.canonical import canonicalize
 from routing.decision import decide
@@ -90,6 +106,7 @@ class Rechecker:
         batch: int = 1000,
         claim: timedelta = timedelta(minutes=10),
         metrics: Metrics | None = None,
+        per_host: int = 8,
     ) -> None:
         self._self = self_member
         self._manifest = manifest
@@ -102,6 +119,9 @@ class Rechecker:
         self._batch = batch
         self._claim = claim
         self._metrics = metrics
+        # A pass ends when its slowest host does: at most this many of one host's checks per
+        # pass keep a slow host from holding every other host's next checks back.
+        self._per_host = per_host
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -138,9 +158,10 @@ class Rechecker:
         now = self._clock()
         new = store.unwatched(tx.conn, self._self, self._batch)
         store.start_watches(tx.conn, [(c, _host(url), country) for c, url, country in new], now)
+        hold_store.refresh_watches(tx.conn, [c for c, _, _ in new])  # holds placed before
         done.started = len(new)
         done.ended = store.end_watches(tx.conn, self._self, now)
-        return store.claim_due(tx.conn, now, self._claim, self._batch)
+        return store.claim_due(tx.conn, now, self._claim, self._batch, per_host=self._per_host)
 
     def _record(self, group: Sequence[tuple[Watch, Check]], done: Pass) -> None:
         refused = self._writer.execute(lambda tx: self._record_in(tx, group, done))
@@ -155,24 +176,44 @@ class Rechecker:
         illegal = store.open_illegal_items(tx.conn, self._self, ids)
         open_items = store.open_items(tx.conn, self._self, ids)
         updates: list[CheckUpdate] = []
-        commands: list[Command] = []
+        caused: list[tuple[int, Command]] = []  # (its update's index, the command)
         for watch, check in group:
             if self._metrics is not None:
                 self._metrics.rechecks.labels(str(check.outcome)).inc()
             recent = [check, *history.get(watch.case_id, [])]
             update, command = self._judge(tx, watch, recent, illegal, open_items, done)
-            updates.append(update)
             if command is not None:
-                commands.append(command)
+                caused.append((len(updates), command))
+            updates.append(update)
             self._log_check(tx, watch, check)
         done.checked += len(group)
+        refused = self._act(tx, group, updates, caused, done)
         store.record(tx.conn, updates, now)
-        results = self._work.run_in(tx, commands)
-        return [
-            f"{c.case_id}: {r}"
-            for c, r in zip(commands, results, strict=True)
-            if isinstance(r, ExchangeError)
-        ]
+        return refused
+
+    def _act(
+        self,
+        tx: Tx,
+        group: Sequence[tuple[Watch, Check]],
+        updates: list[CheckUpdate],
+        caused: Sequence[tuple[int, Command]],
+        done: Pass,
+    ) -> list[str]:
+        """The actions the checks caused, through the lifecycle's rules. A refused one changes
+        nothing: a refused move keeps the watch in its old country, so it is tried again."""
+        results = self._work.run_in(tx, [command for _, command in caused])
+        refused = []
+        for (i, command), result in zip(caused, results, strict=True):
+            kind = command.body.kind if isinstance(command.body, Action) else None
+            if isinstance(result, ExchangeError):
+                log.warning("re-check action refused", extra={"case": command.case_id})
+                refused.append(f"{command.case_id}: {kind}: {result}")
+                updates[i] = replace(updates[i], country=group[i][0].country)
+            elif kind is ActionKind.MOVED:
+                done.moved += 1
+            else:
+                done.removed += 1
+        return refused
 
     def _judge(
         self,
@@ -191,12 +232,15 @@ class Rechecker:
             done.online += 1
             state = WatchState.WATCHING  # back online: a pending suggestion no longer holds
         country, command = self._where(tx, watch, recent, open_items.get(case_id, []), done)
-        asn, organisation, reset = self._hoster(tx, watch, check, done)
+        asn, organisation, reset = self._hoster(tx, watch, recent, done)
         if command is None and illegal.get(case_id):
             verdict = gone_verdict(recent, self._policy)
-            if verdict is not None and self._policy.on_gone is OnGone.ACT:
+            if (
+                verdict is not None
+                and self._policy.on_gone is OnGone.ACT
+                and proven_gone(recent, self._policy)
+            ):
                 command = Command.act(case_id, illegal[case_id], verdict)
-                done.removed += 1
             elif verdict is not None and state != WatchState.SUGGESTED:
                 state = WatchState.SUGGESTED
                 done.suggested += 1
@@ -235,29 +279,38 @@ class Rechecker:
         if member == self._self or not items:
             self._log(tx, LogKind.COUNTRY_CHANGED, run[0], watch.case_id, was=watch.country or "")
             return now_in, None
-        done.moved += 1
         move = Action(kind=ActionKind.MOVED, moved_to_country=now_in, reference=_moved_text(run))
         return now_in, Command.act(watch.case_id, items, move, run[0].trace)
 
     def _hoster(
-        self, tx: Tx, watch: Watch, check: Check, done: Pass
+        self, tx: Tx, watch: Watch, recent: Sequence[Check], done: Pass
     ) -> tuple[int | None, str, bool]:
-        """The watch's hoster after this check, and whether it changed (a known one did)."""
+        """The watch's hoster after this check, and whether it changed: a known hoster changes
+        only when ``move_checks`` consecutive checks agree (round-robin DNS over two networks
+        must not restart the notices at every check)."""
+        check = recent[0]
         if check.asn is None and not check.organisation:
             return watch.asn, watch.organisation, False  # untraced: nothing new is known
-        known = watch.asn is not None or bool(watch.organisation)
-        changed = known and (check.asn, check.organisation) != (watch.asn, watch.organisation)
-        if changed:
-            done.hoster_changed += 1
-            self._log(
-                tx,
-                LogKind.HOSTER_CHANGED,
-                check,
-                watch.case_id,
-                was_asn=watch.asn,
-                was_organisation=watch.organisation,
-            )
-        return check.asn, check.organisation, changed
+        now_at = (check.asn, check.organisation)
+        if watch.asn is None and not watch.organisation:
+            return check.asn, check.organisation, False  # the first hoster seen
+        run = recent[: self._move_checks]
+        if (
+            now_at == (watch.asn, watch.organisation)
+            or len(run) < self._move_checks
+            or any((c.asn, c.organisation) != now_at for c in run)
+        ):
+            return watch.asn, watch.organisation, False
+        done.hoster_changed += 1
+        self._log(
+            tx,
+            LogKind.HOSTER_CHANGED,
+            check,
+            watch.case_id,
+            was_asn=watch.asn,
+            was_organisation=watch.organisation,
+        )
+        return check.asn, check.organisation, True
 
     def _log_check(self, tx: Tx, watch: Watch, check: Check) -> None:
         self._log(

@@ -383,3 +383,13 @@ def test_holds_are_refused_with_nothing_stored(
     code, details = status_of(partial(bka.hold, cases.one, 60, "third"))
     assert code is grpc.StatusCode.RESOURCE_EXHAUSTED, details
     assert len(hold_rows(cluster)) == 2
+
+    # and at most MAX_PER_CASE ever, released or not (rows and log entries are kept)
+    monkeypatch.setattr("exchange.takedown.holds.MAX_PER_CASE", 3)
+    bka.release_hold(cases.one)
+    bka.hold(cases.one, 60, "third, after a release")
+    bka.release_hold(cases.one)
+    code, details = status_of(partial(bka.hold, cases.one, 60, "fourth"))
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED, details
+    assert "3 times" in details
+    assert len(hold_rows(cluster)) == 3

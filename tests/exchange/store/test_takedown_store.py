@@ -15,11 +15,12 @@ from sqlalchemy import Engine, update
 
 from exchange.domain import Classification
 from exchange.lifecycle.model import Queue, Stage
+from exchange.store import holds as hold_store
 from exchange.store import lifecycle as lifecycle_store
 from exchange.store import schema
 from exchange.store import takedown as store
 from exchange.store.takedown import CheckUpdate, WatchState
-from exchange.takedown.model import Check, Outcome
+from exchange.takedown.model import Check, Hold, Outcome
 from tests.exchange.lifecycle.factories import HOLDER
 from tests.exchange.store.held_cases import NOW, SINCE, assessed_as, closed_item, item, put_case
 
@@ -93,9 +94,9 @@ def test_watches_start_only_for_held_cases_with_an_open_illegal_item(engine: Eng
 def test_a_claim_hides_a_due_watch_until_it_runs_out(engine: Engine) -> None:
     cases = watched(engine)
     with engine.begin() as conn:
-        first = store.claim_due(conn, NOW, CLAIM, 100)
-        again = store.claim_due(conn, NOW + CLAIM - timedelta(seconds=1), CLAIM, 100)
-        later = store.claim_due(conn, NOW + CLAIM, CLAIM, 1)
+        first = store.claim_due(conn, NOW, CLAIM, 100, per_host=100)
+        again = store.claim_due(conn, NOW + CLAIM - timedelta(seconds=1), CLAIM, 100, per_host=100)
+        later = store.claim_due(conn, NOW + CLAIM, CLAIM, 1, per_host=100)
     assert {w.case_id for w in first} == {cases["illegal"], cases["half"]}
     assert first[0].url.startswith("https://hosting-de.example/")
     assert again == []
@@ -162,7 +163,7 @@ def test_watches_end_when_no_open_illegal_item_is_left(engine: Engine) -> None:
             conn, cid, [replace(s, stage=Stage.REMOVED, closed_at=NOW) for s in states], NOW
         )
         assert store.end_watches(conn, HOLDER, NOW) == 1
-        assert store.claim_due(conn, NOW, CLAIM, 100)[0].case_id == cases["half"]
+        assert store.claim_due(conn, NOW, CLAIM, 100, per_host=100)[0].case_id == cases["half"]
     with engine.connect() as conn:
         assert store.watches(conn, [cid])[cid].state == WatchState.DONE
         assert store.counts(conn) == {WatchState.DONE: 1, WatchState.WATCHING: 1}
@@ -194,3 +195,22 @@ def test_the_takedown_queues_list_the_cases_they_flag(engine: Engine) -> None:
 
     assert listed(Queue.NO_CONTACT) == [cases["illegal"]]
     assert listed(Queue.CONFIRM_REMOVAL) == [cases["half"]]
+
+
+def test_a_claim_takes_at_most_per_host_of_one_host(engine: Engine) -> None:
+    cases = watched(engine)  # both on hosting-de.example
+    with engine.begin() as conn:
+        first = store.claim_due(conn, NOW, CLAIM, 100, per_host=1)
+        second = store.claim_due(conn, NOW, CLAIM, 100, per_host=1)
+    assert len(first) == 1  # one host's share; the other waits for the next pass
+    assert {w.case_id for w in first + second} == {cases["illegal"], cases["half"]}
+
+
+def test_a_hold_placed_before_the_watch_starts_is_on_it(engine: Engine) -> None:
+    cid = put_case(engine, "held-early", [item()])
+    with engine.begin() as conn:
+        hold_store.add(conn, Hold(cid, "de-bka", NOW + timedelta(days=2), "evidence", NOW))
+        store.start_watches(conn, [(cid, "hosting-de.example", "DE")], NOW)
+        hold_store.refresh_watches(conn, [cid])
+    with engine.connect() as conn:
+        assert store.watches(conn, [cid])[cid].hold_until == NOW + timedelta(days=2)

@@ -19,6 +19,7 @@ from exchange.takedown.model import (
     next_check_at,
     notice_due,
     notice_recipient,
+    proven_gone,
 )
 from tests.exchange.factories import T0
 
@@ -170,3 +171,12 @@ def test_a_hoster_is_labelled_by_its_asn_and_organisation() -> None:
     assert Hoster(43350, "").label == "AS43350"
     assert Hoster(None, "Some Host").label == "Some Host"
     assert Hoster(None, "").label == "unknown"
+
+
+def test_only_the_hosts_own_404_or_410_every_time_is_proof_of_removal() -> None:
+    policy = Policy(gone_checks=2)
+    assert proven_gone(checks((Outcome.GONE, 404), (Outcome.GONE, 410)), policy)
+    assert not proven_gone(checks((Outcome.GONE, 404)), policy)  # too few
+    assert not proven_gone(checks((Outcome.GONE, 404), (Outcome.UNREACHABLE, None)), policy)
+    assert not proven_gone(checks((Outcome.UNAVAILABLE, 403), (Outcome.UNAVAILABLE, 403)), policy)
+    assert not proven_gone(checks((Outcome.UNREACHABLE, None), (Outcome.UNREACHABLE, None)), policy)

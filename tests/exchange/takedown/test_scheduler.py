@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select, update
 from auth.manifest import Manifest
 from exchange.domain import Classification, case_id_for
 from exchange.intake import Intake
-from exchange.lifecycle.model import ActionKind, Assessment, Queue, ReasonCode, Stage
+from exchange.lifecycle.model import ActionKind, Assessment, Queue, Stage
 from exchange.lifecycle.record import Recorder
 from exchange.lifecycle.views import CaseViews
 from exchange.lifecycle.work import CaseWork
@@ -138,7 +138,7 @@ def world(
             writer=writer,
             clock=clock,
             checks=pool,
-            work=work,
+            work=options.pop("work", work),
             policy=policy,
             **options,
         )
@@ -194,14 +194,52 @@ def test_gone_on_three_checks_is_recorded_removed_with_the_evidence(world: World
     assert world.pass_().checked == 0
 
 
-def test_forbidden_three_times_is_unavailable_password_protected(world: World) -> None:
-    case_id = world.case("/members-only.jpg")
+def test_what_the_host_does_not_say_itself_is_only_suggested(world: World) -> None:
+    """403 (perhaps shown only to our User-Agent) and unreachable (perhaps our own network or
+    DNS failing) prove nothing about the content: an analyst confirms, nothing closes."""
+    members_only = world.case("/members-only.jpg")
     world.web.set("/members-only.jpg", forbidden())
+    world.dns.table["hosting-down.example"] = ()  # resolves to nothing: unreachable
+    outage = world.intake.submit(
+        make_submission(f"http://{host_in('NL')}/outage.jpg", hashes=["/outage.jpg"])
+    )
+    outage_case = case_id_for(outage.report_id)
+    world.work.assess(outage_case, [], Assessment(Classification.BASELINE))
+    world.web.set("/outage.jpg", present())
+    world.pass_()  # online at first …
+    world.dns.table[host_in("NL")] = ()  # … then our DNS answers nothing for three hours
+    passes = [world.pass_() for _ in range(3)]
+
+    assert sum(p.removed for p in passes) == 0
+    assert sum(p.suggested for p in passes) == 2
+    views = CaseViews(self_member=NL, engine=world.engine, clock=world.clock)
+    assert world.stage(members_only) is Stage.ASSESSED
+    assert world.stage(outage_case) is Stage.ASSESSED
+    listed = {c.id for c in views.queue(Queue.CONFIRM_REMOVAL, limit=10)[0]}
+    assert listed == {members_only, outage_case}
+    assert sorted(e["action"] for e in world.log("gone-suggested")) == ["unavailable"] * 2
+
+
+def test_a_watch_starts_again_when_its_case_is_illegal_again(world: World) -> None:
+    """Item 0 removed ends the watch while item 1 waits unassessed; assessed illegal later,
+    item 1 is watched again from nothing."""
+    url = f"http://{host_in('NL')}/two-items.jpg"
+    report = world.intake.submit(make_submission(url, hashes=["two-a", "two-b"]))
+    case_id = case_id_for(report.report_id)
+    world.work.assess(case_id, [(report.report_id, 0)], Assessment(Classification.BASELINE))
+    world.web.set("/two-items.jpg", removed())
     for _ in range(3):
         world.pass_()
-    detail = CaseViews(self_member=NL, engine=world.engine, clock=world.clock).case(case_id)
-    assert detail.items[0].stage is Stage.UNAVAILABLE
-    assert detail.items[0].close_reason is ReasonCode.PASSWORD_PROTECTED
+    assert world.pass_().ended == 1
+    assert world.pass_().checked == 0
+
+    world.work.assess(case_id, [(report.report_id, 1)], Assessment(Classification.NATIONAL))
+    world.web.set("/two-items.jpg", present())
+    restarted = world.pass_()
+
+    assert (restarted.started, restarted.checked, restarted.online) == (1, 1, 1)
+    shown = TakedownViews(engine=world.engine, clock=world.clock).case(case_id)
+    assert (shown.watch.state, shown.watch.checks, shown.watch.not_online) == ("watching", 1, 0)
 
 
 def test_the_suggest_policy_asks_an_analyst_and_withdraws_when_online_again(world: World) -> None:
@@ -258,8 +296,14 @@ def test_a_new_hoster_in_the_same_country_is_recorded_and_restarts_the_notices(
     with world.engine.begin() as conn:
         conn.execute(update(schema.takedown_watches).values(notices=2))
     world.dns.table[host_in("NL")] = (NL_LEASEWEB,)
-    done = world.pass_()
+    once = world.pass_()
+    world.dns.table[host_in("NL")] = (NL_FORCE,)  # round-robin DNS over two networks …
+    back = world.pass_()
+    world.dns.table[host_in("NL")] = (NL_LEASEWEB,)
+    world.pass_()
+    done = world.pass_()  # … until two checks in a row agree
 
+    assert (once.hoster_changed, back.hoster_changed) == (0, 0)
     assert (done.hoster_changed, done.moved) == (1, 0)
     with world.engine.connect() as conn:
         row = conn.execute(select(schema.takedown_watches)).one()
@@ -272,3 +316,31 @@ def test_a_new_hoster_in_the_same_country_is_recorded_and_restarts_the_notices(
     (changed,) = world.log("hoster-changed")
     assert (changed["case"], changed["asn"], changed["was_asn"]) == (case_id, 60781, 43350)
     assert world.stage(case_id) is Stage.ASSESSED
+
+
+def test_a_refused_move_changes_nothing_and_is_tried_again(
+    world: World, writer: Writer, manifest: Manifest
+) -> None:
+    case_id = world.case("/cannot-move.jpg")
+    world.web.set("/cannot-move.jpg", present())
+    world.pass_()
+    world.dns.table[host_in("NL")] = (DE_HETZNER,)
+    # a transfer that cannot go (here: larger than a receiver would take) refuses the move
+    tight = CaseWork(
+        self_member=NL,
+        manifest=lambda: manifest,
+        writer=writer,
+        clock=world.clock,
+        recorder=Recorder(self_member=NL),
+        transfers=Outgoing(self_member=NL, wake=lambda _: None, max_bytes=200),
+    )
+    world.pass_(world.make(work=tight))
+    refused = world.pass_(world.make(work=tight))
+
+    assert refused.moved == 0
+    assert [r.split(":")[0] for r in refused.refused] == [case_id]
+    assert world.stage(case_id) is Stage.ASSESSED
+    with world.engine.connect() as conn:
+        assert conn.execute(select(schema.takedown_watches.c.country)).scalar_one() == "NL"
+    assert world.pass_().moved == 1  # still in DE: tried again, and now it goes
+    assert world.stage(case_id) is Stage.MOVED
