@@ -305,6 +305,7 @@ class Node:
             move_checks=t.move_checks,
             batch=t.batch,
             metrics=self.metrics,
+            per_host=4 * t.per_host_concurrency,  # a pass: four rounds of one host at most
         )
         self._recheck_loop = Periodic("ihx-recheck", t.tick_s, self.rechecker.run_once)
 
