@@ -114,6 +114,11 @@ class LogKind(enum.StrEnum):
     EVENT_APPLIED = "event-applied"  # a member's lifecycle event applied here
     FEEDBACK = "feedback"  # a partner's feedback on a case
     ANONYMISED = "anonymised"  # retention purged closed cases
+    # takedown notices to hosters' abuse contacts (exchange/takedown/notices.py)
+    NOTICE_SENT = "notice-sent"  # the relay accepted a notice (its Message-ID, its cases)
+    NOTICE_FAILED = "notice-failed"  # the relay refused a notice for good
+    NO_CONTACT = "no-contact"  # online, but the directory has no (working) contact
+    CONTACT_FOUND = "contact-found"  # … and now it has one
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -118,6 +118,21 @@ class CaseWork:
         futures = iter(self._writer.submit_items(self._commands, ready))
         return [r if r is not None else _answer(next(futures)) for r in out]
 
+    def run_in(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
+        """Commands run inside a transaction the caller holds (a notice recorded as sent runs
+        its ``reported_to_host`` actions in the transaction that marks it sent): the same rules
+        and recording as ``run``, each answered with its event or the error that refused it."""
+        out: list[CaseEvent | ExchangeError | None] = []
+        ready: list[Command] = []
+        for command in commands:
+            try:
+                ready.append(self._resolved(command))
+                out.append(None)
+            except ExchangeError as error:
+                out.append(error)
+        results = iter(self._steps(tx, ready) if ready else [])
+        return [r if r is not None else next(results) for r in out]
+
     def _one(self, command: Command) -> CaseEvent:
         result = self._writer.submit_item(self._commands, self._resolved(command)).result()
         if isinstance(result, ExchangeError):
