@@ -21,6 +21,7 @@ from exchange.cli import (
     cases,
     casework,
     demo,
+    hosts,
     log,
     network,
     node,
@@ -66,6 +67,7 @@ for module in (
     cases,
     casework,
     log,
+    hosts,
     tls,
     retention,  # last: it adds commands to groups the modules before it made
 ):

@@ -7,27 +7,18 @@ the test shows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
 
 from exchange.domain import Classification
-from exchange.lifecycle.model import Assessment, ItemState, Stage
-from exchange.store import lifecycle as lifecycle_store
+from exchange.lifecycle.model import ItemState, Stage
 from exchange.store import notices as store
-from exchange.store import schema
 from exchange.takedown.notice_model import percentile
 from tests.exchange.factories import T0
-from tests.exchange.lifecycle.factories import make_state
-from tests.exchange.takedown.factories import (
-    case_row,
-    insert,
-    notice_case_row,
-    notice_row,
-    watch_row,
-)
+from tests.exchange.takedown import factories
+from tests.exchange.takedown.factories import notice_case_row, notice_row
 
 NL = "nl-eokm"
 H = timedelta(hours=1)
@@ -35,38 +26,12 @@ NOW = T0 + 49 * H
 DUE = store.DueBy(now=NOW, last_notice=NOW - 24 * H, lea=NOW - 6 * H)
 
 
-def item(
-    seed: str,
-    index: int = 0,
-    *,
-    classification: Classification | None = Classification.BASELINE,
-    stage: Stage = Stage.ASSESSED,
-    holder: str = NL,
-    **changes: object,
-) -> ItemState:
-    assessment = Assessment(classification) if classification is not None else None
-    return make_state(
-        index,
-        seed=seed,
-        holder=holder,
-        stage=stage if assessment is not None else Stage.UNASSESSED,
-        assessment=assessment,
-        **changes,
-    )
+def item(seed: str, index: int = 0, **changes: object) -> ItemState:
+    return factories.item(seed, index, holder=changes.pop("holder", NL), **changes)  # type: ignore[arg-type]
 
 
-def put(engine: Engine, case_id: str, items: Sequence[ItemState], **watch: object) -> None:
-    """A case held here with its items, watched (online) unless ``watch`` says otherwise."""
-    with engine.begin() as conn:
-        insert(conn, schema.cases, [case_row(case_id)])
-        lifecycle_store.open_items(conn, [(case_id, s, False) for s in items], T0)
-        insert(conn, schema.takedown_watches, [watch_row(case_id, **watch)])
-
-
-def notices(engine: Engine, *rows: tuple[dict[str, object], Sequence[dict[str, object]]]) -> None:
-    with engine.begin() as conn:
-        insert(conn, schema.takedown_notices, [n for n, _ in rows])
-        insert(conn, schema.takedown_notice_cases, [c for _, cases in rows for c in cases])
+put = factories.put_case
+notices = factories.put_notices
 
 
 def due_ids(engine: Engine, **options: object) -> list[str]:

@@ -5,7 +5,8 @@ tests write a watch row the way it will: ``watch_row(case_id, …)`` is a comple
 ``takedown_watches`` (state ``watching``, last check online, hoster AS64500 "Example Hosting
 B.V." in NL, nothing noticed yet) with the given changes. ``case_row`` and ``notice_row`` /
 ``notice_case_row`` build hand-made cases and notices for the store tests; ``insert`` writes
-rows of any table in one statement.
+rows of any table in one statement; ``put_case`` a whole watched case with its item states,
+``put_notices`` notices with the cases they name.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 
+from exchange.domain import Classification
+from exchange.lifecycle.model import Assessment, ItemState, Stage
+from exchange.store import lifecycle as lifecycle_store
 from exchange.store import schema
 from tests.exchange.factories import T0
+from tests.exchange.lifecycle.factories import make_state
 
 HOSTER_ASN = 64500  # documentation AS numbers (RFC 5398), as in docs/examples/abuse-contacts.toml
 HOSTER_ORG = "Example Hosting B.V."
@@ -130,3 +135,40 @@ def insert(target: Engine | Connection, table: Table, rows: Sequence[dict[str, A
 
 def insert_watches(engine: Engine, *rows: dict[str, Any]) -> None:
     insert(engine, schema.takedown_watches, rows)
+
+
+def item(
+    seed: str,
+    index: int = 0,
+    *,
+    holder: str,
+    classification: Classification | None = Classification.BASELINE,
+    stage: Stage = Stage.ASSESSED,
+    **changes: Any,
+) -> ItemState:
+    """An item of the case of ``seed`` held by ``holder``, assessed ``classification`` (None:
+    unassessed), at ``stage``."""
+    assessment = Assessment(classification) if classification is not None else None
+    return make_state(
+        index,
+        seed=seed,
+        holder=holder,
+        stage=stage if assessment is not None else Stage.UNASSESSED,
+        assessment=assessment,
+        **changes,
+    )
+
+
+def put_case(engine: Engine, case_id: str, items: Sequence[ItemState], **watch: Any) -> None:
+    """A case held here with its items' states, watched (online unless ``watch`` says)."""
+    with engine.begin() as conn:
+        insert(conn, schema.cases, [case_row(case_id)])
+        lifecycle_store.open_items(conn, [(case_id, s, False) for s in items], T0)
+        insert(conn, schema.takedown_watches, [watch_row(case_id, **watch)])
+
+
+def put_notices(engine: Engine, *notices: tuple[dict[str, Any], Sequence[dict[str, Any]]]) -> None:
+    """``(notice_row(…), [notice_case_row(…), …])`` pairs, written in one transaction."""
+    with engine.begin() as conn:
+        insert(conn, schema.takedown_notices, [n for n, _ in notices])
+        insert(conn, schema.takedown_notice_cases, [c for _, cases in notices for c in cases])
