@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent import futures
@@ -65,6 +66,11 @@ from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Tx, Writer
+from exchange.takedown.directory import DirectoryFile
+from exchange.takedown.mailer import Mailer, Relay
+from exchange.takedown.model import Policy
+from exchange.takedown.notices import Notifier
+from exchange.takedown.render import Sender
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
 from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
@@ -106,13 +112,15 @@ def build_node(
     clock: Clock = system_clock,
     resolver: Resolver | None = None,
     rng: random.Random | None = None,
+    notice_tls: ssl.SSLContext | None = None,
 ) -> Node:
     """The server of ``settings`` (not started): the one way a node is built from settings.
 
     ``clock``, ``resolver`` and ``rng`` are the only parts not built from the settings (tests and
     the demo pass their own); ``open_local`` (exchange/local.py) is the same without a server.
+    ``notice_tls``: the TLS context for the notices' SMTP relay (default: the system's CAs).
     """
-    return Node(settings, clock=clock, resolver=resolver, rng=rng)
+    return Node(settings, clock=clock, resolver=resolver, rng=rng, notice_tls=notice_tls)
 
 
 def _limits(tuning: ExchangeTuning) -> Limits:
@@ -133,6 +141,7 @@ class Node:
         clock: Clock = system_clock,
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
+        notice_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
         self.member = settings.member
@@ -154,6 +163,7 @@ class Node:
         self._build_delivery()
         self._build_partners()
         self._build_lifecycle()
+        self.notifier = self._build_notices(notice_tls)
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -239,6 +249,39 @@ class Node:
             clock=self._clock,
             retention_days=self.settings.retention_days,
             check_interval=self.settings.lifecycle.retention_check_s,
+        )
+
+    # -- takedown notices (exchange/takedown/notices.py) -------------------------------------
+
+    def _build_notices(self, tls: ssl.SSLContext | None) -> Notifier | None:
+        """Notices to hosters' abuse contacts, when ``[notices] enabled``: the directory file
+        (which must load now), the relay, the hotline as sender, the notice policy."""
+        n = self.settings.notices
+        if not n.enabled or n.directory is None:
+            return None
+        password = n.password.get_secret_value() if n.password is not None else ""
+        if n.username and not password:
+            raise ConfigError("notices.username is set: give its password in IHX_NOTICES_PASSWORD")
+        relay = Relay(
+            n.relay_host, n.relay_port, n.starttls, n.username, password, timeout=n.timeout_s
+        )
+        policy = Policy(
+            notice_interval=timedelta(seconds=n.interval_s),
+            escalate_after=n.escalate_after,
+            lea_hold=timedelta(seconds=n.lea_hold_s),
+        )
+        return Notifier(
+            self_member=self.member,
+            engine=self.engine,
+            writer=self.writer,
+            work=self.case_work,
+            directory=DirectoryFile(n.directory).current,
+            mailer=Mailer(relay, ssl_context=tls),
+            sender=Sender(n.hotline, n.from_address, n.reply_to),
+            policy=policy,
+            clock=self._clock,
+            retry_max=timedelta(seconds=n.retry_max_s),
+            tick=n.tick_s,
         )
 
     def _build_intake(self) -> None:
@@ -415,6 +458,8 @@ class Node:
             self.leases.start()
         self.checkpointer.start()
         self.retention.start()
+        if self.notifier is not None:
+            self.notifier.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
 
     def _start_health(self, services: tuple[str, ...], pool: futures.ThreadPoolExecutor) -> None:
@@ -460,6 +505,8 @@ class Node:
         self.fanout.close_channels()
         self.checkpointer.stop()
         self.retention.stop()
+        if self.notifier is not None:
+            self.notifier.stop()  # before the writer: a pass records through it
         self.writer.stop()
         if self._health_server is not None:
             self._health_server.stop(0)
