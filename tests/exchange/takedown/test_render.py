@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,3 +255,19 @@ def test_ids_are_implied_so_a_resend_is_the_same_message() -> None:
     assert first["Message-ID"] == again["Message-ID"] == f"<{one}@hotline.example.nl>"
     assert first["Date"] == again["Date"]
     assert parts(first)[-1].get_content() == parts(again)[-1].get_content()
+
+
+SCHEMA = Path(__file__).resolve().parents[3] / "docs" / "xarf" / "ihx-illegal-content_0.2.json"
+
+
+def test_the_reports_are_what_the_shipped_schema_says() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert schema["id"] == SCHEMA_URL
+    properties = schema["properties"]
+    for report in xarf_reports(read_back(notice())):
+        assert set(report) == set(properties)  # every field, and no other
+        for name, value in report.items():
+            rule = properties[name]
+            assert isinstance(value, int if rule["type"] == "integer" else str), name
+            if "enum" in rule:
+                assert value in rule["enum"], name
