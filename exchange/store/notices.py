@@ -5,8 +5,8 @@ Who may be noticed is one set-based query over the watches, the cases and the it
 watched case (state ``watching``) whose last check found it online, with open items assessed
 illegal at this holder, not named by a pending notice, whose interval since the last notice
 and whose holds have run out (the same rule as ``model.notice_due``, applied in SQL so a pass
-over 100,000 watched cases reads only the due ones). Pages are keyset-ordered by hoster
-(ASN, organisation) then case, so a contact's cases come together.
+over 100,000 watched cases reads only the due ones). A pass reads them in one query ordered
+by hoster (ASN, organisation) then case, so a contact's cases come together.
 
 A notice is written ``pending`` with the cases it names (``takedown_notice_cases``, with the
 hoster each was sent about): a notice re-sent after a crash is rendered again from those rows
@@ -18,7 +18,7 @@ Of the watch row this module writes only the notice columns (``notices``, ``firs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +51,7 @@ ONLINE = "online"
 _CLOSED = sorted(str(s) for s in CLOSED_STAGES)
 _ILLEGAL = [str(Classification.BASELINE), str(Classification.NATIONAL)]
 MAX_ERROR = 200
+STREAM_PAGE = 1000
 
 SortKey = tuple[int, str, str]  # (ASN or -1, organisation or "", case id)
 
@@ -74,45 +75,33 @@ def sort_key(c: Candidate) -> SortKey:
 
 
 def candidates(
-    conn: Connection,
-    *,
-    holder: str,
-    due: DueBy,
-    limit: int,
-    after: SortKey | None = None,
-    case_ids: Sequence[str] | None = None,
+    conn: Connection, *, holder: str, due: DueBy, case_ids: Sequence[str]
 ) -> list[Candidate]:
-    """The cases due for a notice, in (ASN, organisation, case) order: the next page after
-    ``after``, or only those of ``case_ids`` (re-checked inside the writer)."""
-    if case_ids is not None:
-        out: list[Candidate] = []
-        for part in chunks(sorted(set(case_ids))):
-            stmt = _candidates(holder, due).where(WATCHES.c.case_id.in_(part))
-            out.extend(_candidate(r) for r in conn.execute(stmt))
-        return sorted(out, key=sort_key)
-    stmt = _candidates(holder, due)
-    if after is not None:
-        stmt = stmt.where(_after(after))
+    """Those of ``case_ids`` that are due (re-checked inside the writer), in hoster order."""
+    out: list[Candidate] = []
+    for part in chunks(sorted(set(case_ids))):
+        stmt = _candidates(holder, due).where(WATCHES.c.case_id.in_(part))
+        out.extend(_candidate(r) for r in conn.execute(stmt))
+    return sorted(out, key=sort_key)
+
+
+def due_in_hoster_order(
+    conn: Connection, *, holder: str, due: DueBy, no_contact: bool = True
+) -> Iterator[Candidate]:
+    """Every case due now, in (ASN, organisation, case) order, read as the caller goes: one
+    scan and one sort for the whole pass (keyset pages re-scanned the watches for each page),
+    rows fetched a page at a time. ``no_contact=False`` leaves out the cases flagged as
+    having no contact."""
     asn_key, org_key = _hoster_keys()
-    rows = conn.execute(stmt.order_by(asn_key, org_key, WATCHES.c.case_id).limit(limit))
-    return [_candidate(r) for r in rows]
+    stmt = _candidates(holder, due).order_by(asn_key, org_key, WATCHES.c.case_id)
+    if not no_contact:
+        stmt = stmt.where(WATCHES.c.no_contact.is_(False))
+    for r in conn.execution_options(yield_per=STREAM_PAGE).execute(stmt):
+        yield _candidate(r)
 
 
 def _hoster_keys() -> tuple[Any, Any]:
     return func.coalesce(WATCHES.c.asn, -1), func.coalesce(WATCHES.c.organisation, "")
-
-
-def _after(after: SortKey) -> Any:
-    asn_key, org_key = _hoster_keys()
-    asn, organisation, case_id = after
-    # Spelled out rather than a row-value comparison (see store/lifecycle.queue).
-    return or_(
-        asn_key > asn,
-        and_(
-            asn_key == asn,
-            or_(org_key > organisation, and_(org_key == organisation, WATCHES.c.case_id > case_id)),
-        ),
-    )
 
 
 def _candidates(holder: str, due: DueBy) -> Any:
@@ -280,23 +269,16 @@ def pending(conn: Connection, now: datetime, limit: int) -> list[PendingNotice]:
 def notice_urls(conn: Connection, notice_id: str, holder: str) -> list[NoticeUrl]:
     """The URLs a notice names, as it is rendered: the hoster it was written about, the case's
     URL, country and first time seen online, and its category now."""
-    nc, c, w, s = NOTICE_CASES.c, CASES.c, WATCHES.c, STATES.c
-    baseline = func.max(case((s.classification == str(Classification.BASELINE), 1), else_=0))
-    columns = (nc.case_id, c.url, nc.asn, nc.organisation, nc["items"], w.country, w.online_since)
+    nc, c, w = NOTICE_CASES.c, CASES.c, WATCHES.c
     rows = conn.execute(
-        select(*columns, baseline.label("baseline"))
+        select(nc.case_id, c.url, nc.asn, nc.organisation, nc["items"], w.country, w.online_since)
         .select_from(
-            NOTICE_CASES.join(CASES, c.id == nc.case_id)
-            .outerjoin(WATCHES, w.case_id == nc.case_id)
-            .outerjoin(
-                STATES,
-                and_(s.case_id == nc.case_id, s.holder == holder, s.classification.in_(_ILLEGAL)),
-            )
+            NOTICE_CASES.join(CASES, c.id == nc.case_id).outerjoin(WATCHES, w.case_id == nc.case_id)
         )
         .where(nc.notice_id == notice_id)
-        .group_by(*columns)
         .order_by(nc.asn, nc.organisation, nc.case_id)
-    )
+    ).all()
+    baseline = _baseline_cases(conn, [r.case_id for r in rows], holder)
     return [
         NoticeUrl(
             case_id=r.case_id,
@@ -305,10 +287,32 @@ def notice_urls(conn: Connection, notice_id: str, holder: str) -> list[NoticeUrl
             country=r.country,
             online_since=r.online_since,
             items=r.items,
-            category=str(Classification.BASELINE if r.baseline else Classification.NATIONAL),
+            category=str(
+                Classification.BASELINE if r.case_id in baseline else Classification.NATIONAL
+            ),
         )
         for r in rows
     ]
+
+
+def _baseline_cases(conn: Connection, case_ids: Sequence[str], holder: str) -> set[str]:
+    """Those of the cases with an item assessed baseline here (looked up by case: a join on
+    the holder would read every item the holder has)."""
+    s = STATES.c
+    out: set[str] = set()
+    for part in chunks(sorted(set(case_ids))):
+        out.update(
+            conn.execute(
+                select(s.case_id)
+                .where(
+                    s.case_id.in_(part),
+                    s.holder == holder,
+                    s.classification == str(Classification.BASELINE),
+                )
+                .distinct()
+            ).scalars()
+        )
+    return out
 
 
 def previous_notices(conn: Connection, case_ids: Sequence[str]) -> int:

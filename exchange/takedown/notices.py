@@ -4,14 +4,15 @@ One pass (``run_once``) has two halves.
 
 **Opening notices.** The watched cases that are due (online at the last check, open items
 assessed illegal here, the interval since their last notice run out, no law-enforcement or
-partner hold: ``model.notice_due``) are read page by page outside the writer, in hoster
-order. Each batch is planned again inside one writer transaction — so two passes (or two
-replicas) never open the same notice: the directory gives each case's abuse contact
-(``model.notice_recipient``: the escalation contact after ``escalate_after`` notices), the cases
-are grouped per recipient (at most ``MAX_URLS_PER_NOTICE`` a notice), and each notice is written
-``pending`` with its Message-ID and the cases it names. A case whose hoster has no contact, or
-whose contact refused a notice for good, is flagged ``no_contact`` (the analysts' no-contact
-queue) with a routing-log entry; when a contact appears it is cleared, again logged.
+partner hold: ``model.notice_due``) are read outside the writer in one query, in hoster order,
+and cut into batches between hosters. Each batch is planned again inside one writer
+transaction — so two passes (or two replicas) never open the same notice: the directory gives
+each case's abuse contact (``model.notice_recipient``: the escalation contact after
+``escalate_after`` notices), the cases are grouped per recipient (at most
+``MAX_URLS_PER_NOTICE`` a notice), and each notice is written ``pending`` with its Message-ID
+and the cases it names. A case whose hoster has no contact, or whose contact refused a notice
+for good, is flagged ``no_contact`` (the analysts' no-contact queue) with a routing-log entry;
+when a contact appears it is cleared, again logged.
 
 **Sending.** Each due pending notice is rendered from its stored rows and handed to the relay
 outside the writer. On acceptance ONE writer transaction records it: the notice ``sent``, the
@@ -59,7 +60,7 @@ from exchange.takedown.render import Sender, render
 
 log = logging.getLogger(__name__)
 
-PAGE = 1000  # due cases read per query, and planned per writer transaction
+BATCH = 1000  # due cases planned per writer transaction (cut between hosters)
 SEND_BATCH = 200  # pending notices tried per pass
 
 _NOT_IN_DIRECTORY = "no contact in the directory"
@@ -102,7 +103,7 @@ class Notifier:
         clock: Clock,
         retry_max: timedelta,
         tick: float = 10.0,
-        page: int = PAGE,
+        batch: int = BATCH,
     ) -> None:
         address_of(sender.from_address, "notices.from_address")
         if sender.reply_to:
@@ -123,7 +124,9 @@ class Notifier:
         self._clock = clock
         self._retry_max = retry_max
         self._tick = tick
-        self._page = page
+        self._batch = batch
+        self._recheck_directory: Directory | None = None  # no-contact cases last looked at
+        self._recheck_at: datetime | None = None  # … with this directory, at this time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -146,32 +149,37 @@ class Notifier:
     def open_due(self, now: datetime) -> Pass:
         """Write a pending notice for every recipient with due cases; flag those without one."""
         due = store.DueBy(now, now - self._policy.notice_interval, now - self._policy.lea_hold)
+        directory = self._directory()
+        # Cases without a contact are looked at again when the directory changes, and once an
+        # interval (their hoster may have changed): not at every pass, where a large no-contact
+        # backlog would be re-planned every few seconds for nothing.
+        recheck = (
+            directory is not self._recheck_directory
+            or self._recheck_at is None
+            or now >= self._recheck_at + self._policy.notice_interval
+        )
         total = Pass()
         batch: list[str] = []
         last: tuple[int | None, str] | None = None
-        for candidate in self._due(due):
+        for candidate in self._due(due, no_contact=recheck):
             hoster = (candidate.hoster.asn, candidate.hoster.organisation)
             # Cut batches between hosters, so one contact's cases share a notice.
-            if len(batch) >= self._page and hoster != last:
+            if len(batch) >= self._batch and hoster != last:
                 total = _plus(total, self._open_batch(batch, due))
                 batch = []
             batch.append(candidate.case_id)
             last = hoster
         if batch:
             total = _plus(total, self._open_batch(batch, due))
+        if recheck:
+            self._recheck_directory, self._recheck_at = directory, now
         return total
 
-    def _due(self, due: store.DueBy) -> Iterator[Candidate]:
-        after: store.SortKey | None = None
-        while True:
-            with self._engine.connect() as conn:
-                page = store.candidates(
-                    conn, holder=self._self, due=due, limit=self._page, after=after
-                )
-            yield from page
-            if len(page) < self._page:
-                return
-            after = store.sort_key(page[-1])
+    def _due(self, due: store.DueBy, *, no_contact: bool) -> Iterator[Candidate]:
+        with self._engine.connect() as conn:
+            yield from store.due_in_hoster_order(
+                conn, holder=self._self, due=due, no_contact=no_contact
+            )
 
     def _open_batch(self, case_ids: Sequence[str], due: store.DueBy) -> Pass:
         ids = tuple(case_ids)
@@ -179,9 +187,7 @@ class Notifier:
 
     def _open(self, tx: Tx, case_ids: Sequence[str], due: store.DueBy) -> Pass:
         """Inside the writer: the batch planned from the rows as they are now, and written."""
-        rows = store.candidates(
-            tx.conn, holder=self._self, due=due, limit=len(case_ids), case_ids=case_ids
-        )
+        rows = store.candidates(tx.conn, holder=self._self, due=due, case_ids=case_ids)
         failed = store.failed_recipients(tx.conn, [c.case_id for c in rows])
         plan = self._plan(rows, failed, due.now)
         notices = self._pending(plan, due.now)
@@ -213,7 +219,10 @@ class Notifier:
                 plan.missing.append((c, _NOT_IN_DIRECTORY))
                 continue
             recipient, escalated = notice_recipient(contact, c.notices, self._policy)
-            if recipient.lower() in failed.get(c.case_id, frozenset()):
+            refused = failed.get(c.case_id, frozenset())
+            if escalated and recipient.lower() in refused:
+                recipient, escalated = contact.address, False  # back to the abuse desk
+            if recipient.lower() in refused:
                 plan.missing.append((c, _REFUSED))
                 continue
             plan.groups.setdefault((contact.key, recipient, escalated), []).append(c)
@@ -285,6 +294,7 @@ class Notifier:
         except NoticeRefused as error:
             refused = error.message
             self._writer.execute(lambda tx: self._failed(tx, pending, refused))
+            self._recheck_at = None  # its cases may have another address to go to: look again
             return Pass(failed=1)
         except NoticeNotSent as error:
             trouble = error.message

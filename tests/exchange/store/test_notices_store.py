@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from exchange.domain import Classification
 from exchange.lifecycle.model import ItemState, Stage
 from exchange.store import notices as store
-from exchange.takedown.notice_model import percentile
+from exchange.takedown.notice_model import Candidate, percentile
 from tests.exchange.factories import T0
 from tests.exchange.takedown import factories
 from tests.exchange.takedown.factories import notice_case_row, notice_row
@@ -34,10 +34,13 @@ put = factories.put_case
 notices = factories.put_notices
 
 
-def due_ids(engine: Engine, **options: object) -> list[str]:
+def due(engine: Engine) -> list[Candidate]:
     with engine.connect() as conn:
-        found = store.candidates(conn, holder=NL, due=DUE, limit=100, **options)  # type: ignore[arg-type]
-    return [c.case_id for c in found]
+        return list(store.due_in_hoster_order(conn, holder=NL, due=DUE))
+
+
+def due_ids(engine: Engine) -> list[str]:
+    return [c.case_id for c in due(engine)]
 
 
 # -- candidates ---------------------------------------------------------------------------------
@@ -54,19 +57,18 @@ def test_only_watched_online_cases_with_open_illegal_items_here_are_due(engine: 
     put(engine, "c-unreachable", [item("ur")], last_outcome="unreachable")
     put(engine, "c-suggested", [item("su")], state="suggested")
     put(engine, "c-done", [item("do")], state="done")
-    with engine.connect() as conn:
-        found = {c.case_id: c for c in store.candidates(conn, holder=NL, due=DUE, limit=100)}
+    found = {c.case_id: c for c in due(engine)}
     assert set(found) == {"c-due", "c-national"}
-    due = found["c-due"]
-    assert (due.items, due.category, due.notices, due.no_contact) == (2, "baseline", 0, False)
-    assert due.url == "https://hosting-nl.example/c-due.jpg"
-    assert (due.hoster.asn, due.hoster.organisation, due.country) == (
+    one = found["c-due"]
+    assert (one.items, one.category, one.notices, one.no_contact) == (2, "baseline", 0, False)
+    assert one.url == "https://hosting-nl.example/c-due.jpg"
+    assert (one.hoster.asn, one.hoster.organisation, one.country) == (
         64500,
         "Example Hosting B.V.",
         "NL",
     )
-    assert due.online_since == T0
-    assert due.lea_at is None
+    assert one.online_since == T0
+    assert one.lea_at is None
     assert found["c-national"].category == "national"
 
 
@@ -107,20 +109,19 @@ def test_a_case_in_a_pending_notice_is_not_due_again(engine: Engine) -> None:
     assert sorted(due_ids(engine)) == ["c-failed", "c-sent"]
 
 
-def test_pages_come_in_hoster_order_and_resume_after_a_key(engine: Engine) -> None:
+def test_due_cases_come_in_hoster_order(engine: Engine) -> None:
     put(engine, "c-5", [item("5")], asn=64501, organisation="B")
     put(engine, "c-4", [item("4")], asn=None, organisation="Reseller")
     put(engine, "c-3", [item("3")], asn=64500, organisation="A")
     put(engine, "c-2", [item("2")], asn=None, organisation=None)
     put(engine, "c-1", [item("1")], asn=64500, organisation="A")
+    put(engine, "c-0", [item("0")], last_outcome="gone")
+    in_order = due(engine)
+    assert [c.case_id for c in in_order] == ["c-2", "c-4", "c-1", "c-3", "c-5"]
+    assert in_order[0].hoster.organisation == ""
     with engine.connect() as conn:
-        first = store.candidates(conn, holder=NL, due=DUE, limit=3)
-        rest = store.candidates(conn, holder=NL, due=DUE, limit=3, after=store.sort_key(first[-1]))
-        chosen = store.candidates(conn, holder=NL, due=DUE, limit=1, case_ids=["c-5", "c-1"])
-    assert [c.case_id for c in first] == ["c-2", "c-4", "c-1"]
-    assert [c.case_id for c in rest] == ["c-3", "c-5"]
-    assert [c.case_id for c in chosen] == ["c-1", "c-5"]  # every one named, in hoster order
-    assert first[0].hoster.organisation == ""
+        chosen = store.candidates(conn, holder=NL, due=DUE, case_ids=["c-5", "c-1", "c-0"])
+    assert [c.case_id for c in chosen] == ["c-1", "c-5"]  # the due ones named, in hoster order
 
 
 def test_failed_recipients_count_since_the_last_notice_sent(engine: Engine) -> None:

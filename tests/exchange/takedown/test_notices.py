@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, select, update
 
 from auth.manifest import Manifest
 from exchange.domain import Classification, LogKind, case_id_for
@@ -477,3 +477,34 @@ def test_passes_run_in_the_background(world: World) -> None:
     wait_until(lambda: len(world.relay.messages) == 1, what="the background pass sent the notice")
     notifier.stop()
     assert len(world.rows(schema.takedown_notices, status="sent")) == 1
+
+
+def test_an_escalation_contact_that_refuses_falls_back_to_the_abuse_desk(world: World) -> None:
+    world.case("a", notices=2, last_notice_at=world.clock() - 24 * H)
+    world.relay.rcpt_replies[LEGAL] = "550 5.1.1 no such mailbox"
+    notifier = world.notifier()
+    assert notifier.run_once() == Pass(opened=1, failed=1)
+    assert notifier.run_once() == Pass(opened=1, sent=1, contact_found=1)
+    (msg,) = world.relay.parsed()
+    assert msg["To"] == ABUSE
+    assert msg["Subject"].startswith("Melding:")  # an ordinary notice, not an escalation
+
+
+def test_no_contact_cases_are_looked_at_again_after_the_interval_not_every_pass(
+    world: World,
+) -> None:
+    case_id = world.case("a", asn=64999, organisation="Unknown Hosting")
+    notifier = world.notifier()
+    assert notifier.run_once() == Pass(no_contact=1)
+    # a re-trace finds the content at a hoster the directory knows
+    with world.engine.begin() as conn:
+        conn.execute(
+            update(schema.takedown_watches)
+            .where(schema.takedown_watches.c.case_id == case_id)
+            .values(asn=64500, organisation="Example Hosting B.V.")
+        )
+    world.clock.advance(3600)
+    assert notifier.run_once() == Pass()  # flagged cases wait for the next look
+    world.clock.advance(23 * 3600)
+    assert notifier.run_once() == Pass(opened=1, sent=1, contact_found=1)
+    assert world.relay.parsed()[0]["To"] == ABUSE

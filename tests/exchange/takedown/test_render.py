@@ -8,6 +8,7 @@ and a JSON document listing every URL — and nothing of the content.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -271,3 +272,16 @@ def test_the_reports_are_what_the_shipped_schema_says() -> None:
             assert isinstance(value, int if rule["type"] == "integer" else str), name
             if "enum" in rule:
                 assert value in rule["enum"], name
+
+
+def test_a_url_longer_than_a_mail_line_survives() -> None:
+    long_url = "https://bad.example.nl/" + "a/b=c&" * 300  # 1,823 characters, '=' included
+    long_notice = notice(urls=(replace(URLS[0], url=long_url),))
+    raw = render(long_notice, SENDER).as_string()
+    assert all(len(line) <= 998 for line in raw.splitlines())
+    msg = read_back(long_notice)
+    (report,) = xarf_reports(msg)
+    assert report["Source"] == long_url
+    assert parts(msg)[1]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert long_url in text_of(msg)
+    assert json.loads(parts(msg)[-1].get_content())["urls"][0]["url"] == long_url
