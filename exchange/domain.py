@@ -122,6 +122,11 @@ class LogKind(enum.StrEnum):
     REMOVAL_SUGGESTED = "gone-suggested"  # … gone on enough checks: an analyst confirms
     NOTICES_HELD = "notices-held"  # a partner or analyst holds a case's notices (evidence first)
     HOLD_RELEASED = "hold-released"  # … and released the hold
+    # takedown notices to hosters' abuse contacts (exchange/takedown/notices.py)
+    NOTICE_SENT = "notice-sent"  # the relay accepted a notice (its Message-ID, its cases)
+    NOTICE_FAILED = "notice-failed"  # the relay refused a notice for good
+    NO_CONTACT = "no-contact"  # online, but the directory has no (working) contact
+    CONTACT_FOUND = "contact-found"  # … and now it has one
 
 
 @dataclass(frozen=True, slots=True, order=True)

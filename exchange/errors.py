@@ -94,6 +94,23 @@ class StorageUnavailable(ExchangeError):
     code = "storage-unavailable"
 
 
+class NoticeNotSent(ExchangeError):
+    """The SMTP relay did not take a notice to a hoster's abuse contact, for now: a 4xx reply,
+    no connection, a TLS failure, or a relay set up wrongly (no STARTTLS, login refused). The
+    notice stays pending and is tried again after a back-off."""
+
+    code = "notice-not-sent"
+    temporary = True
+
+
+class NoticeRefused(NoticeNotSent):
+    """The relay refused a notice for good (a 5xx reply to the sender, the recipient or the
+    message): the notice fails and its cases go back to an analyst."""
+
+    code = "notice-refused"
+    temporary = False
+
+
 class InvalidEvent(ExchangeError):
     """A case event, assessment or action fails validation (a field, a code, a length)."""
 

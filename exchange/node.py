@@ -67,9 +67,13 @@ from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.store.writer import Tx, Writer
+from exchange.takedown.directory import DirectoryFile
 from exchange.takedown.dispatch import CheckPool
 from exchange.takedown.holds import Holds
+from exchange.takedown.mailer import Mailer, Relay
+from exchange.takedown.notices import Notifier
 from exchange.takedown.probe import Prober, Route, direct
+from exchange.takedown.render import Sender
 from exchange.takedown.scheduler import Rechecker, policy_from
 from exchange.takedown.views import TakedownViews
 from exchange.transfer.arrivals import Arrivals
@@ -117,16 +121,24 @@ def build_node(
     rng: random.Random | None = None,
     route: Route = direct,
     recheck_tls: ssl.SSLContext | None = None,
+    notice_tls: ssl.SSLContext | None = None,
 ) -> Node:
     """The server of ``settings`` (not started): the one way a node is built from settings.
 
-    ``clock``, ``resolver``, ``rng`` and the network edge of re-checks (``route``, where a
-    traced address is connected to; ``recheck_tls``, the TLS trust) are the only parts not built
-    from the settings (tests, benches and the demo pass their own); ``open_local``
+    ``clock``, ``resolver``, ``rng`` and the network edges of takedown (``route``, where a
+    re-check's traced address is connected to; ``recheck_tls``, its TLS trust; ``notice_tls``,
+    the TLS trust of the notices' SMTP relay — default: the system's CAs) are the only parts not
+    built from the settings (tests, benches and the demo pass their own); ``open_local``
     (exchange/local.py) is the same without a server.
     """
     return Node(
-        settings, clock=clock, resolver=resolver, rng=rng, route=route, recheck_tls=recheck_tls
+        settings,
+        clock=clock,
+        resolver=resolver,
+        rng=rng,
+        route=route,
+        recheck_tls=recheck_tls,
+        notice_tls=notice_tls,
     )
 
 
@@ -150,6 +162,7 @@ class Node:
         rng: random.Random | None = None,
         route: Route = direct,
         recheck_tls: ssl.SSLContext | None = None,
+        notice_tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
         self._route = route
@@ -174,6 +187,7 @@ class Node:
         self._build_partners()
         self._build_lifecycle()
         self._build_takedown()
+        self.notifier = self._build_notices(notice_tls)
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -308,6 +322,35 @@ class Node:
             per_host=4 * t.per_host_concurrency,  # a pass: four rounds of one host at most
         )
         self._recheck_loop = Periodic("ihx-recheck", t.tick_s, self.rechecker.run_once)
+
+    # -- takedown notices (exchange/takedown/notices.py) -------------------------------------
+
+    def _build_notices(self, tls: ssl.SSLContext | None) -> Notifier | None:
+        """Notices to hosters' abuse contacts, when ``[notices] enabled``: the directory file
+        (which must load now), the relay, the hotline as sender, the notice policy."""
+        n = self.settings.notices
+        if not n.enabled or n.directory is None:
+            return None
+        password = n.password.get_secret_value() if n.password is not None else ""
+        if n.username and not password:
+            raise ConfigError("notices.username is set: give its password in IHX_NOTICES_PASSWORD")
+        relay = Relay(
+            n.relay_host, n.relay_port, n.starttls, n.username, password, timeout=n.timeout_s
+        )
+        policy = policy_from(self.settings.takedown, n)
+        return Notifier(
+            self_member=self.member,
+            engine=self.engine,
+            writer=self.writer,
+            work=self.case_work,
+            directory=DirectoryFile(n.directory).current,
+            mailer=Mailer(relay, ssl_context=tls),
+            sender=Sender(n.hotline, n.from_address, n.reply_to),
+            policy=policy,
+            clock=self._clock,
+            retry_max=timedelta(seconds=n.retry_max_s),
+            tick=n.tick_s,
+        )
 
     def _build_intake(self) -> None:
         """Intake (reports from this member's hotline) and the receiver (envelopes from peers)."""
@@ -495,6 +538,8 @@ class Node:
         self.retention.start()
         if self._recheck_loop is not None:
             self._recheck_loop.start()
+        if self.notifier is not None:
+            self.notifier.start()
         threading.Thread(target=self._watch_manifest, name="ihx-manifest", daemon=True).start()
 
     def _start_health(self, services: tuple[str, ...], pool: futures.ThreadPoolExecutor) -> None:
@@ -544,6 +589,8 @@ class Node:
             self.rechecker.stop()
             self._recheck_loop.stop()
             self.check_pool.close(timeout=2.0)
+        if self.notifier is not None:
+            self.notifier.stop()  # before the writer: a pass records through it
         self.writer.stop()
         if self._health_server is not None:
             self._health_server.stop(0)

@@ -21,6 +21,7 @@ from exchange.cli import (
     cases,
     casework,
     demo,
+    hosts,
     log,
     network,
     node,
@@ -67,6 +68,7 @@ for module in (
     cases,
     casework,
     log,
+    hosts,
     tls,
     takedown,
     retention,  # last: it adds commands to groups the modules before it made

@@ -140,9 +140,9 @@ class CaseWork:
 
     def run_in(self, tx: Tx, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
         """Commands inside a transaction the caller holds — the takedown automation records a
-        check and the action it caused together; each answered as in ``run``. Nothing is
-        traced here (DNS must not hold the writer): a move's transfer carries the trace its
-        command brings (``Command.trace``), or none."""
+        check (or a notice sent) and the action it caused together; each answered as in
+        ``run``. Nothing is traced here (DNS must not hold the writer): a move's transfer
+        carries the trace its command brings (``Command.trace``), or none."""
         out, ready = self._prepared(commands, retrace=False)
         steps = iter(self._steps(tx, ready) if ready else [])
         return [r if r is not None else next(steps) for r in out]

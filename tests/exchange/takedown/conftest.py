@@ -7,11 +7,16 @@
 * ``route`` — a ``LoopbackRoute`` to the test's ``web_server``: every traced address is sent to
   it and recorded.
 * ``make_prober(**overrides)`` — a ``Prober`` with short timeouts over all of the above.
+* ``relay_tls`` — a test CA and an SMTP relay's certificate for 127.0.0.1 (``smtp.RelayTls``);
+* ``relay`` — a plain SMTP relay (no STARTTLS, no AUTH), started and stopped around the test;
+* ``make_relay(tls=…, users=…)`` — more relays, each stopped at teardown; relays record what
+  they accept (``tests/exchange/takedown/smtp.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +28,7 @@ from routing.trace import Tracer
 from tests.conftest import GeoRow
 from tests.exchange.factories import FakeClock, host_in
 from tests.exchange.takedown.servers import LoopbackRoute, WebServer
+from tests.exchange.takedown.smtp import RelayTls, SmtpRelay
 
 USER_AGENT = "ihx-recheck/1 (test hotline; +https://hotline.example/recheck)"
 
@@ -72,3 +78,28 @@ def make_prober(
         return Prober(probe_tracer, clock, **options)
 
     return build
+
+
+@pytest.fixture
+def relay_tls(tmp_path: Path) -> RelayTls:
+    return RelayTls.create(tmp_path / "relay-tls")
+
+
+@pytest.fixture
+def make_relay() -> Iterator[Callable[..., SmtpRelay]]:
+    started: list[SmtpRelay] = []
+
+    def make(*, tls: RelayTls | None = None, users: dict[str, str] | None = None) -> SmtpRelay:
+        relay = SmtpRelay(tls=tls, users=users).start()
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
+def relay(make_relay: Callable[..., SmtpRelay]) -> SmtpRelay:
+    """A plain relay on 127.0.0.1: no STARTTLS, no AUTH."""
+    return make_relay()
