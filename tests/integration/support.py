@@ -51,11 +51,13 @@ COUNTRY_NETWORKS: Mapping[str, str] = {
     "8.8.8.0/24": "US",
     "203.119.0.0/16": "JP",
     "5.2.0.0/16": "RO",
+    "88.99.0.0/16": "DE",  # a second DE hoster (takedown: a notice follows the content)
 }
 ASN_NETWORKS: Mapping[str, tuple[int, str]] = {
     "185.107.56.0/22": (43350, "NForce Entertainment B.V."),
     "5.9.0.0/16": (24940, "Hetzner Online GmbH"),
     "8.8.8.0/24": (15169, "Google LLC"),
+    "88.99.0.0/16": (64501, "Beispiel Rechenzentrum GmbH"),
 }
 ADDRESS_IN: Mapping[str, str] = {
     "NL": "185.107.56.10",

@@ -9,20 +9,28 @@ the coordinator see it through the lifecycle events they receive:
 * online → gone on ``gone_checks`` consecutive checks → ``removed`` with the checks' evidence;
 * a URL that now resolves into the US (twice) → a signed ``moved``: us-ncmec receives the case
   with de-eco's fresh re-trace, which its own GeoIP places in the US (no disagreement);
+* notices (``[notices]`` on, a real SMTP relay on loopback — aiosmtpd — recording them): online
+  → a notice to the hoster's abuse contact (text, X-ARF per URL, notice.json), recorded as
+  ``reported_to_host`` with its Message-ID, which the origin sees → a new notice after the
+  interval → the escalation contact after ``escalate_after`` → re-hosted at another hoster, the
+  next notice goes to that hoster's contact → gone, removed, and no notice any more; a case
+  reported to law enforcement waits ``lea_hold_s`` before any notice;
 * every check a ``rechecked`` routing-log entry at de-eco, and every log still verifies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
 from exchange.domain import Classification
-from exchange.lifecycle.model import ActionKind, Assessment, Stage
+from exchange.lifecycle.model import Action, ActionKind, Assessment, Stage
 from routing.resolver import Resolution
 from tests.exchange.factories import host_in, make_submission
 from tests.exchange.takedown.servers import LoopbackRoute, WebServer, present, removed
+from tests.exchange.takedown.smtp import SmtpRelay
 from tests.integration.case_flow import deliver, stages, status
 from tests.integration.conftest import MakeCluster
 from tests.integration.support import (
@@ -54,6 +62,36 @@ read_timeout_s = 2
 """
 
 
+DIRECTORY = """
+[[contact]]
+asn = 24940
+address = "abuse@hetzner.example"
+escalation = "legal@hetzner.example"
+language = "de"
+
+[[contact]]
+asn = 64501
+address = "abuse@rechenzentrum.example"
+"""
+
+
+def notices(directory: Path, relay: SmtpRelay) -> str:
+    return f"""
+[notices]
+enabled = true
+directory = "{directory}"
+hotline = "eco Beschwerdestelle (test)"
+from_address = "notices@eco.example"
+relay_host = "127.0.0.1"
+relay_port = {relay.port}
+starttls = false
+interval_s = 0.3
+escalate_after = 2
+lea_hold_s = 3600
+tick_s = 3600
+"""
+
+
 class MovingResolver:
     """de-eco's DNS: the test network's table, whose answers a test changes (a move)."""
 
@@ -71,8 +109,25 @@ def dns() -> MovingResolver:
 
 
 @pytest.fixture
-def net(make_cluster: MakeCluster, web_server: WebServer, dns: MovingResolver) -> Cluster:
-    cluster = make_cluster(extra_settings=FAST_TUNING + TAKEDOWN, start=(NL, US, COORDINATOR))
+def relay() -> Iterator[SmtpRelay]:
+    with SmtpRelay() as started:
+        yield started
+
+
+@pytest.fixture
+def net(
+    make_cluster: MakeCluster,
+    web_server: WebServer,
+    dns: MovingResolver,
+    relay: SmtpRelay,
+    tmp_path: Path,
+) -> Cluster:
+    directory = tmp_path / "abuse-contacts.toml"
+    directory.write_text(DIRECTORY)
+    cluster = make_cluster(
+        extra_settings=FAST_TUNING + TAKEDOWN + notices(directory, relay),
+        start=(NL, US, COORDINATOR),
+    )
     cluster.start(DE, route=LoopbackRoute(web_server.port), resolver=dns)
     return cluster
 
@@ -160,4 +215,83 @@ def test_a_url_rehosted_in_another_members_country_moves_to_it(
     moved_event = status(net, NL, report_id).timeline[-1]
     assert moved_event.body.reference.startswith("recheck 2x in US ")  # type: ignore[union-attr]
     for member in (NL, DE, US, COORDINATOR):
+        assert net.log_break(member) is None
+
+
+def notify_until(net: Cluster, sent: int, what: str) -> None:
+    """de-eco's notice passes until one has sent ``sent`` notices."""
+    notifier = net.node(DE).notifier
+    assert notifier is not None
+    wait_until(lambda: notifier.run_once().sent == sent, 20, what=what)
+
+
+def test_notices_follow_the_content_until_it_is_gone(
+    net: Cluster, web_server: WebServer, dns: MovingResolver, relay: SmtpRelay
+) -> None:
+    report_id, _ = held_case(net, "/td/noticed.jpg")
+    _, held_for_police = held_case(net, "/td/police-first.jpg")
+    net.node(DE).case_work.act(
+        held_for_police, [], Action(ActionKind.REPORTED_TO_LEA, partner="de-bka")
+    )
+    web_server.set("/td/noticed.jpg", present())
+    web_server.set("/td/police-first.jpg", present())
+    recheck_until(net, "online", "first checks finding both online")
+
+    notify_until(net, 1, "the first notice")
+    (first,) = relay.parsed()
+    assert first["To"] == "abuse@hetzner.example"
+    assert first["X-ARF"] == "YES"
+    parts = {p.get_filename() for p in first.iter_attachments()}
+    assert {"report.txt", "notice.json"} <= parts
+    body = first.as_string()
+    assert "/td/noticed.jpg" in body
+    assert "/td/police-first.jpg" not in body  # law enforcement first: lea_hold_s not over
+    message_id = first["Message-ID"]
+
+    # the origin sees the notice as de-eco's signed reported_to_host step, with its Message-ID
+    def noticed() -> object:
+        timeline = status(net, NL, report_id).timeline
+        return next(
+            (
+                e
+                for e in timeline
+                if isinstance(e.body, Action) and e.body.kind is ActionKind.REPORTED_TO_HOST
+            ),
+            None,
+        )
+
+    step = wait_until(noticed, 10, what="the notice at the origin")
+    assert step.body.recipient == "abuse@hetzner.example"  # type: ignore[attr-defined]
+    assert step.body.reference in (message_id, message_id.strip("<>"))  # type: ignore[attr-defined]
+
+    notify_until(net, 1, "a new notice after the interval")
+    notify_until(net, 1, "the escalation after two notices")
+    assert [m["To"] for m in relay.parsed()] == [
+        "abuse@hetzner.example",
+        "abuse@hetzner.example",
+        "legal@hetzner.example",
+    ]
+
+    # re-hosted at another DE hoster (twice seen): the next notice goes to its contact
+    dns.table[host_in("DE")] = ("88.99.1.1",)
+    recheck_until(net, "hoster_changed", "two checks at the new hoster")
+    notify_until(net, 1, "a notice to the new hoster")
+    assert relay.parsed()[-1]["To"] == "abuse@rechenzentrum.example"
+
+    # gone: removed, and no notice any more
+    web_server.set("/td/noticed.jpg", removed(404))
+    recheck_until(net, "removed", "two gone checks")
+    wait_until(
+        lambda: set(stages(status(net, NL, report_id).items).values()) == {Stage.REMOVED},
+        10,
+        what="the removal at the origin",
+    )
+    count = len(relay.parsed())
+    notifier = net.node(DE).notifier
+    assert notifier is not None
+    recheck_until(net, "ended", "the watch ending")
+    assert notifier.run_once().sent == 0
+    assert len(relay.parsed()) == count
+    assert all("/td/police-first.jpg" not in m.as_string() for m in relay.parsed())
+    for member in (NL, DE, COORDINATOR):
         assert net.log_break(member) is None
