@@ -376,3 +376,50 @@ def test_a_take_over_from_a_member_the_move_did_not_name_is_refused(
     assert [e.kind for e in steps] == [EventKind.TAKEN_OVER]
     assessed = net.node(US).case_work.assess(to_case, [], BASELINE)
     wait_for_events(net, COORDINATOR, to_case, [steps[0], assessed])
+
+
+def _take_over(scene: Scene, moved_event: str, case_id: str) -> CaseEvent:
+    """us-ncmec's take-over of the scene's items from de-eco's case, naming ``moved_event``."""
+    now = datetime.now(UTC)
+    return CaseEvent(
+        id=event_id_for(US, take_over_scope(moved_event, scene.report_id), 1),
+        case_id=case_id,
+        member=US,
+        sequence=1,
+        at=now,
+        items=tuple(replace(r, clock_started=now) for r in scene.refs),
+        kind=EventKind.TAKEN_OVER,
+        body=TakeOver(DE, scene.case_id, moved_event, "US"),
+    )
+
+
+@pytest.mark.parametrize("target", [COORDINATOR, NL])
+def test_the_member_a_move_named_takes_its_items_over_only_once(
+    net: Cluster,
+    scene: Scene,
+    forger: Forger,
+    real_move: tuple[CaseEvent, str, bytes],
+    target: str,
+) -> None:
+    move, to_case, _ = real_move
+    quiet(net)
+    before = stored(net, target)
+    # Naming another event of de-eco's case (its assessment, held everywhere) as the move: a
+    # fresh take-over id, but no move — refused, not a second case for the same items.
+    assessed = event_id_for(DE, scene.case_id, 1)
+    other_event = _take_over(scene, assessed, "c-" + "8" * 32)
+    reason = forger.refused(US, target, event_to_bytes(other_event), kind=KIND_EVENT)
+    assert reason.startswith("invalid-event: "), reason
+    assert f"{assessed} is no move held here by {DE}" in reason
+    # The genuine move again, into another case: the take-over's id is held, its content
+    # another — refused, not acknowledged.
+    again = _take_over(scene, move.id, "c-" + "9" * 32)
+    reason = forger.refused(US, target, event_to_bytes(again), kind=KIND_EVENT)
+    assert reason.startswith("not-assigned: "), reason
+    assert "taken over from" in reason
+    quiet(net)
+    assert stored(net, target) == before
+    states = net.rows(
+        target, "SELECT DISTINCT case_id FROM item_states WHERE report_id = :r", r=scene.report_id
+    )
+    assert sorted(r.case_id for r in states) == sorted([scene.case_id, to_case])
