@@ -17,7 +17,8 @@ In the writer, the event is applied only from the member entitled to it:
   stored and the sender delivers it again after a back-off, in order;
 * a take-over (the first step of the member a move named) only from that member, for items
   the old holder's own ``moved`` event told us it moved there — checked for every item of ours
-  (coordinating: every item); ``NotYet`` while that ``moved`` event is still on its way. The
+  (coordinating: every item); ``NotYet`` while that ``moved`` event is still on its way, for
+  ``MOVE_WAIT`` after the take-over — then the take-over alone is refused (``move-unknown``). The
   event it names must be that move as held here (by the old holder, on its case, to the
   take-over's maker, naming each item), and a take-over's id (implied by maker, move and
   report) is taken once: another with that id is refused. The case it names is then held by
@@ -38,13 +39,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult, rejected
 from exchange.errors import (
     ExchangeError,
     InvalidEvent,
+    MoveUnknown,
     NotAssigned,
     NotFound,
     NotYet,
@@ -75,6 +77,11 @@ from exchange.store import outbox, reports
 from exchange.store.writer import Tx
 from exchange.time_window import TimeWindow
 from exchange.wire.case_codec import event_from_bytes
+
+# How long after a take-over (its ``at``) this node waits for the old holder's ``moved`` event
+# before refusing the take-over alone (``move-unknown``): until then the envelope is refused as
+# ``NotYet`` and comes again; after, a move that never comes cannot jam the sender's stream.
+MOVE_WAIT = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +145,7 @@ class Inbound:
         held = store.held_event_ids(tx.conn, [c.event.id for c in checked])
         taken = _held_take_overs(tx, checked, held)
         out: list[PayloadResult] = []
-        run = _Run(tx, self._self, self._manifest().coordinator, checked)
+        run = _Run(tx, self._self, self._manifest().coordinator, checked, now)
         for c in checked:
             if c.event.id in taken and taken[c.event.id] != c.payload:
                 out.append(_reject(c.index, c.event.id, "not-assigned", _taken_twice(c.event)))
@@ -196,9 +203,15 @@ class _Run:
     """
 
     def __init__(
-        self, tx: Tx, self_member: str, coordinator: str, checked: Sequence[CheckedEvent]
+        self,
+        tx: Tx,
+        self_member: str,
+        coordinator: str,
+        checked: Sequence[CheckedEvent],
+        now: datetime,
     ) -> None:
         self._tx = tx
+        self._now = now
         self._self = self_member
         self._coordinates = coordinator == self_member
         self._pending: list[Step] = []
@@ -305,7 +318,14 @@ class _Run:
             if before is not None and before.holder != body.from_member:
                 raise NotAssigned(f"{name} is held by {before.holder}, not {body.from_member}")
             if before is not None or self._coordinates or self._sent_to(ref, body.from_member):
-                raise NotYet(f"{name}: the move by {body.from_member} has not reached this node")
+                if self._now - event.at < MOVE_WAIT:
+                    raise NotYet(
+                        f"{name}: the move by {body.from_member} has not reached this node"
+                    )
+                raise MoveUnknown(
+                    f"{name}: no move by {body.from_member} to {event.member} reached this node "
+                    f"within {MOVE_WAIT} of the take-over at {event.at.isoformat()}"
+                )
             raise NotAssigned(f"{name} was not sent from here to {body.from_member}")
         if before.holder != body.from_member or before.moved_to_member != event.member:
             raise NotAssigned(
