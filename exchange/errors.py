@@ -137,6 +137,13 @@ class NotYet(ExchangeError):
     code = "not-yet"
 
 
+class MoveUnknown(ExchangeError):
+    """A take-over whose move has not reached this node long after it was made: refused on its
+    own, so it cannot hold back the rest of its sender's events for ever."""
+
+    code = "move-unknown"
+
+
 class TransferRefused(ExchangeError):
     """A moved case's transfer that its receiver will not take: the message names why (not the
     holder's to move, evidence that does not verify, a country this member does not serve)."""

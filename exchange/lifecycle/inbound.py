@@ -17,8 +17,12 @@ In the writer, the event is applied only from the member entitled to it:
   stored and the sender delivers it again after a back-off, in order;
 * a take-over (the first step of the member a move named) only from that member, for items
   the old holder's own ``moved`` event told us it moved there — checked for every item of ours
-  (coordinating: every item); ``NotYet`` while that ``moved`` event is still on its way. The
-  case it names is then held by its maker for this node, like a case our receipt named;
+  (coordinating: every item); ``NotYet`` while that ``moved`` event is still on its way, for
+  ``MOVE_WAIT`` after the take-over — then the take-over alone is refused (``move-unknown``). The
+  event it names must be that move as held here (by the old holder, on its case, to the
+  take-over's maker, naming each item), and a take-over's id (implied by maker, move and
+  report) is taken once: another with that id is refused. The case it names is then held by
+  its maker for this node, like a case our receipt named;
 * an item said to be ours must be an item of a report we sent to that member (or that moved to
   it: an item of the case here since its take-over), with the classification we gave it;
 * a holder's events of a case apply in its order: sequence n only after n - 1.
@@ -35,13 +39,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from auth.manifest import Manifest
 from exchange.domain import Outcome, PayloadResult, rejected
 from exchange.errors import (
     ExchangeError,
     InvalidEvent,
+    MoveUnknown,
     NotAssigned,
     NotFound,
     NotYet,
@@ -51,6 +56,8 @@ from exchange.errors import (
 )
 from exchange.lifecycle import rules
 from exchange.lifecycle.model import (
+    Action,
+    ActionKind,
     CaseEvent,
     EventKind,
     ItemRef,
@@ -70,6 +77,11 @@ from exchange.store import outbox, reports
 from exchange.store.writer import Tx
 from exchange.time_window import TimeWindow
 from exchange.wire.case_codec import event_from_bytes
+
+# How long after a take-over (its ``at``) this node waits for the old holder's ``moved`` event
+# before refusing the take-over alone (``move-unknown``): until then the envelope is refused as
+# ``NotYet`` and comes again; after, a move that never comes cannot jam the sender's stream.
+MOVE_WAIT = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +143,13 @@ class Inbound:
         together; a withdrawal runs on its own, in its own savepoint, after what came before.
         """
         held = store.held_event_ids(tx.conn, [c.event.id for c in checked])
+        taken = _held_take_overs(tx, checked, held)
         out: list[PayloadResult] = []
-        run = _Run(tx, self._self, self._manifest().coordinator, checked)
+        run = _Run(tx, self._self, self._manifest().coordinator, checked, now)
         for c in checked:
+            if c.event.id in taken and taken[c.event.id] != c.payload:
+                out.append(_reject(c.index, c.event.id, "not-assigned", _taken_twice(c.event)))
+                continue
             if c.event.id in held:
                 out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
                 continue
@@ -151,6 +167,8 @@ class Inbound:
                 out.append(_reject(c.index, c.event.id, error_code(error), error_message(error)))
                 continue
             held.add(c.event.id)
+            if c.event.kind is EventKind.TAKEN_OVER:
+                taken[c.event.id] = c.payload
             out.append(PayloadResult(c.index, c.event.id, Outcome.ACCEPTED))
         self._recorder.received_many(tx, run.take(), now)
         return out
@@ -185,9 +203,15 @@ class _Run:
     """
 
     def __init__(
-        self, tx: Tx, self_member: str, coordinator: str, checked: Sequence[CheckedEvent]
+        self,
+        tx: Tx,
+        self_member: str,
+        coordinator: str,
+        checked: Sequence[CheckedEvent],
+        now: datetime,
     ) -> None:
         self._tx = tx
+        self._now = now
         self._self = self_member
         self._coordinates = coordinator == self_member
         self._pending: list[Step] = []
@@ -294,7 +318,14 @@ class _Run:
             if before is not None and before.holder != body.from_member:
                 raise NotAssigned(f"{name} is held by {before.holder}, not {body.from_member}")
             if before is not None or self._coordinates or self._sent_to(ref, body.from_member):
-                raise NotYet(f"{name}: the move by {body.from_member} has not reached this node")
+                if self._now - event.at < MOVE_WAIT:
+                    raise NotYet(
+                        f"{name}: the move by {body.from_member} has not reached this node"
+                    )
+                raise MoveUnknown(
+                    f"{name}: no move by {body.from_member} to {event.member} reached this node "
+                    f"within {MOVE_WAIT} of the take-over at {event.at.isoformat()}"
+                )
             raise NotAssigned(f"{name} was not sent from here to {body.from_member}")
         if before.holder != body.from_member or before.moved_to_member != event.member:
             raise NotAssigned(
@@ -303,8 +334,33 @@ class _Run:
             )
         if before.moved_to_country != body.country:
             raise InvalidEvent(f"{name} moved to {before.moved_to_country}, not {body.country}")
-        if not store.held_event_ids(self._tx.conn, [body.moved_event]):
-            raise InvalidEvent(f"{name}: {body.moved_event} is not the move this node holds")
+        moved = self._named_move(event, body)
+        if ref.key not in {r.key for r in moved.items}:
+            raise InvalidEvent(f"{name} is not an item {body.moved_event} moved")
+
+    def _named_move(self, event: CaseEvent, body: TakeOver) -> CaseEvent:
+        """The old holder's ``moved`` event a take-over names, as held here: an action of kind
+        MOVED by ``from_member`` on ``from_case``, to the take-over's maker in its country — not
+        merely some event this node holds (another step would let the maker take the items over
+        again, into a second case)."""
+        payload = store.event_payloads(self._tx.conn, [body.moved_event]).get(body.moved_event)
+        moved = event_from_bytes(payload) if payload is not None else None
+        action = moved.body if moved is not None else None
+        if (
+            moved is None
+            or not isinstance(action, Action)
+            or moved.kind is not EventKind.ACTION
+            or action.kind is not ActionKind.MOVED
+            or moved.member != body.from_member
+            or moved.case_id != body.from_case
+            or action.moved_to_member != event.member
+            or action.moved_to_country != body.country
+        ):
+            raise InvalidEvent(
+                f"{body.moved_event} is no move held here by {body.from_member} of case "
+                f"{body.from_case} to {event.member} in {body.country}"
+            )
+        return moved
 
     def _reported(self, report_id: str) -> bool:
         f = self._facts_of([report_id]).get(report_id)
@@ -380,6 +436,23 @@ class _Run:
                 )
             if event.kind is EventKind.WITHDRAWN and f.withdrawn_at is None:
                 raise NotAssigned(f"report {ref.report_id} was not withdrawn by this node")
+
+
+def _held_take_overs(tx: Tx, checked: Sequence[CheckedEvent], held: set[str]) -> dict[str, bytes]:
+    """The bytes of the take-overs held here among the envelope's: a take-over's id is implied
+    by its maker, move and report, so another one with that id (into another case, other
+    items) takes over again what was taken over once — refused, not acknowledged."""
+    ids = [c.event.id for c in checked if c.event.kind is EventKind.TAKEN_OVER]
+    return store.event_payloads(tx.conn, [i for i in ids if i in held])
+
+
+def _taken_twice(event: CaseEvent) -> str:
+    body = event.body
+    assert isinstance(body, TakeOver)
+    return (
+        f"report {event.items[0].report_id}: its items were taken over from "
+        f"{body.moved_event} already (another take-over with this id is held here)"
+    )
 
 
 def _scope(event: CaseEvent) -> str:

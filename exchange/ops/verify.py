@@ -308,9 +308,11 @@ def _origin_evidence(row: Any, transfer: Any, manifest: Manifest) -> str:
         return f"{report.origin_member} made it and held it (its signature is the transfer's)"
     _expect(carried.origin is not None, "the transfer carries no envelope of the origin")
     assert carried.origin is not None
-    check_origin(
+    window = check_origin(
         row.wire, report, carried.origin, transfer.from_member, manifest, DEFAULT_MAX_CLOCK_SKEW
     )
+    problem = window.problem(report.received_at, "report.received_at")
+    _expect(problem is None, problem or "")
     header = _header(carried.origin.header)
     return (
         f"leaf {carried.origin.leaf_index} of {header.count} in {header.sender}#"

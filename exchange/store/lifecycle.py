@@ -74,6 +74,15 @@ def held_event_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     return out
 
 
+def event_payloads(conn: Connection, ids: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of the events held here among ``ids``, by id."""
+    out: dict[str, bytes] = {}
+    for part in chunks(sorted(set(ids))):
+        rows = conn.execute(select(EVENTS.c.id, EVENTS.c.payload).where(EVENTS.c.id.in_(part)))
+        out.update((r.id, bytes(r.payload)) for r in rows)
+    return out
+
+
 def insert_events(conn: Connection, rows: Sequence[StoredEvent], now: datetime) -> None:
     if rows:
         conn.execute(

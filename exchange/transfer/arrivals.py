@@ -4,7 +4,8 @@ Outside the writer (``check``), a transfer payload is decoded and verified (``ch
 anything wrong is refused in the receipt, with its reason, and nothing of it is stored. Inside
 the writer (``apply``), each transfer runs in its own savepoint:
 
-* a transfer already taken in (the same move and report) is answered as before;
+* a transfer already taken in (the same move and report) is answered as before; one naming an
+  item this node holds already (brought by another move) is refused (``already-held``);
 * the report's items go into the case an earlier part of the same move opened, else this
   node's open case for the URL, else a new case hosted in the move's country — linked to the old
   holder's case (``cases.moved_from_*``); parts of one move must share one URL;
@@ -38,12 +39,14 @@ from exchange.lifecycle.model import (
     CaseEvent,
     EventKind,
     ItemState,
+    Stage,
     TakeOver,
     event_id_for,
     take_over_scope,
 )
 from exchange.lifecycle.record import Carrier, Recorder
 from exchange.store import cases as case_store
+from exchange.store import lifecycle as lifecycle_store
 from exchange.store import transfers
 from exchange.store.reports import Incoming
 from exchange.store.writer import Tx
@@ -139,6 +142,7 @@ class Arrivals:
             return PayloadResult(
                 c.index, report.id, Outcome(earlier.outcome or "merged"), earlier.to_case or ""
             )
+        self._check_not_held(tx, v)
         case_id, opened = self._case_for(tx, v)
         inc = Incoming(
             report,
@@ -168,6 +172,21 @@ class Arrivals:
         if states:
             self._take_over(tx, v, case_id, states, now)
         return PayloadResult(c.index, report.id, outcome, case_id)
+
+    def _check_not_held(self, tx: Tx, v: Verified) -> None:
+        """A moved item this node holds already (an earlier transfer brought it, whatever its
+        move) is refused: a former holder's fresh ``moved`` must not re-open a case worked to
+        its end here, nor open a second one. An item this node moved on since may come back."""
+        moved = set(v.items)
+        for case_id, s in lifecycle_store.states_of_report(tx.conn, v.report.id):
+            if s.ref.index in moved and s.holder == self._self and s.stage is not Stage.MOVED:
+                earlier = transfers.latest_received(tx.conn, v.report.id)
+                by = f" since move {earlier.moved_event}" if earlier is not None else ""
+                raise TransferRefused(
+                    f"item {v.report.id}#{s.ref.index} is held here already, in case "
+                    f"{case_id}{by} ({s.stage.value}); a new move of it takes nothing in",
+                    code="already-held",
+                )
 
     def _case_for(self, tx: Tx, v: Verified) -> tuple[str, bool]:
         """The case the report's items go into, and whether it is opened now."""

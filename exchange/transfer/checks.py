@@ -10,7 +10,11 @@ only if every one of these holds (the first that fails names the refusal, in the
   on (a report the signer made itself and decided locally needs no other evidence);
 * otherwise the origin's evidence verifies: the origin's envelope header, addressed to the
   signer, signed by the origin's key valid at that time, with the report's bytes as a leaf of
-  its Merkle root, and the report's time in the origin's window then;
+  its Merkle root;
+* the report passes what a report sent directly passes (its origin's window: the envelope's
+  for the signer's own report, the origin's envelope's otherwise): its ``received_at`` in that
+  window, its decision under a manifest epoch this node knows, its trace well formed — a move
+  is no way around the report checks;
 * the moved items are items of this report, with the origin's own classification;
 * the history is the signer's own earlier steps on this report's items, in order;
 * the signer's trace is well formed and placed with this node's own GeoIP (agreement recorded).
@@ -40,7 +44,7 @@ from exchange.lifecycle.model import (
     take_over_scope,
 )
 from exchange.time_window import TimeWindow
-from exchange.trace_review import GeoCheck, Locate, review_moved_trace
+from exchange.trace_review import GeoCheck, Locate, review_moved_trace, review_trace
 from exchange.wire.codec import from_timestamp, parse_report, report_from_proto
 from exchange.wire.envelope import KIND_REPORT
 from exchange.wire.known_fields import require_exact
@@ -83,13 +87,15 @@ def verify_transfer(
     moved = t.moved
     country, orphaned = _check_move(moved, sender, self_member, manifest, window)
     report = check_report(t.report, sender)
+    origin_window = window
     if report.origin_member == sender:
         if t.origin is not None:
             raise _refuse("transfer-invalid", "origin evidence for a report the signer made")
     elif t.origin is None:
         raise _refuse("origin-evidence", f"no evidence from {report.origin_member}, its origin")
     else:
-        check_origin(t.report, report, t.origin, sender, manifest, max_skew)
+        origin_window = check_origin(t.report, report, t.origin, sender, manifest, max_skew)
+    check_report_claims(t.report, report, origin_window, manifest, self_member)
     items = _check_items(moved, report)
     _check_history(t.history, moved, report.id, window)
     geo = None
@@ -160,8 +166,9 @@ def check_origin(
     sender: str,
     manifest: Manifest,
     max_skew: timedelta,
-) -> None:
-    """The origin's envelope to the signer carried exactly these report bytes, signed by it."""
+) -> TimeWindow:
+    """The origin's envelope to the signer carried exactly these report bytes, signed by it;
+    the origin's window then (its reports' times must lie in it)."""
     header = xpb.EnvelopeHeader()
     try:
         header.ParseFromString(origin.header)
@@ -191,11 +198,28 @@ def check_origin(
     except (AuthError, ExchangeError) as error:
         raise _refuse("origin-evidence", error.message) from None
     joined = manifest.member(report.origin_member).joined_at
-    problem = TimeWindow.for_signer(joined, signed_at, max_skew).problem(
-        report.received_at, "report.received_at"
-    )
+    return TimeWindow.for_signer(joined, signed_at, max_skew)
+
+
+def check_report_claims(
+    wire: bytes, report: Report, window: TimeWindow, manifest: Manifest, self_member: str
+) -> None:
+    """What the receiver checks of a report sent to it directly, in its origin's ``window``:
+    the report's time, its decision's manifest epoch, its trace (``trace_review``)."""
+    problem = window.problem(report.received_at, "report.received_at")
     if problem is not None:
         raise _refuse("report-time-range", problem)
+    msg = parse_report(wire)
+    if not 1 <= msg.decision.manifest_epoch <= manifest.epoch:
+        raise _refuse(
+            "decision-epoch",
+            f"decision under manifest epoch {msg.decision.manifest_epoch}, outside 1 to "
+            f"{manifest.epoch}",
+        )
+    try:
+        review_trace(msg, window=window, locate=None, manifest=manifest, self_member=self_member)
+    except (ExchangeError, RoutingError) as error:
+        raise _refuse("report-trace", error.message) from None
 
 
 def _check_items(moved: CaseEvent, report: Report) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -24,6 +24,7 @@ import pytest
 
 from auth.keys import SigningKey
 from exchange.domain import Classification, Outcome
+from exchange.lifecycle.inbound import MOVE_WAIT
 from exchange.lifecycle.model import (
     Action,
     ActionKind,
@@ -159,11 +160,26 @@ class Scene:
         return transfer_bytes(msg)
 
 
+class Ahead:
+    """The real time, or later by ``by``: the origin's and the coordinator's clock, moved on to
+    see a take-over grown old (the members joined just now: nothing is signed in their past)."""
+
+    def __init__(self) -> None:
+        self.by = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.by
+
+
+AHEAD = Ahead()
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(provision(tmp_path_factory.mktemp("transfer-hostile")))
     try:
-        cluster.start(NL, DE, US, COORDINATOR)
+        cluster.start(DE, US)
+        cluster.start(NL, COORDINATOR, clock=AHEAD)
         yield cluster
     finally:
         stop_senders(cluster)
@@ -376,3 +392,138 @@ def test_a_take_over_from_a_member_the_move_did_not_name_is_refused(
     assert [e.kind for e in steps] == [EventKind.TAKEN_OVER]
     assessed = net.node(US).case_work.assess(to_case, [], BASELINE)
     wait_for_events(net, COORDINATOR, to_case, [steps[0], assessed])
+
+
+def _take_over(scene: Scene, moved_event: str, case_id: str) -> CaseEvent:
+    """us-ncmec's take-over of the scene's items from de-eco's case, naming ``moved_event``."""
+    now = datetime.now(UTC)
+    return CaseEvent(
+        id=event_id_for(US, take_over_scope(moved_event, scene.report_id), 1),
+        case_id=case_id,
+        member=US,
+        sequence=1,
+        at=now,
+        items=tuple(replace(r, clock_started=now) for r in scene.refs),
+        kind=EventKind.TAKEN_OVER,
+        body=TakeOver(DE, scene.case_id, moved_event, "US"),
+    )
+
+
+@pytest.mark.parametrize("target", [COORDINATOR, NL])
+def test_the_member_a_move_named_takes_its_items_over_only_once(
+    net: Cluster,
+    scene: Scene,
+    forger: Forger,
+    real_move: tuple[CaseEvent, str, bytes],
+    target: str,
+) -> None:
+    move, to_case, _ = real_move
+    quiet(net)
+    before = stored(net, target)
+    # Naming another event of de-eco's case (its assessment, held everywhere) as the move: a
+    # fresh take-over id, but no move — refused, not a second case for the same items.
+    assessed = event_id_for(DE, scene.case_id, 1)
+    other_event = _take_over(scene, assessed, "c-" + "8" * 32)
+    reason = forger.refused(US, target, event_to_bytes(other_event), kind=KIND_EVENT)
+    assert reason.startswith("invalid-event: "), reason
+    assert f"{assessed} is no move held here by {DE}" in reason
+    # The genuine move again, into another case: the take-over's id is held, its content
+    # another — refused, not acknowledged.
+    again = _take_over(scene, move.id, "c-" + "9" * 32)
+    reason = forger.refused(US, target, event_to_bytes(again), kind=KIND_EVENT)
+    assert reason.startswith("not-assigned: "), reason
+    assert "taken over from" in reason
+    quiet(net)
+    assert stored(net, target) == before
+    states = net.rows(
+        target, "SELECT DISTINCT case_id FROM item_states WHERE report_id = :r", r=scene.report_id
+    )
+    assert sorted(r.case_id for r in states) == sorted([scene.case_id, to_case])
+
+
+def test_a_take_over_whose_move_never_comes_is_refused_once_it_is_old(
+    net: Cluster, forger: Forger, real_move: tuple[CaseEvent, str, bytes]
+) -> None:
+    _, to_case, _ = real_move
+    # de-eco holds another of nl-eokm's reports and never moves it; us-ncmec takes it over (a
+    # hostile old holder's transfer it never recorded): the coordinator never sees the move.
+    rid, cid = deliver(net, NL, make_submission(url_in("DE", "/hostile/never.jpg"), hashes=["nv"]))
+    assessed = net.node(DE).case_work.assess(cid, [], BASELINE)
+    quiet(net)
+    never = event_id_for(DE, cid, 2)  # the move de-eco would have made: it did not
+    now = datetime.now(UTC)
+    take_over = event_to_bytes(
+        CaseEvent(
+            id=event_id_for(US, take_over_scope(never, rid), 1),
+            case_id="c-" + "6" * 32,
+            member=US,
+            sequence=1,
+            at=now,
+            items=tuple(replace(r, clock_started=now) for r in assessed.items),
+            kind=EventKind.TAKEN_OVER,
+            body=TakeOver(DE, cid, never, "US"),
+        )
+    )
+    (genuine,) = net.rows(
+        COORDINATOR,
+        "SELECT payload FROM case_events WHERE case_id = :c AND kind = 'taken_over'",
+        c=to_case,
+    )
+    before = stored(net, COORDINATOR)
+    # Young, the move may still be on its way: the whole envelope comes again later.
+    with pytest.raises(grpc.RpcError) as info:
+        forger.deliver(US, COORDINATOR, [take_over], kind=KIND_EVENT)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    # Past MOVE_WAIT, that take-over alone is refused; the rest of the envelope is answered.
+    AHEAD.by = MOVE_WAIT + timedelta(minutes=1)
+    try:
+        payloads = [take_over, bytes(genuine.payload)]
+        first, second = forger.deliver(US, COORDINATOR, payloads, kind=KIND_EVENT).results
+    finally:
+        AHEAD.by = timedelta(0)
+    assert first.outcome is Outcome.REJECTED
+    assert first.reason.startswith(f"move-unknown: item {rid}#0: no move by {DE}"), first
+    assert second.outcome is Outcome.ACCEPTED
+    quiet(net)
+    assert stored(net, COORDINATOR) == before
+
+
+def test_a_move_that_never_comes_does_not_jam_the_new_holders_events(
+    net: Cluster, forger: Forger
+) -> None:
+    # Control: nl-eokm's report of a US-hosted URL, in us-ncmec's case.
+    _, control = deliver(net, NL, make_submission(url_in("US", "/hostile/ctl.jpg"), hashes=["ct"]))
+    # de-eco sends us-ncmec a genuine-looking transfer of another report (its own signature,
+    # nl-eokm's real evidence) but never records the move: nl-eokm and the coordinator never
+    # see it, and answer the envelope of us-ncmec's take-over NotYet, each time it comes.
+    rid, cid = deliver(net, NL, make_submission(url_in("DE", "/hostile/frozen.jpg"), hashes=["fz"]))
+    assessed = net.node(DE).case_work.assess(cid, [], BASELINE)
+    quiet(net)
+    with net.engine(DE).connect() as conn:
+        carried = transfers.carried_reports(conn, [rid])[rid]
+    frozen = Scene(rid, cid, carried, assessed.items, net.fed.keys[DE])
+    (taken,) = forger.deliver(DE, US, [frozen.transfer()]).results
+    assert taken.outcome is Outcome.NEW_CASE
+    step = net.node(US).case_work.assess(control, [], BASELINE)
+    wait_until(
+        lambda: net.rows(
+            US,
+            "SELECT member FROM peers WHERE member = :m AND last_error LIKE '%not-yet%'",
+            m=COORDINATOR,
+        ),
+        15,
+        what="the coordinator answering us-ncmec NotYet",
+    )
+    # Once the take-over is older than MOVE_WAIT, it alone is refused: us-ncmec's later steps
+    # arrive and its outbox drains (before, the take-over came back for ever).
+    AHEAD.by = MOVE_WAIT + timedelta(minutes=1)
+    try:
+        for member in (COORDINATOR, NL):
+            wait_for_events(net, member, control, [step], timeout=30)
+        quiet(net, timeout=30)
+    finally:
+        AHEAD.by = timedelta(0)
+    assert net.rows(US, "SELECT id FROM cases WHERE id = :c", c=taken.case_id)  # still held
+    for member in (COORDINATOR, NL):
+        held = net.rows(member, "SELECT id FROM case_events WHERE case_id = :c", c=taken.case_id)
+        assert held == [], f"{member} took a take-over of a move it never saw"

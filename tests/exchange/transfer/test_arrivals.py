@@ -217,3 +217,46 @@ def test_the_parts_of_one_move_share_its_case_and_url(send: Send) -> None:
     assert (two.outcome, two.case_id) == (Outcome.MERGED, one.case_id)
     assert three.outcome is Outcome.REJECTED
     assert three.reason.startswith("url-key-mismatch: ")
+
+
+def _close_removed(engine: Engine, case_id: str) -> None:
+    """us-ncmec worked the case to its end: its items removed, the case closed."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE cases SET status = 'closed', closed_at = 1 WHERE id = :c"), {"c": case_id}
+        )
+        conn.execute(
+            text("UPDATE item_states SET stage = 'removed', closed_at = 1 WHERE case_id = :c"),
+            {"c": case_id},
+        )
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_former_holder_cannot_move_a_report_here_again(
+    send: Send, engine: Engine, closed: bool
+) -> None:
+    kit = make_kit()
+    first = kit.moved(sequence=2)
+    receipt, _ = send([kit.payload(kit.transfer(first))])
+    (taken,) = receipt.results
+    assert taken.outcome is Outcome.NEW_CASE
+    if closed:
+        _close_removed(engine, taken.case_id)
+    before = table_counts(engine)
+    # de-eco, which holds nothing of it any more, signs a later "move" of the same report:
+    # another move id, so no replay — and no way to re-open or duplicate the case here.
+    again = kit.moved(sequence=3)
+    receipt, _ = send([kit.payload(kit.transfer(again))])
+    (result,) = receipt.results
+    assert result.outcome is Outcome.REJECTED
+    assert result.reason.startswith(
+        f"already-held: item {kit.report.id}#0 is held here already, in case {taken.case_id} "
+        f"since move {first.id}"
+    ), result.reason
+    after = table_counts(engine)
+    assert after.pop("inbox") == before.pop("inbox") + 1
+    assert after.pop("routing_log") == before.pop("routing_log") + 1  # the refusal, logged
+    assert after == before
+    # The first transfer sent again is still answered as before.
+    receipt, _ = send([kit.payload(kit.transfer(first))])
+    assert [(r.outcome, r.case_id) for r in receipt.results] == [(Outcome.NEW_CASE, taken.case_id)]

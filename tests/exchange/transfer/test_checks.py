@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -67,6 +67,61 @@ def test_a_report_the_holder_made_itself_needs_no_other_evidence(manifest: Manif
     # … and evidence of some envelope beside it is refused: nothing the schema does not mean.
     other = origin_envelope(kit.wire, sender=HOLDER, recipient=NEW)
     assert refused(manifest, kit.transfer(origin=other)).startswith("transfer-invalid: ")
+
+
+def _with_report(kit: Kit, change: Callable[[pb.Report], None]) -> Kit:
+    """The kit with its report's bytes changed as the origin could sign them (the id its
+    contents imply stays the same); the origin's evidence, if any, over the new bytes."""
+    msg = pb.Report.FromString(kit.wire)
+    change(msg)
+    wire = msg.SerializeToString(deterministic=True)
+    evidence = None if kit.origin is None else origin_envelope(wire)
+    return replace(kit, wire=wire, origin=evidence)
+
+
+def _received_in_1990(msg: pb.Report) -> None:
+    msg.received_at.FromDatetime(datetime(1990, 1, 1))
+
+
+def _decided_under_a_future_epoch(msg: pb.Report) -> None:
+    msg.decision.manifest_epoch = 99
+
+
+def _traced_to_a_private_address(msg: pb.Report) -> None:
+    msg.trace.addresses.add(address="10.0.0.1", country="US")
+
+
+def _traced_in_2300(msg: pb.Report) -> None:
+    msg.trace.traced_at.FromDatetime(datetime(2300, 1, 1))
+
+
+def _control_character_in_the_host(msg: pb.Report) -> None:
+    msg.trace.host = "evil\x1b[31m.example"
+
+
+# name → (how the report changes, the refusal's code): what a report sent straight to the
+# receiver would be refused for, it is refused for when it comes by a move too.
+UNSOUND_REPORTS: dict[str, tuple[Callable[[pb.Report], None], str]] = {
+    "received before the network": (_received_in_1990, "report-time-range"),
+    "decided under a manifest epoch not yet published": (
+        _decided_under_a_future_epoch,
+        "decision-epoch",
+    ),
+    "traced to a private address": (_traced_to_a_private_address, "report-trace"),
+    "traced in 2300": (_traced_in_2300, "report-trace"),
+    "a control character in the traced host": (_control_character_in_the_host, "report-trace"),
+}
+
+
+@pytest.mark.parametrize("origin", [HOLDER, ORIGIN])
+@pytest.mark.parametrize("name", list(UNSOUND_REPORTS))
+def test_a_moved_report_passes_the_checks_a_direct_report_gets(
+    manifest: Manifest, name: str, origin: str
+) -> None:
+    change, code = UNSOUND_REPORTS[name]
+    kit = _with_report(make_kit(origin=origin), change)
+    reason = refused(manifest, kit.transfer())
+    assert reason.startswith(f"{code}: "), reason
 
 
 def test_a_move_the_receiver_serves_by_an_orphan_rule_is_orphaned(manifest: Manifest) -> None:
