@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
+from typing import Protocol
 
 from auth.errors import PermissionDenied
 from auth.keys import SigningKey
@@ -63,6 +64,21 @@ from routing.errors import RoutingError
 log = logging.getLogger(__name__)
 
 Checked = Incoming | KnownContent | CheckedEvent | CheckedTransfer | PayloadResult
+
+
+class PayloadChecker(Protocol):
+    """Checks one payload of a kind outside the writer (``Inbound``, ``Arrivals``)."""
+
+    def check(
+        self,
+        index: int,
+        payload: bytes,
+        *,
+        sender: str,
+        sequence: int,
+        proof: bytes,
+        window: TimeWindow,
+    ) -> CheckedEvent | CheckedTransfer | PayloadResult: ...
 
 
 class Receiver:
@@ -150,13 +166,9 @@ class Receiver:
                 for i, p in enumerate(opened.payloads)
             ]
         elif opened.header.kind == KIND_EVENT:
-            checked = [
-                self._check_event(i, p, opened, window) for i, p in enumerate(opened.payloads)
-            ]
+            checked = self._check_by(self._inbound, "applies no case events", opened, window)
         elif opened.header.kind == KIND_TRANSFER:
-            checked = [
-                self._check_transfer(i, p, opened, window) for i, p in enumerate(opened.payloads)
-            ]
+            checked = self._check_by(self._arrivals, "takes in no case transfers", opened, window)
         else:
             checked = [
                 self._check_announcement(i, p, opened.sender, window)
@@ -210,33 +222,27 @@ class Receiver:
             geo=geo,
         )
 
-    def _check_event(
-        self, index: int, payload: bytes, opened: Opened, window: TimeWindow
-    ) -> Checked:
-        if self._inbound is None:
-            return _reject(index, "", "unsupported", "this node applies no case events")
-        return self._inbound.check(
-            index,
-            payload,
-            sender=opened.sender,
-            sequence=opened.sequence,
-            proof=opened.proofs[index],
-            window=window,
-        )
-
-    def _check_transfer(
-        self, index: int, payload: bytes, opened: Opened, window: TimeWindow
-    ) -> Checked:
-        if self._arrivals is None:
-            return _reject(index, "", "unsupported", "this node takes in no case transfers")
-        return self._arrivals.check(
-            index,
-            payload,
-            sender=opened.sender,
-            sequence=opened.sequence,
-            proof=opened.proofs[index],
-            window=window,
-        )
+    def _check_by(
+        self, checker: PayloadChecker | None, missing: str, opened: Opened, window: TimeWindow
+    ) -> list[Checked]:
+        """Each payload checked by the component of its kind (case events: ``Inbound``;
+        transfers: ``Arrivals``), outside the writer; refused when the node has none."""
+        if checker is None:
+            return [
+                _reject(i, "", "unsupported", f"this node {missing}")
+                for i in range(len(opened.payloads))
+            ]
+        return [
+            checker.check(
+                i,
+                p,
+                sender=opened.sender,
+                sequence=opened.sequence,
+                proof=opened.proofs[i],
+                window=window,
+            )
+            for i, p in enumerate(opened.payloads)
+        ]
 
     def _check_announcement(
         self, index: int, payload: bytes, sender: str, window: TimeWindow

@@ -29,13 +29,13 @@ injected, so tests move time instead of waiting a year.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
 from common.clock import Clock
+from common.periodic import Periodic
 from exchange.domain import LogKind
 from exchange.lifecycle.sightings import retract_unsupported
 from exchange.store import retention as store
@@ -95,10 +95,8 @@ class Retention:
         self._engine = engine
         self._clock = clock
         self.retention_days = retention_days
-        self._interval = check_interval
         self._batch = batch
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("ihx-retention", check_interval, self._round)
 
     # -- one purge --------------------------------------------------------------------------
 
@@ -164,25 +162,16 @@ class Retention:
 
     def start(self) -> None:
         """Purge every ``check_interval`` seconds until ``stop`` (nothing when retention is 0)."""
-        if self.retention_days == 0 or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="ihx-retention", daemon=True)
-        self._thread.start()
+        if self.retention_days != 0:
+            self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                done = self.purge()
-            except Exception:  # the next round tries again; the node keeps serving
-                log.exception("retention purge failed")
-                continue
-            if done.cases or done.reports:
-                log.info(
-                    "retention anonymised closed cases",
-                    extra={"cases": len(done.cases), "reports": len(done.reports)},
-                )
+    def _round(self) -> None:
+        done = self.purge()
+        if done.cases or done.reports:
+            log.info(
+                "retention anonymised closed cases",
+                extra={"cases": len(done.cases), "reports": len(done.reports)},
+            )

@@ -30,7 +30,6 @@ The node runs passes every ``tick`` seconds in a background thread; the clock is
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from common.clock import Clock
+from common.periodic import Periodic
 from exchange.domain import LogKind
 from exchange.errors import ConfigError, ExchangeError, NoticeNotSent, NoticeRefused
 from exchange.lifecycle.model import MAX_ITEMS_PER_EVENT, MAX_REF, Action, ActionKind
@@ -123,12 +123,10 @@ class Notifier:
         self._policy = policy
         self._clock = clock
         self._retry_max = retry_max
-        self._tick = tick
         self._batch = batch
         self._recheck_directory: Directory | None = None  # no-contact cases last looked at
         self._recheck_at: datetime | None = None  # … with this directory, at this time
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic("ihx-notices", tick, self._round)
 
     def run_once(self, now: datetime | None = None) -> Pass:
         """Open the notices due at ``now`` (default: the clock's), then send what is pending."""
@@ -390,34 +388,24 @@ class Notifier:
 
     def start(self) -> None:
         """Run a pass every ``tick`` seconds until ``stop``."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="ihx-notices", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._tick):
-            try:
-                done = self.run_once()
-            except Exception:  # the next pass tries again; the node keeps serving
-                log.exception("notice pass failed")
-                continue
-            if done.opened or done.sent or done.failed or done.no_contact:
-                log.info(
-                    "notice pass",
-                    extra={
-                        "opened": done.opened,
-                        "sent": done.sent,
-                        "retried": done.retried,
-                        "failed": done.failed,
-                        "no_contact": done.no_contact,
-                    },
-                )
+    def _round(self) -> None:
+        done = self.run_once()
+        if done.opened or done.sent or done.failed or done.no_contact:
+            log.info(
+                "notice pass",
+                extra={
+                    "opened": done.opened,
+                    "sent": done.sent,
+                    "retried": done.retried,
+                    "failed": done.failed,
+                    "no_contact": done.no_contact,
+                },
+            )
 
 
 def _plus(a: Pass, b: Pass) -> Pass:
