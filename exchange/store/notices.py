@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, literal, or_, select, update
 
 from exchange.domain import Classification
 from exchange.lifecycle.model import CLOSED_STAGES, Stage
@@ -335,6 +335,15 @@ def mark_sent(conn: Connection, notice_id: str, now: datetime) -> bool:
         .values(status=str(NoticeStatus.SENT), sent_at=now, attempts=n.attempts + 1, error=None)
     )
     return done.rowcount == 1
+
+
+def keep_notice_cases(conn: Connection, notice_id: str, case_ids: Sequence[str]) -> None:
+    """Forget the cases a notice named when written but no longer carried when sent (their
+    items closed meanwhile): the scorecard counts what the hoster was told."""
+    nc = NOTICE_CASES.c
+    conn.execute(
+        delete(NOTICE_CASES).where(nc.notice_id == notice_id, nc.case_id.not_in(list(case_ids)))
+    )
 
 
 def mark_retry(conn: Connection, notice_id: str, next_attempt_at: datetime, error: str) -> int:

@@ -331,6 +331,7 @@ class Notifier:
         now = self._clock()
         if not store.mark_sent(tx.conn, pending.id, now):
             return  # recorded already (another replica)
+        store.keep_notice_cases(tx.conn, pending.id, case_ids)
         store.note_sent(tx.conn, case_ids, now)
         action = Action(
             ActionKind.REPORTED_TO_HOST, recipient=pending.recipient, reference=pending.message_id

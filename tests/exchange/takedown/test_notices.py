@@ -508,3 +508,17 @@ def test_no_contact_cases_are_looked_at_again_after_the_interval_not_every_pass(
     world.clock.advance(23 * 3600)
     assert notifier.run_once() == Pass(opened=1, sent=1, contact_found=1)
     assert world.relay.parsed()[0]["To"] == ABUSE
+
+
+def test_a_case_closed_before_sending_leaves_the_notice_and_its_figures(world: World) -> None:
+    gone = world.case("gone")
+    kept = world.case("kept")
+    notifier = world.notifier()
+    notifier.open_due(world.clock())
+    world.work.act(gone, [], Action(ActionKind.REMOVED))
+    assert notifier.run_once() == Pass(sent=1)
+    (msg,) = world.relay.parsed()
+    assert [u["case"] for u in notice_json(msg)["urls"]] == [kept]
+    assert [r.case_id for r in world.rows(schema.takedown_notice_cases)] == [kept]
+    assert world.watch(gone).notices == 0
+    assert world.watch(kept).notices == 1
