@@ -361,6 +361,54 @@ def mark_retry(conn: Connection, notice_id: str, next_attempt_at: datetime, erro
     return int(found or 0)
 
 
+def reserve(conn: Connection, notice_id: str, now: datetime, until: datetime) -> bool:
+    """Take a due pending notice for sending until ``until`` (False: another replica has it,
+    or it is no longer pending): replicas sharing the database never send one notice twice."""
+    n = NOTICES.c
+    done = conn.execute(
+        update(NOTICES)
+        .where(
+            n.id == notice_id,
+            n.status == str(NoticeStatus.PENDING),
+            n.next_attempt_at <= now,
+        )
+        .values(next_attempt_at=until)
+    )
+    return done.rowcount == 1
+
+
+def waiting(
+    conn: Connection, case_ids: Sequence[str], now: datetime, lea_since: datetime
+) -> set[str]:
+    """The cases a notice must not name now: on hold, or reported to law enforcement after
+    ``lea_since`` (the law-enforcement wait), as the due rule says at planning."""
+    w, s = WATCHES.c, STATES.c
+    out: set[str] = set()
+    for part in chunks(sorted(set(case_ids))):
+        held = select(w.case_id).where(w.case_id.in_(part), w.hold_until > now)
+        out.update(conn.execute(held).scalars())
+        lea = (
+            select(s.case_id)
+            .where(s.case_id.in_(part))
+            .group_by(s.case_id)
+            .having(func.max(s.lea_at) > lea_since)
+        )
+        out.update(conn.execute(lea).scalars())
+    return out
+
+
+def mark_dropped(conn: Connection, notice_id: str, reason: str) -> bool:
+    """Nothing left to send about: no address refused anything (``failed_recipients`` ignores
+    it), and its cases are planned again when they are due."""
+    n = NOTICES.c
+    done = conn.execute(
+        update(NOTICES)
+        .where(n.id == notice_id, n.status == str(NoticeStatus.PENDING))
+        .values(status=str(NoticeStatus.DROPPED), error=reason[:MAX_ERROR])
+    )
+    return done.rowcount == 1
+
+
 def mark_failed(conn: Connection, notice_id: str, error: str) -> bool:
     """Refused for good; False if it was not pending."""
     n = NOTICES.c

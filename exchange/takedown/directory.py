@@ -88,6 +88,8 @@ def parse_directory(text: str, source: str) -> Directory:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    except (RecursionError, ValueError):  # arrays nested thousands deep
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
     unknown = sorted(set(data) - {"contact"})
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r} (only [[contact]] tables)")

@@ -84,6 +84,9 @@ class Mailer:
                 smtp.close()
         except NoticeNotSent:
             raise
+        except smtplib.SMTPSenderRefused as error:  # our own address: the relay's setup
+            said = _reply(error.smtp_code, error.smtp_error)
+            raise NoticeNotSent(f"relay {self.where} refused our sender: {said}") from None
         except smtplib.SMTPRecipientsRefused as error:
             code, reply = next(iter(error.recipients.values()), (0, b""))
             raise _classified(code, reply, f"the recipient {recipient}") from None
@@ -116,9 +119,17 @@ def _quit(smtp: smtplib.SMTP) -> None:
         smtp.quit()
 
 
+_RELAY_POLICY = ("5.7.", "5.3.", "5.5.", "5.4.")  # the relay's own setup, not the recipient
+
+
 def _classified(code: int, reply: bytes | str, what: str) -> NoticeNotSent:
-    text = f"the relay refused {what}: {_reply(code, reply)}"
-    if 500 <= code <= 599:
+    """5xx is a refusal for good, unless its enhanced status (RFC 3463) says the relay's own
+    policy or state refused (relay access denied, a size limit): that is ours to fix, so the
+    notice waits — one misconfigured relay must not mark every hoster's address as refusing."""
+    said = _reply(code, reply)
+    text = f"the relay refused {what}: {said}"
+    enhanced = said.split(" ", 2)[1] if said.count(" ") >= 1 else ""
+    if 500 <= code <= 599 and not enhanced.startswith(_RELAY_POLICY):
         return NoticeRefused(text)
     return NoticeNotSent(text)
 

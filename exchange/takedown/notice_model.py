@@ -26,6 +26,7 @@ class NoticeStatus(enum.StrEnum):
     PENDING = "pending"  # written with its Message-ID; not yet accepted by the relay
     SENT = "sent"  # the relay accepted it
     FAILED = "failed"  # the relay refused it for good (5xx)
+    DROPPED = "dropped"  # nothing left to send about when its turn came (closed, held, LEA wait)
 
 
 @dataclass(frozen=True, slots=True)

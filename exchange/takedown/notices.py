@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000  # due cases planned per writer transaction (cut between hosters)
 SEND_BATCH = 200  # pending notices tried per pass
+RESERVE = timedelta(minutes=10)  # a notice taken for sending is no other replica's this long
 
 _NOT_IN_DIRECTORY = "no contact in the directory"
 _REFUSED = "the contact refused a notice for good"
@@ -270,18 +271,24 @@ class Notifier:
         with self._engine.connect() as conn:
             due = store.pending(conn, now, SEND_BATCH)
         done = Pass()
+        until = now + RESERVE
         for notice in due:
+            if not self._reserve(notice.id, now, until):
+                continue  # another replica is sending it
             outcome = self._send_one(notice, now)
             done = _plus(done, outcome)
             if outcome.retried:
                 break  # the relay is in trouble: the rest wait for the next pass
         return done
 
+    def _reserve(self, notice_id: str, now: datetime, until: datetime) -> bool:
+        return self._writer.execute(lambda tx: store.reserve(tx.conn, notice_id, now, until))
+
     def _send_one(self, pending: PendingNotice, now: datetime) -> Pass:
-        notice = self._notice_of(pending)
+        notice = self._notice_of(pending, now)
         if notice is None:
-            reason = "nothing left to notify: its items closed before it was sent"
-            self._writer.execute(lambda tx: store.mark_failed(tx.conn, pending.id, reason))
+            reason = "nothing left to notify: its items closed, or held, before it was sent"
+            self._writer.execute(lambda tx: store.mark_dropped(tx.conn, pending.id, reason))
             return Pass()
         try:
             self._mailer.send(
@@ -302,15 +309,18 @@ class Notifier:
         self._writer.execute(lambda tx: self._sent(tx, pending, cases))
         return Pass(sent=1)
 
-    def _notice_of(self, pending: PendingNotice) -> Notice | None:
+    def _notice_of(self, pending: PendingNotice, now: datetime) -> Notice | None:
         """The notice as it is sent now: the URLs of its cases that still have open illegal
-        items (None: none has), rendered for the contact as the directory has it now."""
+        items and may be notified now — not on hold, not within the law-enforcement wait,
+        whatever happened since it was written (None: none is left), rendered for the contact
+        as the directory has it now."""
         with self._engine.connect() as conn:
             still_open = store.open_illegal_items(conn, pending.case_ids, self._self)
+            wait = store.waiting(conn, pending.case_ids, now, now - self._policy.lea_hold)
             urls = tuple(
                 u
                 for u in store.notice_urls(conn, pending.id, self._self)
-                if u.case_id in still_open
+                if u.case_id in still_open and u.case_id not in wait
             )
             previous = store.previous_notices(conn, pending.case_ids)
         if not urls:

@@ -225,3 +225,9 @@ def test_a_file_removed_later_keeps_the_directory(tmp_path: Path) -> None:
     watched = DirectoryFile(path)
     path.unlink()
     assert watched.current().by_asn[64500].address == "abuse@hosting.example.nl"
+
+
+def test_arrays_nested_thousands_deep_are_a_config_error_not_a_crash() -> None:
+    text = "x = " + "[" * 5000 + "]" * 5000
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_directory(text, "abuse-contacts.toml")

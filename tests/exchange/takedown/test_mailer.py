@@ -127,13 +127,30 @@ def test_4xx_is_temporary_and_the_next_attempt_goes_through(relay: SmtpRelay) ->
 
 
 def test_5xx_to_the_message_is_permanent(relay: SmtpRelay) -> None:
-    relay.data_replies.append("554 5.7.1 message refused")
+    relay.data_replies.append("554 5.6.0 message content refused")
     with pytest.raises(
-        NoticeRefused, match=re.escape("the message: 554 5.7.1 message refused")
+        NoticeRefused, match=re.escape("the message: 554 5.6.0 message content refused")
     ) as caught:
         plain(relay).send(message(), sender=FROM, recipient=TO)
     assert caught.value.temporary is False
     assert relay.messages == []
+
+
+@pytest.mark.parametrize(
+    "reply", ["554 5.7.1 relay access denied", "552 5.3.4 message too big for the relay"]
+)
+def test_a_refusal_by_the_relays_own_policy_is_ours_to_fix_not_the_hosters(
+    relay: SmtpRelay, reply: str
+) -> None:
+    """One misconfigured relay must not mark every hoster's address as refusing notices."""
+    relay.data_replies.append(reply)
+    with pytest.raises(NoticeNotSent, match=re.escape(reply)) as caught:
+        plain(relay).send(message(), sender=FROM, recipient=TO)
+    assert not isinstance(caught.value, NoticeRefused)
+    relay.rcpt_replies[TO] = "554 5.7.1 relay access denied"
+    with pytest.raises(NoticeNotSent) as caught:
+        plain(relay).send(message(), sender=FROM, recipient=TO)
+    assert not isinstance(caught.value, NoticeRefused)
 
 
 def test_5xx_to_the_recipient_is_permanent_4xx_temporary(relay: SmtpRelay) -> None:

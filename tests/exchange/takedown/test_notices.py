@@ -45,6 +45,7 @@ from exchange.lifecycle.work import CaseWork
 from exchange.store import routing_log, schema
 from exchange.store.writer import Writer
 from exchange.takedown.directory import DirectoryFile
+from exchange.takedown.holds import Holds
 from exchange.takedown.mailer import Mailer, Relay
 from exchange.takedown.model import Policy
 from exchange.takedown.notices import Notifier, Pass
@@ -449,7 +450,7 @@ def test_a_notice_whose_items_closed_before_sending_is_dropped(world: World) -> 
     world.work.act(case_id, [], Action(ActionKind.REMOVED))
     assert notifier.run_once() == Pass()
     (notice,) = world.rows(schema.takedown_notices)
-    assert notice.status == "failed"
+    assert notice.status == "dropped"  # no address refused anything
     assert "nothing left to notify" in notice.error
     assert world.relay.attempts == 0
 
@@ -522,3 +523,40 @@ def test_a_case_closed_before_sending_leaves_the_notice_and_its_figures(world: W
     assert [r.case_id for r in world.rows(schema.takedown_notice_cases)] == [kept]
     assert world.watch(gone).notices == 0
     assert world.watch(kept).notices == 1
+
+
+def test_a_hold_placed_while_a_notice_waits_to_be_retried_holds_it(world: World) -> None:
+    case_id = world.case("a")
+    world.relay.data_replies.append("451 4.3.0 try again later")
+    notifier = world.notifier()
+    assert notifier.run_once() == Pass(opened=1, retried=1)
+    holds = Holds(writer=world.writer, engine=world.engine, clock=world.clock, self_member=NL)
+    holds.hold(case_id, "nl-police", timedelta(days=7), "evidence", lambda *_: True)
+    world.clock.advance(30)
+
+    assert notifier.run_once() == Pass()  # due for a retry, but held: nothing goes
+    assert world.relay.messages == []
+    (notice,) = world.rows(schema.takedown_notices)
+    assert notice.status == "dropped"
+    assert world.watch(case_id).no_contact is False  # no address was blamed
+    world.clock.advance(8 * 86400)  # the hold is over: planned and sent again
+    assert notifier.run_once().sent == 1
+
+
+def test_two_replicas_never_send_one_notice_twice(world: World) -> None:
+    world.case("a")
+    other = world.notifier()
+    relay = Relay("127.0.0.1", world.relay.port, starttls=False, timeout=5)
+    during: list[Pass] = []
+
+    class Busy(Mailer):
+        """Replica A's relay session, during which replica B runs its own pass."""
+
+        def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+            during.append(other.send_pending(world.clock()))
+            super().send(message, sender=sender, recipient=recipient)
+
+    first = world.notifier(Busy(relay))
+    assert first.run_once() == Pass(opened=1, sent=1)
+    assert during == [Pass()]  # B saw it taken: nothing to send
+    assert len(world.relay.messages) == 1
