@@ -20,15 +20,15 @@ the coordinator see it through the lifecycle events they receive:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from exchange.domain import Classification
 from exchange.lifecycle.model import Action, ActionKind, Assessment, Stage
-from routing.resolver import Resolution
 from tests.exchange.factories import host_in, make_submission
+from tests.exchange.takedown.factories import MovingResolver
 from tests.exchange.takedown.servers import LoopbackRoute, WebServer, present, removed
 from tests.exchange.takedown.smtp import SmtpRelay
 from tests.integration.case_flow import deliver, stages, status
@@ -90,17 +90,6 @@ escalate_after = 2
 lea_hold_s = 3600
 tick_s = 3600
 """
-
-
-class MovingResolver:
-    """de-eco's DNS: the test network's table, whose answers a test changes (a move)."""
-
-    def __init__(self, table: Mapping[str, Sequence[str]]) -> None:
-        self.table = {host: tuple(addresses) for host, addresses in table.items()}
-
-    def resolve(self, host: str) -> Resolution:
-        found = self.table.get(host)
-        return Resolution(found, None) if found else Resolution((), "nxdomain")
 
 
 @pytest.fixture

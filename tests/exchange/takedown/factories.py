@@ -6,13 +6,14 @@ tests write a watch row the way it will: ``watch_row(case_id, …)`` is a comple
 B.V." in NL, nothing noticed yet) with the given changes. ``case_row`` and ``notice_row`` /
 ``notice_case_row`` build hand-made cases and notices for the store tests; ``insert`` writes
 rows of any table in one statement; ``put_case`` a whole watched case with its item states,
-``put_notices`` notices with the cases they name.
+``put_notices`` notices with the cases they name. ``MovingResolver`` is DNS whose answers a
+test changes (content moving to another address, hoster or country).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from exchange.domain import Classification
 from exchange.lifecycle.model import Assessment, ItemState, Stage
 from exchange.store import lifecycle as lifecycle_store
 from exchange.store import schema
+from routing.resolver import Resolution
 from tests.exchange.factories import T0
 from tests.exchange.lifecycle.factories import make_state
 
@@ -172,3 +174,14 @@ def put_notices(engine: Engine, *notices: tuple[dict[str, Any], Sequence[dict[st
     with engine.begin() as conn:
         insert(conn, schema.takedown_notices, [n for n, _ in notices])
         insert(conn, schema.takedown_notice_cases, [c for _, cases in notices for c in cases])
+
+
+class MovingResolver:
+    """DNS whose answers the test changes: ``table`` host → addresses (none: no answer)."""
+
+    def __init__(self, table: Mapping[str, Sequence[str]]) -> None:
+        self.table = {host: tuple(addresses) for host, addresses in table.items()}
+
+    def resolve(self, host: str) -> Resolution:
+        found = self.table.get(host)
+        return Resolution(found, None) if found else Resolution((), "nxdomain")

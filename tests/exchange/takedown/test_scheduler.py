@@ -43,28 +43,15 @@ from exchange.takedown.views import TakedownViews
 from exchange.transfer.outgoing import Outgoing
 from exchange.wire.transfer_codec import transfer_from_bytes
 from routing.geoip import GeoIp
-from routing.resolver import Resolution
 from routing.trace import Tracer
 from tests.exchange.factories import FakeClock, host_in, make_submission
 from tests.exchange.takedown.conftest import USER_AGENT
+from tests.exchange.takedown.factories import MovingResolver
 from tests.exchange.takedown.servers import LoopbackRoute, WebServer, forbidden, present, removed
 
 NL = "nl-eokm"
 HOUR = timedelta(hours=1)
 NL_FORCE, NL_LEASEWEB, DE_HETZNER = "185.107.56.1", "37.48.64.1", "2a01:4f8::1"
-
-
-class MovingResolver:
-    """DNS whose answers the test changes: a host moving to another address (or country)."""
-
-    def __init__(self) -> None:
-        self.table: dict[str, tuple[str, ...]] = {host_in("NL"): (NL_FORCE,)}
-
-    def resolve(self, host: str) -> Resolution:
-        found = self.table.get(host)
-        if found is None:
-            return Resolution((), "nxdomain")
-        return Resolution(found, None)
 
 
 @dataclass
@@ -119,7 +106,7 @@ def world(
         recorder=Recorder(self_member=NL),
         transfers=Outgoing(self_member=NL, wake=lambda _: None),
     )
-    dns = MovingResolver()
+    dns = MovingResolver({host_in("NL"): (NL_FORCE,)})
     prober = Prober(
         Tracer(dns, geoip, clock),
         clock,
