@@ -10,7 +10,10 @@ downloaded.
 
 from __future__ import annotations
 
+import itertools
+import random
 import socket
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,10 +36,30 @@ TLS_CERT, TLS_KEY, TLS_CA = "tls/node.crt", "tls/node.key", "tls/ca.crt"
 DEFAULT_DATABASE_URL = "sqlite:///node.db"
 
 
+# Ports handed out below the kernel's ephemeral range (Linux: 32768-60999): a port the kernel
+# picked for us (bind to 0) is free only until the next outgoing connection, which may take it
+# before the node binds it (seen in CI: a PostgreSQL connection on a test node's port). Ports
+# under the range are never picked for outgoing connections; a random start per process keeps
+# concurrent test runs on one machine apart.
+_PORTS_LOW, _PORTS_HIGH = 20000, 32700
+_candidates = itertools.cycle(range(_PORTS_LOW, _PORTS_HIGH))
+for _ in range(random.SystemRandom().randrange(_PORTS_HIGH - _PORTS_LOW)):
+    next(_candidates)
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port free now and outside the range the kernel hands out by itself."""
+    with _port_lock:
+        for _ in range(_PORTS_HIGH - _PORTS_LOW):
+            port = next(_candidates)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no free loopback port below the ephemeral range")
 
 
 def _toml_str(value: str) -> str:
