@@ -127,6 +127,7 @@ class LogKind(enum.StrEnum):
     NOTICE_FAILED = "notice-failed"  # the relay refused a notice for good
     NO_CONTACT = "no-contact"  # online, but the directory has no (working) contact
     CONTACT_FOUND = "contact-found"  # … and now it has one
+    VIEWED = "viewed"  # a person read a case page in `ihx web` (audited like a pull)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -32,6 +32,7 @@ from exchange.cli import (
     tokens,
     trace,
     verify,
+    web,
 )
 from exchange.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXPECTED_ERRORS, error_line, one_line
 
@@ -71,6 +72,7 @@ for module in (
     hosts,
     tls,
     takedown,
+    web,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)

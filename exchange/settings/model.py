@@ -35,6 +35,7 @@ from exchange.settings.sections import (
     ResolverSection,
     TakedownSection,
     TlsSection,
+    WebSection,
 )
 from exchange.settings.tuning import ExchangeTuning
 
@@ -60,6 +61,7 @@ class Settings(BaseModel):
     tls: TlsSection = TlsSection()
     metrics: MetricsSection = MetricsSection()
     health: HealthSection = HealthSection()
+    web: WebSection = WebSection()
     _source: Path | None = PrivateAttr(default=None)  # the file read, if any
 
     @model_validator(mode="after")

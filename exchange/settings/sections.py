@@ -52,6 +52,7 @@ __all__ = [
     "ResolverSection",
     "TakedownSection",
     "TlsSection",
+    "WebSection",
 ]
 
 
@@ -303,3 +304,26 @@ class HealthSection(_Section):
         if value is not None:
             check_address(value, "health.listen")
         return value
+
+
+class WebSection(_Section):
+    """``ihx web``: the read-only dashboard, its own process beside the node (docs/web.md)."""
+
+    enabled: bool = False  # `ihx web` refuses to start unless the operator turned it on
+    listen: str = "127.0.0.1:8080"  # HTTP(S) for browsers; TLS below, or a proxy in front
+    tls_cert: OptionalPath = None  # both or neither: HTTPS and Secure cookies
+    tls_key: OptionalPath = None
+    session_lifetime_s: float = between(3600.0, 60, 86400)  # never beyond the token's own expiry
+    max_sessions: int = between(10_000, 1, 1_000_000)  # memory bound: the oldest go first
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        check_address(value, "web.listen")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise refuse("web.tls_cert and web.tls_key go together (both or neither)")
+        return self

@@ -117,6 +117,22 @@ def pending_work(engine: Engine) -> int:
     return outbox + unreceipted + int(behind)
 
 
+def last_receipts(engine: Engine) -> dict[str, datetime]:
+    """Per peer, when its latest signed receipt came back (the web view's overview)."""
+    b = schema.batches
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(b.c.destination, func.max(b.c.receipted_at).label("last"))
+            .where(b.c.receipted_at.is_not(None))
+            .group_by(b.c.destination)
+        ).all()
+    return {
+        str(d): from_micros(last) if isinstance(last, int) else last
+        for d, last in rows
+        if last is not None
+    }
+
+
 def node_summary(engine: Engine) -> NodeSummary:
     cr = schema.case_reports
     with engine.connect() as conn:

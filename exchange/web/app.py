@@ -1,0 +1,90 @@
+"""``build_app``: the web view composed from a node's settings (its composition root).
+
+Opens the node's files through ``open_local`` (database at schema head, manifest, token
+verifier from the manifest and ``[auth] jwks`` — never the private key), a ``Writer`` of its own
+for the audit entries (started with the app, stopped at shutdown), the sessions, and the pages;
+everything wrapped in ``SecurityHeaders`` so even an error page carries them. The clock is a
+parameter (tests move it to expire sessions and tokens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from common.clock import Clock, system_clock
+from common.errors import IhxError
+from exchange.lifecycle.views import CaseViews
+from exchange.local import LocalNode, open_local
+from exchange.settings import Settings
+from exchange.store.writer import Writer
+from exchange.web.audit import ViewAudit
+from exchange.web.context import Web
+from exchange.web.gate import Gate
+from exchange.web.headers import ASGIApp, SecurityHeaders
+from exchange.web.pages import cases, hosts, log, login, overview
+from exchange.web.render import Renderer
+from exchange.web.sessions import SessionStore
+from exchange.web.status import error_response
+
+PAGE_MODULES = (login, overview, log, cases, hosts)
+
+
+def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, Writer]:
+    local: LocalNode = open_local(settings, clock=clock)
+    web_settings = settings.web
+    sessions = SessionStore(
+        clock=clock,
+        lifetime=timedelta(seconds=web_settings.session_lifetime_s),
+        max_sessions=web_settings.max_sessions,
+    )
+    secure = web_settings.tls_cert is not None
+    writer = Writer(local.engine)
+    web = Web(
+        local=local,
+        gate=Gate(local.token_verifier(), sessions, clock=clock, secure=secure),
+        renderer=Renderer(member=local.member),
+        views=CaseViews(self_member=local.member, engine=local.engine, clock=clock),
+        audit=ViewAudit(writer, clock),
+        clock=clock,
+    )
+    return web, writer
+
+
+def build_app(
+    settings: Settings, *, clock: Clock = system_clock, secure: bool | None = None
+) -> ASGIApp:
+    """The ASGI application of the web view for the node of ``settings``."""
+    web, writer = build_web(settings, clock=clock)
+    if secure is not None:
+        web.gate.secure = secure
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()
+            web.local.close()
+
+    async def on_error(request: Request, error: Exception) -> Response:
+        return error_response(web.renderer, request, error, web.gate.optional(request))
+
+    routes: list[BaseRoute] = [r for module in PAGE_MODULES for r in module.routes(web)]
+    routes.append(
+        Mount("/static", StaticFiles(packages=[("exchange.web", "static")]), name="static")
+    )
+    app = Starlette(
+        routes=routes,
+        exception_handlers={IhxError: on_error, Exception: on_error},
+        lifespan=lifespan,
+    )
+    return SecurityHeaders(app)

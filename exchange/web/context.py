@@ -1,0 +1,44 @@
+"""What every page handler is given: the node's parts the view reads, the gate, the renderer.
+
+``bind`` turns a ``handler(web, request)`` into the plain endpoint Starlette runs in its thread
+pool (the reads are blocking SQLAlchemy calls; the event loop never waits on the database).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from common.clock import Clock
+from exchange.lifecycle.views import CaseViews
+from exchange.local import LocalNode
+from exchange.web.audit import ViewAudit
+from exchange.web.gate import Gate
+from exchange.web.render import Renderer
+
+
+@dataclass
+class Web:
+    local: LocalNode
+    gate: Gate
+    renderer: Renderer
+    views: CaseViews
+    audit: ViewAudit
+    clock: Clock
+    # One full chain verification at a time: it reads the whole log.
+    verifying: threading.Lock = field(default_factory=threading.Lock)
+
+
+Handler = Callable[[Web, Request], Response]
+
+
+def bind(web: Web, handler: Handler) -> Callable[[Request], Response]:
+    def endpoint(request: Request) -> Response:
+        return handler(web, request)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint

@@ -1,0 +1,122 @@
+"""Who is asking: the session cookie → the server-side session → the token's principal.
+
+Login takes a pasted JWT, verified exactly as the node's gRPC edge verifies bearer tokens
+(``LocalNode.token_verifier``: the node's own issuer and ``[auth] jwks``), and refuses one that
+grants none of the view's scopes. The cookie carries only the session id: HttpOnly, SameSite=
+Strict, Path=/, Secure when served over TLS, and it lives no longer than the session.
+
+CSRF: every POST carries a token checked here. Logout's is the session's own secret; login has
+no session yet, so the login form uses a double-submit token — a random value in a short-lived
+cookie of its own and in the form, which must match (SameSite=Strict keeps other sites from
+sending either).
+
+Which scope each page needs (``admin`` implies every scope):
+``log:read`` the network overview and the routing log; ``stats:read`` statistics, charts, the
+hoster scorecard and exports; ``cases:work`` the queues and case pages. A case's URL is shown
+only to ``admin``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth.errors import PermissionDenied
+from auth.tokens import Scope, TokenVerifier, require
+from common.clock import Clock
+from exchange.web.errors import CsrfRefused, LoginRequired
+from exchange.web.sessions import Session, SessionStore, same_secret
+
+SESSION_COOKIE = "ihx_session"
+LOGIN_COOKIE = "ihx_login"
+LOGIN_COOKIE_S = 900  # the login form's CSRF token: fill the form within 15 minutes
+WEB_SCOPES = (Scope.LOG_READ, Scope.STATS_READ, Scope.CASES_WORK, Scope.ADMIN)
+URL_SCOPE = Scope.ADMIN  # who may read a case's URL
+
+
+class Gate:
+    def __init__(
+        self, verifier: TokenVerifier, sessions: SessionStore, *, clock: Clock, secure: bool
+    ) -> None:
+        self._verifier = verifier
+        self._clock = clock
+        self.sessions = sessions
+        self.secure = secure
+
+    # -- reading a request ------------------------------------------------------------------
+
+    def session(self, request: Request) -> Session:
+        session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            raise LoginRequired("log in with a token")
+        return session
+
+    def optional(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    def require(self, request: Request, scope: Scope) -> Session:
+        session = self.session(request)
+        require(session.principal, scope)
+        return session
+
+    # -- logging in and out -------------------------------------------------------------------
+
+    def login(self, token: str) -> Session:
+        """A session for a valid token granting at least one of the view's scopes."""
+        principal = self._verifier.verify(token.strip())
+        if not any(principal.has(s) for s in WEB_SCOPES):
+            raise PermissionDenied(
+                "the token grants none of " + ", ".join(s.value for s in WEB_SCOPES)
+            )
+        return self.sessions.open(principal)
+
+    def logout(self, request: Request, csrf: str | None) -> None:
+        session = self.session(request)
+        check_csrf(csrf, session.csrf)
+        self.sessions.close(session.id)
+
+    # -- cookies ---------------------------------------------------------------------------------
+
+    def set_session(self, response: Response, session: Session) -> None:
+        max_age = max(1, int((session.expires_at - self._clock()).total_seconds()))
+        response.set_cookie(
+            SESSION_COOKIE,
+            session.id,
+            max_age=max_age,
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="strict",
+        )
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+
+    def clear_session(self, response: Response) -> None:
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", secure=self.secure, httponly=True, samesite="strict"
+        )
+
+    def login_token(self, request: Request) -> str:
+        """The login form's CSRF token: the one its cookie holds, else a new one."""
+        given = request.cookies.get(LOGIN_COOKIE, "")
+        return given if 20 <= len(given) <= 64 else secrets.token_urlsafe(32)
+
+    def set_login_token(self, response: Response, value: str) -> None:
+        response.set_cookie(
+            LOGIN_COOKIE,
+            value,
+            max_age=LOGIN_COOKIE_S,
+            path="/login",
+            secure=self.secure,
+            httponly=True,
+            samesite="strict",
+        )
+
+    def check_login_csrf(self, request: Request, given: str | None) -> None:
+        check_csrf(given, request.cookies.get(LOGIN_COOKIE) or "")
+
+
+def check_csrf(given: str | None, expected: str) -> None:
+    if not expected or not same_secret(given, expected):
+        raise CsrfRefused("the form's CSRF token is missing or wrong: reload the page")

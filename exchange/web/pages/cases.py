@@ -1,0 +1,91 @@
+"""The case queues and a case page with its items, takedown clocks and timeline.
+
+Queues are the node's own work queues (``CaseViews.queue``: cases held here, oldest clock first,
+keyset-paged by the cursor the view hands out). A case page shows what ``CaseViews.case`` knows;
+its URL only to ``admin`` (others read "hidden"), and every view is first recorded in the
+routing log (``audit``) — a view the log cannot record is not shown. Scope ``cases:work``.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from auth.tokens import Scope
+from exchange.client.case_text import (
+    CLOCK_LABELS,
+    event_text,
+    item_name,
+    items_text,
+    move_text,
+    moved_from_text,
+    takedown_clock,
+)
+from exchange.domain import is_case_id
+from exchange.errors import NotFound
+from exchange.lifecycle.model import Queue
+from exchange.web.context import Web, bind
+from exchange.web.errors import BadQuery
+from exchange.web.gate import URL_SCOPE
+
+QUEUE_PAGE = 50
+
+
+def _queue(value: str) -> Queue:
+    try:
+        return Queue(value or Queue.UNASSESSED.value)
+    except ValueError:
+        raise BadQuery("queue: not one of " + ", ".join(q.value for q in Queue)) from None
+
+
+def queues_page(web: Web, request: Request) -> Response:
+    session = web.gate.require(request, Scope.CASES_WORK)
+    queue = _queue(request.query_params.get("queue", ""))
+    after = request.query_params.get("after", "")
+    if len(after) > 64:
+        raise BadQuery("after: not a queue cursor from this node")
+    rows, cursor = web.views.queue(queue, after=after, limit=QUEUE_PAGE)
+    return web.renderer.page(
+        "queues.html",
+        session=session,
+        path="/cases",
+        queues=[(q, n) for q, n in web.views.queue_counts().items()],
+        queue=queue,
+        rows=rows,
+        cursor=cursor,
+        first=bool(after),
+    )
+
+
+def case_page(web: Web, request: Request) -> Response:
+    session = web.gate.require(request, Scope.CASES_WORK)
+    case_id = request.path_params["case_id"]
+    if not is_case_id(case_id):
+        raise NotFound("no such case here")
+    case = web.views.case(case_id)
+    show_url = session.principal.has(URL_SCOPE)
+    web.audit.case_viewed(case, session.principal, url_shown=show_url and bool(case.url))
+    items = [(item_name(s.ref.report_id, s.ref.index), s, takedown_clock(s)) for s in case.items]
+    timeline = [(e, items_text(e), event_text(e)) for e in case.timeline]
+    history = [(e, items_text(e), event_text(e)) for e in case.history]
+    return web.renderer.page(
+        "case.html",
+        session=session,
+        path="/cases",
+        case=case,
+        show_url=show_url,
+        items=items,
+        clock_labels=CLOCK_LABELS,
+        timeline=timeline,
+        history=history,
+        moved_from=moved_from_text(case.moved_from) if case.moved_from else "",
+        moved_to=[move_text(m) for m in case.moved_to],
+    )
+
+
+def routes(web: Web) -> list[BaseRoute]:
+    return [
+        Route("/cases", bind(web, queues_page), methods=["GET"]),
+        Route("/cases/{case_id}", bind(web, case_page), methods=["GET"]),
+    ]

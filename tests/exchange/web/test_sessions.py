@@ -1,0 +1,75 @@
+"""Server-side sessions: ids are random, sessions end with the token or the lifetime, the
+store stays bounded, and a forged, unknown or over-long id finds nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from auth.tokens import Principal, Scope
+from exchange.web.sessions import SessionStore, same_secret
+from tests.exchange.factories import FakeClock
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def principal(expires_in: timedelta = timedelta(minutes=15)) -> Principal:
+    return Principal("someone", "de-eco", frozenset({Scope.LOG_READ}), None, T0 + expires_in)
+
+
+def store(clock: FakeClock, *, lifetime: float = 3600, most: int = 100) -> SessionStore:
+    return SessionStore(clock=clock, lifetime=timedelta(seconds=lifetime), max_sessions=most)
+
+
+def test_a_session_ends_when_its_token_does() -> None:
+    clock = FakeClock(T0)
+    sessions = store(clock)
+    s = sessions.open(principal(timedelta(minutes=15)))
+    assert s.expires_at == T0 + timedelta(minutes=15)
+    clock.advance(14 * 60 + 59)
+    assert sessions.get(s.id) == s
+    clock.advance(1)
+    assert sessions.get(s.id) is None
+    assert len(sessions) == 0
+
+
+def test_a_session_ends_at_the_lifetime_when_the_token_lives_longer() -> None:
+    clock = FakeClock(T0)
+    sessions = store(clock, lifetime=60)
+    s = sessions.open(principal(timedelta(hours=2)))
+    assert s.expires_at == T0 + timedelta(seconds=60)
+
+
+def test_ids_and_csrf_tokens_are_random_and_distinct() -> None:
+    sessions = store(FakeClock(T0))
+    made = [sessions.open(principal()) for _ in range(50)]
+    values = {s.id for s in made} | {s.csrf for s in made}
+    assert len(values) == 100
+    assert all(len(v) >= 40 for v in values)
+
+
+def test_the_store_is_bounded_the_oldest_go_first() -> None:
+    sessions = store(FakeClock(T0), most=3)
+    made = [sessions.open(principal()) for _ in range(5)]
+    assert len(sessions) == 3
+    assert [sessions.get(s.id) is not None for s in made] == [False, False, True, True, True]
+
+
+def test_unknown_forged_and_oversized_ids_find_nothing() -> None:
+    sessions = store(FakeClock(T0))
+    sessions.open(principal())
+    for forged in (None, "", "A" * 43, "x" * 129):
+        assert sessions.get(forged) is None
+
+
+def test_closed_session_is_gone() -> None:
+    sessions = store(FakeClock(T0))
+    s = sessions.open(principal())
+    sessions.close(s.id)
+    assert sessions.get(s.id) is None
+
+
+def test_csrf_comparison() -> None:
+    assert same_secret("abc", "abc")
+    assert not same_secret("abd", "abc")
+    assert not same_secret(None, "abc")
+    assert not same_secret("", "abc")
