@@ -21,6 +21,7 @@ from exchange.cli import (
     cases,
     casework,
     demo,
+    export,
     hosts,
     log,
     network,
@@ -71,6 +72,7 @@ for module in (
     hosts,
     tls,
     takedown,
+    export,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)
