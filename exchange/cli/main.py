@@ -21,6 +21,7 @@ from exchange.cli import (
     cases,
     casework,
     demo,
+    export,
     hosts,
     log,
     network,
@@ -73,6 +74,7 @@ for module in (
     tls,
     takedown,
     web,
+    export,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)
