@@ -24,17 +24,19 @@ from common.errors import IhxError
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode, open_local
 from exchange.settings import Settings
+from exchange.stats.figures import NodeFigures
 from exchange.store.writer import Writer
 from exchange.web.audit import ViewAudit
 from exchange.web.context import Web
+from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
 from exchange.web.headers import ASGIApp, SecurityHeaders
-from exchange.web.pages import cases, hosts, log, login, overview
+from exchange.web.pages import cases, hosts, log, login, overview, stats
 from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
 
-PAGE_MODULES = (login, overview, log, cases, hosts)
+PAGE_MODULES = (login, overview, log, cases, hosts, stats)
 
 
 def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, Writer]:
@@ -53,6 +55,10 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
         renderer=Renderer(member=local.member),
         views=CaseViews(self_member=local.member, engine=local.engine, clock=clock),
         audit=ViewAudit(writer, clock),
+        snapshots=Snapshots(
+            NodeFigures(engine=local.engine, member=local.member, clock=clock, writer=writer),
+            clock,
+        ),
         clock=clock,
     )
     return web, writer

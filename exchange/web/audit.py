@@ -1,4 +1,5 @@
-"""Every view of a case page is a routing-log entry, as every partner's pull is.
+"""Every view of a case page is a routing-log entry, as every partner's pull is (and so is
+every CSV export of cases).
 
 A ``viewed`` entry names the case, the viewer's token subject and issuer, and whether the URL
 was shown; its country is the case's hosting country (as a pull's is), never its URL. It is
@@ -33,6 +34,29 @@ class ViewAudit:
                     country=case.hosting_country,
                     detail={
                         "case": case.id,
+                        "viewer": viewer.subject,
+                        "issuer": viewer.issuer,
+                        "url_shown": url_shown,
+                    },
+                )
+            )
+
+        self._writer.execute(job)
+
+    def cases_exported(
+        self, viewer: Principal, *, columns: list[str], status: str, url_shown: bool
+    ) -> None:
+        """Record a CSV export of cases (one entry for the whole download)."""
+
+        def job(tx: Tx) -> None:
+            tx.log(
+                tx.chain.append(
+                    self._clock(),
+                    LogKind.VIEWED,
+                    detail={
+                        "export": "cases",
+                        "status": status,
+                        "columns": columns,
                         "viewer": viewer.subject,
                         "issuer": viewer.issuer,
                         "url_shown": url_shown,

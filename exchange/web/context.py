@@ -17,6 +17,7 @@ from common.clock import Clock
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode
 from exchange.web.audit import ViewAudit
+from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
 from exchange.web.render import Renderer
 
@@ -28,6 +29,7 @@ class Web:
     renderer: Renderer
     views: CaseViews
     audit: ViewAudit
+    snapshots: Snapshots
     clock: Clock
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)

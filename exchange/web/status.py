@@ -18,6 +18,7 @@ from auth.errors import AuthError, PermissionDenied, TokenInvalid
 from common.errors import IhxError
 from exchange.errors import (
     InvalidEvent,
+    MalformedRequest,
     NotFound,
     OutOfRange,
     Overloaded,
@@ -35,6 +36,7 @@ STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
     (TokenInvalid, 401, "Token refused"),
     (BadQuery, 400, "Bad request"),
     (InvalidEvent, 400, "Bad request"),
+    (MalformedRequest, 400, "Bad request"),
     (OutOfRange, 400, "Bad request"),
     (NotFound, 404, "Not found"),
     (Overloaded, 503, "Busy"),

@@ -9,7 +9,7 @@ routing log (``audit``) — a view the log cannot record is not shown. Scope ``c
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from auth.tokens import Scope
@@ -25,6 +25,13 @@ from exchange.client.case_text import (
 from exchange.domain import is_case_id
 from exchange.errors import NotFound
 from exchange.lifecycle.model import Queue
+from exchange.stats.export import (
+    DEFAULT_CASE_COLUMNS,
+    CaseColumn,
+    CaseFilter,
+    case_columns,
+    cases_csv,
+)
 from exchange.web.context import Web, bind
 from exchange.web.errors import BadQuery
 from exchange.web.gate import URL_SCOPE
@@ -55,6 +62,8 @@ def queues_page(web: Web, request: Request) -> Response:
         rows=rows,
         cursor=cursor,
         first=bool(after),
+        may_see_urls=session.principal.has(URL_SCOPE),
+        default_columns=",".join(c.value for c in DEFAULT_CASE_COLUMNS),
     )
 
 
@@ -84,8 +93,36 @@ def case_page(web: Web, request: Request) -> Response:
     )
 
 
+def cases_download(web: Web, request: Request) -> Response:
+    """The cases held here as CSV (``stats/export.cases_csv``); the URL column only for admin.
+    The export is audited as one ``viewed`` entry before anything is read."""
+    session = web.gate.require(request, Scope.CASES_WORK)
+    may_see = session.principal.has(URL_SCOPE)
+    wanted = request.query_params.get("columns", "")
+    status = request.query_params.get("status", "")
+    if len(wanted) > 500:
+        raise BadQuery("columns: at most 500 characters")
+    if status not in {"", "open", "closed"}:
+        raise BadQuery("status: open, closed or empty (every case)")
+    columns = case_columns(wanted, may_see_urls=may_see) if wanted else DEFAULT_CASE_COLUMNS
+    web.audit.cases_exported(
+        session.principal,
+        columns=[c.value for c in columns],
+        status=status,
+        url_shown=CaseColumn.URL in columns,
+    )
+    return StreamingResponse(
+        cases_csv(
+            web.local.engine, columns, CaseFilter(status=status or None), may_see_urls=may_see
+        ),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="cases.csv"'},
+    )
+
+
 def routes(web: Web) -> list[BaseRoute]:
     return [
+        Route("/cases.csv", bind(web, cases_download), methods=["GET"]),
         Route("/cases", bind(web, queues_page), methods=["GET"]),
         Route("/cases/{case_id}", bind(web, case_page), methods=["GET"]),
     ]

@@ -4,15 +4,13 @@ Filters (kind, member, country, report, since, until) are parsed and bounded by 
 pages follow the entry index (``after``), so paging never skips or repeats an entry while the
 node appends. The latest checkpoint's state is shown on every page (``chain``); the whole walk
 (``/log/verify``) runs one at a time — a second request while one runs is told to wait (503).
-``/log.csv`` streams the filtered entries (at most ``CSV_MAX`` rows). Scope ``log:read``.
+``/log.csv`` streams the filtered entries (``stats/export.log_csv``, page by page).
+Scope ``log:read``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -22,13 +20,11 @@ from starlette.routing import BaseRoute, Route
 from auth.tokens import Scope
 from exchange.errors import Overloaded
 from exchange.routing_log import LogEntry
-from exchange.store.routing_log import LogFilter, list_entries
+from exchange.stats import export
+from exchange.store.routing_log import list_entries
 from exchange.web.chain import latest_checkpoint, verify_whole_log
 from exchange.web.context import Web, bind
 from exchange.web.filters import KINDS, parse_log_query
-
-CSV_MAX = 100_000
-CSV_COLUMNS = ("index", "at", "kind", "report_id", "member", "country", "detail", "entry_hash")
 
 
 def log_page(web: Web, request: Request) -> Response:
@@ -74,51 +70,19 @@ def verify_page(web: Web, request: Request) -> Response:
     return web.renderer.page("verify.html", session=session, path="/log/verify", verdict=verdict)
 
 
-def log_csv(web: Web, request: Request) -> Response:
+def log_download(web: Web, request: Request) -> Response:
     web.gate.require(request, Scope.LOG_READ)
     query = parse_log_query(request.query_params)
-    rows = _csv_rows(web, query.store)
     return StreamingResponse(
-        rows,
+        export.log_csv(web.local.engine, replace(query.store, page_size=1000)),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="routing-log.csv"'},
     )
-
-
-def _csv_rows(web: Web, wanted: LogFilter) -> Iterator[str]:
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
-    out.writerow(CSV_COLUMNS)
-    after, written = wanted.after_index, 0
-    while written < CSV_MAX:
-        page = replace(wanted, after_index=after, page_size=1000)
-        with web.local.engine.connect() as conn:
-            entries, nxt = list_entries(conn, page)
-        for e in entries[: CSV_MAX - written]:
-            out.writerow(
-                [
-                    e.idx,
-                    e.at.isoformat(),
-                    e.kind,
-                    e.report_id or "",
-                    e.member or "",
-                    e.country or "",
-                    e.detail,
-                    e.entry_hash.hex(),
-                ]
-            )
-        written += len(entries)
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        if nxt is None:
-            return
-        after = nxt
 
 
 def routes(web: Web) -> list[BaseRoute]:
     return [
         Route("/log", bind(web, log_page), methods=["GET"]),
         Route("/log/verify", bind(web, verify_page), methods=["GET"]),
-        Route("/log.csv", bind(web, log_csv), methods=["GET"]),
+        Route("/log.csv", bind(web, log_download), methods=["GET"]),
     ]

@@ -42,6 +42,7 @@ def test_login_then_every_page_opens(scene: Scene, page: Page) -> None:
         "/cases": "Case queues",
         f"/cases/{scene.assessed_case}": f"Case {scene.assessed_case}",
         "/hosts": "Hoster scorecard",
+        "/stats": "Statistics",
         "/log/verify": "Routing log verification",
     }
     for path, heading in pages.items():
@@ -137,7 +138,7 @@ def test_case_view_is_audited_in_the_routing_log(scene: Scene, page: Page) -> No
 
     def views() -> list[dict[str, object]]:
         rows = scene.cluster.rows(DE, "SELECT detail FROM routing_log WHERE kind = 'viewed'")
-        return [d for d in (json.loads(r.detail) for r in rows) if d["case"] == case_id]
+        return [d for d in (json.loads(r.detail) for r in rows) if d.get("case") == case_id]
 
     before = len(views())
     log_in(page, scene.token(MANAGER, Scope.CASES_WORK), f"/cases/{case_id}")
@@ -162,7 +163,7 @@ def test_csv_download_of_the_filtered_log(scene: Scene, page: Page) -> None:
 
 
 def test_missing_token_sends_every_page_to_login(scene: Scene, page: Page) -> None:
-    for path in ("/", "/log", "/cases", f"/cases/{scene.assessed_case}", "/hosts"):
+    for path in ("/", "/log", "/cases", f"/cases/{scene.assessed_case}", "/hosts", "/stats"):
         page.goto(path)
         assert page.url.startswith(scene.web.base + "/login?next="), path
         expect(page.get_by_role("heading", level=1)).to_have_text("Log in")

@@ -16,7 +16,7 @@ from tests.exchange.web.support import Answer, Http
 
 pytestmark = pytest.mark.timeout(120)
 
-PAGES = ("/", "/log", "/log?kind=new-case", "/cases", "/hosts", "/log/verify")
+PAGES = ("/", "/log", "/log?kind=new-case", "/cases", "/hosts", "/stats", "/log/verify")
 STRICT_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -57,6 +57,19 @@ def test_every_page_has_the_security_headers_and_no_inline_script(scene: Scene) 
         assert " style=" not in answer.body, path  # the CSP forbids inline styles
     for path in ("/login", "/nowhere", "/log?country=xx1"):
         assert_secure_headers(scene.http().get(path) if path == "/login" else http.get(path), path)
+
+
+def test_chart_images_have_their_own_narrow_policy(scene: Scene) -> None:
+    http = logged_in(scene)
+    answer = http.get("/stats/chart/countries.svg")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("image/svg+xml")
+    policy = answer.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'")
+    assert "script" not in policy
+    assert "<script" not in answer.body
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert http.get("/stats/chart/nothing.svg").status == 404
 
 
 def test_session_cookie_is_httponly_strict_and_only_an_id(scene: Scene) -> None:
