@@ -174,3 +174,9 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* The web view's pods (`ihx web`), apart from the node's: their own selector. */}}
+{{- define "ihx.webSelectorLabels" -}}
+{{ include "ihx.selectorLabels" . }}
+app.kubernetes.io/component: web
+{{- end }}
