@@ -27,6 +27,8 @@ def test_web_is_off_by_default(renders: dict[str, Rendered]) -> None:  # noqa: F
     assert rendered.values["web"]["enabled"] is False
     for kind in ("Deployment", "Service", "NetworkPolicy"):
         assert not rendered.has(kind, WEB), kind
+    assert "Web view" not in rendered.notes
+    assert f"port-forward svc/{WEB} 8080" in renders[ENABLED].notes
 
 
 def test_web_deployment_runs_ihx_web_with_http_probes(renders: dict[str, Rendered]) -> None:  # noqa: F811

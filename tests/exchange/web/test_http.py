@@ -7,12 +7,14 @@ and status is the server's own and no browser behaviour hides a missing check.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from auth.tokens import Scope
+from exchange.settings.sections import KeysSection
 from tests.exchange.web.conftest import COORDINATOR, Scene
-from tests.exchange.web.support import Answer, Http
+from tests.exchange.web.support import Answer, Http, WebServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -161,3 +163,19 @@ def test_bad_queries_are_precise_and_change_nothing(scene: Scene) -> None:
     assert http.get("/cases/c-nothing").status == 404
     assert http.get("/cases/c-" + "0" * 32).status == 404
     assert scene.cluster.count("de-eco", "routing_log") == size  # no view was audited
+
+
+def test_the_view_never_needs_the_nodes_private_key(scene: Scene, tmp_path: Path) -> None:
+    settings = scene.web.settings.model_copy(
+        update={"keys": KeysSection(signing_key=tmp_path / "absent.key")}
+    )
+    other = WebServer(settings, scene.clock)
+    other.start()
+    try:
+        http = Http(other.base)
+        csrf = login_csrf(http)
+        answer = http.post("/login", {"csrf": csrf, "token": scene.admin(), "next": "/log"})
+        assert answer.status == 303
+        assert http.get("/log").status == 200
+    finally:
+        other.stop()
