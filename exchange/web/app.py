@@ -31,11 +31,13 @@ from exchange.web.context import Web
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
 from exchange.web.headers import ASGIApp, SecurityHeaders
+from exchange.web.kept import Kept
 from exchange.web.pages import cases, hosts, log, login, overview, stats
 from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
 
+QUEUE_COUNTS_TTL = timedelta(seconds=15)  # the queues' counts: one set-based read per 15 s
 PAGE_MODULES = (login, overview, log, cases, hosts, stats)
 
 
@@ -59,6 +61,7 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
             NodeFigures(engine=local.engine, member=local.member, clock=clock, writer=writer),
             clock,
         ),
+        queue_counts=Kept(clock, ttl=QUEUE_COUNTS_TTL, most=1),
         clock=clock,
     )
     return web, writer

@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.clock import Clock
+from exchange.lifecycle.model import Queue
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode
 from exchange.web.audit import ViewAudit
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
+from exchange.web.kept import Kept
 from exchange.web.render import Renderer
 
 
@@ -30,6 +32,7 @@ class Web:
     views: CaseViews
     audit: ViewAudit
     snapshots: Snapshots
+    queue_counts: Kept[str, dict[Queue, int]]
     clock: Clock
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)

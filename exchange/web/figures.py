@@ -1,24 +1,23 @@
 """The node's statistics for the web view: a period from the query, its snapshot, kept briefly.
 
 A statistics page asks for the snapshot once and each of its charts once more (every chart is
-its own image request), so the snapshot of a period is kept ``TTL`` (30 s) in a small bounded
-map; older or further ones are computed again (``NodeFigures.snapshot``, which folds the
+its own image request), so the snapshot of a period is kept ``TTL`` (30 s, ``kept.Kept``);
+older or further ones are computed again (``NodeFigures.snapshot``, which folds the
 rollups first through the web's own writer). Periods come from ``from``/``to``/``by``: whole
 days, at most ``MAX_DAYS`` long (the model's bucket limit refuses a finer one too long).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from common.clock import Clock
 from exchange.stats.figures import NodeFigures
 from exchange.stats.model import Granularity, Period, Snapshot
 from exchange.web.errors import BadQuery
+from exchange.web.kept import Kept
 
 TTL = timedelta(seconds=30)
 KEPT = 32
@@ -65,20 +64,7 @@ def period_query(period: Period) -> str:
 class Snapshots:
     def __init__(self, figures: NodeFigures, clock: Clock) -> None:
         self._figures = figures
-        self._clock = clock
-        self._kept: OrderedDict[Period, tuple[datetime, Snapshot]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept: Kept[Period, Snapshot] = Kept(clock, ttl=TTL, most=KEPT)
 
     def of(self, period: Period) -> Snapshot:
-        now = self._clock()
-        with self._lock:
-            kept = self._kept.get(period)
-            if kept is not None and now - kept[0] < TTL:
-                return kept[1]
-        snapshot = self._figures.snapshot(period)
-        with self._lock:
-            self._kept[period] = (now, snapshot)
-            self._kept.move_to_end(period)
-            while len(self._kept) > KEPT:
-                self._kept.popitem(last=False)
-        return snapshot
+        return self._kept.get(period, lambda: self._figures.snapshot(period))

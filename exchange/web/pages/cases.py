@@ -1,9 +1,10 @@
 """The case queues and a case page with its items, takedown clocks and timeline.
 
 Queues are the node's own work queues (``CaseViews.queue``: cases held here, oldest clock first,
-keyset-paged by the cursor the view hands out). A case page shows what ``CaseViews.case`` knows;
-its URL only to ``admin`` (others read "hidden"), and every view is first recorded in the
-routing log (``audit``) — a view the log cannot record is not shown. Scope ``cases:work``.
+keyset-paged by the cursor the view hands out); the queues' counts are at most 15 s old. A case
+page shows what ``CaseViews.case`` knows; its URL only to ``admin`` (others read "hidden"), and
+every view is first recorded in the routing log (``audit``) — a view the log cannot record is
+not shown. Scope ``cases:work``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def queues_page(web: Web, request: Request) -> Response:
         "queues.html",
         session=session,
         path="/cases",
-        queues=[(q, n) for q, n in web.views.queue_counts().items()],
+        queues=list(web.queue_counts.get("all", web.views.queue_counts).items()),
         queue=queue,
         rows=rows,
         cursor=cursor,

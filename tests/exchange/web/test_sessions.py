@@ -73,3 +73,25 @@ def test_csrf_comparison() -> None:
     assert not same_secret("abd", "abc")
     assert not same_secret(None, "abc")
     assert not same_secret("", "abc")
+
+
+def test_kept_answers_are_reused_until_they_are_too_old() -> None:
+    from exchange.web.kept import Kept
+
+    clock = FakeClock(T0)
+    kept: Kept[str, int] = Kept(clock, ttl=timedelta(seconds=30), most=2)
+    calls: list[str] = []
+
+    def compute(key: str) -> int:
+        calls.append(key)
+        return len(calls)
+
+    assert kept.get("a", lambda: compute("a")) == 1
+    clock.advance(29)
+    assert kept.get("a", lambda: compute("a")) == 1
+    clock.advance(1)
+    assert kept.get("a", lambda: compute("a")) == 2
+    kept.get("b", lambda: compute("b"))
+    kept.get("c", lambda: compute("c"))  # "a" is the oldest of three: dropped
+    assert kept.get("a", lambda: compute("a")) == 5
+    assert calls == ["a", "a", "b", "c", "a"]

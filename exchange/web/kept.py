@@ -1,0 +1,45 @@
+"""Figures kept briefly: the answer to an expensive read, reused for a few seconds.
+
+A statistics page asks for its period's snapshot once and each of its charts once more; every
+case-queue page shows the counts of every queue, each a set-based count over the item states.
+``Kept`` keeps each answer for ``ttl`` in a small bounded map (oldest dropped first), so a page
+and its images, or several people reading the queues, cost one read per ``ttl``. What a page
+shows from it is at most ``ttl`` old, and the page says so where it matters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from common.clock import Clock
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Kept(Generic[K, V]):
+    def __init__(self, clock: Clock, *, ttl: timedelta, most: int = 32) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._most = most
+        self._kept: OrderedDict[K, tuple[datetime, V]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        """The kept answer for ``key`` if younger than ``ttl``, else ``compute()`` kept anew."""
+        now = self._clock()
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and timedelta(0) <= now - kept[0] < self._ttl:
+                return kept[1]
+        value = compute()  # outside the lock: one slow read never holds up the others
+        with self._lock:
+            self._kept[key] = (now, value)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self._most:
+                self._kept.popitem(last=False)
+        return value
