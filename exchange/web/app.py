@@ -37,7 +37,8 @@ from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
 
-QUEUE_COUNTS_TTL = timedelta(seconds=15)  # the queues' counts: one set-based read per 15 s
+# The overview's status and the queues' counts: one set-based read of each per 15 s.
+KEPT_TTL = timedelta(seconds=15)
 PAGE_MODULES = (login, overview, log, cases, hosts, stats)
 
 
@@ -61,7 +62,8 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
             NodeFigures(engine=local.engine, member=local.member, clock=clock, writer=writer),
             clock,
         ),
-        queue_counts=Kept(clock, ttl=QUEUE_COUNTS_TTL, most=1),
+        queue_counts=Kept(clock, ttl=KEPT_TTL, most=1),
+        status=Kept(clock, ttl=KEPT_TTL, most=1),
         clock=clock,
     )
     return web, writer

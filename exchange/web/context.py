@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from common.clock import Clock
 from exchange.lifecycle.model import Queue
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode
+from exchange.ops.status import NodeStatus
 from exchange.web.audit import ViewAudit
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
@@ -33,6 +35,7 @@ class Web:
     audit: ViewAudit
     snapshots: Snapshots
     queue_counts: Kept[str, dict[Queue, int]]
+    status: Kept[str, tuple[datetime, NodeStatus]]
     clock: Clock
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)
