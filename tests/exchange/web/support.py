@@ -9,6 +9,7 @@ the raw answer (headers, status codes, forged cookies, CSRF).
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import urllib.error
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.client import HTTPResponse
+from pathlib import Path
 
 import uvicorn
 
@@ -36,18 +38,21 @@ class ShiftedClock:
 
 
 class WebServer:
-    def __init__(self, settings: Settings, clock: ShiftedClock) -> None:
+    def __init__(
+        self, settings: Settings, clock: ShiftedClock, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.port = free_port()
-        self.settings = settings.model_copy(
-            update={"web": WebSection(enabled=True, listen=f"127.0.0.1:{self.port}")}
-        )
+        cert, key = tls or (None, None)
+        web = WebSection(enabled=True, listen=f"127.0.0.1:{self.port}", tls_cert=cert, tls_key=key)
+        self.settings = settings.model_copy(update={"web": web})
+        self.scheme = "https" if tls else "http"
         self.clock = clock
         self.server: uvicorn.Server = server_for(self.settings, clock=clock)
         self._thread = threading.Thread(target=self.server.run, name="ihx-web", daemon=True)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self._thread.start()
@@ -85,11 +90,14 @@ class Answer:
 class Http:
     base: str
     cookies: dict[str, str] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None
 
     def _open(self, request: urllib.request.Request) -> Answer:
         if self.cookies:
             request.add_header("Cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
-        opener = urllib.request.build_opener(_NoRedirect)
+        opener = urllib.request.build_opener(
+            _NoRedirect, urllib.request.HTTPSHandler(context=self.tls)
+        )
         try:
             response: HTTPResponse = opener.open(request, timeout=30)
         except urllib.error.HTTPError as error:

@@ -7,10 +7,13 @@ and status is the server's own and no browser behaviour hides a missing check.
 from __future__ import annotations
 
 import re
+import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from auth.tls import create_ca, issue_node_certificate
 from auth.tokens import Scope
 from exchange.settings.sections import KeysSection
 from tests.exchange.web.conftest import COORDINATOR, Scene
@@ -179,3 +182,26 @@ def test_the_view_never_needs_the_nodes_private_key(scene: Scene, tmp_path: Path
         assert http.get("/log").status == 200
     finally:
         other.stop()
+
+
+def test_over_tls_the_session_cookie_is_secure(scene: Scene, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    ca = create_ca("web-test-ca", now=now)
+    issued = issue_node_certificate(ca, "de-eco", hosts=["127.0.0.1", "localhost"], now=now)
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    cert.write_bytes(issued.certificate_pem)
+    key.write_bytes(issued.key_pem)
+    server = WebServer(scene.web.settings, scene.clock, tls=(cert, key))
+    server.start()
+    try:
+        trust = ssl.create_default_context(cadata=ca.certificate_pem.decode())
+        http = Http(server.base, tls=trust)
+        csrf = login_csrf(http)
+        answer = http.post("/login", {"csrf": csrf, "token": scene.admin(), "next": "/"})
+        assert answer.status == 303
+        cookie = answer.cookie("ihx_session")
+        assert cookie is not None
+        assert "secure" in {a.strip().lower() for a in cookie.split(";")[1:]}
+        assert http.get("/").status == 200
+    finally:
+        server.stop()
