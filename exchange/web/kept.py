@@ -38,7 +38,8 @@ class Kept(Generic[K, V]):
                 return kept[1]
         value = compute()  # outside the lock: one slow read never holds up the others
         with self._lock:
-            self._kept[key] = (now, value)
+            # Kept from when the read finished: a read slower than ``ttl`` is still reused.
+            self._kept[key] = (self._clock(), value)
             self._kept.move_to_end(key)
             while len(self._kept) > self._most:
                 self._kept.popitem(last=False)
