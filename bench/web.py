@@ -235,6 +235,7 @@ def main() -> None:
         started = time.perf_counter()
         grow(db, count)
         grown_s = time.perf_counter() - started
+        print(f"grown to {count} cases in {grown_s:.0f} s", file=sys.stderr)
         port = free_port()
         settings = fed.settings[DE].model_copy(
             update={"web": WebSection(enabled=True, listen=f"127.0.0.1:{port}")}
@@ -248,6 +249,7 @@ def main() -> None:
             f"http://127.0.0.1:{port}", fed.token(DE, Scope.ADMIN, subject="bench", ttl=900)
         )
         first_fold = browser.get("/stats")
+        print(f"statistics' first fold and snapshot: {first_fold:.1f} s", file=sys.stderr)
         results: dict[str, Any] = {}
         for name, path in pages(db).items():
             cold = browser.get(path)  # the first request: nothing kept yet
