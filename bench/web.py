@@ -145,6 +145,7 @@ def grow(db: Engine, count: int) -> None:
                 "classification": "NULL",
                 "assessed_at": "NULL",
                 "clock_started": f"t.clock_started {shift}",
+                "updated_at": f"t.updated_at {shift}",
             },
             count,
         )
