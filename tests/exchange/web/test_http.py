@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,14 @@ import pytest
 from auth.tls import create_ca, issue_node_certificate
 from auth.tokens import Scope
 from exchange.settings.sections import KeysSection
+from tests.auth.token_factories import (
+    EUROPOL_ISSUER,
+    EUROPOL_KID,
+    ec_key,
+    external_token,
+    issuers_document,
+    write_json,
+)
 from tests.exchange.web.conftest import COORDINATOR, Scene
 from tests.exchange.web.support import Answer, Http, WebServer
 
@@ -203,5 +212,40 @@ def test_over_tls_the_session_cookie_is_secure(scene: Scene, tmp_path: Path) -> 
         assert cookie is not None
         assert "secure" in {a.strip().lower() for a in cookie.split(";")[1:]}
         assert http.get("/").status == 200
+    finally:
+        server.stop()
+
+
+def test_a_token_of_a_configured_external_issuer_logs_in(scene: Scene, tmp_path: Path) -> None:
+    jwks = write_json(tmp_path / "trusted-issuers.json", issuers_document())
+    settings = scene.web.settings.model_copy(
+        update={"auth": scene.web.settings.auth.model_copy(update={"jwks": jwks})}
+    )
+    server = WebServer(settings, scene.clock)
+    server.start()
+    try:
+        now = int(time.time())
+        changes = {"aud": "de-eco", "iat": now, "exp": now + 300, "sub": "europol-analyst"}
+        token = external_token(
+            EUROPOL_ISSUER, EUROPOL_KID, "ES256", ec_key("europol"), scope="log:read", **changes
+        )
+        http = Http(server.base)
+        answer = http.post("/login", {"csrf": login_csrf(http), "token": token, "next": "/log"})
+        assert answer.status == 303
+        assert http.get("/log").status == 200
+        assert "europol-analyst" in http.get("/log").body
+        # The same issuer's token for another member is refused (audience).
+        other = external_token(
+            EUROPOL_ISSUER,
+            EUROPOL_KID,
+            "ES256",
+            ec_key("europol"),
+            scope="log:read",
+            **{**changes, "aud": "nl-eokm"},
+        )
+        fresh = Http(server.base)
+        refused = fresh.post("/login", {"csrf": login_csrf(fresh), "token": other})
+        assert refused.status == 401
+        assert refused.cookie("ihx_session") is None
     finally:
         server.stop()
