@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
 
 from exchange.domain import ReportRole
+from exchange.lifecycle.model import CLOSED_STAGES, Queue
 from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
 from exchange.stats.model import Figure
 from exchange.store import schema
@@ -35,6 +36,8 @@ LOG = schema.routing_log
 OUTBOX = schema.outbox
 NOTICES = schema.takedown_notices
 NOTICE_CASES = schema.takedown_notice_cases
+WATCHES = schema.takedown_watches
+_CLOSED = sorted(str(st) for st in CLOSED_STAGES)
 
 ItemKey = tuple[str, str, int]  # case, report, index
 
@@ -273,3 +276,41 @@ FOLD_LOCK_KEY = 0x6968785F73746174
 def lock_folder(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(FOLD_LOCK_KEY)))
+
+
+def reset(conn: Connection) -> None:
+    """Forget every count, fact and watermark: the folder starts again from nothing (when
+    what an item contributes has changed, so what was counted cannot be taken back)."""
+    for t in (COUNTS, ITEMS, MARKS):
+        conn.execute(delete(t))
+
+
+def open_work(conn: Connection) -> list[tuple[str, int, int]]:
+    """(queue, clock day, items) of the open-work counts, over every day."""
+    c = COUNTS.c
+    rows = conn.execute(
+        select(c.series_key, c.day, func.sum(c.n))
+        .where(c.figure == str(Figure.OPEN), c.bucket == -1)
+        .group_by(c.series_key, c.day)
+    )
+    return [(str(k), int(d), int(n)) for k, d, n in rows if n]
+
+
+def flagged_open_items(conn: Connection, holder: str) -> dict[str, int]:
+    """Open items of cases the takedown automation flags: no abuse contact, or gone on its
+    re-checks (an analyst to confirm the removal) — the watches' two queues."""
+    s, w = STATES.c, WATCHES.c
+    flagged = {
+        str(Queue.NO_CONTACT): w.no_contact.is_(True),
+        str(Queue.CONFIRM_REMOVAL): w.state == "suggested",
+    }
+    out: dict[str, int] = {}
+    for queue, condition in flagged.items():
+        out[queue] = int(
+            conn.execute(
+                select(func.count())
+                .select_from(STATES.join(WATCHES, w.case_id == s.case_id))
+                .where(w.state != "done", condition, s.holder == holder, s.stage.not_in(_CLOSED))
+            ).scalar_one()
+        )
+    return out
