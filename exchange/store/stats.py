@@ -246,24 +246,24 @@ class HosterRows:
 
 
 def hoster_rows(conn: Connection, holder: str) -> HosterRows:
+    """One pass over the notices sent (each with its cases), one over the items' outcomes
+    (``store/notices``' scorecard query, so both always agree)."""
     nc, n = NOTICE_CASES.c, NOTICES.c
-    sent = n.status == str(NoticeStatus.SENT)
-    notices = conn.execute(
-        select(nc.asn, nc.organisation, n.sent_at)
+    rows = conn.execute(
+        select(nc.asn, nc.organisation, n.id, n.sent_at, nc.case_id, nc["items"])
         .select_from(_sent_rows())
-        .where(sent)
-        .group_by(nc.asn, nc.organisation, n.id, n.sent_at)
-    ).all()
-    cases = conn.execute(
-        select(nc.asn, nc.organisation, func.min(n.sent_at), func.max(nc["items"]))
-        .select_from(_sent_rows())
-        .where(sent)
-        .group_by(nc.asn, nc.organisation, nc.case_id)
-    ).all()
+        .where(n.status == str(NoticeStatus.SENT))
+    )
+    notices: dict[tuple[int | None, str, str], datetime] = {}
+    cases: dict[tuple[int | None, str, str], tuple[datetime, int]] = {}
+    for asn, org, notice_id, sent_at, case_id, items in rows:
+        notices[(asn, org, notice_id)] = sent_at
+        first, most = cases.get((asn, org, case_id), (sent_at, 0))
+        cases[(asn, org, case_id)] = (min(first, sent_at), max(most, int(items or 0)))
     outcomes = conn.execute(_item_outcomes(holder)).all()
     return HosterRows(
-        [(a, o, t) for a, o, t in notices],
-        [(a, o, t, int(i or 0)) for a, o, t, i in cases],
+        [(a, o, t) for (a, o, _), t in notices.items()],
+        [(a, o, t, i) for (a, o, _), (t, i) in cases.items()],
         [(r.asn, r.organisation, r.first_at, r.stage, r.closed_at) for r in outcomes],
     )
 
