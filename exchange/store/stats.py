@@ -17,11 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
 
-from exchange.domain import ReportRole
+from exchange.domain import Classification, ReportRole
+from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
 from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
 from exchange.stats.model import Figure
 from exchange.store import schema
-from exchange.store.notices import _item_outcomes, _sent_rows
+from exchange.store.notices import _sent_rows
 from exchange.store.sql import chunks, insert_ignore, upsert
 from exchange.takedown.notice_model import NoticeStatus
 
@@ -35,6 +36,9 @@ LOG = schema.routing_log
 OUTBOX = schema.outbox
 NOTICES = schema.takedown_notices
 NOTICE_CASES = schema.takedown_notice_cases
+WATCHES = schema.takedown_watches
+_CLOSED = sorted(str(st) for st in CLOSED_STAGES)
+_ILLEGAL = [str(Classification.BASELINE), str(Classification.NATIONAL)]
 
 ItemKey = tuple[str, str, int]  # case, report, index
 
@@ -94,7 +98,9 @@ def changed_items(
         at, case_id, report_id, idx = after
         # Spelled out rather than a row-value comparison, so the time binds as the column's
         # micros (see store/lifecycle.queue).
-        stmt = stmt.where(
+        # The plain lower bound first: with only the OR, SQLite read and sorted every row
+        # after the cursor for each page (a quadratic first fold); with it, an index range.
+        stmt = stmt.where(s.updated_at >= at).where(
             or_(
                 s.updated_at > at,
                 and_(
@@ -241,26 +247,65 @@ class HosterRows:
 
 
 def hoster_rows(conn: Connection, holder: str) -> HosterRows:
+    """The scorecard's rows (as ``store/notices.scorecard`` counts them): one pass over the
+    notices sent with their cases, then the illegal items of those cases by key.
+
+    An item's removal (or its being online) counts for the hoster its case was last noticed
+    to, timed from the first notice to that hoster about the case."""
     nc, n = NOTICE_CASES.c, NOTICES.c
-    sent = n.status == str(NoticeStatus.SENT)
-    notices = conn.execute(
-        select(nc.asn, nc.organisation, n.sent_at)
+    rows = conn.execute(
+        select(nc.asn, nc.organisation, n.id, n.sent_at, nc.case_id, nc["items"])
         .select_from(_sent_rows())
-        .where(sent)
-        .group_by(nc.asn, nc.organisation, n.id, n.sent_at)
-    ).all()
-    cases = conn.execute(
-        select(nc.asn, nc.organisation, func.min(n.sent_at), func.max(nc["items"]))
-        .select_from(_sent_rows())
-        .where(sent)
-        .group_by(nc.asn, nc.organisation, nc.case_id)
-    ).all()
-    outcomes = conn.execute(_item_outcomes(holder)).all()
-    return HosterRows(
-        [(a, o, t) for a, o, t in notices],
-        [(a, o, t, int(i or 0)) for a, o, t, i in cases],
-        [(r.asn, r.organisation, r.first_at, r.stage, r.closed_at) for r in outcomes],
+        .where(n.status == str(NoticeStatus.SENT))
     )
+    notices: dict[tuple[int | None, str, str], datetime] = {}
+    cases: dict[tuple[int | None, str, str], tuple[datetime, datetime, int]] = {}
+    for asn, org, notice_id, sent_at, case_id, items in rows:
+        notices[(asn, org, notice_id)] = sent_at
+        first, last, most = cases.get((asn, org, case_id), (sent_at, sent_at, 0))
+        cases[(asn, org, case_id)] = (
+            min(first, sent_at),
+            max(last, sent_at),
+            max(most, int(items or 0)),
+        )
+    latest: dict[str, tuple[datetime, datetime, int | None, str]] = {}
+    for (asn, org, case_id), (first, last, _) in cases.items():
+        mine = (last, first, asn, org)
+        held = latest.get(case_id)
+        if held is None or (last, first) > (held[0], held[1]):
+            latest[case_id] = mine
+    outcomes = [
+        (asn, org, first, stage, closed_at)
+        for case_id, stage, closed_at in _outcomes(conn, holder, sorted(latest))
+        for _, first, asn, org in [latest[case_id]]
+    ]
+    return HosterRows(
+        [(a, o, t) for (a, o, _), t in notices.items()],
+        [(a, o, t, i) for (a, o, _), (t, _, i) in cases.items()],
+        outcomes,
+    )
+
+
+def _outcomes(
+    conn: Connection, holder: str, case_ids: Sequence[str]
+) -> Iterator[tuple[str, str, datetime | None]]:
+    """(case, stage, closed at) of the illegal items held here of these cases that were
+    removed or are still online (open, last seen online, still watched)."""
+    s, w = STATES.c, WATCHES.c
+    online = and_(s.stage.not_in(_CLOSED), w.last_outcome == "online", w.state != "done")
+    for part in chunks(case_ids):
+        # The holder is checked here, not in SQL: given it, SQLite chose the (holder, stage)
+        # index and read every item held for each chunk instead of the cases' keys.
+        rows = conn.execute(
+            select(s.case_id, s.holder, s.stage, s.closed_at)
+            .select_from(STATES.outerjoin(WATCHES, w.case_id == s.case_id))
+            .where(
+                s.case_id.in_(part),
+                s.classification.in_(_ILLEGAL),
+                or_(s.stage == str(Stage.REMOVED), online),
+            )
+        )
+        yield from ((r.case_id, r.stage, r.closed_at) for r in rows if r.holder == holder)
 
 
 # pg_advisory_xact_lock key of the statistics' folder ("ihx_stat"): two folders (replicas, or
@@ -271,3 +316,41 @@ FOLD_LOCK_KEY = 0x6968785F73746174
 def lock_folder(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(FOLD_LOCK_KEY)))
+
+
+def reset(conn: Connection) -> None:
+    """Forget every count, fact and watermark: the folder starts again from nothing (when
+    what an item contributes has changed, so what was counted cannot be taken back)."""
+    for t in (COUNTS, ITEMS, MARKS):
+        conn.execute(delete(t))
+
+
+def open_work(conn: Connection) -> list[tuple[str, int, int]]:
+    """(queue, clock day, items) of the open-work counts, over every day."""
+    c = COUNTS.c
+    rows = conn.execute(
+        select(c.series_key, c.day, func.sum(c.n))
+        .where(c.figure == str(Figure.OPEN), c.bucket == -1)
+        .group_by(c.series_key, c.day)
+    )
+    return [(str(k), int(d), int(n)) for k, d, n in rows if n]
+
+
+def flagged_open_items(conn: Connection, holder: str) -> dict[str, int]:
+    """Open items of cases the takedown automation flags: no abuse contact, or gone on its
+    re-checks (an analyst to confirm the removal) — the watches' two queues."""
+    s, w = STATES.c, WATCHES.c
+    flagged = {
+        str(Queue.NO_CONTACT): w.no_contact.is_(True),
+        str(Queue.CONFIRM_REMOVAL): w.state == "suggested",
+    }
+    out: dict[str, int] = {}
+    for queue, condition in flagged.items():
+        # From the watches (few are not done; their state is indexed) to the items by case.
+        # The holder is checked here, not in SQL (see ``_outcomes``).
+        cases = select(w.case_id).where(w.state.in_(("watching", "suggested")), condition)
+        holders = conn.execute(
+            select(s.holder).where(s.case_id.in_(cases), s.stage.not_in(_CLOSED))
+        ).scalars()
+        out[queue] = sum(1 for h in holders if h == holder)
+    return out
