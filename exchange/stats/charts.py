@@ -85,14 +85,16 @@ def figure_for(
         return draw.draw_volume(source)
     if chart is Chart.HOSTERS:
         return draw.draw_hosters(source)
-    figure, what = _BREAKDOWNS[chart]
-    return draw.draw_bars(cd.title(what, source), cd.bars(snap, figure), x_label="items (count)")
+    figure, what, axis = _BREAKDOWNS[chart]
+    return draw.draw_bars(
+        cd.title(what, source), cd.bars(snap, figure), x_label="items (count)", y_label=axis
+    )
 
 
 _BREAKDOWNS = {
-    Chart.ASSESSED: (Figure.ASSESSED, "Assessments"),
-    Chart.SITE_TYPES: (Figure.SITE_TYPE, "Site types"),
-    Chart.AGE_GROUPS: (Figure.AGE_GROUP, "Age groups (illegal items)"),
+    Chart.ASSESSED: (Figure.ASSESSED, "Assessments", "classification"),
+    Chart.SITE_TYPES: (Figure.SITE_TYPE, "Site types", "site type"),
+    Chart.AGE_GROUPS: (Figure.AGE_GROUP, "Age groups (illegal items)", "age group"),
 }
 
 
