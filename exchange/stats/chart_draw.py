@@ -5,8 +5,9 @@ names its series with gids (``bar-NL``, ``series-in_network``, ``marker-7d``, ``
 SVG can be checked by tests and found by the browser. A chart without data draws the "no data
 for this period" figure with the same title instead of failing.
 
-Sizes are fixed (800 x 500 px: the PNG at 96 dpi, the SVG 600 x 375 pt) so a chart is readable at 800 px and a PNG has a known
-size; text is DejaVu Sans (shipped with matplotlib, never downloaded).
+Sizes are fixed — 800 x 500 px: the PNG at 96 dpi, the SVG 600 x 375 pt — so a chart is
+readable at 800 px and a PNG has a known size; text is DejaVu Sans (shipped with matplotlib,
+never downloaded).
 """
 
 from __future__ import annotations
