@@ -139,9 +139,7 @@ def draw_countries(
     if sum(split.values()):
         share = split.get("in_network", 0) / sum(split.values())
         heading += f"; in-network {share:.0%}, without a member {1 - share:.0%}"
-    return draw_bars(
-        heading, rows, x_label="items (count)", y_label="hosting country", legend=True
-    )
+    return draw_bars(heading, rows, x_label="items (count)", y_label="hosting country", legend=True)
 
 
 def draw_cdf(heading: str, curves: Sequence[cd.Cdf], x_label: str) -> MplFigure:
