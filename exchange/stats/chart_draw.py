@@ -134,7 +134,7 @@ def draw_countries(
 ) -> MplFigure:
     snap, _ = cd.unwrap(source)
     rows = cd.bars(snap, Figure.ITEMS, member_countries=member_countries)
-    heading = cd.title("Hosting countries", source)
+    heading = cd.heading(cd.Chart.COUNTRIES, source)
     split = snap.by_key(Figure.ITEMS_ORPHAN)
     if sum(split.values()):
         share = split.get("in_network", 0) / sum(split.values())
@@ -194,7 +194,7 @@ def _duration_ticks() -> tuple[list[float], list[str]]:
 
 def draw_volume(source: Snapshot | Merged) -> MplFigure:
     snap, _ = cd.unwrap(source)
-    fig, ax = new_figure(cd.title("Volume", source))
+    fig, ax = new_figure(cd.heading(cd.Chart.VOLUME, source))
     vol = cd.volume(snap)
     if not vol.series:
         return no_data(fig, ax)
@@ -222,7 +222,7 @@ def draw_volume(source: Snapshot | Merged) -> MplFigure:
 def draw_hosters(source: Snapshot | Merged) -> MplFigure:
     """The scorecard: items, notices and removals per hoster; masked counts drawn as "<5"."""
     snap, _ = cd.unwrap(source)
-    fig, ax = new_figure(cd.title("Hoster scorecard (top hosters by items)", source))
+    fig, ax = new_figure(cd.heading(cd.Chart.HOSTERS, source))
     rows = cd.hosters(snap)
     if not rows:
         return no_data(fig, ax)
