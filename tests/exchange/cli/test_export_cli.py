@@ -116,3 +116,10 @@ def test_the_log_filtered_like_ihx_log(node_config: Path) -> None:
     code, out, _ = run("export", "log", "--config", str(node_config), "--kind", "intake",
                        "--country", "US")  # fmt: skip
     assert [r[0] for r in table(out)[1:]] == ["2"]
+
+
+def test_a_bad_filter_is_refused(node_config: Path) -> None:
+    code, out, err = run("export", "cases", "--config", str(node_config), "--status", "gone")
+    assert code == 2
+    assert "status 'gone': choose from open, closed" in err
+    assert out == ""
