@@ -17,6 +17,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from exchange.stats import chart_data as cd
@@ -117,8 +118,6 @@ def _bar_colour(b: cd.Bar) -> str:
 
 
 def _network_legend(ax: Axes) -> None:
-    from matplotlib.patches import Patch
-
     ax.legend(
         handles=[
             Patch(color=IN_NETWORK_COLOUR, label=SERIES_NAMES["in_network"]),
@@ -244,7 +243,9 @@ def draw_hosters(source: Snapshot | Merged) -> MplFigure:
     ax.set_xlabel('count (counts under 5 shown as "<5")')
     ax.set_ylabel("hoster (AS number and organisation)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    handles = [Patch(color=colour, label=name) for _, name, colour in columns]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="under 5"))
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     return fig
 
 
