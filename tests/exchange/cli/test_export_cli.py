@@ -19,7 +19,7 @@ from exchange.store.engine import open_engine
 from exchange.tools.provision import init_database, write_settings
 from tests.auth.factories import make_network
 from tests.dbs import Databases
-from tests.exchange.stats.stored import put_log
+from tests.exchange.stats.export_rows import put_log
 from tests.exchange.store.held_cases import item, put_case
 
 
