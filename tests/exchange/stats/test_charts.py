@@ -11,8 +11,8 @@ import pytest
 from exchange.stats import chart_draw
 from exchange.stats.charts import Chart, chart_png, chart_svg, chart_title, write_charts
 from exchange.stats.model import Figure, Histogram
-from tests.exchange.stats import svg_read as svg
-from tests.exchange.stats.hand_snapshots import (
+from tests.exchange.stats import chart_svg_read as svg
+from tests.exchange.stats.chart_snapshots import (
     DAY_MS,
     countries,
     network,

@@ -18,7 +18,7 @@ from exchange.stats.export import (
     statistics_csv,
 )
 from exchange.stats.model import Figure, Histogram
-from tests.exchange.stats.hand_snapshots import DAY_MS, network, snapshot
+from tests.exchange.stats.chart_snapshots import DAY_MS, network, snapshot
 
 
 @pytest.mark.parametrize(
