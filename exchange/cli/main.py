@@ -69,10 +69,10 @@ for module in (
     cases,
     casework,
     log,
-    export,
     hosts,
     tls,
     takedown,
+    export,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)
