@@ -20,7 +20,7 @@ import csv
 import enum
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TextIO
 
@@ -123,6 +123,8 @@ def case_columns(
 def cell(value: object) -> str:
     """A value as a CSV cell: times in UTC ISO 8601, booleans yes/no, lists space-separated,
     text that a spreadsheet would run as a formula prefixed with ``'``."""
+    if type(value) is str:  # the common case first: a million rows call this for every cell
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -190,39 +192,46 @@ def _case_rows(
             ids = [c.id for c in page]
             items = store.case_items(conn, ids) if need_items else {}
             reports = store.case_reports(conn, ids) if need_reports else {}
+        getters = [_CASE_GETTERS[c] for c in cols]
         for case in page:
-            values = _case_values(case, items.get(case.id, store.CaseItems()), reports)
-            yield [values[c]() for c in cols]
+            facts = _Facts(case, items.get(case.id, _NO_ITEMS), reports.get(case.id, _NO_REPORTS))
+            yield [get(facts) for get in getters]
         if len(page) < page_size:
             return
         after = page[-1].id
 
 
-def _case_values(
-    case: store.CaseRow,
-    items: store.CaseItems,
-    reports: dict[str, tuple[int, list[str]]],
-) -> dict[CaseColumn, Callable[[], object]]:
-    n_reports, reported_by = reports.get(case.id, (0, []))
-    return {
-        CaseColumn.CASE_ID: lambda: case.id,
-        CaseColumn.URL: lambda: case.url,
-        CaseColumn.STATUS: lambda: case.status,
-        CaseColumn.HOSTING_COUNTRY: lambda: case.hosting_country,
-        CaseColumn.OPENED_AT: lambda: case.opened_at,
-        CaseColumn.UPDATED_AT: lambda: case.updated_at,
-        CaseColumn.CLOSED_AT: lambda: case.closed_at,
-        CaseColumn.ANONYMISED_AT: lambda: case.anonymised_at,
-        CaseColumn.ITEMS: lambda: items.items,
-        CaseColumn.STAGE: lambda: items.stages,
-        CaseColumn.CLASSIFICATION: lambda: items.classifications,
-        CaseColumn.ORPHANED: lambda: items.orphaned,
-        CaseColumn.FIRST_REPORT: lambda: case.first_report_id,
-        CaseColumn.REPORTS: lambda: n_reports,
-        CaseColumn.REPORTED_BY: lambda: reported_by,
-        CaseColumn.MOVED_FROM: lambda: case.moved_from_member,
-        CaseColumn.MOVED_FROM_CASE: lambda: case.moved_from_case,
-    }
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """One case's row and the figures of its page's other reads."""
+
+    case: store.CaseRow
+    items: store.CaseItems
+    reports: tuple[int, list[str]]
+
+
+_NO_ITEMS = store.CaseItems()
+_NO_REPORTS: tuple[int, list[str]] = (0, [])
+# One getter per column, built once: a row is a list of calls, not a dict per case.
+_CASE_GETTERS: dict[CaseColumn, Callable[[_Facts], object]] = {
+    CaseColumn.CASE_ID: lambda f: f.case.id,
+    CaseColumn.URL: lambda f: f.case.url,
+    CaseColumn.STATUS: lambda f: f.case.status,
+    CaseColumn.HOSTING_COUNTRY: lambda f: f.case.hosting_country,
+    CaseColumn.OPENED_AT: lambda f: f.case.opened_at,
+    CaseColumn.UPDATED_AT: lambda f: f.case.updated_at,
+    CaseColumn.CLOSED_AT: lambda f: f.case.closed_at,
+    CaseColumn.ANONYMISED_AT: lambda f: f.case.anonymised_at,
+    CaseColumn.ITEMS: lambda f: f.items.items,
+    CaseColumn.STAGE: lambda f: f.items.stages,
+    CaseColumn.CLASSIFICATION: lambda f: f.items.classifications,
+    CaseColumn.ORPHANED: lambda f: f.items.orphaned,
+    CaseColumn.FIRST_REPORT: lambda f: f.case.first_report_id,
+    CaseColumn.REPORTS: lambda f: f.reports[0],
+    CaseColumn.REPORTED_BY: lambda f: f.reports[1],
+    CaseColumn.MOVED_FROM: lambda f: f.case.moved_from_member,
+    CaseColumn.MOVED_FROM_CASE: lambda f: f.case.moved_from_case,
+}
 
 
 # -- the routing log --------------------------------------------------------------------------

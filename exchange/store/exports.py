@@ -17,10 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
+from exchange.errors import MalformedRequest
 from exchange.store import schema
 from exchange.store.sql import chunks
 
 MAX_PAGE = 1000
+STATUSES = ("open", "closed")
 
 CASES = schema.cases
 STATES = schema.item_states
@@ -35,6 +37,17 @@ class CaseFilter:
     hosting_country: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise MalformedRequest(
+                f"status {self.status[:20]!r}: choose from {', '.join(STATUSES)}"
+            )
+        country = self.hosting_country
+        if country is not None and not (
+            len(country) == 2 and country.isascii() and country.isupper()
+        ):
+            raise MalformedRequest(f"country {country[:20]!r}: a two-letter code such as NL")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from exchange.store.engine import open_engine
 from exchange.tools.provision import init_database, write_settings
 from tests.auth.factories import make_network
 from tests.dbs import Databases
-from tests.exchange.stats.stored import put_log
+from tests.exchange.stats.export_rows import put_log
 from tests.exchange.store.held_cases import item, put_case
 
 
@@ -116,3 +116,10 @@ def test_the_log_filtered_like_ihx_log(node_config: Path) -> None:
     code, out, _ = run("export", "log", "--config", str(node_config), "--kind", "intake",
                        "--country", "US")  # fmt: skip
     assert [r[0] for r in table(out)[1:]] == ["2"]
+
+
+def test_a_bad_filter_is_refused(node_config: Path) -> None:
+    code, out, err = run("export", "cases", "--config", str(node_config), "--status", "gone")
+    assert code == 2
+    assert "status 'gone': choose from open, closed" in err
+    assert out == ""

@@ -6,7 +6,7 @@ import pytest
 
 from exchange.stats import chart_data as cd
 from exchange.stats.model import EDGES_MS, MASK_BELOW, Figure, Histogram
-from tests.exchange.stats.snapshots import DAY_MS, countries, network, snapshot, spread
+from tests.exchange.stats.chart_snapshots import DAY_MS, countries, network, snapshot, spread
 
 
 def test_bars_are_the_top_keys_then_the_rest_with_shares() -> None:

@@ -12,12 +12,13 @@ from exchange.errors import MalformedRequest
 from exchange.stats.export import (
     STATISTICS_COLUMNS,
     CaseColumn,
+    CaseFilter,
     case_columns,
     cell,
     statistics_csv,
 )
 from exchange.stats.model import Figure, Histogram
-from tests.exchange.stats.snapshots import DAY_MS, network, snapshot
+from tests.exchange.stats.chart_snapshots import DAY_MS, network, snapshot
 
 
 @pytest.mark.parametrize(
@@ -117,3 +118,16 @@ def test_a_merged_export_names_who_answered_and_who_is_missing() -> None:
     assert ["member", "answered", "nl-eokm", "", "", ""] in rows
     assert ["member", "missing", "us-ncmec", "", "", "unreachable"] in rows
     assert ["count", "items", "NL", "2026-03-01", "", "3"] in rows
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"status": "pending"}, "status 'pending': choose from open, closed"),
+        ({"hosting_country": "nl"}, "country 'nl': a two-letter code"),
+        ({"hosting_country": "NLD"}, "country 'NLD': a two-letter code"),
+    ],
+)
+def test_a_case_filter_names_what_is_wrong(changes: dict[str, str], message: str) -> None:
+    with pytest.raises(MalformedRequest, match=message):
+        CaseFilter(**changes)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from exchange.stats.export import (
 )
 from exchange.store import cases as case_store
 from tests.exchange.factories import T0, make_report
-from tests.exchange.stats.stored import link_reports, put_log, put_many
+from tests.exchange.stats.export_rows import link_reports, put_log, put_many
 from tests.exchange.store.held_cases import assessed_as, closed_item, item, put_case
 
 
