@@ -323,7 +323,11 @@ class WebSection(_Section):
     tls_cert: OptionalPath = None  # both or neither: HTTPS and Secure cookies
     tls_key: OptionalPath = None
     session_lifetime_s: float = between(3600.0, 60, 86400)  # never beyond the token's own expiry
-    max_sessions: int = between(10_000, 1, 1_000_000)  # memory bound: the oldest go first
+    max_sessions: int = between(10_000, 1, 1_000_000)  # memory bound: full refuses new logins
+    # Secure + __Host- cookies and HSTS. None: on unless listening on loopback without TLS; set
+    # it true behind a TLS-terminating proxy (the Helm chart does).
+    secure_cookies: bool | None = None
+    login_burst: int = between(20, 1, 1_000_000)  # logins at once per client address, then 1/3 s
 
     @field_validator("listen")
     @classmethod

@@ -42,6 +42,18 @@ KEPT_TTL = timedelta(seconds=15)
 PAGE_MODULES = (login, overview, log, cases, hosts, stats)
 
 
+LOOPBACK = ("127.", "[::1]", "localhost")
+
+
+def secure_cookies(settings: Settings) -> bool:
+    """Whether browsers reach the view over HTTPS: ``[web] secure_cookies``, else TLS here or a
+    non-loopback address (which must be fronted by a TLS proxy, docs/web.md)."""
+    web = settings.web
+    if web.secure_cookies is not None:
+        return web.secure_cookies
+    return web.tls_cert is not None or not web.listen.startswith(LOOPBACK)
+
+
 def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, Writer]:
     local: LocalNode = open_local(settings, clock=clock)
     web_settings = settings.web
@@ -50,11 +62,17 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
         lifetime=timedelta(seconds=web_settings.session_lifetime_s),
         max_sessions=web_settings.max_sessions,
     )
-    secure = web_settings.tls_cert is not None
+    secure = secure_cookies(settings)
     writer = Writer(local.engine)
     web = Web(
         local=local,
-        gate=Gate(local.token_verifier(), sessions, clock=clock, secure=secure),
+        gate=Gate(
+            local.token_verifier(),
+            sessions,
+            clock=clock,
+            secure=secure,
+            login_burst=web_settings.login_burst,
+        ),
         renderer=Renderer(member=local.member),
         views=CaseViews(self_member=local.member, engine=local.engine, clock=clock),
         audit=ViewAudit(writer, clock),
@@ -98,4 +116,4 @@ def build_app(
         exception_handlers={IhxError: on_error, Exception: on_error},
         lifespan=lifespan,
     )
-    return SecurityHeaders(app)
+    return SecurityHeaders(app, hsts=web.gate.secure)

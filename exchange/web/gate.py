@@ -3,7 +3,10 @@
 Login takes a pasted JWT, verified exactly as the node's gRPC edge verifies bearer tokens
 (``LocalNode.token_verifier``: the node's own issuer and ``[auth] jwks``), and refuses one that
 grants none of the view's scopes. The cookie carries only the session id: HttpOnly, SameSite=
-Strict, Path=/, Secure when served over TLS, and it lives no longer than the session.
+Strict, Path=/, and it lives no longer than the session. When the view is served over HTTPS
+(``[web] secure_cookies``: TLS here or at a TLS-terminating proxy) the cookies are Secure and
+carry the ``__Host-`` (session) and ``__Secure-`` (login form) prefixes, so no plain-HTTP page or
+sibling domain can set or overwrite them.
 
 CSRF: every POST carries a token checked here. Logout's is the session's own secret; login has
 no session yet, so the login form uses a double-submit token — a random value in a short-lived
@@ -26,35 +29,57 @@ from starlette.responses import Response
 from auth.errors import PermissionDenied
 from auth.tokens import Scope, TokenVerifier, require
 from common.clock import Clock
+from exchange.errors import Overloaded
 from exchange.web.errors import CsrfRefused, LoginRequired
-from exchange.web.sessions import Session, SessionStore, same_secret
+from exchange.web.limits import RateLimit
+from exchange.web.sessions import MAX_SESSION_ID, Session, SessionStore, same_secret
 
 SESSION_COOKIE = "ihx_session"
 LOGIN_COOKIE = "ihx_login"
+SECURE_SESSION_COOKIE = "__Host-ihx_session"  # Secure, Path=/, no Domain: the browser enforces
+SECURE_LOGIN_COOKIE = "__Secure-ihx_login"  # Path=/login, so __Host- cannot apply
 LOGIN_COOKIE_S = 900  # the login form's CSRF token: fill the form within 15 minutes
 WEB_SCOPES = (Scope.LOG_READ, Scope.STATS_READ, Scope.CASES_WORK, Scope.ADMIN)
 URL_SCOPE = Scope.ADMIN  # who may read a case's URL
+# Logins per client address: a person mistyping is fine, a script opening sessions is not.
+LOGIN_BURST = 20
+LOGIN_EVERY_S = 3.0
 
 
 class Gate:
     def __init__(
-        self, verifier: TokenVerifier, sessions: SessionStore, *, clock: Clock, secure: bool
+        self,
+        verifier: TokenVerifier,
+        sessions: SessionStore,
+        *,
+        clock: Clock,
+        secure: bool,
+        login_burst: int = LOGIN_BURST,
     ) -> None:
         self._verifier = verifier
         self._clock = clock
         self.sessions = sessions
         self.secure = secure
+        self.logins = RateLimit(clock, burst=login_burst, every_s=LOGIN_EVERY_S)
+
+    @property
+    def session_cookie(self) -> str:
+        return SECURE_SESSION_COOKIE if self.secure else SESSION_COOKIE
+
+    @property
+    def login_cookie(self) -> str:
+        return SECURE_LOGIN_COOKIE if self.secure else LOGIN_COOKIE
 
     # -- reading a request ------------------------------------------------------------------
 
     def session(self, request: Request) -> Session:
-        session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
+        session = self.sessions.get(request.cookies.get(self.session_cookie))
         if session is None:
             raise LoginRequired("log in with a token")
         return session
 
     def optional(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+        return self.sessions.get(request.cookies.get(self.session_cookie))
 
     def require(self, request: Request, scope: Scope) -> Session:
         session = self.session(request)
@@ -63,13 +88,22 @@ class Gate:
 
     # -- logging in and out -------------------------------------------------------------------
 
-    def login(self, token: str) -> Session:
-        """A session for a valid token granting at least one of the view's scopes."""
+    def login(self, token: str, request: Request) -> Session:
+        """A session for a valid token granting at least one of the view's scopes.
+
+        Rate-limited per client address; the browser's previous session (its cookie) ends first.
+        """
+        client = request.client.host if request.client else "-"
+        if not self.logins.allow(client):
+            raise Overloaded("too many logins from this address; wait a minute and try again")
         principal = self._verifier.verify(token.strip())
         if not any(principal.has(s) for s in WEB_SCOPES):
             raise PermissionDenied(
                 "the token grants none of " + ", ".join(s.value for s in WEB_SCOPES)
             )
+        previous = request.cookies.get(self.session_cookie)
+        if previous and len(previous) <= MAX_SESSION_ID:
+            self.sessions.close(previous)
         return self.sessions.open(principal)
 
     def logout(self, request: Request, csrf: str | None) -> None:
@@ -82,7 +116,7 @@ class Gate:
     def set_session(self, response: Response, session: Session) -> None:
         max_age = max(1, int((session.expires_at - self._clock()).total_seconds()))
         response.set_cookie(
-            SESSION_COOKIE,
+            self.session_cookie,
             session.id,
             max_age=max_age,
             path="/",
@@ -90,21 +124,21 @@ class Gate:
             httponly=True,
             samesite="strict",
         )
-        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        response.delete_cookie(self.login_cookie, path="/login", secure=self.secure)
 
     def clear_session(self, response: Response) -> None:
         response.delete_cookie(
-            SESSION_COOKIE, path="/", secure=self.secure, httponly=True, samesite="strict"
+            self.session_cookie, path="/", secure=self.secure, httponly=True, samesite="strict"
         )
 
     def login_token(self, request: Request) -> str:
         """The login form's CSRF token: the one its cookie holds, else a new one."""
-        given = request.cookies.get(LOGIN_COOKIE, "")
+        given = request.cookies.get(self.login_cookie, "")
         return given if 20 <= len(given) <= 64 else secrets.token_urlsafe(32)
 
     def set_login_token(self, response: Response, value: str) -> None:
         response.set_cookie(
-            LOGIN_COOKIE,
+            self.login_cookie,
             value,
             max_age=LOGIN_COOKIE_S,
             path="/login",
@@ -114,7 +148,7 @@ class Gate:
         )
 
     def check_login_csrf(self, request: Request, given: str | None) -> None:
-        check_csrf(given, request.cookies.get(LOGIN_COOKIE) or "")
+        check_csrf(given, request.cookies.get(self.login_cookie) or "")
 
 
 def check_csrf(given: str | None, expected: str) -> None:

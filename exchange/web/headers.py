@@ -6,6 +6,8 @@ this origin; no framing; no ``<base>``), no MIME sniffing, no referrer (a case i
 leaves in a Referer), and ``no-store`` so a shared machine's cache keeps no page. Chart images
 (SVG drawn by matplotlib, which styles its elements inline) get their own policy allowing
 inline styles and nothing else: an SVG loaded through ``<img>`` never runs script anyway.
+When the view is served to browsers over HTTPS (``secure``: TLS here or at a proxy in front),
+Strict-Transport-Security tells them never to use plain HTTP for it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ PAGE_POLICY = (
 )
 IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 STATIC_PREFIX = "/static/"
+HSTS = b"max-age=31536000"
 
 
 def headers_for(path: str, content_type: str) -> list[tuple[bytes, bytes]]:
@@ -45,8 +48,9 @@ def headers_for(path: str, content_type: str) -> list[tuple[bytes, bytes]]:
 class SecurityHeaders:
     """Adds ``headers_for`` to every HTTP response (replacing any the app set)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +66,8 @@ class SecurityHeaders:
                 kind = next(
                     (v.decode("latin-1") for k, v in given if k.lower() == b"content-type"), ""
                 )
-                message["headers"] = given + headers_for(path, kind)
+                extra = [(b"strict-transport-security", HSTS)] if self.hsts else []
+                message["headers"] = given + headers_for(path, kind) + extra
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

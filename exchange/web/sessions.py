@@ -3,9 +3,12 @@
 A person logs in by pasting a JWT; the verified ``Principal`` and its CSRF secret stay here, in
 memory, keyed by a ``secrets.token_urlsafe`` id that is the only thing the cookie carries. A
 stolen page, a script or a log line never sees the token. A session ends at the earliest of the
-token's own expiry and ``[web] session_lifetime_s``, at logout, or when the store is full and it
-is the oldest (memory is bounded: ``max_sessions``). Restarting the process logs everyone out —
-acceptable for a read-only view, and it means nothing about sessions is ever written to disk.
+token's own expiry and ``[web] session_lifetime_s``, at logout, or at a new login from the same
+browser. Memory is bounded without letting one token holder log others out: a principal (issuer,
+subject) holds at most ``per_principal`` sessions (a new one ends that principal's own oldest), and
+when the store holds ``max_sessions`` the expired ones go first, then new logins are refused
+(``Overloaded``, 503) — another person's live session is never evicted. Restarting the process
+logs everyone out — acceptable for a read-only view; nothing about sessions is written to disk.
 
 Pure: the clock and the id source are parameters; a lock makes it safe under uvicorn's threads.
 """
@@ -22,8 +25,10 @@ from datetime import datetime, timedelta
 
 from auth.tokens import Principal
 from common.clock import Clock
+from exchange.errors import Overloaded
 
 MAX_SESSION_ID = 128  # longer cookie values are refused before any lookup
+PER_PRINCIPAL = 8  # one person's browsers and tabs; more ends their own oldest session
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +55,12 @@ class SessionStore:
         lifetime: timedelta,
         max_sessions: int,
         new_id: Callable[[], str] = new_id,
+        per_principal: int = PER_PRINCIPAL,
     ) -> None:
         self._clock = clock
         self._lifetime = lifetime
         self._max = max_sessions
+        self._per = per_principal
         self._new_id = new_id
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
@@ -63,11 +70,21 @@ class SessionStore:
         now = self._clock()
         ends = min(principal.expires_at, now + self._lifetime)
         session = Session(self._new_id(), principal, self._new_id(), ends)
+        who = _who(principal)
         with self._lock:
+            own = [k for k, v in self._sessions.items() if _who(v.principal) == who]
+            for stale in own[: max(0, len(own) - self._per + 1)]:
+                del self._sessions[stale]  # the principal's own oldest, never anyone else's
+            if len(self._sessions) >= self._max:
+                self._drop_expired(now)
+            if len(self._sessions) >= self._max:
+                raise Overloaded("too many people are logged in; try again later")
             self._sessions[session.id] = session
-            while len(self._sessions) > self._max:
-                self._sessions.popitem(last=False)
         return session
+
+    def _drop_expired(self, now: datetime) -> None:
+        for key in [k for k, v in self._sessions.items() if v.expires_at <= now]:
+            del self._sessions[key]
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session of ``session_id``; None when unknown, forged or expired."""
@@ -89,6 +106,10 @@ class SessionStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+
+def _who(principal: Principal) -> tuple[str, str]:
+    return (principal.issuer, principal.subject)
 
 
 def same_secret(given: str | None, expected: str) -> bool:

@@ -41,6 +41,7 @@ def test_web_deployment_runs_ihx_web_with_http_probes(renders: dict[str, Rendere
     assert env["IHX_WEB_ENABLED"]["value"] == "true"
     assert env["IHX_WEB_LISTEN"]["value"] == "0.0.0.0:8080"
     assert env["IHX_WEB_SESSION_LIFETIME_S"]["value"] == "1800"
+    assert env["IHX_WEB_SECURE_COOKIES"]["value"] == "true"  # TLS ends at the ingress
     assert "IHX_DATABASE_URL" in env
     assert [p["containerPort"] for p in container["ports"]] == [8080]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):

@@ -52,7 +52,7 @@ async def login(web: Web, request: Request) -> Response:
     if not isinstance(token, str) or not token.strip():
         return login_form(web, request, status=400, problem="paste a token")
     try:
-        session = web.gate.login(token)
+        session = web.gate.login(token, request)
     except AuthError as error:
         status = 403 if error.code == "permission-denied" else 401
         return login_form(web, request, status=status, problem=f"token refused: {error}")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from http.client import HTTPResponse
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -39,11 +40,20 @@ class ShiftedClock:
 
 class WebServer:
     def __init__(
-        self, settings: Settings, clock: ShiftedClock, *, tls: tuple[Path, Path] | None = None
+        self,
+        settings: Settings,
+        clock: ShiftedClock,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        **web_fields: Any,
     ) -> None:
         self.port = free_port()
         cert, key = tls or (None, None)
-        web = WebSection(enabled=True, listen=f"127.0.0.1:{self.port}", tls_cert=cert, tls_key=key)
+        # Every test logs in from 127.0.0.1: the per-address login limit is tested on its own.
+        fields: dict[str, Any] = {"login_burst": 1_000_000, **web_fields}
+        web = WebSection(
+            enabled=True, listen=f"127.0.0.1:{self.port}", tls_cert=cert, tls_key=key, **fields
+        )
         self.settings = settings.model_copy(update={"web": web})
         self.scheme = "https" if tls else "http"
         self.clock = clock

@@ -208,8 +208,9 @@ def test_over_tls_the_session_cookie_is_secure(scene: Scene, tmp_path: Path) -> 
         csrf = login_csrf(http)
         answer = http.post("/login", {"csrf": csrf, "token": scene.admin(), "next": "/"})
         assert answer.status == 303
-        cookie = answer.cookie("ihx_session")
+        cookie = answer.cookie("__Host-ihx_session")
         assert cookie is not None
+        assert answer.headers["strict-transport-security"].startswith("max-age=")
         assert "secure" in {a.strip().lower() for a in cookie.split(";")[1:]}
         assert http.get("/").status == 200
     finally:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from auth.tokens import Principal, Scope
+from exchange.errors import Overloaded
+from exchange.web.limits import RateLimit
 from exchange.web.sessions import SessionStore, same_secret
 from tests.exchange.factories import FakeClock
 
@@ -14,6 +18,10 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 def principal(expires_in: timedelta = timedelta(minutes=15)) -> Principal:
     return Principal("someone", "de-eco", frozenset({Scope.LOG_READ}), None, T0 + expires_in)
+
+
+def who(subject: str, scope: Scope, expires_in: timedelta = timedelta(minutes=15)) -> Principal:
+    return Principal(subject, "de-eco", frozenset({scope}), None, T0 + expires_in)
 
 
 def store(clock: FakeClock, *, lifetime: float = 3600, most: int = 100) -> SessionStore:
@@ -47,11 +55,57 @@ def test_ids_and_csrf_tokens_are_random_and_distinct() -> None:
     assert all(len(v) >= 40 for v in values)
 
 
-def test_the_store_is_bounded_the_oldest_go_first() -> None:
-    sessions = store(FakeClock(T0), most=3)
+def test_one_principal_holds_a_bounded_number_of_sessions_its_own_oldest_go_first() -> None:
+    sessions = SessionStore(
+        clock=FakeClock(T0), lifetime=timedelta(hours=1), max_sessions=100, per_principal=3
+    )
+    other = sessions.open(who("coordinator", Scope.ADMIN))
     made = [sessions.open(principal()) for _ in range(5)]
-    assert len(sessions) == 3
+    assert len(sessions) == 4
     assert [sessions.get(s.id) is not None for s in made] == [False, False, True, True, True]
+    assert sessions.get(other.id) == other
+
+
+def test_one_low_privilege_principal_cannot_evict_everyone_elses_sessions() -> None:
+    """Red-team F1: a stats:read holder logging in max_sessions times ended the admin's session;
+    now the full store refuses the newcomer and keeps everyone who is logged in."""
+    sessions = SessionStore(clock=FakeClock(T0), lifetime=timedelta(hours=1), max_sessions=100)
+    admin = sessions.open(who("coordinator", Scope.ADMIN))
+    opened = 0
+    for n in range(200):
+        try:
+            sessions.open(who(f"stats-reader-{n}", Scope.STATS_READ))
+            opened += 1
+        except Overloaded:
+            pass
+    assert opened == 99
+    assert sessions.get(admin.id) == admin
+
+
+def test_a_full_store_drops_expired_sessions_before_refusing() -> None:
+    clock = FakeClock(T0)
+    sessions = store(clock, most=2)
+    old = sessions.open(principal(timedelta(minutes=1)))
+    kept = sessions.open(who("coordinator", Scope.ADMIN, timedelta(minutes=30)))
+    with pytest.raises(Overloaded):
+        sessions.open(who("late", Scope.LOG_READ))
+    clock.advance(61)
+    late = sessions.open(who("late", Scope.LOG_READ))
+    assert sessions.get(old.id) is None
+    assert sessions.get(kept.id) == kept
+    assert sessions.get(late.id) == late
+
+
+def test_the_rate_limit_refuses_past_the_burst_and_refills_with_time() -> None:
+    clock = FakeClock(T0)
+    limit = RateLimit(clock, burst=3, every_s=10, most=2)
+    assert [limit.allow("a") for _ in range(4)] == [True, True, True, False]
+    assert limit.allow("b")
+    clock.advance(10)
+    assert limit.allow("a")
+    assert not limit.allow("a")
+    limit.allow("c")
+    assert len(limit) == 2  # bounded: the least recently used key is forgotten
 
 
 def test_unknown_forged_and_oversized_ids_find_nothing() -> None:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from exchange.cli.main import app
 from exchange.errors import ConfigError
+from exchange.web.app import secure_cookies
 from tests.exchange.test_settings import GOOD
 from tests.exchange.test_settings_sections import settings
 
@@ -51,3 +52,19 @@ def test_ihx_web_refuses_to_serve_when_off(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["web", "--config", str(config)])
     assert result.exit_code == 2
     assert "the web view is off" in result.output
+
+
+@pytest.mark.parametrize(
+    ("web", "secure"),
+    [
+        ({}, False),  # loopback, plain HTTP: a Secure cookie would never be sent back
+        ({"listen": "0.0.0.0:8080"}, True),  # reachable from elsewhere: a TLS proxy fronts it
+        ({"tls_cert": "web.crt", "tls_key": "web.key"}, True),
+        ({"listen": "0.0.0.0:8080", "secure_cookies": False}, False),
+        ({"secure_cookies": True}, True),  # behind a TLS-terminating proxy on loopback
+    ],
+)
+def test_secure_cookies_default_on_unless_plain_http_on_loopback(
+    web: dict[str, object], secure: bool
+) -> None:
+    assert secure_cookies(settings(web=web)) is secure
