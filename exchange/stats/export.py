@@ -16,6 +16,8 @@ a carriage return is a formula (CSV injection): every text cell starting so is p
 
 from __future__ import annotations
 
+import re
+
 import csv
 import enum
 import io
@@ -47,7 +49,12 @@ __all__ = [
     "write_csv",
 ]
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A formula sign (ASCII or full-width, which spreadsheets also read as one) at the start of the
+# text or of any piece a spreadsheet may split it into: after a separator (``;`` in de-DE or
+# nl-NL Excel, ``,``, tab, CR, LF), with any whitespace before it.
+FORMULA_SIGNS = "=+\\-@\uff1d\uff0b\uff0d\uff20"
+_FORMULA = re.compile(f"(?:^|[;,\\t\\r\\n])[ \\t\\r\\n\\u3000]*[{FORMULA_SIGNS}]")
+_NEEDS_LOOK = re.compile(f"[{FORMULA_SIGNS}\\t\\r]")
 ROWS_PER_CHUNK = 500
 
 
@@ -120,11 +127,21 @@ def case_columns(
 # -- cells and chunks -------------------------------------------------------------------------
 
 
+def neutral(text: str) -> str:
+    """``text`` with a ``'`` before every formula sign a spreadsheet could run: at the start, or
+    at the start of a piece after a separator (``x;=1+1`` → ``x;'=1+1``); a leading tab or CR
+    is prefixed too. Text without any sign is returned as is (the common, fast case)."""
+    if _NEEDS_LOOK.search(text) is None:
+        return text
+    text = _FORMULA.sub(lambda m: m.group(0)[:-1] + "'" + m.group(0)[-1], text)
+    return "'" + text if text.startswith(("\t", "\r")) else text
+
+
 def cell(value: object) -> str:
     """A value as a CSV cell: times in UTC ISO 8601, booleans yes/no, lists space-separated,
-    text that a spreadsheet would run as a formula prefixed with ``'``."""
+    text that a spreadsheet would run as a formula neutralised (``neutral``)."""
     if type(value) is str:  # the common case first: a million rows call this for every cell
-        return "'" + value if value.startswith(FORMULA_STARTS) else value
+        return neutral(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -135,8 +152,7 @@ def cell(value: object) -> str:
         return value.isoformat()
     if isinstance(value, (list, tuple)):
         value = " ".join(str(v) for v in value)
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return neutral(str(value))
 
 
 def _chunks(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[str]:

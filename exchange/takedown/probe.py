@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import re
 import socket
 import ssl
 import time
@@ -46,6 +47,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.util.ssl_match_hostname import CertificateError as HostnameMismatch
 
 from common.clock import Clock
 from exchange.takedown.deadline import Watch, Watchdog
@@ -372,13 +374,35 @@ def _network_detail(error: BaseException) -> str:
     return f"network error: {type(error).__name__}"
 
 
+# Certificate failures by OpenSSL verify code, in fixed words: Python's own message names the
+# host ("Hostname mismatch, certificate is not valid for 'csam-host.example'"), and the reason
+# ends up in the routing log, which log:read users may read without seeing any case's URL.
+_VERIFY_REASONS: Final = {
+    2: "certificate issuer unknown",
+    9: "certificate not yet valid",
+    10: "certificate expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in chain",
+    20: "certificate issuer unknown",
+    21: "certificate chain incomplete",
+    23: "certificate revoked",
+    62: "certificate does not match the host name",
+    64: "certificate does not match the IP address",
+}
+_OPENSSL_REASON = re.compile(r"[A-Z0-9_]{1,64}")  # OpenSSL's reason constants name no host
+
+
 def _tls_reason(error: SSLError) -> str:
+    """A fixed description of a TLS failure, by its class and code — never its message."""
     for cause in (error.__cause__, error.__context__, *error.args):
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return _printable(cause.verify_message or cause.reason or "certificate")
-        if isinstance(cause, ssl.SSLError) and cause.reason:
-            return _printable(cause.reason)
-    return _printable(str(error).rpartition(":")[2]) or "handshake failed"
+            return _VERIFY_REASONS.get(cause.verify_code, "certificate not accepted")
+        if isinstance(cause, HostnameMismatch):  # urllib3's own check of the name
+            return _VERIFY_REASONS[62]
+        if isinstance(cause, ssl.SSLError):
+            reason = cause.reason or ""
+            return reason if _OPENSSL_REASON.fullmatch(reason) else "handshake failed"
+    return "handshake failed"
 
 
 def _printable(text: str | None) -> str:

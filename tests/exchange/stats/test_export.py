@@ -45,6 +45,34 @@ def test_cells_never_start_a_formula(value: object, expected: str) -> None:
     assert cell(value) == expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("x;=1+1", "x;'=1+1"),
+        ("x;@SUM(1+1)", "x;'@SUM(1+1)"),
+        ("x;+1+1", "x;'+1+1"),
+        ("x;-1+1", "x;'-1+1"),
+        ("a,b; =HYPERLINK(1)", "a,b; '=HYPERLINK(1)"),
+        ("a\t=1", "a\t'=1"),
+        ("a\n@x", "a\n'@x"),
+        ("a\r\n+x", "a\r\n'+x"),
+        (" =1+1", " '=1+1"),
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("x;\uff0bcmd", "x;'\uff0bcmd"),
+        ("a-b;c=d,e+f", "a-b;c=d,e+f"),
+        ("2026-03-01T12:00:00+00:00", "2026-03-01T12:00:00+00:00"),
+    ],
+)
+def test_no_piece_a_semicolon_locale_splits_off_starts_a_formula(value: str, expected: str) -> None:
+    """Red-team F6: Excel in a ';' locale splits ``x;=1+1`` into two cells, the second a formula."""
+    assert cell(value) == expected
+    for separator in ";,\t\r\n":
+        for piece in cell(value).split(separator):
+            assert not piece.lstrip(" \t\r\n\u3000").startswith(
+                tuple("=+-@\uff1d\uff0b\uff0d\uff20")
+            )
+
+
 def test_times_are_written_in_utc() -> None:
     at = datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
     assert cell(at) == "2026-03-01T12:00:00+00:00"
