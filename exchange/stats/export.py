@@ -16,11 +16,10 @@ a carriage return is a formula (CSV injection): every text cell starting so is p
 
 from __future__ import annotations
 
-import re
-
 import csv
 import enum
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -184,12 +183,14 @@ def cases_csv(
     *,
     may_see_urls: bool = False,
     page_size: int = store.MAX_PAGE,
+    before_page: Callable[[list[str]], None] | None = None,
 ) -> Iterator[str]:
-    """The cases held here as CSV text chunks, in case id order."""
+    """The cases held here as CSV text chunks, in case id order. ``before_page`` is given each
+    page's case ids before any of its rows is produced (the web view audits URL exports so)."""
     cols = case_columns([c.value for c in columns], may_see_urls=may_see_urls)
     return _chunks(
         [c.value for c in cols],
-        _case_rows(engine, cols, where or CaseFilter(), may_see_urls, page_size),
+        _case_rows(engine, cols, where or CaseFilter(), may_see_urls, page_size, before_page),
     )
 
 
@@ -199,6 +200,7 @@ def _case_rows(
     where: CaseFilter,
     with_url: bool,
     page_size: int,
+    before_page: Callable[[list[str]], None] | None,
 ) -> Iterator[list[object]]:
     after: str | None = None
     need_items, need_reports = bool(_ITEM_COLUMNS & set(cols)), bool(_REPORT_COLUMNS & set(cols))
@@ -208,6 +210,8 @@ def _case_rows(
             ids = [c.id for c in page]
             items = store.case_items(conn, ids) if need_items else {}
             reports = store.case_reports(conn, ids) if need_reports else {}
+        if before_page is not None:
+            before_page(ids)
         getters = [_CASE_GETTERS[c] for c in cols]
         for case in page:
             facts = _Facts(case, items.get(case.id, _NO_ITEMS), reports.get(case.id, _NO_REPORTS))

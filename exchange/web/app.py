@@ -32,6 +32,7 @@ from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
 from exchange.web.headers import ASGIApp, SecurityHeaders
 from exchange.web.kept import Kept
+from exchange.web.limits import RateLimit
 from exchange.web.pages import cases, hosts, log, login, overview, stats
 from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
@@ -39,6 +40,9 @@ from exchange.web.status import error_response
 
 # The overview's status and the queues' counts: one set-based read of each per 15 s.
 KEPT_TTL = timedelta(seconds=15)
+# Case pages per session: an analyst clicking through a queue, not a script reloading one.
+CASE_VIEW_BURST = 60
+CASE_VIEW_EVERY_S = 1.0
 PAGE_MODULES = (login, overview, log, cases, hosts, stats)
 
 
@@ -83,6 +87,7 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
         queue_counts=Kept(clock, ttl=KEPT_TTL, most=1),
         status=Kept(clock, ttl=KEPT_TTL, most=1),
         clock=clock,
+        case_views=RateLimit(clock, burst=CASE_VIEW_BURST, every_s=CASE_VIEW_EVERY_S),
     )
     return web, writer
 

@@ -7,9 +7,23 @@ written — and committed — before the page is answered: a view the log cannot
 shown (the database's error becomes a 503). The entries go through the web process's own
 ``Writer``, which continues the node's chain from its stored head under the write lock, so the
 log stays one chain beside the running node.
+
+Views are coalesced so reloading cannot flood the log: one entry per (viewer, case, URL shown)
+per ``VIEW_WINDOW`` (the first view in the window is recorded; later ones within it are covered
+by it), remembered for at most ``MOST_VIEWS`` keys (forgetting one only means its next view is
+recorded again). The memory is the process's: a restarted or second web process records anew.
+
+A CSV export of cases is one entry; an export *with the URL column* is also recorded per case:
+before each page of rows leaves, entries listing that page's case ids (``URL_IDS_PER_ENTRY`` per
+entry, numbered ``part``), so "who saw case X's URL" is answered by searching the log for X.
 """
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from auth.tokens import Principal
 from common.clock import Clock
@@ -17,14 +31,40 @@ from exchange.domain import LogKind
 from exchange.lifecycle.model import CaseDetail
 from exchange.store.writer import Tx, Writer
 
+VIEW_WINDOW = timedelta(minutes=10)
+MOST_VIEWS = 10_000
+URL_IDS_PER_ENTRY = 250
+
+ViewKey = tuple[str, str, str, bool]  # issuer, subject, case id, URL shown
+
 
 class ViewAudit:
-    def __init__(self, writer: Writer, clock: Clock) -> None:
+    def __init__(self, writer: Writer, clock: Clock, *, window: timedelta = VIEW_WINDOW) -> None:
         self._writer = writer
         self._clock = clock
+        self._window = window
+        self._recorded: OrderedDict[ViewKey, datetime] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _covered(self, key: ViewKey, now: datetime) -> bool:
+        with self._lock:
+            at = self._recorded.get(key)
+            return at is not None and now - at < self._window
+
+    def _remember(self, key: ViewKey, now: datetime) -> None:
+        with self._lock:
+            self._recorded.pop(key, None)
+            self._recorded[key] = now
+            while len(self._recorded) > MOST_VIEWS:
+                self._recorded.popitem(last=False)
 
     def case_viewed(self, case: CaseDetail, viewer: Principal, *, url_shown: bool) -> None:
-        """Record the view; returns once it is committed."""
+        """Record the view unless this viewer's view of the case within the window is recorded
+        already; returns once it is committed."""
+        now = self._clock()
+        key = (viewer.issuer, viewer.subject, case.id, url_shown)
+        if self._covered(key, now):
+            return
 
         def job(tx: Tx) -> None:
             tx.log(
@@ -42,6 +82,35 @@ class ViewAudit:
             )
 
         self._writer.execute(job)
+        self._remember(key, now)
+
+    def urls_exported(self, viewer: Principal, case_ids: Sequence[str], *, first_part: int) -> int:
+        """Record that ``case_ids``' URLs are about to leave in an export; returns the next part
+        number. Committed before the rows are sent."""
+        parts = [
+            case_ids[n : n + URL_IDS_PER_ENTRY] for n in range(0, len(case_ids), URL_IDS_PER_ENTRY)
+        ]
+
+        def job(tx: Tx) -> None:
+            for n, ids in enumerate(parts, start=first_part):
+                tx.log(
+                    tx.chain.append(
+                        self._clock(),
+                        LogKind.VIEWED,
+                        detail={
+                            "export": "cases",
+                            "part": n,
+                            "cases": list(ids),
+                            "viewer": viewer.subject,
+                            "issuer": viewer.issuer,
+                            "url_shown": True,
+                        },
+                    )
+                )
+
+        if parts:
+            self._writer.execute(job)
+        return first_part + len(parts)
 
     def cases_exported(
         self, viewer: Principal, *, columns: list[str], status: str, url_shown: bool

@@ -23,6 +23,7 @@ from exchange.web.audit import ViewAudit
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
 from exchange.web.kept import Kept
+from exchange.web.limits import RateLimit
 from exchange.web.render import Renderer
 
 
@@ -37,6 +38,7 @@ class Web:
     queue_counts: Kept[str, dict[Queue, int]]
     status: Kept[str, tuple[datetime, NodeStatus]]
     clock: Clock
+    case_views: RateLimit  # case pages per session (each may write a log entry)
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)
 

@@ -3,17 +3,21 @@
 Queues are the node's own work queues (``CaseViews.queue``: cases held here, oldest clock first,
 keyset-paged by the cursor the view hands out); the queues' counts are at most 15 s old. A case
 page shows what ``CaseViews.case`` knows; its URL only to ``admin`` (others read "hidden"), and
-every view is first recorded in the routing log (``audit``) — a view the log cannot record is
-not shown. Scope ``cases:work``.
+every view is first recorded in the routing log (``audit``, one entry per viewer, case and
+10 minutes) — a view the log cannot record is not shown. HEAD is refused on case pages, and a
+session may open ``CASE_VIEW_BURST`` case pages at once, then one a second. A URL export's
+case ids are recorded page by page before the rows leave. Scope ``cases:work``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from auth.tokens import Scope
+from auth.tokens import Principal, Scope
 from exchange.client.case_text import (
     CLOCK_LABELS,
     event_text,
@@ -24,7 +28,7 @@ from exchange.client.case_text import (
     takedown_clock,
 )
 from exchange.domain import is_case_id
-from exchange.errors import NotFound
+from exchange.errors import NotFound, Overloaded
 from exchange.lifecycle.model import Queue
 from exchange.stats.export import (
     DEFAULT_CASE_COLUMNS,
@@ -69,7 +73,11 @@ def queues_page(web: Web, request: Request) -> Response:
 
 
 def case_page(web: Web, request: Request) -> Response:
+    if request.method != "GET":  # HEAD would record a view nobody saw
+        return Response(status_code=405, headers={"allow": "GET"})
     session = web.gate.require(request, Scope.CASES_WORK)
+    if not web.case_views.allow(session.id):
+        raise Overloaded("too many case pages in a short time; wait a minute")
     case_id = request.path_params["case_id"]
     if not is_case_id(case_id):
         raise NotFound("no such case here")
@@ -106,19 +114,35 @@ def cases_download(web: Web, request: Request) -> Response:
     if status not in {"", "open", "closed"}:
         raise BadQuery("status: open, closed or empty (every case)")
     columns = case_columns(wanted, may_see_urls=may_see) if wanted else DEFAULT_CASE_COLUMNS
+    url_shown = CaseColumn.URL in columns
     web.audit.cases_exported(
         session.principal,
         columns=[c.value for c in columns],
         status=status,
-        url_shown=CaseColumn.URL in columns,
+        url_shown=url_shown,
     )
     return StreamingResponse(
         cases_csv(
-            web.local.engine, columns, CaseFilter(status=status or None), may_see_urls=may_see
+            web.local.engine,
+            columns,
+            CaseFilter(status=status or None),
+            may_see_urls=may_see,
+            before_page=_url_audit(web, session.principal) if url_shown else None,
         ),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="cases.csv"'},
     )
+
+
+def _url_audit(web: Web, viewer: Principal) -> Callable[[list[str]], None]:
+    """Each page's case ids recorded (parts 1, 2, …) before its rows with URLs are sent."""
+    part = 1
+
+    def before_page(ids: list[str]) -> None:
+        nonlocal part
+        part = web.audit.urls_exported(viewer, ids, first_part=part)
+
+    return before_page
 
 
 def routes(web: Web) -> list[BaseRoute]:

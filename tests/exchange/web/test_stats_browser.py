@@ -103,3 +103,6 @@ def test_cases_csv_with_urls_for_admin(scene: Scene, page: Page) -> None:
     entries = scene.cluster.rows(DE, "SELECT detail FROM routing_log WHERE kind = 'viewed'")
     exports = [d for d in (json.loads(r.detail) for r in entries) if d.get("export") == "cases"]
     assert any(d["viewer"] == ADMIN and d["url_shown"] is True for d in exports)
+    # Red-team F7: which cases' URLs left is recorded, case by case, before the rows were sent.
+    parts = [d for d in exports if d["viewer"] == ADMIN and "part" in d]
+    assert {r["case_id"] for r in rows} <= {c for d in parts for c in d["cases"]}
