@@ -328,6 +328,8 @@ class WebSection(_Section):
     # it true behind a TLS-terminating proxy (the Helm chart does).
     secure_cookies: bool | None = None
     login_burst: int = between(20, 1, 1_000_000)  # logins at once per client address, then 1/3 s
+    max_connections: int = between(200, 1, 100_000)  # connections + requests at once; then 503
+    header_timeout_s: float = between(10.0, 0.5, 300)  # a request's line and headers due within
 
     @field_validator("listen")
     @classmethod

@@ -4,6 +4,11 @@
 ``server_for`` gives the ``uvicorn.Server`` itself, for callers that run it in a thread (the
 browser tests, the benchmark). Proxy headers are not trusted: the view never takes a client
 address or scheme from a header.
+
+Slow clients: at most ``[web] max_connections`` connections and requests at once (beyond, 503),
+idle keep-alive connections closed after ``KEEP_ALIVE_S``, a request's head due within
+``[web] header_timeout_s`` (``protocol``), and h11's buffer for an incomplete head bounded. A
+reverse proxy with its own timeouts must still front the view (docs/web.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from common.clock import Clock, system_clock
 from exchange.settings import Settings
 from exchange.settings.fields import check_address
 from exchange.web.app import build_app
+from exchange.web.protocol import protocol_class
+
+KEEP_ALIVE_S = 5
+MAX_HEAD_BYTES = 16 * 1024  # a request line and headers; the cookie is one short id
 
 
 def server_for(
@@ -34,6 +43,10 @@ def server_for(
         access_log=False,
         log_level="warning",
         lifespan="on",
+        http=protocol_class(tls.header_timeout_s),
+        limit_concurrency=tls.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
     return uvicorn.Server(config)
 
