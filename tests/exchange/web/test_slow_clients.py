@@ -24,8 +24,7 @@ def server(scene: Scene, request: pytest.FixtureRequest) -> Iterator[WebServer]:
 
 
 def connect(server: WebServer) -> socket.socket:
-    conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-    return conn
+    return socket.create_connection(("127.0.0.1", server.port), timeout=30)
 
 
 def answer(conn: socket.socket) -> bytes:
