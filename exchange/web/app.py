@@ -34,6 +34,7 @@ from exchange.web.headers import ASGIApp, SecurityHeaders
 from exchange.web.kept import Kept
 from exchange.web.limits import RateLimit
 from exchange.web.pages import cases, hosts, log, login, overview, stats
+from exchange.web.pages.hosts import HOSTS_TTL
 from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
@@ -88,6 +89,7 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
         status=Kept(clock, ttl=KEPT_TTL, most=1),
         clock=clock,
         case_views=RateLimit(clock, burst=CASE_VIEW_BURST, every_s=CASE_VIEW_EVERY_S),
+        hosts=Kept(clock, ttl=HOSTS_TTL, most=1),
     )
     return web, writer
 

@@ -19,6 +19,7 @@ from exchange.lifecycle.model import Queue
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode
 from exchange.ops.status import NodeStatus
+from exchange.takedown.notice_model import HosterScore
 from exchange.web.audit import ViewAudit
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
@@ -39,6 +40,7 @@ class Web:
     status: Kept[str, tuple[datetime, NodeStatus]]
     clock: Clock
     case_views: RateLimit  # case pages per session (each may write a log entry)
+    hosts: Kept[str, tuple[datetime, list[HosterScore]]]  # the scorecard, as of when computed
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,24 +1,68 @@
 """The hoster scorecard (``ihx hosts``): how each hoster answered this node's notices.
 
-Scope ``stats:read``: figures per hoster (ASN, organisation), never a URL.
+Scope ``stats:read``: figures per hoster (ASN, organisation), never a URL. The scorecard reads
+every noticed item (``store.scorecard``), so the page keeps it for ``HOSTS_TTL`` and computes it
+once for everyone asking meanwhile (``Kept``'s single flight); it shows the hosters with the most
+notices first, ``HOSTS_PAGE`` a page.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from auth.tokens import Scope
+from exchange.takedown.notice_model import HosterScore
 from exchange.takedown.scorecard import scorecard
 from exchange.web.context import Web, bind
+from exchange.web.errors import BadQuery
+
+HOSTS_TTL = timedelta(seconds=60)
+HOSTS_PAGE = 100
+MAX_PAGE_NO = 10_000
+
+
+def ranked(scores: Sequence[HosterScore]) -> list[HosterScore]:
+    """Most notices first; ties by ASN (unknown last), then organisation."""
+    return sorted(
+        scores,
+        key=lambda h: (-h.notices, h.asn is None, h.asn or 0, h.organisation.casefold()),
+    )
+
+
+def page_number(value: str | None) -> int:
+    if value is None or value == "":
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_NO:
+        raise BadQuery(f"page: a whole number from 1 to {MAX_PAGE_NO}")
+    return int(value)
 
 
 def hosts_page(web: Web, request: Request) -> Response:
     session = web.gate.require(request, Scope.STATS_READ)
-    now = web.clock()
-    scores = scorecard(web.local.engine, web.local.member, now)
-    return web.renderer.page("hosts.html", session=session, path="/hosts", scores=scores, at=now)
+    page = page_number(request.query_params.get("page"))
+
+    def compute() -> tuple[datetime, list[HosterScore]]:
+        now = web.clock()
+        return now, ranked(scorecard(web.local.engine, web.local.member, now))
+
+    at, scores = web.hosts.get("all", compute)
+    first = (page - 1) * HOSTS_PAGE
+    return web.renderer.page(
+        "hosts.html",
+        session=session,
+        path="/hosts",
+        scores=scores[first : first + HOSTS_PAGE],
+        at=at,
+        first=first + 1,
+        total=len(scores),
+        page=page,
+        more=first + HOSTS_PAGE < len(scores),
+    )
 
 
 def routes(web: Web) -> list[BaseRoute]:
