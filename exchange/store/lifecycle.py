@@ -10,12 +10,13 @@ report joins a case (``open_items``), every node rewrites them as events apply
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy.sql import util as sql_util
 
 from exchange.domain import AgeGroup, Classification
 from exchange.lifecycle.model import (
@@ -375,6 +376,9 @@ def _watched(condition: Any) -> Any:
     return select(WATCHES.c.case_id).where(WATCHES.c.state != "done", condition)
 
 
+QUEUE_WALK_MIN = 200  # (clock, case) pairs read per step of the walk, at least
+
+
 def queue(
     conn: Connection,
     queue: Queue,
@@ -385,30 +389,134 @@ def queue(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[CaseSummary]:
-    """Cases held by ``holder`` with an item in ``queue``, oldest clock first, keyset-paged."""
+    """Cases held by ``holder`` with an item in ``queue``, oldest clock first, keyset-paged.
+
+    A case's clock is the earliest ``clock_started`` of its items held here. Rather than group
+    every matching item before the limit, the holder's (clock, case) pairs are walked in that
+    order (an index range, ``ix_item_states_queue_order``) a step at a time, and only the cases
+    met in a step are aggregated: a case is taken where the walk meets its own earliest clock —
+    so cases come out in their clock order — if it has an item in the queue. Cases whose items
+    all lack a clock sort first on SQLite and last on PostgreSQL, as an ORDER BY on the
+    aggregate does, and are never on a page after the first.
+    """
+    taken: list[Any] = []
+    seen: set[str] = set()
+    step = max(QUEUE_WALK_MIN, 4 * limit)
+    phases = [False, True] if conn.dialect.name == "postgresql" else [True, False]
+    for nulls in phases:
+        if nulls and after is not None:
+            continue  # a keyset comparison with no clock is never true
+        in_queue = _has_item_in(queue, holder, now, since)
+        for pairs in _walk(conn, holder, after, step, in_queue, nulls=nulls):
+            taken += _take(conn, queue, holder, now, since, pairs, seen, limit - len(taken))
+            if len(taken) >= limit:
+                return _summaries(conn, holder, taken)
+    return _summaries(conn, holder, taken)
+
+
+def _has_item_in(queue: Queue, holder: str, now: datetime, since: datetime) -> Any:
+    """The walked case has an item held here in ``queue`` (an index lookup by case id)."""
     s = STATES.c
-    matching = select(s.case_id).where(s.holder == holder, _queue_filter(queue, now, since))
-    open_count = func.sum(case((s.stage.in_(_CLOSED), 0), else_=1))
-    clock = func.min(s.clock_started)
-    stmt = (
-        select(
-            s.case_id,
-            func.count().label("items"),
-            open_count.label("open_items"),
-            func.max(case((s.disputed.is_(True), 1), else_=0)).label("disputed"),
-            clock.label("clock"),
+    mine = STATES.alias("mine")
+    filtered = _queue_filter(queue, now, since)
+    # _queue_filter speaks of STATES; the same condition on the aliased table:
+    on_alias = mine.c
+    return (
+        select(1)
+        .select_from(mine)
+        .where(
+            on_alias.case_id == s.case_id,
+            on_alias.holder == holder,
+            sql_util.ClauseAdapter(mine).traverse(filtered),
         )
-        .where(s.case_id.in_(matching), s.holder == holder)
-        .group_by(s.case_id)
+        .exists()
     )
-    if queue is Queue.RECENTLY_CLOSED:
-        stmt = stmt.having(open_count == 0)
-    if after is not None:
-        # Spelled out rather than a row-value comparison: there the time was bound untyped (not
-        # as the column's micros), so on SQLite every page after the first came back empty.
-        at, case_id = after
-        stmt = stmt.having(or_(clock > at, and_(clock == at, s.case_id > case_id)))
-    rows = conn.execute(stmt.order_by(clock, s.case_id).limit(limit)).all()
+
+
+def _walk(
+    conn: Connection,
+    holder: str,
+    after: tuple[datetime, str] | None,
+    step: int,
+    in_queue: Any,
+    *,
+    nulls: bool,
+) -> Iterator[list[tuple[datetime | None, str]]]:
+    """The holder's distinct (clock, case) pairs of cases in the queue after ``after`` in
+    order, ``step`` at a time; with ``nulls`` those of items without a clock, by case id."""
+    s = STATES.c
+    cursor = after
+    while True:
+        stmt = select(s.clock_started, s.case_id).where(s.holder == holder, in_queue).distinct()
+        if nulls:
+            stmt = stmt.where(s.clock_started.is_(None))
+            if cursor is not None:
+                stmt = stmt.where(s.case_id > cursor[1])
+            stmt = stmt.order_by(s.case_id)
+        else:
+            stmt = stmt.where(s.clock_started.is_not(None))
+            if cursor is not None:
+                at, case_id = cursor
+                stmt = stmt.where(
+                    or_(s.clock_started > at, and_(s.clock_started == at, s.case_id > case_id))
+                )
+            stmt = stmt.order_by(s.clock_started, s.case_id)
+        pairs = [(r.clock_started, r.case_id) for r in conn.execute(stmt.limit(step))]
+        if pairs:
+            yield pairs
+        if len(pairs) < step:
+            return
+        last_at, last_case = pairs[-1]
+        cursor = (last_at if last_at is not None else datetime.min, last_case)
+
+
+def _take(
+    conn: Connection,
+    queue: Queue,
+    holder: str,
+    now: datetime,
+    since: datetime,
+    pairs: list[tuple[datetime | None, str]],
+    seen: set[str],
+    wanted: int,
+) -> list[Any]:
+    """Of the cases met at ``pairs``, those whose earliest clock this is and that belong in the
+    queue, in walk order, at most ``wanted``; their aggregate rows."""
+    s = STATES.c
+    ids = list(dict.fromkeys(c for _, c in pairs if c not in seen))
+    if not ids:
+        return []
+    open_count = func.sum(case((s.stage.in_(_CLOSED), 0), else_=1))
+    rows = {
+        r.case_id: r
+        for r in conn.execute(
+            select(
+                s.case_id,
+                func.count().label("items"),
+                open_count.label("open_items"),
+                func.max(case((s.disputed.is_(True), 1), else_=0)).label("disputed"),
+                func.min(s.clock_started).label("clock"),
+                func.max(case((_queue_filter(queue, now, since), 1), else_=0)).label("matched"),
+            )
+            .where(s.case_id.in_(ids), s.holder == holder)
+            .group_by(s.case_id)
+        )
+    }
+    out = []
+    for at, case_id in pairs:
+        r = rows.get(case_id)
+        if case_id in seen or r is None or r.clock != at:
+            continue  # met again later in the walk, or not at its own earliest clock
+        seen.add(case_id)
+        if not r.matched or (queue is Queue.RECENTLY_CLOSED and int(r.open_items or 0) != 0):
+            continue
+        out.append(r)
+        if len(out) >= wanted:
+            break
+    return out
+
+
+def _summaries(conn: Connection, holder: str, rows: list[Any]) -> list[CaseSummary]:
     headers = {
         r.id: r
         for r in conn.execute(

@@ -423,6 +423,8 @@ class ItemStateRow(Base):
         Index("ix_item_states_report_id", "report_id"),
         # The statistics' folder pages through changes in this order (0009).
         Index("ix_item_states_updated_at", "updated_at", "case_id", "report_id", "idx"),
+        # The case queues walk a holder's items in clock order, a page at a time (0010).
+        Index("ix_item_states_queue_order", "holder", "clock_started", "case_id"),
     )
 
 
