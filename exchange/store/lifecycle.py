@@ -377,6 +377,7 @@ def _watched(condition: Any) -> Any:
 
 
 QUEUE_WALK_MIN = 200  # (clock, case) pairs read per step of the walk, at least
+QUEUE_FEW = 2000  # a queue of at most this many cases is grouped whole (one cheap read)
 
 
 def queue(
@@ -398,7 +399,23 @@ def queue(
     so cases come out in their clock order — if it has an item in the queue. Cases whose items
     all lack a clock sort first on SQLite and last on PostgreSQL, as an ORDER BY on the
     aggregate does, and are never on a page after the first.
+
+    A queue of at most ``QUEUE_FEW`` cases (most queues, most days) is found by its filter and
+    grouped whole instead: the walk would meet mostly cases outside it.
     """
+    s = STATES.c
+    few = (
+        conn.execute(
+            select(s.case_id)
+            .where(s.holder == holder, _queue_filter(queue, now, since))
+            .distinct()
+            .limit(QUEUE_FEW + 1)
+        )
+        .scalars()
+        .all()
+    )
+    if len(few) <= QUEUE_FEW:
+        return _summaries(conn, holder, _grouped(conn, queue, holder, list(few), after, limit))
     taken: list[Any] = []
     seen: set[str] = set()
     step = max(QUEUE_WALK_MIN, 4 * limit)
@@ -414,6 +431,41 @@ def queue(
     return _summaries(conn, holder, taken)
 
 
+def _grouped(
+    conn: Connection,
+    queue: Queue,
+    holder: str,
+    ids: list[str],
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Any]:
+    """The page among the cases ``ids`` (the whole queue), grouped in one read."""
+    if not ids:
+        return []
+    s = STATES.c
+    open_count = func.sum(case((s.stage.in_(_CLOSED), 0), else_=1))
+    clock = func.min(s.clock_started)
+    stmt = (
+        select(
+            s.case_id,
+            func.count().label("items"),
+            open_count.label("open_items"),
+            func.max(case((s.disputed.is_(True), 1), else_=0)).label("disputed"),
+            clock.label("clock"),
+        )
+        .where(s.case_id.in_(ids), s.holder == holder)
+        .group_by(s.case_id)
+    )
+    if queue is Queue.RECENTLY_CLOSED:
+        stmt = stmt.having(open_count == 0)
+    if after is not None:
+        # Spelled out rather than a row-value comparison: there the time was bound untyped (not
+        # as the column's micros), so on SQLite every page after the first came back empty.
+        at, case_id = after
+        stmt = stmt.having(or_(clock > at, and_(clock == at, s.case_id > case_id)))
+    return list(conn.execute(stmt.order_by(clock, s.case_id).limit(limit)).all())
+
+
 def _has_item_in(queue: Queue, holder: str, now: datetime, since: datetime) -> Any:
     """The walked case has an item held here in ``queue`` (an index lookup by case id)."""
     s = STATES.c
@@ -426,7 +478,9 @@ def _has_item_in(queue: Queue, holder: str, now: datetime, since: datetime) -> A
         .select_from(mine)
         .where(
             on_alias.case_id == s.case_id,
-            on_alias.holder == holder,
+            # `|| ''`: no index on the holder, so SQLite looks the case up by its key rather
+            # than scanning the holder's items for every case walked
+            (on_alias.holder + "") == holder,
             sql_util.ClauseAdapter(mine).traverse(filtered),
         )
         .exists()

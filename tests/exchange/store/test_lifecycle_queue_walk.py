@@ -77,11 +77,13 @@ def build(engine: Engine) -> None:
         put_case(engine, f"other-{n}", [item(days_ago=days)], holder="nl-eokm")
 
 
+@pytest.mark.parametrize("few", [0, 5, store.QUEUE_FEW])  # walked / mixed / grouped whole
 @pytest.mark.parametrize("limit", [1, 3, 50])
 def test_pages_equal_the_set_based_query(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, limit: int
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, limit: int, few: int
 ) -> None:
     monkeypatch.setattr(store, "QUEUE_WALK_MIN", 2)  # many small steps
+    monkeypatch.setattr(store, "QUEUE_FEW", few)
     build(engine)
     with engine.connect() as conn:
         for queue in Queue:
