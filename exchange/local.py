@@ -17,22 +17,17 @@ from types import TracebackType
 
 from sqlalchemy.engine import Engine
 
-from auth.errors import TrustConfigError
 from auth.keys import SigningKey
 from auth.tokens import (
     TokenIssuer,
-    TokenPolicy,
     TokenVerifier,
-    TrustedIssuer,
-    load_jwks_issuers,
-    node_issuer,
 )
 from common.clock import Clock, system_clock
-from exchange.errors import ConfigError
 from exchange.manifest_store import ManifestStore, trust_anchors
 from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
+from exchange.token_trust import own_issuer, token_policy
 
 __all__ = ["LocalNode", "open_local"]
 
@@ -83,36 +78,8 @@ class LocalNode:
         The node's own keys come from the manifest (its unrevoked keys), not from the signing
         key file: a process that only verifies tokens (``ihx web``) never needs the private key.
         """
-        own = self._own_issuer()
-        issuers = {own.issuer: own}
-        if self.settings.jwks_path is not None:
-            external = load_jwks_issuers(self.settings.jwks_path)
-            if own.issuer in external:
-                raise TrustConfigError(
-                    f"{self.settings.jwks_path}: issuer {own.issuer!r} is this node's own"
-                )
-            issuers.update(external)
-        policy = TokenPolicy(
-            audience=self.member,
-            issuers=issuers,
-            leeway=timedelta(seconds=self.settings.token_leeway_s),
-            max_lifetime=timedelta(seconds=self.settings.max_token_lifetime_s),
-        )
-        return TokenVerifier(policy, self.clock)
-
-    def _own_issuer(self) -> TrustedIssuer:
-        member = self.manifests.current().find_member(self.member)
-        if member is None:
-            raise ConfigError(f"node.member {self.member!r} is not a member of the manifest")
-        keys = [k for k in member.keys if k.revoked_at is None]
-        if not keys:
-            raise ConfigError(f"{self.member} has no unrevoked key in the manifest")
-        issuers = [node_issuer(k.public_key, self.settings.token_issuer) for k in keys]
-        return TrustedIssuer(
-            self.settings.token_issuer,
-            {kid: key for i in issuers for kid, key in i.keys.items()},
-            ("EdDSA",),
-        )
+        own = own_issuer(self.manifests.current(), self.member, self.settings.token_issuer)
+        return TokenVerifier(token_policy(self.settings, self.member, own), self.clock)
 
     def close(self) -> None:
         if "engine" in self.__dict__:  # opened: cached_property keeps it in the instance

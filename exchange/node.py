@@ -33,10 +33,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from auth.errors import TrustConfigError
 from auth.manifest import Manifest
 from auth.tls import read_pem
-from auth.tokens import Scope, TokenPolicy, TokenVerifier, load_jwks_issuers
+from auth.tokens import Scope, TokenPolicy, TokenVerifier
 from common.clock import Clock, system_clock
 from common.periodic import Periodic
 from exchange.checkpoints import Checkpointer
@@ -78,6 +77,7 @@ from exchange.takedown.probe import Prober, Route, direct
 from exchange.takedown.render import Sender
 from exchange.takedown.scheduler import Rechecker, policy_from
 from exchange.takedown.views import TakedownViews
+from exchange.token_trust import token_policy
 from exchange.transfer.arrivals import Arrivals
 from exchange.transfer.outgoing import Outgoing, retracer
 from exchange.wire.codec import node_info
@@ -434,21 +434,8 @@ class Node:
             )
 
     def _token_policy(self) -> TokenPolicy:
-        issuers = {self.tokens.trusted.issuer: self.tokens.trusted}
-        if self.settings.jwks_path is not None:
-            external = load_jwks_issuers(self.settings.jwks_path)
-            clash = set(external) & set(issuers)
-            if clash:
-                raise TrustConfigError(
-                    f"{self.settings.jwks_path}: issuer {sorted(clash)[0]!r} is this node's own"
-                )
-            issuers.update(external)
-        return TokenPolicy(
-            audience=self.member,
-            issuers=issuers,
-            leeway=timedelta(seconds=self.settings.token_leeway_s),
-            max_lifetime=timedelta(seconds=self.settings.max_token_lifetime_s),
-        )
+        # The key this node signs with; the same assembly as ``ihx web`` (exchange/token_trust).
+        return token_policy(self.settings, self.member, self.tokens.trusted)
 
     def _load_tls(self) -> tuple[bytes, bytes, bytes] | None:
         s = self.settings

@@ -38,6 +38,7 @@ from exchange.web.pages.hosts import HOSTS_TTL
 from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
+from exchange.web.trust import Trust
 
 # The overview's status and the queues' counts: one set-based read of each per 15 s.
 KEPT_TTL = timedelta(seconds=15)
@@ -72,7 +73,7 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
     web = Web(
         local=local,
         gate=Gate(
-            local.token_verifier(),
+            Trust(local, clock, on_revoked=sessions.close_issuer),
             sessions,
             clock=clock,
             secure=secure,

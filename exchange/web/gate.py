@@ -1,7 +1,8 @@
 """Who is asking: the session cookie → the server-side session → the token's principal.
 
-Login takes a pasted JWT, verified exactly as the node's gRPC edge verifies bearer tokens
-(``LocalNode.token_verifier``: the node's own issuer and ``[auth] jwks``), and refuses one that
+Login takes a pasted JWT, verified as the node's gRPC edge verifies bearer tokens (the shared
+``token_policy``: the node's own issuer by the manifest's keys, and ``[auth] jwks``; rebuilt when
+the manifest's epoch changes, ``trust``), and refuses one that
 grants none of the view's scopes. The cookie carries only the session id: HttpOnly, SameSite=
 Strict, Path=/, and it lives no longer than the session. When the view is served over HTTPS
 (``[web] secure_cookies``: TLS here or at a TLS-terminating proxy) the cookies are Secure and
@@ -27,12 +28,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.errors import PermissionDenied
-from auth.tokens import Scope, TokenVerifier, require
+from auth.tokens import Scope, require
 from common.clock import Clock
 from exchange.errors import Overloaded
 from exchange.web.errors import CsrfRefused, LoginRequired
 from exchange.web.limits import RateLimit
 from exchange.web.sessions import MAX_SESSION_ID, Session, SessionStore, same_secret
+from exchange.web.trust import Trust
 
 SESSION_COOKIE = "ihx_session"
 LOGIN_COOKIE = "ihx_login"
@@ -49,7 +51,7 @@ LOGIN_EVERY_S = 3.0
 class Gate:
     def __init__(
         self,
-        verifier: TokenVerifier,
+        verifier: Trust,
         sessions: SessionStore,
         *,
         clock: Clock,
@@ -73,12 +75,14 @@ class Gate:
     # -- reading a request ------------------------------------------------------------------
 
     def session(self, request: Request) -> Session:
+        self._verifier.check()  # a newer manifest may end sessions
         session = self.sessions.get(request.cookies.get(self.session_cookie))
         if session is None:
             raise LoginRequired("log in with a token")
         return session
 
     def optional(self, request: Request) -> Session | None:
+        self._verifier.check()
         return self.sessions.get(request.cookies.get(self.session_cookie))
 
     def require(self, request: Request, scope: Scope) -> Session:

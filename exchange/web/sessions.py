@@ -103,6 +103,14 @@ class SessionStore:
         with self._lock:
             self._sessions.pop(session_id, None)
 
+    def close_issuer(self, issuer: str) -> int:
+        """End every session of tokens from ``issuer`` (its keys changed); how many ended."""
+        with self._lock:
+            ended = [k for k, v in self._sessions.items() if v.principal.issuer == issuer]
+            for key in ended:
+                del self._sessions[key]
+            return len(ended)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
