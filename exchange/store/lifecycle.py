@@ -453,7 +453,7 @@ def _grouped(
             func.max(case((s.disputed.is_(True), 1), else_=0)).label("disputed"),
             clock.label("clock"),
         )
-        .where(s.case_id.in_(ids), s.holder == holder)
+        .where(s.case_id.in_(ids), _by_key(s.holder) == holder)
         .group_by(s.case_id)
     )
     if queue is Queue.RECENTLY_CLOSED:
@@ -464,6 +464,12 @@ def _grouped(
         at, case_id = after
         stmt = stmt.having(or_(clock > at, and_(clock == at, s.case_id > case_id)))
     return list(conn.execute(stmt.order_by(clock, s.case_id).limit(limit)).all())
+
+
+def _by_key(holder: Any) -> Any:
+    """The holder column kept out of index choice (`|| ''`): where the cases are named, SQLite
+    must look them up by their key, not scan the holder's every item by its index."""
+    return holder + ""
 
 
 def _has_item_in(queue: Queue, holder: str, now: datetime, since: datetime) -> Any:
@@ -478,9 +484,7 @@ def _has_item_in(queue: Queue, holder: str, now: datetime, since: datetime) -> A
         .select_from(mine)
         .where(
             on_alias.case_id == s.case_id,
-            # `|| ''`: no index on the holder, so SQLite looks the case up by its key rather
-            # than scanning the holder's items for every case walked
-            (on_alias.holder + "") == holder,
+            _by_key(on_alias.holder) == holder,
             sql_util.ClauseAdapter(mine).traverse(filtered),
         )
         .exists()
@@ -552,7 +556,7 @@ def _take(
                 func.min(s.clock_started).label("clock"),
                 func.max(case((_queue_filter(queue, now, since), 1), else_=0)).label("matched"),
             )
-            .where(s.case_id.in_(ids), s.holder == holder)
+            .where(s.case_id.in_(ids), _by_key(s.holder) == holder)
             .group_by(s.case_id)
         )
     }
