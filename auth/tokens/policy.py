@@ -56,6 +56,7 @@ class Scope(enum.StrEnum):
     CASES_PULL = "cases:pull"
     CASES_WORK = "cases:work"  # a hotline's analysts: queues, assess, act, withdraw
     LOG_READ = "log:read"
+    STATS_READ = "stats:read"  # a node's signed statistics: counts and histograms only
     ADMIN = "admin"
 
 
