@@ -421,6 +421,7 @@ class ItemStateRow(Base):
     __table_args__ = (
         Index("ix_item_states_holder_stage", "holder", "stage"),
         Index("ix_item_states_report_id", "report_id"),
+        Index("ix_item_states_updated_at", "updated_at"),  # the statistics' folder (0009)
     )
 
 
@@ -607,3 +608,43 @@ takedown_checks = cast(Table, TakedownCheckRow.__table__)
 takedown_notices = cast(Table, TakedownNoticeRow.__table__)
 takedown_notice_cases = cast(Table, TakedownNoticeCaseRow.__table__)
 takedown_holds = cast(Table, TakedownHoldRow.__table__)
+
+
+class StatsCountRow(Base):
+    """The statistics' rollup (0009): per day, figure, key and duration bucket, a count.
+
+    ``bucket`` is -1 for a count, else a duration's histogram bucket on the protocol's fixed
+    edges. Day first in the key: a snapshot reads a range of days. Kept by the folder
+    (exchange/stats/fold.py) from the item states and the routing log, never by hand.
+    """
+
+    __tablename__ = "stats_counts"
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    figure: Mapped[str] = mapped_column(String(24), primary_key=True)
+    series_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatsItemRow(Base):
+    """Each item's facts as last counted in the rollup (0009): a change applies the difference."""
+
+    __tablename__ = "stats_items"
+    case_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    facts: Mapped[str] = mapped_column(String(400))
+
+
+class StatsMarkRow(Base):
+    """The folder's watermarks (0009): the last routing-log index folded, the item states'
+    last ``updated_at`` folded — written in the transaction that folds up to them."""
+
+    __tablename__ = "stats_marks"
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+stats_counts = cast(Table, StatsCountRow.__table__)
+stats_items = cast(Table, StatsItemRow.__table__)
+stats_marks = cast(Table, StatsMarkRow.__table__)

@@ -1,0 +1,232 @@
+"""What one item or one routing-log entry contributes to the node's figures — pure.
+
+The rollups (``store/stats.py``) hold counts per (figure, key, day, bucket); every count comes
+from a *contribution*: one fact of one item or log entry. An item's contributions change as it
+is assessed, actioned and closed, so the folder keeps each item's ``ItemFacts`` as last counted
+and applies the difference between the old facts' contributions and the new ones: folding an
+item twice adds nothing, and a direct recomputation is the sum of every item's contributions.
+
+Days are whole days since the Unix epoch (UTC); ``bucket`` is a duration's histogram bucket on
+``EDGES_MS``, or ``COUNT`` for a plain count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass
+from datetime import UTC, date, datetime
+
+from exchange.domain import Classification, LogKind
+from exchange.lifecycle.model import CLOSED_STAGES, Stage
+from exchange.stats.model import MAX_KEY_LENGTH, Figure, Histogram
+
+COUNT = -1  # the bucket of a count (durations use 0..len(EDGES_MS))
+EPOCH = date(1970, 1, 1)
+_DAY_US = 86_400_000_000
+
+Contribution = tuple[Figure, str, int, int]  # figure, key, day, bucket
+
+_ILLEGAL = frozenset({str(Classification.BASELINE), str(Classification.NATIONAL)})
+_CLOSED = frozenset(str(s) for s in CLOSED_STAGES)
+_SEP = "\x1f"  # never in a stored enum value, country code or site type
+
+
+def day_of(at: datetime) -> int:
+    """The day number (since 1970-01-01, UTC) of an aware time."""
+    delta = at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta.days
+
+
+def day_number(d: date) -> int:
+    return (d - EPOCH).days
+
+
+def duration_bucket(start: datetime, end: datetime) -> int:
+    ms = (end - start) // _MS
+    return Histogram.bucket(max(ms, 0))
+
+
+_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _key(text: str | None) -> str:
+    return (text or "")[:MAX_KEY_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFacts:
+    """What the figures count of one item this node holds (its clock start's day for all)."""
+
+    day: int
+    country: str
+    orphaned: bool
+    known: bool
+    site_type: str
+    commercial: bool
+    classification: str
+    age_group: str
+    gender: str
+    stage: str
+    moved_to: str
+    disputed: bool
+    lea_bucket: int  # -1: not reported to law enforcement
+    removal_bucket: int  # -1: not removed
+
+    def encode(self) -> str:
+        return _SEP.join(str(int(v)) if isinstance(v, bool) else str(v) for v in astuple(self))
+
+    @classmethod
+    def decode(cls, text: str) -> ItemFacts:
+        p = text.split(_SEP)
+        if len(p) != 14:
+            raise ValueError(f"stored item facts have {len(p)} fields, not 14")
+        return cls(
+            int(p[0]), p[1], p[2] == "1", p[3] == "1", p[4], p[5] == "1", p[6], p[7], p[8],
+            p[9], p[10], p[11] == "1", int(p[12]), int(p[13]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """An item state as the folder reads it, with its report's and case's facts."""
+
+    clock_started: datetime | None
+    country: str | None
+    orphaned: bool
+    known_member: str | None
+    site_type: str
+    commercial: bool
+    classification: str | None
+    age_group: str | None
+    gender: str | None
+    stage: str
+    moved_to_country: str | None
+    disputed: bool
+    lea_at: datetime | None
+    closed_at: datetime | None
+
+
+def item_facts(r: ItemRow) -> ItemFacts | None:
+    """The facts of an item held here (None for an item without a clock: not counted)."""
+    if r.clock_started is None:
+        return None
+    start = r.clock_started
+    removed = r.stage == str(Stage.REMOVED) and r.closed_at is not None
+    return ItemFacts(
+        day=day_of(start),
+        country=_key(r.country),
+        orphaned=bool(r.orphaned),
+        known=r.known_member is not None,
+        site_type=_key(r.site_type),
+        commercial=bool(r.commercial),
+        classification=_key(r.classification),
+        age_group=_key(r.age_group),
+        gender=_key(r.gender),
+        stage=r.stage,
+        moved_to=_key(r.moved_to_country) if r.stage == str(Stage.MOVED) else "",
+        disputed=bool(r.disputed),
+        lea_bucket=duration_bucket(start, r.lea_at) if r.lea_at is not None else -1,
+        removal_bucket=duration_bucket(start, r.closed_at) if removed and r.closed_at else -1,
+    )
+
+
+def item_contributions(f: ItemFacts | None) -> list[Contribution]:
+    """Every count one item's facts add (an empty list for None)."""
+    if f is None:
+        return []
+    d = f.day
+    where = "orphan" if f.orphaned else "in_network"
+    out: list[Contribution] = [
+        (Figure.ITEMS, f.country, d, COUNT),
+        (Figure.ITEMS_ORPHAN, where, d, COUNT),
+        (Figure.CONTENT, "known" if f.known else "new", d, COUNT),
+        (Figure.SITE_TYPE, f.site_type, d, COUNT),
+        (Figure.COMMERCIAL, "yes" if f.commercial else "no", d, COUNT),
+    ]
+    if f.classification:
+        out.append((Figure.ASSESSED, f.classification, d, COUNT))
+        if f.classification in _ILLEGAL:
+            out.append((Figure.AGE_GROUP, f.age_group, d, COUNT))
+            out.append((Figure.GENDER, f.gender, d, COUNT))
+    if f.stage in _CLOSED:
+        out.append((Figure.CLOSED, f.stage, d, COUNT))
+    if f.stage == str(Stage.MOVED):
+        out.append((Figure.MOVED, f.moved_to, d, COUNT))
+    if f.disputed:
+        out.append((Figure.DISPUTED, "", d, COUNT))
+    if f.lea_bucket >= 0:
+        out.append((Figure.TO_LEA, where, d, f.lea_bucket))
+    if f.removal_bucket >= 0:
+        out.append((Figure.TO_REMOVAL, where, d, f.removal_bucket))
+    return out
+
+
+def item_delta(old: ItemFacts | None, new: ItemFacts | None) -> Counter[Contribution]:
+    """What changes in the rollups when an item counted as ``old`` now reads ``new``."""
+    delta: Counter[Contribution] = Counter()
+    if old == new:
+        return delta
+    for c in item_contributions(new):
+        delta[c] += 1
+    for c in item_contributions(old):
+        delta[c] -= 1
+    return Counter({c: n for c, n in delta.items() if n})
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """A routing-log entry as the folder reads it; ``intake_at`` is its report's intake time
+    here (for a receipt: the start of the delivery latency)."""
+
+    at: datetime
+    kind: str
+    member: str | None
+    country: str | None
+    detail: str
+    intake_at: datetime | None
+
+
+LOG_KINDS = (
+    str(LogKind.INTAKE),
+    str(LogKind.SENT),
+    str(LogKind.RECEIPTED),
+    str(LogKind.NEW_CASE),
+    str(LogKind.MERGED),
+)
+
+
+def log_contributions(e: LogRow) -> list[Contribution]:
+    """The counts one routing-log entry adds: intake (by hosting country), a report sent, a
+    report received (a case opened or joined by a member's report), a delivery's latency."""
+    d = day_of(e.at)
+    if e.kind == LogKind.INTAKE:
+        return [(Figure.INTAKE, _key(e.country), d, COUNT)]
+    if e.kind == LogKind.SENT:
+        return [(Figure.SENT, _key(e.member), d, COUNT)]
+    if e.kind in (LogKind.NEW_CASE, LogKind.MERGED):
+        via = _detail(e.detail).get("via")
+        if isinstance(via, str) and via != "intake":
+            return [(Figure.RECEIVED, _key(via), d, COUNT)]
+        return []
+    if e.kind == LogKind.RECEIPTED and e.intake_at is not None:
+        if _detail(e.detail).get("transfer"):
+            return []  # a moved case's transfer, not a report's delivery
+        return [(Figure.DELIVERY, "", day_of(e.intake_at), duration_bucket(e.intake_at, e.at))]
+    return []
+
+
+def _detail(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def total(contributions: Iterable[Contribution]) -> Counter[Contribution]:
+    out: Counter[Contribution] = Counter()
+    for c in contributions:
+        out[c] += 1
+    return out

@@ -1,0 +1,273 @@
+"""The statistics aggregate: every statement on the rollups, and the reads that feed them.
+
+The folder (exchange/stats/fold.py) reads what changed — item states by ``updated_at`` (each
+with its facts as last counted, from ``stats_items``), the routing log by index — and writes
+count deltas into ``stats_counts`` (an upsert that adds), the items' new facts and the
+watermarks, all in one transaction. A snapshot reads ``stats_counts`` for a range of days,
+plus the gauges (outbox backlog, work queues) and the hoster figures straight from their tables.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
+
+from exchange.domain import ReportRole
+from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
+from exchange.stats.model import Figure
+from exchange.store import schema
+from exchange.store.notices import _item_outcomes, _sent_rows
+from exchange.store.sql import chunks, insert_ignore, upsert
+from exchange.takedown.notice_model import NoticeStatus
+
+COUNTS = schema.stats_counts
+ITEMS = schema.stats_items
+MARKS = schema.stats_marks
+STATES = schema.item_states
+REPORTS = schema.reports
+REPORT_ITEMS = schema.items
+LOG = schema.routing_log
+OUTBOX = schema.outbox
+NOTICES = schema.takedown_notices
+NOTICE_CASES = schema.takedown_notice_cases
+
+ItemKey = tuple[str, str, int]  # case, report, index
+
+
+# -- reads that feed the folder -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedItem:
+    key: ItemKey
+    updated_at: datetime
+    row: ItemRow | None  # None: no longer held here (its counts are taken back)
+    counted: str | None  # the facts as last counted, encoded
+
+
+def changed_items(
+    conn: Connection,
+    member: str,
+    *,
+    since: datetime | None,
+    after: tuple[datetime, str, str, int] | None,
+    limit: int,
+) -> list[ChangedItem]:
+    """Item states updated at or after ``since`` (every one when None) that are held by
+    ``member`` or were counted before, keyset-paged by (updated_at, case, report, index)."""
+    s = STATES.c
+    columns = (
+        s.case_id, s.report_id, s.idx, s.updated_at, s.holder, s.clock_started,
+        REPORTS.c.hosting_country, s.orphaned, REPORT_ITEMS.c.known_member,
+        REPORTS.c.site_type, REPORTS.c.commercial, s.classification, s.age_group, s.gender,
+        s.stage, s.moved_to_country, s.disputed, s.lea_at, s.closed_at, ITEMS.c.facts,
+    )  # fmt: skip
+    stmt = (
+        select(*columns)
+        .select_from(
+            STATES.outerjoin(REPORTS, REPORTS.c.id == s.report_id)
+            .outerjoin(
+                REPORT_ITEMS,
+                and_(REPORT_ITEMS.c.report_id == s.report_id, REPORT_ITEMS.c.idx == s.idx),
+            )
+            .outerjoin(
+                ITEMS,
+                and_(
+                    ITEMS.c.case_id == s.case_id,
+                    ITEMS.c.report_id == s.report_id,
+                    ITEMS.c.idx == s.idx,
+                ),
+            )
+        )
+        .where(or_(s.holder == member, ITEMS.c.facts.is_not(None)))
+        .order_by(s.updated_at, s.case_id, s.report_id, s.idx)
+        .limit(limit)
+    )
+    if since is not None:
+        stmt = stmt.where(s.updated_at >= since)
+    if after is not None:
+        at, case_id, report_id, idx = after
+        # Spelled out rather than a row-value comparison, so the time binds as the column's
+        # micros (see store/lifecycle.queue).
+        stmt = stmt.where(
+            or_(
+                s.updated_at > at,
+                and_(
+                    s.updated_at == at,
+                    tuple_(s.case_id, s.report_id, s.idx) > tuple_(case_id, report_id, idx),
+                ),
+            )
+        )
+    return [_changed(r, member) for r in conn.execute(stmt)]
+
+
+def _changed(r: Any, member: str) -> ChangedItem:
+    (
+        case_id, report_id, idx, updated_at, holder, clock_started, country, orphaned, known,
+        site_type, commercial, classification, age_group, gender, stage, moved_to, disputed,
+        lea_at, closed_at, facts,
+    ) = r  # fmt: skip
+    row = None
+    if holder == member:
+        row = ItemRow(
+            clock_started, country, bool(orphaned), known, site_type or "", bool(commercial),
+            classification, age_group, gender, stage, moved_to, bool(disputed), lea_at,
+            closed_at,
+        )  # fmt: skip
+    return ChangedItem((case_id, report_id, idx), updated_at, row, facts)
+
+
+def log_after(conn: Connection, after: int, limit: int) -> list[tuple[int, LogRow]]:
+    """Routing-log entries after index ``after`` of the kinds that count, each with its
+    report's intake time if the report came in through this node's intake."""
+    e, r = LOG.c, REPORTS.c
+    origin = and_(r.id == e.report_id, r.role == str(ReportRole.ORIGIN))
+    stmt = (
+        select(e.idx, e.at, e.kind, e.member, e.country, e.detail, r.received_at)
+        .select_from(LOG.outerjoin(REPORTS, origin))
+        .where(e.idx > after, e.kind.in_(LOG_KINDS))
+        .order_by(e.idx)
+        .limit(limit)
+    )
+    return [
+        (row.idx, LogRow(row.at, row.kind, row.member, row.country, row.detail, row.received_at))
+        for row in conn.execute(stmt)
+    ]
+
+
+# -- writes of the folder -------------------------------------------------------------------
+
+
+def add_counts(conn: Connection, delta: Mapping[Contribution, int]) -> None:
+    """Add each delta to its count (a new count starts at the delta)."""
+    rows = [
+        {"day": d, "figure": str(f), "series_key": k, "bucket": b, "n": n}
+        for (f, k, d, b), n in sorted(delta.items(), key=lambda kv: _sortable(kv[0]))
+        if n
+    ]
+    if rows:
+        conn.execute(_adding(conn.dialect.name), rows)
+
+
+def _sortable(c: Contribution) -> tuple[int, str, str, int]:
+    # One order for every writer: two replicas' upserts never lock rows in opposite orders.
+    f, k, d, b = c
+    return (d, str(f), k, b)
+
+
+@functools.cache
+def _adding(dialect_name: str) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
+    stmt = dialect.insert(COUNTS)
+    return stmt.on_conflict_do_update(
+        index_elements=["day", "figure", "series_key", "bucket"],
+        set_={"n": COUNTS.c.n + stmt.excluded.n},
+    )
+
+
+def save_facts(conn: Connection, rows: Sequence[tuple[ItemKey, str | None]]) -> None:
+    """Each item's facts as now counted; None: it counts no more (its row goes)."""
+    keep = [{"case_id": c, "report_id": r, "idx": i, "facts": f} for (c, r, i), f in rows if f]
+    upsert(conn, ITEMS, keep, key=("case_id", "report_id", "idx"))
+    gone = [k for k, f in rows if not f]
+    for part in chunks(gone, 500):
+        conn.execute(
+            delete(ITEMS).where(
+                tuple_(ITEMS.c.case_id, ITEMS.c.report_id, ITEMS.c.idx).in_(list(part))
+            )
+        )
+
+
+def mark(conn: Connection, source: str) -> int | None:
+    return conn.execute(select(MARKS.c.value).where(MARKS.c.source == source)).scalar_one_or_none()
+
+
+def set_mark(conn: Connection, source: str, value: int) -> None:
+    upsert(conn, MARKS, [{"source": source, "value": value}], key=("source",))
+
+
+def ensure_marks(conn: Connection, defaults: Mapping[str, int]) -> None:
+    insert_ignore(conn, MARKS, [{"source": s, "value": v} for s, v in defaults.items()])
+
+
+# -- reads of a snapshot --------------------------------------------------------------------
+
+
+def counts_between(
+    conn: Connection, first_day: int, last_day: int
+) -> Iterator[tuple[Contribution, int]]:
+    """(figure, key, day, bucket) and its count, for every non-zero count of the days."""
+    c = COUNTS.c
+    rows = conn.execute(
+        select(c.figure, c.series_key, c.day, c.bucket, c.n).where(
+            c.day >= first_day, c.day <= last_day, c.n != 0
+        )
+    )
+    for figure, key, day, bucket, n in rows:
+        yield (Figure(figure), key, day, bucket), int(n)
+
+
+def all_counts(conn: Connection) -> dict[Contribution, int]:
+    """Every non-zero count of the rollup (the tests compare it with a recomputation)."""
+    c = COUNTS.c
+    rows = conn.execute(select(c.figure, c.series_key, c.day, c.bucket, c.n).where(c.n != 0))
+    return {(Figure(f), k, d, b): int(n) for f, k, d, b, n in rows}
+
+
+def backlog(conn: Connection) -> dict[str, int]:
+    """Outbox rows (reports, events, transfers) per destination: none is receipted yet."""
+    o = OUTBOX.c
+    return {
+        str(d): int(n)
+        for d, n in conn.execute(select(o.destination, func.count()).group_by(o.destination))
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class HosterRows:
+    """The scorecard's rows: notices sent per hoster and time; items notified per hoster and
+    case with the first notice's time; items removed or still online with it."""
+
+    notices: list[tuple[int | None, str, datetime]]
+    cases: list[tuple[int | None, str, datetime, int]]
+    outcomes: list[tuple[int | None, str, datetime, str, datetime | None]]
+
+
+def hoster_rows(conn: Connection, holder: str) -> HosterRows:
+    nc, n = NOTICE_CASES.c, NOTICES.c
+    sent = n.status == str(NoticeStatus.SENT)
+    notices = conn.execute(
+        select(nc.asn, nc.organisation, n.sent_at)
+        .select_from(_sent_rows())
+        .where(sent)
+        .group_by(nc.asn, nc.organisation, n.id, n.sent_at)
+    ).all()
+    cases = conn.execute(
+        select(nc.asn, nc.organisation, func.min(n.sent_at), func.max(nc["items"]))
+        .select_from(_sent_rows())
+        .where(sent)
+        .group_by(nc.asn, nc.organisation, nc.case_id)
+    ).all()
+    outcomes = conn.execute(_item_outcomes(holder)).all()
+    return HosterRows(
+        [(a, o, t) for a, o, t in notices],
+        [(a, o, t, int(i or 0)) for a, o, t, i in cases],
+        [(r.asn, r.organisation, r.first_at, r.stage, r.closed_at) for r in outcomes],
+    )
+
+
+# pg_advisory_xact_lock key of the statistics' folder ("ihx_stat"): two folders (replicas, or
+# the CLI beside a node) must not both add the same page. SQLite's BEGIN IMMEDIATE is that lock.
+FOLD_LOCK_KEY = 0x6968785F73746174
+
+
+def lock_folder(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(FOLD_LOCK_KEY)))
