@@ -32,7 +32,7 @@ from ihx.v1 import statistics_pb2 as spb
 from ihx.v1 import statistics_pb2_grpc as sgrpc
 from tests.auth.token_factories import NOW, TokenWorld, make_token_world
 from tests.exchange.factories import length_delimited, make_network, signing_key
-from tests.exchange.stats.snapshots import PERIOD, hand_snapshot
+from tests.exchange.stats.hand_snapshots import PERIOD, hand_snapshot
 
 NL = "nl-eokm"
 Metadata = tuple[tuple[str, str], ...]

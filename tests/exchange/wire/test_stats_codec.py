@@ -24,7 +24,7 @@ from exchange.wire.stats_signed import (
 )
 from ihx.v1 import statistics_pb2 as spb
 from tests.exchange.factories import T0, NetworkKit, length_delimited, make_network, signing_key
-from tests.exchange.stats.snapshots import PERIOD, hand_snapshot
+from tests.exchange.stats.hand_snapshots import PERIOD, hand_snapshot
 
 NL, DE = "nl-eokm", "de-eco"
 SKEW = timedelta(seconds=900)
