@@ -68,6 +68,7 @@ from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
+from exchange.stats.fold import Folder
 from exchange.store.writer import Tx, Writer
 from exchange.takedown.directory import DirectoryFile
 from exchange.takedown.dispatch import CheckPool
@@ -190,6 +191,7 @@ class Node:
         self._build_partners()
         self._build_lifecycle()
         self._build_takedown()
+        self._build_stats()
         self.notifier = self._build_notices(notice_tls)
         self._build_intake()
         self._build_server_state()
@@ -279,6 +281,20 @@ class Node:
             retention_days=self.settings.retention_days,
             check_interval=self.settings.lifecycle.retention_check_s,
         )
+
+    def _build_stats(self) -> None:
+        """The node's figures (issue 14): rollups folded in the writer every few seconds and
+        before each snapshot, off the intake path."""
+        st = self.settings.stats
+        folder = Folder(member=self.member, lookback=timedelta(seconds=st.lookback_s))
+        self.figures = NodeFigures(
+            engine=self.engine,
+            member=self.member,
+            clock=self._clock,
+            writer=self.writer,
+            folder=folder,
+        )
+        self._stats_loop = Periodic("ihx-stats", st.fold_interval_s, self.figures.fold)
 
     def _build_takedown(self) -> None:
         """Takedown automation at the holder: holds on notices (always: partners may hold)."""
@@ -521,10 +537,7 @@ class Node:
         return names
 
     def _statistics_servicer(self) -> StatisticsServicer:
-        """``GetStatistics``: the node's own figures (folded through the writer), signed."""
-        self.figures = NodeFigures(
-            engine=self.engine, member=self.member, clock=self._clock, writer=self.writer
-        )
+        """``GetStatistics``: the node's own figures (``self.figures``), signed."""
         return StatisticsServicer(
             self.figures.snapshot,
             self.key,
@@ -554,6 +567,7 @@ class Node:
             self.leases.start()
         self.checkpointer.start()
         self.retention.start()
+        self._stats_loop.start()
         if self._recheck_loop is not None:
             self._recheck_loop.start()
         if self.notifier is not None:
@@ -603,6 +617,7 @@ class Node:
         self.fanout.close_channels()
         self.checkpointer.stop()
         self.retention.stop()
+        self._stats_loop.stop()  # before the writer: a fold is a writer job
         if self.rechecker is not None and self._recheck_loop is not None:
             self.rechecker.stop()
             self._recheck_loop.stop()

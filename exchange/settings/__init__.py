@@ -63,6 +63,10 @@ Example::
     retention_days = 365            # closed cases older than this are anonymised; 0 = never
     retention_check_s = 3600.0      # how often the node looks for them
 
+    [stats]                         # the statistics' rollups (issue 14)
+    fold_interval_s = 60.0          # how often what changed is folded in (and before a snapshot)
+    lookback_s = 30.0               # item states re-read before the last one folded
+
     [takedown]                      # re-checks of illegal content still online (off by default)
     enabled = true
     user_agent = "ihx-recheck/1 (EOKM hotline; abuse@eokm.nl)"  # required when enabled

@@ -33,6 +33,7 @@ from exchange.settings.sections import (
     PartnerRuleSetting,
     PartnersSection,
     ResolverSection,
+    StatsSection,
     TakedownSection,
     TlsSection,
 )
@@ -56,6 +57,7 @@ class Settings(BaseModel):
     log: LogSection = LogSection()
     lifecycle: LifecycleSection = LifecycleSection()
     takedown: TakedownSection = TakedownSection()
+    stats: StatsSection = StatsSection()
     notices: NoticesSection = NoticesSection()
     tls: TlsSection = TlsSection()
     metrics: MetricsSection = MetricsSection()

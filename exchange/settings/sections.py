@@ -50,6 +50,7 @@ __all__ = [
     "PartnerRuleSetting",
     "PartnersSection",
     "ResolverSection",
+    "StatsSection",
     "TakedownSection",
     "TlsSection",
 ]
@@ -201,6 +202,14 @@ class LifecycleSection(_Section):
     # classification, countries, hoster and timings kept). 0 = never.
     retention_days: int = between(365, 0, 36500)
     retention_check_s: float = between(3600.0, 0.05, 86400)  # how often the node looks
+
+
+class StatsSection(_Section):
+    # The statistics' rollups are folded from what changed every ``fold_interval_s`` (and before
+    # each snapshot); item states updated up to ``lookback_s`` before the last one folded are
+    # read again, for a writer whose transaction committed late (reading one twice adds nothing).
+    fold_interval_s: float = between(60.0, 0.05, 86400)
+    lookback_s: float = between(30.0, 0.0, 3600)
 
 
 class TakedownSection(_Section):

@@ -83,6 +83,18 @@ def test_database_url_alone_for_migrations(tmp_path: Path) -> None:
         load_database_url(config, env={})
 
 
+def test_stats_fold_interval_and_lookback_defaults_and_ranges() -> None:
+    s = settings()
+    assert (s.stats.fold_interval_s, s.stats.lookback_s) == (60.0, 30.0)
+    assert settings(stats={"lookback_s": 0}).stats.lookback_s == 0.0
+    with pytest.raises(ConfigError, match=r"stats.fold_interval_s must be from"):
+        settings(stats={"fold_interval_s": 0})
+    with pytest.raises(ConfigError, match=r"stats.lookback_s must be from"):
+        settings(stats={"lookback_s": 7200})
+    with pytest.raises(ConfigError, match=r"unknown setting stats.interval$"):
+        settings(stats={"interval": 5})
+
+
 def test_lifecycle_retention_defaults_ranges_and_env() -> None:
     s = settings()
     assert (s.retention_days, s.lifecycle.retention_check_s) == (365, 3600.0)
