@@ -26,6 +26,7 @@ from exchange.cli import (
     network,
     node,
     retention,
+    stats,
     submit,
     takedown,
     tls,
@@ -71,6 +72,7 @@ for module in (
     hosts,
     tls,
     takedown,
+    stats,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)

@@ -1,0 +1,170 @@
+"""``ihx stats --network`` across real nodes: the merge is the sum of the signed snapshots.
+
+Four real nodes on loopback (nl-eokm, de-eco, us-ncmec and the coordinator inhope) exchange
+reports from two origins until every batch is receipted; then us-ncmec stops. Asked from the
+coordinator, the network's figures are exactly the sum of the snapshots of the three nodes that
+answered — each taken from the node itself — and us-ncmec is named as missing with why, in the
+table, in JSON and in CSV; the command exits 1 because the figures are incomplete. A member
+whose token lacks ``stats:read`` is named as refusing it, never silently left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from auth.tokens import Scope
+from common.clock import system_clock
+from exchange.cli.main import app
+from exchange.client.statistics import Gathering, gather
+from exchange.stats.model import Figure, Granularity, Period, Snapshot, merge
+from tests.exchange.factories import make_submission, url_in
+from tests.integration.support import COORDINATOR, DE, NL, US, Cluster, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+ANSWERING = (NL, DE, COORDINATOR)
+
+
+def _period() -> Period:
+    today = datetime.now(UTC).date()
+    return Period(today - timedelta(days=2), today + timedelta(days=1), Granularity.DAY)
+
+
+def _exchange(cluster: Cluster) -> None:
+    """Reports from nl-eokm and de-eco to every member (and an orphan), all receipted."""
+    plan = {NL: {"DE": 3, "US": 2, "JP": 1, "NL": 2}, DE: {"NL": 2, "US": 1, "DE": 1}}
+    for origin, countries in plan.items():
+        cluster.submit(
+            origin,
+            [
+                make_submission(url_in(cc, f"/{origin}/{i}.jpg"), hashes=[f"{origin}-{cc}-{i}"])
+                for cc, n in countries.items()
+                for i in range(n)
+            ],
+        )
+    wait_until(lambda: all(cluster.drained(m) for m in plan), what="every report receipted")
+
+
+def _tokens(cluster: Cluster, scopes: dict[str, Scope] | None = None) -> dict[str, str]:
+    """A token issued by each member's node for the coordinator, ``stats:read`` unless told."""
+    return {
+        m: cluster.fed.token(m, (scopes or {}).get(m, Scope.STATS_READ), subject="coordinator")
+        for m in (NL, DE, US, COORDINATOR)
+    }
+
+
+def _options(tokens: dict[str, str]) -> list[str]:
+    return [x for member, token in tokens.items() for x in ("--token", f"{member}={token}")]
+
+
+def _own(cluster: Cluster, period: Period) -> dict[str, Snapshot]:
+    return {m: cluster.node(m).figures.snapshot(period) for m in ANSWERING}
+
+
+def test_the_network_figures_are_the_sum_of_the_members_that_answered(cluster: Cluster) -> None:
+    _exchange(cluster)
+    cluster.stop(US)
+    period = _period()
+    own = _own(cluster, period)
+    expected = merge(period, list(own.values()), {}, datetime.now(UTC)).snapshot
+    # 12 reports, 9 sent to others; us-ncmec's 4 received are missing with it.
+    assert (expected.total(Figure.INTAKE), expected.total(Figure.SENT)) == (12, 9)
+    assert expected.total(Figure.RECEIVED) == 9 - 4
+
+    how = Gathering(
+        tokens=_tokens(cluster),
+        default_token=None,
+        clock=system_clock,
+        max_skew=timedelta(minutes=15),
+        timeout=10,
+    )
+    merged = gather(cluster.fed.manifest, period, how)
+    assert merged.answered == tuple(sorted(ANSWERING))
+    assert list(merged.missing) == [US]
+    assert merged.missing[US].startswith("unreachable: ")
+    assert dict(merged.snapshot.counts) == dict(expected.counts)
+    assert dict(merged.snapshot.histograms) == dict(expected.histograms)
+    assert dict(merged.snapshot.gauges) == dict(expected.gauges)
+    for figure in (Figure.INTAKE, Figure.SENT, Figure.RECEIVED, Figure.ITEMS):
+        assert merged.snapshot.total(figure) == sum(s.total(figure) for s in own.values())
+
+
+def _run(cluster: Cluster, period: Period, *extra: str) -> tuple[int, str, str]:
+    args = [
+        "stats",
+        "--network",
+        "--config",
+        str(cluster.config(COORDINATOR)),
+        "--from",
+        period.first.isoformat(),
+        "--to",
+        period.last.isoformat(),
+        "--by",
+        "day",
+        *extra,
+    ]
+    result = CliRunner().invoke(app, args)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ihx_stats_network_prints_the_sum_and_names_the_missing_member(cluster: Cluster) -> None:
+    _exchange(cluster)
+    cluster.stop(US)
+    period = _period()
+    own = _own(cluster, period)
+    tokens = _options(_tokens(cluster))
+
+    code, stdout, stderr = _run(cluster, period, "--json", *tokens)
+    assert code == 1, stderr
+    doc = json.loads(stdout)
+    assert doc["scope"] == "network"
+    assert doc["members"]["answered"] == sorted(ANSWERING)
+    assert list(doc["members"]["missing"]) == [US]
+    assert doc["members"]["missing"][US].startswith("unreachable")
+    assert f"ihx: warning: {US} is missing" in stderr
+    got = {(c["figure"], c["key"]): c["counts"] for c in doc["counts"]}
+    expected = merge(period, list(own.values()), {}, datetime.now(UTC)).snapshot
+    for (fig, key), row in expected.counts.items():
+        if not fig.finer_than_country:  # those are masked under 5
+            assert got.pop((fig.value, key)) == list(row)
+    assert all(fig.startswith("hoster.") for fig, _ in got)
+
+    code, stdout, _ = _run(cluster, period, "--csv", *tokens)
+    assert code == 1
+    rows = list(csv.DictReader(io.StringIO(stdout)))
+    totals: Counter[str] = Counter()
+    for row in rows:
+        if row["figure"] in ("intake", "sent", "received", "items") and not row["le_ms"]:
+            totals[row["figure"]] += int(row["count"])
+    for figure in (Figure.INTAKE, Figure.SENT, Figure.RECEIVED, Figure.ITEMS):
+        assert totals[figure.value] == sum(s.total(figure) for s in own.values())
+
+    code, stdout, _ = _run(cluster, period, *tokens)
+    assert code == 1
+    assert f"MISSING {US}: unreachable" in stdout
+    assert "Statistics of the network: 3 answered, 1 missing" in stdout
+
+
+def test_a_member_refusing_the_token_is_named(cluster: Cluster) -> None:
+    period = _period()
+    tokens = _options(_tokens(cluster, {DE: Scope.LOG_READ}))
+    code, stdout, _ = _run(cluster, period, "--json", *tokens)
+    assert code == 1
+    doc = json.loads(stdout)
+    assert doc["members"]["answered"] == sorted((NL, US, COORDINATOR))
+    assert doc["members"]["missing"][DE] == (
+        "refused our token: permission-denied: the token does not grant scope stats:read"
+    )
+    code, stdout, _ = _run(cluster, period, "--json", *_options(_tokens(cluster)))  # it serves on
+    assert code == 0
+    assert json.loads(stdout)["members"] == {
+        "answered": sorted((NL, DE, US, COORDINATOR)),
+        "missing": {},
+    }
