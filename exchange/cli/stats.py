@@ -22,7 +22,6 @@ from typing import Annotated
 
 import typer
 
-from auth.manifest import Manifest
 from auth.tls import read_pem
 from common.clock import system_clock
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
@@ -75,7 +74,7 @@ def register(app: typer.Typer) -> None:
 class _Gathered:
     figures: Figures
     source: Snapshot | Merged  # what the charts draw: a merge names its missing members
-    manifest: Manifest
+    settings: Settings
 
 
 def show_command(
@@ -118,7 +117,9 @@ def plot_command(
 ) -> None:
     """Write the figures of a period as charts (PNG and SVG) to --out."""
     got = _gather(config, network, first, last, by, token or [], timeout)
-    countries = {c for m in got.manifest.members for c in m.countries}
+    with open_local(got.settings, clock=system_clock) as local:
+        manifest = local.manifests.current()  # which countries have a member, for the map
+    countries = {c for m in manifest.members for c in m.countries}
     for path in write_charts(got.source, out_dir, member_countries=countries):
         typer.echo(str(path))
     _exit_if_missing(got.figures, quiet=False)
@@ -150,15 +151,13 @@ def _gather(
     settings = load_settings(config)
     if network:
         return _network(settings, period, tokens, timeout)
-    if tokens:
-        raise CliError("--token is for --network (the local figures are read from the database)")
+    # Tokens (IHX_TOKEN included) are for --network: the local figures come from the database.
     with open_local(settings, clock=system_clock) as local:
-        manifest = local.manifests.current()
         folder = Folder(member=local.member, lookback=timedelta(seconds=settings.stats.lookback_s))
         snapshot = NodeFigures(
             engine=local.engine, member=local.member, clock=system_clock, folder=folder
         ).snapshot(period)
-    return _Gathered(Figures(snapshot), snapshot, manifest)
+    return _Gathered(Figures(snapshot), snapshot, settings)
 
 
 def _network(
@@ -180,7 +179,7 @@ def _network(
     )
     merged = gather(manifest, period, how)
     figures = Figures(merged.snapshot, network=True, missing=merged.missing)
-    return _Gathered(figures, merged, manifest)
+    return _Gathered(figures, merged, settings)
 
 
 def _tokens(values: Sequence[str]) -> tuple[str | None, dict[str, str]]:

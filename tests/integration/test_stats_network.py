@@ -15,6 +15,7 @@ import io
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -96,9 +97,12 @@ def test_the_network_figures_are_the_sum_of_the_members_that_answered(cluster: C
         assert merged.snapshot.total(figure) == sum(s.total(figure) for s in own.values())
 
 
-def _run(cluster: Cluster, period: Period, *extra: str) -> tuple[int, str, str]:
+def _run(
+    cluster: Cluster, period: Period, *extra: str, plot: tuple[str, ...] = ()
+) -> tuple[int, str, str]:
     args = [
         "stats",
+        *plot,
         "--network",
         "--config",
         str(cluster.config(COORDINATOR)),
@@ -150,6 +154,19 @@ def test_ihx_stats_network_prints_the_sum_and_names_the_missing_member(cluster: 
     assert code == 1
     assert f"MISSING {US}: unreachable" in stdout
     assert "Statistics of the network: 3 answered, 1 missing" in stdout
+
+
+def test_ihx_stats_plot_network_writes_the_charts(cluster: Cluster, tmp_path: Path) -> None:
+    _exchange(cluster)
+    out = tmp_path / "charts"
+    code, stdout, stderr = _run(
+        cluster, _period(), *_options(_tokens(cluster)), plot=("plot", "--out", str(out))
+    )
+    assert code == 0, stderr
+    written = [Path(line) for line in stdout.splitlines()]
+    assert written
+    assert {p.suffix for p in written} == {".png", ".svg"}
+    assert all(p.parent == out and p.stat().st_size > 1000 for p in written)
 
 
 def test_a_member_refusing_the_token_is_named(cluster: Cluster) -> None:
