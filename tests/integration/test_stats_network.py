@@ -14,9 +14,12 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Callable
+from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 from typer.testing import CliRunner
 
@@ -25,6 +28,10 @@ from common.clock import system_clock
 from exchange.cli.main import app
 from exchange.client.statistics import Gathering, gather
 from exchange.stats.model import Figure, Granularity, Period, Snapshot, merge
+from exchange.wire.stats_codec import request_from_period
+from exchange.wire.stats_signed import sign_statistics
+from ihx.v1 import statistics_pb2 as spb
+from ihx.v1 import statistics_pb2_grpc as sgrpc
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.support import COORDINATOR, DE, NL, US, Cluster, wait_until
 
@@ -185,3 +192,96 @@ def test_a_member_refusing_the_token_is_named(cluster: Cluster) -> None:
         "answered": sorted((NL, DE, US, COORDINATOR)),
         "missing": {},
     }
+
+
+class Impostor:
+    """A server at us-ncmec's endpoint (the node stopped) answering GetStatistics as told."""
+
+    def __init__(self, address: str, answer: Callable[[spb.StatisticsRequest], bytes]) -> None:
+        def get(request: bytes, context: grpc.ServicerContext) -> bytes:
+            return answer(spb.StatisticsRequest.FromString(request))
+
+        handler = grpc.unary_unary_rpc_method_handler(
+            get, request_deserializer=None, response_serializer=None
+        )
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("ihx.v1.Statistics", {"GetStatistics": handler}),)
+        )
+        assert self.server.add_insecure_port(address), f"{address} is still taken"
+        self.server.start()
+
+    def close(self) -> None:
+        self.server.stop(0)
+
+
+def _signed(cluster: Cluster, snapshot: Snapshot) -> spb.SignedStatistics:
+    return sign_statistics(cluster.fed.keys[US], snapshot)
+
+
+def _tampered(cluster: Cluster, snapshot: Snapshot) -> bytes:
+    signed = _signed(cluster, snapshot)
+    body = bytearray(signed.body)
+    body[-1] ^= 0x01
+    signed.body = bytes(body)
+    return signed.SerializeToString()
+
+
+def _other_period(cluster: Cluster, snapshot: Snapshot) -> bytes:
+    p = snapshot.period
+    shifted = Period(p.first - timedelta(days=1), p.last, p.granularity)
+    lying = Snapshot((US,), shifted, snapshot.generated_at, {}, {}, {})
+    return _signed(cluster, lying).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("lie", "why"),
+    [
+        (_tampered, "answer refused (stats-signature): signature of us-ncmec refused"),
+        (_other_period, "answer refused (stats-period): the body counts"),
+    ],
+)
+def test_a_lying_member_is_refused_and_named(
+    cluster: Cluster,
+    lie: Callable[[Cluster, Snapshot], bytes],
+    why: str,
+) -> None:
+    _exchange(cluster)
+    period = _period()
+    real = cluster.node(US).figures.snapshot(period)
+    address = cluster.address(US)
+    cluster.stop(US)
+    impostor = Impostor(address, lambda _: lie(cluster, real))
+    try:
+        code, stdout, _ = _run(cluster, period, "--json", *_options(_tokens(cluster)))
+    finally:
+        impostor.close()
+    assert code == 1
+    doc = json.loads(stdout)
+    assert doc["members"]["answered"] == sorted(ANSWERING)
+    assert doc["members"]["missing"][US].startswith(why)
+    received = sum(c["total"] for c in doc["counts"] if c["figure"] == "received")
+    assert received == 9 - real.total(Figure.RECEIVED)  # nothing of the lie was counted
+
+
+def test_the_node_refuses_a_bad_request_and_a_token_without_the_scope(cluster: Cluster) -> None:
+    good = _tokens(cluster)[NL]
+    log_only = _tokens(cluster, {NL: Scope.LOG_READ})[NL]
+    bad = spb.StatisticsRequest(first_day="2026-01-01", last_day="2025-01-01", granularity="day")
+    asked = request_from_period(_period())
+    with grpc.insecure_channel(cluster.address(NL)) as channel:
+        stub = sgrpc.StatisticsStub(channel)
+        refusals = []
+        for request, token in ((bad, good), (asked, log_only)):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.GetStatistics(request, metadata=(("authorization", f"Bearer {token}"),))
+            call: grpc.Call = raised.value  # type: ignore[assignment]
+            refusals.append((call.code(), call.details()))
+        answer = stub.GetStatistics(asked, metadata=(("authorization", f"Bearer {good}"),))
+    assert refusals[0] == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "stats-period: last_day: 2025-01-01 is before first_day 2026-01-01",
+    )
+    assert refusals[1][0] is grpc.StatusCode.PERMISSION_DENIED
+    assert "stats:read" in refusals[1][1]
+    assert answer.key_id == cluster.fed.keys[NL].key_id  # the node serves on
