@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from exchange.domain import Classification, LogKind
@@ -51,6 +51,10 @@ def duration_bucket(start: datetime, end: datetime) -> int:
 _MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
 def _key(text: str | None) -> str:
     return (text or "")[:MAX_KEY_LENGTH]
 
@@ -75,7 +79,15 @@ class ItemFacts:
     removal_bucket: int  # -1: not removed
 
     def encode(self) -> str:
-        return _SEP.join(str(int(v)) if isinstance(v, bool) else str(v) for v in astuple(self))
+        # Spelled out: dataclasses.astuple deep-copies, and cost more than the rest of a fold.
+        return _SEP.join(
+            (
+                str(self.day), self.country, _flag(self.orphaned), _flag(self.known),
+                self.site_type, _flag(self.commercial), self.classification, self.age_group,
+                self.gender, self.stage, self.moved_to, _flag(self.disputed),
+                str(self.lea_bucket), str(self.removal_bucket),
+            )
+        )  # fmt: skip
 
     @classmethod
     def decode(cls, text: str) -> ItemFacts:

@@ -1,0 +1,184 @@
+"""Items held here, written as the lifecycle writes them, and the figures recomputed directly.
+
+``Held`` writes report rows (the facts the figures read: hosting country, site type,
+commercial, known content) and item states through the lifecycle store (``open_items``,
+``save_many_states``), and routing-log entries through the writer's chain — the same rows the
+node writes. ``recompute`` counts every contribution from a plain read of the tables: what the
+rollups must hold after any sequence of changes and folds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from exchange.domain import LogKind
+from exchange.lifecycle.model import ItemState
+from exchange.stats.facts import (
+    Contribution,
+    ItemRow,
+    LogRow,
+    item_contributions,
+    item_facts,
+    log_contributions,
+)
+from exchange.store import lifecycle as lifecycle_store
+from exchange.store import schema
+from exchange.store.writer import Tx, Writer
+from tests.exchange.lifecycle.factories import make_state
+
+ME = "us-ncmec"
+
+
+def report_row(
+    rid: str,
+    *,
+    country: str | None,
+    at: datetime,
+    site_type: str = "website",
+    commercial: bool = False,
+    role: str = "received",
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "role": role,
+        "origin_member": "nl-eokm",
+        "url": f"https://example.test/{rid}",
+        "url_key": rid.encode()[:32].ljust(32, b"\0"),
+        "received_at": at,
+        "stored_at": at,
+        "site_type": site_type,
+        "commercial": commercial,
+        "payment_methods": "",
+        "notes": "",
+        "hosting_country": country,
+        "decision_member": ME,
+        "decision_reason": "served-member",
+        "wire": b"",
+    }
+
+
+def item_row(rid: str, idx: int, *, known: bool) -> dict[str, Any]:
+    return {
+        "report_id": rid,
+        "idx": idx,
+        "classification": "baseline",
+        "media_type": "image",
+        "age_group": "unknown",
+        "known_member": "de-eco" if known else None,
+    }
+
+
+@dataclass
+class Held:
+    engine: Engine
+    writer: Writer
+    items: dict[tuple[str, str, int], ItemState] = field(default_factory=dict)
+    _n: int = 0
+
+    def open(
+        self,
+        *,
+        now: datetime,
+        items: int = 1,
+        country: str | None = "US",
+        known: bool = False,
+        orphaned: bool = False,
+        holder: str = ME,
+        site_type: str = "website",
+        commercial: bool = False,
+    ) -> str:
+        """A report with ``items`` items opened in a case held by ``holder``, clock at now."""
+        self._n += 1
+        rid, cid = f"r-{self._n:06d}", f"c-{self._n:06d}"
+        states = []
+        for i in range(items):
+            s = make_state(i, seed=rid, holder=holder)
+            s = replace(s, ref=replace(s.ref, report_id=rid, clock_started=now), clock_started=now)
+            states.append(s)
+            self.items[(cid, rid, i)] = s
+
+        def job(tx: Tx) -> None:
+            tx.conn.execute(
+                schema.reports.insert(),
+                report_row(
+                    rid, country=country, at=now, site_type=site_type, commercial=commercial
+                ),
+            )
+            tx.conn.execute(
+                schema.items.insert(), [item_row(rid, i, known=known) for i in range(items)]
+            )
+            lifecycle_store.open_items(tx.conn, [(cid, s, orphaned) for s in states], now)
+
+        self.writer.execute(job)
+        return cid
+
+    def change(self, key: tuple[str, str, int], state: ItemState, *, now: datetime) -> None:
+        self.items[key] = state
+        self.writer.execute(
+            lambda tx: lifecycle_store.save_many_states(tx.conn, [(key[0], state)], now)
+        )
+
+    def log(
+        self,
+        kind: LogKind,
+        *,
+        now: datetime,
+        report_id: str | None = None,
+        member: str | None = None,
+        country: str | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        def job(tx: Tx) -> None:
+            tx.log(
+                tx.chain.append(
+                    now, kind, report_id=report_id, member=member, country=country, detail=detail
+                )
+            )
+
+        self.writer.execute(job)
+
+
+def recompute(engine: Engine, member: str = ME) -> dict[Contribution, int]:
+    """Every count the figures hold, from a plain read of the tables (no rollup)."""
+    total: Counter[Contribution] = Counter()
+    with engine.connect() as conn:
+        reports = {r.id: r for r in conn.execute(select(schema.reports))}
+        known = {(r.report_id, r.idx): r.known_member for r in conn.execute(select(schema.items))}
+        for s in conn.execute(
+            select(schema.item_states).where(schema.item_states.c.holder == member)
+        ):
+            total.update(item_contributions(item_facts(_item(s, reports, known))))
+        for e in conn.execute(select(schema.routing_log).order_by(schema.routing_log.c.idx)):
+            total.update(log_contributions(_log(e, reports)))
+    return {c: n for c, n in total.items() if n}
+
+
+def _item(s: Any, reports: dict[str, Any], known: dict[tuple[str, int], Any]) -> ItemRow:
+    r = reports.get(s.report_id)
+    return ItemRow(
+        s.clock_started,
+        r.hosting_country if r else None,
+        s.orphaned,
+        known.get((s.report_id, s.idx)),
+        r.site_type if r else "",
+        bool(r.commercial) if r else False,
+        s.classification,
+        s.age_group,
+        s.gender,
+        s.stage,
+        s.moved_to_country,
+        s.disputed,
+        s.lea_at,
+        s.closed_at,
+    )
+
+
+def _log(e: Any, reports: dict[str, Any]) -> LogRow:
+    r = reports.get(e.report_id) if e.report_id else None
+    intake = r.received_at if r is not None and r.role == "origin" else None
+    return LogRow(e.at, e.kind, e.member, e.country, e.detail, intake)

@@ -1,0 +1,106 @@
+"""exchange/store/stats.py on a real database (SQLite, or PostgreSQL when the suite runs on it).
+
+The rollup's upsert adds (a delta creates a count, a later one changes it, a negative one takes
+back); a range read sees only its days and no zero count; item facts are kept and dropped;
+changed items page by (updated_at, key) and are found by time; the routing-log read takes only
+the kinds that count, with the intake time of a report that came in here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from exchange.domain import LogKind
+from exchange.stats.model import Figure
+from exchange.store import schema
+from exchange.store import stats as store
+from exchange.store.writer import Writer
+from tests.exchange.factories import T0, FakeClock
+from tests.exchange.stats.held import ME, Held, report_row
+
+
+def test_counts_add_up_and_a_range_sees_only_its_days(engine: Engine) -> None:
+    with engine.begin() as conn:
+        store.add_counts(conn, {(Figure.ITEMS, "NL", 10, -1): 2, (Figure.ITEMS, "NL", 11, -1): 1})
+        store.add_counts(conn, {(Figure.ITEMS, "NL", 10, -1): 3, (Figure.TO_LEA, "", 10, 4): 1})
+        store.add_counts(conn, {(Figure.ITEMS, "NL", 11, -1): -1})
+    with engine.connect() as conn:
+        assert dict(store.counts_between(conn, 10, 10)) == {
+            (Figure.ITEMS, "NL", 10, -1): 5,
+            (Figure.TO_LEA, "", 10, 4): 1,
+        }
+        assert dict(store.counts_between(conn, 11, 30)) == {}  # a zero count is not read
+        assert store.all_counts(conn) == {
+            (Figure.ITEMS, "NL", 10, -1): 5,
+            (Figure.TO_LEA, "", 10, 4): 1,
+        }
+
+
+def test_marks_are_kept_and_moved(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert store.mark(conn, "log") is None
+        store.set_mark(conn, "log", 7)
+        store.set_mark(conn, "log", 9)
+    with engine.connect() as conn:
+        assert store.mark(conn, "log") == 9
+
+
+def test_facts_are_kept_and_dropped(engine: Engine, writer: Writer) -> None:
+    held = Held(engine, writer)
+    cid = held.open(now=T0, items=2)
+    with engine.begin() as conn:
+        store.save_facts(conn, [((cid, "r-000001", 0), "a"), ((cid, "r-000001", 1), "b")])
+        store.save_facts(conn, [((cid, "r-000001", 0), None), ((cid, "r-000001", 1), "c")])
+    with engine.connect() as conn:
+        rows = store.changed_items(conn, ME, since=None, after=None, limit=10)
+    assert [(r.key, r.counted) for r in rows] == [
+        ((cid, "r-000001", 0), None),
+        ((cid, "r-000001", 1), "c"),
+    ]
+
+
+def test_changed_items_page_by_time_and_key(engine: Engine, writer: Writer) -> None:
+    clock = FakeClock(T0)
+    held = Held(engine, writer)
+    for _ in range(3):
+        held.open(now=clock(), items=2)
+        clock.advance(10)
+    held.open(now=T0, items=1, holder="de-eco")  # not ours, never counted: not read
+    with engine.connect() as conn:
+        first = store.changed_items(conn, ME, since=None, after=None, limit=4)
+        last = first[-1]
+        rest = store.changed_items(
+            conn, ME, since=None, after=(last.updated_at, *last.key), limit=4
+        )
+        recent = store.changed_items(
+            conn, ME, since=T0 + timedelta(seconds=15), after=None, limit=9
+        )
+    keys = [r.key for r in first + rest]
+    assert len(keys) == len(set(keys)) == 6
+    assert [r.key[0] for r in recent] == ["c-000003", "c-000003"]
+    assert all(r.row is not None and r.row.country == "US" for r in first)
+
+
+def test_the_log_read_takes_the_kinds_that_count_with_the_intake_time(
+    engine: Engine, writer: Writer
+) -> None:
+    clock = FakeClock(T0)
+    held = Held(engine, writer)
+    held.log(LogKind.INTAKE, now=clock(), country="NL")
+    held.log(LogKind.ANNOUNCED, now=clock())
+    held.log(LogKind.RECEIPTED, now=clock(), report_id="r-unknown", member="de-eco")
+    with engine.begin() as conn:
+        conn.execute(
+            schema.reports.insert(), report_row("r-mine", country="DE", at=T0, role="origin")
+        )
+    clock.advance(2)
+    held.log(LogKind.RECEIPTED, now=clock(), report_id="r-mine", member="de-eco")
+    with engine.connect() as conn:
+        rows = store.log_after(conn, -1, 10)
+        after_first = store.log_after(conn, rows[0][0], 10)
+    assert [(i, e.kind) for i, e in rows] == [(0, "intake"), (2, "receipted"), (3, "receipted")]
+    assert rows[1][1].intake_at is None  # not a report that came in here
+    assert rows[2][1].intake_at == T0
+    assert [i for i, _ in after_first] == [2, 3]
