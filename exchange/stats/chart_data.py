@@ -11,6 +11,7 @@ Keys come from members' snapshots and are hostile: ``label`` keeps them printabl
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,31 @@ MARKERS: tuple[tuple[str, int, str], ...] = (
     ("7d", 7 * DAY_MS, "7 days"),
     ("28d", 28 * DAY_MS, "28 days"),
 )
+
+
+class Chart(enum.StrEnum):
+    """The charts, named as their files are (``countries.svg``)."""
+
+    COUNTRIES = "countries"  # hosting countries, top 15 + other, count and share
+    TO_REMOVAL = "to_removal"  # time to removal, CDF, in-network vs orphan
+    TO_LEA = "to_lea"  # time to law enforcement, CDF, in-network vs orphan
+    VOLUME = "volume"  # reports and items per bucket of the period
+    ASSESSED = "assessed"  # items per classification
+    SITE_TYPES = "site_types"
+    AGE_GROUPS = "age_groups"
+    HOSTERS = "hosters"  # the hoster scorecard
+
+
+HEADINGS: Mapping[Chart, str] = {
+    Chart.COUNTRIES: "Hosting countries",
+    Chart.TO_REMOVAL: "Time to removal",
+    Chart.TO_LEA: "Time to law enforcement",
+    Chart.VOLUME: "Volume",
+    Chart.ASSESSED: "Assessments",
+    Chart.SITE_TYPES: "Site types",
+    Chart.AGE_GROUPS: "Age groups (illegal items)",
+    Chart.HOSTERS: "Hoster scorecard (top hosters by items)",
+}
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -104,6 +130,11 @@ def period_text(snap: Snapshot) -> str:
 def title(what: str, source: Snapshot | Merged) -> str:
     snap, _ = unwrap(source)
     return f"{what}, {period_text(snap)}\n{whose(source)}"
+
+
+def heading(chart: Chart, source: Snapshot | Merged) -> str:
+    """A chart's title: what it shows, the period, whose figures (two lines)."""
+    return title(HEADINGS[chart], source)
 
 
 # -- bars -------------------------------------------------------------------------------------

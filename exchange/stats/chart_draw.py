@@ -5,8 +5,9 @@ names its series with gids (``bar-NL``, ``series-in_network``, ``marker-7d``, ``
 SVG can be checked by tests and found by the browser. A chart without data draws the "no data
 for this period" figure with the same title instead of failing.
 
-Sizes are fixed (800 x 500 px at 100 dpi) so a chart is readable at 800 px and a PNG has a known
-size; text is DejaVu Sans (shipped with matplotlib, never downloaded).
+Sizes are fixed — 800 x 500 px: the PNG at 96 dpi, the SVG 600 x 375 pt — so a chart is
+readable at 800 px and a PNG has a known size; text is DejaVu Sans (shipped with matplotlib,
+never downloaded).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from exchange.stats import chart_data as cd
 from exchange.stats.model import Figure, Merged, Snapshot
 
-WIDTH_IN, HEIGHT_IN, DPI = 8.0, 5.0, 100
+DPI = 96  # CSS pixels per inch: the SVG (in points) and the PNG are both 800 x 500 px
+WIDTH_IN, HEIGHT_IN = 800 / DPI, 500 / DPI
 IN_NETWORK_COLOUR = "#1f5f99"
 ORPHAN_COLOUR = "#c8553d"
 NEUTRAL_COLOUR = "#4a6f8a"
@@ -45,7 +48,7 @@ SERIES_NAMES = {"in_network": "in-network countries", "orphan": "countries witho
 def new_figure(heading: str) -> tuple[MplFigure, Axes]:
     fig = MplFigure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    fig.suptitle(heading, fontsize=12, gid="title")
+    fig.suptitle(heading, fontsize=12, gid="title", wrap=True)
     return fig, ax
 
 
@@ -71,6 +74,7 @@ def draw_bars(
     rows: Sequence[cd.Bar],
     *,
     x_label: str,
+    y_label: str,
     prefix: str = "bar",
     legend: bool = False,
 ) -> MplFigure:
@@ -98,6 +102,7 @@ def draw_bars(
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.25)
     ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.grid(axis="x", alpha=0.3)
     if legend and any(b.in_network is not None for b in rows):
         _network_legend(ax)
@@ -113,8 +118,6 @@ def _bar_colour(b: cd.Bar) -> str:
 
 
 def _network_legend(ax: Axes) -> None:
-    from matplotlib.patches import Patch
-
     ax.legend(
         handles=[
             Patch(color=IN_NETWORK_COLOUR, label=SERIES_NAMES["in_network"]),
@@ -130,12 +133,12 @@ def draw_countries(
 ) -> MplFigure:
     snap, _ = cd.unwrap(source)
     rows = cd.bars(snap, Figure.ITEMS, member_countries=member_countries)
-    heading = cd.title("Hosting countries", source)
+    heading = cd.heading(cd.Chart.COUNTRIES, source)
     split = snap.by_key(Figure.ITEMS_ORPHAN)
     if sum(split.values()):
         share = split.get("in_network", 0) / sum(split.values())
         heading += f"; in-network {share:.0%}, without a member {1 - share:.0%}"
-    return draw_bars(heading, rows, x_label="items (count)", legend=True)
+    return draw_bars(heading, rows, x_label="items (count)", y_label="hosting country", legend=True)
 
 
 def draw_cdf(heading: str, curves: Sequence[cd.Cdf], x_label: str) -> MplFigure:
@@ -190,7 +193,7 @@ def _duration_ticks() -> tuple[list[float], list[str]]:
 
 def draw_volume(source: Snapshot | Merged) -> MplFigure:
     snap, _ = cd.unwrap(source)
-    fig, ax = new_figure(cd.title("Volume", source))
+    fig, ax = new_figure(cd.heading(cd.Chart.VOLUME, source))
     vol = cd.volume(snap)
     if not vol.series:
         return no_data(fig, ax)
@@ -218,7 +221,7 @@ def draw_volume(source: Snapshot | Merged) -> MplFigure:
 def draw_hosters(source: Snapshot | Merged) -> MplFigure:
     """The scorecard: items, notices and removals per hoster; masked counts drawn as "<5"."""
     snap, _ = cd.unwrap(source)
-    fig, ax = new_figure(cd.title("Hoster scorecard (top hosters by items)", source))
+    fig, ax = new_figure(cd.heading(cd.Chart.HOSTERS, source))
     rows = cd.hosters(snap)
     if not rows:
         return no_data(fig, ax)
@@ -238,8 +241,11 @@ def draw_hosters(source: Snapshot | Merged) -> MplFigure:
     )
     ax.invert_yaxis()
     ax.set_xlabel('count (counts under 5 shown as "<5")')
+    ax.set_ylabel("hoster (AS number and organisation)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    handles = [Patch(color=colour, label=name) for _, name, colour in columns]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="under 5"))
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     return fig
 
 

@@ -16,7 +16,6 @@ matplotlib; a browser falls back to a sans-serif).
 
 from __future__ import annotations
 
-import enum
 import io
 import threading
 from collections.abc import Collection, Iterable
@@ -28,7 +27,18 @@ from matplotlib.figure import Figure as MplFigure
 
 from exchange.stats import chart_data as cd
 from exchange.stats import chart_draw as draw
+from exchange.stats.chart_data import Chart
 from exchange.stats.model import Figure, Merged, Snapshot
+
+__all__ = [
+    "FORMATS",
+    "Chart",
+    "chart_png",
+    "chart_svg",
+    "chart_title",
+    "figure_for",
+    "write_charts",
+]
 
 matplotlib.use("Agg")  # no GUI backend, whoever imported matplotlib first
 
@@ -46,19 +56,6 @@ _RC: dict[Any, Any] = {
 _LOCK = threading.Lock()
 
 
-class Chart(enum.StrEnum):
-    """The charts, named as their files are (``countries.svg``)."""
-
-    COUNTRIES = "countries"  # hosting countries, top 15 + other, count and share
-    TO_REMOVAL = "to_removal"  # time to removal, CDF, in-network vs orphan
-    TO_LEA = "to_lea"  # time to law enforcement, CDF, in-network vs orphan
-    VOLUME = "volume"  # reports and items per bucket of the period
-    ASSESSED = "assessed"  # items per classification
-    SITE_TYPES = "site_types"
-    AGE_GROUPS = "age_groups"
-    HOSTERS = "hosters"  # the hoster scorecard
-
-
 def figure_for(
     source: Snapshot | Merged,
     chart: Chart,
@@ -71,13 +68,13 @@ def figure_for(
         return draw.draw_countries(source, member_countries)
     if chart is Chart.TO_REMOVAL:
         return draw.draw_cdf(
-            cd.title("Time to removal", source),
+            cd.heading(Chart.TO_REMOVAL, source),
             cd.cdfs(snap, Figure.TO_REMOVAL),
             "time from the item's clock start to its removal (log scale)",
         )
     if chart is Chart.TO_LEA:
         return draw.draw_cdf(
-            cd.title("Time to law enforcement", source),
+            cd.heading(Chart.TO_LEA, source),
             cd.cdfs(snap, Figure.TO_LEA),
             "time from the item's clock start to its report to law enforcement (log scale)",
         )
@@ -85,15 +82,22 @@ def figure_for(
         return draw.draw_volume(source)
     if chart is Chart.HOSTERS:
         return draw.draw_hosters(source)
-    figure, what = _BREAKDOWNS[chart]
-    return draw.draw_bars(cd.title(what, source), cd.bars(snap, figure), x_label="items (count)")
+    figure, axis = _BREAKDOWNS[chart]
+    return draw.draw_bars(
+        cd.heading(chart, source), cd.bars(snap, figure), x_label="items (count)", y_label=axis
+    )
 
 
 _BREAKDOWNS = {
-    Chart.ASSESSED: (Figure.ASSESSED, "Assessments"),
-    Chart.SITE_TYPES: (Figure.SITE_TYPE, "Site types"),
-    Chart.AGE_GROUPS: (Figure.AGE_GROUP, "Age groups (illegal items)"),
+    Chart.ASSESSED: (Figure.ASSESSED, "classification"),
+    Chart.SITE_TYPES: (Figure.SITE_TYPE, "site type"),
+    Chart.AGE_GROUPS: (Figure.AGE_GROUP, "age group"),
 }
+
+
+def chart_title(source: Snapshot | Merged, chart: Chart) -> str:
+    """A chart's title on one line (what, period, whose figures): a page's alt text or caption."""
+    return cd.heading(Chart(chart), source).replace("\n", "; ")
 
 
 def _render(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from exchange.stats import chart_draw
-from exchange.stats.charts import Chart, chart_png, chart_svg, write_charts
+from exchange.stats.charts import Chart, chart_png, chart_svg, chart_title, write_charts
 from exchange.stats.model import Figure, Histogram
-from tests.exchange.stats import svg
-from tests.exchange.stats.snapshots import (
+from tests.exchange.stats import chart_svg_read as svg
+from tests.exchange.stats.chart_snapshots import (
     DAY_MS,
     countries,
     network,
@@ -221,3 +222,21 @@ def test_an_unknown_format_is_refused_before_anything_is_written(tmp_path: Path)
     with pytest.raises(ValueError, match="unknown chart format 'gif'; one of png, svg"):
         write_charts(snapshot(), tmp_path / "x", ("svg", "gif"))
     assert not (tmp_path / "x").exists()
+
+
+def test_the_title_on_one_line_for_captions() -> None:
+    merged = network(snapshot(), missing={"de-eco": "refused"})
+    assert chart_title(merged, Chart.TO_LEA) == (
+        "Time to law enforcement, 2026-01-01 to 2026-06-30, by month; "
+        "network: 1 member, missing: de-eco (refused)"
+    )
+
+
+def test_charts_rendered_at_once_from_threads_are_those_rendered_alone() -> None:
+    # matplotlib's settings are process-wide: renders from the web view's threads must not mix
+    snaps = [snapshot(countries({"NL": 10 * (i + 1), "DE": 5})) for i in range(4)]
+    jobs = [(s, c) for s in snaps for c in (Chart.COUNTRIES, Chart.VOLUME)]
+    alone = [chart_svg(s, c) for s, c in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda job: chart_svg(*job), jobs))
+    assert together == alone
