@@ -14,6 +14,7 @@ those of the members that answered, and the output says so.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,7 @@ import typer
 from auth.tls import read_pem
 from common.clock import system_clock
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
-from exchange.cli.stats_formats import Figures, csv_text, json_document
+from exchange.cli.stats_formats import Figures, json_document
 from exchange.cli.stats_table import print_table
 from exchange.client.statistics import Gathering, gather
 from exchange.client.stubs import ClientTls
@@ -33,6 +34,7 @@ from exchange.local import open_local
 from exchange.settings import Settings, load_settings
 from exchange.stats.asked import parse_period
 from exchange.stats.charts import write_charts
+from exchange.stats.export import statistics_csv, write_csv
 from exchange.stats.figures import NodeFigures
 from exchange.stats.fold import Folder
 from exchange.stats.model import Merged, Period, Snapshot
@@ -87,7 +89,9 @@ def show_command(
     token: TokenOption = None,
     timeout: TimeoutOption = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV: figure,key,period,…")] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="CSV: kind,figure,key,period_start,…")
+    ] = False,
     top: Annotated[int, typer.Option(help="Keys shown per figure.", min=1, max=1000)] = 10,
 ) -> None:
     """Print the figures of a period (exit 1 when a member of the network is missing)."""
@@ -99,7 +103,7 @@ def show_command(
     if as_json:
         print_json(json_document(got.figures))
     elif as_csv:
-        typer.echo(csv_text(got.figures), nl=False)
+        write_csv(statistics_csv(got.source), sys.stdout)
     else:
         print_table(got.figures, out(), top=top)
     _exit_if_missing(got.figures, quiet=not (as_json or as_csv))

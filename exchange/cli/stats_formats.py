@@ -1,4 +1,4 @@
-"""What ``ihx stats`` prints, as data: the figures with who answered, as a JSON document or CSV.
+"""What ``ihx stats`` prints, as data: the figures with who answered, as a JSON document.
 
 ``Figures`` is one node's snapshot (local) or the network's merge with the members that did not
 answer and why. Durations are summarised the way INHOPE publishes them (``DurationSummary``:
@@ -7,17 +7,15 @@ on those limits, so the shares are exact and a quantile is "at most <edge>" (or 
 last edge).
 
 Masking is the display's (model.shown): a count under 5 in a breakdown finer than a country
-prints as "<5" — in the table, in CSV and in JSON alike. JSON carries the same masked values as
-strings: a file is passed on as easily as a screen, and exact figures are a matter for the
-signed snapshots themselves, not for a report. Keys are hostile text from the members, so a CSV
-cell that a spreadsheet would run as a formula is quoted with a leading apostrophe.
+prints as "<5" — in the table, in CSV (``stats/export.statistics_csv``, shared with the web
+view) and in JSON alike. JSON carries the same masked values as strings: a file is passed on as
+easily as a screen, and exact figures are a matter for the signed snapshots themselves, not for
+a report.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +33,7 @@ from exchange.stats.model import (
     shown,
 )
 
-__all__ = ["DurationSummary", "Figures", "csv_text", "json_document", "summarise"]
+__all__ = ["DurationSummary", "Figures", "json_document", "summarise"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,44 +148,3 @@ def _duration_json(figure: Figure, key: str, h: Histogram) -> dict[str, Any]:
         "share_within_7d": s.within_7d,
         "share_beyond_28d": s.beyond_28d,
     }
-
-
-# -- CSV --------------------------------------------------------------------------------------
-
-CSV_HEADER = ("figure", "key", "period", "le_ms", "count")
-
-
-def _cell(text: str) -> str:
-    """Hostile text as a CSV cell a spreadsheet will not run as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def csv_rows(figures: Figures) -> Iterator[tuple[str, ...]]:
-    """Count rows per bucket (period = the bucket's first day), duration rows per non-empty
-    bucket (period = the whole period, le_ms = the bucket's upper edge, "inf" beyond the last),
-    gauge rows (period = the time of the snapshot)."""
-    snap = figures.snapshot
-    starts = [s.isoformat() for s in snap.period.starts]
-    whole = f"{snap.period.first.isoformat()}..{snap.period.last.isoformat()}"
-    for (fig, key), row in sorted(snap.counts.items()):
-        for start, n in zip(starts, row, strict=True):
-            yield fig.value, _cell(key), start, "", shown(fig, n)
-    for (fig, key), h in sorted(snap.histograms.items()):
-        if _small(fig, h.total):
-            yield fig.value, _cell(key), whole, "", shown(fig, h.total)
-            continue
-        for i, n in enumerate(h.counts):
-            if n:
-                edge = str(EDGES_MS[i]) if i < len(EDGES_MS) else "inf"
-                yield fig.value, _cell(key), whole, edge, shown(fig, n)
-    at = format_time(snap.generated_at) or ""
-    for (fig, key), value in sorted(snap.gauges.items()):
-        yield fig.value, _cell(key), at, "", shown(fig, value)
-
-
-def csv_text(figures: Figures) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
-    writer.writerows(csv_rows(figures))
-    return buffer.getvalue()

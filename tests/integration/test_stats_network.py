@@ -150,10 +150,14 @@ def test_ihx_stats_network_prints_the_sum_and_names_the_missing_member(cluster: 
     code, stdout, _ = _run(cluster, period, "--csv", *tokens)
     assert code == 1
     rows = list(csv.DictReader(io.StringIO(stdout)))
+    members = [(r["figure"], r["key"], r["value"]) for r in rows if r["kind"] == "member"]
+    assert members[:3] == [("answered", m, "") for m in sorted(ANSWERING)]
+    assert members[3][:2] == ("missing", US)
+    assert members[3][2].startswith("unreachable")
     totals: Counter[str] = Counter()
     for row in rows:
-        if row["figure"] in ("intake", "sent", "received", "items") and not row["le_ms"]:
-            totals[row["figure"]] += int(row["count"])
+        if row["kind"] == "count" and row["figure"] in ("intake", "sent", "received", "items"):
+            totals[row["figure"]] += int(row["value"])
     for figure in (Figure.INTAKE, Figure.SENT, Figure.RECEIVED, Figure.ITEMS):
         assert totals[figure.value] == sum(s.total(figure) for s in own.values())
 

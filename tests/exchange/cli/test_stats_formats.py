@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import io
 
 from rich.console import Console
 
-from exchange.cli.stats_formats import Figures, csv_text, json_document, summarise
+from exchange.cli.stats_formats import Figures, json_document, summarise
 from exchange.cli.stats_table import duration_text, print_table
 from exchange.stats.model import EDGES_MS, Figure, Histogram, Snapshot, merge
 from tests.exchange.factories import T0
@@ -77,32 +76,6 @@ def test_a_hosters_few_durations_show_only_a_masked_count() -> None:
     doc = json_document(Figures(few))
     tiny = next(d for d in doc["durations"] if d["key"] == "AS9 Tiny")
     assert tiny == {"figure": "hoster.removal", "key": "AS9 Tiny", "n": "<5"}
-    rows = [r for r in csv.reader(io.StringIO(csv_text(Figures(few)))) if r[1] == "AS9 Tiny"]
-    assert rows == [["hoster.removal", "AS9 Tiny", "2026-01-01..2026-03-31", "", "<5"]]
-
-
-def test_csv_has_count_duration_and_gauge_rows() -> None:
-    rows = list(csv.reader(io.StringIO(csv_text(Figures(hand_snapshot(NL))))))
-    assert rows[0] == ["figure", "key", "period", "le_ms", "count"]
-    assert ["intake", "NL", "2026-02-01", "", "13"] in rows
-    assert ["hoster.items", "AS1 Hoster 1 B.V.", "2026-01-01", "", "<5"] in rows
-    removal = [r for r in rows if r[:2] == ["to_removal", "in_network"]]
-    assert [r[3] for r in removal] == [
-        str(3_600_000),
-        str(2 * DAY),
-        str(10 * DAY),
-        str(42 * DAY),
-        "inf",
-    ]
-    assert all(r[2] == "2026-01-01..2026-03-31" and r[4] == "1" for r in removal)
-    assert ["backlog", "de-eco", "2026-03-01T12:00:00Z", "", "1"] in rows
-
-
-def test_csv_never_hands_a_spreadsheet_a_formula() -> None:
-    hostile = _with(hand_snapshot(NL), counts={(Figure.SITE_TYPE, '=HYPERLINK("x")'): (1, 2, 3)})
-    rows = list(csv.reader(io.StringIO(csv_text(Figures(hostile)))))
-    keys = {r[1] for r in rows if r[0] == "site_type"}
-    assert keys == {'\'=HYPERLINK("x")'}
 
 
 def _table(figures: Figures) -> str:
