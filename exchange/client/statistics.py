@@ -55,7 +55,7 @@ class Gathering:
 
 def gather(manifest: Manifest, period: Period, how: Gathering) -> Merged:
     """Every member's verified snapshot of ``period``, summed; the others named with why."""
-    members = [m for m in manifest.members]
+    members = list(manifest.members)
     if len(members) > MAX_MEMBERS:
         raise StatisticsRefused(
             f"the manifest has {len(members)} members; one merge sums at most {MAX_MEMBERS}",
@@ -96,7 +96,7 @@ def _ask_one(
     except grpc.RpcError as error:
         return _rpc_reason(cast(grpc.Call, error), how.timeout)
     except StatisticsRefused as error:
-        return f"answer refused ({error.code}): {error.message}"
+        return f"answer refused ({error.code}): {_excerpt(error.message)}"
 
 
 _RPC_REASONS: Mapping[grpc.StatusCode, Callable[[str, float], str]] = {

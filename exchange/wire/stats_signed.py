@@ -33,6 +33,7 @@ DOMAIN = b"ihx-statistics-v1\0"
 # year by day with thousands of hosters fits many times over; gRPC's own limit is 16 MiB.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _MAX_ANSWER_BYTES = MAX_BODY_BYTES + 1024  # the body, its key id and its signature
+_MAX_KEY_ID = 128
 
 
 def signed_bytes(body: bytes) -> bytes:
@@ -59,6 +60,11 @@ def open_statistics(
 ) -> Snapshot:
     """``member``'s snapshot of ``period`` from its answer's bytes, or ``StatisticsRefused``."""
     signed = _outer(data)
+    if len(signed.key_id) > _MAX_KEY_ID:  # before it is quoted in any message
+        raise StatisticsRefused(
+            f"key_id of {len(signed.key_id)} characters, at most {_MAX_KEY_ID}",
+            code="stats-signature",
+        )
     try:
         # Key validity is judged at our own time: the body's claimed time is not read yet.
         manifest.verify_member_signature(

@@ -134,6 +134,12 @@ def test_a_signature_of_the_wrong_length_is_refused() -> None:
     refused(signed.SerializeToString(), "stats-signature", "expected 64 bytes, got 10")
 
 
+def test_a_huge_key_id_is_refused_before_it_is_quoted() -> None:
+    signed = answer(NL)
+    signed.key_id = "k" * 100_000
+    refused(signed.SerializeToString(), "stats-signature", "key_id of 100000 characters")
+
+
 def test_a_member_not_in_the_manifest_is_refused() -> None:
     refused(answer(NL).SerializeToString(), "stats-signature", "unknown member", member="xx-new")
 
