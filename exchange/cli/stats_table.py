@@ -76,13 +76,17 @@ def _header(figures: Figures, console: Console) -> None:
     console.print(f"Statistics of {whose}")
     console.print(
         f"{period.first} to {period.last} by {period.granularity.value} "
-        f"({len(period.starts)} buckets), generated {short_time(snap.generated_at)}"
+        f"({_plural(len(period.starts), 'bucket')}), generated {short_time(snap.generated_at)}"
     )
     if figures.network:
         console.print(f"Answered: {', '.join(snap.members) or 'none'}")
         for member, why in figures.missing.items():
             console.print(f"MISSING {member}: {why}")
     console.print(f'Counts under {MASK_BELOW} in a breakdown finer than a country show as "<5".')
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -130,7 +134,7 @@ def _keyed(
         label = f"… {len(rest)} more"
         table.add_row(label, shown(figure, sum(rest)), *(("",) if shares else ()))
     if shares and len(values) > 1:
-        table.add_row("total", shown(figure, total), "100%", style="bold")
+        table.add_row("total", shown(figure, total), f"{1:.1%}", style="bold")
     console.print(table)
     console.print()
 
