@@ -27,13 +27,23 @@ from auth.tokens import Scope
 from common.clock import system_clock
 from exchange.cli.main import app
 from exchange.client.statistics import Gathering, gather
+from exchange.client.stubs import IntakeClient
 from exchange.stats.model import Figure, Granularity, Period, Snapshot, merge
 from exchange.wire.stats_codec import request_from_period
 from exchange.wire.stats_signed import sign_statistics
 from ihx.v1 import statistics_pb2 as spb
 from ihx.v1 import statistics_pb2_grpc as sgrpc
 from tests.exchange.factories import make_submission, url_in
-from tests.integration.support import COORDINATOR, DE, NL, US, Cluster, wait_until
+from tests.integration.support import (
+    COORDINATOR,
+    DE,
+    NL,
+    PLANS,
+    US,
+    Cluster,
+    provision,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -289,3 +299,22 @@ def test_the_node_refuses_a_bad_request_and_a_token_without_the_scope(cluster: C
     assert refusals[1][0] is grpc.StatusCode.PERMISSION_DENIED
     assert "stats:read" in refusals[1][1]
     assert answer.key_id == cluster.fed.keys[NL].key_id  # the node serves on
+
+
+def test_over_mutual_tls_the_node_presents_its_own_certificate(tmp_path: Path) -> None:
+    """With TLS in its settings, the asking node's certificate opens every member's door."""
+    cluster = Cluster(provision(tmp_path / "tls", tls=True))
+    try:
+        cluster.start(*(p.id for p in PLANS))
+        tls, token = cluster.fed.client_tls(NL), cluster.token(NL)
+        with IntakeClient(cluster.address(NL), token=token, tls=tls) as intake:
+            for i in range(3):
+                intake.submit(make_submission(url_in("DE", f"/tls/{i}.jpg"), hashes=[f"tls-{i}"]))
+        wait_until(lambda: cluster.drained(NL), what="nl-eokm's reports receipted")
+        code, stdout, stderr = _run(cluster, _period(), "--json", *_options(_tokens(cluster)))
+    finally:
+        cluster.close()
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["members"] == {"answered": sorted((NL, DE, US, COORDINATOR)), "missing": {}}
+    assert sum(c["total"] for c in doc["counts"] if c["figure"] == "received") == 3
