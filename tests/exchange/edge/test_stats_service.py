@@ -10,7 +10,7 @@ is counted; every bad request is INVALID_ARGUMENT naming the field, and the node
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +25,7 @@ from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.edge.decoding import DecodeGuard
 from exchange.edge.stats_service import StatisticsServicer
 from exchange.ops.metrics import Metrics
-from exchange.stats.model import Period, Snapshot
+from exchange.stats.model import Figure, Period, SeriesKey, Snapshot
 from exchange.wire.stats_codec import request_from_period
 from exchange.wire.stats_signed import open_statistics
 from ihx.v1 import statistics_pb2 as spb
@@ -53,14 +53,19 @@ class Served:
         return (("authorization", f"Bearer {token}"),)
 
 
-def serve(tmp_path: Path, **options: int) -> Iterator[Served]:
-    """The servicer behind the node's interceptors; its figures record every period asked."""
+def serve(
+    tmp_path: Path, extra: Mapping[SeriesKey, tuple[int, ...]] | None = None, **options: int
+) -> Iterator[Served]:
+    """The servicer behind the node's interceptors; its figures (with ``extra`` count series)
+    record every period asked."""
     world = make_token_world(tmp_path)
     asked: list[Period] = []
 
     def figures(period: Period) -> Snapshot:
         asked.append(period)
-        return hand_snapshot(NL, period, generated_at=NOW)
+        own = hand_snapshot(NL, period, generated_at=NOW)
+        counts = {**own.counts, **(extra or {})}
+        return Snapshot(own.members, period, NOW, counts, own.histograms, own.gauges)
 
     metrics = Metrics()
     admission = Admission(Budgets(), metrics=metrics)
@@ -186,3 +191,11 @@ def test_an_answer_over_the_size_limit_is_refused_with_advice(tmp_path: Path) ->
         assert call.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert (call.details() or "").startswith("stats-too-large: the answer would be")
         assert "choose a coarser granularity" in (call.details() or "")
+
+
+def test_figures_the_protocol_would_refuse_are_never_signed(tmp_path: Path) -> None:
+    """A key no gatherer accepts is the figures' bug: INTERNAL here, not a silent gap later."""
+    for served in serve(tmp_path, extra={(Figure.HOSTER_ITEMS, "AS1 Bad\nName"): (9, 9, 9)}):
+        call = failure(served, request_from_period(PERIOD), served.auth(Scope.STATS_READ))
+        assert call.code() is grpc.StatusCode.INTERNAL
+        assert served.asked == [PERIOD]
