@@ -3,7 +3,7 @@ makes — pure."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given
@@ -14,12 +14,14 @@ from exchange.stats.facts import (
     ItemFacts,
     ItemRow,
     LogRow,
+    day_number,
     item_contributions,
     item_delta,
     item_facts,
     log_contributions,
 )
-from exchange.stats.model import Figure, Histogram
+from exchange.stats.figures import bucket_index
+from exchange.stats.model import Figure, Granularity, Histogram, Period
 from tests.exchange.factories import T0
 
 _TEXT = st.sampled_from(["", "NL", "baseline", "removed", "image_host", "not_determined"])
@@ -120,3 +122,18 @@ def test_log_entries_contribute_by_kind() -> None:
     assert [(c[0], c[3]) for c in latency] == [(Figure.DELIVERY, Histogram.bucket(2000))]
     assert one("receipted", intake_at=T0, detail='{"transfer":true}') == []
     assert one("announced") == []
+
+
+def test_days_map_to_the_buckets_of_the_period() -> None:
+    period = Period(date(2024, 1, 30), date(2024, 3, 2), Granularity.MONTH)
+    of = bucket_index(period)
+    for d in (date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1), date(2024, 2, 29),
+              date(2024, 3, 1), date(2024, 3, 2)):  # fmt: skip
+        assert of(day_number(d)) == period.bucket_of(d)
+    assert of(day_number(date(2024, 1, 29))) is None
+    assert of(day_number(date(2024, 3, 3))) is None
+    weeks = Period(date(2024, 1, 3), date(2024, 1, 20), Granularity.WEEK)
+    wof = bucket_index(weeks)
+    assert [wof(day_number(date(2024, 1, d))) for d in (3, 7, 8, 14, 15, 20)] == [
+        0, 0, 1, 1, 2, 2,
+    ]  # fmt: skip
