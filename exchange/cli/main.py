@@ -70,10 +70,10 @@ for module in (
     cases,
     casework,
     log,
-    export,
     hosts,
     tls,
     takedown,
+    export,
     stats,
     retention,  # last: it adds commands to groups the modules before it made
 ):
