@@ -106,7 +106,7 @@ def show_command(
         write_csv(statistics_csv(got.source), sys.stdout)
     else:
         print_table(got.figures, out(), top=top)
-    _exit_if_missing(got.figures, quiet=not (as_json or as_csv))
+    _exit_if_missing(got.figures, warn=as_json or as_csv)  # the table names them itself
 
 
 def plot_command(
@@ -126,13 +126,14 @@ def plot_command(
     countries = {c for m in manifest.members for c in m.countries}
     for path in write_charts(got.source, out_dir, member_countries=countries):
         typer.echo(str(path))
-    _exit_if_missing(got.figures, quiet=False)
+    _exit_if_missing(got.figures, warn=True)
 
 
-def _exit_if_missing(figures: Figures, *, quiet: bool) -> None:
+def _exit_if_missing(figures: Figures, *, warn: bool) -> None:
+    """Exit 1 when members are missing; ``warn``: name them on stderr too (stdout is data)."""
     if not figures.missing:
         return
-    if not quiet:  # the table names them already; JSON/CSV/paths go on stdout, so tell stderr
+    if warn:
         for member, why in figures.missing.items():
             err().print(f"ihx: warning: {member} is missing from the figures: {why}")
     raise typer.Exit(EXIT_CHECK_FAILED)
