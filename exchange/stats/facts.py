@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from exchange.domain import Classification, LogKind
-from exchange.lifecycle.model import CLOSED_STAGES, Stage
+from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
 from exchange.stats.model import MAX_KEY_LENGTH, Figure, Histogram
 
 COUNT = -1  # the bucket of a count (durations use 0..len(EDGES_MS))
@@ -172,6 +172,30 @@ def item_contributions(f: ItemFacts | None) -> list[Contribution]:
         out.append((Figure.TO_LEA, where, d, f.lea_bucket))
     if f.removal_bucket >= 0:
         out.append((Figure.TO_REMOVAL, where, d, f.removal_bucket))
+    out.extend(_open_work(f))
+    return out
+
+
+# The work queues an item is in while it waits (the OPEN gauge, read over every day: an item
+# is in a queue whatever the period asked). "open" is every open item, by its clock's day: the
+# overdue ones are those of the days before the cutoff.
+OPEN_ALL = "open"
+
+
+def _open_work(f: ItemFacts) -> list[Contribution]:
+    d = f.day
+    out: list[Contribution] = []
+    if f.disputed:
+        out.append((Figure.OPEN, str(Queue.DISPUTED), d, COUNT))
+    if f.stage in _CLOSED:
+        return out
+    out.append((Figure.OPEN, OPEN_ALL, d, COUNT))
+    if f.stage == str(Stage.UNASSESSED):
+        out.append((Figure.OPEN, str(Queue.UNASSESSED), d, COUNT))
+    elif f.stage == str(Stage.ASSESSED) and f.classification in _ILLEGAL:
+        out.append((Figure.OPEN, str(Queue.UNACTIONED), d, COUNT))
+    if f.orphaned:
+        out.append((Figure.OPEN, str(Queue.ORPHANED), d, COUNT))
     return out
 
 

@@ -2,10 +2,11 @@
 
 Counts and durations come from the rollups (``store/stats.py``), folded up to date first
 (``fold.py``), so the answer is fresh and costs a read of the period's days, not of the
-period's reports. Three kinds of figure are read straight from their tables at the time of
-asking, each small: the gauges (outbox backlog per destination, cases per work queue) and the
-hoster scorecard (notices sent, items notified and removed per hoster, each bucketed by the day
-of the first notice to that hoster about the case; items still online as a gauge).
+period's reports. The open work (items per queue) is a gauge read from the rollup over every
+day. The rest is read straight from its tables at the time of asking: the outbox backlog per
+destination, the items of cases the takedown automation flags, and the hoster scorecard
+(notices sent, items notified and removed per hoster, each bucketed by the day of the first
+notice to that hoster about the case; items still online as a gauge).
 
 Only what this node is the source of is counted (see model.py), so the network's figures are
 the plain sum of the members' snapshots.
@@ -19,8 +20,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from common.clock import Clock
-from exchange.lifecycle.model import Stage
-from exchange.stats.facts import COUNT, Contribution, day_number, day_of, duration_bucket
+from exchange.lifecycle.model import Queue, Stage
+from exchange.stats.facts import (
+    COUNT,
+    OPEN_ALL,
+    Contribution,
+    day_number,
+    day_of,
+    duration_bucket,
+)
 from exchange.stats.fold import Folder, ItemCursor, Page
 from exchange.stats.model import (
     EDGES_MS,
@@ -31,12 +39,11 @@ from exchange.stats.model import (
     SeriesKey,
     Snapshot,
 )
-from exchange.store import lifecycle as lifecycle_store
 from exchange.store import stats as store
 from exchange.store.stats import HosterRows
 from exchange.store.writer import Tx, Writer
 
-QUEUE_DAYS = 30  # the work queues' "recently closed" and "overdue" window, as CaseViews shows
+QUEUE_DAYS = 30  # the work queues' "overdue" window, as CaseViews shows
 
 
 class NodeFigures:
@@ -88,14 +95,13 @@ class NodeFigures:
         with self._engine.connect() as conn:
             rows = list(store.counts_between(conn, first, last))
             backlog = store.backlog(conn)
-            queues = lifecycle_store.queue_counts(
-                conn, self._member, now, now - timedelta(days=QUEUE_DAYS)
-            )
+            work = store.open_work(conn)
+            flagged = store.flagged_open_items(conn, self._member)
             hosters = store.hoster_rows(conn, self._member)
         counts, histograms = _series(period, rows)
         _add_hosters(period, hosters, counts, histograms)
         gauges: dict[SeriesKey, int] = {(Figure.BACKLOG, _key(d)): n for d, n in backlog.items()}
-        gauges.update({(Figure.OPEN, str(q)): n for q, n in queues.items()})
+        gauges.update(_open(work, flagged, now))
         gauges.update(_online(hosters))
         return Snapshot(
             members=(self._member,),
@@ -179,6 +185,27 @@ def _add_hosters(
         if of(day_of(first_at)) is not None:
             h = histograms.setdefault((Figure.HOSTER_REMOVAL, key), [0] * (len(EDGES_MS) + 1))
             h[duration_bucket(first_at, closed_at)] += 1
+
+
+OPEN_QUEUES = (Queue.UNASSESSED, Queue.UNACTIONED, Queue.ORPHANED, Queue.DISPUTED)
+
+
+def _open(
+    work: Iterable[tuple[str, int, int]], flagged: dict[str, int], now: datetime
+) -> dict[SeriesKey, int]:
+    """Items per work queue now. Overdue: open items whose clock started on a day before the
+    day ``QUEUE_DAYS`` ago (whole days: the rollup keeps days, not times)."""
+    cutoff = day_of(now - timedelta(days=QUEUE_DAYS))
+    out: dict[SeriesKey, int] = {(Figure.OPEN, str(q)): 0 for q in OPEN_QUEUES}
+    out[(Figure.OPEN, str(Queue.OVERDUE))] = 0
+    for queue, day, n in work:
+        if queue == OPEN_ALL:
+            if day < cutoff:
+                out[(Figure.OPEN, str(Queue.OVERDUE))] += n
+        elif (Figure.OPEN, queue) in out:
+            out[(Figure.OPEN, queue)] += n
+    out.update({(Figure.OPEN, q): n for q, n in flagged.items()})
+    return out
 
 
 def _online(rows: HosterRows) -> dict[SeriesKey, int]:

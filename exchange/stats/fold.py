@@ -32,6 +32,10 @@ from exchange.times import from_micros, to_micros
 
 LOG_MARK = "log"
 ITEMS_MARK = "items"
+VERSION_MARK = "version"
+# What a fact contributes (facts.py), as a number: a rollup counted by another version cannot
+# have its items' counts taken back, so it is dropped and folded again from nothing.
+FOLD_VERSION = 2
 DEFAULT_LOOKBACK = timedelta(seconds=30)
 DEFAULT_PAGE = 2000  # a page is one writer job: ~0.1-0.2 s, so intake waits little behind it
 
@@ -65,6 +69,10 @@ class Folder:
         """Fold one page of each source in ``conn``'s transaction (which must commit for the
         page to count). ``after``: the item cursor the previous page of this pass returned."""
         store.lock_folder(conn)
+        if store.mark(conn, VERSION_MARK) != FOLD_VERSION:
+            store.reset(conn)
+            store.set_mark(conn, VERSION_MARK, FOLD_VERSION)
+            after = None
         delta: Counter[Contribution] = Counter()
         log_more = self._log(conn, delta)
         items, cursor = self._items(conn, delta, after)

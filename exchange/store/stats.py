@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
 
 from exchange.domain import ReportRole
+from exchange.lifecycle.model import CLOSED_STAGES, Queue
 from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
 from exchange.stats.model import Figure
 from exchange.store import schema
@@ -35,6 +36,8 @@ LOG = schema.routing_log
 OUTBOX = schema.outbox
 NOTICES = schema.takedown_notices
 NOTICE_CASES = schema.takedown_notice_cases
+WATCHES = schema.takedown_watches
+_CLOSED = sorted(str(st) for st in CLOSED_STAGES)
 
 ItemKey = tuple[str, str, int]  # case, report, index
 
@@ -94,7 +97,9 @@ def changed_items(
         at, case_id, report_id, idx = after
         # Spelled out rather than a row-value comparison, so the time binds as the column's
         # micros (see store/lifecycle.queue).
-        stmt = stmt.where(
+        # The plain lower bound first: with only the OR, SQLite read and sorted every row
+        # after the cursor for each page (a quadratic first fold); with it, an index range.
+        stmt = stmt.where(s.updated_at >= at).where(
             or_(
                 s.updated_at > at,
                 and_(
@@ -241,24 +246,24 @@ class HosterRows:
 
 
 def hoster_rows(conn: Connection, holder: str) -> HosterRows:
+    """One pass over the notices sent (each with its cases), one over the items' outcomes
+    (``store/notices``' scorecard query, so both always agree)."""
     nc, n = NOTICE_CASES.c, NOTICES.c
-    sent = n.status == str(NoticeStatus.SENT)
-    notices = conn.execute(
-        select(nc.asn, nc.organisation, n.sent_at)
+    rows = conn.execute(
+        select(nc.asn, nc.organisation, n.id, n.sent_at, nc.case_id, nc["items"])
         .select_from(_sent_rows())
-        .where(sent)
-        .group_by(nc.asn, nc.organisation, n.id, n.sent_at)
-    ).all()
-    cases = conn.execute(
-        select(nc.asn, nc.organisation, func.min(n.sent_at), func.max(nc["items"]))
-        .select_from(_sent_rows())
-        .where(sent)
-        .group_by(nc.asn, nc.organisation, nc.case_id)
-    ).all()
+        .where(n.status == str(NoticeStatus.SENT))
+    )
+    notices: dict[tuple[int | None, str, str], datetime] = {}
+    cases: dict[tuple[int | None, str, str], tuple[datetime, int]] = {}
+    for asn, org, notice_id, sent_at, case_id, items in rows:
+        notices[(asn, org, notice_id)] = sent_at
+        first, most = cases.get((asn, org, case_id), (sent_at, 0))
+        cases[(asn, org, case_id)] = (min(first, sent_at), max(most, int(items or 0)))
     outcomes = conn.execute(_item_outcomes(holder)).all()
     return HosterRows(
-        [(a, o, t) for a, o, t in notices],
-        [(a, o, t, int(i or 0)) for a, o, t, i in cases],
+        [(a, o, t) for (a, o, _), t in notices.items()],
+        [(a, o, t, i) for (a, o, _), (t, i) in cases.items()],
         [(r.asn, r.organisation, r.first_at, r.stage, r.closed_at) for r in outcomes],
     )
 
@@ -271,3 +276,41 @@ FOLD_LOCK_KEY = 0x6968785F73746174
 def lock_folder(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(FOLD_LOCK_KEY)))
+
+
+def reset(conn: Connection) -> None:
+    """Forget every count, fact and watermark: the folder starts again from nothing (when
+    what an item contributes has changed, so what was counted cannot be taken back)."""
+    for t in (COUNTS, ITEMS, MARKS):
+        conn.execute(delete(t))
+
+
+def open_work(conn: Connection) -> list[tuple[str, int, int]]:
+    """(queue, clock day, items) of the open-work counts, over every day."""
+    c = COUNTS.c
+    rows = conn.execute(
+        select(c.series_key, c.day, func.sum(c.n))
+        .where(c.figure == str(Figure.OPEN), c.bucket == -1)
+        .group_by(c.series_key, c.day)
+    )
+    return [(str(k), int(d), int(n)) for k, d, n in rows if n]
+
+
+def flagged_open_items(conn: Connection, holder: str) -> dict[str, int]:
+    """Open items of cases the takedown automation flags: no abuse contact, or gone on its
+    re-checks (an analyst to confirm the removal) — the watches' two queues."""
+    s, w = STATES.c, WATCHES.c
+    flagged = {
+        str(Queue.NO_CONTACT): w.no_contact.is_(True),
+        str(Queue.CONFIRM_REMOVAL): w.state == "suggested",
+    }
+    out: dict[str, int] = {}
+    for queue, condition in flagged.items():
+        out[queue] = int(
+            conn.execute(
+                select(func.count())
+                .select_from(STATES.join(WATCHES, w.case_id == s.case_id))
+                .where(w.state != "done", condition, s.holder == holder, s.stage.not_in(_CLOSED))
+            ).scalar_one()
+        )
+    return out

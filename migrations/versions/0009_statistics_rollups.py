@@ -45,7 +45,9 @@ def upgrade() -> None:
         sa.Column("value", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("source", name="pk_stats_marks"),
     )
-    op.create_index("ix_item_states_updated_at", "item_states", ["updated_at"])
+    op.create_index(
+        "ix_item_states_updated_at", "item_states", ["updated_at", "case_id", "report_id", "idx"]
+    )
 
 
 def downgrade() -> None:

@@ -140,3 +140,15 @@ def test_reports_waiting_for_a_peer_are_its_backlog(world: World) -> None:
     snap = world.figures.snapshot(MONTH)
 
     assert snap.gauges[(Figure.BACKLOG, "nl-eokm")] == 2
+
+
+def test_open_items_older_than_the_queue_window_are_overdue(world: World) -> None:
+    world.report("us-old", items=2)
+    world.later(days=31)
+    world.report("us-new")
+
+    snap = world.figures.snapshot(MONTH)
+
+    assert snap.gauges[(Figure.OPEN, "overdue")] == 2
+    assert snap.gauges[(Figure.OPEN, "unassessed")] == 3  # a gauge: whatever the period
+    assert snap.gauges[(Figure.OPEN, "no_contact")] == 0

@@ -22,6 +22,7 @@ from exchange.domain import AgeGroup, Classification, LogKind
 from exchange.lifecycle.model import Assessment, Gender, ReasonCode, Stage
 from exchange.stats.figures import NodeFigures
 from exchange.stats.fold import Folder
+from exchange.stats.model import Figure
 from exchange.store import stats as store
 from exchange.store.writer import Tx, Writer
 from tests.exchange.factories import T0, FakeClock
@@ -244,3 +245,21 @@ def test_an_item_changed_after_it_was_counted_moves_its_counts(
     day = (T0.date() - T0.date().replace(year=1970, month=1, day=1)).days
     assert counts[("assessed", "national", day, -1)] == 1  # type: ignore[index]
     assert counts[("closed", "removed", day, -1)] == 1  # type: ignore[index]
+
+
+def test_a_rollup_of_another_fold_version_is_folded_again_from_nothing(
+    engine: Engine, writer: Writer
+) -> None:
+    clock = FakeClock(T0)
+    held = Held(engine, writer)
+    held.open(now=clock(), items=2)
+    figures = _figures(engine, writer, clock, 100)
+    figures.fold()
+    with engine.begin() as conn:
+        store.set_mark(conn, "version", 1)
+        store.add_counts(conn, {(Figure.ITEMS, "XX", 1, -1): 7})  # what version 1 had counted
+
+    figures.fold()
+
+    with engine.connect() as conn:
+        assert store.all_counts(conn) == recompute(engine)
