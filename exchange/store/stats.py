@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
 
-from exchange.domain import ReportRole
-from exchange.lifecycle.model import CLOSED_STAGES, Queue
+from exchange.domain import Classification, ReportRole
+from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
 from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
 from exchange.stats.model import Figure
 from exchange.store import schema
-from exchange.store.notices import _item_outcomes, _sent_rows
+from exchange.store.notices import _sent_rows
 from exchange.store.sql import chunks, insert_ignore, upsert
 from exchange.takedown.notice_model import NoticeStatus
 
@@ -38,6 +38,7 @@ NOTICES = schema.takedown_notices
 NOTICE_CASES = schema.takedown_notice_cases
 WATCHES = schema.takedown_watches
 _CLOSED = sorted(str(st) for st in CLOSED_STAGES)
+_ILLEGAL = [str(Classification.BASELINE), str(Classification.NATIONAL)]
 
 ItemKey = tuple[str, str, int]  # case, report, index
 
@@ -246,8 +247,11 @@ class HosterRows:
 
 
 def hoster_rows(conn: Connection, holder: str) -> HosterRows:
-    """One pass over the notices sent (each with its cases), one over the items' outcomes
-    (``store/notices``' scorecard query, so both always agree)."""
+    """The scorecard's rows (as ``store/notices.scorecard`` counts them): one pass over the
+    notices sent with their cases, then the illegal items of those cases by key.
+
+    An item's removal (or its being online) counts for the hoster its case was last noticed
+    to, timed from the first notice to that hoster about the case."""
     nc, n = NOTICE_CASES.c, NOTICES.c
     rows = conn.execute(
         select(nc.asn, nc.organisation, n.id, n.sent_at, nc.case_id, nc["items"])
@@ -255,17 +259,53 @@ def hoster_rows(conn: Connection, holder: str) -> HosterRows:
         .where(n.status == str(NoticeStatus.SENT))
     )
     notices: dict[tuple[int | None, str, str], datetime] = {}
-    cases: dict[tuple[int | None, str, str], tuple[datetime, int]] = {}
+    cases: dict[tuple[int | None, str, str], tuple[datetime, datetime, int]] = {}
     for asn, org, notice_id, sent_at, case_id, items in rows:
         notices[(asn, org, notice_id)] = sent_at
-        first, most = cases.get((asn, org, case_id), (sent_at, 0))
-        cases[(asn, org, case_id)] = (min(first, sent_at), max(most, int(items or 0)))
-    outcomes = conn.execute(_item_outcomes(holder)).all()
+        first, last, most = cases.get((asn, org, case_id), (sent_at, sent_at, 0))
+        cases[(asn, org, case_id)] = (
+            min(first, sent_at),
+            max(last, sent_at),
+            max(most, int(items or 0)),
+        )
+    latest: dict[str, tuple[datetime, datetime, int | None, str]] = {}
+    for (asn, org, case_id), (first, last, _) in cases.items():
+        mine = (last, first, asn, org)
+        held = latest.get(case_id)
+        if held is None or (last, first) > (held[0], held[1]):
+            latest[case_id] = mine
+    outcomes = [
+        (asn, org, first, stage, closed_at)
+        for case_id, stage, closed_at in _outcomes(conn, holder, sorted(latest))
+        for _, first, asn, org in [latest[case_id]]
+    ]
     return HosterRows(
         [(a, o, t) for (a, o, _), t in notices.items()],
-        [(a, o, t, i) for (a, o, _), (t, i) in cases.items()],
-        [(r.asn, r.organisation, r.first_at, r.stage, r.closed_at) for r in outcomes],
+        [(a, o, t, i) for (a, o, _), (t, _, i) in cases.items()],
+        outcomes,
     )
+
+
+def _outcomes(
+    conn: Connection, holder: str, case_ids: Sequence[str]
+) -> Iterator[tuple[str, str, datetime | None]]:
+    """(case, stage, closed at) of the illegal items held here of these cases that were
+    removed or are still online (open, last seen online, still watched)."""
+    s, w = STATES.c, WATCHES.c
+    online = and_(s.stage.not_in(_CLOSED), w.last_outcome == "online", w.state != "done")
+    for part in chunks(case_ids):
+        # The holder is checked here, not in SQL: given it, SQLite chose the (holder, stage)
+        # index and read every item held for each chunk instead of the cases' keys.
+        rows = conn.execute(
+            select(s.case_id, s.holder, s.stage, s.closed_at)
+            .select_from(STATES.outerjoin(WATCHES, w.case_id == s.case_id))
+            .where(
+                s.case_id.in_(part),
+                s.classification.in_(_ILLEGAL),
+                or_(s.stage == str(Stage.REMOVED), online),
+            )
+        )
+        yield from ((r.case_id, r.stage, r.closed_at) for r in rows if r.holder == holder)
 
 
 # pg_advisory_xact_lock key of the statistics' folder ("ihx_stat"): two folders (replicas, or
@@ -306,11 +346,11 @@ def flagged_open_items(conn: Connection, holder: str) -> dict[str, int]:
     }
     out: dict[str, int] = {}
     for queue, condition in flagged.items():
-        out[queue] = int(
-            conn.execute(
-                select(func.count())
-                .select_from(STATES.join(WATCHES, w.case_id == s.case_id))
-                .where(w.state != "done", condition, s.holder == holder, s.stage.not_in(_CLOSED))
-            ).scalar_one()
-        )
+        # From the watches (few are not done; their state is indexed) to the items by case.
+        # The holder is checked here, not in SQL (see ``_outcomes``).
+        cases = select(w.case_id).where(w.state.in_(("watching", "suggested")), condition)
+        holders = conn.execute(
+            select(s.holder).where(s.case_id.in_(cases), s.stage.not_in(_CLOSED))
+        ).scalars()
+        out[queue] = sum(1 for h in holders if h == holder)
     return out

@@ -16,6 +16,7 @@ from exchange.domain import Classification
 from exchange.lifecycle.model import ItemState, Stage
 from exchange.stats.figures import NodeFigures, hoster_key
 from exchange.stats.model import Figure, Granularity, Histogram, Period
+from exchange.store import notices as notices_store
 from tests.exchange.factories import T0, FakeClock
 from tests.exchange.takedown import factories
 from tests.exchange.takedown.factories import notice_case_row, notice_row
@@ -116,3 +117,20 @@ def test_a_period_before_the_first_notice_has_no_hoster_counts(engine: Engine) -
 def test_a_hoster_key_is_bounded_and_names_an_unknown_asn() -> None:
     assert hoster_key(None, "Somewhere") == "AS? Somewhere"
     assert len(hoster_key(1, "x" * 500)) == 128
+
+
+def test_the_snapshot_agrees_with_the_scorecard_ihx_hosts_prints(engine: Engine) -> None:
+    _scenario(engine)
+    now = T0 + 49 * H
+    figures = NodeFigures(engine=engine, member=NL, clock=FakeClock(now))
+    snap = figures.snapshot(DAYS)
+    with engine.connect() as conn:
+        scores = notices_store.scorecard(conn, NL, now)
+
+    for s in scores:
+        key = hoster_key(s.asn, s.organisation)
+        assert snap.total(Figure.HOSTER_NOTICES, key) == s.notices
+        assert snap.total(Figure.HOSTER_ITEMS, key) == s.items
+        assert snap.total(Figure.HOSTER_REMOVED, key) == s.removed
+        assert snap.histogram(Figure.HOSTER_REMOVAL, key).total == s.removed
+        assert snap.gauges.get((Figure.HOSTER_ONLINE, key), 0) == s.still_online
