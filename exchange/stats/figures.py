@@ -72,21 +72,23 @@ class NodeFigures:
         """Fold everything that changed; the number of rows read."""
         total = 0
         after: ItemCursor | None = None
+        items = True
         while True:
-            page = self._fold_page(after)
+            page = self._fold_page(after, items)
             total += page.rows
             after = page.after
+            items = items and after is not None  # the item pass is over: the log goes on
             if not page.more:
                 return total
 
-    def _fold_page(self, after: ItemCursor | None) -> Page:
+    def _fold_page(self, after: ItemCursor | None, items: bool) -> Page:
         def job(tx: Tx) -> Page:
-            return self._folder.fold_page(tx.conn, after)
+            return self._folder.fold_page(tx.conn, after, items=items)
 
         if self._writer is not None:
             return self._writer.execute(job)
         with self._engine.begin() as conn:
-            return self._folder.fold_page(conn, after)
+            return self._folder.fold_page(conn, after, items=items)
 
     def snapshot(self, period: Period) -> Snapshot:
         self.fold()

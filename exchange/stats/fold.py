@@ -44,7 +44,8 @@ ItemCursor = tuple[datetime, str, str, int]
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page folded: whether more is waiting, where the item pass goes on, rows read."""
+    """One page folded: whether more is waiting, where the item pass goes on (None: it is
+    over), item rows read."""
 
     more: bool
     after: ItemCursor | None
@@ -65,19 +66,23 @@ class Folder:
         self._lookback = lookback
         self._page = page
 
-    def fold_page(self, conn: Connection, after: ItemCursor | None = None) -> Page:
+    def fold_page(
+        self, conn: Connection, after: ItemCursor | None = None, *, items: bool = True
+    ) -> Page:
         """Fold one page of each source in ``conn``'s transaction (which must commit for the
-        page to count). ``after``: the item cursor the previous page of this pass returned."""
+        page to count). ``after``: the item cursor the previous page of this pass returned;
+        ``items=False``: this pass is over, only the log goes on (reading the look-back
+        again for every page of a long log would be wasted)."""
         store.lock_folder(conn)
         if store.mark(conn, VERSION_MARK) != FOLD_VERSION:
             store.reset(conn)
             store.set_mark(conn, VERSION_MARK, FOLD_VERSION)
-            after = None
+            after, items = None, True
         delta: Counter[Contribution] = Counter()
         log_more = self._log(conn, delta)
-        items, cursor = self._items(conn, delta, after)
+        read, cursor = self._items(conn, delta, after) if items else (0, None)
         store.add_counts(conn, delta)
-        return Page(log_more or cursor is not None, cursor, items)
+        return Page(log_more or cursor is not None, cursor, read)
 
     def _log(self, conn: Connection, delta: Counter[Contribution]) -> bool:
         last = store.mark(conn, LOG_MARK)

@@ -3,8 +3,9 @@
 The folder (exchange/stats/fold.py) reads what changed — item states by ``updated_at`` (each
 with its facts as last counted, from ``stats_items``), the routing log by index — and writes
 count deltas into ``stats_counts`` (an upsert that adds), the items' new facts and the
-watermarks, all in one transaction. A snapshot reads ``stats_counts`` for a range of days,
-plus the gauges (outbox backlog, work queues) and the hoster figures straight from their tables.
+watermarks, all in one transaction. A snapshot reads ``stats_counts`` for a range of days and
+the open work over every day, plus the outbox backlog, the items the takedown automation flags
+and the hoster scorecard's rows straight from their tables.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.domain import Classification, ReportRole
 from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
 from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
 from exchange.stats.model import Figure
 from exchange.store import schema
-from exchange.store.notices import _sent_rows
-from exchange.store.sql import chunks, insert_ignore, upsert
+from exchange.store.sql import chunks, upsert
 from exchange.takedown.notice_model import NoticeStatus
 
 COUNTS = schema.stats_counts
@@ -168,8 +169,6 @@ def _sortable(c: Contribution) -> tuple[int, str, str, int]:
 
 @functools.cache
 def _adding(dialect_name: str) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
     dialect = sqlite if dialect_name == "sqlite" else postgresql
     stmt = dialect.insert(COUNTS)
     return stmt.on_conflict_do_update(
@@ -197,10 +196,6 @@ def mark(conn: Connection, source: str) -> int | None:
 
 def set_mark(conn: Connection, source: str, value: int) -> None:
     upsert(conn, MARKS, [{"source": source, "value": value}], key=("source",))
-
-
-def ensure_marks(conn: Connection, defaults: Mapping[str, int]) -> None:
-    insert_ignore(conn, MARKS, [{"source": s, "value": v} for s, v in defaults.items()])
 
 
 # -- reads of a snapshot --------------------------------------------------------------------
@@ -255,7 +250,7 @@ def hoster_rows(conn: Connection, holder: str) -> HosterRows:
     nc, n = NOTICE_CASES.c, NOTICES.c
     rows = conn.execute(
         select(nc.asn, nc.organisation, n.id, n.sent_at, nc.case_id, nc["items"])
-        .select_from(_sent_rows())
+        .select_from(NOTICE_CASES.join(NOTICES, NOTICES.c.id == NOTICE_CASES.c.notice_id))
         .where(n.status == str(NoticeStatus.SENT))
     )
     notices: dict[tuple[int | None, str, str], datetime] = {}
