@@ -151,6 +151,20 @@ class TransferRefused(ExchangeError):
     code = "transfer-refused"
 
 
+class InvalidStatisticsRequest(ExchangeError):
+    """A statistics request the node will not answer: a malformed date, an unknown granularity,
+    a period that ends before it starts, or one with more buckets than a snapshot may hold."""
+
+    code = "stats-request-invalid"
+
+
+class StatisticsRefused(ExchangeError):
+    """A member's signed statistics failed a check (signature, member, period, edges, a series,
+    a count, its time): never merged; ``code`` names the check, the message what was wrong."""
+
+    code = "stats-refused"
+
+
 def error_code(error: Exception) -> str:
     """The stable code of one of our errors; anything else (a driver's error included, whose own
     ``code`` means something else) is ``internal``."""

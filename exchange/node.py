@@ -51,6 +51,7 @@ from exchange.edge.exchange_service import ExchangeServicer
 from exchange.edge.intake_service import IntakeServicer
 from exchange.edge.log_service import RoutingLogServicer
 from exchange.edge.partner_service import PartnerServicer
+from exchange.edge.stats_service import StatisticsServicer
 from exchange.errors import ConfigError
 from exchange.intake import Intake
 from exchange.lifecycle.feed import ChangeFeed
@@ -82,12 +83,13 @@ from exchange.transfer.arrivals import Arrivals
 from exchange.transfer.outgoing import Outgoing, retracer
 from exchange.wire.codec import node_info
 from exchange.wire.envelope import Limits
-from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
+from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2, statistics_pb2
 from ihx.v1 import cases_pb2_grpc as cgrpc
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from ihx.v1 import intake_pb2_grpc as igrpc
 from ihx.v1 import partner_pb2_grpc as pgrpc
 from ihx.v1 import routing_log_pb2_grpc as lgrpc
+from ihx.v1 import statistics_pb2_grpc as sgrpc
 from routing.geoip import GeoIp
 from routing.resolver import DnsResolver, Resolver, StaticResolver
 from routing.trace import Tracer
@@ -471,7 +473,7 @@ class Node:
             self.metrics.watch_takedown(lambda: self.takedown_views.status().watches)
             self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
         self._start_workers()
-        self._start_health(names[:5], pool)
+        self._start_health(names[:6], pool)
         log.info("node %s serving on port %d", self.member, self.port)
 
     def _build_server(self) -> tuple[grpc.Server, futures.ThreadPoolExecutor]:
@@ -506,6 +508,7 @@ class Node:
             max_watch_s=self.settings.exchange.watch_max_s,
         )
         cgrpc.add_CasesServicer_to_server(cases, server)
+        sgrpc.add_StatisticsServicer_to_server(self._statistics_servicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             exchange_pb2.DESCRIPTOR.services_by_name["Exchange"].full_name,
@@ -513,11 +516,22 @@ class Node:
             partner_pb2.DESCRIPTOR.services_by_name["Partner"].full_name,
             routing_log_pb2.DESCRIPTOR.services_by_name["RoutingLog"].full_name,
             cases_pb2.DESCRIPTOR.services_by_name["Cases"].full_name,
+            statistics_pb2.DESCRIPTOR.services_by_name["Statistics"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
         reflection.enable_server_reflection(names, server)
         return names
+
+    def _statistics_servicer(self) -> StatisticsServicer:
+        """``GetStatistics``: the node's own figures (``self.figures``), signed."""
+        return StatisticsServicer(
+            self.figures.snapshot,
+            self.key,
+            self.member,
+            # Room for the key id and signature beside the body within one gRPC message.
+            max_body_bytes=self.settings.exchange.max_message_bytes - 1024,
+        )
 
     def _listen(self, server: grpc.Server) -> None:
         """Bind ``settings.listen``: mTLS when the node has TLS material, plaintext otherwise."""

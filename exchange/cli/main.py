@@ -27,6 +27,7 @@ from exchange.cli import (
     network,
     node,
     retention,
+    stats,
     submit,
     takedown,
     tls,
@@ -75,6 +76,7 @@ for module in (
     takedown,
     web,
     export,
+    stats,
     retention,  # last: it adds commands to groups the modules before it made
 ):
     module.register(app)

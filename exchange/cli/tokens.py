@@ -25,7 +25,9 @@ def register(app: typer.Typer) -> None:
         sub: Annotated[str, typer.Option(help="Partner id (the token subject).")],
         scope: Annotated[
             list[str],
-            typer.Option(help="reports:submit, cases:work, cases:pull, log:read or admin."),
+            typer.Option(
+                help="reports:submit, cases:work, cases:pull, log:read, stats:read or admin."
+            ),
         ],
         ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 900,
         audience: Annotated[

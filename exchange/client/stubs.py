@@ -4,7 +4,8 @@ Every call carries ``authorization: Bearer <token>`` when a token is given and h
 Bulk submission streams chunks of reports (see intake.proto) and yields one response per
 submission, in order. Log listing pages by entry index until the end. The case-work client
 speaks domain objects both ways (the lifecycle codec converts), so the CLI and the demo never
-touch its protobuf. Channels are plaintext
+touch its protobuf. Statistics come back as raw bytes: their signature covers the bytes, so
+the caller verifies them before anything parses them. Channels are plaintext
 unless ``tls`` (CA, certificate, key) is given: a node with mTLS requires a client certificate
 from its CA on every call.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
-from typing import Self
+from typing import Self, cast
 
 import grpc
 
@@ -29,6 +30,7 @@ from exchange.lifecycle.model import (
     TimedEvent,
     Withdrawal,
 )
+from exchange.stats.model import Period
 from exchange.wire.case_codec import (
     action_to_proto,
     assessment_to_proto,
@@ -41,6 +43,7 @@ from exchange.wire.case_codec import (
     withdrawal_to_proto,
 )
 from exchange.wire.codec import submission_to_proto, timestamp
+from exchange.wire.stats_codec import request_from_period
 from ihx.v1 import cases_pb2 as cpb
 from ihx.v1 import cases_pb2_grpc as cgrpc
 from ihx.v1 import intake_pb2 as ipb
@@ -49,6 +52,7 @@ from ihx.v1 import partner_pb2 as ppb
 from ihx.v1 import partner_pb2_grpc as pgrpc
 from ihx.v1 import routing_log_pb2 as lpb
 from ihx.v1 import routing_log_pb2_grpc as lgrpc
+from ihx.v1 import statistics_pb2 as spb
 
 DEFAULT_CHUNK = 500
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -310,3 +314,20 @@ class CasesClient(_Client):
                     yield TimedEvent(int(change.cursor), event_from_proto(change.event))
         finally:
             stream.cancel()  # type: ignore[no-untyped-call]
+
+
+class StatisticsClient(_Client):
+    """``GetStatistics`` answered as raw bytes: the signature covers bytes, not a parse."""
+
+    def _bind(self, channel: grpc.Channel) -> None:
+        self._get = channel.unary_unary(
+            "/ihx.v1.Statistics/GetStatistics",
+            request_serializer=spb.StatisticsRequest.SerializeToString,
+            response_deserializer=None,
+        )
+
+    def signed(self, period: Period) -> bytes:
+        answer = self._get(
+            request_from_period(period), timeout=self._timeout, metadata=self._metadata
+        )
+        return cast(bytes, answer)

@@ -47,6 +47,7 @@ METHOD_SCOPES: dict[str, Scope] = {
     "/ihx.v1.Cases/GetReportStatus": Scope.CASES_WORK,
     "/ihx.v1.Cases/Withdraw": Scope.CASES_WORK,
     "/ihx.v1.Cases/WatchCases": Scope.CASES_WORK,
+    "/ihx.v1.Statistics/GetStatistics": Scope.STATS_READ,
 }
 OPEN_PREFIXES = (
     "/ihx.v1.Exchange/",  # authenticated by envelope signatures, not tokens

@@ -31,7 +31,14 @@ from exchange.lifecycle.model import Assessment, CaseEvent, EventKind, ItemRef, 
 from exchange.wire.case_codec import event_to_bytes
 from exchange.wire.codec import submission_to_proto, timestamp
 from exchange.wire.envelope import KIND_REPORT
-from ihx.v1 import cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2
+from ihx.v1 import (
+    cases_pb2,
+    exchange_pb2,
+    intake_pb2,
+    partner_pb2,
+    routing_log_pb2,
+    statistics_pb2,
+)
 from ihx.v1 import exchange_pb2 as xpb
 from tests.exchange.factories import (
     announcement_bytes,
@@ -46,7 +53,14 @@ from tests.integration.support import DE, NL, Cluster
 
 METHODS: dict[str, MethodDescriptor] = {
     f"{service.name}.{method.name}": method
-    for module in (cases_pb2, exchange_pb2, intake_pb2, partner_pb2, routing_log_pb2)
+    for module in (
+        cases_pb2,
+        exchange_pb2,
+        intake_pb2,
+        partner_pb2,
+        routing_log_pb2,
+        statistics_pb2,
+    )
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
 }
@@ -60,6 +74,7 @@ SCOPES: dict[str, Scope] = {
     "Intake": Scope.REPORTS_SUBMIT,
     "Partner": Scope.CASES_PULL,
     "RoutingLog": Scope.LOG_READ,
+    "Statistics": Scope.STATS_READ,
 }
 """The scope a token needs per service; Exchange needs none (envelopes are signed)."""
 

@@ -1,15 +1,15 @@
 """Access control over the wire: every protected RPC refuses what a token must not allow.
 
-The six token-protected RPCs of nl-eokm (intake unary and bulk, pull, ack, log listing and
-checkpoints) are each called with no token, with a token of the wrong scope, and with a
-catalogue of JWT attacks built by hand (tests/auth/token_factories.py) against the node's real
-key, issuer and audience: ``alg: none`` in every case, HS256 keyed with the node's public key,
+The seven token-protected RPCs of nl-eokm (intake unary and bulk, pull, ack, log listing,
+checkpoints and statistics) are each called with no token, with a token of the wrong scope, and
+with a catalogue of JWT attacks built by hand (tests/auth/token_factories.py) against the node's
+real key, issuer and audience: ``alg: none`` in every case, HS256 keyed with the node's public key,
 expired, not yet valid, wrong or missing audience, look-alike issuers, unknown ``crit``, ``kid``
 path and SQL tricks, ``jku``/``x5u``/``jwk``/``x5c`` headers pointing at a server the test runs
 (which must never be asked), tampered signatures and payloads, and malformed tokens. Each must be
 refused with UNAUTHENTICATED, return nothing, store nothing, and be counted in the node's
-``ihx_token_failures_total`` metric under the expected reason. A token of one node is refused
-by another. The Exchange service needs no token. Afterwards a valid token still works.
+``ihx_token_failures_total`` metric under the expected reason. A token of one node is refused by
+another. The Exchange service needs no token. Afterwards a valid token still works.
 
 All attacks share one federation (module scope): each test checks that the store of nl-eokm is
 exactly as it was, so the tests stay independent of each other's order.
@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, cast
 
@@ -44,6 +45,8 @@ from ihx.v1 import partner_pb2 as ppb
 from ihx.v1 import partner_pb2_grpc as pgrpc
 from ihx.v1 import routing_log_pb2 as lpb
 from ihx.v1 import routing_log_pb2_grpc as lgrpc
+from ihx.v1 import statistics_pb2 as spb
+from ihx.v1 import statistics_pb2_grpc as sgrpc
 from tests.auth.token_factories import OMIT, b64url, compact, hmac_token, segment, sign
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.partner_cluster import NL_POLICE, new_partner_cluster, stop_senders
@@ -159,6 +162,14 @@ def call_rpc(
                     lpb.ListRoutingLogRequest(), metadata=metadata, timeout=10
                 )
             )
+        elif method == "GetStatistics":
+            today = datetime.now(UTC).date()
+            request = spb.StatisticsRequest(
+                first_day=today.isoformat(), last_day=today.isoformat(), granularity="day"
+            )
+            returned.append(
+                sgrpc.StatisticsStub(channel).GetStatistics(request, metadata=metadata, timeout=10)
+            )
         elif method == "GetCheckpoint":
             returned.append(
                 lgrpc.RoutingLogStub(channel).GetCheckpoint(
@@ -180,6 +191,7 @@ METHODS = (
     "AckCases",
     "ListRoutingLog",
     "GetCheckpoint",
+    "GetStatistics",
 )
 SCOPE_OF = {
     "SubmitReport": Scope.REPORTS_SUBMIT,
@@ -188,6 +200,7 @@ SCOPE_OF = {
     "AckCases": Scope.CASES_PULL,
     "ListRoutingLog": Scope.LOG_READ,
     "GetCheckpoint": Scope.LOG_READ,
+    "GetStatistics": Scope.STATS_READ,
 }
 
 
@@ -608,5 +621,6 @@ def test_the_node_keeps_serving_valid_tokens(cluster: Cluster, keys: Keys) -> No
     # The two cases from the start, and the one SubmitReport just opened.
     assert len(outcomes["PullCases"].returned) == 3
     assert outcomes["ListRoutingLog"].returned[0].entries
+    assert outcomes["GetStatistics"].returned[0].key_id == keys.kid
     assert outcomes["GetCheckpoint"].returned[0].size > 0
     assert Recorder.hits == []

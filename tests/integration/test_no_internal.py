@@ -63,6 +63,7 @@ ISSUE_RPCS = {
     "Partner.ReleaseHold",
     "RoutingLog.ListRoutingLog",
     "RoutingLog.GetCheckpoint",
+    "Statistics.GetStatistics",
 }
 
 
