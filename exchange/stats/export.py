@@ -28,7 +28,7 @@ from typing import TextIO
 from sqlalchemy import Engine
 
 from exchange.errors import MalformedRequest
-from exchange.stats.model import EDGES_MS, Merged, Snapshot, shown
+from exchange.stats.model import EDGES_MS, MASK_BELOW, Merged, Snapshot, shown
 from exchange.store import exports as store
 from exchange.store.exports import CaseFilter
 from exchange.store.routing_log import LogFilter, list_entries
@@ -297,6 +297,10 @@ def _statistics_rows(source: Snapshot | Merged) -> Iterator[Sequence[object]]:
             if n:
                 yield ["count", figure.value, key, start, None, shown(figure, n)]
     for (figure, key), hist in sorted(snap.histograms.items()):
+        if figure.finer_than_country and 0 < hist.total < MASK_BELOW:
+            # Which buckets hold a masked count would tell its durations: one masked row.
+            yield ["duration", figure.value, key, snap.period.first, None, shown(figure, 1)]
+            continue
         for i, n in enumerate(hist.counts):
             if n:
                 upper = EDGES_MS[i] if i < len(EDGES_MS) else "more"

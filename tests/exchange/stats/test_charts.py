@@ -85,6 +85,16 @@ def test_time_to_removal_cdf_reaches_one_at_the_last_duration_bucket() -> None:
     assert "same day 0% · ≤ 3 d 0% · ≤ 7 d 0% · > 28 d 0%" in legend
 
 
+def test_removals_within_seconds_still_draw_a_line_held_to_the_right_edge() -> None:
+    # the demo's automated removals: seconds, left of the usual one-minute start
+    snap = snapshot(histograms=removal([3 / 86_400, 8 / 86_400], []))
+    root = svg.parse(chart_svg(snap, Chart.TO_REMOVAL))
+    assert "1 s" in svg.all_text(root)
+    pts = svg.points(svg.by_id(root, "series-in_network"))
+    assert max(x for x, _ in pts) > _marker_x(root, "marker-28d")
+    assert _reaches_one_at(root, "series-in_network") < _marker_x(root, "marker-1d")
+
+
 def test_one_series_only_when_one_side_has_durations() -> None:
     snap = snapshot(histograms={(Figure.TO_LEA, "orphan"): Histogram.of([5 * DAY_MS])})
     root = svg.parse(chart_svg(snap, Chart.TO_LEA))

@@ -135,6 +135,21 @@ def test_statistics_rows_hold_counts_histograms_and_masks() -> None:
     assert not [r for r in rows if r[-1] == "0"]
 
 
+def test_a_hosters_few_removal_times_are_one_masked_row_not_their_buckets() -> None:
+    few = Histogram.of([2 * DAY_MS, 9 * DAY_MS])
+    many = Histogram.of([DAY_MS] * 3 + [9 * DAY_MS] * 3)
+    snap = snapshot(
+        {},
+        {(Figure.HOSTER_REMOVAL, "AS1 Few"): few, (Figure.HOSTER_REMOVAL, "AS2 Many"): many},
+    )
+    rows = [r for r in _rows(statistics_csv(snap)) if r[0] == "duration"]
+    few_rows = [r for r in rows if r[2] == "AS1 Few"]
+    # the buckets would place the two removals in time: only that there are under 5
+    assert few_rows == [["duration", "hoster.removal", "AS1 Few", "2026-01-01", "", "<5"]]
+    assert ["duration", "hoster.removal", "AS2 Many", "2026-01-01", str(DAY_MS), "<5"] in rows
+    assert len([r for r in rows if r[2] == "AS2 Many"]) == 2
+
+
 def test_a_merged_export_names_who_answered_and_who_is_missing() -> None:
     merged = network(
         snapshot({(Figure.ITEMS, "NL"): (1,) * 6}, member="nl-eokm"),
