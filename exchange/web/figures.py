@@ -10,10 +10,11 @@ days, at most ``MAX_DAYS`` long (the model's bucket limit refuses a finer one to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from common.clock import Clock
+from exchange.stats.charts import Chart, chart_svg
 from exchange.stats.figures import NodeFigures
 from exchange.stats.model import Granularity, Period, Snapshot
 from exchange.web.errors import BadQuery
@@ -62,9 +63,23 @@ def period_query(period: Period) -> str:
 
 
 class Snapshots:
+    """A period's snapshot and its charts, each kept ``TTL``: a chart is drawn once per
+    snapshot (a year by day takes a matplotlib render of 100-300 ms), not once per viewer."""
+
     def __init__(self, figures: NodeFigures, clock: Clock) -> None:
         self._figures = figures
         self._kept: Kept[Period, Snapshot] = Kept(clock, ttl=TTL, most=KEPT)
+        self._charts: Kept[tuple[Period, datetime, Chart], str] = Kept(
+            clock, ttl=TTL, most=KEPT * len(Chart)
+        )
 
     def of(self, period: Period) -> Snapshot:
         return self._kept.get(period, lambda: self._figures.snapshot(period))
+
+    def chart(self, period: Period, chart: Chart, member_countries: frozenset[str]) -> str:
+        """``chart`` of the period's kept snapshot, as an SVG document."""
+        snapshot = self.of(period)
+        return self._charts.get(
+            (period, snapshot.generated_at, chart),
+            lambda: chart_svg(snapshot, chart, member_countries=member_countries),
+        )

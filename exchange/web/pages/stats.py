@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from auth.tokens import Scope
 from exchange.errors import NotFound
-from exchange.stats.charts import Chart, chart_svg
+from exchange.stats.charts import Chart
 from exchange.stats.export import statistics_csv
 from exchange.stats.model import Figure, Snapshot, shown
 from exchange.web.context import Web, bind
@@ -74,10 +74,9 @@ def chart_image(web: Web, request: Request) -> Response:
         chart = Chart(request.path_params["name"])
     except ValueError:
         raise NotFound("no such chart") from None
-    snapshot, _ = _snapshot(web, request)
-    countries = {cc for m in web.local.manifests.current().members for cc in m.countries}
-    svg = chart_svg(snapshot, chart, member_countries=countries)
-    return Response(svg, media_type="image/svg+xml")
+    period = parse_period(request.query_params, web.clock().date())
+    countries = frozenset(cc for m in web.local.manifests.current().members for cc in m.countries)
+    return Response(web.snapshots.chart(period, chart, countries), media_type="image/svg+xml")
 
 
 def stats_csv(web: Web, request: Request) -> Response:
