@@ -10,6 +10,7 @@ Lists and tables carry ``NoDecode``: an environment override of a list is comma-
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -315,6 +316,26 @@ class HealthSection(_Section):
         return value
 
 
+MAX_TRUSTED_PROXIES = 64
+
+
+def _proxy_list(value: object) -> object:
+    """``[web] trusted_proxies``: addresses or CIDR ranges, each checked, at most 64."""
+    items = _text_list(value)
+    if not isinstance(items, tuple):
+        return items
+    if len(items) > MAX_TRUSTED_PROXIES:
+        raise refuse(f"web.trusted_proxies: at most {MAX_TRUSTED_PROXIES} entries")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise refuse(
+                f"web.trusted_proxies: {item[:60]!r} is not an IP address or CIDR range"
+            ) from None
+    return items
+
+
 class WebSection(_Section):
     """``ihx web``: the read-only dashboard, its own process beside the node (docs/web.md)."""
 
@@ -328,6 +349,12 @@ class WebSection(_Section):
     # it true behind a TLS-terminating proxy (the Helm chart does).
     secure_cookies: bool | None = None
     login_burst: int = between(20, 1, 1_000_000)  # logins at once per client address, then 1/3 s
+    # Logins at once from every address together, then as many again per minute: the second
+    # line when many addresses try tokens.
+    login_total_burst: int = between(200, 1, 1_000_000)
+    # The reverse proxies whose X-Forwarded-For names the client (addresses or CIDRs). Empty:
+    # none — the client is the connection's peer, and the header is ignored from anyone.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_proxy_list)] = ()
     max_connections: int = between(200, 1, 100_000)  # connections + requests at once; then 503
     header_timeout_s: float = between(10.0, 0.5, 300)  # a request's line and headers due within
 

@@ -30,6 +30,7 @@ Contribution = tuple[Figure, str, int, int]  # figure, key, day, bucket
 
 _ILLEGAL = frozenset({str(Classification.BASELINE), str(Classification.NATIONAL)})
 _CLOSED = frozenset(str(s) for s in CLOSED_STAGES)
+_MOVED = str(Stage.MOVED)
 _SEP = "\x1f"  # never in a stored enum value, country code or site type
 
 
@@ -148,6 +149,8 @@ def item_contributions(f: ItemFacts | None) -> list[Contribution]:
     """Every count one item's facts add (an empty list for None)."""
     if f is None:
         return []
+    if f.stage == _MOVED:
+        return _moved_away(f)
     d = f.day
     where = "orphan" if f.orphaned else "in_network"
     out: list[Contribution] = [
@@ -164,14 +167,32 @@ def item_contributions(f: ItemFacts | None) -> list[Contribution]:
             out.append((Figure.GENDER, f.gender, d, COUNT))
     if f.stage in _CLOSED:
         out.append((Figure.CLOSED, f.stage, d, COUNT))
-    if f.stage == str(Stage.MOVED):
-        out.append((Figure.MOVED, f.moved_to, d, COUNT))
     if f.disputed:
         out.append((Figure.DISPUTED, "", d, COUNT))
     if f.lea_bucket >= 0:
         out.append((Figure.TO_LEA, where, d, f.lea_bucket))
     if f.removal_bucket >= 0:
         out.append((Figure.TO_REMOVAL, where, d, f.removal_bucket))
+    out.extend(_open_work(f))
+    return out
+
+
+def _moved_away(f: ItemFacts) -> list[Contribution]:
+    """A moved item is the new holder's to count (it takes it over with its own state): here
+    it counts only as closed by the move, where it went, and what happened here before it
+    went — its dispute and its report to law enforcement. Counting its items, content, site
+    and assessment here too would count one URL twice across the network (and under the
+    country it was wrongly placed in)."""
+    d = f.day
+    out: list[Contribution] = [
+        (Figure.CLOSED, f.stage, d, COUNT),
+        (Figure.MOVED, f.moved_to, d, COUNT),
+    ]
+    if f.disputed:
+        out.append((Figure.DISPUTED, "", d, COUNT))
+    if f.lea_bucket >= 0:
+        where = "orphan" if f.orphaned else "in_network"
+        out.append((Figure.TO_LEA, where, d, f.lea_bucket))
     out.extend(_open_work(f))
     return out
 

@@ -35,7 +35,7 @@ ITEMS_MARK = "items"
 VERSION_MARK = "version"
 # What a fact contributes (facts.py), as a number: a rollup counted by another version cannot
 # have its items' counts taken back, so it is dropped and folded again from nothing.
-FOLD_VERSION = 2
+FOLD_VERSION = 3  # 3: a moved item counts at its old holder only as moved (facts.py)
 DEFAULT_LOOKBACK = timedelta(seconds=30)
 DEFAULT_PAGE = 2000  # a page is one writer job: ~0.1-0.2 s, so intake waits little behind it
 

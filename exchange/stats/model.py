@@ -10,7 +10,11 @@ member that did not answer instead of leaving it out.
 Each node counts only what it alone is the source of, so the sum never double counts: reports
 its analysts submitted (origin), reports it sent and received, and the items it holds
 (assessments, actions, takedown times). Copies of other members' events folded here for their
-origins do not count again.
+origins do not count again. An item moved to another member is the new holder's from the
+take-over on (its items, content, site, assessment and removal counts); the old holder counts
+it only as closed by the move (CLOSED "moved", MOVED by the country it went to) and for what
+happened there before the move (its dispute, its report to law enforcement), so one moved URL
+is one item across the network.
 
 Counts under ``MASK_BELOW`` in a breakdown finer than a country (a hoster, a country crossed
 with another key) are shown as "<5" (``shown``): masking is the display's, never the

@@ -32,6 +32,7 @@ ITEMS = schema.stats_items
 MARKS = schema.stats_marks
 STATES = schema.item_states
 REPORTS = schema.reports
+CASES = schema.cases
 REPORT_ITEMS = schema.items
 LOG = schema.routing_log
 OUTBOX = schema.outbox
@@ -68,7 +69,9 @@ def changed_items(
     s = STATES.c
     columns = (
         s.case_id, s.report_id, s.idx, s.updated_at, s.holder, s.clock_started,
-        REPORTS.c.hosting_country, s.orphaned, REPORT_ITEMS.c.known_member,
+        # The case's country: a moved case's is the new one, its report's the old.
+        func.coalesce(CASES.c.hosting_country, REPORTS.c.hosting_country),
+        s.orphaned, REPORT_ITEMS.c.known_member,
         REPORTS.c.site_type, REPORTS.c.commercial, s.classification, s.age_group, s.gender,
         s.stage, s.moved_to_country, s.disputed, s.lea_at, s.closed_at, ITEMS.c.facts,
     )  # fmt: skip
@@ -76,6 +79,7 @@ def changed_items(
         select(*columns)
         .select_from(
             STATES.outerjoin(REPORTS, REPORTS.c.id == s.report_id)
+            .outerjoin(CASES, CASES.c.id == s.case_id)
             .outerjoin(
                 REPORT_ITEMS,
                 and_(REPORT_ITEMS.c.report_id == s.report_id, REPORT_ITEMS.c.idx == s.idx),

@@ -46,6 +46,11 @@ URL_SCOPE = Scope.ADMIN  # who may read a case's URL
 # Logins per client address: a person mistyping is fine, a script opening sessions is not.
 LOGIN_BURST = 20
 LOGIN_EVERY_S = 3.0
+# Logins from every address together: a bound even when addresses are many (or forwarded) —
+# the burst at once, then the burst again over a minute.
+LOGIN_TOTAL_BURST = 200
+LOGIN_TOTAL_WINDOW_S = 60.0
+_EVERYONE = "*"
 
 
 class Gate:
@@ -57,12 +62,16 @@ class Gate:
         clock: Clock,
         secure: bool,
         login_burst: int = LOGIN_BURST,
+        login_total_burst: int = LOGIN_TOTAL_BURST,
     ) -> None:
         self._verifier = verifier
         self._clock = clock
         self.sessions = sessions
         self.secure = secure
         self.logins = RateLimit(clock, burst=login_burst, every_s=LOGIN_EVERY_S)
+        self.all_logins = RateLimit(
+            clock, burst=login_total_burst, every_s=LOGIN_TOTAL_WINDOW_S / login_total_burst
+        )
 
     @property
     def session_cookie(self) -> str:
@@ -95,11 +104,15 @@ class Gate:
     def login(self, token: str, request: Request) -> Session:
         """A session for a valid token granting at least one of the view's scopes.
 
-        Rate-limited per client address; the browser's previous session (its cookie) ends first.
+        Rate-limited per client address (the peer's, or the one a trusted proxy forwarded:
+        ``[web] trusted_proxies``) and over all addresses together; the browser's previous
+        session (its cookie) ends first.
         """
         client = request.client.host if request.client else "-"
         if not self.logins.allow(client):
             raise Overloaded("too many logins from this address; wait a minute and try again")
+        if not self.all_logins.allow(_EVERYONE):
+            raise Overloaded("too many logins at once; wait a minute and try again")
         principal = self._verifier.verify(token.strip())
         if not any(principal.has(s) for s in WEB_SCOPES):
             raise PermissionDenied(

@@ -38,7 +38,10 @@ def server_for(
         port=port,
         ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
         ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
-        proxy_headers=False,
+        # The client's address (the login limit's key) from X-Forwarded-For only when the peer
+        # is a proxy the operator named: from anyone else the header is ignored.
+        proxy_headers=bool(tls.trusted_proxies),
+        forwarded_allow_ips=list(tls.trusted_proxies) or None,
         server_header=False,
         access_log=False,
         log_level="warning",

@@ -137,3 +137,20 @@ def test_days_map_to_the_buckets_of_the_period() -> None:
     assert [wof(day_number(date(2024, 1, d))) for d in (3, 7, 8, 14, 15, 20)] == [
         0, 0, 1, 1, 2, 2,
     ]  # fmt: skip
+
+
+def test_a_moved_item_counts_at_its_old_holder_only_as_moved() -> None:
+    """The new holder counts the item from its take-over: here it is closed as moved, where it
+    went, and the law-enforcement report made here before the move — nothing the new holder
+    counts again."""
+    f = item_facts(_row(stage="moved", moved_to_country="DE", closed_at=T0 + timedelta(days=1)))
+    day = f.day if f else 0
+    got = sorted((str(fig), key, b) for fig, key, d, b in item_contributions(f) if d == day)
+    assert got == sorted(
+        [
+            ("closed", "moved", COUNT), ("moved", "DE", COUNT),
+            ("to_lea", "in_network", Histogram.bucket(3_600_000)),
+        ]
+    )  # fmt: skip
+    unreported = item_facts(_row(stage="moved", moved_to_country="DE", lea_at=None))
+    assert {c[0] for c in item_contributions(unreported)} == {Figure.CLOSED, Figure.MOVED}

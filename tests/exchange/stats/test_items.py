@@ -1,7 +1,8 @@
 """Item figures on rows the lifecycle store wrote: moves, withdrawals, other holders' copies.
 
 The states are written through ``store/lifecycle`` as every node writes them (see held.py):
-an item moved to another country counts as closed (moved) and under the country it moved to;
+an item moved to another country counts as closed (moved) and under the country it moved to,
+and no longer as an item held here (the new holder counts it: model.py);
 a copy of an item another member holds (kept here as its origin) never counts here.
 """
 
@@ -45,7 +46,9 @@ def test_a_moved_item_counts_as_closed_and_by_the_country_it_moved_to(
 
     assert snap.by_key(Figure.MOVED) == {"RO": 1}
     assert snap.by_key(Figure.CLOSED) == {"moved": 1}
-    assert snap.by_key(Figure.ITEMS) == {"US": 2}  # it was ours until it moved
+    # The new holder counts the moved item (and its assessment) from its take-over on.
+    assert snap.by_key(Figure.ITEMS) == {"US": 1}
+    assert snap.total(Figure.ASSESSED) == 0
     assert snap.histogram(Figure.TO_REMOVAL).total == 0  # moved is not removed
 
 

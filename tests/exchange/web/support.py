@@ -50,7 +50,11 @@ class WebServer:
         self.port = free_port()
         cert, key = tls or (None, None)
         # Every test logs in from 127.0.0.1: the per-address login limit is tested on its own.
-        fields: dict[str, Any] = {"login_burst": 1_000_000, **web_fields}
+        fields: dict[str, Any] = {
+            "login_burst": 1_000_000,
+            "login_total_burst": 1_000_000,
+            **web_fields,
+        }
         web = WebSection(
             enabled=True, listen=f"127.0.0.1:{self.port}", tls_cert=cert, tls_key=key, **fields
         )
@@ -122,6 +126,11 @@ class Http:
     def get(self, path: str) -> Answer:
         return self._open(urllib.request.Request(self.base + path))
 
-    def post(self, path: str, fields: dict[str, str]) -> Answer:
+    def post(
+        self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None
+    ) -> Answer:
         data = urllib.parse.urlencode(fields).encode()
-        return self._open(urllib.request.Request(self.base + path, data=data, method="POST"))
+        request = urllib.request.Request(
+            self.base + path, data=data, method="POST", headers=headers or {}
+        )
+        return self._open(request)

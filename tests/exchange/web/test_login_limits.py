@@ -103,3 +103,51 @@ def test_behind_a_tls_proxy_cookies_are_secure_host_prefixed_with_hsts(
     assert not any(a.startswith("domain") for a in attributes)
     assert answer.cookie("ihx_session") is None
     assert http.get("/log").status == 200
+
+
+def from_address(server: WebServer, token: str, forwarded: str) -> int:
+    """A login whose request says (X-Forwarded-For) it comes from ``forwarded``."""
+    http = Http(server.base)
+    fields = {"csrf": login_csrf(http), "token": token, "next": "/"}
+    return http.post("/login", fields, {"X-Forwarded-For": forwarded}).status
+
+
+@pytest.mark.parametrize(
+    "server", [{"login_burst": 2, "trusted_proxies": ["127.0.0.0/8"]}], indirect=True
+)
+def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit(
+    scene: Scene, server: WebServer
+) -> None:
+    """Every client behind the proxy reaches the view from the proxy's address: one of them
+    using up the burst must not lock everybody else out."""
+    token = scene.token("guess", Scope.LOG_READ)
+    assert [from_address(server, token, "203.0.113.7") for _ in range(3)] == [303, 303, 503]
+    assert from_address(server, scene.admin(), "198.51.100.2") == 303
+
+
+@pytest.mark.parametrize(
+    "server",
+    [{"login_burst": 2}, {"login_burst": 2, "trusted_proxies": ["10.0.0.0/8"]}],
+    indirect=True,
+)
+def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(
+    scene: Scene, server: WebServer
+) -> None:
+    """A client naming a new address in each request would escape its limit if the header were
+    believed from anyone: the peer (127.0.0.1) is no trusted proxy, so it is its own key."""
+    token = scene.token("guess", Scope.LOG_READ)
+    statuses = [from_address(server, token, f"203.0.113.{n}") for n in range(3)]
+    assert statuses == [303, 303, 503]
+
+
+@pytest.mark.parametrize(
+    "server",
+    [{"login_total_burst": 3, "trusted_proxies": ["127.0.0.1"]}],
+    indirect=True,
+)
+def test_logins_from_every_address_together_are_capped(scene: Scene, server: WebServer) -> None:
+    """Many addresses (each under its own limit) still meet the overall cap."""
+    token = scene.token("guess", Scope.LOG_READ)
+    statuses = [from_address(server, token, f"203.0.113.{n}") for n in range(5)]
+    assert statuses[:3] == [303, 303, 303]
+    assert statuses[3:] == [503, 503]

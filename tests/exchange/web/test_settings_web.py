@@ -3,6 +3,7 @@ with one line when off."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from exchange.cli.main import app
 from exchange.errors import ConfigError
+from exchange.settings import settings_from_mapping
 from exchange.web.app import secure_cookies
 from tests.exchange.test_settings import GOOD
 from tests.exchange.test_settings_sections import settings
@@ -39,11 +41,22 @@ def test_web_paths_resolve_and_tls_goes_in_pairs() -> None:
         ({"max_sessions": 0}, "max_sessions"),
         ({"enabled": "yes"}, "enabled"),
         ({"cookie": "x"}, "cookie"),
+        ({"trusted_proxies": ["10.0.0.0/8", "proxy.example"]}, "not an IP address or CIDR"),
+        ({"trusted_proxies": [f"10.0.0.{n}" for n in range(65)]}, "at most 64"),
+        ({"login_total_burst": 0}, "login_total_burst"),
     ],
 )
 def test_bad_web_settings_name_the_field(values: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings(web=values)
+
+
+def test_trusted_proxies_default_to_none_and_come_from_the_environment() -> None:
+    assert settings().web.trusted_proxies == ()
+    data = copy.deepcopy(GOOD)
+    env = {"IHX_WEB_TRUSTED_PROXIES": "10.244.0.0/16, 192.0.2.7"}
+    s = settings_from_mapping(data, base=Path("/srv/ihx"), env=env)
+    assert s.web.trusted_proxies == ("10.244.0.0/16", "192.0.2.7")
 
 
 def test_ihx_web_refuses_to_serve_when_off(tmp_path: Path) -> None:
