@@ -216,7 +216,10 @@ def counts_between(
 
 
 def all_counts(conn: Connection) -> dict[Contribution, int]:
-    """Every non-zero count of the rollup (the tests compare it with a recomputation)."""
+    """Every non-zero count of the rollup (the tests compare it with a recomputation).
+
+    Only the tests read the whole rollup; it stays here because SQL lives in exchange/store/
+    only, beside the upsert whose result it reads."""
     c = COUNTS.c
     rows = conn.execute(select(c.figure, c.series_key, c.day, c.bucket, c.n).where(c.n != 0))
     return {(Figure(f), k, d, b): int(n) for f, k, d, b, n in rows}

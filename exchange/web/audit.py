@@ -58,6 +58,10 @@ class ViewAudit:
             while len(self._recorded) > MOST_VIEWS:
                 self._recorded.popitem(last=False)
 
+    def _entry(self, tx: Tx, detail: dict[str, object], country: str | None = None) -> None:
+        """One ``viewed`` entry in ``tx``: the shape every view and export shares."""
+        tx.log(tx.chain.append(self._clock(), LogKind.VIEWED, country=country, detail=detail))
+
     def case_viewed(self, case: CaseDetail, viewer: Principal, *, url_shown: bool) -> None:
         """Record the view unless this viewer's view of the case within the window is recorded
         already; returns once it is committed."""
@@ -65,23 +69,8 @@ class ViewAudit:
         key = (viewer.issuer, viewer.subject, case.id, url_shown)
         if self._covered(key, now):
             return
-
-        def job(tx: Tx) -> None:
-            tx.log(
-                tx.chain.append(
-                    self._clock(),
-                    LogKind.VIEWED,
-                    country=case.hosting_country,
-                    detail={
-                        "case": case.id,
-                        "viewer": viewer.subject,
-                        "issuer": viewer.issuer,
-                        "url_shown": url_shown,
-                    },
-                )
-            )
-
-        self._writer.execute(job)
+        detail = {"case": case.id, **_who(viewer), "url_shown": url_shown}
+        self._writer.execute(lambda tx: self._entry(tx, detail, case.hosting_country))
         self._remember(key, now)
 
     def urls_exported(self, viewer: Principal, case_ids: Sequence[str], *, first_part: int) -> int:
@@ -93,20 +82,8 @@ class ViewAudit:
 
         def job(tx: Tx) -> None:
             for n, ids in enumerate(parts, start=first_part):
-                tx.log(
-                    tx.chain.append(
-                        self._clock(),
-                        LogKind.VIEWED,
-                        detail={
-                            "export": "cases",
-                            "part": n,
-                            "cases": list(ids),
-                            "viewer": viewer.subject,
-                            "issuer": viewer.issuer,
-                            "url_shown": True,
-                        },
-                    )
-                )
+                detail = {"export": "cases", "part": n, "cases": list(ids), **_who(viewer)}
+                self._entry(tx, {**detail, "url_shown": True})
 
         if parts:
             self._writer.execute(job)
@@ -116,21 +93,9 @@ class ViewAudit:
         self, viewer: Principal, *, columns: list[str], status: str, url_shown: bool
     ) -> None:
         """Record a CSV export of cases (one entry for the whole download)."""
+        detail = {"export": "cases", "status": status, "columns": columns, **_who(viewer)}
+        self._writer.execute(lambda tx: self._entry(tx, {**detail, "url_shown": url_shown}))
 
-        def job(tx: Tx) -> None:
-            tx.log(
-                tx.chain.append(
-                    self._clock(),
-                    LogKind.VIEWED,
-                    detail={
-                        "export": "cases",
-                        "status": status,
-                        "columns": columns,
-                        "viewer": viewer.subject,
-                        "issuer": viewer.issuer,
-                        "url_shown": url_shown,
-                    },
-                )
-            )
 
-        self._writer.execute(job)
+def _who(viewer: Principal) -> dict[str, str]:
+    return {"viewer": viewer.subject, "issuer": viewer.issuer}
