@@ -16,16 +16,19 @@ recorded again). The memory is the process's: a restarted or second web process 
 A CSV export of cases is one entry; an export *with the URL column* is also recorded per case:
 before each page of rows leaves, entries listing that page's case ids (``URL_IDS_PER_ENTRY`` per
 entry, numbered ``part``), so "who saw case X's URL" is answered by searching the log for X.
+``ihx export cases`` audits the same way (``url_pages``, through its own ``Writer``), naming its
+operator (``Operator``: the ``--operator`` name or the OS user, issuer ``cli``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from auth.tokens import Principal
 from common.clock import Clock
 from exchange.domain import LogKind
 from exchange.lifecycle.model import CaseDetail
@@ -36,6 +39,24 @@ MOST_VIEWS = 10_000
 URL_IDS_PER_ENTRY = 250
 
 ViewKey = tuple[str, str, str, bool]  # issuer, subject, case id, URL shown
+
+
+class Viewer(Protocol):
+    """Who looked: a web session's token principal, or the CLI's operator."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def issuer(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """The person running ``ihx export`` at the node (no token: the OS account vouches)."""
+
+    subject: str
+    issuer: str = "cli"
 
 
 class ViewAudit:
@@ -62,7 +83,7 @@ class ViewAudit:
         """One ``viewed`` entry in ``tx``: the shape every view and export shares."""
         tx.log(tx.chain.append(self._clock(), LogKind.VIEWED, country=country, detail=detail))
 
-    def case_viewed(self, case: CaseDetail, viewer: Principal, *, url_shown: bool) -> None:
+    def case_viewed(self, case: CaseDetail, viewer: Viewer, *, url_shown: bool) -> None:
         """Record the view unless this viewer's view of the case within the window is recorded
         already; returns once it is committed."""
         now = self._clock()
@@ -73,7 +94,7 @@ class ViewAudit:
         self._writer.execute(lambda tx: self._entry(tx, detail, case.hosting_country))
         self._remember(key, now)
 
-    def urls_exported(self, viewer: Principal, case_ids: Sequence[str], *, first_part: int) -> int:
+    def urls_exported(self, viewer: Viewer, case_ids: Sequence[str], *, first_part: int) -> int:
         """Record that ``case_ids``' URLs are about to leave in an export; returns the next part
         number. Committed before the rows are sent."""
         parts = [
@@ -89,13 +110,24 @@ class ViewAudit:
             self._writer.execute(job)
         return first_part + len(parts)
 
+    def url_pages(self, viewer: Viewer) -> Callable[[list[str]], None]:
+        """A ``before_page`` for ``cases_csv``: each page's case ids recorded (parts 1, 2, …)
+        before its rows with URLs leave."""
+        part = 1
+
+        def before_page(ids: list[str]) -> None:
+            nonlocal part
+            part = self.urls_exported(viewer, ids, first_part=part)
+
+        return before_page
+
     def cases_exported(
-        self, viewer: Principal, *, columns: list[str], status: str, url_shown: bool
+        self, viewer: Viewer, *, columns: list[str], status: str, url_shown: bool
     ) -> None:
         """Record a CSV export of cases (one entry for the whole download)."""
         detail = {"export": "cases", "status": status, "columns": columns, **_who(viewer)}
         self._writer.execute(lambda tx: self._entry(tx, {**detail, "url_shown": url_shown}))
 
 
-def _who(viewer: Principal) -> dict[str, str]:
+def _who(viewer: Viewer) -> dict[str, str]:
     return {"viewer": viewer.subject, "issuer": viewer.issuer}
