@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from auth.tokens import Scope
+from exchange.kept import Kept
 from exchange.takedown.notice_model import HosterScore
 from exchange.web.errors import BadQuery
-from exchange.web.kept import Kept
 from exchange.web.pages.hosts import masked, page_number, ranked
 from tests.exchange.factories import FakeClock
 from tests.exchange.web.conftest import Scene
