@@ -307,7 +307,9 @@ def _outcomes(
 
 
 # pg_advisory_xact_lock key of the statistics' folder ("ihx_stat"): two folders (replicas, or
-# the CLI beside a node) must not both add the same page. SQLite's BEGIN IMMEDIATE is that lock.
+# the CLI beside a node) must not both add the same page. On SQLite this does nothing: there
+# the folder's transaction must itself begin with BEGIN IMMEDIATE — the writer's connection,
+# or store.engine.immediate without a writer (stats.figures.NodeFigures) — which is the lock.
 FOLD_LOCK_KEY = 0x6968785F73746174
 
 
