@@ -110,7 +110,7 @@ def main() -> None:
 
     served = {m: _serve(a) for m, a in answers.items()}
     members = tuple(replace(x, endpoint=served[x.id][1]) for x in manifest.members)
-    how = Gathering(tokens={}, default_token="t", clock=lambda: NOW, max_skew=skew)
+    how = Gathering(tokens={m.id: "t" for m in members}, clock=lambda: NOW, max_skew=skew)
     gather_s, merged = _timed(lambda: gather(replace(manifest, members=members), PERIOD, how))
     for server, _ in served.values():
         server.stop(0)

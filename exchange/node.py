@@ -531,6 +531,7 @@ class Node:
             self.member,
             # Room for the key id and signature beside the body within one gRPC message.
             max_body_bytes=self.settings.exchange.max_message_bytes - 1024,
+            clock=self._clock,
         )
 
     def _listen(self, server: grpc.Server) -> None:

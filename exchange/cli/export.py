@@ -4,10 +4,17 @@ Reads the local database (``--config``) page by page and writes as it reads, so 
 in constant memory. The columns are checked before anything is opened; a file (``--out``) is
 written beside its final name and renamed into place only when complete, so a failed export
 leaves no half file. URLs are exported only with ``--include-url``.
+
+A case export is audited as the web view's is (``web/audit.ViewAudit``, the same code): one
+``viewed`` entry for the export and, with the URL column, entries listing each page's case ids
+committed before that page's rows are written — through a ``Writer`` of the command's own that
+continues the node's routing log beside the running node (as ``ihx cases purge`` writes). The
+entries name the operator: ``--operator NAME``, or the OS account running the command.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Iterable
@@ -17,11 +24,12 @@ from typing import Annotated
 import typer
 
 from common.clock import whole_second_clock
-from exchange.cli.common import err, parse_time
+from exchange.cli.common import CliError, err, parse_time
 from exchange.local import open_local
 from exchange.settings import load_settings
 from exchange.stats.export import (
     DEFAULT_CASE_COLUMNS,
+    CaseColumn,
     CaseFilter,
     LogFilter,
     case_columns,
@@ -29,6 +37,8 @@ from exchange.stats.export import (
     log_csv,
     write_csv,
 )
+from exchange.store.writer import Writer
+from exchange.web.audit import Operator, ViewAudit
 
 _CONFIG = typer.Option(help="The node's config file (reads its database).")
 _DEFAULT_COLUMNS = ",".join(c.value for c in DEFAULT_CASE_COLUMNS)
@@ -56,8 +66,11 @@ def cases_command(
     since: Annotated[str | None, typer.Option(help="Opened at or after (RFC 3339).")] = None,
     until: Annotated[str | None, typer.Option(help="Opened before (RFC 3339).")] = None,
     out: Annotated[Path | None, _OUT] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Who exports, for the audit entries (default: OS user).")
+    ] = None,
 ) -> None:
-    """Export the cases held here, one row per case."""
+    """Export the cases held here, one row per case (audited in the routing log)."""
     cols = case_columns(columns, may_see_urls=include_url)
     now = whole_second_clock()
     where = CaseFilter(
@@ -66,8 +79,30 @@ def cases_command(
         since=parse_time(since, option="--since", now=now) if since else None,
         until=parse_time(until, option="--until", now=now) if until else None,
     )
+    who = Operator(_operator(operator))
+    url_shown = CaseColumn.URL in cols
     with open_local(load_settings(config)) as local:
-        _emit(cases_csv(local.engine, cols, where, may_see_urls=include_url), out)
+        writer = Writer(local.engine)
+        writer.start()
+        try:
+            audit = ViewAudit(writer, local.clock)
+            audit.cases_exported(
+                who, columns=[c.value for c in cols], status=status, url_shown=url_shown
+            )
+            pages = audit.url_pages(who) if url_shown else None
+            _emit(
+                cases_csv(local.engine, cols, where, may_see_urls=include_url, before_page=pages),
+                out,
+            )
+        finally:
+            writer.stop()
+
+
+def _operator(name: str | None) -> str:
+    chosen = getpass.getuser() if name is None else name.strip()
+    if not chosen or len(chosen) > 128 or not chosen.isprintable():
+        raise CliError("--operator: a printable name of 1 to 128 characters")
+    return chosen
 
 
 def log_command(

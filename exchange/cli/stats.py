@@ -5,9 +5,11 @@ Without ``--network`` the command reads the node's own figures from its database
 ``--network`` (at the coordinator or any member) it asks every member of the node's current
 signed manifest for its signed snapshot (``client/statistics.gather``: the manifest's
 endpoints, the node's TLS identity when it has one, a ``stats:read`` token per member given as
-``--token MEMBER=TOKEN``), verifies each and sums them. Members that did not answer, refused
-or failed a check are printed by name with why, and the command then exits 1: the figures are
-those of the members that answered, and the output says so.
+``--token MEMBER=TOKEN``), verifies each and sums them. There is no token for everyone and no
+environment variable: a token sent to every member could be replayed by any of them (and
+``IHX_TOKEN`` is the operator's case-work token), so each member gets only its own. Members
+that did not answer, refused or failed a check are printed by name with why, and the command
+then exits 1: the figures are those of the members that answered, and the output says so.
 
 ``ihx stats plot --out DIR`` writes the same figures as charts (``stats/charts.write_charts``).
 """
@@ -52,8 +54,7 @@ TokenOption = Annotated[
     list[str] | None,
     typer.Option(
         "--token",
-        envvar="IHX_TOKEN",
-        help="stats:read token for every member, or MEMBER=TOKEN per member (repeatable).",
+        help="MEMBER=TOKEN: that member's stats:read token (repeatable; --network only).",
     ),
 ]
 TimeoutOption = Annotated[
@@ -156,7 +157,8 @@ def _gather(
     settings = load_settings(config)
     if network:
         return _network(settings, period, tokens, timeout)
-    # Tokens (IHX_TOKEN included) are for --network: the local figures come from the database.
+    if tokens:
+        raise CliError("--token is for --network: the node's own figures come from its database")
     with open_local(settings, clock=system_clock) as local:
         folder = Folder(member=local.member, lookback=timedelta(seconds=settings.stats.lookback_s))
         snapshot = NodeFigures(
@@ -168,7 +170,7 @@ def _gather(
 def _network(
     settings: Settings, period: Period, tokens: Sequence[str], timeout: float
 ) -> _Gathered:
-    default, per_member = _tokens(tokens)
+    per_member = _tokens(tokens)
     with open_local(settings, clock=system_clock) as local:
         manifest = local.manifests.current()
     unknown = sorted(set(per_member) - {m.id for m in manifest.members})
@@ -176,7 +178,6 @@ def _network(
         raise CliError(f"--token: {unknown[0]!r} is not a member of the manifest")
     how = Gathering(
         tokens=per_member,
-        default_token=default,
         clock=system_clock,
         max_skew=timedelta(seconds=settings.exchange.max_clock_skew_s),
         tls=_tls(settings),
@@ -187,20 +188,19 @@ def _network(
     return _Gathered(figures, merged, settings)
 
 
-def _tokens(values: Sequence[str]) -> tuple[str | None, dict[str, str]]:
-    """``MEMBER=TOKEN`` per member, or one token for all (a JWT has dots, a member id none)."""
-    default, per_member = None, {}
+def _tokens(values: Sequence[str]) -> dict[str, str]:
+    """``MEMBER=TOKEN`` per member (a JWT has dots, a member id none); nothing for everyone."""
+    per_member: dict[str, str] = {}
     for value in values:
         member, sep, token = value.partition("=")
-        if sep and member and "." not in member:
-            if not token:
-                raise CliError(f"--token {member}=: the token is empty")
-            per_member[member] = token
-        elif default is not None:
-            raise CliError("--token: one token for every member at most; use MEMBER=TOKEN")
-        else:
-            default = value
-    return default, per_member
+        if not (sep and member and "." not in member):
+            raise CliError("--token: give MEMBER=TOKEN, one per member (no token goes to all)")
+        if not token:
+            raise CliError(f"--token {member}=: the token is empty")
+        if member in per_member:
+            raise CliError(f"--token: {member!r} given twice")
+        per_member[member] = token
+    return per_member
 
 
 def _tls(settings: Settings) -> ClientTls | None:

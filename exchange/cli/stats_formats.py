@@ -10,7 +10,10 @@ Masking is the display's (model.shown): a count under 5 in a breakdown finer tha
 prints as "<5" — in the table, in CSV (``stats/export.statistics_csv``, shared with the web
 view) and in JSON alike. JSON carries the same masked values as strings: a file is passed on as
 easily as a screen, and exact figures are a matter for the signed snapshots themselves, not for
-a report.
+a report. Masking one cell is not enough where the cells add up in print: for figures finer
+than a country, JSON gives a key's period total only (no per-bucket counts, whose unmasked
+cells would give the masked one away by subtraction from the total), and the table prints no
+total, share or "more" row that includes a masked cell.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from exchange.stats.model import (
     shown,
 )
 
-__all__ = ["DurationSummary", "Figures", "json_document", "summarise"]
+__all__ = ["DurationSummary", "Figures", "json_document", "moved_share", "summarise"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,12 @@ def _small(figure: Figure, count: int) -> bool:
     return figure.finer_than_country and 0 < count < MASK_BELOW
 
 
+def moved_share(snap: Snapshot) -> tuple[int, int, float | None]:
+    """Items moved to another country, items held, and the share moved (None: none held)."""
+    moved, held = snap.total(Figure.MOVED), snap.total(Figure.ITEMS)
+    return moved, held, (moved / held if held else None)
+
+
 # -- JSON -------------------------------------------------------------------------------------
 
 
@@ -111,15 +120,8 @@ def json_document(figures: Figures) -> dict[str, Any]:
         "members": {"answered": list(snap.members), "missing": dict(figures.missing)},
         "masked_below": MASK_BELOW,
         "edges_ms": list(EDGES_MS),
-        "counts": [
-            {
-                "figure": fig.value,
-                "key": key,
-                "counts": [_masked(fig, n) for n in row],
-                "total": _masked(fig, sum(row)),
-            }
-            for (fig, key), row in sorted(snap.counts.items())
-        ],
+        "counts": [_count_json(fig, key, row) for (fig, key), row in sorted(snap.counts.items())],
+        "moved": dict(zip(("moved", "items", "share"), moved_share(snap), strict=True)),
         "durations": [
             _duration_json(fig, key, h) for (fig, key), h in sorted(snap.histograms.items())
         ],
@@ -130,6 +132,13 @@ def json_document(figures: Figures) -> dict[str, Any]:
     }
 
 
+def _count_json(figure: Figure, key: str, row: tuple[int, ...]) -> dict[str, Any]:
+    total = _masked(figure, sum(row))
+    if figure.finer_than_country:  # the period total only: see the module's docstring
+        return {"figure": figure.value, "key": key, "total": total}
+    return {"figure": figure.value, "key": key, "counts": list(row), "total": total}
+
+
 def _duration_json(figure: Figure, key: str, h: Histogram) -> dict[str, Any]:
     if _small(figure, h.total):  # a few durations of one hoster would be its cases' times
         return {"figure": figure.value, "key": key, "n": shown(figure, h.total)}
@@ -138,7 +147,7 @@ def _duration_json(figure: Figure, key: str, h: Histogram) -> dict[str, Any]:
         "figure": figure.value,
         "key": key,
         "n": s.n,
-        "counts": [_masked(figure, n) for n in h.counts],
+        **({} if figure.finer_than_country else {"counts": list(h.counts)}),
         "median_ms": s.median_ms,
         "median_beyond_last_edge": s.median_beyond,
         "p90_ms": s.p90_ms,

@@ -6,7 +6,9 @@ Then the volume over time (one row per bucket, the main counts as columns), one 
 count figure with its top keys, their totals and shares, one per duration figure with the
 median, p90 and the shares INHOPE publishes (same day, within 3 and 7 days, beyond 28 days),
 split in-network / orphan, and the gauges. Counts under 5 in breakdowns finer than a country
-print as "<5", and their shares and times are left out (they would give the count away).
+print as "<5", and their shares and times are left out (they would give the count away); in
+such a breakdown no total, share or "more" row includes a masked count either (the masked one
+would come back by subtraction). The moved share closes the counts: moved items of those held.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange.cli.common import short_time
-from exchange.cli.stats_formats import DurationSummary, Figures, summarise
+from exchange.cli.stats_formats import DurationSummary, Figures, moved_share, summarise
 from exchange.stats.model import MASK_BELOW, Figure, Histogram, Snapshot, shown
 
 __all__ = ["print_table"]
@@ -65,6 +67,13 @@ def print_table(figures: Figures, console: Console, *, top: int = 10) -> None:
             _keyed(figure, snap.by_key(figure), console, top, shares=False)
         else:
             _keyed(figure, snap.by_key(figure), console, top, shares=True)
+    _moved(snap, console)
+
+
+def _moved(snap: Snapshot, console: Console) -> None:
+    moved, held, share = moved_share(snap)
+    if share is not None:
+        console.print(f"moved: {moved} of {held} items ({share:.1%})")
 
 
 def _header(figures: Figures, console: Console) -> None:
@@ -123,20 +132,28 @@ def _keyed(
     if not values:
         return
     total = sum(values.values())
-    columns = ("key", "count", "share") if shares else ("key", "now")
+    # A sum including a masked count would give it away (sum minus the counts shown).
+    hidden = any(_small(figure, n) for n in values.values())
+    columns = (
+        ("key", "now") if not shares else ("key", "count") if hidden else ("key", "count", "share")
+    )
+    shares = shares and not hidden
     table = _table(f"{TITLES[figure]} [{figure.value}]", *columns)
     for key, n in list(values.items())[:top]:
-        masked = shown(figure, n) != str(n)
-        share = "" if masked or not total else f"{n / total:.1%}"
+        share = "" if not total else f"{n / total:.1%}"
         table.add_row(_key_text(key), shown(figure, n), *((share,) if shares else ()))
     rest = list(values.values())[top:]
     if rest:
         label = f"… {len(rest)} more"
-        table.add_row(label, shown(figure, sum(rest)), *(("",) if shares else ()))
+        table.add_row(label, "" if hidden else shown(figure, sum(rest)), *(("",) if shares else ()))
     if shares and len(values) > 1:
         table.add_row("total", shown(figure, total), f"{1:.1%}", style="bold")
     console.print(table)
     console.print()
+
+
+def _small(figure: Figure, count: int) -> bool:
+    return figure.finer_than_country and 0 < count < MASK_BELOW
 
 
 def _durations(snap: Snapshot, figure: Figure, console: Console, top: int) -> None:
@@ -152,7 +169,8 @@ def _durations(snap: Snapshot, figure: Figure, console: Console, top: int) -> No
     )  # fmt: skip
     for key, h in rows[:top]:
         table.add_row(_key_text(key), *_duration_cells(figure, h))
-    if len(rows) > 1:
+    # "all" would give a masked key's n away (all minus the n shown): left out then.
+    if len(rows) > 1 and not any(_small(figure, h.total) for _, h in rows):
         table.add_row("all", *_duration_cells(figure, snap.histogram(figure)), style="bold")
     console.print(table)
     console.print()

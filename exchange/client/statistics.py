@@ -39,10 +39,9 @@ _REASON_CHARS = 200
 
 @dataclass(frozen=True, slots=True)
 class Gathering:
-    """How to ask: tokens per member (``default`` for the rest), TLS, limits, the clock."""
+    """How to ask: each member's own token (none for all: a member could replay it), TLS, …"""
 
     tokens: Mapping[str, str]
-    default_token: str | None
     clock: Clock
     max_skew: timedelta
     tls: ClientTls | None = None
@@ -50,7 +49,7 @@ class Gathering:
     workers: int = 8
 
     def token_for(self, member: str) -> str | None:
-        return self.tokens.get(member, self.default_token)
+        return self.tokens.get(member)
 
 
 def gather(manifest: Manifest, period: Period, how: Gathering) -> Merged:

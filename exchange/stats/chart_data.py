@@ -284,7 +284,11 @@ class HosterRow:
 
 
 def hosters(snap: Snapshot, *, top: int = 12) -> list[HosterRow]:
-    """The top hosters by items held, with notices, removals and the median time to removal."""
+    """The top hosters by items held, with notices, removals and the median time to removal.
+
+    The median is left out (None) for a hoster with fewer than MASK_BELOW removals: a median
+    of one or two removal times is those times.
+    """
     items = {k: v for k, v in snap.by_key(Figure.HOSTER_ITEMS).items() if v > 0}
     notices = snap.by_key(Figure.HOSTER_NOTICES)
     removed = snap.by_key(Figure.HOSTER_REMOVED)
@@ -295,7 +299,13 @@ def hosters(snap: Snapshot, *, top: int = 12) -> list[HosterRow]:
             v,
             notices.get(k, 0),
             removed.get(k, 0),
-            snap.histogram(Figure.HOSTER_REMOVAL, k).quantile_ms(0.5),
+            _median(snap, k, removed.get(k, 0)),
         )
         for k, v in list(items.items())[:top]
     ]
+
+
+def _median(snap: Snapshot, key: str, removed: int) -> int | None:
+    if removed < MASK_BELOW:
+        return None
+    return snap.histogram(Figure.HOSTER_REMOVAL, key).quantile_ms(0.5)

@@ -242,7 +242,7 @@ def draw_hosters(source: Snapshot | Merged) -> MplFigure:
         _hoster_column(ax, rows, gids, figure, name, colour, (n - 1) * height, height)
     ax.set_yticks(
         range(len(rows)),
-        [f"{r.label}\n{_median_text(r.median_ms)}" for r in rows],
+        [f"{r.label}\n{_median_text(r)}" for r in rows],
         fontsize=7,
     )
     ax.invert_yaxis()
@@ -255,8 +255,10 @@ def draw_hosters(source: Snapshot | Merged) -> MplFigure:
     return fig
 
 
-def _median_text(ms: int | None) -> str:
-    return "no removal yet" if ms is None else f"median to removal ≤ {cd.duration_text(ms)}"
+def _median_text(row: cd.HosterRow) -> str:
+    if row.median_ms is not None:
+        return f"median to removal ≤ {cd.duration_text(row.median_ms)}"
+    return "no removal yet" if row.removed == 0 else "under 5 removals: no median"
 
 
 def _hoster_column(

@@ -40,6 +40,7 @@ from exchange.stats.model import (
     Snapshot,
 )
 from exchange.store import stats as store
+from exchange.store.engine import immediate
 from exchange.store.stats import HosterRows
 from exchange.store.writer import Tx, Writer
 
@@ -50,7 +51,8 @@ class NodeFigures:
     """``snapshot(period)``: this node's figures; ``fold()``: the rollups brought up to date.
 
     With a ``writer`` (the running node) folding is a writer job, serialized with every other
-    write; without one (a command beside a stopped node) it is its own transaction.
+    write; without one (a command such as ``ihx stats``, beside a running node or not) it is
+    its own transaction holding the write lock from its start (``store.engine.immediate``).
     """
 
     def __init__(
@@ -87,7 +89,7 @@ class NodeFigures:
 
         if self._writer is not None:
             return self._writer.execute(job)
-        with self._engine.begin() as conn:
+        with immediate(self._engine) as conn:
             return self._folder.fold_page(conn, after, items=items)
 
     def snapshot(self, period: Period) -> Snapshot:

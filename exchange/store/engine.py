@@ -3,14 +3,17 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` (an acknowledged commit survives power loss,
 not only a process crash) and a busy timeout. pysqlite's own transaction handling is switched
 off and ``BEGIN IMMEDIATE`` is emitted by us, so SAVEPOINTs work (the writer isolates each job in
-one) and the write lock is taken up front instead of failing mid-transaction.
+one) and the write lock is taken up front instead of failing mid-transaction — by the writer's
+connection, and by ``immediate`` for a command that writes beside a running node without one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -57,3 +60,18 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+
+
+@contextmanager
+def immediate(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its start: on SQLite ``BEGIN IMMEDIATE``,
+    which waits (the busy timeout) for a running node's write to end — a deferred ``BEGIN``
+    that read first would fail on its first write once the node committed. On PostgreSQL an
+    ordinary transaction (its locks are row locks and advisory locks)."""
+    with engine.connect() as conn:
+        conn.info["writer"] = True
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop("writer", None)

@@ -636,7 +636,7 @@ class StatsItemRow(Base):
     case_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
     idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    facts: Mapped[str] = mapped_column(String(400))
+    facts: Mapped[str] = mapped_column(Text)  # six keys of up to 128 characters each
 
 
 class StatsMarkRow(Base):

@@ -220,7 +220,10 @@ def counts_between(
 
 
 def all_counts(conn: Connection) -> dict[Contribution, int]:
-    """Every non-zero count of the rollup (the tests compare it with a recomputation)."""
+    """Every non-zero count of the rollup (the tests compare it with a recomputation).
+
+    Only the tests read the whole rollup; it stays here because SQL lives in exchange/store/
+    only, beside the upsert whose result it reads."""
     c = COUNTS.c
     rows = conn.execute(select(c.figure, c.series_key, c.day, c.bucket, c.n).where(c.n != 0))
     return {(Figure(f), k, d, b): int(n) for f, k, d, b, n in rows}
@@ -308,7 +311,9 @@ def _outcomes(
 
 
 # pg_advisory_xact_lock key of the statistics' folder ("ihx_stat"): two folders (replicas, or
-# the CLI beside a node) must not both add the same page. SQLite's BEGIN IMMEDIATE is that lock.
+# the CLI beside a node) must not both add the same page. On SQLite this does nothing: there
+# the folder's transaction must itself begin with BEGIN IMMEDIATE — the writer's connection,
+# or store.engine.immediate without a writer (stats.figures.NodeFigures) — which is the lock.
 FOLD_LOCK_KEY = 0x6968785F73746174
 
 

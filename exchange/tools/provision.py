@@ -10,7 +10,6 @@ downloaded.
 
 from __future__ import annotations
 
-import itertools
 import random
 import socket
 import threading
@@ -42,17 +41,23 @@ DEFAULT_DATABASE_URL = "sqlite:///node.db"
 # under the range are never picked for outgoing connections; a random start per process keeps
 # concurrent test runs on one machine apart.
 _PORTS_LOW, _PORTS_HIGH = 20000, 32700
-_candidates = itertools.cycle(range(_PORTS_LOW, _PORTS_HIGH))
-for _ in range(random.SystemRandom().randrange(_PORTS_HIGH - _PORTS_LOW)):
-    next(_candidates)
 _port_lock = threading.Lock()
+_next_offset: list[int] = []  # the process's next offset into the range, set on first use
 
 
-def free_port() -> int:
-    """A loopback TCP port free now and outside the range the kernel hands out by itself."""
+def free_port(rng: random.Random = random.SystemRandom()) -> int:  # noqa: B008 - built once
+    """A loopback TCP port free now and outside the range the kernel hands out by itself.
+
+    The first call draws the process's starting point from `rng` (a parameter so tests can
+    pin it); later calls walk on from the last port handed out.
+    """
+    span = _PORTS_HIGH - _PORTS_LOW
     with _port_lock:
-        for _ in range(_PORTS_HIGH - _PORTS_LOW):
-            port = next(_candidates)
+        if not _next_offset:
+            _next_offset.append(rng.randrange(span))
+        for _ in range(span):
+            port = _PORTS_LOW + _next_offset[0]
+            _next_offset[0] = (_next_offset[0] + 1) % span
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 try:
                     s.bind(("127.0.0.1", port))

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from common.clock import Clock, system_clock
 from common.errors import IhxError
+from exchange.kept import Kept
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode, open_local
 from exchange.settings import Settings
@@ -31,7 +32,6 @@ from exchange.web.context import Web
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
 from exchange.web.headers import ASGIApp, SecurityHeaders
-from exchange.web.kept import Kept
 from exchange.web.limits import RateLimit
 from exchange.web.pages import cases, hosts, log, login, overview, stats
 from exchange.web.pages.hosts import HOSTS_TTL

@@ -16,16 +16,19 @@ recorded again). The memory is the process's: a restarted or second web process 
 A CSV export of cases is one entry; an export *with the URL column* is also recorded per case:
 before each page of rows leaves, entries listing that page's case ids (``URL_IDS_PER_ENTRY`` per
 entry, numbered ``part``), so "who saw case X's URL" is answered by searching the log for X.
+``ihx export cases`` audits the same way (``url_pages``, through its own ``Writer``), naming its
+operator (``Operator``: the ``--operator`` name or the OS user, issuer ``cli``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from auth.tokens import Principal
 from common.clock import Clock
 from exchange.domain import LogKind
 from exchange.lifecycle.model import CaseDetail
@@ -36,6 +39,24 @@ MOST_VIEWS = 10_000
 URL_IDS_PER_ENTRY = 250
 
 ViewKey = tuple[str, str, str, bool]  # issuer, subject, case id, URL shown
+
+
+class Viewer(Protocol):
+    """Who looked: a web session's token principal, or the CLI's operator."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def issuer(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """The person running ``ihx export`` at the node (no token: the OS account vouches)."""
+
+    subject: str
+    issuer: str = "cli"
 
 
 class ViewAudit:
@@ -58,33 +79,22 @@ class ViewAudit:
             while len(self._recorded) > MOST_VIEWS:
                 self._recorded.popitem(last=False)
 
-    def case_viewed(self, case: CaseDetail, viewer: Principal, *, url_shown: bool) -> None:
+    def _entry(self, tx: Tx, detail: dict[str, object], country: str | None = None) -> None:
+        """One ``viewed`` entry in ``tx``: the shape every view and export shares."""
+        tx.log(tx.chain.append(self._clock(), LogKind.VIEWED, country=country, detail=detail))
+
+    def case_viewed(self, case: CaseDetail, viewer: Viewer, *, url_shown: bool) -> None:
         """Record the view unless this viewer's view of the case within the window is recorded
         already; returns once it is committed."""
         now = self._clock()
         key = (viewer.issuer, viewer.subject, case.id, url_shown)
         if self._covered(key, now):
             return
-
-        def job(tx: Tx) -> None:
-            tx.log(
-                tx.chain.append(
-                    self._clock(),
-                    LogKind.VIEWED,
-                    country=case.hosting_country,
-                    detail={
-                        "case": case.id,
-                        "viewer": viewer.subject,
-                        "issuer": viewer.issuer,
-                        "url_shown": url_shown,
-                    },
-                )
-            )
-
-        self._writer.execute(job)
+        detail = {"case": case.id, **_who(viewer), "url_shown": url_shown}
+        self._writer.execute(lambda tx: self._entry(tx, detail, case.hosting_country))
         self._remember(key, now)
 
-    def urls_exported(self, viewer: Principal, case_ids: Sequence[str], *, first_part: int) -> int:
+    def urls_exported(self, viewer: Viewer, case_ids: Sequence[str], *, first_part: int) -> int:
         """Record that ``case_ids``' URLs are about to leave in an export; returns the next part
         number. Committed before the rows are sent."""
         parts = [
@@ -93,44 +103,31 @@ class ViewAudit:
 
         def job(tx: Tx) -> None:
             for n, ids in enumerate(parts, start=first_part):
-                tx.log(
-                    tx.chain.append(
-                        self._clock(),
-                        LogKind.VIEWED,
-                        detail={
-                            "export": "cases",
-                            "part": n,
-                            "cases": list(ids),
-                            "viewer": viewer.subject,
-                            "issuer": viewer.issuer,
-                            "url_shown": True,
-                        },
-                    )
-                )
+                detail = {"export": "cases", "part": n, "cases": list(ids), **_who(viewer)}
+                self._entry(tx, {**detail, "url_shown": True})
 
         if parts:
             self._writer.execute(job)
         return first_part + len(parts)
 
+    def url_pages(self, viewer: Viewer) -> Callable[[list[str]], None]:
+        """A ``before_page`` for ``cases_csv``: each page's case ids recorded (parts 1, 2, …)
+        before its rows with URLs leave."""
+        part = 1
+
+        def before_page(ids: list[str]) -> None:
+            nonlocal part
+            part = self.urls_exported(viewer, ids, first_part=part)
+
+        return before_page
+
     def cases_exported(
-        self, viewer: Principal, *, columns: list[str], status: str, url_shown: bool
+        self, viewer: Viewer, *, columns: list[str], status: str, url_shown: bool
     ) -> None:
         """Record a CSV export of cases (one entry for the whole download)."""
+        detail = {"export": "cases", "status": status, "columns": columns, **_who(viewer)}
+        self._writer.execute(lambda tx: self._entry(tx, {**detail, "url_shown": url_shown}))
 
-        def job(tx: Tx) -> None:
-            tx.log(
-                tx.chain.append(
-                    self._clock(),
-                    LogKind.VIEWED,
-                    detail={
-                        "export": "cases",
-                        "status": status,
-                        "columns": columns,
-                        "viewer": viewer.subject,
-                        "issuer": viewer.issuer,
-                        "url_shown": url_shown,
-                    },
-                )
-            )
 
-        self._writer.execute(job)
+def _who(viewer: Viewer) -> dict[str, str]:
+    return {"viewer": viewer.subject, "issuer": viewer.issuer}

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.clock import Clock
+from exchange.kept import Kept
 from exchange.lifecycle.model import Queue
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode
@@ -23,7 +24,6 @@ from exchange.takedown.notice_model import HosterScore
 from exchange.web.audit import ViewAudit
 from exchange.web.figures import Snapshots
 from exchange.web.gate import Gate
-from exchange.web.kept import Kept
 from exchange.web.limits import RateLimit
 from exchange.web.render import Renderer
 

@@ -14,11 +14,11 @@ from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from common.clock import Clock
+from exchange.kept import Kept
 from exchange.stats.charts import Chart, chart_svg
 from exchange.stats.figures import NodeFigures
 from exchange.stats.model import Granularity, Period, Snapshot
 from exchange.web.errors import BadQuery
-from exchange.web.kept import Kept
 
 TTL = timedelta(seconds=30)
 KEPT = 32

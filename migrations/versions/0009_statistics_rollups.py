@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(40), nullable=False),
         sa.Column("report_id", sa.String(40), nullable=False),
         sa.Column("idx", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("facts", sa.String(400), nullable=False),
+        sa.Column("facts", sa.Text(), nullable=False),  # six keys of up to 128 characters
         sa.PrimaryKeyConstraint("case_id", "report_id", "idx", name="pk_stats_items"),
     )
     op.create_table(

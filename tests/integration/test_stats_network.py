@@ -98,7 +98,6 @@ def test_the_network_figures_are_the_sum_of_the_members_that_answered(cluster: C
 
     how = Gathering(
         tokens=_tokens(cluster),
-        default_token=None,
         clock=system_clock,
         max_skew=timedelta(minutes=15),
         timeout=10,
@@ -115,7 +114,11 @@ def test_the_network_figures_are_the_sum_of_the_members_that_answered(cluster: C
 
 
 def _run(
-    cluster: Cluster, period: Period, *extra: str, plot: tuple[str, ...] = ()
+    cluster: Cluster,
+    period: Period,
+    *extra: str,
+    plot: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str, str]:
     args = [
         "stats",
@@ -131,7 +134,7 @@ def _run(
         "day",
         *extra,
     ]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args, env=env)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -150,7 +153,7 @@ def test_ihx_stats_network_prints_the_sum_and_names_the_missing_member(cluster: 
     assert list(doc["members"]["missing"]) == [US]
     assert doc["members"]["missing"][US].startswith("unreachable")
     assert f"ihx: warning: {US} is missing" in stderr
-    got = {(c["figure"], c["key"]): c["counts"] for c in doc["counts"]}
+    got = {(c["figure"], c["key"]): c.get("counts") for c in doc["counts"]}
     expected = merge(period, list(own.values()), {}, datetime.now(UTC)).snapshot
     for (fig, key), row in expected.counts.items():
         if not fig.finer_than_country:  # those are masked under 5
@@ -188,6 +191,23 @@ def test_ihx_stats_plot_network_writes_the_charts(cluster: Cluster, tmp_path: Pa
     assert written
     assert {p.suffix for p in written} == {".png", ".svg"}
     assert all(p.parent == out and p.stat().st_size > 1000 for p in written)
+
+
+def test_no_token_is_sent_to_a_member_it_was_not_given_for(cluster: Cluster) -> None:
+    tokens = _tokens(cluster)
+    # IHX_TOKEN (the operator's general token) is never sent: a member could replay it.
+    env = {"IHX_TOKEN": tokens[NL]}
+    code, stdout, _ = _run(cluster, _period(), "--json", env=env)
+    assert code == 1
+    doc = json.loads(stdout)
+    assert doc["members"]["answered"] == []
+    no_token = "not asked: no stats:read token for it (--token MEMBER=TOKEN)"
+    assert doc["members"]["missing"] == {m: no_token for m in (COORDINATOR, DE, NL, US)}
+    # Each member is asked with its own token only.
+    code, stdout, _ = _run(cluster, _period(), "--json", *_options({DE: tokens[DE]}), env=env)
+    doc = json.loads(stdout)
+    assert doc["members"]["answered"] == [DE]
+    assert doc["members"]["missing"] == {m: no_token for m in (COORDINATOR, NL, US)}
 
 
 def test_a_member_refusing_the_token_is_named(cluster: Cluster) -> None:

@@ -11,13 +11,11 @@ case ids are recorded page by page before the rows leave. Scope ``cases:work``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from auth.tokens import Principal, Scope
+from auth.tokens import Scope
 from exchange.client.case_text import (
     CLOCK_LABELS,
     event_text,
@@ -127,22 +125,11 @@ def cases_download(web: Web, request: Request) -> Response:
             columns,
             CaseFilter(status=status or None),
             may_see_urls=may_see,
-            before_page=_url_audit(web, session.principal) if url_shown else None,
+            before_page=web.audit.url_pages(session.principal) if url_shown else None,
         ),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="cases.csv"'},
     )
-
-
-def _url_audit(web: Web, viewer: Principal) -> Callable[[list[str]], None]:
-    """Each page's case ids recorded (parts 1, 2, …) before its rows with URLs are sent."""
-    part = 1
-
-    def before_page(ids: list[str]) -> None:
-        nonlocal part
-        part = web.audit.urls_exported(viewer, ids, first_part=part)
-
-    return before_page
 
 
 def routes(web: Web) -> list[BaseRoute]:

@@ -7,10 +7,13 @@ on it) hold hand-built cases and log entries; the command runs as a user runs it
 from __future__ import annotations
 
 import csv
+import getpass
 import io
+import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from exchange.cli.main import app
@@ -72,6 +75,39 @@ def test_cases_with_chosen_columns_to_stdout(node_config: Path) -> None:
         ["items", "status", "url"],
         ["2", "open", "https://hosting-de.example/cli.jpg"],
     ]
+
+
+def _viewed(config: Path) -> list[dict[str, object]]:
+    engine = open_engine(load_settings(config, env={}).database_url)
+    try:
+        with engine.connect() as conn:
+            q = "SELECT detail FROM routing_log WHERE kind = 'viewed' ORDER BY idx"
+            return [json.loads(d) for (d,) in conn.execute(text(q))]
+    finally:
+        engine.dispose()
+
+
+def test_a_url_export_is_audited_per_page_naming_the_operator(node_config: Path) -> None:
+    args = ["export", "cases", "--config", str(node_config), "--columns", "case_id,url"]
+    code, out, err = run(*args, "--include-url", "--operator", "alice")
+    assert code == 0, err
+    case_id = table(out)[1][0]
+    shape = {"export": "cases", "viewer": "alice", "issuer": "cli", "url_shown": True}
+    assert _viewed(node_config) == [
+        {**shape, "status": "", "columns": ["case_id", "url"]},
+        {**shape, "part": 1, "cases": [case_id]},
+    ]
+
+
+def test_an_export_without_urls_is_one_entry_naming_the_os_user(node_config: Path) -> None:
+    code, _, err = run("export", "cases", "--config", str(node_config), "--columns", "items")
+    assert code == 0, err
+    [entry] = _viewed(node_config)
+    assert (entry["viewer"], entry["url_shown"], entry["columns"]) == (
+        getpass.getuser(),
+        False,
+        ["items"],
+    )
 
 
 def test_cases_to_a_file(node_config: Path, tmp_path: Path) -> None:

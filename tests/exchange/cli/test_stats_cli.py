@@ -13,10 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from common.clock import system_clock
@@ -27,6 +29,7 @@ from exchange.settings import load_settings
 from exchange.stats.export import statistics_csv
 from exchange.stats.figures import NodeFigures
 from exchange.stats.model import Granularity, Period, Snapshot
+from exchange.store.engine import immediate, open_engine
 from exchange.tools.provision import init_database, write_settings
 from tests.auth.factories import make_network
 from tests.dbs import Databases
@@ -80,9 +83,10 @@ def test_json_is_the_nodes_own_snapshot_with_hosters_masked(
     assert doc["members"] == {"answered": [NL], "missing": {}}
     hoster = [c for c in doc["counts"] if c["figure"].startswith("hoster.")]
     assert hoster, "the scorecard's figures are there"
-    cells = [n for c in hoster for n in c["counts"]]
-    assert "<5" in cells
-    assert not [n for n in cells if isinstance(n, int) and 0 < n < 5]
+    assert not [c for c in hoster if "counts" in c], "period totals only, no buckets"
+    totals = [c["total"] for c in hoster]
+    assert "<5" in totals
+    assert not [n for n in totals if isinstance(n, int) and 0 < n < 5]
 
 
 def test_csv_is_the_snapshot_as_the_web_view_exports_it(
@@ -116,6 +120,9 @@ def test_the_table_says_whose_figures_and_masks_small_hoster_counts(
     [
         (["--by", "fortnight"], "--by: 'fortnight' is not a granularity: use one of day, week"),
         (["--json", "--csv"], "give at most one of --json and --csv"),
+        (["--network", "--token", "a.b.c"], "--token: give MEMBER=TOKEN, one per member"),
+        (["--network", "--token", "de-eco=x", "--token", "de-eco=y"], "'de-eco' given twice"),
+        (["--token", "de-eco=x"], "--token is for --network"),
     ],
 )
 def test_bad_options_are_one_error_line(
@@ -143,6 +150,33 @@ def test_a_bad_period_is_one_error_line(
     assert result.exit_code == 2
     assert result.stderr.startswith("ihx: error: ")
     assert message in result.stderr
+
+
+def test_beside_a_node_writing_the_command_waits_for_the_write_and_answers(
+    runner: CliRunner, node_config: Path
+) -> None:
+    # A "node" holds a write transaction and commits while the command folds: the fold must
+    # wait for the lock, not read first and then fail its first write ("database is locked").
+    engine = open_engine(load_settings(node_config, env={}).database_url)
+    held, done = threading.Event(), threading.Event()
+
+    def node_writes() -> None:
+        with immediate(engine) as conn:
+            conn.execute(text("INSERT INTO stats_marks (source, value) VALUES ('held', 1)"))
+            held.set()
+            done.wait(1)  # long enough for the command to be waiting on it
+        done.set()
+
+    writer = threading.Thread(target=node_writes)
+    writer.start()
+    try:
+        assert held.wait(30)
+        result = runner.invoke(app, _args(node_config, _period(), "--json"))
+    finally:
+        writer.join(30)
+        engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["members"]["answered"] == [NL]
 
 
 def test_without_a_config_the_command_says_so(runner: CliRunner) -> None:

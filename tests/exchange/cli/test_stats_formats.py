@@ -62,10 +62,48 @@ def test_json_names_who_answered_and_who_did_not() -> None:
 def test_json_masks_small_counts_finer_than_a_country_only() -> None:
     doc = json_document(Figures(hand_snapshot(NL)))
     hoster = next(c for c in doc["counts"] if c["figure"] == "hoster.items")
-    assert hoster["counts"] == ["<5", 5, 8]  # 2, 5, 8
-    assert hoster["total"] == 15
+    # 2, 5, 8: per-bucket counts would give the masked 2 away (15 - 5 - 8); the total only
+    assert hoster == {"figure": "hoster.items", "key": "AS1 Hoster 1 B.V.", "total": 15}
     jp = next(c for c in doc["counts"] if c["figure"] == "intake" and c["key"] == "JP")
     assert jp["counts"] == [1, 4, 7]  # a country's counts are never masked
+
+
+def test_json_masks_a_hosters_small_total_and_gives_no_buckets() -> None:
+    few = _with(hand_snapshot(NL), counts={(Figure.HOSTER_ITEMS, "AS9 Tiny"): (1, 0, 2)})
+    doc = json_document(Figures(few))
+    tiny = next(c for c in doc["counts"] if c["key"] == "AS9 Tiny")
+    assert tiny == {"figure": "hoster.items", "key": "AS9 Tiny", "total": "<5"}
+
+
+def test_the_moved_share_is_moved_items_of_those_held() -> None:
+    counts = {(Figure.ITEMS, "NL"): (10, 20, 10), (Figure.MOVED, "DE"): (1, 0, 9)}
+    snap = _with(hand_snapshot(NL), counts=counts)
+    assert json_document(Figures(snap))["moved"] == {"moved": 10, "items": 40, "share": 0.25}
+    assert "moved: 10 of 40 items (25.0%)" in _table(Figures(snap))
+
+
+def test_the_table_gives_no_sum_that_includes_a_masked_count() -> None:
+    counts = {
+        (Figure.HOSTER_ITEMS, "AS2 Big"): (6, 0, 0),
+        (Figure.HOSTER_ITEMS, "AS3 Small"): (3, 0, 0),
+    }
+    two = _with(hand_snapshot(NL), counts=counts)
+    text = _table(Figures(two))
+    section = text[text.index("[hoster.items]") :].split("\n\n")[0]
+    assert "<5" in section
+    assert " 6" in section
+    assert "total" not in section  # 6 of 9 (67%) would tell the 3
+    assert "%" not in section
+    more = _with(
+        hand_snapshot(NL),
+        counts={(Figure.HOSTER_ITEMS, f"AS{n} H"): (6 + n, 0, 0) for n in range(10, 21)}
+        | {(Figure.HOSTER_ITEMS, "AS9 Small"): (2, 0, 0)},
+    )
+    section = _table(Figures(more))
+    section = section[section.index("[hoster.items]") :].split("\n\n")[0]
+    assert [line.split() for line in section.splitlines() if "more" in line] == [
+        ["…", "3", "more"]
+    ]  # no count
 
 
 def test_a_hosters_few_durations_show_only_a_masked_count() -> None:

@@ -10,11 +10,13 @@ is counted; every bad request is INVALID_ARGUMENT naming the field, and the node
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -25,13 +27,13 @@ from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
 from exchange.edge.decoding import DecodeGuard
 from exchange.edge.stats_service import StatisticsServicer
 from exchange.ops.metrics import Metrics
-from exchange.stats.model import Figure, Period, SeriesKey, Snapshot
+from exchange.stats.model import Figure, Granularity, Period, SeriesKey, Snapshot
 from exchange.wire.stats_codec import request_from_period
 from exchange.wire.stats_signed import open_statistics
 from ihx.v1 import statistics_pb2 as spb
 from ihx.v1 import statistics_pb2_grpc as sgrpc
 from tests.auth.token_factories import NOW, TokenWorld, make_token_world
-from tests.exchange.factories import length_delimited, make_network, signing_key
+from tests.exchange.factories import FakeClock, length_delimited, make_network, signing_key
 from tests.exchange.stats.hand_snapshots import PERIOD, hand_snapshot
 
 NL = "nl-eokm"
@@ -54,7 +56,11 @@ class Served:
 
 
 def serve(
-    tmp_path: Path, extra: Mapping[SeriesKey, tuple[int, ...]] | None = None, **options: int
+    tmp_path: Path,
+    extra: Mapping[SeriesKey, tuple[int, ...]] | None = None,
+    *,
+    gate: threading.Event | None = None,
+    **options: Any,
 ) -> Iterator[Served]:
     """The servicer behind the node's interceptors; its figures (with ``extra`` count series)
     record every period asked."""
@@ -63,6 +69,8 @@ def serve(
 
     def figures(period: Period) -> Snapshot:
         asked.append(period)
+        if gate is not None:
+            assert gate.wait(30)
         own = hand_snapshot(NL, period, generated_at=NOW)
         counts = {**own.counts, **(extra or {})}
         return Snapshot(own.members, period, NOW, counts, own.histograms, own.gauges)
@@ -199,3 +207,34 @@ def test_figures_the_protocol_would_refuse_are_never_signed(tmp_path: Path) -> N
         call = failure(served, request_from_period(PERIOD), served.auth(Scope.STATS_READ))
         assert call.code() is grpc.StatusCode.INTERNAL
         assert served.asked == [PERIOD]
+
+
+def test_an_answer_is_kept_briefly_per_period(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    for served in serve(tmp_path, clock=clock, keep=timedelta(seconds=30)):
+        auth = served.auth(Scope.STATS_READ)
+        first = get(served, request_from_period(PERIOD), auth)
+        clock.advance(29)
+        assert get(served, request_from_period(PERIOD), auth) == first
+        assert served.asked == [PERIOD]  # the second answer was the kept one
+        clock.advance(2)
+        get(served, request_from_period(PERIOD), auth)
+        assert served.asked == [PERIOD, PERIOD]
+
+
+def test_computations_over_the_bound_are_refused_not_queued(tmp_path: Path) -> None:
+    gate = threading.Event()
+    for served in serve(tmp_path, gate=gate, at_once=1):
+        auth = served.auth(Scope.STATS_READ)
+        slow = futures.ThreadPoolExecutor(1).submit(get, served, request_from_period(PERIOD), auth)
+        for _ in range(3000):  # until the first computation holds the only slot
+            if served.asked:
+                break
+            threading.Event().wait(0.01)
+        other = Period(PERIOD.first, PERIOD.last, Granularity.DAY)
+        call = failure(served, request_from_period(other), auth)
+        assert call.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "busy computing statistics" in (call.details() or "")
+        gate.set()
+        assert len(slow.result(30)) > 100
+        assert len(get(served, request_from_period(other), auth)) > 100  # the slot is free

@@ -177,6 +177,20 @@ def test_hoster_scorecard_masks_counts_under_five() -> None:
     removed = svg.width(svg.by_id(root, "hoster-AS64500_Example_Hosting-removed"))
     tiny = svg.width(svg.by_id(root, "hoster-AS64501_Tiny-items"))
     assert removed == pytest.approx(tiny)
+    # three removal times: their median would tell one of them, so none is shown
+    text = " ".join(svg.all_text(root))
+    assert "median to removal" not in text
+    assert "under 5 removals: no median" in text
+
+
+def test_hoster_scorecard_shows_the_median_from_five_removals() -> None:
+    big = "AS64500 Example Hosting"
+    times = [2 * DAY_MS, 2 * DAY_MS, 2 * DAY_MS, 6 * DAY_MS, 6 * DAY_MS]
+    snap = snapshot(
+        {(Figure.HOSTER_ITEMS, big): spread(40), (Figure.HOSTER_REMOVED, big): spread(5)},
+        {(Figure.HOSTER_REMOVAL, big): Histogram.of(times)},
+    )
+    root = svg.parse(chart_svg(snap, Chart.HOSTERS))
     assert "median to removal ≤ 2 d" in " ".join(svg.all_text(root))
 
 

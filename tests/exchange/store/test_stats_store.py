@@ -61,6 +61,17 @@ def test_facts_are_kept_and_dropped(engine: Engine, writer: Writer) -> None:
     ]
 
 
+def test_facts_of_six_long_keys_are_kept(engine: Engine, writer: Writer) -> None:
+    # A hoster's key is up to 128 characters; an item's facts name several such keys.
+    cid = Held(engine, writer).open(now=T0, items=1)
+    facts = "\t".join("k" * 128 for _ in range(6))
+    with engine.begin() as conn:
+        store.save_facts(conn, [((cid, "r-000001", 0), facts)])
+    with engine.connect() as conn:
+        rows = store.changed_items(conn, ME, since=None, after=None, limit=10)
+    assert [r.counted for r in rows] == [facts]
+
+
 def test_changed_items_page_by_time_and_key(engine: Engine, writer: Writer) -> None:
     clock = FakeClock(T0)
     held = Held(engine, writer)

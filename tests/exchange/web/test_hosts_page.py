@@ -4,16 +4,17 @@ read every noticed item, 10–16 s at 500 000 items, eight at once starving the 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from auth.tokens import Scope
+from exchange.kept import Kept
 from exchange.takedown.notice_model import HosterScore
 from exchange.web.errors import BadQuery
-from exchange.web.kept import Kept
-from exchange.web.pages.hosts import page_number, ranked
+from exchange.web.pages.hosts import masked, page_number, ranked
 from tests.exchange.factories import FakeClock
 from tests.exchange.web.conftest import Scene
 from tests.exchange.web.test_http import logged_in
@@ -40,6 +41,34 @@ def score(asn: int | None, organisation: str, notices: int) -> HosterScore:
 def test_hosters_with_the_most_notices_come_first() -> None:
     scores = [score(3, "c", 1), score(None, "z", 9), score(1, "a", 9), score(2, "B", 5)]
     assert [(h.asn, h.notices) for h in ranked(scores)] == [(1, 9), (None, 9), (2, 5), (3, 1)]
+
+
+def test_small_counts_are_masked_and_few_removal_times_not_summarised() -> None:
+    few = HosterScore(
+        asn=64500,
+        organisation="Tiny",
+        notices=7,
+        cases=2,
+        items=3,
+        removed=4,
+        removal_median_s=3600.0,
+        removal_p90_s=7200.0,
+        still_online=1,
+        online_median_s=60.0,
+        online_max_s=60.0,
+    )
+    line = masked(few)
+    assert (line.notices, line.cases, line.items, line.removed, line.still_online) == (
+        "7",
+        "<5",
+        "<5",
+        "<5",
+        "<5",
+    )
+    assert (line.removal_median_s, line.removal_p90_s, line.online_max_s) == (None, None, None)
+    many = masked(dataclasses.replace(few, removed=5, still_online=5))
+    assert (many.removed, many.removal_median_s, many.removal_p90_s) == ("5", 3600.0, 7200.0)
+    assert (many.still_online, many.online_max_s) == ("5", 60.0)
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "x", "10001", "1.5", "99999999999999999999"])

@@ -130,7 +130,7 @@ def test_csrf_comparison() -> None:
 
 
 def test_kept_answers_are_reused_until_they_are_too_old() -> None:
-    from exchange.web.kept import Kept
+    from exchange.kept import Kept
 
     clock = FakeClock(T0)
     kept: Kept[str, int] = Kept(clock, ttl=timedelta(seconds=30), most=2)

@@ -8,7 +8,8 @@ shows from it is at most ``ttl`` old, and the page says so where it matters.
 
 Single flight: while one request computes a key's answer, the others asking for the same key
 wait for it instead of starting the same expensive read (eight people opening the scorecard
-cost one read, not eight).
+cost one read, not eight). Shared by the web view's pages and the node's ``GetStatistics``
+(exchange/edge/stats_service.py), so it lives beside both rather than in either.
 """
 
 from __future__ import annotations
