@@ -15,6 +15,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -33,9 +35,20 @@ from exchange.web.server import server_for
 @dataclass
 class ShiftedClock:
     offset: timedelta = timedelta(0)
+    frozen: datetime | None = None  # a test that counts on time standing still sets it
 
     def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+        return self.frozen if self.frozen is not None else datetime.now(UTC) + self.offset
+
+    @contextmanager
+    def standing_still(self) -> Iterator[None]:
+        """Time stops for a rate-limit test: on a loaded machine a second may pass inside a
+        burst and refill it."""
+        self.frozen = self()
+        try:
+            yield
+        finally:
+            self.frozen = None
 
 
 class WebServer:
