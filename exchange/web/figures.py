@@ -14,7 +14,9 @@ from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from common.clock import Clock
+from exchange.errors import InvalidStatisticsRequest
 from exchange.kept import Kept
+from exchange.stats import asked
 from exchange.stats.charts import Chart, chart_svg
 from exchange.stats.figures import NodeFigures
 from exchange.stats.model import Granularity, Period, Snapshot
@@ -25,35 +27,23 @@ KEPT = 32
 MAX_DAYS = 3_660
 
 
-def _day(params: Mapping[str, str], name: str, default: date) -> date:
-    value = params.get(name, "").strip()
-    if not value:
-        return default
-    if len(value) != 10:
-        raise BadQuery(f"{name}: a date, YYYY-MM-DD")
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadQuery(f"{name}: a date, YYYY-MM-DD") from None
-
-
 def parse_period(params: Mapping[str, str], today: date) -> Period:
-    """The period asked for; by default the last twelve months (this one included), by month."""
+    """The period asked for; by default the last twelve months (this one included), by month.
+
+    The texts are read by the one statistics period parser (``stats.asked``) that the RPC and
+    ``ihx stats`` use, so each refuses the same things; the web adds its defaults and a day cap.
+    """
     start = (today.replace(day=1) - timedelta(days=334)).replace(day=1)
-    first, last = _day(params, "from", start), _day(params, "to", today)
+    first = params.get("from", "").strip() or start.isoformat()
+    last = params.get("to", "").strip() or today.isoformat()
     by = params.get("by", "").strip() or Granularity.MONTH.value
     try:
-        granularity = Granularity(by)
-    except ValueError:
-        raise BadQuery("by: one of day, week, month, year") from None
-    if last < first:
-        raise BadQuery("to: must not be before from")
-    if (last - first).days >= MAX_DAYS:
+        period = asked.parse_period(first, last, by, names=("from", "to", "by"))
+    except InvalidStatisticsRequest as error:
+        raise BadQuery(error.message) from None
+    if (period.last - period.first).days >= MAX_DAYS:
         raise BadQuery(f"to: a period is at most {MAX_DAYS} days")
-    try:
-        return Period(first, last, granularity)
-    except ValueError as error:
-        raise BadQuery(f"by: {error}") from None
+    return period
 
 
 def period_query(period: Period) -> str:
