@@ -146,7 +146,8 @@ class Checkpointer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:  # a node whose start failed never started it
+            self._thread.join(5)
 
     def checkpoint_now(self) -> Checkpoint | None:
         return self._writer.execute(self._write)

@@ -44,6 +44,13 @@ class ConfigError(ExchangeError):
     code = "config"
 
 
+class ListenError(ConfigError):
+    """A listen address the node cannot bind (in use, not ours, not permitted); the message names
+    the address and why, so ``ihx node run`` says it in one line instead of failing later."""
+
+    code = "listen"
+
+
 class NotFound(ExchangeError):
     code = "not-found"
 

@@ -62,6 +62,7 @@ from exchange.lifecycle.views import CaseViews
 from exchange.lifecycle.work import CaseWork
 from exchange.local import LocalNode, open_local
 from exchange.ops.health import HealthMonitor
+from exchange.ops.listen import check_bindable, refused
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.receiver import Receiver
@@ -535,17 +536,25 @@ class Node:
         )
 
     def _listen(self, server: grpc.Server) -> None:
-        """Bind ``settings.listen``: mTLS when the node has TLS material, plaintext otherwise."""
-        if self._tls is not None:
-            cert, key, ca = self._tls
-            credentials = grpc.ssl_server_credentials(
-                [(key, cert)], root_certificates=ca, require_client_auth=True
-            )
-            self.port = server.add_secure_port(self.settings.listen, credentials)
-        else:
-            self.port = server.add_insecure_port(self.settings.listen)
+        """Bind ``settings.listen``: mTLS when the node has TLS material, plaintext otherwise.
+
+        An address that cannot be bound is a ``ListenError`` naming it (ops/listen.py), never
+        gRPC's bare ``RuntimeError``."""
+        listen = self.settings.listen
+        check_bindable(listen)
+        try:
+            if self._tls is not None:
+                cert, key, ca = self._tls
+                credentials = grpc.ssl_server_credentials(
+                    [(key, cert)], root_certificates=ca, require_client_auth=True
+                )
+                self.port = server.add_secure_port(listen, credentials)
+            else:
+                self.port = server.add_insecure_port(listen)
+        except RuntimeError:
+            raise refused(listen) from None
         if self.port == 0:
-            raise ConfigError(f"cannot listen on {self.settings.listen}")
+            raise refused(listen)
 
     def _start_workers(self) -> None:
         """The senders, the peer leases, the checkpointer, retention, re-checks and the manifest
@@ -581,7 +590,11 @@ class Node:
         # Plaintext and health-only: Kubernetes' gRPC probes cannot present a client certificate.
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ihx-hc"))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        self.health_port = server.add_insecure_port(listen)
+        check_bindable(listen)
+        try:
+            self.health_port = server.add_insecure_port(listen)
+        except RuntimeError:
+            raise refused(listen) from None
         server.start()
         self._health_server = server
 
@@ -598,7 +611,7 @@ class Node:
             self._exchange_servicer.close_streams()
             self.admission.end_probation()  # those waiting for a first envelope, too
             self._server.stop(grace).wait()
-            self.admission.stop()
+        self.admission.stop()  # also when the server never started (its port was in use)
         self.fanout.stop_senders()
         if self.leases is not None:
             self.leases.stop()  # hand our peers to the other replicas now, not at expiry

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from common.clock import Clock
+from exchange.ops.listen import refused
 from exchange.store.overview import outbox_depth
 
 
@@ -139,7 +140,12 @@ class Metrics:
 
     def serve(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")
-        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        try:
+            server, thread = start_http_server(
+                int(port), addr=host.strip("[]"), registry=self.registry
+            )
+        except OSError as error:
+            raise refused(listen, error) from None
         self._server = server
         del thread
         return int(server.server_port)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uvicorn
 
 from common.clock import Clock, system_clock
+from exchange.ops.listen import check_bindable
 from exchange.settings import Settings
 from exchange.settings.fields import check_address
 from exchange.web.app import build_app
@@ -31,6 +32,7 @@ def server_for(
     address = listen or settings.web.listen
     host = check_address(address, "web.listen")
     port = int(address.rpartition(":")[2])
+    check_bindable(address)  # a port in use named now, not as uvicorn's own exit
     tls = settings.web
     config = uvicorn.Config(
         build_app(settings, clock=clock),
