@@ -89,6 +89,25 @@ class Overloaded(ExchangeError):
     code = "overloaded"
 
 
+class InvalidHello(ExchangeError):
+    """A peer's hello (``Exchange.Hello``) that is malformed, incomplete or signed at a time
+    outside the receiver's clock skew of its own: nobody's sender was woken."""
+
+    code = "invalid-hello"
+
+
+class HelloReplayed(InvalidHello):
+    """A hello signed no later than one already taken from that member: a replay."""
+
+    code = "hello-replayed"
+
+
+class HelloFlood(Overloaded):
+    """More hellos from one member than a restarting node sends: refused unread."""
+
+    code = "hello-rate"
+
+
 class QuotaExceeded(ExchangeError):
     """A caller reached the most the node keeps for it (feedback per case, …): nothing stored."""
 

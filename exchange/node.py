@@ -39,7 +39,9 @@ from auth.tokens import Scope, TokenPolicy, TokenVerifier
 from common.clock import Clock, system_clock
 from common.periodic import Periodic
 from exchange.checkpoints import Checkpointer
+from exchange.delivery.backoff import Wait, event_wait
 from exchange.delivery.fanout import Fanout
+from exchange.delivery.greeter import Greeter
 from exchange.delivery.leases import Leases
 from exchange.delivery.sender import PeerSender
 from exchange.domain import Classification
@@ -53,6 +55,7 @@ from exchange.edge.log_service import RoutingLogServicer
 from exchange.edge.partner_service import PartnerServicer
 from exchange.edge.stats_service import StatisticsServicer
 from exchange.errors import ConfigError
+from exchange.hellos import HelloDesk
 from exchange.intake import Intake
 from exchange.lifecycle.feed import ChangeFeed
 from exchange.lifecycle.inbound import Inbound
@@ -127,14 +130,16 @@ def build_node(
     route: Route = direct,
     recheck_tls: ssl.SSLContext | None = None,
     notice_tls: ssl.SSLContext | None = None,
+    wait: Wait = event_wait,
 ) -> Node:
     """The server of ``settings`` (not started): the one way a node is built from settings.
 
     ``clock``, ``resolver``, ``rng`` and the network edges of takedown (``route``, where a
     re-check's traced address is connected to; ``recheck_tls``, its TLS trust; ``notice_tls``,
-    the TLS trust of the notices' SMTP relay — default: the system's CAs) are the only parts not
-    built from the settings (tests, benches and the demo pass their own); ``open_local``
-    (exchange/local.py) is the same without a server.
+    the TLS trust of the notices' SMTP relay — default: the system's CAs) and the senders'
+    backoff ``wait`` (a test fast-forwards it) are the only parts not built from the settings
+    (tests, benches and the demo pass their own); ``open_local`` (exchange/local.py) is the same
+    without a server.
     """
     return Node(
         settings,
@@ -144,6 +149,7 @@ def build_node(
         route=route,
         recheck_tls=recheck_tls,
         notice_tls=notice_tls,
+        wait=wait,
     )
 
 
@@ -168,8 +174,10 @@ class Node:
         route: Route = direct,
         recheck_tls: ssl.SSLContext | None = None,
         notice_tls: ssl.SSLContext | None = None,
+        wait: Wait = event_wait,
     ) -> None:
         self.settings = settings
+        self._wait = wait
         self._route = route
         self._recheck_tls = recheck_tls
         self.member = settings.member
@@ -222,6 +230,26 @@ class Node:
             tls=self._tls,
             metrics=self.metrics,
             leases=self.leases,
+            wait=self._wait,
+        )
+        # Hellos: ours to every peer on start, and theirs taken by the Exchange service.
+        self.greeter = Greeter(
+            self_member=self.member,
+            key=self.key,
+            manifest=self.manifests.current,
+            clock=self._clock,
+            max_message_bytes=tuning.max_message_bytes,
+            tls=self._tls,
+            metrics=self.metrics,
+        )
+        self.hellos = HelloDesk(
+            self_member=self.member,
+            manifest=self.manifests.current,
+            clock=self._clock,
+            max_skew=timedelta(seconds=tuning.max_clock_skew_s),
+            on_hello=self.fanout.greeted,
+            bind_peers=self._tls is not None,
+            metrics=self.metrics,
         )
 
     def _build_partners(self) -> None:
@@ -493,7 +521,7 @@ class Node:
 
     def _add_services(self, server: grpc.Server) -> tuple[str, ...]:
         """Add every servicer, health and reflection; the full names of the services served."""
-        exchange = ExchangeServicer(self.receiver, self.member, self._node_info)
+        exchange = ExchangeServicer(self.receiver, self.member, self._node_info, self.hellos)
         self._exchange_servicer = exchange
         xgrpc.add_ExchangeServicer_to_server(exchange, server)
         igrpc.add_IntakeServicer_to_server(IntakeServicer(self.intake), server)
@@ -560,6 +588,7 @@ class Node:
         """The senders, the peer leases, the checkpointer, retention, re-checks and the manifest
         watcher."""
         self.fanout.ensure(self.manifests.current())
+        self.greeter.start()  # the server listens: peers told we are back, in the background
         if self.leases is not None:
             self.leases.start()
         self.checkpointer.start()
@@ -612,6 +641,7 @@ class Node:
             self.admission.end_probation()  # those waiting for a first envelope, too
             self._server.stop(grace).wait()
         self.admission.stop()  # also when the server never started (its port was in use)
+        self.greeter.stop()
         self.fanout.stop_senders()
         if self.leases is not None:
             self.leases.stop()  # hand our peers to the other replicas now, not at expiry

@@ -20,10 +20,8 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Protocol
 
-from auth.errors import PermissionDenied
 from auth.keys import SigningKey
 from auth.manifest import Manifest
-from auth.tls import peer_matches
 from common.clock import Clock
 from exchange import cases
 from exchange.domain import (
@@ -41,6 +39,7 @@ from exchange.intake import CasesHook
 from exchange.lifecycle.inbound import CheckedEvent, Inbound
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
+from exchange.peer_binding import check_peer
 from exchange.store import inbox
 from exchange.store.reports import Incoming
 from exchange.store.writer import Tx, Writer
@@ -143,18 +142,7 @@ class Receiver:
             envelope, manifest=manifest, self_member=self._self, now=now, limits=self.limits
         )
         if self._bind_peers:
-            identity = manifest.member(opened.sender).tls_identity
-            if identity is None or peer_certificate is None:
-                raise PermissionDenied(
-                    f"member {opened.sender} has no TLS identity in the manifest"
-                    if identity is None
-                    else "no client certificate"
-                )
-            if not peer_matches(peer_certificate, identity):
-                raise PermissionDenied(
-                    f"the TLS client is not member {opened.sender} (certificate does not match "
-                    "its tls_identity)"
-                )
+            check_peer(manifest, opened.sender, peer_certificate)
         if self._on_heard is not None:
             self._on_heard(opened.sender)  # a verified envelope: the sender is up
         window = TimeWindow.for_signer(

@@ -2,12 +2,23 @@
 
 Jitter is "equal jitter" (half fixed, half random) so that many nodes retrying a peer that came
 back do not arrive in lock-step, while a retry is never much sooner than planned. Randomness is
-injected. ``reset`` is called as soon as the peer is heard from.
+injected, and so is the wait itself (``Wait``: the sender waits on an event it sets to cut the
+wait short; a test fast-forwards it). ``reset`` is called as soon as the peer is heard from.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Callable
+
+# Wait on ``event`` at most ``seconds``; True if it was set (the wait was cut short).
+Wait = Callable[[threading.Event, float], bool]
+
+
+def event_wait(event: threading.Event, seconds: float) -> bool:
+    """The real wait."""
+    return event.wait(seconds)
 
 
 class Backoff:

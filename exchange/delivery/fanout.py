@@ -4,8 +4,9 @@ The node holds one ``Fanout`` (Synapse's FederationSender to the per-peer queues
 sender.py). ``ensure(manifest)`` creates a ``PeerSender`` for every member other than this node
 that has none yet — at start and whenever a newer manifest adds members — and starts it unless
 the node is stopping; a member dropped from the manifest keeps its sender, which simply finds
-nothing to send. ``wake`` (intake queued reports) and ``heard_from`` (the receiver verified an
-envelope from the peer) go to that peer's sender, if there is one.
+nothing to send. ``wake`` (intake queued reports), ``heard_from`` (the receiver verified an
+envelope from the peer) and ``greeted`` (the peer's verified hello: it has just started) go to
+that peer's sender, if there is one.
 
 Channels are pooled by endpoint. ``channel_for(endpoint, fresh=True)`` replaces a channel to a
 peer found unreachable with a new, idle one, so that our backoff alone decides when the peer is
@@ -24,6 +25,7 @@ from sqlalchemy import Engine
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from common.clock import Clock
+from exchange.delivery.backoff import Wait, event_wait
 from exchange.delivery.leases import Leases
 from exchange.delivery.sender import PeerSender
 from exchange.ops.metrics import Metrics
@@ -98,8 +100,10 @@ class Fanout:
         tls: tuple[bytes, bytes, bytes] | None = None,
         metrics: Metrics | None = None,
         leases: Leases | None = None,
+        wait: Wait = event_wait,
     ) -> None:
         self._self = self_member
+        self._wait = wait
         self._key = key
         self._manifest = manifest
         self._engine = engine
@@ -143,6 +147,7 @@ class Fanout:
             tuning=self._tuning,
             metrics=self._metrics,
             leases=self._leases,
+            wait=self._wait,
         )
 
     def wake(self, members: Iterable[str]) -> None:
@@ -156,6 +161,12 @@ class Fanout:
         sender = self._senders.get(member)
         if sender is not None:
             sender.heard_from()
+
+    def greeted(self, member: str) -> None:
+        """``member`` said hello: its sender, if failing, retries now (``PeerSender.greeted``)."""
+        sender = self._senders.get(member)
+        if sender is not None:
+            sender.greeted()
 
     def stop_senders(self) -> None:
         """Stop every sender, each after its in-flight batch; no new one starts after this."""

@@ -16,7 +16,11 @@ dead replica sealed. On SQLite there is no lease: one process, as before.
 
 Failures never drop anything: the stream is abandoned, the delay grows from 1 s to 5 min with
 jitter (backoff.py) and resets as soon as the peer is heard from — a receipt on our stream, or
-(when the peer was unreachable) a valid envelope it sent us, which proves it is back up. A late
+(when the peer was unreachable) a valid envelope it sent us, which proves it is back up. A
+peer's signed hello (it has just started: hellos.py) retries at once whatever the failure was:
+unreachable, the backoff resets; refused, the retry keeps the refusal's backoff, since a restart
+(an upgrade, a new manifest, a fixed clock) may have cured the refusal, and one hello per restart
+— rate-limited at the desk — costs one attempt, not a retry storm. A late
 receipt cancels the stream (deadline per receipt), so a slow peer costs only its own thread.
 Each failure is counted (metrics) and kept in the peer's row — ``last_error``,
 ``failing_since``, ``failures`` (store/peers.py) — for ``ihx status``.
@@ -42,7 +46,7 @@ from auth.errors import AuthError
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from common.clock import Clock
-from exchange.delivery.backoff import Backoff
+from exchange.delivery.backoff import Backoff, Wait, event_wait
 from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.leases import LeaseLost, Leases
 from exchange.delivery.receipts import Receipts
@@ -89,8 +93,10 @@ class PeerSender:
         tuning: ExchangeTuning,
         metrics: Metrics | None = None,
         leases: Leases | None = None,
+        wait: Wait = event_wait,
     ) -> None:
         self.peer = peer
+        self._wait = wait
         self._leases = leases
         self._metrics = metrics
         self._manifest = manifest
@@ -122,6 +128,7 @@ class PeerSender:
         self._wake = threading.Event()
         self._retry = threading.Event()
         self._unreachable = False
+        self._failing = False  # the last attempt failed: waiting out a backoff, or retrying
         self._stopping = threading.Event()
         self._call: Any = None
         self.idle = True  # no stream open to the peer (tests and ``ihx status`` read it)
@@ -144,6 +151,23 @@ class PeerSender:
         if self._unreachable:
             self._backoff.reset()
             self._retry.set()
+
+    def greeted(self) -> None:
+        """The peer said hello (it has just started): if we are failing, retry now.
+
+        Unreachable before, the backoff resets as for an envelope. Refused before, the retry
+        keeps the refusal's backoff: if the peer still refuses, the next wait is as long as it
+        would have been.
+        """
+        if self._failing:
+            if self._unreachable:
+                self._backoff.reset()
+            self._retry.set()
+
+    @property
+    def backoff(self) -> Backoff:
+        """The retry delays (tests and ``ihx status`` read ``failures``)."""
+        return self._backoff
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
@@ -182,7 +206,7 @@ class PeerSender:
             else:
                 continue
             # Not ``_wake``: intake wakes us for every new report, which must not cut a backoff.
-            self._retry.wait(self._backoff.next_delay())
+            self._wait(self._retry, self._backoff.next_delay())
             self._retry.clear()
 
     def _ready(self) -> bool:
@@ -214,6 +238,7 @@ class PeerSender:
         if self._stopping.is_set():
             return
         self.last_error = reason
+        self._failing = True
         self._unreachable = code in _UNREACHABLE
         if self._unreachable:
             self._drop_channel()
@@ -292,7 +317,7 @@ class PeerSender:
             self._apply(inflight.popleft(), receipt)
             idle_since = time.monotonic()
             self._backoff.reset()
-            self._unreachable = False
+            self._unreachable = self._failing = False
 
     def _room(self, inflight: collections.deque[Batch]) -> bool:
         """Whether another batch may go: ``window`` batches in flight, counted as full ones.

@@ -7,6 +7,9 @@ receipts (or the refusal that ends the stream) keep the order of the envelopes. 
 bounded — a peer that sends without reading receipts is held back by flow control; the queue is
 the in-flight window (16 envelopes verified ahead of their receipts).
 
+``Hello`` hands a peer's signed hello to the desk (exchange/hellos.py), which verifies it and
+wakes our sender to that peer; a refusal is answered with its status, and wakes nobody.
+
 With admission (edge/admission.py) the stream starts on probation, is promoted by its first
 verified envelope, and is ended when evicted, idle or past its first-envelope deadline: seen here
 within one poll, or cancelled by the reaper if blocked elsewhere.
@@ -26,6 +29,7 @@ import grpc
 from exchange.edge.admission import StreamTicket, current_ticket
 from exchange.edge.streams import abort, nudge, read_requests
 from exchange.errors import MalformedRequest, Overloaded
+from exchange.hellos import HelloDesk
 from exchange.receiver import Receiver
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
@@ -46,9 +50,14 @@ def _raise(error: Exception) -> NoReturn:
 
 class ExchangeServicer(xgrpc.ExchangeServicer):
     def __init__(
-        self, receiver: Receiver, self_member: str, node_info: Callable[[], xpb.NodeInfo]
+        self,
+        receiver: Receiver,
+        self_member: str,
+        node_info: Callable[[], xpb.NodeInfo],
+        hellos: HelloDesk | None = None,
     ) -> None:
         self._receiver = receiver
+        self._hellos = hellos
         self._self = self_member
         self._node_info = node_info
         self._streams_lock = threading.Lock()
@@ -115,6 +124,14 @@ class ExchangeServicer(xgrpc.ExchangeServicer):
     def Deliver(self, request: xpb.Envelope, context: grpc.ServicerContext) -> xpb.SignedReceipt:
         try:
             return self._receiver.receive(request, peer_certificate(context))
+        except Exception as error:
+            abort(context, error)
+
+    def Hello(self, request: xpb.SignedHello, context: grpc.ServicerContext) -> xpb.HelloAck:
+        if self._hellos is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node takes no hellos")
+        try:
+            return self._hellos.take(request, peer_certificate(context))
         except Exception as error:
             abort(context, error)
 

@@ -68,7 +68,7 @@ class Metrics:
         )
 
     def _add_delivery_metrics(self, r: CollectorRegistry) -> None:
-        """Streams to peers: attempts, failures and delivery latency."""
+        """Streams to peers: attempts, failures, hellos and delivery latency."""
         self.delivery_attempts = Counter(
             "ihx_delivery_attempts",
             "Streams opened to a peer (bounded by the retry backoff while it fails)",
@@ -80,6 +80,21 @@ class Metrics:
             "Streams to a peer that ended in a failure, by gRPC status or error code",
             ["destination", "reason"],
             registry=r,
+        )
+        self.hellos_sent = Counter(
+            "ihx_hellos_sent",
+            "Hellos this node sent its peers when it started, by peer and result (ok or status)",
+            ["destination", "result"],
+            registry=r,
+        )
+        self.hellos_received = Counter(
+            "ihx_hellos_received",
+            "Verified hellos from peers (each retries our delivery to it at once)",
+            ["sender"],
+            registry=r,
+        )
+        self.hellos_refused = Counter(
+            "ihx_hellos_refused", "Hellos refused, by error code", ["reason"], registry=r
         )
         self.delivery_latency = Histogram(
             "ihx_delivery_latency_seconds",

@@ -49,6 +49,11 @@ class ExchangeStub:
                 request_serializer=ihx_dot_v1_dot_exchange__pb2.NodeInfoRequest.SerializeToString,
                 response_deserializer=ihx_dot_v1_dot_exchange__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.Hello = channel.unary_unary(
+                '/ihx.v1.Exchange/Hello',
+                request_serializer=ihx_dot_v1_dot_exchange__pb2.SignedHello.SerializeToString,
+                response_deserializer=ihx_dot_v1_dot_exchange__pb2.HelloAck.FromString,
+                _registered_method=True)
 
 
 class ExchangeServicer:
@@ -73,6 +78,13 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Hello(self, request, context):
+        """"I am back": the caller's senders to this node's member retry at once (signed, rate-limited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.GetNodeInfo,
                     request_deserializer=ihx_dot_v1_dot_exchange__pb2.NodeInfoRequest.FromString,
                     response_serializer=ihx_dot_v1_dot_exchange__pb2.NodeInfo.SerializeToString,
+            ),
+            'Hello': grpc.unary_unary_rpc_method_handler(
+                    servicer.Hello,
+                    request_deserializer=ihx_dot_v1_dot_exchange__pb2.SignedHello.FromString,
+                    response_serializer=ihx_dot_v1_dot_exchange__pb2.HelloAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +190,33 @@ class Exchange:
             '/ihx.v1.Exchange/GetNodeInfo',
             ihx_dot_v1_dot_exchange__pb2.NodeInfoRequest.SerializeToString,
             ihx_dot_v1_dot_exchange__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Hello(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ihx.v1.Exchange/Hello',
+            ihx_dot_v1_dot_exchange__pb2.SignedHello.SerializeToString,
+            ihx_dot_v1_dot_exchange__pb2.HelloAck.FromString,
             options,
             channel_credentials,
             insecure,

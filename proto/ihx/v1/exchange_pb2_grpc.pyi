@@ -38,6 +38,8 @@ class ExchangeStub:
     """One long-lived stream per sender→recipient pair; one receipt per envelope, in order."""
     Deliver: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.Envelope, _exchange_pb2.SignedReceipt]
     GetNodeInfo: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.NodeInfoRequest, _exchange_pb2.NodeInfo]
+    Hello: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SignedHello, _exchange_pb2.HelloAck]
+    """"I am back": the caller's senders to this node's member retry at once (signed, rate-limited)."""
 
 @_typing.type_check_only
 class ExchangeAsyncStub(ExchangeStub):
@@ -46,6 +48,8 @@ class ExchangeAsyncStub(ExchangeStub):
     """One long-lived stream per sender→recipient pair; one receipt per envelope, in order."""
     Deliver: _aio.UnaryUnaryMultiCallable[_exchange_pb2.Envelope, _exchange_pb2.SignedReceipt]  # type: ignore[assignment]
     GetNodeInfo: _aio.UnaryUnaryMultiCallable[_exchange_pb2.NodeInfoRequest, _exchange_pb2.NodeInfo]  # type: ignore[assignment]
+    Hello: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SignedHello, _exchange_pb2.HelloAck]  # type: ignore[assignment]
+    """"I am back": the caller's senders to this node's member retry at once (signed, rate-limited)."""
 
 class ExchangeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -69,5 +73,13 @@ class ExchangeServicer(metaclass=_abc_1.ABCMeta):
         request: _exchange_pb2.NodeInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_pb2.NodeInfo, _abc.Awaitable[_exchange_pb2.NodeInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def Hello(
+        self,
+        request: _exchange_pb2.SignedHello,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.HelloAck, _abc.Awaitable[_exchange_pb2.HelloAck]]:
+        """"I am back": the caller's senders to this node's member retry at once (signed, rate-limited)."""
 
 def add_ExchangeServicer_to_server(servicer: ExchangeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,201 @@
+"""Back at once after maintenance: a restarted node's hello makes its peers deliver now.
+
+de-eco is stopped while nl-eokm has reports for it. nl-eokm runs the production backoff
+(``ExchangeTuning`` defaults: 1 s growing to 5 minutes); its failed attempts are real
+(connection refused on loopback) and only the waits between them are fast-forwarded by the
+injected ``wait`` — until the backoff has been at its maximum twice, so the outage is longer
+than the maximum backoff. From then on the waits are real: the sender sleeps at least 150 s
+(equal jitter at 300 s). de-eco then restarts (same database, same port) with nothing to send
+nl-eokm; only its hello can end that sleep, and the reports are receipted at de-eco within
+seconds. The hostile test sends nl-eokm hellos that must be refused — each with its status —
+while the sender sleeps, and checks that none of them woke it.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from auth.keys import SigningKey
+from exchange.settings import ExchangeTuning
+from exchange.wire.hello import sign_hello
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from tests.exchange.factories import make_submission, url_in
+from tests.integration.conftest import MakeCluster
+from tests.integration.support import COORDINATOR, DE, NL, Cluster, tuning, wait_until
+
+PRODUCTION = ExchangeTuning()
+# Waits fast-forwarded: ceilings 1, 2, 4 … 256 s, then two at the 300 s maximum.
+FAST_FORWARDED = 11
+
+
+class FastForward:
+    """The senders' backoff wait: the first ``FAST_FORWARDED`` waits of the sender to de-eco
+    return at once (as if their time had passed), later ones wait for real."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.sleeping = threading.Event()  # the sender to de-eco is in a real wait
+
+    def __call__(self, event: threading.Event, seconds: float) -> bool:
+        if threading.current_thread().name != f"ihx-send-{DE}":
+            return event.wait(seconds)
+        self.delays.append(seconds)
+        if len(self.delays) <= FAST_FORWARDED:
+            return False
+        self.sleeping.set()
+        try:
+            return event.wait(seconds)
+        finally:
+            self.sleeping.clear()
+
+    @property
+    def outage(self) -> float:
+        """The outage's length as the sender saw it: the waits fast-forwarded."""
+        return sum(self.delays[:FAST_FORWARDED])
+
+
+@pytest.fixture
+def outage(make_cluster: MakeCluster) -> tuple[Cluster, FastForward]:
+    """nl-eokm (production backoff) with reports for de-eco, which is down and has been for
+    longer than the maximum backoff; nl-eokm's sender to it is in a real wait of ≥ 150 s."""
+    cluster = make_cluster(
+        extra_settings=tuning(
+            backoff_initial_s=PRODUCTION.backoff_initial_s,
+            backoff_max_s=PRODUCTION.backoff_max_s,
+        ),
+        start=(DE, COORDINATOR),
+    )
+    waits = FastForward()
+    cluster.start(NL, wait=waits)
+    cluster.stop(DE)
+    queued = [make_submission(url_in("DE", f"/maint/{i}.jpg"), hashes=[f"m-{i}"]) for i in range(5)]
+    cluster.submit(NL, queued)
+    sender = cluster.node(NL).senders[DE]
+    wait_until(
+        waits.sleeping.is_set,
+        60,
+        what="nl-eokm's sender to de-eco failing into a real wait at the maximum backoff",
+        show=lambda: (waits.delays, sender.attempts, sender.last_error),
+    )
+    assert sender.backoff.failures > FAST_FORWARDED
+    assert waits.outage > PRODUCTION.backoff_max_s, waits.delays
+    assert waits.delays[-1] >= PRODUCTION.backoff_max_s / 2, waits.delays
+    return cluster, waits
+
+
+@pytest.mark.timeout(120)
+def test_delivery_resumes_at_once_after_an_outage_longer_than_the_maximum_backoff(
+    outage: tuple[Cluster, FastForward],
+) -> None:
+    cluster, waits = outage
+    nl = cluster.node(NL)
+    sender = nl.senders[DE]
+    attempts = sender.attempts
+    remaining = waits.delays[-1]
+
+    cluster.start(DE)  # same database, same port; it has nothing to send nl-eokm
+    wait_until(
+        lambda: cluster.drained(NL) and cluster.count(DE, "reports", "origin_member = :m", m=NL),
+        10,  # the sender itself would sleep ``remaining`` (≥ 150 s) more
+        what=f"de-eco's hello making nl-eokm deliver now, not in {remaining:.0f} s",
+        show=lambda: (cluster.delivery_state(NL), sender.attempts, waits.delays[-3:]),
+    )
+    assert cluster.count(DE, "reports", "origin_member = :m", m=NL) == 5
+    assert sender.attempts == attempts + 1, "one attempt: the one the hello asked for"
+    assert nl.metrics.hellos_received.labels(DE)._value.get() == 1
+    de = cluster.node(DE)
+    wait_until(de.greeter.done.is_set, 10, what="de-eco's hellos all answered or given up")
+    assert de.metrics.hellos_sent.labels(NL, "ok")._value.get() == 1
+    # us-ncmec never ran: its hello was not answered, and that failed nothing.
+    assert de.metrics.hellos_sent.labels("us-ncmec", "ok")._value.get() == 0
+
+
+def _key(cluster: Cluster, member: str) -> SigningKey:
+    return SigningKey.load(cluster.fed.settings[member].signing_key)
+
+
+def _hello(
+    key: SigningKey,
+    *,
+    sender: str = DE,
+    recipient: str = NL,
+    at: datetime | None = None,
+) -> xpb.SignedHello:
+    return sign_hello(
+        key,
+        sender=sender,
+        recipient=recipient,
+        signed_at=at or datetime.now(UTC),
+        manifest_epoch=1,
+    )
+
+
+def _refusal(stub: xgrpc.ExchangeStub, hello: xpb.SignedHello) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Hello(hello, timeout=10)
+    error = caught.value
+    return error.code(), error.details()  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(120)
+def test_hostile_hellos_are_refused_and_wake_nobody(outage: tuple[Cluster, FastForward]) -> None:
+    cluster, waits = outage
+    nl = cluster.node(NL)
+    sender = nl.senders[DE]
+    attempts, failures = sender.attempts, sender.backoff.failures
+    de_key = _key(cluster, DE)
+    forger = SigningKey.generate()
+    forged = _hello(de_key)
+    forged = xpb.SignedHello(
+        body=forged.body, signature=forger.sign(b"ihx-hello-v1\0" + forged.body)
+    )
+    body = xpb.HelloBody.FromString(_hello(de_key).body)
+    padded = body.SerializeToString(deterministic=True) + b"\xf8\x06\x01"  # field 111 = 1
+    cases = {
+        "forged signature": (forged, grpc.StatusCode.UNAUTHENTICATED, "signature-invalid"),
+        "wrong recipient": (
+            _hello(de_key, recipient="us-ncmec"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "wrong-recipient",
+        ),
+        "stale time": (
+            _hello(de_key, at=datetime.now(UTC) - timedelta(hours=1)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "hello-time",
+        ),
+        "unknown member": (
+            _hello(forger, sender="xx-nobody"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "unknown-member",
+        ),
+        "unknown field": (
+            xpb.SignedHello(body=padded, signature=de_key.sign(b"ihx-hello-v1\0" + padded)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "unknown-field",
+        ),
+    }
+    with grpc.insecure_channel(cluster.address(NL)) as channel:
+        stub = xgrpc.ExchangeStub(channel)
+        for name, (hello, status, code) in cases.items():
+            got, details = _refusal(stub, hello)
+            assert (got, details.split(":")[0]) == (status, code), (name, details)
+
+        # A replay flood: a hello nl-eokm took (from inhope, whose sender is not failing: it
+        # wakes nothing), sent again and again, is refused — as a replay while inhope's budget
+        # lasts, unread (RESOURCE_EXHAUSTED) after that.
+        taken = _hello(_key(cluster, COORDINATOR), sender=COORDINATOR)
+        assert stub.Hello(taken, timeout=10).member == NL
+        flood = [_refusal(stub, taken)[0] for _ in range(20)]
+        assert set(flood) <= {grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert flood[-10:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 10, flood
+    refused = nl.metrics.hellos_refused
+    assert refused.labels("hello-rate")._value.get() >= 10
+
+    # None of them woke the sender: no attempt, the backoff as it was, still in its real wait.
+    assert waits.sleeping.is_set()
+    assert (sender.attempts, sender.backoff.failures) == (attempts, failures)
