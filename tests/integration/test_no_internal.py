@@ -54,6 +54,7 @@ ISSUE_RPCS = {
     "Exchange.Stream",
     "Exchange.Deliver",
     "Exchange.GetNodeInfo",
+    "Exchange.Hello",
     "Intake.SubmitReport",
     "Intake.SubmitReports",
     "Partner.PullCases",
