@@ -105,3 +105,30 @@ def test_one_channel_per_endpoint_and_fresh_replaces_it(fanout: Fanout) -> None:
     fresh = fanout.channels.channel_for("127.0.0.1:1", True)
     assert fresh is not first
     assert fanout.channels.channel_for("127.0.0.1:1") is fresh
+
+
+def test_a_hello_retries_a_failing_sender_now_resetting_only_an_unreachable_ones_backoff(
+    fanout: Fanout, manifest: Manifest
+) -> None:
+    fanout.stop_senders()  # no threads: the sender's state is driven by hand
+    fanout.ensure(manifest)
+    sender, other = fanout.senders["de-eco"], fanout.senders["us-ncmec"]
+    fanout.greeted("de-eco")
+    assert not sender._retry.is_set(), "nothing failed: a hello changes nothing"
+
+    # Refused: the retry comes now, but the refusal's backoff stays where it was.
+    sender._failed("INVALID_ARGUMENT", "INVALID_ARGUMENT: envelope-future: test")
+    for _ in range(4):
+        sender.backoff.next_delay()
+    fanout.greeted("de-eco")
+    assert sender._retry.is_set()
+    assert sender.backoff.failures == 4
+    assert not other._retry.is_set(), "only the greeting member's sender"
+
+    # Unreachable: the retry comes now and the backoff starts again from its first step.
+    sender._retry.clear()
+    sender._failed("UNAVAILABLE", "UNAVAILABLE: test")
+    fanout.greeted("de-eco")
+    assert sender._retry.is_set()
+    assert sender.backoff.failures == 0
+    fanout.greeted("no-such-member")  # no sender: nothing to do, nothing raised
