@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -26,7 +27,16 @@ from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster
-from tests.integration.support import COORDINATOR, DE, NL, Cluster, tuning, wait_until
+from tests.integration.ops import channel, stop_quickly
+from tests.integration.support import (
+    COORDINATOR,
+    DE,
+    NL,
+    Cluster,
+    provision,
+    tuning,
+    wait_until,
+)
 
 PRODUCTION = ExchangeTuning()
 # Waits fast-forwarded: ceilings 1, 2, 4 … 256 s, then two at the 300 s maximum.
@@ -199,3 +209,27 @@ def test_hostile_hellos_are_refused_and_wake_nobody(outage: tuple[Cluster, FastF
     # None of them woke the sender: no attempt, the backoff as it was, still in its real wait.
     assert waits.sleeping.is_set()
     assert (sender.attempts, sender.backoff.failures) == (attempts, failures)
+
+
+@pytest.mark.timeout(120)
+def test_over_mtls_hellos_go_through_and_bind_to_the_members_certificate(tmp_path: Path) -> None:
+    cluster = Cluster(provision(tmp_path / "tls", tls=True))
+    try:
+        cluster.start(NL, DE)
+        cluster.stop(DE)
+        cluster.start(DE)  # back: its hello reaches nl-eokm over mutual TLS
+        de = cluster.node(DE)
+        wait_until(de.greeter.done.is_set, 30, what="de-eco's hellos answered or given up")
+        assert de.metrics.hellos_sent.labels(NL, "ok")._value.get() == 1
+        assert cluster.node(NL).metrics.hellos_received.labels(DE)._value.get() >= 1
+
+        # nl-eokm's own valid hello, carried over de-eco's valid certificate: refused.
+        hello = _hello(_key(cluster, NL), sender=NL, recipient=DE)
+        with channel(cluster.address(DE), cluster.fed.client_tls(DE)) as as_de:
+            got, details = _refusal(xgrpc.ExchangeStub(as_de), hello)
+        assert got is grpc.StatusCode.PERMISSION_DENIED
+        assert f"not member {NL}" in details
+        with channel(cluster.address(DE), cluster.fed.client_tls(NL)) as as_nl:
+            assert xgrpc.ExchangeStub(as_nl).Hello(hello, timeout=10).member == DE
+    finally:
+        stop_quickly(cluster)
