@@ -5,7 +5,7 @@ senders to it wait out their backoff (up to 5 minutes). Its hello (``Exchange.He
 peer at once. The body binds sender, recipient, signing time, manifest epoch and key id; the
 signature is Ed25519 over ``DOMAIN + body`` (the domain tag keeps a hello's signature from ever
 passing for an envelope header's, a receipt's, a checkpoint's or a statistics answer's, and the
-reverse: none of those begins with these bytes, which parse as an unknown field of each).
+reverse: none of those begins with these bytes, which are no valid encoding of any of them).
 
 ``open_hello`` trusts nothing until it has checked, cheapest first: size, the body strictly
 decoded (known fields only, canonical bytes), complete, addressed to this node, from a member of
