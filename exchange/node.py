@@ -1,11 +1,11 @@
 """The composition root: one function of settings builds a whole node by constructor injection.
 
 Nothing here is global. The clock, the resolver and the random source are parameters (tests and the
-demo pass their own); everything else is built from ``Settings``: the engine (refusing a schema
-that is not at head), the signing key (which must be one of this member's keys in the manifest),
-the manifest store, the GeoIP reader, the tracer, the single writer, intake, the receiver, the
-fan-out of senders (one per peer: delivery/fanout.py) and the hellos (ours to every peer once
-the server listens: delivery/greeter.py; theirs: hellos.py), partners and checkpoints, the token verifier
+demo pass their own); everything else is built from ``Settings``: the engine (refusing a schema that
+is not at head), the signing key (which must be one of this member's keys in the manifest), the
+manifest store, the GeoIP reader, the tracer, the single writer, intake, the receiver, the fan-out
+of senders (one per peer: delivery/fanout.py) and the hellos (ours to every peer once the server
+listens: delivery/greeter.py; theirs: hellos.py), partners and checkpoints, the token verifier
 behind one access interceptor, metrics, and the gRPC server (mTLS unless explicitly plaintext on
 loopback) with health checking and reflection. Health reports SERVING only once the database, keys
 and manifest are loaded and the writer runs; from then on a monitor (health_monitor.py) turns it
