@@ -121,8 +121,9 @@ def test_delivery_resumes_at_once_after_an_outage_longer_than_the_maximum_backof
     de = cluster.node(DE)
     wait_until(de.greeter.done.is_set, 10, what="de-eco's hellos all answered or given up")
     assert de.metrics.hellos_sent.labels(NL, "ok")._value.get() == 1
-    # us-ncmec never ran: its hello was not answered, and that failed nothing.
+    # us-ncmec never ran: its hello was tried a few times, not answered, and that failed nothing.
     assert de.metrics.hellos_sent.labels("us-ncmec", "ok")._value.get() == 0
+    assert de.metrics.hellos_sent.labels("us-ncmec", "UNAVAILABLE")._value.get() == 1
 
 
 def _key(cluster: Cluster, member: str) -> SigningKey:
