@@ -129,6 +129,7 @@ class PeerSender:
         self._retry = threading.Event()
         self._unreachable = False
         self._failing = False  # the last attempt failed: waiting out a backoff, or retrying
+        self._stale = threading.Event()  # the peer restarted: an open stream to it is dead
         self._stopping = threading.Event()
         self._call: Any = None
         self.idle = True  # no stream open to the peer (tests and ``ihx status`` read it)
@@ -157,12 +158,17 @@ class PeerSender:
 
         Unreachable before, the backoff resets as for an envelope. Refused before, the retry
         keeps the refusal's backoff: if the peer still refuses, the next wait is as long as it
-        would have been.
+        would have been. Not failing, an idle stream we hold to it is from before its restart
+        and ended there: it is closed now, so the next batch opens a new one instead of failing
+        on the dead one (a failure and a backoff of up to a second).
         """
         if self._failing:
             if self._unreachable:
                 self._backoff.reset()
             self._retry.set()
+        else:
+            self._stale.set()
+            self._wake.set()
 
     @property
     def backoff(self) -> Backoff:
@@ -266,6 +272,7 @@ class PeerSender:
             while (item := outgoing.get()) is not None:
                 yield item
 
+        self._stale.clear()  # a hello from before this stream says nothing about it
         call = stub.Stream(requests(), timeout=self._tuning.stream_lifetime_s + 60)
         self._call = call
         self.idle = False
@@ -291,6 +298,8 @@ class PeerSender:
         while not self._stopping.is_set():
             if self._leases is not None and self._leases.generation(self.peer) != generation:
                 return  # lease lost or lapsed: the next holder resends what is unreceipted
+            if self._stale.is_set() and not inflight:
+                return  # the peer restarted (greeted): this stream ended there, open a new one
             while self._room(inflight):
                 batch = (
                     self.batches.resend(resend.popleft())

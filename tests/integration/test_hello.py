@@ -234,3 +234,51 @@ def test_over_mtls_hellos_go_through_and_bind_to_the_members_certificate(tmp_pat
             assert xgrpc.ExchangeStub(as_nl).Hello(hello, timeout=10).member == DE
     finally:
         stop_quickly(cluster)
+
+
+def _failures(cluster: Cluster, member: str, peer: str) -> float:
+    samples = cluster.node(member).metrics.delivery_failures.collect()[0].samples
+    return sum(
+        s.value for s in samples if s.name.endswith("_total") and s.labels["destination"] == peer
+    )
+
+
+@pytest.mark.timeout(120)
+def test_after_a_quick_restart_the_stream_from_before_is_not_used(
+    make_cluster: MakeCluster,
+) -> None:
+    """de-eco restarts while nl-eokm holds an idle stream to it (ended by de-eco's stop):
+    its hello makes nl-eokm close that stream, so the next reports go on a new one — no
+    failure, no backoff — instead of failing on the dead one first."""
+    cluster = make_cluster(
+        extra_settings=tuning(
+            backoff_initial_s=PRODUCTION.backoff_initial_s,
+            backoff_max_s=PRODUCTION.backoff_max_s,
+        ),
+        start=(NL, DE, COORDINATOR),
+    )
+    nl = cluster.node(NL)
+    sender = nl.senders[DE]
+
+    def delivered(n: int) -> bool:
+        return cluster.drained(NL) and cluster.count(DE, "reports", "origin_member = :m", m=NL) == n
+
+    batch = [make_submission(url_in("DE", f"/quick/{i}.jpg"), hashes=[f"q-{i}"]) for i in range(4)]
+    cluster.submit(NL, batch[:2])
+    wait_until(lambda: delivered(2), 20, what="the first reports delivered")
+    assert not sender.idle, "a stream to de-eco stays open"
+    heard = nl.metrics.hellos_received.labels(DE)._value.get()
+
+    cluster.stop(DE)
+    cluster.start(DE)
+    wait_until(
+        lambda: nl.metrics.hellos_received.labels(DE)._value.get() == heard + 1,
+        20,
+        what="de-eco's hello after its restart",
+    )
+    wait_until(lambda: sender.idle, 10, what="nl-eokm closing the stream from before the restart")
+    attempts = sender.attempts
+    cluster.submit(NL, batch[2:])
+    wait_until(lambda: delivered(4), 20, what="the next reports delivered on a new stream")
+    assert sender.attempts == attempts + 1
+    assert _failures(cluster, NL, DE) == 0
