@@ -21,6 +21,9 @@ import grpc
 import pytest
 
 from auth.keys import SigningKey
+from common.clock import system_clock
+from exchange.delivery.greeter import Greeter
+from exchange.ops.metrics import Metrics
 from exchange.settings import ExchangeTuning
 from exchange.wire.hello import sign_hello
 from ihx.v1 import exchange_pb2 as xpb
@@ -282,3 +285,43 @@ def test_after_a_quick_restart_the_stream_from_before_is_not_used(
     wait_until(lambda: delivered(4), 20, what="the next reports delivered on a new stream")
     assert sender.attempts == attempts + 1
     assert _failures(cluster, NL, DE) == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_hello_is_not_retried_and_a_stop_ends_the_greeting(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(start=(DE,))
+    de = cluster.node(DE)
+    refused_before = de.metrics.hellos_refused.labels("unknown-key")._value.get()
+    metrics = Metrics()
+    # nl-eokm's identity with a key the manifest does not list: de-eco refuses it for good.
+    impostor = Greeter(
+        self_member=NL,
+        key=SigningKey.generate(),
+        manifest=de.manifests.current,
+        clock=system_clock,
+        max_message_bytes=PRODUCTION.max_message_bytes,
+        metrics=metrics,
+        pause_s=0.05,
+    )
+    impostor.start()
+    wait_until(impostor.done.is_set, 30, what="the greeting round over")
+    impostor.stop()
+    assert metrics.hellos_sent.labels(DE, "PERMISSION_DENIED")._value.get() == 1
+    assert de.metrics.hellos_refused.labels("unknown-key")._value.get() == refused_before + 1
+    # us-ncmec and inhope are down: tried three times each, then given up, nothing raised.
+    assert metrics.hellos_sent.labels("us-ncmec", "UNAVAILABLE")._value.get() == 1
+
+    # A greeting still under way when the node stops ends with it (a long pause cut short).
+    slow = Greeter(
+        self_member=NL,
+        key=_key(cluster, NL),
+        manifest=de.manifests.current,
+        clock=system_clock,
+        max_message_bytes=PRODUCTION.max_message_bytes,
+        pause_s=600,
+    )
+    slow.start()
+    slow.stop()
+    assert not slow._thread.is_alive()
