@@ -16,6 +16,7 @@ import hashlib
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from sqlalchemy import text
 
 from exchange.client.stubs import IntakeClient
 from exchange.node import Node
+from exchange.settings import Settings
 from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
@@ -73,7 +75,7 @@ def pending(node: Node) -> int:
 
 
 def one_round(
-    fed_settings: dict[str, object], nl: Node, waits: FastForward, run: int
+    fed_settings: Mapping[str, Settings], nl: Node, waits: FastForward, run: int
 ) -> tuple[float, float]:
     """(seconds from de-eco's start to all receipted, the backoff it would have waited)."""
     token = nl.issue_token("bench", "reports:submit")
@@ -82,7 +84,7 @@ def one_round(
     while not waits.sleeping.is_set():
         time.sleep(0.01)
     remaining = waits.delays[-1]
-    de = Node(fed_settings[DE])  # type: ignore[arg-type]
+    de = Node(fed_settings[DE])
     de.start()
     t0 = time.monotonic()
     while pending(nl):
@@ -110,7 +112,7 @@ def main() -> None:
         nl = Node(fed.settings[NL], wait=waits)
         nl.start()
         try:
-            figures = [one_round(dict(fed.settings), nl, waits, r) for r in range(rounds)]
+            figures = [one_round(fed.settings, nl, waits, r) for r in range(rounds)]
         finally:
             nl.stop()
     resumed = [f[0] for f in figures]
