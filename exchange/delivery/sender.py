@@ -172,7 +172,7 @@ class PeerSender:
 
     @property
     def backoff(self) -> Backoff:
-        """The retry delays (tests and ``ihx status`` read ``failures``)."""
+        """The retry delays (tests read ``failures``: how far the backoff has grown)."""
         return self._backoff
 
     def stop(self, timeout: float = 5.0) -> None:
