@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json, progress
@@ -57,6 +56,7 @@ from exchange.domain import (
     parse_hash_text,
 )
 from exchange.errors import InvalidReport
+from exchange.wire.documents import message_document
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 
@@ -206,7 +206,7 @@ def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
             }
             for i in response.items
         ],
-        "trace": MessageToDict(response.trace, preserving_proto_field_name=True)
+        "trace": message_document(response.trace)
         if response.HasField("trace")
         else None,
     }
