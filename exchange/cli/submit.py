@@ -28,7 +28,7 @@ from typing import IO, Annotated, Any
 import typer
 from rich.console import Console
 
-from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json, progress
+from exchange.cli.common import EXIT_CHECK_FAILED, CliError, out, print_json, progress
 from exchange.client.report_files import (
     Accepted,
     ImportEvent,
@@ -115,9 +115,6 @@ def submit_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the node's answer as JSON.")
     ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json-output", hidden=True, help="Deprecated: --json.")
-    ] = False,
     token: TokenOption = None,
 ) -> None:
     """Submit one report (from options, or a JSON object) to a node."""
@@ -142,9 +139,7 @@ def submit_command(
     check_unicode(submission.url, "url")
     with IntakeClient(node, token=token) as client:
         response = client.submit(submission)
-    if json_output:
-        err().print("ihx: warning: --json-output is deprecated, use --json")
-    if as_json or json_output:
+    if as_json:
         print_json(response_document(response))
     else:
         render_response(response, out())
@@ -206,9 +201,7 @@ def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
             }
             for i in response.items
         ],
-        "trace": message_document(response.trace)
-        if response.HasField("trace")
-        else None,
+        "trace": message_document(response.trace) if response.HasField("trace") else None,
     }
 
 

@@ -448,7 +448,8 @@ def test_cli_pull_limit_is_a_total_and_the_visibility_timeout_is_said(
     documents = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(documents) == 2
     until = {d["invisible_until"] for d in documents}
-    assert len(until) == 2 and None not in until  # one per page, each an hour from its pull
+    assert len(until) == 2
+    assert None not in until
     assert "2 case(s) pulled" in result.stderr
     assert "not acknowledged: hidden from every pull until" in result.stderr
     assert documents[-1]["invisible_until"][:19] in result.stderr  # to the second
@@ -457,11 +458,14 @@ def test_cli_pull_limit_is_a_total_and_the_visibility_timeout_is_said(
     result = runner.invoke(app, [*args, "--ack"])
     assert result.exit_code == 0, result.stdout + result.stderr
     rest = [json.loads(line)["id"] for line in result.stdout.splitlines()]
-    assert len(rest) == 1 and rest[0] not in {d["id"] for d in documents}
+    assert len(rest) == 1
+    assert rest[0] not in {d["id"] for d in documents}
     assert "not acknowledged" not in result.stderr
 
 
-def test_cli_pull_refuses_a_visibility_out_of_bounds(cluster: Cluster, scenario: DeScenario) -> None:
+def test_cli_pull_refuses_a_visibility_out_of_bounds(
+    cluster: Cluster, scenario: DeScenario
+) -> None:
     args = ["cases", "pull", "--node", cluster.address(DE)]
     args += ["--token", pull_token(cluster, DE, DE_BKA)]
     result = CliRunner().invoke(app, [*args, "--visibility", "2d"])

@@ -23,9 +23,7 @@ def sha(seed: str) -> str:
 def submit(
     runner: CliRunner, federation: Running, *args: str, member: str = "nl-eokm"
 ) -> dict[str, Any]:
-    result = runner.invoke(
-        app, ["submit", "--node", federation.address(member), "--json", *args]
-    )
+    result = runner.invoke(app, ["submit", "--node", federation.address(member), "--json", *args])
     assert result.exit_code == 0, result.stderr
     doc: dict[str, Any] = json.loads(result.stdout)
     return doc
