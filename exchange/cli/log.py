@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,7 +118,7 @@ def list_command(
     }
     streams = _streams(node, network, config, _tokens(token or []), filters)
     rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
-    _print_rows(rows, as_json=as_json, limit=limit)
+    _print_rows(rows, as_json=as_json, limit=limit, nodes=len(streams))
 
 
 def _streams(
@@ -294,43 +295,77 @@ def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
             after = nxt
 
 
-def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int) -> None:
-    table = Table("node", "#", "time", "kind", "report", "member", "country", "detail")
+def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int, nodes: int) -> None:
+    console = out()
     for shown, row in enumerate(rows):
         if shown >= limit:
             break
-        e = row.entry
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "node": row.node,
-                        "index": e.idx,
-                        "at": e.at.isoformat(),
-                        "kind": e.kind,
-                        "report_id": e.report_id,
-                        "member": e.member,
-                        "country": e.country,
-                        "detail": json.loads(e.detail),
-                        "entry_hash": e.entry_hash.hex(),
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            print(json.dumps(entry_document(row), ensure_ascii=False))
         else:
-            table.add_row(
-                row.node,
-                str(e.idx),
-                _time(e.at),
-                e.kind,
-                e.report_id or "",
-                e.member or "",
-                e.country or "",
-                e.detail[:80],
-            )
-    if not as_json:
-        out().print(table)
+            for line in entry_lines(row, with_node=nodes > 1):
+                console.print(line)
+
+
+def entry_document(row: _Row) -> dict[str, Any]:
+    e = row.entry
+    return {
+        "node": row.node,
+        "index": e.idx,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "report_id": e.report_id,
+        "member": e.member,
+        "country": e.country,
+        "detail": json.loads(e.detail),
+        "entry_hash": e.entry_hash.hex(),
+    }
+
+
+DETAIL_CHARS = 160  # of the entry's detail in the listing; --json has all of it
+
+
+def entry_lines(row: _Row, *, with_node: bool) -> list[str]:
+    """One entry in 80 columns: index, time, kind and the report id on the first line; who,
+    where and the detail as ``key=value`` words below, wrapped between words so an id in it
+    is never cut (the detail is shortened at ``DETAIL_CHARS``)."""
+    e = row.entry
+    first = f"{e.idx:>5}  {_time(e.at)}  {e.kind:<16} {e.report_id or ''}".rstrip()
+    who = [f"[{row.node}]"] if with_node else []
+    who += [e.member or "-", e.country or "--"]
+    detail = _detail_words(e.detail)
+    if len(detail) > DETAIL_CHARS:
+        detail = detail[: DETAIL_CHARS - 1].rsplit(" ", 1)[0] + " …"
+    return [
+        first,
+        *textwrap.wrap(
+            " ".join(who) + "  " + detail,
+            WIDTH,
+            initial_indent=" " * 7,
+            subsequent_indent=" " * 9,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ),
+    ]
+
+
+def _detail_words(detail: str) -> str:
+    try:
+        fields = json.loads(detail)
+    except ValueError:
+        return detail
+    if not isinstance(fields, dict):
+        return detail
+    return " ".join(
+        f"{key}={value}"
+        if isinstance(value, str) and value and " " not in value
+        else f"{key}={json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
+        for key, value in fields.items()
+    )
+
+
+WIDTH = 80
 
 
 def _time(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")
