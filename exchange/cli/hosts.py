@@ -3,8 +3,9 @@
 Reads the node's database (``open_local``, as every command does; safe beside a running
 node) and prints per hoster its name, then on the next line (80 columns whatever the name):
 notices sent, items notified, items removed with the median and 90th percentile time from the
-first notice to removal, and items still online with the longest time since their first notice. ``--json`` prints the same figures as one document
-(durations in seconds), the form the statistics work takes.
+first notice to removal, and items still online with the longest time since their first
+notice. ``--json`` prints the same figures as one document (durations in seconds), the form
+the statistics work takes.
 """
 
 from __future__ import annotations
