@@ -56,7 +56,7 @@ from exchange.domain import (
     parse_hash_text,
 )
 from exchange.errors import InvalidReport
-from exchange.wire.documents import message_document
+from exchange.wire.documents import enum_word, message_document
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 
@@ -163,17 +163,12 @@ def _read_text(name: str) -> str:
     return Path(name).read_text(encoding="utf-8")
 
 
-def _enum_name(prefix: str, name: str) -> str:
-    return name.removeprefix(prefix).lower()
-
-
 def _reason(response: ipb.SubmitReportResponse) -> str:
-    name = pb.DecisionReason.Name(response.decision.reason)
-    return _enum_name("DECISION_REASON_", name).replace("_", "-")
+    return enum_word(pb.DecisionReason.DESCRIPTOR, response.decision.reason)
 
 
 def _classification(value: pb.Classification.ValueType) -> str:
-    return _enum_name("CLASSIFICATION_", pb.Classification.Name(value))
+    return enum_word(pb.Classification.DESCRIPTOR, value)
 
 
 def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
