@@ -97,7 +97,7 @@ def pull_command(
         typer.Option(
             metavar="DURATION",
             help="How long unacknowledged cases stay hidden, e.g. 30s, 10m (1 s to 1 d; "
-            "default: the node's [partners] visibility_timeout_s, 300 s unless set).",
+            "default: the node's partners.visibility_timeout_s setting, 300 s unless set).",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Append here instead of stdout.")] = None,
