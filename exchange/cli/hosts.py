@@ -1,14 +1,16 @@
 """``ihx hosts``: the hoster scorecard — how fast each hoster removes what it is notified of.
 
 Reads the node's database (``open_local``, as every command does; safe beside a running
-node) and prints one line per hoster: notices sent, items notified, items removed with the
-median and 90th percentile time from the first notice to removal, and items still online with
-the longest time since their first notice. ``--json`` prints the same figures as one document
-(durations in seconds), the form the statistics work takes.
+node) and prints per hoster its name, then on the next line (80 columns whatever the name):
+notices sent, items notified, items removed with the median and 90th percentile time from the
+first notice to removal, and items still online with the longest time since their first
+notice. ``--json`` prints the same figures as one document (durations in seconds), the form
+the statistics work takes.
 """
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +28,7 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-HEADER = ["hoster", "notices", "items", "removed", "median", "p90", "online", "longest"]
+HEADER = ["notices", "items", "removed", "median", "p90", "online", "longest"]
 
 
 def register(app: typer.Typer) -> None:
@@ -45,13 +47,19 @@ def hosts_command(config: ConfigOption, as_json: JsonOption = False) -> None:
     if not scores:
         console.print("no notice has been sent to a hoster yet")
         return
-    for line in aligned([HEADER, *(_row(s) for s in scores)], indent=""):
+    # The hoster on a line of its own, its figures below under the header: an organisation's
+    # name would otherwise push the figures past 80 columns.
+    header, *rows = aligned([HEADER, *(_row(s) for s in scores)], indent="  ")
+    console.print("hoster")
+    console.print(header)
+    for score, line in zip(scores, rows, strict=True):
+        for part in textwrap.wrap(score.hoster.label, 80, break_long_words=False) or ["?"]:
+            console.print(part)
         console.print(line)
 
 
 def _row(s: HosterScore) -> list[str]:
     return [
-        s.hoster.label,
         str(s.notices),
         str(s.items),
         str(s.removed),
