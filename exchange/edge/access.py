@@ -18,12 +18,12 @@ import contextvars
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
 from auth.errors import AuthError, PermissionDenied, TokenInvalid
-from auth.tokens import Principal, Scope, TokenVerifier, require
+from auth.tokens import Principal, Scope, require
 from exchange.edge.admission import Admission, classify, held, refusal
 from exchange.errors import Overloaded
 from exchange.ops.metrics import Metrics
@@ -79,10 +79,17 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
+class Verifier(Protocol):
+    """A token verifier: ``TokenVerifier``, or the node's ``ManifestVerifier`` that follows the
+    manifest."""
+
+    def verify(self, token: str) -> Principal: ...
+
+
 class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
         self,
-        verifier: TokenVerifier,
+        verifier: Verifier,
         metrics: Metrics | None = None,
         admission: Admission | None = None,
     ) -> None:
