@@ -33,18 +33,31 @@ from auth.tokens import (
     load_jwks_issuers,
     node_issuer,
 )
-from common.clock import Clock
+from auth.tokens.remote import RemoteIssuer, RemoteOptions
+from common.clock import Clock, system_clock
 from exchange.errors import ConfigError
 from exchange.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def external_issuers(settings: Settings, own: TrustedIssuer) -> dict[str, TrustedIssuer]:
-    """The issuers of ``[auth] jwks`` (none without it); never the node's own or a network name."""
+def external_issuers(
+    settings: Settings, own: TrustedIssuer, clock: Clock = system_clock
+) -> dict[str, TrustedIssuer | RemoteIssuer]:
+    """The issuers of ``[auth] jwks`` (none without it); never the node's own or a network name.
+
+    An issuer there with ``jwks_uri`` or ``discovery`` fetches its keys (cached ``[auth]
+    jwks_cache_s``, refetched at most every ``jwks_refresh_min_s``, ``jwks_timeout_s`` each).
+    """
     if settings.jwks_path is None:
         return {}
-    external = load_jwks_issuers(settings.jwks_path)
+    auth = settings.auth
+    options = RemoteOptions(
+        ttl=timedelta(seconds=auth.jwks_cache_s),
+        min_refresh=timedelta(seconds=auth.jwks_refresh_min_s),
+        timeout=auth.jwks_timeout_s,
+    )
+    external = load_jwks_issuers(settings.jwks_path, clock=clock, options=options)
     if own.issuer in external:
         raise TrustConfigError(f"{settings.jwks_path}: issuer {own.issuer!r} is this node's own")
     for iss in external:
@@ -85,15 +98,16 @@ def token_policy(
     member: str,
     own: TrustedIssuer,
     manifest: Manifest,
-    external: Mapping[str, TrustedIssuer] | None = None,
+    external: Mapping[str, TrustedIssuer | RemoteIssuer] | None = None,
 ) -> TokenPolicy:
-    """What the node accepts now; ``external``: the ``[auth] jwks`` issuers if already loaded."""
+    """What the node accepts now; ``external``: the ``[auth] jwks`` issuers if already loaded
+    (a remote issuer keeps its fetched keys across manifests)."""
     if own.issuer.startswith(NETWORK_ISSUER_PREFIX):
         raise TrustConfigError(
             f"auth.issuer {own.issuer!r}: {NETWORK_ISSUER_PREFIX}… names are the manifest's "
             "network readers"
         )
-    issuers = {own.issuer: own}
+    issuers: dict[str, TrustedIssuer | RemoteIssuer] = {own.issuer: own}
     issuers.update(external_issuers(settings, own) if external is None else external)
     issuers.update(network_issuers(manifest))
     return TokenPolicy(
@@ -133,7 +147,7 @@ class ManifestVerifier:
         self._member = member
         self._own = own
         self._clock = clock
-        self._external = external_issuers(settings, own)
+        self._external = external_issuers(settings, own, clock)
         self._verifier = self._build(manifest)
 
     def _build(self, manifest: Manifest) -> TokenVerifier:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric.ec import (
     SECP256R1,
@@ -35,6 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from auth.errors import PermissionDenied, TrustConfigError
 from auth.keys import PublicKey
+
+if TYPE_CHECKING:
+    from auth.tokens.remote import RemoteIssuer
 
 __all__ = [
     "DEFAULT_LEEWAY",
@@ -204,18 +207,21 @@ def _narrowed_algorithms(
 
 @dataclass(frozen=True)
 class TokenPolicy:
-    """What this node accepts: tokens for ``audience`` from ``issuers`` (exact ``iss`` → issuer)."""
+    """What this node accepts: tokens for ``audience`` from ``issuers`` (exact ``iss`` → issuer:
+    keys held, or fetched by a ``RemoteIssuer``)."""
 
     audience: str
-    issuers: Mapping[str, TrustedIssuer]
+    issuers: Mapping[str, TrustedIssuer | RemoteIssuer]
     leeway: timedelta = DEFAULT_LEEWAY
     max_lifetime: timedelta = DEFAULT_MAX_LIFETIME
 
     def __post_init__(self) -> None:
         if not isinstance(self.audience, str) or not self.audience:
             raise TrustConfigError("audience: must be a non-empty string")
+        from auth.tokens.remote import RemoteIssuer  # it builds on this module
+
         for iss, trusted in self.issuers.items():
-            if not isinstance(trusted, TrustedIssuer) or trusted.issuer != iss:
+            if not isinstance(trusted, TrustedIssuer | RemoteIssuer) or trusted.issuer != iss:
                 raise TrustConfigError(
                     f"issuers[{iss!r}]: must be the TrustedIssuer for exactly that iss"
                 )

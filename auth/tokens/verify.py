@@ -56,6 +56,7 @@ from auth.tokens.policy import (
     VerificationKey,
     algorithms_for_key,
 )
+from auth.tokens.remote import RemoteIssuer
 from common.clock import Clock
 
 __all__ = ["DEFAULT_CACHE_SIZE", "MAX_TOKEN_LENGTH", "TokenRefusal", "TokenVerifier"]
@@ -119,9 +120,12 @@ class _IssuerTable:
     network: bool  # a network issuer: one-string aud, grant and key windows below
     grant: frozenset[Scope] | None
     windows: Mapping[str, KeyWindow]
+    remote: RemoteIssuer | None = None  # keys fetched: still held when a memoised token is used
 
 
-def _issuer_table(trusted: TrustedIssuer, audience: str) -> _IssuerTable:
+def _issuer_table(
+    trusted: TrustedIssuer, audience: str, remote: RemoteIssuer | None = None
+) -> _IssuerTable:
     pinned = frozenset(trusted.algorithms)
     keys: dict[str, tuple[VerificationKey, frozenset[str]]] = {}
     for kid, key in trusted.keys.items():
@@ -138,6 +142,7 @@ def _issuer_table(trusted: TrustedIssuer, audience: str) -> _IssuerTable:
         network=network,
         grant=trusted.grant,
         windows=trusted.key_windows,
+        remote=remote,
     )
 
 
@@ -162,11 +167,14 @@ class TokenVerifier:
     """Verifies partner tokens against a ``TokenPolicy``; ``verify`` returns a ``Principal``."""
 
     __slots__ = (
+        "_audience",
         "_authenticate",
         "_clock",
         "_issuers",
         "_leeway",
         "_max_lifetime",
+        "_remote",
+        "_remote_tables",
         "policy",
     )
 
@@ -181,9 +189,19 @@ class TokenVerifier:
         self._clock = clock
         self._leeway = policy.leeway.total_seconds()
         self._max_lifetime = policy.max_lifetime.total_seconds()
+        self._audience = policy.audience
         self._issuers = {
-            iss: _issuer_table(trusted, policy.audience) for iss, trusted in policy.issuers.items()
+            iss: _issuer_table(trusted, policy.audience)
+            for iss, trusted in policy.issuers.items()
+            if isinstance(trusted, TrustedIssuer)
         }
+        self._remote = {
+            iss: remote
+            for iss, remote in policy.issuers.items()
+            if isinstance(remote, RemoteIssuer)
+        }
+        # Each remote issuer's table, rebuilt when it holds a new key set.
+        self._remote_tables: dict[str, tuple[TrustedIssuer, _IssuerTable]] = {}
         # A partner sends the same token on every call until it expires. Whether a given token
         # string is authentic depends only on that string and this (immutable) policy, so the
         # authentication step is memoised; the clock-dependent and claim checks run on every call.
@@ -245,7 +263,12 @@ class TokenVerifier:
             raise _refuse(TokenRefusal.CLAIMS, "iss must be a string")
         issuer = self._issuers.get(iss)
         if issuer is None:
-            raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+            remote = self._remote.get(iss)
+            if remote is None:
+                raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+            issuer = self._remote_table(remote, remote.current())
+            if kid not in issuer.keys:  # rotated at the IdP? one fetch, within its limit
+                issuer = self._remote_table(remote, remote.on_unknown_kid())
         if alg not in issuer.algorithms:
             raise _refuse(TokenRefusal.ALG, "algorithm not allowed for this issuer")
         entry = issuer.keys.get(kid)
@@ -256,12 +279,24 @@ class TokenVerifier:
             raise _refuse(TokenRefusal.ALG, "algorithm does not match the key")
         return issuer, key
 
+    def _remote_table(self, remote: RemoteIssuer, trusted: TrustedIssuer) -> _IssuerTable:
+        held = self._remote_tables.get(remote.issuer)
+        if held is not None and held[0] is trusted:
+            return held[1]
+        table = _issuer_table(trusted, self._audience, remote)
+        self._remote_tables[remote.issuer] = (trusted, table)
+        return table
+
     def _check_claims(self, claims: Mapping[str, Any], issuer: _IssuerTable, kid: str) -> Principal:
         exp = self._check_times(claims)
         if not _audience_ok(claims.get("aud"), issuer.audience, strict=issuer.network):
             raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
         if claims.get("iss") != issuer.issuer:
             raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+        if issuer.remote is not None:
+            held = issuer.remote.peek()
+            if held is None or kid not in held.keys:
+                raise _refuse(TokenRefusal.KID, "kid is no longer a key of this issuer")
         window = issuer.windows.get(kid)
         if window is not None and (problem := window.problem(self._clock())) is not None:
             raise _refuse(TokenRefusal.KEY_NOT_VALID, problem)

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from auth.errors import AuthError, PermissionDenied, TokenInvalid
+from auth.errors import AuthError, IssuerUnavailable, PermissionDenied, TokenInvalid
 from auth.tokens import Principal, Scope, require
 from exchange.edge.admission import Admission, classify, held, refusal
 from exchange.errors import Overloaded
@@ -120,11 +120,7 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             self.failures[error.code] += 1
             if self._metrics is not None:
                 self._metrics.token_failures.labels(error.code).inc()
-            status = (
-                grpc.StatusCode.UNAUTHENTICATED
-                if isinstance(error, TokenInvalid)
-                else grpc.StatusCode.PERMISSION_DENIED
-            )
+            status = _status_of(error)
             log.info("access refused for %s: %s", method, error.code)
             return _refusal(handler, status, f"{error.code}: {error}")
         admission = self._admission
@@ -137,6 +133,14 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 return refusal(handler, error)
             handler = held(handler, lambda _peer, _cancel: admission.acquire_subject(subject, kind))
         return _with_principal(handler, principal)
+
+
+def _status_of(error: AuthError) -> grpc.StatusCode:
+    if isinstance(error, TokenInvalid):
+        return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(error, IssuerUnavailable):  # its IdP is down: not the caller's fault
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.PERMISSION_DENIED
 
 
 def _refusal(handler: Handler, status: grpc.StatusCode, message: str) -> Handler:
