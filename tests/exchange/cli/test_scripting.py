@@ -206,6 +206,7 @@ NO_JSON = {
     "network add-member",
     "network update-member",
     "network set-orphan",
+    "network set-reader",
     "network rotate-key",
     "network revoke-key",
     "network sign",
