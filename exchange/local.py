@@ -24,6 +24,7 @@ from auth.tokens import (
 )
 from common.clock import Clock, system_clock
 from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.pdq.matcher import PdqMatcher, index_file
 from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
@@ -80,6 +81,16 @@ class LocalNode:
         """
         own = own_issuer(self.manifests.current(), self.member, self.settings.token_issuer)
         return TokenVerifier(token_policy(self.settings, self.member, own), self.clock)
+
+    def pdq_matcher(self) -> PdqMatcher:
+        """The near-duplicate matcher of ``[pdq]`` over this node's sightings (not yet opened)."""
+        pdq = self.settings.pdq
+        return PdqMatcher(
+            self.engine,
+            max_distance=pdq.max_distance,
+            min_quality=pdq.min_quality,
+            path=index_file(self.settings.database_url, pdq.index_path),
+        )
 
     def close(self) -> None:
         if "engine" in self.__dict__:  # opened: cached_property keeps it in the instance
