@@ -83,7 +83,11 @@ def submit_command(
     url: Annotated[str | None, typer.Option("--url", help="The reported URL.")] = None,
     hashes: Annotated[
         list[str] | None,
-        typer.Option("--hash", metavar="ALGO:HEX", help="Content hash of the item (repeatable)."),
+        typer.Option(
+            "--hash",
+            metavar="ALGO:HEX",
+            help="Content hash of the item (repeatable); pdq:HEX:QUALITY gives its quality.",
+        ),
     ] = None,
     classification: Annotated[
         Classification | None, typer.Option("--classification", help="The assessment.")

@@ -10,10 +10,13 @@ import pytest
 from sqlalchemy import Engine
 
 from exchange import cases
-from exchange.domain import ContentHash, HashAlgorithm, KnownContent
+from exchange.domain import ContentHash, HashAlgorithm, KnownContent, parse_hash, parse_hash_text
+from exchange.errors import InvalidReport
 from exchange.pdq.matcher import PdqMatcher
 from exchange.store import hash_index
 from exchange.store.writer import Writer
+from exchange.wire.codec import hash_from_proto, hash_to_proto
+from ihx.v1 import report_pb2 as pb
 from tests.exchange.factories import make_announcement
 
 BASE = "5a" * 32
@@ -118,3 +121,21 @@ def test_persisted_across_restart_and_caught_up(
 
 def _fields(k: KnownContent) -> dict[str, object]:
     return {f: getattr(k, f) for f in KnownContent.__dataclass_fields__}
+
+
+def test_quality_is_validated_and_travels_on_the_wire() -> None:
+    assert parse_hash_text(f"pdq:{BASE}:77").quality == 77
+    assert parse_hash_text(f"pdq:{BASE}") == pdq(quality=5)  # quality is no part of identity
+    for bad, code in [
+        (lambda: parse_hash("sha256", "a" * 64, quality=50), "hash-quality-not-pdq"),
+        (lambda: parse_hash("pdq", BASE, quality=101), "hash-quality-range"),
+        (lambda: parse_hash_text(f"pdq:{BASE}:x"), "hash-quality-range"),
+    ]:
+        with pytest.raises(InvalidReport) as refused:
+            bad()
+        assert refused.value.code == code
+    msg = hash_to_proto(pdq(quality=0))
+    assert msg.HasField("quality")  # 0 is a quality, not "unknown"
+    assert hash_from_proto(pb.ContentHash.FromString(msg.SerializeToString()), "h").quality == 0
+    old = pb.ContentHash(algorithm=pb.HASH_ALGORITHM_PDQ, hex=BASE)  # an older sender's
+    assert hash_from_proto(old, "h").quality is None
