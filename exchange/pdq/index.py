@@ -18,7 +18,8 @@ Fleet, *Fast exact search in Hamming space with multi-index hashing*, 2014) laid
   the run of sub-code v (2^23 + 1 ``uint32`` offsets, one ``uint32`` id per code): about
   113 bytes a hash with the code itself, 1.1 GiB at 10 M;
 - new codes go to a small delta searched by brute force and are merged into the tables when
-  it holds ``DELTA_CAP`` codes (``np.insert`` per table: a linear copy, no re-sort);
+  it holds ``DELTA_CAP`` codes (``np.insert`` per table: a linear copy, no re-sort), one table
+  at a time so memory peaks one table (74 MB at 10 M) above the index, not at twice it;
 - a withdrawn code is only marked dead (a ``live`` mask): results skip it, and the index is
   rebuilt from the live codes once more than an eighth of it is dead;
 - readers never lock: every change publishes a new ``_State`` (the code and mask buffers are
@@ -275,7 +276,9 @@ class PdqIndex:
             fresh = np.ones(len(codes), dtype=np.bool_)
             fresh[held.query] = False
             new = _unique_rows(codes[fresh])
-            self._append(new)
+            del state, held  # no old state held here while the tables are merged
+            if self._append(new):
+                self._merge()
             return len(revived) + len(new)
 
     def remove(self, codes: Codes) -> int:
@@ -290,7 +293,8 @@ class PdqIndex:
                 self._compact()
             return len(ids)
 
-    def _append(self, new: Codes) -> None:
+    def _append(self, new: Codes) -> bool:
+        """Append to the delta; whether it is full (to be merged)."""
         state = self._state
         n = state.n + len(new)
         codes, live = state.codes, state.live
@@ -302,21 +306,28 @@ class PdqIndex:
         codes[state.n : n] = new
         live[state.n : n] = True
         self._state = _State(codes, live, n, state.main_n, state.layout, state.tables)
-        if n - state.main_n >= DELTA_CAP:
-            self._merge()
+        return n - state.main_n >= DELTA_CAP
 
     def _merge(self) -> None:
-        state = self._state
-        layout = layout_for(state.n)
-        if layout != state.layout:  # grown past LARGE_FROM: the longer sub-codes, built once
-            self._publish(state.codes, state.live, state.n)
-            return
-        delta = state.codes[state.main_n : state.n]
-        tables = tuple(
-            merge_table(table, delta, state.main_n, layout, t)
-            for t, table in enumerate(state.tables)
+        """The delta into the tables, one table at a time: each merged table is published at
+        once (the delta still searched by brute force until all are; a code found both ways is
+        one match), so the old table can go and memory peaks at one table more, not double."""
+        codes, live, n, main_n = (
+            self._state.codes,
+            self._state.live,
+            self._state.n,
+            self._state.main_n,
         )
-        self._state = _State(state.codes, state.live, state.n, state.n, layout, tables)
+        layout = layout_for(n)
+        if layout != self._state.layout:  # grown past LARGE_FROM: the longer sub-codes
+            self._publish(codes, live, n)
+            return
+        tables = list(self._state.tables)
+        delta = codes[main_n:n]
+        for t in range(len(tables)):
+            tables[t] = merge_table(tables[t], delta, main_n, layout, t)
+            self._state = _State(codes, live, n, main_n, layout, tuple(tables))
+        self._state = _State(codes, live, n, n, layout, tuple(tables))
 
     def _compact(self) -> None:
         state = self._state

@@ -6,7 +6,10 @@ change feed (``pdq_changes``, appended by ``store/hash_index`` in the transactio
 sighting written or retracted): before each match, and on ``refresh``, the changes after its
 cursor are read and each changed hash is re-decided from the table — added if it still has a
 sighting of enough quality, withdrawn if not. So no writer has to call it, every node answers
-from what it has committed, and a retraction takes the hash out.
+from what it has committed, and a retraction takes the hash out. Change numbers are taken in
+commit order: every sighting is written by the single writer, whose transactions hold the write
+lock (BEGIN IMMEDIATE; a PostgreSQL log shared by replicas: its advisory lock), so no change
+can commit behind the cursor.
 
 At start the index is loaded from its file when the file's cursor and quality threshold hold
 (then the changes since are applied), else rebuilt from the sightings (about 1 s per 200,000
