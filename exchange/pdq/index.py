@@ -37,7 +37,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from exchange.pdq.codes import WORDS, Codes, empty
+from exchange.pdq.codes import WORDS, Codes, distances, empty
 
 MAX_DISTANCE = 40  # probes grow combinatorially past it (~19,000 at 40); no use for PDQ beyond
 DELTA_CAP = 4096  # brute force over the delta costs ~4 µs a query per 1,000 codes
@@ -194,12 +194,12 @@ def _search_chunk(
             parts.append(_table_candidates(state.tables[t], qsub, flip_masks(layout.bits, radius)))
     query = np.concatenate([p[0] for p in parts])
     ids = np.concatenate([p[1] for p in parts])
-    dist = np.bitwise_count(state.codes[ids] ^ queries[query]).sum(axis=1, dtype=np.int32)
+    dist = distances(state.codes[ids], queries[query])
     keep = (dist <= max_distance) & state.live[ids]
-    query, ids, dist = query[keep], ids[keep], dist[keep]
+    query, ids, near = query[keep], ids[keep], dist[keep].astype(np.int32)
     # a code found through several sub-codes is one match
     _, first = np.unique(query * max(state.n, 1) + ids, return_index=True)
-    return query[first], ids[first], dist[first]
+    return query[first], ids[first], near[first]
 
 
 class PdqIndex:

@@ -4,6 +4,8 @@ restart through its file — or rebuilds when the file does not hold."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,7 +86,7 @@ def test_follows_announcements_and_retractions(engine: Engine, writer: Writer) -
     # the hash itself is exact known content, not near-known content
     assert m.match([pdq(5)])[0][0] == ()
     assert [n.distance for n in m.match([pdq(5)], include_exact=True)[0][0]] == [0]
-    announce(writer, KnownContent(**{**_fields(sighting), "retracted": True}))
+    announce(writer, replace(sighting, retracted=True))
     assert m.match([pdq()])[0][0] == ()
     assert len(m) == 0
 
@@ -94,7 +96,7 @@ def test_a_hash_stays_while_another_member_still_sights_it(engine: Engine, write
     b = make_announcement(pdq(3), member="de-eco")
     announce(writer, a, b)
     m = matcher(engine)
-    announce(writer, KnownContent(**{**_fields(a), "retracted": True}))
+    announce(writer, replace(a, retracted=True))
     ((found, _),) = m.match([pdq()])
     assert [n.sighting.member for n in found] == ["de-eco"]
 
@@ -119,18 +121,15 @@ def test_persisted_across_restart_and_caught_up(
     assert matcher(engine, path).open().startswith("rebuilt")
 
 
-def _fields(k: KnownContent) -> dict[str, object]:
-    return {f: getattr(k, f) for f in KnownContent.__dataclass_fields__}
-
-
 def test_quality_is_validated_and_travels_on_the_wire() -> None:
     assert parse_hash_text(f"pdq:{BASE}:77").quality == 77
     assert parse_hash_text(f"pdq:{BASE}") == pdq(quality=5)  # quality is no part of identity
-    for bad, code in [
+    refusals: list[tuple[Callable[[], object], str]] = [
         (lambda: parse_hash("sha256", "a" * 64, quality=50), "hash-quality-not-pdq"),
         (lambda: parse_hash("pdq", BASE, quality=101), "hash-quality-range"),
         (lambda: parse_hash_text(f"pdq:{BASE}:x"), "hash-quality-range"),
-    ]:
+    ]
+    for bad, code in refusals:
         with pytest.raises(InvalidReport) as refused:
             bad()
         assert refused.value.code == code
