@@ -14,7 +14,7 @@ import enum
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -130,17 +130,27 @@ class LogKind(enum.StrEnum):
     VIEWED = "viewed"  # a person read a case page in `ihx web` (audited like a pull)
 
 
+MAX_QUALITY = 100
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ContentHash:
+    """An algorithm-tagged hash. ``quality`` (PDQ only, 0-100, ``None`` = not given) travels
+    with it but is no part of its identity: equal hex, equal hash (ids, dedup, exact match)."""
+
     algorithm: HashAlgorithm
     hex: str
+    quality: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
 
-def parse_hash(algorithm: str, value: str, *, where: str = "hash") -> ContentHash:
-    """Validate an algorithm-tagged hash; hex is lower-cased, its length fixed by the algorithm."""
+def parse_hash(
+    algorithm: str, value: str, *, where: str = "hash", quality: int | None = None
+) -> ContentHash:
+    """Validate an algorithm-tagged hash; hex is lower-cased, its length fixed by the algorithm;
+    a quality only on a PDQ hash, 0 to 100."""
     try:
         algo = HashAlgorithm(algorithm.strip().lower())
     except ValueError:
@@ -157,17 +167,36 @@ def parse_hash(algorithm: str, value: str, *, where: str = "hash") -> ContentHas
         )
     if not _HEX_DIGITS.issuperset(hex_):
         raise InvalidReport(f"{where}: {algo} hash is not hexadecimal", code="hash-not-hex")
-    return ContentHash(algo, hex_)
+    if quality is not None:
+        if algo is not HashAlgorithm.PDQ:
+            raise InvalidReport(
+                f"{where}: only a pdq hash has a quality", code="hash-quality-not-pdq"
+            )
+        if not 0 <= quality <= MAX_QUALITY:
+            raise InvalidReport(
+                f"{where}: pdq quality is 0 to {MAX_QUALITY}, got {quality}",
+                code="hash-quality-range",
+            )
+    return ContentHash(algo, hex_, quality)
 
 
 def parse_hash_text(text: str, *, where: str = "hash") -> ContentHash:
-    """Parse ``algorithm:hex`` as used by the CLI and import files."""
+    """Parse ``algorithm:hex`` as used by the CLI and import files; ``pdq:hex:quality`` gives a
+    PDQ hash its quality."""
     algo, sep, value = text.partition(":")
     if not sep:
         raise InvalidReport(
             f"{where}: expected 'algorithm:hex' such as 'sha256:…'", code="hash-format"
         )
-    return parse_hash(algo, value, where=where)
+    value, sep, quality = value.partition(":")
+    if not sep:
+        return parse_hash(algo, value, where=where)
+    if not quality.isascii() or not quality.isdigit() or len(quality) > 3:
+        raise InvalidReport(
+            f"{where}: the quality after the hash is a number 0 to {MAX_QUALITY}",
+            code="hash-quality-range",
+        )
+    return parse_hash(algo, value, where=where, quality=int(quality))
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,11 +384,24 @@ class KnownContent:
 
 
 @dataclass(frozen=True, slots=True)
+class NearSighting:
+    """Near-known content: a sighted PDQ hash within the threshold of an item's PDQ hash (not
+    equal to it — that is known content), with the first sighting of that hash."""
+
+    hex: str
+    distance: int
+    sighting: Sighting
+
+
+@dataclass(frozen=True, slots=True)
 class ItemStatus:
-    """Intake's answer per item: known content (with the first sighting) or new."""
+    """Intake's answer per item: known content (with the first sighting) or new; its PDQ hash's
+    near-known content, nearest first, or why it was not matched (``pdq_not_matched``)."""
 
     index: int
     known: Sighting | None
+    near: tuple[NearSighting, ...] = ()
+    pdq_not_matched: str = ""
 
 
 @dataclass(frozen=True, slots=True)

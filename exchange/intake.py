@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from auth.manifest import Manifest
 from common.clock import Clock
 from exchange import cases
 from exchange.domain import (
+    HashAlgorithm,
     ItemStatus,
     LogKind,
     Report,
@@ -37,10 +38,16 @@ from exchange.domain import (
 from exchange.errors import ExchangeError, InvalidReport
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
+from exchange.pdq.matcher import PdqMatcher
 from exchange.store import hash_index, outbox, reports
 from exchange.store.reports import Incoming, Marks, StoredReport
 from exchange.store.writer import Coalescer, Tx, Writer
-from exchange.wire.codec import decision_from_proto, parse_report, report_to_proto
+from exchange.wire.codec import (
+    decision_from_proto,
+    parse_report,
+    report_from_proto,
+    report_to_proto,
+)
 from exchange.wire.envelope import Limits
 from routing.canonical import canonicalize
 from routing.decision import Decider, Decision
@@ -87,6 +94,7 @@ class Intake:
         wake: Callable[[set[str]], None],
         on_cases: CasesHook | None = None,
         metrics: Metrics | None = None,
+        pdq: PdqMatcher | None = None,
     ) -> None:
         self._self = self_member
         self._tracer = tracer
@@ -96,6 +104,7 @@ class Intake:
         self._wake = wake
         self._on_cases = on_cases
         self._metrics = metrics
+        self._pdq = pdq
         self._decider = Decider(self_member)
         self._coalescer: Coalescer[Prepared, IntakeResult] = Coalescer(self._commit)
 
@@ -132,7 +141,30 @@ class Intake:
         return self._writer.submit_item(self._coalescer, prepared)
 
     def submit(self, submission: Submission) -> IntakeResult:
-        return self.submit_prepared(self.prepare(submission)).result()
+        return self.with_near([self.submit_prepared(self.prepare(submission)).result()])[0]
+
+    def with_near(self, results: Sequence[IntakeResult]) -> list[IntakeResult]:
+        """The results with each item's near-known content (PDQ), matched in one call for the
+        whole batch after COMMIT — outside the writer, which never waits for a search."""
+        if self._pdq is None:
+            return list(results)
+        items = [report_from_proto(parse_report(r.wire)).items for r in results]
+        pdq = [
+            next((h for h in item.hashes if h.algorithm is HashAlgorithm.PDQ), None)
+            for its in items
+            for item in its
+        ]
+        answers = iter(self._pdq.match(pdq))
+        out = []
+        for result, its in zip(results, items, strict=True):
+            statuses = tuple(
+                replace(status, near=near, pdq_not_matched=why)
+                for status, (near, why) in zip(
+                    result.items, (next(answers) for _ in its), strict=True
+                )
+            )
+            out.append(replace(result, items=statuses))
+        return out
 
     # -- in the writer ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from auth.tokens import Scope, TokenIssuer, TokenVerifier
 from common.clock import Clock, system_clock
 from exchange.errors import ConfigError
 from exchange.manifest_store import ManifestStore, trust_anchors
+from exchange.pdq.matcher import PdqMatcher, index_file
 from exchange.settings import Settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import require_head
@@ -100,6 +101,16 @@ class LocalNode:
         manifest = self.manifests.current()
         own = own_issuer(manifest, self.member, self.settings.token_issuer)
         return TokenVerifier(token_policy(self.settings, self.member, own, manifest), self.clock)
+
+    def pdq_matcher(self) -> PdqMatcher:
+        """The near-duplicate matcher of ``[pdq]`` over this node's sightings (not yet opened)."""
+        pdq = self.settings.pdq
+        return PdqMatcher(
+            self.engine,
+            max_distance=pdq.max_distance,
+            min_quality=pdq.min_quality,
+            path=index_file(self.settings.database_url, pdq.index_path),
+        )
 
     def close(self) -> None:
         if "engine" in self.__dict__:  # opened: cached_property keeps it in the instance

@@ -204,6 +204,8 @@ class Node:
         self._build_takedown()
         self._build_stats()
         self.notifier = self._build_notices(notice_tls)
+        self.pdq = local.pdq_matcher()
+        log.info("PDQ index %s", self.pdq.open())
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -415,6 +417,7 @@ class Node:
             wake=self.wake,
             on_cases=self._on_cases,
             metrics=self.metrics,
+            pdq=self.pdq,
         )
         self.receiver = Receiver(
             self_member=self.member,
@@ -656,11 +659,19 @@ class Node:
         if self.notifier is not None:
             self.notifier.stop()  # before the writer: a pass records through it
         self.writer.stop()
+        self._save_pdq()
         if self._health_server is not None:
             self._health_server.stop(0)
         self.metrics.stop()
         self.geoip.close()
         self.engine.dispose()
+
+    def _save_pdq(self) -> None:
+        """The PDQ index to its file, so the next start loads it (a failure costs a rebuild)."""
+        try:
+            self.pdq.save()
+        except OSError:
+            log.exception("PDQ index not saved; the next start rebuilds it from the sightings")
 
     @property
     def address(self) -> str:

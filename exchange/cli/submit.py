@@ -93,7 +93,11 @@ def submit_command(
     url: Annotated[str | None, typer.Option("--url", help="The reported URL.")] = None,
     hashes: Annotated[
         list[str] | None,
-        typer.Option("--hash", metavar="ALGO:HEX", help="Content hash of the item (repeatable)."),
+        typer.Option(
+            "--hash",
+            metavar="ALGO:HEX",
+            help="Content hash of the item (repeatable); pdq:HEX:QUALITY gives its quality.",
+        ),
     ] = None,
     classification: Annotated[
         Classification | None, typer.Option("--classification", help="The assessment.")
@@ -195,6 +199,18 @@ def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
                 "first_classification": (
                     _classification(i.first_classification) if i.known_content else None
                 ),
+                "near_known_content": [
+                    {
+                        "hex": n.hex,
+                        "distance": n.distance,
+                        "member": n.member,
+                        "case_id": n.case_id,
+                        "classification": _classification(n.classification),
+                        "first_seen": n.first_seen.ToDatetime().isoformat() + "Z",
+                    }
+                    for n in i.near
+                ],
+                "pdq_not_matched": i.pdq_not_matched or None,
             }
             for i in response.items
         ],
@@ -218,6 +234,13 @@ def render_response(response: ipb.SubmitReportResponse, console: Console) -> Non
             )
         else:
             console.print(f"item {i.index}      new content")
+        for n in i.near:
+            console.print(
+                f"            near-known content: a PDQ hash {n.distance} bits away, first seen "
+                f"by {n.member} in case {n.case_id} ({_classification(n.classification)})"
+            )
+        if i.pdq_not_matched and i.pdq_not_matched != "no pdq hash":
+            console.print(f"            {i.pdq_not_matched}")
 
 
 # -- import ------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class IntakeServicer(igrpc.IntakeServicer):
         while (entries := pending.get()) is not None:
             if isinstance(entries, Exception):
                 abort(context, entries)
-            yield _response(entries, context)
+            yield _response(self._intake, entries, context)
 
     def _start(
         self, request: ipb.SubmitReportRequest
@@ -70,26 +70,33 @@ class IntakeServicer(igrpc.IntakeServicer):
         return request.client_ref, self._intake.submit_prepared(prepared)
 
 
-def _response(entries: _Outcomes, context: grpc.ServicerContext) -> ipb.SubmitReportsResponse:
-    """One chunk's answers, in request order, once its group commit is done."""
-    response = ipb.SubmitReportsResponse()
+def _response(
+    intake: Intake, entries: _Outcomes, context: grpc.ServicerContext
+) -> ipb.SubmitReportsResponse:
+    """One chunk's answers, in request order, once its group commit is done; the chunk's PDQ
+    hashes matched in one call."""
+    answers: list[IntakeResult | tuple[str, Exception]] = []
     for client_ref, outcome in entries:
         if isinstance(outcome, Exception):
-            response.results.add(
-                client_ref=client_ref, error_code=error_code(outcome), error=error_message(outcome)
-            )
+            answers.append((client_ref, outcome))
             continue
         try:
-            result = outcome.result()
+            answers.append(outcome.result())
         except InvalidReport as error:  # this report refused by what is stored (anonymised)
-            response.results.add(
-                client_ref=client_ref, error_code=error_code(error), error=error_message(error)
-            )
-            continue
+            answers.append((client_ref, error))
         except Exception as error:
             # Storage refused: nothing acknowledged; end the stream so the client retries.
             abort(context, error)
-        response.results.append(result_to_proto(result, with_trace=False))
+    matched = iter(intake.with_near([a for a in answers if isinstance(a, IntakeResult)]))
+    response = ipb.SubmitReportsResponse()
+    for answer in answers:
+        if isinstance(answer, IntakeResult):
+            response.results.append(result_to_proto(next(matched), with_trace=False))
+        else:
+            ref, refused = answer
+            response.results.add(
+                client_ref=ref, error_code=error_code(refused), error=error_message(refused)
+            )
     return response
 
 

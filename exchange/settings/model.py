@@ -32,6 +32,7 @@ from exchange.settings.sections import (
     NoticesSection,
     PartnerRuleSetting,
     PartnersSection,
+    PdqSection,
     ResolverSection,
     StatsSection,
     TakedownSection,
@@ -59,6 +60,7 @@ class Settings(BaseModel):
     lifecycle: LifecycleSection = LifecycleSection()
     takedown: TakedownSection = TakedownSection()
     stats: StatsSection = StatsSection()
+    pdq: PdqSection = PdqSection()
     notices: NoticesSection = NoticesSection()
     tls: TlsSection = TlsSection()
     metrics: MetricsSection = MetricsSection()

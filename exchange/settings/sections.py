@@ -50,6 +50,7 @@ __all__ = [
     "NoticesSection",
     "PartnerRuleSetting",
     "PartnersSection",
+    "PdqSection",
     "ResolverSection",
     "StatsSection",
     "TakedownSection",
@@ -217,6 +218,19 @@ class StatsSection(_Section):
     # read again, for a writer whose transaction committed late (reading one twice adds nothing).
     fold_interval_s: float = between(60.0, 0.05, 86400)
     lookback_s: float = between(30.0, 0.0, 3600)
+
+
+class PdqSection(_Section):
+    """Near-duplicate matching of PDQ hashes (exchange/pdq/, docs/pdq.md)."""
+
+    # Hamming distance of a match, inclusive (Meta's recommendation for PDQ: 31). The index is
+    # exact up to 40; past it the probes grow combinatorially.
+    max_distance: int = between(31, 0, 40)
+    # Hashes of lower quality are stored and matched exactly, never as near duplicates.
+    min_quality: int = between(50, 0, 100)
+    # The index file, so a restart loads it; "" = beside a SQLite database (pdq-index.npz),
+    # none for another database (the index is then rebuilt from the sightings at start).
+    index_path: OptionalPath = None
 
 
 class TakedownSection(_Section):

@@ -5,7 +5,8 @@ earliest of the members' sightings, ties to the lower member id — so every nod
 whatever order announcements arrived in. This node's own first sightings are inserted keeping the
 earlier time; a member's announcement updates only that member's row, or removes it (retraction).
 The ``announcements`` rows this node queues for its peers are inserted here; the sender drains
-them (exchange/store/outbox.py).
+them (exchange/store/outbox.py). Every write of a PDQ sighting also appends to ``pdq_changes``
+in the same transaction, the feed the node's PDQ index follows (exchange/pdq/matcher.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, select
+from sqlalchemy import Connection, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
@@ -23,22 +24,28 @@ from exchange.store.sql import chunks, upsert_earliest
 
 HASH_INDEX = schema.hash_index
 ANNOUNCEMENTS = schema.announcements
+PDQ_CHANGES = schema.pdq_changes
+PDQ = HashAlgorithm.PDQ.value
 
 SIGHTING_KEY = ("algorithm", "hex", "member")
 
 
 def known_content(
-    conn: Connection, hashes: Iterable[ContentHash]
+    conn: Connection, hashes: Iterable[ContentHash], *, min_quality: int | None = None
 ) -> dict[ContentHash, KnownContent]:
     """First sightings in the network for the given hashes: per hash, the earliest of the
-    members' own sightings (ties to the lower member id, the same answer on every node)."""
+    members' own sightings (ties to the lower member id, the same answer on every node);
+    with ``min_quality``, of the sightings of at least that quality only."""
     wanted = set(hashes)
     found: dict[ContentHash, KnownContent] = {}
     hexes = sorted({h.hex for h in wanted})
     for part in chunks(hexes):
-        rows = conn.execute(select(HASH_INDEX).where(HASH_INDEX.c.hex.in_(part)))
+        stmt = select(HASH_INDEX).where(HASH_INDEX.c.hex.in_(part))
+        if min_quality is not None:
+            stmt = stmt.where(HASH_INDEX.c.quality >= min_quality)
+        rows = conn.execute(stmt)
         for r in rows:
-            h = ContentHash(HashAlgorithm(r.algorithm), r.hex)
+            h = ContentHash(HashAlgorithm(r.algorithm), r.hex, r.quality)
             if h not in wanted:
                 continue
             held = found.get(h)
@@ -64,7 +71,18 @@ def _row(k: KnownContent) -> dict[str, Any]:
         "report_id": k.report_id,
         "classification": k.classification.value,
         "first_seen": k.first_seen,
+        "quality": k.hash.quality,
     }
+
+
+def _log_pdq(conn: Connection, sightings: Sequence[KnownContent], *, retracted: bool) -> None:
+    rows = [
+        {"hex": k.hash.hex, "retracted": retracted}
+        for k in sightings
+        if k.hash.algorithm is HashAlgorithm.PDQ
+    ]
+    if rows:
+        conn.execute(PDQ_CHANGES.insert(), rows)
 
 
 def add_first_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> None:
@@ -72,6 +90,7 @@ def add_first_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> 
     upsert_earliest(
         conn, HASH_INDEX, [_row(k) for k in sightings], key=SIGHTING_KEY, time="first_seen"
     )
+    _log_pdq(conn, sightings, retracted=False)
 
 
 def upsert_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> None:
@@ -88,6 +107,7 @@ def upsert_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> Non
             "case_id": new.case_id,
             "report_id": new.report_id,
             "classification": new.classification,
+            "quality": new.quality,
             "first_seen": case(
                 (new.first_seen < HASH_INDEX.c.first_seen, new.first_seen),
                 else_=HASH_INDEX.c.first_seen,
@@ -95,6 +115,7 @@ def upsert_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> Non
         },
     )
     conn.execute(stmt, [_row(k) for k in sightings])
+    _log_pdq(conn, sightings, retracted=False)
 
 
 def retract(conn: Connection, k: KnownContent) -> None:
@@ -106,6 +127,7 @@ def retract(conn: Connection, k: KnownContent) -> None:
             HASH_INDEX.c.member == k.member,
         )
     )
+    _log_pdq(conn, [k], retracted=True)
 
 
 def queue_announcements(conn: Connection, payloads: Sequence[bytes], now: datetime) -> None:
@@ -127,7 +149,7 @@ def own_sightings_of(
         )
         out.extend(
             KnownContent(
-                ContentHash(HashAlgorithm(r.algorithm), r.hex),
+                ContentHash(HashAlgorithm(r.algorithm), r.hex, r.quality),
                 r.member,
                 r.case_id,
                 Classification(r.classification),
@@ -137,3 +159,45 @@ def own_sightings_of(
             for r in rows
         )
     return out
+
+
+# -- the PDQ index's reads ---------------------------------------------------------------------
+
+
+def pdq_cursor(conn: Connection) -> int:
+    """The last PDQ change's number (0: none yet)."""
+    return int(conn.execute(select(func.coalesce(func.max(PDQ_CHANGES.c.seq), 0))).scalar_one())
+
+
+def pdq_changes_after(conn: Connection, cursor: int, limit: int) -> list[tuple[int, str]]:
+    """(number, hex) of the PDQ changes after ``cursor``, in order, at most ``limit``."""
+    rows = conn.execute(
+        select(PDQ_CHANGES.c.seq, PDQ_CHANGES.c.hex)
+        .where(PDQ_CHANGES.c.seq > cursor)
+        .order_by(PDQ_CHANGES.c.seq)
+        .limit(limit)
+    )
+    return [(r.seq, r.hex) for r in rows]
+
+
+def pdq_matchable(
+    conn: Connection, min_quality: int, hexes: Sequence[str] | None = None
+) -> set[str]:
+    """PDQ hashes with at least one sighting of quality >= ``min_quality`` (of ``hexes``, or
+    all of them: the index rebuilt from the sightings)."""
+    where = [HASH_INDEX.c.algorithm == PDQ, HASH_INDEX.c.quality >= min_quality]
+    if hexes is None:
+        return set(conn.execute(select(HASH_INDEX.c.hex).where(*where).distinct()).scalars())
+    found: set[str] = set()
+    for part in chunks(sorted(set(hexes))):
+        stmt = select(HASH_INDEX.c.hex).where(*where, HASH_INDEX.c.hex.in_(part)).distinct()
+        found.update(conn.execute(stmt).scalars())
+    return found
+
+
+def pdq_first_sightings(
+    conn: Connection, hexes: Sequence[str], min_quality: int
+) -> dict[str, KnownContent]:
+    """Per PDQ hash, the first sighting in the network among those of enough quality."""
+    wanted = (ContentHash(HashAlgorithm.PDQ, h) for h in hexes)
+    return {h.hex: k for h, k in known_content(conn, wanted, min_quality=min_quality).items()}

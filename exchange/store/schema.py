@@ -185,6 +185,16 @@ class HashIndexRow(Base):
     report_id: Mapped[str] = mapped_column(ReportId)
     classification: Mapped[str] = mapped_column(String(16))
     first_seen: Mapped[datetime] = mapped_column(UtcMicros)
+    quality: Mapped[int | None] = mapped_column(Integer)  # PDQ only; NULL: not given
+
+
+class PdqChangeRow(Base):
+    """Every PDQ sighting added, updated or retracted, in order: the PDQ index's feed."""
+
+    __tablename__ = "pdq_changes"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hex: Mapped[str] = mapped_column(String(64))
+    retracted: Mapped[bool] = mapped_column(Boolean)
 
 
 class AnnouncementRow(Base):
@@ -309,6 +319,7 @@ cases = cast(Table, CaseRow.__table__)
 case_reports = cast(Table, CaseReportRow.__table__)
 hash_index = cast(Table, HashIndexRow.__table__)
 announcements = cast(Table, AnnouncementRow.__table__)
+pdq_changes = cast(Table, PdqChangeRow.__table__)
 outbox = cast(Table, OutboxRow.__table__)
 batches = cast(Table, BatchRow.__table__)
 deliveries = cast(Table, DeliveryRow.__table__)

@@ -162,14 +162,19 @@ def from_timestamp(ts: Timestamp) -> datetime:
 
 
 def hash_to_proto(h: ContentHash) -> pb.ContentHash:
-    return pb.ContentHash(algorithm=_HASH[h.algorithm], hex=h.hex)
+    msg = pb.ContentHash(algorithm=_HASH[h.algorithm], hex=h.hex)
+    if h.quality is not None:
+        msg.quality = h.quality
+    return msg
 
 
 def hash_from_proto(msg: pb.ContentHash, where: str) -> ContentHash:
+    """A hash; its quality only when the sender set it (an older sender's PDQ: unknown)."""
     algo = _HASH_IN.get(msg.algorithm)
     if algo is None:
         raise InvalidReport(f"{where}.algorithm: unknown hash algorithm", code="hash-algorithm")
-    return parse_hash(algo.value, msg.hex, where=where)
+    quality = msg.quality if msg.HasField("quality") else None
+    return parse_hash(algo.value, msg.hex, where=where, quality=quality)
 
 
 def item_to_proto(item: Item) -> pb.Item:
@@ -308,6 +313,16 @@ def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitRepo
             item.first_seen_member = status.known.member
             item.first_seen_case = status.known.case_id
             item.first_classification = _CLASS[status.known.classification]
+        item.pdq_not_matched = status.pdq_not_matched
+        for near in status.near:
+            item.near.add(
+                hex=near.hex,
+                distance=near.distance,
+                member=near.sighting.member,
+                case_id=near.sighting.case_id,
+                classification=_CLASS[near.sighting.classification],
+                first_seen=timestamp(near.sighting.first_seen),
+            )
     if with_trace:
         msg.trace.CopyFrom(parse_report(result.wire).trace)
     return msg

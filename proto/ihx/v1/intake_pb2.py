@@ -22,26 +22,29 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ihx.v1 import report_pb2 as ihx_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ihx/v1/intake.proto\x12\x06ihx.v1\x1a\x13ihx/v1/report.proto\"\xe5\x01\n\x13SubmitReportRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12#\n\tsite_type\x18\x02 \x01(\x0e\x32\x10.ihx.v1.SiteType\x12\x12\n\ncommercial\x18\x03 \x01(\x08\x12\x17\n\x0fpayment_methods\x18\x04 \x03(\t\x12\r\n\x05notes\x18\x05 \x01(\t\x12\x1b\n\x05items\x18\x06 \x03(\x0b\x32\x0c.ihx.v1.Item\x12\x12\n\nclient_ref\x18\x07 \x01(\t\x12\x17\n\x0freporter_region\x18\x08 \x01(\t\x12\x16\n\x0eregion_consent\x18\t \x01(\x08\"\x9c\x01\n\nItemStatus\x12\r\n\x05index\x18\x01 \x01(\r\x12\x15\n\rknown_content\x18\x02 \x01(\x08\x12\x19\n\x11\x66irst_seen_member\x18\x03 \x01(\t\x12\x17\n\x0f\x66irst_seen_case\x18\x04 \x01(\t\x12\x34\n\x14\x66irst_classification\x18\x05 \x01(\x0e\x32\x16.ihx.v1.Classification\"\xef\x01\n\x14SubmitReportResponse\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x15\n\rcanonical_url\x18\x02 \x01(\t\x12\"\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x10.ihx.v1.Decision\x12!\n\x05items\x18\x04 \x03(\x0b\x32\x12.ihx.v1.ItemStatus\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x12\n\nclient_ref\x18\x06 \x01(\t\x12\x12\n\nerror_code\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x1c\n\x05trace\x18\t \x01(\x0b\x32\r.ihx.v1.Trace\"D\n\x14SubmitReportsRequest\x12,\n\x07reports\x18\x01 \x03(\x0b\x32\x1b.ihx.v1.SubmitReportRequest\"F\n\x15SubmitReportsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.ihx.v1.SubmitReportResponse2\xa5\x01\n\x06Intake\x12I\n\x0cSubmitReport\x12\x1b.ihx.v1.SubmitReportRequest\x1a\x1c.ihx.v1.SubmitReportResponse\x12P\n\rSubmitReports\x12\x1c.ihx.v1.SubmitReportsRequest\x1a\x1d.ihx.v1.SubmitReportsResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ihx/v1/intake.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13ihx/v1/report.proto\"\xe5\x01\n\x13SubmitReportRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12#\n\tsite_type\x18\x02 \x01(\x0e\x32\x10.ihx.v1.SiteType\x12\x12\n\ncommercial\x18\x03 \x01(\x08\x12\x17\n\x0fpayment_methods\x18\x04 \x03(\t\x12\r\n\x05notes\x18\x05 \x01(\t\x12\x1b\n\x05items\x18\x06 \x03(\x0b\x32\x0c.ihx.v1.Item\x12\x12\n\nclient_ref\x18\x07 \x01(\t\x12\x17\n\x0freporter_region\x18\x08 \x01(\t\x12\x16\n\x0eregion_consent\x18\t \x01(\x08\"\xd9\x01\n\nItemStatus\x12\r\n\x05index\x18\x01 \x01(\r\x12\x15\n\rknown_content\x18\x02 \x01(\x08\x12\x19\n\x11\x66irst_seen_member\x18\x03 \x01(\t\x12\x17\n\x0f\x66irst_seen_case\x18\x04 \x01(\t\x12\x34\n\x14\x66irst_classification\x18\x05 \x01(\x0e\x32\x16.ihx.v1.Classification\x12\"\n\x04near\x18\x06 \x03(\x0b\x32\x14.ihx.v1.NearSighting\x12\x17\n\x0fpdq_not_matched\x18\x07 \x01(\t\"\xae\x01\n\x0cNearSighting\x12\x0b\n\x03hex\x18\x01 \x01(\t\x12\x10\n\x08\x64istance\x18\x02 \x01(\r\x12\x0e\n\x06member\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x04 \x01(\t\x12.\n\x0e\x63lassification\x18\x05 \x01(\x0e\x32\x16.ihx.v1.Classification\x12.\n\nfirst_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\x14SubmitReportResponse\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x15\n\rcanonical_url\x18\x02 \x01(\t\x12\"\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x10.ihx.v1.Decision\x12!\n\x05items\x18\x04 \x03(\x0b\x32\x12.ihx.v1.ItemStatus\x12\x11\n\tduplicate\x18\x05 \x01(\x08\x12\x12\n\nclient_ref\x18\x06 \x01(\t\x12\x12\n\nerror_code\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x1c\n\x05trace\x18\t \x01(\x0b\x32\r.ihx.v1.Trace\"D\n\x14SubmitReportsRequest\x12,\n\x07reports\x18\x01 \x03(\x0b\x32\x1b.ihx.v1.SubmitReportRequest\"F\n\x15SubmitReportsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.ihx.v1.SubmitReportResponse2\xa5\x01\n\x06Intake\x12I\n\x0cSubmitReport\x12\x1b.ihx.v1.SubmitReportRequest\x1a\x1c.ihx.v1.SubmitReportResponse\x12P\n\rSubmitReports\x12\x1c.ihx.v1.SubmitReportsRequest\x1a\x1d.ihx.v1.SubmitReportsResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ihx.v1.intake_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITREPORTREQUEST']._serialized_start=53
-  _globals['_SUBMITREPORTREQUEST']._serialized_end=282
-  _globals['_ITEMSTATUS']._serialized_start=285
-  _globals['_ITEMSTATUS']._serialized_end=441
-  _globals['_SUBMITREPORTRESPONSE']._serialized_start=444
-  _globals['_SUBMITREPORTRESPONSE']._serialized_end=683
-  _globals['_SUBMITREPORTSREQUEST']._serialized_start=685
-  _globals['_SUBMITREPORTSREQUEST']._serialized_end=753
-  _globals['_SUBMITREPORTSRESPONSE']._serialized_start=755
-  _globals['_SUBMITREPORTSRESPONSE']._serialized_end=825
-  _globals['_INTAKE']._serialized_start=828
-  _globals['_INTAKE']._serialized_end=993
+  _globals['_SUBMITREPORTREQUEST']._serialized_start=86
+  _globals['_SUBMITREPORTREQUEST']._serialized_end=315
+  _globals['_ITEMSTATUS']._serialized_start=318
+  _globals['_ITEMSTATUS']._serialized_end=535
+  _globals['_NEARSIGHTING']._serialized_start=538
+  _globals['_NEARSIGHTING']._serialized_end=712
+  _globals['_SUBMITREPORTRESPONSE']._serialized_start=715
+  _globals['_SUBMITREPORTRESPONSE']._serialized_end=954
+  _globals['_SUBMITREPORTSREQUEST']._serialized_start=956
+  _globals['_SUBMITREPORTSREQUEST']._serialized_end=1024
+  _globals['_SUBMITREPORTSRESPONSE']._serialized_start=1026
+  _globals['_SUBMITREPORTSRESPONSE']._serialized_end=1096
+  _globals['_INTAKE']._serialized_start=1099
+  _globals['_INTAKE']._serialized_end=1264
 # @@protoc_insertion_point(module_scope)

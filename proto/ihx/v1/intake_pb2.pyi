@@ -6,6 +6,7 @@ Report intake: analysts (directly, via the CLI, or bulk import) submit reports t
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from ihx.v1 import report_pb2 as _report_pb2
 import builtins as _builtins
@@ -78,11 +79,21 @@ class ItemStatus(_message.Message):
     FIRST_SEEN_MEMBER_FIELD_NUMBER: _builtins.int
     FIRST_SEEN_CASE_FIELD_NUMBER: _builtins.int
     FIRST_CLASSIFICATION_FIELD_NUMBER: _builtins.int
+    NEAR_FIELD_NUMBER: _builtins.int
+    PDQ_NOT_MATCHED_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     known_content: _builtins.bool
     first_seen_member: _builtins.str
     first_seen_case: _builtins.str
     first_classification: _report_pb2.Classification.ValueType
+    pdq_not_matched: _builtins.str
+    """why the item's PDQ hash was not matched ("" when it was)"""
+    @_builtins.property
+    def near(self) -> _containers.RepeatedCompositeFieldContainer[Global___NearSighting]:
+        """near-known content: sightings of PDQ hashes within [pdq] max_distance of the item's PDQ
+        hash (not equal to it), nearest first; empty when the item has no PDQ hash of enough quality
+        """
+
     def __init__(
         self,
         *,
@@ -91,14 +102,54 @@ class ItemStatus(_message.Message):
         first_seen_member: _builtins.str = ...,
         first_seen_case: _builtins.str = ...,
         first_classification: _report_pb2.Classification.ValueType = ...,
+        near: _abc.Iterable[Global___NearSighting] | None = ...,
+        pdq_not_matched: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_classification", b"first_classification", "first_seen_case", b"first_seen_case", "first_seen_member", b"first_seen_member", "index", b"index", "known_content", b"known_content"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_classification", b"first_classification", "first_seen_case", b"first_seen_case", "first_seen_member", b"first_seen_member", "index", b"index", "known_content", b"known_content", "near", b"near", "pdq_not_matched", b"pdq_not_matched"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ItemStatus: _TypeAlias = ItemStatus  # noqa: Y015
+
+@_typing.final
+class NearSighting(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEX_FIELD_NUMBER: _builtins.int
+    DISTANCE_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    CLASSIFICATION_FIELD_NUMBER: _builtins.int
+    FIRST_SEEN_FIELD_NUMBER: _builtins.int
+    hex: _builtins.str
+    """the sighted PDQ hash"""
+    distance: _builtins.int
+    """Hamming distance to the item's PDQ hash"""
+    member: _builtins.str
+    """first sighting in the network of that hash"""
+    case_id: _builtins.str
+    classification: _report_pb2.Classification.ValueType
+    @_builtins.property
+    def first_seen(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        hex: _builtins.str = ...,
+        distance: _builtins.int = ...,
+        member: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        classification: _report_pb2.Classification.ValueType = ...,
+        first_seen: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_seen", b"first_seen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "classification", b"classification", "distance", b"distance", "first_seen", b"first_seen", "hex", b"hex", "member", b"member"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NearSighting: _TypeAlias = NearSighting  # noqa: Y015
 
 @_typing.final
 class SubmitReportResponse(_message.Message):

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ihx/v1/report.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0b\x43ontentHash\x12(\n\talgorithm\x18\x01 \x01(\x0e\x32\x15.ihx.v1.HashAlgorithm\x12\x0b\n\x03hex\x18\x02 \x01(\t\"\xa7\x01\n\x04Item\x12#\n\x06hashes\x18\x01 \x03(\x0b\x32\x13.ihx.v1.ContentHash\x12.\n\x0e\x63lassification\x18\x02 \x01(\x0e\x32\x16.ihx.v1.Classification\x12%\n\nmedia_type\x18\x03 \x01(\x0e\x32\x11.ihx.v1.MediaType\x12#\n\tage_group\x18\x04 \x01(\x0e\x32\x10.ihx.v1.AgeGroup\"\xba\x02\n\x06Report\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0f\n\x07url_key\x18\x03 \x01(\x0c\x12\x15\n\rorigin_member\x18\x04 \x01(\t\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\tsite_type\x18\x06 \x01(\x0e\x32\x10.ihx.v1.SiteType\x12\x12\n\ncommercial\x18\x07 \x01(\x08\x12\x17\n\x0fpayment_methods\x18\x08 \x03(\t\x12\r\n\x05notes\x18\t \x01(\t\x12\x1b\n\x05items\x18\n \x03(\x0b\x32\x0c.ihx.v1.Item\x12\x1c\n\x05trace\x18\x0b \x01(\x0b\x32\r.ihx.v1.Trace\x12\"\n\x08\x64\x65\x63ision\x18\x0c \x01(\x0b\x32\x10.ihx.v1.Decision\"v\n\rTracedAddress\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0b\n\x03\x61sn\x18\x03 \x01(\r\x12\x17\n\x0f\x61s_organization\x18\x04 \x01(\t\x12\x0f\n\x07special\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\"d\n\x0bGeoDatabase\x12\x15\n\rdatabase_type\x18\x01 \x01(\t\x12.\n\nbuild_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06layout\x18\x03 \x01(\t\"\x98\x02\n\x05Trace\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\r\n\x05\x66lags\x18\x02 \x03(\t\x12(\n\taddresses\x18\x03 \x03(\x0b\x32\x15.ihx.v1.TracedAddress\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x16\n\x0etied_countries\x18\x05 \x03(\t\x12-\n\x10\x63ountry_database\x18\x06 \x01(\x0b\x32\x13.ihx.v1.GeoDatabase\x12)\n\x0c\x61sn_database\x18\x07 \x01(\x0b\x32\x13.ihx.v1.GeoDatabase\x12-\n\ttraced_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresolver_error\x18\t \x01(\t\"\x80\x01\n\x08\x44\x65\x63ision\x12\x0e\n\x06member\x18\x01 \x01(\t\x12&\n\x06reason\x18\x02 \x01(\x0e\x32\x16.ihx.v1.DecisionReason\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12\x16\n\x0emanifest_epoch\x18\x05 \x01(\x04*\x93\x01\n\rHashAlgorithm\x12\x1e\n\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n\x15HASH_ALGORITHM_SHA256\x10\x01\x12\x17\n\x13HASH_ALGORITHM_SHA1\x10\x02\x12\x16\n\x12HASH_ALGORITHM_MD5\x10\x03\x12\x16\n\x12HASH_ALGORITHM_PDQ\x10\x04*\xa7\x01\n\x0e\x43lassification\x12\x1e\n\x1a\x43LASSIFICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43LASSIFICATION_BASELINE\x10\x01\x12\x1b\n\x17\x43LASSIFICATION_NATIONAL\x10\x02\x12\x1e\n\x1a\x43LASSIFICATION_NOT_ILLEGAL\x10\x03\x12\x1b\n\x17\x43LASSIFICATION_DOUBTFUL\x10\x04*h\n\tMediaType\x12\x1a\n\x16MEDIA_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_TYPE_IMAGE\x10\x01\x12\x14\n\x10MEDIA_TYPE_VIDEO\x10\x02\x12\x13\n\x0fMEDIA_TYPE_FILE\x10\x03*\x87\x01\n\x08\x41geGroup\x12\x19\n\x15\x41GE_GROUP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GE_GROUP_INFANT\x10\x01\x12\x1a\n\x16\x41GE_GROUP_PREPUBESCENT\x10\x02\x12\x17\n\x13\x41GE_GROUP_PUBESCENT\x10\x03\x12\x15\n\x11\x41GE_GROUP_UNKNOWN\x10\x04*\xaf\x01\n\x08SiteType\x12\x19\n\x15SITE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11SITE_TYPE_WEBSITE\x10\x01\x12\x18\n\x14SITE_TYPE_IMAGE_HOST\x10\x02\x12\x17\n\x13SITE_TYPE_FILE_HOST\x10\x03\x12\x13\n\x0fSITE_TYPE_FORUM\x10\x04\x12\x14\n\x10SITE_TYPE_SOCIAL\x10\x05\x12\x13\n\x0fSITE_TYPE_OTHER\x10\x06*\xdb\x01\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45\x43ISION_REASON_SERVED_MEMBER\x10\x01\x12\x19\n\x15\x44\x45\x43ISION_REASON_LOCAL\x10\x02\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_ORPHAN_RULE\x10\x03\x12(\n$DECISION_REASON_COORDINATOR_FALLBACK\x10\x04\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNTRACEABLE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ihx/v1/report.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"f\n\x0b\x43ontentHash\x12(\n\talgorithm\x18\x01 \x01(\x0e\x32\x15.ihx.v1.HashAlgorithm\x12\x0b\n\x03hex\x18\x02 \x01(\t\x12\x14\n\x07quality\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_quality\"\xa7\x01\n\x04Item\x12#\n\x06hashes\x18\x01 \x03(\x0b\x32\x13.ihx.v1.ContentHash\x12.\n\x0e\x63lassification\x18\x02 \x01(\x0e\x32\x16.ihx.v1.Classification\x12%\n\nmedia_type\x18\x03 \x01(\x0e\x32\x11.ihx.v1.MediaType\x12#\n\tage_group\x18\x04 \x01(\x0e\x32\x10.ihx.v1.AgeGroup\"\xba\x02\n\x06Report\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0f\n\x07url_key\x18\x03 \x01(\x0c\x12\x15\n\rorigin_member\x18\x04 \x01(\t\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\tsite_type\x18\x06 \x01(\x0e\x32\x10.ihx.v1.SiteType\x12\x12\n\ncommercial\x18\x07 \x01(\x08\x12\x17\n\x0fpayment_methods\x18\x08 \x03(\t\x12\r\n\x05notes\x18\t \x01(\t\x12\x1b\n\x05items\x18\n \x03(\x0b\x32\x0c.ihx.v1.Item\x12\x1c\n\x05trace\x18\x0b \x01(\x0b\x32\r.ihx.v1.Trace\x12\"\n\x08\x64\x65\x63ision\x18\x0c \x01(\x0b\x32\x10.ihx.v1.Decision\"v\n\rTracedAddress\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0b\n\x03\x61sn\x18\x03 \x01(\r\x12\x17\n\x0f\x61s_organization\x18\x04 \x01(\t\x12\x0f\n\x07special\x18\x05 \x01(\t\x12\x0c\n\x04note\x18\x06 \x01(\t\"d\n\x0bGeoDatabase\x12\x15\n\rdatabase_type\x18\x01 \x01(\t\x12.\n\nbuild_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06layout\x18\x03 \x01(\t\"\x98\x02\n\x05Trace\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\r\n\x05\x66lags\x18\x02 \x03(\t\x12(\n\taddresses\x18\x03 \x03(\x0b\x32\x15.ihx.v1.TracedAddress\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x16\n\x0etied_countries\x18\x05 \x03(\t\x12-\n\x10\x63ountry_database\x18\x06 \x01(\x0b\x32\x13.ihx.v1.GeoDatabase\x12)\n\x0c\x61sn_database\x18\x07 \x01(\x0b\x32\x13.ihx.v1.GeoDatabase\x12-\n\ttraced_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresolver_error\x18\t \x01(\t\"\x80\x01\n\x08\x44\x65\x63ision\x12\x0e\n\x06member\x18\x01 \x01(\t\x12&\n\x06reason\x18\x02 \x01(\x0e\x32\x16.ihx.v1.DecisionReason\x12\x0f\n\x07\x63ountry\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12\x16\n\x0emanifest_epoch\x18\x05 \x01(\x04*\x93\x01\n\rHashAlgorithm\x12\x1e\n\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n\x15HASH_ALGORITHM_SHA256\x10\x01\x12\x17\n\x13HASH_ALGORITHM_SHA1\x10\x02\x12\x16\n\x12HASH_ALGORITHM_MD5\x10\x03\x12\x16\n\x12HASH_ALGORITHM_PDQ\x10\x04*\xa7\x01\n\x0e\x43lassification\x12\x1e\n\x1a\x43LASSIFICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43LASSIFICATION_BASELINE\x10\x01\x12\x1b\n\x17\x43LASSIFICATION_NATIONAL\x10\x02\x12\x1e\n\x1a\x43LASSIFICATION_NOT_ILLEGAL\x10\x03\x12\x1b\n\x17\x43LASSIFICATION_DOUBTFUL\x10\x04*h\n\tMediaType\x12\x1a\n\x16MEDIA_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_TYPE_IMAGE\x10\x01\x12\x14\n\x10MEDIA_TYPE_VIDEO\x10\x02\x12\x13\n\x0fMEDIA_TYPE_FILE\x10\x03*\x87\x01\n\x08\x41geGroup\x12\x19\n\x15\x41GE_GROUP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41GE_GROUP_INFANT\x10\x01\x12\x1a\n\x16\x41GE_GROUP_PREPUBESCENT\x10\x02\x12\x17\n\x13\x41GE_GROUP_PUBESCENT\x10\x03\x12\x15\n\x11\x41GE_GROUP_UNKNOWN\x10\x04*\xaf\x01\n\x08SiteType\x12\x19\n\x15SITE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11SITE_TYPE_WEBSITE\x10\x01\x12\x18\n\x14SITE_TYPE_IMAGE_HOST\x10\x02\x12\x17\n\x13SITE_TYPE_FILE_HOST\x10\x03\x12\x13\n\x0fSITE_TYPE_FORUM\x10\x04\x12\x14\n\x10SITE_TYPE_SOCIAL\x10\x05\x12\x13\n\x0fSITE_TYPE_OTHER\x10\x06*\xdb\x01\n\x0e\x44\x65\x63isionReason\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45\x43ISION_REASON_SERVED_MEMBER\x10\x01\x12\x19\n\x15\x44\x45\x43ISION_REASON_LOCAL\x10\x02\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_ORPHAN_RULE\x10\x03\x12(\n$DECISION_REASON_COORDINATOR_FALLBACK\x10\x04\x12\x1f\n\x1b\x44\x45\x43ISION_REASON_UNTRACEABLE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ihx.v1.report_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HASHALGORITHM']._serialized_start=1258
-  _globals['_HASHALGORITHM']._serialized_end=1405
-  _globals['_CLASSIFICATION']._serialized_start=1408
-  _globals['_CLASSIFICATION']._serialized_end=1575
-  _globals['_MEDIATYPE']._serialized_start=1577
-  _globals['_MEDIATYPE']._serialized_end=1681
-  _globals['_AGEGROUP']._serialized_start=1684
-  _globals['_AGEGROUP']._serialized_end=1819
-  _globals['_SITETYPE']._serialized_start=1822
-  _globals['_SITETYPE']._serialized_end=1997
-  _globals['_DECISIONREASON']._serialized_start=2000
-  _globals['_DECISIONREASON']._serialized_end=2219
+  _globals['_HASHALGORITHM']._serialized_start=1292
+  _globals['_HASHALGORITHM']._serialized_end=1439
+  _globals['_CLASSIFICATION']._serialized_start=1442
+  _globals['_CLASSIFICATION']._serialized_end=1609
+  _globals['_MEDIATYPE']._serialized_start=1611
+  _globals['_MEDIATYPE']._serialized_end=1715
+  _globals['_AGEGROUP']._serialized_start=1718
+  _globals['_AGEGROUP']._serialized_end=1853
+  _globals['_SITETYPE']._serialized_start=1856
+  _globals['_SITETYPE']._serialized_end=2031
+  _globals['_DECISIONREASON']._serialized_start=2034
+  _globals['_DECISIONREASON']._serialized_end=2253
   _globals['_CONTENTHASH']._serialized_start=64
-  _globals['_CONTENTHASH']._serialized_end=132
-  _globals['_ITEM']._serialized_start=135
-  _globals['_ITEM']._serialized_end=302
-  _globals['_REPORT']._serialized_start=305
-  _globals['_REPORT']._serialized_end=619
-  _globals['_TRACEDADDRESS']._serialized_start=621
-  _globals['_TRACEDADDRESS']._serialized_end=739
-  _globals['_GEODATABASE']._serialized_start=741
-  _globals['_GEODATABASE']._serialized_end=841
-  _globals['_TRACE']._serialized_start=844
-  _globals['_TRACE']._serialized_end=1124
-  _globals['_DECISION']._serialized_start=1127
-  _globals['_DECISION']._serialized_end=1255
+  _globals['_CONTENTHASH']._serialized_end=166
+  _globals['_ITEM']._serialized_start=169
+  _globals['_ITEM']._serialized_end=336
+  _globals['_REPORT']._serialized_start=339
+  _globals['_REPORT']._serialized_end=653
+  _globals['_TRACEDADDRESS']._serialized_start=655
+  _globals['_TRACEDADDRESS']._serialized_end=773
+  _globals['_GEODATABASE']._serialized_start=775
+  _globals['_GEODATABASE']._serialized_end=875
+  _globals['_TRACE']._serialized_start=878
+  _globals['_TRACE']._serialized_end=1158
+  _globals['_DECISION']._serialized_start=1161
+  _globals['_DECISION']._serialized_end=1289
 # @@protoc_insertion_point(module_scope)

@@ -165,20 +165,29 @@ class ContentHash(_message.Message):
 
     ALGORITHM_FIELD_NUMBER: _builtins.int
     HEX_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
     algorithm: Global___HashAlgorithm.ValueType
     hex: _builtins.str
     """lower-case hex; length fixed by the algorithm"""
+    quality: _builtins.int
+    """PDQ only: the hash's quality, 0-100, as the hashing library gave it. Absent (an older
+    sender, or not given) = unknown: the hash is kept and matched exactly, never as a near
+    duplicate. Not part of the hash's identity (report ids, dedup).
+    """
     def __init__(
         self,
         *,
         algorithm: Global___HashAlgorithm.ValueType = ...,
         hex: _builtins.str = ...,
+        quality: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_quality", b"_quality", "quality", b"quality"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "hex", b"hex"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quality", b"_quality", "algorithm", b"algorithm", "hex", b"hex", "quality", b"quality"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__quality: _TypeAlias = _typing.Literal["quality"]  # noqa: Y015
+    _WhichOneofArgType__quality: _TypeAlias = _typing.Literal["_quality", b"_quality"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quality) -> _WhichOneofReturnType__quality | None: ...
 
 Global___ContentHash: _TypeAlias = ContentHash  # noqa: Y015
 

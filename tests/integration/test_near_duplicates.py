@@ -1,0 +1,74 @@
+"""Near-known content across the network: a PDQ hash announced by one member flags a
+near-duplicate submitted at another, over real gRPC between real nodes.
+
+nl-eokm reports a DE-hosted URL with a PDQ hash of quality 90; de-eco opens the case and
+announces the sighting (with its quality) to every member. us-ncmec then takes a report whose
+PDQ hash is 20 bits away: its intake answer names de-eco's sighting as near-known content (not
+known content: the hashes differ). The same hash with a quality under the threshold is stored
+but not matched, and the answer says so.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.domain import Classification, ContentHash, HashAlgorithm
+from ihx.v1 import report_pb2 as pb
+from tests.exchange.factories import make_submission, make_test_item, url_in
+from tests.integration.support import DE, NL, US, Cluster, wait_until
+
+SEEN = "c3" * 32
+
+
+def near(bits: int, quality: int | None) -> ContentHash:
+    value = int(SEEN, 16)
+    for i in range(bits):
+        value ^= 1 << (11 * i % 256)
+    return ContentHash(HashAlgorithm.PDQ, f"{value:064x}", quality)
+
+
+@pytest.mark.timeout(90)
+def test_a_near_duplicate_at_us_is_flagged_against_de_sighting(cluster: Cluster) -> None:
+    first = cluster.submit_one(
+        NL,
+        make_submission(
+            url_in("DE", "/gallery/pdq.jpg"),
+            items=[make_test_item(near(0, 90), classification=Classification.NATIONAL)],
+        ),
+    )
+    assert first.decision.member == DE
+    de_case = wait_until(
+        lambda: cluster.scalar(
+            DE, "SELECT case_id FROM reports WHERE id = :id", id=first.report_id
+        ),
+        30,
+        what="the report's case at de-eco",
+        show=lambda: cluster.delivery_state(NL),
+    )
+    wait_until(
+        lambda: cluster.scalar(
+            US,
+            "SELECT quality FROM hash_index WHERE algorithm = 'pdq' AND hex = :hex",
+            hex=SEEN,
+        ),
+        30,
+        what="de-eco's PDQ announcement, with its quality, in us-ncmec's hash index",
+        show=lambda: cluster.delivery_state(DE),
+    )
+
+    later = cluster.submit_one(
+        US,
+        make_submission(
+            url_in("US", "/mirror/pdq.jpg"),
+            items=[make_test_item(near(20, 80)), make_test_item(near(21, 30))],
+        ),
+    )
+    flagged, low = later.items
+    assert not flagged.known_content  # not the same hash: near-known, not known content
+    assert [(n.hex, n.distance, n.member, n.case_id) for n in flagged.near] == [
+        (SEEN, 20, DE, de_case)
+    ]
+    assert flagged.near[0].classification == pb.CLASSIFICATION_NATIONAL
+    assert flagged.pdq_not_matched == ""
+    assert list(low.near) == []
+    assert low.pdq_not_matched == "pdq quality 30 below 50: not matched"
