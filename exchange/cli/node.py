@@ -34,9 +34,12 @@ from auth.manifest import (
 )
 from common.clock import whole_second_clock
 from exchange.cli.common import (
+    EXIT_ERROR,
+    EXPECTED_ERRORS,
     CliError,
     aligned,
     err,
+    error_line,
     out,
     parse_host_specs,
     print_json,
@@ -47,9 +50,10 @@ from exchange.errors import ConfigError
 from exchange.local import open_local
 from exchange.manifest_store import trust_anchors
 from exchange.node import build_node
+from exchange.ops.json_logging import LOG_FORMATS, LogFormat
 from exchange.ops.json_logging import configure as configure_logs
 from exchange.ops.status import NodeStatus, collect_status, to_document
-from exchange.settings import load_database_url, load_settings
+from exchange.settings import Settings, load_database_url, load_settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, upgrade
 from exchange.tools.provision import init_database, write_settings
@@ -57,6 +61,7 @@ from routing.geoip import GeoIp
 
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
 db_app = typer.Typer(help="The node database.", no_args_is_help=True)
+_log = logging.getLogger("exchange.node")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
@@ -246,14 +251,52 @@ def run_command(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="IHX_LOG_FORMAT",
+            help="json: every line one JSON object on stderr (for a log collector); "
+            "text: log lines on stderr, 'listening on …' on stdout.",
+        ),
+    ] = "text",
 ) -> None:
     """Serve gRPC and deliver the outbox until SIGINT or SIGTERM."""
     level = logging.getLevelNamesMapping().get(log_level.upper())
     if level is None:
         raise CliError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
-    # One JSON object per line on stderr, with report ids and never URL paths (exchange/logs.py).
-    configure_logs(logging.getLevelName(level).lower(), sys.stderr)
-    settings = load_settings(config)
+    if log_format not in LOG_FORMATS:
+        raise CliError(f"--log-format: {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    fmt: LogFormat = log_format
+    name = logging.getLevelName(level).lower()
+    configure_logs(name, sys.stderr, log_format=fmt)  # before anything can fail
+    try:
+        settings = load_settings(config)
+    except EXPECTED_ERRORS as error:
+        if fmt == "text":
+            raise
+        _log.error("not started: %s", error_line(error))  # JSON too, not ihx's error line
+        raise typer.Exit(EXIT_ERROR) from None
+    # Never URL paths in logs: report ids only (exchange/ops/json_logging.py).
+    configure_logs(name, sys.stderr, log_format=fmt, member=settings.member)
+    _serve(settings, _Announcer(fmt == "json"))
+
+
+class _Announcer:
+    """The node's lifecycle lines: a log record when logs are JSON, a line on stdout for text."""
+
+    def __init__(self, as_log: bool) -> None:
+        self._as_log = as_log
+
+    def __call__(self, message: str, **fields: str) -> None:
+        if self._as_log:
+            _log.info(message, extra=fields)
+        else:
+            out().print(message)
+            sys.stdout.flush()
+
+
+def _serve(settings: Settings, announce: _Announcer) -> None:
     node = build_node(settings)
     stop = threading.Event()
 
@@ -267,15 +310,12 @@ def run_command(
         except BaseException:
             node.stop(grace=0)
             raise
-        console = out()
-        console.print(f"ihx node {settings.member} listening on {node.address}")
-        sys.stdout.flush()
+        announce(f"ihx node {settings.member} listening on {node.address}", address=node.address)
         while not stop.wait(0.5):
             pass
-        console.print("stopping…")
-        sys.stdout.flush()
+        announce("stopping…")
         node.stop()
-        console.print("stopped")
+        announce("stopped")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
