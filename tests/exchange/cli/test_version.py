@@ -16,4 +16,4 @@ def test_version_prints_the_installed_version() -> None:
 
 
 def test_node_info_names_the_same_version() -> None:
-    assert SOFTWARE_VERSION == f"ihx/{version('ihx')}"
+    assert f"ihx/{version('ihx')}" == SOFTWARE_VERSION
