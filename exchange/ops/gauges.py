@@ -1,0 +1,145 @@
+"""Gauges read from the database by one background thread, served from its last reading.
+
+Why: a gauge read at scrape time costs a query per scrape per Prometheus replica, and a slow or
+unreachable database would then stall ``/metrics`` — exactly when it is needed. Here one thread
+(``Periodic``) reads every ``interval`` seconds; a scrape only copies the last reading. Each read
+is an indexed count (open cases per queue over ``item_states``' holder index, a partner's
+unacknowledged cases over ``partner_cases``' acked_at index, the outbox grouped by destination,
+the few ``peers`` rows), measured at 100k cases in ``bench/gauges_read.py``. A failed read keeps
+the previous values and counts ``ihx_gauges_read_failures_total``;
+``ihx_gauges_read_timestamp_seconds`` says how old the values are.
+
+The families:
+``ihx_case_queue{queue}``, ``ihx_partner_backlog{partner,state}``,
+``ihx_outbox_pending{destination}``, ``ihx_outbox_oldest_pending_seconds{destination}``,
+``ihx_peer_failing_seconds{peer}`` (0 while delivery works), ``ihx_takedown_watches{state}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from common.clock import Clock
+from common.periodic import Periodic
+from exchange.store import partners as partner_store
+from exchange.store.overview import failing_peers, outbox_depth
+
+log = logging.getLogger(__name__)
+
+Counts = Callable[[], Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class GaugeSources:
+    """Where the gauges come from: the database, and the views that already count queues."""
+
+    engine: Engine
+    clock: Clock
+    queues: Counts
+    takedown: Counts | None = None
+
+
+class DatabaseGauges(Collector):
+    """The cached gauges; ``refresh`` reads them (the thread calls it, tests may too)."""
+
+    def __init__(self, sources: GaugeSources, failures: Counter, interval: float) -> None:
+        self._sources = sources
+        self._failures = failures
+        self._lock = threading.Lock()
+        self._families: list[GaugeMetricFamily] = []
+        self._loop = Periodic("ihx-gauges", interval, self.refresh)
+
+    def start(self) -> None:
+        self.refresh()  # values from the first scrape on
+        self._loop.start()
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+    def refresh(self) -> None:
+        try:
+            families = list(self._read())
+        except Exception as error:  # the database is down: keep the last values, say so
+            self._failures.inc()
+            log.warning("metrics gauges not read: %s", error)
+            return
+        with self._lock:
+            self._families = families
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # nothing to read at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            families = list(self._families)
+        yield from families
+
+    def _read(self) -> Iterator[GaugeMetricFamily]:
+        s = self._sources
+        now = s.clock()
+        yield _counted(
+            "ihx_case_queue", "Cases held here with an item in each work queue", "queue", s.queues()
+        )
+        with s.engine.connect() as conn:
+            backlog = partner_store.backlog(conn)
+        partners = GaugeMetricFamily(
+            "ihx_partner_backlog",
+            "Cases offered to a partner and not acknowledged, pulled or not yet",
+            labels=["partner", "state"],
+        )
+        for (partner, state), n in sorted(backlog.items()):
+            partners.add_metric([partner, state], n)
+        yield partners
+        yield from _outbox(s.engine, now)
+        yield _failing(failing_peers(s.engine), now)
+        if s.takedown is not None:
+            yield _counted("ihx_takedown_watches", "Watched cases per state", "state", s.takedown())
+        stamp = GaugeMetricFamily(
+            "ihx_gauges_read_timestamp_seconds", "When the database gauges were last read"
+        )
+        stamp.add_metric([], now.timestamp())
+        yield stamp
+
+
+def _counted(name: str, help_text: str, label: str, counts: Mapping[str, int]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, help_text, labels=[label])
+    for value, n in sorted(counts.items()):
+        gauge.add_metric([value], n)
+    return gauge
+
+
+def _outbox(engine: Engine, now: datetime) -> Iterator[GaugeMetricFamily]:
+    depth = GaugeMetricFamily(
+        "ihx_outbox_pending", "Reports waiting for a receipt", labels=["destination"]
+    )
+    oldest = GaugeMetricFamily(
+        "ihx_outbox_oldest_pending_seconds",
+        "Age of the oldest report waiting for a receipt",
+        labels=["destination"],
+    )
+    for destination, count, first in outbox_depth(engine):
+        depth.add_metric([destination], count)
+        age = (now - first).total_seconds() if first is not None else 0.0
+        oldest.add_metric([destination], max(0.0, age))
+    yield depth
+    yield oldest
+
+
+def _failing(peers: Mapping[str, datetime | None], now: datetime) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(
+        "ihx_peer_failing_seconds",
+        "How long delivery to a peer has been failing (0: it works)",
+        labels=["peer"],
+    )
+    for peer, since in sorted(peers.items()):
+        gauge.add_metric([peer], max(0.0, (now - since).total_seconds()) if since else 0.0)
+    return gauge
