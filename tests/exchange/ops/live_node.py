@@ -1,7 +1,7 @@
 """A real node with metrics on, given work of each kind the gauges count (not a test module).
 
 nl-eokm runs alone on 127.0.0.1 (its peers never start, so delivery to them fails), with a
-partner rule for NL cases and metrics on a free port of 127.0.0.1. ``exercise`` makes calls of each kind —
+partner rule for NL cases and metrics on a free port. ``exercise`` makes calls of each kind —
 unary OK, unary refused, a server stream — and a local case (a partner's backlog, a work queue)
 and a DE report (an outbox row for de-eco). The chart test (tests/helm) reads this node's
 ``/metrics`` too, so the names the dashboards and alerts use are the names a node exports.
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+import pytest
 
 from auth.tokens import Scope
 from exchange.client.stubs import IntakeClient
@@ -89,13 +90,12 @@ def exercise(fed: Federation, node: Node) -> None:
     with IntakeClient(node.address, token=fed.token("nl-eokm")) as intake:
         intake.submit(make_submission(url_in("NL", "/m.jpg"), hashes=["metrics-nl"]))
         intake.submit(make_submission(url_in("DE", "/m.jpg"), hashes=["metrics-de"]))
-    with IntakeClient(node.address, token=None) as anonymous:
-        try:
-            anonymous.submit(make_submission(url_in("NL", "/x.jpg"), hashes=["refused"]))
-        except grpc.RpcError as error:
-            assert error.code() is grpc.StatusCode.UNAUTHENTICATED
-        else:
-            raise AssertionError("a call without a token was accepted")
+    with (
+        IntakeClient(node.address, token=None) as anonymous,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        anonymous.submit(make_submission(url_in("NL", "/x.jpg"), hashes=["refused"]))
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
     token = fed.token("nl-eokm", Scope.CASES_PULL, subject="nl-police")
     with grpc.insecure_channel(node.address) as channel:
         stream = pgrpc.PartnerStub(channel).PullCases(
