@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic_core import PydanticCustomError
 
 from auth.keys import SigningKey
 from auth.manifest import (
@@ -54,6 +55,7 @@ from exchange.ops.json_logging import LOG_FORMATS, LogFormat
 from exchange.ops.json_logging import configure as configure_logs
 from exchange.ops.status import NodeStatus, collect_status, to_document
 from exchange.settings import Settings, load_database_url, load_settings
+from exchange.settings.fields import check_address
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, upgrade
 from exchange.tools.provision import init_database, write_settings
@@ -62,6 +64,10 @@ from routing.geoip import GeoIp
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
 db_app = typer.Typer(help="The node database.", no_args_is_help=True)
 _log = logging.getLogger("exchange.node")
+
+# Metrics on by default, on loopback: a scraper beside the node (or a port-forward) reads them;
+# serving them wider is the operator's choice (the chart sets 0.0.0.0 and a NetworkPolicy).
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
@@ -101,9 +107,23 @@ def init_command(
             help="Use a static resolver with these answers instead of DNS (repeatable).",
         ),
     ] = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            "--metrics-listen",
+            metavar="HOST:PORT|off",
+            help="Serve Prometheus metrics here ([metrics] listen); 'off' for none.",
+        ),
+    ] = DEFAULT_METRICS_LISTEN,
 ) -> None:
     """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
     _check_target(member, directory)
+    metrics = None if metrics_listen == "off" else metrics_listen
+    if metrics is not None:
+        try:
+            check_address(metrics, "--metrics-listen")
+        except PydanticCustomError as error:
+            raise CliError(str(error)) from None
     trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
     trust = _read_trust(manifest, trusted)
     static_hosts = parse_host_specs(static, option="--static") if static else None
@@ -124,6 +144,7 @@ def init_command(
             country_db=country_db,
             asn_db=asn_path,
             static_hosts=static_hosts,
+            metrics_listen=metrics,
         ),
     )
     notes = list(trust.notes)

@@ -84,8 +84,10 @@ def write_settings(
     extra: str = "",
     tls: bool = False,
     database_url: str = DEFAULT_DATABASE_URL,
+    metrics_listen: str | None = None,
 ) -> None:
-    """Write a node's settings; ``tls``: mutual TLS with the files in ``tls/`` beside them.
+    """Write a node's settings; ``tls``: mutual TLS with the files in ``tls/`` beside them;
+    ``metrics_listen``: Prometheus metrics served there (``[metrics] listen``).
 
     Without ``tls`` the node talks plaintext (``insecure_loopback``, loopback ``listen`` only).
     """
@@ -118,6 +120,8 @@ def write_settings(
             f"key = {_toml_str(TLS_KEY)}",
             f"ca = {_toml_str(TLS_CA)}",
         ]
+    if metrics_listen is not None:
+        lines += ["", "[metrics]", f"listen = {_toml_str(metrics_listen)}"]
     lines += ["", "[resolver]"]
     if static_hosts is not None:
         lines += ['kind = "static"', "", "[resolver.static]"]
