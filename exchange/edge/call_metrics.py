@@ -33,7 +33,7 @@ _CANCELLED = grpc.StatusCode.CANCELLED.name
 
 class CallMetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, metrics: CallMetrics) -> None:
-        self._m = metrics
+        self._children = _Children(metrics)
 
     def intercept_service(
         self,
@@ -44,9 +44,7 @@ class CallMetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None  # not served: gRPC answers UNIMPLEMENTED; no label for it
         service, _, method = str(details.method).lstrip("/").rpartition("/")
-        kind = _kind(handler)
-        labels = (kind, service, method)
-        return _wrapped(handler, _Call(self._m, labels))
+        return _wrapped(handler, _Call(self._children, (_kind(handler), service, method)))
 
 
 def _kind(handler: Handler) -> str:
@@ -59,24 +57,48 @@ def _kind(handler: Handler) -> str:
     return "unary"
 
 
-class _Call:
-    """Counting one method's calls: started at once, handled with the code and time at the end."""
+class _Children:
+    """The labelled children, found once per method (and code): ``labels()`` costs more than
+    the count itself, and the set is small (served methods × codes)."""
 
-    __slots__ = ("_labels", "_m")
-
-    def __init__(self, metrics: CallMetrics, labels: tuple[str, str, str]) -> None:
+    def __init__(self, metrics: CallMetrics) -> None:
         self._m = metrics
+        self._started: dict[tuple[str, ...], Any] = {}
+        self._ended: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
+    def started(self, labels: tuple[str, ...]) -> Any:
+        child = self._started.get(labels)
+        if child is None:
+            child = self._started.setdefault(labels, self._m.started.labels(*labels))
+        return child
+
+    def ended(self, labels: tuple[str, ...]) -> tuple[Any, Any]:
+        pair = self._ended.get(labels)
+        if pair is None:
+            made = (self._m.handled.labels(*labels), self._m.seconds.labels(*labels))
+            pair = self._ended.setdefault(labels, made)
+        return pair
+
+
+class _Call:
+    """Counting one call: started at once, handled with the code and time at the end."""
+
+    __slots__ = ("_children", "_labels")
+
+    def __init__(self, children: _Children, labels: tuple[str, str, str]) -> None:
+        self._children = children
         self._labels = labels
 
     def start(self) -> float:
-        self._m.started.labels(*self._labels).inc()
+        self._children.started(self._labels).inc()
         return time.perf_counter()
 
     def end(self, began: float, context: grpc.ServicerContext, fallback: str) -> None:
         code = context.code()  # type: ignore[attr-defined]  # grpcio has it; the stubs lag
         name = code.name if isinstance(code, grpc.StatusCode) else fallback
-        self._m.handled.labels(*self._labels, name).inc()
-        self._m.seconds.labels(*self._labels, name).observe(time.perf_counter() - began)
+        handled, seconds = self._children.ended((*self._labels, name))
+        handled.inc()
+        seconds.observe(time.perf_counter() - began)
 
 
 def _wrapped(handler: Handler, call: _Call) -> Handler:
