@@ -112,8 +112,14 @@ def test_read_only_postgresql_is_not_serving_until_writable(
         try:
             _end_sessions(str(database))
             wait_until(node.address, "NOT_SERVING")
-            assert node.health_monitor is not None
-            assert "read-only" in node.health_monitor.reason
+            monitor = node.health_monitor
+            assert monitor is not None
+            # The ended sessions fail first; the probes after them find the database read-only.
+            deadline = time.monotonic() + 60
+            while "read-only" not in monitor.reason:
+                assert time.monotonic() < deadline, monitor.reason
+                time.sleep(0.05)
+            assert statuses(node.address) == {"NOT_SERVING"}
         finally:
             _admin(f'ALTER DATABASE "{database}" SET default_transaction_read_only = off')
             _end_sessions(str(database))  # sessions read the setting when they start
