@@ -86,9 +86,7 @@ def test_toggles_are_off_by_default_and_render_when_on(chart: helm.Chart) -> Non
 def test_peer_failing_fires_after_the_minutes_in_values(chart: helm.Chart) -> None:
     values = load_values(PRODUCTION)
     values["metrics"]["prometheusRule"]["peerFailingMinutes"] = 20
-    (rule,) = [
-        r for r in rules(render(chart, values).objects) if r["alert"] == "IhxPeerFailing"
-    ]
+    (rule,) = [r for r in rules(render(chart, values).objects) if r["alert"] == "IhxPeerFailing"]
     assert rule["expr"].endswith("> 1200")
     assert metric_names(rule["expr"]) == {"ihx_peer_failing_seconds"}
 
