@@ -69,6 +69,14 @@ _log = logging.getLogger("exchange.node")
 # serving them wider is the operator's choice (the chart sets 0.0.0.0 and a NetworkPolicy).
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 
+MetricsListenOption = Annotated[
+    str,
+    typer.Option(
+        "--metrics-listen",
+        metavar="HOST:PORT|off",
+        help="Serve Prometheus metrics here (metrics.listen in node.toml); 'off' for none.",
+    ),
+]
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
 ]
@@ -107,23 +115,11 @@ def init_command(
             help="Use a static resolver with these answers instead of DNS (repeatable).",
         ),
     ] = None,
-    metrics_listen: Annotated[
-        str,
-        typer.Option(
-            "--metrics-listen",
-            metavar="HOST:PORT|off",
-            help="Serve Prometheus metrics here ([metrics] listen); 'off' for none.",
-        ),
-    ] = DEFAULT_METRICS_LISTEN,
+    metrics_listen: MetricsListenOption = DEFAULT_METRICS_LISTEN,
 ) -> None:
     """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
     _check_target(member, directory)
-    metrics = None if metrics_listen == "off" else metrics_listen
-    if metrics is not None:
-        try:
-            check_address(metrics, "--metrics-listen")
-        except PydanticCustomError as error:
-            raise CliError(str(error)) from None
+    metrics = _metrics_address(metrics_listen)
     trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
     trust = _read_trust(manifest, trusted)
     static_hosts = parse_host_specs(static, option="--static") if static else None
@@ -153,6 +149,17 @@ def init_command(
     else:
         notes.append(f"put the signed manifest at {directory / 'manifest.json'} before running")
     _print_created(directory, member, listen, key, notes)
+
+
+def _metrics_address(listen: str) -> str | None:
+    """``--metrics-listen``: HOST:PORT, or ``off`` (None)."""
+    if listen == "off":
+        return None
+    try:
+        check_address(listen, "--metrics-listen")
+    except PydanticCustomError as error:
+        raise CliError(str(error)) from None
+    return listen
 
 
 def _check_target(member: str, directory: Path) -> None:

@@ -122,16 +122,24 @@ def write_settings(
         ]
     if metrics_listen is not None:
         lines += ["", "[metrics]", f"listen = {_toml_str(metrics_listen)}"]
-    lines += ["", "[resolver]"]
-    if static_hosts is not None:
-        lines += ['kind = "static"', "", "[resolver.static]"]
-        lines += [
+    lines += _resolver_lines(static_hosts)
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+
+
+def _resolver_lines(static_hosts: Mapping[str, Sequence[str]] | None) -> list[str]:
+    if static_hosts is None:
+        return ["", "[resolver]", 'kind = "dns"']
+    return [
+        "",
+        "[resolver]",
+        'kind = "static"',
+        "",
+        "[resolver.static]",
+        *(
             f"{_toml_str(h)} = [" + ", ".join(_toml_str(a) for a in addrs) + "]"
             for h, addrs in static_hosts.items()
-        ]
-    else:
-        lines.append('kind = "dns"')
-    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+        ),
+    ]
 
 
 def init_database(settings: Settings) -> None:
