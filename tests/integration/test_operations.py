@@ -384,12 +384,13 @@ def test_logs_are_json_lines_without_url_paths_or_queries(
     docs = [json.loads(line) for line in lines]  # every line is one JSON object
     for doc in docs:
         assert isinstance(doc, dict)
-        assert {"ts", "level", "logger", "msg"} <= doc.keys(), doc
-        datetime.fromisoformat(doc["ts"])
+        assert {"time", "level", "logger", "message", "version"} <= doc.keys(), doc
+        datetime.fromisoformat(doc["time"])
     loggers = {d["logger"] for d in docs}
     assert {"exchange.node", "exchange.delivery.sender", "exchange.edge.access"} <= loggers
     port = cluster.fed.settings[NL].listen.rpartition(":")[2]
-    assert f"node {NL} serving on port {port}" in {d["msg"] for d in docs}
+    assert f"node {NL} serving on port {port}" in {d["message"] for d in docs}
+    assert {d["peer"] for d in docs if "us-ncmec interrupted" in d["message"]} == {"us-ncmec"}
     leaked = [line for line in lines if PATH_MARK in line or QUERY_MARK in line]
     assert not leaked, leaked[:3]
 
