@@ -61,8 +61,10 @@ class DatabaseGauges(Collector):
         self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._took = 0.0
 
     def start(self) -> None:
+        self._took = self.refresh()  # values from the first scrape on
         self._thread = threading.Thread(target=self._run, name="ihx-gauges", daemon=True)
         self._thread.start()
 
@@ -85,11 +87,10 @@ class DatabaseGauges(Collector):
         return time.monotonic() - began
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            took = self.refresh()  # the first at once: values from the first scrape on
-            # A slow read (a huge database, a loaded machine) waits longer before the next:
-            # the thread never takes more than a fifth of a core.
-            self._stop.wait(max(self._interval, BUSY_AT_MOST * took))
+        # A slow read (a huge database, a loaded machine) waits longer before the next: the
+        # thread never takes more than a fifth of a core.
+        while not self._stop.wait(max(self._interval, BUSY_AT_MOST * self._took)):
+            self._took = self.refresh()
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return []  # nothing to read at registration

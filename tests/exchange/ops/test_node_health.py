@@ -17,6 +17,7 @@ until the state it waits for, with a generous deadline — no timing assertion.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -150,6 +151,39 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
+class Watched:
+    """The node's health as its Watch stream tells it: every state, in order, none missed."""
+
+    def __init__(self, address: str) -> None:
+        self.seen: list[str] = []
+        self._channel = grpc.insecure_channel(address)
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        self._stream = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        name = health_pb2.HealthCheckResponse.ServingStatus.Name
+        try:
+            for answer in self._stream:
+                self.seen.append(name(answer.status))
+        except grpc.RpcError:
+            pass  # closed
+
+    def wait_for(self, wanted: str, after: int = 0, timeout: float = 60) -> int:
+        """The index of the first ``wanted`` state at or after ``after``."""
+        deadline = time.monotonic() + timeout
+        while wanted not in self.seen[after:]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"health went {self.seen}, never {wanted}")
+            time.sleep(0.05)
+        return self.seen.index(wanted, after)
+
+    def close(self) -> None:
+        self._stream.cancel()
+        self._channel.close()
+
+
 def test_a_full_disk_is_not_serving_until_space_is_freed(
     tmp_path: Path, geo_table: Mapping[str, GeoRow], small_disk: Path
 ) -> None:
@@ -158,18 +192,26 @@ def test_a_full_disk_is_not_serving_until_space_is_freed(
         node,
     ):
         wait_until(node.address, "SERVING")
-        filler = _fill(small_disk)
-        refused = 0
-        with IntakeClient(node.address, token=fed.token("nl-eokm")) as intake:
-            for n in range(500):  # until the database cannot grow: bounded, stops at the first
-                try:
-                    intake.submit(
-                        make_submission(url_in("NL", f"/full-{n}.jpg"), hashes=[f"full-{n}"])
-                    )
-                except grpc.RpcError:
-                    refused += 1
-                    break
-        assert refused == 1, "every write fit on a full disk"
-        wait_until(node.address, "NOT_SERVING")
-        filler.unlink()
+        watched = Watched(node.address)
+        try:
+            watched.wait_for("SERVING")
+            filler = _fill(small_disk)
+            refused = 0
+            with IntakeClient(node.address, token=fed.token("nl-eokm")) as intake:
+                for n in range(500):  # until the database cannot grow: bounded
+                    try:
+                        intake.submit(
+                            make_submission(url_in("NL", f"/full-{n}.jpg"), hashes=[f"full-{n}"])
+                        )
+                    except grpc.RpcError:
+                        refused += 1
+                        break
+            assert refused == 1, "every write fit on a full disk"
+            # The Watch stream sees the change however briefly it lasts (a probe's one-row
+            # write may fit in space the refused transaction gave back).
+            down = watched.wait_for("NOT_SERVING")
+            filler.unlink()
+            watched.wait_for("SERVING", after=down)
+        finally:
+            watched.close()
         wait_until(node.address, "SERVING")
