@@ -49,6 +49,7 @@ from exchange.delivery.sender import PeerSender
 from exchange.domain import Classification
 from exchange.edge.access import AccessInterceptor
 from exchange.edge.admission import Admission, AdmissionInterceptor, Budgets
+from exchange.edge.call_metrics import CallMetricsInterceptor
 from exchange.edge.case_service import CaseServicer
 from exchange.edge.decoding import DecodeGuard
 from exchange.edge.exchange_service import ExchangeServicer
@@ -66,6 +67,7 @@ from exchange.lifecycle.retention import Retention
 from exchange.lifecycle.views import CaseViews
 from exchange.lifecycle.work import CaseWork
 from exchange.local import LocalNode, open_local
+from exchange.ops.gauges import GaugeSources
 from exchange.ops.health import HealthMonitor
 from exchange.ops.listen import check_bindable, refused
 from exchange.ops.metrics import Metrics
@@ -498,15 +500,21 @@ class Node:
         if self.settings.health_listen:
             self._start_health_server(self.settings.health_listen)
         if self.settings.metrics_listen:
-            self.metrics.watch_outbox(self.engine, self._clock)
-            self.metrics.watch_queues(
-                lambda: {str(q): n for q, n in self.case_views.queue_counts().items()}
-            )
-            self.metrics.watch_takedown(lambda: self.takedown_views.status().watches)
-            self.metrics_port = self.metrics.serve(self.settings.metrics_listen)
+            self._start_metrics(self.settings.metrics_listen)
         self._start_workers()
         self._start_health(names[:6], pool)
         log.info("node %s serving on port %d", self.member, self.port)
+
+    def _start_metrics(self, listen: str) -> None:
+        """The database gauges (read every ``[metrics] refresh_s``) and the HTTP endpoint."""
+        sources = GaugeSources(
+            engine=self.engine,
+            clock=self._clock,
+            queues=lambda: {str(q): n for q, n in self.case_views.queue_counts().items()},
+            takedown=lambda: self.takedown_views.status().watches,
+        )
+        self.metrics.watch_database(sources, self.settings.metrics.refresh_s)
+        self.metrics_port = self.metrics.serve(listen)
 
     def _build_server(self) -> tuple[grpc.Server, futures.ThreadPoolExecutor]:
         """The gRPC server (not started) and its worker pool, sized from the admission budgets."""
@@ -516,7 +524,13 @@ class Node:
         pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ihx-rpc")
         server = grpc.server(
             pool,
-            interceptors=[AdmissionInterceptor(self.admission), self.access, DecodeGuard()],
+            # Call metrics first: they see every call, also those the others refuse.
+            interceptors=[
+                CallMetricsInterceptor(self.metrics.calls),
+                AdmissionInterceptor(self.admission),
+                self.access,
+                DecodeGuard(),
+            ],
             options=server_options(self.settings.exchange.max_message_bytes),
             maximum_concurrent_rpcs=4 * workers,
         )

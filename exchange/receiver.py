@@ -282,7 +282,7 @@ class Receiver:
             lambda: log.info(
                 "envelope accepted",
                 extra={
-                    "sender": opened.sender,
+                    "peer": opened.sender,
                     "sequence": opened.sequence,
                     "count": len(final),
                     "report_ids": ids_field(ids),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -38,6 +38,7 @@ from exchange.cli import (
     web,
 )
 from exchange.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXPECTED_ERRORS, error_line, one_line
+from exchange.version import VERSION
 
 
 class IhxGroup(TyperGroup):
@@ -60,6 +61,28 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        sys.stdout.write(f"ihx {VERSION}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the installed version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """ihx — inter-hotline exchange: trace, submit and exchange signed CSAM-URL reports."""
+
 
 for module in (
     demo,

@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic_core import PydanticCustomError
 
 from auth.keys import SigningKey
 from auth.manifest import (
@@ -35,9 +36,12 @@ from auth.manifest import (
 )
 from common.clock import whole_second_clock
 from exchange.cli.common import (
+    EXIT_ERROR,
+    EXPECTED_ERRORS,
     CliError,
     aligned,
     err,
+    error_line,
     out,
     parse_host_specs,
     print_json,
@@ -48,9 +52,11 @@ from exchange.errors import ConfigError
 from exchange.local import open_local
 from exchange.manifest_store import trust_anchors
 from exchange.node import build_node
+from exchange.ops.json_logging import LOG_FORMATS, LogFormat
 from exchange.ops.json_logging import configure as configure_logs
 from exchange.ops.status import NodeStatus, collect_status, to_document
-from exchange.settings import load_database_url, load_settings
+from exchange.settings import Settings, load_database_url, load_settings
+from exchange.settings.fields import check_address
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, upgrade
 from exchange.tools.provision import init_database, write_settings
@@ -58,7 +64,20 @@ from routing.geoip import GeoIp
 
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
 db_app = typer.Typer(help="The node database.", no_args_is_help=True)
+_log = logging.getLogger("exchange.node")
 
+# Metrics on by default, on loopback: a scraper beside the node (or a port-forward) reads them;
+# serving them wider is the operator's choice (the chart sets 0.0.0.0 and a NetworkPolicy).
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+
+MetricsListenOption = Annotated[
+    str,
+    typer.Option(
+        "--metrics-listen",
+        metavar="HOST:PORT|off",
+        help="Serve Prometheus metrics here (metrics.listen in node.toml); 'off' for none.",
+    ),
+]
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
 ]
@@ -97,9 +116,11 @@ def init_command(
             help="Use a static resolver with these answers instead of DNS (repeatable).",
         ),
     ] = None,
+    metrics_listen: MetricsListenOption = DEFAULT_METRICS_LISTEN,
 ) -> None:
     """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
     _check_target(member, directory)
+    metrics = _metrics_address(metrics_listen)
     trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
     trust = _read_trust(manifest, trusted)
     static_hosts = parse_host_specs(static, option="--static") if static else None
@@ -120,6 +141,7 @@ def init_command(
             country_db=country_db,
             asn_db=asn_path,
             static_hosts=static_hosts,
+            metrics_listen=metrics,
         ),
     )
     notes = list(trust.notes)
@@ -128,6 +150,17 @@ def init_command(
     else:
         notes.append(f"put the signed manifest at {directory / 'manifest.json'} before running")
     _print_created(directory, member, listen, key, notes)
+
+
+def _metrics_address(listen: str) -> str | None:
+    """``--metrics-listen``: HOST:PORT, or ``off`` (None)."""
+    if listen == "off":
+        return None
+    try:
+        check_address(listen, "--metrics-listen")
+    except PydanticCustomError as error:
+        raise CliError(str(error)) from None
+    return listen
 
 
 def _check_target(member: str, directory: Path) -> None:
@@ -247,14 +280,52 @@ def run_command(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="IHX_LOG_FORMAT",
+            help="json: every line one JSON object on stderr (for a log collector); "
+            "text: log lines on stderr, 'listening on …' on stdout.",
+        ),
+    ] = "text",
 ) -> None:
     """Serve gRPC and deliver the outbox until SIGINT or SIGTERM."""
     level = logging.getLevelNamesMapping().get(log_level.upper())
     if level is None:
         raise CliError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
-    # One JSON object per line on stderr, with report ids and never URL paths (exchange/logs.py).
-    configure_logs(logging.getLevelName(level).lower(), sys.stderr)
-    settings = load_settings(config)
+    if log_format not in LOG_FORMATS:
+        raise CliError(f"--log-format: {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    fmt: LogFormat = log_format
+    name = logging.getLevelName(level).lower()
+    configure_logs(name, sys.stderr, log_format=fmt)  # before anything can fail
+    try:
+        settings = load_settings(config)
+    except EXPECTED_ERRORS as error:
+        if fmt == "text":
+            raise
+        _log.error("not started: %s", error_line(error))  # JSON too, not ihx's error line
+        raise typer.Exit(EXIT_ERROR) from None
+    # Never URL paths in logs: report ids only (exchange/ops/json_logging.py).
+    configure_logs(name, sys.stderr, log_format=fmt, member=settings.member)
+    _serve(settings, _Announcer(fmt == "json"))
+
+
+class _Announcer:
+    """The node's lifecycle lines: a log record when logs are JSON, a line on stdout for text."""
+
+    def __init__(self, as_log: bool) -> None:
+        self._as_log = as_log
+
+    def __call__(self, message: str, **fields: str) -> None:
+        if self._as_log:
+            _log.info(message, extra=fields)
+        else:
+            out().print(message)
+            sys.stdout.flush()
+
+
+def _serve(settings: Settings, announce: _Announcer) -> None:
     node = build_node(settings)
     stop = threading.Event()
 
@@ -268,15 +339,12 @@ def run_command(
         except BaseException:
             node.stop(grace=0)
             raise
-        console = out()
-        console.print(f"ihx node {settings.member} listening on {node.address}")
-        sys.stdout.flush()
+        announce(f"ihx node {settings.member} listening on {node.address}", address=node.address)
         while not stop.wait(0.5):
             pass
-        console.print("stopping…")
-        sys.stdout.flush()
+        announce("stopping…")
         node.stop()
-        console.print("stopped")
+        announce("stopped")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

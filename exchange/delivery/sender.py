@@ -207,7 +207,7 @@ class PeerSender:
             except (ExchangeError, AuthError) as error:
                 self._failed(error.code, f"{error.code}: {error}")
             except Exception as error:  # our own database, a bug: the thread must live on
-                log.exception("sender to %s failed", self.peer)
+                log.exception("sender to %s failed", self.peer, extra={"peer": self.peer})
                 self._failed("internal", f"internal: {error.__class__.__name__}: {error}")
             else:
                 continue
@@ -248,7 +248,7 @@ class PeerSender:
         self._unreachable = code in _UNREACHABLE
         if self._unreachable:
             self._drop_channel()
-        log.warning("delivery to %s interrupted: %s", self.peer, reason)
+        log.warning("delivery to %s interrupted: %s", self.peer, reason, extra={"peer": self.peer})
         if self._metrics is not None:
             self._metrics.delivery_failures.labels(self.peer, code).inc()
 
@@ -365,7 +365,13 @@ class PeerSender:
         error = done.exception()
         if error is not None:
             self.last_error = f"receipt not stored, batch will be resent: {error}"
-            log.warning("receipt for %s/%d not stored: %s", self.peer, batch.sequence, error)
+            log.warning(
+                "receipt for %s/%d not stored: %s",
+                self.peer,
+                batch.sequence,
+                error,
+                extra={"peer": self.peer},
+            )
             return
         if done.result():
             self.delivered += batch.count

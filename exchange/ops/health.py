@@ -72,6 +72,8 @@ class HealthMonitor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if metrics is not None:
+            metrics.health_serving.set(1)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ihx-health", daemon=True)
@@ -145,6 +147,7 @@ class HealthMonitor:
         else:
             log.error("health: NOT_SERVING (%s)", reason)
         if self._metrics is not None:
+            self._metrics.health_serving.set(1 if serving else 0)
             label = "serving" if serving else "not_serving"
             self._metrics.health_changes.labels(label, reason.split(":", 1)[0]).inc()
 

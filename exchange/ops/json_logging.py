@@ -1,44 +1,73 @@
-"""Structured logs: one JSON object per line, carrying report ids, never URL paths or queries.
+"""The node's log lines: JSON objects (python-json-logger) or plain text, never URL paths.
 
-A reported URL's path and query can identify a victim, so they never reach logs at info level:
-code logs report ids, and ``redact_url`` keeps only scheme and host when a URL must be named.
-``configure`` installs the JSON formatter on the root logger (``ihx node run`` calls it);
-fields passed with ``extra={"report_id": …}`` become top-level keys.
+Why: a log collector reads one JSON object per line; a person at a terminal reads text. With
+JSON on, *every* line the node writes is one object, the lifecycle lines ("listening", "stopping",
+"stopped") too (``ihx node run`` logs them instead of printing them), so nothing has to be parsed
+out of a sentence.
+
+Each JSON line carries ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, the node's
+``member`` and the app ``version`` (exchange/version.py), plus the fields a call passes with
+``extra=`` — ``peer`` (the other member a line is about), ``report_ids``, ``notice`` … — as
+top-level keys. An error's exception is one ``error`` field (its last line), not a traceback.
+
+A reported URL's path and query can identify a victim, so they never reach logs: code logs
+report ids, and ``redact_url`` keeps only scheme and host when a URL must be named.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
-_STANDARD = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
-)
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
+from exchange.version import VERSION
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                doc[key] = value if isinstance(value, str | int | float | bool) else str(value)
-        if record.exc_info and record.levelno >= logging.ERROR:
-            doc["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(doc, ensure_ascii=False)
+LogFormat = Literal["json", "text"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("json", "text")
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
+class JsonFormatter(_LibraryJsonFormatter):
+    """python-json-logger with ihx's field names, lower-case levels and one-line errors."""
+
+    def __init__(self, member: str | None = None) -> None:
+        static: dict[str, Any] = {"version": VERSION}
+        if member is not None:
+            static["member"] = member
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger"},
+            static_fields=static,
+            timestamp="time",
+            json_ensure_ascii=False,
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = str(log_data.get("level", "")).lower()
+        # The time first: collectors and people both read it before anything else.
+        ordered = {"time": log_data.pop("time", None), **log_data}
+        trace = ordered.pop("exc_info", None)
+        if trace:
+            ordered["error"] = str(trace).strip().splitlines()[-1]
+        ordered.pop("stack_info", None)
+        return ordered
+
+
+def configure(
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    log_format: LogFormat = "json",
+    member: str | None = None,
+) -> None:
+    """Install one handler on the root logger: JSON (with ``member``) or text, on ``stream``."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(member))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

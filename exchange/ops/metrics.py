@@ -1,24 +1,21 @@
 """Prometheus metrics of a node, on their own registry (no process-global state).
 
-Counters and the latency histogram are updated by the components that see the events; queue
-depth and the age of the oldest pending report per destination are read from the database (the
-read model ``store/overview.py``) when Prometheus scrapes (a collector), so they are always true,
-also for rows another replica wrote.
+Counters and the latency histograms are updated by the components that see the events (the gRPC
+calls by edge/call_metrics.py); the gauges of what waits in the database — work queues, partner
+backlog, outbox per peer, failing peers — are read by one thread every few seconds and served
+from that reading (ops/gauges.py), also true for rows another replica wrote. ``ihx_build_info``
+names the running version (exchange/version.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from common.clock import Clock
+from exchange.ops.gauges import DatabaseGauges, GaugeSources
 from exchange.ops.listen import refused
-from exchange.store.overview import outbox_depth
+from exchange.version import GRPC_VERSION, PYTHON_VERSION, VERSION
 
 
 class Metrics:
@@ -30,6 +27,20 @@ class Metrics:
         self._add_delivery_metrics(self.registry)
         self._add_overload_metrics(self.registry)
         self._add_takedown_metrics(self.registry)
+        self.calls = CallMetrics(self.registry)
+        self.build_info = Gauge(
+            "ihx_build_info",
+            "Always 1; the labels name the running software",
+            ["version", "python", "grpc"],
+            registry=self.registry,
+        )
+        self.build_info.labels(VERSION, PYTHON_VERSION, GRPC_VERSION).set(1)
+        self.gauge_read_failures = Counter(
+            "ihx_gauges_read_failures",
+            "Reads of the database gauges that failed (the previous values are kept)",
+            registry=self.registry,
+        )
+        self._gauges: DatabaseGauges | None = None
         self._server: Any = None
 
     def _add_report_metrics(self, r: CollectorRegistry) -> None:
@@ -117,6 +128,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.health_serving = Gauge(
+            "ihx_health_serving",
+            "1 while the node reports SERVING, 0 while NOT_SERVING (exchange/ops/health.py)",
+            registry=r,
+        )
         self.health_changes = Counter(
             "ihx_health_changes",
             "Health status changes, by the status entered and its reason",
@@ -136,22 +152,13 @@ class Metrics:
             registry=r,
         )
 
-    def watch_outbox(self, engine: Engine, clock: Clock) -> None:
-        self.registry.register(_OutboxCollector(engine, clock))
-
-    def watch_queues(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        """Gauges of the work queues (cases per queue), read at each scrape."""
-        self.registry.register(
-            _CountsCollector(
-                "ihx_case_queue", "Cases held here with an item in each work queue", "queue", counts
-            )
-        )
-
-    def watch_takedown(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        """Gauges of the takedown watches (per state), read at each scrape."""
-        self.registry.register(
-            _CountsCollector("ihx_takedown_watches", "Watched cases per state", "state", counts)
-        )
+    def watch_database(self, sources: GaugeSources, interval: float) -> DatabaseGauges:
+        """The gauges read from the database every ``interval`` s (ops/gauges.py); started."""
+        gauges = DatabaseGauges(sources, self.gauge_read_failures, interval)
+        self.registry.register(gauges)
+        gauges.start()
+        self._gauges = gauges
+        return gauges
 
     def serve(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")
@@ -166,6 +173,9 @@ class Metrics:
         return int(server.server_port)
 
     def stop(self) -> None:
+        if self._gauges is not None:
+            self._gauges.stop()
+            self._gauges = None
         if self._server is not None:
             server, self._server = self._server, None
             # Wait for the serving loop to let go (within its 0.5 s poll): until it does, the
@@ -174,42 +184,28 @@ class Metrics:
             server.server_close()
 
 
-class _OutboxCollector(Collector):
-    def __init__(self, engine: Engine, clock: Clock) -> None:
-        self._engine = engine
-        self._clock = clock
+GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+# A unary call takes milliseconds; a stream lives up to hours (exchange streams, WatchCases).
+GRPC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily(
-            "ihx_outbox_pending", "Reports waiting for a receipt", labels=["destination"]
+
+class CallMetrics:
+    """gRPC server calls per service, method and code (edge/call_metrics.py counts them)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.started = Counter(
+            "grpc_server_started", "RPCs started on the server", GRPC_LABELS, registry=registry
         )
-        oldest = GaugeMetricFamily(
-            "ihx_outbox_oldest_pending_seconds",
-            "Age of the oldest report waiting for a receipt",
-            labels=["destination"],
+        self.handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, by status code",
+            (*GRPC_LABELS, "grpc_code"),
+            registry=registry,
         )
-        now = self._clock()
-        for destination, count, first in outbox_depth(self._engine):
-            depth.add_metric([destination], count)
-            age = (now - first).total_seconds() if first is not None else 0.0
-            oldest.add_metric([destination], max(0.0, age))
-        yield depth
-        yield oldest
-
-
-class _CountsCollector(Collector):
-    """One gauge with a label, from counts read at each scrape."""
-
-    def __init__(
-        self, name: str, help_text: str, label: str, counts: Callable[[], Mapping[str, int]]
-    ) -> None:
-        self._name = name
-        self._help = help_text
-        self._label = label
-        self._counts = counts
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(self._name, self._help, labels=[self._label])
-        for value, count in self._counts().items():
-            gauge.add_metric([value], count)
-        yield gauge
+        self.seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Time from an RPC's start to its status (a stream: its lifetime), by status code",
+            (*GRPC_LABELS, "grpc_code"),
+            buckets=GRPC_BUCKETS,
+            registry=registry,
+        )

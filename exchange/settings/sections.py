@@ -314,6 +314,9 @@ class TlsSection(_Section):
 
 class MetricsSection(_Section):
     listen: str | None = None  # Prometheus metrics over HTTP; None = off
+    # The database gauges (queues, partner backlog, outbox, failing peers) are read this often
+    # by one thread, never per scrape (exchange/ops/gauges.py).
+    refresh_s: float = between(15.0, 0.05, 3600)
 
     @field_validator("listen")
     @classmethod

@@ -602,15 +602,26 @@ def _summaries(conn: Connection, holder: str, rows: list[Any]) -> list[CaseSumma
 
 
 def queue_counts(conn: Connection, holder: str, now: datetime, since: datetime) -> dict[Queue, int]:
-    """Cases per queue (the metrics' gauges and the queue overview)."""
+    """Cases per queue (the metrics' gauges and the queue overview), in one pass over the
+    holder's item states: each case's flags first (is any item in the queue; how many are
+    open), then the cases summed — "recently closed" counts only cases with no open item left,
+    as the queue lists them."""
     s = STATES.c
-    out: dict[Queue, int] = {}
-    for q in Queue:
-        where = [s.holder == holder, _queue_filter(q, now, since)]
-        if q is Queue.RECENTLY_CLOSED:
-            # as the queue lists them: only cases with no open item left
-            still_open = select(s.case_id).where(s.holder == holder, s.stage.not_in(_CLOSED))
-            where.append(s.case_id.not_in(still_open))
-        n = conn.execute(select(func.count(func.distinct(s.case_id))).where(*where)).scalar_one()
-        out[q] = int(n)
-    return out
+    flags = [
+        func.max(case((_queue_filter(q, now, since), 1), else_=0)).label(q.value) for q in Queue
+    ]
+    open_items = func.sum(case((s.stage.in_(_CLOSED), 0), else_=1)).label("open_items")
+    per_case = select(*flags, open_items).where(s.holder == holder).group_by(s.case_id).subquery()
+    c = per_case.c
+    closed_all = and_(c[Queue.RECENTLY_CLOSED.value] == 1, c.open_items == 0)
+    sums = [
+        func.coalesce(
+            func.sum(case((closed_all, 1), else_=0))
+            if q is Queue.RECENTLY_CLOSED
+            else func.sum(c[q.value]),
+            0,
+        )
+        for q in Queue
+    ]
+    row = conn.execute(select(*sums)).one()
+    return {q: int(n) for q, n in zip(Queue, row, strict=True)}

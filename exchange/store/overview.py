@@ -198,6 +198,13 @@ def _unreceipted(conn: Connection) -> dict[str, int]:
     }
 
 
+def failing_peers(engine: Engine) -> dict[str, datetime | None]:
+    """Each known peer → since when delivery to it fails (None: it does not)."""
+    p = schema.peers.c
+    with engine.connect() as conn:
+        return {str(m): since for m, since in conn.execute(select(p.member, p.failing_since))}
+
+
 def _peers(conn: Connection) -> dict[str, PeerRecord]:
     return {
         row.member: PeerRecord(

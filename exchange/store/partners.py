@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, case, func, select, update
 
 from exchange.store import schema
 from exchange.store.sql import insert_ignore
@@ -142,3 +142,16 @@ def feedback(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[Feedba
     for r in rows:
         out.setdefault(r.case_id, []).append(Feedback(r.partner, r.code, r.note, r.at))
     return out
+
+
+def backlog(conn: Connection) -> dict[tuple[str, str], int]:
+    """(partner, ``pulled`` or ``not_pulled``) → cases assigned and not yet acknowledged (the
+    metrics' gauge; the acked_at index keeps it to the unacknowledged rows)."""
+    pc = PARTNER_CASES.c
+    pulled = case((pc.pulls > 0, "pulled"), else_="not_pulled").label("state")
+    rows = conn.execute(
+        select(pc.partner, pulled, func.count())
+        .where(pc.acked_at.is_(None))
+        .group_by(pc.partner, pulled)
+    )
+    return {(str(partner), str(state)): int(n) for partner, state, n in rows}

@@ -84,8 +84,10 @@ def write_settings(
     extra: str = "",
     tls: bool = False,
     database_url: str = DEFAULT_DATABASE_URL,
+    metrics_listen: str | None = None,
 ) -> None:
-    """Write a node's settings; ``tls``: mutual TLS with the files in ``tls/`` beside them.
+    """Write a node's settings; ``tls``: mutual TLS with the files in ``tls/`` beside them;
+    ``metrics_listen``: Prometheus metrics served there (``[metrics] listen``).
 
     Without ``tls`` the node talks plaintext (``insecure_loopback``, loopback ``listen`` only).
     """
@@ -118,16 +120,26 @@ def write_settings(
             f"key = {_toml_str(TLS_KEY)}",
             f"ca = {_toml_str(TLS_CA)}",
         ]
-    lines += ["", "[resolver]"]
-    if static_hosts is not None:
-        lines += ['kind = "static"', "", "[resolver.static]"]
-        lines += [
+    if metrics_listen is not None:
+        lines += ["", "[metrics]", f"listen = {_toml_str(metrics_listen)}"]
+    lines += _resolver_lines(static_hosts)
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+
+
+def _resolver_lines(static_hosts: Mapping[str, Sequence[str]] | None) -> list[str]:
+    if static_hosts is None:
+        return ["", "[resolver]", 'kind = "dns"']
+    return [
+        "",
+        "[resolver]",
+        'kind = "static"',
+        "",
+        "[resolver.static]",
+        *(
             f"{_toml_str(h)} = [" + ", ".join(_toml_str(a) for a in addrs) + "]"
             for h, addrs in static_hosts.items()
-        ]
-    else:
-        lines.append('kind = "dns"')
-    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+        ),
+    ]
 
 
 def init_database(settings: Settings) -> None:

@@ -40,6 +40,7 @@ from exchange.domain import (
 from exchange.errors import InvalidReport
 from exchange.routing_log import Checkpoint, LogEntry
 from exchange.times import to_micros
+from exchange.version import VERSION
 from exchange.wire.known_fields import require_exact
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import intake_pb2 as ipb
@@ -291,7 +292,7 @@ def decision_from_proto(msg: pb.Decision, self_member: str | None) -> Decision:
 
 # -- intake results and node info -----------------------------------------------------------
 
-SOFTWARE_VERSION = "ihx/0.1.0"
+SOFTWARE_VERSION = f"ihx/{VERSION}"  # the installed package's (exchange/version.py)
 # Wire schema versions this node speaks. Unknown fields are refused (wire/known_fields.py), so a
 # schema change ships as a new package (ihx.v2) beside the old one, used only with peers that list
 # it in NodeInfo.protocols.

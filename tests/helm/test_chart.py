@@ -28,6 +28,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.helm.prometheus_rule import PROMETHEUS_RULE_SCHEMA
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "ihx"
 CI_VALUES = sorted(CHART.glob("ci/*.yaml"))
@@ -112,6 +114,7 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
 
 CRD_SCHEMAS: Mapping[tuple[str, str], Mapping[str, Any]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR_SCHEMA,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE_SCHEMA,
 }
 
 

@@ -32,7 +32,8 @@ def with_operations_ports(fed: Federation, *members: str) -> None:
     for member in members or tuple(fed.settings):
         fed.settings[member] = fed.settings[member].model_copy(
             update={
-                "metrics": MetricsSection(listen=f"127.0.0.1:{free_port()}"),
+                # Gauges read from the database every 0.1 s (ops/gauges.py), not per scrape.
+                "metrics": MetricsSection(listen=f"127.0.0.1:{free_port()}", refresh_s=0.1),
                 "health": HealthSection(listen=f"127.0.0.1:{free_port()}"),
             }
         )

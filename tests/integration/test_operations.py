@@ -61,6 +61,7 @@ MakeOpsCluster = Callable[..., Cluster]
 # The stop deadline these tests hold a node to: the grace period they pass plus generous slack
 # for the senders, the writer and the database to close on a loaded machine. Not a speed figure.
 STOP_DEADLINE_S = 15.0
+GAUGES_READ = "ihx_gauges_read_timestamp_seconds"
 
 
 @pytest.fixture
@@ -263,6 +264,13 @@ def test_metrics_count_reports_receipts_refusals_and_the_outbox(
                 exchange.Deliver(env, timeout=10)
             assert info.value.code() is code
 
+    # The database gauges are a reading taken every 0.1 s: wait for one taken after all this.
+    done = time.time()
+    wait_until(
+        lambda: (sample(scrape(metrics_port(cluster, NL)), GAUGES_READ) or 0.0) > done,
+        30,
+        what="a gauge reading after the last change",
+    )
     nl = scrape(metrics_port(cluster, NL))
     assert sample(nl, "ihx_reports_in_total", source="intake") == 10.0
     assert sample(nl, "ihx_reports_out_total", destination=DE) == 4.0
@@ -289,7 +297,7 @@ def test_metrics_count_reports_receipts_refusals_and_the_outbox(
     assert sample(nl, "ihx_case_queue", queue="unassessed") == 2.0
     assert sample(nl, "ihx_case_queue", queue="unactioned") == 0.0
 
-    # The age grows while the coordinator stays away (read when Prometheus scrapes).
+    # The age grows while the coordinator stays away (read again every 0.1 s).
     def oldest() -> float:
         samples = scrape(metrics_port(cluster, NL))
         value = sample(samples, "ihx_outbox_oldest_pending_seconds", destination=COORDINATOR)
@@ -384,12 +392,13 @@ def test_logs_are_json_lines_without_url_paths_or_queries(
     docs = [json.loads(line) for line in lines]  # every line is one JSON object
     for doc in docs:
         assert isinstance(doc, dict)
-        assert {"ts", "level", "logger", "msg"} <= doc.keys(), doc
-        datetime.fromisoformat(doc["ts"])
+        assert {"time", "level", "logger", "message", "version"} <= doc.keys(), doc
+        datetime.fromisoformat(doc["time"])
     loggers = {d["logger"] for d in docs}
     assert {"exchange.node", "exchange.delivery.sender", "exchange.edge.access"} <= loggers
     port = cluster.fed.settings[NL].listen.rpartition(":")[2]
-    assert f"node {NL} serving on port {port}" in {d["msg"] for d in docs}
+    assert f"node {NL} serving on port {port}" in {d["message"] for d in docs}
+    assert {d["peer"] for d in docs if "us-ncmec interrupted" in d["message"]} == {"us-ncmec"}
     leaked = [line for line in lines if PATH_MARK in line or QUERY_MARK in line]
     assert not leaked, leaked[:3]
 

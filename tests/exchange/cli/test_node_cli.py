@@ -246,3 +246,40 @@ def test_status_shows_pending_outbox_for_a_dead_peer(
     result = runner.invoke(app, ["status", "--config", str(federation.config("nl-eokm"))])
     assert "outbox          1 reports pending" in result.stdout
     assert any(line.split()[:2] == ["de-eco", "1"] for line in result.stdout.splitlines())
+
+
+def test_init_turns_metrics_on_by_default(
+    runner: CliRunner, tmp_path: Path, country_db: Path
+) -> None:
+    on = runner.invoke(
+        app, init_args(tmp_path / "on", country_db, "--trusted-key", COORDINATOR_KEY)
+    )
+    assert on.exit_code == 0, on.stderr
+    assert load_settings(tmp_path / "on" / "node.toml", env={}).metrics_listen == "127.0.0.1:9464"
+    off = runner.invoke(
+        app,
+        init_args(
+            tmp_path / "off",
+            country_db,
+            "--trusted-key",
+            COORDINATOR_KEY,
+            "--metrics-listen",
+            "off",
+        ),
+    )
+    assert off.exit_code == 0, off.stderr
+    assert load_settings(tmp_path / "off" / "node.toml", env={}).metrics_listen is None
+    bad = runner.invoke(
+        app,
+        init_args(
+            tmp_path / "bad",
+            country_db,
+            "--trusted-key",
+            COORDINATOR_KEY,
+            "--metrics-listen",
+            "9464",
+        ),
+    )
+    assert bad.exit_code == 2
+    assert "--metrics-listen must be host:port" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -12,6 +12,7 @@ import urllib.request
 from sqlalchemy import Engine
 
 from exchange.intake import Intake
+from exchange.ops.gauges import GaugeSources
 from exchange.ops.metrics import Metrics
 from tests.exchange.factories import FakeClock, make_submission, url_in
 
@@ -27,18 +28,24 @@ def test_each_metrics_has_its_own_registry() -> None:
     assert sample(second, "ihx_reports_in_total", source="intake") is None
 
 
-def test_the_outbox_gauges_are_read_at_scrape_time(
+def test_the_outbox_gauges_are_read_by_the_refresh_not_the_scrape(
     engine: Engine, intake: Intake, clock: FakeClock
 ) -> None:
     metrics = Metrics()
-    metrics.watch_outbox(engine, clock)
-    assert sample(metrics, "ihx_outbox_pending", destination="de-eco") is None  # nothing waits
+    gauges = metrics.watch_database(GaugeSources(engine, clock, queues=dict), interval=3600)
+    try:
+        assert sample(metrics, "ihx_outbox_pending", destination="de-eco") is None  # none waits
 
-    intake.submit(make_submission(url_in("DE", "/1.jpg"), hashes=["one"]))
-    clock.advance(20)
-    intake.submit(make_submission(url_in("DE", "/2.jpg"), hashes=["two"]))
-    intake.submit(make_submission(url_in("NL"), hashes=["local"]))  # a local case: no outbox
-    clock.advance(10)
+        intake.submit(make_submission(url_in("DE", "/1.jpg"), hashes=["one"]))
+        clock.advance(20)
+        intake.submit(make_submission(url_in("DE", "/2.jpg"), hashes=["two"]))
+        intake.submit(make_submission(url_in("NL"), hashes=["local"]))  # local case: no outbox
+        clock.advance(10)
+        # A scrape serves the last reading: the database is not read for it.
+        assert sample(metrics, "ihx_outbox_pending", destination="de-eco") is None
+        gauges.refresh()
+    finally:
+        metrics.stop()
 
     assert sample(metrics, "ihx_outbox_pending", destination="de-eco") == 2
     assert sample(metrics, "ihx_outbox_oldest_pending_seconds", destination="de-eco") == 30
@@ -47,7 +54,7 @@ def test_the_outbox_gauges_are_read_at_scrape_time(
 
 def test_serves_the_registry_over_http_and_frees_the_port(engine: Engine, clock: FakeClock) -> None:
     metrics = Metrics()
-    metrics.watch_outbox(engine, clock)
+    metrics.watch_database(GaugeSources(engine, clock, queues=dict), interval=3600)
     metrics.rejections.labels("bad-signature").inc(2)
     port = metrics.serve("127.0.0.1:0")
     try:
