@@ -43,6 +43,7 @@ from auth.manifest.editing import (
     rotate_key,
     set_coordinator,
     set_orphan_rule,
+    set_tls_identity,
 )
 from auth.manifest.files import dump_manifest, load_manifest
 from auth.manifest.model import Manifest, Member, MemberKey
@@ -89,5 +90,6 @@ __all__ = [
     "rotate_key",
     "set_coordinator",
     "set_orphan_rule",
+    "set_tls_identity",
     "sign_manifest",
 ]

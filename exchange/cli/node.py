@@ -52,7 +52,7 @@ from exchange.ops.status import NodeStatus, collect_status, to_document
 from exchange.settings import load_database_url, load_settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, upgrade
-from exchange.tools.provision import init_database, write_settings
+from exchange.tools.provision import DEFAULT_DATABASE_URL, init_database, write_settings
 from routing.geoip import GeoIp
 
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
@@ -96,8 +96,17 @@ def init_command(
             help="Use a static resolver with these answers instead of DNS (repeatable).",
         ),
     ] = None,
+    database_url: Annotated[
+        str,
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="The node's database, migrated here: e.g. "
+            "postgresql+psycopg://USER@HOST:5432/DB (default: node.db, SQLite, in DIRECTORY).",
+        ),
+    ] = DEFAULT_DATABASE_URL,
 ) -> None:
-    """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
+    """Create a node directory: Ed25519 key, node.toml and a migrated database."""
     _check_target(member, directory)
     trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
     trust = _read_trust(manifest, trusted)
@@ -119,6 +128,7 @@ def init_command(
             country_db=country_db,
             asn_db=asn_path,
             static_hosts=static_hosts,
+            database_url=database_url,
         ),
     )
     notes = list(trust.notes)
