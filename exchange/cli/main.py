@@ -22,6 +22,7 @@ from exchange.cli import (
     casework,
     demo,
     export,
+    geoip,
     hosts,
     log,
     network,
@@ -76,6 +77,7 @@ for module in (
     takedown,
     web,
     export,
+    geoip,
     stats,
     retention,  # last: it adds commands to groups the modules before it made
 ):

@@ -46,7 +46,6 @@ from exchange.cli.common import (
 from exchange.errors import ConfigError
 from exchange.local import open_local
 from exchange.manifest_store import trust_anchors
-from exchange.node import build_node
 from exchange.ops.json_logging import configure as configure_logs
 from exchange.ops.status import NodeStatus, collect_status, to_document
 from exchange.settings import load_database_url, load_settings
@@ -263,6 +262,10 @@ def run_command(
         raise CliError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
     # One JSON object per line on stderr, with report ids and never URL paths (exchange/logs.py).
     configure_logs(logging.getLevelName(level).lower(), sys.stderr)
+    # Imported here: the server (every service, the sender, the writer) is what only this
+    # command runs; every other command starts without loading it.
+    from exchange.node import build_node
+
     settings = load_settings(config)
     node = build_node(settings)
     stop = threading.Event()
