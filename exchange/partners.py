@@ -29,7 +29,7 @@ from auth.errors import AuthError
 from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.domain import CaseReportView, CaseView, Classification, LogKind, is_case_id
-from exchange.errors import NotFound, QuotaExceeded
+from exchange.errors import InvalidReport, NotFound, QuotaExceeded
 from exchange.lifecycle.model import CaseEvent, ItemState
 from exchange.store import cases as case_store
 from exchange.store import inbox, reports
@@ -40,6 +40,18 @@ from exchange.wire.case_codec import event_from_bytes
 from exchange.wire.codec import receipt_key_and_time
 
 MAX_PULL = 1000
+MIN_VISIBILITY = timedelta(seconds=1)
+MAX_VISIBILITY = timedelta(days=1)  # as [partners] visibility_timeout_s
+
+
+@dataclass(frozen=True, slots=True)
+class PulledPage:
+    """One pull: its cases, and until when they stay hidden from the next pulls."""
+
+    cases: list[CaseView]
+    invisible_until: datetime
+
+
 MAX_FEEDBACK_PER_CASE = 100  # a partner's notes on one case: far above use, far below abuse
 
 
@@ -92,16 +104,35 @@ class Partners:
     # -- pull and acknowledge -----------------------------------------------------------------
 
     def pull(self, partner: str, after_cursor: int, limit: int) -> list[CaseView]:
-        limit = max(1, min(limit or 100, MAX_PULL))
-        return self._writer.execute(lambda tx: self._pull(tx, partner, after_cursor, limit))
+        return self.pull_page(partner, after_cursor, limit).cases
 
-    def _pull(self, tx: Tx, partner: str, after: int, limit: int) -> list[CaseView]:
+    def pull_page(
+        self, partner: str, after_cursor: int, limit: int, visibility: timedelta | None = None
+    ) -> PulledPage:
+        """The partner's next visible cases, hidden until ``invisible_until`` (``visibility``
+        from now, default the node's timeout) unless acknowledged."""
+        limit = max(1, min(limit or 100, MAX_PULL))
+        if visibility is not None and not MIN_VISIBILITY <= visibility <= MAX_VISIBILITY:
+            raise InvalidReport(
+                f"visibility: from {MIN_VISIBILITY.seconds} to {MAX_VISIBILITY.days * 86400} "
+                "seconds",
+                code="pull-visibility",
+            )
+        hide_for = self._timeout if visibility is None else visibility
+        return self._writer.execute(
+            lambda tx: self._pull(tx, partner, after_cursor, limit, hide_for)
+        )
+
+    def _pull(
+        self, tx: Tx, partner: str, after: int, limit: int, hide_for: timedelta
+    ) -> PulledPage:
         now = self._clock()
+        hide_until = now + hide_for
         cursors = partner_store.take_visible(
-            tx.conn, partner, after=after, limit=limit, now=now, hide_until=now + self._timeout
+            tx.conn, partner, after=after, limit=limit, now=now, hide_until=hide_until
         )
         if not cursors:
-            return []
+            return PulledPage([], hide_until)
         views = _load_cases(tx.conn, cursors, self._verify_receipt)
         for view in views:
             first = view.reports[0].report_id if view.reports else None
@@ -115,7 +146,7 @@ class Partners:
                     detail={"case": view.id, "cursor": view.cursor},
                 )
             )
-        return views
+        return PulledPage(views, hide_until)
 
     def ack(self, partner: str, case_ids: Sequence[str]) -> tuple[int, list[str]]:
         return self._writer.execute(lambda tx: self._ack(tx, partner, case_ids))

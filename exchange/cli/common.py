@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from auth.errors import AuthError
@@ -99,6 +100,20 @@ def err() -> Console:
     return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
+def progress(label: str) -> Progress:
+    """A progress bar on stderr for a long operation; drawn only when stderr is a terminal,
+    so a script's captured stderr holds nothing but the lines meant for it."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
@@ -124,8 +139,10 @@ def aligned(rows: Sequence[Sequence[str]], *, indent: str = "  ") -> list[str]:
 
 # -- times -------------------------------------------------------------------------------------
 
-_RELATIVE = re.compile(r"\+(\d{1,6})([smhdw])")
+_RELATIVE = re.compile(r"([+-])(\d{1,6})([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIME_HELP = "now, -1h / +7d (s m h d w from now), YYYY-MM-DD (UTC) or RFC 3339"
 
 
 def format_time(at: datetime | None) -> str | None:
@@ -140,20 +157,21 @@ def short_time(at: datetime | None) -> str | None:
 
 
 def parse_time(text: str, *, option: str, now: datetime) -> datetime:
-    """``now``, a relative ``+N[smhdw]`` or an RFC 3339 time with a timezone."""
+    """The one reader of every time option: ``now``; ``-90m`` / ``+7d`` relative to ``now``;
+    a day ``YYYY-MM-DD`` (its start, UTC); or an RFC 3339 time with a timezone."""
     value = text.strip()
     if value == "now":
         return now
     relative = _RELATIVE.fullmatch(value)
     if relative is not None:
-        return now + timedelta(seconds=int(relative[1]) * _UNITS[relative[2]])
+        span = timedelta(seconds=int(relative[2]) * _UNITS[relative[3]])
+        return now + span if relative[1] == "+" else now - span
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise CliError(
-            f"{option}: {value[:40]!r} is not a time: use now, +7d (s/m/h/d/w) or RFC 3339 "
-            "such as 2025-01-31T12:00:00Z"
-        ) from None
+        raise CliError(f"{option}: {value[:40]!r} is not a time: use {TIME_HELP}") from None
+    if _DAY.fullmatch(value):
+        return parsed.replace(tzinfo=UTC)
     if parsed.tzinfo is None:
         raise CliError(f"{option}: {value[:40]!r} has no timezone (add Z or +01:00)")
     return parsed.astimezone(UTC)

@@ -24,7 +24,8 @@ from typing import Annotated
 import typer
 
 from common.clock import whole_second_clock
-from exchange.cli.common import CliError, err, parse_time
+from exchange.cli.common import TIME_HELP, CliError, err, parse_time
+from exchange.domain import LogKind
 from exchange.local import open_local
 from exchange.settings import load_settings
 from exchange.stats.export import (
@@ -63,8 +64,8 @@ def cases_command(
     ] = False,
     status: Annotated[str, typer.Option(help="Only open or closed cases.")] = "",
     country: Annotated[str, typer.Option(help="Only cases hosted in this country.")] = "",
-    since: Annotated[str | None, typer.Option(help="Opened at or after (RFC 3339).")] = None,
-    until: Annotated[str | None, typer.Option(help="Opened before (RFC 3339).")] = None,
+    since: Annotated[str | None, typer.Option(help=f"Opened at or after: {TIME_HELP}.")] = None,
+    until: Annotated[str | None, typer.Option(help="Opened before: as --since.")] = None,
     out: Annotated[Path | None, _OUT] = None,
     operator: Annotated[
         str | None, typer.Option(help="Who exports, for the audit entries (default: OS user).")
@@ -107,9 +108,9 @@ def _operator(name: str | None) -> str:
 
 def log_command(
     config: Annotated[Path, _CONFIG],
-    since: Annotated[str | None, typer.Option(help="RFC 3339 time or +N[smhdw].")] = None,
-    until: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
-    kind: Annotated[str, typer.Option(help="intake, sent, receipted, merged, …")] = "",
+    since: Annotated[str | None, typer.Option(help=f"From: {TIME_HELP}.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before: as --since.")] = None,
+    kind: Annotated[LogKind | None, typer.Option(help="Only entries of this kind.")] = None,
     member: Annotated[str, typer.Option()] = "",
     country: Annotated[str, typer.Option()] = "",
     report_id: Annotated[str, typer.Option()] = "",
@@ -120,7 +121,7 @@ def log_command(
     where = LogFilter(
         since=parse_time(since, option="--since", now=now) if since else None,
         until=parse_time(until, option="--until", now=now) if until else None,
-        kind=kind or None,
+        kind=kind.value if kind is not None else None,
         member=member or None,
         country=country or None,
         report_id=report_id or None,

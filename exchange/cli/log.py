@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterator, Sequence
+import textwrap
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +19,24 @@ from typing import Annotated, Any
 
 import grpc
 import typer
+from rich.progress import Progress
 from rich.table import Table
 
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
 from common.clock import whole_second_clock
 from exchange.checkpoints import LogVerdict, verify_log
-from exchange.cli.common import EXIT_CHECK_FAILED, CliError, check_mark, out, parse_time
+from exchange.cli.common import (
+    EXIT_CHECK_FAILED,
+    TIME_HELP,
+    CliError,
+    check_mark,
+    out,
+    parse_time,
+    print_json,
+    progress,
+)
 from exchange.client.stubs import LogClient
+from exchange.domain import LogKind
 from exchange.local import open_local
 from exchange.routing_log import Checkpoint, LogEntry
 from exchange.settings import load_settings
@@ -81,11 +93,11 @@ def list_command(
     token: Annotated[
         list[str] | None, typer.Option(help="log:read token, or MEMBER=TOKEN per node.")
     ] = None,
-    since: Annotated[str | None, typer.Option(help="RFC 3339 time or -1h, -7d …")] = None,
-    until: Annotated[str | None, typer.Option(help="RFC 3339 time.")] = None,
+    since: Annotated[str | None, typer.Option(help=f"From: {TIME_HELP}.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before: as --since.")] = None,
     country: Annotated[str, typer.Option()] = "",
     member: Annotated[str, typer.Option()] = "",
-    kind: Annotated[str, typer.Option(help="intake, sent, receipted, merged, …")] = "",
+    kind: Annotated[LogKind | None, typer.Option(help="Only entries of this kind.")] = None,
     report_id: Annotated[str, typer.Option()] = "",
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines output.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many entries.", min=1)] = 1000,
@@ -101,12 +113,12 @@ def list_command(
         "until": parse_time(until, option="--until", now=now) if until else None,
         "country": country,
         "member": member,
-        "kind": kind,
+        "kind": kind.value if kind is not None else "",
         "report_id": report_id,
     }
     streams = _streams(node, network, config, _tokens(token or []), filters)
     rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
-    _print_rows(rows, as_json=as_json, limit=limit)
+    _print_rows(rows, as_json=as_json, limit=limit, nodes=len(streams))
 
 
 def _streams(
@@ -137,25 +149,40 @@ def verify_command(
         Path | None, typer.Option(help="Manifest with the signers' keys (for --node).")
     ] = None,
     token: Annotated[list[str] | None, typer.Option(help="log:read token(s).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,
 ) -> None:
-    """Check hash chains and signed checkpoints; name the first bad entry."""
+    """Check hash chains and signed checkpoints; name the first bad entry (exit 1)."""
     if sum(x is not None for x in (node, network, config)) != 1:
         raise CliError("give exactly one of --config, --node or --network")
-    if config is not None:
-        results = [_verify_local(config)]
+    with progress("verifying") as bar:
+        if config is not None:
+            results = [_verify_local(config, bar)]
+        else:
+            results = _verify_members(node, network, manifest, _tokens(token or []), bar)
+    if as_json:
+        print_json(verdicts_document(results))
     else:
-        results = _verify_members(node, network, manifest, _tokens(token or []))
-    if _print_verdicts(results):
+        _print_verdicts(results)
+    if any(not verdict.ok for _, verdict in results):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _verify_local(config: Path) -> tuple[str, LogVerdict]:
+def _counted(entries: Iterable[LogEntry], bar: Progress, total: int | None) -> Iterator[LogEntry]:
+    """The entries, advancing the progress bar as the verifier reads them."""
+    task = bar.add_task("log", total=total)
+    for entry in entries:
+        yield entry
+        bar.advance(task)
+
+
+def _verify_local(config: Path, bar: Progress) -> tuple[str, LogVerdict]:
     with open_local(load_settings(config), clock=whole_second_clock) as local:
         manifest_now = local.manifests.current()
         with local.engine.connect() as conn:
-            verdict = verify_log(
-                load_entries(conn), load_checkpoints(conn, local.member), manifest_now
-            )
+            checkpoints = load_checkpoints(conn, local.member)
+            total = max((c.size for c in checkpoints), default=None)
+            entries = _counted(load_entries(conn), bar, total)
+            verdict = verify_log(entries, checkpoints, manifest_now)
     return local.member, verdict
 
 
@@ -164,6 +191,7 @@ def _verify_members(
     network: Path | None,
     manifest: Path | None,
     tokens: tuple[str | None, dict[str, str]],
+    bar: Progress,
 ) -> list[tuple[str, LogVerdict]]:
     """Verify over gRPC every member's log (``--network``) or the one at ``--node``."""
     default, per_member = tokens
@@ -177,18 +205,40 @@ def _verify_members(
         else [(_member_at(m, node or ""), node or "")]
     )
     return [
-        (member_id, _verify_remote(member_id, address, per_member.get(member_id, default), m))
+        (
+            member_id,
+            _verify_remote(member_id, address, per_member.get(member_id, default), m, bar),
+        )
         for member_id, address in targets
     ]
 
 
-def _print_verdicts(results: list[tuple[str, LogVerdict]]) -> bool:
-    """Print one row per verified log; whether any of them is bad."""
+def verdicts_document(results: list[tuple[str, LogVerdict]]) -> dict[str, Any]:
+    """The verdicts for scripts: ``intact`` overall, and per log the first bad entry."""
+    return {
+        "intact": all(verdict.ok for _, verdict in results),
+        "logs": [
+            {
+                "node": member_id,
+                "entries": verdict.entries,
+                "checkpoints": verdict.checkpoints,
+                "intact": verdict.ok,
+                "first_bad": None
+                if verdict.first_bad is None
+                else {"index": verdict.first_bad.idx, "problem": verdict.first_bad.problem},
+            }
+            for member_id, verdict in results
+        ],
+    }
+
+
+def _print_verdicts(results: list[tuple[str, LogVerdict]]) -> None:
+    """One row per verified log."""
     table = Table("node", "entries", "checkpoints", "result")
-    bad = False
+    table.columns[0].no_wrap = True
+    table.columns[3].overflow = "fold"
     for member_id, verdict in results:
         problem = verdict.first_bad
-        bad = bad or problem is not None
         table.add_row(
             member_id,
             str(verdict.entries),
@@ -198,7 +248,6 @@ def _print_verdicts(results: list[tuple[str, LogVerdict]]) -> bool:
             else f"{check_mark(False)} entry {problem.idx}: {problem.problem}",
         )
     out().print(table)
-    return bad
 
 
 def _member_at(manifest: Manifest, address: str) -> str:
@@ -208,7 +257,9 @@ def _member_at(manifest: Manifest, address: str) -> str:
     raise CliError(f"--node {address}: no member of the manifest has that endpoint")
 
 
-def _verify_remote(member: str, address: str, token: str | None, manifest: Manifest) -> LogVerdict:
+def _verify_remote(
+    member: str, address: str, token: str | None, manifest: Manifest, bar: Progress
+) -> LogVerdict:
     checkpoints: list[Checkpoint] = []
     with LogClient(address, token=token) as client:
         try:
@@ -216,9 +267,10 @@ def _verify_remote(member: str, address: str, token: str | None, manifest: Manif
         except grpc.RpcError as error:
             if error.code() is not grpc.StatusCode.NOT_FOUND:
                 raise
-        entries = [entry_from_proto(e) for e in client.entries()]
-    checkpoints = [c for c in checkpoints if c.member == member] or checkpoints
-    return verify_log(entries, checkpoints, manifest)
+        checkpoints = [c for c in checkpoints if c.member == member] or checkpoints
+        total = max((c.size for c in checkpoints), default=None)
+        entries = _counted((entry_from_proto(e) for e in client.entries()), bar, total)
+        return verify_log(entries, checkpoints, manifest)
 
 
 def _label(node: str, entries: Iterator[LogEntry]) -> Iterator[_Row]:
@@ -243,43 +295,77 @@ def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
             after = nxt
 
 
-def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int) -> None:
-    table = Table("node", "#", "time", "kind", "report", "member", "country", "detail")
+def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int, nodes: int) -> None:
+    console = out()
     for shown, row in enumerate(rows):
         if shown >= limit:
             break
-        e = row.entry
         if as_json:
-            print(
-                json.dumps(
-                    {
-                        "node": row.node,
-                        "index": e.idx,
-                        "at": e.at.isoformat(),
-                        "kind": e.kind,
-                        "report_id": e.report_id,
-                        "member": e.member,
-                        "country": e.country,
-                        "detail": json.loads(e.detail),
-                        "entry_hash": e.entry_hash.hex(),
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            print(json.dumps(entry_document(row), ensure_ascii=False))
         else:
-            table.add_row(
-                row.node,
-                str(e.idx),
-                _time(e.at),
-                e.kind,
-                e.report_id or "",
-                e.member or "",
-                e.country or "",
-                e.detail[:80],
-            )
-    if not as_json:
-        out().print(table)
+            for line in entry_lines(row, with_node=nodes > 1):
+                console.print(line)
+
+
+def entry_document(row: _Row) -> dict[str, Any]:
+    e = row.entry
+    return {
+        "node": row.node,
+        "index": e.idx,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "report_id": e.report_id,
+        "member": e.member,
+        "country": e.country,
+        "detail": json.loads(e.detail),
+        "entry_hash": e.entry_hash.hex(),
+    }
+
+
+DETAIL_CHARS = 160  # of the entry's detail in the listing; --json has all of it
+
+
+def entry_lines(row: _Row, *, with_node: bool) -> list[str]:
+    """One entry in 80 columns: index, time, kind and the report id on the first line; who,
+    where and the detail as ``key=value`` words below, wrapped between words so an id in it
+    is never cut (the detail is shortened at ``DETAIL_CHARS``)."""
+    e = row.entry
+    first = f"{e.idx:>5}  {_time(e.at)}  {e.kind:<16} {e.report_id or ''}".rstrip()
+    who = [f"[{row.node}]"] if with_node else []
+    who += [e.member or "-", e.country or "--"]
+    detail = _detail_words(e.detail)
+    if len(detail) > DETAIL_CHARS:
+        detail = detail[: DETAIL_CHARS - 1].rsplit(" ", 1)[0] + " …"
+    return [
+        first,
+        *textwrap.wrap(
+            " ".join(who) + "  " + detail,
+            WIDTH,
+            initial_indent=" " * 7,
+            subsequent_indent=" " * 9,
+            break_long_words=False,
+            break_on_hyphens=False,
+        ),
+    ]
+
+
+def _detail_words(detail: str) -> str:
+    try:
+        fields = json.loads(detail)
+    except ValueError:
+        return detail
+    if not isinstance(fields, dict):
+        return detail
+    return " ".join(
+        f"{key}={value}"
+        if isinstance(value, str) and value and " " not in value
+        else f"{key}={json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
+        for key, value in fields.items()
+    )
+
+
+WIDTH = 80
 
 
 def _time(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return at.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -351,20 +352,30 @@ def render_status(status: NodeStatus) -> None:
     if status.peers:
         lines.append("peers")
         lines += aligned(
-            [("member", "unreceipted batches", "delivered", "last heard", "failing", "last error")]
+            [("member", "unreceipted", "delivered", "last heard")]
             + [
                 (
                     peer.member,
                     str(peer.unreceipted_batches),
                     str(peer.delivered_reports),
                     short_time(peer.last_heard_at) or "never",
-                    f"{peer.failures}x since {short_time(peer.failing_since)}"
-                    if peer.failing_since is not None
-                    else "-",
-                    peer.last_error or "-",
                 )
                 for peer in status.peers
             ]
         )
+        # A failing peer's error is free text: a line of its own, folded at 80 columns.
+        for peer in status.peers:
+            if peer.failing_since is not None or peer.last_error:
+                failing = (
+                    f"failing {peer.failures}x since {short_time(peer.failing_since)}"
+                    if peer.failing_since is not None
+                    else "not failing"
+                )
+                lines += textwrap.wrap(
+                    f"{peer.member}: {failing}; last error: {peer.last_error or '-'}",
+                    80,
+                    initial_indent="  ",
+                    subsequent_indent="    ",
+                )
     for line in lines:
         console.print(line)

@@ -17,23 +17,25 @@ error line; ``import`` reports it as a bad line and goes on.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
+from exchange.cli.common import EXIT_CHECK_FAILED, CliError, out, print_json, progress
 from exchange.client.report_files import (
     Accepted,
+    ImportEvent,
     ImportFormat,
     ImportSummary,
     ParsedLine,
+    Refused,
     detect_format,
     iter_file,
     loads_record,
@@ -54,6 +56,7 @@ from exchange.domain import (
     parse_hash_text,
 )
 from exchange.errors import InvalidReport
+from exchange.wire.documents import enum_word, message_document
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 
@@ -68,6 +71,11 @@ TokenOption = Annotated[
         help="Bearer token with scope reports:submit (see `ihx token issue`).",
     ),
 ]
+
+
+class ImportFileFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
 
 
 def register(app: typer.Typer) -> None:
@@ -98,21 +106,27 @@ def submit_command(
     notes: Annotated[str, typer.Option("--notes")] = "",
     json_file: Annotated[
         str | None,
-        typer.Option("--json", metavar="FILE|-", help="The report as one JSON object."),
+        typer.Option(
+            "--from-json",
+            metavar="FILE|-",
+            help="The report as one JSON object (a JSON Lines record, docs/cli.md).",
+        ),
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json-output", help="Print the node's answer as JSON.")
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the node's answer as JSON.")
     ] = False,
     token: TokenOption = None,
 ) -> None:
     """Submit one report (from options, or a JSON object) to a node."""
     if json_file is not None:
         if url is not None or hashes or classification is not None:
-            raise CliError("give either --json FILE or --url/--hash/--classification, not both")
+            raise CliError("give either --from-json FILE or --url/--hash/--classification")
         submission = submission_from_object(loads_record(_read_text(json_file)))
     else:
         if url is None or not hashes or classification is None:
-            raise CliError("give --url, at least one --hash and --classification (or --json FILE)")
+            raise CliError(
+                "give --url, at least one --hash and --classification (or --from-json FILE)"
+            )
         item = make_item(
             [parse_hash_text(h, where=f"--hash {h[:80]}") for h in hashes],
             classification,
@@ -125,7 +139,7 @@ def submit_command(
     check_unicode(submission.url, "url")
     with IntakeClient(node, token=token) as client:
         response = client.submit(submission)
-    if json_output:
+    if as_json:
         print_json(response_document(response))
     else:
         render_response(response, out())
@@ -149,17 +163,12 @@ def _read_text(name: str) -> str:
     return Path(name).read_text(encoding="utf-8")
 
 
-def _enum_name(prefix: str, name: str) -> str:
-    return name.removeprefix(prefix).lower()
-
-
 def _reason(response: ipb.SubmitReportResponse) -> str:
-    name = pb.DecisionReason.Name(response.decision.reason)
-    return _enum_name("DECISION_REASON_", name).replace("_", "-")
+    return enum_word(pb.DecisionReason.DESCRIPTOR, response.decision.reason)
 
 
 def _classification(value: pb.Classification.ValueType) -> str:
-    return _enum_name("CLASSIFICATION_", pb.Classification.Name(value))
+    return enum_word(pb.Classification.DESCRIPTOR, value)
 
 
 def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
@@ -187,9 +196,7 @@ def response_document(response: ipb.SubmitReportResponse) -> dict[str, Any]:
             }
             for i in response.items
         ],
-        "trace": MessageToDict(response.trace, preserving_proto_field_name=True)
-        if response.HasField("trace")
-        else None,
+        "trace": message_document(response.trace) if response.HasField("trace") else None,
     }
 
 
@@ -214,59 +221,123 @@ def render_response(response: ipb.SubmitReportResponse, console: Console) -> Non
 # -- import ------------------------------------------------------------------------------------
 
 
+class Delimiter(StrEnum):
+    """CSV delimiters by name (a tab is awkward to type as an argument)."""
+
+    COMMA = "comma"
+    SEMICOLON = "semicolon"
+    TAB = "tab"
+
+    @property
+    def char(self) -> str:
+        return {"comma": ",", "semicolon": ";", "tab": "\t"}[self.value]
+
+
 def import_command(
     file: Annotated[str, typer.Argument(metavar="FILE", help="Report file, or - for stdin.")],
     node: NodeOption,
     fmt: Annotated[
-        str | None,
-        typer.Option("--format", help="jsonl or csv (default: from the file name, else jsonl)."),
+        ImportFileFormat | None,
+        typer.Option("--format", help="Default: csv for a *.csv file name, else jsonl."),
+    ] = None,
+    delimiter: Annotated[
+        Delimiter | None,
+        typer.Option("--delimiter", help="CSV delimiter (default: detected on the header)."),
     ] = None,
     chunk: Annotated[
         int, typer.Option("--chunk", min=1, max=1000, help="Reports per stream message.")
     ] = DEFAULT_CHUNK,
     token: TokenOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="JSON Lines: one object per record, then a summary object."),
+    ] = False,
 ) -> None:
-    """Submit every report of a JSON Lines or CSV file; bad lines are reported and skipped."""
+    """Submit every report of a JSON Lines or CSV file (format: docs/cli.md); bad lines are
+    reported and skipped, blank lines counted. Exit 1 when a record was refused."""
     chosen = _format(fmt, file)
+    if delimiter is not None and chosen != "csv":
+        raise CliError("--delimiter is for CSV files (--format csv)")
     summary = ImportSummary()
+
+    def blank(_line: int) -> None:
+        summary.blank_lines += 1
+
     with _open_binary(file) as stream, IntakeClient(node, token=token) as client:
-        total = _count_lines(file)
-        records = _sendable(iter_file(stream, chosen))
+        records = _sendable(
+            iter_file(
+                stream, chosen, delimiter=delimiter.char if delimiter else None, on_blank=blank
+            )
+        )
         events = run_import(records, lambda subs: client.submit_many(subs, chunk=chunk), summary)
-        stderr = err()
-        with Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=stderr,
-            transient=True,
-            disable=not sys.stderr.isatty(),
-        ) as progress:
-            task = progress.add_task("import", total=total)
-            try:
-                for event in events:
-                    if isinstance(event, Accepted):
-                        progress.update(task, completed=max(event.line, 0))
-                        continue
-                    who = "refused by the node" if event.by_node else "skipped"
-                    progress.console.print(f"line {event.line}: {who}: {event.reason}")
-            except BaseException:
-                render_summary(summary, out())
-                raise
-    render_summary(summary, out())
+        try:
+            _show_events(events, _count_lines(file), as_json)
+        except BaseException:
+            _summary_answer(summary, as_json)
+            raise
+    _summary_answer(summary, as_json)
     if summary.refused:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _format(fmt: str | None, file: str) -> ImportFormat:
+def _format(fmt: ImportFileFormat | None, file: str) -> ImportFormat:
     if fmt is None:
         return detect_format(file)
-    if fmt == "jsonl":
-        return "jsonl"
-    if fmt == "csv":
-        return "csv"
-    raise CliError(f"--format: {fmt!r} is not jsonl or csv")
+    return "csv" if fmt is ImportFileFormat.CSV else "jsonl"
+
+
+def _show_events(events: Iterator[ImportEvent], total: int | None, as_json: bool) -> None:
+    """Each record's outcome — a JSON line, or a refusal on stderr — under a progress bar."""
+    with progress("importing") as bar:
+        task = bar.add_task("import", total=total)
+        for event in events:
+            if isinstance(event, Accepted):
+                bar.update(task, completed=max(event.line, 0))
+            if as_json:
+                sys.stdout.write(json.dumps(event_document(event), ensure_ascii=False) + "\n")
+            elif isinstance(event, Refused):
+                who = "refused by the node" if event.by_node else "skipped"
+                bar.console.print(f"line {event.line}: {who}: {event.reason}")
+
+
+def event_document(event: ImportEvent) -> dict[str, Any]:
+    """One record's outcome, for scripts: its line and report id, or its line and error."""
+    if isinstance(event, Refused):
+        return {
+            "line": event.line,
+            "report_id": None,
+            "error": event.reason,
+            "refused_by": "node" if event.by_node else "file",
+        }
+    r = event.response
+    return {
+        "line": event.line,
+        "report_id": r.report_id,
+        "duplicate": r.duplicate,
+        "member": r.decision.member,
+        "reason": _reason(r),
+    }
+
+
+def _summary_answer(summary: ImportSummary, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"summary": summary_document(summary)}) + "\n")
+    else:
+        render_summary(summary, out())
+
+
+def summary_document(summary: ImportSummary) -> dict[str, Any]:
+    return {
+        "read": summary.read,
+        "submitted": summary.submitted,
+        "new": summary.new,
+        "duplicates": summary.duplicates,
+        "refused": summary.refused,
+        "bad_lines": summary.bad_lines,
+        "refused_by_node": summary.refused_by_node,
+        "blank_lines": summary.blank_lines,
+        "destinations": dict(sorted(summary.destinations.items())),
+    }
 
 
 @contextmanager
@@ -299,4 +370,5 @@ def render_summary(summary: ImportSummary, console: Console) -> None:
         f"refused       {summary.refused} ({summary.bad_lines} bad lines, "
         f"{summary.refused_by_node} refused by the node)"
     )
+    console.print(f"blank lines   {summary.blank_lines} (skipped)")
     console.print(f"destinations  {destinations or 'none'}")

@@ -9,6 +9,7 @@ routing log from its stored head, so they are safe beside a running node.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,9 +98,9 @@ def show_command(case_id: CaseArgument, config: ConfigOption, as_json: JsonOptio
         out().print(line)
     for c in shown.checks:
         status = str(c.status) if c.status is not None else "-"
-        out().print(
-            f"  {short_time(c.at)}  {c.outcome:<11} {status:>3}  {c.country or '?'}  {c.detail}"
-        )
+        line = f"{short_time(c.at)}  {c.outcome:<11} {status:>3}  {c.country or '?'}  {c.detail}"
+        for part in textwrap.wrap(line, 80, initial_indent="  ", subsequent_indent="    "):
+            out().print(part)
     for hold, released in shown.holds:
         end = f"released {short_time(released)}" if released else f"until {short_time(hold.until)}"
         out().print(f"  hold by {hold.by} {end}: {hold.reason}")
@@ -158,18 +159,30 @@ def hold_command(
     ],
     reason: Annotated[str, typer.Option("--reason", help="Why (audited; no names).")],
     by: ByOption = "analyst",
+    as_json: JsonOption = False,
 ) -> None:
     """Hold the notices to the hoster of a case held here (re-checks go on)."""
     span = parse_duration(duration, option="--for")
     with open_local(load_settings(config)) as local, _holds(local) as holds:
         hold = holds.hold(case_id, _analyst(by), span, reason, _any_case)
+    if as_json:
+        print_json({"case": case_id, "by": hold.by, "until": format_time(hold.until)})
+        return
     out().print(f"notices of {case_id} held until {short_time(hold.until)}")
 
 
-def release_command(case_id: CaseArgument, config: ConfigOption, by: ByOption = "analyst") -> None:
+def release_command(
+    case_id: CaseArgument,
+    config: ConfigOption,
+    by: ByOption = "analyst",
+    as_json: JsonOption = False,
+) -> None:
     """Release the holds ``--by`` put on a case's notices."""
     with open_local(load_settings(config)) as local, _holds(local) as holds:
         n = holds.release(case_id, _analyst(by), _any_case)
+    if as_json:
+        print_json({"case": case_id, "released": n})
+        return
     out().print(f"{n} hold(s) on {case_id} released")
 
 

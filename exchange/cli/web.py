@@ -26,7 +26,7 @@ def web_command(
         Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
     ],
     listen: Annotated[
-        str | None, typer.Option(help="host:port to serve on (default: [web] listen).")
+        str | None, typer.Option(help="host:port to serve on (default: the web.listen setting).")
     ] = None,
 ) -> None:
     """Serve the read-only web view (overview, routing log, cases, statistics)."""

@@ -19,9 +19,12 @@ Formats. JSON Lines, one report per line::
      "media_type": "image", "age_group": "unknown"}]}
 
 CSV with a header row (``url``, ``classification`` and ``hashes`` required; ``hashes`` separated
-by ``;``); one row is one report with one item::
+by ``;``); one row is one report with one item; the delimiter (comma, semicolon or tab) is
+detected on the header line::
 
     url,classification,hashes,media_type,age_group,site_type,commercial,notes
+
+Blank lines are skipped and counted. The full format is documented in docs/cli.md.
 
 Both formats take the reporter's coarse region with the reporter's consent: ``reporter_region``
 (ISO 3166-2, e.g. ``NL-NH``) and ``region_consent`` (true). A region without consent is a bad
@@ -34,6 +37,7 @@ import codecs
 import collections
 import csv
 import io
+import itertools
 import json
 import threading
 from collections import Counter
@@ -62,6 +66,7 @@ from ihx.v1 import intake_pb2 as ipb
 
 ImportFormat = Literal["jsonl", "csv"]
 ParsedLine = tuple[int, Submission | str]
+BlankCallback = Callable[[int], None] | None
 
 # One report is a few KiB at most (notes ≤ 2,000 characters, ≤ 256 items); a much longer line is
 # a wrong file, and refusing it keeps memory bounded.
@@ -181,7 +186,7 @@ def _item_from_object(obj: object, where: str) -> Item:
 
 
 def submission_from_object(obj: object, *, client_ref: str = "") -> Submission:
-    """A submission from its JSON object form (a JSON Lines record, ``ihx submit --json``)."""
+    """A submission from its JSON object form (a JSON Lines record, ``ihx submit --from-json``)."""
     if not isinstance(obj, dict):
         raise _type_error("report", "a JSON object", obj)
     _check_fields(obj, REPORT_FIELDS, "")
@@ -240,7 +245,7 @@ def loads_record(text: str) -> object:
         raise InvalidReport("not valid JSON: nested too deeply", code="import-json") from None
 
 
-def iter_jsonl(stream: IO[bytes]) -> Iterator[ParsedLine]:
+def iter_jsonl(stream: IO[bytes], *, on_blank: BlankCallback = None) -> Iterator[ParsedLine]:
     for line_no, raw in enumerate(stream, 1):
         if len(raw) > MAX_LINE_BYTES:
             yield line_no, f"line is longer than {MAX_LINE_BYTES} bytes"
@@ -254,6 +259,8 @@ def iter_jsonl(stream: IO[bytes]) -> Iterator[ParsedLine]:
             yield line_no, f"not UTF-8 (byte {error.start + 1})"
             continue
         if not text:
+            if on_blank is not None:
+                on_blank(line_no)
             continue
         try:
             yield line_no, submission_from_object(loads_record(text), client_ref=str(line_no))
@@ -305,32 +312,67 @@ def _submission_from_row(row: Mapping[str, str], client_ref: str) -> Submission:
     return Submission(url, facts, check_items([item]), client_ref, region)
 
 
-def iter_csv(stream: IO[bytes]) -> Iterator[ParsedLine]:
-    """Validate the header now (a bad header fails the whole file), then parse rows lazily."""
+CSV_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter of a header line: comma, semicolon (most European spreadsheet programs)
+    or tab — the one that splits the header into the most known column names.
+
+    Not ``csv.Sniffer``: on a single line it breaks ties by a fixed preference and answers
+    ``,`` for ``url;classification;hashes;notes,x``; here the column names are known, so the
+    header itself says which split is right."""
+
+    def known(delimiter: str) -> int:
+        try:
+            names = next(csv.reader([header], delimiter=delimiter), [])
+        except csv.Error:
+            return 0
+        return sum(name.strip().lower() in CSV_COLUMNS for name in names)
+
+    best = max(CSV_DELIMITERS, key=known)
+    if known(best) < 2:
+        raise ImportFileError(
+            "line 1: cannot tell the delimiter (comma, semicolon or tab) from the header: "
+            "use --delimiter"
+        )
+    return best
+
+
+def iter_csv(
+    stream: IO[bytes], *, delimiter: str | None = None, on_blank: BlankCallback = None
+) -> Iterator[ParsedLine]:
+    """Validate the header now (a bad header fails the whole file), then parse rows lazily.
+
+    ``delimiter`` None: detected on the header line (``sniff_delimiter``). A UTF-8 BOM, as
+    spreadsheet programs write, is skipped."""
     # surrogateescape: an undecodable byte spoils its own row only, reported with the row.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text, strict=True)
+    first = text.readline()
+    if not first.strip():
+        raise ImportFileError("the file is empty: a CSV import needs a header row")
+    chosen = delimiter if delimiter is not None else sniff_delimiter(first)
+    reader = csv.reader(itertools.chain([first], text), delimiter=chosen, strict=True)
     try:
-        header = next(reader, None)
+        header = next(reader)
     except csv.Error as error:
         raise ImportFileError(f"line 1: not valid CSV: {error}") from None
-    if header is None:
-        raise ImportFileError("the file is empty: a CSV import needs a header row")
     columns = [h.strip().lower() for h in header]
     for name in columns:
         if name not in CSV_COLUMNS:
             raise ImportFileError(
-                f"line 1: unknown column {name[:40]!r} (known: {', '.join(CSV_COLUMNS)})"
+                f"line 1: unknown column {name[:40]!r} with delimiter "
+                f"{CSV_DELIMITERS.get(chosen, repr(chosen))} (known: {', '.join(CSV_COLUMNS)})"
             )
     if len(set(columns)) != len(columns):
         raise ImportFileError("line 1: a column appears twice in the header")
     missing = [c for c in CSV_REQUIRED if c not in columns]
     if missing:
         raise ImportFileError(f"line 1: required column missing: {', '.join(missing)}")
-    return _csv_rows(reader, columns)
+    return _csv_rows(reader, columns, on_blank)
 
 
-def _csv_rows(reader: Any, columns: list[str]) -> Iterator[ParsedLine]:
+def _csv_rows(reader: Any, columns: list[str], on_blank: BlankCallback) -> Iterator[ParsedLine]:
     while True:
         line_no = reader.line_num + 1
         try:
@@ -340,6 +382,8 @@ def _csv_rows(reader: Any, columns: list[str]) -> Iterator[ParsedLine]:
         if values is None:
             return
         if not any(v.strip() for v in values):
+            if on_blank is not None:
+                on_blank(line_no)
             continue
         if len(values) != len(columns):
             yield line_no, f"expected {len(columns)} fields as in the header, got {len(values)}"
@@ -353,11 +397,18 @@ def _csv_rows(reader: Any, columns: list[str]) -> Iterator[ParsedLine]:
             yield line_no, error.message
 
 
-def iter_file(stream: IO[bytes], fmt: ImportFormat) -> Iterator[ParsedLine]:
-    """Parse a report file: one ``(line, Submission | error message)`` per record."""
+def iter_file(
+    stream: IO[bytes],
+    fmt: ImportFormat,
+    *,
+    delimiter: str | None = None,
+    on_blank: BlankCallback = None,
+) -> Iterator[ParsedLine]:
+    """Parse a report file: one ``(line, Submission | error message)`` per record; a blank
+    line is no record (``on_blank`` is told its number, for the summary)."""
     if fmt == "csv":
-        return iter_csv(stream)
-    return iter_jsonl(stream)
+        return iter_csv(stream, delimiter=delimiter, on_blank=on_blank)
+    return iter_jsonl(stream, on_blank=on_blank)
 
 
 # -- streaming to a node -----------------------------------------------------------------------
@@ -373,6 +424,7 @@ class ImportSummary:
     duplicates: int = 0
     bad_lines: int = 0
     refused_by_node: int = 0
+    blank_lines: int = 0  # skipped, not errors: spreadsheets and editors leave them
     destinations: Counter[str] = field(default_factory=Counter)
 
     @property

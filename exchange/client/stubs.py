@@ -13,7 +13,7 @@ from its CA on every call.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Self, cast
 
@@ -152,6 +152,21 @@ class PartnerClient(_Client):
         request = ppb.PullCasesRequest(after_cursor=after_cursor, limit=limit)
         for chunk in self._stub.PullCases(request, timeout=self._timeout, metadata=self._metadata):
             yield from chunk.cases
+
+    def pull_page(
+        self, after_cursor: str, limit: int, *, visibility_s: int = 0
+    ) -> tuple[list[ppb.Case], datetime | None]:
+        """One pull: its cases, and until when the node hides them from further pulls."""
+        request = ppb.PullCasesRequest(
+            after_cursor=after_cursor, limit=limit, visibility_seconds=visibility_s
+        )
+        cases: list[ppb.Case] = []
+        until: datetime | None = None
+        for chunk in self._stub.PullCases(request, timeout=self._timeout, metadata=self._metadata):
+            cases.extend(chunk.cases)
+            if chunk.HasField("invisible_until"):
+                until = chunk.invisible_until.ToDatetime(tzinfo=UTC)
+        return cases, until
 
     def ack(self, case_ids: Sequence[str]) -> ppb.AckCasesResponse:
         response: ppb.AckCasesResponse = self._stub.AckCases(

@@ -45,12 +45,21 @@ class PartnerServicer(pgrpc.PartnerServicer):
         try:
             partner = self._partner()
             after = parse_cursor(request.after_cursor)
-            cases = self._partners.pull(partner, after, request.limit)
+            visibility = (
+                timedelta(seconds=request.visibility_seconds)
+                if request.visibility_seconds
+                else None
+            )
+            page = self._partners.pull_page(partner, after, request.limit, visibility)
         except Exception as error:
             abort(context, error)
+        until = timestamp(page.invisible_until)
+        cases = page.cases
         for start in range(0, len(cases), CASES_PER_MESSAGE):
             chunk = cases[start : start + CASES_PER_MESSAGE]
-            yield ppb.PullCasesResponse(cases=[partner_case_to_proto(v) for v in chunk])
+            yield ppb.PullCasesResponse(
+                cases=[partner_case_to_proto(v) for v in chunk], invisible_until=until
+            )
 
     def AckCases(
         self, request: ppb.AckCasesRequest, context: grpc.ServicerContext

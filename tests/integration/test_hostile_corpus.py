@@ -1448,7 +1448,7 @@ def _json_line(record: dict[str, Any]) -> bytes:
 def _cli_json(c: Ctx) -> Answer:
     path = c.root / "lone-surrogate.json"
     path.write_bytes(_json_line(_record("https://hosting-nl.example/\udc80.jpg")))
-    return _cli_submit("--json", str(path))(c)
+    return _cli_submit("--from-json", str(path))(c)
 
 
 def _cli_import(*lines: Callable[[Ctx], bytes], summary: dict[str, str]) -> Callable[[Ctx], Answer]:

@@ -375,7 +375,7 @@ def test_cli_cases_pull_writes_json_lines_and_acknowledges(
     out = tmp_path / "cases.jsonl"
     args = ["cases", "pull", "--node", cluster.address(DE), "--token", token]
     # Pages of two, each acknowledged once written.
-    result = runner.invoke(app, [*args, "--limit", "2", "--ack", "--out", str(out)])
+    result = runner.invoke(app, [*args, "--page-size", "2", "--ack", "--out", str(out)])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "3 case(s) pulled, 3 acknowledged" in result.stderr
 
@@ -401,16 +401,14 @@ def test_cli_cases_pull_writes_json_lines_and_acknowledges(
         assert [(a["address"], a["country"], a["asn"]) for a in report["trace"]["addresses"]] == [
             (ADDRESS_IN["DE"], "DE", 24940)
         ]
-        assert [item["classification"] for item in report["items"]] == [
-            "CLASSIFICATION_BASELINE"
-        ] * 2
-        assert [item["hashes"][0]["hex"] for item in report["items"]] == [
-            content_hash(f"pull-{i}-a").hex,
-            content_hash(f"pull-{i}-b").hex,
+        # The words ihx submit takes, not protobuf's enum names.
+        assert [item["classification"] for item in report["items"]] == ["baseline"] * 2
+        assert [item["hashes"] for item in report["items"]] == [
+            [f"sha256:{content_hash(f'pull-{i}-a').hex}"],
+            [f"sha256:{content_hash(f'pull-{i}-b').hex}"],
         ]
-        assert {item["hashes"][0]["algorithm"] for item in report["items"]} == {
-            "HASH_ALGORITHM_SHA256"
-        }
+        assert report["site_type"] == "image_host"
+        assert report["decision"]["reason"] == "served-member"
 
     acked = cluster.count(DE, "partner_cases", "partner = :p AND acked_at IS NOT NULL", p=DE_BKA)
     assert acked == 3
@@ -436,3 +434,44 @@ def test_cli_cases_pull_writes_json_lines_and_acknowledges(
     assert result.stderr.startswith("ihx: error: ")
     assert "PERMISSION_DENIED" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_cli_pull_limit_is_a_total_and_the_visibility_timeout_is_said(
+    cluster: Cluster, scenario: DeScenario
+) -> None:
+    runner = CliRunner()
+    args = ["cases", "pull", "--node", cluster.address(DE)]
+    args += ["--token", pull_token(cluster, DE, DE_BKA)]
+    # --limit counts cases in all, across pages of --page-size.
+    result = runner.invoke(app, [*args, "--limit", "2", "--page-size", "1", "--visibility", "1h"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(documents) == 2
+    until = {d["invisible_until"] for d in documents}
+    assert len(until) == 2
+    assert None not in until
+    assert "2 case(s) pulled" in result.stderr
+    assert "not acknowledged: hidden from every pull until" in result.stderr
+    assert documents[-1]["invisible_until"][:19] in result.stderr  # to the second
+    # An hour, not the node's 0.5 s: the two stay hidden, the third comes.
+    time.sleep(VISIBILITY_TIMEOUT_S + 0.2)
+    result = runner.invoke(app, [*args, "--ack"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rest = [json.loads(line)["id"] for line in result.stdout.splitlines()]
+    assert len(rest) == 1
+    assert rest[0] not in {d["id"] for d in documents}
+    assert "not acknowledged" not in result.stderr
+
+
+def test_cli_pull_refuses_a_visibility_out_of_bounds(
+    cluster: Cluster, scenario: DeScenario
+) -> None:
+    args = ["cases", "pull", "--node", cluster.address(DE)]
+    args += ["--token", pull_token(cluster, DE, DE_BKA)]
+    result = CliRunner().invoke(app, [*args, "--visibility", "2d"])
+    assert result.exit_code == 2
+    assert "--visibility: from 1s to 1d" in result.stderr
+    # The node holds the bound too, for any client.
+    with PartnerClient(cluster.address(DE), token=pull_token(cluster, DE, DE_BKA)) as client:
+        code = status_of(lambda: client.pull_page("", 10, visibility_s=86_401))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT

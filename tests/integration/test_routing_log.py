@@ -320,8 +320,7 @@ def test_cli_lists_one_nodes_log_as_table_and_json(traffic: Traffic) -> None:
     result = ihx(*node)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    header = next(line for line in lines if "kind" in line and "detail" in line)
-    assert all(word in header for word in ("node", "#", "time", "report", "member", "country"))
+    assert max(len(line) for line in lines) <= 80  # each entry in lines of 80 columns
     report = traffic.ids[DE][0]
     rows = [line for line in lines if report in line]
     assert [kind for line in rows for kind in ("intake", "sent", "receipted") if kind in line] == [
@@ -525,8 +524,18 @@ def test_verify_config_names_the_first_bad_entry(cluster: Cluster) -> None:
         assert result.exit_code == 1, (name, out)
         assert expected in out, (name, out)
         assert "✗" in out
+        as_json = ihx(*config, "--json")
+        assert as_json.exit_code == 1
+        verdict = json.loads(as_json.stdout)
+        assert verdict["intact"] is False
+        (log,) = verdict["logs"]
+        assert (log["node"], log["intact"]) == (NL, False)
+        assert expected in f"entry {log['first_bad']['index']}: {log['first_bad']['problem']}"
     tamper.restore()
     assert ihx(*config).exit_code == 0
+    intact = json.loads(ihx(*config, "--json").stdout)
+    assert intact["intact"] is True
+    assert intact["logs"][0]["first_bad"] is None
     assert cluster.log_break(NL) is None
 
 

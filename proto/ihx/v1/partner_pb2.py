@@ -29,39 +29,39 @@ from ihx.v1 import lifecycle_pb2 as ihx_dot_v1_dot_lifecycle__pb2
 from ihx.v1 import report_pb2 as ihx_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ihx/v1/partner.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12ihx/v1/cases.proto\x1a\x15ihx/v1/exchange.proto\x1a\x16ihx/v1/lifecycle.proto\x1a\x13ihx/v1/report.proto\"7\n\x10PullCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x88\x01\n\nCaseReport\x12\x1e\n\x06report\x18\x01 \x01(\x0b\x32\x0e.ihx.v1.Report\x12&\n\x07receipt\x18\x02 \x01(\x0b\x32\x15.ihx.v1.SignedReceipt\x12\x18\n\x10receipt_verified\x18\x03 \x01(\x08\x12\x18\n\x10reporting_member\x18\x04 \x01(\t\"\xdb\x02\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12#\n\x07reports\x18\x05 \x03(\x0b\x32\x12.ihx.v1.CaseReport\x12\x19\n\x11reporting_members\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16takedown_clock_started\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\t \x01(\x08\x12 \n\x05items\x18\n \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\x0b \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x11\n\twithdrawn\x18\x0c \x01(\x08\"0\n\x11PullCasesResponse\x12\x1b\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0c.ihx.v1.Case\"#\n\x0f\x41\x63kCasesRequest\x12\x10\n\x08\x63\x61se_ids\x18\x01 \x03(\t\"9\n\x10\x41\x63kCasesResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\r\x12\x0f\n\x07unknown\x18\x02 \x03(\t\"X\n\x13\x43\x61seFeedbackRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\"\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x14.ihx.v1.FeedbackCode\x12\x0c\n\x04note\x18\x03 \x01(\t\"G\n\x14\x43\x61seFeedbackResponse\x12/\n\x0brecorded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x12HoldNoticesRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x14\n\x0chold_seconds\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"@\n\x13HoldNoticesResponse\x12)\n\x05until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x12ReleaseHoldRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"\'\n\x13ReleaseHoldResponse\x12\x10\n\x08released\x18\x01 \x01(\r*\xf9\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kCode\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_CODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_CODE_RECEIVED\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_CODE_INVESTIGATING\x10\x02\x12$\n FEEDBACK_CODE_EVIDENCE_PRESERVED\x10\x03\x12#\n\x1f\x46\x45\x45\x44\x42\x41\x43K_CODE_VICTIM_IDENTIFIED\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44\x42\x41\x43K_CODE_NO_ACTION\x10\x05\x12%\n!FEEDBACK_CODE_OUT_OF_JURISDICTION\x10\x06\x32\xe9\x02\n\x07Partner\x12\x42\n\tPullCases\x12\x18.ihx.v1.PullCasesRequest\x1a\x19.ihx.v1.PullCasesResponse0\x01\x12=\n\x08\x41\x63kCases\x12\x17.ihx.v1.AckCasesRequest\x1a\x18.ihx.v1.AckCasesResponse\x12K\n\x0eRecordFeedback\x12\x1b.ihx.v1.CaseFeedbackRequest\x1a\x1c.ihx.v1.CaseFeedbackResponse\x12\x46\n\x0bHoldNotices\x12\x1a.ihx.v1.HoldNoticesRequest\x1a\x1b.ihx.v1.HoldNoticesResponse\x12\x46\n\x0bReleaseHold\x12\x1a.ihx.v1.ReleaseHoldRequest\x1a\x1b.ihx.v1.ReleaseHoldResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ihx/v1/partner.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12ihx/v1/cases.proto\x1a\x15ihx/v1/exchange.proto\x1a\x16ihx/v1/lifecycle.proto\x1a\x13ihx/v1/report.proto\"S\n\x10PullCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x1a\n\x12visibility_seconds\x18\x03 \x01(\r\"\x88\x01\n\nCaseReport\x12\x1e\n\x06report\x18\x01 \x01(\x0b\x32\x0e.ihx.v1.Report\x12&\n\x07receipt\x18\x02 \x01(\x0b\x32\x15.ihx.v1.SignedReceipt\x12\x18\n\x10receipt_verified\x18\x03 \x01(\x08\x12\x18\n\x10reporting_member\x18\x04 \x01(\t\"\xdb\x02\n\x04\x43\x61se\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12#\n\x07reports\x18\x05 \x03(\x0b\x32\x12.ihx.v1.CaseReport\x12\x19\n\x11reporting_members\x18\x06 \x03(\t\x12-\n\topened_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16takedown_clock_started\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\t \x01(\x08\x12 \n\x05items\x18\n \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\x0b \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x11\n\twithdrawn\x18\x0c \x01(\x08\"e\n\x11PullCasesResponse\x12\x1b\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x0c.ihx.v1.Case\x12\x33\n\x0finvisible_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x0f\x41\x63kCasesRequest\x12\x10\n\x08\x63\x61se_ids\x18\x01 \x03(\t\"9\n\x10\x41\x63kCasesResponse\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\r\x12\x0f\n\x07unknown\x18\x02 \x03(\t\"X\n\x13\x43\x61seFeedbackRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\"\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x14.ihx.v1.FeedbackCode\x12\x0c\n\x04note\x18\x03 \x01(\t\"G\n\x14\x43\x61seFeedbackResponse\x12/\n\x0brecorded_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x12HoldNoticesRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x14\n\x0chold_seconds\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"@\n\x13HoldNoticesResponse\x12)\n\x05until\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x12ReleaseHoldRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"\'\n\x13ReleaseHoldResponse\x12\x10\n\x08released\x18\x01 \x01(\r*\xf9\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kCode\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_CODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_CODE_RECEIVED\x10\x01\x12\x1f\n\x1b\x46\x45\x45\x44\x42\x41\x43K_CODE_INVESTIGATING\x10\x02\x12$\n FEEDBACK_CODE_EVIDENCE_PRESERVED\x10\x03\x12#\n\x1f\x46\x45\x45\x44\x42\x41\x43K_CODE_VICTIM_IDENTIFIED\x10\x04\x12\x1b\n\x17\x46\x45\x45\x44\x42\x41\x43K_CODE_NO_ACTION\x10\x05\x12%\n!FEEDBACK_CODE_OUT_OF_JURISDICTION\x10\x06\x32\xe9\x02\n\x07Partner\x12\x42\n\tPullCases\x12\x18.ihx.v1.PullCasesRequest\x1a\x19.ihx.v1.PullCasesResponse0\x01\x12=\n\x08\x41\x63kCases\x12\x17.ihx.v1.AckCasesRequest\x1a\x18.ihx.v1.AckCasesResponse\x12K\n\x0eRecordFeedback\x12\x1b.ihx.v1.CaseFeedbackRequest\x1a\x1c.ihx.v1.CaseFeedbackResponse\x12\x46\n\x0bHoldNotices\x12\x1a.ihx.v1.HoldNoticesRequest\x1a\x1b.ihx.v1.HoldNoticesResponse\x12\x46\n\x0bReleaseHold\x12\x1a.ihx.v1.ReleaseHoldRequest\x1a\x1b.ihx.v1.ReleaseHoldResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ihx.v1.partner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEEDBACKCODE']._serialized_start=1232
-  _globals['_FEEDBACKCODE']._serialized_end=1481
+  _globals['_FEEDBACKCODE']._serialized_start=1313
+  _globals['_FEEDBACKCODE']._serialized_end=1562
   _globals['_PULLCASESREQUEST']._serialized_start=153
-  _globals['_PULLCASESREQUEST']._serialized_end=208
-  _globals['_CASEREPORT']._serialized_start=211
-  _globals['_CASEREPORT']._serialized_end=347
-  _globals['_CASE']._serialized_start=350
-  _globals['_CASE']._serialized_end=697
-  _globals['_PULLCASESRESPONSE']._serialized_start=699
-  _globals['_PULLCASESRESPONSE']._serialized_end=747
-  _globals['_ACKCASESREQUEST']._serialized_start=749
-  _globals['_ACKCASESREQUEST']._serialized_end=784
-  _globals['_ACKCASESRESPONSE']._serialized_start=786
-  _globals['_ACKCASESRESPONSE']._serialized_end=843
-  _globals['_CASEFEEDBACKREQUEST']._serialized_start=845
-  _globals['_CASEFEEDBACKREQUEST']._serialized_end=933
-  _globals['_CASEFEEDBACKRESPONSE']._serialized_start=935
-  _globals['_CASEFEEDBACKRESPONSE']._serialized_end=1006
-  _globals['_HOLDNOTICESREQUEST']._serialized_start=1008
-  _globals['_HOLDNOTICESREQUEST']._serialized_end=1083
-  _globals['_HOLDNOTICESRESPONSE']._serialized_start=1085
-  _globals['_HOLDNOTICESRESPONSE']._serialized_end=1149
-  _globals['_RELEASEHOLDREQUEST']._serialized_start=1151
-  _globals['_RELEASEHOLDREQUEST']._serialized_end=1188
-  _globals['_RELEASEHOLDRESPONSE']._serialized_start=1190
-  _globals['_RELEASEHOLDRESPONSE']._serialized_end=1229
-  _globals['_PARTNER']._serialized_start=1484
-  _globals['_PARTNER']._serialized_end=1845
+  _globals['_PULLCASESREQUEST']._serialized_end=236
+  _globals['_CASEREPORT']._serialized_start=239
+  _globals['_CASEREPORT']._serialized_end=375
+  _globals['_CASE']._serialized_start=378
+  _globals['_CASE']._serialized_end=725
+  _globals['_PULLCASESRESPONSE']._serialized_start=727
+  _globals['_PULLCASESRESPONSE']._serialized_end=828
+  _globals['_ACKCASESREQUEST']._serialized_start=830
+  _globals['_ACKCASESREQUEST']._serialized_end=865
+  _globals['_ACKCASESRESPONSE']._serialized_start=867
+  _globals['_ACKCASESRESPONSE']._serialized_end=924
+  _globals['_CASEFEEDBACKREQUEST']._serialized_start=926
+  _globals['_CASEFEEDBACKREQUEST']._serialized_end=1014
+  _globals['_CASEFEEDBACKRESPONSE']._serialized_start=1016
+  _globals['_CASEFEEDBACKRESPONSE']._serialized_end=1087
+  _globals['_HOLDNOTICESREQUEST']._serialized_start=1089
+  _globals['_HOLDNOTICESREQUEST']._serialized_end=1164
+  _globals['_HOLDNOTICESRESPONSE']._serialized_start=1166
+  _globals['_HOLDNOTICESRESPONSE']._serialized_end=1230
+  _globals['_RELEASEHOLDREQUEST']._serialized_start=1232
+  _globals['_RELEASEHOLDREQUEST']._serialized_end=1269
+  _globals['_RELEASEHOLDRESPONSE']._serialized_start=1271
+  _globals['_RELEASEHOLDRESPONSE']._serialized_end=1310
+  _globals['_PARTNER']._serialized_start=1565
+  _globals['_PARTNER']._serialized_end=1926
 # @@protoc_insertion_point(module_scope)

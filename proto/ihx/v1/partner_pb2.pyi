@@ -55,17 +55,23 @@ class PullCasesRequest(_message.Message):
 
     AFTER_CURSOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    VISIBILITY_SECONDS_FIELD_NUMBER: _builtins.int
     after_cursor: _builtins.str
     limit: _builtins.int
+    visibility_seconds: _builtins.int
+    """How long the pulled cases stay hidden from the next pulls unless acknowledged; 0: the
+    node's [partners] visibility_timeout_s. At most 86,400 s.
+    """
     def __init__(
         self,
         *,
         after_cursor: _builtins.str = ...,
         limit: _builtins.int = ...,
+        visibility_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "limit", b"limit", "visibility_seconds", b"visibility_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -172,18 +178,26 @@ class PullCasesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CASES_FIELD_NUMBER: _builtins.int
+    INVISIBLE_UNTIL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def cases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Case]:
         """in cursor order; at most 100 per message"""
+
+    @_builtins.property
+    def invisible_until(self) -> _timestamp_pb2.Timestamp:
+        """Until when these cases are hidden from further pulls (they come again after it unless
+        acknowledged); the same in every message of one pull.
+        """
 
     def __init__(
         self,
         *,
         cases: _abc.Iterable[Global___Case] | None = ...,
+        invisible_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invisible_until", b"invisible_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases", b"cases"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cases", b"cases", "invisible_until", b"invisible_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

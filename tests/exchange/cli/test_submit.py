@@ -23,9 +23,7 @@ def sha(seed: str) -> str:
 def submit(
     runner: CliRunner, federation: Running, *args: str, member: str = "nl-eokm"
 ) -> dict[str, Any]:
-    result = runner.invoke(
-        app, ["submit", "--node", federation.address(member), "--json-output", *args]
-    )
+    result = runner.invoke(app, ["submit", "--node", federation.address(member), "--json", *args])
     assert result.exit_code == 0, result.stderr
     doc: dict[str, Any] = json.loads(result.stdout)
     return doc
@@ -71,7 +69,7 @@ def test_submit_prints_id_decision_and_duplicate(runner: CliRunner, federation: 
     )
     assert stored == [("forum", 1, '["btc"]', "seen twice")]
 
-    again = runner.invoke(app, ["submit", *args, "--json-output"])
+    again = runner.invoke(app, ["submit", *args, "--json"])
     doc = json.loads(again.stdout)
     assert doc["report_id"] == report_id
     assert doc["duplicate"] is True
@@ -146,12 +144,12 @@ def test_submit_from_json_file_and_stdin(
     }
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report), encoding="utf-8")
-    doc = submit(runner, federation, "--json", str(path))
+    doc = submit(runner, federation, "--from-json", str(path))
     assert doc["decision"]["member"] == "de-eco"
     assert doc["decision"]["reason"] == "orphan-rule"
     result = runner.invoke(
         app,
-        ["submit", "--node", federation.address("nl-eokm"), "--json", "-", "--json-output"],
+        ["submit", "--node", federation.address("nl-eokm"), "--from-json", "-", "--json"],
         input=json.dumps(report),
     )
     assert result.exit_code == 0, result.stderr
@@ -179,15 +177,15 @@ def test_submit_errors_are_one_line_and_store_nothing(
             "INVALID_ARGUMENT",
         ),
         (["--url", "https://example.nl/", "--classification", "baseline"], "--hash"),
-        (["--json", str(tmp_path / "missing.json")], "missing.json"),
-        (["--json", "-", "--url", "https://example.nl/"], "not both"),
+        (["--from-json", str(tmp_path / "missing.json")], "missing.json"),
+        (["--from-json", "-", "--url", "https://example.nl/"], "--from-json FILE or"),
     ]
     for args, fragment in cases:
         result = runner.invoke(app, ["submit", "--node", node, *args], input="{}")
         assert result.exit_code == 2, (args, result.stdout)
         assert len(result.stderr.splitlines()) == 1, result.stderr
         assert fragment in result.stderr, (fragment, result.stderr)
-    bad = runner.invoke(app, ["submit", "--node", node, "--json", "-"], input='{"url": 1}')
+    bad = runner.invoke(app, ["submit", "--node", node, "--from-json", "-"], input='{"url": 1}')
     assert bad.exit_code == 2
     assert "url" in bad.stderr
     assert federation.query("nl-eokm", "select count(*) from reports") == [(0,)]
@@ -326,7 +324,7 @@ def test_submit_sends_the_token_as_a_bearer(runner: CliRunner) -> None:
     server.start()
     try:
         args = ["submit", "--node", f"127.0.0.1:{port}", "--url", "https://example.nl/"]
-        args += ["--hash", sha("a"), "--classification", "baseline", "--json-output"]
+        args += ["--hash", sha("a"), "--classification", "baseline", "--json"]
         result = runner.invoke(app, [*args, "--token", "tok.en.1"], env={"IHX_TOKEN": ""})
         assert result.exit_code == 0, result.stderr
         result = runner.invoke(app, args, env={"IHX_TOKEN": "tok.en.2"})
