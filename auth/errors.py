@@ -103,3 +103,13 @@ class TokenIssueError(AuthError):
     """The node refuses to mint a token: a lifetime over the maximum, a bad subject or scope."""
 
     code = "token-issue"
+
+
+class IssuerUnavailable(AuthError):
+    """An external issuer's keys cannot be had now (its IdP is down, slow or answers nonsense).
+
+    Not the caller's fault: the edge answers UNAVAILABLE, and tokens of every other issuer are
+    still verified.
+    """
+
+    code = "token-issuer-unavailable"

@@ -18,11 +18,10 @@ from types import TracebackType
 from sqlalchemy.engine import Engine
 
 from auth.keys import SigningKey
-from auth.tokens import (
-    TokenIssuer,
-    TokenVerifier,
-)
+from auth.manifest import network_audience, network_issuer
+from auth.tokens import Scope, TokenIssuer, TokenVerifier
 from common.clock import Clock, system_clock
+from exchange.errors import ConfigError
 from exchange.manifest_store import ManifestStore, trust_anchors
 from exchange.settings import Settings
 from exchange.store.engine import open_engine
@@ -71,15 +70,36 @@ class LocalNode:
             max_lifetime=timedelta(seconds=self.settings.max_token_lifetime_s),
         )
 
+    def network_token_issuer(self) -> TokenIssuer:
+        """This member's issuer of network tokens: every node accepts them, for the read scopes
+        the manifest grants it (ConfigError when it grants none)."""
+        manifest = self.manifests.current()
+        reader = manifest.network_reader(self.member)
+        if reader is None:
+            raise ConfigError(
+                f"{self.member} is not a network reader in manifest epoch {manifest.epoch}: "
+                f"the coordinator grants it with `ihx network set-reader {self.member} …`"
+            )
+        return TokenIssuer(
+            self.key,
+            network_issuer(self.member),
+            network_audience(manifest.network),
+            self.clock,
+            max_lifetime=timedelta(seconds=self.settings.max_token_lifetime_s),
+            grant=frozenset(Scope(s) for s in reader.scopes),
+        )
+
     def token_verifier(self) -> TokenVerifier:
-        """Tokens as the node's gRPC edge accepts them: its own issuer and the external issuers
-        of ``[auth] jwks``, for this node's audience, with the settings' leeway and lifetime.
+        """Tokens as the node's gRPC edge accepts them: its own issuer, the external issuers of
+        ``[auth] jwks`` and the manifest's network readers, with the settings' leeway and
+        lifetime.
 
         The node's own keys come from the manifest (its unrevoked keys), not from the signing
         key file: a process that only verifies tokens (``ihx web``) never needs the private key.
         """
-        own = own_issuer(self.manifests.current(), self.member, self.settings.token_issuer)
-        return TokenVerifier(token_policy(self.settings, self.member, own), self.clock)
+        manifest = self.manifests.current()
+        own = own_issuer(manifest, self.member, self.settings.token_issuer)
+        return TokenVerifier(token_policy(self.settings, self.member, own, manifest), self.clock)
 
     def close(self) -> None:
         if "engine" in self.__dict__:  # opened: cached_property keeps it in the instance

@@ -33,9 +33,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from auth.errors import AuthError
 from auth.manifest import Manifest
 from auth.tls import read_pem
-from auth.tokens import Scope, TokenPolicy, TokenVerifier
+from auth.tokens import Scope
 from common.clock import Clock, system_clock
 from common.periodic import Periodic
 from exchange.checkpoints import Checkpointer
@@ -78,7 +79,7 @@ from exchange.takedown.probe import Prober, Route, direct
 from exchange.takedown.render import Sender
 from exchange.takedown.scheduler import Rechecker, policy_from
 from exchange.takedown.views import TakedownViews
-from exchange.token_trust import token_policy
+from exchange.token_trust import ManifestVerifier
 from exchange.transfer.arrivals import Arrivals
 from exchange.transfer.outgoing import Outgoing, retracer
 from exchange.wire.codec import node_info
@@ -200,7 +201,9 @@ class Node:
     def _build_security(self, local: LocalNode) -> None:
         """The token issuer and verifier, and the TLS material (``None``: plaintext)."""
         self.tokens = local.token_issuer()
-        self.verifier = TokenVerifier(self._token_policy(), self._clock)
+        self.verifier = ManifestVerifier(
+            self.settings, self.member, self.tokens.trusted, self.manifests.current(), self._clock
+        )
         self._tls = self._load_tls()
 
     def _build_delivery(self) -> None:
@@ -435,10 +438,6 @@ class Node:
                 "in the manifest"
             )
 
-    def _token_policy(self) -> TokenPolicy:
-        # The key this node signs with; the same assembly as ``ihx web`` (exchange/token_trust).
-        return token_policy(self.settings, self.member, self.tokens.trusted)
-
     def _load_tls(self) -> tuple[bytes, bytes, bytes] | None:
         s = self.settings
         if s.tls_cert is None or s.tls_key is None or s.tls_ca is None:
@@ -645,6 +644,15 @@ class Node:
 
     def _on_manifest(self, manifest: Manifest) -> None:
         self.fanout.ensure(manifest)
+        try:
+            # The network readers (and their keys) are the manifest's: verify with the new ones.
+            self.verifier.rebuild(manifest)
+        except AuthError as error:
+            log.error(
+                "tokens: manifest epoch %d unusable, the previous policy stays: %s",
+                manifest.epoch,
+                error,
+            )
 
     def _watch_manifest(self) -> None:
         while not self._stop.wait(self.settings.exchange.manifest_poll_s):

@@ -1,32 +1,115 @@
 """Which bearer tokens a node accepts: one place for the node's gRPC edge and ``ihx web``.
 
-``token_policy`` joins the node's own issuer with the external issuers of ``[auth] jwks`` (an
-external one may not claim the node's own issuer name) for the node's audience, leeway and
-longest lifetime. ``own_issuer`` is the node's issuer as the manifest states it — the member's
-unrevoked keys — for a process without the private key (``ihx web``); the node itself passes
-the issuer of the key it signs with.
+``token_policy`` joins the node's own issuer, the external issuers of ``[auth] jwks`` (an
+external one may not claim the node's own issuer name) and the manifest's network readers
+(``network_issuers``) for the node's audience, leeway and longest lifetime. ``own_issuer`` is
+the node's issuer as the manifest states it — the member's unrevoked keys — for a process
+without the private key (``ihx web``); the node itself passes the issuer of the key it signs with.
+
+A network reader's issuer is ``ihx-member:<id>`` with the member's manifest keys, each with its
+validity window, the network's audience and the reader's grant (auth/manifest/readers.py). The
+``ihx-member:`` names are the manifest's alone: settings that claim one are refused. The policy
+depends on the manifest, so ``ManifestVerifier`` rebuilds the verifier when a newer manifest is
+accepted — a reader granted, dropped or a reader's key revoked takes effect without a restart.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from auth.errors import TrustConfigError
-from auth.manifest import Manifest
-from auth.tokens import TokenPolicy, TrustedIssuer, load_jwks_issuers, node_issuer
+from auth.manifest import Manifest, network_audience, network_issuer
+from auth.manifest.readers import NETWORK_ISSUER_PREFIX
+from auth.tokens import (
+    KeyWindow,
+    Principal,
+    Scope,
+    TokenPolicy,
+    TokenVerifier,
+    TrustedIssuer,
+    VerificationKey,
+    load_jwks_issuers,
+    node_issuer,
+)
+from auth.tokens.remote import RemoteIssuer, RemoteOptions
+from common.clock import Clock, system_clock
 from exchange.errors import ConfigError
 from exchange.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def token_policy(settings: Settings, member: str, own: TrustedIssuer) -> TokenPolicy:
-    issuers = {own.issuer: own}
-    if settings.jwks_path is not None:
-        external = load_jwks_issuers(settings.jwks_path)
-        if own.issuer in external:
+
+def external_issuers(
+    settings: Settings, own: TrustedIssuer, clock: Clock = system_clock
+) -> dict[str, TrustedIssuer | RemoteIssuer]:
+    """The issuers of ``[auth] jwks`` (none without it); never the node's own or a network name.
+
+    An issuer there with ``jwks_uri`` or ``discovery`` fetches its keys (cached ``[auth]
+    jwks_cache_s``, refetched at most every ``jwks_refresh_min_s``, ``jwks_timeout_s`` each).
+    """
+    if settings.jwks_path is None:
+        return {}
+    auth = settings.auth
+    options = RemoteOptions(
+        ttl=timedelta(seconds=auth.jwks_cache_s),
+        min_refresh=timedelta(seconds=auth.jwks_refresh_min_s),
+        timeout=auth.jwks_timeout_s,
+    )
+    external = load_jwks_issuers(settings.jwks_path, clock=clock, options=options)
+    if own.issuer in external:
+        raise TrustConfigError(f"{settings.jwks_path}: issuer {own.issuer!r} is this node's own")
+    for iss in external:
+        if iss.startswith(NETWORK_ISSUER_PREFIX):
             raise TrustConfigError(
-                f"{settings.jwks_path}: issuer {own.issuer!r} is this node's own"
+                f"{settings.jwks_path}: issuer {iss!r}: {NETWORK_ISSUER_PREFIX}… names are the "
+                "manifest's network readers"
             )
-        issuers.update(external)
+    return external
+
+
+def network_issuers(manifest: Manifest) -> dict[str, TrustedIssuer]:
+    """Each network reader of ``manifest`` as an issuer: its keys, windows, audience, grant."""
+    issuers: dict[str, TrustedIssuer] = {}
+    audience = network_audience(manifest.network)
+    for reader in manifest.network_readers:
+        member = manifest.member(reader.member)
+        keys: dict[str, VerificationKey] = {}
+        windows: dict[str, KeyWindow] = {}
+        for key in member.keys:
+            keys.update(node_issuer(key.public_key, "-").keys)
+            ends = [t for t in (key.not_after, key.revoked_at) if t is not None]
+            windows[key.key_id] = KeyWindow(key.not_before, min(ends) if ends else None)
+        iss = network_issuer(member.id)
+        issuers[iss] = TrustedIssuer(
+            iss,
+            keys,
+            ("EdDSA",),
+            network_audience=audience,
+            grant=frozenset(Scope(s) for s in reader.scopes),
+            key_windows=windows,
+        )
+    return issuers
+
+
+def token_policy(
+    settings: Settings,
+    member: str,
+    own: TrustedIssuer,
+    manifest: Manifest,
+    external: Mapping[str, TrustedIssuer | RemoteIssuer] | None = None,
+) -> TokenPolicy:
+    """What the node accepts now; ``external``: the ``[auth] jwks`` issuers if already loaded
+    (a remote issuer keeps its fetched keys across manifests)."""
+    if own.issuer.startswith(NETWORK_ISSUER_PREFIX):
+        raise TrustConfigError(
+            f"auth.issuer {own.issuer!r}: {NETWORK_ISSUER_PREFIX}… names are the manifest's "
+            "network readers"
+        )
+    issuers: dict[str, TrustedIssuer | RemoteIssuer] = {own.issuer: own}
+    issuers.update(external_issuers(settings, own) if external is None else external)
+    issuers.update(network_issuers(manifest))
     return TokenPolicy(
         audience=member,
         issuers=issuers,
@@ -47,3 +130,40 @@ def own_issuer(manifest: Manifest, member: str, issuer: str) -> TrustedIssuer:
     return TrustedIssuer(
         issuer, {kid: key for i in issuers for kid, key in i.keys.items()}, ("EdDSA",)
     )
+
+
+class ManifestVerifier:
+    """The node's token verifier, rebuilt for each newer manifest (its network readers).
+
+    The node's own issuer and the external issuers are fixed for the process; ``rebuild`` is
+    the manifest store's listener. Swapping one reference is atomic, so a call verifies with
+    either the old or the new policy, never a mix.
+    """
+
+    def __init__(
+        self, settings: Settings, member: str, own: TrustedIssuer, manifest: Manifest, clock: Clock
+    ) -> None:
+        self._settings = settings
+        self._member = member
+        self._own = own
+        self._clock = clock
+        self._external = external_issuers(settings, own, clock)
+        self._verifier = self._build(manifest)
+
+    def _build(self, manifest: Manifest) -> TokenVerifier:
+        policy = token_policy(self._settings, self._member, self._own, manifest, self._external)
+        return TokenVerifier(policy, self._clock)
+
+    @property
+    def policy(self) -> TokenPolicy:
+        return self._verifier.policy
+
+    def verify(self, token: str) -> Principal:
+        return self._verifier.verify(token)
+
+    def rebuild(self, manifest: Manifest) -> None:
+        self._verifier = self._build(manifest)
+        readers = ", ".join(r.member for r in manifest.network_readers) or "none"
+        log.info(
+            "tokens: manifest epoch %d in force (network readers: %s)", manifest.epoch, readers
+        )

@@ -17,9 +17,9 @@ caller's job.
 
 The package has one module per job: ``model`` (the validated dataclasses), ``document`` (parse a
 mapping, render JSON/TOML), ``files`` (read and write the bare document), ``signing`` (canonical
-bytes, the signed envelope, the update policy), ``editing`` (pure edit functions) and ``checks``
-(value checks and field-path errors they share). Import from ``auth.manifest``; the names below
-are its public surface.
+bytes, the signed envelope, the update policy), ``editing`` (pure edit functions), ``readers``
+(members trusted network-wide for read scopes) and ``checks`` (value checks and field-path
+errors they share). Import from ``auth.manifest``; the names below are its public surface.
 """
 
 from __future__ import annotations
@@ -42,11 +42,18 @@ from auth.manifest.editing import (
     rotate_coordinator_key,
     rotate_key,
     set_coordinator,
+    set_network_reader,
     set_orphan_rule,
     set_tls_identity,
 )
 from auth.manifest.files import dump_manifest, load_manifest
 from auth.manifest.model import Manifest, Member, MemberKey
+from auth.manifest.readers import (
+    NETWORK_SCOPES,
+    NetworkReader,
+    network_audience,
+    network_issuer,
+)
 from auth.manifest.signing import (
     DEFAULT_MAX_SKEW,
     ManifestSignature,
@@ -63,10 +70,12 @@ __all__ = [
     "DEFAULT_MAX_SKEW",
     "MEMBER_ID_PATTERN",
     "NETWORK_PATTERN",
+    "NETWORK_SCOPES",
     "Manifest",
     "ManifestSignature",
     "Member",
     "MemberKey",
+    "NetworkReader",
     "SignedManifest",
     "accept_update",
     "add_coordinator_key",
@@ -81,6 +90,8 @@ __all__ = [
     "manifest_to_document",
     "manifest_to_json",
     "manifest_to_toml",
+    "network_audience",
+    "network_issuer",
     "parse_manifest",
     "parse_signed_manifest",
     "replace_member",
@@ -89,6 +100,7 @@ __all__ = [
     "rotate_coordinator_key",
     "rotate_key",
     "set_coordinator",
+    "set_network_reader",
     "set_orphan_rule",
     "set_tls_identity",
     "sign_manifest",

@@ -33,6 +33,7 @@ from auth.manifest.checks import (
     within,
 )
 from auth.manifest.model import Manifest, Member, MemberKey
+from auth.manifest.readers import NetworkReader, scope_problem
 
 __all__ = ["manifest_to_document", "manifest_to_json", "manifest_to_toml", "parse_manifest"]
 
@@ -131,7 +132,29 @@ def _parse_member(value: object, path: str) -> Member:
 
 
 _TOP_REQUIRED = ("network", "epoch", "issued_at", "coordinator", "coordinator_keys", "members")
-_TOP_OPTIONAL = ("orphan_rules",)
+_TOP_OPTIONAL = ("orphan_rules", "network_readers")
+
+
+def _parse_reader(value: object, path: str) -> NetworkReader:
+    table = as_table(value, path)
+    check_fields(table, path, ("member", "scopes"))
+    scopes: set[str] = set()
+    for i, scope in enumerate(as_array(table["scopes"], f"{path}.scopes")):
+        if (problem := scope_problem(scope)) is not None:
+            raise ManifestError(f"{path}.scopes[{i}]: {problem}")
+        assert isinstance(scope, str)
+        if scope in scopes:
+            raise ManifestError(f"{path}.scopes[{i}]: duplicate scope {quote(scope)}")
+        scopes.add(scope)
+    with within(path):
+        return NetworkReader(member=as_string(table["member"], "member"), scopes=frozenset(scopes))
+
+
+def _parse_readers(value: object) -> tuple[NetworkReader, ...]:
+    if value is None:
+        return ()
+    items = as_array(value, "network_readers")
+    return tuple(_parse_reader(item, f"network_readers[{i}]") for i, item in enumerate(items))
 
 
 def parse_manifest(data: Mapping[str, Any]) -> Manifest:
@@ -163,6 +186,7 @@ def parse_manifest(data: Mapping[str, Any]) -> Manifest:
         orphan_rules=orphan_rules,
         coordinator=as_string(data["coordinator"], "coordinator"),
         coordinator_keys=_parse_keys(data["coordinator_keys"], "coordinator_keys"),
+        network_readers=_parse_readers(data.get("network_readers")),
     )
 
 
@@ -193,8 +217,12 @@ def _member_document(member: Member) -> dict[str, Any]:
 
 
 def manifest_to_document(manifest: Manifest) -> dict[str, Any]:
-    """The document form (plain dicts, lists, strings, ints); ``parse_manifest`` is its inverse."""
-    return {
+    """The document form (plain dicts, lists, strings, ints); ``parse_manifest`` is its inverse.
+
+    ``network_readers`` appears only when there are some, so a manifest without them has the
+    same document — and the same signed bytes — as before the field existed.
+    """
+    doc: dict[str, Any] = {
         "network": manifest.network,
         "epoch": manifest.epoch,
         "issued_at": format_time(manifest.issued_at),
@@ -203,6 +231,11 @@ def manifest_to_document(manifest: Manifest) -> dict[str, Any]:
         "orphan_rules": dict(sorted(manifest.orphan_rules.items())),
         "members": [_member_document(m) for m in manifest.members],
     }
+    if manifest.network_readers:
+        doc["network_readers"] = [
+            {"member": r.member, "scopes": sorted(r.scopes)} for r in manifest.network_readers
+        ]
+    return doc
 
 
 def manifest_to_json(manifest: Manifest) -> str:
@@ -218,10 +251,11 @@ _TOML_ORDER = (
     "orphan_rules",
     "coordinator_keys",
     "members",
+    "network_readers",
 )
 
 
 def manifest_to_toml(manifest: Manifest) -> str:
     """The document as TOML (times as RFC 3339 strings, like the JSON form)."""
     doc = manifest_to_document(manifest)
-    return tomli_w.dumps({name: doc[name] for name in _TOML_ORDER})
+    return tomli_w.dumps({name: doc[name] for name in _TOML_ORDER if name in doc})

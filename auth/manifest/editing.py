@@ -16,6 +16,7 @@ from auth.errors import ManifestError, UnknownKey
 from auth.keys import PublicKey
 from auth.manifest.checks import format_time, quote
 from auth.manifest.model import Manifest, Member, MemberKey
+from auth.manifest.readers import NetworkReader
 
 __all__ = [
     "add_coordinator_key",
@@ -28,6 +29,7 @@ __all__ = [
     "rotate_coordinator_key",
     "rotate_key",
     "set_coordinator",
+    "set_network_reader",
     "set_orphan_rule",
     "set_tls_identity",
 ]
@@ -61,6 +63,20 @@ def set_orphan_rule(manifest: Manifest, country: str, member_id: str | None) -> 
     else:
         rules[country] = member_id
     return dataclasses.replace(manifest, orphan_rules=rules)
+
+
+def set_network_reader(manifest: Manifest, member_id: str, scopes: frozenset[str]) -> Manifest:
+    """Grant ``member_id`` network-wide ``scopes`` (replacing its grant), or drop it with none."""
+    manifest.member(member_id)
+    others = tuple(r for r in manifest.network_readers if r.member != member_id)
+    if not scopes:
+        return dataclasses.replace(manifest, network_readers=others)
+    reader = NetworkReader(member_id, scopes)
+    # The grant keeps its place when changed, so diffs stay small.
+    readers = [reader if r.member == member_id else r for r in manifest.network_readers]
+    if reader not in readers:
+        readers = [*others, reader]
+    return dataclasses.replace(manifest, network_readers=tuple(readers))
 
 
 def set_coordinator(manifest: Manifest, member_id: str) -> Manifest:

@@ -31,6 +31,7 @@ from auth.manifest.checks import (
     text_problem,
     type_name,
 )
+from auth.manifest.readers import NetworkReader
 
 __all__ = ["Manifest", "Member", "MemberKey"]
 
@@ -161,6 +162,8 @@ class Manifest:
     orphan_rules: Mapping[str, str] = field(hash=False)
     coordinator: str
     coordinator_keys: tuple[MemberKey, ...]
+    # Members whose network tokens every node accepts (readers.py); () in older manifests.
+    network_readers: tuple[NetworkReader, ...] = ()
     _by_id: Mapping[str, Member] = field(init=False, repr=False, compare=False)
     _by_country: Mapping[str, Member] = field(init=False, repr=False, compare=False)
 
@@ -185,6 +188,9 @@ class Manifest:
         coordinator_keys = tuple(self.coordinator_keys)
         object.__setattr__(self, "coordinator_keys", coordinator_keys)
         _index_keys(coordinator_keys, "coordinator_keys")
+        readers = tuple(self.network_readers)
+        _check_readers(readers, by_id)
+        object.__setattr__(self, "network_readers", readers)
 
         object.__setattr__(self, "_by_id", MappingProxyType(by_id))
         object.__setattr__(self, "_by_country", MappingProxyType(by_country))
@@ -206,6 +212,10 @@ class Manifest:
         """The member an orphan rule assigns ``cc`` to, if any."""
         member_id = self.orphan_rules.get(cc)
         return None if member_id is None else self._by_id[member_id]
+
+    def network_reader(self, member_id: str) -> NetworkReader | None:
+        """The network-wide read grant of ``member_id``, if the manifest gives it one."""
+        return next((r for r in self.network_readers if r.member == member_id), None)
 
     @property
     def coordinator_member(self) -> Member:
@@ -271,6 +281,24 @@ def _index_members(
                 )
             key_owner[key.key_id] = member.id
     return by_id, by_country
+
+
+def _check_readers(readers: tuple[NetworkReader, ...], by_id: Mapping[str, Member]) -> None:
+    seen: set[str] = set()
+    for i, reader in enumerate(readers):
+        if not isinstance(reader, NetworkReader):
+            raise ManifestError(
+                f"network_readers[{i}]: expected a NetworkReader, got {type_name(reader)}"
+            )
+        if reader.member not in by_id:
+            raise ManifestError(
+                f"network_readers[{i}].member: unknown member {quote(reader.member)}"
+            )
+        if reader.member in seen:
+            raise ManifestError(
+                f"network_readers[{i}].member: {quote(reader.member)} is already a reader"
+            )
+        seen.add(reader.member)
 
 
 def _checked_orphan_rules(

@@ -2,10 +2,11 @@
 
 Law-enforcement partners and coordinators call a node with a JWT. The package has one module per
 job: ``policy`` (scopes, trusted issuers, the node's policy, ``require``), ``jwks`` (the trusted
-issuers file, parsed once into keys), ``verify`` (``TokenVerifier``, on the hot path of every
-partner call), ``issue`` (``TokenIssuer``, the node's own short-lived EdDSA tokens) and ``jose``
-(the strict JSON and base64url they share). Import from ``auth.tokens``; the names below are its
-public surface.
+issuers file, parsed once into keys), ``remote`` and ``fetch`` (an issuer whose keys are fetched
+from a JWKS URL or by OIDC discovery: cached, rate-limited, bounded), ``verify``
+(``TokenVerifier``, on the hot path of every partner call), ``issue`` (``TokenIssuer``, the
+node's own short-lived EdDSA tokens) and ``jose`` (the strict JSON and base64url they share).
+Import from ``auth.tokens``; the names below are its public surface.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from auth.tokens.policy import (
     DEFAULT_MAX_LIFETIME,
     MIN_RSA_BITS,
     SUPPORTED_ALGORITHMS,
+    KeyWindow,
     Principal,
     Scope,
     TokenPolicy,
@@ -36,6 +38,7 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "MIN_RSA_BITS",
     "SUPPORTED_ALGORITHMS",
+    "KeyWindow",
     "Principal",
     "Scope",
     "TokenIssuer",

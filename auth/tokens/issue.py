@@ -3,7 +3,9 @@
 ``ihx token issue`` mints tokens for a hotline's own analysts and tools. The JWS is assembled here
 (header, claims, base64url) and signed through ``SigningKey.sign``, so the private key never
 leaves ``SigningKey``. The issuer refuses anything its own verifier would refuse — an unknown
-scope, a lifetime over the maximum, an odd subject — so a minted token always verifies.
+scope, a lifetime over the maximum, an odd subject — so a minted token always verifies. A
+network token's issuer has a ``grant`` (the manifest's network readers) and refuses any scope
+beyond it, as every node would.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ class TokenIssuer:
     leaves ``SigningKey``.
     """
 
-    __slots__ = ("_audience", "_clock", "_header_segment", "_issuer", "_key", "_max_lifetime")
+    __slots__ = (
+        "_audience",
+        "_clock",
+        "_grant",
+        "_header_segment",
+        "_issuer",
+        "_key",
+        "_max_lifetime",
+    )
 
     def __init__(
         self,
@@ -46,9 +56,11 @@ class TokenIssuer:
         clock: Clock,
         *,
         max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
+        grant: frozenset[Scope] | None = None,
     ) -> None:
         if not issuer or not audience:
             raise TokenIssueError("issuer and audience must be non-empty")
+        self._grant = grant
         self._key = key
         self._issuer = issuer
         self._audience = audience
@@ -62,6 +74,24 @@ class TokenIssuer:
         """This issuer as a verifier must trust it."""
         return node_issuer(self._key.public, self._issuer)
 
+    def _granted(self, scopes: Iterable[Scope | str]) -> set[Scope]:
+        """The scopes asked, each known and within the grant (TokenIssueError if not)."""
+        granted: set[Scope] = set()
+        for s in scopes:
+            scope = SCOPES_BY_VALUE.get(s)
+            if scope is None:
+                raise TokenIssueError(f"unknown scope {s!r}; known: {', '.join(Scope)}")
+            granted.add(scope)
+        if not granted:
+            raise TokenIssueError("at least one scope is required")
+        if self._grant is not None and not granted <= self._grant:
+            beyond = ", ".join(sorted(granted - self._grant))
+            raise TokenIssueError(
+                f"a network token may grant only {', '.join(sorted(self._grant))} "
+                f"(the manifest's network_readers), not {beyond}"
+            )
+        return granted
+
     def issue(
         self,
         subject: str,
@@ -72,14 +102,7 @@ class TokenIssuer:
         """A signed token for ``subject``; TokenIssueError if it would not pass verification."""
         if not isinstance(subject, str) or not SUBJECT_PATTERN.fullmatch(subject):
             raise TokenIssueError("subject must be 1-128 characters: letters, digits, ._:@|+/=~-")
-        granted: set[Scope] = set()
-        for s in scopes:
-            scope = SCOPES_BY_VALUE.get(s)
-            if scope is None:
-                raise TokenIssueError(f"unknown scope {s!r}; known: {', '.join(Scope)}")
-            granted.add(scope)
-        if not granted:
-            raise TokenIssueError("at least one scope is required")
+        granted = self._granted(scopes)
         if ttl > self._max_lifetime:
             raise TokenIssueError(
                 f"ttl {ttl} exceeds the maximum token lifetime {self._max_lifetime}"

@@ -1,7 +1,11 @@
-"""Trusted external issuers from a JWKS file: the file → ``TrustedIssuer`` objects, once.
+"""Trusted external issuers from a trust file: the file → ``TrustedIssuer`` objects, once.
 
-``{"issuers": [{"iss": …, "algorithms": ["RS256"], "jwks": {"keys": [JWK, …]}}]}``. Nothing is
-ever fetched. Each JWK is checked here for what pyjwt does not check — public material only, the
+``{"issuers": [{"iss": …, "algorithms": ["RS256"], "jwks": {"keys": [JWK, …]}}]}``. Nothing in a
+token is ever fetched. An issuer may instead name where its keys are published —
+``"jwks_uri": "https://…"`` or ``"discovery": true`` (OIDC discovery from its ``iss``) — and is
+then a ``RemoteIssuer`` (remote.py) whose fetched sets go through the same checks below.
+
+Each JWK is checked here for what pyjwt does not check — public material only, the
 signature use, a key type and curve we accept, an ``alg`` among the issuer's — and then parsed by
 pyjwt's own ``jwt.PyJWK`` into a ``cryptography`` key. (``jwt.PyJWKSet`` is not used: it skips
 unusable keys silently, where a trust file must fail and name the key.) Every problem is a
@@ -14,6 +18,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -28,8 +33,10 @@ from auth.tokens.policy import (
     algorithm_problem,
     algorithms_for_key,
 )
+from auth.tokens.remote import RemoteIssuer, RemoteOptions
+from common.clock import Clock, system_clock
 
-__all__ = ["MAX_JWKS_FILE_BYTES", "KeyType", "load_jwks_issuers"]
+__all__ = ["MAX_JWKS_FILE_BYTES", "KeyType", "load_jwks_issuers", "parse_fetched_jwks"]
 
 MAX_JWKS_FILE_BYTES: Final = 1024 * 1024
 
@@ -50,11 +57,18 @@ _EC_PARSER_BY_CURVE: Final[Mapping[str, str]] = MappingProxyType(
 _PRIVATE_JWK_MEMBERS: Final = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 
-def load_jwks_issuers(path: str | os.PathLike[str]) -> dict[str, TrustedIssuer]:
-    """Trusted external issuers from a JSON file; never touches the network.
+def load_jwks_issuers(
+    path: str | os.PathLike[str],
+    *,
+    clock: Clock = system_clock,
+    options: RemoteOptions | None = None,
+) -> dict[str, TrustedIssuer | RemoteIssuer]:
+    """Trusted external issuers from a JSON file; loading never touches the network.
 
     ``{"issuers": [{"iss": …, "algorithms": ["RS256"], "jwks": {"keys": [JWK, …]}}]}``. Keys are
-    parsed here, once. Any problem is a ``TrustConfigError`` naming the file and field path.
+    parsed here, once; an issuer with ``jwks_uri`` or ``discovery`` fetches its keys when first
+    needed (``clock`` and ``options`` rule its cache). Any problem is a ``TrustConfigError``
+    naming the file and field path.
     """
     p = Path(path)
     try:
@@ -74,37 +88,86 @@ def load_jwks_issuers(path: str | os.PathLike[str]) -> dict[str, TrustedIssuer]:
         raise TrustConfigError(f"{p}: not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise TrustConfigError(f"{p}: not valid JSON: {_json_reason(exc)}") from None
+    remote = _Remote(clock, options or RemoteOptions())
     try:
-        return _parse_issuers_document(document)
+        return _parse_issuers_document(document, remote)
     except TrustConfigError as exc:
         raise TrustConfigError(f"{p}: {exc.message}") from None
 
 
-def _parse_issuers_document(document: Any) -> dict[str, TrustedIssuer]:
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    clock: Clock
+    options: RemoteOptions
+
+
+def _parse_issuers_document(
+    document: Any, remote: _Remote
+) -> dict[str, TrustedIssuer | RemoteIssuer]:
     if not isinstance(document, dict):
         raise TrustConfigError("(top level): must be an object")
     _only_members(document, {"issuers"}, "(top level)")
     entries = document.get("issuers")
     if not isinstance(entries, list):
         raise TrustConfigError("issuers: must be a list")
-    result: dict[str, TrustedIssuer] = {}
+    result: dict[str, TrustedIssuer | RemoteIssuer] = {}
     for i, entry in enumerate(entries):
-        trusted = _parse_issuer(entry, f"issuers[{i}]")
+        trusted = _parse_issuer(entry, f"issuers[{i}]", remote)
         if trusted.issuer in result:
             raise TrustConfigError(f"issuers[{i}].iss: duplicate issuer")
         result[trusted.issuer] = trusted
     return result
 
 
-def _parse_issuer(entry: Any, where: str) -> TrustedIssuer:
+_SOURCES: Final = ("jwks", "jwks_uri", "discovery")
+
+
+def _parse_issuer(entry: Any, where: str, remote: _Remote) -> TrustedIssuer | RemoteIssuer:
     if not isinstance(entry, dict):
         raise TrustConfigError(f"{where}: must be an object")
-    _only_members(entry, {"iss", "algorithms", "jwks"}, where)
+    _only_members(entry, {"iss", "algorithms", *_SOURCES}, where)
     iss = entry.get("iss")
     if not isinstance(iss, str) or not iss:
         raise TrustConfigError(f"{where}.iss: must be a non-empty string")
     algorithms = _parse_algorithms(entry.get("algorithms"), where)
-    keys, narrowed = _parse_keys(entry.get("jwks"), where, algorithms)
+    given = [name for name in _SOURCES if name in entry]
+    if not given:
+        raise TrustConfigError(f"{where}.jwks: required (or jwks_uri, or discovery)")
+    if len(given) > 1:
+        raise TrustConfigError(f"{where}: give only one of jwks, jwks_uri and discovery")
+    if given == ["jwks"]:
+        keys, narrowed = _parse_keys(entry["jwks"], f"{where}.jwks", algorithms)
+        return TrustedIssuer(issuer=iss, keys=keys, algorithms=algorithms, key_algorithms=narrowed)
+    if given == ["discovery"] and entry["discovery"] is not True:
+        raise TrustConfigError(f"{where}.discovery: must be true (or left out)")
+    jwks_uri = entry.get("jwks_uri")
+    if jwks_uri is not None and not isinstance(jwks_uri, str):
+        raise TrustConfigError(f"{where}.jwks_uri: must be a URL string")
+    try:
+        return RemoteIssuer(
+            iss,
+            jwks_uri=jwks_uri,
+            discovery=given == ["discovery"],
+            parse=lambda document, url: parse_fetched_jwks(document, url, iss, algorithms),
+            clock=remote.clock,
+            options=remote.options,
+        )
+    except TrustConfigError as exc:
+        raise TrustConfigError(f"{where}: {exc.message}") from None
+
+
+def parse_fetched_jwks(
+    document: Any, url: str, iss: str, algorithms: tuple[str, ...]
+) -> TrustedIssuer:
+    """A JWKS fetched from ``url`` → the issuer's keys, with the trust file's checks.
+
+    Keys published for encryption (``"use": "enc"``, which IdPs list beside their signing keys)
+    are left out; every other key must pass, or the whole set is refused.
+    """
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        kept = [k for k in document["keys"] if not (isinstance(k, dict) and k.get("use") == "enc")]
+        document = {**document, "keys": kept}
+    keys, narrowed = _parse_keys(document, url, algorithms)
     return TrustedIssuer(issuer=iss, keys=keys, algorithms=algorithms, key_algorithms=narrowed)
 
 
@@ -124,16 +187,16 @@ def _parse_algorithms(algorithms: Any, where: str) -> tuple[str, ...]:
 def _parse_keys(
     jwks: Any, where: str, algorithms: tuple[str, ...]
 ) -> tuple[dict[str, VerificationKey], dict[str, tuple[str, ...]]]:
-    """An issuer's ``jwks`` → (key by kid, the narrower algorithm list of each key that has one)."""
+    """A JWKS at ``where`` → (key by kid, the narrower algorithm list of each key that has one)."""
     if not isinstance(jwks, dict):
-        raise TrustConfigError(f"{where}.jwks: must be an object")
+        raise TrustConfigError(f"{where}: must be an object")
     jwk_list = jwks.get("keys")
     if not isinstance(jwk_list, list) or not jwk_list:
-        raise TrustConfigError(f"{where}.jwks.keys: must be a non-empty list")
+        raise TrustConfigError(f"{where}.keys: must be a non-empty list")
     keys: dict[str, VerificationKey] = {}
     narrowed: dict[str, tuple[str, ...]] = {}
     for j, jwk_data in enumerate(jwk_list):
-        key_where = f"{where}.jwks.keys[{j}]"
+        key_where = f"{where}.keys[{j}]"
         kid, key, usable = _parse_jwk(jwk_data, key_where, algorithms)
         if kid in keys:
             raise TrustConfigError(f"{key_where}.kid: duplicate kid")

@@ -7,6 +7,11 @@ never meets an unusable key or an unsafe algorithm: asymmetric signatures only (
 HMAC, where a public key could be abused as the secret), RSA keys of at least 2048 bits, each EC
 curve with its one algorithm. ``Principal`` is who a verified token proves; ``require`` checks a
 scope (``admin`` implies every other).
+
+A *network* issuer (``network_audience`` set: a member the manifest names a network reader)
+differs in three ways: its tokens must name that audience as a single string, they may carry
+only the scopes in ``grant``, and each of its keys has a validity window (the member's manifest
+key: ``not_before`` … ``not_after``/``revoked_at``) checked against the clock on every call.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric.ec import (
     SECP256R1,
@@ -31,12 +36,16 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from auth.errors import PermissionDenied, TrustConfigError
 from auth.keys import PublicKey
 
+if TYPE_CHECKING:
+    from auth.tokens.remote import RemoteIssuer
+
 __all__ = [
     "DEFAULT_LEEWAY",
     "DEFAULT_MAX_LIFETIME",
     "MIN_RSA_BITS",
     "SCOPES_BY_VALUE",
     "SUPPORTED_ALGORITHMS",
+    "KeyWindow",
     "Principal",
     "Scope",
     "TokenPolicy",
@@ -83,17 +92,38 @@ SCOPES_BY_VALUE: Final[Mapping[str, Scope]] = MappingProxyType({s.value: s for s
 
 
 @dataclass(frozen=True)
+class KeyWindow:
+    """When a key may sign: from ``since`` (inclusive) until ``until`` (exclusive; None: open)."""
+
+    since: datetime
+    until: datetime | None = None
+
+    def problem(self, now: datetime) -> str | None:
+        if now < self.since:
+            return "the issuer's key is not valid yet"
+        if self.until is not None and now >= self.until:
+            return "the issuer's key is no longer valid (expired or revoked)"
+        return None
+
+
+@dataclass(frozen=True)
 class TrustedIssuer:
     """One issuer we accept tokens from: its exact ``iss``, its keys by kid, its pinned algorithms.
 
     ``key_algorithms`` optionally narrows a kid to fewer algorithms than the issuer's (a JWK's own
     ``alg``). Validated at construction, so a verifier never meets an unusable key.
+
+    A network issuer sets ``network_audience`` (its tokens' one ``aud``), ``grant`` (the only
+    scopes its tokens may carry) and a ``KeyWindow`` for each of its keys.
     """
 
     issuer: str
     keys: Mapping[str, VerificationKey]
     algorithms: tuple[str, ...]
     key_algorithms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    network_audience: str | None = None
+    grant: frozenset[Scope] | None = None
+    key_windows: Mapping[str, KeyWindow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -103,10 +133,26 @@ class TrustedIssuer:
         _check_issuer_algorithms(algorithms, where)
         usable = _usable_algorithms(self.keys, algorithms, where)
         narrowed = _narrowed_algorithms(self.key_algorithms, usable, algorithms, where)
+        _check_network_fields(self, where)
         # Frozen in fact, not only in name: the verifier's tables are built from these once.
         object.__setattr__(self, "algorithms", algorithms)
         object.__setattr__(self, "keys", MappingProxyType(dict(self.keys)))
         object.__setattr__(self, "key_algorithms", MappingProxyType(narrowed))
+        object.__setattr__(self, "key_windows", MappingProxyType(dict(self.key_windows)))
+
+
+def _check_network_fields(trusted: TrustedIssuer, where: str) -> None:
+    """A network issuer has all three of audience, grant and windows; any other has none."""
+    if trusted.network_audience is None:
+        if trusted.grant is not None or trusted.key_windows:
+            raise TrustConfigError(f"{where}: grant and key windows are for network issuers")
+        return
+    if not isinstance(trusted.network_audience, str) or not trusted.network_audience:
+        raise TrustConfigError(f"{where}: network_audience must be a non-empty string")
+    if not trusted.grant or Scope.ADMIN in trusted.grant:
+        raise TrustConfigError(f"{where}: a network issuer grants some scopes, never admin")
+    if set(trusted.key_windows) != set(trusted.keys):
+        raise TrustConfigError(f"{where}: each key of a network issuer needs its window")
 
 
 def _check_issuer_algorithms(algorithms: tuple[str, ...], where: str) -> None:
@@ -161,18 +207,21 @@ def _narrowed_algorithms(
 
 @dataclass(frozen=True)
 class TokenPolicy:
-    """What this node accepts: tokens for ``audience`` from ``issuers`` (exact ``iss`` → issuer)."""
+    """What this node accepts: tokens for ``audience`` from ``issuers`` (exact ``iss`` → issuer:
+    keys held, or fetched by a ``RemoteIssuer``)."""
 
     audience: str
-    issuers: Mapping[str, TrustedIssuer]
+    issuers: Mapping[str, TrustedIssuer | RemoteIssuer]
     leeway: timedelta = DEFAULT_LEEWAY
     max_lifetime: timedelta = DEFAULT_MAX_LIFETIME
 
     def __post_init__(self) -> None:
         if not isinstance(self.audience, str) or not self.audience:
             raise TrustConfigError("audience: must be a non-empty string")
+        from auth.tokens.remote import RemoteIssuer  # it builds on this module
+
         for iss, trusted in self.issuers.items():
-            if not isinstance(trusted, TrustedIssuer) or trusted.issuer != iss:
+            if not isinstance(trusted, TrustedIssuer | RemoteIssuer) or trusted.issuer != iss:
                 raise TrustConfigError(
                     f"issuers[{iss!r}]: must be the TrustedIssuer for exactly that iss"
                 )

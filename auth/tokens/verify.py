@@ -12,6 +12,11 @@ key (signature, ``aud``, ``iss``, required claims), then our own checks of time 
 injected clock (pyjwt only knows the wall clock), lifetime, subject and scopes. Every refusal is a
 ``TokenInvalid`` with a stable ``code`` and a short message that repeats nothing from the token.
 
+A network issuer (policy.py) is checked the same way, with its own audience (one string, never
+a list: a token for the network is for nothing else), each key's validity window against the
+clock, and its grant: a network token carrying any scope beyond it is refused with
+``PermissionDenied`` naming the rule.
+
 Verification is on the hot path of every partner call, so the kid → (key, allowed algorithms)
 table is built once per verifier, and the clock-independent part (parse, key selection,
 signature) is memoised per token string in a bounded LRU; time, audience, subject and scope
@@ -36,19 +41,22 @@ import jwt
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 from jwt.types import Options
 
-from auth.errors import TokenInvalid
+from auth.errors import PermissionDenied, TokenInvalid
 from auth.tokens.jose import parse_json
 from auth.tokens.policy import (
     SCOPES_BY_VALUE,
     SUBJECT_PATTERN,
     SUPPORTED_ALGORITHMS,
     TOKEN_ID_PATTERN,
+    KeyWindow,
     Principal,
     Scope,
     TokenPolicy,
+    TrustedIssuer,
     VerificationKey,
     algorithms_for_key,
 )
+from auth.tokens.remote import RemoteIssuer
 from common.clock import Clock
 
 __all__ = ["DEFAULT_CACHE_SIZE", "MAX_TOKEN_LENGTH", "TokenRefusal", "TokenVerifier"]
@@ -63,6 +71,7 @@ class TokenRefusal(enum.StrEnum):
     CRIT = "token-crit"
     EXPIRED = "token-expired"
     ISSUER = "token-issuer"
+    KEY_NOT_VALID = "token-key-not-valid"
     KID = "token-kid"
     LIFETIME = "token-lifetime"
     MALFORMED = "token-malformed"
@@ -95,6 +104,8 @@ _DECODE_OPTIONS: Final[Options] = {
     "strict_aud": False,
     "require": list(_REQUIRED_CLAIMS),
 }
+# A network token's aud is one string, the network's: a list could smuggle it into other uses.
+_NETWORK_DECODE_OPTIONS: Final[Options] = {**_DECODE_OPTIONS, "strict_aud": True}
 # A private instance, so that algorithms or options registered on pyjwt's global one elsewhere in
 # the process cannot change how partner tokens are checked.
 _PYJWT: Final = jwt.PyJWT()
@@ -105,6 +116,34 @@ class _IssuerTable:
     issuer: str
     algorithms: frozenset[str]
     keys: Mapping[str, tuple[VerificationKey, frozenset[str]]]
+    audience: str
+    network: bool  # a network issuer: one-string aud, grant and key windows below
+    grant: frozenset[Scope] | None
+    windows: Mapping[str, KeyWindow]
+    remote: RemoteIssuer | None = None  # keys fetched: still held when a memoised token is used
+
+
+def _issuer_table(
+    trusted: TrustedIssuer, audience: str, remote: RemoteIssuer | None = None
+) -> _IssuerTable:
+    pinned = frozenset(trusted.algorithms)
+    keys: dict[str, tuple[VerificationKey, frozenset[str]]] = {}
+    for kid, key in trusted.keys.items():
+        allowed = algorithms_for_key(key) & pinned
+        if kid in trusted.key_algorithms:
+            allowed &= frozenset(trusted.key_algorithms[kid])
+        keys[kid] = (key, allowed)
+    network = trusted.network_audience is not None
+    return _IssuerTable(
+        issuer=trusted.issuer,
+        algorithms=pinned,
+        keys=keys,
+        audience=trusted.network_audience or audience,
+        network=network,
+        grant=trusted.grant,
+        windows=trusted.key_windows,
+        remote=remote,
+    )
 
 
 # pyjwt's exceptions, most specific first (several derive from others), mapped to our codes;
@@ -134,6 +173,8 @@ class TokenVerifier:
         "_issuers",
         "_leeway",
         "_max_lifetime",
+        "_remote",
+        "_remote_tables",
         "policy",
     )
 
@@ -146,25 +187,27 @@ class TokenVerifier:
     ) -> None:
         self.policy = policy
         self._clock = clock
-        self._audience = policy.audience
         self._leeway = policy.leeway.total_seconds()
         self._max_lifetime = policy.max_lifetime.total_seconds()
-        self._issuers: dict[str, _IssuerTable] = {}
-        for iss, trusted in policy.issuers.items():
-            pinned = frozenset(trusted.algorithms)
-            keys: dict[str, tuple[VerificationKey, frozenset[str]]] = {}
-            for kid, key in trusted.keys.items():
-                allowed = algorithms_for_key(key) & pinned
-                if kid in trusted.key_algorithms:
-                    allowed &= frozenset(trusted.key_algorithms[kid])
-                keys[kid] = (key, allowed)
-            self._issuers[iss] = _IssuerTable(iss, pinned, keys)
+        self._audience = policy.audience
+        self._issuers = {
+            iss: _issuer_table(trusted, policy.audience)
+            for iss, trusted in policy.issuers.items()
+            if isinstance(trusted, TrustedIssuer)
+        }
+        self._remote = {
+            iss: remote
+            for iss, remote in policy.issuers.items()
+            if isinstance(remote, RemoteIssuer)
+        }
+        # Each remote issuer's table, rebuilt when it holds a new key set.
+        self._remote_tables: dict[str, tuple[TrustedIssuer, _IssuerTable]] = {}
         # A partner sends the same token on every call until it expires. Whether a given token
         # string is authentic depends only on that string and this (immutable) policy, so the
         # authentication step is memoised; the clock-dependent and claim checks run on every call.
         # Only successes are cached (lru_cache never caches exceptions), so only tokens signed by
         # a trusted issuer can occupy it; its size bounds the memory (≤ 8 KiB per entry).
-        self._authenticate: Callable[[str], tuple[str, Mapping[str, Any]]]
+        self._authenticate: Callable[[str], tuple[_IssuerTable, str, Mapping[str, Any]]]
         if cache_size > 0:
             self._authenticate = functools.lru_cache(maxsize=cache_size)(self._authenticate_now)
         else:
@@ -178,11 +221,12 @@ class TokenVerifier:
             raise _refuse(
                 TokenRefusal.MALFORMED, f"token longer than {MAX_TOKEN_LENGTH} characters"
             )
-        issuer, claims = self._authenticate(token)
-        return self._check_claims(claims, issuer)
+        issuer, kid, claims = self._authenticate(token)
+        return self._check_claims(claims, issuer, kid)
 
-    def _authenticate_now(self, token: str) -> tuple[str, Mapping[str, Any]]:
-        """(issuer, signed claims) of an authentic token; no time checks (those need the clock)."""
+    def _authenticate_now(self, token: str) -> tuple[_IssuerTable, str, Mapping[str, Any]]:
+        """(issuer, kid, signed claims) of an authentic token; no time checks (they need the
+        clock)."""
         if not _COMPACT_JWS.fullmatch(token):
             raise _refuse(TokenRefusal.MALFORMED, "not a compact JWS (three base64url segments)")
         header_segment, payload_segment, _ = token.split(".")
@@ -194,15 +238,15 @@ class TokenVerifier:
                 token,
                 key=key,
                 algorithms=[alg],
-                options=_DECODE_OPTIONS,
-                audience=self._audience,
+                options=_NETWORK_DECODE_OPTIONS if issuer.network else _DECODE_OPTIONS,
+                audience=issuer.audience,
                 issuer=issuer.issuer,
                 leeway=self._leeway,
             )
         except jwt.PyJWTError as exc:
             raise _from_pyjwt(exc) from None
         # Read-only: a cached payload is shared by every later call with the same token.
-        return issuer.issuer, MappingProxyType(payload)
+        return issuer, kid, MappingProxyType(payload)
 
     def _select_key(
         self, claims: Mapping[str, Any], alg: str, kid: str
@@ -219,7 +263,12 @@ class TokenVerifier:
             raise _refuse(TokenRefusal.CLAIMS, "iss must be a string")
         issuer = self._issuers.get(iss)
         if issuer is None:
-            raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+            remote = self._remote.get(iss)
+            if remote is None:
+                raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+            issuer = self._remote_table(remote, remote.current())
+            if kid not in issuer.keys:  # rotated at the IdP? one fetch, within its limit
+                issuer = self._remote_table(remote, remote.on_unknown_kid())
         if alg not in issuer.algorithms:
             raise _refuse(TokenRefusal.ALG, "algorithm not allowed for this issuer")
         entry = issuer.keys.get(kid)
@@ -230,17 +279,40 @@ class TokenVerifier:
             raise _refuse(TokenRefusal.ALG, "algorithm does not match the key")
         return issuer, key
 
-    def _check_claims(self, claims: Mapping[str, Any], issuer: str) -> Principal:
+    def _remote_table(self, remote: RemoteIssuer, trusted: TrustedIssuer) -> _IssuerTable:
+        held = self._remote_tables.get(remote.issuer)
+        if held is not None and held[0] is trusted:
+            return held[1]
+        table = _issuer_table(trusted, self._audience, remote)
+        self._remote_tables[remote.issuer] = (trusted, table)
+        return table
+
+    def _check_claims(self, claims: Mapping[str, Any], issuer: _IssuerTable, kid: str) -> Principal:
         exp = self._check_times(claims)
-        if not _audience_ok(claims.get("aud"), self._audience):
+        if not _audience_ok(claims.get("aud"), issuer.audience, strict=issuer.network):
             raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
-        if claims.get("iss") != issuer:
+        if claims.get("iss") != issuer.issuer:
             raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
+        if issuer.remote is not None:
+            held = issuer.remote.peek()
+            if held is None or kid not in held.keys:
+                raise _refuse(TokenRefusal.KID, "kid is no longer a key of this issuer")
+        window = issuer.windows.get(kid)
+        if window is not None and (problem := window.problem(self._clock())) is not None:
+            raise _refuse(TokenRefusal.KEY_NOT_VALID, problem)
         sub, jti = _subject_and_token_id(claims)
+        scopes = _parse_scopes(claims.get("scope"))
+        if issuer.grant is not None and not scopes <= issuer.grant:
+            beyond = ", ".join(sorted(scopes - issuer.grant))
+            raise PermissionDenied(
+                f"a network token grants only {', '.join(sorted(issuer.grant))} "
+                f"(the manifest's network_readers); it carries {beyond}",
+                code="token-network-scope",
+            )
         return Principal(
             subject=sub,
-            issuer=issuer,
-            scopes=_parse_scopes(claims.get("scope")),
+            issuer=issuer.issuer,
+            scopes=scopes,
             token_id=jti,
             expires_at=datetime.fromtimestamp(exp, UTC),
         )
@@ -288,11 +360,11 @@ def _algorithm_and_kid(header: Mapping[str, Any]) -> tuple[str, str]:
     return alg, kid
 
 
-def _audience_ok(aud: Any, audience: str) -> bool:
-    """Whether ``aud`` (a string, or a list of strings) names ``audience``."""
+def _audience_ok(aud: Any, audience: str, *, strict: bool = False) -> bool:
+    """Whether ``aud`` (a string, or unless ``strict`` a list of strings) names ``audience``."""
     if isinstance(aud, str):
         return aud == audience
-    if isinstance(aud, list):
+    if isinstance(aud, list) and not strict:
         return all(isinstance(a, str) for a in aud) and audience in aud
     return False
 

@@ -1,17 +1,21 @@
 """``ihx log``: read and verify routing logs — one node's, or every member's of a network.
 
 Listing reads a node's log over gRPC with a ``log:read`` token (``--node``), every member's log
-with ``--network MANIFEST`` (one merged, time-ordered view), or the local database
-(``--config``). ``ihx log verify`` walks the hash chain from genesis and checks the signed
-checkpoints; it names the first bad entry and exits 1 when the log was edited, cut or reordered.
+with ``--network MANIFEST`` (one merged, time-ordered view: one network token for all, or
+``MEMBER=TOKEN`` each — cli/network_reads.py; a member that fails is named, the others are
+still shown, and the command exits 1), or the local database (``--config``). ``ihx log
+verify`` walks the hash chain from genesis and checks the signed checkpoints; it names the first
+bad entry and exits 1 when the log was edited, cut or reordered.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import textwrap
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,10 +34,18 @@ from exchange.cli.common import (
     TIME_HELP,
     CliError,
     check_mark,
+    err,
     out,
     parse_time,
     print_json,
     progress,
+)
+from exchange.cli.network_reads import (
+    NetworkTokens,
+    advance,
+    member_failure,
+    member_progress,
+    parse_network_tokens,
 )
 from exchange.client.stubs import LogClient
 from exchange.domain import LogKind
@@ -91,7 +103,8 @@ def list_command(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Read the local node's DB.")] = None,
     token: Annotated[
-        list[str] | None, typer.Option(help="log:read token, or MEMBER=TOKEN per node.")
+        list[str] | None,
+        typer.Option(help="log:read token (--network: a network token), or MEMBER=TOKEN per node."),
     ] = None,
     since: Annotated[str | None, typer.Option(help=f"From: {TIME_HELP}.")] = None,
     until: Annotated[str | None, typer.Option(help="Before: as --since.")] = None,
@@ -116,29 +129,54 @@ def list_command(
         "kind": kind.value if kind is not None else "",
         "report_id": report_id,
     }
-    streams = _streams(node, network, config, _tokens(token or []), filters)
+    failures: list[str] = []
+    if network is not None:
+        manifest = _manifest_file(network)
+        tokens = parse_network_tokens(token or [], manifest)
+        streams = _network_streams(manifest, tokens, filters, limit, failures)
+    elif node is not None:
+        default, _ = _tokens(token or [])
+        streams = [_label(node, _remote_entries(node, default, **filters))]
+    else:
+        assert config is not None
+        streams = [_label("local", _local_entries(config, **filters))]
     rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
     _print_rows(rows, as_json=as_json, limit=limit, nodes=len(streams))
+    for failure in failures:
+        err().print(f"ihx: error: {failure}")
+    if failures:
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _streams(
-    node: str | None,
-    network: Path | None,
-    config: Path | None,
-    tokens: tuple[str | None, dict[str, str]],
+def _network_streams(
+    manifest: Manifest,
+    tokens: NetworkTokens,
     filters: dict[str, Any],
+    limit: int,
+    failures: list[str],
 ) -> list[Iterator[_Row]]:
-    """One labelled entry stream per log to read: the node's, each member's, or the local DB's."""
-    default, per_member = tokens
-    if node is not None:
-        return [_label(node, _remote_entries(node, default, **filters))]
-    if network is not None:
-        return [
-            _label(m.id, _remote_entries(m.endpoint, per_member.get(m.id, default), **filters))
-            for m in _manifest_file(network).members
-        ]
-    assert config is not None
-    return [_label("local", _local_entries(config, **filters))]
+    """Every member's first ``limit`` entries, read at once; each that fails goes to
+    ``failures``, named. The merge shows at most ``limit``, so no member needs more."""
+    members = manifest.members
+
+    def read(member_id: str, address: str) -> list[_Row] | str:
+        entries = _remote_entries(address, tokens.token_for(member_id), **filters)
+        try:
+            return [_Row(member_id, e) for e in itertools.islice(entries, limit)]
+        except grpc.RpcError as error:
+            return member_failure(member_id, address, error)
+
+    results: list[list[_Row] | str] = []
+    with (
+        member_progress("reading logs", len(members)) as progress,
+        ThreadPoolExecutor(max_workers=min(8, len(members))) as pool,
+    ):
+        futures = [pool.submit(read, m.id, m.endpoint) for m in members]
+        for future in futures:
+            results.append(future.result())
+            advance(progress)
+    failures.extend(r for r in results if isinstance(r, str))
+    return [iter(r) for r in results if not isinstance(r, str)]
 
 
 def verify_command(
@@ -148,22 +186,26 @@ def verify_command(
     manifest: Annotated[
         Path | None, typer.Option(help="Manifest with the signers' keys (for --node).")
     ] = None,
-    token: Annotated[list[str] | None, typer.Option(help="log:read token(s).")] = None,
+    token: Annotated[
+        list[str] | None,
+        typer.Option(help="log:read token (--network: a network token), or MEMBER=TOKEN."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,
 ) -> None:
     """Check hash chains and signed checkpoints; name the first bad entry (exit 1)."""
     if sum(x is not None for x in (node, network, config)) != 1:
         raise CliError("give exactly one of --config, --node or --network")
+    results: list[tuple[str, LogVerdict | str]]
     with progress("verifying") as bar:
         if config is not None:
             results = [_verify_local(config, bar)]
         else:
-            results = _verify_members(node, network, manifest, _tokens(token or []), bar)
+            results = _verify_members(node, network, manifest, token or [], bar)
     if as_json:
         print_json(verdicts_document(results))
     else:
         _print_verdicts(results)
-    if any(not verdict.ok for _, verdict in results):
+    if any(isinstance(verdict, str) or not verdict.ok for _, verdict in results):
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
@@ -190,35 +232,43 @@ def _verify_members(
     node: str | None,
     network: Path | None,
     manifest: Path | None,
-    tokens: tuple[str | None, dict[str, str]],
+    token_values: Sequence[str],
     bar: Progress,
-) -> list[tuple[str, LogVerdict]]:
-    """Verify over gRPC every member's log (``--network``) or the one at ``--node``."""
-    default, per_member = tokens
+) -> list[tuple[str, LogVerdict | str]]:
+    """Verify over gRPC every member's log (``--network``) or the one at ``--node``; a member
+    that cannot be read is named with why instead of a verdict."""
     source = network if network is not None else manifest
     if source is None:
         raise CliError("--node needs --manifest (the network manifest with the keys)")
     m = _manifest_file(source)
-    targets = (
-        [(x.id, x.endpoint) for x in m.members]
-        if network is not None
-        else [(_member_at(m, node or ""), node or "")]
-    )
-    return [
-        (
-            member_id,
-            _verify_remote(member_id, address, per_member.get(member_id, default), m, bar),
-        )
-        for member_id, address in targets
-    ]
+    if network is not None:
+        tokens = parse_network_tokens(token_values, m)
+        targets = [(x.id, x.endpoint) for x in m.members]
+    else:
+        default, per_member = _tokens(token_values)
+        tokens = NetworkTokens(default, per_member)
+        targets = [(_member_at(m, node or ""), node or "")]
+    results: list[tuple[str, LogVerdict | str]] = []
+    for member_id, address in targets:
+        try:
+            verdict: LogVerdict | str = _verify_remote(
+                member_id, address, tokens.token_for(member_id), m, bar
+            )
+        except grpc.RpcError as error:
+            verdict = member_failure(member_id, address, error)
+        results.append((member_id, verdict))
+    return results
 
 
-def verdicts_document(results: list[tuple[str, LogVerdict]]) -> dict[str, Any]:
-    """The verdicts for scripts: ``intact`` overall, and per log the first bad entry."""
+def verdicts_document(results: Sequence[tuple[str, LogVerdict | str]]) -> dict[str, Any]:
+    """The verdicts for scripts: ``intact`` overall, and per log the first bad entry (or, for
+    a log that could not be read, ``error``: why)."""
     return {
-        "intact": all(verdict.ok for _, verdict in results),
+        "intact": all(not isinstance(v, str) and v.ok for _, v in results),
         "logs": [
-            {
+            {"node": member_id, "intact": False, "error": verdict}
+            if isinstance(verdict, str)
+            else {
                 "node": member_id,
                 "entries": verdict.entries,
                 "checkpoints": verdict.checkpoints,
@@ -232,12 +282,15 @@ def verdicts_document(results: list[tuple[str, LogVerdict]]) -> dict[str, Any]:
     }
 
 
-def _print_verdicts(results: list[tuple[str, LogVerdict]]) -> None:
-    """One row per verified log."""
+def _print_verdicts(results: Sequence[tuple[str, LogVerdict | str]]) -> None:
+    """One row per verified log (or per log that could not be read, with why)."""
     table = Table("node", "entries", "checkpoints", "result")
     table.columns[0].no_wrap = True
     table.columns[3].overflow = "fold"
     for member_id, verdict in results:
+        if isinstance(verdict, str):
+            table.add_row(member_id, "-", "-", f"{check_mark(False)} not read: {verdict}")
+            continue
         problem = verdict.first_bad
         table.add_row(
             member_id,

@@ -3,8 +3,9 @@
 The manifest is kept as a plain TOML (or JSON) document that the coordinator edits only through
 these commands; each one loads it, applies one builder from ``auth.manifest`` (which re-validates
 the whole manifest, so an edit that would make it invalid is refused and the file is left as it
-was), writes it back atomically and prints what changed. ``sign`` turns it into the signed JSON
-file that nodes load; ``verify`` checks such a file against trusted keys or against the current
+was), writes it back atomically and prints what changed. ``set-reader`` trusts a member
+network-wide for read scopes. ``sign`` turns it into the signed JSON file that nodes load;
+``verify`` checks such a file against trusted keys or against the current
 signed manifest (as a node would: signature by a current coordinator key, higher epoch).
 
 Times (``--not-before``, ``--retire-after``, ``--at``) accept ``now``, ``+7d``-style offsets and
@@ -23,6 +24,7 @@ import typer
 from auth.errors import AuthError, ManifestError, ManifestRejected, SignatureInvalid
 from auth.keys import SigningKey
 from auth.manifest import (
+    NETWORK_SCOPES,
     Manifest,
     Member,
     MemberKey,
@@ -38,6 +40,7 @@ from auth.manifest import (
     replace_member,
     revoke_key,
     rotate_key,
+    set_network_reader,
     set_orphan_rule,
     set_tls_identity,
     sign_manifest,
@@ -68,6 +71,7 @@ def register(app: typer.Typer) -> None:
         ("add-member", add_member_command),
         ("update-member", update_member_command),
         ("set-orphan", set_orphan_command),
+        ("set-reader", set_reader_command),
         ("rotate-key", rotate_key_command),
         ("revoke-key", revoke_key_command),
         ("sign", sign_command),
@@ -278,6 +282,31 @@ def set_orphan_command(
     out().print(f"orphan rule {cc}: {before or '-'} → {target or '-'}")
 
 
+def set_reader_command(
+    file: FileArg,
+    member_id: Annotated[str, typer.Argument(metavar="MEMBER", help="The member to trust.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope", help=f"A scope granted network-wide: {' or '.join(NETWORK_SCOPES)}."
+        ),
+    ] = None,
+    drop: Annotated[
+        bool, typer.Option("--drop", help="Trust the member network-wide no longer.")
+    ] = False,
+) -> None:
+    """Let MEMBER's node mint tokens every node accepts, for read scopes only."""
+    if drop == bool(scope):
+        raise CliError("give --scope (repeatable) or --drop")
+    manifest = load_manifest(file)
+    before = manifest.network_reader(member_id)
+    scopes = frozenset(split_list(scope or []))
+    _save(set_network_reader(manifest, member_id, scopes), file)
+    shown = ", ".join(sorted(scopes)) or "-"
+    was = ", ".join(sorted(before.scopes)) if before else "-"
+    out().print(f"network reader {member_id}: {was} → {shown}")
+
+
 def _current_key(member: Member, at: datetime) -> MemberKey:
     valid = [k for k in member.keys if k.valid_at(at)]
     if not valid:
@@ -419,6 +448,8 @@ def verify_command(
         console.print(f"  member  {_describe_member(member)}")
     for cc, member_id in sorted(unverified.orphan_rules.items()):
         console.print(f"  orphan  {cc} → {member_id}")
+    for reader in unverified.network_readers:
+        console.print(f"  reader  {reader.member} ({', '.join(sorted(reader.scopes))})")
     try:
         if current is not None:
             in_force = parse_manifest(parse_signed_manifest(current.read_bytes()).document)

@@ -4,12 +4,14 @@ Without ``--network`` the command reads the node's own figures from its database
 (``open_local`` and the statistics engine's ``NodeFigures``) — no server needed. With
 ``--network`` (at the coordinator or any member) it asks every member of the node's current
 signed manifest for its signed snapshot (``client/statistics.gather``: the manifest's
-endpoints, the node's TLS identity when it has one, a ``stats:read`` token per member given as
-``--token MEMBER=TOKEN``), verifies each and sums them. There is no token for everyone and no
-environment variable: a token sent to every member could be replayed by any of them (and
-``IHX_TOKEN`` is the operator's case-work token), so each member gets only its own. Members
-that did not answer, refused or failed a check are printed by name with why, and the command
-then exits 1: the figures are those of the members that answered, and the output says so.
+endpoints, the node's TLS identity when it has one, and ``--token``: one *network* token for
+all — audience the network, from ``ihx token issue --network`` at a network reader — or a
+``stats:read`` token per member as ``MEMBER=TOKEN``), verifies each and sums them. A token for
+one member is never sent to the others (any of them could replay it to that member), so a
+single token must be a network token (cli/network_reads.py), and ``IHX_TOKEN`` (the operator's
+case-work token) is not read. Members that did not answer, refused or failed a check are printed
+by name with why, and the command then exits 1: the figures are those of the members that
+answered, and the output says so. A progress bar counts the members on a terminal's stderr.
 
 ``ihx stats plot --out DIR`` writes the same figures as charts (``stats/charts.write_charts``).
 """
@@ -28,6 +30,7 @@ import typer
 from auth.tls import read_pem
 from common.clock import system_clock
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
+from exchange.cli.network_reads import advance, member_progress, parse_network_tokens
 from exchange.cli.stats_formats import Figures, json_document
 from exchange.cli.stats_table import print_table
 from exchange.client.statistics import Gathering, gather
@@ -53,7 +56,8 @@ TokenOption = Annotated[
     list[str] | None,
     typer.Option(
         "--token",
-        help="MEMBER=TOKEN: that member's stats:read token (repeatable; --network only).",
+        help="A network token for every member, or MEMBER=TOKEN: that member's stats:read "
+        "token (repeatable; --network only).",
     ),
 ]
 TimeoutOption = Annotated[
@@ -172,37 +176,22 @@ def _gather(
 def _network(
     settings: Settings, period: Period, tokens: Sequence[str], timeout: float
 ) -> _Gathered:
-    per_member = _tokens(tokens)
     with open_local(settings, clock=system_clock) as local:
         manifest = local.manifests.current()
-    unknown = sorted(set(per_member) - {m.id for m in manifest.members})
-    if unknown:
-        raise CliError(f"--token: {unknown[0]!r} is not a member of the manifest")
-    how = Gathering(
-        tokens=per_member,
-        clock=system_clock,
-        max_skew=timedelta(seconds=settings.exchange.max_clock_skew_s),
-        tls=_tls(settings),
-        timeout=timeout,
-    )
-    merged = gather(manifest, period, how)
+    parsed = parse_network_tokens(tokens, manifest)
+    with member_progress("asking members", len(manifest.members)) as progress:
+        how = Gathering(
+            tokens=parsed.per_member,
+            everyone=parsed.everyone,
+            clock=system_clock,
+            max_skew=timedelta(seconds=settings.exchange.max_clock_skew_s),
+            tls=_tls(settings),
+            timeout=timeout,
+            answered=lambda _member: advance(progress),
+        )
+        merged = gather(manifest, period, how)
     figures = Figures(merged.snapshot, network=True, missing=merged.missing)
     return _Gathered(figures, merged, settings)
-
-
-def _tokens(values: Sequence[str]) -> dict[str, str]:
-    """``MEMBER=TOKEN`` per member (a JWT has dots, a member id none); nothing for everyone."""
-    per_member: dict[str, str] = {}
-    for value in values:
-        member, sep, token = value.partition("=")
-        if not (sep and member and "." not in member):
-            raise CliError("--token: give MEMBER=TOKEN, one per member (no token goes to all)")
-        if not token:
-            raise CliError(f"--token {member}=: the token is empty")
-        if member in per_member:
-            raise CliError(f"--token: {member!r} given twice")
-        per_member[member] = token
-    return per_member
 
 
 def _tls(settings: Settings) -> ClientTls | None:

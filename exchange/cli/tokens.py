@@ -1,4 +1,9 @@
-"""``ihx token issue``: a short-lived partner token signed with the node's own key."""
+"""``ihx token issue``: a short-lived partner token signed with the node's own key.
+
+With ``--network`` the token is for every node of the network (audience
+``ihx-network:<name>``, issuer ``ihx-member:<member>``): only at a member the signed manifest
+names a network reader, and only for the read scopes it grants (auth/manifest/readers.py).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +38,18 @@ def register(app: typer.Typer) -> None:
         audience: Annotated[
             str | None, typer.Option(help="Node the token is for (default: this node).")
         ] = None,
+        network: Annotated[
+            bool,
+            typer.Option(
+                "--network",
+                help="A token every node of the network accepts (log:read, stats:read only; "
+                "this member must be a network reader in the manifest).",
+            ),
+        ] = False,
     ) -> None:
         """Print a token for SUB with the given scopes."""
+        if network and audience is not None:
+            raise CliError("give at most one of --network and --audience")
         settings = load_settings(config)
         scopes = []
         for s in scope:
@@ -47,5 +62,5 @@ def register(app: typer.Typer) -> None:
         if not 0 < ttl <= settings.max_token_lifetime_s:
             raise CliError(f"--ttl: must be from 1 to {settings.max_token_lifetime_s:g} seconds")
         with open_local(settings, clock=whole_second_clock) as local:
-            issuer = local.token_issuer(audience)
+            issuer = local.network_token_issuer() if network else local.token_issuer(audience)
         typer.echo(issuer.issue(sub, scopes, ttl=timedelta(seconds=ttl)))

@@ -2,16 +2,18 @@
 
 ``gather`` asks every member of the (signed, verified) manifest for its signed snapshot at the
 endpoint the manifest gives — the way ``ihx log --network`` finds the members — with that
-member's ``stats:read`` token and, when the asking node has TLS material, the node's own client
-certificate. Calls run concurrently on at most ``workers`` threads, each with its own deadline,
-so a silent member costs one timeout, not the whole gather.
+member's ``stats:read`` token (or the one network token every node accepts) and, when the
+asking node has TLS material, the node's own client certificate. Calls run concurrently on at
+most ``workers`` threads, each with its own deadline, so a silent member costs one timeout, not
+the whole gather.
 
 Each answer is read as raw bytes and opened by ``wire/stats_signed.open_statistics`` (signature
 against the member's key in the manifest before anything is parsed, then every field), then the
 verified snapshots are summed by ``stats.model.merge``: the network's figure is exactly the sum
 of the signed snapshots. A member that could not be asked (no token), did not answer, refused,
 or whose answer failed a check is named in ``Merged.missing`` with why — never left out
-silently. Reasons quote at most a short, printable excerpt of what a member said.
+silently. Reasons name the address and the gRPC code, and quote at most a short, printable
+excerpt of what a member said.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ _REASON_CHARS = 200
 
 @dataclass(frozen=True, slots=True)
 class Gathering:
-    """How to ask: each member's own token (none for all: a member could replay it), TLS, …"""
+    """How to ask: each member's own token, or ``everyone``: a network token (audience the
+    network, never a member's: that one a member could replay), TLS, …
+
+    ``answered`` is called with each member's id once it is done (a progress bar)."""
 
     tokens: Mapping[str, str]
     clock: Clock
@@ -47,9 +52,11 @@ class Gathering:
     tls: ClientTls | None = None
     timeout: float = 30.0
     workers: int = 8
+    everyone: str | None = None
+    answered: Callable[[str], object] | None = None
 
     def token_for(self, member: str) -> str | None:
-        return self.tokens.get(member)
+        return self.tokens.get(member, self.everyone)
 
 
 def gather(manifest: Manifest, period: Period, how: Gathering) -> Merged:
@@ -69,6 +76,8 @@ def gather(manifest: Manifest, period: Period, how: Gathering) -> Merged:
         }
         for member, future in pending.items():
             results[member] = future.result()
+            if how.answered is not None:
+                how.answered(member)
     snapshots = [r for r in results.values() if isinstance(r, Snapshot)]
     missing = {m: r for m, r in results.items() if isinstance(r, str)}
     return merge(period, snapshots, missing, how.clock())
@@ -80,7 +89,7 @@ def _ask_one(
     """The member's verified snapshot, or why there is none."""
     token = how.token_for(member)
     if token is None:
-        return "not asked: no stats:read token for it (--token MEMBER=TOKEN)"
+        return "not asked: no stats:read token for it (--token MEMBER=TOKEN or a network token)"
     try:
         with StatisticsClient(address, token=token, timeout=how.timeout, tls=how.tls) as client:
             data = client.signed(period)
@@ -93,7 +102,7 @@ def _ask_one(
             max_skew=how.max_skew,
         )
     except grpc.RpcError as error:
-        return _rpc_reason(cast(grpc.Call, error), how.timeout)
+        return _rpc_reason(cast(grpc.Call, error), address, how.timeout)
     except StatisticsRefused as error:
         return f"answer refused ({error.code}): {_excerpt(error.message)}"
 
@@ -107,11 +116,14 @@ _RPC_REASONS: Mapping[grpc.StatusCode, Callable[[str, float], str]] = {
 }
 
 
-def _rpc_reason(call: grpc.Call, timeout: float) -> str:
+def _rpc_reason(call: grpc.Call, address: str, timeout: float) -> str:
+    """What happened, then where and the code the node answered: ``… (<address>: <CODE>)``."""
     code = call.code()
     details = _excerpt(call.details() or "")
     reason = _RPC_REASONS.get(code)
-    return reason(details, timeout) if reason else f"answered {code.name}: {details}"
+    if reason is None:
+        return f"answered {code.name}: {details} ({address})"
+    return f"{reason(details, timeout)} ({address}: {code.name})"
 
 
 def _excerpt(text: str) -> str:

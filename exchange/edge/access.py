@@ -18,12 +18,12 @@ import contextvars
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from auth.errors import AuthError, PermissionDenied, TokenInvalid
-from auth.tokens import Principal, Scope, TokenVerifier, require
+from auth.errors import AuthError, IssuerUnavailable, PermissionDenied, TokenInvalid
+from auth.tokens import Principal, Scope, require
 from exchange.edge.admission import Admission, classify, held, refusal
 from exchange.errors import Overloaded
 from exchange.ops.metrics import Metrics
@@ -79,10 +79,17 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
+class Verifier(Protocol):
+    """A token verifier: ``TokenVerifier``, or the node's ``ManifestVerifier`` that follows the
+    manifest."""
+
+    def verify(self, token: str) -> Principal: ...
+
+
 class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(
         self,
-        verifier: TokenVerifier,
+        verifier: Verifier,
         metrics: Metrics | None = None,
         admission: Admission | None = None,
     ) -> None:
@@ -113,11 +120,7 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             self.failures[error.code] += 1
             if self._metrics is not None:
                 self._metrics.token_failures.labels(error.code).inc()
-            status = (
-                grpc.StatusCode.UNAUTHENTICATED
-                if isinstance(error, TokenInvalid)
-                else grpc.StatusCode.PERMISSION_DENIED
-            )
+            status = _status_of(error)
             log.info("access refused for %s: %s", method, error.code)
             return _refusal(handler, status, f"{error.code}: {error}")
         admission = self._admission
@@ -130,6 +133,14 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 return refusal(handler, error)
             handler = held(handler, lambda _peer, _cancel: admission.acquire_subject(subject, kind))
         return _with_principal(handler, principal)
+
+
+def _status_of(error: AuthError) -> grpc.StatusCode:
+    if isinstance(error, TokenInvalid):
+        return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(error, IssuerUnavailable):  # its IdP is down: not the caller's fault
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.PERMISSION_DENIED
 
 
 def _refusal(handler: Handler, status: grpc.StatusCode, message: str) -> Handler:

@@ -35,7 +35,10 @@ Example::
 
     [auth]
     issuer = "nl-eokm"              # `iss` of the tokens this node issues (default: member id)
-    jwks = "trusted-issuers.json"   # optional: external issuers (RS256/ES256/EdDSA JWKS)
+    jwks = "trusted-issuers.json"   # optional: external issuers (keys, jwks_uri or discovery)
+    jwks_cache_s = 300.0            # fetched keys kept this long …
+    jwks_refresh_min_s = 30.0       # … and fetched at most this often per issuer (unknown kid too)
+    jwks_timeout_s = 5.0            # each fetch (https only; http on loopback)
 
     [partners]
     visibility_timeout_s = 300.0

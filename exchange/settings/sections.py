@@ -140,9 +140,14 @@ class ResolverSection(_Section):
 
 class AuthSection(_Section):
     issuer: str = ""  # `iss` of the tokens this node issues; "" = the member id
-    jwks: OptionalPath = None  # external issuers (RS256/ES256/EdDSA JWKS)
+    jwks: OptionalPath = None  # external issuers (RS256/ES256/EdDSA JWKS, or its URL / OIDC)
     max_token_lifetime_s: float = between(900.0, 10, 86400)
     leeway_s: float = between(30.0, 0, 300)
+    # Issuers whose keys are fetched (jwks_uri, discovery): kept this long, fetched again at
+    # most this often (an unknown kid asks once, within it), each request within the timeout.
+    jwks_cache_s: float = between(300.0, 10, 86400)
+    jwks_refresh_min_s: float = between(30.0, 1, 3600)
+    jwks_timeout_s: float = between(5.0, 0.5, 60)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,12 +72,9 @@ class Trust:
     def _rebuild(self, epoch: int) -> None:
         self._epoch = epoch
         try:
-            own = own_issuer(
-                self._local.manifests.current(),
-                self._local.member,
-                self._local.settings.token_issuer,
-            )
-            policy = token_policy(self._local.settings, self._local.member, own)
+            manifest = self._local.manifests.current()
+            own = own_issuer(manifest, self._local.member, self._local.settings.token_issuer)
+            policy = token_policy(self._local.settings, self._local.member, own, manifest)
             self._verifier = TokenVerifier(policy, self._clock)
         except ConfigError as error:
             log.warning("web: manifest epoch %d: %s; the node's tokens are refused", epoch, error)

@@ -474,6 +474,8 @@ NODE_TOML_KEYS = {
     "resolver": {"kind", "nameservers", "static"},
     "tls": {"cert", "key", "ca"},
     "metrics": {"listen"},
+    "auth": {"jwks", "jwks_cache_s", "jwks_refresh_min_s", "jwks_timeout_s"},
+    "partners": {"rules", "visibility_timeout_s"},
     "exchange": {
         "max_batch",
         "linger_ms",

@@ -201,7 +201,7 @@ def test_no_token_is_sent_to_a_member_it_was_not_given_for(cluster: Cluster) -> 
     assert code == 1
     doc = json.loads(stdout)
     assert doc["members"]["answered"] == []
-    no_token = "not asked: no stats:read token for it (--token MEMBER=TOKEN)"
+    no_token = "not asked: no stats:read token for it (--token MEMBER=TOKEN or a network token)"
     assert doc["members"]["missing"] == {m: no_token for m in (COORDINATOR, DE, NL, US)}
     # Each member is asked with its own token only.
     code, stdout, _ = _run(cluster, _period(), "--json", *_options({DE: tokens[DE]}), env=env)
@@ -218,7 +218,8 @@ def test_a_member_refusing_the_token_is_named(cluster: Cluster) -> None:
     doc = json.loads(stdout)
     assert doc["members"]["answered"] == sorted((NL, US, COORDINATOR))
     assert doc["members"]["missing"][DE] == (
-        "refused our token: permission-denied: the token does not grant scope stats:read"
+        "refused our token: permission-denied: the token does not grant scope stats:read "
+        f"({cluster.address(DE)}: PERMISSION_DENIED)"
     )
     code, stdout, _ = _run(cluster, period, "--json", *_options(_tokens(cluster)))  # it serves on
     assert code == 0

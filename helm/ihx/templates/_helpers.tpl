@@ -131,6 +131,40 @@ ca = "{{ include "ihx.tlsDir" . }}/ca.crt"
 
 [metrics]
 listen = "0.0.0.0:9464"
+{{- with .Values.auth }}
+{{- if or .trustedIssuers .jwksCacheSeconds .jwksRefreshMinSeconds .jwksTimeoutSeconds }}
+
+[auth]
+{{- if .trustedIssuers }}
+jwks = "{{ include "ihx.configDir" $ }}/trusted-issuers.json"
+{{- end }}
+{{- with .jwksCacheSeconds }}
+jwks_cache_s = {{ . | toJson }}
+{{- end }}
+{{- with .jwksRefreshMinSeconds }}
+jwks_refresh_min_s = {{ . | toJson }}
+{{- end }}
+{{- with .jwksTimeoutSeconds }}
+jwks_timeout_s = {{ . | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.partners }}
+{{- if or .rules .visibilityTimeoutSeconds }}
+
+[partners]
+{{- with .visibilityTimeoutSeconds }}
+visibility_timeout_s = {{ . | toJson }}
+{{- end }}
+{{- range .rules }}
+
+[[partners.rules]]
+partner = {{ .partner | toJson }}
+countries = {{ .countries | default list | toJson }}
+classifications = {{ .classifications | toJson }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- with .Values.exchange }}
 
 [exchange]
@@ -139,6 +173,18 @@ listen = "0.0.0.0:9464"
 {{- end }}
 {{- end }}
 {{ end }}
+
+{{/* The trusted-issuers file ([auth] jwks): public keys or where they are published. */}}
+{{- define "ihx.trustedIssuersJson" -}}
+{{- if .Values.auth.trustedIssuers -}}
+{{ dict "issuers" .Values.auth.trustedIssuers | toJson }}
+{{- end -}}
+{{- end }}
+
+{{/* What a pod reads once at start: a change rolls the pods (the manifest is not in it). */}}
+{{- define "ihx.configChecksum" -}}
+{{ print (include "ihx.nodeToml" .) (include "ihx.trustedIssuersJson" .) | sha256sum }}
+{{- end }}
 
 {{/* The Secret-held database DSN, shared by the node and the migration Job. */}}
 {{- define "ihx.databaseEnv" -}}

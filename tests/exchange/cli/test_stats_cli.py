@@ -120,8 +120,6 @@ def test_the_table_says_whose_figures_and_masks_small_hoster_counts(
     [
         (["--by", "fortnight"], "--by: 'fortnight' is not a granularity: use one of day, week"),
         (["--json", "--csv"], "give at most one of --json and --csv"),
-        (["--network", "--token", "a.b.c"], "--token: give MEMBER=TOKEN, one per member"),
-        (["--network", "--token", "de-eco=x", "--token", "de-eco=y"], "'de-eco' given twice"),
         (["--token", "de-eco=x"], "--token is for --network"),
     ],
 )

@@ -104,14 +104,19 @@ def test_the_merge_is_the_verified_answer_and_every_other_member_is_named(
     )
     assert set(merged.missing) == {DE, RO, US, COORDINATOR}
     assert merged.missing[COORDINATOR] == (
-        "not asked: no stats:read token for it (--token MEMBER=TOKEN)"
+        "not asked: no stats:read token for it (--token MEMBER=TOKEN or a network token)"
     )
     assert merged.missing[DE].startswith("answer refused (stats-signature): signature of de-eco")
-    assert merged.missing[US] == "no answer within 1 s"
+    us = network.member(US).endpoint
+    assert merged.missing[US] == f"no answer within 1 s ({us}: DEADLINE_EXCEEDED)"
     ro = merged.missing[RO]
     assert ro.startswith("answered FAILED_PRECONDITION: no [31m way xxx")
     assert ro.isprintable()
-    assert len(ro) <= len("answered FAILED_PRECONDITION: ") + 200
+    assert ro.endswith(f" ({network.member(RO).endpoint})")
+    assert (
+        len(ro)
+        <= len("answered FAILED_PRECONDITION: ") + 200 + len(network.member(RO).endpoint) + 3
+    )
 
 
 def test_only_members_given_a_token_are_asked(network: Manifest) -> None:
@@ -123,5 +128,5 @@ def test_only_members_given_a_token_are_asked(network: Manifest) -> None:
     )
     merged = gather(network, PERIOD, how)
     assert merged.answered == (NL,)
-    no_token = "not asked: no stats:read token for it (--token MEMBER=TOKEN)"
+    no_token = "not asked: no stats:read token for it (--token MEMBER=TOKEN or a network token)"
     assert merged.missing == {m: no_token for m in (COORDINATOR, DE, RO, US)}
