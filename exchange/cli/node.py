@@ -62,6 +62,16 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
 ]
 
+DatabaseUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        help="The node's database, migrated here: e.g. "
+        "postgresql+psycopg://USER@HOST:5432/DB (default: node.db, SQLite, in DIRECTORY).",
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init_command)
@@ -96,15 +106,7 @@ def init_command(
             help="Use a static resolver with these answers instead of DNS (repeatable).",
         ),
     ] = None,
-    database_url: Annotated[
-        str,
-        typer.Option(
-            "--database-url",
-            metavar="URL",
-            help="The node's database, migrated here: e.g. "
-            "postgresql+psycopg://USER@HOST:5432/DB (default: node.db, SQLite, in DIRECTORY).",
-        ),
-    ] = DEFAULT_DATABASE_URL,
+    database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
 ) -> None:
     """Create a node directory: Ed25519 key, node.toml and a migrated database."""
     _check_target(member, directory)
