@@ -10,6 +10,7 @@ the statistics work takes.
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +53,8 @@ def hosts_command(config: ConfigOption, as_json: JsonOption = False) -> None:
     console.print("hoster")
     console.print(header)
     for score, line in zip(scores, rows, strict=True):
-        console.print(score.hoster.label)
+        for part in textwrap.wrap(score.hoster.label, 80, break_long_words=False) or ["?"]:
+            console.print(part)
         console.print(line)
 
 

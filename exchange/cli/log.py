@@ -3,9 +3,11 @@
 Listing reads a node's log over gRPC with a ``log:read`` token (``--node``), every member's log
 with ``--network MANIFEST`` (one merged, time-ordered view: one network token for all, or
 ``MEMBER=TOKEN`` each — cli/network_reads.py; a member that fails is named, the others are
-still shown, and the command exits 1), or the local database (``--config``). ``ihx log
-verify`` walks the hash chain from genesis and checks the signed checkpoints; it names the first
-bad entry and exits 1 when the log was edited, cut or reordered.
+still shown, and the command exits 1), or the local database (``--config``); each entry in
+lines of 80 columns, ids whole, or JSON Lines with ``--json``. ``ihx log verify`` walks the hash
+chain from genesis and checks the signed checkpoints (a progress bar on a terminal); it names
+the first bad entry — in a table, or with ``--json`` as one verdict document — and exits 1 when
+the log was edited, cut or reordered, or could not be read.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 A report is built and validated here with the domain constructors before anything is sent, so
 a typo in a hash or a classification fails locally with the field named; the node then
 canonicalises, traces and decides, and its answer (report id, decision, duplicate, known
-content) is printed. ``import`` streams the file through one gRPC stream
-(``exchange.client.report_files``), reports each refused record with its line number on stderr,
-draws a progress bar on stderr when that is a terminal, and ends with a summary on stdout. Exit
-status of ``import``: 0 when every record was accepted, 1 when some were refused, 2 when the
-import could not run.
+content) is printed — or, with ``--json``, printed as JSON (a report given as JSON is
+``--from-json``: ``--json`` is output everywhere). ``import`` streams the file through one gRPC
+stream (``exchange.client.report_files``; the format is docs/cli.md's), reports each refused
+record with its line number on stderr, draws a progress bar on stderr when that is a terminal,
+and ends with a summary (blank lines counted) on stdout; ``--json`` makes that one JSON object
+per record, then the summary. Exit status of ``import``: 0 when every record was accepted, 1
+when some were refused, 2 when the import could not run.
 
 The URL is the one text the domain constructors leave to the node, so it is checked here for what
 no node could receive: a lone surrogate (``\\udc80`` from an undecodable argument, or escaped in

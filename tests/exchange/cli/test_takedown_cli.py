@@ -144,3 +144,19 @@ def test_an_analyst_holds_and_releases_a_cases_notices(
         code, output = invoke(runner, "takedown", "hold", case_id, "--config", config, *args)
         assert (code, output.strip()) == (2, f"ihx: error: {message}")
     assert len(federation.query(NL, "select id from takedown_holds")) == 1
+
+
+def test_hold_and_release_answer_in_json(federation: Running, runner: CliRunner) -> None:
+    case_id = watched_case(federation)
+    config = str(federation.config(NL))
+    hold = ["takedown", "hold", case_id, "--config", config, "--for", "2h", "--reason", "lea"]
+    code, output = invoke(runner, *hold, "--by", "jdoe", "--json")
+    assert code == 0, output
+    held = json.loads(output)
+    assert (held["case"], held["by"]) == (case_id, "analyst:jdoe")
+    stored = federation.query(NL, "select count(*) from takedown_holds")
+    assert stored == [(1,)]
+    assert held["until"].endswith("Z")
+    release = ["takedown", "release", case_id, "--config", config, "--by", "jdoe", "--json"]
+    code, output = invoke(runner, *release)
+    assert (code, json.loads(output)) == (0, {"case": case_id, "released": 1})
