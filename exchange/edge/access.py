@@ -5,7 +5,8 @@ Each method needs one scope (``METHOD_SCOPES``); the caller presents ``authoriza
 exchange methods are authenticated by their Ed25519 signatures (and mTLS in production), health
 and reflection are open; any other method is denied — deny by default, so a new RPC cannot ship
 unprotected. The verified principal reaches the servicer through a context variable; a failure
-is answered with UNAUTHENTICATED or PERMISSION_DENIED and a short reason, and counted.
+is answered with the code of the one table (edge/status.py: UNAUTHENTICATED, PERMISSION_DENIED,
+or UNAVAILABLE while an external issuer's keys cannot be fetched) and a short reason, and counted.
 
 With an ``Admission`` (exchange/admission.py), a verified caller also holds one of its subject's
 ``calls_per_subject`` slots for the life of the call: one token cannot take a whole service's
@@ -22,9 +23,10 @@ from typing import Any, Protocol, TypeAlias
 
 import grpc
 
-from auth.errors import AuthError, IssuerUnavailable, PermissionDenied, TokenInvalid
+from auth.errors import AuthError, PermissionDenied, TokenInvalid
 from auth.tokens import Principal, Scope, require
 from exchange.edge.admission import Admission, classify, held, refusal
+from exchange.edge.status import status_for
 from exchange.errors import Overloaded
 from exchange.ops.metrics import Metrics
 
@@ -120,7 +122,7 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             self.failures[error.code] += 1
             if self._metrics is not None:
                 self._metrics.token_failures.labels(error.code).inc()
-            status = _status_of(error)
+            status = status_for(error)
             log.info("access refused for %s: %s", method, error.code)
             return _refusal(handler, status, f"{error.code}: {error}")
         admission = self._admission
@@ -133,14 +135,6 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 return refusal(handler, error)
             handler = held(handler, lambda _peer, _cancel: admission.acquire_subject(subject, kind))
         return _with_principal(handler, principal)
-
-
-def _status_of(error: AuthError) -> grpc.StatusCode:
-    if isinstance(error, TokenInvalid):
-        return grpc.StatusCode.UNAUTHENTICATED
-    if isinstance(error, IssuerUnavailable):  # its IdP is down: not the caller's fault
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.PERMISSION_DENIED
 
 
 def _refusal(handler: Handler, status: grpc.StatusCode, message: str) -> Handler:

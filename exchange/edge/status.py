@@ -12,6 +12,7 @@ import grpc
 
 from auth.errors import (
     AuthError,
+    IssuerUnavailable,
     KeyNotValid,
     ManifestRejected,
     PermissionDenied,
@@ -49,6 +50,7 @@ from routing.errors import InvalidUrl, RoutingError
 _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (TokenInvalid, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (IssuerUnavailable, grpc.StatusCode.UNAVAILABLE),  # an IdP is down: not the caller's fault
     (WrongRecipient, grpc.StatusCode.FAILED_PRECONDITION),
     (SequenceConflict, grpc.StatusCode.ALREADY_EXISTS),
     (UnknownMember, grpc.StatusCode.PERMISSION_DENIED),  # from auth: one type for both
