@@ -44,6 +44,7 @@ from auth.manifest.editing import (
     set_coordinator,
     set_network_reader,
     set_orphan_rule,
+    set_tls_identity,
 )
 from auth.manifest.files import dump_manifest, load_manifest
 from auth.manifest.model import Manifest, Member, MemberKey
@@ -101,5 +102,6 @@ __all__ = [
     "set_coordinator",
     "set_network_reader",
     "set_orphan_rule",
+    "set_tls_identity",
     "sign_manifest",
 ]

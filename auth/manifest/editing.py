@@ -31,6 +31,7 @@ __all__ = [
     "set_coordinator",
     "set_network_reader",
     "set_orphan_rule",
+    "set_tls_identity",
 ]
 
 
@@ -45,6 +46,13 @@ def replace_member(manifest: Manifest, member: Member) -> Manifest:
     manifest.member(member.id)
     members = tuple(member if m.id == member.id else m for m in manifest.members)
     return dataclasses.replace(manifest, members=members)
+
+
+def set_tls_identity(manifest: Manifest, member_id: str, identity: str | None) -> Manifest:
+    """Bind ``member_id``'s mutual-TLS certificate (fingerprint or SPIFFE id), or unbind it with
+    None; the member's own validation checks the form of ``identity``."""
+    member = manifest.member(member_id)
+    return replace_member(manifest, dataclasses.replace(member, tls_identity=identity))
 
 
 def set_orphan_rule(manifest: Manifest, country: str, member_id: str | None) -> Manifest:

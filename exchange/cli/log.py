@@ -3,11 +3,11 @@
 Listing reads a node's log over gRPC with a ``log:read`` token (``--node``), every member's log
 with ``--network MANIFEST`` (one merged, time-ordered view: one network token for all, or
 ``MEMBER=TOKEN`` each — cli/network_reads.py; a member that fails is named, the others are
-still shown, and the command exits 1), or the local database (``--config``); each entry in lines
-of 80 columns, ids whole, or JSON Lines with ``--json``. ``ihx log verify`` walks the hash chain
-from genesis and checks the signed checkpoints (a progress bar on a terminal); it names the first
-bad entry — in a table, or with ``--json`` as one verdict document — and exits 1 when the log was
-edited, cut or reordered, or a member could not be read.
+still shown, and the command exits 1), or the local database (``--config``); each entry in
+lines of 80 columns, ids whole, or JSON Lines with ``--json``. ``ihx log verify`` walks the hash
+chain from genesis and checks the signed checkpoints (a progress bar on a terminal); it names
+the first bad entry — in a table, or with ``--json`` as one verdict document — and exits 1 when
+the log was edited, cut or reordered, or could not be read.
 """
 
 from __future__ import annotations
@@ -263,30 +263,29 @@ def _verify_members(
 
 
 def verdicts_document(results: Sequence[tuple[str, LogVerdict | str]]) -> dict[str, Any]:
-    """The verdicts for scripts: ``intact`` overall, and per log the first bad entry (or, for a
-    member that could not be read, ``not_read`` with why)."""
+    """The verdicts for scripts: ``intact`` overall, and per log the first bad entry (or, for
+    a log that could not be read, ``error``: why)."""
     return {
         "intact": all(not isinstance(v, str) and v.ok for _, v in results),
-        "logs": [_verdict_document(member_id, verdict) for member_id, verdict in results],
-    }
-
-
-def _verdict_document(member_id: str, verdict: LogVerdict | str) -> dict[str, Any]:
-    if isinstance(verdict, str):
-        return {"node": member_id, "intact": False, "not_read": verdict}
-    return {
-        "node": member_id,
-        "entries": verdict.entries,
-        "checkpoints": verdict.checkpoints,
-        "intact": verdict.ok,
-        "first_bad": None
-        if verdict.first_bad is None
-        else {"index": verdict.first_bad.idx, "problem": verdict.first_bad.problem},
+        "logs": [
+            {"node": member_id, "intact": False, "error": verdict}
+            if isinstance(verdict, str)
+            else {
+                "node": member_id,
+                "entries": verdict.entries,
+                "checkpoints": verdict.checkpoints,
+                "intact": verdict.ok,
+                "first_bad": None
+                if verdict.first_bad is None
+                else {"index": verdict.first_bad.idx, "problem": verdict.first_bad.problem},
+            }
+            for member_id, verdict in results
+        ],
     }
 
 
 def _print_verdicts(results: Sequence[tuple[str, LogVerdict | str]]) -> None:
-    """One row per verified log (or member not read)."""
+    """One row per verified log (or per log that could not be read, with why)."""
     table = Table("node", "entries", "checkpoints", "result")
     table.columns[0].no_wrap = True
     table.columns[3].overflow = "fold"

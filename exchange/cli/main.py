@@ -1,6 +1,9 @@
 """The ``ihx`` application, and the one place where errors become exit statuses.
 
-Every command module registers its commands on ``app`` (or a sub-app) in ``register``. The root
+Every command module registers its commands on a Typer app (or a sub-app) in ``register``; the
+root group imports a module only when one of its commands is called (``COMMANDS`` says which
+modules make each top-level command), so a short command does not wait for the whole node, the
+web view and every other command to load (``ihx --help`` still loads them all). The root
 group's ``invoke`` catches the expected error types of all three packages — bad input, bad
 files, refused RPCs, database problems — and turns each into a single ``ihx: error: …`` line on
 stderr with exit status 2, so no command needs its own try/except and none can leak a traceback.
@@ -10,6 +13,7 @@ with exit status 70, and prints the traceback only when ``IHX_DEBUG`` is set.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Annotated, Any
@@ -17,32 +21,61 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from exchange.cli import (
-    cases,
-    casework,
-    demo,
-    export,
-    hosts,
-    log,
-    match,
-    network,
-    node,
-    retention,
-    stats,
-    submit,
-    takedown,
-    tls,
-    tokens,
-    trace,
-    verify,
-    web,
-)
 from exchange.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXPECTED_ERRORS, error_line, one_line
 from exchange.version import VERSION
 
+# Each top-level command and the modules of exchange/cli that register it, in order
+# (``retention`` adds ``cases purge`` and ``report regions`` to groups other modules make).
+# Listed in the order ``ihx --help`` shows them.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "demo": ("demo",),
+    "trace": ("trace",),
+    "geoip": ("geoip",),
+    "init": ("node",),
+    "status": ("node",),
+    "node": ("node",),
+    "db": ("node",),
+    "submit": ("submit",),
+    "import": ("submit",),
+    "verify-report": ("verify",),
+    "match": ("match",),
+    "network": ("network",),
+    "token": ("tokens",),
+    "cases": ("cases", "retention"),
+    "case": ("casework",),
+    "report": ("casework", "retention"),
+    "log": ("log",),
+    "hosts": ("hosts",),
+    "tls": ("tls",),
+    "takedown": ("takedown",),
+    "web": ("web",),
+    "export": ("export",),
+    "stats": ("stats",),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command ``name``, from the modules that register it (imported now)."""
+    staging = typer.Typer()
+    for module in COMMANDS[name]:
+        importlib.import_module(f"exchange.cli.{module}").register(staging)
+    return typer.main.get_group(staging).commands[name]
+
 
 class IhxGroup(TyperGroup):
-    """The root command group: maps expected errors of any sub-command to exit status 2."""
+    """The root command group: loads each command on first use, and maps expected errors of
+    any sub-command to exit status 2."""
+
+    # ctx and commands are typer's own (vendored) click types; Any as in ``invoke``.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands[cmd_name]
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -70,7 +103,7 @@ def _print_version(asked: bool) -> None:
 
 
 @app.callback()
-def _root(
+def root(
     version: Annotated[
         bool,
         typer.Option(
@@ -82,30 +115,6 @@ def _root(
     ] = False,
 ) -> None:
     """ihx — inter-hotline exchange: trace, submit and exchange signed CSAM-URL reports."""
-
-
-for module in (
-    demo,
-    trace,
-    node,
-    submit,
-    verify,
-    match,
-    network,
-    tokens,
-    cases,
-    casework,
-    log,
-    match,
-    hosts,
-    tls,
-    takedown,
-    web,
-    export,
-    stats,
-    retention,  # last: it adds commands to groups the modules before it made
-):
-    module.register(app)
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from auth.manifest import (
     rotate_key,
     set_network_reader,
     set_orphan_rule,
+    set_tls_identity,
     sign_manifest,
 )
 from common.clock import system_clock, whole_second_clock
@@ -220,30 +221,49 @@ def update_member_command(
         typer.Option("--countries", help="The new list of countries (replaces the old one)."),
     ] = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint")] = None,
+    tls_identity: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-identity",
+            metavar="ID",
+            help="The node certificate's sha256:… fingerprint (printed by `ihx tls node`) or "
+            "spiffe://ihx/MEMBER; - removes it.",
+        ),
+    ] = None,
 ) -> None:
-    """Change a member's name, countries or endpoint (keys: rotate-key, revoke-key)."""
+    """Change a member's name, countries, endpoint or TLS identity (keys: rotate-key)."""
     manifest = load_manifest(file)
     old = manifest.member(member_id)
-    if name is None and countries is None and endpoint is None:
-        raise CliError("nothing to change: give --name, --countries or --endpoint")
+    if name is None and countries is None and endpoint is None and tls_identity is None:
+        raise CliError("nothing to change: give --name, --countries, --endpoint or --tls-identity")
     new = dataclasses.replace(
         old,
         name=old.name if name is None else name,
         countries=old.countries if countries is None else _countries(countries),
         endpoint=old.endpoint if endpoint is None else endpoint,
     )
-    _save(replace_member(manifest, new), file)
+    updated = replace_member(manifest, new)
+    if tls_identity is not None:
+        updated = set_tls_identity(
+            updated, member_id, None if tls_identity == "-" else tls_identity
+        )
+        new = updated.member(member_id)
+    _save(updated, file)
+    _print_changes(old, new)
+
+
+def _print_changes(old: Member, new: Member) -> None:
     console = out()
     changed = False
-    for field_name in ("name", "countries", "endpoint"):
+    for field_name in ("name", "countries", "endpoint", "tls_identity"):
         before, after = getattr(old, field_name), getattr(new, field_name)
         if before != after:
             changed = True
             if isinstance(before, frozenset):
                 before, after = ",".join(sorted(before)) or "-", ",".join(sorted(after)) or "-"
-            console.print(f"{member_id} {field_name}: {before} → {after}")
+            console.print(f"{new.id} {field_name}: {before or '-'} → {after or '-'}")
     if not changed:
-        console.print(f"{member_id}: no change")
+        console.print(f"{new.id}: no change")
 
 
 def set_orphan_command(

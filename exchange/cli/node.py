@@ -51,7 +51,6 @@ from exchange.cli.common import (
 from exchange.errors import ConfigError
 from exchange.local import open_local
 from exchange.manifest_store import trust_anchors
-from exchange.node import build_node
 from exchange.ops.json_logging import LOG_FORMATS, LogFormat
 from exchange.ops.json_logging import configure as configure_logs
 from exchange.ops.status import NodeStatus, collect_status, to_document
@@ -59,7 +58,7 @@ from exchange.settings import Settings, load_database_url, load_settings
 from exchange.settings.fields import check_address
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, upgrade
-from exchange.tools.provision import init_database, write_settings
+from exchange.tools.provision import DEFAULT_DATABASE_URL, init_database, write_settings
 from routing.geoip import GeoIp
 
 node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
@@ -80,6 +79,16 @@ MetricsListenOption = Annotated[
 ]
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The node's settings file (node.toml).")
+]
+
+DatabaseUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        help="The node's database, migrated here: e.g. "
+        "postgresql+psycopg://USER@HOST:5432/DB (default: node.db, SQLite, in DIRECTORY).",
+    ),
 ]
 
 
@@ -117,8 +126,9 @@ def init_command(
         ),
     ] = None,
     metrics_listen: MetricsListenOption = DEFAULT_METRICS_LISTEN,
+    database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
 ) -> None:
-    """Create a node directory: Ed25519 key, node.toml and a migrated node.db."""
+    """Create a node directory: Ed25519 key, node.toml and a migrated database."""
     _check_target(member, directory)
     metrics = _metrics_address(metrics_listen)
     trusted = [public_key_from(k, option="--trusted-key").to_b64() for k in trusted_key or []]
@@ -142,6 +152,7 @@ def init_command(
             asn_db=asn_path,
             static_hosts=static_hosts,
             metrics_listen=metrics,
+            database_url=database_url,
         ),
     )
     notes = list(trust.notes)
@@ -326,6 +337,10 @@ class _Announcer:
 
 
 def _serve(settings: Settings, announce: _Announcer) -> None:
+    # Imported here: the server (every service, the sender, the writer) is what only this
+    # command runs; every other command starts without loading it.
+    from exchange.node import build_node
+
     node = build_node(settings)
     stop = threading.Event()
 

@@ -38,7 +38,6 @@ from exchange.client.stubs import ClientTls
 from exchange.local import open_local
 from exchange.settings import Settings, load_settings
 from exchange.stats.asked import parse_period
-from exchange.stats.charts import write_charts
 from exchange.stats.export import statistics_csv, write_csv
 from exchange.stats.figures import NodeFigures
 from exchange.stats.fold import Folder
@@ -125,6 +124,9 @@ def plot_command(
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """Write the figures of a period as charts (PNG and SVG) to --out."""
+    # Imported here: matplotlib takes seconds to load, which only this command needs.
+    from exchange.stats.charts import write_charts
+
     got = _gather(config, network, first, last, by, token or [], timeout)
     with open_local(got.settings, clock=system_clock) as local:
         manifest = local.manifests.current()  # which countries have a member, for the map

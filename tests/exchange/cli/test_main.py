@@ -187,3 +187,19 @@ def test_unexpected_exception_is_an_internal_error_without_traceback(
     assert err.splitlines() == [
         "ihx: internal error: RuntimeError: boom second line (set IHX_DEBUG=1 for a traceback)"
     ]
+
+
+def test_every_command_module_is_reachable_from_the_root_table() -> None:
+    # A module of exchange/cli that registers commands but is missing from COMMANDS would never
+    # load: its commands would silently vanish from `ihx`.
+    cli_dir = Path(cli_main.__file__).parent
+    registering = {
+        p.stem for p in cli_dir.glob("*.py") if "\ndef register(" in p.read_text(encoding="utf-8")
+    }
+    assert registering == {m for modules in cli_main.COMMANDS.values() for m in modules}
+
+
+@pytest.mark.parametrize("name", list(cli_main.COMMANDS))
+def test_each_top_level_command_loads_under_its_name(name: str) -> None:
+    command = cli_main.load_command(name)
+    assert command.name == name

@@ -175,6 +175,49 @@ def test_update_member_prints_what_changed(setup: Setup) -> None:
     fails(setup.runner, "network", "update-member", str(setup.file), "--id", "nl-eokm")
 
 
+def test_update_member_sets_and_clears_the_tls_identity(setup: Setup) -> None:
+    fingerprint = "sha256:" + "ab" * 32
+    out = ok(
+        setup.runner,
+        "network",
+        "update-member",
+        str(setup.file),
+        "--id",
+        "nl-eokm",
+        "--tls-identity",
+        fingerprint,
+    )
+    assert f"nl-eokm tls_identity: - → {fingerprint}" in out
+    assert load_manifest(setup.file).member("nl-eokm").tls_identity == fingerprint
+
+    before = setup.file.read_bytes()
+    err = fails(
+        setup.runner,
+        "network",
+        "update-member",
+        str(setup.file),
+        "--id",
+        "nl-eokm",
+        "--tls-identity",
+        "sha256:nothex",
+    )
+    assert "tls_identity" in err
+    assert setup.file.read_bytes() == before
+
+    out = ok(
+        setup.runner,
+        "network",
+        "update-member",
+        str(setup.file),
+        "--id",
+        "nl-eokm",
+        "--tls-identity",
+        "-",
+    )
+    assert f"nl-eokm tls_identity: {fingerprint} → -" in out
+    assert load_manifest(setup.file).member("nl-eokm").tls_identity is None
+
+
 def test_orphan_rule_set_and_dropped(setup: Setup) -> None:
     out = ok(setup.runner, "network", "set-orphan", str(setup.file), "jp", "nl-eokm")
     assert "orphan rule JP: - → nl-eokm" in out

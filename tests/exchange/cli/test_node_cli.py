@@ -18,6 +18,7 @@ from exchange.settings import load_settings
 from exchange.store.engine import open_engine
 from exchange.store.migrate import current_revision, head_revision
 from tests.auth.factories import make_network
+from tests.dbs import Databases, postgresql_admin_url
 from tests.exchange.cli.conftest import Running, wait_for
 
 COORDINATOR_KEY = make_network().coordinator_key.public.to_b64()
@@ -164,6 +165,53 @@ def test_init_refuses_a_non_empty_directory_and_a_bad_geoip_file(
     result = runner.invoke(app, init_args(empty, country_db, "--trusted-key", COORDINATOR_KEY))
     assert result.exit_code == 0, result.stderr
     assert (empty / "node.key").exists()
+
+
+def test_init_with_a_database_url_names_it_and_migrates_that_database(
+    runner: CliRunner, tmp_path: Path, country_db: Path
+) -> None:
+    # PostgreSQL whatever the run: the option exists for it (a fresh database on the local server).
+    dbs = Databases(tmp_path, postgresql_admin_url())
+    try:
+        url = dbs.new()
+        node_dir = tmp_path / "nl"
+        result = runner.invoke(
+            app,
+            init_args(
+                node_dir, country_db, "--trusted-key", COORDINATOR_KEY, "--database-url", url
+            ),
+        )
+        assert result.exit_code == 0, result.stderr
+        settings = load_settings(node_dir / "node.toml", env={})
+        assert settings.database_url == url
+        assert not (node_dir / "node.db").exists()
+        engine = open_engine(url)
+        try:
+            assert current_revision(engine) == head_revision()
+        finally:
+            engine.dispose()
+    finally:
+        dbs.close()
+
+
+def test_init_refuses_a_database_it_cannot_open_and_leaves_nothing(
+    runner: CliRunner, tmp_path: Path, country_db: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        init_args(
+            tmp_path / "nl",
+            country_db,
+            "--trusted-key",
+            COORDINATOR_KEY,
+            "--database-url",
+            "postgresql+psycopg://postgres@127.0.0.1:1/none",
+        ),
+    )
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("ihx: error: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_db_upgrade_migrates_and_reports_the_revision(
