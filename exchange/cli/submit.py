@@ -48,6 +48,7 @@ from exchange.client.stubs import DEFAULT_CHUNK, IntakeClient
 from exchange.domain import (
     AgeGroup,
     Classification,
+    Item,
     MediaType,
     SiteType,
     Submission,
@@ -86,6 +87,19 @@ def register(app: typer.Typer) -> None:
 
 
 # -- submit ------------------------------------------------------------------------------------
+
+
+def _item(
+    hashes: list[str], classification: Classification, media: MediaType, age: AgeGroup
+) -> Item:
+    """The one item of ``--hash``/``--classification``/… options."""
+    return make_item(
+        [parse_hash_text(h, where=f"--hash {h[:80]}") for h in hashes],
+        classification,
+        media,
+        age,
+        where="item",
+    )
 
 
 def submit_command(
@@ -133,13 +147,7 @@ def submit_command(
             raise CliError(
                 "give --url, at least one --hash and --classification (or --from-json FILE)"
             )
-        item = make_item(
-            [parse_hash_text(h, where=f"--hash {h[:80]}") for h in hashes],
-            classification,
-            media_type,
-            age_group,
-            where="item",
-        )
+        item = _item(hashes, classification, media_type, age_group)
         facts = make_facts(site_type, commercial, payment_methods or [], notes)
         submission = Submission(url, facts, check_items([item]))
     check_unicode(submission.url, "url")
