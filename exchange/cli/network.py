@@ -50,6 +50,7 @@ from exchange.cli.common import (
     EXIT_CHECK_FAILED,
     CliError,
     check_mark,
+    err,
     format_time,
     out,
     parse_time,
@@ -305,6 +306,13 @@ def set_reader_command(
     shown = ", ".join(sorted(scopes)) or "-"
     was = ", ".join(sorted(before.scopes)) if before else "-"
     out().print(f"network reader {member_id}: {was} → {shown}")
+    if before is None and not manifest.network_readers:
+        # The first reader makes the field appear: nodes older than this release refuse a
+        # manifest with it, and an epoch a node cannot take stops delivery to it.
+        err().print(
+            "note: nodes older than this release refuse a manifest with network readers; "
+            "sign it only once every member's node is upgraded"
+        )
 
 
 def _current_key(member: Member, at: datetime) -> MemberKey:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from auth.manifest import NetworkReader, load_manifest, load_signed_manifest
+from exchange.cli.main import app
 from exchange.manifest_store import trust_anchors
 from tests.exchange.cli.test_network import Setup, fails, ok
 
@@ -52,3 +53,19 @@ def test_set_reader_refuses_write_scopes_and_changes_nothing(
     )
     assert "give --scope" in fails(runner, "network", "set-reader", file, "inhope")
     assert setup.file.read_bytes() == before
+
+
+def test_the_first_reader_warns_that_older_nodes_refuse_the_manifest(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    setup = Setup(runner, tmp_path)
+    file = str(setup.file)
+    note = "nodes older than this release refuse a manifest with network readers"
+
+    first = runner.invoke(app, ["network", "set-reader", file, "inhope", "--scope", "log:read"])
+    assert first.exit_code == 0, first.stderr
+    assert note in first.stderr
+    # Once the field is there, changing a grant adds nothing old nodes could not already refuse.
+    again = runner.invoke(app, ["network", "set-reader", file, "inhope", "--scope", "stats:read"])
+    assert again.exit_code == 0, again.stderr
+    assert note not in again.stderr
