@@ -3,7 +3,8 @@
 The index holds each PDQ hash that has at least one sighting (this node's own or a member's
 announced one) of quality >= ``[pdq] min_quality``. It follows the sightings table through its
 change feed (``pdq_changes``, appended by ``store/hash_index`` in the transaction of every
-sighting written or retracted): before each match, and on ``refresh``, the changes after its
+sighting written or retracted): before each match that has a hash to search (unless another
+thread is refreshing: a search never waits for a refresh), and on ``refresh``, the changes after its
 cursor are read and each changed hash is re-decided from the table — added if it still has a
 sighting of enough quality, withdrawn if not. So no writer has to call it, every node answers
 from what it has committed, and a retraction takes the hash out. Change numbers are taken in
@@ -66,7 +67,7 @@ class PdqMatcher:
         self.max_distance = max_distance
         self.min_quality = min_quality
         self._path = path
-        self._lock = threading.Lock()  # one refresh at a time; searches never wait for it
+        self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
 
@@ -92,6 +93,16 @@ class PdqMatcher:
         with self._lock:
             self._catch_up()
 
+    def _refresh_if_free(self) -> None:
+        """Catch up unless another thread is at it: a search then goes on with the index as
+        last published (the index publishes each merge whole, so it never sees half of one),
+        and that refresh, or the next search's, applies the rest."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._catch_up()
+            finally:
+                self._lock.release()
+
     def match(
         self,
         hashes: Sequence[ContentHash | None],
@@ -104,11 +115,11 @@ class PdqMatcher:
         radius = self.max_distance if max_distance is None else max_distance
         if not 0 <= radius <= MAX_DISTANCE:
             raise ValueError(f"max distance is 0 to {MAX_DISTANCE}")
-        self.refresh()
         answers: list[NearAnswer] = [((), self._why_not(h)) for h in hashes]
         asked = [i for i, h in enumerate(hashes) if h is not None and not answers[i][1]]
         if not asked:
-            return answers
+            return answers  # nothing to search: no query of the change feed either
+        self._refresh_if_free()
         wanted = [hashes[i].hex for i in asked]  # type: ignore[union-attr]
         found = self._index.search(to_codes(wanted), radius)
         hit_hex = to_hex(self._index.code_of(found.ids))
