@@ -4,6 +4,7 @@ restart through its file — or rebuilds when the file does not hold."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -138,3 +139,33 @@ def test_quality_is_validated_and_travels_on_the_wire() -> None:
     assert hash_from_proto(pb.ContentHash.FromString(msg.SerializeToString()), "h").quality == 0
     old = pb.ContentHash(algorithm=pb.HASH_ALGORITHM_PDQ, hex=BASE)  # an older sender's
     assert hash_from_proto(old, "h").quality is None
+
+
+def test_a_batch_without_a_pdq_hash_reads_no_change(engine: Engine, writer: Writer) -> None:
+    """Intake's hot path: no PDQ hash of enough quality, no change feed read (the cursor stays)."""
+    m = matcher(engine)
+    announce(writer, make_announcement(pdq(3), member="be-childfocus"))
+    answers = m.match([None, pdq(quality=10)])
+    assert [why for _, why in answers] == ["no pdq hash", "pdq quality 10 below 50: not matched"]
+    assert m._cursor == 0
+    ((found, _),) = m.match([pdq()])  # a searchable hash catches up first
+    assert [n.distance for n in found] == [3]
+    assert m._cursor > 0
+
+
+def test_a_search_does_not_wait_for_a_refresh_under_way(engine: Engine, writer: Writer) -> None:
+    """Another thread holds the refresh (as during a delta merge): a search goes on with the
+    index as published; the next search once the refresh is done sees the change."""
+    announce(writer, make_announcement(pdq(2), member="be-childfocus"))
+    m = matcher(engine)
+    announce(writer, make_announcement(pdq(4), member="be-childfocus"))
+    done: list[list[int]] = []
+    with m._lock:  # a refresh under way in another thread
+        t = threading.Thread(
+            target=lambda: done.append([n.distance for n in m.match([pdq()])[0][0]])
+        )
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "the search waited for the refresh"
+    assert done == [[2]]
+    assert [n.distance for n in m.match([pdq()])[0][0]] == [2, 4]
