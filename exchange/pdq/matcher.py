@@ -14,7 +14,8 @@ can commit behind the cursor.
 
 At start the index is loaded from its file when the file's cursor and quality threshold hold
 (then the changes since are applied), else rebuilt from the sightings (about 1 s per 200,000
-hashes on the reference machine, docs/pdq.md). It is saved when the node stops.
+hashes on the reference machine, docs/pdq.md). It is saved when the node stops, and
+``pdq_changes`` trimmed then: to one row per hash, and on SQLite to the file's cursor.
 
 A match is one vectorised search for a whole batch; each hit within ``max_distance`` other than
 the hash itself (that is exact known content) is answered with the first sighting of the hit
@@ -82,12 +83,23 @@ class PdqMatcher:
             return how
 
     def save(self) -> None:
-        """Write the index file (when there is a path), current to the cursor."""
-        if self._path is None:
-            return
+        """Write the index file (when there is a path), current to the cursor; then trim
+        ``pdq_changes``. Called at stop, after the node's writer stopped."""
         with self._lock:
             self._catch_up()
-            persist.save(self._index, self._path, _stamp(self._cursor, self.min_quality))
+            if self._path is not None:
+                persist.save(self._index, self._path, _stamp(self._cursor, self.min_quality))
+            self._prune(saved=self._path is not None)
+
+    def _prune(self, *, saved: bool) -> None:
+        """Each hash's latest change is kept; on SQLite (one node reads it) with the file saved,
+        nothing before the file's cursor either: a start loads the file or rebuilds from the
+        sightings, and neither reads the changes before that cursor. On PostgreSQL another
+        replica may be behind this cursor, so only the coalescing applies there."""
+        with self._engine.begin() as conn:
+            alone = saved and conn.dialect.name == "sqlite"
+            gone = hash_index.prune_pdq_changes(conn, below=self._cursor if alone else None)
+        log.info("pdq_changes trimmed by %d rows", gone)
 
     def refresh(self) -> None:
         with self._lock:
