@@ -67,8 +67,16 @@ class _Plan:
     marks: list[Marks] = field(default_factory=list)
 
 
-def accept(tx: Tx, incoming: Sequence[Incoming], *, self_member: str, now: datetime) -> Accepted:
-    """Store reports this node is responsible for; one result per input, in order."""
+def accept(
+    tx: Tx,
+    incoming: Sequence[Incoming],
+    *,
+    self_member: str,
+    now: datetime,
+    send_quality: bool = False,
+) -> Accepted:
+    """Store reports this node is responsible for; one result per input, in order.
+    ``send_quality``: announcements carry PDQ qualities (``[pdq] send_quality``)."""
     conn = tx.conn
     held = reports.existing(conn, [i.report.id for i in incoming])
     earlier = case_store.earlier_outcomes(
@@ -81,7 +89,7 @@ def accept(tx: Tx, incoming: Sequence[Incoming], *, self_member: str, now: datet
     )
     for inc in fresh:
         _place(tx, plan, inc, self_member=self_member, now=now)
-    _write(tx, plan, fresh, self_member=self_member, now=now)
+    _write(tx, plan, fresh, self_member=self_member, now=now, send_quality=send_quality)
 
     out: list[PayloadResult] = []
     for i, inc in enumerate(incoming):
@@ -155,13 +163,18 @@ def _first_sightings(plan: _Plan, r: Report, case_id: str, self_member: str) -> 
     return new_items
 
 
-def _announce(tx: Tx, sightings: Sequence[KnownContent], self_member: str, now: datetime) -> None:
-    """First sightings into the index and the announcement log every peer's sender drains."""
+def _announce(
+    tx: Tx, sightings: Sequence[KnownContent], self_member: str, now: datetime, quality: bool
+) -> None:
+    """First sightings into the index and the announcement log every peer's sender drains.
+    The index row keeps a PDQ quality; the announcement carries it only with ``quality``
+    (``[pdq] send_quality``)."""
     hash_index.add_first_sightings(tx.conn, sightings)
     if sightings:
-        hash_index.queue_announcements(
-            tx.conn, [announcement_to_proto(k).SerializeToString() for k in sightings], now
-        )
+        payloads = [
+            announcement_to_proto(k, with_quality=quality).SerializeToString() for k in sightings
+        ]
+        hash_index.queue_announcements(tx.conn, payloads, now)
         tx.log(
             tx.chain.append(
                 now, LogKind.ANNOUNCED, member=self_member, detail={"hashes": len(sightings)}
@@ -170,7 +183,13 @@ def _announce(tx: Tx, sightings: Sequence[KnownContent], self_member: str, now: 
 
 
 def _write(
-    tx: Tx, plan: _Plan, fresh: Sequence[Incoming], *, self_member: str, now: datetime
+    tx: Tx,
+    plan: _Plan,
+    fresh: Sequence[Incoming],
+    *,
+    self_member: str,
+    now: datetime,
+    send_quality: bool,
 ) -> None:
     conn = tx.conn
     case_store.open_cases(conn, plan.opened, now)
@@ -178,7 +197,7 @@ def _write(
     reports.insert(conn, fresh, plan.case_ids, plan.marks, now)
     case_store.link(conn, plan.links)
     lifecycle.open_items(conn, _first_states(fresh, plan.case_ids, self_member, now), now)
-    _announce(tx, plan.sightings, self_member, now)
+    _announce(tx, plan.sightings, self_member, now, send_quality)
 
 
 # Reports placed here by these rules make the case "orphaned" in the holder's work queues.
@@ -239,7 +258,7 @@ def accept_moved(
         marks = marks_for(r, plan.known)
         new_items = _first_sightings(plan, r, case_id, self_member)
         reports.insert(conn, [inc], [case_id], [marks], now)
-        _announce(tx, plan.sightings, self_member, now)
+        _announce(tx, plan.sightings, self_member, now, False)
     if not case_store.is_linked(conn, case_id, r.id):
         case_store.link(conn, [CaseLink(case_id, r.id, r.origin_member, outcome, new_items, now)])
     held = {s.ref.key for s in lifecycle.states(conn, [case_id]).get(case_id, [])}

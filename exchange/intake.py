@@ -27,7 +27,9 @@ from auth.manifest import Manifest
 from common.clock import Clock
 from exchange import cases
 from exchange.domain import (
+    ContentHash,
     HashAlgorithm,
+    Item,
     ItemStatus,
     LogKind,
     Report,
@@ -45,7 +47,6 @@ from exchange.store.writer import Coalescer, Tx, Writer
 from exchange.wire.codec import (
     decision_from_proto,
     parse_report,
-    report_from_proto,
     report_to_proto,
 )
 from exchange.wire.envelope import Limits
@@ -80,6 +81,9 @@ class IntakeResult:
     duplicate: bool
     client_ref: str
     wire: bytes  # the stored wire report (carries the trace)
+    # Per item, its PDQ hash with the quality as submitted here: with ``[pdq] send_quality``
+    # off the wire bytes carry no quality, and matching needs no parse of them.
+    pdq: tuple[ContentHash | None, ...] = ()
 
 
 class Intake:
@@ -95,6 +99,7 @@ class Intake:
         on_cases: CasesHook | None = None,
         metrics: Metrics | None = None,
         pdq: PdqMatcher | None = None,
+        send_quality: bool = False,
     ) -> None:
         self._self = self_member
         self._tracer = tracer
@@ -105,6 +110,7 @@ class Intake:
         self._on_cases = on_cases
         self._metrics = metrics
         self._pdq = pdq
+        self._send_quality = send_quality  # [pdq] send_quality: qualities on the wire
         self._decider = Decider(self_member)
         self._coalescer: Coalescer[Prepared, IntakeResult] = Coalescer(self._commit)
 
@@ -127,7 +133,9 @@ class Intake:
             decision_member=decision.member,
             decision_reason=decision.reason.value,
         )
-        wire = report_to_proto(report, trace, decision).SerializeToString(deterministic=True)
+        wire = report_to_proto(
+            report, trace, decision, with_quality=self._send_quality
+        ).SerializeToString(deterministic=True)
         if len(wire) > MAX_REPORT_BYTES:
             # Every receiver refuses a larger payload, so it could never be delivered.
             raise InvalidReport(
@@ -145,22 +153,20 @@ class Intake:
 
     def with_near(self, results: Sequence[IntakeResult]) -> list[IntakeResult]:
         """The results with each item's near-known content (PDQ), matched in one call for the
-        whole batch after COMMIT — outside the writer, which never waits for a search."""
+        whole batch after COMMIT — outside the writer, which never waits for a search. A batch
+        without a PDQ hash returns at once: no parse, no query."""
         if self._pdq is None:
             return list(results)
-        items = [report_from_proto(parse_report(r.wire)).items for r in results]
-        pdq = [
-            next((h for h in item.hashes if h.algorithm is HashAlgorithm.PDQ), None)
-            for its in items
-            for item in its
-        ]
+        pdq = [h for r in results for h in r.pdq]
+        if all(h is None for h in pdq):
+            return [_no_pdq(r) for r in results]
         answers = iter(self._pdq.match(pdq))
         out = []
-        for result, its in zip(results, items, strict=True):
+        for result in results:
             statuses = tuple(
                 replace(status, near=near, pdq_not_matched=why)
                 for status, (near, why) in zip(
-                    result.items, (next(answers) for _ in its), strict=True
+                    result.items, (next(answers) for _ in result.pdq), strict=True
                 )
             )
             out.append(replace(result, items=statuses))
@@ -186,7 +192,10 @@ class Intake:
         results: list[IntakeResult | ExchangeError] = []
         for p in batch:
             if p.report.id in held:
-                results.append(_again(stored[p.report.id], p.submission.client_ref, self._self))
+                again = _again(stored[p.report.id], p.submission.client_ref, self._self)
+                if isinstance(again, IntakeResult):
+                    again = replace(again, pdq=_pdq_of(p.submission.items))
+                results.append(again)
                 continue
             first = first_of[p.report.id]
             results.append(
@@ -198,6 +207,7 @@ class Intake:
                     duplicate=p is not first,  # the same submission twice in one batch
                     client_ref=p.submission.client_ref,
                     wire=first.wire,
+                    pdq=_pdq_of(p.submission.items),
                 )
             )
         return results
@@ -242,6 +252,7 @@ class Intake:
             [_incoming(p) for p in local],
             self_member=self._self,
             now=now,
+            send_quality=self._send_quality,
         )
         if self._on_cases is not None:
             self._on_cases(tx, {r.case_id for r in accepted.results if r.case_id}, now)
@@ -274,6 +285,19 @@ def _incoming(p: Prepared) -> Incoming:
     """A report entered here; the consented region is stored beside it, never in its wire bytes."""
     region = p.submission.reporter_region
     return Incoming(p.report, p.wire, ReportRole.ORIGIN, reporter_region=region)
+
+
+def _pdq_of(items: Sequence[Item]) -> tuple[ContentHash | None, ...]:
+    """Per item, its PDQ hash (with the submitted quality) or ``None``."""
+    return tuple(
+        next((h for h in item.hashes if h.algorithm is HashAlgorithm.PDQ), None) for item in items
+    )
+
+
+def _no_pdq(result: IntakeResult) -> IntakeResult:
+    """The answer ``PdqMatcher.match`` would give an item without a PDQ hash, without asking."""
+    items = tuple(replace(s, pdq_not_matched="no pdq hash") for s in result.items)
+    return replace(result, items=items)
 
 
 def _statuses(marks: Marks) -> tuple[ItemStatus, ...]:

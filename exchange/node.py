@@ -420,6 +420,7 @@ class Node:
             on_cases=self._on_cases,
             metrics=self.metrics,
             pdq=self.pdq,
+            send_quality=self.settings.pdq.send_quality,
         )
         self.receiver = Receiver(
             self_member=self.member,
@@ -434,6 +435,7 @@ class Node:
             on_heard=self.fanout.heard_from,
             locate=self.tracer.place,
             inbound=self.inbound,
+            send_quality=self.settings.pdq.send_quality,
             arrivals=Arrivals(
                 self_member=self.member,
                 manifest=self.manifests.current,

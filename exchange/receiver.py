@@ -97,8 +97,10 @@ class Receiver:
         locate: Locate | None = None,
         inbound: Inbound | None = None,
         arrivals: Arrivals | None = None,
+        send_quality: bool = False,
     ) -> None:
         self._self = self_member
+        self._send_quality = send_quality  # [pdq] send_quality: qualities in announcements
         self._key = key
         self._manifest = manifest
         self._writer = writer
@@ -314,7 +316,13 @@ class Receiver:
         ]
         incoming = [(i, c) for i, c in enumerate(checked) if isinstance(c, Incoming)]
         if incoming:
-            accepted = cases.accept(tx, [c for _, c in incoming], self_member=self._self, now=now)
+            accepted = cases.accept(
+                tx,
+                [c for _, c in incoming],
+                self_member=self._self,
+                now=now,
+                send_quality=self._send_quality,
+            )
             for (i, _), r in zip(incoming, accepted.results, strict=True):
                 results[i] = PayloadResult(i, r.report_id, r.outcome, r.case_id)
             if self._on_cases is not None:

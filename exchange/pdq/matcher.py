@@ -3,7 +3,8 @@
 The index holds each PDQ hash that has at least one sighting (this node's own or a member's
 announced one) of quality >= ``[pdq] min_quality``. It follows the sightings table through its
 change feed (``pdq_changes``, appended by ``store/hash_index`` in the transaction of every
-sighting written or retracted): before each match, and on ``refresh``, the changes after its
+sighting written or retracted): before each match that has a hash to search (unless another
+thread is refreshing: a search never waits for a refresh), and on ``refresh``, the changes after its
 cursor are read and each changed hash is re-decided from the table — added if it still has a
 sighting of enough quality, withdrawn if not. So no writer has to call it, every node answers
 from what it has committed, and a retraction takes the hash out. Change numbers are taken in
@@ -13,7 +14,8 @@ can commit behind the cursor.
 
 At start the index is loaded from its file when the file's cursor and quality threshold hold
 (then the changes since are applied), else rebuilt from the sightings (about 1 s per 200,000
-hashes on the reference machine, docs/pdq.md). It is saved when the node stops.
+hashes on the reference machine, docs/pdq.md). It is saved when the node stops, and
+``pdq_changes`` trimmed then: to one row per hash, and on SQLite to the file's cursor.
 
 A match is one vectorised search for a whole batch; each hit within ``max_distance`` other than
 the hash itself (that is exact known content) is answered with the first sighting of the hit
@@ -66,7 +68,7 @@ class PdqMatcher:
         self.max_distance = max_distance
         self.min_quality = min_quality
         self._path = path
-        self._lock = threading.Lock()  # one refresh at a time; searches never wait for it
+        self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
 
@@ -81,16 +83,37 @@ class PdqMatcher:
             return how
 
     def save(self) -> None:
-        """Write the index file (when there is a path), current to the cursor."""
-        if self._path is None:
-            return
+        """Write the index file (when there is a path), current to the cursor; then trim
+        ``pdq_changes``. Called at stop, after the node's writer stopped."""
         with self._lock:
             self._catch_up()
-            persist.save(self._index, self._path, _stamp(self._cursor, self.min_quality))
+            if self._path is not None:
+                persist.save(self._index, self._path, _stamp(self._cursor, self.min_quality))
+            self._prune(saved=self._path is not None)
+
+    def _prune(self, *, saved: bool) -> None:
+        """Each hash's latest change is kept; on SQLite (one node reads it) with the file saved,
+        nothing before the file's cursor either: a start loads the file or rebuilds from the
+        sightings, and neither reads the changes before that cursor. On PostgreSQL another
+        replica may be behind this cursor, so only the coalescing applies there."""
+        with self._engine.begin() as conn:
+            alone = saved and conn.dialect.name == "sqlite"
+            gone = hash_index.prune_pdq_changes(conn, below=self._cursor if alone else None)
+        log.info("pdq_changes trimmed by %d rows", gone)
 
     def refresh(self) -> None:
         with self._lock:
             self._catch_up()
+
+    def _refresh_if_free(self) -> None:
+        """Catch up unless another thread is at it: a search then goes on with the index as
+        last published (the index publishes each merge whole, so it never sees half of one),
+        and that refresh, or the next search's, applies the rest."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._catch_up()
+            finally:
+                self._lock.release()
 
     def match(
         self,
@@ -104,11 +127,11 @@ class PdqMatcher:
         radius = self.max_distance if max_distance is None else max_distance
         if not 0 <= radius <= MAX_DISTANCE:
             raise ValueError(f"max distance is 0 to {MAX_DISTANCE}")
-        self.refresh()
         answers: list[NearAnswer] = [((), self._why_not(h)) for h in hashes]
         asked = [i for i, h in enumerate(hashes) if h is not None and not answers[i][1]]
         if not asked:
-            return answers
+            return answers  # nothing to search: no query of the change feed either
+        self._refresh_if_free()
         wanted = [hashes[i].hex for i in asked]  # type: ignore[union-attr]
         found = self._index.search(to_codes(wanted), radius)
         hit_hex = to_hex(self._index.code_of(found.ids))

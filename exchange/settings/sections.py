@@ -231,6 +231,10 @@ class PdqSection(_Section):
     # The index file, so a restart loads it; "" = beside a SQLite database (pdq-index.npz),
     # none for another database (the index is then rebuilt from the sightings at start).
     index_path: OptionalPath = None
+    # Write PDQ qualities (ContentHash field 3) into reports and announcements. Off in this
+    # release: a node older than the field refuses them for good. Switch on once the
+    # coordinator confirms every member runs this version or later (docs/pdq.md).
+    send_quality: bool = False
 
 
 class TakedownSection(_Section):

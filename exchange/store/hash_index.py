@@ -180,6 +180,19 @@ def pdq_changes_after(conn: Connection, cursor: int, limit: int) -> list[tuple[i
     return [(r.seq, r.hex) for r in rows]
 
 
+def prune_pdq_changes(conn: Connection, *, below: int | None = None) -> int:
+    """Trim the change feed; how many rows went. A reader re-decides a changed hash from the
+    sightings, so each hash's latest change is all any reader at any cursor needs: the others
+    go (the feed is then at most one row per PDQ hash ever sighted). With ``below`` (the cursor
+    of a saved index file, on a database no other node reads) every change before it goes too.
+    The last change always stays: it is the cursor a file is checked against."""
+    latest = select(func.max(PDQ_CHANGES.c.seq)).group_by(PDQ_CHANGES.c.hex)
+    gone = conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq.not_in(latest))).rowcount
+    if below is not None:
+        gone += conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq < below)).rowcount
+    return int(gone)
+
+
 def pdq_matchable(
     conn: Connection, min_quality: int, hexes: Sequence[str] | None = None
 ) -> set[str]:

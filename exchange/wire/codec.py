@@ -162,9 +162,12 @@ def from_timestamp(ts: Timestamp) -> datetime:
 # -- items and hashes ----------------------------------------------------------------------
 
 
-def hash_to_proto(h: ContentHash) -> pb.ContentHash:
+def hash_to_proto(h: ContentHash, *, with_quality: bool = True) -> pb.ContentHash:
+    """``with_quality``: write the PDQ quality (field 3). Off for what other nodes parse while
+    ``[pdq] send_quality`` is off: a node older than the field refuses the bytes for good
+    (read-first/write-later, README "Protocol versions")."""
     msg = pb.ContentHash(algorithm=_HASH[h.algorithm], hex=h.hex)
-    if h.quality is not None:
+    if h.quality is not None and with_quality:
         msg.quality = h.quality
     return msg
 
@@ -178,9 +181,9 @@ def hash_from_proto(msg: pb.ContentHash, where: str) -> ContentHash:
     return parse_hash(algo.value, msg.hex, where=where, quality=quality)
 
 
-def item_to_proto(item: Item) -> pb.Item:
+def item_to_proto(item: Item, *, with_quality: bool = True) -> pb.Item:
     return pb.Item(
-        hashes=[hash_to_proto(h) for h in item.hashes],
+        hashes=[hash_to_proto(h, with_quality=with_quality) for h in item.hashes],
         classification=_CLASS[item.classification],
         media_type=_MEDIA[item.media_type],
         age_group=_AGE[item.age_group],
@@ -345,7 +348,10 @@ def node_info(member: str, epoch: int, key_ids: list[str], limits: Limits) -> xp
 # -- reports -------------------------------------------------------------------------------
 
 
-def report_to_proto(report: Report, trace: Trace | None, decision: Decision) -> pb.Report:
+def report_to_proto(
+    report: Report, trace: Trace | None, decision: Decision, *, with_quality: bool = False
+) -> pb.Report:
+    """The wire report; PDQ qualities only ``with_quality`` (``[pdq] send_quality``)."""
     msg = pb.Report(
         id=report.id,
         url=report.url,
@@ -356,7 +362,7 @@ def report_to_proto(report: Report, trace: Trace | None, decision: Decision) -> 
         commercial=report.facts.commercial,
         payment_methods=list(report.facts.payment_methods),
         notes=report.facts.notes,
-        items=[item_to_proto(i) for i in report.items],
+        items=[item_to_proto(i, with_quality=with_quality) for i in report.items],
         decision=decision_to_proto(decision),
     )
     if trace is not None:
@@ -440,9 +446,10 @@ def report_from_proto(msg: pb.Report) -> Report:
 # -- announcements and receipts --------------------------------------------------------------
 
 
-def announcement_to_proto(k: KnownContent) -> xpb.HashAnnouncement:
+def announcement_to_proto(k: KnownContent, *, with_quality: bool = False) -> xpb.HashAnnouncement:
+    """The announcement; the PDQ quality only ``with_quality`` (``[pdq] send_quality``)."""
     return xpb.HashAnnouncement(
-        hash=hash_to_proto(k.hash),
+        hash=hash_to_proto(k.hash, with_quality=with_quality),
         case_id=k.case_id,
         member=k.member,
         classification=_CLASS[k.classification],
@@ -452,8 +459,8 @@ def announcement_to_proto(k: KnownContent) -> xpb.HashAnnouncement:
     )
 
 
-def announcement_bytes(k: KnownContent) -> bytes:
-    return announcement_to_proto(k).SerializeToString()
+def announcement_bytes(k: KnownContent, *, with_quality: bool = False) -> bytes:
+    return announcement_to_proto(k, with_quality=with_quality).SerializeToString()
 
 
 def announcement_from_bytes(data: bytes) -> KnownContent:

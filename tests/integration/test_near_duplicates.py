@@ -13,9 +13,13 @@ from __future__ import annotations
 import pytest
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm
+from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import report_pb2 as pb
 from tests.exchange.factories import make_submission, make_test_item, url_in
-from tests.integration.support import DE, NL, US, Cluster, wait_until
+from tests.integration.conftest import MakeCluster
+from tests.integration.support import DE, FAST_TUNING, NL, US, wait_until
+
+SEND_QUALITY = FAST_TUNING + "\n[pdq]\nsend_quality = true\n"
 
 SEEN = "c3" * 32
 
@@ -28,7 +32,10 @@ def near(bits: int, quality: int | None) -> ContentHash:
 
 
 @pytest.mark.timeout(90)
-def test_a_near_duplicate_at_us_is_flagged_against_de_sighting(cluster: Cluster) -> None:
+def test_a_near_duplicate_at_us_is_flagged_against_de_sighting(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(extra_settings=SEND_QUALITY)
     first = cluster.submit_one(
         NL,
         make_submission(
@@ -72,3 +79,43 @@ def test_a_near_duplicate_at_us_is_flagged_against_de_sighting(cluster: Cluster)
     assert flagged.pdq_not_matched == ""
     assert list(low.near) == []
     assert low.pdq_not_matched == "pdq quality 30 below 50: not matched"
+
+
+@pytest.mark.timeout(90)
+def test_without_send_quality_no_quality_leaves_a_node(make_cluster: MakeCluster) -> None:
+    """The default (``[pdq] send_quality`` off): the report NL signs and sends and the
+    announcement DE queues carry no field 3, so a member older than it takes them; the quality
+    submitted at DE stays in DE's own index row, and DE's own matching uses it."""
+    cluster = make_cluster(start=(NL, DE))
+    sent = cluster.submit_one(
+        NL,
+        make_submission(url_in("DE", "/gallery/nl.jpg"), items=[make_test_item(near(40, 90))]),
+    )
+    wire = wait_until(
+        lambda: cluster.scalar(DE, "SELECT wire FROM reports WHERE id = :id", id=sent.report_id),
+        30,
+        what="NL's report stored at de-eco",
+        show=lambda: cluster.delivery_state(NL),
+    )
+    assert not pb.Report.FromString(bytes(wire)).items[0].hashes[0].HasField("quality")
+
+    own = cluster.submit_one(
+        DE,
+        make_submission(url_in("DE", "/gallery/de.jpg"), items=[make_test_item(near(0, 90))]),
+    )
+    assert own.decision.member == DE
+    kept = "SELECT quality FROM hash_index WHERE member = :m AND hex = :hex"
+    assert cluster.scalar(DE, kept, m=DE, hex=SEEN) == 90
+    payloads = [
+        xpb.HashAnnouncement.FromString(bytes(row[0]))
+        for row in cluster.rows(DE, "SELECT payload FROM announcements")
+    ]
+    mine = [a for a in payloads if a.hash.hex == SEEN]
+    assert mine
+    assert not any(a.hash.HasField("quality") for a in mine)
+
+    later = cluster.submit_one(
+        DE,
+        make_submission(url_in("DE", "/mirror/de.jpg"), items=[make_test_item(near(20, 80))]),
+    )
+    assert [(n.hex, n.member) for n in later.items[0].near] == [(SEEN, DE)]

@@ -4,6 +4,7 @@ restart through its file — or rebuilds when the file does not hold."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -138,3 +139,75 @@ def test_quality_is_validated_and_travels_on_the_wire() -> None:
     assert hash_from_proto(pb.ContentHash.FromString(msg.SerializeToString()), "h").quality == 0
     old = pb.ContentHash(algorithm=pb.HASH_ALGORITHM_PDQ, hex=BASE)  # an older sender's
     assert hash_from_proto(old, "h").quality is None
+
+
+def test_a_batch_without_a_pdq_hash_reads_no_change(engine: Engine, writer: Writer) -> None:
+    """Intake's hot path: no PDQ hash of enough quality, no change feed read (the cursor stays)."""
+    m = matcher(engine)
+    announce(writer, make_announcement(pdq(3), member="be-childfocus"))
+    answers = m.match([None, pdq(quality=10)])
+    assert [why for _, why in answers] == ["no pdq hash", "pdq quality 10 below 50: not matched"]
+    assert m._cursor == 0
+    ((found, _),) = m.match([pdq()])  # a searchable hash catches up first
+    assert [n.distance for n in found] == [3]
+    assert m._cursor > 0
+
+
+def test_a_search_does_not_wait_for_a_refresh_under_way(engine: Engine, writer: Writer) -> None:
+    """Another thread holds the refresh (as during a delta merge): a search goes on with the
+    index as published; the next search once the refresh is done sees the change."""
+    announce(writer, make_announcement(pdq(2), member="be-childfocus"))
+    m = matcher(engine)
+    announce(writer, make_announcement(pdq(4), member="be-childfocus"))
+    done: list[list[int]] = []
+    with m._lock:  # a refresh under way in another thread
+        t = threading.Thread(
+            target=lambda: done.append([n.distance for n in m.match([pdq()])[0][0]])
+        )
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "the search waited for the refresh"
+    assert done == [[2]]
+    assert [n.distance for n in m.match([pdq()])[0][0]] == [2, 4]
+
+
+def _changes(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [hx for _, hx in hash_index.pdq_changes_after(conn, 0, 1_000)]
+
+
+def test_pdq_changes_keep_each_hash_latest_change_and_a_replica_behind_still_catches_up(
+    engine: Engine, writer: Writer
+) -> None:
+    """Without a file (PostgreSQL's default) the feed is coalesced to one row per hash: a
+    replica behind the cursor re-decides each hash it missed from the sightings all the same."""
+    behind = matcher(engine)
+    a, b = make_announcement(pdq(2), member="be-childfocus"), make_announcement(pdq(5))
+    announce(writer, a, b)
+    announce(writer, replace(a, case_id="c-" + "1" * 32))
+    announce(writer, replace(b, retracted=True))
+    assert len(_changes(engine)) == 4
+    saving = matcher(engine)
+    saving.save()
+    assert sorted(_changes(engine)) == sorted([pdq(2).hex, pdq(5).hex])
+    assert [n.distance for n in behind.match([pdq()])[0][0]] == [2]
+
+
+def test_pdq_changes_before_a_saved_file_go_and_a_restart_loads_it(
+    engine: Engine, writer: Writer, tmp_path: Path
+) -> None:
+    """On SQLite (one node reads it) the changes before the file's cursor go; on PostgreSQL
+    another replica may be behind, so there only the coalescing applies."""
+    path = tmp_path / "pdq-index.npz"
+    announce(writer, make_announcement(pdq(2), member="be-childfocus"), make_announcement(pdq(5)))
+    announce(writer, make_announcement(pdq(7), member="se-ecpat"))
+    m = matcher(engine, path)
+    m.save()
+    if engine.dialect.name == "sqlite":
+        assert _changes(engine) == [pdq(7).hex]  # the last change stays: the file's cursor
+    else:
+        assert _changes(engine) == [pdq(2).hex, pdq(5).hex, pdq(7).hex]
+    announce(writer, make_announcement(pdq(9), member="se-ecpat"))
+    again = PdqMatcher(engine, max_distance=31, min_quality=50, path=path)
+    assert again.open().startswith("loaded")
+    assert [n.distance for n in again.match([pdq()])[0][0]] == [2, 5, 7, 9]
