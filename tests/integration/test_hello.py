@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from auth.keys import SigningKey
 from common.clock import system_clock
@@ -325,3 +326,31 @@ def test_a_refused_hello_is_not_retried_and_a_stop_ends_the_greeting(
     slow.start()
     slow.stop()
     assert not slow._thread.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_health_watches_held_open_never_shut_out_a_peers_hello(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(start=(NL,))
+    channels = [grpc.insecure_channel(cluster.address(NL)) for _ in range(12)]
+    held: list[object] = []
+    refused: list[grpc.StatusCode] = []
+    try:
+        for ch in channels:  # two idle watches per connection, more than any budget holds
+            for _ in range(2):
+                call = health_pb2_grpc.HealthStub(ch).Watch(
+                    health_pb2.HealthCheckRequest(service=""), timeout=60
+                )
+                try:
+                    next(call)  # its first answer: the stream is now held by a worker
+                    held.append(call)
+                except grpc.RpcError as error:
+                    refused.append(error.code())
+        assert held
+        assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}  # the watches are bounded
+        with grpc.insecure_channel(cluster.address(NL)) as ch:
+            ack = xgrpc.ExchangeStub(ch).Hello(_hello(_key(cluster, DE)), timeout=10)
+        assert ack.member == NL
+        assert cluster.node(NL).metrics.hellos_received.labels(DE)._value.get() == 1
+    finally:
+        for ch in channels:
+            ch.close()
