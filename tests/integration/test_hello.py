@@ -201,15 +201,15 @@ def test_hostile_hellos_are_refused_and_wake_nobody(outage: tuple[Cluster, FastF
             assert (got, details.split(":")[0]) == (status, code), (name, details)
 
         # A replay flood: a hello nl-eokm took (from inhope, whose sender is not failing: it
-        # wakes nothing), sent again and again, is refused — as a replay while inhope's budget
-        # lasts, unread (RESOURCE_EXHAUSTED) after that.
+        # wakes nothing), sent again and again, is refused as a replay every time (before its
+        # signature is looked at) and spends none of inhope's allowance.
         taken = _hello(_key(cluster, COORDINATOR), sender=COORDINATOR)
         assert stub.Hello(taken, timeout=10).member == NL
         flood = [_refusal(stub, taken)[0] for _ in range(20)]
-        assert set(flood) <= {grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.RESOURCE_EXHAUSTED}
-        assert flood[-10:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 10, flood
+        assert flood == [grpc.StatusCode.ALREADY_EXISTS] * 20
+        assert stub.Hello(_hello(_key(cluster, COORDINATOR), sender=COORDINATOR), timeout=10)
     refused = nl.metrics.hellos_refused
-    assert refused.labels("hello-rate")._value.get() >= 10
+    assert refused.labels("hello-replayed")._value.get() == 20
 
     # None of them woke the sender: no attempt, the backoff as it was, still in its real wait.
     assert waits.sleeping.is_set()
@@ -354,3 +354,18 @@ def test_health_watches_held_open_never_shut_out_a_peers_hello(make_cluster: Mak
     finally:
         for ch in channels:
             ch.close()
+
+
+@pytest.mark.timeout(120)
+def test_without_mtls_forged_hellos_cannot_spend_a_members_allowance(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(start=(NL,))
+    de_key = _key(cluster, DE)
+    with grpc.insecure_channel(cluster.address(NL)) as ch:
+        stub = xgrpc.ExchangeStub(ch)
+        for _ in range(8):  # more than de-eco's burst, each naming de-eco with a bad signature
+            forged = xpb.SignedHello(body=_hello(de_key).body, signature=b"\0" * 64)
+            assert _refusal(stub, forged)[0] is grpc.StatusCode.UNAUTHENTICATED
+        assert stub.Hello(_hello(de_key), timeout=10).member == NL
+    assert cluster.node(NL).metrics.hellos_received.labels(DE)._value.get() == 1
