@@ -13,7 +13,11 @@ while the sender sleeps, and checks that none of them woke it.
 
 from __future__ import annotations
 
+import socket
 import threading
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +26,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from auth.keys import SigningKey
+from auth.manifest import Manifest
 from common.clock import system_clock
 from exchange.delivery.greeter import Greeter
 from exchange.ops.metrics import Metrics
@@ -29,6 +34,7 @@ from exchange.settings import ExchangeTuning
 from exchange.wire.hello import sign_hello
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
+from tests.auth.factories import make_member, make_network
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster
 from tests.integration.ops import channel, stop_quickly
@@ -369,3 +375,103 @@ def test_without_mtls_forged_hellos_cannot_spend_a_members_allowance(
             assert _refusal(stub, forged)[0] is grpc.StatusCode.UNAUTHENTICATED
         assert stub.Hello(_hello(de_key), timeout=10).member == NL
     assert cluster.node(NL).metrics.hellos_received.labels(DE)._value.get() == 1
+
+
+class Answering(xgrpc.ExchangeServicer):
+    """A healthy peer for every member that names it: acknowledges each hello and notes whom
+    it was addressed to."""
+
+    def __init__(self) -> None:
+        self.greeted: list[str] = []
+
+    def Hello(self, request: xpb.SignedHello, context: grpc.ServicerContext) -> xpb.HelloAck:
+        recipient = xpb.HelloBody.FromString(request.body).recipient
+        self.greeted.append(recipient)
+        return xpb.HelloAck(member=recipient)
+
+
+@pytest.fixture
+def black_holes_then_healthy() -> Iterator[tuple[Manifest, Answering]]:
+    """A manifest of 30 and more black holes (TCP accepted by the kernel, nothing ever read or
+    said) listed first, then 30 healthy peers, all served by one ``Answering`` server."""
+    holes = []
+    for _ in range(30):
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        holes.append(hole)
+    answering = Answering()
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    xgrpc.add_ExchangeServicer_to_server(answering, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    addresses = [f"127.0.0.1:{h.getsockname()[1]}" for h in holes]
+    base = make_network().manifest  # its members are black holes too (nl-eokm greets them)
+    members = [replace(m, endpoint=addresses[0]) for m in base.members]
+    members += [make_member(f"zz-hole-{i}", endpoint=a) for i, a in enumerate(addresses)]
+    members += [make_member(f"zz-ok-{i}", endpoint=f"127.0.0.1:{port}") for i in range(30)]
+    try:
+        yield replace(base, members=tuple(members)), answering
+    finally:
+        server.stop(0)
+        for hole in holes:
+            hole.close()
+
+
+def _greeter(manifest: Manifest, metrics: Metrics, **options: float) -> Greeter:
+    return Greeter(
+        self_member=NL,
+        key=SigningKey.generate(),
+        manifest=lambda: manifest,
+        clock=system_clock,
+        max_message_bytes=PRODUCTION.max_message_bytes,
+        metrics=metrics,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.timeout(120)
+def test_black_holes_listed_first_delay_no_healthy_peers_hello(
+    black_holes_then_healthy: tuple[Manifest, Answering],
+) -> None:
+    manifest, answering = black_holes_then_healthy
+    healthy = sorted(m.id for m in manifest.members if m.id.startswith("zz-ok-"))
+    metrics = Metrics()
+    # The pause before the retry round is 600 s: a healthy peer greeted within the wait below
+    # was greeted in the first pass, before any retry — not after the black holes' retries.
+    greeter = _greeter(manifest, metrics, pause_s=600)
+    greeter.start()
+    try:
+        wait_until(
+            lambda: len(answering.greeted) >= len(healthy),
+            60,
+            what="every healthy peer greeted in the first pass, before any retry round",
+            show=lambda: sorted(answering.greeted),
+        )
+        assert sorted(answering.greeted) == healthy  # each once: nothing healthy was retried
+        wait_until(
+            lambda: all(metrics.hellos_sent.labels(m, "ok")._value.get() == 1 for m in healthy),
+            30,
+            what="each healthy peer's hello counted ok once the first pass's answers are in",
+        )
+        assert not greeter.done.is_set()  # the black holes wait for their retry round
+    finally:
+        greeter.stop()
+    assert greeter.done.is_set()
+    results = {s.labels["result"] for s in metrics.hellos_sent.collect()[0].samples}
+    assert results <= {"ok", "DEADLINE_EXCEEDED", "UNAVAILABLE"}, results
+    assert "ok" in results
+    assert len(results) > 1  # the black holes counted too, each given up on
+
+
+@pytest.mark.timeout(120)
+def test_no_pause_after_the_last_attempt(
+    black_holes_then_healthy: tuple[Manifest, Answering],
+) -> None:
+    manifest, answering = black_holes_then_healthy
+    greeter = _greeter(manifest, Metrics(), attempts=1, pause_s=600)
+    greeter.start()
+    # One attempt each: the round is over once the black holes' deadlines pass, not 600 s later.
+    wait_until(greeter.done.is_set, 60, what="the greeting over after its only attempt")
+    assert len(answering.greeted) == 30
+    greeter.stop()
