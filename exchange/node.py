@@ -636,7 +636,10 @@ class Node:
 
     def _start_health_server(self, listen: str) -> None:
         # Plaintext and health-only: Kubernetes' gRPC probes cannot present a client certificate.
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ihx-hc"))
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ihx-hc"),
+            options=[("grpc.so_reuseport", 0)],  # as the main server: two nodes, one port: no
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         check_bindable(listen)
         try:

@@ -4,13 +4,16 @@ A node back from maintenance often has nothing to send its peers, and their send
 wait out their backoff (up to 5 minutes) before trying again. A hello makes each peer's sender
 retry at once (hellos.py at the peer), so delivery resumes within a round trip.
 
-It never blocks or fails the start: one background thread, at most ``concurrency`` hellos at once
-on channels of its own (a dead peer's channel must not drag the senders' into its reconnect
-backoff), each with a short deadline, a few attempts with a growing pause when the peer is
-unreachable or busy, none when it refuses (a refusal does not change by asking again). Each
-attempt is signed anew, so a retry is never taken for a replay. A peer that is down now needs
-no hello: when it starts, it says hello to us. Results are counted (``ihx_hellos_sent``) and a
-failure is logged, never raised.
+It never blocks or fails the start: one background thread, on channels of its own (a dead
+peer's channel must not drag the senders' into its reconnect backoff). Every peer's first hello
+goes out at once, with a short deadline (``first_deadline_s``), before any peer's second: a
+peer that is unreachable or a black hole (accepts TCP, never answers) delays nobody else's hello.
+Those worth another try (unreachable, slow, rate-limiting us) are tried again in rounds after
+that, a growing pause before each round and none after the last; a refusal is not retried (it
+does not change by asking again). At most one hello per peer is in flight, so the manifest's
+size bounds the calls. Each attempt is signed anew, so a retry is never taken for a replay. A
+peer that is down now needs no hello: when it starts, it says hello to us. Results are counted
+(``ihx_hellos_sent``) and a failure is logged, never raised.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -55,7 +57,7 @@ class Greeter:
         max_message_bytes: int,
         tls: tuple[bytes, bytes, bytes] | None = None,
         metrics: Metrics | None = None,
-        concurrency: int = 8,
+        first_deadline_s: float = 1.0,
         deadline_s: float = 2.0,
         attempts: int = 3,
         pause_s: float = 1.0,
@@ -66,10 +68,12 @@ class Greeter:
         self._clock = clock
         self._channels = Channels(max_message_bytes, tls)
         self._metrics = metrics
-        self._concurrency = concurrency
+        self._first_deadline = first_deadline_s
         self._deadline = deadline_s
         self._attempts = attempts
         self._pause = pause_s
+        self._results: dict[str, str] = {}  # a peer's greeting over: its result, counted
+        self._tried: dict[str, str] = {}  # still worth another attempt: why the last failed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._round, name="ihx-hello", daemon=True)
         self.done = threading.Event()  # every peer greeted or given up on (tests wait on it)
@@ -81,25 +85,35 @@ class Greeter:
         """Give up on the hellos not yet answered (each ends within its deadline)."""
         self._stop.set()
         if self._thread.ident is not None:
-            self._thread.join(self._deadline + 1)
+            self._thread.join(max(self._first_deadline, self._deadline) + 1)
 
     def _round(self) -> None:
+        peers: list[Member] = []
         try:
             peers = [m for m in self._manifest().members if m.id != self._self]
-            with ThreadPoolExecutor(self._concurrency, thread_name_prefix="ihx-hello") as pool:
-                list(pool.map(self._greet, peers))
+            # Every peer's first hello before anyone's second: an unreachable peer costs the
+            # others nothing. Retries go in rounds after it, a growing pause before each.
+            retry = self._attempt(peers, self._first_deadline)
+            for attempt in range(1, self._attempts):
+                if not retry or self._stop.wait(self._pause * 2 ** (attempt - 1)):
+                    break
+                retry = self._attempt(retry, self._deadline)
         except Exception:  # never the node's problem: its peers fall back to their backoff
             log.exception("hellos to peers failed")
         finally:
+            for member in peers:
+                if member.id not in self._results:  # given up on, or stopped before its turn
+                    self._record(member, self._tried.get(member.id, "not-sent"))
             self._channels.close()
             self.done.set()
 
-    def _greet(self, member: Member) -> None:
-        stub = xgrpc.ExchangeStub(self._channels.channel_for(member.endpoint))
-        result = "not-sent"
-        for attempt in range(self._attempts):
+    def _attempt(self, peers: list[Member], deadline: float) -> list[Member]:
+        """One hello to each of ``peers``, all in flight at once; those worth another try."""
+        calls = []
+        for member in peers:
             if self._stop.is_set():
                 break
+            stub = xgrpc.ExchangeStub(self._channels.channel_for(member.endpoint))
             hello = sign_hello(
                 self._key,
                 sender=self._self,
@@ -107,18 +121,27 @@ class Greeter:
                 signed_at=self._clock(),
                 manifest_epoch=self._manifest().epoch,
             )
+            calls.append((member, stub.Hello.future(hello, timeout=deadline)))
+        retry = []
+        for member, call in calls:
             try:
-                stub.Hello(hello, timeout=self._deadline)
+                call.result()
             except grpc.RpcError as error:
                 code = error.code()
-                result = code.name
-                if code not in _RETRY:
-                    log.warning("hello refused by %s: %s", member.id, error.details())
-                    break
-                self._stop.wait(self._pause * 2**attempt)
+                if code in _RETRY:
+                    self._tried[member.id] = code.name
+                    retry.append(member)
+                    continue
+                details = error.details()
+                log.warning("hello refused by %s: %s", member.id, details)
+                self._record(member, code.name)
                 continue
-            result = "ok"
-            break
+            self._record(member, "ok")
+        return retry
+
+    def _record(self, member: Member, result: str) -> None:
+        """``member``'s greeting is over with ``result``: counted once, logged if it failed."""
+        self._results[member.id] = result
         if self._metrics is not None:
             self._metrics.hellos_sent.labels(member.id, result).inc()
         if result != "ok":

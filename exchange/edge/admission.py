@@ -10,8 +10,11 @@ Design:
 * ``AdmissionInterceptor`` runs FIRST, on the server's polling thread, before a worker is taken.
   Each method belongs to one class (``classify``) with a budget of concurrent calls: verified
   and probationary exchange streams, intake, partner, routing log, analysts' case work, case
-  watches (WatchCases streams, which also end after ``watch_max_s``), other (Deliver, health
-  Watch, reflection), open (health Check, GetNodeInfo). The pool is sized from the sum of the
+  watches (WatchCases streams, which also end after ``watch_max_s``), hellos (fast, and
+  rate-limited per member: a budget of their own so nothing held open can shut out a peer's
+  hello), probes (health Watch and reflection: streams anyone may hold idle, so at most
+  ``probes_per_connection`` per connection and each cancelled after ``probe_max_s``), other
+  (Deliver, Statistics), open (health Check, GetNodeInfo). The pool is sized from the sum of the
   budgets (``Budgets.workers``), so a class over its budget is refused at once —
   RESOURCE_EXHAUSTED, ``overloaded: …`` — and can never queue behind another class for a
   worker. Health always finds a worker.
@@ -78,6 +81,8 @@ class CallClass(enum.StrEnum):
     LOG = "log"
     CASES = "cases"
     WATCH = "cases-watch"
+    HELLO = "hello"
+    PROBE = "probe"
     OTHER = "other"
     OPEN = "open"
 
@@ -93,6 +98,10 @@ def classify(method: str) -> CallClass:
         return CallClass.PARTNER
     if method.startswith("/ihx.v1.RoutingLog/"):
         return CallClass.LOG
+    if method == "/ihx.v1.Exchange/Hello":
+        return CallClass.HELLO
+    if method == "/grpc.health.v1.Health/Watch" or method.startswith("/grpc.reflection."):
+        return CallClass.PROBE  # held open by anyone: bounded per connection and in lifetime
     if method == "/ihx.v1.Cases/WatchCases":
         return CallClass.WATCH  # held open: a budget of its own, so watches never block work
     if method.startswith("/ihx.v1.Cases/"):
@@ -113,6 +122,10 @@ class Budgets:
     log_calls: int = 16
     cases_calls: int = 32
     watch_streams: int = 16
+    hello_calls: int = 8
+    probe_streams: int = 8
+    probes_per_connection: int = 2
+    probe_max_s: float = 300.0
     other_calls: int = 16
     open_calls: int = 32
     calls_per_subject: int = 16
@@ -131,6 +144,10 @@ class Budgets:
             log_calls=t.log_calls,
             cases_calls=t.cases_calls,
             watch_streams=t.watch_streams,
+            hello_calls=t.hello_calls,
+            probe_streams=t.probe_streams,
+            probes_per_connection=t.probes_per_connection,
+            probe_max_s=t.probe_max_s,
             other_calls=t.other_calls,
             open_calls=t.open_calls,
             calls_per_subject=t.calls_per_subject,
@@ -143,6 +160,8 @@ class Budgets:
             CallClass.LOG: self.log_calls,
             CallClass.CASES: self.cases_calls,
             CallClass.WATCH: self.watch_streams,
+            CallClass.HELLO: self.hello_calls,
+            CallClass.PROBE: self.probe_streams,
             CallClass.OTHER: self.other_calls,
             CallClass.OPEN: self.open_calls,
         }[kind]
@@ -171,6 +190,19 @@ class Slot:
 
     def release(self) -> None:
         self._admission._release(self)
+
+
+class ProbeSlot(Slot):
+    """A health Watch or reflection stream: counted per connection, cancelled when too old."""
+
+    def __init__(
+        self, admission: Admission, probe_id: int, peer: str, cancel: Callable[[], None]
+    ) -> None:
+        super().__init__(admission, CallClass.PROBE, None)
+        self.id = probe_id
+        self.peer = peer
+        self.cancel = cancel
+        self.cancelled = False
 
 
 class StreamState(enum.Enum):
@@ -238,6 +270,8 @@ class Admission:
         self._held: Counter[CallClass] = Counter()
         self._subjects: Counter[str] = Counter()
         self._connections: Counter[str] = Counter()
+        self._probes: dict[int, ProbeSlot] = {}
+        self._probe_connections: Counter[str] = Counter()
         self._probation: OrderedDict[int, StreamTicket] = OrderedDict()
         self._verified: dict[str, OrderedDict[int, StreamTicket]] = {}
         self._verified_count = 0
@@ -270,6 +304,8 @@ class Admission:
         with self._lock:
             if kind is CallClass.STREAM:
                 slot: Slot = self._admit_stream(peer, cancel)
+            elif kind is CallClass.PROBE:
+                slot = self._admit_probe(peer, cancel)
             else:
                 if self._held[kind] >= self.budgets.limit(kind):
                     self._refuse(kind.value, "budget")
@@ -320,6 +356,23 @@ class Admission:
         self._connections[peer] += 1
         self._probation[ticket.id] = ticket
         return ticket
+
+    def _admit_probe(self, peer: str, cancel: Callable[[], None]) -> ProbeSlot:
+        b = self.budgets
+        if self._held[CallClass.PROBE] >= b.probe_streams:
+            self._refuse(CallClass.PROBE.value, "budget")
+            raise self._overloaded(CallClass.PROBE)
+        if self._probe_connections[peer] >= b.probes_per_connection:
+            self._refuse(CallClass.PROBE.value, "connection")
+            raise Overloaded(
+                f"at most {b.probes_per_connection} health watch or reflection streams "
+                "per connection"
+            )
+        probe = ProbeSlot(self, next(self._ids), peer, cancel)
+        self._held[CallClass.PROBE] += 1
+        self._probe_connections[peer] += 1
+        self._probes[probe.id] = probe
+        return probe
 
     def _promote(self, ticket: StreamTicket, member: str) -> None:
         b = self.budgets
@@ -397,6 +450,11 @@ class Admission:
                     if self._connections[slot.peer] <= 0:
                         del self._connections[slot.peer]
                 return
+            if isinstance(slot, ProbeSlot):
+                del self._probes[slot.id]
+                self._probe_connections[slot.peer] -= 1
+                if self._probe_connections[slot.peer] <= 0:
+                    del self._probe_connections[slot.peer]
             self._held[slot.kind] -= 1
 
     def _refuse(self, kind: str, reason: str) -> None:
@@ -426,8 +484,21 @@ class Admission:
                 ):
                     ticket.cancelled = True
                     cancels.append(ticket.cancel)
+            cancels.extend(self._overdue_probes(now))
         for cancel in cancels:
             cancel()
+
+    def _overdue_probes(self, now: float) -> list[Callable[[], None]]:
+        """The cancels of probe streams held past ``probe_max_s`` (lock held), each once."""
+        overdue = [
+            p
+            for p in self._probes.values()
+            if not p.cancelled and now - p.admitted_at >= self.budgets.probe_max_s
+        ]
+        for probe in overdue:
+            probe.cancelled = True
+            self.ended["probe-lifetime"] += 1
+        return [p.cancel for p in overdue]
 
     def end_probation(self) -> None:
         """End every stream still on probation (graceful stop: they have nothing in flight)."""

@@ -49,7 +49,11 @@ class ExchangeTuning:
     intake_calls: int = between(64, 1, 4096)
     partner_calls: int = between(32, 1, 4096)
     log_calls: int = between(16, 1, 4096)
-    other_calls: int = between(16, 1, 4096)  # Exchange.Deliver, health Watch, reflection
+    hello_calls: int = between(8, 1, 4096)  # Exchange.Hello: fast, rate-limited per member
+    probe_streams: int = between(8, 1, 4096)  # health Watch and reflection streams …
+    probes_per_connection: int = between(2, 1, 256)  # … of which one connection holds so many
+    probe_max_s: float = between(300.0, 1, 86400)  # … each then cancelled (clients re-open)
+    other_calls: int = between(16, 1, 4096)  # Exchange.Deliver, Statistics
     open_calls: int = between(32, 1, 4096)  # health Check, GetNodeInfo: short, never waiting
     cases_calls: int = between(32, 1, 4096)  # Cases: queues, reads, assess, act, withdraw
     watch_streams: int = between(16, 1, 4096)  # Cases.WatchCases streams open at once

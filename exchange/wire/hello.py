@@ -10,10 +10,11 @@ reverse: none of those begins with these bytes, which are no valid encoding of a
 ``open_hello`` trusts nothing until it has checked, cheapest first: size, the body strictly
 decoded (known fields only, canonical bytes), complete, addressed to this node, from a member of
 the manifest, signed within the clock skew of our time either way (a hello is not stored and
-proves liveness only *now*: an old one proves nothing), then the key valid at that time and the
-signature. The caller (``exchange/hellos.py``) adds the per-member rate limit, the replay guard
-and the TLS binding. A newer manifest epoch than ours is no refusal: the signature verified with
-the keys we hold, and the epoch is only reported.
+proves liveness only *now*: an old one proves nothing), the key valid at that time
+(``vet_hello``: all free), then the signature (``verify_hello``). The caller
+(``exchange/hellos.py``) adds the TLS binding, the rate limits and the replay guard. A newer
+manifest epoch than ours is no refusal: the signature verified with the keys we hold, and the
+epoch is only reported.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 
 from google.protobuf.message import DecodeError
 
+from auth.errors import KeyNotValid, UnknownKey
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from exchange.errors import InvalidHello, InvalidReport, WrongRecipient
@@ -31,7 +33,16 @@ from exchange.wire.codec import from_timestamp, timestamp
 from exchange.wire.known_fields import require_exact
 from ihx.v1 import exchange_pb2 as xpb
 
-__all__ = ["DOMAIN", "MAX_BODY_BYTES", "Hello", "decode_body", "open_hello", "sign_hello"]
+__all__ = [
+    "DOMAIN",
+    "MAX_BODY_BYTES",
+    "Hello",
+    "decode_body",
+    "open_hello",
+    "sign_hello",
+    "verify_hello",
+    "vet_hello",
+]
 
 DOMAIN = b"ihx-hello-v1\0"
 # Two member ids (63 characters), a time, an epoch and a key id: a few hundred bytes at most.
@@ -81,8 +92,7 @@ def decode_body(signed: xpb.SignedHello) -> xpb.HelloBody:
     return body
 
 
-def open_hello(
-    signed: xpb.SignedHello,
+def vet_hello(
     body: xpb.HelloBody,
     *,
     manifest: Manifest,
@@ -90,10 +100,11 @@ def open_hello(
     now: datetime,
     max_skew: timedelta,
 ) -> Hello:
-    """Verify ``body`` (from ``decode_body``) and its signature; a typed error names what failed.
+    """Every check of ``body`` (from ``decode_body``) that costs nothing: the signature is not
+    looked at yet, so the ``Hello`` returned is only what the body *claims*.
 
     Raises ``WrongRecipient``, ``InvalidHello`` (time), and the manifest's ``UnknownMember``,
-    ``UnknownKey``, ``KeyNotValid`` and ``SignatureInvalid``.
+    ``UnknownKey`` and ``KeyNotValid``.
     """
     if body.recipient != self_member:
         raise WrongRecipient(
@@ -114,7 +125,36 @@ def open_hello(
             f"{window.ceiling.isoformat()} (this node's time and clock skew)",
             code="hello-time",
         )
-    manifest.verify_member_signature(
-        body.sender, body.key_id, signed_at, DOMAIN + signed.body, signed.signature
-    )
+    key = member.key(body.key_id)
+    if key is None:
+        raise UnknownKey(f"member {body.sender!r} has no key {body.key_id[:64]!r}")
+    reason = key.invalid_reason(signed_at)
+    if reason is not None:
+        raise KeyNotValid(
+            f"key {body.key_id!r} of member {body.sender!r} is {reason}; the hello was signed "
+            f"at {signed_at.isoformat()}"
+        )
     return Hello(body.sender, signed_at, body.manifest_epoch, body.key_id)
+
+
+def verify_hello(signed: xpb.SignedHello, hello: Hello, manifest: Manifest) -> None:
+    """The signature of ``signed`` (vetted as ``hello``), or ``SignatureInvalid``."""
+    manifest.verify_member_signature(
+        hello.sender, hello.key_id, hello.signed_at, DOMAIN + signed.body, signed.signature
+    )
+
+
+def open_hello(
+    signed: xpb.SignedHello,
+    body: xpb.HelloBody,
+    *,
+    manifest: Manifest,
+    self_member: str,
+    now: datetime,
+    max_skew: timedelta,
+) -> Hello:
+    """Verify ``body`` (from ``decode_body``) and its signature; a typed error names what failed
+    (those of ``vet_hello``, then ``SignatureInvalid``)."""
+    hello = vet_hello(body, manifest=manifest, self_member=self_member, now=now, max_skew=max_skew)
+    verify_hello(signed, hello, manifest)
+    return hello

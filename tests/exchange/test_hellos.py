@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from auth.errors import KeyNotValid, PermissionDenied, SignatureInvalid, UnknownMember
+from auth.errors import (
+    KeyNotValid,
+    PermissionDenied,
+    SignatureInvalid,
+    UnknownKey,
+    UnknownMember,
+)
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from auth.tls import create_ca, issue_node_certificate
@@ -227,19 +233,53 @@ def test_a_replay_is_refused_and_a_newer_hello_taken() -> None:
     assert heard == [DE, DE]
 
 
-def test_a_flood_is_refused_unread_per_member_and_the_budget_refills() -> None:
+def test_a_flood_is_refused_per_member_and_the_budget_refills() -> None:
     clock = Clocked(NOW)
     desk, heard, _ = _desk(clock=clock, burst=3, every_s=10.0)
     for i in range(3):
         desk.take(_hello(at=NOW - timedelta(seconds=10 - i)), None)
-    forged = xpb.SignedHello(body=_hello().body, signature=b"x" * 64)
     with pytest.raises(HelloFlood) as caught:
-        desk.take(forged, None)  # refused before its signature is looked at
+        desk.take(_hello(at=NOW - timedelta(seconds=5)), None)
     assert status_for(caught.value) is grpc.StatusCode.RESOURCE_EXHAUSTED
     desk.take(_hello(signing_key("us-ncmec"), sender="us-ncmec"), None)  # another member's own
     clock.at = NOW + timedelta(seconds=10)
     desk.take(_hello(at=NOW + timedelta(seconds=10)), None)
     assert heard == [DE, DE, DE, "us-ncmec", DE]
+
+
+def test_forged_and_misaddressed_hellos_never_spend_the_named_members_allowance() -> None:
+    desk, heard, _ = _desk(burst=2, every_s=600.0)
+    real = _hello(at=NOW - timedelta(seconds=30))
+    for _ in range(5):  # a forger's: the member's body, any signature
+        with pytest.raises(SignatureInvalid):
+            desk.take(xpb.SignedHello(body=real.body, signature=b"x" * 64), None)
+    for _ in range(5):  # refused by a free check: another recipient, too old, unknown key
+        with pytest.raises(WrongRecipient):
+            desk.take(_hello(recipient="us-ncmec", at=NOW - timedelta(seconds=20)), None)
+        with pytest.raises(InvalidHello):
+            desk.take(_hello(at=NOW - SKEW - timedelta(seconds=1)), None)
+        with pytest.raises(UnknownKey):
+            desk.take(_hello(SigningKey.generate(), at=NOW - timedelta(seconds=20)), None)
+    desk.take(_hello(at=NOW - timedelta(seconds=2)), None)  # de-eco's own hellos: both taken
+    desk.take(_hello(at=NOW - timedelta(seconds=1)), None)
+    assert heard == [DE, DE]
+
+
+def test_forgeries_share_one_allowance_then_hellos_are_refused_unread_until_it_refills() -> None:
+    clock = Clocked(NOW)
+    desk, heard, _ = _desk(clock=clock, forged_burst=2, forged_every_s=5.0)
+    forged = xpb.SignedHello(body=_hello(at=NOW - timedelta(seconds=9)).body, signature=b"x" * 64)
+    for _ in range(2):
+        with pytest.raises(SignatureInvalid):
+            desk.take(forged, None)
+    with pytest.raises(HelloFlood) as caught:
+        desk.take(forged, None)  # the signature is not looked at any more
+    assert "bad signature" in caught.value.message
+    with pytest.raises(HelloFlood):
+        desk.take(_hello(at=NOW - timedelta(seconds=8)), None)  # the price, without mTLS
+    clock.at = NOW + timedelta(seconds=5)
+    desk.take(_hello(at=NOW), None)  # one forgery's worth refilled: genuine hellos pass
+    assert heard == [DE]
 
 
 def test_with_mtls_the_client_must_be_the_member_it_names() -> None:

@@ -13,14 +13,20 @@ while the sender sleeps, and checks that none of them woke it.
 
 from __future__ import annotations
 
+import socket
 import threading
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from auth.keys import SigningKey
+from auth.manifest import Manifest
 from common.clock import system_clock
 from exchange.delivery.greeter import Greeter
 from exchange.ops.metrics import Metrics
@@ -28,6 +34,7 @@ from exchange.settings import ExchangeTuning
 from exchange.wire.hello import sign_hello
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
+from tests.auth.factories import make_member, make_network
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.conftest import MakeCluster
 from tests.integration.ops import channel, stop_quickly
@@ -200,15 +207,15 @@ def test_hostile_hellos_are_refused_and_wake_nobody(outage: tuple[Cluster, FastF
             assert (got, details.split(":")[0]) == (status, code), (name, details)
 
         # A replay flood: a hello nl-eokm took (from inhope, whose sender is not failing: it
-        # wakes nothing), sent again and again, is refused — as a replay while inhope's budget
-        # lasts, unread (RESOURCE_EXHAUSTED) after that.
+        # wakes nothing), sent again and again, is refused as a replay every time (before its
+        # signature is looked at) and spends none of inhope's allowance.
         taken = _hello(_key(cluster, COORDINATOR), sender=COORDINATOR)
         assert stub.Hello(taken, timeout=10).member == NL
         flood = [_refusal(stub, taken)[0] for _ in range(20)]
-        assert set(flood) <= {grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.RESOURCE_EXHAUSTED}
-        assert flood[-10:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 10, flood
+        assert flood == [grpc.StatusCode.ALREADY_EXISTS] * 20
+        assert stub.Hello(_hello(_key(cluster, COORDINATOR), sender=COORDINATOR), timeout=10)
     refused = nl.metrics.hellos_refused
-    assert refused.labels("hello-rate")._value.get() >= 10
+    assert refused.labels("hello-replayed")._value.get() == 20
 
     # None of them woke the sender: no attempt, the backoff as it was, still in its real wait.
     assert waits.sleeping.is_set()
@@ -325,3 +332,146 @@ def test_a_refused_hello_is_not_retried_and_a_stop_ends_the_greeting(
     slow.start()
     slow.stop()
     assert not slow._thread.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_health_watches_held_open_never_shut_out_a_peers_hello(make_cluster: MakeCluster) -> None:
+    cluster = make_cluster(start=(NL,))
+    channels = [grpc.insecure_channel(cluster.address(NL)) for _ in range(12)]
+    held: list[object] = []
+    refused: list[grpc.StatusCode] = []
+    try:
+        for ch in channels:  # two idle watches per connection, more than any budget holds
+            for _ in range(2):
+                call = health_pb2_grpc.HealthStub(ch).Watch(
+                    health_pb2.HealthCheckRequest(service=""), timeout=60
+                )
+                try:
+                    next(call)  # its first answer: the stream is now held by a worker
+                    held.append(call)
+                except grpc.RpcError as error:
+                    refused.append(error.code())
+        assert held
+        assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}  # the watches are bounded
+        with grpc.insecure_channel(cluster.address(NL)) as ch:
+            ack = xgrpc.ExchangeStub(ch).Hello(_hello(_key(cluster, DE)), timeout=10)
+        assert ack.member == NL
+        assert cluster.node(NL).metrics.hellos_received.labels(DE)._value.get() == 1
+    finally:
+        for ch in channels:
+            ch.close()
+
+
+@pytest.mark.timeout(120)
+def test_without_mtls_forged_hellos_cannot_spend_a_members_allowance(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(start=(NL,))
+    de_key = _key(cluster, DE)
+    with grpc.insecure_channel(cluster.address(NL)) as ch:
+        stub = xgrpc.ExchangeStub(ch)
+        for _ in range(8):  # more than de-eco's burst, each naming de-eco with a bad signature
+            forged = xpb.SignedHello(body=_hello(de_key).body, signature=b"\0" * 64)
+            assert _refusal(stub, forged)[0] is grpc.StatusCode.UNAUTHENTICATED
+        assert stub.Hello(_hello(de_key), timeout=10).member == NL
+    assert cluster.node(NL).metrics.hellos_received.labels(DE)._value.get() == 1
+
+
+class Answering(xgrpc.ExchangeServicer):
+    """A healthy peer for every member that names it: acknowledges each hello and notes whom
+    it was addressed to."""
+
+    def __init__(self) -> None:
+        self.greeted: list[str] = []
+
+    def Hello(self, request: xpb.SignedHello, context: grpc.ServicerContext) -> xpb.HelloAck:
+        recipient = xpb.HelloBody.FromString(request.body).recipient
+        self.greeted.append(recipient)
+        return xpb.HelloAck(member=recipient)
+
+
+@pytest.fixture
+def black_holes_then_healthy() -> Iterator[tuple[Manifest, Answering]]:
+    """A manifest of 30 and more black holes (TCP accepted by the kernel, nothing ever read or
+    said) listed first, then 30 healthy peers, all served by one ``Answering`` server."""
+    holes = []
+    for _ in range(30):
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        holes.append(hole)
+    answering = Answering()
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    xgrpc.add_ExchangeServicer_to_server(answering, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    addresses = [f"127.0.0.1:{h.getsockname()[1]}" for h in holes]
+    base = make_network().manifest  # its members are black holes too (nl-eokm greets them)
+    members = [replace(m, endpoint=addresses[0]) for m in base.members]
+    members += [make_member(f"zz-hole-{i}", endpoint=a) for i, a in enumerate(addresses)]
+    members += [make_member(f"zz-ok-{i}", endpoint=f"127.0.0.1:{port}") for i in range(30)]
+    try:
+        yield replace(base, members=tuple(members)), answering
+    finally:
+        server.stop(0)
+        for hole in holes:
+            hole.close()
+
+
+def _greeter(manifest: Manifest, metrics: Metrics, **options: float) -> Greeter:
+    return Greeter(
+        self_member=NL,
+        key=SigningKey.generate(),
+        manifest=lambda: manifest,
+        clock=system_clock,
+        max_message_bytes=PRODUCTION.max_message_bytes,
+        metrics=metrics,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.timeout(120)
+def test_black_holes_listed_first_delay_no_healthy_peers_hello(
+    black_holes_then_healthy: tuple[Manifest, Answering],
+) -> None:
+    manifest, answering = black_holes_then_healthy
+    healthy = sorted(m.id for m in manifest.members if m.id.startswith("zz-ok-"))
+    metrics = Metrics()
+    # The pause before the retry round is 600 s: a healthy peer greeted within the wait below
+    # was greeted in the first pass, before any retry — not after the black holes' retries.
+    greeter = _greeter(manifest, metrics, pause_s=600)
+    greeter.start()
+    try:
+        wait_until(
+            lambda: len(answering.greeted) >= len(healthy),
+            60,
+            what="every healthy peer greeted in the first pass, before any retry round",
+            show=lambda: sorted(answering.greeted),
+        )
+        assert sorted(answering.greeted) == healthy  # each once: nothing healthy was retried
+        wait_until(
+            lambda: all(metrics.hellos_sent.labels(m, "ok")._value.get() == 1 for m in healthy),
+            30,
+            what="each healthy peer's hello counted ok once the first pass's answers are in",
+        )
+        assert not greeter.done.is_set()  # the black holes wait for their retry round
+    finally:
+        greeter.stop()
+    assert greeter.done.is_set()
+    results = {s.labels["result"] for s in metrics.hellos_sent.collect()[0].samples}
+    assert results <= {"ok", "DEADLINE_EXCEEDED", "UNAVAILABLE"}, results
+    assert "ok" in results
+    assert len(results) > 1  # the black holes counted too, each given up on
+
+
+@pytest.mark.timeout(120)
+def test_no_pause_after_the_last_attempt(
+    black_holes_then_healthy: tuple[Manifest, Answering],
+) -> None:
+    manifest, answering = black_holes_then_healthy
+    greeter = _greeter(manifest, Metrics(), attempts=1, pause_s=600)
+    greeter.start()
+    # One attempt each: the round is over once the black holes' deadlines pass, not 600 s later.
+    wait_until(greeter.done.is_set, 60, what="the greeting over after its only attempt")
+    assert len(answering.greeted) == 30
+    greeter.stop()

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,6 +129,20 @@ class HeldStream:
         self._release.set()
         self._thread.join(30)
         self._client.close()
+
+
+@pytest.mark.timeout(40)
+def test_no_other_server_can_share_the_nodes_ports(make_ops_cluster: MakeOpsCluster) -> None:
+    cluster = make_ops_cluster(NL)
+    node = cluster.node(NL)
+    for address in (cluster.address(NL), health_port(node)):
+        # gRPC's default sets SO_REUSEPORT: it could share a port whose holder set it too.
+        intruder = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        try:
+            with pytest.raises(RuntimeError):
+                intruder.add_insecure_port(address)
+        finally:
+            intruder.stop(0)
 
 
 @pytest.mark.timeout(40)

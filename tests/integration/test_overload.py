@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from auth.keys import SigningKey
 from exchange.client.stubs import IntakeClient, PartnerClient
@@ -35,7 +36,7 @@ from tests.integration.conftest import MakeCluster
 from tests.integration.hostile_streams import Attack
 from tests.integration.ops import health_status
 from tests.integration.partner_cluster import NL_POLICE, partner_cluster, pull_token
-from tests.integration.support import DE, NL, US, Cluster, wait_until
+from tests.integration.support import DE, NL, US, Cluster, tuning, wait_until
 
 # Served, not starved: an unprotected node answers none of these before the 10 s client timeout.
 # Quiet, each takes milliseconds; the bound leaves room for a loaded CI machine (1.6 s seen
@@ -222,3 +223,23 @@ def test_silent_and_idle_streams_are_ended_and_honest_senders_close_first(
     wait_until(lambda: sender.idle, 5, what="us-ncmec closing its idle stream")
     assert sender.last_error is None
     assert nl.admission.ended["idle"] == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_health_watch_is_cancelled_after_probe_max_s_and_frees_its_slot(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(extra_settings=tuning(probe_max_s=1, probe_streams=1), start=(NL,))
+    request = health_pb2.HealthCheckRequest(service="")
+    with grpc.insecure_channel(cluster.address(NL)) as ch:
+        watch = health_pb2_grpc.HealthStub(ch).Watch(request, timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as caught:
+            next(watch)  # health does not change: only the lifetime cap ends the stream
+        assert caught.value.code() is grpc.StatusCode.CANCELLED  # type: ignore[attr-defined]
+        # Its one slot is given back (its worker let go), and a new watch is admitted.
+        admission = cluster.node(NL).admission
+        wait_until(lambda: admission.snapshot().get("probe") == 0, 10, what="the slot freed")
+        again = health_pb2_grpc.HealthStub(ch).Watch(request, timeout=30)
+        assert next(again).status == health_pb2.HealthCheckResponse.SERVING
+        again.cancel()

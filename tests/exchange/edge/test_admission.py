@@ -73,7 +73,10 @@ def test_methods_fall_into_their_classes() -> None:
     assert classify(STREAM) is CallClass.STREAM
     assert classify("/ihx.v1.Exchange/GetNodeInfo") is CallClass.OPEN
     assert classify("/grpc.health.v1.Health/Check") is CallClass.OPEN
-    assert classify("/grpc.health.v1.Health/Watch") is CallClass.OTHER  # a stream: budgeted
+    assert classify("/grpc.health.v1.Health/Watch") is CallClass.PROBE  # held open by anyone
+    reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    assert classify(reflection) is CallClass.PROBE
+    assert classify("/ihx.v1.Exchange/Hello") is CallClass.HELLO  # shares with nothing
     assert classify("/ihx.v1.Exchange/Deliver") is CallClass.OTHER
     assert classify(SUBMIT) is CallClass.INTAKE
     assert classify("/ihx.v1.Partner/PullCases") is CallClass.PARTNER
@@ -208,6 +211,46 @@ def test_the_sweep_ends_silent_and_idle_streams_and_cancels_laggards() -> None:
     assert verified.graceful
     assert verified_events == ["woken"]
     assert a.ended == {"first-envelope-timeout": 1, "idle": 1}
+
+
+WATCH = "/grpc.health.v1.Health/Watch"
+HELLO = "/ihx.v1.Exchange/Hello"
+
+
+def test_held_health_watches_shut_out_no_hello_nor_deliver() -> None:
+    a = admission(probe_streams=4, probes_per_connection=2, hello_calls=1, other_calls=1)
+    for i in range(4):  # two connections' worth, two each: the probe budget is full
+        a.acquire(WATCH, f"ipv4:127.0.0.1:{50000 + i // 2}", lambda: None)
+    with pytest.raises(Overloaded):
+        a.acquire(WATCH, "ipv4:127.0.0.1:50009", lambda: None)
+    a.check(HELLO)
+    hello = a.acquire(HELLO, "ipv4:127.0.0.1:50000", lambda: None)
+    a.acquire("/ihx.v1.Exchange/Deliver", "ipv4:127.0.0.1:50000", lambda: None)
+    with pytest.raises(Overloaded):
+        a.check(HELLO)  # hellos have a budget of their own, and it is small
+    hello.release()
+    a.check(HELLO)
+
+
+def test_one_connection_holds_few_probes_and_each_is_cancelled_when_too_old() -> None:
+    clock = Clock()
+    a = admission(clock, probe_streams=8, probes_per_connection=2, probe_max_s=60)
+    cancelled: list[int] = []
+    first = a.acquire(WATCH, "ipv4:127.0.0.1:1", lambda: cancelled.append(1))
+    clock.t += 30
+    a.acquire(WATCH, "ipv4:127.0.0.1:1", lambda: cancelled.append(2))
+    with pytest.raises(Overloaded) as info:
+        a.acquire(WATCH, "ipv4:127.0.0.1:1", lambda: None)
+    assert "per connection" in str(info.value)
+    assert a.refused["connection"] == 1
+    clock.t += 30
+    a.sweep()
+    a.sweep()
+    assert cancelled == [1]  # the first is 60 s old: cancelled, once; the second is not yet
+    first.release()  # its call ended (the cancel's callback): its connection may open another
+    a.acquire(WATCH, "ipv4:127.0.0.1:1", lambda: None)
+    assert a.snapshot()["probe"] == 2
+    assert a.ended["probe-lifetime"] == 1
 
 
 def test_a_token_subject_holds_at_most_its_share() -> None:
