@@ -148,6 +148,9 @@ class ManifestVerifier:
         self._own = own
         self._clock = clock
         self._external = external_issuers(settings, own, clock)
+        for issuer in self._external.values():
+            if isinstance(issuer, RemoteIssuer):
+                issuer.schedule()  # fetched on its worker from the start, not by a first call
         self._verifier = self._build(manifest)
 
     def _build(self, manifest: Manifest) -> TokenVerifier:

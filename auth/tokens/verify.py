@@ -267,7 +267,7 @@ class TokenVerifier:
             if remote is None:
                 raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
             issuer = self._remote_table(remote, remote.current())
-            if kid not in issuer.keys:  # rotated at the IdP? one fetch, within its limit
+            if kid not in issuer.keys:  # rotated at the IdP? a refresh is scheduled, never awaited
                 issuer = self._remote_table(remote, remote.on_unknown_kid())
         if alg not in issuer.algorithms:
             raise _refuse(TokenRefusal.ALG, "algorithm not allowed for this issuer")
@@ -293,9 +293,9 @@ class TokenVerifier:
             raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
         if claims.get("iss") != issuer.issuer:
             raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
-        if issuer.remote is not None:
-            held = issuer.remote.peek()
-            if held is None or kid not in held.keys:
+        if issuer.remote is not None:  # the keys held now (a memoised token may be older)
+            held = issuer.remote.current()
+            if kid not in held.keys:
                 raise _refuse(TokenRefusal.KID, "kid is no longer a key of this issuer")
         window = issuer.windows.get(kid)
         if window is not None and (problem := window.problem(self._clock())) is not None:
