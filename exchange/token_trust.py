@@ -7,7 +7,8 @@ the node's issuer as the manifest states it — the member's unrevoked keys — 
 without the private key (``ihx web``); the node itself passes the issuer of the key it signs with.
 
 A network reader's issuer is ``ihx-member:<id>`` with the member's manifest keys, each with its
-validity window, the network's audience and the reader's grant (auth/manifest/readers.py). The
+validity window, the network's audience and the reader's grant (auth/manifest/readers.py).
+``shrunk_issuers`` names the issuers a newer policy trusts less, whose open web sessions end. The
 ``ihx-member:`` names are the manifest's alone: settings that claim one are refused. The policy
 depends on the manifest, so ``ManifestVerifier`` rebuilds the verifier when a newer manifest is
 accepted — a reader granted, dropped or a reader's key revoked takes effect without a restart.
@@ -130,6 +131,38 @@ def own_issuer(manifest: Manifest, member: str, issuer: str) -> TrustedIssuer:
     return TrustedIssuer(
         issuer, {kid: key for i in issuers for kid, key in i.keys.items()}, ("EdDSA",)
     )
+
+
+def shrunk_issuers(old: TokenPolicy, new: TokenPolicy | None) -> list[str]:
+    """The issuers of ``old`` whose trust ``new`` narrows: gone, a key gone, a key's window
+    shorter or later, or a smaller grant. Sessions opened with their tokens must end.
+
+    A fetched (remote) issuer kept as the same object is unchanged here: its keys are its own.
+    """
+    issuers = {} if new is None else new.issuers
+    return [iss for iss, was in old.issuers.items() if _narrowed(was, issuers.get(iss))]
+
+
+def _narrowed(was: TrustedIssuer | RemoteIssuer, now: TrustedIssuer | RemoteIssuer | None) -> bool:
+    if now is was:
+        return False
+    if not isinstance(was, TrustedIssuer) or not isinstance(now, TrustedIssuer):
+        return True
+    if any(now.keys.get(kid) != key for kid, key in was.keys.items()):
+        return True
+    if set(was.algorithms) - set(now.algorithms):
+        return True
+    if was.grant is not None and (now.grant is None or bool(was.grant - now.grant)):
+        return True
+    return any(_window_narrowed(was.key_windows.get(k), now.key_windows.get(k)) for k in now.keys)
+
+
+def _window_narrowed(was: KeyWindow | None, now: KeyWindow | None) -> bool:
+    if was is None or now is None:
+        return was != now
+    if now.since > was.since:
+        return True
+    return now.until is not None and (was.until is None or now.until < was.until)
 
 
 class ManifestVerifier:
