@@ -16,7 +16,10 @@ the node nothing. While the IdP is down the last good keys stay in use for at mo
 outsider must not learn what the node's network looks like).
 
 With ``discovery`` the JWKS URL comes from ``<iss>/.well-known/openid-configuration``, whose
-``issuer`` must be exactly ``iss`` (OpenID Connect Discovery §4.3). Fetches are fetch.py's:
+``issuer`` must be exactly ``iss`` (OpenID Connect Discovery §4.3) and whose ``jwks_uri`` must
+be on the issuer's own scheme, host and port: a compromised document cannot send the node to
+another host (its loopback included, a port scan). A ``jwks_uri`` the trust file names itself is
+used as given. Fetches are fetch.py's:
 https (http on loopback only), no redirect, bounded in size and total time.
 
 pyjwt's ``PyJWKClient`` is not used for this: it follows redirects, reads answers unbounded,
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from auth.errors import IssuerUnavailable, TrustConfigError
 from auth.tokens.fetch import fetch_json, url_problem
@@ -210,4 +214,18 @@ class RemoteIssuer:
         if (problem := url_problem(jwks_uri)) is not None:
             raise IssuerUnavailable(f"{url}: jwks_uri {problem}")
         assert isinstance(jwks_uri, str)
+        if not _same_origin(jwks_uri, self.issuer):
+            raise IssuerUnavailable(f"{url}: jwks_uri {jwks_uri!r} is not on the issuer's host")
         return jwks_uri
+
+
+def _same_origin(url: str, issuer: str) -> bool:
+    """Whether ``url`` has ``issuer``'s scheme, host and port — so loopback only for an issuer on
+    loopback, and never another host the IdP's document names."""
+    a, b = urlsplit(url), urlsplit(issuer)
+    try:
+        same_port = a.port == b.port
+    except ValueError:  # a port that is not a number
+        return False
+    host_a, host_b = a.hostname, b.hostname
+    return same_port and a.scheme == b.scheme and host_a is not None and host_a == host_b

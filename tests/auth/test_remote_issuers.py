@@ -50,6 +50,7 @@ class Idp:
 
     jwks: Any = field(default_factory=dict)
     discovery_issuer: str | None = None  # None: the server's own base URL
+    discovery_jwks_uri: str | None = None  # None: the server's own /jwks.json
     jwks_status: int = 200
     asked: list[str] = field(default_factory=list)
     base: str = ""
@@ -68,7 +69,7 @@ def idp() -> Iterator[Idp]:
             if self.path == "/.well-known/openid-configuration":
                 doc = {
                     "issuer": state.discovery_issuer or state.base,
-                    "jwks_uri": f"{state.base}/jwks.json",
+                    "jwks_uri": state.discovery_jwks_uri or f"{state.base}/jwks.json",
                 }
                 self._send(200, json.dumps(doc).encode())
             elif self.path == "/jwks.json":
@@ -295,6 +296,27 @@ def test_a_discovery_document_for_another_issuer_is_refused(
     with pytest.raises(IssuerUnavailable):
         _first(world, _token(idp.base, "k1", rsa_key("idp-1")))
     assert "its issuer is not" in caplog.text
+    assert idp.asked == ["/.well-known/openid-configuration"]
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "http://127.0.0.1:9/internal",  # another port of the node's loopback: a port scan
+        "http://localhost:{port}/jwks.json",  # another host name
+        "https://127.0.0.1:{port}/jwks.json",  # another scheme
+    ],
+)
+def test_a_discovery_document_cannot_send_the_node_to_another_host(
+    tmp_path: Path, idp: Idp, caplog: pytest.LogCaptureFixture, elsewhere: str
+) -> None:
+    idp.serve_keys((rsa_key("idp-1"), "k1"))
+    idp.discovery_jwks_uri = elsewhere.format(port=idp.base.rsplit(":", 1)[1])
+    world = _world(tmp_path, idp.base, discovery=True)
+    with pytest.raises(IssuerUnavailable) as caught:
+        _first(world, _token(idp.base, "k1", rsa_key("idp-1")))
+    assert caught.value.message == f"issuer {idp.base}: keys unavailable (none fetched yet)"
+    assert "is not on the issuer's host" in caplog.text
     assert idp.asked == ["/.well-known/openid-configuration"]
 
 
