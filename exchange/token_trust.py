@@ -48,7 +48,8 @@ def external_issuers(
     """The issuers of ``[auth] jwks`` (none without it); never the node's own or a network name.
 
     An issuer there with ``jwks_uri`` or ``discovery`` fetches its keys (cached ``[auth]
-    jwks_cache_s``, refetched at most every ``jwks_refresh_min_s``, ``jwks_timeout_s`` each).
+    jwks_cache_s``, refetched at most every ``jwks_refresh_min_s``, ``jwks_timeout_s`` each,
+    and trusted at most ``jwks_max_stale_s`` after the last good fetch).
     """
     if settings.jwks_path is None:
         return {}
@@ -57,6 +58,7 @@ def external_issuers(
         ttl=timedelta(seconds=auth.jwks_cache_s),
         min_refresh=timedelta(seconds=auth.jwks_refresh_min_s),
         timeout=auth.jwks_timeout_s,
+        max_stale=timedelta(seconds=auth.jwks_max_stale_s),
     )
     external = load_jwks_issuers(settings.jwks_path, clock=clock, options=options)
     if own.issuer in external:

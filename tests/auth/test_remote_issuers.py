@@ -344,3 +344,28 @@ def test_discovery_needs_an_https_issuer(tmp_path: Path) -> None:
     path = write_json(tmp_path / "issuers.json", {"issuers": [entry]})
     with pytest.raises(TrustConfigError, match=r"issuers\[0\]: .*must be https"):
         load_jwks_issuers(path)
+
+
+def test_held_keys_serve_no_longer_than_max_stale(tmp_path: Path, idp: Idp) -> None:
+    idp.serve_keys((rsa_key("stolen"), "k1"))
+    world = _world(tmp_path, idp.base, jwks_uri=f"{idp.base}/jwks.json")
+    token = _token(idp.base, "k1", rsa_key("stolen"))
+    assert _first(world, token).subject
+    # The IdP withdraws k1 (stolen), but the node cannot reach it: blocked, flooded or down.
+    idp.jwks_status = 503
+    world.clock.advance(OPTIONS.max_stale - timedelta(minutes=1))
+    fresh = _token(idp.base, "k1", rsa_key("stolen"), world.clock)
+    assert world.verifier.verify(fresh).subject  # within max_stale: the last keys serve
+    settle(world)
+    world.clock.advance(timedelta(minutes=1))
+    with pytest.raises(IssuerUnavailable, match="keys unavailable"):
+        world.verifier.verify(fresh)  # memoised as authentic, refused all the same
+    settle(world)
+    idp.jwks_status = 200
+    idp.serve_keys((rsa_key("new"), "k2"))
+    world.clock.advance(OPTIONS.min_refresh)
+    with pytest.raises(IssuerUnavailable):
+        world.verifier.verify(fresh)  # schedules a fetch
+    settle(world)
+    with pytest.raises(TokenInvalid, match="no longer a key"):
+        world.verifier.verify(fresh)
