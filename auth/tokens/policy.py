@@ -4,7 +4,7 @@ This is configuration and authorisation, with no token parsing in it. ``TrustedI
 issuer's exact ``iss``, its keys by kid and the algorithms they may verify; ``TokenPolicy`` is
 the node's audience plus its issuers and time limits. Both validate on construction, so a verifier
 never meets an unusable key or an unsafe algorithm: asymmetric signatures only (never ``none`` or
-HMAC, where a public key could be abused as the secret), RSA keys of at least 2048 bits, each EC
+HMAC, where a public key could be abused as the secret), RSA keys of 2048 to 8192 bits, each EC
 curve with its one algorithm. ``Principal`` is who a verified token proves; ``require`` checks a
 scope (``admin`` implies every other).
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEEWAY",
     "DEFAULT_MAX_LIFETIME",
+    "MAX_RSA_BITS",
     "MIN_RSA_BITS",
     "SCOPES_BY_VALUE",
     "SUPPORTED_ALGORITHMS",
@@ -83,6 +84,8 @@ _EC_ALGORITHM_BY_CURVE: Final[Mapping[str, str]] = MappingProxyType(
     {SECP256R1.name: "ES256", SECP384R1.name: "ES384", SECP521R1.name: "ES512"}
 )
 MIN_RSA_BITS: Final = 2048
+# Verifying with a huge modulus costs CPU per token; nobody signs with more than 8192 bits.
+MAX_RSA_BITS: Final = 8192
 
 DEFAULT_LEEWAY: Final = timedelta(seconds=30)
 DEFAULT_MAX_LIFETIME: Final = timedelta(minutes=15)
@@ -261,6 +264,8 @@ def algorithms_for_key(key: object) -> frozenset[str]:
     if isinstance(key, RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise ValueError(f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} required")
+        if key.key_size > MAX_RSA_BITS:
+            raise ValueError(f"RSA key of {key.key_size} bits; at most {MAX_RSA_BITS} accepted")
         return _RSA_ALGORITHMS
     if isinstance(key, EllipticCurvePublicKey):
         alg = _EC_ALGORITHM_BY_CURVE.get(key.curve.name)

@@ -34,6 +34,7 @@ from tests.auth.token_factories import (
     NOW,
     FakeClock,
     PrivateKey,
+    b64url,
     external_token,
     node_key,
     public_jwk,
@@ -42,6 +43,14 @@ from tests.auth.token_factories import (
 )
 
 OPTIONS = RemoteOptions(ttl=timedelta(minutes=5), min_refresh=timedelta(seconds=30), timeout=2.0)
+
+
+def _huge_rsa_jwk(kid: str) -> dict[str, Any]:
+    """A 16384-bit RSA public key (an odd modulus is all a public key needs): too costly to
+    verify with, so refused."""
+    n = (1 << 16383) | 0x10001 | 1
+    raw = n.to_bytes(2048, "big")
+    return {"kty": "RSA", "kid": kid, "n": b64url(raw), "e": "AQAB"}
 
 
 @dataclass
@@ -244,6 +253,7 @@ def test_held_keys_stay_while_the_idp_is_down(tmp_path: Path, idp: Idp) -> None:
     [
         ({"keys": [public_jwk(rsa_key("idp-1"), "k1", d="AQAB")]}, "private key material"),
         ({"keys": [public_jwk(rsa_key("weak", 1024), "k1")]}, "at least 2048"),
+        ({"keys": [_huge_rsa_jwk("k1")]}, "at most 8192"),
         ({"keys": [{"kty": "oct", "kid": "k1", "k": "c2VjcmV0"}]}, "symmetric keys"),
         ({"keys": [public_jwk(rsa_key("idp-1"), "k1", alg="RS512")]}, "issuer's algorithms"),
         ({"keys": []}, "non-empty list"),
