@@ -717,9 +717,9 @@ class Node:
         self.fanout.wake(members)
 
     def _on_manifest(self, manifest: Manifest) -> None:
-        self.fanout.ensure(manifest)
         try:
             # The network readers (and their keys) are the manifest's: verify with the new ones.
+            # First, so that a revoked key is refused even if the fan-out below fails.
             self.verifier.rebuild(manifest)
         except AuthError as error:
             log.error(
@@ -727,6 +727,7 @@ class Node:
                 manifest.epoch,
                 error,
             )
+        self.fanout.ensure(manifest)
 
     def _watch_manifest(self) -> None:
         while not self._stop.wait(self.settings.exchange.manifest_poll_s):

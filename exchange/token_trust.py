@@ -7,7 +7,8 @@ the node's issuer as the manifest states it — the member's unrevoked keys — 
 without the private key (``ihx web``); the node itself passes the issuer of the key it signs with.
 
 A network reader's issuer is ``ihx-member:<id>`` with the member's manifest keys, each with its
-validity window, the network's audience and the reader's grant (auth/manifest/readers.py). The
+validity window, the network's audience and the reader's grant (auth/manifest/readers.py).
+``shrunk_issuers`` names the issuers a newer policy trusts less, whose open web sessions end. The
 ``ihx-member:`` names are the manifest's alone: settings that claim one are refused. The policy
 depends on the manifest, so ``ManifestVerifier`` rebuilds the verifier when a newer manifest is
 accepted — a reader granted, dropped or a reader's key revoked takes effect without a restart.
@@ -47,7 +48,8 @@ def external_issuers(
     """The issuers of ``[auth] jwks`` (none without it); never the node's own or a network name.
 
     An issuer there with ``jwks_uri`` or ``discovery`` fetches its keys (cached ``[auth]
-    jwks_cache_s``, refetched at most every ``jwks_refresh_min_s``, ``jwks_timeout_s`` each).
+    jwks_cache_s``, refetched at most every ``jwks_refresh_min_s``, ``jwks_timeout_s`` each,
+    and trusted at most ``jwks_max_stale_s`` after the last good fetch).
     """
     if settings.jwks_path is None:
         return {}
@@ -56,6 +58,7 @@ def external_issuers(
         ttl=timedelta(seconds=auth.jwks_cache_s),
         min_refresh=timedelta(seconds=auth.jwks_refresh_min_s),
         timeout=auth.jwks_timeout_s,
+        max_stale=timedelta(seconds=auth.jwks_max_stale_s),
     )
     external = load_jwks_issuers(settings.jwks_path, clock=clock, options=options)
     if own.issuer in external:
@@ -132,6 +135,38 @@ def own_issuer(manifest: Manifest, member: str, issuer: str) -> TrustedIssuer:
     )
 
 
+def shrunk_issuers(old: TokenPolicy, new: TokenPolicy | None) -> list[str]:
+    """The issuers of ``old`` whose trust ``new`` narrows: gone, a key gone, a key's window
+    shorter or later, or a smaller grant. Sessions opened with their tokens must end.
+
+    A fetched (remote) issuer kept as the same object is unchanged here: its keys are its own.
+    """
+    issuers = {} if new is None else new.issuers
+    return [iss for iss, was in old.issuers.items() if _narrowed(was, issuers.get(iss))]
+
+
+def _narrowed(was: TrustedIssuer | RemoteIssuer, now: TrustedIssuer | RemoteIssuer | None) -> bool:
+    if now is was:
+        return False
+    if not isinstance(was, TrustedIssuer) or not isinstance(now, TrustedIssuer):
+        return True
+    if any(now.keys.get(kid) != key for kid, key in was.keys.items()):
+        return True
+    if set(was.algorithms) - set(now.algorithms):
+        return True
+    if was.grant is not None and (now.grant is None or bool(was.grant - now.grant)):
+        return True
+    return any(_window_narrowed(was.key_windows.get(k), now.key_windows.get(k)) for k in now.keys)
+
+
+def _window_narrowed(was: KeyWindow | None, now: KeyWindow | None) -> bool:
+    if was is None or now is None:
+        return was != now
+    if now.since > was.since:
+        return True
+    return now.until is not None and (was.until is None or now.until < was.until)
+
+
 class ManifestVerifier:
     """The node's token verifier, rebuilt for each newer manifest (its network readers).
 
@@ -148,6 +183,9 @@ class ManifestVerifier:
         self._own = own
         self._clock = clock
         self._external = external_issuers(settings, own, clock)
+        for issuer in self._external.values():
+            if isinstance(issuer, RemoteIssuer):
+                issuer.schedule()  # fetched on its worker from the start, not by a first call
         self._verifier = self._build(manifest)
 
     def _build(self, manifest: Manifest) -> TokenVerifier:

@@ -1,7 +1,10 @@
 """Trusted external issuers from a trust file: the file → ``TrustedIssuer`` objects, once.
 
 ``{"issuers": [{"iss": …, "algorithms": ["RS256"], "jwks": {"keys": [JWK, …]}}]}``. Nothing in a
-token is ever fetched. An issuer may instead name where its keys are published —
+token is ever fetched. Each issuer may carry only the scopes of its ``grant`` (default
+``["cases:pull"]``: a partner's; ``admin`` or ``cases:work`` only when listed) and, with
+``subjects``, only subjects that regular expression matches whole. An issuer may instead name
+where its keys are published —
 ``"jwks_uri": "https://…"`` or ``"discovery": true`` (OIDC discovery from its ``iss``) — and is
 then a ``RemoteIssuer`` (remote.py) whose fetched sets go through the same checks below.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,8 @@ import jwt
 from auth.errors import TrustConfigError
 from auth.tokens.jose import parse_json
 from auth.tokens.policy import (
+    SCOPES_BY_VALUE,
+    Scope,
     TrustedIssuer,
     VerificationKey,
     algorithm_problem,
@@ -125,11 +131,15 @@ _SOURCES: Final = ("jwks", "jwks_uri", "discovery")
 def _parse_issuer(entry: Any, where: str, remote: _Remote) -> TrustedIssuer | RemoteIssuer:
     if not isinstance(entry, dict):
         raise TrustConfigError(f"{where}: must be an object")
-    _only_members(entry, {"iss", "algorithms", *_SOURCES}, where)
+    _only_members(entry, {"iss", "algorithms", "grant", "subjects", *_SOURCES}, where)
     iss = entry.get("iss")
     if not isinstance(iss, str) or not iss:
         raise TrustConfigError(f"{where}.iss: must be a non-empty string")
     algorithms = _parse_algorithms(entry.get("algorithms"), where)
+    limits = _Limits(
+        _parse_grant(entry.get("grant", [Scope.CASES_PULL.value]), f"{where}.grant"),
+        _parse_subjects(entry.get("subjects"), f"{where}.subjects"),
+    )
     given = [name for name in _SOURCES if name in entry]
     if not given:
         raise TrustConfigError(f"{where}.jwks: required (or jwks_uri, or discovery)")
@@ -137,7 +147,7 @@ def _parse_issuer(entry: Any, where: str, remote: _Remote) -> TrustedIssuer | Re
         raise TrustConfigError(f"{where}: give only one of jwks, jwks_uri and discovery")
     if given == ["jwks"]:
         keys, narrowed = _parse_keys(entry["jwks"], f"{where}.jwks", algorithms)
-        return TrustedIssuer(issuer=iss, keys=keys, algorithms=algorithms, key_algorithms=narrowed)
+        return limits.issuer(iss, keys, algorithms, narrowed)
     if given == ["discovery"] and entry["discovery"] is not True:
         raise TrustConfigError(f"{where}.discovery: must be true (or left out)")
     jwks_uri = entry.get("jwks_uri")
@@ -148,7 +158,7 @@ def _parse_issuer(entry: Any, where: str, remote: _Remote) -> TrustedIssuer | Re
             iss,
             jwks_uri=jwks_uri,
             discovery=given == ["discovery"],
-            parse=lambda document, url: parse_fetched_jwks(document, url, iss, algorithms),
+            parse=lambda document, url: parse_fetched_jwks(document, url, iss, algorithms, limits),
             clock=remote.clock,
             options=remote.options,
         )
@@ -156,8 +166,64 @@ def _parse_issuer(entry: Any, where: str, remote: _Remote) -> TrustedIssuer | Re
         raise TrustConfigError(f"{where}: {exc.message}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """What an external issuer's tokens may do: ``grant`` (scopes) and ``subjects`` (pattern)."""
+
+    grant: frozenset[Scope]
+    subjects: re.Pattern[str] | None
+
+    def issuer(
+        self,
+        iss: str,
+        keys: dict[str, VerificationKey],
+        algorithms: tuple[str, ...],
+        narrowed: dict[str, tuple[str, ...]],
+    ) -> TrustedIssuer:
+        return TrustedIssuer(
+            issuer=iss,
+            keys=keys,
+            algorithms=algorithms,
+            key_algorithms=narrowed,
+            grant=self.grant,
+            subjects=self.subjects,
+        )
+
+
+_DEFAULT_LIMITS: Final = _Limits(frozenset({Scope.CASES_PULL}), None)
+
+
+def _parse_grant(grant: Any, where: str) -> frozenset[Scope]:
+    """The scopes an issuer may grant: a non-empty list of scope names (``admin`` only if named)."""
+    if not isinstance(grant, list) or not grant:
+        raise TrustConfigError(f"{where}: must be a non-empty list of scopes")
+    scopes: set[Scope] = set()
+    for j, name in enumerate(grant):
+        scope = SCOPES_BY_VALUE.get(name) if isinstance(name, str) else None
+        if scope is None:
+            raise TrustConfigError(f"{where}[{j}]: must be one of {', '.join(SCOPES_BY_VALUE)}")
+        scopes.add(scope)
+    return frozenset(scopes)
+
+
+def _parse_subjects(pattern: Any, where: str) -> re.Pattern[str] | None:
+    """The subjects an issuer's tokens may name: a regular expression the whole ``sub`` matches."""
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str) or not pattern or len(pattern) > 256:
+        raise TrustConfigError(f"{where}: must be a regular expression of 1 to 256 characters")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise TrustConfigError(f"{where}: not a regular expression: {exc}") from None
+
+
 def parse_fetched_jwks(
-    document: Any, url: str, iss: str, algorithms: tuple[str, ...]
+    document: Any,
+    url: str,
+    iss: str,
+    algorithms: tuple[str, ...],
+    limits: _Limits = _DEFAULT_LIMITS,
 ) -> TrustedIssuer:
     """A JWKS fetched from ``url`` → the issuer's keys, with the trust file's checks.
 
@@ -168,7 +234,7 @@ def parse_fetched_jwks(
         kept = [k for k in document["keys"] if not (isinstance(k, dict) and k.get("use") == "enc")]
         document = {**document, "keys": kept}
     keys, narrowed = _parse_keys(document, url, algorithms)
-    return TrustedIssuer(issuer=iss, keys=keys, algorithms=algorithms, key_algorithms=narrowed)
+    return limits.issuer(iss, keys, algorithms, narrowed)
 
 
 def _parse_algorithms(algorithms: Any, where: str) -> tuple[str, ...]:

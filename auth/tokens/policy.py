@@ -4,13 +4,15 @@ This is configuration and authorisation, with no token parsing in it. ``TrustedI
 issuer's exact ``iss``, its keys by kid and the algorithms they may verify; ``TokenPolicy`` is
 the node's audience plus its issuers and time limits. Both validate on construction, so a verifier
 never meets an unusable key or an unsafe algorithm: asymmetric signatures only (never ``none`` or
-HMAC, where a public key could be abused as the secret), RSA keys of at least 2048 bits, each EC
+HMAC, where a public key could be abused as the secret), RSA keys of 2048 to 8192 bits, each EC
 curve with its one algorithm. ``Principal`` is who a verified token proves; ``require`` checks a
 scope (``admin`` implies every other).
 
-A *network* issuer (``network_audience`` set: a member the manifest names a network reader)
-differs in three ways: its tokens must name that audience as a single string, they may carry
-only the scopes in ``grant``, and each of its keys has a validity window (the member's manifest
+An issuer may be limited to the scopes of its ``grant`` and the subjects of its ``subjects``
+pattern (the trust file gives an external issuer ``cases:pull`` alone unless it lists more). A
+*network* issuer (``network_audience`` set: a member the manifest names a network reader)
+differs in three ways: its tokens must name that audience as a single string, they always have
+a ``grant`` (read scopes only), and each of its keys has a validity window (the member's manifest
 key: ``not_before`` … ``not_after``/``revoked_at``) checked against the clock on every call.
 """
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEEWAY",
     "DEFAULT_MAX_LIFETIME",
+    "MAX_RSA_BITS",
     "MIN_RSA_BITS",
     "SCOPES_BY_VALUE",
     "SUPPORTED_ALGORITHMS",
@@ -81,6 +84,8 @@ _EC_ALGORITHM_BY_CURVE: Final[Mapping[str, str]] = MappingProxyType(
     {SECP256R1.name: "ES256", SECP384R1.name: "ES384", SECP521R1.name: "ES512"}
 )
 MIN_RSA_BITS: Final = 2048
+# Verifying with a huge modulus costs CPU per token; nobody signs with more than 8192 bits.
+MAX_RSA_BITS: Final = 8192
 
 DEFAULT_LEEWAY: Final = timedelta(seconds=30)
 DEFAULT_MAX_LIFETIME: Final = timedelta(minutes=15)
@@ -113,8 +118,9 @@ class TrustedIssuer:
     ``key_algorithms`` optionally narrows a kid to fewer algorithms than the issuer's (a JWK's own
     ``alg``). Validated at construction, so a verifier never meets an unusable key.
 
-    A network issuer sets ``network_audience`` (its tokens' one ``aud``), ``grant`` (the only
-    scopes its tokens may carry) and a ``KeyWindow`` for each of its keys.
+    ``grant`` is the only scopes its tokens may carry (None: any — the node's own issuer);
+    ``subjects`` the only subjects they may name. A network issuer sets ``network_audience``
+    (its tokens' one ``aud``), a grant without ``admin`` and a ``KeyWindow`` for each key.
     """
 
     issuer: str
@@ -124,6 +130,7 @@ class TrustedIssuer:
     network_audience: str | None = None
     grant: frozenset[Scope] | None = None
     key_windows: Mapping[str, KeyWindow] = field(default_factory=dict)
+    subjects: re.Pattern[str] | None = None  # the only subjects its tokens may name (fullmatch)
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -142,10 +149,12 @@ class TrustedIssuer:
 
 
 def _check_network_fields(trusted: TrustedIssuer, where: str) -> None:
-    """A network issuer has all three of audience, grant and windows; any other has none."""
+    """A network issuer has all three of audience, grant and windows; any other no windows."""
+    if trusted.grant is not None and not trusted.grant:
+        raise TrustConfigError(f"{where}: a grant names at least one scope")
     if trusted.network_audience is None:
-        if trusted.grant is not None or trusted.key_windows:
-            raise TrustConfigError(f"{where}: grant and key windows are for network issuers")
+        if trusted.key_windows:
+            raise TrustConfigError(f"{where}: key windows are for network issuers")
         return
     if not isinstance(trusted.network_audience, str) or not trusted.network_audience:
         raise TrustConfigError(f"{where}: network_audience must be a non-empty string")
@@ -255,6 +264,8 @@ def algorithms_for_key(key: object) -> frozenset[str]:
     if isinstance(key, RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise ValueError(f"RSA key of {key.key_size} bits; at least {MIN_RSA_BITS} required")
+        if key.key_size > MAX_RSA_BITS:
+            raise ValueError(f"RSA key of {key.key_size} bits; at most {MAX_RSA_BITS} accepted")
         return _RSA_ALGORITHMS
     if isinstance(key, EllipticCurvePublicKey):
         alg = _EC_ALGORITHM_BY_CURVE.get(key.curve.name)

@@ -2,16 +2,25 @@
 
 ``RemoteIssuer`` holds the issuer's current keys as a ``TrustedIssuer``, built from each
 fetched JWKS by the same parser as the trust file (jwks.py: public keys only, signature use, our
-key types and curves, RSA >= 2048 bits, the issuer's pinned algorithms) — one bad key refuses
-the whole set and the previous one stays. Keys are kept ``ttl`` and fetched again after it; a
-token naming an unknown kid triggers one fetch at once (the IdP rotated). Every fetch, whatever
-caused it, waits ``min_refresh`` after the previous attempt, so a flood of tokens with random
-kids costs the IdP at most one request per ``min_refresh``. While the IdP is down the last good
-keys stay in use; with none yet, verification answers ``IssuerUnavailable`` for this issuer only.
+key types and curves, RSA 2048–8192 bits, the issuer's pinned algorithms) — one bad key refuses
+the whole set and the previous one stays.
+
+Nothing is ever fetched on the request path: a call answers at once from the keys held. One
+worker thread per issuer does the fetching — when the keys are older than ``ttl`` (and every
+``ttl`` anyway), or when a token named an unknown kid (the IdP rotated), which only *schedules*
+a refresh. Every fetch, whatever asked for it, waits ``min_refresh`` after the previous attempt,
+so a flood of tokens with random kids costs the IdP at most one request per ``min_refresh`` and
+the node nothing. While the IdP is down the last good keys stay in use for at most
+``max_stale`` after they were fetched; past it, or with none yet, verification answers
+``IssuerUnavailable`` for this issuer only, with no detail (the reason goes to the log: an
+outsider must not learn what the node's network looks like).
 
 With ``discovery`` the JWKS URL comes from ``<iss>/.well-known/openid-configuration``, whose
-``issuer`` must be exactly ``iss`` (OpenID Connect Discovery §4.3). Fetches are fetch.py's:
-https (http on loopback only), no redirect, bounded, with a timeout.
+``issuer`` must be exactly ``iss`` (OpenID Connect Discovery §4.3) and whose ``jwks_uri`` must
+be on the issuer's own scheme, host and port: a compromised document cannot send the node to
+another host (its loopback included, a port scan). A ``jwks_uri`` the trust file names itself is
+used as given. Fetches are fetch.py's:
+https (http on loopback only), no redirect, bounded in size and total time.
 
 pyjwt's ``PyJWKClient`` is not used for this: it follows redirects, reads answers unbounded,
 fetches on every unknown kid without a limit and skips unusable keys silently. pyjwt still
@@ -26,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from auth.errors import IssuerUnavailable, TrustConfigError
 from auth.tokens.fetch import fetch_json, url_problem
@@ -44,21 +54,26 @@ Parse = Callable[[Any, str], TrustedIssuer]
 @dataclass(frozen=True, slots=True)
 class RemoteOptions:
     """How fetched keys are kept: ``ttl`` before fetching again, at least ``min_refresh``
-    between two fetches of one issuer, ``timeout`` per request."""
+    between two fetches of one issuer, ``timeout`` for a whole request (DNS, connect, every
+    byte), and ``max_stale``: how long keys fetched once may serve while the IdP is unreachable."""
 
     ttl: timedelta = timedelta(minutes=5)
     min_refresh: timedelta = timedelta(seconds=30)
     timeout: float = 5.0
+    max_stale: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         if self.min_refresh <= timedelta(0) or self.ttl < self.min_refresh:
             raise TrustConfigError("jwks: min_refresh must be positive and at most the ttl")
         if not 0 < self.timeout <= 60:
             raise TrustConfigError("jwks: timeout must be within (0, 60] seconds")
+        if self.max_stale < self.ttl:
+            raise TrustConfigError("jwks: max_stale must be at least the ttl")
 
 
 class RemoteIssuer:
-    """One external issuer with fetched keys; ``current()`` and ``on_unknown_kid()``."""
+    """One external issuer with fetched keys: ``current()``, ``on_unknown_kid()``, ``peek()``
+    answer from the keys held; a worker thread fetches."""
 
     def __init__(
         self,
@@ -83,56 +98,108 @@ class RemoteIssuer:
         self._clock = clock
         self._options = options
         self._fetch = fetch or (lambda url: fetch_json(url, timeout=options.timeout))
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._keys: TrustedIssuer | None = None
         self._fetched_at: datetime | None = None
         self._attempted_at: datetime | None = None
-        self._last_error = "not fetched yet"
+        self._wanted = False  # a refresh is scheduled and not done yet
+        self._worker: threading.Thread | None = None
+        self._closed = False
         self.fetches = 0  # requests made for keys (discovery included): for tests and metrics
+        self.attempts = 0  # refreshes finished, good or not: for tests waiting on the worker
 
     def current(self) -> TrustedIssuer:
-        """The keys in force, fetched first if none are held or they are older than the ttl."""
+        """The keys in force, at once; a refresh is scheduled when they are past the ttl.
+
+        IssuerUnavailable when none are held yet, or the last good ones are past ``max_stale``.
+        """
         keys, fetched = self._keys, self._fetched_at
-        if keys is not None and fetched is not None and self._clock() < fetched + self._options.ttl:
-            return keys
-        return self._refresh()
+        now = self._clock()
+        if keys is None or fetched is None or now >= fetched + self._options.ttl:
+            self.schedule()
+        if keys is None or fetched is None:
+            raise IssuerUnavailable(f"issuer {self.issuer}: keys unavailable (none fetched yet)")
+        if now >= fetched + self._options.max_stale:
+            raise IssuerUnavailable(f"issuer {self.issuer}: keys unavailable (too old)")
+        return keys
 
     def on_unknown_kid(self) -> TrustedIssuer:
-        """A token named a kid we do not hold: fetch again now, if the refresh limit allows."""
-        return self._refresh()
+        """A token named a kid we do not hold: schedule a refresh (within the limit), answer now."""
+        self.schedule()
+        return self.current()
 
     def peek(self) -> TrustedIssuer | None:
-        """The keys held, without fetching."""
-        return self._keys
+        """The keys held and not past ``max_stale``, without fetching."""
+        keys, fetched = self._keys, self._fetched_at
+        if fetched is not None and self._clock() >= fetched + self._options.max_stale:
+            return None
+        return keys
 
-    def _refresh(self) -> TrustedIssuer:
+    def schedule(self) -> None:
+        """Ask the worker for a refresh, unless one was attempted within ``min_refresh``."""
         with self._lock:
+            if self._closed or self._wanted:
+                return
             now = self._clock()
             attempted = self._attempted_at
-            if attempted is None or now >= attempted + self._options.min_refresh:
-                self._attempted_at = now
-                self._fetch_now(now)
-            if self._keys is None:
-                raise IssuerUnavailable(
-                    f"issuer {self.issuer}: no keys yet ({self._last_error}); "
-                    f"next attempt within {self._options.min_refresh.total_seconds():g} s"
+            if attempted is not None and now < attempted + self._options.min_refresh:
+                return
+            self._attempted_at = now
+            self._wanted = True
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name=f"jwks {self.issuer}", daemon=True
                 )
-            return self._keys
+                self._worker.start()
+            self._lock.notify_all()
 
-    def _fetch_now(self, now: datetime) -> None:
+    def wait_settled(self, timeout: float) -> bool:
+        """Wait until no refresh is scheduled or running; False if still busy after ``timeout``."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._wanted, timeout)
+
+    def close(self) -> None:
+        """Stop the worker (after the fetch it may be in)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+    def _work(self) -> None:
+        ttl = self._options.ttl.total_seconds()
+        while True:
+            with self._lock:
+                # Woken by schedule(), or every ttl: keys are kept fresh without a caller.
+                if not self._lock.wait_for(lambda: self._wanted or self._closed, ttl):
+                    self._wanted = True
+                    self._attempted_at = self._clock()
+                if self._closed:
+                    self._wanted = False
+                    self._lock.notify_all()
+                    return
+            try:
+                self._fetch_now()
+            finally:
+                with self._lock:
+                    self._wanted = False
+                    self.attempts += 1
+                    self._lock.notify_all()
+
+    def _fetch_now(self) -> None:
         try:
             jwks_uri = self._discover() if self._discovery else self._jwks_uri
             assert jwks_uri is not None
             self.fetches += 1
             keys = self._parse(self._fetch(jwks_uri), jwks_uri)
         except (IssuerUnavailable, TrustConfigError) as error:
-            self._last_error = error.message
             held = "keeping the keys held" if self._keys is not None else "no keys held"
             log.warning("issuer %s: key fetch failed (%s): %s", self.issuer, held, error.message)
             return
+        except Exception:  # the worker must outlive any surprise from a hostile answer
+            log.exception("issuer %s: key fetch failed unexpectedly", self.issuer)
+            return
         if keys.issuer != self.issuer:
             raise AssertionError("parse must build the issuer it was given")
-        self._keys, self._fetched_at = keys, now
+        self._keys, self._fetched_at = keys, self._clock()
         log.info("issuer %s: %d keys in force", self.issuer, len(keys.keys))
 
     def _discover(self) -> str:
@@ -147,4 +214,18 @@ class RemoteIssuer:
         if (problem := url_problem(jwks_uri)) is not None:
             raise IssuerUnavailable(f"{url}: jwks_uri {problem}")
         assert isinstance(jwks_uri, str)
+        if not _same_origin(jwks_uri, self.issuer):
+            raise IssuerUnavailable(f"{url}: jwks_uri {jwks_uri!r} is not on the issuer's host")
         return jwks_uri
+
+
+def _same_origin(url: str, issuer: str) -> bool:
+    """Whether ``url`` has ``issuer``'s scheme, host and port — so loopback only for an issuer on
+    loopback, and never another host the IdP's document names."""
+    a, b = urlsplit(url), urlsplit(issuer)
+    try:
+        same_port = a.port == b.port
+    except ValueError:  # a port that is not a number
+        return False
+    host_a, host_b = a.hostname, b.hostname
+    return same_port and a.scheme == b.scheme and host_a is not None and host_a == host_b

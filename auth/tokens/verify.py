@@ -120,6 +120,7 @@ class _IssuerTable:
     network: bool  # a network issuer: one-string aud, grant and key windows below
     grant: frozenset[Scope] | None
     windows: Mapping[str, KeyWindow]
+    subjects: re.Pattern[str] | None = None
     remote: RemoteIssuer | None = None  # keys fetched: still held when a memoised token is used
 
 
@@ -142,6 +143,7 @@ def _issuer_table(
         network=network,
         grant=trusted.grant,
         windows=trusted.key_windows,
+        subjects=trusted.subjects,
         remote=remote,
     )
 
@@ -267,7 +269,7 @@ class TokenVerifier:
             if remote is None:
                 raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
             issuer = self._remote_table(remote, remote.current())
-            if kid not in issuer.keys:  # rotated at the IdP? one fetch, within its limit
+            if kid not in issuer.keys:  # rotated at the IdP? a refresh is scheduled, never awaited
                 issuer = self._remote_table(remote, remote.on_unknown_kid())
         if alg not in issuer.algorithms:
             raise _refuse(TokenRefusal.ALG, "algorithm not allowed for this issuer")
@@ -293,9 +295,9 @@ class TokenVerifier:
             raise _refuse(TokenRefusal.AUDIENCE, "token is not for this node")
         if claims.get("iss") != issuer.issuer:
             raise _refuse(TokenRefusal.ISSUER, "issuer is not trusted")
-        if issuer.remote is not None:
-            held = issuer.remote.peek()
-            if held is None or kid not in held.keys:
+        if issuer.remote is not None:  # the keys held now (a memoised token may be older)
+            held = issuer.remote.current()
+            if kid not in held.keys:
                 raise _refuse(TokenRefusal.KID, "kid is no longer a key of this issuer")
         window = issuer.windows.get(kid)
         if window is not None and (problem := window.problem(self._clock())) is not None:
@@ -303,11 +305,10 @@ class TokenVerifier:
         sub, jti = _subject_and_token_id(claims)
         scopes = _parse_scopes(claims.get("scope"))
         if issuer.grant is not None and not scopes <= issuer.grant:
-            beyond = ", ".join(sorted(scopes - issuer.grant))
+            raise _beyond_grant(issuer, scopes - issuer.grant)
+        if issuer.subjects is not None and not issuer.subjects.fullmatch(sub):
             raise PermissionDenied(
-                f"a network token grants only {', '.join(sorted(issuer.grant))} "
-                f"(the manifest's network_readers); it carries {beyond}",
-                code="token-network-scope",
+                "the token's subject is not one this issuer may name", code="token-subject"
             )
         return Principal(
             subject=sub,
@@ -342,6 +343,20 @@ class TokenVerifier:
         if exp - iat > self._max_lifetime:
             raise _refuse(TokenRefusal.LIFETIME, "token lifetime exceeds the maximum")
         return exp
+
+
+def _beyond_grant(issuer: _IssuerTable, beyond: frozenset[Scope]) -> PermissionDenied:
+    granted, extra = ", ".join(sorted(issuer.grant or ())), ", ".join(sorted(beyond))
+    if issuer.network:
+        return PermissionDenied(
+            f"a network token grants only {granted} (the manifest's network_readers); "
+            f"it carries {extra}",
+            code="token-network-scope",
+        )
+    return PermissionDenied(
+        f"tokens of this issuer grant only {granted} (its trust file grant); it carries {extra}",
+        code="token-issuer-scope",
+    )
 
 
 def _algorithm_and_kid(header: Mapping[str, Any]) -> tuple[str, str]:

@@ -3,11 +3,13 @@
 Listing reads a node's log over gRPC with a ``log:read`` token (``--node``), every member's log
 with ``--network MANIFEST`` (one merged, time-ordered view: one network token for all, or
 ``MEMBER=TOKEN`` each — cli/network_reads.py; a member that fails is named, the others are
-still shown, and the command exits 1), or the local database (``--config``); each entry in
-lines of 80 columns, ids whole, or JSON Lines with ``--json``. ``ihx log verify`` walks the hash
-chain from genesis and checks the signed checkpoints (a progress bar on a terminal); it names
-the first bad entry — in a table, or with ``--json`` as one verdict document — and exits 1 when
-the log was edited, cut or reordered, or could not be read.
+still shown, and the command exits 1; with ``--tls-config NODE_TOML`` the calls present that
+node's TLS identity, and no token is sent in plaintext off loopback), or the local database
+(``--config``); each entry in lines
+of 80 columns, ids whole, or JSON Lines with ``--json``. ``ihx log verify`` walks the hash chain
+from genesis and checks the signed checkpoints (a progress bar on a terminal); it names the first
+bad entry — in a table, or with ``--json`` as one verdict document — and exits 1 when the log was
+edited, cut or reordered, or a member could not be read.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ from exchange.cli.network_reads import (
     member_failure,
     member_progress,
     parse_network_tokens,
+    plaintext_refusal,
+    tls_from_config,
+    token_values,
 )
-from exchange.client.stubs import LogClient
+from exchange.client.stubs import ClientTls, LogClient
 from exchange.domain import LogKind
 from exchange.local import open_local
 from exchange.routing_log import Checkpoint, LogEntry
@@ -82,10 +87,22 @@ class _Row:
     entry: LogEntry
 
 
-def _remote_entries(address: str, token: str | None, **filters: Any) -> Iterator[LogEntry]:
-    with LogClient(address, token=token) as client:
+def _remote_entries(
+    address: str, token: str | None, tls: ClientTls | None, **filters: Any
+) -> Iterator[LogEntry]:
+    with LogClient(address, token=token, tls=tls) as client:
         for e in client.entries(**filters):
             yield entry_from_proto(e)
+
+
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(help="Tokens as --token takes them, one a line (kept out of the process list)."),
+]
+TlsConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="A node.toml whose [tls] identity the calls present (members' mTLS)."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -108,6 +125,8 @@ def list_command(
         list[str] | None,
         typer.Option(help="log:read token (--network: a network token), or MEMBER=TOKEN per node."),
     ] = None,
+    token_file: TokenFileOption = None,
+    tls_config: TlsConfigOption = None,
     since: Annotated[str | None, typer.Option(help=f"From: {TIME_HELP}.")] = None,
     until: Annotated[str | None, typer.Option(help="Before: as --since.")] = None,
     country: Annotated[str, typer.Option()] = "",
@@ -132,13 +151,16 @@ def list_command(
         "report_id": report_id,
     }
     failures: list[str] = []
+    values, tls = token_values(token or [], token_file), tls_from_config(tls_config)
     if network is not None:
         manifest = _manifest_file(network)
-        tokens = parse_network_tokens(token or [], manifest)
-        streams = _network_streams(manifest, tokens, filters, limit, failures)
+        tokens = parse_network_tokens(values, manifest)
+        streams = _network_streams(manifest, tokens, tls, filters, limit, failures)
     elif node is not None:
-        default, _ = _tokens(token or [])
-        streams = [_label(node, _remote_entries(node, default, **filters))]
+        default, _ = _tokens(values)
+        if (refusal := plaintext_refusal(node, node, default, tls)) is not None:
+            raise CliError(refusal)
+        streams = [_label(node, _remote_entries(node, default, tls, **filters))]
     else:
         assert config is not None
         streams = [_label("local", _local_entries(config, **filters))]
@@ -153,6 +175,7 @@ def list_command(
 def _network_streams(
     manifest: Manifest,
     tokens: NetworkTokens,
+    tls: ClientTls | None,
     filters: dict[str, Any],
     limit: int,
     failures: list[str],
@@ -162,7 +185,10 @@ def _network_streams(
     members = manifest.members
 
     def read(member_id: str, address: str) -> list[_Row] | str:
-        entries = _remote_entries(address, tokens.token_for(member_id), **filters)
+        token = tokens.token_for(member_id)
+        if (refusal := plaintext_refusal(member_id, address, token, tls)) is not None:
+            return refusal
+        entries = _remote_entries(address, token, tls, **filters)
         try:
             return [_Row(member_id, e) for e in itertools.islice(entries, limit)]
         except grpc.RpcError as error:
@@ -192,6 +218,8 @@ def verify_command(
         list[str] | None,
         typer.Option(help="log:read token (--network: a network token), or MEMBER=TOKEN."),
     ] = None,
+    token_file: TokenFileOption = None,
+    tls_config: TlsConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,
 ) -> None:
     """Check hash chains and signed checkpoints; name the first bad entry (exit 1)."""
@@ -202,7 +230,9 @@ def verify_command(
         if config is not None:
             results = [_verify_local(config, bar)]
         else:
-            results = _verify_members(node, network, manifest, token or [], bar)
+            values = token_values(token or [], token_file)
+            how = _Remote(values, tls_from_config(tls_config))
+            results = _verify_members(node, network, manifest, how, bar)
     if as_json:
         print_json(verdicts_document(results))
     else:
@@ -230,11 +260,19 @@ def _verify_local(config: Path, bar: Progress) -> tuple[str, LogVerdict]:
     return local.member, verdict
 
 
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    """How members are asked: the ``--token`` values and the TLS identity (None: plaintext)."""
+
+    tokens: Sequence[str]
+    tls: ClientTls | None
+
+
 def _verify_members(
     node: str | None,
     network: Path | None,
     manifest: Path | None,
-    token_values: Sequence[str],
+    how: _Remote,
     bar: Progress,
 ) -> list[tuple[str, LogVerdict | str]]:
     """Verify over gRPC every member's log (``--network``) or the one at ``--node``; a member
@@ -244,18 +282,19 @@ def _verify_members(
         raise CliError("--node needs --manifest (the network manifest with the keys)")
     m = _manifest_file(source)
     if network is not None:
-        tokens = parse_network_tokens(token_values, m)
+        tokens = parse_network_tokens(how.tokens, m)
         targets = [(x.id, x.endpoint) for x in m.members]
     else:
-        default, per_member = _tokens(token_values)
+        default, per_member = _tokens(how.tokens)
         tokens = NetworkTokens(default, per_member)
         targets = [(_member_at(m, node or ""), node or "")]
     results: list[tuple[str, LogVerdict | str]] = []
     for member_id, address in targets:
+        token = tokens.token_for(member_id)
+        verdict: LogVerdict | str | None = plaintext_refusal(member_id, address, token, how.tls)
         try:
-            verdict: LogVerdict | str = _verify_remote(
-                member_id, address, tokens.token_for(member_id), m, bar
-            )
+            if verdict is None:
+                verdict = _verify_remote(member_id, address, token, how.tls, m, bar)
         except grpc.RpcError as error:
             verdict = member_failure(member_id, address, error)
         results.append((member_id, verdict))
@@ -313,10 +352,15 @@ def _member_at(manifest: Manifest, address: str) -> str:
 
 
 def _verify_remote(
-    member: str, address: str, token: str | None, manifest: Manifest, bar: Progress
+    member: str,
+    address: str,
+    token: str | None,
+    tls: ClientTls | None,
+    manifest: Manifest,
+    bar: Progress,
 ) -> LogVerdict:
     checkpoints: list[Checkpoint] = []
-    with LogClient(address, token=token) as client:
+    with LogClient(address, token=token, tls=tls) as client:
         try:
             checkpoints.append(checkpoint_from_proto(client.checkpoint()))
         except grpc.RpcError as error:

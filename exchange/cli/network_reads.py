@@ -10,14 +10,21 @@ claims, only to choose: each node verifies the token for real.
 A member that fails is named with its address, the gRPC code and the node's reason
 (``de-eco (127.0.0.1:7702): PERMISSION_DENIED: …``); the command goes on with the others and
 exits 1. Progress is drawn on stderr, and only when stderr is a terminal.
+
+Members' nodes speak mutual TLS: the calls present a node's TLS identity (``client_tls``: the
+``[tls]`` of a node.toml). A token — a network token above all, good at every member — is never
+sent in plaintext off loopback (``plaintext_refusal``): anyone on the path could replay it.
+``--token-file`` keeps tokens out of the process list.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,9 +33,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from auth.manifest import Manifest, network_audience
+from auth.tls import read_pem
 from exchange.cli.common import CliError, one_line
+from exchange.client.stubs import ClientTls
+from exchange.settings import Settings, load_settings
 
-__all__ = ["NetworkTokens", "member_failure", "member_progress", "parse_network_tokens"]
+__all__ = [
+    "NetworkTokens",
+    "client_tls",
+    "member_failure",
+    "member_progress",
+    "parse_network_tokens",
+    "plaintext_refusal",
+    "tls_from_config",
+    "token_values",
+]
 
 _DETAIL_CHARS = 200
 
@@ -117,3 +136,58 @@ def advance(progress: Progress) -> None:
     """One more member done."""
     for task in progress.task_ids:
         progress.advance(task)
+
+
+def client_tls(settings: Settings) -> ClientTls | None:
+    """The node's own identity when it has one: members' nodes require a client certificate."""
+    if settings.tls_cert is None or settings.tls_key is None or settings.tls_ca is None:
+        return None
+    return (
+        read_pem(settings.tls_ca, "TLS CA certificate"),
+        read_pem(settings.tls_cert, "TLS certificate"),
+        read_pem(settings.tls_key, "TLS key"),
+    )
+
+
+def tls_from_config(path: Path | None) -> ClientTls | None:
+    """``--tls-config``: the TLS identity of that node.toml (None without the option)."""
+    if path is None:
+        return None
+    tls = client_tls(load_settings(path))
+    if tls is None:
+        raise CliError(f"--tls-config {path}: its [tls] names no cert, key and ca")
+    return tls
+
+
+def token_values(tokens: Sequence[str], token_file: Path | None) -> list[str]:
+    """``--token`` values, then the lines of ``--token-file`` (blank lines skipped)."""
+    values = list(tokens)
+    if token_file is not None:
+        try:
+            text = token_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CliError(f"--token-file {token_file}: cannot read: {error}") from None
+        values.extend(line.strip() for line in text.splitlines() if line.strip())
+    return values
+
+
+def plaintext_refusal(
+    member: str, address: str, token: str | None, tls: ClientTls | None
+) -> str | None:
+    """Why ``token`` may not go to ``address`` in plaintext (None: it may, or there is none)."""
+    if token is None or tls is not None or _loopback(address):
+        return None
+    return (
+        f"{member} ({address}): not asked: a token is never sent in plaintext off loopback "
+        "(give --tls-config NODE_TOML, the node's TLS identity)"
+    )
+
+
+def _loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

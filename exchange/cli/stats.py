@@ -27,14 +27,17 @@ from typing import Annotated
 
 import typer
 
-from auth.tls import read_pem
 from common.clock import system_clock
 from exchange.cli.common import EXIT_CHECK_FAILED, CliError, err, out, print_json
-from exchange.cli.network_reads import advance, member_progress, parse_network_tokens
+from exchange.cli.network_reads import (
+    advance,
+    client_tls,
+    member_progress,
+    parse_network_tokens,
+)
 from exchange.cli.stats_formats import Figures, json_document
 from exchange.cli.stats_table import print_table
 from exchange.client.statistics import Gathering, gather
-from exchange.client.stubs import ClientTls
 from exchange.local import open_local
 from exchange.settings import Settings, load_settings
 from exchange.stats.asked import parse_period
@@ -185,21 +188,10 @@ def _network(
             everyone=parsed.everyone,
             clock=system_clock,
             max_skew=timedelta(seconds=settings.exchange.max_clock_skew_s),
-            tls=_tls(settings),
+            tls=client_tls(settings),
             timeout=timeout,
             answered=lambda _member: advance(progress),
         )
         merged = gather(manifest, period, how)
     figures = Figures(merged.snapshot, network=True, missing=merged.missing)
     return _Gathered(figures, merged, settings)
-
-
-def _tls(settings: Settings) -> ClientTls | None:
-    """The node's own identity when it has one: members' nodes require a client certificate."""
-    if settings.tls_cert is None or settings.tls_key is None or settings.tls_ca is None:
-        return None
-    return (
-        read_pem(settings.tls_ca, "TLS CA certificate"),
-        read_pem(settings.tls_cert, "TLS certificate"),
-        read_pem(settings.tls_key, "TLS key"),
-    )

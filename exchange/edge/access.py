@@ -10,7 +10,9 @@ or UNAVAILABLE while an external issuer's keys cannot be fetched) and a short re
 
 With an ``Admission`` (exchange/admission.py), a verified caller also holds one of its subject's
 ``calls_per_subject`` slots for the life of the call: one token cannot take a whole service's
-budget. Over it, the call is refused with RESOURCE_EXHAUSTED.
+budget. A subject is counted with its issuer (``caller_key``): every issuer names its own
+subjects, so a network reader minting ``sub=nl-police`` cannot use up the real partner's slots.
+Over its share, the call is refused with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             return _refusal(handler, status, f"{error.code}: {error}")
         admission = self._admission
         if admission is not None:
-            subject, kind = principal.subject, classify(method)
+            subject, kind = caller_key(principal), classify(method)
             try:
                 admission.check_subject(subject, kind)
             except Overloaded as error:
@@ -135,6 +137,13 @@ class AccessInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 return refusal(handler, error)
             handler = held(handler, lambda _peer, _cancel: admission.acquire_subject(subject, kind))
         return _with_principal(handler, principal)
+
+
+def caller_key(principal: Principal) -> str:
+    """Whom admission counts a call against: the subject *of its issuer*.
+
+    A subject has no space (auth/tokens SUBJECT_PATTERN), so the key is unambiguous."""
+    return f"{principal.issuer} {principal.subject}"
 
 
 def _refusal(handler: Handler, status: grpc.StatusCode, message: str) -> Handler:

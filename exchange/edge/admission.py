@@ -31,8 +31,8 @@ Design:
   (writing receipts to a peer that never reads) is cancelled after ``END_GRACE``. Until a
   stream's worker has really let go it still counts ("ending"), and the ending streams have a
   cap of their own, so churn cannot pile up workers faster than they are freed.
-* Token-authenticated calls also count against their verified subject (``calls_per_subject``);
-  exchange/access.py takes that slot after verifying the token.
+* Token-authenticated calls also count against their verified subject (``calls_per_subject``),
+  keyed by issuer and subject; exchange/access.py takes that slot after verifying the token.
 
 A call is checked twice. On the polling thread (``check``), a class already full is refused
 before anything is queued. The slot itself is taken (``acquire``) when the call's worker starts

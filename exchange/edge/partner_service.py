@@ -2,7 +2,10 @@
 acknowledge them, record feedback on them, hold the notices to the hoster (evidence first).
 
 The caller's identity is the verified token's subject (exchange/edge/access.py); a partner only
-ever reaches its own cases (exchange/partners.py). Protobuf conversion is the codec's.
+ever reaches its own cases (exchange/partners.py). A network reader's token (issuer
+``ihx-member:…``, minted by another member for any subject it likes) is never a partner, whatever
+its subject: its grant is read scopes only, and this refuses it once more where it matters.
+Protobuf conversion is the codec's.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import timedelta
 import grpc
 
 from auth.errors import PermissionDenied
+from auth.manifest.readers import NETWORK_ISSUER_PREFIX
 from exchange.edge.access import current_principal
 from exchange.edge.streams import abort
 from exchange.errors import InvalidReport
@@ -34,7 +38,10 @@ class PartnerServicer(pgrpc.PartnerServicer):
         self._holds = holds
 
     def _partner(self) -> str:
-        subject = current_principal().subject
+        principal = current_principal()
+        subject = principal.subject
+        if principal.issuer.startswith(NETWORK_ISSUER_PREFIX):
+            raise PermissionDenied("a network reader's token is never a partner's")
         if subject not in self._partners.partners:
             raise PermissionDenied(f"{subject!r} is not a partner of this node")
         return subject

@@ -39,6 +39,7 @@ Example::
     jwks_cache_s = 300.0            # fetched keys kept this long …
     jwks_refresh_min_s = 30.0       # … and fetched at most this often per issuer (unknown kid too)
     jwks_timeout_s = 5.0            # each fetch (https only; http on loopback)
+    jwks_max_stale_s = 86400.0      # fetched keys serve at most this long while the IdP is down
 
     [partners]
     visibility_timeout_s = 300.0

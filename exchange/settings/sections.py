@@ -149,6 +149,9 @@ class AuthSection(_Section):
     jwks_cache_s: float = between(300.0, 10, 86400)
     jwks_refresh_min_s: float = between(30.0, 1, 3600)
     jwks_timeout_s: float = between(5.0, 0.5, 60)
+    # Keys fetched once serve at most this long while the IdP cannot be reached; past it, the
+    # issuer's tokens are UNAVAILABLE (a key the IdP withdrew cannot stay trusted for ever).
+    jwks_max_stale_s: float = between(86400.0, 60, 30 * 86400)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,12 @@
 key). The node may accept a newer manifest at any time — a key revoked or rotated out — so
 every ``REFRESH`` (checked on the next request) the view re-reads the manifest file through its
 ``ManifestStore`` and, when the epoch changed, builds its verifier anew with the same
-``token_policy`` the node uses. If one of the node's own keys is no longer trusted, every session
-of the node's own issuer ends (``on_revoked``): a session does not remember which key signed its
-token, so all of them log in again, with the keys trusted now. With no key of the member left,
-the view refuses the node's own tokens until a manifest names one.
+``token_policy`` the node uses. Every issuer the new policy trusts less (``shrunk_issuers``: a
+key revoked or gone, a network reader dropped or its grant cut) has all its sessions ended
+(``on_revoked``): a session does not remember which key signed its token, so all of them log in
+again, with the keys trusted now. With no key of the member left, the view refuses every token
+until a manifest names one. A manifest whose policy cannot be built leaves the previous one in
+force and is tried again at the next check.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from auth.errors import TokenInvalid
+from auth.errors import TokenInvalid, TrustConfigError
+from auth.manifest.readers import NETWORK_ISSUER_PREFIX
 from auth.tokens import Principal, TokenVerifier
+from auth.tokens.remote import RemoteIssuer
 from common.clock import Clock
 from exchange.errors import ConfigError
 from exchange.local import LocalNode
-from exchange.token_trust import own_issuer, token_policy
+from exchange.token_trust import own_issuer, shrunk_issuers, token_policy
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,19 @@ class Trust:
         self._lock = threading.Lock()
         self._next = clock() + every
         self._epoch = local.manifests.current().epoch
-        self._verifier: TokenVerifier | None = local.token_verifier()
-        self._keys = self._own_keys()
+        verifier = local.token_verifier()
+        self._verifier: TokenVerifier | None = verifier
+        self._policy = verifier.policy
+        # The [auth] jwks issuers, loaded once: a fetched issuer keeps its keys and its worker.
+        own = local.settings.token_issuer
+        self._external = {
+            iss: trusted
+            for iss, trusted in verifier.policy.issuers.items()
+            if iss != own and not iss.startswith(NETWORK_ISSUER_PREFIX)
+        }
+        for trusted in self._external.values():
+            if isinstance(trusted, RemoteIssuer):
+                trusted.schedule()
 
     def verify(self, token: str) -> Principal:
         self.check()
@@ -70,24 +85,26 @@ class Trust:
                 self._rebuild(epoch)
 
     def _rebuild(self, epoch: int) -> None:
-        self._epoch = epoch
+        manifest = self._local.manifests.current()
+        settings = self._local.settings
+        verifier: TokenVerifier | None
         try:
-            manifest = self._local.manifests.current()
-            own = own_issuer(manifest, self._local.member, self._local.settings.token_issuer)
-            policy = token_policy(self._local.settings, self._local.member, own, manifest)
-            self._verifier = TokenVerifier(policy, self._clock)
+            own = own_issuer(manifest, self._local.member, settings.token_issuer)
+            policy = token_policy(settings, self._local.member, own, manifest, self._external)
+            verifier = TokenVerifier(policy, self._clock)
         except ConfigError as error:
             log.warning("web: manifest epoch %d: %s; the node's tokens are refused", epoch, error)
-            self._verifier = None
-        keys = self._own_keys()
-        if self._keys - keys:
-            log.info("web: manifest epoch %d drops a key of this node: its sessions end", epoch)
-            self._on_revoked(self._local.settings.token_issuer)
-        self._keys = keys
+            verifier = None
+        except TrustConfigError as error:
+            # The epoch stays the old one, so the next check tries this manifest again.
+            log.error("web: manifest epoch %d unusable, the previous tokens policy stays: %s",
+                      epoch, error)  # fmt: skip
+            return
+        for iss in shrunk_issuers(self._policy, None if verifier is None else verifier.policy):
+            log.info("web: manifest epoch %d trusts %s less: its sessions end", epoch, iss)
+            self._on_revoked(iss)
+        self._verifier = verifier
+        if verifier is not None:
+            self._policy = verifier.policy
+        self._epoch = epoch
         log.info("web: tokens verified with manifest epoch %d", epoch)
-
-    def _own_keys(self) -> frozenset[str]:
-        member = self._local.manifests.current().find_member(self._local.member)
-        if member is None:
-            return frozenset()
-        return frozenset(k.key_id for k in member.keys if k.revoked_at is None)

@@ -116,6 +116,11 @@ def public_jwk(key: PrivateKey, kid: str, **extra: Any) -> dict[str, Any]:
 # --- the trust configuration ---------------------------------------------------------------------
 
 
+# The test issuers may grant every scope but admin: the tests here are about verification; the
+# default grant (cases:pull) and its limits are tests/auth/test_issuer_grants.py's.
+TEST_GRANT = ["reports:submit", "cases:pull", "cases:work", "log:read", "stats:read"]
+
+
 def issuers_document() -> dict[str, Any]:
     """A valid trusted-issuers (JWKS) document; tests break copies of it field by field."""
     jwcrypto_keys = [
@@ -125,26 +130,31 @@ def issuers_document() -> dict[str, Any]:
         "issuers": [
             {
                 "iss": POLICE_ISSUER,
+                "grant": TEST_GRANT,
                 "algorithms": ["RS256"],
                 "jwks": {"keys": [public_jwk(rsa_key("police"), POLICE_KID, use="sig")]},
             },
             {
                 "iss": EUROPOL_ISSUER,
+                "grant": TEST_GRANT,
                 "algorithms": ["ES256"],
                 "jwks": {"keys": [public_jwk(ec_key("europol"), EUROPOL_KID, alg="ES256")]},
             },
             {
                 "iss": A_ISSUER,
+                "grant": TEST_GRANT,
                 "algorithms": ["EdDSA"],
                 "jwks": {"keys": [public_jwk(ed25519_key("a"), SHARED_KID)]},
             },
             {
                 "iss": B_ISSUER,
+                "grant": TEST_GRANT,
                 "algorithms": ["EdDSA"],
                 "jwks": {"keys": [public_jwk(ed25519_key("b"), SHARED_KID)]},
             },
             {
                 "iss": JWCRYPTO_ISSUER,
+                "grant": TEST_GRANT,
                 "algorithms": ["EdDSA", "RS256", "ES256"],
                 "jwks": {"keys": jwcrypto_keys},
             },

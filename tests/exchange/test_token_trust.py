@@ -27,7 +27,7 @@ from auth.manifest import (
 )
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier, node_issuer
 from exchange.settings import Settings, load_settings
-from exchange.token_trust import ManifestVerifier, network_issuers, token_policy
+from exchange.token_trust import ManifestVerifier, network_issuers, shrunk_issuers, token_policy
 from exchange.tools.provision import write_settings
 from tests.auth.factories import COORDINATOR, NETWORK, T0, make_network, signing_key
 from tests.auth.token_factories import FakeClock, hmac_token, sign, ts
@@ -228,3 +228,18 @@ def _settings(tmp_path: Path) -> Settings:
         asn_db=None,
     )
     return load_settings(config, env={})
+
+
+def test_shrunk_issuers_names_the_issuers_a_newer_manifest_trusts_less() -> None:
+    manifest = _manifest()
+    reader = network_issuer(COORDINATOR)
+    key_id = signing_key(COORDINATOR).key_id
+    same = _policy(dataclasses.replace(manifest, epoch=manifest.epoch + 1))
+    assert shrunk_issuers(_policy(manifest), same) == []
+    narrower = set_network_reader(manifest, COORDINATOR, frozenset({"log:read"}))
+    assert shrunk_issuers(_policy(manifest), _policy(narrower)) == [reader]
+    dropped = set_network_reader(manifest, COORDINATOR, frozenset())
+    assert shrunk_issuers(_policy(manifest), _policy(dropped)) == [reader]
+    revoked = revoke_key(manifest, COORDINATOR, key_id, at=NOW)
+    assert shrunk_issuers(_policy(manifest), _policy(revoked)) == [reader]
+    assert shrunk_issuers(_policy(manifest), None) == [NODE, reader]

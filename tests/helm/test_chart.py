@@ -477,7 +477,7 @@ NODE_TOML_KEYS = {
     "resolver": {"kind", "nameservers", "static"},
     "tls": {"cert", "key", "ca"},
     "metrics": {"listen"},
-    "auth": {"jwks", "jwks_cache_s", "jwks_refresh_min_s", "jwks_timeout_s"},
+    "auth": {"jwks", "jwks_cache_s", "jwks_refresh_min_s", "jwks_timeout_s", "jwks_max_stale_s"},
     "partners": {"rules", "visibility_timeout_s"},
     "exchange": {
         "max_batch",

@@ -132,7 +132,7 @@ ca = "{{ include "ihx.tlsDir" . }}/ca.crt"
 [metrics]
 listen = "0.0.0.0:9464"
 {{- with .Values.auth }}
-{{- if or .trustedIssuers .jwksCacheSeconds .jwksRefreshMinSeconds .jwksTimeoutSeconds }}
+{{- if or .trustedIssuers .jwksCacheSeconds .jwksRefreshMinSeconds .jwksTimeoutSeconds .jwksMaxStaleSeconds }}
 
 [auth]
 {{- if .trustedIssuers }}
@@ -146,6 +146,9 @@ jwks_refresh_min_s = {{ . | toJson }}
 {{- end }}
 {{- with .jwksTimeoutSeconds }}
 jwks_timeout_s = {{ . | toJson }}
+{{- end }}
+{{- with .jwksMaxStaleSeconds }}
+jwks_max_stale_s = {{ . | toJson }}
 {{- end }}
 {{- end }}
 {{- end }}

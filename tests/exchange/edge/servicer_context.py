@@ -26,9 +26,9 @@ class AbortingContext:
 
 
 @contextmanager
-def calling_as(subject: str) -> Iterator[None]:
+def calling_as(subject: str, issuer: str = "test-issuer") -> Iterator[None]:
     """Run the block as the access interceptor would after verifying ``subject``'s token."""
-    principal = Principal(subject, "test-issuer", frozenset({Scope.CASES_PULL}), None, T0)
+    principal = Principal(subject, issuer, frozenset({Scope.CASES_PULL}), None, T0)
     token = access._principal.set(principal)
     try:
         yield

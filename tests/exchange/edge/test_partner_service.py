@@ -90,6 +90,14 @@ def test_a_caller_that_is_not_a_partner_is_refused(servicer: PartnerServicer) ->
     assert caught.value.code is grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_a_network_readers_token_never_acts_as_a_partner(servicer: PartnerServicer) -> None:
+    # Whatever sub a reader's node mints, and even if a grant ever let cases:pull through.
+    with calling_as("nl-police", issuer="ihx-member:be-child-focus"), pytest.raises(Aborted) as c:
+        pull(servicer)
+    assert c.value.code is grpc.StatusCode.PERMISSION_DENIED
+    assert "network reader" in c.value.details
+
+
 def test_a_cursor_not_from_this_node_is_refused(servicer: PartnerServicer) -> None:
     with calling_as("nl-police"), pytest.raises(Aborted) as caught:
         pull(servicer, after_cursor="-1")
