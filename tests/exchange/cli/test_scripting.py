@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner, Result
@@ -222,8 +221,9 @@ NO_JSON = {
 }
 
 
-def _commands(command: click.Command, path: tuple[str, ...] = ()) -> dict[str, click.Command]:
-    found: dict[str, click.Command] = {}
+# Commands are typer's own (vendored) click types; Any as in exchange/cli/main.py.
+def _commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, Any]:
+    found: dict[str, Any] = {}
     subcommands = getattr(command, "commands", None)
     if subcommands is None or (path and command.callback is not None and command.params):
         found[" ".join(path)] = command
