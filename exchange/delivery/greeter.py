@@ -132,8 +132,14 @@ class Greeter:
                     self._tried[member.id] = code.name
                     retry.append(member)
                     continue
-                details = error.details()
-                log.warning("hello refused by %s: %s", member.id, details)
+                if code is grpc.StatusCode.UNIMPLEMENTED:
+                    # A peer older than Hello: expected while members upgrade, not a fault.
+                    log.info("%s does not know hellos yet", member.id, extra={"peer": member.id})
+                else:
+                    details = error.details()
+                    log.warning(
+                        "hello refused by %s: %s", member.id, details, extra={"peer": member.id}
+                    )
                 self._record(member, code.name)
                 continue
             self._record(member, "ok")

@@ -13,6 +13,7 @@ while the sender sleeps, and checks that none of them woke it.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -475,3 +476,32 @@ def test_no_pause_after_the_last_attempt(
     wait_until(greeter.done.is_set, 60, what="the greeting over after its only attempt")
     assert len(answering.greeted) == 30
     greeter.stop()
+
+
+def test_a_peer_older_than_hello_is_noted_not_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A gRPC server without the Hello method — what a member not yet upgraded runs.
+    old = grpc.server(futures.ThreadPoolExecutor(2))
+    port = old.add_insecure_port("127.0.0.1:0")
+    old.start()
+    base = make_network().manifest
+    members = tuple(
+        replace(m, endpoint=f"127.0.0.1:{port}") if m.id != NL else m for m in base.members
+    )
+    metrics = Metrics()
+    greeter = _greeter(replace(base, members=members), metrics, pause_s=0.05)
+    try:
+        with caplog.at_level(logging.INFO, logger="exchange.delivery.greeter"):
+            greeter.start()
+            wait_until(greeter.done.is_set, 30, what="the greeting round over")
+    finally:
+        greeter.stop()
+        old.stop(0)
+    peers = [m.id for m in members if m.id != NL]
+    for peer in peers:
+        assert metrics.hellos_sent.labels(peer, "UNIMPLEMENTED")._value.get() == 1
+    greeter_records = [r for r in caplog.records if r.name == "exchange.delivery.greeter"]
+    assert not [r for r in greeter_records if r.levelno >= logging.WARNING]
+    noted = [r.getMessage() for r in greeter_records if "does not know hellos" in r.getMessage()]
+    assert sorted(noted) == sorted(f"{p} does not know hellos yet" for p in peers)
