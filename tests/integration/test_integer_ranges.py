@@ -3,7 +3,8 @@
 The table is built from the descriptors, not by hand: for each RPC of ``proto/ihx/v1`` every
 integer (and enum) field reachable from its request is found (``tests.fuzz.messages``), and —
 for the Exchange RPCs — every one inside the signed ``EnvelopeHeader`` and inside its report and
-hash-announcement payloads, which a member's valid signature carries past the envelope checks.
+hash-announcement payloads, which a member's valid signature carries past the envelope checks
+(and, for Hello, every one inside the signed hello body).
 Each is sent at 0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**63 - 1, 2**63 and 2**64 - 1 as a raw
 client would put them on the wire (a 64-bit varint; a narrower field decodes it truncated, which
 is how negative values reach signed fields), in an otherwise valid request with a valid token or
@@ -37,8 +38,9 @@ import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from exchange.wire.codec import submission_to_proto
+from exchange.wire.codec import submission_to_proto, timestamp
 from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_EVENT, KIND_REPORT
+from exchange.wire.hello import DOMAIN as HELLO_DOMAIN
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import lifecycle_pb2 as cpb
 from ihx.v1 import report_pb2 as pb
@@ -46,6 +48,7 @@ from ihx.v1 import routing_log_pb2 as lpb
 from tests.exchange.factories import make_submission, url_in
 from tests.fuzz.messages import EDGES, Path, integer_paths, path_name, set_path, wire_value
 from tests.integration.hostile import FORBIDDEN, METHODS, Outcome, Target, request_class
+from tests.integration.support import DE, NL
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,7 +76,7 @@ EDGE_NAMES = {
 @dataclass(frozen=True)
 class Row:
     rpc: str
-    part: str  # "request", or inside an envelope: "header", "report", "announcement"
+    part: str  # "request"; inside an envelope "header", "report", …; "hello": its signed body
     path: Path
     value: int  # as a uint64 varint on the wire
 
@@ -101,6 +104,8 @@ def _rows() -> list[Row]:
             ("announcement", xpb.HashAnnouncement.DESCRIPTOR),
             ("event", cpb.CaseEvent.DESCRIPTOR),
         ]
+    # A hello's integers (its time, its manifest epoch) are inside the signed body it carries.
+    parts["Exchange.Hello"] = [("hello", xpb.HelloBody.DESCRIPTOR)]
     return [
         Row(rpc, part, path, value)
         for rpc, descriptors in parts.items()
@@ -174,9 +179,26 @@ def envelope_for(target: Target, row: Row) -> bytes:
     return data
 
 
+def hello_for(target: Target, row: Row) -> bytes:
+    """A hello de-eco signs with its valid key, the row's value in its signed body."""
+    body = xpb.HelloBody(
+        sender=DE,
+        recipient=NL,
+        signed_at=timestamp(datetime.now(UTC)),
+        manifest_epoch=target.epoch,
+        key_id=target.key.key_id,
+    )
+    set_path(body, row.path, row.value)
+    data = body.SerializeToString(deterministic=True)
+    signed = xpb.SignedHello(body=data, signature=target.key.sign(HELLO_DOMAIN + data))
+    return signed.SerializeToString()
+
+
 def request_for(target: Target, row: Row) -> list[bytes]:
     if row.rpc in EXCHANGE:
         return [envelope_for(target, row)]
+    if row.rpc == "Exchange.Hello":
+        return [hello_for(target, row)]
     msg = request_class(METHODS[row.rpc])()
     submission = make_submission(
         url_in("NL", f"/ranges/{next(target.serial)}.jpg"), hashes=[f"ranges-{row}"]
