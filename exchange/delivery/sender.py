@@ -169,9 +169,6 @@ class PeerSender:
         else:
             self._stale.set()
             self._wake.set()
-            # An attempt may be failing right now, before ``_failing`` says so: its backoff
-            # wait must not swallow the hello. A receipt clears this again (``_stream``).
-            self._retry.set()
 
     @property
     def backoff(self) -> Backoff:
@@ -330,7 +327,6 @@ class PeerSender:
             idle_since = time.monotonic()
             self._backoff.reset()
             self._unreachable = self._failing = False
-            self._retry.clear()  # the peer answers: a hello's early retry is spent
 
     def _room(self, inflight: collections.deque[Batch]) -> bool:
         """Whether another batch may go: ``window`` batches in flight, counted as full ones.
