@@ -72,6 +72,7 @@ from exchange.ops.health import HealthMonitor
 from exchange.ops.listen import check_bindable, refused
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
+from exchange.pdq.case_near import CaseNear
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
@@ -202,12 +203,12 @@ class Node:
         self._monitor: HealthMonitor | None = None
         self._build_delivery()
         self._build_partners()
+        self.pdq = local.pdq_matcher()
+        log.info("PDQ index %s", self.pdq.open())
         self._build_lifecycle()
         self._build_takedown()
         self._build_stats()
         self.notifier = self._build_notices(notice_tls)
-        self.pdq = local.pdq_matcher()
-        log.info("PDQ index %s", self.pdq.open())
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -303,7 +304,12 @@ class Node:
             transfers=Outgoing(self_member=self.member, wake=self.wake),
             retrace=retracer(self.engine, self.tracer),
         )
-        self.case_views = CaseViews(self_member=self.member, engine=self.engine, clock=self._clock)
+        self.case_views = CaseViews(
+            self_member=self.member,
+            engine=self.engine,
+            clock=self._clock,
+            near=CaseNear(self.pdq, self.engine),
+        )
         self.inbound = Inbound(
             self_member=self.member,
             manifest=self.manifests.current,

@@ -71,6 +71,7 @@ class PdqMatcher:
         self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
+        self.opened = False  # set once ``open`` has loaded or rebuilt the index
 
     def __len__(self) -> int:
         return len(self._index)
@@ -80,6 +81,7 @@ class PdqMatcher:
         with self._lock:
             how = self._load() or self._rebuild()
             self._catch_up()
+            self.opened = True
             return how
 
     def save(self) -> None:
@@ -121,9 +123,12 @@ class PdqMatcher:
         max_distance: int | None = None,
         *,
         include_exact: bool = False,
+        own: Sequence[str] | None = None,
     ) -> list[NearAnswer]:
         """Per entry (an item's PDQ hash, or ``None``), its near-known content; one search.
-        ``include_exact``: the hash itself too, at distance 0 (``ihx match``)."""
+        ``include_exact``: the hash itself too, at distance 0 (``ihx match``).
+        ``own``: per entry, a case or report id whose sightings are the item's own and never
+        near to it (the next sighting of that hash is named, if any)."""
         radius = self.max_distance if max_distance is None else max_distance
         if not 0 <= radius <= MAX_DISTANCE:
             raise ValueError(f"max distance is 0 to {MAX_DISTANCE}")
@@ -136,10 +141,11 @@ class PdqMatcher:
         found = self._index.search(to_codes(wanted), radius)
         hit_hex = to_hex(self._index.code_of(found.ids))
         with self._engine.connect() as conn:
-            first = hash_index.pdq_first_sightings(conn, sorted(set(hit_hex)), self.min_quality)
+            seen = hash_index.pdq_sightings(conn, sorted(set(hit_hex)), self.min_quality)
+        mine = [own[i] if own is not None else "" for i in asked]
         near: dict[int, list[NearSighting]] = {}
         for q, hx, d in zip(found.query.tolist(), hit_hex, found.distance.tolist(), strict=True):
-            k = first.get(hx)
+            k = next((s for s in seen.get(hx, ()) if mine[q] not in (s.case_id, s.report_id)), None)
             exact = hx == wanted[q] and not include_exact
             if k is None or exact or len(near.setdefault(q, [])) >= MAX_NEAR:
                 continue

@@ -208,9 +208,55 @@ def pdq_matchable(
     return found
 
 
-def pdq_first_sightings(
-    conn: Connection, hexes: Sequence[str], min_quality: int
-) -> dict[str, KnownContent]:
-    """Per PDQ hash, the first sighting in the network among those of enough quality."""
-    wanted = (ContentHash(HashAlgorithm.PDQ, h) for h in hexes)
-    return {h.hex: k for h, k in known_content(conn, wanted, min_quality=min_quality).items()}
+def pdq_sightings(
+    conn: Connection, hexes: Sequence[str], min_quality: int | None
+) -> dict[str, list[KnownContent]]:
+    """Per PDQ hash, its sightings of at least ``min_quality`` (any: ``None``), earliest
+    first (ties to the lower member id): the first is the first sighting in the network, and a
+    caller that must pass over some (an item's own case or report) takes the next."""
+    found: dict[str, list[KnownContent]] = {}
+    where = [HASH_INDEX.c.algorithm == PDQ]
+    if min_quality is not None:
+        where.append(HASH_INDEX.c.quality >= min_quality)
+    for part in chunks(sorted(set(hexes))):
+        for r in conn.execute(select(HASH_INDEX).where(*where, HASH_INDEX.c.hex.in_(part))):
+            found.setdefault(r.hex, []).append(
+                KnownContent(
+                    ContentHash(HashAlgorithm.PDQ, r.hex, r.quality),
+                    r.member,
+                    r.case_id,
+                    Classification(r.classification),
+                    r.first_seen,
+                    r.report_id,
+                )
+            )
+    for rows in found.values():
+        rows.sort(key=lambda k: (k.first_seen, k.member))
+    return found
+
+
+def pdq_of_items(
+    conn: Connection, report_ids: Sequence[str]
+) -> dict[tuple[str, int], tuple[str, int | None]]:
+    """Per item (report id, index) of these reports with a PDQ hash: the hash and the best
+    quality any sighting of it carries (``None``: no sighting gives one) — an item's own
+    quality is kept only in its sighting (``item_hashes`` has none), and the same hash is the
+    same picture whoever sighted it. Reads ``item_hashes`` beside the index, as one join."""
+    out: dict[tuple[str, int], tuple[str, int | None]] = {}
+    items = schema.item_hashes
+    quality = func.max(HASH_INDEX.c.quality).label("quality")
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(
+            select(items.c.report_id, items.c.idx, items.c.hex, quality)
+            .select_from(
+                items.outerjoin(
+                    HASH_INDEX,
+                    (HASH_INDEX.c.algorithm == PDQ) & (HASH_INDEX.c.hex == items.c.hex),
+                )
+            )
+            .where(items.c.algorithm == PDQ, items.c.report_id.in_(part))
+            .group_by(items.c.report_id, items.c.idx, items.c.hex)
+        )
+        for r in rows:
+            out[(r.report_id, r.idx)] = (r.hex, r.quality)
+    return out

@@ -10,6 +10,8 @@ parameter (tests move it to expire sessions and tokens).
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -24,6 +26,8 @@ from common.errors import IhxError
 from exchange.kept import Kept
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode, open_local
+from exchange.pdq.case_near import CaseNear
+from exchange.pdq.matcher import PdqMatcher
 from exchange.settings import Settings
 from exchange.stats.figures import NodeFigures
 from exchange.store.writer import Writer
@@ -39,6 +43,8 @@ from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
 from exchange.web.trust import Trust
+
+logger = logging.getLogger(__name__)
 
 # The overview's status and the queues' counts: one set-based read of each per 15 s.
 KEPT_TTL = timedelta(seconds=15)
@@ -70,6 +76,7 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
     )
     secure = secure_cookies(settings)
     writer = Writer(local.engine)
+    pdq = local.pdq_matcher()  # opened beside the app (open_pdq): case pages say until then
     web = Web(
         local=local,
         gate=Gate(
@@ -81,7 +88,12 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
             login_total_burst=web_settings.login_total_burst,
         ),
         renderer=Renderer(member=local.member),
-        views=CaseViews(self_member=local.member, engine=local.engine, clock=clock),
+        views=CaseViews(
+            self_member=local.member,
+            engine=local.engine,
+            clock=clock,
+            near=CaseNear(pdq, local.engine),
+        ),
         audit=ViewAudit(writer, clock),
         snapshots=Snapshots(
             NodeFigures(engine=local.engine, member=local.member, clock=clock, writer=writer),
@@ -92,8 +104,24 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
         clock=clock,
         case_views=RateLimit(clock, burst=CASE_VIEW_BURST, every_s=CASE_VIEW_EVERY_S),
         hosts=Kept(clock, ttl=HOSTS_TTL, most=1),
+        pdq=pdq,
     )
     return web, writer
+
+
+def open_pdq(pdq: PdqMatcher) -> threading.Thread:
+    """Open the view's own PDQ index (the node's file, or rebuilt from the sightings) in a
+    thread: at 10 M hashes that takes seconds to minutes, and the view serves meanwhile."""
+
+    def run() -> None:
+        try:
+            logger.info("web view: PDQ index %s", pdq.open())
+        except Exception:
+            logger.exception("web view: the PDQ index did not open; case pages say so")
+
+    thread = threading.Thread(target=run, name="pdq-open", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_app(
@@ -107,6 +135,7 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
+        open_pdq(web.pdq)
         try:
             yield
         finally:
