@@ -534,7 +534,8 @@ def render_pdq(d: CaseDetail, c: Console) -> None:
     c.print(f"\nPDQ items ({len(d.pdq)}): known content, then near-known content")
     for p in d.pdq:
         c.print(f"  {item_name(p.report_id, p.index)}")
-        rows = [("pdq", p.hex), ("known content", known_text(p)), ("near-known", near_summary(p))]
+        c.print(f"      pdq:{p.hex}")  # 74 columns: no label beside it
+        rows = [("known content", known_text(p)), ("near-known", near_summary(p))]
         rows += [("near", near_text(n)) for n in p.near]
         _facts(rows, c, indent="      ")
 
