@@ -4,8 +4,8 @@ the view's own index holds it when the page is read — in Debian's Chromium.
 A federation of its own (de-eco alone, so the shared ``scene``'s counts stay as they are): de-eco
 takes a report whose PDQ hash (quality 90) opens case A, then one whose items are 20 bits from it
 (quality 80) and 21 bits (quality 30, not matched) in case B. B's page names A's sighting at
-distance 20 — and, after a third report 5 bits from B's item, that one first, with no restart: the view
-follows the sightings as they are committed.
+distance 20 — and, after a third report 5 bits from B's item, that one first, with no restart:
+the view follows the sightings as they are committed.
 """
 
 from __future__ import annotations
