@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
@@ -203,8 +204,11 @@ class Node:
         self._monitor: HealthMonitor | None = None
         self._build_delivery()
         self._build_partners()
-        self.pdq = local.pdq_matcher()
+        self.pdq = local.pdq_matcher(follower=f"node@{socket.gethostname()}")
         log.info("PDQ index %s", self.pdq.open())
+        self._pdq_loop = Periodic(
+            "ihx-pdq-trim", settings.pdq.trim_interval_s, lambda: self.pdq.trim(self.writer)
+        )
         self._build_lifecycle()
         self._build_takedown()
         self._build_stats()
@@ -619,6 +623,7 @@ class Node:
         self.checkpointer.start()
         self.retention.start()
         self._stats_loop.start()
+        self._pdq_loop.start()
         if self._recheck_loop is not None:
             self._recheck_loop.start()
         if self.notifier is not None:
@@ -677,6 +682,7 @@ class Node:
         self.checkpointer.stop()
         self.retention.stop()
         self._stats_loop.stop()  # before the writer: a fold is a writer job
+        self._pdq_loop.stop()  # so is a trim of pdq_changes
         if self.rechecker is not None and self._recheck_loop is not None:
             self.rechecker.stop()
             self._recheck_loop.stop()

@@ -2,15 +2,17 @@
 
 Opens the node's files through ``open_local`` (database at schema head, manifest, token
 verifier from the manifest and ``[auth] jwks`` — never the private key), a ``Writer`` of its own
-for the audit entries (started with the app, stopped at shutdown), the sessions, and the pages;
-everything wrapped in ``SecurityHeaders`` so even an error page carries them. The clock is a
-parameter (tests move it to expire sessions and tokens).
+for the audit entries (started with the app, stopped at shutdown), its own PDQ index for the
+case pages' near-known content (opened in the background, a follower of the change feed), the
+sessions, and the pages; everything wrapped in ``SecurityHeaders`` so even an error page
+carries them. The clock is a parameter (tests move it to expire sessions and tokens).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from common.clock import Clock, system_clock
 from common.errors import IhxError
+from common.periodic import Periodic
 from exchange.kept import Kept
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode, open_local
@@ -76,7 +79,8 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
     )
     secure = secure_cookies(settings)
     writer = Writer(local.engine)
-    pdq = local.pdq_matcher()  # opened beside the app (open_pdq): case pages say until then
+    # Opened beside the app (follow_pdq): case pages say so until then.
+    pdq = local.pdq_matcher(follower=f"web@{socket.gethostname()}")
     web = Web(
         local=local,
         gate=Gate(
@@ -109,19 +113,23 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
     return web, writer
 
 
-def open_pdq(pdq: PdqMatcher) -> threading.Thread:
+def follow_pdq(pdq: PdqMatcher, writer: Writer, interval_s: float) -> Periodic:
     """Open the view's own PDQ index (the node's file, or rebuilt from the sightings) in a
-    thread: at 10 M hashes that takes seconds to minutes, and the view serves meanwhile."""
+    thread — at 10 M hashes that takes seconds to minutes, and the view serves meanwhile —
+    then follow the change feed as one of its followers, trimming it like the node does.
+    The returned loop is stopped before the writer."""
+    loop = Periodic("ihx-web-pdq-trim", interval_s, lambda: pdq.trim(writer))
 
     def run() -> None:
         try:
             logger.info("web view: PDQ index %s", pdq.open())
         except Exception:
             logger.exception("web view: the PDQ index did not open; case pages say so")
+            return
+        loop.start()
 
-    thread = threading.Thread(target=run, name="pdq-open", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=run, name="pdq-open", daemon=True).start()
+    return loop
 
 
 def build_app(
@@ -135,10 +143,11 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
-        open_pdq(web.pdq)
+        pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)
         try:
             yield
         finally:
+            pdq_loop.stop()  # before the writer: a trim is a writer job
             writer.stop()
             web.local.close()
 

@@ -22,7 +22,8 @@ from tests.exchange.factories import make_submission, make_test_item, url_in
 from tests.integration.conftest import MakeCluster
 from tests.integration.support import DE, FAST_TUNING, NL, US, Cluster, wait_until
 
-SEND_QUALITY = FAST_TUNING + "\n[pdq]\nsend_quality = true\n"
+# The change feed trimmed every 0.2 s: the running node trims it (no stop needed).
+SEND_QUALITY = FAST_TUNING + "\n[pdq]\nsend_quality = true\ntrim_interval_s = 0.2\n"
 
 SEEN = "c3" * 32
 
@@ -95,6 +96,14 @@ def test_a_near_duplicate_at_us_is_flagged_against_de_sighting(
     assert list(same.near) == []  # its near hashes are its own report's
 
     _the_us_case_shows_it(cluster, later.report_id, de_case)
+    wait_until(
+        lambda: cluster.count(US, "pdq_changes") == 1,
+        30,
+        what="us-ncmec's pdq_changes trimmed to its last change while it runs",
+        show=lambda: cluster.rows(US, "SELECT * FROM pdq_followers"),
+    )
+    last = cluster.scalar(US, "SELECT max(seq) FROM pdq_changes")
+    assert cluster.rows(US, "SELECT cursor FROM pdq_followers") == [(last,)]
 
 
 def _the_us_case_shows_it(cluster: Cluster, report_id: str, de_case: str) -> None:
