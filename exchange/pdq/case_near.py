@@ -36,11 +36,13 @@ class CaseNear:
     def of_case(self, case_id: str, items: Sequence[ItemKey]) -> tuple[tuple[ItemPdq, ...], str]:
         """Per PDQ item of ``items`` (in their order), its known and near-known content; or
         none and a note saying why it cannot be told now."""
-        if not self._matcher.opened:
-            return (), OPENING
         with self._engine.connect() as conn:
             held = hash_index.pdq_of_items(conn, sorted({r for r, _ in items}))
             keys = [k for k in dict.fromkeys(items) if k in held]
+            if not keys:
+                return (), ""  # no PDQ item: nothing to tell, index open or not
+            if not self._matcher.opened:
+                return (), OPENING
             seen = hash_index.pdq_sightings(conn, sorted({held[k][0] for k in keys}), None)
         hashes = [ContentHash(HashAlgorithm.PDQ, held[k][0], held[k][1]) for k in keys]
         answers = self._matcher.match(hashes, own=[case_id] * len(hashes))
