@@ -405,6 +405,20 @@ class ItemStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemPdq:
+    """A case item's PDQ hash as the case shows it: the same hash's first sighting in another
+    case (exact known content) apart from the nearest other hashes within the threshold
+    (near-known content), or why the hash was not near-matched."""
+
+    report_id: str
+    index: int
+    hex: str
+    known: Sighting | None
+    near: tuple[NearSighting, ...] = ()
+    not_matched: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     """A report as an analyst submits it, before the node canonicalises and traces it.
 

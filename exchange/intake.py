@@ -160,7 +160,8 @@ class Intake:
         pdq = [h for r in results for h in r.pdq]
         if all(h is None for h in pdq):
             return [_no_pdq(r) for r in results]
-        answers = iter(self._pdq.match(pdq))
+        own = [r.report_id for r in results for _ in r.pdq]  # a report's items: not near
+        answers = iter(self._pdq.match(pdq, own=own))
         out = []
         for result in results:
             statuses = tuple(

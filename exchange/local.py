@@ -102,14 +102,19 @@ class LocalNode:
         own = own_issuer(manifest, self.member, self.settings.token_issuer)
         return TokenVerifier(token_policy(self.settings, self.member, own, manifest), self.clock)
 
-    def pdq_matcher(self) -> PdqMatcher:
-        """The near-duplicate matcher of ``[pdq]`` over this node's sightings (not yet opened)."""
+    def pdq_matcher(self, follower: str = "") -> PdqMatcher:
+        """The near-duplicate matcher of ``[pdq]`` over this node's sightings (not yet opened);
+        ``follower``: its name among the followers of the change feed (a process that keeps
+        its index and trims the feed), "" for a one-off reader."""
         pdq = self.settings.pdq
         return PdqMatcher(
             self.engine,
             max_distance=pdq.max_distance,
             min_quality=pdq.min_quality,
             path=index_file(self.settings.database_url, pdq.index_path),
+            follower=follower,
+            clock=self.clock,
+            lease=timedelta(seconds=pdq.follower_lease_s),
         )
 
     def close(self) -> None:

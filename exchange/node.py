@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
@@ -72,6 +73,7 @@ from exchange.ops.health import HealthMonitor
 from exchange.ops.listen import check_bindable, refused
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
+from exchange.pdq.case_near import CaseNear
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
@@ -202,12 +204,15 @@ class Node:
         self._monitor: HealthMonitor | None = None
         self._build_delivery()
         self._build_partners()
+        self.pdq = local.pdq_matcher(follower=f"node@{socket.gethostname()}")
+        log.info("PDQ index %s", self.pdq.open())
+        self._pdq_loop = Periodic(
+            "ihx-pdq-trim", settings.pdq.trim_interval_s, lambda: self.pdq.trim(self.writer)
+        )
         self._build_lifecycle()
         self._build_takedown()
         self._build_stats()
         self.notifier = self._build_notices(notice_tls)
-        self.pdq = local.pdq_matcher()
-        log.info("PDQ index %s", self.pdq.open())
         self._build_intake()
         self._build_server_state()
         self.manifests.listeners.append(self._on_manifest)
@@ -303,7 +308,12 @@ class Node:
             transfers=Outgoing(self_member=self.member, wake=self.wake),
             retrace=retracer(self.engine, self.tracer),
         )
-        self.case_views = CaseViews(self_member=self.member, engine=self.engine, clock=self._clock)
+        self.case_views = CaseViews(
+            self_member=self.member,
+            engine=self.engine,
+            clock=self._clock,
+            near=CaseNear(self.pdq, self.engine),
+        )
         self.inbound = Inbound(
             self_member=self.member,
             manifest=self.manifests.current,
@@ -613,6 +623,7 @@ class Node:
         self.checkpointer.start()
         self.retention.start()
         self._stats_loop.start()
+        self._pdq_loop.start()
         if self._recheck_loop is not None:
             self._recheck_loop.start()
         if self.notifier is not None:
@@ -671,6 +682,7 @@ class Node:
         self.checkpointer.stop()
         self.retention.stop()
         self._stats_loop.stop()  # before the writer: a fold is a writer job
+        self._pdq_loop.stop()  # so is a trim of pdq_changes
         if self.rechecker is not None and self._recheck_loop is not None:
             self.rechecker.stop()
             self._recheck_loop.stop()

@@ -33,12 +33,22 @@ from exchange.client.case_text import (
     event_text,
     item_name,
     items_text,
+    known_text,
     move_text,
     moved_from_text,
+    near_summary,
+    near_text,
     takedown_clock,
 )
 from exchange.client.stubs import CasesClient, ItemKey
-from exchange.domain import AgeGroup, Classification, is_report_id
+from exchange.domain import (
+    AgeGroup,
+    Classification,
+    ItemPdq,
+    NearSighting,
+    Sighting,
+    is_report_id,
+)
 from exchange.lifecycle.model import (
     Action,
     ActionKind,
@@ -339,6 +349,34 @@ def case_document(d: CaseDetail) -> dict[str, Any]:
         "moved_from": move_document(d.moved_from) if d.moved_from is not None else None,
         "history": [event_document(e) for e in d.history],
         "moved_to": [move_document(m) for m in d.moved_to],
+        "pdq": [pdq_document(p) for p in d.pdq],
+        "pdq_note": d.pdq_note or None,
+    }
+
+
+def sighting_document(s: Sighting) -> dict[str, Any]:
+    return {
+        "member": s.member,
+        "case_id": s.case_id,
+        "classification": s.classification,
+        "first_seen": format_time(s.first_seen),
+    }
+
+
+def near_document(n: NearSighting) -> dict[str, Any]:
+    return {"hex": n.hex, "distance": n.distance, **sighting_document(n.sighting)}
+
+
+def pdq_document(p: ItemPdq) -> dict[str, Any]:
+    """A PDQ item: exact known content (``known``) apart from near-known content (``near``)."""
+    return {
+        "item": item_name(p.report_id, p.index),
+        "report_id": p.report_id,
+        "index": p.index,
+        "hex": p.hex,
+        "known": sighting_document(p.known) if p.known is not None else None,
+        "near": [near_document(n) for n in p.near],
+        "not_matched": p.not_matched or None,
     }
 
 
@@ -444,6 +482,7 @@ def render_case(d: CaseDetail, c: Console) -> None:
     _facts(facts, c)
     _lines([move_text(m) for m in d.moved_to], c)
     render_items(d.items, c)
+    render_pdq(d, c)
     render_timeline(d.timeline, c)
     if d.history and d.moved_from is not None:
         render_timeline(d.history, c, title=f"history at {d.moved_from.from_member}, read-only")
@@ -483,6 +522,21 @@ def render_items(items: Sequence[ItemState], c: Console) -> None:
             rows.append(("reason", str(s.close_reason)))
         if s.moved_to_country:
             rows.append(("moved to", f"{s.moved_to_country} ({s.moved_to_member})"))
+        _facts(rows, c, indent="      ")
+
+
+def render_pdq(d: CaseDetail, c: Console) -> None:
+    """Each PDQ item's known content, then its near-known content, nearest first."""
+    if d.pdq_note:
+        c.print(f"\n{d.pdq_note}")
+    if not d.pdq:
+        return
+    c.print(f"\nPDQ items ({len(d.pdq)}): known content, then near-known content")
+    for p in d.pdq:
+        c.print(f"  {item_name(p.report_id, p.index)}")
+        c.print(f"      pdq:{p.hex}")  # 74 columns: no label beside it
+        rows = [("known content", known_text(p)), ("near-known", near_summary(p))]
+        rows += [("near", near_text(n)) for n in p.near]
         _facts(rows, c, indent="      ")
 
 

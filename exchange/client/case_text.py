@@ -1,16 +1,19 @@
 """What a person reads of a case: the takedown clock of an item, and one line per lifecycle step.
 
-Shared by ``ihx case`` / ``ihx report`` (exchange/cli/casework.py) and ``ihx demo``, so both
-say the same thing the same way. The takedown clock starts at the holder's signed receipt
-(``clock_started``); the durations are INHOPE's headline figures per item: time to assessment,
-to law enforcement, to the notice to the host, and to removal. Pure functions of the domain
-views; no gRPC, no database.
+Shared by ``ihx case`` / ``ihx report`` (exchange/cli/casework.py), ``ihx demo`` and the web
+view's case page, so all say the same thing the same way. A PDQ item's exact known content and
+its near-known content are told apart in words: "known content" is the very hash sighted in
+another case, "near" another hash within the threshold, with its distance. The takedown clock
+starts at the holder's signed receipt (``clock_started``); the durations are INHOPE's headline
+figures per item: time to assessment, to law enforcement, to the notice to the host, and to
+removal. Pure functions of the domain views; no gRPC, no database.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from exchange.domain import ItemPdq, NearSighting, Sighting
 from exchange.lifecycle.model import (
     Action,
     ActionKind,
@@ -138,3 +141,33 @@ def move_text(m: Move) -> str:
 def moved_from_text(m: Move) -> str:
     """Where a case held here came from."""
     return f"{m.from_member}, case {m.from_case} (moved to {m.country})"
+
+
+def _second(at: datetime) -> str:
+    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def sighting_text(s: Sighting) -> str:
+    """A first sighting in the network: who, in which case, classified how, since when."""
+    return f"{s.member}, case {s.case_id}, {s.classification}, first seen {_second(s.first_seen)}"
+
+
+def known_text(p: ItemPdq) -> str:
+    """The exact known content of a PDQ item (the same hash in another case), or that none."""
+    if p.known is None:
+        return "not sighted in another case"
+    return sighting_text(p.known)
+
+
+def near_text(n: NearSighting) -> str:
+    """One near-known sighting: its distance first (nearest is listed first)."""
+    return f"distance {n.distance}: {sighting_text(n.sighting)}"
+
+
+def near_summary(p: ItemPdq) -> str:
+    """What the near-known content of a PDQ item comes to, in one phrase."""
+    if p.not_matched:
+        return p.not_matched
+    if not p.near:
+        return "none within the threshold"
+    return f"{len(p.near)} sighting(s), nearest first"

@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from exchange.domain import AgeGroup, Classification
+from exchange.domain import AgeGroup, Classification, ItemPdq
 
 EVENT_ID_PREFIX = "e-"
 MAX_REF = 128  # analyst references, notice recipients, message ids
@@ -306,6 +306,8 @@ class CaseDetail:
     moved_from: Move | None = None  # the case came here by a move
     history: tuple[CaseEvent, ...] = ()  # the old holder's steps before it: read-only
     moved_to: tuple[Move, ...] = ()  # items of this case moved on
+    pdq: tuple[ItemPdq, ...] = ()  # PDQ items' known and near-known content, read when asked
+    pdq_note: str = ""  # why ``pdq`` is empty though items may have PDQ hashes
 
     @property
     def open(self) -> bool:

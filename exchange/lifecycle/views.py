@@ -12,6 +12,7 @@ received them, which for one holder is the order it made them (one ordered strea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -31,6 +32,7 @@ from exchange.lifecycle.model import (
     TimedEvent,
 )
 from exchange.lifecycle.rules import case_closed
+from exchange.pdq.case_near import CaseNear
 from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, partners, reports
@@ -45,14 +47,22 @@ DEFAULT_DAYS = {Queue.OVERDUE: 30, Queue.RECENTLY_CLOSED: 7}
 
 
 class CaseViews:
-    def __init__(self, *, self_member: str, engine: Engine, clock: Clock) -> None:
+    def __init__(
+        self, *, self_member: str, engine: Engine, clock: Clock, near: CaseNear | None = None
+    ) -> None:
         self._self = self_member
         self._engine = engine
         self._clock = clock
+        self._near = near  # the case's PDQ items matched when read (pdq/case_near.py)
 
     def case(self, case_id: str) -> CaseDetail:
         with self._engine.connect() as conn:
-            return case_detail(conn, self._self, case_id)
+            detail = case_detail(conn, self._self, case_id)
+        if self._near is None or detail.anonymised:
+            return detail
+        keys = [(s.ref.report_id, s.ref.index) for s in detail.items]
+        pdq, note = self._near.of_case(detail.id, keys)
+        return replace(detail, pdq=pdq, pdq_note=note)
 
     def report_status(self, report_id: str) -> ReportStatus:
         with self._engine.connect() as conn:

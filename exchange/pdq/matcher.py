@@ -4,8 +4,8 @@ The index holds each PDQ hash that has at least one sighting (this node's own or
 announced one) of quality >= ``[pdq] min_quality``. It follows the sightings table through its
 change feed (``pdq_changes``, appended by ``store/hash_index`` in the transaction of every
 sighting written or retracted): before each match that has a hash to search (unless another
-thread is refreshing: a search never waits for a refresh), and on ``refresh``, the changes after its
-cursor are read and each changed hash is re-decided from the table — added if it still has a
+thread is refreshing: a search never waits for a refresh), and on ``refresh``, the changes after
+its cursor are read and each changed hash is re-decided from the table — added if it still has a
 sighting of enough quality, withdrawn if not. So no writer has to call it, every node answers
 from what it has committed, and a retraction takes the hash out. Change numbers are taken in
 commit order: every sighting is written by the single writer, whose transactions hold the write
@@ -13,14 +13,21 @@ lock (BEGIN IMMEDIATE; a PostgreSQL log shared by replicas: its advisory lock), 
 can commit behind the cursor.
 
 At start the index is loaded from its file when the file's cursor and quality threshold hold
-(then the changes since are applied), else rebuilt from the sightings (about 1 s per 200,000
-hashes on the reference machine, docs/pdq.md). It is saved when the node stops, and
-``pdq_changes`` trimmed then: to one row per hash, and on SQLite to the file's cursor.
+and the feed still has every change since (then those are applied), else rebuilt from the
+sightings (about 1 s per 200,000 hashes on the reference machine, docs/pdq.md). It is saved
+when the node stops.
+
+The feed is trimmed while the node runs (``trim``, every ``[pdq] trim_interval_s``): each
+process keeping an index is a named follower that notes its cursor in ``pdq_followers``, and
+the changes below the lowest cursor of the followers heard from within their lease go. Rows
+only go from the front, so a reader whose cursor is behind the first change held (a follower
+back after its lease, an old file, a one-off reader) knows it missed some and rebuilds.
 
 A match is one vectorised search for a whole batch; each hit within ``max_distance`` other than
 the hash itself (that is exact known content) is answered with the first sighting of the hit
-hash among sightings of enough quality, nearest first, at most ``MAX_NEAR`` per item. A PDQ hash
-of unknown or low quality is not matched, and the answer says why.
+hash among sightings of enough quality — passing over the entry's own (its report's or case's)
+— nearest first, at most ``MAX_NEAR`` per item. A PDQ hash of unknown or low quality is not
+matched, and the answer says why.
 """
 
 from __future__ import annotations
@@ -28,20 +35,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from common.clock import Clock, system_clock
 from exchange.domain import ContentHash, HashAlgorithm, NearSighting
 from exchange.pdq import persist
 from exchange.pdq.codes import to_codes, to_hex
 from exchange.pdq.index import MAX_DISTANCE, PdqIndex
 from exchange.store import hash_index
+from exchange.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
 MAX_NEAR = 10  # per item: the nearest; an analyst opens the case for more
 CHANGES_PAGE = 10_000
+DEFAULT_LEASE = timedelta(minutes=15)  # [pdq] follower_lease_s
 
 NearAnswer = tuple[tuple[NearSighting, ...], str]  # (near sightings, why not matched or "")
 
@@ -62,15 +73,27 @@ def _stamp(cursor: int, min_quality: int) -> int:
 
 class PdqMatcher:
     def __init__(
-        self, engine: Engine, *, max_distance: int, min_quality: int, path: Path | None
+        self,
+        engine: Engine,
+        *,
+        max_distance: int,
+        min_quality: int,
+        path: Path | None,
+        follower: str = "",
+        clock: Clock = system_clock,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._engine = engine
         self.max_distance = max_distance
         self.min_quality = min_quality
         self._path = path
+        self._follower = follower  # its row in pdq_followers ("" for a one-off: ihx match)
+        self._clock = clock
+        self._lease = lease
         self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
+        self.opened = False  # set once ``open`` has loaded or rebuilt the index
 
     def __len__(self) -> int:
         return len(self._index)
@@ -80,26 +103,35 @@ class PdqMatcher:
         with self._lock:
             how = self._load() or self._rebuild()
             self._catch_up()
+            self.opened = True
             return how
 
     def save(self) -> None:
-        """Write the index file (when there is a path), current to the cursor; then trim
-        ``pdq_changes``. Called at stop, after the node's writer stopped."""
+        """Write the index file (when there is a path), current to the cursor; then note the
+        cursor and trim ``pdq_changes``. Called at stop, after the node's writer stopped."""
         with self._lock:
             self._catch_up()
             if self._path is not None:
                 persist.save(self._index, self._path, _stamp(self._cursor, self.min_quality))
-            self._prune(saved=self._path is not None)
-
-    def _prune(self, *, saved: bool) -> None:
-        """Each hash's latest change is kept; on SQLite (one node reads it) with the file saved,
-        nothing before the file's cursor either: a start loads the file or rebuilds from the
-        sightings, and neither reads the changes before that cursor. On PostgreSQL another
-        replica may be behind this cursor, so only the coalescing applies there."""
         with self._engine.begin() as conn:
-            alone = saved and conn.dialect.name == "sqlite"
-            gone = hash_index.prune_pdq_changes(conn, below=self._cursor if alone else None)
-        log.info("pdq_changes trimmed by %d rows", gone)
+            self._note_and_trim(conn)
+
+    def trim(self, writer: Writer) -> int:
+        """Catch up (outside the writer), then in one writer job note this follower's cursor
+        and drop the changes every follower heard from within its lease has applied: run
+        every ``[pdq] trim_interval_s``, so the feed holds only changes a live follower has
+        still to apply. How many changes went."""
+        self.refresh()
+        return writer.execute(lambda tx: self._note_and_trim(tx.conn))
+
+    def _note_and_trim(self, conn: Connection) -> int:
+        now = self._clock()
+        if self._follower:
+            hash_index.record_pdq_follower(conn, self._follower, self._cursor, now)
+        gone = hash_index.trim_pdq_changes(conn, alive_since=now - self._lease)
+        if gone:
+            log.info("pdq_changes trimmed by %d rows", gone)
+        return gone
 
     def refresh(self) -> None:
         with self._lock:
@@ -121,9 +153,12 @@ class PdqMatcher:
         max_distance: int | None = None,
         *,
         include_exact: bool = False,
+        own: Sequence[str] | None = None,
     ) -> list[NearAnswer]:
         """Per entry (an item's PDQ hash, or ``None``), its near-known content; one search.
-        ``include_exact``: the hash itself too, at distance 0 (``ihx match``)."""
+        ``include_exact``: the hash itself too, at distance 0 (``ihx match``).
+        ``own``: per entry, a case or report id whose sightings are the item's own and never
+        near to it (the next sighting of that hash is named, if any)."""
         radius = self.max_distance if max_distance is None else max_distance
         if not 0 <= radius <= MAX_DISTANCE:
             raise ValueError(f"max distance is 0 to {MAX_DISTANCE}")
@@ -136,10 +171,11 @@ class PdqMatcher:
         found = self._index.search(to_codes(wanted), radius)
         hit_hex = to_hex(self._index.code_of(found.ids))
         with self._engine.connect() as conn:
-            first = hash_index.pdq_first_sightings(conn, sorted(set(hit_hex)), self.min_quality)
+            seen = hash_index.pdq_sightings(conn, sorted(set(hit_hex)), self.min_quality)
+        mine = [own[i] if own is not None else "" for i in asked]
         near: dict[int, list[NearSighting]] = {}
         for q, hx, d in zip(found.query.tolist(), hit_hex, found.distance.tolist(), strict=True):
-            k = first.get(hx)
+            k = next((s for s in seen.get(hx, ()) if mine[q] not in (s.case_id, s.report_id)), None)
             exact = hx == wanted[q] and not include_exact
             if k is None or exact or len(near.setdefault(q, [])) >= MAX_NEAR:
                 continue
@@ -168,8 +204,9 @@ class PdqMatcher:
         cursor, quality = divmod(stamp, 128)
         with self._engine.connect() as conn:
             current = hash_index.pdq_cursor(conn)
-        if quality != self.min_quality or cursor > current:
-            return ""  # another threshold, or a database older than the file
+            first = hash_index.pdq_first_change(conn)
+        if quality != self.min_quality or cursor > current or first > cursor + 1:
+            return ""  # another threshold, a database older than the file, a feed trimmed past it
         self._index, self._cursor = index, cursor
         return f"loaded {self._path} ({len(index)} hashes, {current - cursor} changes since)"
 
@@ -187,6 +224,8 @@ class PdqMatcher:
                 changes = hash_index.pdq_changes_after(conn, self._cursor, CHANGES_PAGE)
                 if not changes:
                     return
+                if hash_index.pdq_first_change(conn) > self._cursor + 1:
+                    break  # read after the page: had a trim passed the cursor, this sees it
                 changed = sorted({hx for _, hx in changes})
                 keep = hash_index.pdq_matchable(conn, self.min_quality, changed)
             if keep:
@@ -195,3 +234,6 @@ class PdqMatcher:
             if gone:
                 self._index.remove(to_codes(gone))
             self._cursor = changes[-1][0]
+        # The feed was trimmed past this cursor (not heard from within its lease): the
+        # changes it missed are gone, the sightings are not.
+        log.warning("PDQ index behind the trimmed change feed: %s", self._rebuild())

@@ -238,6 +238,11 @@ class PdqSection(_Section):
     # release: a node older than the field refuses them for good. Switch on once the
     # coordinator confirms every member runs this version or later (docs/pdq.md).
     send_quality: bool = False
+    # The change feed the index follows (pdq_changes) is trimmed this often, below the lowest
+    # cursor of the processes following it (node, web view, replicas); one not heard from
+    # within the lease no longer holds it back, and rebuilds its index if it comes back.
+    trim_interval_s: float = between(60.0, 0.05, 3600)
+    follower_lease_s: float = between(900.0, 1, 30 * 86400)
 
 
 class TakedownSection(_Section):

@@ -6,7 +6,8 @@ whatever order announcements arrived in. This node's own first sightings are ins
 earlier time; a member's announcement updates only that member's row, or removes it (retraction).
 The ``announcements`` rows this node queues for its peers are inserted here; the sender drains
 them (exchange/store/outbox.py). Every write of a PDQ sighting also appends to ``pdq_changes``
-in the same transaction, the feed the node's PDQ index follows (exchange/pdq/matcher.py).
+in the same transaction, the feed the node's PDQ index follows (exchange/pdq/matcher.py); each
+process following it notes its cursor in ``pdq_followers``, and the feed is trimmed below them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from exchange.store.sql import chunks, upsert_earliest
 HASH_INDEX = schema.hash_index
 ANNOUNCEMENTS = schema.announcements
 PDQ_CHANGES = schema.pdq_changes
+PDQ_FOLLOWERS = schema.pdq_followers
 PDQ = HashAlgorithm.PDQ.value
 
 SIGHTING_KEY = ("algorithm", "hex", "member")
@@ -180,17 +182,35 @@ def pdq_changes_after(conn: Connection, cursor: int, limit: int) -> list[tuple[i
     return [(r.seq, r.hex) for r in rows]
 
 
-def prune_pdq_changes(conn: Connection, *, below: int | None = None) -> int:
-    """Trim the change feed; how many rows went. A reader re-decides a changed hash from the
-    sightings, so each hash's latest change is all any reader at any cursor needs: the others
-    go (the feed is then at most one row per PDQ hash ever sighted). With ``below`` (the cursor
-    of a saved index file, on a database no other node reads) every change before it goes too.
-    The last change always stays: it is the cursor a file is checked against."""
-    latest = select(func.max(PDQ_CHANGES.c.seq)).group_by(PDQ_CHANGES.c.hex)
-    gone = conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq.not_in(latest))).rowcount
-    if below is not None:
-        gone += conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq < below)).rowcount
-    return int(gone)
+def pdq_first_change(conn: Connection) -> int:
+    """The first PDQ change still held (0: none). Rows only go from the front (``trim``), so a
+    follower at cursor ``c`` has every change it needs while this is at most ``c + 1``."""
+    return int(conn.execute(select(func.coalesce(func.min(PDQ_CHANGES.c.seq), 0))).scalar_one())
+
+
+def record_pdq_follower(conn: Connection, name: str, cursor: int, now: datetime) -> None:
+    """``name`` has applied every change up to ``cursor``, as of ``now``."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(PDQ_FOLLOWERS).values(name=name, cursor=cursor, seen_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"cursor": stmt.excluded.cursor, "seen_at": stmt.excluded.seen_at},
+    )
+    conn.execute(stmt)
+
+
+def trim_pdq_changes(conn: Connection, *, alive_since: datetime) -> int:
+    """Forget the followers not heard from since ``alive_since``, then drop the changes every
+    other one has applied (below their lowest cursor); how many changes went. The last change
+    always stays: it numbers the next one (SQLite) and is the cursor a file is checked
+    against. A follower forgotten here and back later finds the feed trimmed past it
+    (``pdq_first_change``) and rebuilds from the sightings."""
+    conn.execute(delete(PDQ_FOLLOWERS).where(PDQ_FOLLOWERS.c.seen_at < alive_since))
+    low = conn.execute(select(func.min(PDQ_FOLLOWERS.c.cursor))).scalar_one()
+    if low is None:
+        return 0
+    below = min(int(low), pdq_cursor(conn))
+    return int(conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq < below)).rowcount)
 
 
 def pdq_matchable(
@@ -208,9 +228,55 @@ def pdq_matchable(
     return found
 
 
-def pdq_first_sightings(
-    conn: Connection, hexes: Sequence[str], min_quality: int
-) -> dict[str, KnownContent]:
-    """Per PDQ hash, the first sighting in the network among those of enough quality."""
-    wanted = (ContentHash(HashAlgorithm.PDQ, h) for h in hexes)
-    return {h.hex: k for h, k in known_content(conn, wanted, min_quality=min_quality).items()}
+def pdq_sightings(
+    conn: Connection, hexes: Sequence[str], min_quality: int | None
+) -> dict[str, list[KnownContent]]:
+    """Per PDQ hash, its sightings of at least ``min_quality`` (any: ``None``), earliest
+    first (ties to the lower member id): the first is the first sighting in the network, and a
+    caller that must pass over some (an item's own case or report) takes the next."""
+    found: dict[str, list[KnownContent]] = {}
+    where = [HASH_INDEX.c.algorithm == PDQ]
+    if min_quality is not None:
+        where.append(HASH_INDEX.c.quality >= min_quality)
+    for part in chunks(sorted(set(hexes))):
+        for r in conn.execute(select(HASH_INDEX).where(*where, HASH_INDEX.c.hex.in_(part))):
+            found.setdefault(r.hex, []).append(
+                KnownContent(
+                    ContentHash(HashAlgorithm.PDQ, r.hex, r.quality),
+                    r.member,
+                    r.case_id,
+                    Classification(r.classification),
+                    r.first_seen,
+                    r.report_id,
+                )
+            )
+    for rows in found.values():
+        rows.sort(key=lambda k: (k.first_seen, k.member))
+    return found
+
+
+def pdq_of_items(
+    conn: Connection, report_ids: Sequence[str]
+) -> dict[tuple[str, int], tuple[str, int | None]]:
+    """Per item (report id, index) of these reports with a PDQ hash: the hash and the best
+    quality any sighting of it carries (``None``: no sighting gives one) — an item's own
+    quality is kept only in its sighting (``item_hashes`` has none), and the same hash is the
+    same picture whoever sighted it. Reads ``item_hashes`` beside the index, as one join."""
+    out: dict[tuple[str, int], tuple[str, int | None]] = {}
+    items = schema.item_hashes
+    quality = func.max(HASH_INDEX.c.quality).label("quality")
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(
+            select(items.c.report_id, items.c.idx, items.c.hex, quality)
+            .select_from(
+                items.outerjoin(
+                    HASH_INDEX,
+                    (HASH_INDEX.c.algorithm == PDQ) & (HASH_INDEX.c.hex == items.c.hex),
+                )
+            )
+            .where(items.c.algorithm == PDQ, items.c.report_id.in_(part))
+            .group_by(items.c.report_id, items.c.idx, items.c.hex)
+        )
+        for r in rows:
+            out[(r.report_id, r.idx)] = (r.hex, r.quality)
+    return out

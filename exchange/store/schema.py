@@ -197,6 +197,17 @@ class PdqChangeRow(Base):
     retracted: Mapped[bool] = mapped_column(Boolean)
 
 
+class PdqFollowerRow(Base):
+    """Each process that follows ``pdq_changes`` (a node, a web view; replicas each on their
+    own), the change it has applied up to and when it said so: the feed is trimmed below the
+    lowest cursor of the followers heard from within their lease."""
+
+    __tablename__ = "pdq_followers"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[datetime] = mapped_column(UtcMicros)
+
+
 class AnnouncementRow(Base):
     """Hashes this node announces. One row per new hash whatever the number of members:
     each peer's sender keeps a cursor into this table (``PeerRow.announce_cursor``)."""
@@ -320,6 +331,7 @@ case_reports = cast(Table, CaseReportRow.__table__)
 hash_index = cast(Table, HashIndexRow.__table__)
 announcements = cast(Table, AnnouncementRow.__table__)
 pdq_changes = cast(Table, PdqChangeRow.__table__)
+pdq_followers = cast(Table, PdqFollowerRow.__table__)
 outbox = cast(Table, OutboxRow.__table__)
 batches = cast(Table, BatchRow.__table__)
 deliveries = cast(Table, DeliveryRow.__table__)

@@ -2,14 +2,18 @@
 
 Opens the node's files through ``open_local`` (database at schema head, manifest, token
 verifier from the manifest and ``[auth] jwks`` — never the private key), a ``Writer`` of its own
-for the audit entries (started with the app, stopped at shutdown), the sessions, and the pages;
-everything wrapped in ``SecurityHeaders`` so even an error page carries them. The clock is a
-parameter (tests move it to expire sessions and tokens).
+for the audit entries (started with the app, stopped at shutdown), its own PDQ index for the
+case pages' near-known content (opened in the background, a follower of the change feed), the
+sessions, and the pages; everything wrapped in ``SecurityHeaders`` so even an error page
+carries them. The clock is a parameter (tests move it to expire sessions and tokens).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import socket
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -21,9 +25,12 @@ from starlette.staticfiles import StaticFiles
 
 from common.clock import Clock, system_clock
 from common.errors import IhxError
+from common.periodic import Periodic
 from exchange.kept import Kept
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode, open_local
+from exchange.pdq.case_near import CaseNear
+from exchange.pdq.matcher import PdqMatcher
 from exchange.settings import Settings
 from exchange.stats.figures import NodeFigures
 from exchange.store.writer import Writer
@@ -39,6 +46,8 @@ from exchange.web.render import Renderer
 from exchange.web.sessions import SessionStore
 from exchange.web.status import error_response
 from exchange.web.trust import Trust
+
+logger = logging.getLogger(__name__)
 
 # The overview's status and the queues' counts: one set-based read of each per 15 s.
 KEPT_TTL = timedelta(seconds=15)
@@ -70,6 +79,8 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
     )
     secure = secure_cookies(settings)
     writer = Writer(local.engine)
+    # Opened beside the app (follow_pdq): case pages say so until then.
+    pdq = local.pdq_matcher(follower=f"web@{socket.gethostname()}")
     web = Web(
         local=local,
         gate=Gate(
@@ -81,7 +92,12 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
             login_total_burst=web_settings.login_total_burst,
         ),
         renderer=Renderer(member=local.member),
-        views=CaseViews(self_member=local.member, engine=local.engine, clock=clock),
+        views=CaseViews(
+            self_member=local.member,
+            engine=local.engine,
+            clock=clock,
+            near=CaseNear(pdq, local.engine),
+        ),
         audit=ViewAudit(writer, clock),
         snapshots=Snapshots(
             NodeFigures(engine=local.engine, member=local.member, clock=clock, writer=writer),
@@ -92,8 +108,28 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
         clock=clock,
         case_views=RateLimit(clock, burst=CASE_VIEW_BURST, every_s=CASE_VIEW_EVERY_S),
         hosts=Kept(clock, ttl=HOSTS_TTL, most=1),
+        pdq=pdq,
     )
     return web, writer
+
+
+def follow_pdq(pdq: PdqMatcher, writer: Writer, interval_s: float) -> Periodic:
+    """Open the view's own PDQ index (the node's file, or rebuilt from the sightings) in a
+    thread — at 10 M hashes that takes seconds to minutes, and the view serves meanwhile —
+    then follow the change feed as one of its followers, trimming it like the node does.
+    The returned loop is stopped before the writer."""
+    loop = Periodic("ihx-web-pdq-trim", interval_s, lambda: pdq.trim(writer))
+
+    def run() -> None:
+        try:
+            logger.info("web view: PDQ index %s", pdq.open())
+        except Exception:
+            logger.exception("web view: the PDQ index did not open; case pages say so")
+            return
+        loop.start()
+
+    threading.Thread(target=run, name="pdq-open", daemon=True).start()
+    return loop
 
 
 def build_app(
@@ -107,9 +143,11 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
+        pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)
         try:
             yield
         finally:
+            pdq_loop.stop()  # before the writer: a trim is a writer job
             writer.stop()
             web.local.close()
 

@@ -20,6 +20,7 @@ from exchange.lifecycle.model import Queue
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode
 from exchange.ops.status import NodeStatus
+from exchange.pdq.matcher import PdqMatcher
 from exchange.takedown.notice_model import HosterScore
 from exchange.web.audit import ViewAudit
 from exchange.web.figures import Snapshots
@@ -41,6 +42,7 @@ class Web:
     clock: Clock
     case_views: RateLimit  # case pages per session (each may write a log entry)
     hosts: Kept[str, tuple[datetime, list[HosterScore]]]  # the scorecard, as of when computed
+    pdq: PdqMatcher  # the view's own near-duplicate index, behind ``views`` (case pages)
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)
 

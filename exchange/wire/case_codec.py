@@ -60,6 +60,7 @@ from exchange.wire.codec import (
     timestamp,
 )
 from exchange.wire.known_fields import require_exact
+from exchange.wire.near_codec import item_pdq_from_proto, item_pdq_to_proto
 from ihx.v1 import cases_pb2 as cpb
 from ihx.v1 import lifecycle_pb2 as lpb
 from ihx.v1 import partner_pb2 as ppb
@@ -503,6 +504,8 @@ def case_detail_to_proto(d: CaseDetail) -> cpb.CaseDetail:
         msg.moved_from.CopyFrom(move_to_proto(d.moved_from))
     msg.history.extend(event_to_proto(e) for e in d.history)
     msg.moved_to.extend(move_to_proto(m) for m in d.moved_to)
+    msg.pdq.extend(item_pdq_to_proto(p) for p in d.pdq)
+    msg.pdq_note = d.pdq_note
     return msg
 
 
@@ -616,6 +619,8 @@ def case_detail_from_proto(msg: cpb.CaseDetail) -> CaseDetail:
         moved_from=move_from_proto(msg.moved_from) if msg.HasField("moved_from") else None,
         history=tuple(event_from_proto(e) for e in msg.history),
         moved_to=tuple(move_from_proto(m) for m in msg.moved_to),
+        pdq=tuple(item_pdq_from_proto(p) for p in msg.pdq),
+        pdq_note=msg.pdq_note,
     )
 
 

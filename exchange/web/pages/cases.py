@@ -1,4 +1,4 @@
-"""The case queues and a case page with its items, takedown clocks and timeline.
+"""The case queues and a case page with its items, takedown clocks, PDQ matches and timeline.
 
 Queues are the node's own work queues (``CaseViews.queue``: cases held here, oldest clock first,
 keyset-paged by the cursor the view hands out); the queues' counts are at most 15 s old. A case
@@ -21,8 +21,11 @@ from exchange.client.case_text import (
     event_text,
     item_name,
     items_text,
+    known_text,
     move_text,
     moved_from_text,
+    near_summary,
+    near_text,
     takedown_clock,
 )
 from exchange.domain import is_case_id
@@ -97,6 +100,16 @@ def case_page(web: Web, request: Request) -> Response:
         history=history,
         moved_from=moved_from_text(case.moved_from) if case.moved_from else "",
         moved_to=[move_text(m) for m in case.moved_to],
+        pdq=[
+            (
+                item_name(p.report_id, p.index),
+                p,
+                known_text(p),
+                near_summary(p),
+                [(n, near_text(n)) for n in p.near],
+            )
+            for p in case.pdq
+        ],
     )
 
 

@@ -23,52 +23,55 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from ihx.v1 import intake_pb2 as ihx_dot_v1_dot_intake__pb2
 from ihx.v1 import lifecycle_pb2 as ihx_dot_v1_dot_lifecycle__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ihx/v1/cases.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16ihx/v1/lifecycle.proto\"\xa7\x04\n\tItemState\x12\x1c\n\x03ref\x18\x01 \x01(\x0b\x32\x0f.ihx.v1.ItemRef\x12 \n\x05stage\x18\x02 \x01(\x0e\x32\x11.ihx.v1.ItemStage\x12&\n\nassessment\x18\x03 \x01(\x0b\x32\x12.ihx.v1.Assessment\x12\x10\n\x08\x64isputed\x18\x04 \x01(\x08\x12#\n\x0blast_action\x18\x05 \x01(\x0b\x32\x0e.ihx.v1.Action\x12\x31\n\rclock_started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61ssessed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06lea_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ehost_notice_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blea_partner\x18\x0b \x01(\t\x12\x16\n\x0ehost_recipient\x18\x0c \x01(\t\x12(\n\x0c\x63lose_reason\x18\r \x01(\x0e\x32\x12.ihx.v1.ReasonCode\x12\x18\n\x10moved_to_country\x18\x0e \x01(\t\x12\x17\n\x0fmoved_to_member\x18\x0f \x01(\t\"\xe2\x03\n\nCaseDetail\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12\x0c\n\x04open\x18\x05 \x01(\x08\x12-\n\topened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11reporting_members\x18\x08 \x03(\t\x12 \n\x05items\x18\t \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\n \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x0b \x01(\t\x12\x12\n\nanonymised\x18\x0c \x01(\x08\x12)\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\r \x03(\x0b\x32\x17.ihx.v1.PartnerFeedback\x12$\n\nmoved_from\x18\x0e \x01(\x0b\x32\x10.ihx.v1.CaseMove\x12\"\n\x07history\x18\x0f \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\"\n\x08moved_to\x18\x10 \x03(\x0b\x32\x10.ihx.v1.CaseMove\"\xfd\x01\n\x08\x43\x61seMove\x12\x13\n\x0b\x66rom_member\x18\x01 \x01(\t\x12\x11\n\tfrom_case\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_country\x18\x03 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x11\n\tto_member\x18\x05 \x01(\t\x12\x0f\n\x07to_case\x18\x06 \x01(\t\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05items\x18\x08 \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\t \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x0f\n\x07refusal\x18\n \x01(\t\"f\n\x0fPartnerFeedback\x12\x0f\n\x07partner\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x0b\x43\x61seSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x17\n\x0fhosting_country\x18\x03 \x01(\t\x12\x0c\n\x04open\x18\x04 \x01(\x08\x12-\n\topened_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05items\x18\x06 \x01(\r\x12\x12\n\nopen_items\x18\x07 \x01(\r\x12\x10\n\x08\x64isputed\x18\x08 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\t \x01(\t\"n\n\x10ListQueueRequest\x12\x1c\n\x05queue\x18\x01 \x01(\x0e\x32\r.ihx.v1.Queue\x12\x17\n\x0folder_than_days\x18\x02 \x01(\r\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"L\n\x11ListQueueResponse\x12\"\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x13.ihx.v1.CaseSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"h\n\rAssessRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x1e\n\x05items\x18\x02 \x03(\x0b\x32\x0f.ihx.v1.ItemRef\x12&\n\nassessment\x18\x03 \x01(\x0b\x32\x12.ihx.v1.Assessment\"]\n\nActRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x1e\n\x05items\x18\x02 \x03(\x0b\x32\x0f.ihx.v1.ItemRef\x12\x1e\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x0e.ihx.v1.Action\"(\n\x13ReportStatusRequest\x12\x11\n\treport_id\x18\x01 \x01(\t\"\x99\x02\n\x0cReportStatus\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x30\n\x0creceipted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65livery\x18\x05 \x01(\t\x12\x11\n\twithdrawn\x18\x06 \x01(\x08\x12 \n\x05items\x18\x07 \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\x08 \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x11\n\trejection\x18\t \x01(\t\x12\x1f\n\x05moves\x18\n \x03(\x0b\x32\x10.ihx.v1.CaseMove\"\\\n\x0fWithdrawRequest\x12\x11\n\treport_id\x18\x01 \x01(\t\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.ihx.v1.WithdrawalReason\x12\x0c\n\x04note\x18\x03 \x01(\t\")\n\x11WatchCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\">\n\nCaseChange\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12 \n\x05\x65vent\x18\x02 \x01(\x0b\x32\x11.ihx.v1.CaseEvent\"9\n\x12WatchCasesResponse\x12#\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x12.ihx.v1.CaseChange*\xd1\x01\n\x05Queue\x12\x15\n\x11QUEUE_UNSPECIFIED\x10\x00\x12\x14\n\x10QUEUE_UNASSESSED\x10\x01\x12\x14\n\x10QUEUE_UNACTIONED\x10\x02\x12\x11\n\rQUEUE_OVERDUE\x10\x03\x12\x12\n\x0eQUEUE_ORPHANED\x10\x04\x12\x19\n\x15QUEUE_RECENTLY_CLOSED\x10\x05\x12\x12\n\x0eQUEUE_DISPUTED\x10\x06\x12\x14\n\x10QUEUE_NO_CONTACT\x10\x07\x12\x19\n\x15QUEUE_CONFIRM_REMOVAL\x10\x08*\xf4\x01\n\tItemStage\x12\x1a\n\x16ITEM_STAGE_UNSPECIFIED\x10\x00\x12\x19\n\x15ITEM_STAGE_UNASSESSED\x10\x01\x12\x17\n\x13ITEM_STAGE_ASSESSED\x10\x02\x12\x17\n\x13ITEM_STAGE_ACTIONED\x10\x03\x12\x16\n\x12ITEM_STAGE_REMOVED\x10\x04\x12\x1a\n\x16ITEM_STAGE_UNAVAILABLE\x10\x05\x12\x1a\n\x16ITEM_STAGE_NOT_ILLEGAL\x10\x06\x12\x14\n\x10ITEM_STAGE_MOVED\x10\x07\x12\x18\n\x14ITEM_STAGE_WITHDRAWN\x10\x08\x32\xac\x03\n\x05\x43\x61ses\x12@\n\tListQueue\x12\x18.ihx.v1.ListQueueRequest\x1a\x19.ihx.v1.ListQueueResponse\x12\x35\n\x07GetCase\x12\x16.ihx.v1.GetCaseRequest\x1a\x12.ihx.v1.CaseDetail\x12\x33\n\x06\x41ssess\x12\x15.ihx.v1.AssessRequest\x1a\x12.ihx.v1.CaseDetail\x12-\n\x03\x41\x63t\x12\x12.ihx.v1.ActRequest\x1a\x12.ihx.v1.CaseDetail\x12\x44\n\x0fGetReportStatus\x12\x1b.ihx.v1.ReportStatusRequest\x1a\x14.ihx.v1.ReportStatus\x12\x39\n\x08Withdraw\x12\x17.ihx.v1.WithdrawRequest\x1a\x14.ihx.v1.ReportStatus\x12\x45\n\nWatchCases\x12\x19.ihx.v1.WatchCasesRequest\x1a\x1a.ihx.v1.WatchCasesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ihx/v1/cases.proto\x12\x06ihx.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13ihx/v1/intake.proto\x1a\x16ihx/v1/lifecycle.proto\"\xa7\x04\n\tItemState\x12\x1c\n\x03ref\x18\x01 \x01(\x0b\x32\x0f.ihx.v1.ItemRef\x12 \n\x05stage\x18\x02 \x01(\x0e\x32\x11.ihx.v1.ItemStage\x12&\n\nassessment\x18\x03 \x01(\x0b\x32\x12.ihx.v1.Assessment\x12\x10\n\x08\x64isputed\x18\x04 \x01(\x08\x12#\n\x0blast_action\x18\x05 \x01(\x0b\x32\x0e.ihx.v1.Action\x12\x31\n\rclock_started\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61ssessed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06lea_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0ehost_notice_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0blea_partner\x18\x0b \x01(\t\x12\x16\n\x0ehost_recipient\x18\x0c \x01(\t\x12(\n\x0c\x63lose_reason\x18\r \x01(\x0e\x32\x12.ihx.v1.ReasonCode\x12\x18\n\x10moved_to_country\x18\x0e \x01(\t\x12\x17\n\x0fmoved_to_member\x18\x0f \x01(\t\"\x92\x04\n\nCaseDetail\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x17\n\x0fhosting_country\x18\x04 \x01(\t\x12\x0c\n\x04open\x18\x05 \x01(\x08\x12-\n\topened_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tclosed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11reporting_members\x18\x08 \x03(\t\x12 \n\x05items\x18\t \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\n \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x0b \x01(\t\x12\x12\n\nanonymised\x18\x0c \x01(\x08\x12)\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\r \x03(\x0b\x32\x17.ihx.v1.PartnerFeedback\x12$\n\nmoved_from\x18\x0e \x01(\x0b\x32\x10.ihx.v1.CaseMove\x12\"\n\x07history\x18\x0f \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\"\n\x08moved_to\x18\x10 \x03(\x0b\x32\x10.ihx.v1.CaseMove\x12\x1c\n\x03pdq\x18\x11 \x03(\x0b\x32\x0f.ihx.v1.ItemPdq\x12\x10\n\x08pdq_note\x18\x12 \x01(\t\"\x96\x01\n\x07ItemPdq\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0b\n\x03hex\x18\x03 \x01(\t\x12#\n\x05known\x18\x04 \x01(\x0b\x32\x14.ihx.v1.NearSighting\x12\"\n\x04near\x18\x05 \x03(\x0b\x32\x14.ihx.v1.NearSighting\x12\x13\n\x0bnot_matched\x18\x06 \x01(\t\"\xfd\x01\n\x08\x43\x61seMove\x12\x13\n\x0b\x66rom_member\x18\x01 \x01(\t\x12\x11\n\tfrom_case\x18\x02 \x01(\t\x12\x14\n\x0c\x66rom_country\x18\x03 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x04 \x01(\t\x12\x11\n\tto_member\x18\x05 \x01(\t\x12\x0f\n\x07to_case\x18\x06 \x01(\t\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x05items\x18\x08 \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\t \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x0f\n\x07refusal\x18\n \x01(\t\"f\n\x0fPartnerFeedback\x12\x0f\n\x07partner\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x0b\x43\x61seSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x17\n\x0fhosting_country\x18\x03 \x01(\t\x12\x0c\n\x04open\x18\x04 \x01(\x08\x12-\n\topened_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05items\x18\x06 \x01(\r\x12\x12\n\nopen_items\x18\x07 \x01(\r\x12\x10\n\x08\x64isputed\x18\x08 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\t \x01(\t\"n\n\x10ListQueueRequest\x12\x1c\n\x05queue\x18\x01 \x01(\x0e\x32\r.ihx.v1.Queue\x12\x17\n\x0folder_than_days\x18\x02 \x01(\r\x12\x14\n\x0c\x61\x66ter_cursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"L\n\x11ListQueueResponse\x12\"\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\x13.ihx.v1.CaseSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"h\n\rAssessRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x1e\n\x05items\x18\x02 \x03(\x0b\x32\x0f.ihx.v1.ItemRef\x12&\n\nassessment\x18\x03 \x01(\x0b\x32\x12.ihx.v1.Assessment\"]\n\nActRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x1e\n\x05items\x18\x02 \x03(\x0b\x32\x0f.ihx.v1.ItemRef\x12\x1e\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x0e.ihx.v1.Action\"(\n\x13ReportStatusRequest\x12\x11\n\treport_id\x18\x01 \x01(\t\"\x99\x02\n\x0cReportStatus\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x03 \x01(\t\x12\x30\n\x0creceipted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65livery\x18\x05 \x01(\t\x12\x11\n\twithdrawn\x18\x06 \x01(\x08\x12 \n\x05items\x18\x07 \x03(\x0b\x32\x11.ihx.v1.ItemState\x12#\n\x08timeline\x18\x08 \x03(\x0b\x32\x11.ihx.v1.CaseEvent\x12\x11\n\trejection\x18\t \x01(\t\x12\x1f\n\x05moves\x18\n \x03(\x0b\x32\x10.ihx.v1.CaseMove\"\\\n\x0fWithdrawRequest\x12\x11\n\treport_id\x18\x01 \x01(\t\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.ihx.v1.WithdrawalReason\x12\x0c\n\x04note\x18\x03 \x01(\t\")\n\x11WatchCasesRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\">\n\nCaseChange\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12 \n\x05\x65vent\x18\x02 \x01(\x0b\x32\x11.ihx.v1.CaseEvent\"9\n\x12WatchCasesResponse\x12#\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x12.ihx.v1.CaseChange*\xd1\x01\n\x05Queue\x12\x15\n\x11QUEUE_UNSPECIFIED\x10\x00\x12\x14\n\x10QUEUE_UNASSESSED\x10\x01\x12\x14\n\x10QUEUE_UNACTIONED\x10\x02\x12\x11\n\rQUEUE_OVERDUE\x10\x03\x12\x12\n\x0eQUEUE_ORPHANED\x10\x04\x12\x19\n\x15QUEUE_RECENTLY_CLOSED\x10\x05\x12\x12\n\x0eQUEUE_DISPUTED\x10\x06\x12\x14\n\x10QUEUE_NO_CONTACT\x10\x07\x12\x19\n\x15QUEUE_CONFIRM_REMOVAL\x10\x08*\xf4\x01\n\tItemStage\x12\x1a\n\x16ITEM_STAGE_UNSPECIFIED\x10\x00\x12\x19\n\x15ITEM_STAGE_UNASSESSED\x10\x01\x12\x17\n\x13ITEM_STAGE_ASSESSED\x10\x02\x12\x17\n\x13ITEM_STAGE_ACTIONED\x10\x03\x12\x16\n\x12ITEM_STAGE_REMOVED\x10\x04\x12\x1a\n\x16ITEM_STAGE_UNAVAILABLE\x10\x05\x12\x1a\n\x16ITEM_STAGE_NOT_ILLEGAL\x10\x06\x12\x14\n\x10ITEM_STAGE_MOVED\x10\x07\x12\x18\n\x14ITEM_STAGE_WITHDRAWN\x10\x08\x32\xac\x03\n\x05\x43\x61ses\x12@\n\tListQueue\x12\x18.ihx.v1.ListQueueRequest\x1a\x19.ihx.v1.ListQueueResponse\x12\x35\n\x07GetCase\x12\x16.ihx.v1.GetCaseRequest\x1a\x12.ihx.v1.CaseDetail\x12\x33\n\x06\x41ssess\x12\x15.ihx.v1.AssessRequest\x1a\x12.ihx.v1.CaseDetail\x12-\n\x03\x41\x63t\x12\x12.ihx.v1.ActRequest\x1a\x12.ihx.v1.CaseDetail\x12\x44\n\x0fGetReportStatus\x12\x1b.ihx.v1.ReportStatusRequest\x1a\x14.ihx.v1.ReportStatus\x12\x39\n\x08Withdraw\x12\x17.ihx.v1.WithdrawRequest\x1a\x14.ihx.v1.ReportStatus\x12\x45\n\nWatchCases\x12\x19.ihx.v1.WatchCasesRequest\x1a\x1a.ihx.v1.WatchCasesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ihx.v1.cases_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUEUE']._serialized_start=2698
-  _globals['_QUEUE']._serialized_end=2907
-  _globals['_ITEMSTAGE']._serialized_start=2910
-  _globals['_ITEMSTAGE']._serialized_end=3154
-  _globals['_ITEMSTATE']._serialized_start=88
-  _globals['_ITEMSTATE']._serialized_end=639
-  _globals['_CASEDETAIL']._serialized_start=642
-  _globals['_CASEDETAIL']._serialized_end=1124
-  _globals['_CASEMOVE']._serialized_start=1127
-  _globals['_CASEMOVE']._serialized_end=1380
-  _globals['_PARTNERFEEDBACK']._serialized_start=1382
-  _globals['_PARTNERFEEDBACK']._serialized_end=1484
-  _globals['_CASESUMMARY']._serialized_start=1487
-  _globals['_CASESUMMARY']._serialized_end=1683
-  _globals['_LISTQUEUEREQUEST']._serialized_start=1685
-  _globals['_LISTQUEUEREQUEST']._serialized_end=1795
-  _globals['_LISTQUEUERESPONSE']._serialized_start=1797
-  _globals['_LISTQUEUERESPONSE']._serialized_end=1873
-  _globals['_GETCASEREQUEST']._serialized_start=1875
-  _globals['_GETCASEREQUEST']._serialized_end=1908
-  _globals['_ASSESSREQUEST']._serialized_start=1910
-  _globals['_ASSESSREQUEST']._serialized_end=2014
-  _globals['_ACTREQUEST']._serialized_start=2016
-  _globals['_ACTREQUEST']._serialized_end=2109
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=2111
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=2151
-  _globals['_REPORTSTATUS']._serialized_start=2154
-  _globals['_REPORTSTATUS']._serialized_end=2435
-  _globals['_WITHDRAWREQUEST']._serialized_start=2437
-  _globals['_WITHDRAWREQUEST']._serialized_end=2529
-  _globals['_WATCHCASESREQUEST']._serialized_start=2531
-  _globals['_WATCHCASESREQUEST']._serialized_end=2572
-  _globals['_CASECHANGE']._serialized_start=2574
-  _globals['_CASECHANGE']._serialized_end=2636
-  _globals['_WATCHCASESRESPONSE']._serialized_start=2638
-  _globals['_WATCHCASESRESPONSE']._serialized_end=2695
-  _globals['_CASES']._serialized_start=3157
-  _globals['_CASES']._serialized_end=3585
+  _globals['_QUEUE']._serialized_start=2920
+  _globals['_QUEUE']._serialized_end=3129
+  _globals['_ITEMSTAGE']._serialized_start=3132
+  _globals['_ITEMSTAGE']._serialized_end=3376
+  _globals['_ITEMSTATE']._serialized_start=109
+  _globals['_ITEMSTATE']._serialized_end=660
+  _globals['_CASEDETAIL']._serialized_start=663
+  _globals['_CASEDETAIL']._serialized_end=1193
+  _globals['_ITEMPDQ']._serialized_start=1196
+  _globals['_ITEMPDQ']._serialized_end=1346
+  _globals['_CASEMOVE']._serialized_start=1349
+  _globals['_CASEMOVE']._serialized_end=1602
+  _globals['_PARTNERFEEDBACK']._serialized_start=1604
+  _globals['_PARTNERFEEDBACK']._serialized_end=1706
+  _globals['_CASESUMMARY']._serialized_start=1709
+  _globals['_CASESUMMARY']._serialized_end=1905
+  _globals['_LISTQUEUEREQUEST']._serialized_start=1907
+  _globals['_LISTQUEUEREQUEST']._serialized_end=2017
+  _globals['_LISTQUEUERESPONSE']._serialized_start=2019
+  _globals['_LISTQUEUERESPONSE']._serialized_end=2095
+  _globals['_GETCASEREQUEST']._serialized_start=2097
+  _globals['_GETCASEREQUEST']._serialized_end=2130
+  _globals['_ASSESSREQUEST']._serialized_start=2132
+  _globals['_ASSESSREQUEST']._serialized_end=2236
+  _globals['_ACTREQUEST']._serialized_start=2238
+  _globals['_ACTREQUEST']._serialized_end=2331
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=2333
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=2373
+  _globals['_REPORTSTATUS']._serialized_start=2376
+  _globals['_REPORTSTATUS']._serialized_end=2657
+  _globals['_WITHDRAWREQUEST']._serialized_start=2659
+  _globals['_WITHDRAWREQUEST']._serialized_end=2751
+  _globals['_WATCHCASESREQUEST']._serialized_start=2753
+  _globals['_WATCHCASESREQUEST']._serialized_end=2794
+  _globals['_CASECHANGE']._serialized_start=2796
+  _globals['_CASECHANGE']._serialized_end=2858
+  _globals['_WATCHCASESRESPONSE']._serialized_start=2860
+  _globals['_WATCHCASESRESPONSE']._serialized_end=2917
+  _globals['_CASES']._serialized_start=3379
+  _globals['_CASES']._serialized_end=3807
 # @@protoc_insertion_point(module_scope)

@@ -11,6 +11,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from ihx.v1 import intake_pb2 as _intake_pb2
 from ihx.v1 import lifecycle_pb2 as _lifecycle_pb2
 import builtins as _builtins
 import sys
@@ -192,6 +193,8 @@ class CaseDetail(_message.Message):
     MOVED_FROM_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     MOVED_TO_FIELD_NUMBER: _builtins.int
+    PDQ_FIELD_NUMBER: _builtins.int
+    PDQ_NOTE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     holder: _builtins.str
     """the member responsible for the case"""
@@ -201,6 +204,7 @@ class CaseDetail(_message.Message):
     open: _builtins.bool
     decision_reason: _builtins.str
     anonymised: _builtins.bool
+    pdq_note: _builtins.str
     @_builtins.property
     def opened_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -229,6 +233,13 @@ class CaseDetail(_message.Message):
     def moved_to(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaseMove]:
         """items of this case moved on to other members"""
 
+    @_builtins.property
+    def pdq(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemPdq]:
+        """Each PDQ item's near-known content, computed when asked from the node's index (current,
+        not as at intake); sightings of this case itself never count. Empty with pdq_note set
+        when the node has no index to ask (yet).
+        """
+
     def __init__(
         self,
         *,
@@ -248,14 +259,61 @@ class CaseDetail(_message.Message):
         moved_from: Global___CaseMove | None = ...,
         history: _abc.Iterable[_lifecycle_pb2.CaseEvent] | None = ...,
         moved_to: _abc.Iterable[Global___CaseMove] | None = ...,
+        pdq: _abc.Iterable[Global___ItemPdq] | None = ...,
+        pdq_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "moved_from", b"moved_from", "opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymised", b"anonymised", "closed_at", b"closed_at", "decision_reason", b"decision_reason", "feedback", b"feedback", "history", b"history", "holder", b"holder", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "moved_from", b"moved_from", "moved_to", b"moved_to", "open", b"open", "opened_at", b"opened_at", "reporting_members", b"reporting_members", "timeline", b"timeline", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymised", b"anonymised", "closed_at", b"closed_at", "decision_reason", b"decision_reason", "feedback", b"feedback", "history", b"history", "holder", b"holder", "hosting_country", b"hosting_country", "id", b"id", "items", b"items", "moved_from", b"moved_from", "moved_to", b"moved_to", "open", b"open", "opened_at", b"opened_at", "pdq", b"pdq", "pdq_note", b"pdq_note", "reporting_members", b"reporting_members", "timeline", b"timeline", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseDetail: _TypeAlias = CaseDetail  # noqa: Y015
+
+@_typing.final
+class ItemPdq(_message.Message):
+    """One item's PDQ hash in a case: the exact known content (the same hash first sighted in
+    another case) apart from the near-known content (other hashes within [pdq] max_distance).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORT_ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    HEX_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    NEAR_FIELD_NUMBER: _builtins.int
+    NOT_MATCHED_FIELD_NUMBER: _builtins.int
+    report_id: _builtins.str
+    index: _builtins.int
+    hex: _builtins.str
+    not_matched: _builtins.str
+    """why the hash was not near-matched ("" when it was)"""
+    @_builtins.property
+    def known(self) -> _intake_pb2.NearSighting:
+        """unset: no other case sighted this very hash"""
+
+    @_builtins.property
+    def near(self) -> _containers.RepeatedCompositeFieldContainer[_intake_pb2.NearSighting]:
+        """nearest first, at most 10"""
+
+    def __init__(
+        self,
+        *,
+        report_id: _builtins.str = ...,
+        index: _builtins.int = ...,
+        hex: _builtins.str = ...,
+        known: _intake_pb2.NearSighting | None = ...,
+        near: _abc.Iterable[_intake_pb2.NearSighting] | None = ...,
+        not_matched: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["known", b"known"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hex", b"hex", "index", b"index", "known", b"known", "near", b"near", "not_matched", b"not_matched", "report_id", b"report_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemPdq: _TypeAlias = ItemPdq  # noqa: Y015
 
 @_typing.final
 class CaseMove(_message.Message):

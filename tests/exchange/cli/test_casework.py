@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from exchange.cli.main import app
+from exchange.domain import ContentHash, HashAlgorithm
 from tests.exchange.cli.conftest import Running, wait_for
-from tests.exchange.factories import make_submission
+from tests.exchange.factories import make_submission, make_test_item
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -384,3 +385,44 @@ def test_queues_page_with_after(runner: CliRunner, federation: Running) -> None:
     )
     assert human[0] == "unassessed: 2 case(s) on this page"
     assert human[-1].startswith("next page: --after ")
+
+
+def test_case_show_tells_known_from_near_known_pdq_content(
+    runner: CliRunner, federation: Running
+) -> None:
+    """de-eco takes two DE-hosted reports itself: a PDQ hash (quality 90), then one 20 bits
+    from it (quality 80). The second case names the first's sighting as near-known content,
+    not as known content, in the JSON document and in 80 columns."""
+    seen = ContentHash(HashAlgorithm.PDQ, "c3" * 32, 90)
+    value = int(seen.hex, 16)
+    for i in range(20):
+        value ^= 1 << (11 * i)
+    near = ContentHash(HashAlgorithm.PDQ, f"{value:064x}", 80)
+    with federation.intake(DE) as intake:
+        first = intake.submit(
+            make_submission("https://example.de/pdq-a.jpg", items=[make_test_item(seen)])
+        )
+        later = intake.submit(
+            make_submission("https://example.de/pdq-b.jpg", items=[make_test_item(near)])
+        )
+    case_of = "SELECT case_id FROM reports WHERE id = ?"
+    case_a = federation.query(DE, case_of, (first.report_id,))[0][0]
+    case_b = federation.query(DE, case_of, (later.report_id,))[0][0]
+    de = work_token(runner, federation, DE)
+
+    doc = ok_json(ihx(runner, federation, DE, de, "case", "show", case_b, "--json"))
+    assert doc["pdq_note"] is None
+    (item,) = doc["pdq"]
+    assert (item["report_id"], item["index"], item["hex"]) == (later.report_id, 0, near.hex)
+    assert item["known"] is None  # not the same hash: not known content
+    assert [(n["hex"], n["distance"], n["member"], n["case_id"]) for n in item["near"]] == [
+        (seen.hex, 20, DE, case_a)
+    ]
+    assert item["not_matched"] is None
+
+    human = fits(ihx(runner, federation, DE, de, "case", "show", case_b))
+    start = human.index("PDQ items (1): known content, then near-known content")
+    assert human[start + 2] == f"      pdq:{near.hex}"
+    assert human[start + 3].split(maxsplit=2)[:2] == ["known", "content"]
+    assert human[start + 3].endswith("not sighted in another case")
+    assert any(line.startswith(f"      near           distance 20: {DE}, case") for line in human)
