@@ -37,12 +37,11 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from exchange.pdq.codes import WORDS, Codes, distances, empty
+from exchange.pdq.codes import WORDS, Codes, empty
+from exchange.pdq.probe import Found, brute, fill, probe
 
 MAX_DISTANCE = 40  # probes grow combinatorially past it (~19,000 at 40); no use for PDQ beyond
 DELTA_CAP = 4096  # brute force over the delta costs ~4 µs a query per 1,000 codes
-_DELTA_STEP = 16  # queries compared with the whole delta at once (a 2 MB temporary at the cap)
-QUERY_CHUNK = 256  # queries verified together: bounds a batch's candidate arrays (~70 MB at 10 M)
 LARGE_FROM = 1 << 19
 
 Ids = npt.NDArray[np.int64]
@@ -118,10 +117,9 @@ def flip_masks(bits: int, radius: int) -> npt.NDArray[np.uint32]:
 def build_table(codes: Codes, layout: Layout, table: int) -> Table:
     """The sorted table of one sub-code over ``codes`` (ids are row numbers)."""
     sub = sub_codes(codes, layout, table)
-    ids = np.argsort(sub, kind="stable").astype(np.uint32)
     offsets = np.zeros(layout.buckets + 1, dtype=np.uint32)
     np.cumsum(np.bincount(sub, minlength=layout.buckets), out=offsets[1:])
-    return offsets, ids
+    return offsets, fill(sub, offsets)
 
 
 def merge_table(table: Table, delta: Codes, first_id: int, layout: Layout, number: int) -> Table:
@@ -136,26 +134,7 @@ def merge_table(table: Table, delta: Codes, first_id: int, layout: Layout, numbe
     return grown, merged
 
 
-def _ranges(starts: Ids, counts: Ids) -> Ids:
-    """The concatenation of ``range(s, s + c)`` for each pair, vectorised."""
-    total = int(counts.sum())
-    ends = np.cumsum(counts)
-    out: Ids = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-    return out
-
-
-def _table_candidates(
-    table: Table, qsub: npt.NDArray[np.uint32], masks: npt.NDArray[np.uint32]
-) -> tuple[Ids, Ids]:
-    """(query, id) pairs in a bucket within the masks' radius of the query's sub-code."""
-    offsets, ids = table
-    keys = (qsub[:, None] ^ masks[None, :]).ravel().astype(np.int64)
-    starts = offsets[keys].astype(np.int64)
-    counts = offsets[keys + 1].astype(np.int64) - starts
-    hit = counts > 0
-    counts = counts[hit]
-    query = np.repeat(np.repeat(np.arange(len(qsub)), len(masks))[hit], counts)
-    return query, ids[_ranges(starts[hit], counts)].astype(np.int64)
+_NO_MASKS = np.zeros(0, dtype=np.uint32)
 
 
 def _mix(codes: Codes) -> npt.NDArray[np.uint64]:
@@ -166,40 +145,34 @@ def _mix(codes: Codes) -> npt.NDArray[np.uint64]:
     return mixed
 
 
-def _delta_candidates(state: _State, queries: Codes, max_distance: int) -> tuple[Ids, Ids]:
-    """(query, delta id) pairs within ``max_distance``: the delta is small, searched by brute
-    force a few queries at a time (equality of the mixed words when only equal codes count)."""
-    delta = state.codes[state.main_n : state.n]
-    if len(delta) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if max_distance == 0:
-        query, row = np.nonzero(_mix(queries)[:, None] == _mix(delta)[None, :])
-        return query.astype(np.int64), row.astype(np.int64) + state.main_n
-    parts = []
-    for i in range(0, len(queries), _DELTA_STEP):
-        dist = np.bitwise_count(queries[i : i + _DELTA_STEP, None, :] ^ delta[None, :, :])
-        query, row = np.nonzero(dist.sum(axis=2, dtype=np.int32) <= max_distance)
-        parts.append((query.astype(np.int64) + i, row.astype(np.int64) + state.main_n))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def _search_chunk(
-    state: _State, queries: Codes, max_distance: int
-) -> tuple[Ids, Ids, npt.NDArray[np.int32]]:
-    parts = [_delta_candidates(state, queries, max_distance)]
+def _search_state(state: _State, queries: Codes, max_distance: int) -> Found:
+    """Matches in the tables (compiled probes) and in the delta (compiled brute force)."""
     layout = state.layout
-    for t, radius in enumerate(layout.probe_radii(max_distance)):
-        if radius >= 0:
-            qsub = sub_codes(queries, layout, t)
-            parts.append(_table_candidates(state.tables[t], qsub, flip_masks(layout.bits, radius)))
-    query = np.concatenate([p[0] for p in parts])
-    ids = np.concatenate([p[1] for p in parts])
-    dist = distances(state.codes[ids], queries[query])
-    keep = (dist <= max_distance) & state.live[ids]
-    query, ids, near = query[keep], ids[keep], dist[keep].astype(np.int32)
-    # a code found through several sub-codes is one match
-    _, first = np.unique(query * max(state.n, 1) + ids, return_index=True)
-    return query[first], ids[first], near[first]
+    radii = layout.probe_radii(max_distance)
+    qsub = np.empty((len(queries), layout.substrings), dtype=np.uint32)
+    for t in range(layout.substrings):
+        qsub[:, t] = sub_codes(queries, layout, t)
+    masks = [flip_masks(layout.bits, r) if r >= 0 else _NO_MASKS for r in radii]
+    found = probe(
+        state.tables,
+        state.codes,
+        state.live,
+        queries,
+        qsub,
+        masks,
+        radii,
+        layout.bits,
+        max_distance,
+    )
+    if state.n == state.main_n:
+        return found
+    delta = brute(state.codes, state.main_n, state.n, state.live, queries, max_distance)
+    query, ids, dist = (np.concatenate([a, b]) for a, b in zip(found, delta, strict=True))
+    if len(found[0]) and len(delta[0]):
+        # mid-merge a delta code is in the tables merged so far too: one match
+        _, first = np.unique(query * max(state.n, 1) + ids, return_index=True)
+        query, ids, dist = query[first], ids[first], dist[first]
+    return query, ids, dist
 
 
 class PdqIndex:
@@ -248,19 +221,14 @@ class PdqIndex:
         return self._dead
 
     def search(self, queries: Codes, max_distance: int) -> Matches:
-        """Every live code within ``max_distance`` of each query (one call for a whole batch)."""
+        """Every live code within ``max_distance`` of each query (one call for a whole batch;
+        the GIL is released while it runs, so batches in several threads use several cores)."""
         if not 0 <= max_distance <= MAX_DISTANCE:
             raise ValueError(f"max_distance must be 0..{MAX_DISTANCE}, got {max_distance}")
-        state = self._state
-        parts = [
-            (*_search_chunk(state, queries[i : i + QUERY_CHUNK], max_distance), i)
-            for i in range(0, len(queries), QUERY_CHUNK)
-        ]
-        query = np.concatenate([p[0] + p[3] for p in parts]) if parts else np.zeros(0, np.int64)
-        ids = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        dist = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int32)
+        queries = np.ascontiguousarray(queries, dtype=np.uint64).reshape(-1, WORDS)
+        query, ids, dist = _search_state(self._state, queries, max_distance)
         order = np.lexsort((ids, dist, query))
-        return Matches(query[order], ids[order], dist[order])
+        return Matches(query[order], ids[order], dist[order].astype(np.int32))
 
     def code_of(self, ids: Ids) -> Codes:
         return self._state.codes[ids]

@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Engine
 
 from common.clock import Clock, system_clock
 from exchange.domain import ContentHash, HashAlgorithm, NearSighting
-from exchange.pdq import persist
+from exchange.pdq import persist, probe
 from exchange.pdq.codes import to_codes, to_hex
 from exchange.pdq.index import MAX_DISTANCE, PdqIndex
 from exchange.store import hash_index
@@ -101,6 +101,7 @@ class PdqMatcher:
     def open(self) -> str:
         """Load the index file, or rebuild from the sightings; then catch up. Says which."""
         with self._lock:
+            probe.warm()  # the compiled search ready before the first query
             how = self._load() or self._rebuild()
             self._catch_up()
             self.opened = True
