@@ -1,4 +1,4 @@
-"""Exact Hamming range search over PDQ codes: multi-index hashing on numpy arrays.
+"""Exact Hamming range search over PDQ codes: multi-index hashing on flat numpy arrays.
 
 Why not faiss's ``IndexBinaryMultiHash``: its tables are ``std::unordered_map``s of vectors of
 8-byte ids, and every query collects its candidates in an ``unordered_set`` — at 10 M hashes that
@@ -13,13 +13,14 @@ Fleet, *Fast exact search in Hamming space with multi-index hashing*, 2014) laid
   is within q, or one of the others within q-1 — else the distance would be at least r+1.
   For r = 31 and m = 11: ten tables probed at radius 2 (277 keys each), one at radius 1
   (24 keys): 2,794 probes. Every candidate is then verified on all 256 bits, so there is no
-  false match and, by the argument, no miss.
+  false match and, by the argument, no miss. The probing and verifying loops are compiled
+  (``probe``: numba, the GIL released); this module keeps the arrays and their changes.
 - each table is a sorted array: the ids ordered by sub-code and ``offsets[v] .. offsets[v+1]``
   the run of sub-code v (2^23 + 1 ``uint32`` offsets, one ``uint32`` id per code): about
   113 bytes a hash with the code itself, 1.1 GiB at 10 M;
-- new codes go to a small delta searched by brute force and are merged into the tables when
-  it holds ``DELTA_CAP`` codes (``np.insert`` per table: a linear copy, no re-sort), one table
-  at a time so memory peaks one table (74 MB at 10 M) above the index, not at twice it;
+- new codes go to a small delta searched by (compiled) brute force and are merged into the
+  tables when it holds ``DELTA_CAP`` codes (``np.insert`` per table: a linear copy, no
+  re-sort), one table at a time so memory peaks one table (74 MB at 10 M) above the index;
 - a withdrawn code is only marked dead (a ``live`` mask): results skip it, and the index is
   rebuilt from the live codes once more than an eighth of it is dead;
 - readers never lock: every change publishes a new ``_State`` (the code and mask buffers are
