@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from exchange.pdq import index as pdq_index
 from exchange.pdq.codes import WORDS, Codes, hex_distance, to_codes, to_hex
-from exchange.pdq.index import LARGE, SMALL, PdqIndex, layout_for
+from exchange.pdq.index import LARGE, SMALL, PdqIndex, build_table, layout_for, merge_table
 
 
 def _flip(code: Codes, bits: list[int]) -> Codes:
@@ -38,7 +38,11 @@ def _brute(codes: Codes, queries: Codes, radius: int) -> set[tuple[int, int, int
 
 def _found(index: PdqIndex, queries: Codes, radius: int) -> set[tuple[int, int, int]]:
     m = index.search(queries, radius)
-    return set(zip(m.query.tolist(), m.ids.tolist(), m.distance.tolist(), strict=True))
+    listed = list(zip(m.query.tolist(), m.ids.tolist(), m.distance.tolist(), strict=True))
+    # a code reached through several sub-codes (an exact copy is reached through every one)
+    # is one match
+    assert len(listed) == len(set(listed)), "a match listed twice"
+    return set(listed)
 
 
 @pytest.mark.parametrize(("distance", "found"), [(30, True), (31, True), (32, False)])
@@ -98,6 +102,21 @@ def test_incremental_adds_merge_and_stay_exact(monkeypatch: pytest.MonkeyPatch) 
     queries = np.concatenate([_flip(b[:3], [1, 70, 140, 200]) for b in batches])
     assert _found(index, queries, 31) == _brute(state.codes[: state.n], queries, 31)
     assert len(_found(index, queries, 31)) == 15
+
+
+def test_mid_merge_a_code_in_the_delta_and_in_merged_tables_is_one_match() -> None:
+    """A reader may search while the delta is merged table by table: the first tables then
+    hold the delta's codes too, which the delta's brute force also finds."""
+    rng = np.random.default_rng(5)
+    indexed, delta = _random(rng, 100), _random(rng, 40)
+    tables = [build_table(indexed, SMALL, t) for t in range(SMALL.substrings)]
+    for t in range(6):  # six of sixteen tables merged so far
+        tables[t] = merge_table(tables[t], delta, 100, SMALL, t)
+    codes = np.concatenate([indexed, delta])
+    index = PdqIndex.from_state(codes, np.ones(140, dtype=np.bool_), 100, SMALL, tables)
+    queries = np.concatenate([delta[:10], _flip(delta[10:20], [3, 90, 170]), indexed[:5]])
+    assert _found(index, queries, 31) == _brute(codes, queries, 31)
+    assert len(_found(index, queries, 31)) == 25
 
 
 def test_withdrawn_codes_are_never_matched_and_come_back_when_added() -> None:
