@@ -340,6 +340,7 @@ def replay(fed: Federation, nodes: dict[str, Node], year: shape.Year, args: Any)
         "intake_s": intake_s,
         "settle_s": settle,
         "cpu_s": cpu,
+        "client_cpu_s": common.cpu_seconds(os.getpid()) - client0,
         "load": common.load(),
     }
 
