@@ -402,6 +402,12 @@ def report(
     )
     rows = node_rows(nodes, f, wall)
     print_table(rows)
+    known = sum(r["known_items"] for r in rows.values()) / n
+    print(
+        f"  items marked known content at their holder: {known:.1%} of the year ("
+        f"{1 - year.new_content.mean():.1%} repeat content seen before; a repeat that reaches its "
+        "holder before the first sighting's announcement does is not marked)"
+    )
     print(
         f"the analysts' clients (this process, building and streaming the reports): "
         f"{f['client_cpu_s']:.1f} CPU s"

@@ -145,11 +145,14 @@ def year(fraction: float = 1.0, seed: int = 2024) -> Year:
     origin = _origins(rng, holder, members)
     origin[burst] = crawler
 
-    content, new_content = _contents(rng, n)
+    content = _contents(rng, n)
     url = np.arange(n, dtype=np.int32)
     duplicate = _duplicates(rng, n, burst)
     _copy_duplicates(rng, duplicate, url, content, country, holder, origin, members)
-    new_content &= ~duplicate
+    # New content is a content id's first report (a duplicate took over an earlier URL's
+    # content, so an id drawn as new may now first appear in a repeat).
+    new_content = np.zeros(n, dtype=np.bool_)
+    new_content[np.unique(content, return_index=True)[1]] = True
     classification = _classes(rng, content)
     return Year(
         members, names, origin, holder, country, url, content, classification,
@@ -171,14 +174,14 @@ def _origins(
     return origin
 
 
-def _contents(rng: np.random.Generator, n: int) -> tuple[NDArray[np.int32], NDArray[np.bool_]]:
+def _contents(rng: np.random.Generator, n: int) -> NDArray[np.int32]:
     """Content ids: a new id with NEW_CONTENT_SHARE, else one seen before (uniformly)."""
     new = rng.random(n) < NEW_CONTENT_SHARE
     new[0] = True
     seen = np.cumsum(new) - 1  # the newest id at each index
     repeat = (rng.random(n) * np.maximum(seen, 0)).astype(np.int64)
     content = np.where(new, seen, np.minimum(repeat, seen))
-    return content.astype(np.int32), new
+    return content.astype(np.int32)
 
 
 def _classes(rng: np.random.Generator, content: NDArray[np.int32]) -> NDArray[np.int8]:
