@@ -37,12 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import bench_common as common
+import grpc
 import numpy as np
 import replay_shape as shape
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from exchange.client.stubs import IntakeClient
+from auth.tokens import Scope
+from exchange.client.stubs import CasesClient, IntakeClient
+from exchange.domain import Classification
+from exchange.lifecycle.model import Assessment
 from exchange.store.engine import open_engine
 from exchange.tools.provision import Federation, MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
@@ -226,6 +230,78 @@ def _quiet(db: Engine, others: int) -> bool:
         return int(behind) >= others
 
 
+# -- the holders' assessment (a sample) -------------------------------------------------------
+
+ANALYSTS = 8  # concurrent Assess calls per holder
+
+
+def assess_sample(fed: Federation, nodes: dict[str, Node], total: int) -> dict[str, Any]:
+    """The holders' analysts assess ``total`` cases (shared by the holders as their cases are)
+    through the Cases service, each confirming the origin's classification of its first item:
+    one signed event per case to each reporting member and the coordinator. Returns the
+    Assess calls/s, the share assessed illegal and the time until every event is receipted."""
+    cases = {m: common.count(n.engine, "select count(*) from cases") for m, n in nodes.items()}
+    all_cases = max(1, sum(cases.values()))
+    work = {
+        m: _first_items(nodes[m].engine, round(total * k / all_cases)) for m, k in cases.items()
+    }
+    done: list[int] = []
+    t0 = time.monotonic()
+    threads = [
+        threading.Thread(target=_analyst, args=(fed, m, part[a::ANALYSTS], done), daemon=True)
+        for m, part in work.items()
+        for a in range(ANALYSTS)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    made_s = time.monotonic() - t0
+    settle = quiet(nodes, timeout=300)
+    assessed = [c for part in work.values() for _, c in part]
+    illegal = sum(
+        _holder_view(c) in (Classification.BASELINE, Classification.NATIONAL) for c in assessed
+    )
+    return {
+        "cases": len(assessed),
+        "made": len(done),
+        "per_s": len(done) / made_s if made_s else 0.0,
+        "illegal_share": illegal / max(1, len(assessed)),
+        "delivered_s": None if settle is None else made_s + settle,
+    }
+
+
+def _first_items(db: Engine, limit: int) -> list[tuple[str, str]]:
+    """(case id, the classification its first report gave its first item), ``limit`` cases."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "select c.id, i.classification from cases c join items i "
+                "on i.report_id = c.first_report_id and i.idx = 0 order by c.id limit :n"
+            ),
+            {"n": limit},
+        ).all()
+    return [(str(a), str(b)) for a, b in rows]
+
+
+def _analyst(fed: Federation, member: str, part: list[tuple[str, str]], done: list[int]) -> None:
+    token = fed.token(member, Scope.CASES_WORK, ttl=900)
+    with CasesClient(fed.settings[member].listen, token=token, timeout=120) as client:
+        for case_id, classification in part:
+            try:
+                client.assess(case_id, [], Assessment(_holder_view(classification)))
+                done.append(1)
+            except grpc.RpcError as e:  # counted: made < cases
+                print(f"  {member}: Assess {case_id}: {e.code().name} {e.details()}")
+
+
+def _holder_view(origin: str) -> Classification:
+    """The holder's assessment of an item the origin classified: the same, except that an
+    assessment decides — an item the origin found doubtful is assessed not illegal."""
+    c = Classification(origin)
+    return Classification.NOT_ILLEGAL if c is Classification.DOUBTFUL else c
+
+
 # -- figures -------------------------------------------------------------------------------------
 
 
@@ -288,6 +364,9 @@ def run(args: Any, pg: Any, root: Path) -> dict[str, Any]:
         for m in members:
             common.wait_ready(fed.settings[m].listen, timeout=60)
         figures = replay(fed, nodes, year, args)
+        if args.assess:
+            print(f"the holders' analysts assess {args.assess:,} cases (Cases.Assess) …")
+            figures["assess"] = assess_sample(fed, nodes, args.assess)
         usage = {
             m: (common.cpu_seconds(n.proc.pid), common.peak_rss_mib(n.proc.pid))
             for m, n in nodes.items()
@@ -412,6 +491,8 @@ def report(
         f"the analysts' clients (this process, building and streaming the reports): "
         f"{f['client_cpu_s']:.1f} CPU s"
     )
+    if "assess" in f:
+        print_assess(f["assess"])
     print(f"machine: {f['load']}")
     return {
         "bench": "replay",
@@ -425,8 +506,24 @@ def report(
         "latency_ms": {k: {"p50": round(v[0], 1), "p99": round(v[1], 1)} for k, v in p.items()},
         "nodes": rows,
         "client_cpu_s": round(f["client_cpu_s"], 1),
+        "assess": f.get("assess"),
         "load": f["load"],
     }
+
+
+def print_assess(a: dict[str, Any]) -> None:
+    delivered = a["delivered_s"]
+    print(
+        f"assessed at the holders: {a['made']:,} of {a['cases']:,} cases, {a['per_s']:,.0f} "
+        f"Assess calls/s ({ANALYSTS} analysts per holder), {a['illegal_share']:.1%} assessed "
+        "illegal (each confirms the origin's classification; doubtful → not illegal); every "
+        "event receipted by its origins and the coordinator "
+        + (f"{delivered:.1f} s after the first call" if delivered is not None else "not in 300 s")
+    )
+    print(
+        "  (the year's other reports are not assessed at their holder: their '65 % illegal' "
+        "is the origin analysts' classification carried in the report's items)"
+    )
 
 
 def _pcts(values: np.ndarray) -> tuple[float, float]:
@@ -478,6 +575,12 @@ def main() -> None:
     p.add_argument("--fraction", type=float, default=1.0, help="part of the year (default 1)")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--seed", type=int, default=2024)
+    p.add_argument(
+        "--assess",
+        type=int,
+        default=1000,
+        help="cases the holders assess afterwards through the Cases service (default 1,000)",
+    )
     p.add_argument(
         "--rate",
         type=float,
