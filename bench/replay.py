@@ -464,6 +464,7 @@ def report(
         f"(intake alone {f['intake_s']:.1f} s)"
     )
     settle = f["settle_s"]
+    print_year(n, wall, sum(f["cpu_s"].values()))
     print(
         "  then every outbox empty and every hash announcement receipted after "
         + (f"{settle:.1f} s more" if settle is not None else "more than 300 s (not reached)")
@@ -501,6 +502,8 @@ def report(
         "reports": n,
         "wall_s": round(wall, 1),
         "reports_per_s": round(n / wall),
+        "year_min_at_this_rate": round(shape.YEAR_REPORTS / (n / wall) / 60, 1),
+        "node_cpu_ms_per_report": round(1000 * sum(f["cpu_s"].values()) / n, 2),
         "intake_s": round(f["intake_s"], 1),
         "settle_s": None if settle is None else round(settle, 1),
         "latency_ms": {k: {"p50": round(v[0], 1), "p99": round(v[1], 1)} for k, v in p.items()},
@@ -509,6 +512,19 @@ def report(
         "assess": f.get("assess"),
         "load": f["load"],
     }
+
+
+def print_year(n: int, wall: float, cpu: float) -> None:
+    """The whole year from this part of it: at the measured rate, and at the CPU time the nodes
+    spent per report if they had the machine's cores to themselves (both linear in reports)."""
+    per_report = cpu / n
+    cores = os.cpu_count() or 1
+    print(
+        f"  the nodes' CPU: {1000 * per_report:.2f} ms per report in all; the whole year "
+        f"({shape.YEAR_REPORTS:,}) at this run's rate: {shape.YEAR_REPORTS / (n / wall) / 60:.0f} "
+        f"min; on {cores} cores free of other work, at least "
+        f"{shape.YEAR_REPORTS * per_report / cores / 60:.0f} min (goal: under 15)"
+    )
 
 
 def print_assess(a: dict[str, Any]) -> None:
