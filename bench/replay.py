@@ -494,6 +494,8 @@ def report(
     )
     if "assess" in f:
         print_assess(f["assess"])
+    if args.db == "postgresql":
+        print("  (the PostgreSQL server's own CPU and memory are not in the nodes' figures)")
     print(f"machine: {f['load']}")
     return {
         "bench": "replay",
@@ -594,8 +596,8 @@ def main() -> None:
     p.add_argument(
         "--assess",
         type=int,
-        default=1000,
-        help="cases the holders assess afterwards through the Cases service (default 1,000)",
+        help="cases the holders assess afterwards through the Cases service (default 1,000; "
+        "--quick 300)",
     )
     p.add_argument(
         "--rate",
@@ -607,6 +609,8 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.fraction = 0.01
+    if args.assess is None:
+        args.assess = 300 if args.quick else 1000
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="ihx-bench-replay-"))
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
