@@ -329,7 +329,10 @@ def held(db: Engine) -> dict[str, int]:
         cases = int(conn.execute(text("select count(*) from cases")).scalar_one())
         known = int(
             conn.execute(
-                text("select count(*) from items where known_member is not null")
+                text(
+                    "select count(*) from items i join reports r on r.id = i.report_id "
+                    "where r.role = 'received' and i.known_member is not null"
+                )
             ).scalar_one()
         )
     return {"received": received, "origin": origin, "cases": cases, "known_items": known}
@@ -482,12 +485,7 @@ def report(
     )
     rows = node_rows(nodes, f, wall)
     print_table(rows)
-    known = sum(r["known_items"] for r in rows.values()) / n
-    print(
-        f"  items marked known content at their holder: {known:.1%} of the year ("
-        f"{1 - year.new_content.mean():.1%} repeat content seen before; a repeat that reaches its "
-        "holder before the first sighting's announcement does is not marked)"
-    )
+    print_known(year, rows)
     print(
         f"the analysts' clients (this process, building and streaming the reports): "
         f"{f['client_cpu_s']:.1f} CPU s"
@@ -514,6 +512,15 @@ def report(
         "assess": f.get("assess"),
         "load": f["load"],
     }
+
+
+def print_known(year: shape.Year, rows: dict[str, dict[str, Any]]) -> None:
+    known = sum(r["known_items"] for r in rows.values()) / len(year)
+    print(
+        f"  items marked known content at their holder: {known:.1%} of the year ("
+        f"{1 - year.new_content.mean():.1%} repeat content seen before; a repeat that reaches its "
+        "holder before the first sighting's announcement does is not marked)"
+    )
 
 
 def print_year(n: int, wall: float, cpu: float) -> None:
