@@ -1,13 +1,16 @@
-"""Helpers shared by the benchmark scripts: argument parsing, GeoIP discovery, output."""
+"""Helpers shared by the benchmark scripts: argument parsing, GeoIP discovery, output, PostgreSQL
+databases per run, and the node processes (start, wait, stop; their CPU time and peak memory)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +91,68 @@ class PostgresDatabases:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         self._names.clear()
         self._engine.dispose()
+
+
+# -- node processes ------------------------------------------------------------------------------
+
+# The `ihx` command of the virtual environment running the bench.
+IHX = str(Path(sys.executable).parent / "ihx")
+
+
+def start_node(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`ihx node run --config CONFIG` as a child process, its output to ``log``."""
+    return start_process([IHX, "node", "run", "--config", str(config)], log)
+
+
+def start_process(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen(argv, stdout=out, stderr=out)
+
+
+def wait_ready(address: str, timeout: float = 30.0) -> None:
+    """Until the gRPC server at ``address`` accepts a channel (else grpc.FutureTimeoutError)."""
+    import grpc
+
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    channel.close()
+
+
+def stop(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM to each, then wait; a process still running after ``timeout`` is killed."""
+    procs = list(procs)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def count(db: Any, sql: str, **params: Any) -> int:
+    """One integer from ``sql`` on the SQLAlchemy engine ``db``."""
+    from sqlalchemy import text
+
+    with db.connect() as conn:
+        return int(conn.execute(text(sql), params).scalar_one())
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the running process ``pid`` has used so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The running process's peak resident set (VmHWM in /proc), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min), as `uptime` prints them."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"

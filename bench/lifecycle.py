@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import bench_common as common
-import grpc
 from exchange_throughput import ed25519_verify_rate, sqlite_insert_rate
 from sqlalchemy import Engine, text
 
@@ -47,7 +45,6 @@ from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 
-IHX = str(Path(sys.executable).parent / "ihx")
 DRIVER = Path(__file__).resolve().parent / "lifecycle_driver.py"
 NL, DE, COORDINATOR = "nl-eokm", "de-eco", "inhope"
 EVENTS_PER_CASE = 4
@@ -76,17 +73,6 @@ def request(i: int, run: str) -> ipb.SubmitReportRequest:
 
 
 # -- the nodes ----------------------------------------------------------------------------------
-
-
-def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen(argv, stdout=out, stderr=out)
-
-
-def wait_ready(address: str, timeout: float = 60.0) -> None:
-    channel = grpc.insecure_channel(address)
-    grpc.channel_ready_future(channel).result(timeout=timeout)
-    channel.close()
 
 
 def scalar(db: Engine, sql: str, **params: Any) -> Any:
@@ -131,29 +117,20 @@ class Run:
 
     def start(self) -> None:
         for m in (NL, COORDINATOR):
-            argv = [IHX, "node", "run", "--config", str(self.fed.config_path(m))]
-            self.procs[m] = start(argv, self.root / f"{m}.log")
+            self.procs[m] = common.start_node(self.fed.config_path(m), self.root / f"{m}.log")
         driver = [sys.executable, str(DRIVER), "--config", str(self.fed.config_path(DE))]
-        self.procs[DE] = start([*driver, "--jobs", str(self.jobs)], self.root / f"{DE}.log")
+        self.procs[DE] = common.start_process(
+            [*driver, "--jobs", str(self.jobs)], self.root / f"{DE}.log"
+        )
         for m in (NL, DE, COORDINATOR):
-            wait_ready(self.fed.settings[m].listen)
+            common.wait_ready(self.fed.settings[m].listen, timeout=60)
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) each node's process has used so far."""
-        out = {}
-        for member, proc in self.procs.items():
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
-            out[member] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return out
+        return {member: common.cpu_seconds(proc.pid) for member, proc in self.procs.items()}
 
     def stop(self) -> None:
-        for p in self.procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        common.stop(self.procs.values(), timeout=20)
         for db in self.db.values():
             db.dispose()
 

@@ -14,10 +14,6 @@ streams to many peers. The figure shows what the lease and the shared log lock c
 
 from __future__ import annotations
 
-import hashlib
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_common as common
-import grpc
-from sqlalchemy import Engine, text
+from exchange_throughput import request
 
 from exchange.client.stubs import IntakeClient
 from exchange.store.engine import open_engine
@@ -37,56 +32,10 @@ from exchange.tools.provision import (
     provision_federation,
     write_replica_settings,
 )
-from ihx.v1 import intake_pb2 as ipb
-from ihx.v1 import report_pb2 as pb
 
-IHX = str(Path(sys.executable).parent / "ihx")
 A, B = "nl-eokm", "de-eco"
 # A's sender retries B quickly once B is up; the lease default (10 s) is kept.
 TUNING = "\n[exchange]\nbackoff_initial_s = 0.05\nbackoff_max_s = 0.25\n"
-
-
-def request(i: int, run: str) -> ipb.SubmitReportRequest:
-    digest = hashlib.sha256(f"{run}:{i}".encode()).hexdigest()
-    return ipb.SubmitReportRequest(
-        url=f"https://files.example.de/{run}/album/{i}/photo.jpg",
-        site_type=pb.SITE_TYPE_IMAGE_HOST,
-        items=[
-            pb.Item(
-                hashes=[pb.ContentHash(algorithm=pb.HASH_ALGORITHM_SHA256, hex=digest)],
-                classification=pb.CLASSIFICATION_BASELINE,
-                media_type=pb.MEDIA_TYPE_IMAGE,
-                age_group=pb.AGE_GROUP_PREPUBESCENT,
-            )
-        ],
-        client_ref=str(i),
-    )
-
-
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen([IHX, "node", "run", "--config", str(config)], stdout=out, stderr=out)
-
-
-def wait_ready(address: str, timeout: float = 30.0) -> None:
-    channel = grpc.insecure_channel(address)
-    grpc.channel_ready_future(channel).result(timeout=timeout)
-    channel.close()
-
-
-def count(db: Engine, sql: str) -> int:
-    with db.connect() as conn:
-        return int(conn.execute(text(sql)).scalar_one())
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def scenario(replicas: int, n: int, root: Path, pg: Any) -> dict[str, Any]:
@@ -108,10 +57,10 @@ def scenario(replicas: int, n: int, root: Path, pg: Any) -> dict[str, Any]:
         for i in range(1, replicas)
     ]
     a_db = open_engine(fed.settings[A].database_url)
-    procs = [start(c, root / f"a-{i}.log") for i, c in enumerate(configs)]
+    procs = [common.start_node(c, root / f"a-{i}.log") for i, c in enumerate(configs)]
     try:
         for address in addresses:
-            wait_ready(address)
+            common.wait_ready(address)
 
         # Fill the outbox through every replica's intake while B is down.
         token = fed.token(A, ttl=900)
@@ -129,16 +78,16 @@ def scenario(replicas: int, n: int, root: Path, pg: Any) -> dict[str, Any]:
         for t in threads:
             t.join()
         intake_rate = n / (time.monotonic() - t0)
-        queued = count(a_db, "select count(*) from outbox")
+        queued = common.count(a_db, "select count(*) from outbox")
         if queued != n:
             raise SystemExit(f"expected {n} reports in A's outbox, found {queued}")
 
-        procs.append(start(fed.config_path(B), root / "b.log"))
-        wait_ready(fed.settings[B].listen)
+        procs.append(common.start_node(fed.config_path(B), root / "b.log"))
+        common.wait_ready(fed.settings[B].listen)
         deadline = time.monotonic() + 600
         first: tuple[float, int] | None = None
         while True:
-            now, delivered = time.monotonic(), count(a_db, "select count(*) from deliveries")
+            now, delivered = time.monotonic(), common.count(a_db, "select count(*) from deliveries")
             if first is None and delivered > 0:
                 first = (now, delivered)
             if delivered >= n:
@@ -148,8 +97,8 @@ def scenario(replicas: int, n: int, root: Path, pg: Any) -> dict[str, Any]:
             time.sleep(0.01)
         assert first is not None
         drain = (n - first[1]) / max(now - first[0], 1e-6)
-        batches = count(a_db, "select count(*) from batches")
-        holders = count(a_db, "select count(distinct holder) from peer_leases")
+        batches = common.count(a_db, "select count(*) from batches")
+        holders = common.count(a_db, "select count(distinct holder) from peer_leases")
         return {
             "replicas": replicas,
             "intake_per_s": round(intake_rate),
@@ -158,13 +107,15 @@ def scenario(replicas: int, n: int, root: Path, pg: Any) -> dict[str, Any]:
             "lease_holders": holders,
         }
     finally:
-        stop(procs)
+        common.stop(procs)
         a_db.dispose()
 
 
 def main() -> None:
-    args = common.parser(__doc__ or "").parse_args()
-    n = 10_000 if args.quick else 50_000
+    p = common.parser(__doc__ or "")
+    p.add_argument("--reports", type=int, help="reports queued (default 50,000; --quick 10,000)")
+    args = p.parse_args()
+    n = args.reports or (10_000 if args.quick else 50_000)
     root = Path(tempfile.mkdtemp(prefix="ihx-bench-outbox-"))
     pg = common.PostgresDatabases()
     results: dict[str, Any] = {}
