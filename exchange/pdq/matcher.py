@@ -15,11 +15,14 @@ can commit behind the cursor.
 At start the index is loaded from its file when the file's cursor and quality threshold hold
 and the feed still has every change since (then those are applied), else rebuilt from the
 sightings (about 1 s per 200,000 hashes on the reference machine, docs/pdq.md). It is saved
-when the node stops.
+when the node stops. A rebuild while running (the feed trimmed past the cursor) is never done
+by a request: a search only flags it, the trim loop rebuilds, searches go on with the old index
+meanwhile — so a match takes the index once, as its ids belong to that one.
 
 The feed is trimmed while the node runs (``trim``, every ``[pdq] trim_interval_s``): each
 process keeping an index is a named follower that notes its cursor in ``pdq_followers``, and
-the changes below the lowest cursor of the followers heard from within their lease go. Rows
+the changes below the lowest cursor of the followers heard from within their lease go (a
+follower notes its starting cursor as it opens, before it reads the sightings). Rows
 only go from the front, so a reader whose cursor is behind the first change held (a follower
 back after its lease, an old file, a one-off reader) knows it missed some and rebuilds.
 
@@ -93,16 +96,21 @@ class PdqMatcher:
         self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
+        self._stale = False  # the feed was trimmed past the cursor: rebuild off request threads
         self.opened = False  # set once ``open`` has loaded or rebuilt the index
 
     def __len__(self) -> int:
         return len(self._index)
 
     def open(self) -> str:
-        """Load the index file, or rebuild from the sightings; then catch up. Says which."""
+        """Load the index file, or rebuild from the sightings; then catch up. Says which.
+        A follower notes its starting cursor before it reads the sightings, so no trim goes
+        past a process still opening (it would rebuild again at once)."""
         with self._lock:
             how = self._load() or self._rebuild()
-            self._catch_up()
+            if not self._catch_up():
+                how = f"{how}; the feed was trimmed meanwhile: {self._rebuild()}"
+                self._catch_up()
             self.opened = True
             return how
 
@@ -111,10 +119,11 @@ class PdqMatcher:
         cursor and trim ``pdq_changes``. Called at stop, after the node's writer stopped."""
         with self._lock:
             self._catch_up()
+            cursor = self._cursor  # the file's: a rebuild elsewhere may move it on
             if self._path is not None:
-                persist.save(self._index, self._path, _stamp(self._cursor, self.min_quality))
+                persist.save(self._index, self._path, _stamp(cursor, self.min_quality))
         with self._engine.begin() as conn:
-            self._note_and_trim(conn)
+            self._note_and_trim(conn, cursor)
 
     def trim(self, writer: Writer) -> int:
         """Catch up (outside the writer), then in one writer job note this follower's cursor
@@ -122,30 +131,44 @@ class PdqMatcher:
         every ``[pdq] trim_interval_s``, so the feed holds only changes a live follower has
         still to apply. How many changes went."""
         self.refresh()
-        return writer.execute(lambda tx: self._note_and_trim(tx.conn))
+        cursor = self._cursor
+        return writer.execute(lambda tx: self._note_and_trim(tx.conn, cursor))
 
-    def _note_and_trim(self, conn: Connection) -> int:
+    def _note_and_trim(self, conn: Connection, cursor: int) -> int:
         now = self._clock()
         if self._follower:
-            hash_index.record_pdq_follower(conn, self._follower, self._cursor, now)
+            hash_index.record_pdq_follower(conn, self._follower, cursor, now)
         gone = hash_index.trim_pdq_changes(conn, alive_since=now - self._lease)
         if gone:
             log.info("pdq_changes trimmed by %d rows", gone)
         return gone
 
     def refresh(self) -> None:
+        """Catch up; rebuild from the sightings when the feed was trimmed past the cursor.
+        Run by the trim loop (and ``open``), never by a request: searches meanwhile go on with
+        the index as it was, and take the rebuilt one once it is published whole."""
         with self._lock:
-            self._catch_up()
+            if self._stale or not self._catch_up():
+                # The feed was trimmed past this cursor (not heard from within its lease): the
+                # changes it missed are gone, the sightings are not.
+                log.warning("PDQ index behind the trimmed change feed: %s", self._rebuild())
+                self._stale = False
+                self._catch_up()
 
     def _refresh_if_free(self) -> None:
         """Catch up unless another thread is at it: a search then goes on with the index as
         last published (the index publishes each merge whole, so it never sees half of one),
-        and that refresh, or the next search's, applies the rest."""
-        if self._lock.acquire(blocking=False):
-            try:
-                self._catch_up()
-            finally:
-                self._lock.release()
+        and that refresh, or the next search's, applies the rest. Never a rebuild (seconds to
+        a minute at 10 M hashes): a feed trimmed past the cursor is only flagged, and the trim
+        loop rebuilds (``refresh``)."""
+        if self._stale or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._catch_up():
+                self._stale = True
+                log.warning("PDQ index behind the trimmed change feed: rebuilt by the trim loop")
+        finally:
+            self._lock.release()
 
     def match(
         self,
@@ -168,8 +191,9 @@ class PdqMatcher:
             return answers  # nothing to search: no query of the change feed either
         self._refresh_if_free()
         wanted = [hashes[i].hex for i in asked]  # type: ignore[union-attr]
-        found = self._index.search(to_codes(wanted), radius)
-        hit_hex = to_hex(self._index.code_of(found.ids))
+        index = self._index  # once: a rebuild may swap it, and ids belong to one index
+        found = index.search(to_codes(wanted), radius)
+        hit_hex = to_hex(index.code_of(found.ids))
         with self._engine.connect() as conn:
             seen = hash_index.pdq_sightings(conn, sorted(set(hit_hex)), self.min_quality)
         mine = [own[i] if own is not None else "" for i in asked]
@@ -202,6 +226,7 @@ class PdqMatcher:
             log.warning("PDQ index file refused, rebuilding: %s", exc)
             return ""
         cursor, quality = divmod(stamp, 128)
+        self._note_start(cursor)
         with self._engine.connect() as conn:
             current = hash_index.pdq_cursor(conn)
             first = hash_index.pdq_first_change(conn)
@@ -213,19 +238,30 @@ class PdqMatcher:
     def _rebuild(self) -> str:
         with self._engine.connect() as conn:
             cursor = hash_index.pdq_cursor(conn)  # first: a change made meanwhile is re-applied
+        self._note_start(cursor)
+        with self._engine.connect() as conn:
             hexes = hash_index.pdq_matchable(conn, self.min_quality)
-        self._index = PdqIndex.from_codes(to_codes(sorted(hexes)))
+        self._index = PdqIndex.from_codes(to_codes(sorted(hexes)))  # published whole
         self._cursor = cursor
         return f"rebuilt from the sightings ({len(hexes)} hashes)"
 
-    def _catch_up(self) -> None:
+    def _note_start(self, cursor: int) -> None:
+        """A follower's row at the cursor it starts from, committed before the sightings are
+        read: a trim from then on keeps every change after it. (A trim already under way may
+        still pass it; ``_catch_up`` sees that, and the index is rebuilt.)"""
+        if self._follower:
+            with self._engine.begin() as conn:
+                hash_index.record_pdq_follower(conn, self._follower, cursor, self._clock())
+
+    def _catch_up(self) -> bool:
+        """Apply the changes after the cursor; False when the feed was trimmed past it."""
         while True:
             with self._engine.connect() as conn:
                 changes = hash_index.pdq_changes_after(conn, self._cursor, CHANGES_PAGE)
                 if not changes:
-                    return
+                    return True
                 if hash_index.pdq_first_change(conn) > self._cursor + 1:
-                    break  # read after the page: had a trim passed the cursor, this sees it
+                    return False  # read after the page: had a trim passed the cursor, it shows
                 changed = sorted({hx for _, hx in changes})
                 keep = hash_index.pdq_matchable(conn, self.min_quality, changed)
             if keep:
@@ -234,6 +270,3 @@ class PdqMatcher:
             if gone:
                 self._index.remove(to_codes(gone))
             self._cursor = changes[-1][0]
-        # The feed was trimmed past this cursor (not heard from within its lease): the
-        # changes it missed are gone, the sightings are not.
-        log.warning("PDQ index behind the trimmed change feed: %s", self._rebuild())

@@ -112,9 +112,36 @@ def test_a_follower_silent_past_its_lease_holds_nothing_back_and_rebuilds(
     clock.advance(LEASE.total_seconds() + 1)
     assert node.trim(writer) >= 2
     assert followers(engine) == {"node@a": feed(engine)[-1]}
-    # The changes it missed are gone; it notices and rebuilds from the sightings.
+    # The changes it missed are gone. A request notices but never rebuilds (seconds to a
+    # minute at 10 M hashes, under the refresh lock): it answers from the index it has (the
+    # retracted sighting is not read, the new hash is not there yet)...
+    held = away._index
+    assert distances(away) == []
+    assert away._index is held
+    # ...and the trim loop rebuilds from the sightings, in the background.
+    away.trim(writer)
+    assert away._index is not held
     assert distances(away) == [6]
     assert distances(node) == [6]
+
+
+def test_a_follower_is_noted_when_it_opens_so_no_trim_passes_it(
+    engine: Engine, writer: Writer
+) -> None:
+    """A web view or replica just started: the node's next trim keeps the changes it has
+    still to apply, though it has not trimmed (noted its cursor) yet itself."""
+    clock = FakeClock()
+    node = follower(engine, "node@a", clock)
+    announce(writer, make_announcement(pdq(3), member="be-childfocus"))
+    web = follower(engine, "web@a", clock)
+    assert followers(engine)["web@a"] == feed(engine)[-1]
+    announce(writer, make_announcement(pdq(5), member="de-eco"))
+    announce(writer, make_announcement(pdq(7), member="se-ecpat"))
+    node.trim(writer)
+    assert len(feed(engine)) == 3  # from the web view's cursor on, all stay
+    held = web._index
+    assert distances(web) == [3, 5, 7]
+    assert web._index is held  # caught up, not rebuilt
 
 
 def test_a_saved_file_loads_unless_the_feed_was_trimmed_past_it(
