@@ -29,8 +29,9 @@ back after its lease, an old file, a one-off reader) knows it missed some and re
 A match is one vectorised search for a whole batch; each hit within ``max_distance`` other than
 the hash itself (that is exact known content) is answered with the first sighting of the hit
 hash among sightings of enough quality — passing over the entry's own (its report's or case's)
-— nearest first, at most ``MAX_NEAR`` per item. A PDQ hash of unknown or low quality is not
-matched, and the answer says why.
+— nearest first, at most ``MAX_NEAR`` per item (only the first hits of each item, as many as
+may be passed over and shown, have their sightings read). A PDQ hash of unknown or low
+quality is not matched, and the answer says why.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Connection, Engine
 
 from common.clock import Clock, system_clock
 from exchange.domain import ContentHash, HashAlgorithm, NearSighting
 from exchange.pdq import persist
 from exchange.pdq.codes import to_codes, to_hex
-from exchange.pdq.index import MAX_DISTANCE, PdqIndex
+from exchange.pdq.index import MAX_DISTANCE, Matches, PdqIndex
 from exchange.store import hash_index
 from exchange.store.writer import Writer
 
@@ -72,6 +74,15 @@ def index_file(database_url: str, configured: Path | None) -> Path | None:
 def _stamp(cursor: int, min_quality: int) -> int:
     """The file's stamp: the change cursor it is current to and the quality it was built with."""
     return cursor * 128 + min_quality
+
+
+def _first_per_query(found: Matches, passed_over: int) -> Matches:
+    """The first ``MAX_NEAR + passed_over`` hits of each query (``found`` is ordered by query,
+    then distance): a case view reads the sightings of these only, however many members'
+    hashes lie within the distance."""
+    rank = np.arange(len(found)) - np.searchsorted(found.query, found.query, side="left")
+    keep = rank < MAX_NEAR + passed_over
+    return Matches(found.query[keep], found.ids[keep], found.distance[keep])
 
 
 class PdqMatcher:
@@ -192,7 +203,9 @@ class PdqMatcher:
         self._refresh_if_free()
         wanted = [hashes[i].hex for i in asked]  # type: ignore[union-attr]
         index = self._index  # once: a rebuild may swap it, and ids belong to one index
-        found = index.search(to_codes(wanted), radius)
+        # Hits come nearest first per query: past the MAX_NEAR shown, only those that may be
+        # passed over (the hash itself; a hash only this batch's own items sighted) count.
+        found = _first_per_query(index.search(to_codes(wanted), radius), len(set(wanted)) + 1)
         hit_hex = to_hex(index.code_of(found.ids))
         with self._engine.connect() as conn:
             seen = hash_index.pdq_sightings(conn, sorted(set(hit_hex)), self.min_quality)
