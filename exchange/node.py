@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import SQLAlchemyError
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
@@ -698,11 +699,14 @@ class Node:
         self.engine.dispose()
 
     def _save_pdq(self) -> None:
-        """The PDQ index to its file, so the next start loads it (a failure costs a rebuild)."""
+        """The PDQ index to its file, so the next start loads it (a failure costs a rebuild),
+        then its cursor noted and the feed trimmed: neither failure stops the rest of stop."""
         try:
             self.pdq.save()
         except OSError:
             log.exception("PDQ index not saved; the next start rebuilds it from the sightings")
+        except SQLAlchemyError:
+            log.exception("PDQ cursor not noted at stop; the feed is trimmed at the next start")
 
     @property
     def address(self) -> str:
