@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 MAX_NEAR = 10  # per item: the nearest; an analyst opens the case for more
 CHANGES_PAGE = 10_000
+TRIM_CHUNK = 50_000  # changes deleted in one writer job (numbers are dense: a range of seq)
 DEFAULT_LEASE = timedelta(minutes=15)  # [pdq] follower_lease_s
 
 NearAnswer = tuple[tuple[NearSighting, ...], str]  # (near sightings, why not matched or "")
@@ -96,6 +97,7 @@ class PdqMatcher:
         follower: str = "",
         clock: Clock = system_clock,
         lease: timedelta = DEFAULT_LEASE,
+        trim_chunk: int = TRIM_CHUNK,
     ) -> None:
         self._engine = engine
         self.max_distance = max_distance
@@ -104,6 +106,7 @@ class PdqMatcher:
         self._follower = follower  # its row in pdq_followers ("" for a one-off: ihx match)
         self._clock = clock
         self._lease = lease
+        self._trim_chunk = trim_chunk
         self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
@@ -133,23 +136,32 @@ class PdqMatcher:
             cursor = self._cursor  # the file's: a rebuild elsewhere may move it on
             if self._path is not None:
                 persist.save(self._index, self._path, _stamp(cursor, self.min_quality))
-        with self._engine.begin() as conn:
-            self._note_and_trim(conn, cursor)
+        while True:
+            with self._engine.begin() as conn:
+                if self._note_and_trim(conn, cursor) < self._trim_chunk:
+                    return
 
     def trim(self, writer: Writer) -> int:
         """Catch up (outside the writer), then in one writer job note this follower's cursor
         and drop the changes every follower heard from within its lease has applied: run
         every ``[pdq] trim_interval_s``, so the feed holds only changes a live follower has
-        still to apply. How many changes went."""
+        still to apply. At most ``trim_chunk`` changes a job, repeated while a whole chunk
+        went (other writer jobs run between). How many changes went."""
         self.refresh()
-        cursor = self._cursor
-        return writer.execute(lambda tx: self._note_and_trim(tx.conn, cursor))
+        cursor, total = self._cursor, 0
+        while True:
+            gone = writer.execute(lambda tx: self._note_and_trim(tx.conn, cursor))
+            total += gone
+            if gone < self._trim_chunk:
+                return total
 
     def _note_and_trim(self, conn: Connection, cursor: int) -> int:
         now = self._clock()
         if self._follower:
             hash_index.record_pdq_follower(conn, self._follower, cursor, now)
-        gone = hash_index.trim_pdq_changes(conn, alive_since=now - self._lease)
+        gone = hash_index.trim_pdq_changes(
+            conn, alive_since=now - self._lease, limit=self._trim_chunk
+        )
         if gone:
             log.info("pdq_changes trimmed by %d rows", gone)
         return gone

@@ -199,9 +199,11 @@ def record_pdq_follower(conn: Connection, name: str, cursor: int, now: datetime)
     conn.execute(stmt)
 
 
-def trim_pdq_changes(conn: Connection, *, alive_since: datetime) -> int:
+def trim_pdq_changes(conn: Connection, *, alive_since: datetime, limit: int) -> int:
     """Forget the followers not heard from since ``alive_since``, then drop the changes every
-    other one has applied (below their lowest cursor); how many changes went. The last change
+    other one has applied (below their lowest cursor), at most ``limit`` (the first ones: one
+    writer transaction stays short however long the feed grew, e.g. after an upgrade; the
+    caller repeats while a whole ``limit`` went); how many changes went. The last change
     always stays: it numbers the next one (SQLite) and is the cursor a file is checked
     against. A follower forgotten here and back later finds the feed trimmed past it
     (``pdq_first_change``) and rebuilds from the sightings."""
@@ -209,7 +211,7 @@ def trim_pdq_changes(conn: Connection, *, alive_since: datetime) -> int:
     low = conn.execute(select(func.min(PDQ_FOLLOWERS.c.cursor))).scalar_one()
     if low is None:
         return 0
-    below = min(int(low), pdq_cursor(conn))
+    below = min(int(low), pdq_cursor(conn), pdq_first_change(conn) + limit)
     return int(conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq < below)).rowcount)
 
 

@@ -169,3 +169,29 @@ def test_a_saved_file_loads_unless_the_feed_was_trimmed_past_it(
     third = PdqMatcher(engine, max_distance=31, min_quality=50, path=path)
     assert third.open().startswith("rebuilt")
     assert distances(third) == [2, 5, 7, 9, 11]
+
+
+def test_a_long_feed_is_trimmed_a_chunk_a_writer_job(engine: Engine, writer: Writer) -> None:
+    """After an upgrade the feed may hold millions of changes: one writer job deletes at most a
+    chunk of them, and the trim goes on job after job until all that may go have gone."""
+    clock = FakeClock()
+    for n in range(1, 10):
+        announce(writer, make_announcement(pdq(n), member="be-childfocus"))
+    *_, last = feed(engine)
+    node = PdqMatcher(
+        engine,
+        max_distance=31,
+        min_quality=50,
+        path=None,
+        follower="node@a",
+        clock=clock,
+        lease=LEASE,
+        trim_chunk=3,
+    )
+    node.open()  # noted at the last change: all but it may go
+    with engine.begin() as conn:
+        assert hash_index.trim_pdq_changes(conn, alive_since=clock() - LEASE, limit=2) == 2
+    assert len(feed(engine)) == 7
+    assert node.trim(writer) == 6  # three jobs: 3, 3, then none left
+    assert feed(engine) == [last]
+    assert distances(node) == list(range(1, 10))
