@@ -240,9 +240,20 @@ class PdqSection(_Section):
     send_quality: bool = False
     # The change feed the index follows (pdq_changes) is trimmed this often, below the lowest
     # cursor of the processes following it (node, web view, replicas); one not heard from
-    # within the lease no longer holds it back, and rebuilds its index if it comes back.
-    trim_interval_s: float = between(60.0, 0.05, 3600)
-    follower_lease_s: float = between(900.0, 1, 30 * 86400)
+    # within the lease no longer holds it back, and rebuilds its index if it comes back. A
+    # follower notes its cursor at every trim, so the lease is at least three intervals.
+    trim_interval_s: float = between(60.0, 1, 3600)
+    follower_lease_s: float = between(900.0, 3, 30 * 86400)
+
+    @model_validator(mode="after")
+    def _lease_spans_trims(self) -> PdqSection:
+        if self.trim_interval_s * 3 > self.follower_lease_s:
+            raise refuse(
+                f"pdq.trim_interval_s ({self.trim_interval_s:g} s) must be at most a third of "
+                f"pdq.follower_lease_s ({self.follower_lease_s:g} s): a follower notes its "
+                "cursor at each trim, and one not heard from within the lease is trimmed past"
+            )
+        return self
 
 
 class TakedownSection(_Section):
