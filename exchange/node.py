@@ -75,6 +75,7 @@ from exchange.ops.listen import check_bindable, refused
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.pdq.case_near import CaseNear
+from exchange.pdq.matcher import follower_name
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
@@ -205,7 +206,9 @@ class Node:
         self._monitor: HealthMonitor | None = None
         self._build_delivery()
         self._build_partners()
-        self.pdq = local.pdq_matcher(follower=f"node@{socket.gethostname()}")
+        self.pdq = local.pdq_matcher(
+            follower=follower_name("node", socket.gethostname(), self._rng)
+        )
         log.info("PDQ index %s", self.pdq.open())
         self._pdq_loop = Periodic(
             "ihx-pdq-trim", settings.pdq.trim_interval_s, lambda: self.pdq.trim(self.writer)

@@ -37,6 +37,8 @@ quality is not matched, and the answer says why.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -70,6 +72,13 @@ def index_file(database_url: str, configured: Path | None) -> Path | None:
     if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
         return Path(database_url.removeprefix("sqlite:///")).with_name("pdq-index.npz")
     return None
+
+
+def follower_name(role: str, host: str, rng: random.Random) -> str:
+    """A follower's name, unique to this process: two nodes or web views on one host (or one
+    restarted while its old row is still within the lease) never share a row, which would
+    let the feed be trimmed past the slower one. ``role@host:pid.random``, within 128."""
+    return f"{role}@{host[:80]}:{os.getpid()}.{rng.getrandbits(48):012x}"
 
 
 def _stamp(cursor: int, min_quality: int) -> int:

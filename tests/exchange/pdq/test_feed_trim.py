@@ -8,6 +8,7 @@ when the test says so.
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from exchange import cases
 from exchange.domain import ContentHash, HashAlgorithm, KnownContent
-from exchange.pdq.matcher import PdqMatcher
+from exchange.pdq.matcher import PdqMatcher, follower_name
 from exchange.store import hash_index, schema
 from exchange.store.writer import Writer
 from tests.exchange.factories import FakeClock, make_announcement
@@ -195,3 +196,23 @@ def test_a_long_feed_is_trimmed_a_chunk_a_writer_job(engine: Engine, writer: Wri
     assert node.trim(writer) == 6  # three jobs: 3, 3, then none left
     assert feed(engine) == [last]
     assert distances(node) == list(range(1, 10))
+
+
+def test_two_followers_on_one_host_have_rows_of_their_own(engine: Engine, writer: Writer) -> None:
+    """Two web views on one host (or one restarted within its lease): each its own row, so the
+    slower one still holds the trim back — one shared name would let the faster one's cursor
+    stand for both."""
+    first = follower_name("web", "host-a", random.Random(1))
+    second = follower_name("web", "host-a", random.Random(2))
+    assert first != second
+    assert first.startswith("web@host-a:")
+    assert follower_name("web", "h" * 200, random.Random(1)).__len__() <= 128
+    clock = FakeClock()
+    slow = follower(engine, first, clock)
+    announce(writer, make_announcement(pdq(3), member="be-childfocus"))
+    announce(writer, make_announcement(pdq(5), member="de-eco"))
+    fast = follower(engine, second, clock)
+    fast.trim(writer)
+    assert followers(engine) == {first: 0, second: feed(engine)[-1]}
+    assert len(feed(engine)) == 2  # the slow one's changes stay
+    assert distances(slow) == [3, 5]
