@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from exchange.domain import ContentHash, HashAlgorithm, ItemPdq
 from exchange.pdq.matcher import PdqMatcher
-from exchange.store import hash_index
+from exchange.store import hash_index, reports
 
 OPENING = "near-known content: the PDQ index is still opening; show the case again shortly"
 
@@ -29,6 +29,8 @@ ItemKey = tuple[str, int]  # (report id, index)
 
 
 class CaseNear:
+    """``lifecycle.views.NearOfCase`` over the matcher (node.py and the web app inject it)."""
+
     def __init__(self, matcher: PdqMatcher, engine: Engine) -> None:
         self._matcher = matcher
         self._engine = engine
@@ -37,7 +39,7 @@ class CaseNear:
         """Per PDQ item of ``items`` (in their order), its known and near-known content; or
         none and a note saying why it cannot be told now."""
         with self._engine.connect() as conn:
-            held = hash_index.pdq_of_items(conn, sorted({r for r, _ in items}))
+            held = reports.pdq_of_items(conn, sorted({r for r, _ in items}))
             keys = [k for k in dict.fromkeys(items) if k in held]
             if not keys:
                 return (), ""  # no PDQ item: nothing to tell, index open or not

@@ -255,30 +255,3 @@ def pdq_sightings(
     for rows in found.values():
         rows.sort(key=lambda k: (k.first_seen, k.member))
     return found
-
-
-def pdq_of_items(
-    conn: Connection, report_ids: Sequence[str]
-) -> dict[tuple[str, int], tuple[str, int | None]]:
-    """Per item (report id, index) of these reports with a PDQ hash: the hash and the best
-    quality any sighting of it carries (``None``: no sighting gives one) — an item's own
-    quality is kept only in its sighting (``item_hashes`` has none), and the same hash is the
-    same picture whoever sighted it. Reads ``item_hashes`` beside the index, as one join."""
-    out: dict[tuple[str, int], tuple[str, int | None]] = {}
-    items = schema.item_hashes
-    quality = func.max(HASH_INDEX.c.quality).label("quality")
-    for part in chunks(sorted(set(report_ids))):
-        rows = conn.execute(
-            select(items.c.report_id, items.c.idx, items.c.hex, quality)
-            .select_from(
-                items.outerjoin(
-                    HASH_INDEX,
-                    (HASH_INDEX.c.algorithm == PDQ) & (HASH_INDEX.c.hex == items.c.hex),
-                )
-            )
-            .where(items.c.algorithm == PDQ, items.c.report_id.in_(part))
-            .group_by(items.c.report_id, items.c.idx, items.c.hex)
-        )
-        for r in rows:
-            out[(r.report_id, r.idx)] = (r.hex, r.quality)
-    return out

@@ -299,3 +299,31 @@ def region_counts(conn: Connection) -> dict[str, int]:
         .order_by(r.reporter_region)
     )
     return {row[0]: int(row[1]) for row in rows}
+
+
+def pdq_of_items(
+    conn: Connection, report_ids: Sequence[str]
+) -> dict[tuple[str, int], tuple[str, int | None]]:
+    """Per item (report id, index) of these reports with a PDQ hash: the hash and the best
+    quality any sighting of it carries (``None``: no sighting gives one) — an item's own
+    quality is kept only in its sighting (``item_hashes`` has none), and the same hash is the
+    same picture whoever sighted it. Reads ``item_hashes`` (this aggregate's) beside the
+    hash index, as one join."""
+    out: dict[tuple[str, int], tuple[str, int | None]] = {}
+    items, seen = ITEM_HASHES, schema.hash_index
+    quality = func.max(seen.c.quality).label("quality")
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(
+            select(items.c.report_id, items.c.idx, items.c.hex, quality)
+            .select_from(
+                items.outerjoin(
+                    seen,
+                    (seen.c.algorithm == HashAlgorithm.PDQ.value) & (seen.c.hex == items.c.hex),
+                )
+            )
+            .where(items.c.algorithm == HashAlgorithm.PDQ.value, items.c.report_id.in_(part))
+            .group_by(items.c.report_id, items.c.idx, items.c.hex)
+        )
+        for r in rows:
+            out[(r.report_id, r.idx)] = (r.hex, r.quality)
+    return out
