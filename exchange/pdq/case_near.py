@@ -24,6 +24,11 @@ from exchange.pdq.matcher import PdqMatcher
 from exchange.store import hash_index, reports
 
 OPENING = "near-known content: the PDQ index is still opening; show the case again shortly"
+UNAVAILABLE = "near-known content: not available here (the PDQ index did not open); see the log"
+NOT_KEPT = (
+    "near-known content: not kept by the web view ([web] pdq_index = false); "
+    "`ihx case show CASE` lists it"
+)
 
 ItemKey = tuple[str, int]  # (report id, index)
 
@@ -31,7 +36,8 @@ ItemKey = tuple[str, int]  # (report id, index)
 class CaseNear:
     """``lifecycle.views.NearOfCase`` over the matcher (node.py and the web app inject it)."""
 
-    def __init__(self, matcher: PdqMatcher, engine: Engine) -> None:
+    def __init__(self, matcher: PdqMatcher | None, engine: Engine) -> None:
+        """``matcher`` None: this process keeps no index (``[web] pdq_index = false``)."""
         self._matcher = matcher
         self._engine = engine
 
@@ -43,8 +49,10 @@ class CaseNear:
             keys = [k for k in dict.fromkeys(items) if k in held]
             if not keys:
                 return (), ""  # no PDQ item: nothing to tell, index open or not
+            if self._matcher is None:
+                return (), NOT_KEPT
             if not self._matcher.opened:
-                return (), OPENING
+                return (), UNAVAILABLE if self._matcher.failed else OPENING
             seen = hash_index.pdq_sightings(conn, sorted({held[k][0] for k in keys}), None)
         hashes = [ContentHash(HashAlgorithm.PDQ, held[k][0], held[k][1]) for k in keys]
         answers = self._matcher.match(hashes, own=[case_id] * len(hashes))

@@ -121,6 +121,7 @@ class PdqMatcher:
         self._cursor = 0
         self._stale = False  # the feed was trimmed past the cursor: rebuild off request threads
         self.opened = False  # set once ``open`` has loaded or rebuilt the index
+        self.failed = False  # set when ``open`` raised: it will not open without a restart
 
     def __len__(self) -> int:
         return len(self._index)
@@ -130,7 +131,11 @@ class PdqMatcher:
         A follower notes its starting cursor before it reads the sightings, so no trim goes
         past a process still opening (it would rebuild again at once)."""
         with self._lock:
-            how = self._load() or self._rebuild()
+            try:
+                how = self._load() or self._rebuild()
+            except Exception:
+                self.failed = True
+                raise
             if not self._catch_up():
                 how = f"{how}; the feed was trimmed meanwhile: {self._rebuild()}"
                 self._catch_up()

@@ -402,6 +402,10 @@ class WebSection(_Section):
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_proxy_list)] = ()
     max_connections: int = between(200, 1, 100_000)  # connections + requests at once; then 503
     header_timeout_s: float = between(10.0, 0.5, 300)  # a request's line and headers due within
+    # Keep a PDQ index in the view for the case page's near-known content: as much memory as
+    # the node's (about 113 bytes a hash: 1.1 GiB at 10 M, docs/pdq.md). Off: the case page
+    # says ``ihx case show`` lists it (GetCase on the node), and the view keeps no index.
+    pdq_index: bool = True
 
     @field_validator("listen")
     @classmethod

@@ -85,7 +85,7 @@ def build_web(
     writer = Writer(local.engine)
     # Opened beside the app (follow_pdq): case pages say so until then.
     name = follower_name("web", socket.gethostname(), rng or random.Random())
-    pdq = local.pdq_matcher(follower=name)
+    pdq = local.pdq_matcher(follower=name) if web_settings.pdq_index else None
     web = Web(
         local=local,
         gate=Gate(
@@ -148,11 +148,14 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
-        pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)
+        pdq_loop = None
+        if web.pdq is not None:  # [web] pdq_index
+            pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)
         try:
             yield
         finally:
-            pdq_loop.stop()  # before the writer: a trim is a writer job
+            if pdq_loop is not None:
+                pdq_loop.stop()  # before the writer: a trim is a writer job
             writer.stop()
             web.local.close()
 

@@ -132,3 +132,8 @@ def test_pdq_trim_interval_is_at_least_a_second_and_a_third_of_the_lease() -> No
         settings(pdq={"trim_interval_s": 301})
     with pytest.raises(ConfigError, match=r"a third of pdq.follower_lease_s \(30 s\)"):
         settings(pdq={"follower_lease_s": 30})
+
+
+def test_the_web_views_pdq_index_can_be_turned_off() -> None:
+    assert settings().web.pdq_index is True
+    assert settings(web={"pdq_index": False}).web.pdq_index is False

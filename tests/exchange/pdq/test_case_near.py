@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import OperationalError
 
 from exchange import cases
 from exchange.domain import ContentHash, HashAlgorithm, Report, case_id_for
-from exchange.pdq.case_near import OPENING, CaseNear
+from exchange.pdq.case_near import NOT_KEPT, OPENING, UNAVAILABLE, CaseNear
 from exchange.pdq.codes import hex_distance
 from exchange.pdq.matcher import MAX_NEAR, PdqMatcher
 from exchange.store import hash_index
@@ -135,3 +137,22 @@ def test_a_case_view_reads_the_sightings_of_its_nearest_hits_only(
     assert {n.hex for n in item.near} <= planted
     # The item's own hash (known content) once, then at most MAX_NEAR + 2 hits.
     assert len(read) <= 1 + MAX_NEAR + 2
+
+
+def test_a_view_without_an_index_or_whose_index_failed_says_so(
+    engine: Engine, writer: Writer, tmp_path: Path
+) -> None:
+    """``[web] pdq_index = false``: no index, the case points to ``ihx case show``. An index
+    whose open failed (here its database cannot be opened) says "not available", not that it
+    is still opening — it never will without a restart."""
+    case, report = reported(writer, "/kept.jpg", pdq(0))
+    assert CaseNear(None, engine).of_case(case, keys(report)) == ((), NOT_KEPT)
+    broken = create_engine(f"sqlite:///{tmp_path / 'missing' / 'node.db'}")
+    m = PdqMatcher(broken, max_distance=31, min_quality=50, path=None)
+    near = CaseNear(m, engine)
+    assert near.of_case(case, keys(report)) == ((), OPENING)
+    with pytest.raises(OperationalError):
+        m.open()
+    assert near.of_case(case, keys(report)) == ((), UNAVAILABLE)
+    plain, other = reported(writer, "/plain.jpg", ContentHash(HashAlgorithm.SHA256, "cd" * 32))
+    assert CaseNear(None, engine).of_case(plain, keys(other)) == ((), "")
