@@ -207,7 +207,7 @@ class Node:
         self._build_delivery()
         self._build_partners()
         self.pdq = local.pdq_matcher(
-            follower=follower_name("node", socket.gethostname(), self._rng)
+            follower_name("node", socket.gethostname(), self._rng), owns_file=True
         )
         log.info("PDQ index %s", self.pdq.open())
         self._pdq_loop = Periodic(

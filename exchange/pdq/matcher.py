@@ -14,10 +14,12 @@ can commit behind the cursor.
 
 At start the index is loaded from its file when the file's cursor and quality threshold hold
 and the feed still has every change since (then those are applied), else rebuilt from the
-sightings (about 1 s per 200,000 hashes on the reference machine, docs/pdq.md). It is saved
-when the node stops. A rebuild while running (the feed trimmed past the cursor) is never done
-by a request: a search only flags it, the trim loop rebuilds, searches go on with the old index
-meanwhile — so a match takes the index once, as its ids belong to that one.
+sightings (about 1 s per 200,000 hashes on the reference machine, docs/pdq.md). The node saves
+it every ``[pdq] save_interval_s`` (trim loop) and at stop, and notes no cursor past the file's,
+so the feed keeps every change since it (a restart after kill -9 loads it, docs/pdq.md). A
+rebuild while running (the feed trimmed past the cursor) is never done by a request: a search
+only flags it, the trim loop rebuilds, searches go on with the old index meanwhile — so a
+match takes the index once, as its ids belong to that one.
 
 The feed is trimmed while the node runs (``trim``, every ``[pdq] trim_interval_s``): each
 process keeping an index is a named follower that notes its cursor in ``pdq_followers``, and
@@ -41,7 +43,7 @@ import os
 import random
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +109,7 @@ class PdqMatcher:
         clock: Clock = system_clock,
         lease: timedelta = DEFAULT_LEASE,
         trim_chunk: int = TRIM_CHUNK,
+        save_every: timedelta | None = None,
     ) -> None:
         self._engine = engine
         self.max_distance = max_distance
@@ -116,6 +119,11 @@ class PdqMatcher:
         self._clock = clock
         self._lease = lease
         self._trim_chunk = trim_chunk
+        # The file's owner (the node) saves it this often from the trim loop and notes no
+        # cursor past the file's, so the feed keeps every change since: a restart, even after
+        # kill -9, and ``ihx match`` or a web view starting load the file, never rebuild.
+        self._save_every = save_every if path is not None else None
+        self._saved: tuple[int, datetime] | None = None  # (cursor, when) of the last save
         self._lock = threading.Lock()  # one refresh at a time; a search never waits for it
         self._index = PdqIndex()
         self._cursor = 0
@@ -145,11 +153,7 @@ class PdqMatcher:
     def save(self) -> None:
         """Write the index file (when there is a path), current to the cursor; then note the
         cursor and trim ``pdq_changes``. Called at stop, after the node's writer stopped."""
-        with self._lock:
-            self._catch_up()
-            cursor = self._cursor  # the file's: a rebuild elsewhere may move it on
-            if self._path is not None:
-                persist.save(self._index, self._path, _stamp(cursor, self.min_quality))
+        cursor = self._save_file()
         while True:
             with self._engine.begin() as conn:
                 if self._note_and_trim(conn, cursor) < self._trim_chunk:
@@ -162,12 +166,29 @@ class PdqMatcher:
         still to apply. At most ``trim_chunk`` changes a job, repeated while a whole chunk
         went (other writer jobs run between). How many changes went."""
         self.refresh()
+        if self._save_every is not None and (
+            self._saved is None or self._clock() - self._saved[1] >= self._save_every
+        ):
+            self._save_file()
         cursor, total = self._cursor, 0
+        if self._save_every is not None and self._saved is not None:
+            cursor = min(cursor, self._saved[0])  # the file still finds every change after it
         while True:
             gone = writer.execute(lambda tx: self._note_and_trim(tx.conn, cursor))
             total += gone
             if gone < self._trim_chunk:
                 return total
+
+    def _save_file(self) -> int:
+        """Catch up and write the file (when there is a path; a temporary file renamed over
+        it); the cursor it is current to. Searches go on meanwhile; refreshes wait."""
+        with self._lock:
+            self._catch_up()
+            cursor = self._cursor  # the file's: a rebuild elsewhere may move it on
+            if self._path is not None:
+                persist.save(self._index, self._path, _stamp(cursor, self.min_quality))
+                self._saved = (cursor, self._clock())
+            return cursor
 
     def _note_and_trim(self, conn: Connection, cursor: int) -> int:
         now = self._clock()
@@ -272,6 +293,8 @@ class PdqMatcher:
         if quality != self.min_quality or cursor > current or first > cursor + 1:
             return ""  # another threshold, a database older than the file, a feed trimmed past it
         self._index, self._cursor = index, cursor
+        if self._save_every is not None:
+            self._saved = (cursor, self._clock())  # the file on disk: no trim past it
         return f"loaded {self._path} ({len(index)} hashes, {current - cursor} changes since)"
 
     def _rebuild(self) -> str:

@@ -244,6 +244,10 @@ class PdqSection(_Section):
     # follower notes its cursor at every trim, so the lease is at least three intervals.
     trim_interval_s: float = between(60.0, 1, 3600)
     follower_lease_s: float = between(900.0, 3, 30 * 86400)
+    # The node saves its index file this often (from the trim loop; a temporary file renamed
+    # over it) and trims no change past the file's cursor: a restart after kill -9, ``ihx
+    # match`` and a web view starting load the file and apply at most this much feed.
+    save_interval_s: float = between(600.0, 10, 86400)
 
     @model_validator(mode="after")
     def _lease_spans_trims(self) -> PdqSection:

@@ -137,3 +137,9 @@ def test_pdq_trim_interval_is_at_least_a_second_and_a_third_of_the_lease() -> No
 def test_the_web_views_pdq_index_can_be_turned_off() -> None:
     assert settings().web.pdq_index is True
     assert settings(web={"pdq_index": False}).web.pdq_index is False
+
+
+def test_pdq_save_interval_default_and_range() -> None:
+    assert settings().pdq.save_interval_s == 600.0
+    with pytest.raises(ConfigError, match=r"pdq.save_interval_s must be from 10"):
+        settings(pdq={"save_interval_s": 1})

@@ -216,3 +216,46 @@ def test_two_followers_on_one_host_have_rows_of_their_own(engine: Engine, writer
     assert followers(engine) == {first: 0, second: feed(engine)[-1]}
     assert len(feed(engine)) == 2  # the slow one's changes stay
     assert distances(slow) == [3, 5]
+
+
+def test_the_node_saves_its_file_while_running_and_trims_no_change_past_it(
+    engine: Engine, writer: Writer, tmp_path: Path
+) -> None:
+    """The node saves its file every save interval from the trim loop and keeps the feed from
+    the file's cursor on: after kill -9 (no save at stop), and for ``ihx match`` or a web
+    view starting, the file loads and the changes since apply — no rebuild."""
+    clock = FakeClock()
+    path = tmp_path / "pdq-index.npz"
+    node = PdqMatcher(
+        engine,
+        max_distance=31,
+        min_quality=50,
+        path=path,
+        follower="node@a",
+        clock=clock,
+        lease=LEASE,
+        save_every=timedelta(minutes=10),
+    )
+    node.open()
+    announce(writer, make_announcement(pdq(3), member="be-childfocus"))
+    node.trim(writer)  # the first trim saves (the index was rebuilt: no file yet)
+    saved = feed(engine)[-1]
+    assert path.exists()
+    for n in (5, 7):
+        announce(writer, make_announcement(pdq(n), member="de-eco"))
+        clock.advance(60)
+        node.trim(writer)  # not due: the feed is kept from the file's cursor on
+    assert followers(engine) == {"node@a": saved}
+    assert feed(engine)[0] == saved
+
+    # kill -9 now: a one-off reader (or the restarted node) loads the file, applies the rest.
+    reader = PdqMatcher(engine, max_distance=31, min_quality=50, path=path)
+    assert reader.open().startswith(f"loaded {path}")
+    assert distances(reader) == [3, 5, 7]
+
+    clock.advance(10 * 60)
+    node.trim(writer)  # due: saved again, and the feed trimmed to the new file's cursor
+    assert len(feed(engine)) == 1
+    assert (
+        PdqMatcher(engine, max_distance=31, min_quality=50, path=path).open().startswith("loaded")
+    )
