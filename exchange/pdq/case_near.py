@@ -8,9 +8,11 @@ Bounded: at most ``MAX_NEAR`` nearest per item (the intake answer's bound), one 
 sightings for all hits. Sightings in the case itself never count — neither as the item's known
 content nor as near (two items of one case are not news to each other).
 
-An item's hash is near-matched when some sighting of it carries a quality of at least
-``[pdq] min_quality`` (an item's quality is kept only in its sighting); otherwise the item says
-why, as the intake answer does. Where no index is open (yet), the case carries a note instead.
+An item's hash is near-matched when the item's own quality (``item_hashes.quality``, as its
+report gave it) is at least ``[pdq] min_quality`` — the intake answer's rule; an item stored
+before the column falls back to the best quality any sighting of its hash carries. Otherwise
+the item says why, as the intake answer does. Where no index is open (yet), the case carries a
+note instead.
 """
 
 from __future__ import annotations

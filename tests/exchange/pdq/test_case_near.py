@@ -156,3 +156,21 @@ def test_a_view_without_an_index_or_whose_index_failed_says_so(
     assert near.of_case(case, keys(report)) == ((), UNAVAILABLE)
     plain, other = reported(writer, "/plain.jpg", ContentHash(HashAlgorithm.SHA256, "cd" * 32))
     assert CaseNear(None, engine).of_case(plain, keys(other)) == ((), "")
+
+
+def test_an_items_own_quality_decides_as_at_intake(engine: Engine, writer: Writer) -> None:
+    """The item came with quality 30 (below 50): intake did not match it, and neither does
+    the case view — though another member sighted the same hash at quality 90."""
+    writer.execute(
+        lambda tx: cases.record_announcements(
+            tx, [make_announcement(pdq(4, quality=90), member="be-childfocus")]
+        )
+    )
+    reported(writer, "/near.jpg", pdq(0))
+    case, report = reported(writer, "/low.jpg", pdq(4, quality=30))
+    m = PdqMatcher(engine, max_distance=31, min_quality=50, path=None)
+    m.open()
+    (item,), _ = CaseNear(m, engine).of_case(case, keys(report))
+    assert item.known is not None
+    assert item.known.member == "be-childfocus"
+    assert (item.near, item.not_matched) == ((), "pdq quality 30 below 50: not matched")
