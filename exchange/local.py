@@ -102,10 +102,11 @@ class LocalNode:
         own = own_issuer(manifest, self.member, self.settings.token_issuer)
         return TokenVerifier(token_policy(self.settings, self.member, own, manifest), self.clock)
 
-    def pdq_matcher(self, follower: str = "") -> PdqMatcher:
+    def pdq_matcher(self, follower: str = "", *, owns_file: bool = False) -> PdqMatcher:
         """The near-duplicate matcher of ``[pdq]`` over this node's sightings (not yet opened);
         ``follower``: its name among the followers of the change feed (a process that keeps
-        its index and trims the feed), "" for a one-off reader."""
+        its index and trims the feed), "" for a one-off reader; ``owns_file``: it saves the
+        index file every ``[pdq] save_interval_s`` (the node; others only read the file)."""
         pdq = self.settings.pdq
         return PdqMatcher(
             self.engine,
@@ -115,6 +116,7 @@ class LocalNode:
             follower=follower,
             clock=self.clock,
             lease=timedelta(seconds=pdq.follower_lease_s),
+            save_every=timedelta(seconds=pdq.save_interval_s) if owns_file else None,
         )
 
     def close(self) -> None:

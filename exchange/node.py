@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import SQLAlchemyError
 
 from auth.errors import AuthError
 from auth.manifest import Manifest
@@ -74,6 +75,7 @@ from exchange.ops.listen import check_bindable, refused
 from exchange.ops.metrics import Metrics
 from exchange.partners import PartnerRule, Partners
 from exchange.pdq.case_near import CaseNear
+from exchange.pdq.matcher import follower_name
 from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
@@ -204,7 +206,9 @@ class Node:
         self._monitor: HealthMonitor | None = None
         self._build_delivery()
         self._build_partners()
-        self.pdq = local.pdq_matcher(follower=f"node@{socket.gethostname()}")
+        self.pdq = local.pdq_matcher(
+            follower_name("node", socket.gethostname(), self._rng), owns_file=True
+        )
         log.info("PDQ index %s", self.pdq.open())
         self._pdq_loop = Periodic(
             "ihx-pdq-trim", settings.pdq.trim_interval_s, lambda: self.pdq.trim(self.writer)
@@ -698,11 +702,14 @@ class Node:
         self.engine.dispose()
 
     def _save_pdq(self) -> None:
-        """The PDQ index to its file, so the next start loads it (a failure costs a rebuild)."""
+        """The PDQ index to its file, so the next start loads it (a failure costs a rebuild),
+        then its cursor noted and the feed trimmed: neither failure stops the rest of stop."""
         try:
             self.pdq.save()
         except OSError:
             log.exception("PDQ index not saved; the next start rebuilds it from the sightings")
+        except SQLAlchemyError:
+            log.exception("PDQ cursor not noted at stop; the feed is trimmed at the next start")
 
     @property
     def address(self) -> str:

@@ -109,3 +109,22 @@ def test_dependencies_point_one_way(package: str, banned: tuple[str, ...]) -> No
         if name.split(".")[0] in banned
     ]
     assert offenders == []
+
+
+def test_the_case_views_take_near_content_injected_not_from_the_pdq_room() -> None:
+    """lifecycle/ (the case views) is handed near-known content through a Protocol by node.py
+    and the web app; it never imports exchange.pdq, one room reaching into another."""
+    offenders = [
+        f"{_where(path, line)} imports {name}"
+        for path in _modules("exchange/lifecycle")
+        for line, name, _ in _imports(path)
+        if name.startswith("exchange.pdq")
+    ]
+    assert offenders == []
+
+
+def test_item_hashes_are_read_only_by_their_aggregate() -> None:
+    """``item_hashes`` belongs to store/reports.py; store/hash_index.py (the sightings) does
+    not query it."""
+    text = (ROOT / "exchange/store/hash_index.py").read_text(encoding="utf-8")
+    assert "item_hashes" not in text

@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
 from common.clock import Clock
-from exchange.domain import is_case_id
+from exchange.domain import ItemPdq, is_case_id
 from exchange.errors import InvalidEvent, NotFound
 from exchange.lifecycle.model import (
     CaseDetail,
@@ -32,7 +33,6 @@ from exchange.lifecycle.model import (
     TimedEvent,
 )
 from exchange.lifecycle.rules import case_closed
-from exchange.pdq.case_near import CaseNear
 from exchange.store import cases as case_store
 from exchange.store import lifecycle as store
 from exchange.store import outbox, partners, reports
@@ -46,9 +46,19 @@ DEFAULT_QUEUE_PAGE = 100
 DEFAULT_DAYS = {Queue.OVERDUE: 30, Queue.RECENTLY_CLOSED: 7}
 
 
+class NearOfCase(Protocol):
+    """A case's PDQ items matched when read: exchange/pdq/case_near.py, injected by node.py and
+    the web app, so this room does not reach into another. Per PDQ item of ``items`` (report
+    id, index), its known and near-known content; or none and a note why not now."""
+
+    def of_case(
+        self, case_id: str, items: Sequence[tuple[str, int]]
+    ) -> tuple[tuple[ItemPdq, ...], str]: ...
+
+
 class CaseViews:
     def __init__(
-        self, *, self_member: str, engine: Engine, clock: Clock, near: CaseNear | None = None
+        self, *, self_member: str, engine: Engine, clock: Clock, near: NearOfCase | None = None
     ) -> None:
         self._self = self_member
         self._engine = engine

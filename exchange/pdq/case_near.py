@@ -8,9 +8,11 @@ Bounded: at most ``MAX_NEAR`` nearest per item (the intake answer's bound), one 
 sightings for all hits. Sightings in the case itself never count — neither as the item's known
 content nor as near (two items of one case are not news to each other).
 
-An item's hash is near-matched when some sighting of it carries a quality of at least
-``[pdq] min_quality`` (an item's quality is kept only in its sighting); otherwise the item says
-why, as the intake answer does. Where no index is open (yet), the case carries a note instead.
+An item's hash is near-matched when the item's own quality (``item_hashes.quality``, as its
+report gave it) is at least ``[pdq] min_quality`` — the intake answer's rule; an item stored
+before the column falls back to the best quality any sighting of its hash carries. Otherwise
+the item says why, as the intake answer does. Where no index is open (yet), the case carries a
+note instead.
 """
 
 from __future__ import annotations
@@ -21,15 +23,23 @@ from sqlalchemy import Engine
 
 from exchange.domain import ContentHash, HashAlgorithm, ItemPdq
 from exchange.pdq.matcher import PdqMatcher
-from exchange.store import hash_index
+from exchange.store import hash_index, reports
 
 OPENING = "near-known content: the PDQ index is still opening; show the case again shortly"
+UNAVAILABLE = "near-known content: not available here (the PDQ index did not open); see the log"
+NOT_KEPT = (
+    "near-known content: not kept by the web view ([web] pdq_index = false); "
+    "`ihx case show CASE` lists it"
+)
 
 ItemKey = tuple[str, int]  # (report id, index)
 
 
 class CaseNear:
-    def __init__(self, matcher: PdqMatcher, engine: Engine) -> None:
+    """``lifecycle.views.NearOfCase`` over the matcher (node.py and the web app inject it)."""
+
+    def __init__(self, matcher: PdqMatcher | None, engine: Engine) -> None:
+        """``matcher`` None: this process keeps no index (``[web] pdq_index = false``)."""
         self._matcher = matcher
         self._engine = engine
 
@@ -37,12 +47,14 @@ class CaseNear:
         """Per PDQ item of ``items`` (in their order), its known and near-known content; or
         none and a note saying why it cannot be told now."""
         with self._engine.connect() as conn:
-            held = hash_index.pdq_of_items(conn, sorted({r for r, _ in items}))
+            held = reports.pdq_of_items(conn, sorted({r for r, _ in items}))
             keys = [k for k in dict.fromkeys(items) if k in held]
             if not keys:
                 return (), ""  # no PDQ item: nothing to tell, index open or not
+            if self._matcher is None:
+                return (), NOT_KEPT
             if not self._matcher.opened:
-                return (), OPENING
+                return (), UNAVAILABLE if self._matcher.failed else OPENING
             seen = hash_index.pdq_sightings(conn, sorted({held[k][0] for k in keys}), None)
         hashes = [ContentHash(HashAlgorithm.PDQ, held[k][0], held[k][1]) for k in keys]
         answers = self._matcher.match(hashes, own=[case_id] * len(hashes))

@@ -240,9 +240,24 @@ class PdqSection(_Section):
     send_quality: bool = False
     # The change feed the index follows (pdq_changes) is trimmed this often, below the lowest
     # cursor of the processes following it (node, web view, replicas); one not heard from
-    # within the lease no longer holds it back, and rebuilds its index if it comes back.
-    trim_interval_s: float = between(60.0, 0.05, 3600)
-    follower_lease_s: float = between(900.0, 1, 30 * 86400)
+    # within the lease no longer holds it back, and rebuilds its index if it comes back. A
+    # follower notes its cursor at every trim, so the lease is at least three intervals.
+    trim_interval_s: float = between(60.0, 1, 3600)
+    follower_lease_s: float = between(900.0, 3, 30 * 86400)
+    # The node saves its index file this often (from the trim loop; a temporary file renamed
+    # over it) and trims no change past the file's cursor: a restart after kill -9, ``ihx
+    # match`` and a web view starting load the file and apply at most this much feed.
+    save_interval_s: float = between(600.0, 10, 86400)
+
+    @model_validator(mode="after")
+    def _lease_spans_trims(self) -> PdqSection:
+        if self.trim_interval_s * 3 > self.follower_lease_s:
+            raise refuse(
+                f"pdq.trim_interval_s ({self.trim_interval_s:g} s) must be at most a third of "
+                f"pdq.follower_lease_s ({self.follower_lease_s:g} s): a follower notes its "
+                "cursor at each trim, and one not heard from within the lease is trimmed past"
+            )
+        return self
 
 
 class TakedownSection(_Section):
@@ -391,6 +406,10 @@ class WebSection(_Section):
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_proxy_list)] = ()
     max_connections: int = between(200, 1, 100_000)  # connections + requests at once; then 503
     header_timeout_s: float = between(10.0, 0.5, 300)  # a request's line and headers due within
+    # Keep a PDQ index in the view for the case page's near-known content: as much memory as
+    # the node's (about 113 bytes a hash: 1.1 GiB at 10 M, docs/pdq.md). Off: the case page
+    # says ``ihx case show`` lists it (GetCase on the node), and the view keeps no index.
+    pdq_index: bool = True
 
     @field_validator("listen")
     @classmethod

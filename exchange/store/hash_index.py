@@ -199,9 +199,11 @@ def record_pdq_follower(conn: Connection, name: str, cursor: int, now: datetime)
     conn.execute(stmt)
 
 
-def trim_pdq_changes(conn: Connection, *, alive_since: datetime) -> int:
+def trim_pdq_changes(conn: Connection, *, alive_since: datetime, limit: int) -> int:
     """Forget the followers not heard from since ``alive_since``, then drop the changes every
-    other one has applied (below their lowest cursor); how many changes went. The last change
+    other one has applied (below their lowest cursor), at most ``limit`` (the first ones: one
+    writer transaction stays short however long the feed grew, e.g. after an upgrade; the
+    caller repeats while a whole ``limit`` went); how many changes went. The last change
     always stays: it numbers the next one (SQLite) and is the cursor a file is checked
     against. A follower forgotten here and back later finds the feed trimmed past it
     (``pdq_first_change``) and rebuilds from the sightings."""
@@ -209,7 +211,7 @@ def trim_pdq_changes(conn: Connection, *, alive_since: datetime) -> int:
     low = conn.execute(select(func.min(PDQ_FOLLOWERS.c.cursor))).scalar_one()
     if low is None:
         return 0
-    below = min(int(low), pdq_cursor(conn))
+    below = min(int(low), pdq_cursor(conn), pdq_first_change(conn) + limit)
     return int(conn.execute(delete(PDQ_CHANGES).where(PDQ_CHANGES.c.seq < below)).rowcount)
 
 
@@ -253,30 +255,3 @@ def pdq_sightings(
     for rows in found.values():
         rows.sort(key=lambda k: (k.first_seen, k.member))
     return found
-
-
-def pdq_of_items(
-    conn: Connection, report_ids: Sequence[str]
-) -> dict[tuple[str, int], tuple[str, int | None]]:
-    """Per item (report id, index) of these reports with a PDQ hash: the hash and the best
-    quality any sighting of it carries (``None``: no sighting gives one) — an item's own
-    quality is kept only in its sighting (``item_hashes`` has none), and the same hash is the
-    same picture whoever sighted it. Reads ``item_hashes`` beside the index, as one join."""
-    out: dict[tuple[str, int], tuple[str, int | None]] = {}
-    items = schema.item_hashes
-    quality = func.max(HASH_INDEX.c.quality).label("quality")
-    for part in chunks(sorted(set(report_ids))):
-        rows = conn.execute(
-            select(items.c.report_id, items.c.idx, items.c.hex, quality)
-            .select_from(
-                items.outerjoin(
-                    HASH_INDEX,
-                    (HASH_INDEX.c.algorithm == PDQ) & (HASH_INDEX.c.hex == items.c.hex),
-                )
-            )
-            .where(items.c.algorithm == PDQ, items.c.report_id.in_(part))
-            .group_by(items.c.report_id, items.c.idx, items.c.hex)
-        )
-        for r in rows:
-            out[(r.report_id, r.idx)] = (r.hex, r.quality)
-    return out

@@ -128,7 +128,13 @@ def insert(
         for idx, (item, first) in enumerate(zip(inc.report.items, item_marks, strict=True)):
             item_rows.append(_item_row(rid, idx, item, first))
             hash_rows.extend(
-                {"report_id": rid, "idx": idx, "algorithm": h.algorithm.value, "hex": h.hex}
+                {
+                    "report_id": rid,
+                    "idx": idx,
+                    "algorithm": h.algorithm.value,
+                    "hex": h.hex,
+                    "quality": h.quality,
+                }
                 for h in item.hashes
             )
     if report_rows:
@@ -299,3 +305,30 @@ def region_counts(conn: Connection) -> dict[str, int]:
         .order_by(r.reporter_region)
     )
     return {row[0]: int(row[1]) for row in rows}
+
+
+def pdq_of_items(
+    conn: Connection, report_ids: Sequence[str]
+) -> dict[tuple[str, int], tuple[str, int | None]]:
+    """Per item (report id, index) of these reports with a PDQ hash: the hash and its quality —
+    the item's own, as intake judged it; for an item stored before ``item_hashes`` kept one
+    (NULL), the best any sighting of the hash carries (``None``: none gives one). One join of
+    ``item_hashes`` (this aggregate's) with the hash index."""
+    out: dict[tuple[str, int], tuple[str, int | None]] = {}
+    items, seen = ITEM_HASHES, schema.hash_index
+    quality = func.coalesce(items.c.quality, func.max(seen.c.quality)).label("quality")
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(
+            select(items.c.report_id, items.c.idx, items.c.hex, quality)
+            .select_from(
+                items.outerjoin(
+                    seen,
+                    (seen.c.algorithm == HashAlgorithm.PDQ.value) & (seen.c.hex == items.c.hex),
+                )
+            )
+            .where(items.c.algorithm == HashAlgorithm.PDQ.value, items.c.report_id.in_(part))
+            .group_by(items.c.report_id, items.c.idx, items.c.hex, items.c.quality)
+        )
+        for r in rows:
+            out[(r.report_id, r.idx)] = (r.hex, r.quality)
+    return out

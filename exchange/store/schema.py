@@ -126,6 +126,7 @@ class ItemHashRow(Base):
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(8), primary_key=True)
     hex: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int | None] = mapped_column(Integer)  # the item's own PDQ quality, if given
     __table_args__ = (Index("ix_item_hashes_algorithm_hex", "algorithm", "hex"),)
 
 

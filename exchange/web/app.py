@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from exchange.kept import Kept
 from exchange.lifecycle.views import CaseViews
 from exchange.local import LocalNode, open_local
 from exchange.pdq.case_near import CaseNear
-from exchange.pdq.matcher import PdqMatcher
+from exchange.pdq.matcher import PdqMatcher, follower_name
 from exchange.settings import Settings
 from exchange.stats.figures import NodeFigures
 from exchange.store.writer import Writer
@@ -69,7 +70,10 @@ def secure_cookies(settings: Settings) -> bool:
     return web.tls_cert is not None or not web.listen.startswith(LOOPBACK)
 
 
-def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, Writer]:
+def build_web(
+    settings: Settings, *, clock: Clock = system_clock, rng: random.Random | None = None
+) -> tuple[Web, Writer]:
+    """The view's parts; ``rng`` names it among the PDQ feed's followers."""
     local: LocalNode = open_local(settings, clock=clock)
     web_settings = settings.web
     sessions = SessionStore(
@@ -80,7 +84,8 @@ def build_web(settings: Settings, *, clock: Clock = system_clock) -> tuple[Web, 
     secure = secure_cookies(settings)
     writer = Writer(local.engine)
     # Opened beside the app (follow_pdq): case pages say so until then.
-    pdq = local.pdq_matcher(follower=f"web@{socket.gethostname()}")
+    name = follower_name("web", socket.gethostname(), rng or random.Random())
+    pdq = local.pdq_matcher(follower=name) if web_settings.pdq_index else None
     web = Web(
         local=local,
         gate=Gate(
@@ -143,11 +148,14 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
-        pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)
+        pdq_loop = None
+        if web.pdq is not None:  # [web] pdq_index
+            pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)
         try:
             yield
         finally:
-            pdq_loop.stop()  # before the writer: a trim is a writer job
+            if pdq_loop is not None:
+                pdq_loop.stop()  # before the writer: a trim is a writer job
             writer.stop()
             web.local.close()
 

@@ -42,7 +42,9 @@ class Web:
     clock: Clock
     case_views: RateLimit  # case pages per session (each may write a log entry)
     hosts: Kept[str, tuple[datetime, list[HosterScore]]]  # the scorecard, as of when computed
-    pdq: PdqMatcher  # the view's own near-duplicate index, behind ``views`` (case pages)
+    # The view's own near-duplicate index, behind ``views`` (case pages); None: [web] pdq_index
+    # is off (the case page then points to ``ihx case show``).
+    pdq: PdqMatcher | None
     # One full chain verification at a time: it reads the whole log.
     verifying: threading.Lock = field(default_factory=threading.Lock)
 

@@ -304,6 +304,9 @@ PROTOCOLS = ("ihx.v1",)
 
 def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitReportResponse:
     """Intake's answer to one submission; the trace (from the stored wire bytes) on request."""
+    # near_codec builds on this module's conversions: imported here, not at the top (a cycle)
+    from exchange.wire.near_codec import near_to_proto
+
     msg = ipb.SubmitReportResponse(
         report_id=result.report_id,
         canonical_url=result.canonical_url,
@@ -318,15 +321,7 @@ def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitRepo
             item.first_seen_case = status.known.case_id
             item.first_classification = _CLASS[status.known.classification]
         item.pdq_not_matched = status.pdq_not_matched
-        for near in status.near:
-            item.near.add(
-                hex=near.hex,
-                distance=near.distance,
-                member=near.sighting.member,
-                case_id=near.sighting.case_id,
-                classification=_CLASS[near.sighting.classification],
-                first_seen=timestamp(near.sighting.first_seen),
-            )
+        item.near.extend(near_to_proto(n) for n in status.near)
     if with_trace:
         msg.trace.CopyFrom(parse_report(result.wire).trace)
     return msg

@@ -5,6 +5,10 @@ a web view, each replica of either — with the change it has applied up to and 
 so. The feed is trimmed below the lowest cursor among the followers heard from within their
 lease, so it holds only changes some live follower has still to apply.
 
+``item_hashes.quality``: the item's own PDQ quality as its report gave it (NULL: not given, an
+older report, or another algorithm), so a case view decides whether to near-match an item as
+intake did, not by another member's sighting of the same hash.
+
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-03
@@ -28,7 +32,11 @@ def upgrade() -> None:
         sa.Column("cursor", sa.BigInteger(), nullable=False),
         sa.Column("seen_at", sa.BigInteger(), nullable=False),
     )
+    with op.batch_alter_table("item_hashes") as batch:
+        batch.add_column(sa.Column("quality", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("item_hashes") as batch:
+        batch.drop_column("quality")
     op.drop_table("pdq_followers")

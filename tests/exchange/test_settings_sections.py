@@ -116,3 +116,30 @@ def test_lifecycle_retention_defaults_ranges_and_env() -> None:
         settings_from_mapping(
             data, base=Path("/srv/ihx"), env={"IHX_LIFECYCLE_RETENTION_DAYS": "a year"}
         )
+
+
+def test_pdq_trim_interval_is_at_least_a_second_and_a_third_of_the_lease() -> None:
+    s = settings()
+    assert (s.pdq.trim_interval_s, s.pdq.follower_lease_s) == (60.0, 900.0)
+    assert settings(pdq={"trim_interval_s": 300}).pdq.trim_interval_s == 300.0
+    with pytest.raises(ConfigError, match=r"pdq.trim_interval_s must be from 1"):
+        settings(pdq={"trim_interval_s": 0.2})
+    with pytest.raises(
+        ConfigError,
+        match=r"pdq.trim_interval_s \(301 s\) must be at most a third of "
+        r"pdq.follower_lease_s \(900 s\)",
+    ):
+        settings(pdq={"trim_interval_s": 301})
+    with pytest.raises(ConfigError, match=r"a third of pdq.follower_lease_s \(30 s\)"):
+        settings(pdq={"follower_lease_s": 30})
+
+
+def test_the_web_views_pdq_index_can_be_turned_off() -> None:
+    assert settings().web.pdq_index is True
+    assert settings(web={"pdq_index": False}).web.pdq_index is False
+
+
+def test_pdq_save_interval_default_and_range() -> None:
+    assert settings().pdq.save_interval_s == 600.0
+    with pytest.raises(ConfigError, match=r"pdq.save_interval_s must be from 10"):
+        settings(pdq={"save_interval_s": 1})

@@ -42,6 +42,7 @@ def test_web_deployment_runs_ihx_web_with_http_probes(renders: dict[str, Rendere
     assert env["IHX_WEB_LISTEN"]["value"] == "0.0.0.0:8080"
     assert env["IHX_WEB_SESSION_LIFETIME_S"]["value"] == "1800"
     assert env["IHX_WEB_SECURE_COOKIES"]["value"] == "true"  # TLS ends at the ingress
+    assert env["IHX_WEB_PDQ_INDEX"]["value"] == "true"  # the chart documents its memory
     # The ingress controller's range: its X-Forwarded-For names the client for the login limit.
     assert env["IHX_WEB_TRUSTED_PROXIES"]["value"] == "10.244.0.0/16"
     assert "IHX_DATABASE_URL" in env

@@ -22,8 +22,11 @@ from tests.exchange.factories import make_submission, make_test_item, url_in
 from tests.integration.conftest import MakeCluster
 from tests.integration.support import DE, FAST_TUNING, NL, US, Cluster, wait_until
 
-# The change feed trimmed every 0.2 s: the running node trims it (no stop needed).
-SEND_QUALITY = FAST_TUNING + "\n[pdq]\nsend_quality = true\ntrim_interval_s = 0.2\n"
+# The change feed trimmed every second and the index file saved every 10 s (the least each
+# allowed): the running node trims the feed up to its file's cursor.
+SEND_QUALITY = (
+    FAST_TUNING + "\n[pdq]\nsend_quality = true\ntrim_interval_s = 1\nsave_interval_s = 10\n"
+)
 
 SEEN = "c3" * 32
 
@@ -98,7 +101,7 @@ def test_a_near_duplicate_at_us_is_flagged_against_de_sighting(
     _the_us_case_shows_it(cluster, later.report_id, de_case)
     wait_until(
         lambda: cluster.count(US, "pdq_changes") == 1,
-        30,
+        40,
         what="us-ncmec's pdq_changes trimmed to its last change while it runs",
         show=lambda: cluster.rows(US, "SELECT * FROM pdq_followers"),
     )

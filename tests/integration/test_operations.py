@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from datetime import UTC, datetime
@@ -498,3 +499,22 @@ def test_stop_during_a_bulk_stream_keeps_every_acknowledged_report(
     )
     resent = cluster.submit(NL, [make_submission(url_in("DE", "/bulk/1.jpg"), hashes=["bulk-1"])])
     assert resent[0].duplicate
+
+
+@pytest.mark.timeout(40)
+def test_a_database_error_noting_the_pdq_cursor_does_not_cut_stop_short(
+    make_ops_cluster: MakeOpsCluster,
+) -> None:
+    """Stop saves the PDQ index, then notes its cursor and trims the feed: that write failing
+    (here its table is gone) is logged, and the rest of stop still runs — the health server,
+    the metrics page and the database all close."""
+    cluster = make_ops_cluster(NL)
+    node = cluster.nodes.pop(NL)
+    health, metrics = health_port(node), node.metrics_port
+    assert metrics is not None
+    with node.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE pdq_followers")
+    node.stop(grace=0)
+    assert health_or_error(health) == "UNAVAILABLE"
+    with pytest.raises(urllib.error.URLError):
+        scrape(metrics)

@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 from exchange import cases
 from exchange.domain import ContentHash, HashAlgorithm, KnownContent, parse_hash, parse_hash_text
 from exchange.errors import InvalidReport
+from exchange.pdq.codes import Codes, to_codes
+from exchange.pdq.index import Ids, Matches, PdqIndex
 from exchange.pdq.matcher import PdqMatcher
 from exchange.store import hash_index
 from exchange.store.writer import Writer
@@ -169,3 +171,34 @@ def test_a_search_does_not_wait_for_a_refresh_under_way(engine: Engine, writer: 
         assert not t.is_alive(), "the search waited for the refresh"
     assert done == [[2]]
     assert [n.distance for n in m.match([pdq()])[0][0]] == [2, 4]
+
+
+class _SwappedMidSearch:
+    """The matcher's index whose search, once done, sees a rebuild publish another index (as
+    the trim loop's does while requests search): the ids found belong to this one."""
+
+    def __init__(self, m: PdqMatcher, real: PdqIndex, other: PdqIndex) -> None:
+        self._m, self._real, self._other = m, real, other
+
+    def search(self, codes: Codes, radius: int) -> Matches:
+        found = self._real.search(codes, radius)
+        self._m._index = self._other
+        return found
+
+    def code_of(self, ids: Ids) -> Codes:
+        return self._real.code_of(ids)
+
+
+def test_an_index_swapped_during_a_match_does_not_mix_its_ids(
+    engine: Engine, writer: Writer
+) -> None:
+    announce(writer, make_announcement(pdq(3), member="be-childfocus"))
+    announce(writer, make_announcement(pdq(5, start=40), member="de-eco"))
+    m = matcher(engine)
+    # Another index (as rebuilt meanwhile), whose ids 0 and 1 are other hashes.
+    far = [pdq(90, start=3).hex, pdq(100, start=7).hex]
+    other = PdqIndex.from_codes(to_codes(far))
+    m._index = _SwappedMidSearch(m, m._index, other)  # type: ignore[assignment]
+    ((found, why),) = m.match([pdq()])
+    assert why == ""
+    assert [(n.hex, n.distance) for n in found] == [(pdq(3).hex, 3), (pdq(5, start=40).hex, 5)]
