@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
 from exchange.store import schema
-from exchange.store.sql import chunks, upsert_earliest
+from exchange.store.sql import chunks, insert_rows, upsert_earliest
 
 HASH_INDEX = schema.hash_index
 ANNOUNCEMENTS = schema.announcements
@@ -133,7 +133,7 @@ def retract(conn: Connection, k: KnownContent) -> None:
 def queue_announcements(conn: Connection, payloads: Sequence[bytes], now: datetime) -> None:
     """Queue serialized announcements for every peer's sender to drain."""
     if payloads:
-        conn.execute(ANNOUNCEMENTS.insert(), [{"payload": p, "created_at": now} for p in payloads])
+        insert_rows(conn, ANNOUNCEMENTS, [{"payload": p, "created_at": now} for p in payloads])
 
 
 def own_sightings_of(

@@ -1,4 +1,12 @@
-"""Small SQL helpers shared by the node's write paths: chunked IN lookups and dialect upserts."""
+"""Small SQL helpers shared by the node's write paths: chunked IN lookups, dialect upserts, and
+``insert_rows`` — the hottest inserts as prepared tuples straight to the driver.
+
+``insert_rows`` exists because a Core ``executemany`` spends most of its time per row in Python
+(parameter dicts built and processed value by value) — at intake and receipt that was a fifth of
+a node's CPU. It keeps Core's meaning: the statement text is built once per table and column set
+from the table itself, and every value still goes through its column type's bind processor (our
+``UtcMicros`` times, booleans); only binary values, which both drivers take as ``bytes``, skip it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Dialect, LargeBinary, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 T = TypeVar("T")
@@ -67,3 +75,55 @@ def upsert_earliest(
         where=stmt.excluded[time] < table.c[time],
     )
     conn.execute(stmt, list(rows))
+
+
+_Converter = Any  # a column type's bind processor: value -> driver value
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ignore: bool = False
+) -> None:
+    """INSERT ``rows`` (all with the same keys) in one driver ``executemany`` of tuples;
+    ``ignore``: ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike)."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    sql, converters = _prepared(conn.dialect, table, keys, ignore)
+    if sql is None:  # a column left out has a Python-side default: Core knows how to fill it
+        if ignore:
+            insert_ignore(conn, table, rows)
+        else:
+            conn.execute(table.insert(), list(rows))
+        return
+    if all(f is None for f in converters):
+        params = [tuple([r[k] for k in keys]) for r in rows]
+    else:
+        pairs = list(zip(keys, converters, strict=True))
+        params = [
+            tuple([r[k] if f is None or r[k] is None else f(r[k]) for k, f in pairs]) for r in rows
+        ]
+    conn.exec_driver_sql(sql, params)
+
+
+@functools.cache
+def _prepared(
+    dialect: Dialect, table: Table, keys: tuple[str, ...], ignore: bool
+) -> tuple[str | None, tuple[_Converter | None, ...]]:
+    """The statement text for ``keys`` of ``table`` and each value's converter (None: as is)."""
+    if any(c.default is not None for c in table.columns if c.name not in keys):
+        return None, ()
+    columns = [table.c[k] for k in keys]
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    preparer = dialect.identifier_preparer
+    # Identifiers come from the schema, quoted by the dialect; every value is bound.
+    sql = (
+        f"INSERT INTO {preparer.format_table(table)} "  # noqa: S608
+        f"({', '.join(preparer.format_column(c) for c in columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    if ignore:
+        sql += " ON CONFLICT DO NOTHING"
+    converters = tuple(
+        None if isinstance(c.type, LargeBinary) else c.type.bind_processor(dialect) for c in columns
+    )
+    return sql, converters
