@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, LargeBinary, Table
@@ -60,36 +61,43 @@ def _upsert(dialect_name: str, table: Table, key: tuple[str, ...], keep: tuple[s
     return stmt.on_conflict_do_update(index_elements=list(key), set_=update)
 
 
-def upsert_earliest(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, key: Sequence[str], time: str
-) -> None:
-    """Insert rows; on a key conflict keep whichever row has the earlier ``time`` column."""
-    if not rows:
-        return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(table)
-    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(key),
-        set_=update,
-        where=stmt.excluded[time] < table.c[time],
-    )
-    conn.execute(stmt, list(rows))
-
-
 _Converter = Any  # a column type's bind processor: value -> driver value
 
 
+@dataclass(frozen=True, slots=True)
+class OnConflict:
+    """An upsert's conflict clause, in the SQL SQLite and PostgreSQL share: on a conflict on
+    ``key``, set each column to its expression (over ``excluded.<column>`` and the stored row,
+    ``<table>.<column>``), only ``where`` that holds (if given)."""
+
+    key: tuple[str, ...]
+    set: tuple[tuple[str, str], ...]
+    where: str = ""
+
+    def sql(self) -> str:
+        assignments = ", ".join(f"{column} = {expression}" for column, expression in self.set)
+        clause = f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {assignments}"
+        return clause + (f" WHERE {self.where}" if self.where else "")
+
+
 def insert_rows(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ignore: bool = False
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    ignore: bool = False,
+    conflict: OnConflict | None = None,
 ) -> None:
     """INSERT ``rows`` (all with the same keys) in one driver ``executemany`` of tuples;
-    ``ignore``: ON CONFLICT DO NOTHING (SQLite and PostgreSQL alike)."""
+    ``ignore``: ON CONFLICT DO NOTHING; ``conflict``: an upsert (SQLite and PostgreSQL alike)."""
     if not rows:
         return
     keys = tuple(rows[0])
-    sql, converters = _prepared(conn.dialect, table, keys, ignore)
+    suffix = " ON CONFLICT DO NOTHING" if ignore else conflict.sql() if conflict else ""
+    sql, converters = _prepared(conn.dialect, table, keys, suffix)
     if sql is None:  # a column left out has a Python-side default: Core knows how to fill it
+        if conflict is not None:
+            raise TypeError(f"insert_rows: an upsert on {table.name} must give every column")
         if ignore:
             insert_ignore(conn, table, rows)
         else:
@@ -107,7 +115,7 @@ def insert_rows(
 
 @functools.cache
 def _prepared(
-    dialect: Dialect, table: Table, keys: tuple[str, ...], ignore: bool
+    dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str
 ) -> tuple[str | None, tuple[_Converter | None, ...]]:
     """The statement text for ``keys`` of ``table`` and each value's converter (None: as is)."""
     if any(c.default is not None for c in table.columns if c.name not in keys):
@@ -121,8 +129,7 @@ def _prepared(
         f"({', '.join(preparer.format_column(c) for c in columns)}) "
         f"VALUES ({', '.join(mark for _ in columns)})"
     )
-    if ignore:
-        sql += " ON CONFLICT DO NOTHING"
+    sql += suffix
     converters = tuple(
         None if isinstance(c.type, LargeBinary) else c.type.bind_processor(dialect) for c in columns
     )
