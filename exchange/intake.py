@@ -70,6 +70,8 @@ class Prepared:
     wire: bytes
     decision: Decision
     trace: Trace
+    # Per item, its PDQ hash as submitted (``_pdq_of``): found here, off the writer's path.
+    pdq: tuple[ContentHash | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +145,7 @@ class Intake:
                 "exchanged: split its items over several reports",
                 code="report-too-large",
             )
-        return Prepared(submission, report, wire, decision, trace)
+        return Prepared(submission, report, wire, decision, trace, _pdq_of(submission.items))
 
     def submit_prepared(self, prepared: Prepared) -> Future[IntakeResult]:
         return self._writer.submit_item(self._coalescer, prepared)
@@ -194,7 +196,7 @@ class Intake:
             if p.report.id in held:
                 again = _again(stored[p.report.id], p.submission.client_ref, self._self)
                 if isinstance(again, IntakeResult):
-                    again = replace(again, pdq=_pdq_of(p.submission.items))
+                    again = replace(again, pdq=p.pdq)
                 results.append(again)
                 continue
             first = first_of[p.report.id]
@@ -207,7 +209,7 @@ class Intake:
                     duplicate=p is not first,  # the same submission twice in one batch
                     client_ref=p.submission.client_ref,
                     wire=first.wire,
-                    pdq=_pdq_of(p.submission.items),
+                    pdq=p.pdq,
                 )
             )
         return results
@@ -289,9 +291,15 @@ def _incoming(p: Prepared) -> Incoming:
 
 def _pdq_of(items: Sequence[Item]) -> tuple[ContentHash | None, ...]:
     """Per item, its PDQ hash (with the submitted quality) or ``None``."""
-    return tuple(
-        next((h for h in item.hashes if h.algorithm is HashAlgorithm.PDQ), None) for item in items
-    )
+    out: list[ContentHash | None] = []
+    for item in items:
+        found = None
+        for h in item.hashes:
+            if h.algorithm is HashAlgorithm.PDQ:
+                found = h
+                break
+        out.append(found)
+    return tuple(out)
 
 
 def _no_pdq(result: IntakeResult) -> IntakeResult:
