@@ -10,7 +10,16 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
 - latency: reports paced at 1,000/s; per report, A's intake time → B's receipt time (one clock);
 - ceilings, measured in the same run: a bare gRPC bidirectional stream of report-sized messages
   doing no work, Ed25519 verify/s, SQLite Core bulk insert rows/s (WAL, synchronous=FULL) and,
-  with `--db postgresql`, PostgreSQL Core bulk insert rows/s.
+  with `--db postgresql`, PostgreSQL Core bulk insert rows/s;
+- per node, across the sustained phase: rows written per report (by table), database bytes per
+  report (net: outbox rows inserted and deleted again are not counted), and CPU seconds per
+  1,000 reports of its process (/proc/<pid>/stat) — which give the
+  implied ceilings (bulk-insert rows/s ÷ rows per report; one core ÷ CPU per report), the binding
+  one and the fraction of it reached;
+- same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
+  and full traces/s per raw ada-url parse/s (bench/trace_throughput.py's trace).
+
+``--runs N`` repeats the whole run (fresh nodes each time) and prints the median of each figure.
 """
 
 from __future__ import annotations
@@ -194,45 +203,158 @@ def wait_for(db: Engine, sql: str, target: int, timeout: float) -> float:
     raise SystemExit(f"timed out waiting for {target} rows: {sql}")
 
 
+# -- same-run references: traces -----------------------------------------------------------------
+
+
+def trace_reference(n: int) -> tuple[float, float]:
+    """Full traces/s (canonicalise + resolve + GeoIP + decide, as bench/trace_throughput.py)
+    and raw ada-url parses/s over the same URLs: the issue's second same-run ratio."""
+    import random
+
+    import ada_url
+    import trace_throughput as tt
+
+    from routing.canonical import canonicalize
+    from routing.decision import Decider
+    from routing.geoip import GeoIp
+    from routing.geoip_build import build_asn_db, build_country_db
+    from routing.resolver import StaticResolver
+    from routing.trace import Tracer
+
+    urls, table = tt.make_urls(n, random.Random(7))
+    t = time.perf_counter()
+    for u in urls:
+        try:  # noqa: SIM105 (suppress() would add its own cost to the reference)
+            ada_url.normalize_url(u.strip())
+        except ValueError:
+            pass
+    raw = n / (time.perf_counter() - t)
+    country_db, asn_db = common.real_geoip()
+    if country_db is None:
+        tmp = Path(tempfile.mkdtemp())
+        country_db = build_country_db(tmp / "c.mmdb", {"0.0.0.0/1": "US", "128.0.0.0/1": "NL"})
+        asn_db = build_asn_db(tmp / "a.mmdb", {"0.0.0.0/0": (64500, "Example")})
+    m = tt.manifest()
+    with GeoIp(country_db, asn_db) as geoip:
+        tracer = Tracer(StaticResolver(table), geoip, lambda: tt.NOW)
+        decider = Decider("nl-hotline")
+        t = time.perf_counter()
+        for u in urls:
+            trace = tracer.trace(canonicalize(u))
+            decider.decide(trace.country, m, untraceable_reason=trace.untraceable_reason)
+        traces = n / (time.perf_counter() - t)
+    return traces, raw
+
+
+# -- what each node process spends -----------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def table_rows(db: Engine) -> dict[str, int]:
+    from exchange.store.schema import Base
+
+    with db.connect() as conn:
+        return {
+            t.name: int(conn.execute(text(f'select count(*) from "{t.name}"')).scalar_one())
+            for t in Base.metadata.sorted_tables
+        }
+
+
+def db_bytes(db: Engine) -> int:
+    """The database's size: SQLite's pages in use (WAL frames included), PostgreSQL's own."""
+    with db.connect() as conn:
+        if db.dialect.name == "sqlite":
+            pages = int(conn.execute(text("pragma page_count")).scalar_one())
+            return pages * int(conn.execute(text("pragma page_size")).scalar_one())
+        return int(conn.execute(text("select pg_database_size(current_database())")).scalar_one())
+
+
+class NodeMeter:
+    """Rows, bytes and CPU of one node process across a phase: ``per_report`` after ``stop``."""
+
+    def __init__(self, name: str, db: Engine, pid: int) -> None:
+        self.name, self.db, self.pid = name, db, pid
+
+    def start(self) -> None:
+        self.rows0, self.bytes0 = table_rows(self.db), db_bytes(self.db)
+        self.cpu0 = cpu_seconds(self.pid)
+
+    def stop(self, reports: int) -> dict[str, Any]:
+        cpu = cpu_seconds(self.pid) - self.cpu0
+        rows = table_rows(self.db)
+        grown = {k: rows[k] - self.rows0.get(k, 0) for k in rows if rows[k] != self.rows0.get(k)}
+        return {
+            "rows_per_report": round(sum(grown.values()) / reports, 2),
+            "rows_by_table": {k: round(v / reports, 2) for k, v in sorted(grown.items())},
+            "bytes_per_report": round((db_bytes(self.db) - self.bytes0) / reports),
+            "cpu_s_per_1000_reports": round(cpu / reports * 1000, 3),
+        }
+
+
+# -- one run -------------------------------------------------------------------------------
+
+
 def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    p.add_argument("--runs", type=int, default=1, help="repeat; the medians are printed last")
     args = p.parse_args()
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
-        run(args, pg)
+        results = []
+        for i in range(args.runs):
+            if args.runs > 1:
+                print(f"=== run {i + 1} of {args.runs} (load: {os.getloadavg()[0]:.2f}) ===")
+            results.append(run(args, pg))
+        if args.runs > 1:
+            print_medians(results)
     finally:
         if pg is not None:
             pg.close()
 
 
-def run(args: Any, pg: Any) -> None:
-    n = 20_000 if args.quick else 100_000
-    paced_seconds = 5 if args.quick else 20
-    root = Path(tempfile.mkdtemp(prefix="ihx-bench-"))
-
-    print("ceilings …")
+def ceilings(args: Any, pg: Any, root: Path) -> dict[str, float]:
+    print("ceilings and same-run references …")
     sample = request(0, "x").SerializeToString()
-    verify = ed25519_verify_rate(1.0)
-    sqlite_rows = sqlite_insert_rate(50_000 if args.quick else 200_000, root)
-    pg_rows = None
+    c: dict[str, float] = {"ed25519_verify_per_s": ed25519_verify_rate(1.0)}
+    c["sqlite_insert_rows_per_s"] = sqlite_insert_rate(50_000 if args.quick else 200_000, root)
     if pg is not None:
         ceiling = create_engine(pg.new())
-        pg_rows = insert_rate(ceiling, 50_000 if args.quick else 200_000)
+        c["postgresql_insert_rows_per_s"] = insert_rate(ceiling, 50_000 if args.quick else 200_000)
         ceiling.dispose()
-    bare_single = bare_stream_rate(len(sample) + 200, 5_000 if args.quick else 20_000)
-    bare_batch = bare_stream_rate((len(sample) + 200) * 500, 100 if args.quick else 400)
-    print(f"  Ed25519 verify/s: {verify:,.0f}")
-    print(f"  SQLite Core bulk insert rows/s (WAL, synchronous=FULL): {sqlite_rows:,.0f}")
-    if pg_rows is not None:
-        print(f"  PostgreSQL Core bulk insert rows/s: {pg_rows:,.0f}")
-    print(f"  bare gRPC bidi stream, {len(sample) + 200} B messages: {bare_single:,.0f} msg/s")
-    print(
-        f"  bare gRPC bidi stream, 500-report messages: {bare_batch:,.0f} msg/s "
-        f"(= {bare_batch * 500:,.0f} reports/s)"
+    size = len(sample) + 200
+    c["bare_grpc_stream_msgs_per_s"] = bare_stream_rate(size, 5_000 if args.quick else 20_000)
+    c["bare_grpc_stream_500_report_msgs_per_s"] = bare_stream_rate(
+        size * 500, 100 if args.quick else 400
     )
+    c["traces_per_s"], c["ada_url_parses_per_s"] = trace_reference(20_000)
+    print(f"  Ed25519 verify/s: {c['ed25519_verify_per_s']:,.0f}")
+    print(
+        "  SQLite Core bulk insert rows/s (WAL, synchronous=FULL): "
+        f"{c['sqlite_insert_rows_per_s']:,.0f}"
+    )
+    if pg is not None:
+        print(f"  PostgreSQL Core bulk insert rows/s: {c['postgresql_insert_rows_per_s']:,.0f}")
+    print(f"  bare gRPC bidi stream, {size} B messages: {c['bare_grpc_stream_msgs_per_s']:,.0f}/s")
+    batch = c["bare_grpc_stream_500_report_msgs_per_s"]
+    print(f"  bare gRPC bidi stream, 500-report messages: {batch:,.0f}/s (= {batch * 500:,.0f})")
+    print(
+        f"  full traces/s {c['traces_per_s']:,.0f}; raw ada-url parses/s "
+        f"{c['ada_url_parses_per_s']:,.0f}; ratio "
+        f"{c['traces_per_s'] / c['ada_url_parses_per_s']:.3f} (goal ≥ 0.5)"
+    )
+    return c
 
-    fed = provision_federation(
+
+def federation(root: Path, pg: Any) -> Any:
+    return provision_federation(
         root / "fed",
         [MemberPlan("nl-eokm", "A", ("NL",)), MemberPlan("de-eco", "B", ("DE",))],
         coordinator="de-eco",
@@ -243,6 +365,14 @@ def run(args: Any, pg: Any) -> None:
         static_hosts={"files.example.de": ["5.9.10.20"]},
         database_url=pg.new if pg is not None else None,
     )
+
+
+def run(args: Any, pg: Any) -> dict[str, Any]:
+    n = 20_000 if args.quick else 100_000
+    paced_seconds = 5 if args.quick else 20
+    root = Path(tempfile.mkdtemp(prefix="ihx-bench-"))
+    c = ceilings(args, pg, root)
+    fed = federation(root, pg)
     a_db = open_engine(fed.settings["nl-eokm"].database_url)
     b_db = open_engine(fed.settings["de-eco"].database_url)
     procs = [start(fed.config_path(m), root / f"{m}.log") for m in ("nl-eokm", "de-eco")]
@@ -250,52 +380,12 @@ def run(args: Any, pg: Any) -> None:
         a_addr = fed.settings["nl-eokm"].listen
         wait_ready(a_addr)
         wait_ready(fed.settings["de-eco"].listen)
-
-        print(f"sustained: {n:,} reports streamed to A …")
-        with IntakeClient(a_addr, token=fed.token("nl-eokm", ttl=900), timeout=600) as client:
-            t0 = time.monotonic()
-            acked = sum(
-                1
-                for r in client.submit_requests(request(i, "s") for i in range(n))
-                if not r.error_code
-            )
-            t_ack = time.monotonic()
-        t_b = wait_for(b_db, "select count(*) from reports where role='received'", n, 600)
-        t_r = wait_for(a_db, "select count(*) from deliveries", n, 600)
-        sustained = n / (max(t_b, t_r) - t0)
-        intake_rate = acked / (t_ack - t0)
-        print(f"  intake at A acknowledged: {intake_rate:,.0f} reports/s")
-        print(f"  intake at A → stored at B and receipted at A: {sustained:,.0f} reports/s")
-
-        print(f"latency: 1,000 reports/s for {paced_seconds} s …")
-        paced_n = 1000 * paced_seconds
-
-        def paced() -> Iterator[ipb.SubmitReportRequest]:
-            start_t = time.monotonic()
-            for i in range(paced_n):
-                due = start_t + i / 1000
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                yield request(i, "p")
-
-        with IntakeClient(a_addr, token=fed.token("nl-eokm", ttl=900), timeout=600) as client:
-            for _ in client.submit_requests(paced(), chunk=5):
-                pass
-        wait_for(a_db, "select count(*) from deliveries", n + paced_n, 300)
-        with a_db.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "select r.received_at, d.receipted_at from reports r join deliveries d "
-                    "on d.report_id = r.id where r.url like '%/p/%'"
-                )
-            ).all()
-        latencies = [(from_micros(b) - from_micros(a)).total_seconds() * 1000 for a, b in rows]
-        p50, p99 = common.median(latencies), common.percentile(latencies, 99)
-        print(
-            f"  intake → receipt latency at 1,000/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-            f"({len(latencies):,} reports)"
-        )
+        meters = [NodeMeter("A", a_db, procs[0].pid), NodeMeter("B", b_db, procs[1].pid)]
+        for m in meters:
+            m.start()
+        intake_rate, sustained = sustained_phase(fed, a_addr, a_db, b_db, n)
+        nodes = {m.name: m.stop(n) for m in meters}
+        p50, p99, paced_count = latency_phase(fed, a_addr, a_db, n, paced_seconds)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -306,43 +396,146 @@ def run(args: Any, pg: Any) -> None:
                 p.kill()
         a_db.dispose()
         b_db.dispose()
-
-    # Rows written per report across both nodes (report, item, hash, log entries, outbox,
-    # delivery, case, case link, hash index, announcement): ~14 → the SQLite-implied ceiling.
-    implied = {
-        "sqlite_bulk_insert": sqlite_rows / 14,
-        "ed25519_verify": verify * 500,
-        "bare_grpc_stream_batched": bare_batch * 500,
-    }
-    if pg_rows is not None:
-        implied["postgresql_bulk_insert"] = pg_rows / 14
-    binding = min(implied, key=lambda k: implied[k])
-    print("implied ceilings (reports/s): " + ", ".join(f"{k} {v:,.0f}" for k, v in implied.items()))
     print(
-        f"binding ceiling among those: {binding}; the measured rate is below all of them, so the "
-        "per-report Python work of intake and receipt (two processes on two cores) binds first"
-        if sustained < implied[binding] * 0.8
-        else f"binding ceiling: {binding}"
+        f"  intake → receipt latency at 1,000/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"({paced_count:,} reports)"
     )
-    common.emit(
-        {
-            "bench": "exchange",
-            "db": args.db,
-            "reports": n,
-            "intake_ack_per_s": round(intake_rate),
-            "sustained_reports_per_s": round(sustained),
-            "latency_at_1000_per_s_ms": {"p50": round(p50, 1), "p99": round(p99, 1)},
-            "ceilings": {
-                "ed25519_verify_per_s": round(verify),
-                "sqlite_insert_rows_per_s": round(sqlite_rows),
-                **({"postgresql_insert_rows_per_s": round(pg_rows)} if pg_rows else {}),
-                "bare_grpc_stream_msgs_per_s": round(bare_single),
-                "bare_grpc_stream_500_report_msgs_per_s": round(bare_batch),
-            },
-            "goal_sustained_reports_per_s": 5000,
-            "goal_p99_ms": 100,
-        }
+    result = figures(args, n, c, nodes, intake_rate, sustained)
+    result["latency_at_1000_per_s_ms"] = {"p50": round(p50, 1), "p99": round(p99, 1)}
+    common.emit(result)
+    return result
+
+
+def sustained_phase(
+    fed: Any, a_addr: str, a_db: Engine, b_db: Engine, n: int
+) -> tuple[float, float]:
+    print(f"sustained: {n:,} reports streamed to A …")
+    with IntakeClient(a_addr, token=fed.token("nl-eokm", ttl=900), timeout=600) as client:
+        t0 = time.monotonic()
+        acked = sum(
+            1 for r in client.submit_requests(request(i, "s") for i in range(n)) if not r.error_code
+        )
+        t_ack = time.monotonic()
+    t_b = wait_for(b_db, "select count(*) from reports where role='received'", n, 600)
+    t_r = wait_for(a_db, "select count(*) from deliveries", n, 600)
+    sustained = n / (max(t_b, t_r) - t0)
+    intake_rate = acked / (t_ack - t0)
+    print(f"  intake at A acknowledged: {intake_rate:,.0f} reports/s")
+    print(f"  intake at A → stored at B and receipted at A: {sustained:,.0f} reports/s")
+    return intake_rate, sustained
+
+
+def latency_phase(
+    fed: Any, a_addr: str, a_db: Engine, n: int, paced_seconds: int
+) -> tuple[float, float, int]:
+    print(f"latency: 1,000 reports/s for {paced_seconds} s …")
+    paced_n = 1000 * paced_seconds
+
+    def paced() -> Iterator[ipb.SubmitReportRequest]:
+        start_t = time.monotonic()
+        for i in range(paced_n):
+            due = start_t + i / 1000
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            yield request(i, "p")
+
+    with IntakeClient(a_addr, token=fed.token("nl-eokm", ttl=900), timeout=600) as client:
+        for _ in client.submit_requests(paced(), chunk=5):
+            pass
+    wait_for(a_db, "select count(*) from deliveries", n + paced_n, 300)
+    with a_db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "select r.received_at, d.receipted_at from reports r join deliveries d "
+                "on d.report_id = r.id where r.url like '%/p/%'"
+            )
+        ).all()
+    latencies = [(from_micros(b) - from_micros(a)).total_seconds() * 1000 for a, b in rows]
+    return common.median(latencies), common.percentile(latencies, 99), len(latencies)
+
+
+def figures(
+    args: Any,
+    n: int,
+    c: dict[str, float],
+    nodes: dict[str, dict[str, Any]],
+    intake_rate: float,
+    sustained: float,
+) -> dict[str, Any]:
+    """Per-node costs, the implied ceilings (from this run's own rows per report and CPU per
+    report), the binding one and the fraction reached, and the same-run ratios."""
+    for name, f in nodes.items():
+        print(
+            f"  node {name}: {f['rows_per_report']} rows/report, {f['bytes_per_report']:,} "
+            f"bytes/report, {f['cpu_s_per_1000_reports']} CPU s per 1,000 reports"
+        )
+        print(f"    rows per report by table: {f['rows_by_table']}")
+    rows = sum(f["rows_per_report"] for f in nodes.values())
+    cpu = {k: f["cpu_s_per_1000_reports"] / 1000 for k, f in nodes.items()}
+    implied = {
+        f"sqlite_bulk_insert ({rows:.1f} rows/report, both nodes)": c["sqlite_insert_rows_per_s"]
+        / rows,
+        "ed25519_verify (500-report batches)": c["ed25519_verify_per_s"] * 500,
+        "bare_grpc_stream_batched": c["bare_grpc_stream_500_report_msgs_per_s"] * 500,
+        "cpu: both processes on 2 cores": 2 / sum(cpu.values()),
+        **{f"cpu: node {k} on one core": 1 / v for k, v in cpu.items()},
+    }
+    if "postgresql_insert_rows_per_s" in c:
+        implied["postgresql_bulk_insert"] = c["postgresql_insert_rows_per_s"] / rows
+    binding = min(implied, key=lambda k: implied[k])
+    print("implied ceilings (reports/s): " + "; ".join(f"{k} {v:,.0f}" for k, v in implied.items()))
+    fraction = sustained / implied[binding]
+    print(f"binding ceiling: {binding} = {implied[binding]:,.0f}/s; reached {fraction:.0%}")
+    ratio = sustained / c["sqlite_insert_rows_per_s"]
+    print(
+        f"same-run ratio: sustained reports/s per SQLite Core insert row/s = {ratio:.4f} "
+        f"(0.012 before the issue; goal ≥ 0.035)"
     )
+    return {
+        "bench": "exchange",
+        "db": args.db,
+        "reports": n,
+        "load_1min": round(os.getloadavg()[0], 2),
+        "intake_ack_per_s": round(intake_rate),
+        "sustained_reports_per_s": round(sustained),
+        "sustained_per_sqlite_insert_row": round(ratio, 4),
+        "traces_per_ada_url_parse": round(c["traces_per_s"] / c["ada_url_parses_per_s"], 3),
+        "binding_ceiling": binding,
+        "binding_ceiling_reports_per_s": round(implied[binding]),
+        "fraction_of_binding_ceiling": round(fraction, 3),
+        "nodes": nodes,
+        "ceilings": {k: round(v) for k, v in c.items()},
+        "goal_sustained_reports_per_s": 6000,
+        "goal_p99_ms": 50,
+    }
+
+
+def print_medians(results: list[dict[str, Any]]) -> None:
+    """The median of each figure over the runs (a noisy machine moves single runs a lot)."""
+
+    def med(get: Any) -> float:
+        return common.median([get(r) for r in results])
+
+    keys = [
+        "intake_ack_per_s",
+        "sustained_reports_per_s",
+        "sustained_per_sqlite_insert_row",
+        "traces_per_ada_url_parse",
+        "fraction_of_binding_ceiling",
+        "load_1min",
+    ]
+    out: dict[str, Any] = {k: med(lambda r, k=k: r[k]) for k in keys}
+    out["latency_p50_ms"] = med(lambda r: r["latency_at_1000_per_s_ms"]["p50"])
+    out["latency_p99_ms"] = med(lambda r: r["latency_at_1000_per_s_ms"]["p99"])
+    out["sqlite_insert_rows_per_s"] = med(lambda r: r["ceilings"]["sqlite_insert_rows_per_s"])
+    for node in ("A", "B"):
+        for k in ("rows_per_report", "bytes_per_report", "cpu_s_per_1000_reports"):
+            out[f"{node}_{k}"] = med(lambda r, node=node, k=k: r["nodes"][node][k])
+    print(f"=== medians of {len(results)} runs ===")
+    for k, v in out.items():
+        print(f"  {k}: {v:,.4g}")
+    common.emit({"bench": "exchange-medians", "runs": len(results), **out})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from auth.manifest import Manifest
 from common.clock import Clock
 from exchange.routing_log import ChainBreak, Checkpoint, LogEntry, verify_chain
 from exchange.store import routing_log as store
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Priority, Tx, Writer
 from exchange.times import to_micros
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class Checkpointer:
             self._thread.join(5)
 
     def checkpoint_now(self) -> Checkpoint | None:
-        return self._writer.execute(self._write)
+        return self._writer.execute(self._write, Priority.BACKGROUND)
 
     def _run(self) -> None:
         # Poll often but sign only when due: on size every few hundred ms, on time by interval.

@@ -70,6 +70,8 @@ class Prepared:
     wire: bytes
     decision: Decision
     trace: Trace
+    # Per item, its PDQ hash as submitted (``_pdq_of``): found here, off the writer's path.
+    pdq: tuple[ContentHash | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +145,7 @@ class Intake:
                 "exchanged: split its items over several reports",
                 code="report-too-large",
             )
-        return Prepared(submission, report, wire, decision, trace)
+        return Prepared(submission, report, wire, decision, trace, _pdq_of(submission.items))
 
     def submit_prepared(self, prepared: Prepared) -> Future[IntakeResult]:
         return self._writer.submit_item(self._coalescer, prepared)
@@ -195,7 +197,7 @@ class Intake:
             if p.report.id in held:
                 again = _again(stored[p.report.id], p.submission.client_ref, self._self)
                 if isinstance(again, IntakeResult):
-                    again = replace(again, pdq=_pdq_of(p.submission.items))
+                    again = replace(again, pdq=p.pdq)
                 results.append(again)
                 continue
             first = first_of[p.report.id]
@@ -208,7 +210,7 @@ class Intake:
                     duplicate=p is not first,  # the same submission twice in one batch
                     client_ref=p.submission.client_ref,
                     wire=first.wire,
-                    pdq=_pdq_of(p.submission.items),
+                    pdq=p.pdq,
                 )
             )
         return results
@@ -290,15 +292,25 @@ def _incoming(p: Prepared) -> Incoming:
 
 def _pdq_of(items: Sequence[Item]) -> tuple[ContentHash | None, ...]:
     """Per item, its PDQ hash (with the submitted quality) or ``None``."""
-    return tuple(
-        next((h for h in item.hashes if h.algorithm is HashAlgorithm.PDQ), None) for item in items
-    )
+    out: list[ContentHash | None] = []
+    for item in items:
+        found = None
+        for h in item.hashes:
+            if h.algorithm is HashAlgorithm.PDQ:
+                found = h
+                break
+        out.append(found)
+    return tuple(out)
 
 
 def _no_pdq(result: IntakeResult) -> IntakeResult:
-    """The answer ``PdqMatcher.match`` would give an item without a PDQ hash, without asking."""
-    items = tuple(replace(s, pdq_not_matched="no pdq hash") for s in result.items)
-    return replace(result, items=items)
+    """The answer ``PdqMatcher.match`` would give an item without a PDQ hash, without asking.
+    (Built field by field: ``dataclasses.replace`` cost more than the rest of the answer.)"""
+    items = tuple(ItemStatus(s.index, s.known, s.near, "no pdq hash") for s in result.items)
+    r = result
+    return IntakeResult(
+        r.report_id, r.canonical_url, r.decision, items, r.duplicate, r.client_ref, r.wire, r.pdq
+    )
 
 
 def _statuses(marks: Marks) -> tuple[ItemStatus, ...]:

@@ -42,7 +42,7 @@ from exchange.ops.metrics import Metrics
 from exchange.peer_binding import check_peer
 from exchange.store import inbox
 from exchange.store.reports import Incoming
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Priority, Tx, Writer
 from exchange.time_window import TimeWindow
 from exchange.trace_review import Locate, review_trace
 from exchange.transfer.arrivals import Arrivals, CheckedTransfer
@@ -164,7 +164,10 @@ class Receiver:
                 self._check_announcement(i, p, opened.sender, window)
                 for i, p in enumerate(opened.payloads)
             ]
-        return self._writer.submit(lambda tx: self._store(tx, opened, checked, now))
+        # The sender's stream waits on this receipt: the writer takes it before intake.
+        return self._writer.submit(
+            lambda tx: self._store(tx, opened, checked, now), Priority.DELIVERY
+        )
 
     def _check_report(
         self, index: int, payload: bytes, opened: Opened, window: TimeWindow, manifest: Manifest

@@ -33,7 +33,7 @@ from exchange.domain import LogKind
 from exchange.settings import ExchangeTuning
 from exchange.store import outbox, peers
 from exchange.store.outbox import PendingAnnouncement, PendingReport
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Priority, Tx, Writer
 from exchange.wire.envelope import (
     KIND_ANNOUNCEMENT,
     KIND_EVENT,
@@ -180,12 +180,14 @@ class Batches:
             rows += self.pending_reports(self.max_batch - len(rows), after=rows[-1].id)
         rows = fit(same_kind(rows), self.max_bytes)
         if rows:
-            batch = self._writer.execute(lambda tx: self.seal_reports(tx, rows))
+            batch = self._writer.execute(lambda tx: self.seal_reports(tx, rows), Priority.DELIVERY)
             if batch is not None:
                 return batch
         announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)
         if announcements:
-            return self._writer.execute(lambda tx: self.seal_announcements(tx, announcements))
+            return self._writer.execute(
+                lambda tx: self.seal_announcements(tx, announcements), Priority.DELIVERY
+            )
         return None
 
     def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:

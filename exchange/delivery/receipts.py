@@ -24,7 +24,7 @@ from exchange.delivery.batches import Batch
 from exchange.domain import LogKind, Outcome
 from exchange.ops.metrics import Metrics
 from exchange.store import outbox, peers, transfers
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Priority, Tx, Writer
 from exchange.wire.envelope import (
     KIND_EVENT,
     KIND_REPORT,
@@ -80,7 +80,7 @@ class Receipts:
         receiver answers with the same receipt — nothing is lost.
         """
         receipt = self.verify(batch, signed)
-        return self._writer.submit(lambda tx: self.store(tx, batch, receipt))
+        return self._writer.submit(lambda tx: self.store(tx, batch, receipt), Priority.DELIVERY)
 
     def store(self, tx: Tx, batch: Batch, receipt: Receipt) -> bool:
         """Apply a verified receipt in ``tx``; False if the batch had been receipted already."""

@@ -40,7 +40,7 @@ from exchange.domain import LogKind
 from exchange.lifecycle.sightings import retract_unsupported
 from exchange.store import retention as store
 from exchange.store import transfers
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Priority, Tx, Writer
 from exchange.wire.codec import anonymised_report
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ class Retention:
                 due = self._due(conn, cutoff, limit=2**31 - 1)
             return total + Purge(self.retention_days, cutoff, tuple(due.cases), tuple(due.reports))
         while True:
-            done = self._writer.execute(lambda tx: self._anonymise(tx, now, cutoff))
+            done = self._writer.execute(
+                lambda tx: self._anonymise(tx, now, cutoff), Priority.BACKGROUND
+            )
             if not done.cases and not done.reports:
                 return total
             total = total + done

@@ -42,7 +42,7 @@ from exchange.stats.model import (
 from exchange.store import stats as store
 from exchange.store.engine import immediate
 from exchange.store.stats import HosterRows
-from exchange.store.writer import Tx, Writer
+from exchange.store.writer import Priority, Tx, Writer
 
 QUEUE_DAYS = 30  # the work queues' "overdue" window, as CaseViews shows
 
@@ -88,7 +88,7 @@ class NodeFigures:
             return self._folder.fold_page(tx.conn, after, items=items)
 
         if self._writer is not None:
-            return self._writer.execute(job)
+            return self._writer.execute(job, Priority.BACKGROUND)
         with immediate(self._engine) as conn:
             return self._folder.fold_page(conn, after, items=items)
 

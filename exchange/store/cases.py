@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from exchange.domain import Outcome, Report
 from exchange.store import schema
-from exchange.store.sql import chunks
+from exchange.store.sql import chunks, insert_rows
 
 CASES = schema.cases
 CASE_REPORTS = schema.case_reports
@@ -57,8 +57,9 @@ def open_cases(conn: Connection, opened: Sequence[tuple[str, Report]], now: date
     """Insert new open cases, each (case id, the report that opened it)."""
     if not opened:
         return
-    conn.execute(
-        CASES.insert(),
+    insert_rows(
+        conn,
+        CASES,
         [
             {
                 "id": case_id,
@@ -96,8 +97,9 @@ class CaseLink:
 
 def link(conn: Connection, links: Sequence[CaseLink]) -> None:
     if links:
-        conn.execute(
-            CASE_REPORTS.insert(),
+        insert_rows(
+            conn,
+            CASE_REPORTS,
             [
                 {
                     "case_id": k.case_id,

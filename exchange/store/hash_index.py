@@ -16,12 +16,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, delete, func, select
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
 from exchange.store import schema
-from exchange.store.sql import chunks, upsert_earliest
+from exchange.store.sql import OnConflict, chunks, insert_rows
 
 HASH_INDEX = schema.hash_index
 ANNOUNCEMENTS = schema.announcements
@@ -30,6 +29,30 @@ PDQ_FOLLOWERS = schema.pdq_followers
 PDQ = HashAlgorithm.PDQ.value
 
 SIGHTING_KEY = ("algorithm", "hex", "member")
+_EARLIER = "excluded.first_seen < hash_index.first_seen"
+# This node's own sighting: on a row already held, whichever is earlier wins whole.
+_KEEP_EARLIEST = OnConflict(
+    SIGHTING_KEY,
+    tuple(
+        (c, f"excluded.{c}")
+        for c in ("case_id", "report_id", "classification", "first_seen", "quality")
+    ),
+    where=_EARLIER,
+)
+# A member's announced sighting: its case, report and classification, the earlier time.
+_MEMBER_SIGHTING = OnConflict(
+    SIGHTING_KEY,
+    (
+        ("case_id", "excluded.case_id"),
+        ("report_id", "excluded.report_id"),
+        ("classification", "excluded.classification"),
+        ("quality", "excluded.quality"),
+        (
+            "first_seen",
+            f"CASE WHEN {_EARLIER} THEN excluded.first_seen ELSE hash_index.first_seen END",
+        ),
+    ),
+)
 
 
 def known_content(
@@ -89,9 +112,7 @@ def _log_pdq(conn: Connection, sightings: Sequence[KnownContent], *, retracted: 
 
 def add_first_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> None:
     """Insert this node's sightings; on a row already held keep whichever is earlier."""
-    upsert_earliest(
-        conn, HASH_INDEX, [_row(k) for k in sightings], key=SIGHTING_KEY, time="first_seen"
-    )
+    insert_rows(conn, HASH_INDEX, [_row(k) for k in sightings], conflict=_KEEP_EARLIEST)
     _log_pdq(conn, sightings, retracted=False)
 
 
@@ -100,23 +121,7 @@ def upsert_sightings(conn: Connection, sightings: Sequence[KnownContent]) -> Non
     classification, and keeps the earlier of the two times."""
     if not sightings:
         return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(HASH_INDEX)
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(SIGHTING_KEY),
-        set_={
-            "case_id": new.case_id,
-            "report_id": new.report_id,
-            "classification": new.classification,
-            "quality": new.quality,
-            "first_seen": case(
-                (new.first_seen < HASH_INDEX.c.first_seen, new.first_seen),
-                else_=HASH_INDEX.c.first_seen,
-            ),
-        },
-    )
-    conn.execute(stmt, [_row(k) for k in sightings])
+    insert_rows(conn, HASH_INDEX, [_row(k) for k in sightings], conflict=_MEMBER_SIGHTING)
     _log_pdq(conn, sightings, retracted=False)
 
 
@@ -135,7 +140,7 @@ def retract(conn: Connection, k: KnownContent) -> None:
 def queue_announcements(conn: Connection, payloads: Sequence[bytes], now: datetime) -> None:
     """Queue serialized announcements for every peer's sender to drain."""
     if payloads:
-        conn.execute(ANNOUNCEMENTS.insert(), [{"payload": p, "created_at": now} for p in payloads])
+        insert_rows(conn, ANNOUNCEMENTS, [{"payload": p, "created_at": now} for p in payloads])
 
 
 def own_sightings_of(

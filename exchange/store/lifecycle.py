@@ -33,7 +33,7 @@ from exchange.lifecycle.model import (
     Stage,
 )
 from exchange.store import schema
-from exchange.store.sql import chunks, upsert
+from exchange.store.sql import chunks, insert_rows, upsert
 from exchange.times import to_micros
 
 EVENTS = schema.case_events
@@ -299,7 +299,7 @@ def open_items(
 ) -> None:
     """The holder's first state of new items: (case id, state, orphaned)."""
     if rows:
-        conn.execute(STATES.insert(), [_row(c, s, now, o) for c, s, o in rows])
+        insert_rows(conn, STATES, [_row(c, s, now, o) for c, s, o in rows])
 
 
 def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:

@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, select, update
 
 from exchange.store import peers, schema
-from exchange.store.sql import insert_ignore
+from exchange.store.sql import insert_rows
 
 OUTBOX = schema.outbox
 BATCHES = schema.batches
@@ -105,8 +105,7 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
         }
         for r in rows
     ]
-    if values:
-        conn.execute(OUTBOX.insert(), values)
+    insert_rows(conn, OUTBOX, values)
 
 
 # -- what a sender reads ------------------------------------------------------------------------
@@ -295,7 +294,7 @@ def remove_batch_rows(conn: Connection, peer: str, sequence: int) -> None:
 
 def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
     """Each report's outcome; a row already there (a receipt applied before) is kept."""
-    insert_ignore(
+    insert_rows(
         conn,
         DELIVERIES,
         [
@@ -310,6 +309,7 @@ def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
             }
             for d in rows
         ],
+        ignore=True,
     )
 
 

@@ -27,7 +27,7 @@ from exchange.domain import (
     Sighting,
 )
 from exchange.store import schema
-from exchange.store.sql import chunks
+from exchange.store.sql import chunks, insert_rows
 
 if TYPE_CHECKING:
     from exchange.trace_review import GeoCheck
@@ -138,9 +138,9 @@ def insert(
                 for h in item.hashes
             )
     if report_rows:
-        conn.execute(REPORTS.insert(), report_rows)
-        conn.execute(ITEMS.insert(), item_rows)
-        conn.execute(ITEM_HASHES.insert(), hash_rows)
+        insert_rows(conn, REPORTS, report_rows)
+        insert_rows(conn, ITEMS, item_rows)
+        insert_rows(conn, ITEM_HASHES, hash_rows)
 
 
 @dataclass(frozen=True, slots=True)

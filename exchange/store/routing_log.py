@@ -26,6 +26,7 @@ from sqlalchemy import Connection, func, select
 from exchange.errors import OutOfRange
 from exchange.routing_log import Checkpoint, LogEntry
 from exchange.store import schema
+from exchange.store.sql import insert_rows
 
 MAX_PAGE = 1000
 MAX_INDEX = 2**63 - 1
@@ -80,8 +81,7 @@ def head(conn: Connection) -> Head | None:
 def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert the rows (``LogEntry.as_row``) of entries the writer's chain handed out, in one
     executemany: the writer collects them per transaction."""
-    if rows:
-        conn.execute(LOG.insert(), list(rows))
+    insert_rows(conn, LOG, rows)
 
 
 def load_entries(conn: Connection, *, batch: int = 5000) -> Iterator[LogEntry]:

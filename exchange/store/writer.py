@@ -7,6 +7,15 @@ its caller gets the error while the others commit. Futures are resolved only aft
 returns: nothing is acknowledged that is not durable. If COMMIT fails (disk full, read-only
 database) every job in the group fails with ``StorageUnavailable`` and nothing is acknowledged.
 
+Jobs carry a ``Priority``. The group is gathered in priority order: the delivery path first
+(sealing a batch, applying a receipt, storing a received envelope: the peer waits on each), then
+intake and everything else, and background work (the statistics folder's pages, checkpoints,
+retention) last — and a background job does not join a group that holds other work: it runs in
+a group of its own when nothing else is queued, so a 2,000-row fold page does not hold up a seal
+or a receipt's COMMIT. Under a load that never lets the queue empty it is passed over at most
+``BACKGROUND_PATIENCE`` groups, then joins one: background work is late, never starved. Within
+one priority, jobs keep their order.
+
 ``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
 over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
 
@@ -20,12 +29,14 @@ excludes every other writer. Appends from every process serialize and the chain 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
@@ -39,6 +50,19 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_xact_lock key of the routing log ("ihx_log!"); advisory locks are per database.
 LOG_LOCK_KEY = 0x6968785F6C6F6721
+
+
+class Priority(IntEnum):
+    """Which queued jobs a group takes first (lower first); see the module docstring."""
+
+    DELIVERY = 0  # sealing, receipts, a received envelope: a peer's stream waits on it
+    NORMAL = 1  # intake and everything else
+    BACKGROUND = 2  # statistics folder pages, checkpoints, retention: whenever the rest is done
+    STOP = 3  # after every job queued before the writer was asked to stop
+
+
+# Groups a background job may be passed over before it joins one anyway (see the docstring).
+BACKGROUND_PATIENCE = 8
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
@@ -92,8 +116,14 @@ class Coalescer(Generic[I, R]):
     state can tell (the writes of the whole batch still commit or fail together).
     """
 
-    def __init__(self, handler: Callable[[Tx, Sequence[I]], Sequence[R | ExchangeError]]) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Tx, Sequence[I]], Sequence[R | ExchangeError]],
+        *,
+        priority: Priority = Priority.NORMAL,
+    ) -> None:
         self.handler = handler
+        self.priority = priority
         self._lock = threading.Lock()
         self._items: list[I] = []
         self._futures: list[Future[R]] = []
@@ -130,7 +160,11 @@ class Writer:
         self._engine = engine
         self._on_failure = on_failure
         self.failed_groups = 0  # transactions the database refused (disk full, read-only, …)
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # (priority, arrival, entry): arrival keeps a priority's jobs in order (and entries are
+        # never compared).
+        self._queue: queue.PriorityQueue[tuple[int, int, object]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
+        self._passed_over = 0  # groups the waiting background job was left out of
         self._max_group = max_group
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
@@ -154,25 +188,28 @@ class Writer:
     def stop(self) -> None:
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._put(Priority.STOP, _STOP)
         self._thread.join()
         self._thread = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+    def _put(self, priority: int, entry: object) -> None:
+        self._queue.put((priority, next(self._arrivals), entry))
+
+    def submit(self, job: Callable[[Tx], T], priority: Priority = Priority.NORMAL) -> Future[T]:
         f: Future[T] = Future()
-        self._queue.put((job, f))
+        self._put(priority, (job, f))
         return f
 
-    def execute(self, job: Callable[[Tx], T]) -> T:
-        return self.submit(job).result()
+    def execute(self, job: Callable[[Tx], T], priority: Priority = Priority.NORMAL) -> T:
+        return self.submit(job, priority).result()
 
     def submit_item(self, coalescer: Coalescer[I, R], item: I) -> Future[R]:
         f, first = coalescer._add(item)
         if first:
-            self._queue.put(coalescer)
+            self._put(coalescer.priority, coalescer)
         return f
 
     def submit_items(self, coalescer: Coalescer[I, R], items: Sequence[I]) -> list[Future[R]]:
@@ -180,33 +217,48 @@ class Writer:
         whatever else the coalescer holds by then)."""
         futures, first = coalescer._add_all(items)
         if first and futures:
-            self._queue.put(coalescer)
+            self._put(coalescer.priority, coalescer)
         return futures
 
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            group, stop = self._gather()
+            if not group:
                 return
-            group = [first]
-            stop = False
-            while len(group) < self._max_group:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                group.append(nxt)
             try:
                 self._run_group(group)
             except Exception:  # the writer must outlive any bug in a job's bookkeeping
                 log.exception("writer group failed")
             if stop:
                 return
+
+    def _gather(self) -> tuple[list[object], bool]:
+        """The next group, highest priority first (waits for one job), and whether to stop
+        after it. A background job is put back, not added, once the group holds other work."""
+        priority, _, first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        if priority >= Priority.BACKGROUND:
+            self._passed_over = 0
+        group = [first]
+        while len(group) < self._max_group:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item[2] is _STOP:
+                return group, True
+            if item[0] >= Priority.BACKGROUND > priority:
+                self._passed_over += 1
+                if self._passed_over <= BACKGROUND_PATIENCE:
+                    self._queue.put(item)  # nothing more urgent is queued: leave it for later
+                    break
+            if item[0] >= Priority.BACKGROUND:
+                self._passed_over = 0
+            group.append(item[2])
+        return group, False
 
     def _run_group(self, group: list[object]) -> None:
         conn = self._conn
