@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, func, select
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
 from exchange.store import schema
-from exchange.store.sql import OnConflict, chunks, insert_rows
+from exchange.store.sql import OnConflict, chunks, insert_rows, upsert
 
 HASH_INDEX = schema.hash_index
 ANNOUNCEMENTS = schema.announcements
@@ -195,13 +195,7 @@ def pdq_first_change(conn: Connection) -> int:
 
 def record_pdq_follower(conn: Connection, name: str, cursor: int, now: datetime) -> None:
     """``name`` has applied every change up to ``cursor``, as of ``now``."""
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(PDQ_FOLLOWERS).values(name=name, cursor=cursor, seen_at=now)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["name"],
-        set_={"cursor": stmt.excluded.cursor, "seen_at": stmt.excluded.seen_at},
-    )
-    conn.execute(stmt)
+    upsert(conn, PDQ_FOLLOWERS, [{"name": name, "cursor": cursor, "seen_at": now}], key=("name",))
 
 
 def trim_pdq_changes(conn: Connection, *, alive_since: datetime, limit: int) -> int:
