@@ -24,6 +24,7 @@ from exchange.domain import (
     Item,
     KnownContent,
     MediaType,
+    NearSighting,
     Outcome,
     PayloadResult,
     Report,
@@ -302,11 +303,20 @@ SOFTWARE_VERSION = f"ihx/{VERSION}"  # the installed package's (exchange/version
 PROTOCOLS = ("ihx.v1",)
 
 
+def near_to_proto(n: NearSighting) -> ipb.NearSighting:
+    s = n.sighting
+    return ipb.NearSighting(
+        hex=n.hex,
+        distance=n.distance,
+        member=s.member,
+        case_id=s.case_id,
+        classification=_CLASS[s.classification],
+        first_seen=timestamp(s.first_seen),
+    )
+
+
 def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitReportResponse:
     """Intake's answer to one submission; the trace (from the stored wire bytes) on request."""
-    # near_codec builds on this module's conversions: imported here, not at the top (a cycle)
-    from exchange.wire.near_codec import near_to_proto
-
     msg = ipb.SubmitReportResponse(
         report_id=result.report_id,
         canonical_url=result.canonical_url,

@@ -1,33 +1,17 @@
 """Near-known content on the wire: ``NearSighting`` (intake's answer, a case's PDQ items) and
 ``ItemPdq`` (a case's PDQ item, GetCase).
 
-One conversion each way, so the intake answer and the case speak of a sighting alike. The
+One conversion each way, so the intake answer and the case speak of a sighting alike (the way
+out, ``near_to_proto``, lives in ``codec`` beside the intake answer that uses it). The
 sighting's report id stays at the node (the wire names member, case and classification only).
 """
 
 from __future__ import annotations
 
 from exchange.domain import ItemPdq, NearSighting, Sighting
-from exchange.wire.codec import (
-    classification_from_proto,
-    classification_to_proto,
-    from_timestamp,
-    timestamp,
-)
+from exchange.wire.codec import classification_from_proto, from_timestamp, near_to_proto
 from ihx.v1 import cases_pb2 as cpb
 from ihx.v1 import intake_pb2 as ipb
-
-
-def near_to_proto(n: NearSighting) -> ipb.NearSighting:
-    s = n.sighting
-    return ipb.NearSighting(
-        hex=n.hex,
-        distance=n.distance,
-        member=s.member,
-        case_id=s.case_id,
-        classification=classification_to_proto(s.classification),
-        first_seen=timestamp(s.first_seen),
-    )
 
 
 def near_from_proto(msg: ipb.NearSighting) -> NearSighting:
