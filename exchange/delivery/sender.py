@@ -312,6 +312,8 @@ class PeerSender:
             if self._stale.is_set() and not s.inflight:
                 return  # the peer restarted (greeted): this stream ended there, open a new one
             sent, applied = self._fill(s), self._take_receipts(s)
+            if s.ended:
+                return  # the next batch opens a new stream
             now = time.monotonic()
             if sent or applied:
                 s.idle_since = now
@@ -367,7 +369,8 @@ class PeerSender:
         self._wake.set()
 
     def _take_receipts(self, s: _Stream, *, block: bool = False) -> int:
-        """Apply the receipts that have arrived (in order); raise what ended the stream.
+        """Apply the receipts that have arrived (in order); raise what ended the stream if
+        batches were still in flight (else note it: ``ended``).
 
         ``block`` waits for the reader's last word: after a cancel, the RpcError."""
         applied = 0
@@ -377,7 +380,10 @@ class PeerSender:
             except queue.Empty:
                 return applied
             if isinstance(item, Exception):
-                raise item
+                if s.inflight:
+                    raise item
+                s.ended = True  # nothing was waiting on it (a peer's restart, say): no failure
+                return applied
             if not s.inflight:
                 raise ExchangeError("the peer sent a receipt for no batch", code="stray-receipt")
             self._apply(s.inflight.popleft(), item)
@@ -450,6 +456,7 @@ class _Stream:
         self.resend = collections.deque(unreceipted)
         self.announced_upto = announced_upto
         self.started = self.idle_since = self.progress = time.monotonic()
+        self.ended = False  # the peer ended the stream with nothing in flight
 
 
 def _rpc_error_text(error: grpc.RpcError) -> tuple[str, str]:

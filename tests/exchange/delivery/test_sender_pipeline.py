@@ -10,8 +10,10 @@ receipt for a batch never sent ends the stream as the peer's fault.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -43,11 +45,18 @@ class HeldPeer(xgrpc.ExchangeServicer):
         self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
     ) -> Iterator[xpb.SignedReceipt]:
         def read() -> None:
-            for envelope in request_iterator:
-                self.received.put(envelope)
+            with contextlib.suppress(grpc.RpcError):  # the sender ended the stream
+                for envelope in request_iterator:
+                    self.received.put(envelope)
 
-        futures.ThreadPoolExecutor(1).submit(read)
-        while context.is_active() and (answer := self.answers.get()) is not None:
+        threading.Thread(target=read, daemon=True).start()
+        while context.is_active():
+            try:
+                answer = self.answers.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if answer is None:
+                return
             yield answer
 
     def next_envelope(self, timeout: float = 10.0) -> xpb.EnvelopeHeader:
