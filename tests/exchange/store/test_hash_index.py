@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm
 from exchange.store import hash_index, schema
 from tests.exchange.factories import T0, content_hash, make_announcement
+from tests.exchange.store.plans import sqlite_plans
 
 
 def test_the_earliest_sighting_is_the_first_ties_to_the_lower_member(engine: Engine) -> None:
@@ -44,27 +44,14 @@ def test_a_sighting_answers_only_its_own_algorithm(engine: Engine) -> None:
 
 def test_known_content_looks_hashes_up_by_the_primary_key(engine: Engine) -> None:
     """Each batch's lookup searches the key (algorithm, hex): a scan of the whole index per
-    batch grows with the network. Checked on SQLite's query plan."""
-    if engine.dialect.name != "sqlite":
-        return
-    statements: list[tuple[str, Any]] = []
-
-    def note(_c: object, _cur: object, stmt: str, params: Any, *_a: object) -> None:
-        if "FROM hash_index" in stmt:
-            statements.append((stmt, params))
-
+    batch grows with the network."""
     hashes = [content_hash("a"), content_hash("b", HashAlgorithm.PDQ)]
-    with engine.connect() as conn:
-        event.listen(engine, "before_cursor_execute", note)
-        try:
-            hash_index.known_content(conn, hashes)
-        finally:
-            event.remove(engine, "before_cursor_execute", note)
-        assert len(statements) == 2  # one per algorithm
-        for stmt, params in statements:
-            plan = [r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params)]
-            assert any("(algorithm=? AND hex=?)" in step for step in plan), plan
-            assert not any(step.startswith("SCAN hash_index") for step in plan), plan
+    plans = sqlite_plans(engine, "hash_index", lambda c: hash_index.known_content(c, hashes))
+    if engine.dialect.name == "sqlite":
+        assert len(plans) == 2  # one per algorithm
+    for plan in plans:
+        assert "(algorithm=? AND hex=?)" in plan, plan
+        assert "SCAN hash_index" not in plan, plan
 
 
 def test_own_first_sightings_keep_the_earlier_time(engine: Engine) -> None:
