@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, func, select
+from sqlalchemy import Connection, Result, bindparam, delete, func, select
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
 from exchange.store import schema
@@ -70,18 +70,28 @@ def known_content(
     # scans the whole index table once per batch, a cost that grows with the network.
     for algorithm, hexes in sorted(by_algorithm.items()):
         for part in chunks(sorted(hexes)):
-            for r in conn.execute(_sightings_of(algorithm, part, min_quality)):
+            for r in _sightings_of(conn, algorithm, part, min_quality):
                 _keep_first(found, wanted, r)
     return found
 
 
-def _sightings_of(algorithm: str, hexes: Sequence[str], min_quality: int | None) -> Select[Any]:
-    stmt = select(HASH_INDEX).where(
-        HASH_INDEX.c.algorithm == algorithm, HASH_INDEX.c.hex.in_(hexes)
+# Built once, the hexes bound per call: a list of literals is coerced value by value each time.
+_SIGHTINGS = select(HASH_INDEX).where(
+    HASH_INDEX.c.algorithm == bindparam("algorithm"),
+    HASH_INDEX.c.hex.in_(bindparam("hexes", expanding=True)),
+)
+_SIGHTINGS_OF_QUALITY = _SIGHTINGS.where(HASH_INDEX.c.quality >= bindparam("min_quality"))
+
+
+def _sightings_of(
+    conn: Connection, algorithm: str, hexes: Sequence[str], min_quality: int | None
+) -> Result[Any]:
+    if min_quality is None:
+        return conn.execute(_SIGHTINGS, {"algorithm": algorithm, "hexes": hexes})
+    return conn.execute(
+        _SIGHTINGS_OF_QUALITY,
+        {"algorithm": algorithm, "hexes": hexes, "min_quality": min_quality},
     )
-    if min_quality is not None:
-        stmt = stmt.where(HASH_INDEX.c.quality >= min_quality)
-    return stmt
 
 
 def _keep_first(found: dict[ContentHash, KnownContent], wanted: set[ContentHash], r: Any) -> None:

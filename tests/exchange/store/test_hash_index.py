@@ -42,6 +42,20 @@ def test_a_sighting_answers_only_its_own_algorithm(engine: Engine) -> None:
     assert found[pdq].member == "us-ncmec"
 
 
+def test_min_quality_leaves_out_the_lower_sightings(engine: Engine) -> None:
+    pdq = content_hash("p", HashAlgorithm.PDQ)
+    low = make_announcement(replace(pdq, quality=50), member="de-eco", first_seen=T0)
+    high = make_announcement(
+        replace(pdq, quality=90), member="us-ncmec", first_seen=T0 + timedelta(hours=1)
+    )
+    with engine.begin() as conn:
+        hash_index.upsert_sightings(conn, [low, high])
+    with engine.connect() as conn:
+        assert hash_index.known_content(conn, [pdq])[pdq].member == "de-eco"
+        assert hash_index.known_content(conn, [pdq], min_quality=80)[pdq].member == "us-ncmec"
+        assert hash_index.known_content(conn, [pdq], min_quality=95) == {}
+
+
 def test_known_content_looks_hashes_up_by_the_primary_key(engine: Engine) -> None:
     """Each batch's lookup searches the key (algorithm, hex): a scan of the whole index per
     batch grows with the network."""
