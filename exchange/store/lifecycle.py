@@ -294,12 +294,45 @@ def _state(r: Any) -> ItemState:
     )
 
 
+# What a state holds before anything happened to its item: its fields past ``clock_started``.
+_UNTOUCHED = (Stage.UNASSESSED, None, False, 0, None, None, None, "", None, "", None, None, "", "")
+
+
+def _untouched(s: ItemState) -> bool:
+    return (
+        s.stage, s.assessment, s.disputed, s.actions, s.last_action, s.assessed_at, s.lea_at,
+        s.lea_partner, s.host_notice_at, s.host_recipient, s.closed_at, s.close_reason,
+        s.moved_to_country, s.moved_to_member,
+    ) == _UNTOUCHED  # fmt: skip
+
+
+def _first_row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str, Any]:
+    """``_row`` of an untouched state, without the columns it leaves NULL (fewer to bind)."""
+    return {
+        "case_id": case_id,
+        "report_id": s.ref.report_id,
+        "idx": s.ref.index,
+        "holder": s.holder,
+        "origin_member": s.ref.origin_member,
+        "origin_classification": str(s.ref.origin_classification),
+        "orphaned": orphaned,
+        "stage": str(Stage.UNASSESSED),
+        "disputed": False,
+        "actions": 0,
+        "clock_started": s.clock_started or s.ref.clock_started,
+        "updated_at": now,
+    }
+
+
 def open_items(
     conn: Connection, rows: Sequence[tuple[str, ItemState, bool]], now: datetime
 ) -> None:
     """The holder's first state of new items: (case id, state, orphaned)."""
-    if rows:
-        insert_rows(conn, STATES, [_row(c, s, now, o) for c, s, o in rows])
+    untouched = [(c, s, o) for c, s, o in rows if _untouched(s)]
+    # Received and taken-in items start untouched: their rows bind 12 columns, not 30.
+    insert_rows(conn, STATES, [_first_row(c, s, now, o) for c, s, o in untouched])
+    if len(untouched) < len(rows):
+        insert_rows(conn, STATES, [_row(c, s, now, o) for c, s, o in rows if not _untouched(s)])
 
 
 def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:
