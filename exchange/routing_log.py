@@ -57,11 +57,7 @@ class LogEntry:
         }
 
 
-def _field(value: str | None) -> bytes:
-    if value is None:
-        return b"\xff\xff\xff\xff"
-    raw = value.encode()
-    return struct.pack(">I", len(raw)) + raw
+_ABSENT = b"\xff\xff\xff\xff"  # a None field: no length a string can have
 
 
 def compute_hash(
@@ -74,11 +70,17 @@ def compute_hash(
     country: str | None,
     detail: str,
 ) -> bytes:
-    h = hashlib.sha256(previous_hash)
-    h.update(struct.pack(">Qq", idx, to_micros(at)))
+    # One update of the joined fields: the same bytes hashed as field by field, with a fifth
+    # of the calls (a log entry is appended per report, up to three times).
+    parts = [previous_hash, struct.pack(">Qq", idx, to_micros(at))]
     for value in (kind, report_id, member, country, detail):
-        h.update(_field(value))
-    return h.digest()
+        if value is None:
+            parts.append(_ABSENT)
+        else:
+            raw = value.encode()
+            parts.append(len(raw).to_bytes(4, "big"))
+            parts.append(raw)
+    return hashlib.sha256(b"".join(parts)).digest()
 
 
 def detail_json(detail: Mapping[str, Any]) -> str:

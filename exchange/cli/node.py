@@ -9,6 +9,7 @@ and SIGTERM stop it gracefully (in-flight RPCs finish, the writer drains, the se
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -354,6 +355,7 @@ def _serve(settings: Settings, announce: _Announcer) -> None:
         except BaseException:
             node.stop(grace=0)
             raise
+        _freeze_startup_heap()
         announce(f"ihx node {settings.member} listening on {node.address}", address=node.address)
         while not stop.wait(0.5):
             pass
@@ -363,6 +365,16 @@ def _serve(settings: Settings, announce: _Announcer) -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _freeze_startup_heap() -> None:
+    """Keep the cyclic GC off what the node built to start: every module, the schema, the
+    server — objects that live as long as the process. Each full collection walks every tracked
+    object, and a busy node triggers one every few thousand reports: with that heap walked each
+    time it was a fifth of bulk intake's CPU. Startup garbage is collected first, so only live
+    objects are set aside (``gc.freeze``); what is allocated later is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 # -- db ----------------------------------------------------------------------------------------

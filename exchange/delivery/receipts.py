@@ -117,13 +117,15 @@ class Receipts:
     def _deliveries(self, tx: Tx, batch: Batch, receipt: Receipt, now: datetime) -> None:
         """Each report's outcome: a ``deliveries`` row and a routing-log entry."""
         rows = []
+        receipt_time = receipt.received_at.isoformat()  # the batch's: formatted once
         for report_id, result in zip(batch.report_ids, receipt.results, strict=True):
+            outcome = result.outcome.value
             rows.append(
                 outbox.Delivery(
                     report_id=report_id,
                     destination=self.peer,
                     sequence=batch.sequence,
-                    outcome=result.outcome.value,
+                    outcome=outcome,
                     remote_case_id=result.case_id or None,
                     reason=result.reason or None,
                     receipted_at=receipt.received_at,
@@ -132,10 +134,10 @@ class Receipts:
             kind = LogKind.REJECTED if result.outcome is Outcome.REJECTED else LogKind.RECEIPTED
             detail = {
                 "sequence": batch.sequence,
-                "outcome": result.outcome.value,
+                "outcome": outcome,
                 "case": result.case_id,
                 "reason": result.reason,
-                "receipt_time": receipt.received_at.isoformat(),
+                "receipt_time": receipt_time,
             }
             tx.log(tx.chain.append(now, kind, report_id=report_id, member=self.peer, detail=detail))
         outbox.record_deliveries(tx.conn, rows)

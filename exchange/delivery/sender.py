@@ -8,7 +8,8 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    after this peer's cursor — and
 3. keeps up to ``window`` batches in flight on the stream — counted as full batches, so more
    small ones may go, up to the receiver's own window — applying each signed receipt as it
-   arrives (receipts.py: verified against the manifest, applied once).
+   arrives (receipts.py: verified against the manifest, applied once). Receipts are read on a
+   thread of their own, so sealing never waits for a round trip while the window has room.
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
 holding a peer's lease streams to it, and whoever holds the lease next resends the batches a
@@ -290,41 +291,97 @@ class PeerSender:
         outgoing: queue.SimpleQueue[xpb.Envelope | None],
         generation: datetime | None,
     ) -> None:
-        """Send batches, up to ``window`` in flight, and apply their receipts in order."""
-        started = idle_since = time.monotonic()
-        inflight: collections.deque[Batch] = collections.deque()
-        resend = collections.deque(self.batches.unreceipted())
-        announced_upto = self.batches.high_water()
+        """Send batches, up to ``window`` in flight, and apply their receipts in order.
+
+        Receipts are read on their own thread (``_read_receipts``) and applied here as they
+        come, so a batch is sealed as soon as the window has room and rows are pending — not
+        only once the oldest batch's receipt is back: at a steady 1,000 reports/s, waiting on
+        each round trip made every report wait a whole one before it was even sealed.
+        """
+        s = _Stream(call, outgoing, self.batches.unreceipted(), self.batches.high_water())
+        threading.Thread(
+            target=self._read_receipts,
+            args=(call, s.receipts),
+            name=f"ihx-receipts-{self.peer}",
+            daemon=True,
+        ).start()
         while not self._stopping.is_set():
+            self._wake.clear()  # whatever happens from here on (work, a receipt) sets it again
             if self._leases is not None and self._leases.generation(self.peer) != generation:
                 return  # lease lost or lapsed: the next holder resends what is unreceipted
-            if self._stale.is_set() and not inflight:
+            if self._stale.is_set() and not s.inflight:
                 return  # the peer restarted (greeted): this stream ended there, open a new one
-            while self._room(inflight):
-                batch = (
-                    self.batches.resend(resend.popleft())
-                    if resend
-                    else self.batches.seal_next(announced_upto)
-                )
-                if batch is None:
-                    break
-                if batch.last_announcement is not None:
-                    announced_upto = batch.last_announcement
-                outgoing.put(batch.envelope)
-                inflight.append(batch)
-                idle_since = time.monotonic()
-            if not inflight:
-                now = time.monotonic()
-                if now - started > self._tuning.stream_lifetime_s:
-                    return  # reopen: every RPC has a deadline
-                if now - idle_since > self._tuning.stream_idle_s:
-                    return  # reopened when there is work
+            sent, applied = self._fill(s), self._take_receipts(s)
+            now = time.monotonic()
+            if sent or applied:
+                s.idle_since = now
+                s.progress = now if applied else s.progress
+                continue  # a receipt freed room, or more may be pending: look again at once
+            if s.inflight:
+                self._await_receipts(s, now)
+            elif now - s.started > self._tuning.stream_lifetime_s:
+                return  # reopen: every RPC has a deadline
+            elif now - s.idle_since > self._tuning.stream_idle_s:
+                return  # reopened when there is work
+            else:
                 self._wake.wait(IDLE_POLL)
-                self._wake.clear()
-                continue
-            receipt = self._await_receipt(call)
-            self._apply(inflight.popleft(), receipt)
-            idle_since = time.monotonic()
+
+    def _fill(self, s: _Stream) -> int:
+        """Resend, then seal, batches while the window has room; how many went."""
+        sent = 0
+        while self._room(s.inflight):
+            batch = (
+                self.batches.resend(s.resend.popleft())
+                if s.resend
+                else self.batches.seal_next(s.announced_upto)
+            )
+            if batch is None:
+                break
+            if batch.last_announcement is not None:
+                s.announced_upto = batch.last_announcement
+            if not s.inflight:
+                s.progress = time.monotonic()  # the receipt clock starts with the oldest batch
+            s.outgoing.put(batch.envelope)
+            s.inflight.append(batch)
+            sent += 1
+        return sent
+
+    def _await_receipts(self, s: _Stream, now: float) -> None:
+        """Wait for a receipt or new work; past the receipt deadline, end the stream."""
+        late = s.progress + self._tuning.receipt_timeout_s - now
+        if late > 0:
+            self._wake.wait(min(late, IDLE_POLL))
+            return
+        s.call.cancel()  # the reader's last word is now CANCELLED: raised below
+        self._take_receipts(s, block=True)
+
+    def _read_receipts(self, call: Any, receipts: queue.SimpleQueue[Any]) -> None:
+        """The stream's receipts as they arrive, then what ended it (always last)."""
+        try:
+            for receipt in call:
+                receipts.put(receipt)
+                self._wake.set()
+            receipts.put(ExchangeError("peer closed the stream", code="stream-closed"))
+        except Exception as error:  # an RpcError, or the channel's own failure: the loop raises
+            receipts.put(error)
+        self._wake.set()
+
+    def _take_receipts(self, s: _Stream, *, block: bool = False) -> int:
+        """Apply the receipts that have arrived (in order); raise what ended the stream.
+
+        ``block`` waits for the reader's last word: after a cancel, the RpcError."""
+        applied = 0
+        while True:
+            try:
+                item = s.receipts.get(timeout=IDLE_POLL) if block else s.receipts.get_nowait()
+            except queue.Empty:
+                return applied
+            if isinstance(item, Exception):
+                raise item
+            if not s.inflight:
+                raise ExchangeError("the peer sent a receipt for no batch", code="stray-receipt")
+            self._apply(s.inflight.popleft(), item)
+            applied += 1
             self._backoff.reset()
             self._unreachable = self._failing = False
 
@@ -340,17 +397,6 @@ class PeerSender:
             return True
         budget = self._tuning.window * self.batches.max_batch
         return len(inflight) < RECEIVER_WINDOW and sum(b.count for b in inflight) < budget
-
-    def _await_receipt(self, call: Any) -> xpb.SignedReceipt:
-        timer = threading.Timer(self._tuning.receipt_timeout_s, call.cancel)
-        timer.start()
-        try:
-            receipt: xpb.SignedReceipt = next(call)
-            return receipt
-        except StopIteration:
-            raise ExchangeError("peer closed the stream", code="stream-closed") from None
-        finally:
-            timer.cancel()
 
     # -- receipts ----------------------------------------------------------------------------
 
@@ -385,6 +431,25 @@ class PeerSender:
                         "report_ids": ids_field(batch.report_ids),
                     },
                 )
+
+
+class _Stream:
+    """One stream's state: what is in flight, what to resend, and its clocks."""
+
+    def __init__(
+        self,
+        call: Any,
+        outgoing: queue.SimpleQueue[xpb.Envelope | None],
+        unreceipted: list[int],
+        announced_upto: int,
+    ) -> None:
+        self.call = call
+        self.outgoing = outgoing
+        self.receipts: queue.SimpleQueue[xpb.SignedReceipt | Exception] = queue.SimpleQueue()
+        self.inflight: collections.deque[Batch] = collections.deque()
+        self.resend = collections.deque(unreceipted)
+        self.announced_upto = announced_upto
+        self.started = self.idle_since = self.progress = time.monotonic()
 
 
 def _rpc_error_text(error: grpc.RpcError) -> tuple[str, str]:

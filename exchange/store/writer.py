@@ -18,6 +18,9 @@ one priority, jobs keep their order.
 
 ``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
 over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
+One job takes at most ``max_take`` items (500 by default) and the rest wait for the next group,
+queued behind what arrived meanwhile: a bulk intake of 5,000 reports committed as one job held
+the writer for half a second, and every seal and receipt — the other end of the pipe — with it.
 
 The routing-log chain head lives here too: a rolled-back job or transaction resets it. Another
 process may append between our groups — replicas of a node sharing PostgreSQL, or a command such
@@ -121,9 +124,11 @@ class Coalescer(Generic[I, R]):
         handler: Callable[[Tx, Sequence[I]], Sequence[R | ExchangeError]],
         *,
         priority: Priority = Priority.NORMAL,
+        max_take: int = 500,
     ) -> None:
         self.handler = handler
         self.priority = priority
+        self.max_take = max_take
         self._lock = threading.Lock()
         self._items: list[I] = []
         self._futures: list[Future[R]] = []
@@ -140,11 +145,14 @@ class Coalescer(Generic[I, R]):
             self._futures.extend(futures)
         return futures, first
 
-    def _take(self) -> tuple[list[I], list[Future[R]]]:
+    def _take(self) -> tuple[list[I], list[Future[R]], bool]:
+        """Up to ``max_take`` items, oldest first, and whether some are left (the writer then
+        queues this coalescer again: a submitter queues it only when it finds it empty)."""
         with self._lock:
-            items, futures = self._items, self._futures
-            self._items, self._futures = [], []
-        return items, futures
+            n = self.max_take
+            items, futures = self._items[:n], self._futures[:n]
+            del self._items[:n], self._futures[:n]
+            return items, futures, bool(self._items)
 
 
 class Writer:
@@ -355,10 +363,11 @@ class Writer:
         if self.chain.last_at is None or last.at > self.chain.last_at:
             self.chain.last_at = last.at
 
-    @staticmethod
-    def _unpack(entry: object) -> _Unpacked:
+    def _unpack(self, entry: object) -> _Unpacked:
         if isinstance(entry, Coalescer):
-            items, futures = entry._take()
+            items, futures, more = entry._take()
+            if more:
+                self._put(entry.priority, entry)
             handler = entry.handler
             return futures, lambda tx: list(handler(tx, items))
         job: Callable[[Tx], Any]

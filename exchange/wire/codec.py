@@ -143,6 +143,16 @@ def timestamp(at: datetime) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
+def _set_time(msg: Timestamp, at: datetime) -> None:
+    """``timestamp(at)`` written into a message's own field (no message built and copied)."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: wire times must be timezone-aware")
+    seconds, rest = divmod(to_micros(at), 1_000_000)
+    msg.SetInParent()  # present even at the epoch, as an assigned Timestamp is
+    msg.seconds = seconds
+    msg.nanos = rest * 1000
+
+
 # The range of protobuf's Timestamp (and of datetime): 0001-01-01 to 9999-12-31T23:59:59.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECONDS_MIN, _SECONDS_MAX = -62_135_596_800, 253_402_300_799
@@ -201,8 +211,37 @@ def item_from_proto(msg: pb.Item, where: str) -> Item:
     )
 
 
+def _plain_item(msg: pb.Item) -> Item | None:
+    """The item of the common case — one known-algorithm hash without a quality, known enum
+    values — as ``item_from_proto`` would give it, without its error-message strings (built
+    for every field there, though only an error uses one); None for anything else, which then
+    takes the full path with its messages."""
+    if len(msg.hashes) != 1:
+        return None
+    h = msg.hashes[0]
+    algo = _HASH_IN.get(h.algorithm)
+    classification = _CLASS_IN.get(msg.classification)
+    media = _MEDIA_IN.get(msg.media_type)
+    if media is None and msg.media_type == 0:
+        media = MediaType.IMAGE
+    age = _AGE_IN.get(msg.age_group)
+    if age is None and msg.age_group == 0:
+        age = AgeGroup.UNKNOWN
+    if algo is None or classification is None or media is None or age is None:
+        return None
+    if h.HasField("quality"):
+        return None
+    try:
+        hashed = parse_hash(algo.value, h.hex)
+    except InvalidReport:
+        return None  # the full path raises it again, naming the field
+    return Item((hashed,), classification, media, age)
+
+
 def items_from_proto(msgs: Sequence[pb.Item]) -> tuple[Item, ...]:
-    return check_items([item_from_proto(m, f"items[{i}]") for i, m in enumerate(msgs)])
+    return check_items(
+        [_plain_item(m) or item_from_proto(m, f"items[{i}]") for i, m in enumerate(msgs)]
+    )
 
 
 # -- intake --------------------------------------------------------------------------------
@@ -248,29 +287,32 @@ def _geo_db(info: GeoDatabaseInfo) -> pb.GeoDatabase:
 
 
 def trace_to_proto(trace: Trace) -> pb.Trace:
-    msg = pb.Trace(
-        host=trace.canonical.host,
-        flags=sorted(trace.canonical.flags),
-        addresses=[
-            pb.TracedAddress(
-                address=a.address,
-                country=a.country or "",
-                asn=a.asn or 0,
-                as_organization=a.as_organization or "",
-                special=a.special or "",
-                note=a.note or "",
-            )
-            for a in trace.addresses
-        ],
-        country=trace.country or "",
-        tied_countries=list(trace.tied_countries),
-        country_database=_geo_db(trace.country_database),
-        traced_at=timestamp(trace.traced_at),
-        resolver_error=trace.resolver_error or "",
-    )
+    msg = pb.Trace()
+    _fill_trace(msg, trace)
+    return msg
+
+
+def _fill_trace(msg: pb.Trace, trace: Trace) -> None:
+    # Filled in place (a report's own field): building it apart and copying it in cost as much
+    # again.
+    msg.host = trace.canonical.host
+    msg.flags.extend(sorted(trace.canonical.flags))
+    for a in trace.addresses:
+        msg.addresses.add(
+            address=a.address,
+            country=a.country or "",
+            asn=a.asn or 0,
+            as_organization=a.as_organization or "",
+            special=a.special or "",
+            note=a.note or "",
+        )
+    msg.country = trace.country or ""
+    msg.tied_countries.extend(trace.tied_countries)
+    msg.country_database.CopyFrom(_geo_db(trace.country_database))
+    _set_time(msg.traced_at, trace.traced_at)
+    msg.resolver_error = trace.resolver_error or ""
     if trace.asn_database is not None:
         msg.asn_database.CopyFrom(_geo_db(trace.asn_database))
-    return msg
 
 
 def decision_to_proto(decision: Decision) -> pb.Decision:
@@ -356,23 +398,48 @@ def node_info(member: str, epoch: int, key_ids: list[str], limits: Limits) -> xp
 def report_to_proto(
     report: Report, trace: Trace | None, decision: Decision, *, with_quality: bool = False
 ) -> pb.Report:
-    """The wire report; PDQ qualities only ``with_quality`` (``[pdq] send_quality``)."""
+    """The wire report; PDQ qualities only ``with_quality`` (``[pdq] send_quality``).
+
+    Runs once per report at intake: sub-messages are filled in place (``add``, ``_fill_*``)
+    rather than built apart and copied in — the same fields, so the same bytes."""
+    facts = report.facts
     msg = pb.Report(
         id=report.id,
         url=report.url,
         url_key=report.url_key,
         origin_member=report.origin_member,
-        received_at=timestamp(report.received_at),
-        site_type=_SITE[report.facts.site_type],
-        commercial=report.facts.commercial,
-        payment_methods=list(report.facts.payment_methods),
-        notes=report.facts.notes,
-        items=[item_to_proto(i, with_quality=with_quality) for i in report.items],
-        decision=decision_to_proto(decision),
+        site_type=_SITE[facts.site_type],
+        commercial=facts.commercial,
+        payment_methods=facts.payment_methods,
+        notes=facts.notes,
     )
+    _set_time(msg.received_at, report.received_at)
+    for item in report.items:
+        _fill_item(msg.items.add(), item, with_quality)
+    _fill_decision(msg.decision, decision)
     if trace is not None:
-        msg.trace.CopyFrom(trace_to_proto(trace))
+        msg.trace.SetInParent()
+        _fill_trace(msg.trace, trace)
     return msg
+
+
+def _fill_item(msg: pb.Item, item: Item, with_quality: bool) -> None:
+    for h in item.hashes:
+        added = msg.hashes.add(algorithm=_HASH[h.algorithm], hex=h.hex)
+        if h.quality is not None and with_quality:
+            added.quality = h.quality
+    msg.classification = _CLASS[item.classification]
+    msg.media_type = _MEDIA[item.media_type]
+    msg.age_group = _AGE[item.age_group]
+
+
+def _fill_decision(msg: pb.Decision, decision: Decision) -> None:
+    msg.SetInParent()  # present even with every field at its default, as an assigned one is
+    msg.member = decision.member
+    msg.reason = _REASON[decision.reason]
+    msg.country = decision.country or ""
+    msg.explanation = decision.explanation
+    msg.manifest_epoch = decision.manifest_epoch
 
 
 def parse_report(data: bytes) -> pb.Report:

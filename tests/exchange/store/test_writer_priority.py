@@ -8,6 +8,7 @@ submitted meanwhile is queued, and each job records which group (transaction) it
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from exchange.store.writer import BACKGROUND_PATIENCE, Coalescer, Priority, Tx, Writer
 from tests.exchange.factories import writer_held
@@ -81,3 +82,41 @@ def test_background_work_under_unending_load_is_late_but_never_starved(writer: W
     intake_groups_before = len(set(groups[: groups.index(fold_group)]))
     assert intake_groups_before == BACKGROUND_PATIENCE  # passed over that many, no more
     assert groups.count(fold_group) == 2  # it joined a group holding an intake job
+
+
+def test_a_large_intake_is_taken_in_parts_and_a_seal_runs_between_them(writer: Writer) -> None:
+    """1,200 reports queued in one coalescer go as 500, 500 and 200: a seal that arrives while
+    the first part is written runs right after it, not after all 1,200 (a bulk intake held the
+    writer, and the pipe's other end with it, for half a second)."""
+    ran: Ran = []
+    parts: list[int] = []
+    seal: list[Future[str]] = []
+
+    def handler(_tx: Tx, items: list[int]) -> list[int]:
+        parts.append(len(items))
+        ran.append((f"intake {items[0]}-{items[-1]}", writer.commits))
+        if not seal:
+            seal.append(writer.submit(record(writer, "seal", ran), Priority.DELIVERY))
+        return items
+
+    intake: Coalescer[int, int] = Coalescer(handler)
+    assert intake.max_take == 500
+    with writer_held(writer):
+        reports = writer.submit_items(intake, list(range(1200)))
+    assert [f.result(10) for f in reports] == list(range(1200))  # all of them, in order
+    seal[0].result(10)
+    assert parts == [500, 500, 200]
+    names = [name for name, _ in ran]
+    assert names == ["intake 0-499", "seal", "intake 500-999", "intake 1000-1199"]
+    assert len({group for name, group in ran if name != "seal"}) == 3  # three transactions
+
+
+def test_items_added_while_a_part_is_written_follow_in_order(writer: Writer) -> None:
+    seen: list[int] = []
+    intake: Coalescer[int, int] = Coalescer(lambda _tx, items: seen.extend(items) or items)
+    intake.max_take = 2
+    with writer_held(writer):
+        first = writer.submit_items(intake, [1, 2, 3])
+    late = writer.submit_items(intake, [4, 5])
+    assert [f.result(10) for f in first + late] == [1, 2, 3, 4, 5]
+    assert seen == [1, 2, 3, 4, 5]

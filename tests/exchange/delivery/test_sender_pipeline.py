@@ -1,0 +1,164 @@
+"""The sender seals while receipts are outstanding, and reads receipts as they come.
+
+A real gRPC server on loopback plays de-eco: it records every envelope and answers only when the
+test says so. A report queued while the first batch waits for its receipt goes out at once in a
+batch of its own — before, the sender sealed nothing new until the receipt was back, so every
+report waited a whole round trip before it was even sealed. The receipt deadline still ends a
+stream whose peer stays silent (the batch is resent byte for byte on the next one), and a
+receipt for a batch never sent ends the stream as the peer's fault.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+from sqlalchemy import Engine, func, select
+
+from auth.manifest import Manifest
+from exchange.delivery.sender import PeerSender
+from exchange.settings import ExchangeTuning
+from exchange.store.schema import DeliveryRow
+from exchange.store.writer import Writer
+from ihx.v1 import exchange_pb2 as xpb
+from ihx.v1 import exchange_pb2_grpc as xgrpc
+from tests.exchange.delivery.conftest import PEER, SELF, QueueReports, ReceiptFor
+from tests.exchange.factories import FakeClock, signing_key
+from tests.integration.support import wait_until
+
+
+class HeldPeer(xgrpc.ExchangeServicer):
+    """de-eco on loopback: envelopes go to ``received``; receipts come from ``answers``."""
+
+    def __init__(self) -> None:
+        self.received: queue.Queue[xpb.Envelope] = queue.Queue()
+        self.answers: queue.Queue[xpb.SignedReceipt | None] = queue.Queue()
+
+    def Stream(
+        self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
+    ) -> Iterator[xpb.SignedReceipt]:
+        def read() -> None:
+            for envelope in request_iterator:
+                self.received.put(envelope)
+
+        futures.ThreadPoolExecutor(1).submit(read)
+        while context.is_active() and (answer := self.answers.get()) is not None:
+            yield answer
+
+    def next_envelope(self, timeout: float = 10.0) -> xpb.EnvelopeHeader:
+        return xpb.EnvelopeHeader.FromString(self.received.get(timeout=timeout).header)
+
+
+@pytest.fixture
+def peer() -> Iterator[tuple[HeldPeer, str]]:
+    servicer = HeldPeer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    xgrpc.add_ExchangeServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    servicer.answers.put(None)
+    server.stop(grace=None)
+
+
+@pytest.fixture
+def sender_to(
+    manifest: Manifest, engine: Engine, writer: Writer, clock: FakeClock
+) -> Iterator[Any]:
+    started: list[PeerSender] = []
+    channels: list[grpc.Channel] = []
+
+    def build(address: str, tuning: ExchangeTuning) -> PeerSender:
+        def channel_for(_endpoint: str, _fresh: bool) -> grpc.Channel:
+            channels.append(grpc.insecure_channel(address))
+            return channels[-1]
+
+        sender = PeerSender(
+            self_member=SELF,
+            peer=PEER,
+            key=signing_key(SELF),
+            manifest=lambda: manifest,
+            engine=engine,
+            writer=writer,
+            clock=clock,
+            rng=random.Random(1),
+            channel_for=channel_for,
+            tuning=tuning,
+        )
+        sender.start()
+        started.append(sender)
+        return sender
+
+    yield build
+    for sender in started:
+        sender.stop()
+    for channel in channels:
+        channel.close()
+
+
+def delivered(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(DeliveryRow)).scalar_one())
+
+
+def test_a_report_queued_while_a_receipt_is_outstanding_is_sent_at_once(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+) -> None:
+    servicer, address = peer
+    first = queue_reports(3)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0))
+    assert servicer.next_envelope().count == 3
+    later = queue_reports(2)
+    sender.wake()
+    # The first batch is still unreceipted: the second must not wait for its receipt.
+    second = servicer.next_envelope()
+    assert (second.sequence, second.count) == (2, 2)
+    assert delivered(engine) == 0
+    for sequence in (1, 2):
+        servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
+    wait_until(lambda: delivered(engine) == len(first) + len(later), timeout=10)
+    assert sender.delivered == 5
+
+
+def test_a_silent_peer_past_the_receipt_deadline_gets_the_batch_again(
+    peer: tuple[HeldPeer, str], sender_to: Any, queue_reports: QueueReports, engine: Engine
+) -> None:
+    servicer, address = peer
+    queue_reports(2)
+    tuning = ExchangeTuning(linger_ms=0, receipt_timeout_s=0.3, backoff_initial_s=0.1)
+    sender = sender_to(address, tuning)
+    first = servicer.next_envelope()
+    again = servicer.next_envelope(timeout=15)  # a new stream, after the deadline and a backoff
+    assert again == first  # resent byte for byte: same sequence, root and signing time
+    assert sender.last_error is not None
+    assert sender.last_error.startswith("CANCELLED")
+    assert delivered(engine) == 0
+
+
+def test_a_receipt_for_no_batch_ends_the_stream(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+) -> None:
+    servicer, address = peer
+    queue_reports(1)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0, backoff_initial_s=30))
+    servicer.next_envelope()
+    receipt = receipt_for(sender.batches.resend(1))
+    servicer.answers.put(receipt)
+    servicer.answers.put(receipt)  # the same receipt again: no batch is waiting for it
+    wait_until(lambda: sender.last_error is not None, timeout=10)
+    assert sender.last_error is not None
+    assert sender.last_error.startswith("stray-receipt")
+    assert delivered(engine) == 1  # the first, genuine receipt was applied, once
