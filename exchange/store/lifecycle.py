@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select
 from sqlalchemy.sql import util as sql_util
 
 from exchange.domain import AgeGroup, Classification
@@ -137,6 +137,18 @@ def next_sequence(conn: Connection, case_id: str, member: str) -> int:
     return (last or 0) + 1
 
 
+# Built once, the case ids bound per call (every received batch asks, for all its cases).
+_OWN_EVENTS = (
+    select(EVENTS.c.case_id, EVENTS.c.id, EVENTS.c.payload)
+    .where(
+        EVENTS.c.case_id.in_(bindparam("cases", expanding=True)),
+        EVENTS.c.member == bindparam("member"),
+        EVENTS.c.kind != _TAKEN_OVER,
+    )
+    .order_by(EVENTS.c.cursor)
+)
+
+
 def own_events(
     conn: Connection, case_ids: Sequence[str], member: str
 ) -> dict[str, list[tuple[str, bytes]]]:
@@ -145,15 +157,7 @@ def own_events(
     went to the members of its report when it was made (a late joiner has nothing to take)."""
     out: dict[str, list[tuple[str, bytes]]] = {}
     for part in chunks(sorted(set(case_ids))):
-        rows = conn.execute(
-            select(EVENTS.c.case_id, EVENTS.c.id, EVENTS.c.payload)
-            .where(
-                EVENTS.c.case_id.in_(part),
-                EVENTS.c.member == member,
-                EVENTS.c.kind != _TAKEN_OVER,
-            )
-            .order_by(EVENTS.c.cursor)
-        )
+        rows = conn.execute(_OWN_EVENTS, {"cases": part, "member": member})
         for r in rows:
             out.setdefault(r.case_id, []).append((r.id, r.payload))
     return out
