@@ -42,7 +42,15 @@ from exchange.wire.codec import announcement_to_proto
 
 def marks_for(report: Report, known: dict[ContentHash, KnownContent]) -> Marks:
     """Per item, the first sighting of any of its hashes, or None when the content is new."""
-    return tuple(next((known[h] for h in i.hashes if h in known), None) for i in report.items)
+    marks: list[KnownContent | None] = []
+    for item in report.items:
+        mark = None
+        for h in item.hashes:  # one look-up per hash: this runs for every item stored
+            mark = known.get(h)
+            if mark is not None:
+                break
+        marks.append(mark)
+    return tuple(marks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,15 +159,19 @@ def _first_sightings(plan: _Plan, r: Report, case_id: str, self_member: str) -> 
     known = plan.known
     new_items = 0
     for item in r.items:
-        if not any(h in known and known[h].case_id == case_id for h in item.hashes):
-            new_items += 1
+        in_case = False
         for h in item.hashes:
-            if h not in known:
+            k = known.get(h)
+            if k is None:
                 first = KnownContent(
                     h, self_member, case_id, item.classification, r.received_at, r.id
                 )
                 known[h] = first
                 plan.sightings.append(first)
+            elif k.case_id == case_id:
+                in_case = True
+        if not in_case:
+            new_items += 1
     return new_items
 
 

@@ -18,6 +18,7 @@ the strings it shows our analysts. So before a received report is stored:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ MAX_HOST = 253
 
 # Given addresses, this node's own placement of them: (hosting country or None).
 Locate = Callable[[Sequence[str]], str | None]
+
+# One hoster's addresses recur across a peer's reports: each text is parsed and classified once
+# (a pure function of the text). Only addresses are kept — an error is raised, never cached.
+_view = functools.lru_cache(maxsize=4096)(view)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,7 @@ def _check_addresses(trace: pb.Trace) -> list[str]:
     for i, a in enumerate(trace.addresses):
         where = f"trace.addresses[{i}]"
         try:
-            seen = view(a.address)
+            seen = _view(a.address)
         except RoutingError:
             raise _refuse(f"{where}: {a.address[:64]!r} is not an IP address") from None
         _country(a.country, f"{where}.country")

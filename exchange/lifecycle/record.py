@@ -138,18 +138,19 @@ class Recorder:
     def catch_up(self, tx: Tx, case_ids: Iterable[str], now: datetime) -> None:
         """Queue the events made here on each case for the members that joined it ``now``."""
         ids = sorted(set(case_ids))
+        # The events first, one query for all: most cases of a batch have none made here (one
+        # opened now has no history yet), and only those that do need their members' joins.
+        past = store.own_events(tx.conn, ids, self.self_member) if ids else {}
         joiners: dict[str, list[str]] = {}
-        for case_id, firsts in case_store.first_linked(tx.conn, ids).items():
+        for case_id, firsts in case_store.first_linked(tx.conn, list(past)).items():
             joined = sorted(m for m, at in firsts.items() if at >= now and m != self.self_member)
             if joined:
                 joiners[case_id] = joined
-        # One query for every case joined now (one opened now simply has no history yet).
-        past = store.own_events(tx.conn, list(joiners), self.self_member) if joiners else {}
         queued = [
             outbox.Queued(m, eid, payload, kind=outbox.EVENT)
-            for case_id, events in past.items()
-            for m in joiners[case_id]
-            for eid, payload in events
+            for case_id, joined in joiners.items()
+            for m in joined
+            for eid, payload in past[case_id]
         ]
         outbox.enqueue(tx.conn, queued, now)
         members = {q.destination for q in queued}

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, Result, bindparam, delete, func, select
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
 from exchange.store import schema
@@ -63,28 +63,48 @@ def known_content(
     with ``min_quality``, of the sightings of at least that quality only."""
     wanted = set(hashes)
     found: dict[ContentHash, KnownContent] = {}
-    hexes = sorted({h.hex for h in wanted})
-    for part in chunks(hexes):
-        stmt = select(HASH_INDEX).where(HASH_INDEX.c.hex.in_(part))
-        if min_quality is not None:
-            stmt = stmt.where(HASH_INDEX.c.quality >= min_quality)
-        rows = conn.execute(stmt)
-        for r in rows:
-            h = ContentHash(HashAlgorithm(r.algorithm), r.hex, r.quality)
-            if h not in wanted:
-                continue
-            held = found.get(h)
-            if held is not None and (held.first_seen, held.member) <= (r.first_seen, r.member):
-                continue
-            found[h] = KnownContent(
-                h,
-                r.member,
-                r.case_id,
-                Classification(r.classification),
-                r.first_seen,
-                r.report_id,
-            )
+    by_algorithm: dict[str, set[str]] = {}
+    for h in wanted:
+        by_algorithm.setdefault(h.algorithm.value, set()).add(h.hex)
+    # By (algorithm, hex), the primary key's leading columns: on ``hex`` alone the database
+    # scans the whole index table once per batch, a cost that grows with the network.
+    for algorithm, hexes in sorted(by_algorithm.items()):
+        for part in chunks(sorted(hexes)):
+            for r in _sightings_of(conn, algorithm, part, min_quality):
+                _keep_first(found, wanted, r)
     return found
+
+
+# Built once, the hexes bound per call: a list of literals is coerced value by value each time.
+_SIGHTINGS = select(HASH_INDEX).where(
+    HASH_INDEX.c.algorithm == bindparam("algorithm"),
+    HASH_INDEX.c.hex.in_(bindparam("hexes", expanding=True)),
+)
+_SIGHTINGS_OF_QUALITY = _SIGHTINGS.where(HASH_INDEX.c.quality >= bindparam("min_quality"))
+
+
+def _sightings_of(
+    conn: Connection, algorithm: str, hexes: Sequence[str], min_quality: int | None
+) -> Result[Any]:
+    if min_quality is None:
+        return conn.execute(_SIGHTINGS, {"algorithm": algorithm, "hexes": hexes})
+    return conn.execute(
+        _SIGHTINGS_OF_QUALITY,
+        {"algorithm": algorithm, "hexes": hexes, "min_quality": min_quality},
+    )
+
+
+def _keep_first(found: dict[ContentHash, KnownContent], wanted: set[ContentHash], r: Any) -> None:
+    """Note sighting row ``r`` in ``found`` when it is of a wanted hash and the earliest yet."""
+    h = ContentHash(HashAlgorithm(r.algorithm), r.hex, r.quality)
+    if h not in wanted:
+        return
+    held = found.get(h)
+    if held is not None and (held.first_seen, held.member) <= (r.first_seen, r.member):
+        return
+    found[h] = KnownContent(
+        h, r.member, r.case_id, Classification(r.classification), r.first_seen, r.report_id
+    )
 
 
 def _row(k: KnownContent) -> dict[str, Any]:

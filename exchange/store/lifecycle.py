@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select
 from sqlalchemy.sql import util as sql_util
 
 from exchange.domain import AgeGroup, Classification
@@ -137,6 +137,18 @@ def next_sequence(conn: Connection, case_id: str, member: str) -> int:
     return (last or 0) + 1
 
 
+# Built once, the case ids bound per call (every received batch asks, for all its cases).
+_OWN_EVENTS = (
+    select(EVENTS.c.case_id, EVENTS.c.id, EVENTS.c.payload)
+    .where(
+        EVENTS.c.case_id.in_(bindparam("cases", expanding=True)),
+        EVENTS.c.member == bindparam("member"),
+        EVENTS.c.kind != _TAKEN_OVER,
+    )
+    .order_by(EVENTS.c.cursor)
+)
+
+
 def own_events(
     conn: Connection, case_ids: Sequence[str], member: str
 ) -> dict[str, list[tuple[str, bytes]]]:
@@ -145,15 +157,7 @@ def own_events(
     went to the members of its report when it was made (a late joiner has nothing to take)."""
     out: dict[str, list[tuple[str, bytes]]] = {}
     for part in chunks(sorted(set(case_ids))):
-        rows = conn.execute(
-            select(EVENTS.c.case_id, EVENTS.c.id, EVENTS.c.payload)
-            .where(
-                EVENTS.c.case_id.in_(part),
-                EVENTS.c.member == member,
-                EVENTS.c.kind != _TAKEN_OVER,
-            )
-            .order_by(EVENTS.c.cursor)
-        )
+        rows = conn.execute(_OWN_EVENTS, {"cases": part, "member": member})
         for r in rows:
             out.setdefault(r.case_id, []).append((r.id, r.payload))
     return out
@@ -294,12 +298,45 @@ def _state(r: Any) -> ItemState:
     )
 
 
+# What a state holds before anything happened to its item: its fields past ``clock_started``.
+_UNTOUCHED = (Stage.UNASSESSED, None, False, 0, None, None, None, "", None, "", None, None, "", "")
+
+
+def _untouched(s: ItemState) -> bool:
+    return (
+        s.stage, s.assessment, s.disputed, s.actions, s.last_action, s.assessed_at, s.lea_at,
+        s.lea_partner, s.host_notice_at, s.host_recipient, s.closed_at, s.close_reason,
+        s.moved_to_country, s.moved_to_member,
+    ) == _UNTOUCHED  # fmt: skip
+
+
+def _first_row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str, Any]:
+    """``_row`` of an untouched state, without the columns it leaves NULL (fewer to bind)."""
+    return {
+        "case_id": case_id,
+        "report_id": s.ref.report_id,
+        "idx": s.ref.index,
+        "holder": s.holder,
+        "origin_member": s.ref.origin_member,
+        "origin_classification": str(s.ref.origin_classification),
+        "orphaned": orphaned,
+        "stage": str(Stage.UNASSESSED),
+        "disputed": False,
+        "actions": 0,
+        "clock_started": s.clock_started or s.ref.clock_started,
+        "updated_at": now,
+    }
+
+
 def open_items(
     conn: Connection, rows: Sequence[tuple[str, ItemState, bool]], now: datetime
 ) -> None:
     """The holder's first state of new items: (case id, state, orphaned)."""
-    if rows:
-        insert_rows(conn, STATES, [_row(c, s, now, o) for c, s, o in rows])
+    untouched = [(c, s, o) for c, s, o in rows if _untouched(s)]
+    # Received and taken-in items start untouched: their rows bind 12 columns, not 30.
+    insert_rows(conn, STATES, [_first_row(c, s, now, o) for c, s, o in untouched])
+    if len(untouched) < len(rows):
+        insert_rows(conn, STATES, [_row(c, s, now, o) for c, s, o in rows if not _untouched(s)])
 
 
 def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from exchange.domain import (
     Classification,
@@ -55,13 +55,17 @@ class Incoming:
     reporter_region: str | None = None  # intake here, with the reporter's consent only
 
 
+# Built once, the ids bound per call: a list of literals is coerced value by value each time.
+_EXISTING = select(REPORTS.c.id, REPORTS.c.case_id).where(
+    REPORTS.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def existing(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:
     """Report id → case id (or None) for the ids already stored."""
     out: dict[str, str | None] = {}
     for part in chunks(sorted(set(ids))):
-        for r in conn.execute(
-            select(REPORTS.c.id, REPORTS.c.case_id).where(REPORTS.c.id.in_(part))
-        ):
+        for r in conn.execute(_EXISTING, {"ids": part}):
             out[r.id] = r.case_id
     return out
 

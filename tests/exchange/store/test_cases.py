@@ -11,6 +11,7 @@ from exchange.store import cases, reports, schema
 from exchange.store.cases import CaseLink
 from exchange.store.reports import Incoming
 from tests.exchange.factories import T0, make_report, make_test_item
+from tests.exchange.store.plans import sqlite_plans
 
 
 def test_open_cases_are_found_by_url_key(engine: Engine) -> None:
@@ -30,6 +31,15 @@ def test_a_case_not_open_is_not_found(engine: Engine) -> None:
         conn.execute(schema.cases.update().values(status="closed"))
     with engine.connect() as conn:
         assert cases.open_by_url(conn, [a.url_key]) == {}
+
+
+def test_open_cases_are_looked_up_by_the_partial_index(engine: Engine) -> None:
+    """A batch's URLs are searched in the index of open cases, not found by walking every open
+    case (what SQLite's planner otherwise picks for a list of keys)."""
+    keys = [make_report(hashes=[str(i)], url=f"https://x.example/{i}").url_key for i in range(50)]
+    plans = sqlite_plans(engine, "cases", lambda c: cases.open_by_url(c, keys))
+    for plan in plans:
+        assert "USING INDEX uq_cases_open_url_key (url_key=?)" in plan, plan
 
 
 def test_touch_moves_updated_at(engine: Engine) -> None:

@@ -221,6 +221,17 @@ def test_states_are_read_back_exactly(engine: Engine) -> None:
         assert store.holder_of(conn, case_id("none")) is None
 
 
+def test_an_untouched_state_is_stored_as_every_column_of_its_row(engine: Engine) -> None:
+    """A first state is written by its non-null columns only: the row is the full one."""
+    fresh, full = make_state(0), worked(1)
+    with engine.begin() as conn:
+        store.open_items(conn, [(case_id(), fresh, True), (case_id(), full, False)], NOW)
+    with engine.connect() as conn:
+        rows = {r.idx: dict(r._mapping) for r in conn.execute(select(schema.item_states))}
+    assert rows[0] == store._row(case_id(), fresh, NOW, True)
+    assert rows[1] == store._row(case_id(), full, NOW, False)
+
+
 def test_save_states_replaces_held_rows_and_inserts_new_ones(engine: Engine) -> None:
     with engine.begin() as conn:
         store.open_items(
