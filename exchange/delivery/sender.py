@@ -22,7 +22,8 @@ peer's signed hello (it has just started: hellos.py) retries at once whatever th
 unreachable, the backoff resets; refused, the retry keeps the refusal's backoff, since a restart
 (an upgrade, a new manifest, a fixed clock) may have cured the refusal, and one hello per restart
 — rate-limited at the desk — costs one attempt, not a retry storm. A late
-receipt cancels the stream (deadline per receipt), so a slow peer costs only its own thread.
+receipt cancels the stream (deadline per receipt), so a slow peer costs only its own threads
+(the sender's, and the reader of its stream's receipts).
 Each failure is counted (metrics) and kept in the peer's row — ``last_error``,
 ``failing_since``, ``failures`` (store/peers.py) — for ``ihx status``.
 """
@@ -301,7 +302,7 @@ class PeerSender:
         s = _Stream(call, outgoing, self.batches.unreceipted(), self.batches.high_water())
         threading.Thread(
             target=self._read_receipts,
-            args=(call, s.receipts),
+            args=(call, s.receipts, max(self._tuning.window, RECEIVER_WINDOW)),
             name=f"ihx-receipts-{self.peer}",
             daemon=True,
         ).start()
@@ -311,9 +312,10 @@ class PeerSender:
                 return  # lease lost or lapsed: the next holder resends what is unreceipted
             if self._stale.is_set() and not s.inflight:
                 return  # the peer restarted (greeted): this stream ended there, open a new one
-            sent, applied = self._fill(s), self._take_receipts(s)
+            applied = self._take_receipts(s)  # first: a stream that ended takes no new batch
             if s.ended:
                 return  # the next batch opens a new stream
+            sent = self._fill(s)
             now = time.monotonic()
             if sent or applied:
                 s.idle_since = now
@@ -357,13 +359,26 @@ class PeerSender:
         s.call.cancel()  # the reader's last word is now CANCELLED: raised below
         self._take_receipts(s, block=True)
 
-    def _read_receipts(self, call: Any, receipts: queue.SimpleQueue[Any]) -> None:
-        """The stream's receipts as they arrive, then what ended it (always last)."""
+    def _read_receipts(self, call: Any, receipts: queue.SimpleQueue[Any], most: int) -> None:
+        """The stream's receipts as they arrive, then what ended it (always last).
+
+        An honest peer never has more receipts unread here than batches in flight (``most`` at
+        the very most): past that it is flooding us, and the stream ends before the queue — our
+        memory — grows with what it sends."""
         try:
             for receipt in call:
+                if receipts.qsize() >= most:
+                    call.cancel()
+                    receipts.put(
+                        ExchangeError(
+                            f"the peer sent more than {most} receipts ahead", code="stray-receipt"
+                        )
+                    )
+                    break
                 receipts.put(receipt)
                 self._wake.set()
-            receipts.put(ExchangeError("peer closed the stream", code="stream-closed"))
+            else:
+                receipts.put(ExchangeError("peer closed the stream", code="stream-closed"))
         except Exception as error:  # an RpcError, or the channel's own failure: the loop raises
             receipts.put(error)
         self._wake.set()
@@ -380,13 +395,17 @@ class PeerSender:
             except queue.Empty:
                 return applied
             if isinstance(item, Exception):
-                if s.inflight:
+                if s.inflight or not s.carried or getattr(item, "code", "") == "stray-receipt":
                     raise item
-                s.ended = True  # nothing was waiting on it (a peer's restart, say): no failure
+                # It carried batches, and none waits on it now (the peer restarted, or ended an
+                # idle stream): no failure. One that ends before carrying anything is a failure,
+                # with its backoff — else a peer could have us reconnect without pause.
+                s.ended = True
                 return applied
             if not s.inflight:
                 raise ExchangeError("the peer sent a receipt for no batch", code="stray-receipt")
             self._apply(s.inflight.popleft(), item)
+            s.carried = True
             applied += 1
             self._backoff.reset()
             self._unreachable = self._failing = False
@@ -457,6 +476,7 @@ class _Stream:
         self.announced_upto = announced_upto
         self.started = self.idle_since = self.progress = time.monotonic()
         self.ended = False  # the peer ended the stream with nothing in flight
+        self.carried = False  # a receipt came on this stream
 
 
 def _rpc_error_text(error: grpc.RpcError) -> tuple[str, str]:

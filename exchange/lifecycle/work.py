@@ -83,7 +83,8 @@ class CaseWork:
     """Commands on cases held here and on reports sent from here.
 
     Assessments and actions arriving together (a case-management tool's concurrent calls) are
-    run as one writer job (a ``Coalescer``): one read per table for all their cases, the rules
+    run as one writer job (a ``Coalescer``, up to 500 commands a job): one read per table for all
+    their cases, the rules
     applied one command after another in memory — so two commands on one case see each other —
     and one write per table for all their events. A refused command is answered with its error
     and leaves nothing behind; the others are recorded.
@@ -132,8 +133,9 @@ class CaseWork:
         return self._one(Command.act(case_id, refs, action, trace))
 
     def run(self, commands: Sequence[Command]) -> list[CaseEvent | ExchangeError]:
-        """Many commands in one call (a tool's bulk assessment or action), run in this order as
-        one writer job; each answered with its event or the error that refused it."""
+        """Many commands in one call (a tool's bulk assessment or action), run in this order in
+        one writer job (several past 500, each seeing the ones before); each answered with its
+        event or the error that refused it."""
         out, ready = self._prepared(commands)
         futures = iter(self._writer.submit_items(self._commands, ready))
         return [r if r is not None else _answer(next(futures)) for r in out]

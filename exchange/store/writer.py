@@ -14,7 +14,8 @@ retention) last — and a background job does not join a group that holds other 
 a group of its own when nothing else is queued, so a 2,000-row fold page does not hold up a seal
 or a receipt's COMMIT. Under a load that never lets the queue empty it is passed over at most
 ``BACKGROUND_PATIENCE`` groups, then joins one: background work is late, never starved. Within
-one priority, jobs keep their order.
+one priority, jobs keep their order — except the part of a coalescer's items past ``max_take``,
+which is queued again behind what arrived meanwhile (its own items keep their order).
 
 ``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
 over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
@@ -221,8 +222,8 @@ class Writer:
         return f
 
     def submit_items(self, coalescer: Coalescer[I, R], items: Sequence[I]) -> list[Future[R]]:
-        """Several items at once: they are handled together, in this order, in one job (with
-        whatever else the coalescer holds by then)."""
+        """Several items at once: they are handled in this order, in one job with whatever else
+        the coalescer holds by then — or, past its ``max_take``, in several, one per group."""
         futures, first = coalescer._add_all(items)
         if first and futures:
             self._put(coalescer.priority, coalescer)
@@ -257,7 +258,10 @@ class Writer:
             except queue.Empty:
                 break
             if item[2] is _STOP:
-                return group, True
+                # Back in the queue, not "stop after this group": a coalescer's remainder this
+                # group requeues (max_take) must run first, or its callers would wait for ever.
+                self._queue.put(item)
+                break
             if item[0] >= Priority.BACKGROUND > priority:
                 self._passed_over += 1
                 if self._passed_over <= BACKGROUND_PATIENCE:

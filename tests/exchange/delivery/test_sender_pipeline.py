@@ -23,14 +23,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from auth.manifest import Manifest
-from exchange.delivery.sender import PeerSender
+from exchange.delivery.sender import RECEIVER_WINDOW, PeerSender
 from exchange.settings import ExchangeTuning
 from exchange.store.schema import DeliveryRow
 from exchange.store.writer import Writer
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from tests.exchange.delivery.conftest import PEER, SELF, QueueReports, ReceiptFor
-from tests.exchange.factories import FakeClock, signing_key
+from tests.exchange.factories import FakeClock, signing_key, writer_held
 from tests.integration.support import wait_until
 
 
@@ -171,3 +171,58 @@ def test_a_receipt_for_no_batch_ends_the_stream(
     assert sender.last_error is not None
     assert sender.last_error.startswith("stray-receipt")
     assert delivered(engine) == 1  # the first, genuine receipt was applied, once
+
+
+def test_a_peer_ending_an_idle_stream_is_no_failure_though_reports_wait(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+) -> None:
+    """The receiver ends idle streams as a matter of course: reports queued meanwhile go on a
+    new stream, with no failure recorded and no backoff (they must not be sealed onto the
+    stream that has ended)."""
+    servicer, address = peer
+    queue_reports(1)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0, backoff_initial_s=30))
+    servicer.next_envelope()
+    servicer.answers.put(receipt_for(sender.batches.resend(1)))
+    wait_until(lambda: delivered(engine) == 1, timeout=10)
+    queue_reports(2)  # not woken: the stream's end is what the sender sees next
+    servicer.answers.put(None)
+    second = servicer.next_envelope()  # on a new stream
+    assert (second.sequence, second.count) == (2, 2)
+    servicer.answers.put(receipt_for(sender.batches.resend(2)))
+    wait_until(lambda: delivered(engine) == 3, timeout=10)
+    assert sender.last_error is None
+    assert sender.attempts == 2
+
+
+def test_a_flood_of_receipts_is_cut_off_at_the_window(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    writer: Writer,
+) -> None:
+    """A peer may not fill our memory with receipts while the sender is busy (here: its next
+    seal waits on the writer): past the most batches that can be in flight, the reader ends
+    the stream instead of queueing more."""
+    servicer, address = peer
+    queue_reports(1)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0, backoff_initial_s=30))
+    servicer.next_envelope()
+    queue_reports(2)
+    with writer_held(writer, timeout=60):  # held well past the wait for the reader below
+        sender.wake()
+        wait_until(lambda: writer._queue.qsize() >= 1, timeout=10)  # the next seal waits
+        receipt = receipt_for(sender.batches.resend(1))
+        for _ in range(RECEIVER_WINDOW * 4):
+            servicer.answers.put(receipt)
+        wait_until(
+            lambda: not any(t.name == f"ihx-receipts-{PEER}" for t in threading.enumerate()),
+            timeout=5,
+            what="the receipt reader ending its stream",
+        )
+    wait_until(lambda: sender.last_error is not None, timeout=10)

@@ -7,11 +7,15 @@ submitted meanwhile is queued, and each job records which group (transaction) it
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from sqlalchemy import Engine
+
 from exchange.store.writer import BACKGROUND_PATIENCE, Coalescer, Priority, Tx, Writer
 from tests.exchange.factories import writer_held
+from tests.integration.support import wait_until
 
 Ran = list[tuple[str, int]]
 
@@ -120,3 +124,20 @@ def test_items_added_while_a_part_is_written_follow_in_order(writer: Writer) -> 
     late = writer.submit_items(intake, [4, 5])
     assert [f.result(10) for f in first + late] == [1, 2, 3, 4, 5]
     assert seen == [1, 2, 3, 4, 5]
+
+
+def test_a_stop_after_a_large_intake_answers_every_part_first(engine: Engine) -> None:
+    """A stop queued while a coalescer's first part is written comes after its remainder: every
+    caller is answered (before, a stop gathered into the same group left the rest unanswered)."""
+    writer = Writer(engine)
+    writer.start()
+    intake: Coalescer[int, int] = Coalescer(lambda _tx, items: items)
+    intake.max_take = 2
+    with writer_held(writer):
+        futures = writer.submit_items(intake, [1, 2, 3, 4, 5])
+        stopping = threading.Thread(target=writer.stop)
+        stopping.start()
+        wait_until(lambda: writer._queue.qsize() >= 2, 5)  # the coalescer, then the stop
+    stopping.join(10)
+    assert not stopping.is_alive()
+    assert [f.result(0) for f in futures] == [1, 2, 3, 4, 5]
