@@ -11,8 +11,12 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from auth.keys import SigningKey
+from auth.manifest import Manifest, Member, MemberKey
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_GEO = ROOT.parent / "shared" / "geoip"
@@ -156,3 +160,25 @@ def load() -> str:
     """The machine's load averages (1, 5, 15 min), as `uptime` prints them."""
     one, five, fifteen = os.getloadavg()
     return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
+def bench_manifest(members: Sequence[tuple[str, str]], coordinator: str, now: datetime) -> Manifest:
+    """A manifest for in-process benches: each (member, country) with a fresh key of its own."""
+    return Manifest(
+        network="bench",
+        epoch=1,
+        issued_at=now,
+        members=tuple(
+            Member(
+                id=member,
+                name=cc,
+                countries=frozenset({cc}),
+                endpoint=f"{cc.lower()}.example:7443",
+                keys=(MemberKey.of(SigningKey.generate().public, now),),
+            )
+            for member, cc in members
+        ),
+        orphan_rules={},
+        coordinator=coordinator,
+        coordinator_keys=(MemberKey.of(SigningKey.generate().public, now),),
+    )

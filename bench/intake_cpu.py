@@ -22,8 +22,7 @@ from typing import Any
 import bench_common as common
 from exchange_throughput import request
 
-from auth.keys import SigningKey
-from auth.manifest import Manifest, Member, MemberKey
+from auth.manifest import Manifest
 from exchange.edge.intake_service import IntakeServicer
 from exchange.intake import Intake
 from exchange.store.engine import open_engine
@@ -40,26 +39,7 @@ CHUNK = 500
 
 
 def manifest() -> Manifest:
-    key = SigningKey.generate()
-    members = tuple(
-        Member(
-            id=member,
-            name=cc,
-            countries=frozenset({cc}),
-            endpoint=f"{cc.lower()}.example:7443",
-            keys=(MemberKey.of(SigningKey.generate().public, NOW),),
-        )
-        for member, cc in (("nl-eokm", "NL"), ("de-eco", "DE"))
-    )
-    return Manifest(
-        network="bench",
-        epoch=1,
-        issued_at=NOW,
-        members=members,
-        orphan_rules={},
-        coordinator="nl-eokm",
-        coordinator_keys=(MemberKey.of(key.public, NOW),),
-    )
+    return common.bench_manifest([("nl-eokm", "NL"), ("de-eco", "DE")], "nl-eokm", NOW)
 
 
 class _Context:

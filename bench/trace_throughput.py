@@ -18,8 +18,7 @@ from pathlib import Path
 
 import bench_common as common
 
-from auth.keys import SigningKey
-from auth.manifest import Manifest, Member, MemberKey
+from auth.manifest import Manifest
 from routing.addresses import view
 from routing.canonical import canonicalize
 from routing.decision import Decider
@@ -69,25 +68,9 @@ def make_urls(n: int, rng: random.Random) -> tuple[list[str], dict[str, list[str
 
 
 def manifest() -> Manifest:
-    key = SigningKey.generate()
-    members = tuple(
-        Member(
-            id=f"{cc.lower()}-hotline",
-            name=cc,
-            countries=frozenset({cc}),
-            endpoint=f"{cc.lower()}.example:7443",
-            keys=(MemberKey.of(SigningKey.generate().public, NOW),),
-        )
-        for cc in ("NL", "DE", "US", "GB", "FR", "RO", "RU", "JP")
-    )
-    return Manifest(
-        network="bench",
-        epoch=1,
-        issued_at=NOW,
-        members=members,
-        orphan_rules={},
-        coordinator="nl-hotline",
-        coordinator_keys=(MemberKey.of(key.public, NOW),),
+    countries = ("NL", "DE", "US", "GB", "FR", "RO", "RU", "JP")
+    return common.bench_manifest(
+        [(f"{cc.lower()}-hotline", cc) for cc in countries], "nl-hotline", NOW
     )
 
 

@@ -206,8 +206,8 @@ def payloads_after(conn: Connection, cursor: int, limit: int) -> list[tuple[int,
 # -- item states ----------------------------------------------------------------------------
 
 
-def _row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str, Any]:
-    a = s.assessment
+def _identity(case_id: str, s: ItemState, orphaned: bool) -> dict[str, Any]:
+    """The columns every state row has from its first: which item, whose, since when."""
     return {
         "case_id": case_id,
         "report_id": s.ref.report_id,
@@ -216,6 +216,13 @@ def _row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str,
         "origin_member": s.ref.origin_member,
         "origin_classification": str(s.ref.origin_classification),
         "orphaned": orphaned,
+        "clock_started": s.clock_started or s.ref.clock_started,
+    }
+
+
+def _row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str, Any]:
+    a = s.assessment
+    return _identity(case_id, s, orphaned) | {
         "stage": str(s.stage),
         "classification": str(a.classification) if a else None,
         "age_group": str(a.age_group) if a else None,
@@ -227,7 +234,6 @@ def _row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str,
         "disputed": s.disputed,
         "actions": s.actions,
         "last_action": str(s.last_action) if s.last_action else None,
-        "clock_started": s.clock_started or s.ref.clock_started,
         "assessed_at": s.assessed_at,
         "lea_at": s.lea_at,
         "lea_partner": s.lea_partner or None,
@@ -312,18 +318,10 @@ def _untouched(s: ItemState) -> bool:
 
 def _first_row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dict[str, Any]:
     """``_row`` of an untouched state, without the columns it leaves NULL (fewer to bind)."""
-    return {
-        "case_id": case_id,
-        "report_id": s.ref.report_id,
-        "idx": s.ref.index,
-        "holder": s.holder,
-        "origin_member": s.ref.origin_member,
-        "origin_classification": str(s.ref.origin_classification),
-        "orphaned": orphaned,
+    return _identity(case_id, s, orphaned) | {
         "stage": str(Stage.UNASSESSED),
         "disputed": False,
         "actions": 0,
-        "clock_started": s.clock_started or s.ref.clock_started,
         "updated_at": now,
     }
 

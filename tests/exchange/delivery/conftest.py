@@ -6,14 +6,18 @@
 * ``queue_reports(n)`` — n distinct real wire reports queued for de-eco (through
   ``store.outbox.enqueue``, as intake queues them), returning their report ids;
 * ``receipt_for(batch, ...)`` — the receipt de-eco would sign for a batch: the envelope opened
-  and checked as de-eco's receiver opens it, then signed with de-eco's key.
+  and checked as de-eco's receiver opens it, then signed with de-eco's key;
+* ``make_sender(tuning, channel_for=None)`` — nl-eokm's (unstarted) ``PeerSender`` to de-eco;
+  without ``channel_for`` any attempt to open a stream fails the test.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+import grpc
 import pytest
 from sqlalchemy import Engine
 
@@ -21,6 +25,7 @@ from auth.manifest import Manifest
 from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.leases import Leases
 from exchange.delivery.receipts import Receipts
+from exchange.delivery.sender import ChannelFor, PeerSender
 from exchange.domain import Outcome, PayloadResult
 from exchange.ops.metrics import Metrics
 from exchange.settings import ExchangeTuning
@@ -146,3 +151,28 @@ def receipt_for(manifest: Manifest, clock: FakeClock) -> ReceiptFor:
         )
 
     return sign
+
+
+MakeSender = Callable[..., PeerSender]
+
+
+@pytest.fixture
+def make_sender(manifest: Manifest, engine: Engine, writer: Writer, clock: FakeClock) -> MakeSender:
+    def no_channel(_endpoint: str, _fresh: bool) -> grpc.Channel:
+        raise AssertionError("no stream in these tests")
+
+    def build(tuning: ExchangeTuning, channel_for: ChannelFor | None = None) -> PeerSender:
+        return PeerSender(
+            self_member=SELF,
+            peer=PEER,
+            key=signing_key(SELF),
+            manifest=lambda: manifest,
+            engine=engine,
+            writer=writer,
+            clock=clock,
+            rng=random.Random(1),
+            channel_for=channel_for or no_channel,
+            tuning=tuning,
+        )
+
+    return build

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import random
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -22,15 +21,14 @@ import grpc
 import pytest
 from sqlalchemy import Engine, func, select
 
-from auth.manifest import Manifest
 from exchange.delivery.sender import RECEIVER_WINDOW, PeerSender
 from exchange.settings import ExchangeTuning
 from exchange.store.schema import DeliveryRow
 from exchange.store.writer import Writer
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
-from tests.exchange.delivery.conftest import PEER, SELF, QueueReports, ReceiptFor
-from tests.exchange.factories import FakeClock, signing_key, writer_held
+from tests.exchange.delivery.conftest import PEER, MakeSender, QueueReports, ReceiptFor
+from tests.exchange.factories import writer_held
 from tests.integration.support import wait_until
 
 
@@ -76,9 +74,8 @@ def peer() -> Iterator[tuple[HeldPeer, str]]:
 
 
 @pytest.fixture
-def sender_to(
-    manifest: Manifest, engine: Engine, writer: Writer, clock: FakeClock
-) -> Iterator[Any]:
+def sender_to(make_sender: MakeSender) -> Iterator[Any]:
+    """A started sender to de-eco at ``address`` (the peer's real server); stopped after."""
     started: list[PeerSender] = []
     channels: list[grpc.Channel] = []
 
@@ -87,18 +84,7 @@ def sender_to(
             channels.append(grpc.insecure_channel(address))
             return channels[-1]
 
-        sender = PeerSender(
-            self_member=SELF,
-            peer=PEER,
-            key=signing_key(SELF),
-            manifest=lambda: manifest,
-            engine=engine,
-            writer=writer,
-            clock=clock,
-            rng=random.Random(1),
-            channel_for=channel_for,
-            tuning=tuning,
-        )
+        sender = make_sender(tuning, channel_for)
         sender.start()
         started.append(sender)
         return sender

@@ -8,41 +8,16 @@ verified ahead of their receipts) — never more, and full batches still stop at
 from __future__ import annotations
 
 import collections
-import random
 
-import grpc
 import pytest
-from sqlalchemy import Engine
 
-from auth.manifest import Manifest
 from exchange.delivery.batches import Batch
-from exchange.delivery.sender import RECEIVER_WINDOW, PeerSender
+from exchange.delivery.sender import RECEIVER_WINDOW
 from exchange.settings import ExchangeTuning
-from exchange.store.writer import Writer
 from exchange.wire.envelope import KIND_EVENT
 from ihx.v1 import exchange_pb2 as xpb
-from tests.exchange.delivery.conftest import PEER, SELF
-from tests.exchange.factories import T0, FakeClock, signing_key
-
-
-def make_sender(
-    manifest: Manifest, engine: Engine, writer: Writer, clock: FakeClock, tuning: ExchangeTuning
-) -> PeerSender:
-    def no_channel(_endpoint: str, _fresh: bool) -> grpc.Channel:
-        raise AssertionError("no stream in these tests")
-
-    return PeerSender(
-        self_member=SELF,
-        peer=PEER,
-        key=signing_key(SELF),
-        manifest=lambda: manifest,
-        engine=engine,
-        writer=writer,
-        clock=clock,
-        rng=random.Random(1),
-        channel_for=no_channel,
-        tuning=tuning,
-    )
+from tests.exchange.delivery.conftest import MakeSender
+from tests.exchange.factories import T0
 
 
 def batches(sizes: list[int]) -> collections.deque[Batch]:
@@ -67,14 +42,8 @@ def batches(sizes: list[int]) -> collections.deque[Batch]:
     ],
 )
 def test_room_for_another_batch(
-    manifest: Manifest,
-    engine: Engine,
-    writer: Writer,
-    clock: FakeClock,
-    window: int,
-    in_flight: list[int],
-    room: bool,
+    make_sender: MakeSender, window: int, in_flight: list[int], room: bool
 ) -> None:
-    sender = make_sender(manifest, engine, writer, clock, ExchangeTuning(window=window))
+    sender = make_sender(ExchangeTuning(window=window))
     assert sender.batches.max_batch == 500
     assert sender._room(batches(in_flight)) is room
