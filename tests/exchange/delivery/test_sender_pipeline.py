@@ -121,7 +121,7 @@ def test_a_report_queued_while_a_receipt_is_outstanding_is_sent_at_once(
     for sequence in (1, 2):
         servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
     wait_until(lambda: delivered(engine) == len(first) + len(later), timeout=10)
-    assert sender.delivered == 5
+    wait_until(lambda: sender.delivered == 5, timeout=10)  # counted once the commit is seen
 
 
 def test_a_silent_peer_past_the_receipt_deadline_gets_the_batch_again(
@@ -156,7 +156,9 @@ def test_a_receipt_for_no_batch_ends_the_stream(
     wait_until(lambda: sender.last_error is not None, timeout=10)
     assert sender.last_error is not None
     assert sender.last_error.startswith("stray-receipt")
-    assert delivered(engine) == 1  # the first, genuine receipt was applied, once
+    # The first, genuine receipt is stored (not awaited by the sender), once.
+    wait_until(lambda: delivered(engine) == 1, timeout=10)
+    wait_until(lambda: sender.delivered == 1, timeout=10)
 
 
 def test_a_peer_ending_an_idle_stream_is_no_failure_though_reports_wait(
@@ -194,16 +196,24 @@ def test_a_flood_of_receipts_is_cut_off_at_the_window(
 ) -> None:
     """A peer may not fill our memory with receipts while the sender is busy (here: its next
     seal waits on the writer): past the most batches that can be in flight, the reader ends
-    the stream instead of queueing more."""
+    the stream instead of queueing more.
+
+    One report per batch and one batch in flight, so the sender parks on the first receipt
+    with the other reports pending; that receipt, given while the writer is held, sends it
+    into the next seal — there and nowhere else until the writer is released.
+    """
     servicer, address = peer
-    queue_reports(1)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0, backoff_initial_s=30))
-    servicer.next_envelope()
-    queue_reports(2)
+    queue_reports(3)
+    tuning = ExchangeTuning(
+        linger_ms=0, window=1, max_batch=1, backoff_initial_s=30, receipt_timeout_s=120
+    )
+    sender = sender_to(address, tuning)
+    assert servicer.next_envelope().count == 1
     with writer_held(writer, timeout=60):  # held well past the wait for the reader below
-        sender.wake()
-        wait_until(lambda: writer._queue.qsize() >= 1, timeout=10)  # the next seal waits
         receipt = receipt_for(sender.batches.resend(1))
+        servicer.answers.put(receipt)
+        # The receipt's store and the next seal, both behind the held job: the sender waits.
+        wait_until(lambda: writer._queue.qsize() >= 2, timeout=10)
         for _ in range(RECEIVER_WINDOW * 4):
             servicer.answers.put(receipt)
         wait_until(
