@@ -170,8 +170,28 @@ class Batches:
 
     # -- sealing ------------------------------------------------------------------------------
 
-    def seal_next(self, announced_upto: int) -> Batch | None:
-        """Seal and store the next batch (reports first), or None if nothing is pending."""
+    def seal_next(self, announced_upto: int, *, full_only: bool = False) -> Batch | None:
+        """Seal and store the next batch (reports first), or None if nothing is pending.
+
+        ``full_only``: only if a full batch (``max_batch`` rows) of either is pending — what
+        the sender asks while batches are in flight, so under load the rows queued during a
+        round trip go as one batch, not as many small ones. Rows that fill a batch by bytes
+        before count wait for a receipt instead: the check reads no payload.
+        """
+        if not full_only or self._reports_reach(self.max_batch):
+            batch = self._seal_pending_reports()
+            if batch is not None:
+                return batch
+        if full_only and not self._announcements_reach(announced_upto, self.max_batch):
+            return None
+        announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)
+        if announcements:
+            return self._writer.execute(
+                lambda tx: self.seal_announcements(tx, announcements), Priority.DELIVERY
+            )
+        return None
+
+    def _seal_pending_reports(self) -> Batch | None:
         rows = self.pending_reports()
         if rows and len(rows) < self.max_batch and self.linger > 0:
             # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
@@ -179,16 +199,17 @@ class Batches:
             time.sleep(self.linger)
             rows += self.pending_reports(self.max_batch - len(rows), after=rows[-1].id)
         rows = fit(same_kind(rows), self.max_bytes)
-        if rows:
-            batch = self._writer.execute(lambda tx: self.seal_reports(tx, rows), Priority.DELIVERY)
-            if batch is not None:
-                return batch
-        announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)
-        if announcements:
-            return self._writer.execute(
-                lambda tx: self.seal_announcements(tx, announcements), Priority.DELIVERY
-            )
-        return None
+        if not rows:
+            return None
+        return self._writer.execute(lambda tx: self.seal_reports(tx, rows), Priority.DELIVERY)
+
+    def _reports_reach(self, n: int) -> bool:
+        with self._engine.connect() as conn:
+            return outbox.reports_pending_reach(conn, self.peer, n)
+
+    def _announcements_reach(self, after: int, n: int) -> bool:
+        with self._engine.connect() as conn:
+            return outbox.announcements_pending_reach(conn, after, n)
 
     def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:
         """Seal those of ``pending`` (read before this transaction) that are still unbatched.

@@ -70,6 +70,13 @@ IDLE_POLL = 1.0
 # would only wait in the network.
 RECEIVER_WINDOW = 16
 
+# Batches in flight below which one short of full is sealed at once. Past it, rows queued during
+# the round trip wait for a receipt (or until they fill a batch) and go together: at a high
+# rate, sealing whatever had arrived made many small batches, each paying its seal, signature,
+# verification and receipt on both nodes. Two keep the pipe busy at a steady rate — one batch
+# at the receiver, the next on its way — without waiting a round trip to seal.
+EAGER_IN_FLIGHT = 2
+
 # Failures that mean "the peer is not there" (as opposed to "the peer refused"): only after
 # these does an envelope from the peer cut the backoff short.
 _UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "stream-closed"})
@@ -295,9 +302,10 @@ class PeerSender:
         """Send batches, up to ``window`` in flight, and apply their receipts in order.
 
         Receipts are read on their own thread (``_read_receipts``) and applied here as they
-        come, so a batch is sealed as soon as the window has room and rows are pending — not
-        only once the oldest batch's receipt is back: at a steady 1,000 reports/s, waiting on
-        each round trip made every report wait a whole one before it was even sealed.
+        come, so a batch is sealed while others are in flight — not only once the oldest
+        batch's receipt is back: at a steady 1,000 reports/s, waiting on each round trip made
+        every report wait a whole one before it was even sealed. A batch short of full goes at
+        once only while fewer than ``EAGER_IN_FLIGHT`` are in flight (see there).
         """
         s = _Stream(call, outgoing, self.batches.unreceipted(), self.batches.high_water())
         threading.Thread(
@@ -320,7 +328,9 @@ class PeerSender:
             if sent or applied:
                 s.idle_since = now
                 s.progress = now if applied else s.progress
-                continue  # a receipt freed room, or more may be pending: look again at once
+            # Then wait: new rows (intake wakes us) or a receipt (the reader does) end the wait
+            # at once; _fill has just found nothing more to seal, and asking again would only
+            # repeat its queries.
             if s.inflight:
                 self._await_receipts(s, now)
             elif now - s.started > self._tuning.stream_lifetime_s:
@@ -337,7 +347,9 @@ class PeerSender:
             batch = (
                 self.batches.resend(s.resend.popleft())
                 if s.resend
-                else self.batches.seal_next(s.announced_upto)
+                else self.batches.seal_next(
+                    s.announced_upto, full_only=len(s.inflight) >= EAGER_IN_FLIGHT
+                )
             )
             if batch is None:
                 break

@@ -127,6 +127,31 @@ def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> 
     return [PendingReport(r.id, r.report_id, r.payload, r.kind) for r in rows]
 
 
+def reports_pending_reach(conn: Connection, peer: str, n: int) -> bool:
+    """Whether at least ``n`` unbatched rows wait for ``peer``: one look at the ``n``-th entry
+    of the (destination, batch, id) index, no payload read."""
+    nth = conn.execute(
+        select(OUTBOX.c.id)
+        .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
+        .order_by(OUTBOX.c.id)
+        .offset(n - 1)
+        .limit(1)
+    ).first()
+    return nth is not None
+
+
+def announcements_pending_reach(conn: Connection, after: int, n: int) -> bool:
+    """Whether at least ``n`` announcements follow ``after`` (read from the key alone)."""
+    nth = conn.execute(
+        select(ANNOUNCEMENTS.c.seq)
+        .where(ANNOUNCEMENTS.c.seq > after)
+        .order_by(ANNOUNCEMENTS.c.seq)
+        .offset(n - 1)
+        .limit(1)
+    ).first()
+    return nth is not None
+
+
 def pending_announcements(conn: Connection, after: int, limit: int) -> list[PendingAnnouncement]:
     """Announcements after ``after`` (the peer's high-water mark), oldest first."""
     rows = conn.execute(

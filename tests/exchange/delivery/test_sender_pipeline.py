@@ -21,7 +21,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine, func, select
 
-from exchange.delivery.sender import RECEIVER_WINDOW, PeerSender
+from exchange.delivery.sender import EAGER_IN_FLIGHT, RECEIVER_WINDOW, PeerSender
 from exchange.settings import ExchangeTuning
 from exchange.store.schema import DeliveryRow
 from exchange.store.writer import Writer
@@ -122,6 +122,46 @@ def test_a_report_queued_while_a_receipt_is_outstanding_is_sent_at_once(
         servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
     wait_until(lambda: delivered(engine) == len(first) + len(later), timeout=10)
     wait_until(lambda: sender.delivered == 5, timeout=10)  # counted once the commit is seen
+
+
+def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+) -> None:
+    """Under load, what arrives during a round trip goes as one batch, not as many small ones:
+    with two batches in flight a short one waits for a receipt; a full one goes at once."""
+    assert EAGER_IN_FLIGHT == 2
+    servicer, address = peer
+    queue_reports(1)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0, max_batch=3))
+    assert servicer.next_envelope().sequence == 1
+    queue_reports(1)
+    sender.wake()
+    assert servicer.next_envelope().sequence == 2  # one in flight: a short batch goes at once
+    queue_reports(2)
+    sender.wake()
+    with pytest.raises(queue.Empty):  # two in flight: two reports wait …
+        servicer.next_envelope(timeout=0.5)
+    queue_reports(1)
+    sender.wake()
+    third = servicer.next_envelope()  # … until they fill a batch
+    assert (third.sequence, third.count) == (3, 3)
+    queue_reports(1)
+    sender.wake()
+    with pytest.raises(queue.Empty):
+        servicer.next_envelope(timeout=0.5)
+    servicer.answers.put(receipt_for(sender.batches.resend(1)))
+    with pytest.raises(queue.Empty):  # 2 and 3 are still in flight
+        servicer.next_envelope(timeout=0.5)
+    servicer.answers.put(receipt_for(sender.batches.resend(2)))
+    fourth = servicer.next_envelope()  # … until receipts leave fewer than two in flight
+    assert (fourth.sequence, fourth.count) == (4, 1)
+    for sequence in (3, 4):
+        servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
+    wait_until(lambda: delivered(engine) == 6, timeout=10)
 
 
 def test_a_silent_peer_past_the_receipt_deadline_gets_the_batch_again(

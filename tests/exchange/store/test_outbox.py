@@ -9,6 +9,7 @@ from sqlalchemy import Engine, select
 from exchange.store import outbox, peers, schema
 from exchange.store.writer import Tx, Writer
 from tests.exchange.factories import T0
+from tests.exchange.store.plans import sqlite_plans
 
 PEER = "de-eco"
 
@@ -53,6 +54,30 @@ def test_pending_reports_are_per_destination_oldest_first_and_limited(
             b"payload 0",
             b"payload 1",
         ]
+
+
+def test_whether_a_full_batch_waits_counts_this_peers_unbatched_rows(
+    writer: Writer, engine: Engine
+) -> None:
+    queue(writer, 3)
+    queue(writer, 5, destination="us-ncmec")
+    with engine.connect() as conn:
+        assert outbox.reports_pending_reach(conn, PEER, 3)
+        assert not outbox.reports_pending_reach(conn, PEER, 4)  # another peer's rows not counted
+        ids = [p.id for p in outbox.pending_reports(conn, PEER, limit=10)]
+    seal(writer, 1, ids[:1])
+    with engine.connect() as conn:
+        assert outbox.reports_pending_reach(conn, PEER, 2)
+        assert not outbox.reports_pending_reach(conn, PEER, 3)  # a batched row is not pending
+
+
+def test_the_full_batch_check_reads_the_index_alone(writer: Writer, engine: Engine) -> None:
+    """It runs on every wake while batches are in flight: no table row, no payload read."""
+    queue(writer, 3)
+    plans = sqlite_plans(engine, "outbox", lambda c: outbox.reports_pending_reach(c, PEER, 2))
+    assert len(plans) == (1 if engine.dialect.name == "sqlite" else 0)
+    for plan in plans:
+        assert "COVERING INDEX ix_outbox_destination_batch_id" in plan, plan
 
 
 def test_a_stored_batch_loads_its_payloads_in_sealed_order(writer: Writer, engine: Engine) -> None:
@@ -123,6 +148,8 @@ def test_the_announcement_high_water_is_the_cursor_or_the_last_sealed(
         assert outbox.announcement_high_water(conn, PEER) == 0
         assert [a.seq for a in outbox.pending_announcements(conn, 2, limit=10)] == [3, 4, 5]
         assert [a.seq for a in outbox.pending_announcements(conn, 0, limit=2)] == [1, 2]
+        assert outbox.announcements_pending_reach(conn, 2, 3)
+        assert not outbox.announcements_pending_reach(conn, 2, 4)
 
     def sealed(tx: Tx) -> None:
         outbox.insert_batch(
