@@ -7,7 +7,9 @@ batch that is resent as is: the receiver deduplicates by (sender, sequence) and 
 ``seal_next`` takes pending outbox rows first, then new hash announcements after the peer's
 high-water mark; it lingers a few milliseconds when the batch is not full, so concurrent intake
 fills it, and ``fit`` closes it on bytes as well as on count: a sealed batch is resent
-unchanged, so one too large for a gRPC message would block the peer forever. With leases
+unchanged, so one too large for a gRPC message would block the peer forever. Asked for a full
+batch only (the sender, while batches are in flight), it seals one only when a full batch's
+worth waits, counted in the outbox index without reading a payload. With leases
 (several replicas on PostgreSQL) each sealing transaction first ``fence``s — a replica that lost
 the lease raises ``LeaseLost`` and seals nothing — and claims its rows with SKIP LOCKED.
 
@@ -173,23 +175,29 @@ class Batches:
     def seal_next(self, announced_upto: int, *, full_only: bool = False) -> Batch | None:
         """Seal and store the next batch (reports first), or None if nothing is pending.
 
-        ``full_only``: only if a full batch (``max_batch`` rows) of either is pending — what
-        the sender asks while batches are in flight, so under load the rows queued during a
-        round trip go as one batch, not as many small ones. Rows that fill a batch by bytes
-        before count wait for a receipt instead: the check reads no payload.
+        ``full_only`` (the sender asks it while batches are in flight): only a full batch —
+        ``max_batch`` reports, or as many announcements while no report waits at all (a
+        backlog of announcements never holds a report back) — so under load what arrives
+        during a round trip goes as one batch, not as many small ones. The check counts rows
+        in an index and reads no payload: reports that fill a batch by bytes before count wait
+        for a receipt like any short batch.
         """
-        if not full_only or self._reports_reach(self.max_batch):
-            batch = self._seal_pending_reports()
-            if batch is not None:
-                return batch
-        if full_only and not self._announcements_reach(announced_upto, self.max_batch):
-            return None
+        if full_only:
+            waiting = self._count_reports(self.max_batch)
+            if waiting == self.max_batch:
+                return self._seal_pending_reports()
+            if waiting or not self._announcements_reach(announced_upto, self.max_batch):
+                return None
+            return self._seal_announcements(announced_upto)
+        return self._seal_pending_reports() or self._seal_announcements(announced_upto)
+
+    def _seal_announcements(self, announced_upto: int) -> Batch | None:
         announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)
-        if announcements:
-            return self._writer.execute(
-                lambda tx: self.seal_announcements(tx, announcements), Priority.DELIVERY
-            )
-        return None
+        if not announcements:
+            return None
+        return self._writer.execute(
+            lambda tx: self.seal_announcements(tx, announcements), Priority.DELIVERY
+        )
 
     def _seal_pending_reports(self) -> Batch | None:
         rows = self.pending_reports()
@@ -203,9 +211,9 @@ class Batches:
             return None
         return self._writer.execute(lambda tx: self.seal_reports(tx, rows), Priority.DELIVERY)
 
-    def _reports_reach(self, n: int) -> bool:
+    def _count_reports(self, at_most: int) -> int:
         with self._engine.connect() as conn:
-            return outbox.reports_pending_reach(conn, self.peer, n)
+            return outbox.count_pending_reports(conn, self.peer, at_most)
 
     def _announcements_reach(self, after: int, n: int) -> bool:
         with self._engine.connect() as conn:

@@ -6,10 +6,11 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    restart, a broken stream or a refusal), then
 2. seals new batches (batches.py) — pending outbox rows first, then new hash announcements
    after this peer's cursor — and
-3. keeps up to ``window`` batches in flight on the stream — counted as full batches, so more
-   small ones may go, up to the receiver's own window — applying each signed receipt as it
-   arrives (receipts.py: verified against the manifest, applied once). Receipts are read on a
-   thread of their own, so sealing never waits for a round trip while the window has room.
+3. keeps up to ``window`` batches in flight on the stream (counted as full batches), applying
+   each signed receipt as it arrives (receipts.py: verified against the manifest, applied
+   once). Receipts are read on a thread of their own, so the next batch is sealed while
+   others are in flight: one short of full at once while fewer than ``EAGER_IN_FLIGHT`` are,
+   past that only a full one — what arrives during a round trip goes together (Nagle's rule).
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
 holding a peer's lease streams to it, and whoever holds the lease next resends the batches a
@@ -37,6 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,6 +146,10 @@ class PeerSender:
         self.idle = True  # no stream open to the peer (tests and ``ihx status`` read it)
         self._thread = threading.Thread(target=self._run, name=f"ihx-send-{peer}", daemon=True)
         self.delivered = 0
+        # Receipts applied but not yet stored (the writer commits them behind the stream): a
+        # new stream waits for them before it reads what is unreceipted, or it resends those.
+        self._storing: set[Future[bool]] = set()
+        self._storing_lock = threading.Lock()
         self.attempts = 0
         self.last_error: str | None = None
 
@@ -273,6 +279,9 @@ class PeerSender:
         generation = self._leases.generation(self.peer) if self._leases is not None else None
         if self._leases is not None and generation is None:
             return
+        with self._storing_lock:
+            storing = list(self._storing)
+        futures.wait(storing, timeout=self._tuning.receipt_timeout_s)
         member = self._manifest().member(self.peer)
         stub = xgrpc.ExchangeStub(self._channel_for(member.endpoint, False))
         outgoing: queue.SimpleQueue[xpb.Envelope | None] = queue.SimpleQueue()
@@ -329,8 +338,8 @@ class PeerSender:
                 s.idle_since = now
                 s.progress = now if applied else s.progress
             # Then wait: new rows (intake wakes us) or a receipt (the reader does) end the wait
-            # at once; _fill has just found nothing more to seal, and asking again would only
-            # repeat its queries.
+            # at once; _fill has just sealed what it may, and asking again would only repeat
+            # its queries.
             if s.inflight:
                 self._await_receipts(s, now)
             elif now - s.started > self._tuning.stream_lifetime_s:
@@ -341,7 +350,14 @@ class PeerSender:
                 self._wake.wait(IDLE_POLL)
 
     def _fill(self, s: _Stream) -> int:
-        """Resend, then seal, batches while the window has room; how many went."""
+        """Resend, then seal, batches while the window has room; how many went.
+
+        None past the stream's lifetime: what is in flight drains and the loop opens a new
+        stream — under constant load the window never empties, and the call's deadline would
+        otherwise end it as a failure (a backoff, and every batch in flight resent).
+        """
+        if time.monotonic() - s.started > self._tuning.stream_lifetime_s:
+            return 0
         sent = 0
         while self._room(s.inflight):
             batch = (
@@ -425,10 +441,10 @@ class PeerSender:
     def _room(self, inflight: collections.deque[Batch]) -> bool:
         """Whether another batch may go: ``window`` batches in flight, counted as full ones.
 
-        Small batches (a trickle of case events or reports) fill no pipe: while those in flight
-        hold fewer payloads than ``window`` full batches would, more may go — up to the
-        receiver's own window of envelopes verified ahead of their receipts. Four batches of a
-        few dozen case events each left both ends idle, waiting on round trips.
+        While those in flight hold fewer payloads than ``window`` full batches would, more may
+        go — up to the receiver's own window of envelopes verified ahead of their receipts:
+        batches closed short by bytes or by a change of kind fill no pipe. (Short batches
+        sealed on a trickle are bounded sooner, by ``EAGER_IN_FLIGHT``.)
         """
         if len(inflight) < self._tuning.window:
             return True
@@ -440,11 +456,14 @@ class PeerSender:
     def _apply(self, batch: Batch, signed: xpb.SignedReceipt) -> None:
         # Not awaited: the next batch is sealed while the writer stores this receipt (often in
         # the same group commit).
-        self._receipts.apply(batch, signed).add_done_callback(
-            lambda done: self._applied(batch, done)
-        )
+        storing = self._receipts.apply(batch, signed)
+        with self._storing_lock:
+            self._storing.add(storing)
+        storing.add_done_callback(lambda done: self._applied(batch, done))
 
     def _applied(self, batch: Batch, done: Future[bool]) -> None:
+        with self._storing_lock:
+            self._storing.discard(done)
         error = done.exception()
         if error is not None:
             self.last_error = f"receipt not stored, batch will be resent: {error}"

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from exchange.store import peers, schema
 from exchange.store.sql import insert_rows
@@ -110,6 +110,12 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
 
 # -- what a sender reads ------------------------------------------------------------------------
 
+# A peer's pending rows in the order of ix_outbox_destination_batch_id (id order, since every
+# pending row's batch is NULL). Ordering by id alone sorted every pending row of the peer (a
+# backlog of a peer that was down) on PostgreSQL: "batch IS NULL" makes no equality its planner
+# carries to the ORDER BY.
+_PENDING_ORDER = (OUTBOX.c.destination, OUTBOX.c.batch_sequence, OUTBOX.c.id)
+
 
 def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> list[PendingReport]:
     """The oldest unbatched rows (reports and case events) queued for ``peer``, in order;
@@ -121,33 +127,29 @@ def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> 
             OUTBOX.c.batch_sequence.is_(None),
             OUTBOX.c.id > after,
         )
-        .order_by(OUTBOX.c.id)
+        .order_by(*_PENDING_ORDER)
         .limit(limit)
     )
     return [PendingReport(r.id, r.report_id, r.payload, r.kind) for r in rows]
 
 
-def reports_pending_reach(conn: Connection, peer: str, n: int) -> bool:
-    """Whether at least ``n`` unbatched rows wait for ``peer``: one look at the ``n``-th entry
-    of the (destination, batch, id) index, no payload read."""
-    nth = conn.execute(
+def count_pending_reports(conn: Connection, peer: str, at_most: int) -> int:
+    """How many unbatched rows wait for ``peer``, counted up to ``at_most``: read from the
+    (destination, batch, id) index alone, no payload, at most ``at_most`` entries."""
+    waiting = (
         select(OUTBOX.c.id)
         .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
-        .order_by(OUTBOX.c.id)
-        .offset(n - 1)
-        .limit(1)
-    ).first()
-    return nth is not None
+        .order_by(*_PENDING_ORDER)  # the index's order: its first entries, never a scan
+        .limit(at_most)
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(waiting)).scalar_one())
 
 
 def announcements_pending_reach(conn: Connection, after: int, n: int) -> bool:
     """Whether at least ``n`` announcements follow ``after`` (read from the key alone)."""
     nth = conn.execute(
-        select(ANNOUNCEMENTS.c.seq)
-        .where(ANNOUNCEMENTS.c.seq > after)
-        .order_by(ANNOUNCEMENTS.c.seq)
-        .offset(n - 1)
-        .limit(1)
+        select(ANNOUNCEMENTS.c.seq).where(ANNOUNCEMENTS.c.seq > after).offset(n - 1).limit(1)
     ).first()
     return nth is not None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -23,12 +24,14 @@ from sqlalchemy import Engine, func, select
 
 from exchange.delivery.sender import EAGER_IN_FLIGHT, RECEIVER_WINDOW, PeerSender
 from exchange.settings import ExchangeTuning
+from exchange.store import schema
 from exchange.store.schema import DeliveryRow
 from exchange.store.writer import Writer
+from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from tests.exchange.delivery.conftest import PEER, MakeSender, QueueReports, ReceiptFor
-from tests.exchange.factories import writer_held
+from tests.exchange.factories import T0, writer_held
 from tests.integration.support import wait_until
 
 
@@ -38,8 +41,20 @@ class HeldPeer(xgrpc.ExchangeServicer):
     def __init__(self) -> None:
         self.received: queue.Queue[xpb.Envelope] = queue.Queue()
         self.answers: queue.Queue[xpb.SignedReceipt | None] = queue.Queue()
+        self.streams = 0  # opened
+        self.open = 0  # not yet ended: an answer goes to whichever open stream takes it
 
     def Stream(
+        self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
+    ) -> Iterator[xpb.SignedReceipt]:
+        self.streams += 1
+        self.open += 1
+        try:
+            yield from self._answer(request_iterator, context)
+        finally:
+            self.open -= 1
+
+    def _answer(
         self, request_iterator: Iterator[xpb.Envelope], context: grpc.ServicerContext
     ) -> Iterator[xpb.SignedReceipt]:
         def read() -> None:
@@ -162,6 +177,69 @@ def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(
     for sequence in (3, 4):
         servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
     wait_until(lambda: delivered(engine) == 6, timeout=10)
+
+
+def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    writer: Writer,
+) -> None:
+    """With two batches in flight a full batch of announcements could go — but a report is
+    waiting, and reports go first: nothing is sealed until a receipt; then the report, then
+    the announcements."""
+    servicer, address = peer
+    queue_reports(1)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0, max_batch=3))
+    assert servicer.next_envelope().sequence == 1
+    queue_reports(1)
+    sender.wake()
+    assert servicer.next_envelope().sequence == 2
+    queue_reports(1)  # first: whenever the sender sees the announcements, a report waits
+    writer.execute(
+        lambda tx: tx.conn.execute(
+            schema.announcements.insert(),
+            [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(3)],
+        )
+    )
+    sender.wake()
+    with pytest.raises(queue.Empty):
+        servicer.next_envelope(timeout=0.5)
+    servicer.answers.put(receipt_for(sender.batches.resend(1)))
+    third, fourth = servicer.next_envelope(), servicer.next_envelope()
+    assert (third.sequence, third.kind, third.count) == (3, KIND_REPORT, 1)
+    assert (fourth.sequence, fourth.kind, fourth.count) == (4, KIND_ANNOUNCEMENT, 3)
+
+
+def test_past_its_lifetime_a_busy_stream_drains_and_a_new_one_opens(
+    peer: tuple[HeldPeer, str],
+    sender_to: Any,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+) -> None:
+    """Under constant load the window never empties: past its lifetime the stream takes no new
+    batch, and once what it carries is receipted the next batch goes on a new stream — no
+    failure, no backoff (the call's deadline would otherwise end it as one)."""
+    servicer, address = peer
+    queue_reports(1)
+    sender = sender_to(address, ExchangeTuning(linger_ms=0, stream_lifetime_s=1))
+    assert servicer.next_envelope().sequence == 1
+    time.sleep(1.2)  # past the lifetime, batch 1 still in flight
+    queue_reports(2)
+    sender.wake()
+    with pytest.raises(queue.Empty):  # not sealed onto the old stream …
+        servicer.next_envelope(timeout=0.5)
+    servicer.answers.put(receipt_for(sender.batches.resend(1)))
+    second = servicer.next_envelope()  # … but on the next one, once the first drained
+    assert (second.sequence, second.count) == (2, 2)
+    assert servicer.streams == 2
+    wait_until(lambda: servicer.open == 1, timeout=10)  # the old stream's end seen there too
+    servicer.answers.put(receipt_for(sender.batches.resend(2)))
+    wait_until(lambda: delivered(engine) == 3, timeout=10)
+    assert sender.last_error is None
+    assert sender.attempts == 2
 
 
 def test_a_silent_peer_past_the_receipt_deadline_gets_the_batch_again(

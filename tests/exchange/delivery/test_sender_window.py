@@ -1,8 +1,7 @@
-"""How many batches a sender keeps in flight: ``window`` full ones, or more small ones.
-
-Four batches of a few dozen case events each leave sender and receiver waiting on round
-trips; counted by payloads, small batches may fill the receiver's own window (16 envelopes
-verified ahead of their receipts) — never more, and full batches still stop at ``window``.
+"""How many batches a sender's window lets into flight: ``window`` full ones, or more that
+are short (closed by bytes or by a change of kind) — counted by payloads, up to the receiver's
+own window (16 envelopes verified ahead of their receipts), never more; full batches still stop
+at ``window``. When a short batch is sealed at all is test_sender_pipeline's (EAGER_IN_FLIGHT).
 """
 
 from __future__ import annotations

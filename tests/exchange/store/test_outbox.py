@@ -56,28 +56,38 @@ def test_pending_reports_are_per_destination_oldest_first_and_limited(
         ]
 
 
-def test_whether_a_full_batch_waits_counts_this_peers_unbatched_rows(
+def test_pending_rows_are_counted_per_destination_up_to_a_bound(
     writer: Writer, engine: Engine
 ) -> None:
     queue(writer, 3)
     queue(writer, 5, destination="us-ncmec")
     with engine.connect() as conn:
-        assert outbox.reports_pending_reach(conn, PEER, 3)
-        assert not outbox.reports_pending_reach(conn, PEER, 4)  # another peer's rows not counted
+        assert outbox.count_pending_reports(conn, PEER, 10) == 3  # another peer's not counted
+        assert outbox.count_pending_reports(conn, PEER, 2) == 2
         ids = [p.id for p in outbox.pending_reports(conn, PEER, limit=10)]
     seal(writer, 1, ids[:1])
     with engine.connect() as conn:
-        assert outbox.reports_pending_reach(conn, PEER, 2)
-        assert not outbox.reports_pending_reach(conn, PEER, 3)  # a batched row is not pending
+        assert outbox.count_pending_reports(conn, PEER, 10) == 2  # a batched row is not pending
 
 
-def test_the_full_batch_check_reads_the_index_alone(writer: Writer, engine: Engine) -> None:
-    """It runs on every wake while batches are in flight: no table row, no payload read."""
+def test_the_pending_count_reads_the_index_alone(writer: Writer, engine: Engine) -> None:
+    """It runs on every wake while batches are in flight: no table row, no payload, no sort."""
     queue(writer, 3)
-    plans = sqlite_plans(engine, "outbox", lambda c: outbox.reports_pending_reach(c, PEER, 2))
+    plans = sqlite_plans(engine, "outbox", lambda c: outbox.count_pending_reports(c, PEER, 2))
     assert len(plans) == (1 if engine.dialect.name == "sqlite" else 0)
     for plan in plans:
         assert "COVERING INDEX ix_outbox_destination_batch_id" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+
+
+def test_pending_rows_are_read_in_the_index_order(writer: Writer, engine: Engine) -> None:
+    """A peer's backlog is read a batch at a time in index order, never sorted whole."""
+    queue(writer, 3)
+    plans = sqlite_plans(engine, "outbox", lambda c: outbox.pending_reports(c, PEER, 2))
+    assert len(plans) == (1 if engine.dialect.name == "sqlite" else 0)
+    for plan in plans:
+        assert "ix_outbox_destination_batch_id" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
 
 
 def test_a_stored_batch_loads_its_payloads_in_sealed_order(writer: Writer, engine: Engine) -> None:
