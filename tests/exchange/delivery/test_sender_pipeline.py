@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from typing import Any
 
 import grpc
 import pytest
@@ -88,230 +87,218 @@ def peer() -> Iterator[tuple[HeldPeer, str]]:
     server.stop(grace=None)
 
 
-@pytest.fixture
-def sender_to(make_sender: MakeSender) -> Iterator[Any]:
-    """A started sender to de-eco at ``address`` (the peer's real server); stopped after."""
-    started: list[PeerSender] = []
-    channels: list[grpc.Channel] = []
+class Rig:
+    """de-eco's real server on loopback, and the sender to it that a test starts."""
 
-    def build(address: str, tuning: ExchangeTuning) -> PeerSender:
+    def __init__(
+        self,
+        servicer: HeldPeer,
+        address: str,
+        make_sender: MakeSender,
+        queue_reports: QueueReports,
+        receipt_for: ReceiptFor,
+        engine: Engine,
+    ) -> None:
+        self.servicer = servicer
+        self.queue = queue_reports
+        self._address = address
+        self._make_sender = make_sender
+        self._receipt_for = receipt_for
+        self._engine = engine
+        self._channels: list[grpc.Channel] = []
+        self._senders: list[PeerSender] = []
+
+    @property
+    def sender(self) -> PeerSender:
+        return self._senders[-1]
+
+    def start(self, tuning: ExchangeTuning) -> PeerSender:
         def channel_for(_endpoint: str, _fresh: bool) -> grpc.Channel:
-            channels.append(grpc.insecure_channel(address))
-            return channels[-1]
+            self._channels.append(grpc.insecure_channel(self._address))
+            return self._channels[-1]
 
-        sender = make_sender(tuning, channel_for)
-        sender.start()
-        started.append(sender)
-        return sender
+        self._senders.append(self._make_sender(tuning, channel_for))
+        self.sender.start()
+        return self.sender
 
-    yield build
-    for sender in started:
-        sender.stop()
-    for channel in channels:
-        channel.close()
+    def next_envelope(self, timeout: float = 10.0) -> xpb.EnvelopeHeader:
+        return self.servicer.next_envelope(timeout)
+
+    def nothing_sent(self, within: float = 0.5) -> bool:
+        """No envelope within ``within`` s (under load: vacuously true, never wrongly false)."""
+        try:
+            self.servicer.next_envelope(within)
+        except queue.Empty:
+            return True
+        return False
+
+    def queue_and_wake(self, n: int) -> list[str]:
+        queued = self.queue(n)
+        self.sender.wake()
+        return queued
+
+    def receipt(self, sequence: int) -> xpb.SignedReceipt:
+        return self._receipt_for(self.sender.batches.resend(sequence))
+
+    def answer(self, *sequences: int) -> None:
+        for sequence in sequences:
+            self.servicer.answers.put(self.receipt(sequence))
+
+    def delivered(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(DeliveryRow)).scalar_one())
+
+    def close(self) -> None:
+        for sender in self._senders:
+            sender.stop()
+        for channel in self._channels:
+            channel.close()
 
 
-def delivered(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(DeliveryRow)).scalar_one())
-
-
-def test_a_report_queued_while_a_receipt_is_outstanding_is_sent_at_once(
+@pytest.fixture
+def rig(
     peer: tuple[HeldPeer, str],
-    sender_to: Any,
+    make_sender: MakeSender,
     queue_reports: QueueReports,
     receipt_for: ReceiptFor,
     engine: Engine,
-) -> None:
-    servicer, address = peer
-    first = queue_reports(3)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0))
-    assert servicer.next_envelope().count == 3
-    later = queue_reports(2)
-    sender.wake()
+) -> Iterator[Rig]:
+    built = Rig(*peer, make_sender, queue_reports, receipt_for, engine)
+    yield built
+    built.close()
+
+
+def test_a_report_queued_while_a_receipt_is_outstanding_is_sent_at_once(rig: Rig) -> None:
+    first = rig.queue(3)
+    rig.start(ExchangeTuning(linger_ms=0))
+    assert rig.next_envelope().count == 3
+    later = rig.queue_and_wake(2)
     # The first batch is still unreceipted: the second must not wait for its receipt.
-    second = servicer.next_envelope()
+    second = rig.next_envelope()
     assert (second.sequence, second.count) == (2, 2)
-    assert delivered(engine) == 0
-    for sequence in (1, 2):
-        servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
-    wait_until(lambda: delivered(engine) == len(first) + len(later), timeout=10)
-    wait_until(lambda: sender.delivered == 5, timeout=10)  # counted once the commit is seen
+    assert rig.delivered() == 0
+    rig.answer(1, 2)
+    wait_until(lambda: rig.delivered() == len(first) + len(later), timeout=10)
+    wait_until(lambda: rig.sender.delivered == 5, timeout=10)  # counted once the commit is seen
 
 
-def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(
-    peer: tuple[HeldPeer, str],
-    sender_to: Any,
-    queue_reports: QueueReports,
-    receipt_for: ReceiptFor,
-    engine: Engine,
-) -> None:
+def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(rig: Rig) -> None:
     """Under load, what arrives during a round trip goes as one batch, not as many small ones:
     with two batches in flight a short one waits for a receipt; a full one goes at once."""
     assert EAGER_IN_FLIGHT == 2
-    servicer, address = peer
-    queue_reports(1)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0, max_batch=3))
-    assert servicer.next_envelope().sequence == 1
-    queue_reports(1)
-    sender.wake()
-    assert servicer.next_envelope().sequence == 2  # one in flight: a short batch goes at once
-    queue_reports(2)
-    sender.wake()
-    with pytest.raises(queue.Empty):  # two in flight: two reports wait …
-        servicer.next_envelope(timeout=0.5)
-    queue_reports(1)
-    sender.wake()
-    third = servicer.next_envelope()  # … until they fill a batch
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    rig.queue_and_wake(1)
+    assert rig.next_envelope().sequence == 2  # one in flight: a short batch goes at once
+    rig.queue_and_wake(2)
+    assert rig.nothing_sent()  # two in flight: two reports wait …
+    rig.queue_and_wake(1)
+    third = rig.next_envelope()  # … until they fill a batch
     assert (third.sequence, third.count) == (3, 3)
-    queue_reports(1)
-    sender.wake()
-    with pytest.raises(queue.Empty):
-        servicer.next_envelope(timeout=0.5)
-    servicer.answers.put(receipt_for(sender.batches.resend(1)))
-    with pytest.raises(queue.Empty):  # 2 and 3 are still in flight
-        servicer.next_envelope(timeout=0.5)
-    servicer.answers.put(receipt_for(sender.batches.resend(2)))
-    fourth = servicer.next_envelope()  # … until receipts leave fewer than two in flight
+    rig.queue_and_wake(1)
+    assert rig.nothing_sent()
+    rig.answer(1)
+    assert rig.nothing_sent()  # 2 and 3 are still in flight
+    rig.answer(2)
+    fourth = rig.next_envelope()  # … or until receipts leave fewer than two in flight
     assert (fourth.sequence, fourth.count) == (4, 1)
-    for sequence in (3, 4):
-        servicer.answers.put(receipt_for(sender.batches.resend(sequence)))
-    wait_until(lambda: delivered(engine) == 6, timeout=10)
+    rig.answer(3, 4)
+    wait_until(lambda: rig.delivered() == 6, timeout=10)
 
 
 def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(
-    peer: tuple[HeldPeer, str],
-    sender_to: Any,
-    queue_reports: QueueReports,
-    receipt_for: ReceiptFor,
-    writer: Writer,
+    rig: Rig, writer: Writer
 ) -> None:
     """With two batches in flight a full batch of announcements could go — but a report is
     waiting, and reports go first: nothing is sealed until a receipt; then the report, then
     the announcements."""
-    servicer, address = peer
-    queue_reports(1)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0, max_batch=3))
-    assert servicer.next_envelope().sequence == 1
-    queue_reports(1)
-    sender.wake()
-    assert servicer.next_envelope().sequence == 2
-    queue_reports(1)  # first: whenever the sender sees the announcements, a report waits
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    rig.queue_and_wake(1)
+    assert rig.next_envelope().sequence == 2
+    rig.queue(1)  # first: whenever the sender sees the announcements, a report waits
     writer.execute(
         lambda tx: tx.conn.execute(
             schema.announcements.insert(),
             [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(3)],
         )
     )
-    sender.wake()
-    with pytest.raises(queue.Empty):
-        servicer.next_envelope(timeout=0.5)
-    servicer.answers.put(receipt_for(sender.batches.resend(1)))
-    third, fourth = servicer.next_envelope(), servicer.next_envelope()
+    rig.sender.wake()
+    assert rig.nothing_sent()
+    rig.answer(1)
+    third, fourth = rig.next_envelope(), rig.next_envelope()
     assert (third.sequence, third.kind, third.count) == (3, KIND_REPORT, 1)
     assert (fourth.sequence, fourth.kind, fourth.count) == (4, KIND_ANNOUNCEMENT, 3)
 
 
-def test_past_its_lifetime_a_busy_stream_drains_and_a_new_one_opens(
-    peer: tuple[HeldPeer, str],
-    sender_to: Any,
-    queue_reports: QueueReports,
-    receipt_for: ReceiptFor,
-    engine: Engine,
-) -> None:
+def test_past_its_lifetime_a_busy_stream_drains_and_a_new_one_opens(rig: Rig) -> None:
     """Under constant load the window never empties: past its lifetime the stream takes no new
     batch, and once what it carries is receipted the next batch goes on a new stream — no
     failure, no backoff (the call's deadline would otherwise end it as one)."""
-    servicer, address = peer
-    queue_reports(1)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0, stream_lifetime_s=1))
-    assert servicer.next_envelope().sequence == 1
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, stream_lifetime_s=1))
+    assert rig.next_envelope().sequence == 1
     time.sleep(1.2)  # past the lifetime, batch 1 still in flight
-    queue_reports(2)
-    sender.wake()
-    with pytest.raises(queue.Empty):  # not sealed onto the old stream …
-        servicer.next_envelope(timeout=0.5)
-    servicer.answers.put(receipt_for(sender.batches.resend(1)))
-    second = servicer.next_envelope()  # … but on the next one, once the first drained
+    rig.queue_and_wake(2)
+    assert rig.nothing_sent()  # not sealed onto the old stream …
+    rig.answer(1)
+    second = rig.next_envelope()  # … but on the next one, once the first drained
     assert (second.sequence, second.count) == (2, 2)
-    assert servicer.streams == 2
-    wait_until(lambda: servicer.open == 1, timeout=10)  # the old stream's end seen there too
-    servicer.answers.put(receipt_for(sender.batches.resend(2)))
-    wait_until(lambda: delivered(engine) == 3, timeout=10)
-    assert sender.last_error is None
-    assert sender.attempts == 2
+    assert rig.servicer.streams == 2
+    wait_until(lambda: rig.servicer.open == 1, timeout=10)  # the old stream's end seen there too
+    rig.answer(2)
+    wait_until(lambda: rig.delivered() == 3, timeout=10)
+    assert rig.sender.last_error is None
+    assert rig.sender.attempts == 2
 
 
-def test_a_silent_peer_past_the_receipt_deadline_gets_the_batch_again(
-    peer: tuple[HeldPeer, str], sender_to: Any, queue_reports: QueueReports, engine: Engine
-) -> None:
-    servicer, address = peer
-    queue_reports(2)
-    tuning = ExchangeTuning(linger_ms=0, receipt_timeout_s=0.3, backoff_initial_s=0.1)
-    sender = sender_to(address, tuning)
-    first = servicer.next_envelope()
-    again = servicer.next_envelope(timeout=15)  # a new stream, after the deadline and a backoff
+def test_a_silent_peer_past_the_receipt_deadline_gets_the_batch_again(rig: Rig) -> None:
+    rig.queue(2)
+    sender = rig.start(ExchangeTuning(linger_ms=0, receipt_timeout_s=0.3, backoff_initial_s=0.1))
+    first = rig.next_envelope()
+    again = rig.next_envelope(timeout=15)  # a new stream, after the deadline and a backoff
     assert again == first  # resent byte for byte: same sequence, root and signing time
     assert sender.last_error is not None
     assert sender.last_error.startswith("CANCELLED")
-    assert delivered(engine) == 0
+    assert rig.delivered() == 0
 
 
-def test_a_receipt_for_no_batch_ends_the_stream(
-    peer: tuple[HeldPeer, str],
-    sender_to: Any,
-    queue_reports: QueueReports,
-    receipt_for: ReceiptFor,
-    engine: Engine,
-) -> None:
-    servicer, address = peer
-    queue_reports(1)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0, backoff_initial_s=30))
-    servicer.next_envelope()
-    receipt = receipt_for(sender.batches.resend(1))
-    servicer.answers.put(receipt)
-    servicer.answers.put(receipt)  # the same receipt again: no batch is waiting for it
+def test_a_receipt_for_no_batch_ends_the_stream(rig: Rig) -> None:
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=0, backoff_initial_s=30))
+    rig.next_envelope()
+    rig.answer(1)
+    rig.answer(1)  # the same receipt again: no batch is waiting for it
     wait_until(lambda: sender.last_error is not None, timeout=10)
     assert sender.last_error is not None
     assert sender.last_error.startswith("stray-receipt")
     # The first, genuine receipt is stored (not awaited by the sender), once.
-    wait_until(lambda: delivered(engine) == 1, timeout=10)
+    wait_until(lambda: rig.delivered() == 1, timeout=10)
     wait_until(lambda: sender.delivered == 1, timeout=10)
 
 
-def test_a_peer_ending_an_idle_stream_is_no_failure_though_reports_wait(
-    peer: tuple[HeldPeer, str],
-    sender_to: Any,
-    queue_reports: QueueReports,
-    receipt_for: ReceiptFor,
-    engine: Engine,
-) -> None:
+def test_a_peer_ending_an_idle_stream_is_no_failure_though_reports_wait(rig: Rig) -> None:
     """The receiver ends idle streams as a matter of course: reports queued meanwhile go on a
     new stream, with no failure recorded and no backoff (they must not be sealed onto the
     stream that has ended)."""
-    servicer, address = peer
-    queue_reports(1)
-    sender = sender_to(address, ExchangeTuning(linger_ms=0, backoff_initial_s=30))
-    servicer.next_envelope()
-    servicer.answers.put(receipt_for(sender.batches.resend(1)))
-    wait_until(lambda: delivered(engine) == 1, timeout=10)
-    queue_reports(2)  # not woken: the stream's end is what the sender sees next
-    servicer.answers.put(None)
-    second = servicer.next_envelope()  # on a new stream
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=0, backoff_initial_s=30))
+    rig.next_envelope()
+    rig.answer(1)
+    wait_until(lambda: rig.delivered() == 1, timeout=10)
+    rig.queue(2)  # not woken: the stream's end is what the sender sees next
+    rig.servicer.answers.put(None)
+    second = rig.next_envelope()  # on a new stream
     assert (second.sequence, second.count) == (2, 2)
-    servicer.answers.put(receipt_for(sender.batches.resend(2)))
-    wait_until(lambda: delivered(engine) == 3, timeout=10)
+    rig.answer(2)
+    wait_until(lambda: rig.delivered() == 3, timeout=10)
     assert sender.last_error is None
     assert sender.attempts == 2
 
 
-def test_a_flood_of_receipts_is_cut_off_at_the_window(
-    peer: tuple[HeldPeer, str],
-    sender_to: Any,
-    queue_reports: QueueReports,
-    receipt_for: ReceiptFor,
-    writer: Writer,
-) -> None:
+def test_a_flood_of_receipts_is_cut_off_at_the_window(rig: Rig, writer: Writer) -> None:
     """A peer may not fill our memory with receipts while the sender is busy (here: its next
     seal waits on the writer): past the most batches that can be in flight, the reader ends
     the stream instead of queueing more.
@@ -320,20 +307,19 @@ def test_a_flood_of_receipts_is_cut_off_at_the_window(
     with the other reports pending; that receipt, given while the writer is held, sends it
     into the next seal — there and nowhere else until the writer is released.
     """
-    servicer, address = peer
-    queue_reports(3)
+    rig.queue(3)
     tuning = ExchangeTuning(
         linger_ms=0, window=1, max_batch=1, backoff_initial_s=30, receipt_timeout_s=120
     )
-    sender = sender_to(address, tuning)
-    assert servicer.next_envelope().count == 1
+    sender = rig.start(tuning)
+    assert rig.next_envelope().count == 1
+    receipt = rig.receipt(1)
     with writer_held(writer, timeout=60):  # held well past the wait for the reader below
-        receipt = receipt_for(sender.batches.resend(1))
-        servicer.answers.put(receipt)
+        rig.servicer.answers.put(receipt)
         # The receipt's store and the next seal, both behind the held job: the sender waits.
         wait_until(lambda: writer._queue.qsize() >= 2, timeout=10)
         for _ in range(RECEIVER_WINDOW * 4):
-            servicer.answers.put(receipt)
+            rig.servicer.answers.put(receipt)
         wait_until(
             lambda: not any(t.name == f"ihx-receipts-{PEER}" for t in threading.enumerate()),
             timeout=5,

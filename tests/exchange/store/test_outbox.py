@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Connection, Engine, select
 
 from exchange.store import outbox, peers, schema
 from exchange.store.writer import Tx, Writer
@@ -70,23 +72,23 @@ def test_pending_rows_are_counted_per_destination_up_to_a_bound(
         assert outbox.count_pending_reports(conn, PEER, 10) == 2  # a batched row is not pending
 
 
-def test_the_pending_count_reads_the_index_alone(writer: Writer, engine: Engine) -> None:
-    """It runs on every wake while batches are in flight: no table row, no payload, no sort."""
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda c: outbox.count_pending_reports(c, PEER, 2), id="count"),
+        pytest.param(lambda c: outbox.pending_reports(c, PEER, 2), id="rows"),
+    ],
+)
+def test_pending_rows_are_read_in_the_index_order(
+    writer: Writer, engine: Engine, read: Callable[[Connection], object]
+) -> None:
+    """The count runs on every wake while batches are in flight, the rows for every batch: a
+    peer's backlog is read from the front of its index, never sorted whole."""
     queue(writer, 3)
-    plans = sqlite_plans(engine, "outbox", lambda c: outbox.count_pending_reports(c, PEER, 2))
+    plans = sqlite_plans(engine, "outbox", read)
     assert len(plans) == (1 if engine.dialect.name == "sqlite" else 0)
     for plan in plans:
-        assert "COVERING INDEX ix_outbox_destination_batch_id" in plan, plan
-        assert "TEMP B-TREE" not in plan, plan
-
-
-def test_pending_rows_are_read_in_the_index_order(writer: Writer, engine: Engine) -> None:
-    """A peer's backlog is read a batch at a time in index order, never sorted whole."""
-    queue(writer, 3)
-    plans = sqlite_plans(engine, "outbox", lambda c: outbox.pending_reports(c, PEER, 2))
-    assert len(plans) == (1 if engine.dialect.name == "sqlite" else 0)
-    for plan in plans:
-        assert "ix_outbox_destination_batch_id" in plan, plan
+        assert "INDEX ix_outbox_destination_batch_id" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
 
 
