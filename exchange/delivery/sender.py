@@ -146,10 +146,7 @@ class PeerSender:
         self.idle = True  # no stream open to the peer (tests and ``ihx status`` read it)
         self._thread = threading.Thread(target=self._run, name=f"ihx-send-{peer}", daemon=True)
         self.delivered = 0
-        # Receipts applied but not yet stored (the writer commits them behind the stream): a
-        # new stream waits for them before it reads what is unreceipted, or it resends those.
-        self._storing: set[Future[bool]] = set()
-        self._storing_lock = threading.Lock()
+        self._storing = _Storing()
         self.attempts = 0
         self.last_error: str | None = None
 
@@ -279,9 +276,7 @@ class PeerSender:
         generation = self._leases.generation(self.peer) if self._leases is not None else None
         if self._leases is not None and generation is None:
             return
-        with self._storing_lock:
-            storing = list(self._storing)
-        futures.wait(storing, timeout=self._tuning.receipt_timeout_s)
+        self._storing.wait(self._tuning.receipt_timeout_s)
         member = self._manifest().member(self.peer)
         stub = xgrpc.ExchangeStub(self._channel_for(member.endpoint, False))
         outgoing: queue.SimpleQueue[xpb.Envelope | None] = queue.SimpleQueue()
@@ -456,14 +451,12 @@ class PeerSender:
     def _apply(self, batch: Batch, signed: xpb.SignedReceipt) -> None:
         # Not awaited: the next batch is sealed while the writer stores this receipt (often in
         # the same group commit).
-        storing = self._receipts.apply(batch, signed)
-        with self._storing_lock:
-            self._storing.add(storing)
-        storing.add_done_callback(lambda done: self._applied(batch, done))
+        self._storing.add(self._receipts.apply(batch, signed)).add_done_callback(
+            lambda done: self._applied(batch, done)
+        )
 
     def _applied(self, batch: Batch, done: Future[bool]) -> None:
-        with self._storing_lock:
-            self._storing.discard(done)
+        self._storing.discard(done)
         error = done.exception()
         if error is not None:
             self.last_error = f"receipt not stored, batch will be resent: {error}"
@@ -487,6 +480,29 @@ class PeerSender:
                         "report_ids": ids_field(batch.report_ids),
                     },
                 )
+
+
+class _Storing:
+    """Receipts applied but not yet stored: the writer commits them behind the stream, and a
+    new stream waits for them before it reads what is unreceipted — else it resends those."""
+
+    def __init__(self) -> None:
+        self._pending: set[Future[bool]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, storing: Future[bool]) -> Future[bool]:
+        with self._lock:
+            self._pending.add(storing)
+        return storing
+
+    def discard(self, done: Future[bool]) -> None:
+        with self._lock:
+            self._pending.discard(done)
+
+    def wait(self, timeout: float) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        futures.wait(pending, timeout=timeout)
 
 
 class _Stream:
