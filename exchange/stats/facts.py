@@ -24,7 +24,7 @@ from exchange.stats.model import MAX_KEY_LENGTH, Figure, Histogram
 
 COUNT = -1  # the bucket of a count (durations use 0..len(EDGES_MS))
 EPOCH = date(1970, 1, 1)
-_DAY_US = 86_400_000_000
+DAY_US = 86_400_000_000  # a day in microseconds, the unit times are stored in
 
 Contribution = tuple[Figure, str, int, int]  # figure, key, day, bucket
 
@@ -234,44 +234,60 @@ def item_delta(old: ItemFacts | None, new: ItemFacts | None) -> Counter[Contribu
 
 @dataclass(frozen=True, slots=True)
 class LogRow:
-    """A routing-log entry as the folder reads it; ``intake_at`` is its report's intake time
-    here (for a receipt: the start of the delivery latency)."""
+    """A routing-log entry as the folder reads it, its times in microseconds since the epoch
+    (as stored: no datetime per entry); ``intake_us`` is its report's intake time here (for a
+    receipt: the start of the delivery latency)."""
 
-    at: datetime
+    at_us: int
     kind: str
     member: str | None
     country: str | None
     detail: str
-    intake_at: datetime | None
+    intake_us: int | None
 
 
-LOG_KINDS = (
-    str(LogKind.INTAKE),
-    str(LogKind.SENT),
-    str(LogKind.RECEIPTED),
-    str(LogKind.NEW_CASE),
-    str(LogKind.MERGED),
-)
+# Entries that count once each, keyed by a column of their own, on their own day: intake by
+# hosting country, sent by member. The folder has the database count them by (kind, key, day)
+# (store/stats.log_page): two of the three entries a report leaves at its origin, never read
+# into Python one by one. ``log_contributions`` says the same of each, one at a time.
+COUNTED_KINDS: dict[str, tuple[Figure, str]] = {
+    str(LogKind.INTAKE): (Figure.INTAKE, "country"),
+    str(LogKind.SENT): (Figure.SENT, "member"),
+}
+# Entries whose contribution needs a look at each: a case opened or joined (by whose report:
+# its detail), a receipt (the delivery's latency: its report's intake time).
+EACH_KINDS = (str(LogKind.RECEIPTED), str(LogKind.NEW_CASE), str(LogKind.MERGED))
+
+
+def counted(kind: str, key: str | None, day: int) -> Contribution:
+    """The contribution of an entry of one of ``COUNTED_KINDS``."""
+    return (COUNTED_KINDS[kind][0], _key(key), day, COUNT)
 
 
 def log_contributions(e: LogRow) -> list[Contribution]:
     """The counts one routing-log entry adds: intake (by hosting country), a report sent, a
     report received (a case opened or joined by a member's report), a delivery's latency."""
-    d = day_of(e.at)
+    d = e.at_us // DAY_US
     if e.kind == LogKind.INTAKE:
-        return [(Figure.INTAKE, _key(e.country), d, COUNT)]
+        return [counted(e.kind, e.country, d)]
     if e.kind == LogKind.SENT:
-        return [(Figure.SENT, _key(e.member), d, COUNT)]
+        return [counted(e.kind, e.member, d)]
     if e.kind in (LogKind.NEW_CASE, LogKind.MERGED):
         via = _detail(e.detail).get("via")
         if isinstance(via, str) and via != "intake":
             return [(Figure.RECEIVED, _key(via), d, COUNT)]
         return []
-    if e.kind == LogKind.RECEIPTED and e.intake_at is not None:
-        if _detail(e.detail).get("transfer"):
+    if e.kind == LogKind.RECEIPTED and e.intake_us is not None:
+        # The text first: parsing every receipt's detail was most of a fold at an origin, and
+        # only a transfer's has the key.
+        if _TRANSFER in e.detail and _detail(e.detail).get("transfer"):
             return []  # a moved case's transfer, not a report's delivery
-        return [(Figure.DELIVERY, "", day_of(e.intake_at), duration_bucket(e.intake_at, e.at))]
+        ms = (e.at_us - e.intake_us) // 1000
+        return [(Figure.DELIVERY, "", e.intake_us // DAY_US, Histogram.bucket(max(ms, 0)))]
     return []
+
+
+_TRANSFER = '"transfer"'
 
 
 def _detail(text: str) -> dict[str, object]:

@@ -2,7 +2,9 @@
 
 Two sources, each read a page at a time in one transaction with the watermark it advances:
 - the routing log after the last index folded (intake, sent, received, delivery latency) —
-  entries never change, so the index alone makes it exactly once;
+  entries never change, so the index alone makes it exactly once; intake and sent entries (two
+  of the three a report leaves at its origin) are counted by the database, per kind, key and
+  day, the rest read one by one (store/stats.log_page);
 - the item states updated since the last ``updated_at`` folded (less a look-back, for a
   writer whose transaction took its time before committing) — each item's facts as last
   counted are kept beside the rollup, and only the difference is added, so an item read twice
@@ -23,6 +25,7 @@ from sqlalchemy import Connection
 from exchange.stats.facts import (
     Contribution,
     ItemFacts,
+    counted,
     item_delta,
     item_facts,
     log_contributions,
@@ -87,12 +90,14 @@ class Folder:
     def _log(self, conn: Connection, delta: Counter[Contribution]) -> bool:
         last = store.mark(conn, LOG_MARK)
         last = -1 if last is None else last  # the log's first index is 0
-        rows = store.log_after(conn, last, self._page)
-        for _, entry in rows:
+        page = store.log_page(conn, last, self._page)
+        for kind, key, day, n in page.counts:
+            delta[counted(kind, key, day)] += n
+        for entry in page.each:
             delta.update(log_contributions(entry))
-        if rows:
-            store.set_mark(conn, LOG_MARK, rows[-1][0])
-        return len(rows) == self._page
+        if page.last is not None:
+            store.set_mark(conn, LOG_MARK, page.last)
+        return page.more
 
     def _items(
         self, conn: Connection, delta: Counter[Contribution], after: ItemCursor | None

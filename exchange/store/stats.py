@@ -16,12 +16,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.domain import Classification, ReportRole
 from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
-from exchange.stats.facts import LOG_KINDS, Contribution, ItemRow, LogRow
+from exchange.stats.facts import (
+    COUNTED_KINDS,
+    DAY_US,
+    EACH_KINDS,
+    Contribution,
+    ItemRow,
+    LogRow,
+)
 from exchange.stats.model import Figure
 from exchange.store import schema
 from exchange.store.sql import chunks, upsert
@@ -133,22 +151,52 @@ def _changed(r: Any, member: str) -> ChangedItem:
     return ChangedItem((case_id, report_id, idx), updated_at, row, facts)
 
 
-def log_after(conn: Connection, after: int, limit: int) -> list[tuple[int, LogRow]]:
-    """Routing-log entries after index ``after`` of the kinds that count, each with its
-    report's intake time if the report came in through this node's intake."""
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """The counted routing-log entries with an index in (``after``, ``last``]."""
+
+    last: int | None  # the highest index read; None: the log holds nothing after ``after``
+    more: bool  # entries past ``last`` are waiting
+    counts: list[tuple[str, str | None, int, int]]  # COUNTED_KINDS: kind, key, day, entries
+    each: list[LogRow]  # EACH_KINDS, in index order
+
+
+def log_page(conn: Connection, after: int, size: int) -> LogPage:
+    """The next ``size`` indexes of the log after ``after`` (indexes are dense: a page is a
+    range of the primary key). Entries of ``COUNTED_KINDS`` are counted by the database per
+    (kind, key, day) — at a report's origin two of its three entries, and a page of them costs
+    one aggregate over an index range instead of a row, a join and a datetime each in Python;
+    the rest come as rows, each with its report's intake time if it came in through this
+    node's intake."""
+    top = conn.execute(select(func.max(LOG.c.idx))).scalar()
+    if top is None or top <= after:
+        return LogPage(None, False, [], [])
+    last = min(after + size, top)
     e, r = LOG.c, REPORTS.c
-    origin = and_(r.id == e.report_id, r.role == str(ReportRole.ORIGIN))
-    stmt = (
-        select(e.idx, e.at, e.kind, e.member, e.country, e.detail, r.received_at)
-        .select_from(LOG.outerjoin(REPORTS, origin))
-        .where(e.idx > after, e.kind.in_(LOG_KINDS))
-        .order_by(e.idx)
-        .limit(limit)
+    span = and_(e.idx > after, e.idx <= last)
+    kinds = list(COUNTED_KINDS)
+    key = case(*((e.kind == k, e[col]) for k, (_, col) in COUNTED_KINDS.items()))
+    day = (type_coerce(e.at, BigInteger) // DAY_US).label("day")  # as stored: micros
+    counts = conn.execute(
+        select(e.kind, key, day, func.count())
+        .where(span, e.kind.in_(kinds))
+        .group_by(e.kind, key, day)
     )
-    return [
-        (row.idx, LogRow(row.at, row.kind, row.member, row.country, row.detail, row.received_at))
-        for row in conn.execute(stmt)
-    ]
+    origin = and_(r.id == e.report_id, r.role == str(ReportRole.ORIGIN))
+    # Times as stored (micros): a LogRow takes them so, without a datetime per entry.
+    at, intake = type_coerce(e.at, BigInteger), type_coerce(r.received_at, BigInteger)
+    each = conn.execute(
+        select(at, e.kind, e.member, e.country, e.detail, intake)
+        .select_from(LOG.outerjoin(REPORTS, origin))
+        .where(span, e.kind.in_(EACH_KINDS))
+        .order_by(e.idx)
+    )
+    return LogPage(
+        last,
+        top > last,
+        [(k, key_, int(d), int(n)) for k, key_, d, n in counts],
+        [LogRow(*x) for x in each],
+    )
 
 
 # -- writes of the folder -------------------------------------------------------------------

@@ -29,6 +29,7 @@ from exchange.stats.facts import (
 from exchange.store import lifecycle as lifecycle_store
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
+from exchange.times import to_micros
 from tests.exchange.lifecycle.factories import make_state
 
 ME = "us-ncmec"
@@ -180,5 +181,5 @@ def _item(s: Any, reports: dict[str, Any], known: dict[tuple[str, int], Any]) ->
 
 def _log(e: Any, reports: dict[str, Any]) -> LogRow:
     r = reports.get(e.report_id) if e.report_id else None
-    intake = r.received_at if r is not None and r.role == "origin" else None
-    return LogRow(e.at, e.kind, e.member, e.country, e.detail, intake)
+    intake = to_micros(r.received_at) if r is not None and r.role == "origin" else None
+    return LogRow(to_micros(e.at), e.kind, e.member, e.country, e.detail, intake)

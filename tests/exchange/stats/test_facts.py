@@ -22,6 +22,7 @@ from exchange.stats.facts import (
 )
 from exchange.stats.figures import bucket_index
 from exchange.stats.model import Figure, Granularity, Histogram, Period
+from exchange.times import to_micros
 from tests.exchange.factories import T0
 
 _TEXT = st.sampled_from(["", "NL", "baseline", "removed", "image_host", "not_determined"])
@@ -104,8 +105,8 @@ def test_a_not_illegal_item_has_no_age_gender_or_removal() -> None:
 def test_log_entries_contribute_by_kind() -> None:
     def one(kind: str, **fields: object) -> list[tuple[Figure, str, int, int]]:
         base: dict[str, object] = {
-            "at": T0, "kind": kind, "member": "de-eco", "country": "DE", "detail": "{}",
-            "intake_at": None,
+            "at_us": to_micros(T0), "kind": kind, "member": "de-eco", "country": "DE",
+            "detail": "{}", "intake_us": None,
         }  # fmt: skip
         return log_contributions(LogRow(**{**base, **fields}))  # type: ignore[arg-type]
 
@@ -118,9 +119,11 @@ def test_log_entries_contribute_by_kind() -> None:
     assert one("merged", detail='{"via":"intake"}') == []  # this node's own intake
     assert one("new-case", detail="not json") == []
     assert one("receipted") == []  # not a report that came in here: no latency to tell
-    latency = one("receipted", intake_at=T0 - timedelta(seconds=2))
+    latency = one("receipted", intake_us=to_micros(T0 - timedelta(seconds=2)))
     assert [(c[0], c[3]) for c in latency] == [(Figure.DELIVERY, Histogram.bucket(2000))]
-    assert one("receipted", intake_at=T0, detail='{"transfer":true}') == []
+    assert one("receipted", intake_us=to_micros(T0), detail='{"transfer":true}') == []
+    # The word as a value, not as the key: still a delivery.
+    assert len(one("receipted", intake_us=to_micros(T0), detail='{"reason":"transfer"}')) == 1
     assert one("announced") == []
 
 

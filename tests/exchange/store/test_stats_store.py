@@ -13,10 +13,12 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from exchange.domain import LogKind
+from exchange.stats.facts import day_of
 from exchange.stats.model import Figure
 from exchange.store import schema
 from exchange.store import stats as store
 from exchange.store.writer import Writer
+from exchange.times import to_micros
 from tests.exchange.factories import T0, FakeClock
 from tests.exchange.stats.held import ME, Held, report_row
 
@@ -94,24 +96,40 @@ def test_changed_items_page_by_time_and_key(engine: Engine, writer: Writer) -> N
     assert all(r.row is not None and r.row.country == "US" for r in first)
 
 
-def test_the_log_read_takes_the_kinds_that_count_with_the_intake_time(
+def test_a_log_page_counts_intake_and_sent_and_reads_the_rest_with_the_intake_time(
     engine: Engine, writer: Writer
 ) -> None:
     clock = FakeClock(T0)
     held = Held(engine, writer)
-    held.log(LogKind.INTAKE, now=clock(), country="NL")
-    held.log(LogKind.ANNOUNCED, now=clock())
-    held.log(LogKind.RECEIPTED, now=clock(), report_id="r-unknown", member="de-eco")
+    held.log(LogKind.INTAKE, now=clock(), country="NL")  # 0
+    held.log(LogKind.ANNOUNCED, now=clock())  # 1: counts nothing
+    held.log(LogKind.RECEIPTED, now=clock(), report_id="r-unknown", member="de-eco")  # 2
     with engine.begin() as conn:
         conn.execute(
             schema.reports.insert(), report_row("r-mine", country="DE", at=T0, role="origin")
         )
     clock.advance(2)
-    held.log(LogKind.RECEIPTED, now=clock(), report_id="r-mine", member="de-eco")
+    held.log(LogKind.RECEIPTED, now=clock(), report_id="r-mine", member="de-eco")  # 3
+    held.log(LogKind.INTAKE, now=clock(), country="NL")  # 4
+    held.log(LogKind.SENT, now=clock(), member="de-eco")  # 5
+    clock.advance(86_400)
+    held.log(LogKind.INTAKE, now=clock(), country="NL")  # 6: the next day
+    held.log(LogKind.INTAKE, now=clock(), country=None)  # 7: untraced
+    day = day_of(T0)
     with engine.connect() as conn:
-        rows = store.log_after(conn, -1, 10)
-        after_first = store.log_after(conn, rows[0][0], 10)
-    assert [(i, e.kind) for i, e in rows] == [(0, "intake"), (2, "receipted"), (3, "receipted")]
-    assert rows[1][1].intake_at is None  # not a report that came in here
-    assert rows[2][1].intake_at == T0
-    assert [i for i, _ in after_first] == [2, 3]
+        first = store.log_page(conn, -1, 4)
+        second = store.log_page(conn, first.last or 0, 10)
+        none = store.log_page(conn, 7, 10)
+    assert (first.last, first.more) == (3, True)
+    assert first.counts == [("intake", "NL", day, 1)]
+    assert [(e.kind, e.member, e.intake_us) for e in first.each] == [
+        ("receipted", "de-eco", None),  # not a report that came in here
+        ("receipted", "de-eco", to_micros(T0)),
+    ]
+    assert (second.last, second.more, second.each) == (7, False, [])
+    assert sorted(second.counts, key=repr) == sorted(
+        [("intake", "NL", day, 1), ("sent", "de-eco", day, 1), ("intake", "NL", day + 1, 1),
+         ("intake", None, day + 1, 1)],
+        key=repr,
+    )  # fmt: skip
+    assert none == store.LogPage(None, False, [], [])
