@@ -449,7 +449,8 @@ def latency_phase(
             text(
                 "select r.received_at, l.at, d.receipted_at from reports r "
                 "join deliveries d on d.report_id = r.id "
-                "join routing_log l on l.report_id = r.id and l.kind = 'sent' "
+                "join (select report_id, min(at) as at from routing_log where kind = 'sent' "
+                "group by report_id) l on l.report_id = r.id "
                 "where r.url like '%/p/%'"
             )
         ).all()

@@ -40,7 +40,9 @@ VERSION_MARK = "version"
 # have its items' counts taken back, so it is dropped and folded again from nothing.
 FOLD_VERSION = 3  # 3: a moved item counts at its old holder only as moved (facts.py)
 DEFAULT_LOOKBACK = timedelta(seconds=30)
-DEFAULT_PAGE = 2000  # a page is one writer job: ~0.1-0.2 s, so intake waits little behind it
+# A page — that many item states, and that many log indexes — is one writer job, so intake
+# waits little behind it (the item states cost most: ~0.1 s a page on a 2-core machine).
+DEFAULT_PAGE = 2000
 
 ItemCursor = tuple[datetime, str, str, int]
 
@@ -64,7 +66,7 @@ class Folder:
         page: int = DEFAULT_PAGE,
     ) -> None:
         if page < 1:
-            raise ValueError("a fold page holds at least one row")
+            raise ValueError("a fold page spans at least one item state and one log index")
         self._member = member
         self._lookback = lookback
         self._page = page

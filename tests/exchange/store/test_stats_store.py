@@ -133,3 +133,19 @@ def test_a_log_page_counts_intake_and_sent_and_reads_the_rest_with_the_intake_ti
         key=repr,
     )  # fmt: skip
     assert none == store.LogPage(None, False, [], [])
+
+
+def test_a_log_page_of_entries_that_count_nothing_still_moves_on(
+    engine: Engine, writer: Writer
+) -> None:
+    clock = FakeClock(T0)
+    held = Held(engine, writer)
+    for _ in range(3):
+        held.log(LogKind.ANNOUNCED, now=clock())
+    held.log(LogKind.SENT, now=clock(), member="de-eco")  # 3
+    with engine.connect() as conn:
+        first = store.log_page(conn, -1, 3)
+        second = store.log_page(conn, first.last or 0, 3)
+    assert (first.last, first.more, first.counts, first.each) == (2, True, [], [])
+    assert (second.last, second.more) == (3, False)
+    assert second.counts == [("sent", "de-eco", day_of(T0), 1)]
