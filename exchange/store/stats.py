@@ -162,27 +162,27 @@ class LogPage:
 
 
 def log_page(conn: Connection, after: int, size: int) -> LogPage:
-    """The next ``size`` indexes of the log after ``after``: a range of the primary key (entries
-    commit in index order — the writer appends under the log's lock — so every one below the
-    top read here is there to be read). Entries of ``COUNTED_KINDS`` are counted by the database per
-    (kind, key, day) — at a report's origin two of its three entries, and a page of them costs
-    one aggregate over an index range instead of a row, a join and a datetime each in Python;
-    the rest come as rows, each with its report's intake time if it came in through this
-    node's intake."""
+    """The next ``size`` indexes of the log after ``after``, a range of the primary key.
+
+    Entries of ``COUNTED_KINDS`` (at a report's origin, two of its three) are counted by the
+    database per kind, key and day: one aggregate over the range instead of a row, a join and
+    a datetime each in Python. The rest come as rows, each with its report's intake time if it
+    came in through this node's intake. Entries commit in index order (the writer appends
+    under the log's lock), so every one up to the top read here is there to be read.
+    """
     top = conn.execute(select(func.max(LOG.c.idx))).scalar()
     if top is None or top <= after:
         return LogPage(None, False, [], [])
     last = min(after + size, top)
     e, r = LOG.c, REPORTS.c
     span = and_(e.idx > after, e.idx <= last)
-    kinds = list(COUNTED_KINDS)
     key = case(*((e.kind == k, e[col]) for k, (_, col) in COUNTED_KINDS.items()))
     # As stored: micros. Integer division truncates in SQL where Python floors: the same for
     # every time since 1970, and a node's log holds no earlier one.
     day = (type_coerce(e.at, BigInteger) // DAY_US).label("day")
     counts = conn.execute(
         select(e.kind, key, day, func.count())
-        .where(span, e.kind.in_(kinds))
+        .where(span, e.kind.in_(list(COUNTED_KINDS)))
         .group_by(e.kind, key, day)
     )
     origin = and_(r.id == e.report_id, r.role == str(ReportRole.ORIGIN))
