@@ -98,6 +98,7 @@ class Intake:
         writer: Writer,
         clock: Clock,
         wake: Callable[[set[str]], None],
+        seal_early: Callable[[Tx, set[str]], None] | None = None,
         on_cases: CasesHook | None = None,
         metrics: Metrics | None = None,
         pdq: PdqMatcher | None = None,
@@ -109,6 +110,7 @@ class Intake:
         self._writer = writer
         self._clock = clock
         self._wake = wake
+        self._seal_early = seal_early
         self._on_cases = on_cases
         self._metrics = metrics
         self._pdq = pdq
@@ -280,6 +282,8 @@ class Intake:
                 conn, [outbox.Queued(p.decision.member, p.report.id, p.wire) for p in remote], now
             )
             destinations = {p.decision.member for p in remote}
+            if self._seal_early is not None:
+                self._seal_early(tx, destinations)
             tx.after_commit.append(lambda: self._wake(destinations))
         return marks
 

@@ -431,6 +431,7 @@ class Node:
             writer=self.writer,
             clock=self._clock,
             wake=self.wake,
+            seal_early=self.seal_early,
             on_cases=self._on_cases,
             metrics=self.metrics,
             pdq=self.pdq,
@@ -734,6 +735,9 @@ class Node:
 
     def wake(self, members: Iterable[str]) -> None:
         self.fanout.wake(members)
+
+    def seal_early(self, tx: Tx, members: Iterable[str]) -> None:
+        self.fanout.seal_early(tx, members)
 
     def _on_manifest(self, manifest: Manifest) -> None:
         try:

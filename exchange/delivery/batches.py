@@ -219,6 +219,14 @@ class Batches:
         with self._engine.connect() as conn:
             return outbox.announcements_pending_reach(conn, after, n)
 
+    def seal_queued(self, tx: Tx) -> Batch | None:
+        """Seal what is queued for the peer as this transaction sees it, rows it has just queued
+        included (the sender's early seal: ``PeerSender.seal_early``)."""
+        rows = fit(
+            same_kind(outbox.pending_reports(tx.conn, self.peer, self.max_batch)), self.max_bytes
+        )
+        return self.seal_reports(tx, rows) if rows else None
+
     def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:
         """Seal those of ``pending`` (read before this transaction) that are still unbatched.
 

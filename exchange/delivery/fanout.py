@@ -4,7 +4,8 @@ The node holds one ``Fanout`` (Synapse's FederationSender to the per-peer queues
 sender.py). ``ensure(manifest)`` creates a ``PeerSender`` for every member other than this node
 that has none yet — at start and whenever a newer manifest adds members — and starts it unless
 the node is stopping; a member dropped from the manifest keeps its sender, which simply finds
-nothing to send. ``wake`` (intake queued reports), ``heard_from`` (the receiver verified an
+nothing to send. ``seal_early`` (intake is queuing reports, in its transaction), ``wake``
+(intake queued reports), ``heard_from`` (the receiver verified an
 envelope from the peer) and ``greeted`` (the peer's verified hello: it has just started) go to
 that peer's sender, if there is one.
 
@@ -30,7 +31,7 @@ from exchange.delivery.leases import Leases
 from exchange.delivery.sender import PeerSender
 from exchange.ops.metrics import Metrics
 from exchange.settings import ExchangeTuning
-from exchange.store.writer import Writer
+from exchange.store.writer import Tx, Writer
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -156,6 +157,14 @@ class Fanout:
             sender = self._senders.get(m)
             if sender is not None:
                 sender.wake()
+
+    def seal_early(self, tx: Tx, members: Iterable[str]) -> None:
+        """Reports were queued for ``members`` in ``tx``: senders with room seal them in it
+        (``PeerSender.seal_early``)."""
+        for m in members:
+            sender = self._senders.get(m)
+            if sender is not None:
+                sender.seal_early(tx)
 
     def heard_from(self, member: str) -> None:
         sender = self._senders.get(member)

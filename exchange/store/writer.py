@@ -17,6 +17,11 @@ or a receipt's COMMIT. Under a load that never lets the queue empty it is passed
 one priority, jobs keep their order — except the part of a coalescer's items past ``max_take``,
 which is queued again behind what arrived meanwhile (its own items keep their order).
 
+A job may ask for an end step (``Tx.once_at_end``): run once per key after the group's last
+job, before COMMIT, in its own SAVEPOINT — work worth doing once over what all the jobs wrote,
+such as sealing into one batch the reports every intake job of the group queued for a peer. A
+failing end step is undone and logged; the jobs' writes commit all the same.
+
 ``Coalescer`` turns many small submissions (single reports from concurrent streams) into one job
 over a list, so the job can use ``executemany`` — the difference between ~6k and ~100k rows/s.
 One job takes at most ``max_take`` items (500 by default) and the rest wait for the next group,
@@ -37,7 +42,7 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -81,16 +86,24 @@ class Tx:
     chain: LogChain
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    at_end: dict[Hashable, Callable[[], None]] = field(default_factory=dict)
 
     def log(self, entry: LogEntry) -> None:
         self.log_rows.append(entry.as_row())
 
+    def once_at_end(self, key: Hashable, step: Callable[[], None]) -> None:
+        """Run ``step`` once per ``key`` in this group: after its last job, before COMMIT, in
+        its own SAVEPOINT (if it raises, only its writes are undone and the group commits).
+
+        For work that is worth doing once over what every job of the group wrote: sealing the
+        reports the group queued for a peer into one batch (delivery/sender.py).
+        """
+        self.at_end.setdefault(key, step)
+
     def attempt(self, part: Callable[[], T]) -> T:
         """Run part of a job in its own SAVEPOINT: if it raises, only its writes, log entries
         and hooks are undone (one refused payload of an envelope leaves the others)."""
-        chain_mark = self.chain.mark()
-        rows_mark = len(self.log_rows)
-        hooks_mark = len(self.after_commit)
+        marks = self._marks()
         savepoint = self.conn.begin_nested()
         try:
             result = part()
@@ -98,12 +111,22 @@ class Tx:
             if _transaction_lost(self.conn):
                 raise
             savepoint.rollback()
-            self.chain.reset(chain_mark)
-            del self.log_rows[rows_mark:]
-            del self.after_commit[hooks_mark:]
+            self._undo(marks)
             raise
         savepoint.commit()
         return result
+
+    def _marks(self) -> tuple[tuple[int, bytes], int, int, int]:
+        return self.chain.mark(), len(self.log_rows), len(self.after_commit), len(self.at_end)
+
+    def _undo(self, marks: tuple[tuple[int, bytes], int, int, int]) -> None:
+        """Forget what a rolled-back part added: its log entries, hooks and end steps."""
+        chain_mark, rows_mark, hooks_mark, end_mark = marks
+        self.chain.reset(chain_mark)
+        del self.log_rows[rows_mark:]
+        del self.after_commit[hooks_mark:]
+        for key in list(self.at_end)[end_mark:]:
+            del self.at_end[key]
 
 
 _Job = Callable[[Tx], Any]
@@ -284,9 +307,7 @@ class Writer:
                 self._continue_stored_chain(conn)
                 group_mark = self.chain.mark()
                 for _, run in jobs:
-                    job_mark = self.chain.mark()
-                    rows_mark = len(tx.log_rows)
-                    hooks_mark = len(tx.after_commit)
+                    marks = tx._marks()
                     savepoint = conn.begin_nested()
                     try:
                         outcomes.append(run(tx))
@@ -298,10 +319,9 @@ class Writer:
                             # and the group fails with this, the database's own reason.
                             raise
                         savepoint.rollback()
-                        self.chain.reset(job_mark)
-                        del tx.log_rows[rows_mark:]
-                        del tx.after_commit[hooks_mark:]
+                        tx._undo(marks)
                         outcomes.append(_storage_error(error))
+                _run_end_steps(tx)
                 if tx.log_rows:
                     routing_log.append(conn, tx.log_rows)
             self.commits += 1
@@ -378,6 +398,19 @@ class Writer:
         future: Future[Any]
         job, future = entry  # type: ignore[misc]
         return [future], lambda tx: [job(tx)]
+
+
+def _run_end_steps(tx: Tx) -> None:
+    """The group's end steps (``Tx.once_at_end``), each alone: one that fails is undone and
+    logged, and the jobs' writes commit all the same — an end step is never what a caller
+    waits on (a report queued and not sealed now is sealed by its sender later)."""
+    for key, step in list(tx.at_end.items()):
+        try:
+            tx.attempt(step)
+        except Exception:
+            if _transaction_lost(tx.conn):
+                raise
+            log.exception("end-of-group step %s failed, undone", key)
 
 
 def _transaction_lost(conn: Connection) -> bool:

@@ -21,14 +21,15 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from auth.manifest import Manifest
 from exchange.intake import Intake
 from exchange.receiver import Receiver
+from exchange.store import schema
 from exchange.store.engine import open_engine
 from exchange.store.migrate import upgrade
-from exchange.store.writer import Writer
+from exchange.store.writer import Tx, Writer
 from exchange.wire.envelope import Limits
 from routing.geoip import GeoIp
 from routing.resolver import StaticResolver
@@ -104,12 +105,20 @@ def wakes() -> list[set[str]]:
 
 
 @pytest.fixture
+def early_seals() -> list[tuple[set[str], list[str]]]:
+    """Every ``seal_early`` intake asked for: the destinations, and the report ids queued in
+    the outbox as its transaction saw them at that moment."""
+    return []
+
+
+@pytest.fixture
 def make_intake(
     tracer: Tracer,
     manifest: Manifest,
     writer: Writer,
     clock: FakeClock,
     wakes: list[set[str]],
+    early_seals: list[tuple[set[str], list[str]]],
 ) -> Callable[..., Intake]:
     """``make_intake(member="nl-eokm", manifest=None)`` → an Intake of that member."""
 
@@ -122,7 +131,12 @@ def make_intake(
             writer=writer,
             clock=clock,
             wake=wakes.append,
+            seal_early=seal_early,
         )
+
+    def seal_early(tx: Tx, members: set[str]) -> None:
+        queued = tx.conn.execute(select(schema.outbox.c.report_id).order_by(schema.outbox.c.id))
+        early_seals.append((set(members), list(queued.scalars())))
 
     return build
 

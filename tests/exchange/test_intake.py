@@ -52,7 +52,12 @@ def log_kinds(engine: Engine) -> list[str]:
 # -- local decisions open cases -----------------------------------------------------------------
 
 
-def test_local_report_opens_a_case(intake: Intake, engine: Engine, wakes: list[set[str]]) -> None:
+def test_local_report_opens_a_case(
+    intake: Intake,
+    engine: Engine,
+    wakes: list[set[str]],
+    early_seals: list[tuple[set[str], list[str]]],
+) -> None:
     result = intake.submit(make_submission(url_in("NL"), hashes=["a", "b"], client_ref="ref-1"))
     assert result.decision.local
     assert result.decision.member == "nl-eokm"
@@ -78,7 +83,7 @@ def test_local_report_opens_a_case(intake: Intake, engine: Engine, wakes: list[s
     assert report.case_id == case_id
     assert report.wire == result.wire
     assert rows(engine, schema.outbox) == []
-    assert wakes == []
+    assert wakes == early_seals == []
     # New content is indexed and announced to the network.
     assert len(rows(engine, schema.hash_index, member="nl-eokm", case_id=case_id)) == 2
     assert len(rows(engine, schema.announcements)) == 2
@@ -118,6 +123,7 @@ def test_remote_decision_writes_one_outbox_row(
     intake: Intake,
     engine: Engine,
     wakes: list[set[str]],
+    early_seals: list[tuple[set[str], list[str]]],
     url: str,
     member: str,
     reason: DecisionReason,
@@ -138,6 +144,8 @@ def test_remote_decision_writes_one_outbox_row(
     assert report.decision_member == member
     assert rows(engine, schema.cases) == []
     assert wakes == [{member}]
+    # Its sender may seal it in the transaction that queued it (PeerSender.seal_early).
+    assert early_seals == [({member}, [result.report_id])]
 
     (entry,) = rows(engine, schema.routing_log)
     assert entry.kind == "intake"

@@ -94,7 +94,10 @@ QueueReports = Callable[..., list[str]]
 def queue_reports(writer: Writer, clock: FakeClock) -> QueueReports:
     counter = [0]
 
-    def queue(n: int, *, payload_bytes: int = 0) -> list[str]:
+    def queue(
+        n: int, *, payload_bytes: int = 0, then: Callable[[Tx], None] | None = None
+    ) -> list[str]:
+        """Queue ``n`` reports for the peer in one transaction; ``then`` runs in it after."""
         queued = []
         for _ in range(n):
             counter[0] += 1
@@ -107,6 +110,8 @@ def queue_reports(writer: Writer, clock: FakeClock) -> QueueReports:
         def job(tx: Tx) -> None:
             peers.ensure(tx.conn, PEER)
             outbox.enqueue(tx.conn, queued, clock())
+            if then is not None:
+                then(tx)
 
         writer.execute(job)
         return [q.report_id for q in queued]

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select
 
 from exchange.delivery.sender import EAGER_IN_FLIGHT, RECEIVER_WINDOW, PeerSender
 from exchange.settings import ExchangeTuning
-from exchange.store import schema
+from exchange.store import outbox, schema
 from exchange.store.schema import DeliveryRow
 from exchange.store.writer import Writer
 from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
@@ -205,6 +205,34 @@ def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(rig: R
     assert (fourth.sequence, fourth.count) == (4, 1)
     rig.answer(3, 4)
     wait_until(lambda: rig.delivered() == 6, timeout=10)
+
+
+def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queues_them(
+    rig: Rig, engine: Engine
+) -> None:
+    """``seal_early``: while fewer than two batches are in flight, the transaction that queues
+    reports seals them — the batch exists when the job returns and goes at once, not after the
+    sender's own wake, linger (a whole second here) and second commit. With two in flight the
+    reports stay queued for the sender, which seals them by Nagle's rule."""
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
+    assert rig.next_envelope().sequence == 1  # the sender's own seal, after its linger
+
+    def queue_sealing(n: int) -> list[str]:
+        queued = rig.queue(n, then=sender.seal_early)  # as intake does, in its transaction
+        with engine.connect() as conn:
+            return [outbox.queued_state(conn, r) or "gone" for r in queued]
+
+    assert queue_sealing(2) == ["sent", "sent"]  # sealed when the job returned
+    second = rig.next_envelope()  # handed to the open stream
+    assert (second.sequence, second.count) == (2, 2)
+    assert queue_sealing(1) == ["queued"]  # two in flight: left to the sender
+    assert rig.nothing_sent(within=0.3)
+    rig.answer(1, 2)
+    third = rig.next_envelope()
+    assert (third.sequence, third.count) == (3, 1)
+    rig.answer(3)
+    wait_until(lambda: rig.delivered() == 4, timeout=10)
 
 
 def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(

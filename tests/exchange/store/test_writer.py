@@ -148,6 +148,65 @@ def test_group_commit_groups_queued_jobs(engine: Engine, writer: Writer) -> None
     assert len(assert_chain_intact(engine, writer)) == 100
 
 
+# -- end steps ----------------------------------------------------------------------------------
+
+
+def at_end(key: str, ends: list[str], *, fail: Exception | None = None) -> Callable[[Tx], str]:
+    """A job that stores ``key`` and asks for one end step "end" (optionally failing), which
+    records the keys the group stored by then and stores a row of its own."""
+
+    def job(tx: Tx) -> str:
+        tx.conn.execute(META.insert(), {"key": key, "value": "v"})
+
+        def step() -> None:
+            seen = sorted(tx.conn.execute(select(META.c.key)).scalars())
+            ends.append(",".join(seen))
+            tx.conn.execute(META.insert(), {"key": f"end-{len(ends)}", "value": "v"})
+            tx.log(tx.chain.append(T0, "test", detail={"end": len(ends)}))
+            if fail is not None:
+                raise fail
+
+        tx.once_at_end("end", step)
+        return key
+
+    return job
+
+
+def test_an_end_step_runs_once_after_every_job_of_the_group(engine: Engine, writer: Writer) -> None:
+    ends: list[str] = []
+    with writer_held(writer):
+        futures = [writer.submit(at_end(k, ends)) for k in ("a", "b", "c")]
+    assert [f.result(10) for f in futures] == ["a", "b", "c"]
+    assert ends == ["a,b,c"]  # once, seeing what all three jobs wrote
+    assert stored_keys(engine) == {"a", "b", "c", "end-1"}  # and committed with them
+    assert [e.detail for e in assert_chain_intact(engine, writer)] == ['{"end":1}']
+    writer.execute(at_end("d", ends))  # a new group, a new end step
+    assert ends == ["a,b,c", "a,b,c,d,end-1"]
+
+
+def test_a_failing_end_step_is_undone_alone(engine: Engine, writer: Writer) -> None:
+    ends: list[str] = []
+    assert writer.execute(at_end("a", ends, fail=ValueError("end broke"))) == "a"
+    assert ends == ["a"]
+    assert stored_keys(engine) == {"a"}  # the job's row commits, the step's does not
+    assert assert_chain_intact(engine, writer) == []
+    writer.execute(put("b"))
+    assert len(assert_chain_intact(engine, writer)) == 1
+
+
+def test_the_end_step_of_a_job_that_failed_does_not_run(engine: Engine, writer: Writer) -> None:
+    ends: list[str] = []
+
+    def failing(tx: Tx) -> None:
+        at_end("a", ends)(tx)
+        raise ValueError("job broke")
+
+    with pytest.raises(ValueError, match="job broke"):
+        writer.execute(failing)
+    assert ends == []
+    assert stored_keys(engine) == set()
+
+
 def test_concurrent_submitters_share_commits(engine: Engine, writer: Writer) -> None:
     threads, per_thread = 8, 25
     before = writer.commits
