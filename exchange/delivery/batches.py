@@ -221,14 +221,15 @@ class Batches:
 
     def seal_queued(self, tx: Tx) -> Batch | None:
         """Seal what is queued for the peer as this transaction sees it, rows it has just queued
-        included (the sender's early seal: ``PeerSender.seal_early``)."""
+        included — its oldest run of one kind, as ``seal_next`` would (the sender's early seal:
+        ``PeerSender.seal_early``)."""
         rows = fit(
             same_kind(outbox.pending_reports(tx.conn, self.peer, self.max_batch)), self.max_bytes
         )
         return self.seal_reports(tx, rows) if rows else None
 
     def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:
-        """Seal those of ``pending`` (read before this transaction) that are still unbatched.
+        """Seal those of ``pending`` (read before this transaction or in it) still unbatched.
 
         Only the lease holder seals, so normally all of them; but a row another transaction
         holds is skipped, not waited for, and a row sealed meanwhile is not sealed again.

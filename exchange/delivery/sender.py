@@ -11,9 +11,9 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    once). Receipts are read on a thread of their own, so the next batch is sealed while
    others are in flight: one short of full at once while fewer than ``EAGER_IN_FLIGHT`` are,
    past that only a full one — what arrives during a round trip goes together (Nagle's rule).
-   While the pipe has that room, intake's own transaction seals the reports it queues
+   While the pipe has that room, intake's own transaction seals what it queues
    (``seal_early``) and hands the batch over when it commits: one commit, not two, before a
-   report leaves.
+   report leaves. Every batch goes in sequence order, whoever sealed it.
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
 holding a peer's lease streams to it, and whoever holds the lease next resends the batches a
@@ -34,6 +34,7 @@ Each failure is counted (metrics) and kept in the peer's row — ``last_error``,
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import queue
@@ -182,9 +183,17 @@ class PeerSender:
         return (
             s is not None
             and not s.resend
-            and len(s.inflight) + self._sealed_early.qsize() < EAGER_IN_FLIGHT
+            and self._in_flight(s) < min(EAGER_IN_FLIGHT, self._tuning.window)
             and time.monotonic() - s.started <= self._tuning.stream_lifetime_s
         )
+
+    def _in_flight(self, s: _Stream) -> int:
+        """Batches on the stream, counting those sealed early and not yet sent.
+
+        Read by the writer's thread too; each term is read atomically, the sum is not, so a
+        batch moving from the hand-over queue onto the stream may be missed once: one early
+        batch more than the rule wants, never one lost or sent twice."""
+        return len(s.inflight) + len(s.early) + self._sealed_early.qsize()
 
     def _seal_queued(self, tx: Tx) -> None:
         if not self._wants_sealed():  # the stream moved on since the job asked
@@ -352,6 +361,9 @@ class PeerSender:
         every report wait a whole one before it was even sealed. A batch short of full goes at
         once only while fewer than ``EAGER_IN_FLIGHT`` are in flight (see there).
         """
+        # Batches handed over to a stream before this one are committed: what of them is not
+        # receipted yet, the stream resends from what it reads next.
+        _drain(self._sealed_early)
         s = _Stream(call, outgoing, self.batches.unreceipted(), self.batches.high_water())
         self._open = s
         threading.Thread(
@@ -402,26 +414,38 @@ class PeerSender:
         """
         if time.monotonic() - s.started > self._tuning.stream_lifetime_s:
             return 0
-        sent = 0
-        while not self._sealed_early.empty():
-            early = self._sealed_early.get()
-            # Sealed before this stream read what is unreceipted, it is resent from there.
-            if early.sequence not in s.unreceipted:
-                self._send(s, early)
-                sent += 1
+        sent = 0 if s.resend else self._send_early(s)
         while self._room(s.inflight):
-            batch = (
-                self.batches.resend(s.resend.popleft())
-                if s.resend
-                else self.batches.seal_next(
-                    s.announced_upto, full_only=len(s.inflight) >= EAGER_IN_FLIGHT
-                )
-            )
+            if s.resend:
+                batch: Batch | None = self.batches.resend(s.resend.popleft())
+            else:
+                full_only = self._in_flight(s) >= EAGER_IN_FLIGHT
+                batch = self.batches.seal_next(s.announced_upto, full_only=full_only)
+                sent += self._send_early(s, before=batch.sequence if batch else None)
             if batch is None:
                 break
             if batch.last_announcement is not None:
                 s.announced_upto = batch.last_announcement
             self._send(s, batch)
+            sent += 1
+        return sent
+
+    def _send_early(self, s: _Stream, before: int | None = None) -> int:
+        """Send the batches sealed early (before sequence ``before``, if given); how many.
+
+        A peer's batches go in sequence order — a case event must never overtake what was
+        queued before it — and sealing early does not change that: a batch is handed over
+        (after its COMMIT) before any batch sealed after it is returned to this thread, so
+        those sealed before one that ``seal_next`` returns are all here by then.
+        """
+        while not self._sealed_early.empty():
+            early = self._sealed_early.get()
+            # Sealed before this stream read what is unreceipted: resent from there.
+            if early.sequence not in s.unreceipted:
+                bisect.insort(s.early, early, key=_sequence)
+        sent = 0
+        while s.early and (before is None or s.early[0].sequence < before):
+            self._send(s, s.early.pop(0))
             sent += 1
         return sent
 
@@ -580,10 +604,20 @@ class _Stream:
         self.inflight: collections.deque[Batch] = collections.deque()
         self.resend = collections.deque(unreceipted)
         self.unreceipted = frozenset(unreceipted)
+        self.early: list[Batch] = []  # sealed early, waiting for those before them to go
         self.announced_upto = announced_upto
         self.started = self.idle_since = self.progress = time.monotonic()
         self.ended = False  # the peer ended the stream with nothing in flight
         self.carried = False  # a receipt came on this stream
+
+
+def _sequence(batch: Batch) -> int:
+    return batch.sequence
+
+
+def _drain(q: queue.SimpleQueue[Any]) -> None:
+    while not q.empty():
+        q.get()
 
 
 def _rpc_error_text(error: grpc.RpcError) -> tuple[str, str]:

@@ -106,8 +106,8 @@ def wakes() -> list[set[str]]:
 
 @pytest.fixture
 def early_seals() -> list[tuple[set[str], list[str]]]:
-    """Every ``seal_early`` intake asked for: the destinations, and the report ids queued in
-    the outbox as its transaction saw them at that moment."""
+    """Every ``seal_early`` intake asked for: the destinations, and the report ids queued for
+    them as its transaction saw them at that moment."""
     return []
 
 
@@ -135,7 +135,12 @@ def make_intake(
         )
 
     def seal_early(tx: Tx, members: set[str]) -> None:
-        queued = tx.conn.execute(select(schema.outbox.c.report_id).order_by(schema.outbox.c.id))
+        outbox = schema.outbox
+        queued = tx.conn.execute(
+            select(outbox.c.report_id)
+            .where(outbox.c.destination.in_(members))
+            .order_by(outbox.c.id)
+        )
         early_seals.append((set(members), list(queued.scalars())))
 
     return build

@@ -21,6 +21,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine, func, select
 
+from exchange.delivery.batches import Batch
 from exchange.delivery.sender import EAGER_IN_FLIGHT, RECEIVER_WINDOW, PeerSender
 from exchange.settings import ExchangeTuning
 from exchange.store import outbox, schema
@@ -233,6 +234,38 @@ def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queue
     assert (third.sequence, third.count) == (3, 1)
     rig.answer(3)
     wait_until(lambda: rig.delivered() == 4, timeout=10)
+
+
+def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
+    rig: Rig, writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer's batches go in sequence order whoever sealed them — a case event must never
+    overtake what was queued before it. The race: the sender is about to seal (here: the
+    announcements waiting) when an intake transaction seals its reports early and hands the
+    batch over; the sender's own batch takes the next sequence and must wait for it."""
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    writer.execute(
+        lambda tx: tx.conn.execute(
+            schema.announcements.insert(),
+            [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(2)],
+        )
+    )
+    seal_next = sender.batches.seal_next
+    raced: list[str] = []
+
+    def racing_seal_next(announced_upto: int, *, full_only: bool = False) -> Batch | None:
+        if not raced:  # intake commits (sealing early) just as the sender starts to seal
+            raced.extend(rig.queue(1, then=sender.seal_early))
+        return seal_next(announced_upto, full_only=full_only)
+
+    monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
+    sender.wake()
+    second, third = rig.next_envelope(), rig.next_envelope()
+    assert raced
+    assert (second.sequence, second.kind, second.count) == (2, KIND_REPORT, 1)
+    assert (third.sequence, third.kind, third.count) == (3, KIND_ANNOUNCEMENT, 2)
 
 
 def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(
