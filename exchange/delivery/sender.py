@@ -428,7 +428,8 @@ class PeerSender:
                 s.announced_upto = batch.last_announcement
             self._send(s, batch)
             sent += 1
-        return sent
+        # Handed over meanwhile, after the last batch sent: nothing before them waits.
+        return sent if s.resend else sent + self._send_early(s)
 
     def _send_early(self, s: _Stream, before: int | None = None) -> int:
         """Send the batches sealed early (before sequence ``before``, if given); how many.
