@@ -38,6 +38,7 @@ excludes every other writer. Appends from every process serialize and the chain 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import queue
@@ -101,9 +102,12 @@ class Tx:
         self.at_end.setdefault(key, step)
 
     def attempt(self, part: Callable[[], T]) -> T:
-        """Run part of a job in its own SAVEPOINT: if it raises, only its writes, log entries
-        and hooks are undone (one refused payload of an envelope leaves the others)."""
-        marks = self._marks()
+        """Run part of a job (or a whole job) in its own SAVEPOINT: if it raises, only its
+        writes, log entries, hooks and end steps are undone (one refused payload of an
+        envelope leaves the others)."""
+        chain_mark = self.chain.mark()
+        rows_mark, hooks_mark = len(self.log_rows), len(self.after_commit)
+        end_mark = len(self.at_end)
         savepoint = self.conn.begin_nested()
         try:
             result = part()
@@ -111,22 +115,14 @@ class Tx:
             if _transaction_lost(self.conn):
                 raise
             savepoint.rollback()
-            self._undo(marks)
+            self.chain.reset(chain_mark)
+            del self.log_rows[rows_mark:]
+            del self.after_commit[hooks_mark:]
+            for key in list(self.at_end)[end_mark:]:
+                del self.at_end[key]
             raise
         savepoint.commit()
         return result
-
-    def _marks(self) -> tuple[tuple[int, bytes], int, int, int]:
-        return self.chain.mark(), len(self.log_rows), len(self.after_commit), len(self.at_end)
-
-    def _undo(self, marks: tuple[tuple[int, bytes], int, int, int]) -> None:
-        """Forget what a rolled-back part added: its log entries, hooks and end steps."""
-        chain_mark, rows_mark, hooks_mark, end_mark = marks
-        self.chain.reset(chain_mark)
-        del self.log_rows[rows_mark:]
-        del self.after_commit[hooks_mark:]
-        for key in list(self.at_end)[end_mark:]:
-            del self.at_end[key]
 
 
 _Job = Callable[[Tx], Any]
@@ -307,19 +303,14 @@ class Writer:
                 self._continue_stored_chain(conn)
                 group_mark = self.chain.mark()
                 for _, run in jobs:
-                    marks = tx._marks()
-                    savepoint = conn.begin_nested()
                     try:
-                        outcomes.append(run(tx))
-                        savepoint.commit()
-                    except Exception as error:  # the job's own failure: roll back only it
+                        outcomes.append(tx.attempt(functools.partial(run, tx)))
+                    except Exception as error:  # the job's own failure, rolled back alone
                         if _transaction_lost(conn):
                             # The database rolled the whole transaction back itself (SQLite
                             # does on a full disk or an I/O error): every job goes with it,
                             # and the group fails with this, the database's own reason.
                             raise
-                        savepoint.rollback()
-                        tx._undo(marks)
                         outcomes.append(_storage_error(error))
                 _run_end_steps(tx)
                 if tx.log_rows:
