@@ -219,10 +219,14 @@ class Batches:
         with self._engine.connect() as conn:
             return outbox.announcements_pending_reach(conn, after, n)
 
-    def seal_queued(self, tx: Tx) -> Batch | None:
+    def seal_queued(self, tx: Tx, *, full_only: bool = False) -> Batch | None:
         """Seal what is queued for the peer as this transaction sees it, rows it has just queued
-        included — its oldest run of one kind, as ``seal_next`` would (the sender's early seal:
-        ``PeerSender.seal_early``)."""
+        included — its oldest run of one kind, as ``seal_next`` would, ``full_only`` as there
+        (the sender's early seal: ``PeerSender.seal_early``)."""
+        if full_only and outbox.count_pending_reports(tx.conn, self.peer, self.max_batch) < (
+            self.max_batch
+        ):
+            return None  # counted in an index: no payload read for a batch not sealed
         rows = fit(
             same_kind(outbox.pending_reports(tx.conn, self.peer, self.max_batch)), self.max_bytes
         )

@@ -11,9 +11,10 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    once). Receipts are read on a thread of their own, so the next batch is sealed while
    others are in flight: one short of full at once while fewer than ``EAGER_IN_FLIGHT`` are,
    past that only a full one — what arrives during a round trip goes together (Nagle's rule).
-   While the pipe has that room, intake's own transaction seals what it queues
-   (``seal_early``) and hands the batch over when it commits: one commit, not two, before a
-   report leaves. Every batch goes in sequence order, whoever sealed it.
+   While the window has room, intake's own transaction seals what it queues by the same rule
+   (``seal_early``) and hands the batches over when it commits: one commit, not two, before a
+   report leaves, and under load the pipe is filled at every intake group, not one batch per
+   writer job of the sender's own. Every batch goes in sequence order, whoever sealed it.
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
 holding a peer's lease streams to it, and whoever holds the lease next resends the batches a
@@ -164,28 +165,34 @@ class PeerSender:
         self._wake.set()
 
     def seal_early(self, tx: Tx) -> None:
-        """Reports for the peer were queued in ``tx``: while the pipe is short of batches,
-        seal them in that same transaction and send the batch when it commits.
+        """Reports for the peer were queued in ``tx``: while the window has room, seal them in
+        that same transaction and send the batches when it commits.
 
         Without it a report waited for the commit that queued it, a wake, a linger and a
         second commit (the seal's) before it left: at a steady 1,000 reports/s that was half
-        of its way to the peer's receipt. Sealing is an end step of the writer's group
-        (``Tx.once_at_end``), so one batch takes what every job of the group queued. Not with
-        ``EAGER_IN_FLIGHT`` batches in flight or handed over (Nagle's rule holds as for the
-        sender's own seals), nor with no stream open or batches to resend: then the sender
-        seals, in order, as before.
+        of its way to the peer's receipt. Under load it was worse: the sender sealed one batch
+        per writer job, each waiting for the intake group running then (a few hundred ms at
+        full intake), so one batch was in flight where the window allows four, and the peer
+        idled while intake ran. Sealing is an end step of the writer's group
+        (``Tx.once_at_end``), so the batches take what every job of the group queued, as many
+        as the window has room for — the rule for the sender's own seals holds here too: one
+        short of full only while fewer than ``EAGER_IN_FLIGHT`` are in flight (Nagle's rule),
+        past that full ones only. Not with no stream open or batches to resend: then the
+        sender seals, in order, as before.
         """
-        if self._wants_sealed():
+        if self._room_early(0) is not None:
             tx.once_at_end(("seal", self.peer), lambda: self._seal_queued(tx))
 
-    def _wants_sealed(self) -> bool:
+    def _room_early(self, sealed: int) -> bool | None:
+        """Whether intake's transaction may seal another batch, ``sealed`` sealed in it so far:
+        None for no, else whether it must be full (Nagle's rule)."""
         s = self._open
-        return (
-            s is not None
-            and not s.resend
-            and self._in_flight(s) < min(EAGER_IN_FLIGHT, self._tuning.window)
-            and time.monotonic() - s.started <= self._tuning.stream_lifetime_s
-        )
+        if s is None or s.resend or time.monotonic() - s.started > self._tuning.stream_lifetime_s:
+            return None
+        in_flight = self._in_flight(s) + sealed
+        if in_flight >= self._tuning.window:
+            return None
+        return in_flight >= EAGER_IN_FLIGHT
 
     def _in_flight(self, s: _Stream) -> int:
         """Batches on the stream, counting those sealed early and not yet sent.
@@ -196,17 +203,22 @@ class PeerSender:
         return len(s.inflight) + len(s.early) + self._sealed_early.qsize()
 
     def _seal_queued(self, tx: Tx) -> None:
-        if not self._wants_sealed():  # the stream moved on since the job asked
-            return
-        try:
-            batch = self.batches.seal_queued(tx)
-        except LeaseLost:
-            return  # another replica holds the peer now: it seals
-        if batch is not None:
-            tx.after_commit.append(lambda: self._hand_over(batch))
+        sealed: list[Batch] = []
+        # Asked again each time: the stream may have moved on since the job asked.
+        while (full_only := self._room_early(len(sealed))) is not None:
+            try:
+                batch = self.batches.seal_queued(tx, full_only=full_only)
+            except LeaseLost:
+                break  # another replica holds the peer now: it seals
+            if batch is None:
+                break
+            sealed.append(batch)
+        if sealed:
+            tx.after_commit.append(lambda: self._hand_over(sealed))
 
-    def _hand_over(self, batch: Batch) -> None:
-        self._sealed_early.put(batch)
+    def _hand_over(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            self._sealed_early.put(batch)
         self._wake.set()
 
     def heard_from(self) -> None:

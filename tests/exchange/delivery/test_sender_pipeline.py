@@ -236,6 +236,43 @@ def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queue
     wait_until(lambda: rig.delivered() == 4, timeout=10)
 
 
+def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_window_has_room(
+    rig: Rig, engine: Engine
+) -> None:
+    """Past ``EAGER_IN_FLIGHT``, intake's transaction seals full batches — as many as the
+    window has room for — and leaves a short remainder queued (Nagle's rule); with the window
+    full it seals nothing. Before, the sender sealed one batch per writer job of its own, each
+    waiting for the intake group running then, so under load one batch was in flight where
+    the window allows four and the peer idled while intake ran."""
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=1000, max_batch=3, window=4))
+    assert rig.next_envelope().sequence == 1
+
+    def queue_sealing(n: int) -> list[str]:
+        queued = rig.queue(n, then=sender.seal_early)
+        with engine.connect() as conn:
+            return [outbox.queued_state(conn, r) or "gone" for r in queued]
+
+    assert queue_sealing(1) == ["sent"]  # one in flight: a short batch, as before
+    assert rig.next_envelope().sequence == 2
+    # Two in flight, room for two more: two full batches sealed, the seventh report waits.
+    assert queue_sealing(7) == ["sent"] * 6 + ["queued"]
+    assert [(h.sequence, h.count) for h in (rig.next_envelope(), rig.next_envelope())] == [
+        (3, 3),
+        (4, 3),
+    ]
+    assert queue_sealing(3) == ["queued"] * 3  # the window is full
+    assert rig.nothing_sent(within=0.3)
+    rig.answer(1)
+    fifth = rig.next_envelope()  # room again: the sender seals a full one
+    assert (fifth.sequence, fifth.count) == (5, 3)
+    rig.answer(2, 3, 4, 5)
+    sixth = rig.next_envelope()  # fewer than two in flight: the short remainder goes
+    assert (sixth.sequence, sixth.count) == (6, 1)
+    rig.answer(6)
+    wait_until(lambda: rig.delivered() == 12, timeout=10)
+
+
 def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
     rig: Rig, writer: Writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
