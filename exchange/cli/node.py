@@ -383,8 +383,11 @@ def _freeze_startup_heap() -> None:
     for a second, which CPython's defaults walked again at every older collection — and with
     the frozen heap out of the count a full collection came every 70,000 allocations. At the
     defaults, sending at full rate spent about 0.7 s in collections per 25,000 reports, with
-    pauses (every thread stopped) of up to 110 ms; at these, 0.3 s and 35 ms
-    (bench/exchange_throughput.py with gc.callbacks timing, 3 runs each)."""
+    pauses (every Python thread stopped) of up to 110 ms; at these, 0.3 s and 35 ms
+    (bench/exchange_throughput.py with gc.callbacks timing, 3 runs each; CPython 3.11). The
+    price: cyclic garbage waits longer to be freed — at most a few thousand young objects
+    more, and a full collection every 2.5 M allocations instead of 70,000 (peak RSS per node
+    in bench/replay.py shows it)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -222,7 +222,8 @@ class Batches:
     def seal_queued(self, tx: Tx, *, full_only: bool = False) -> Batch | None:
         """Seal what is queued for the peer as this transaction sees it, rows it has just queued
         included — its oldest run of one kind, as ``seal_next`` would, ``full_only`` as there
-        (the sender's early seal: ``PeerSender.seal_early``)."""
+        (the count is of rows of every kind, so a full count may still seal a shorter run, as
+        there). The sender's early seal: ``PeerSender.seal_early``."""
         if full_only and outbox.count_pending_reports(tx.conn, self.peer, self.max_batch) < (
             self.max_batch
         ):

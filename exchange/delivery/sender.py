@@ -11,10 +11,10 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    once). Receipts are read on a thread of their own, so the next batch is sealed while
    others are in flight: one short of full at once while fewer than ``EAGER_IN_FLIGHT`` are,
    past that only a full one — what arrives during a round trip goes together (Nagle's rule).
-   While the window has room, intake's own transaction seals what it queues by the same rule
-   (``seal_early``) and hands the batches over when it commits: one commit, not two, before a
-   report leaves, and under load the pipe is filled at every intake group, not one batch per
-   writer job of the sender's own. Every batch goes in sequence order, whoever sealed it.
+   While the window has room, intake's own transaction seals what it queues, by Nagle's rule
+   too (``seal_early``), and hands the batches over when it commits: one commit, not two,
+   before a report leaves, and under load the pipe is filled at every intake group, not one
+   batch per writer job of the sender's own. Every batch goes in sequence order, whoever sealed it.
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
 holding a peer's lease streams to it, and whoever holds the lease next resends the batches a
@@ -83,6 +83,15 @@ RECEIVER_WINDOW = 16
 # verification and receipt on both nodes. Two keep the pipe busy at a steady rate — one batch
 # at the receiver, the next on its way — without waiting a round trip to seal.
 EAGER_IN_FLIGHT = 2
+
+# Batches one writer group's early seal may seal at most: past that the sender seals the rest.
+# Every job of the group waits for its end steps before its COMMIT, so a backlog must not make
+# one intake group seal a whole window of batches.
+EARLY_SEALS_PER_GROUP = 2
+
+# Batches that may be in flight beyond the window: ``_in_flight`` may miss, once each, a batch
+# the sender has sealed but not yet sent and one moving from the hand-over queue to the stream.
+IN_FLIGHT_SLACK = 2
 
 # Failures that mean "the peer is not there" (as opposed to "the peer refused"): only after
 # these does an envelope from the peer cut the backoff short.
@@ -174,11 +183,13 @@ class PeerSender:
         per writer job, each waiting for the intake group running then (a few hundred ms at
         full intake), so one batch was in flight where the window allows four, and the peer
         idled while intake ran. Sealing is an end step of the writer's group
-        (``Tx.once_at_end``), so the batches take what every job of the group queued, as many
-        as the window has room for — the rule for the sender's own seals holds here too: one
-        short of full only while fewer than ``EAGER_IN_FLIGHT`` are in flight (Nagle's rule),
-        past that full ones only. Not with no stream open or batches to resend: then the
-        sender seals, in order, as before.
+        (``Tx.once_at_end``), so the batches take what every job of the group queued: while
+        fewer than ``window`` batches are in flight (counted as batches: stricter than the
+        sender's own rule, which counts full batches' worth of payloads), at most
+        ``EARLY_SEALS_PER_GROUP`` of them, and — as for the sender's own seals — one short of
+        full only while fewer than ``EAGER_IN_FLIGHT`` are in flight (Nagle's rule), past that
+        full ones only. Not with no stream open or batches to resend: then the sender seals,
+        in order, as before.
         """
         if self._room_early(0) is not None:
             tx.once_at_end(("seal", self.peer), lambda: self._seal_queued(tx))
@@ -190,7 +201,7 @@ class PeerSender:
         if s is None or s.resend or time.monotonic() - s.started > self._tuning.stream_lifetime_s:
             return None
         in_flight = self._in_flight(s) + sealed
-        if in_flight >= self._tuning.window:
+        if in_flight >= self._tuning.window or sealed >= EARLY_SEALS_PER_GROUP:
             return None
         return in_flight >= EAGER_IN_FLIGHT
 
@@ -380,7 +391,7 @@ class PeerSender:
         self._open = s
         threading.Thread(
             target=self._read_receipts,
-            args=(call, s.receipts, max(self._tuning.window, RECEIVER_WINDOW)),
+            args=(call, s.receipts, max(self._tuning.window, RECEIVER_WINDOW) + IN_FLIGHT_SLACK),
             name=f"ihx-receipts-{self.peer}",
             daemon=True,
         ).start()

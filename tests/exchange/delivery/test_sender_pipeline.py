@@ -22,7 +22,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from exchange.delivery.batches import Batch
-from exchange.delivery.sender import EAGER_IN_FLIGHT, RECEIVER_WINDOW, PeerSender
+from exchange.delivery.sender import (
+    EAGER_IN_FLIGHT,
+    EARLY_SEALS_PER_GROUP,
+    RECEIVER_WINDOW,
+    PeerSender,
+)
 from exchange.settings import ExchangeTuning
 from exchange.store import outbox, schema
 from exchange.store.schema import DeliveryRow
@@ -239,38 +244,43 @@ def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queue
 def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_window_has_room(
     rig: Rig, engine: Engine
 ) -> None:
-    """Past ``EAGER_IN_FLIGHT``, intake's transaction seals full batches — as many as the
-    window has room for — and leaves a short remainder queued (Nagle's rule); with the window
-    full it seals nothing. Before, the sender sealed one batch per writer job of its own, each
-    waiting for the intake group running then, so under load one batch was in flight where
-    the window allows four and the peer idled while intake ran."""
-    rig.queue(1)
-    sender = rig.start(ExchangeTuning(linger_ms=1000, max_batch=3, window=4))
-    assert rig.next_envelope().sequence == 1
+    """Past ``EAGER_IN_FLIGHT``, intake's transaction seals full batches — while the window has
+    room, at most ``EARLY_SEALS_PER_GROUP`` (the sender seals the rest) — and leaves a short
+    remainder queued (Nagle's rule); with the window full it seals nothing. Before, the sender
+    sealed one batch per writer job of its own, each waiting for the intake group running
+    then, so under load one batch was in flight where the window allows four and the peer
+    idled while intake ran."""
+    assert EARLY_SEALS_PER_GROUP == 2
+    rig.queue(3)
+    sender = rig.start(ExchangeTuning(linger_ms=1000, max_batch=3, window=5))
+    first = rig.next_envelope()
+    assert (first.sequence, first.count) == (1, 3)
 
     def queue_sealing(n: int) -> list[str]:
         queued = rig.queue(n, then=sender.seal_early)
         with engine.connect() as conn:
             return [outbox.queued_state(conn, r) or "gone" for r in queued]
 
-    assert queue_sealing(1) == ["sent"]  # one in flight: a short batch, as before
+    assert queue_sealing(3) == ["sent"] * 3  # one in flight: sealed at once, as before
     assert rig.next_envelope().sequence == 2
-    # Two in flight, room for two more: two full batches sealed, the seventh report waits.
-    assert queue_sealing(7) == ["sent"] * 6 + ["queued"]
-    assert [(h.sequence, h.count) for h in (rig.next_envelope(), rig.next_envelope())] == [
-        (3, 3),
-        (4, 3),
-    ]
-    assert queue_sealing(3) == ["queued"] * 3  # the window is full
-    assert rig.nothing_sent(within=0.3)
+    # Two in flight, room for three more: the job seals two full batches, and no more.
+    assert queue_sealing(10) == ["sent"] * 6 + ["queued"] * 4
+    # The hand-over wakes the sender, which seals the third full one.
+    sent = [rig.next_envelope() for _ in range(3)]
+    assert [(h.sequence, h.count) for h in sent] == [(3, 3), (4, 3), (5, 3)]
+    # Five full batches in flight: the window is full for intake and for the sender alike,
+    # past the sender's own poll (a second) too.
+    assert queue_sealing(3) == ["queued"] * 3
+    assert rig.nothing_sent(within=1.5)
     rig.answer(1)
-    fifth = rig.next_envelope()  # room again: the sender seals a full one
-    assert (fifth.sequence, fifth.count) == (5, 3)
-    rig.answer(2, 3, 4, 5)
-    sixth = rig.next_envelope()  # fewer than two in flight: the short remainder goes
-    assert (sixth.sequence, sixth.count) == (6, 1)
-    rig.answer(6)
-    wait_until(lambda: rig.delivered() == 12, timeout=10)
+    sixth = rig.next_envelope()  # room again: the sender seals a full one
+    assert (sixth.sequence, sixth.count) == (6, 3)
+    assert rig.nothing_sent(within=0.3)  # the window is full again
+    rig.answer(2, 3, 4, 5, 6)
+    last = rig.next_envelope()  # fewer than two in flight: the short remainder goes
+    assert (last.sequence, last.count) == (7, 1)
+    rig.answer(7)
+    wait_until(lambda: rig.delivered() == 19, timeout=10)
 
 
 def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
