@@ -368,7 +368,7 @@ def _serve(settings: Settings, announce: _Announcer) -> None:
 
 
 # The cyclic GC's thresholds once the node runs (CPython's default: 700, 10, 10). See below.
-GC_THRESHOLDS = (5000, 10, 50)
+GC_THRESHOLDS = (5000, 10, 10)
 
 
 def _freeze_startup_heap() -> None:
@@ -382,12 +382,14 @@ def _freeze_startup_heap() -> None:
     reports in flight (read ahead of the writer, sealed, awaiting receipts): objects that live
     for a second, which CPython's defaults walked again at every older collection — and with
     the frozen heap out of the count a full collection came every 70,000 allocations. At the
-    defaults, sending at full rate spent about 0.7 s in collections per 25,000 reports, with
-    pauses (every Python thread stopped) of up to 110 ms; at these, 0.3 s and 35 ms
-    (bench/exchange_throughput.py with gc.callbacks timing, 3 runs each; CPython 3.11). The
-    price: cyclic garbage waits longer to be freed — at most a few thousand young objects
-    more, and a full collection every 2.5 M allocations instead of 70,000 (peak RSS per node
-    in bench/replay.py shows it)."""
+    defaults, sending at full rate spent 0.64-0.79 s in collections per 25,000 reports, with
+    pauses (every Python thread stopped) of up to 113 ms; at these, 0.25-0.36 s and 28-39 ms
+    (bench/exchange_throughput.py with gc.callbacks timing; CPython 3.11). The price: cyclic
+    garbage waits longer to be freed, a full collection every 500,000 allocations. Peak RSS
+    per node in bench/replay.py's tenth of a year: 274-359 MiB against 271-317 at the
+    defaults; (5000, 10, 50), a full collection five times rarer still, saved no more CPU
+    there and took the busiest node to 511 MiB.
+    """
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
