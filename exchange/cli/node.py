@@ -385,8 +385,9 @@ def _freeze_startup_heap() -> None:
     defaults, sending at full rate spent 0.64-0.79 s in collections per 25,000 reports, with
     pauses (every Python thread stopped) of up to 113 ms; at these, 0.25-0.36 s and 28-39 ms
     (bench/exchange_throughput.py with gc.callbacks timing; CPython 3.11). The price: cyclic
-    garbage waits longer to be freed, a full collection every 500,000 allocations. Peak RSS
-    per node in bench/replay.py's tenth of a year: 274-359 MiB against 271-317 at the
+    garbage waits longer to be freed, at most one full collection per ~500,000 allocations of
+    tracked objects (net; CPython's rule on long-lived objects may space them further). Peak
+    RSS per node in bench/replay.py's tenth of a year: 274-359 MiB against 271-317 at the
     defaults; (5000, 10, 50), a full collection five times rarer still, saved no more CPU
     there and took the busiest node to 511 MiB.
     """

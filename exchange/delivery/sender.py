@@ -208,10 +208,12 @@ class PeerSender:
     def _in_flight(self, s: _Stream) -> int:
         """Batches on the stream, counting those sealed early and not yet sent.
 
-        Read by the writer's thread too; each term is read atomically, the sum is not, so a
-        batch moving from the hand-over queue onto the stream may be missed once: one early
-        batch more than the rule wants, never one lost or sent twice."""
-        return len(s.inflight) + len(s.early) + self._sealed_early.qsize()
+        Read by the writer's thread too; each term is read atomically, the sum is not. Read in
+        the order batches move (hand-over queue, then ``early``, then the stream), a batch that
+        moves meanwhile is counted twice at worst; missed are only one between the queue and
+        ``early`` and one the sender has sealed but not yet sent (``IN_FLIGHT_SLACK``) — a batch
+        more than the rule wants, never one lost or sent twice."""
+        return self._sealed_early.qsize() + len(s.early) + len(s.inflight)
 
     def _seal_queued(self, tx: Tx) -> None:
         sealed: list[Batch] = []
