@@ -14,7 +14,8 @@ Each peer's sender (Synapse's PerDestinationQueue; the registry is fanout.py):
    While the window has room, intake's own transaction seals what it queues, by Nagle's rule
    too (``seal_early``), and hands the batches over when it commits: one commit, not two,
    before a report leaves, and under load the pipe is filled at every intake group, not one
-   batch per writer job of the sender's own. Every batch goes in sequence order, whoever sealed it.
+   batch per writer job of the sender's own. Every batch goes in sequence order, whoever
+   sealed it.
 
 Several replicas of a node may share one PostgreSQL database (leases.py): then only the replica
 holding a peer's lease streams to it, and whoever holds the lease next resends the batches a

@@ -138,6 +138,13 @@ class Rig:
             return True
         return False
 
+    def queue_sealing(self, n: int) -> list[str]:
+        """Queue ``n`` reports in a writer job that calls ``seal_early`` as intake does, in its
+        transaction; each report's outbox state when the job has returned."""
+        queued = self.queue(n, then=self.sender.seal_early)
+        with self._engine.connect() as conn:
+            return [outbox.queued_state(conn, r) or "gone" for r in queued]
+
     def queue_and_wake(self, n: int) -> list[str]:
         queued = self.queue(n)
         self.sender.wake()
@@ -214,25 +221,20 @@ def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(rig: R
 
 
 def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queues_them(
-    rig: Rig, engine: Engine
+    rig: Rig,
 ) -> None:
     """``seal_early``: while fewer than two batches are in flight, the transaction that queues
     reports seals them — the batch exists when the job returns and goes at once, not after the
     sender's own wake, linger (a whole second here) and second commit. With two in flight the
     reports stay queued for the sender, which seals them by Nagle's rule."""
     rig.queue(1)
-    sender = rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
+    rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
     assert rig.next_envelope().sequence == 1  # the sender's own seal, after its linger
 
-    def queue_sealing(n: int) -> list[str]:
-        queued = rig.queue(n, then=sender.seal_early)  # as intake does, in its transaction
-        with engine.connect() as conn:
-            return [outbox.queued_state(conn, r) or "gone" for r in queued]
-
-    assert queue_sealing(2) == ["sent", "sent"]  # sealed when the job returned
+    assert rig.queue_sealing(2) == ["sent", "sent"]  # sealed when the job returned
     second = rig.next_envelope()  # handed to the open stream
     assert (second.sequence, second.count) == (2, 2)
-    assert queue_sealing(1) == ["queued"]  # two in flight: left to the sender
+    assert rig.queue_sealing(1) == ["queued"]  # two in flight: left to the sender
     assert rig.nothing_sent(within=0.3)
     rig.answer(1, 2)
     third = rig.next_envelope()
@@ -242,7 +244,7 @@ def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queue
 
 
 def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_window_has_room(
-    rig: Rig, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past ``EAGER_IN_FLIGHT``, intake's transaction seals full batches — while the window has
     room, at most ``EARLY_SEALS_PER_GROUP`` (the sender seals the rest) — and leaves a short
@@ -266,22 +268,17 @@ def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_win
 
     monkeypatch.setattr(sender, "_hand_over", recording)
 
-    def queue_sealing(n: int) -> list[str]:
-        queued = rig.queue(n, then=sender.seal_early)
-        with engine.connect() as conn:
-            return [outbox.queued_state(conn, r) or "gone" for r in queued]
-
-    assert queue_sealing(3) == ["sent"] * 3  # one in flight: sealed at once, as before
+    assert rig.queue_sealing(3) == ["sent"] * 3  # one in flight: sealed at once, as before
     assert rig.next_envelope().sequence == 2
     # Two in flight, room for three more: the job seals two full batches, and no more.
-    assert queue_sealing(10)[:6] == ["sent"] * 6
+    assert rig.queue_sealing(10)[:6] == ["sent"] * 6
     assert handed == [[2], [3, 4]]
     # The hand-over wakes the sender, which seals the third full one.
     sent = [rig.next_envelope() for _ in range(3)]
     assert [(h.sequence, h.count) for h in sent] == [(3, 3), (4, 3), (5, 3)]
     # Five full batches in flight: the window is full for intake and for the sender alike,
     # past the sender's own poll (a second) too.
-    assert queue_sealing(3) == ["queued"] * 3
+    assert rig.queue_sealing(3) == ["queued"] * 3
     assert handed == [[2], [3, 4]]
     assert rig.nothing_sent(within=1.5)
     rig.answer(1)
