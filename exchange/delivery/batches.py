@@ -5,8 +5,9 @@ one writer transaction, so a crash at any instant either leaves the rows unbatch
 batch that is resent as is: the receiver deduplicates by (sender, sequence) and by report id.
 
 ``seal_next`` takes pending outbox rows first, then new hash announcements after the peer's
-high-water mark; it lingers a few milliseconds when the batch is not full, so concurrent intake
-fills it, and ``fit`` closes it on bytes as well as on count: a sealed batch is resent
+high-water mark; on an idle pipe it lingers a few milliseconds when the batch is not full, so
+concurrent intake fills it (rows that waited for a receipt go at once: they were gathered while
+they waited), and ``fit`` closes it on bytes as well as on count: a sealed batch is resent
 unchanged, so one too large for a gRPC message would block the peer forever. Asked for a full
 batch only (the sender, while batches are in flight), it seals one only when a full batch's
 worth waits, counted in the outbox index without reading a payload. With leases
@@ -172,8 +173,15 @@ class Batches:
 
     # -- sealing ------------------------------------------------------------------------------
 
-    def seal_next(self, announced_upto: int, *, full_only: bool = False) -> Batch | None:
+    def seal_next(
+        self, announced_upto: int, *, full_only: bool = False, linger: bool = True
+    ) -> Batch | None:
         """Seal and store the next batch (reports first), or None if nothing is pending.
+
+        ``linger``: a short batch of reports waits ``linger_ms`` for more first. The sender asks
+        it only of an idle pipe: with batches in flight, what waits has waited for a receipt
+        (the round trip gathered it), and lingering then only added to every report's latency
+        — at a steady 1,000 reports/s, 5 ms on most batches and a third of the p99.
 
         ``full_only`` (the sender asks it while batches are in flight): only a full batch —
         ``max_batch`` reports, or as many announcements while no report waits at all (a
@@ -185,11 +193,11 @@ class Batches:
         if full_only:
             waiting = self._count_reports(self.max_batch)
             if waiting == self.max_batch:
-                return self._seal_pending_reports()
+                return self._seal_pending_reports(linger=False)
             if waiting or not self._announcements_reach(announced_upto, self.max_batch):
                 return None
             return self._seal_announcements(announced_upto)
-        return self._seal_pending_reports() or self._seal_announcements(announced_upto)
+        return self._seal_pending_reports(linger=linger) or self._seal_announcements(announced_upto)
 
     def _seal_announcements(self, announced_upto: int) -> Batch | None:
         announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)
@@ -199,9 +207,9 @@ class Batches:
             lambda tx: self.seal_announcements(tx, announcements), Priority.DELIVERY
         )
 
-    def _seal_pending_reports(self) -> Batch | None:
+    def _seal_pending_reports(self, *, linger: bool) -> Batch | None:
         rows = self.pending_reports()
-        if rows and len(rows) < self.max_batch and self.linger > 0:
+        if linger and rows and len(rows) < self.max_batch and self.linger > 0:
             # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
             # Only what was queued meanwhile is read again (rows are queued in id order).
             time.sleep(self.linger)

@@ -81,9 +81,13 @@ RECEIVER_WINDOW = 16
 # Batches in flight below which one short of full is sealed at once. Past it, rows queued during
 # the round trip wait for a receipt (or until they fill a batch) and go together: at a high
 # rate, sealing whatever had arrived made many small batches, each paying its seal, signature,
-# verification and receipt on both nodes. Two keep the pipe busy at a steady rate — one batch
-# at the receiver, the next on its way — without waiting a round trip to seal.
-EAGER_IN_FLIGHT = 2
+# verification and receipt on both nodes. Three keep the pipe busy at a steady rate and leave
+# the default window's fourth place to a full batch. Two were too few: at a steady 1,000
+# reports/s a batch's round trip (10-20 ms, the peer's writer group included) often held two
+# in flight, and what arrived meanwhile waited for a receipt — intake → receipt p50 31 ms, p99
+# 80 ms, against 23 and 60 with three (bench/exchange_throughput.py, three runs each; the
+# sustained rate did not move).
+EAGER_IN_FLIGHT = 3
 
 # Batches one writer group's early seal may seal at most: past that the sender seals the rest.
 # Every job of the group waits for its end steps before its COMMIT, so a backlog must not make
@@ -445,8 +449,12 @@ class PeerSender:
             if s.resend:
                 batch: Batch | None = self.batches.resend(s.resend.popleft())
             else:
-                full_only = self._in_flight(s) >= EAGER_IN_FLIGHT
-                batch = self.batches.seal_next(s.announced_upto, full_only=full_only)
+                in_flight = self._in_flight(s)
+                batch = self.batches.seal_next(
+                    s.announced_upto,
+                    full_only=in_flight >= EAGER_IN_FLIGHT,
+                    linger=in_flight == 0,  # with batches in flight, what waits has waited
+                )
                 sent += self._send_early(s, before=batch.sequence if batch else None)
             if batch is None:
                 break

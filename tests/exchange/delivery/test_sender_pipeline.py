@@ -195,38 +195,56 @@ def test_a_report_queued_while_a_receipt_is_outstanding_is_sent_at_once(rig: Rig
     wait_until(lambda: rig.sender.delivered == 5, timeout=10)  # counted once the commit is seen
 
 
-def test_past_two_batches_in_flight_only_a_full_one_goes_before_a_receipt(rig: Rig) -> None:
+def test_past_three_batches_in_flight_only_a_full_one_goes_before_a_receipt(rig: Rig) -> None:
     """Under load, what arrives during a round trip goes as one batch, not as many small ones:
-    with two batches in flight a short one waits for a receipt; a full one goes at once."""
-    assert EAGER_IN_FLIGHT == 2
+    with three batches in flight a short one waits for a receipt; a full one goes at once."""
+    assert EAGER_IN_FLIGHT == 3
     rig.queue(1)
     rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
     assert rig.next_envelope().sequence == 1
-    rig.queue_and_wake(1)
-    assert rig.next_envelope().sequence == 2  # one in flight: a short batch goes at once
+    for sequence in (2, 3):  # one, then two in flight: a short batch goes at once
+        rig.queue_and_wake(1)
+        assert rig.next_envelope().sequence == sequence
     rig.queue_and_wake(2)
-    assert rig.nothing_sent()  # two in flight: two reports wait …
+    assert rig.nothing_sent()  # three in flight: two reports wait …
     rig.queue_and_wake(1)
-    third = rig.next_envelope()  # … until they fill a batch
-    assert (third.sequence, third.count) == (3, 3)
+    fourth = rig.next_envelope()  # … until they fill a batch
+    assert (fourth.sequence, fourth.count) == (4, 3)
     rig.queue_and_wake(1)
     assert rig.nothing_sent()
     rig.answer(1)
-    assert rig.nothing_sent()  # 2 and 3 are still in flight
+    assert rig.nothing_sent()  # 2, 3 and 4 are still in flight
     rig.answer(2)
-    fourth = rig.next_envelope()  # … or until receipts leave fewer than two in flight
-    assert (fourth.sequence, fourth.count) == (4, 1)
-    rig.answer(3, 4)
-    wait_until(lambda: rig.delivered() == 6, timeout=10)
+    fifth = rig.next_envelope()  # … or until receipts leave fewer than three in flight
+    assert (fifth.sequence, fifth.count) == (5, 1)
+    rig.answer(3, 4, 5)
+    wait_until(lambda: rig.delivered() == 7, timeout=10)
+
+
+def test_reports_that_waited_for_a_receipt_are_sealed_without_the_linger(rig: Rig) -> None:
+    """The linger gathers a short batch on an idle pipe only. With a batch in flight, what is
+    queued has been gathering during the round trip: sealed at once, not ``linger_ms`` later
+    (at a steady 1,000 reports/s that linger was 5 ms on most batches)."""
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
+    assert rig.next_envelope().sequence == 1  # an idle pipe: sealed after the linger
+    rig.queue_and_wake(1)
+    started = time.monotonic()
+    second = rig.next_envelope()
+    waited = time.monotonic() - started
+    assert second.sequence == 2
+    assert waited < 1.0, f"sealed {waited:.2f} s after the wake: it lingered"
+    rig.answer(1, 2)
+    wait_until(lambda: rig.delivered() == 2, timeout=10)
 
 
 def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queues_them(
     rig: Rig,
 ) -> None:
-    """``seal_early``: while fewer than two batches are in flight, the transaction that queues
-    reports seals them — the batch exists when the job returns and goes at once, not after the
-    sender's own wake, linger (a whole second here) and second commit. With two in flight the
-    reports stay queued for the sender, which seals them by Nagle's rule."""
+    """``seal_early``: while fewer than three batches are in flight, the transaction that
+    queues reports seals them — the batch exists when the job returns and goes at once, not
+    after the sender's own wake, linger (a whole second here) and second commit. With three in
+    flight the reports stay queued for the sender, which seals them by Nagle's rule."""
     rig.queue(1)
     rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
     assert rig.next_envelope().sequence == 1  # the sender's own seal, after its linger
@@ -234,13 +252,16 @@ def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queue
     assert rig.queue_sealing(2) == ["sent", "sent"]  # sealed when the job returned
     second = rig.next_envelope()  # handed to the open stream
     assert (second.sequence, second.count) == (2, 2)
-    assert rig.queue_sealing(1) == ["queued"]  # two in flight: left to the sender
-    assert rig.nothing_sent(within=0.3)
-    rig.answer(1, 2)
+    assert rig.queue_sealing(1) == ["sent"]  # two in flight: still sealed at once
     third = rig.next_envelope()
     assert (third.sequence, third.count) == (3, 1)
-    rig.answer(3)
-    wait_until(lambda: rig.delivered() == 4, timeout=10)
+    assert rig.queue_sealing(1) == ["queued"]  # three in flight: left to the sender
+    assert rig.nothing_sent(within=0.3)
+    rig.answer(1, 2, 3)
+    fourth = rig.next_envelope()
+    assert (fourth.sequence, fourth.count) == (4, 1)
+    rig.answer(4)
+    wait_until(lambda: rig.delivered() == 5, timeout=10)
 
 
 def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_window_has_room(
@@ -270,7 +291,7 @@ def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_win
 
     assert rig.queue_sealing(3) == ["sent"] * 3  # one in flight: sealed at once, as before
     assert rig.next_envelope().sequence == 2
-    # Two in flight, room for three more: the job seals two full batches, and no more.
+    # Two in flight, room for three more: the job seals two batches (full: ten wait), no more.
     assert rig.queue_sealing(10)[:6] == ["sent"] * 6
     assert handed == [[2], [3, 4]]
     # The hand-over wakes the sender, which seals the third full one.
@@ -286,7 +307,7 @@ def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_win
     assert (sixth.sequence, sixth.count) == (6, 3)
     assert rig.nothing_sent(within=0.3)  # the window is full again
     rig.answer(2, 3, 4, 5, 6)
-    last = rig.next_envelope()  # fewer than two in flight: the short remainder goes
+    last = rig.next_envelope()  # none in flight: the short remainder goes
     assert (last.sequence, last.count) == (7, 1)
     rig.answer(7)
     wait_until(lambda: rig.delivered() == 19, timeout=10)
@@ -305,11 +326,13 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
     seal_next = sender.batches.seal_next
     raced: list[str] = []
 
-    def racing_seal_next(announced_upto: int, *, full_only: bool = False) -> Batch | None:
+    def racing_seal_next(
+        announced_upto: int, *, full_only: bool = False, linger: bool = True
+    ) -> Batch | None:
         # Intake commits (sealing early) just as the sender starts to seal the announcements.
         if not raced and sender.batches.pending_announcements(announced_upto, limit=1):
             raced.extend(rig.queue(1, then=sender.seal_early))
-        return seal_next(announced_upto, full_only=full_only)
+        return seal_next(announced_upto, full_only=full_only, linger=linger)
 
     monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
     writer.execute(
@@ -328,14 +351,15 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
 def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(
     rig: Rig, writer: Writer
 ) -> None:
-    """With two batches in flight a full batch of announcements could go — but a report is
+    """With three batches in flight a full batch of announcements could go — but a report is
     waiting, and reports go first: nothing is sealed until a receipt; then the report, then
     the announcements."""
     rig.queue(1)
     rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
     assert rig.next_envelope().sequence == 1
-    rig.queue_and_wake(1)
-    assert rig.next_envelope().sequence == 2
+    for sequence in (2, 3):
+        rig.queue_and_wake(1)
+        assert rig.next_envelope().sequence == sequence
     rig.queue(1)  # first: whenever the sender sees the announcements, a report waits
     writer.execute(
         lambda tx: tx.conn.execute(
@@ -346,9 +370,9 @@ def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(
     rig.sender.wake()
     assert rig.nothing_sent()
     rig.answer(1)
-    third, fourth = rig.next_envelope(), rig.next_envelope()
-    assert (third.sequence, third.kind, third.count) == (3, KIND_REPORT, 1)
-    assert (fourth.sequence, fourth.kind, fourth.count) == (4, KIND_ANNOUNCEMENT, 3)
+    fourth, fifth = rig.next_envelope(), rig.next_envelope()
+    assert (fourth.sequence, fourth.kind, fourth.count) == (4, KIND_REPORT, 1)
+    assert (fifth.sequence, fifth.kind, fifth.count) == (5, KIND_ANNOUNCEMENT, 3)
 
 
 def test_past_its_lifetime_a_busy_stream_drains_and_a_new_one_opens(rig: Rig) -> None:
