@@ -6,11 +6,12 @@ batch that is resent as is: the receiver deduplicates by (sender, sequence) and 
 
 ``seal_next`` takes pending outbox rows first, then new hash announcements after the peer's
 high-water mark; on an idle pipe it lingers a few milliseconds when the batch is not full, so
-concurrent intake fills it (rows that waited for a receipt go at once: they were gathered while
-they waited), and ``fit`` closes it on bytes as well as on count: a sealed batch is resent
-unchanged, so one too large for a gRPC message would block the peer forever. Asked for a full
-batch only (the sender, while batches are in flight), it seals one only when a full batch's
-worth waits, counted in the outbox index without reading a payload. With leases
+concurrent intake fills it (with batches in flight it seals at once: rows gathered while they
+waited, or a case event that should not wait), and ``fit`` closes it on bytes as well as on
+count: a sealed batch is resent unchanged, so one too large for a gRPC message would block the
+peer forever. Asked for a full batch only (the sender, while ``EAGER_IN_FLIGHT`` or more are in
+flight), it seals one only when a full batch's worth waits, counted in the outbox index without
+reading a payload. With leases
 (several replicas on PostgreSQL) each sealing transaction first ``fence``s — a replica that lost
 the lease raises ``LeaseLost`` and seals nothing — and claims its rows with SKIP LOCKED.
 
@@ -179,21 +180,22 @@ class Batches:
         """Seal and store the next batch (reports first), or None if nothing is pending.
 
         ``linger``: a short batch of reports waits ``linger_ms`` for more first. The sender asks
-        it only of an idle pipe: with batches in flight, what waits has waited for a receipt
-        (the round trip gathered it), and lingering then only added to every report's latency
-        — at a steady 1,000 reports/s, 5 ms on most batches and a third of the p99.
+        it only of an idle pipe: with batches in flight, rows have been gathering during the
+        round trip (intake seals its own while fewer than ``EAGER_IN_FLIGHT`` are in flight),
+        and lingering then only added to their latency — at a steady 1,000 reports/s, 5 ms on
+        most batches.
 
-        ``full_only`` (the sender asks it while batches are in flight): only a full batch —
-        ``max_batch`` reports, or as many announcements while no report waits at all (a
-        backlog of announcements never holds a report back) — so under load what arrives
-        during a round trip goes as one batch, not as many small ones. The check counts rows
-        in an index and reads no payload: reports that fill a batch by bytes before count wait
-        for a receipt like any short batch.
+        ``full_only`` (the sender asks it while ``EAGER_IN_FLIGHT`` or more are in flight):
+        only a full batch — ``max_batch`` reports, or as many announcements while no report
+        waits at all (a backlog of announcements never holds a report back) — so under load
+        what arrives during a round trip goes as one batch, not as many small ones. The check
+        counts rows in an index and reads no payload: reports that fill a batch by bytes
+        before count wait for a receipt like any short batch.
         """
         if full_only:
             waiting = self._count_reports(self.max_batch)
             if waiting == self.max_batch:
-                return self._seal_pending_reports(linger=False)
+                return self._seal_pending_reports(linger=False)  # full: nothing to wait for
             if waiting or not self._announcements_reach(announced_upto, self.max_batch):
                 return None
             return self._seal_announcements(announced_upto)

@@ -82,7 +82,9 @@ RECEIVER_WINDOW = 16
 # the round trip wait for a receipt (or until they fill a batch) and go together: at a high
 # rate, sealing whatever had arrived made many small batches, each paying its seal, signature,
 # verification and receipt on both nodes. Three keep the pipe busy at a steady rate and leave
-# the default window's fourth place to a full batch. Two were too few: at a steady 1,000
+# the default window's fourth place to a full batch (with a window of three or less, intake's
+# early seal fills the window with short batches and the sender's own rule, which counts
+# payloads, still holds back a fourth short one). Two were too few: at a steady 1,000
 # reports/s a batch's round trip (10-20 ms, the peer's writer group included) often held two
 # in flight, and what arrived meanwhile waited for a receipt — intake → receipt p50 31 ms, p99
 # 80 ms, against 23 and 60 with three (bench/exchange_throughput.py, three runs each; the
@@ -414,10 +416,13 @@ class PeerSender:
                 return  # lease lost or lapsed: the next holder resends what is unreceipted
             if self._stale.is_set() and not s.inflight:
                 return  # the peer restarted (greeted): this stream ended there, open a new one
+            # Idle: nothing was in flight, so no row has waited for a receipt (receipts that
+            # empty the pipe now leave rows that did).
+            idle = not s.inflight
             applied = self._take_receipts(s)  # first: a stream that ended takes no new batch
             if s.ended:
                 return  # the next batch opens a new stream
-            sent = self._fill(s)
+            sent = self._fill(s, idle=idle)
             now = time.monotonic()
             if sent or applied:
                 s.idle_since = now
@@ -434,9 +439,10 @@ class PeerSender:
             else:
                 self._wake.wait(IDLE_POLL)
 
-    def _fill(self, s: _Stream) -> int:
+    def _fill(self, s: _Stream, *, idle: bool = False) -> int:
         """Send what was sealed early, then resend and seal batches while the window has
-        room; how many went.
+        room; how many went. ``idle``: nothing was in flight before this round's receipts —
+        only then may a short batch linger for more rows (``Batches.seal_next``).
 
         None past the stream's lifetime: what is in flight drains and the loop opens a new
         stream — under constant load the window never empties, and the call's deadline would
@@ -453,7 +459,7 @@ class PeerSender:
                 batch = self.batches.seal_next(
                     s.announced_upto,
                     full_only=in_flight >= EAGER_IN_FLIGHT,
-                    linger=in_flight == 0,  # with batches in flight, what waits has waited
+                    linger=idle and in_flight == 0,
                 )
                 sent += self._send_early(s, before=batch.sequence if batch else None)
             if batch is None:

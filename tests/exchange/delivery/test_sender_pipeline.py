@@ -221,21 +221,34 @@ def test_past_three_batches_in_flight_only_a_full_one_goes_before_a_receipt(rig:
     wait_until(lambda: rig.delivered() == 7, timeout=10)
 
 
-def test_reports_that_waited_for_a_receipt_are_sealed_without_the_linger(rig: Rig) -> None:
-    """The linger gathers a short batch on an idle pipe only. With a batch in flight, what is
-    queued has been gathering during the round trip: sealed at once, not ``linger_ms`` later
-    (at a steady 1,000 reports/s that linger was 5 ms on most batches)."""
+def test_the_sender_lingers_on_an_idle_pipe_only(rig: Rig) -> None:
+    """The linger gathers a short batch on an idle pipe. With a batch in flight, what is queued
+    has been gathering during the round trip: sealed at once, not ``linger_ms`` later (at a
+    steady 1,000 reports/s that linger was 5 ms on most batches). Nor once receipts have
+    emptied the pipe: the rows that waited for them go at once too."""
     rig.queue(1)
-    rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
-    assert rig.next_envelope().sequence == 1  # an idle pipe: sealed after the linger
-    rig.queue_and_wake(1)
     started = time.monotonic()
+    rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    waited = time.monotonic() - started
+    assert waited >= 0.9, f"sent {waited:.2f} s after the start: an idle pipe lingers"
+
+    started = time.monotonic()
+    rig.queue_and_wake(1)
     second = rig.next_envelope()
     waited = time.monotonic() - started
     assert second.sequence == 2
-    assert waited < 1.0, f"sealed {waited:.2f} s after the wake: it lingered"
-    rig.answer(1, 2)
-    wait_until(lambda: rig.delivered() == 2, timeout=10)
+    assert waited < 0.5, f"sealed {waited:.2f} s after the wake, one in flight: it lingered"
+
+    rig.queue(1)  # waits: no wake, and the sender's own poll is a second away
+    started = time.monotonic()
+    rig.answer(1, 2)  # both receipts at once: the pipe empties, the row has waited
+    third = rig.next_envelope()
+    waited = time.monotonic() - started
+    assert third.sequence == 3
+    assert waited < 0.5, f"sealed {waited:.2f} s after the receipts emptied the pipe: lingered"
+    rig.answer(3)
+    wait_until(lambda: rig.delivered() == 3, timeout=10)
 
 
 def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queues_them(
@@ -243,8 +256,8 @@ def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queue
 ) -> None:
     """``seal_early``: while fewer than three batches are in flight, the transaction that
     queues reports seals them — the batch exists when the job returns and goes at once, not
-    after the sender's own wake, linger (a whole second here) and second commit. With three in
-    flight the reports stay queued for the sender, which seals them by Nagle's rule."""
+    after the sender's own wake and second commit. With three in flight the reports stay
+    queued for the sender, which seals them by Nagle's rule."""
     rig.queue(1)
     rig.start(ExchangeTuning(linger_ms=1000, max_batch=3))
     assert rig.next_envelope().sequence == 1  # the sender's own seal, after its linger
@@ -307,7 +320,7 @@ def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_win
     assert (sixth.sequence, sixth.count) == (6, 3)
     assert rig.nothing_sent(within=0.3)  # the window is full again
     rig.answer(2, 3, 4, 5, 6)
-    last = rig.next_envelope()  # none in flight: the short remainder goes
+    last = rig.next_envelope()  # fewer than three in flight: the short remainder goes
     assert (last.sequence, last.count) == (7, 1)
     rig.answer(7)
     wait_until(lambda: rig.delivered() == 19, timeout=10)
