@@ -11,9 +11,9 @@ waited, or a case event that should not wait), and ``fit`` closes it on bytes as
 count: a sealed batch is resent unchanged, so one too large for a gRPC message would block the
 peer forever. Asked for a full batch only (the sender, while ``EAGER_IN_FLIGHT`` or more are in
 flight), it seals one only when a full batch's worth waits, counted in the outbox index without
-reading a payload. With leases
-(several replicas on PostgreSQL) each sealing transaction first ``fence``s — a replica that lost
-the lease raises ``LeaseLost`` and seals nothing — and claims its rows with SKIP LOCKED.
+reading a payload. With leases (several replicas on PostgreSQL) each sealing transaction first
+``fence``s — a replica that lost the lease raises ``LeaseLost`` and seals nothing — and claims
+its rows with SKIP LOCKED.
 
 Sizes come straight from ``ExchangeTuning``: a batch holds at most ``max_batch`` reports and
 never more than a receiver accepts (``max_payloads``), in at most ``max_message_bytes``.

@@ -86,9 +86,9 @@ RECEIVER_WINDOW = 16
 # early seal fills the window with short batches and the sender's own rule, which counts
 # payloads, still holds back a fourth short one). Two were too few: at a steady 1,000
 # reports/s a batch's round trip (10-20 ms, the peer's writer group included) often held two
-# in flight, and what arrived meanwhile waited for a receipt — intake → receipt p50 31 ms, p99
-# 80 ms, against 23 and 60 with three (bench/exchange_throughput.py, three runs each; the
-# sustained rate did not move).
+# in flight, and what arrived meanwhile waited for a receipt — intake → receipt p50 27 ms, p99
+# 77 ms, against 21 and 67 with three and no linger once batches are in flight (medians of six
+# runs of bench/exchange_throughput.py --quick each; the sustained rate did not move).
 EAGER_IN_FLIGHT = 3
 
 # Batches one writer group's early seal may seal at most: past that the sender seals the rest.
@@ -439,7 +439,7 @@ class PeerSender:
             else:
                 self._wake.wait(IDLE_POLL)
 
-    def _fill(self, s: _Stream, *, idle: bool = False) -> int:
+    def _fill(self, s: _Stream, *, idle: bool) -> int:
         """Send what was sealed early, then resend and seal batches while the window has
         room; how many went. ``idle``: nothing was in flight before this round's receipts —
         only then may a short batch linger for more rows (``Batches.seal_next``).
