@@ -12,8 +12,10 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   doing no work, Ed25519 verify/s, SQLite Core bulk insert rows/s (WAL, synchronous=FULL) and,
   with `--db postgresql`, PostgreSQL Core bulk insert rows/s;
 - per node, across the sustained phase: rows written per report (by table), database bytes per
-  report (net: outbox rows inserted and deleted again are not counted), and CPU seconds per
-  1,000 reports of its process (/proc/<pid>/stat) — which give the
+  report (net: outbox rows inserted and deleted again are not counted), bytes the kernel counts
+  as written to storage per report (/proc/<pid>/io: WAL frames and checkpoints, page by page)
+  and CPU seconds per 1,000 reports of its process (/proc/<pid>/stat) — the last two also
+  across the latency phase, where small commits cost far more per report — which give the
   implied ceilings (bulk-insert rows/s ÷ rows per report; one core ÷ CPU per report), the binding
   one and the fraction of it reached;
 - same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
@@ -257,6 +259,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def storage_writes(pid: int) -> int:
+    """Bytes process ``pid`` has sent to storage (``write_bytes`` of /proc/<pid>/io, counted as
+    pages are dirtied): for a node, its SQLite WAL frames and checkpoints."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == "write_bytes":
+            return int(value)
+    raise RuntimeError(f"/proc/{pid}/io has no write_bytes")
+
+
 def table_rows(db: Engine) -> dict[str, int]:
     from exchange.store.schema import Base
 
@@ -284,10 +296,11 @@ class NodeMeter:
 
     def start(self) -> None:
         self.rows0, self.bytes0 = table_rows(self.db), db_bytes(self.db)
-        self.cpu0 = cpu_seconds(self.pid)
+        self.cpu0, self.written0 = cpu_seconds(self.pid), storage_writes(self.pid)
 
     def stop(self, reports: int) -> dict[str, Any]:
         cpu = cpu_seconds(self.pid) - self.cpu0
+        written = storage_writes(self.pid) - self.written0
         rows = table_rows(self.db)
         grown = {k: rows[k] - self.rows0.get(k, 0) for k in rows if rows[k] != self.rows0.get(k)}
         return {
@@ -295,6 +308,8 @@ class NodeMeter:
             "rows_by_table": {k: round(v / reports, 2) for k, v in sorted(grown.items())},
             "bytes_per_report": round((db_bytes(self.db) - self.bytes0) / reports),
             "cpu_s_per_1000_reports": round(cpu / reports * 1000, 3),
+            # Pages, not rows: a small commit rewrites a whole page per random-key index entry.
+            "storage_bytes_written_per_report": round(written / reports),
         }
 
 
@@ -385,7 +400,10 @@ def run(args: Any, pg: Any) -> dict[str, Any]:
             m.start()
         intake_rate, sustained = sustained_phase(fed, a_addr, a_db, b_db, n)
         nodes = {m.name: m.stop(n) for m in meters}
+        for m in meters:
+            m.start()
         p50, p99, paced_count = latency_phase(fed, a_addr, a_db, n, paced_seconds)
+        paced = {m.name: m.stop(paced_count) for m in meters}
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -400,8 +418,14 @@ def run(args: Any, pg: Any) -> dict[str, Any]:
         f"  intake → receipt latency at 1,000/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
         f"({paced_count:,} reports)"
     )
+    for name, f in paced.items():
+        print(
+            f"    node {name} at 1,000/s: {f['cpu_s_per_1000_reports']} CPU s per 1,000 reports, "
+            f"{f['storage_bytes_written_per_report']:,} bytes written to storage per report"
+        )
     result = figures(args, n, c, nodes, intake_rate, sustained)
     result["latency_at_1000_per_s_ms"] = {"p50": round(p50, 1), "p99": round(p99, 1)}
+    result["nodes_at_1000_per_s"] = paced
     common.emit(result)
     return result
 
@@ -485,7 +509,8 @@ def figures(
     for name, f in nodes.items():
         print(
             f"  node {name}: {f['rows_per_report']} rows/report, {f['bytes_per_report']:,} "
-            f"bytes/report, {f['cpu_s_per_1000_reports']} CPU s per 1,000 reports"
+            f"bytes/report, {f['cpu_s_per_1000_reports']} CPU s per 1,000 reports, "
+            f"{f['storage_bytes_written_per_report']:,} bytes written to storage per report"
         )
         print(f"    rows per report by table: {f['rows_by_table']}")
     rows = sum(f["rows_per_report"] for f in nodes.values())
@@ -547,8 +572,16 @@ def print_medians(results: list[dict[str, Any]]) -> None:
     out["latency_p99_ms"] = med(lambda r: r["latency_at_1000_per_s_ms"]["p99"])
     out["sqlite_insert_rows_per_s"] = med(lambda r: r["ceilings"]["sqlite_insert_rows_per_s"])
     for node in ("A", "B"):
-        for k in ("rows_per_report", "bytes_per_report", "cpu_s_per_1000_reports"):
+        for k in (
+            "rows_per_report",
+            "bytes_per_report",
+            "cpu_s_per_1000_reports",
+            "storage_bytes_written_per_report",
+        ):
             out[f"{node}_{k}"] = med(lambda r, node=node, k=k: r["nodes"][node][k])
+            out[f"{node}_{k}_at_1000_per_s"] = med(
+                lambda r, node=node, k=k: r["nodes_at_1000_per_s"][node][k]
+            )
     print(f"=== medians of {len(results)} runs ===")
     for k, v in out.items():
         print(f"  {k}: {v:,.4g}")
