@@ -300,22 +300,23 @@ def storage_text(f: dict[str, Any]) -> str:
 
 
 class NodeMeter:
-    """Rows, bytes and CPU of one node process across a phase: ``per_report`` after ``stop``."""
+    """Rows, bytes, storage writes and CPU of one node process across a phase: the figures per
+    report from ``stop``."""
 
     def __init__(self, name: str, db: Engine, pid: int) -> None:
         self.name, self.db, self.pid = name, db, pid
+        # On PostgreSQL the server's processes write the database: the node's own writes are
+        # only its log, so the figure would mislead.
+        self.writes_its_db = db.dialect.name == "sqlite"
 
     def start(self) -> None:
         self.rows0, self.bytes0 = table_rows(self.db), db_bytes(self.db)
-        self.cpu0, self.written0 = cpu_seconds(self.pid), storage_writes(self.pid)
+        self.cpu0 = cpu_seconds(self.pid)
+        self.written0 = storage_writes(self.pid) if self.writes_its_db else 0
 
     def stop(self, reports: int) -> dict[str, Any]:
         cpu = cpu_seconds(self.pid) - self.cpu0
-        # On PostgreSQL the server's processes write the database: the node's own writes are
-        # only its log, so the figure would mislead.
-        written = (
-            storage_writes(self.pid) - self.written0 if self.db.dialect.name == "sqlite" else None
-        )
+        written = storage_writes(self.pid) - self.written0 if self.writes_its_db else None
         rows = table_rows(self.db)
         grown = {k: rows[k] - self.rows0.get(k, 0) for k in rows if rows[k] != self.rows0.get(k)}
         return {
