@@ -5,6 +5,10 @@ not only a process crash) and a busy timeout. pysqlite's own transaction handlin
 off and ``BEGIN IMMEDIATE`` is emitted by us, so SAVEPOINTs work (the writer isolates each job in
 one) and the write lock is taken up front instead of failing mid-transaction — by the writer's
 connection, and by ``immediate`` for a command that writes beside a running node without one.
+
+The writer's connection keeps SQLite's temporary files in memory (``for_the_writer``): a
+SAVEPOINT keeps the original of every page its job changes in a sub-journal, by default a
+temporary file, so each page a job wrote was written twice — once there, once to the WAL.
 """
 
 from __future__ import annotations
@@ -60,6 +64,24 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+
+
+def for_the_writer(conn: Connection) -> None:
+    """Make ``conn`` the node writer's: it takes the write lock at BEGIN and, on SQLite, keeps
+    temporary files in memory. Those are the sub-journal each job's SAVEPOINT writes a changed
+    page's original to (as many bytes as the WAL gets: a page per page the job changes, a few
+    MB for a 500-report intake job, freed at its end) and the statement journal of a multi-row
+    UPDATE or DELETE. Readers' connections keep the default: their temporary files are sorts
+    and GROUP BYs over whole tables (statistics, exports), which do not belong in memory."""
+    conn.info["writer"] = True
+    if conn.dialect.name == "sqlite":
+        _driver(conn).execute("PRAGMA temp_store=MEMORY")
+
+
+def _driver(conn: Connection) -> Any:
+    """The DB-API connection: a PRAGMA there opens no transaction, where through ``conn`` it
+    would — on a writer's connection a ``BEGIN IMMEDIATE``, the write lock, for a setting."""
+    return conn.connection.dbapi_connection
 
 
 @contextmanager

@@ -55,6 +55,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogChain, LogEntry
 from exchange.store import routing_log
+from exchange.store.engine import for_the_writer
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class Writer:
 
     def start(self) -> None:
         conn = self._engine.connect()
-        conn.info["writer"] = True
+        for_the_writer(conn)
         last = routing_log.head(conn)
         conn.rollback()
         self.chain = (
@@ -220,6 +221,7 @@ class Writer:
         self._thread.join()
         self._thread = None
         if self._conn is not None:
+            self._conn.invalidate()  # closed, not pooled: a writer's connection is set up as one
             self._conn.close()
             self._conn = None
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from exchange.errors import ConfigError
 from exchange.store.engine import is_sqlite, open_engine
 from exchange.store.migrate import current_revision, head_revision, require_head, upgrade
+from exchange.store.writer import Writer
 
 
 @pytest.fixture
@@ -67,6 +68,25 @@ def test_writer_connections_take_the_write_lock_at_begin(engine: Engine, tmp_pat
                 assert other.execute("SELECT count(*) FROM reports").fetchone() == (0,)
             finally:
                 other.close()
+
+
+def test_the_writer_keeps_its_temporary_files_in_memory_and_readers_do_not(
+    engine: Engine,
+) -> None:
+    # Each job's SAVEPOINT journals the original of every page it changes: in a temporary
+    # file by default, which doubled the bytes a node wrote.
+    writer = Writer(engine)
+    writer.start()
+    try:
+        in_job = writer.execute(lambda tx: tx.conn.exec_driver_sql("PRAGMA temp_store").scalar())
+        assert in_job == 2  # MEMORY
+        assert pragma(engine, "temp_store") == 0  # a reader's: the default (files)
+    finally:
+        writer.stop()
+    # The writer's connection is not handed to a reader afterwards.
+    with engine.connect() as a, engine.connect() as b:
+        for conn in (a, b):
+            assert conn.exec_driver_sql("PRAGMA temp_store").scalar_one() == 0
 
 
 def test_savepoints_work(engine: Engine) -> None:
