@@ -279,23 +279,29 @@ def carried_elsewhere(
     conn: Connection, hashes: Sequence[ContentHash], excluding: str
 ) -> set[ContentHash]:
     """Of ``hashes``, those an item of another live (not withdrawn) report in a case held
-    here carries — in any case, not only the excluded report's."""
+    here carries — in any case, not only the excluded report's.
+
+    Asked per algorithm: the index is on (algorithm, hex), and a look-up by hex alone walked
+    every item hash this node holds — in the writer, on a withdrawal a member sends."""
     wanted = set(hashes)
     out: set[ContentHash] = set()
-    for part in chunks(sorted({h.hex for h in wanted})):
-        rows = conn.execute(
-            select(ITEM_HASHES.c.algorithm, ITEM_HASHES.c.hex)
-            .join(REPORTS, REPORTS.c.id == ITEM_HASHES.c.report_id)
-            .where(
-                ITEM_HASHES.c.hex.in_(part),
-                ITEM_HASHES.c.report_id != excluding,
-                REPORTS.c.case_id.is_not(None),
-                REPORTS.c.withdrawn_at.is_(None),
+    by_algorithm: dict[HashAlgorithm, set[str]] = {}
+    for h in wanted:
+        by_algorithm.setdefault(h.algorithm, set()).add(h.hex)
+    for algorithm, hexes in sorted(by_algorithm.items()):
+        for part in chunks(sorted(hexes)):
+            rows = conn.execute(
+                select(ITEM_HASHES.c.hex)
+                .join(REPORTS, REPORTS.c.id == ITEM_HASHES.c.report_id)
+                .where(
+                    ITEM_HASHES.c.algorithm == algorithm.value,
+                    ITEM_HASHES.c.hex.in_(part),
+                    ITEM_HASHES.c.report_id != excluding,
+                    REPORTS.c.case_id.is_not(None),
+                    REPORTS.c.withdrawn_at.is_(None),
+                )
             )
-        )
-        out.update(
-            h for r in rows if (h := ContentHash(HashAlgorithm(r.algorithm), r.hex)) in wanted
-        )
+            out.update(ContentHash(algorithm, r.hex) for r in rows)
     return out
 
 

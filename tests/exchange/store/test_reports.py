@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
-from exchange.domain import ReportRole
+from exchange.domain import ContentHash, HashAlgorithm, Report, ReportRole
 from exchange.store import reports, schema
 from exchange.store.reports import Incoming
 from exchange.trace_review import GeoCheck
-from tests.exchange.factories import T0, make_announcement, make_report, report_wire
+from tests.exchange.factories import (
+    T0,
+    content_hash,
+    make_announcement,
+    make_report,
+    report_wire,
+)
+from tests.exchange.store.plans import sqlite_plans
+
+PDQ = HashAlgorithm.PDQ
 
 
 def test_insert_stores_reports_items_hashes_and_marks(engine: Engine) -> None:
@@ -116,3 +125,41 @@ def test_region_counts_are_of_reports_entered_here_with_a_region(engine: Engine)
         reports.insert(conn, batch, [None] * len(batch), [(None,)] * len(batch), T0)
     with engine.connect() as conn:
         assert reports.region_counts(conn) == {"NL-NH": 2, "NL-UT": 1}
+
+
+def _held(conn: Connection, report: Report, case_id: str | None) -> None:
+    marks = [(None,) * len(report.items)]
+    reports.insert(conn, [Incoming(report, b"w", ReportRole.RECEIVED)], [case_id], marks, T0)
+
+
+def test_carried_elsewhere_names_the_hashes_another_live_report_in_a_case_carries(
+    engine: Engine,
+) -> None:
+    shared, own, pdq = content_hash("shared"), content_hash("own"), content_hash("p", PDQ)
+    gone, loose = content_hash("gone"), content_hash("loose")
+    leaving = make_report(hashes=[shared, own, pdq, gone, loose])
+    with engine.begin() as conn:
+        _held(conn, leaving, "c-1")
+        _held(conn, make_report(hashes=[shared], url="https://a.example/1"), "c-2")
+        _held(conn, make_report(hashes=[pdq], url="https://a.example/2"), "c-1")
+        withdrawn = make_report(hashes=[gone], url="https://a.example/3")
+        _held(conn, withdrawn, "c-3")
+        reports.mark_withdrawn(conn, withdrawn.id, "error", T0)
+        _held(conn, make_report(hashes=[loose], url="https://a.example/4"), None)  # no case
+    # The same hex under another algorithm is another hash.
+    other = ContentHash(HashAlgorithm.MD5, shared.hex[:32])
+    asked = [shared, own, pdq, gone, loose, other]
+    with engine.connect() as conn:
+        assert reports.carried_elsewhere(conn, asked, leaving.id) == {shared, pdq}
+
+
+def test_carried_elsewhere_searches_the_hash_index_per_algorithm(engine: Engine) -> None:
+    """A withdrawal a member sends runs this in the writer: a scan of every item hash held
+    here would hold every other write up for as long as the node is large."""
+    hashes = [content_hash(str(i)) for i in range(5)] + [content_hash("p", PDQ)]
+    plans = sqlite_plans(
+        engine, "item_hashes", lambda c: reports.carried_elsewhere(c, hashes, "r-x")
+    )
+    assert len(plans) == 2  # one statement per algorithm asked
+    for plan in plans:
+        assert "USING INDEX ix_item_hashes_algorithm_hex (algorithm=? AND hex=?)" in plan, plan
