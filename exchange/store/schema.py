@@ -74,7 +74,8 @@ class ReportRow(Base):
     role: Mapped[str] = mapped_column(String(10))
     origin_member: Mapped[str] = mapped_column(MemberId)
     url: Mapped[str] = mapped_column(Text)
-    url_key: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    # Not indexed: nothing looks a report up by URL (a case is found by the open-case index).
+    url_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     received_at: Mapped[datetime] = mapped_column(UtcMicros)
     stored_at: Mapped[datetime] = mapped_column(UtcMicros)
     site_type: Mapped[str] = mapped_column(String(16))
