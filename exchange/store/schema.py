@@ -74,7 +74,7 @@ class ReportRow(Base):
     role: Mapped[str] = mapped_column(String(10))
     origin_member: Mapped[str] = mapped_column(MemberId)
     url: Mapped[str] = mapped_column(Text)
-    # Not indexed: nothing looks a report up by URL (a case is found by the open-case index).
+    # url_key and case_id are not indexed: no query looks a report up by either (0013).
     url_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     received_at: Mapped[datetime] = mapped_column(UtcMicros)
     stored_at: Mapped[datetime] = mapped_column(UtcMicros)
@@ -85,7 +85,7 @@ class ReportRow(Base):
     hosting_country: Mapped[str | None] = mapped_column(String(2))
     decision_member: Mapped[str] = mapped_column(MemberId)
     decision_reason: Mapped[str] = mapped_column(String(24))
-    case_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    case_id: Mapped[str | None] = mapped_column(String(40))
     # The exact serialized ihx.v1.Report: what was signed (origin) or received (receiver). The
     # trace evidence lives only here, so it is stored once and always matches what was sent.
     wire: Mapped[bytes] = mapped_column(LargeBinary)
