@@ -17,6 +17,10 @@ or a receipt's COMMIT. Under a load that never lets the queue empty it is passed
 one priority, jobs keep their order — except the part of a coalescer's items past ``max_take``,
 which is queued again behind what arrived meanwhile (its own items keep their order).
 
+A job holds what it changes in memory until it ends (on SQLite, the original of each page it
+changed, for its SAVEPOINT: see store/engine.py), so every job is bounded: a coalescer's takes at
+most ``max_take`` items, and background work runs in pages.
+
 A job may ask for an end step (``Tx.once_at_end``): run once per key after the group's last
 job, before COMMIT, in its own SAVEPOINT — work worth doing once over what all the jobs wrote,
 such as sealing into one batch the reports every intake job of the group queued for a peer. A
@@ -204,9 +208,14 @@ class Writer:
 
     def start(self) -> None:
         conn = self._engine.connect()
-        for_the_writer(conn)
-        last = routing_log.head(conn)
-        conn.rollback()
+        try:
+            for_the_writer(conn)
+            last = routing_log.head(conn)
+            conn.rollback()
+        except BaseException:
+            conn.invalidate()  # set up as the writer's: never a reader's from the pool
+            conn.close()
+            raise
         self.chain = (
             LogChain(last.idx + 1, last.entry_hash, last.at) if last else LogChain(0, GENESIS)
         )

@@ -83,10 +83,15 @@ def test_the_writer_keeps_its_temporary_files_in_memory_and_readers_do_not(
         assert pragma(engine, "temp_store") == 0  # a reader's: the default (files)
     finally:
         writer.stop()
-    # The writer's connection is not handed to a reader afterwards.
-    with engine.connect() as a, engine.connect() as b:
-        for conn in (a, b):
-            assert conn.exec_driver_sql("PRAGMA temp_store").scalar_one() == 0
+    # The writer's connection is not handed to a reader afterwards: every pooled one has the
+    # default (the engine pools 8).
+    conns = [engine.connect() for _ in range(8)]
+    try:
+        assert [c.exec_driver_sql("PRAGMA temp_store").scalar_one() for c in conns] == [0] * 8
+        assert not any(c.info.get("writer") for c in conns)
+    finally:
+        for c in conns:
+            c.close()
 
 
 def test_savepoints_work(engine: Engine) -> None:

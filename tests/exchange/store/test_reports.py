@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select
 
 from exchange.domain import ContentHash, HashAlgorithm, Report, ReportRole
 from exchange.store import reports, schema
+from exchange.store.engine import open_engine
+from exchange.store.migrate import upgrade
 from exchange.store.reports import Incoming
 from exchange.trace_review import GeoCheck
 from tests.exchange.factories import (
@@ -137,29 +140,37 @@ def test_carried_elsewhere_names_the_hashes_another_live_report_in_a_case_carrie
 ) -> None:
     shared, own, pdq = content_hash("shared"), content_hash("own"), content_hash("p", PDQ)
     gone, loose = content_hash("gone"), content_hash("loose")
-    leaving = make_report(hashes=[shared, own, pdq, gone, loose])
+    # A PDQ hash and a SHA-256 are both 64 hex digits: the same digits under another
+    # algorithm are another hash, and only the PDQ one is carried elsewhere.
+    sha_twin = content_hash("twin")
+    pdq_twin = ContentHash(PDQ, sha_twin.hex)
+    leaving = make_report(hashes=[shared, own, pdq, gone, loose, sha_twin])
     with engine.begin() as conn:
         _held(conn, leaving, "c-1")
         _held(conn, make_report(hashes=[shared], url="https://a.example/1"), "c-2")
-        _held(conn, make_report(hashes=[pdq], url="https://a.example/2"), "c-1")
+        _held(conn, make_report(hashes=[pdq, pdq_twin], url="https://a.example/2"), "c-1")
         withdrawn = make_report(hashes=[gone], url="https://a.example/3")
         _held(conn, withdrawn, "c-3")
         reports.mark_withdrawn(conn, withdrawn.id, "error", T0)
         _held(conn, make_report(hashes=[loose], url="https://a.example/4"), None)  # no case
-    # The same hex under another algorithm is another hash.
-    other = ContentHash(HashAlgorithm.MD5, shared.hex[:32])
-    asked = [shared, own, pdq, gone, loose, other]
+    asked = [shared, own, pdq, gone, loose, sha_twin]
     with engine.connect() as conn:
         assert reports.carried_elsewhere(conn, asked, leaving.id) == {shared, pdq}
 
 
-def test_carried_elsewhere_searches_the_hash_index_per_algorithm(engine: Engine) -> None:
+def test_carried_elsewhere_searches_the_hash_index_per_algorithm(tmp_path: Path) -> None:
     """A withdrawal a member sends runs this in the writer: a scan of every item hash held
-    here would hold every other write up for as long as the node is large."""
+    here would hold every other write up for as long as the node is large. SQLite's plan is
+    what is checked, so on a SQLite file whatever database the suite runs on."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    upgrade(engine)
     hashes = [content_hash(str(i)) for i in range(5)] + [content_hash("p", PDQ)]
-    plans = sqlite_plans(
-        engine, "item_hashes", lambda c: reports.carried_elsewhere(c, hashes, "r-x")
-    )
+    try:
+        plans = sqlite_plans(
+            engine, "item_hashes", lambda c: reports.carried_elsewhere(c, hashes, "r-x")
+        )
+    finally:
+        engine.dispose()
     assert len(plans) == 2  # one statement per algorithm asked
     for plan in plans:
         assert "USING INDEX ix_item_hashes_algorithm_hex (algorithm=? AND hex=?)" in plan, plan
