@@ -113,10 +113,9 @@ def _tuples(
     """The rows as the driver takes them, column by column: ``itemgetter`` reads the values in
     C, and only the columns with a converter (times, booleans) are touched in Python — a
     third less than a tuple built per row cell by cell, on the writer's every insert."""
-    if len(keys) == 1:  # itemgetter of one key gives the value, not a 1-tuple
-        (key,), (f,) = keys, converters
-        return [(r[key] if f is None or r[key] is None else f(r[key]),) for r in rows]
-    columns = list(zip(*map(itemgetter(*keys), rows), strict=True))
+    # itemgetter of one key gives the value itself, not a 1-tuple
+    row = itemgetter(*keys) if len(keys) > 1 else lambda r: (r[keys[0]],)
+    columns = list(zip(*map(row, rows), strict=True))
     for i, f in enumerate(converters):
         if f is not None:
             columns[i] = tuple([None if v is None else f(v) for v in columns[i]])

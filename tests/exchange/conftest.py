@@ -2,7 +2,9 @@
 
 * ``engine`` — the test's own database (a SQLite file in ``tmp_path``, WAL, FULL sync; or a fresh
   PostgreSQL database when ``IHX_TEST_DATABASE_URL`` is set) migrated to head with Alembic;
-  ``writer`` — the single writer over it, started, stopped at teardown.
+  ``writer`` — the single writer over it, started, stopped at teardown; ``sqlite_engine`` — a
+  SQLite file migrated to head whatever the suite runs on (for what only SQLite has: its
+  settings, its query plans).
 * ``network`` / ``manifest`` — the shared test network (``tests.auth.factories``).
 * ``clock`` — a ``FakeClock`` at ``factories.T0``; it moves only when a test advances it.
 * ``resolver`` / ``geoip`` / ``tracer`` — ``url_in(cc)`` hosts resolve to an address that the
@@ -48,6 +50,15 @@ def db_url(databases: Databases) -> str:
 def engine(db_url: str) -> Iterator[Engine]:
     """The test's own real database, migrated to head by Alembic."""
     eng = open_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite file migrated to head, also when the suite runs on PostgreSQL."""
+    eng = open_engine(f"sqlite:///{tmp_path / 'node.db'}")
     upgrade(eng)
     yield eng
     eng.dispose()

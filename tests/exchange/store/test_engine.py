@@ -7,7 +7,6 @@ The SQLite set-up is what is under test here, so this module's ``engine`` is alw
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,9 @@ from exchange.store.writer import Writer
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+def engine(sqlite_engine: Engine) -> Engine:
     """A SQLite file migrated to head, whatever database the rest of the suite runs on."""
-    eng = open_engine(f"sqlite:///{tmp_path / 'node.db'}")
-    upgrade(eng)
-    yield eng
-    eng.dispose()
+    return sqlite_engine
 
 
 def pragma(engine: Engine, name: str) -> object:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select
 
 from exchange.domain import ContentHash, HashAlgorithm, Report, ReportRole
 from exchange.store import reports, schema
-from exchange.store.engine import open_engine
-from exchange.store.migrate import upgrade
 from exchange.store.reports import Incoming
 from exchange.trace_review import GeoCheck
 from tests.exchange.factories import (
@@ -158,19 +155,14 @@ def test_carried_elsewhere_names_the_hashes_another_live_report_in_a_case_carrie
         assert reports.carried_elsewhere(conn, asked, leaving.id) == {shared, pdq}
 
 
-def test_carried_elsewhere_searches_the_hash_index_per_algorithm(tmp_path: Path) -> None:
+def test_carried_elsewhere_searches_the_hash_index_per_algorithm(sqlite_engine: Engine) -> None:
     """A withdrawal a member sends runs this in the writer: a scan of every item hash held
     here would hold every other write up for as long as the node is large. SQLite's plan is
     what is checked, so on a SQLite file whatever database the suite runs on."""
-    engine = open_engine(f"sqlite:///{tmp_path / 'node.db'}")
-    upgrade(engine)
     hashes = [content_hash(str(i)) for i in range(5)] + [content_hash("p", PDQ)]
-    try:
-        plans = sqlite_plans(
-            engine, "item_hashes", lambda c: reports.carried_elsewhere(c, hashes, "r-x")
-        )
-    finally:
-        engine.dispose()
+    plans = sqlite_plans(
+        sqlite_engine, "item_hashes", lambda c: reports.carried_elsewhere(c, hashes, "r-x")
+    )
     assert len(plans) == 2  # one statement per algorithm asked
     for plan in plans:
         assert "USING INDEX ix_item_hashes_algorithm_hex (algorithm=? AND hex=?)" in plan, plan
