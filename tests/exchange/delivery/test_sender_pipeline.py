@@ -337,23 +337,28 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
     sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
     assert rig.next_envelope().sequence == 1
     seal_next = sender.batches.seal_next
+    armed = threading.Event()
     raced: list[str] = []
 
     def racing_seal_next(
         announced_upto: int, *, full_only: bool = False, linger: bool = True
     ) -> Batch | None:
-        # Intake commits (sealing early) just as the sender starts to seal the announcements.
-        if not raced and sender.batches.pending_announcements(announced_upto, limit=1):
+        # The announcements are waiting as the sender starts to seal, and intake commits
+        # (sealing early) just then. Both happen here, on the sender's thread: announcements
+        # the test inserted itself could be sealed by a call already past this check (the
+        # sender may still be filling after the first batch), and no race would happen.
+        if armed.is_set() and not raced:
+            writer.execute(
+                lambda tx: tx.conn.execute(
+                    schema.announcements.insert(),
+                    [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(2)],
+                )
+            )
             raced.extend(rig.queue(1, then=sender.seal_early))
         return seal_next(announced_upto, full_only=full_only, linger=linger)
 
     monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
-    writer.execute(
-        lambda tx: tx.conn.execute(
-            schema.announcements.insert(),
-            [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(2)],
-        )
-    )
+    armed.set()
     sender.wake()
     second, third = rig.next_envelope(), rig.next_envelope()
     assert raced
