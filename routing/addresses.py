@@ -16,11 +16,18 @@ Design:
   that IPv4 address; the check runs on both the address and the embedded one.
 - Rows overlap (a /32 inside a /24); at import they are flattened into disjoint integer ranges
   where the most specific row wins, so a lookup is one ``bisect`` per address.
+- Speed: most addresses a trace meets are IPv4 in strict dotted decimal. ``view`` takes those
+  through one anchored regex and ``inet_aton`` (about a tenth of ``ipaddress``' parse, which was
+  most of a trace's cost on an address not seen before); the text is already canonical. The
+  regex accepts exactly what ``ipaddress`` accepts as IPv4; anything else (IPv6, bad text)
+  takes the ``ipaddress`` path and its errors.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Final
@@ -227,8 +234,18 @@ def _embedded(ip: ipaddress.IPv6Address, kind: str) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
 
 
+# Four decimal octets of 0-255 without leading zeros: what ``ipaddress`` accepts as IPv4 (ASCII
+# digits only; ``fullmatch`` also refuses a trailing newline, which ``$`` would let through).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_STRICT_IPV4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def view(address: str) -> AddressView:
     """Classify one address; raises :class:`BadAddressError` for text that is not an IP address."""
+    if _STRICT_IPV4.fullmatch(address) is not None:
+        # Dotted decimal as strict as this is its own canonical text; no IPv4 row embeds.
+        ipv4 = _V4.lookup(int.from_bytes(socket.inet_aton(address)))
+        return AddressView(address, address, None, ipv4.reason if ipv4 is not None else None)
     ip = parse_ip(address)
     block = _block(ip)
     if block is None or block.embeds is None:

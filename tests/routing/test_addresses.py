@@ -207,6 +207,32 @@ def test_lookup_matches_table_ipv6(value: int) -> None:
     assert special_reason(ip) == _oracle_reason(ip)
 
 
+# --- IPv4 text: the fast path reads exactly what ipaddress reads ---------------------------
+
+_OCTET_LIKE = st.one_of(
+    st.integers(min_value=0, max_value=300).map(str),
+    st.sampled_from(["00", "01", "007", "0x1", "+1", "-0", " 1", "1 ", "1\n", "", "\u0661"]),
+)
+
+
+@given(
+    st.one_of(
+        st.integers(min_value=0, max_value=2**32 - 1).map(lambda v: str(ipaddress.IPv4Address(v))),
+        st.lists(_OCTET_LIKE, min_size=1, max_size=5).map(".".join),
+        st.text(alphabet="0123456789.: \nx", max_size=20),
+    )
+)
+def test_ipv4_text_is_read_as_ipaddress_reads_it(text: str) -> None:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        with pytest.raises(BadAddressError):
+            view(text)
+        return
+    if ip.version == 4:
+        assert view(text) == AddressView(str(ip), str(ip), None, _oracle_reason(ip))
+
+
 # --- embedded IPv4 addresses --------------------------------------------------------------
 
 
