@@ -4,6 +4,7 @@ databases per run, and the node processes (start, wait, stop; their CPU time and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -109,8 +110,22 @@ def start_node(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def start_process(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    compiled_kernels()
     out = log.open("wb")
     return subprocess.Popen(argv, stdout=out, stderr=out)
+
+
+@functools.cache
+def compiled_kernels() -> None:
+    """Compile the PDQ kernels into numba's cache once, here, before any node starts.
+
+    Each node compiles them at start when the cache is empty (a fresh install: ~10-20 s of a
+    core each); six nodes starting at once on two cores then took over a minute to listen, and
+    the bench gave up waiting. From the cache a node loads them in under a second.
+    """
+    from exchange.pdq.probe import warm
+
+    warm()
 
 
 def wait_ready(address: str, timeout: float = 30.0) -> None:

@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -63,8 +62,6 @@ from exchange.times import from_micros
 from exchange.tools.provision import MemberPlan, free_port, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
-
-IHX = str(Path(sys.executable).parent / "ihx")
 
 
 def request(i: int, run: str) -> ipb.SubmitReportRequest:
@@ -178,17 +175,6 @@ def bare_stream_rate(message_bytes: int, count: int) -> float:
 
 
 # -- the two nodes ------------------------------------------------------------------------------
-
-
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen([IHX, "node", "run", "--config", str(config)], stdout=out, stderr=out)
-
-
-def wait_ready(address: str, timeout: float = 30.0) -> None:
-    channel = grpc.insecure_channel(address)
-    grpc.channel_ready_future(channel).result(timeout=timeout)
-    channel.close()
 
 
 def count(db: Engine, sql: str) -> int:
@@ -406,11 +392,12 @@ def run(args: Any, pg: Any) -> dict[str, Any]:
     fed = federation(root, pg)
     a_db = open_engine(fed.settings["nl-eokm"].database_url)
     b_db = open_engine(fed.settings["de-eco"].database_url)
-    procs = [start(fed.config_path(m), root / f"{m}.log") for m in ("nl-eokm", "de-eco")]
+    nodes = ("nl-eokm", "de-eco")
+    procs = [common.start_node(fed.config_path(m), root / f"{m}.log") for m in nodes]
     try:
         a_addr = fed.settings["nl-eokm"].listen
-        wait_ready(a_addr)
-        wait_ready(fed.settings["de-eco"].listen)
+        common.wait_ready(a_addr)
+        common.wait_ready(fed.settings["de-eco"].listen)
         meters = [NodeMeter("A", a_db, procs[0].pid), NodeMeter("B", b_db, procs[1].pid)]
         for m in meters:
             m.start()

@@ -69,6 +69,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bench_common as common
 from chaos import ChaosProxy, HostilePeer, ResettingPeer
 from disk import LoopDisk
 
@@ -129,6 +130,7 @@ class NodeProc:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 60.0) -> None:
+        common.compiled_kernels()
         with self.log.open("ab") as out:
             offset = out.tell()
             env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
