@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bench_common as common
-import grpc
 
 from auth.tokens import Scope, TokenIssuer, TokenPolicy, TokenVerifier
 from exchange.checkpoints import verify_log
@@ -31,7 +29,6 @@ from exchange.tools.provision import MemberPlan, provision_federation
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import report_pb2 as pb
 
-IHX = str(Path(sys.executable).parent / "ihx")
 PARTNERS = """
 [partners]
 visibility_timeout_s = 600.0
@@ -99,16 +96,10 @@ def main() -> None:
         extra_settings=PARTNERS,
     )
     settings = fed.settings["nl-eokm"]
-    proc = subprocess.Popen(
-        [IHX, "node", "run", "--config", str(fed.config_path("nl-eokm"))],
-        stdout=(root / "node.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = common.start_node(fed.config_path("nl-eokm"), root / "node.log")
     try:
         address = settings.listen
-        channel = grpc.insecure_channel(address)
-        grpc.channel_ready_future(channel).result(timeout=30)
-        channel.close()
+        common.wait_ready(address)
         print(f"loading {n:,} local cases …")
         submit = fed.token("nl-eokm")
         with IntakeClient(address, token=submit, timeout=600) as client:

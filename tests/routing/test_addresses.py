@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from routing.addresses import (
@@ -218,10 +218,23 @@ _OCTET_LIKE = st.one_of(
 @given(
     st.one_of(
         st.integers(min_value=0, max_value=2**32 - 1).map(lambda v: str(ipaddress.IPv4Address(v))),
+        st.lists(_OCTET_LIKE, min_size=4, max_size=4).map(".".join),
         st.lists(_OCTET_LIKE, min_size=1, max_size=5).map(".".join),
         st.text(alphabet="0123456789.: \nx", max_size=20),
     )
 )
+# What inet_aton alone would take, and wrongly: a trailing newline or space, octal, non-ASCII
+# digits (Arabic-Indic, fullwidth), a prefix, a fifth part.
+@example("1.2.3.4\n")
+@example("1.2.3.4 ")
+@example(" 1.2.3.4")
+@example("01.1.1.1")
+@example("010.1.1.1")
+@example("1.2.3.00")
+@example("\u0661.1.1.1")
+@example("1.1.1.\uff11")
+@example("x1.2.3.4")
+@example("1.2.3.4.5")
 def test_ipv4_text_is_read_as_ipaddress_reads_it(text: str) -> None:
     try:
         ip = ipaddress.ip_address(text)

@@ -354,16 +354,45 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
                     [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(2)],
                 )
             )
-            raced.extend(rig.queue(1, then=sender.seal_early))
+            raced.extend(rig.queue_sealing(1))
         return seal_next(announced_upto, full_only=full_only, linger=linger)
 
     monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
     armed.set()
     sender.wake()
     second, third = rig.next_envelope(), rig.next_envelope()
-    assert raced
+    assert raced == ["sent"]  # intake's transaction sealed the report, not the sender
     assert (second.sequence, second.kind, second.count) == (2, KIND_REPORT, 1)
     assert (third.sequence, third.kind, third.count) == (3, KIND_ANNOUNCEMENT, 2)
+
+
+def test_a_batch_sealed_early_never_goes_before_one_sealed_earlier(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side of the same race: the sender has sealed a batch and not yet sent it when
+    an intake transaction seals the next one early; the early batch waits for it."""
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    seal_next = sender.batches.seal_next
+    armed = threading.Event()
+    raced: list[str] = []
+
+    def racing_seal_next(
+        announced_upto: int, *, full_only: bool = False, linger: bool = True
+    ) -> Batch | None:
+        batch = seal_next(announced_upto, full_only=full_only, linger=linger)
+        if armed.is_set() and batch is not None and not raced:
+            # Sealed, not yet sent: intake commits and seals what it queued just now.
+            raced.extend(rig.queue_sealing(1))
+        return batch
+
+    monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
+    armed.set()
+    rig.queue_and_wake(1)
+    second, third = rig.next_envelope(), rig.next_envelope()
+    assert raced == ["sent"]
+    assert (second.sequence, third.sequence) == (2, 3)
 
 
 def test_a_backlog_of_announcements_never_holds_a_short_run_of_reports_back(
