@@ -14,7 +14,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -326,6 +326,36 @@ def test_under_load_the_job_that_queues_reports_seals_full_batches_while_the_win
     wait_until(lambda: rig.delivered() == 19, timeout=10)
 
 
+def _race_the_sender(
+    rig: Rig,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    before: Callable[[], list[str]] | None = None,
+    after: Callable[[], list[str]] | None = None,
+) -> list[str]:
+    """Start the sender and let its first batch go; then, once, an intake transaction (run by
+    ``before`` or ``after``) commits on the sender's own thread just before it seals, or just
+    after it has sealed a batch and before it sends it. What the race returned is filled in."""
+    rig.queue(1)
+    sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    seal_next = sender.batches.seal_next
+    raced: list[str] = []
+
+    def racing_seal_next(
+        announced_upto: int, *, full_only: bool = False, linger: bool = True
+    ) -> Batch | None:
+        if before is not None and not raced:
+            raced.extend(before())
+        batch = seal_next(announced_upto, full_only=full_only, linger=linger)
+        if after is not None and batch is not None and not raced:
+            raced.extend(after())
+        return batch
+
+    monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
+    return raced
+
+
 def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
     rig: Rig, writer: Writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,33 +363,21 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
     overtake what was queued before it. The race: the sender is about to seal (here: the
     announcements waiting) when an intake transaction seals its reports early and hands the
     batch over; the sender's own batch takes the next sequence and must wait for it."""
-    rig.queue(1)
-    sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
-    assert rig.next_envelope().sequence == 1
-    seal_next = sender.batches.seal_next
-    armed = threading.Event()
-    raced: list[str] = []
 
-    def racing_seal_next(
-        announced_upto: int, *, full_only: bool = False, linger: bool = True
-    ) -> Batch | None:
-        # The announcements are waiting as the sender starts to seal, and intake commits
-        # (sealing early) just then. Both happen here, on the sender's thread: announcements
-        # the test inserted itself could be sealed by a call already past this check (the
-        # sender may still be filling after the first batch), and no race would happen.
-        if armed.is_set() and not raced:
-            writer.execute(
-                lambda tx: tx.conn.execute(
-                    schema.announcements.insert(),
-                    [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(2)],
-                )
+    def announcements_then_intake() -> list[str]:
+        # Both on the sender's thread, inside the race: announcements the test inserted itself
+        # could be sealed by a call already past the race (the sender may still be filling
+        # after the first batch), and no race would happen.
+        writer.execute(
+            lambda tx: tx.conn.execute(
+                schema.announcements.insert(),
+                [{"payload": b"announcement %d" % i, "created_at": T0} for i in range(2)],
             )
-            raced.extend(rig.queue_sealing(1))
-        return seal_next(announced_upto, full_only=full_only, linger=linger)
+        )
+        return rig.queue_sealing(1)
 
-    monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
-    armed.set()
-    sender.wake()
+    raced = _race_the_sender(rig, monkeypatch, before=announcements_then_intake)
+    rig.sender.wake()
     second, third = rig.next_envelope(), rig.next_envelope()
     assert raced == ["sent"]  # intake's transaction sealed the report, not the sender
     assert (second.sequence, second.kind, second.count) == (2, KIND_REPORT, 1)
@@ -371,24 +389,7 @@ def test_a_batch_sealed_early_never_goes_before_one_sealed_earlier(
 ) -> None:
     """The other side of the same race: the sender has sealed a batch and not yet sent it when
     an intake transaction seals the next one early; the early batch waits for it."""
-    rig.queue(1)
-    sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
-    assert rig.next_envelope().sequence == 1
-    seal_next = sender.batches.seal_next
-    armed = threading.Event()
-    raced: list[str] = []
-
-    def racing_seal_next(
-        announced_upto: int, *, full_only: bool = False, linger: bool = True
-    ) -> Batch | None:
-        batch = seal_next(announced_upto, full_only=full_only, linger=linger)
-        if armed.is_set() and batch is not None and not raced:
-            # Sealed, not yet sent: intake commits and seals what it queued just now.
-            raced.extend(rig.queue_sealing(1))
-        return batch
-
-    monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
-    armed.set()
+    raced = _race_the_sender(rig, monkeypatch, after=lambda: rig.queue_sealing(1))
     rig.queue_and_wake(1)
     second, third = rig.next_envelope(), rig.next_envelope()
     assert raced == ["sent"]
