@@ -197,3 +197,59 @@ def bench_manifest(members: Sequence[tuple[str, str]], coordinator: str, now: da
         coordinator=coordinator,
         coordinator_keys=(MemberKey.of(SigningKey.generate().public, now),),
     )
+
+
+# -- a node's single writer, from its /metrics ---------------------------------------------------
+
+
+def writer_counters(metrics_listen: str) -> dict[str, Any]:
+    """The writer's counters and queue-wait buckets as a node serves them now (with the time
+    they were read), for ``writer_load`` over a phase."""
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{metrics_listen}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, Any] = {"at": time.monotonic(), "buckets": {}}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "ihx_writer_queue_wait_seconds_bucket":
+                out["buckets"][float(s.labels["le"])] = s.value
+            elif s.name.startswith("ihx_writer_") and s.name.endswith("_total"):
+                out[s.name.removeprefix("ihx_writer_").removesuffix("_total")] = s.value
+    return out
+
+
+def writer_load(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """How busy the writer was between two readings: the fraction of the time it held a
+    transaction, groups per second, time per group and COMMIT's share of it, and the queue
+    wait of a group's oldest job at the 50th and 99th percentile (a bucket's upper bound:
+    "at most")."""
+    seconds = after["at"] - before["at"]
+    groups = after["groups"] - before["groups"]
+    busy = after["busy_seconds"] - before["busy_seconds"]
+    waits = {le: after["buckets"][le] - before["buckets"].get(le, 0) for le in after["buckets"]}
+
+    def at_most(q: float) -> float:
+        return min(le for le, n in waits.items() if n >= q * groups) * 1000
+
+    return {
+        "busy_fraction": round(busy / seconds, 3),
+        "groups_per_s": round(groups / seconds, 1),
+        "ms_per_group": round(busy / groups * 1000, 2) if groups else 0.0,
+        "commit_share": round((after["commit_seconds"] - before["commit_seconds"]) / busy, 3)
+        if busy
+        else 0.0,
+        "wait_p50_ms_at_most": at_most(0.5) if groups else 0.0,
+        "wait_p99_ms_at_most": at_most(0.99) if groups else 0.0,
+    }
+
+
+def writer_text(load: dict[str, float]) -> str:
+    return (
+        f"writer busy {load['busy_fraction']:.0%} of the time, {load['groups_per_s']:,.0f} "
+        f"groups/s of {load['ms_per_group']} ms ({load['commit_share']:.0%} COMMIT), oldest job "
+        f"waited p50 ≤ {load['wait_p50_ms_at_most']:g} ms, p99 ≤ {load['wait_p99_ms_at_most']:g} ms"
+    )

@@ -15,9 +15,12 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   report (net: outbox rows inserted and deleted again are not counted), bytes the kernel counts
   as written to storage per report (/proc/<pid>/io: WAL frames and checkpoints, page by page)
   and CPU seconds per 1,000 reports of its process (/proc/<pid>/stat) — the last two also
-  across the latency phase, where small commits cost far more per report — which give the
-  implied ceilings (bulk-insert rows/s ÷ rows per report; one core ÷ CPU per report), the binding
-  one and the fraction of it reached;
+  across the latency phase, where small commits cost far more per report — and its single
+  writer's load from the node's own metrics (``ihx_writer_*``: the fraction of the phase it held
+  a transaction, groups per second, time per group and COMMIT's share, how long a group's
+  oldest job waited), which give the implied ceilings (bulk-insert rows/s ÷ rows per report;
+  one core ÷ CPU per report; the sustained rate ÷ the writer's busy fraction), the binding one
+  and the fraction of it reached;
 - same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
   and full traces/s per raw ada-url parse/s (bench/trace_throughput.py's trace).
 
@@ -289,8 +292,8 @@ class NodeMeter:
     """Rows, bytes, storage writes and CPU of one node process across a phase: the figures per
     report from ``stop``."""
 
-    def __init__(self, name: str, db: Engine, pid: int) -> None:
-        self.name, self.db, self.pid = name, db, pid
+    def __init__(self, name: str, db: Engine, pid: int, metrics: str) -> None:
+        self.name, self.db, self.pid, self.metrics = name, db, pid, metrics
         # On PostgreSQL the server's processes write the database: the node's own writes are
         # only its log, so the figure would mislead.
         self.writes_its_db = db.dialect.name == "sqlite"
@@ -299,8 +302,10 @@ class NodeMeter:
         self.rows0, self.bytes0 = table_rows(self.db), db_bytes(self.db)
         self.cpu0 = cpu_seconds(self.pid)
         self.written0 = storage_writes(self.pid) if self.writes_its_db else 0
+        self.writer0 = common.writer_counters(self.metrics)
 
     def stop(self, reports: int) -> dict[str, Any]:
+        writer = common.writer_load(self.writer0, common.writer_counters(self.metrics))
         cpu = cpu_seconds(self.pid) - self.cpu0
         written = storage_writes(self.pid) - self.written0 if self.writes_its_db else None
         rows = table_rows(self.db)
@@ -312,6 +317,7 @@ class NodeMeter:
             "cpu_s_per_1000_reports": round(cpu / reports * 1000, 3),
             # Pages, not rows: a small commit rewrites a whole page per random-key index entry.
             "storage_bytes_written_per_report": None if written is None else written // reports,
+            "writer": writer,
         }
 
 
@@ -381,6 +387,7 @@ def federation(root: Path, pg: Any) -> Any:
         asn_networks={"5.9.0.0/16": (24940, "Hetzner Online GmbH")},
         static_hosts={"files.example.de": ["5.9.10.20"]},
         database_url=pg.new if pg is not None else None,
+        metrics=True,
     )
 
 
@@ -398,7 +405,10 @@ def run(args: Any, pg: Any) -> dict[str, Any]:
         a_addr = fed.settings["nl-eokm"].listen
         common.wait_ready(a_addr)
         common.wait_ready(fed.settings["de-eco"].listen)
-        meters = [NodeMeter("A", a_db, procs[0].pid), NodeMeter("B", b_db, procs[1].pid)]
+        meters = [
+            NodeMeter(name, db, proc.pid, str(fed.settings[member].metrics_listen))
+            for name, db, proc, member in zip(("A", "B"), (a_db, b_db), procs, nodes, strict=True)
+        ]
         for m in meters:
             m.start()
         intake_rate, sustained = sustained_phase(fed, a_addr, a_db, b_db, n)
@@ -427,6 +437,7 @@ def run(args: Any, pg: Any) -> dict[str, Any]:
             f"    node {name} at 1,000/s: {f['cpu_s_per_1000_reports']} CPU s per 1,000 reports, "
             + storage_text(f)
         )
+        print(f"      {common.writer_text(f['writer'])}")
     result = figures(args, n, c, nodes, intake_rate, sustained)
     result["latency_at_1000_per_s_ms"] = {"p50": round(p50, 1), "p99": round(p99, 1)}
     result["nodes_at_1000_per_s"] = paced
@@ -517,6 +528,7 @@ def figures(
             + storage_text(f)
         )
         print(f"    rows per report by table: {f['rows_by_table']}")
+        print(f"    {common.writer_text(f['writer'])}")
     rows = sum(f["rows_per_report"] for f in nodes.values())
     cpu = {k: f["cpu_s_per_1000_reports"] / 1000 for k, f in nodes.items()}
     implied = {
@@ -526,6 +538,13 @@ def figures(
         "bare_grpc_stream_batched": c["bare_grpc_stream_500_report_msgs_per_s"] * 500,
         "cpu: both processes on 2 cores": 2 / sum(cpu.values()),
         **{f"cpu: node {k} on one core": 1 / v for k, v in cpu.items()},
+        # The single writer's share of the phase it held a transaction: at 1 it is saturated.
+        **{
+            f"writer: node {k} (busy {f['writer']['busy_fraction']:.0%})": sustained
+            / f["writer"]["busy_fraction"]
+            for k, f in nodes.items()
+            if f["writer"]["busy_fraction"] > 0
+        },
     }
     if "postgresql_insert_rows_per_s" in c:
         implied["postgresql_bulk_insert"] = c["postgresql_insert_rows_per_s"] / rows
@@ -586,6 +605,11 @@ def print_medians(results: list[dict[str, Any]]) -> None:
         for k in at_1000:
             out[f"{node}_{k}_at_1000_per_s"] = med(
                 lambda r, node=node, k=k: r["nodes_at_1000_per_s"][node][k]
+            )
+        for k in ("busy_fraction", "wait_p99_ms_at_most"):
+            out[f"{node}_writer_{k}"] = med(lambda r, node=node, k=k: r["nodes"][node]["writer"][k])
+            out[f"{node}_writer_{k}_at_1000_per_s"] = med(
+                lambda r, node=node, k=k: r["nodes_at_1000_per_s"][node]["writer"][k]
             )
     print(f"=== medians of {len(results)} runs ===")
     for k, v in out.items():

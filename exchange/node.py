@@ -232,7 +232,9 @@ class Node:
     def _build_delivery(self) -> None:
         """The single writer, the peer leases (shared database only) and the fan-out."""
         tuning = self.settings.exchange
-        self.writer = Writer(self.engine, on_failure=self._write_failed)
+        self.writer = Writer(
+            self.engine, on_failure=self._write_failed, on_group=self.metrics.writer_group
+        )
         # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
         self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
         self.fanout = Fanout(

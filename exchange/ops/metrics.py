@@ -3,8 +3,10 @@
 Counters and the latency histograms are updated by the components that see the events (the gRPC
 calls by edge/call_metrics.py); the gauges of what waits in the database — work queues, partner
 backlog, outbox per peer, failing peers — are read by one thread every few seconds and served
-from that reading (ops/gauges.py), also true for rows another replica wrote. ``ihx_build_info``
-names the running version (exchange/version.py).
+from that reading (ops/gauges.py), also true for rows another replica wrote. The single writer
+reports each committed group (``writer_group``): its utilisation — the rate of
+``ihx_writer_busy_seconds_total``, 1 when saturated — is the node's first ceiling.
+``ihx_build_info`` names the running version (exchange/version.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from exchange.ops.gauges import DatabaseGauges, GaugeSources
 from exchange.ops.listen import refused
+from exchange.store.writer import GroupTiming
 from exchange.version import GRPC_VERSION, PYTHON_VERSION, VERSION
 
 
@@ -27,6 +30,7 @@ class Metrics:
         self._add_delivery_metrics(self.registry)
         self._add_overload_metrics(self.registry)
         self._add_takedown_metrics(self.registry)
+        self._add_writer_metrics(self.registry)
         self.calls = CallMetrics(self.registry)
         self.build_info = Gauge(
             "ihx_build_info",
@@ -151,6 +155,39 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+
+    def _add_writer_metrics(self, r: CollectorRegistry) -> None:
+        """The single writer's groups (store/writer.py): how busy it is and how long jobs wait."""
+        self.writer_groups = Counter(
+            "ihx_writer_groups", "Transactions the writer committed (group commits)", registry=r
+        )
+        self.writer_jobs = Counter(
+            "ihx_writer_jobs",
+            "Jobs in the committed groups (a coalesced batch of submissions is one job)",
+            registry=r,
+        )
+        self.writer_busy = Counter(
+            "ihx_writer_busy_seconds",
+            "Time the writer held a transaction, BEGIN to the end of COMMIT (rate 1: saturated)",
+            registry=r,
+        )
+        self.writer_commit = Counter(
+            "ihx_writer_commit_seconds", "Of the busy time, the time in COMMIT", registry=r
+        )
+        self.writer_wait = Histogram(
+            "ihx_writer_queue_wait_seconds",
+            "How long each committed group's oldest job waited for the writer",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+
+    def writer_group(self, timing: GroupTiming) -> None:
+        """Count one committed group (the writer's ``on_group``)."""
+        self.writer_groups.inc()
+        self.writer_jobs.inc(timing.jobs)
+        self.writer_busy.inc(timing.held)
+        self.writer_commit.inc(timing.commit)
+        self.writer_wait.observe(timing.waited)
 
     def watch_database(self, sources: GaugeSources, interval: float) -> DatabaseGauges:
         """The gauges read from the database every ``interval`` s (ops/gauges.py); started."""

@@ -32,6 +32,12 @@ One job takes at most ``max_take`` items (500 by default) and the rest wait for 
 queued behind what arrived meanwhile: a bulk intake of 5,000 reports committed as one job held
 the writer for half a second, and every seal and receipt — the other end of the pipe — with it.
 
+Each committed group is reported to ``on_group`` (the node's metrics: ops/metrics.py) as a
+``GroupTiming``: how long its oldest job waited in the queue, how long the group held the
+writer (BEGIN to the end of COMMIT) and how much of that was COMMIT. The writer is the node's
+first ceiling — a reader sees it saturate (held time per second near 1) before any CPU does,
+and the queue wait is the part of every acknowledgement's latency the group commit adds.
+
 The routing-log chain head lives here too: a rolled-back job or transaction resets it. Another
 process may append between our groups — replicas of a node sharing PostgreSQL, or a command such
 as ``ihx cases purge`` beside a running node — so each group transaction re-reads the head once
@@ -47,6 +53,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -130,6 +137,16 @@ class Tx:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class GroupTiming:
+    """One committed group, in seconds of the writer's timer (see the module docstring)."""
+
+    jobs: int
+    waited: float  # from the oldest job's queueing (a coalescer's: its first item's) to BEGIN
+    held: float  # BEGIN to the end of COMMIT: the writer was busy with this group
+    commit: float  # COMMIT alone (on SQLite the WAL's writes and fsync, and any checkpoint)
+
+
 _Job = Callable[[Tx], Any]
 # A queued entry unpacked: the futures to answer, and the job producing one result per future.
 _Unpacked = tuple[list[Future[Any]], Callable[[Tx], list[Any]]]
@@ -189,13 +206,17 @@ class Writer:
         *,
         max_group: int = 256,
         on_failure: Callable[[str], None] | None = None,
+        on_group: Callable[[GroupTiming], None] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._engine = engine
         self._on_failure = on_failure
+        self._on_group = on_group
+        self._timer = timer
         self.failed_groups = 0  # transactions the database refused (disk full, read-only, …)
-        # (priority, arrival, entry): arrival keeps a priority's jobs in order (and entries are
-        # never compared).
-        self._queue: queue.PriorityQueue[tuple[int, int, object]] = queue.PriorityQueue()
+        # (priority, arrival, queued at, entry): arrival keeps a priority's jobs in order (so
+        # neither the time nor the entry is ever compared).
+        self._queue: queue.PriorityQueue[tuple[int, int, float, object]] = queue.PriorityQueue()
         self._arrivals = itertools.count()
         self._passed_over = 0  # groups the waiting background job was left out of
         self._max_group = max_group
@@ -235,7 +256,7 @@ class Writer:
             self._conn = None
 
     def _put(self, priority: int, entry: object) -> None:
-        self._queue.put((priority, next(self._arrivals), entry))
+        self._queue.put((priority, next(self._arrivals), self._timer(), entry))
 
     def submit(self, job: Callable[[Tx], T], priority: Priority = Priority.NORMAL) -> Future[T]:
         f: Future[T] = Future()
@@ -263,22 +284,23 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            group, stop = self._gather()
+            group, queued_at, stop = self._gather()
             if not group:
                 return
             try:
-                self._run_group(group)
+                self._run_group(group, queued_at)
             except Exception:  # the writer must outlive any bug in a job's bookkeeping
                 log.exception("writer group failed")
             if stop:
                 return
 
-    def _gather(self) -> tuple[list[object], bool]:
-        """The next group, highest priority first (waits for one job), and whether to stop
-        after it. A background job is put back, not added, once the group holds other work."""
-        priority, _, first = self._queue.get()
+    def _gather(self) -> tuple[list[object], float, bool]:
+        """The next group, highest priority first (waits for one job), when its oldest entry
+        was queued, and whether to stop after it. A background job is put back, not added,
+        once the group holds other work."""
+        priority, _, queued_at, first = self._queue.get()
         if first is _STOP:
-            return [], True
+            return [], queued_at, True
         if priority >= Priority.BACKGROUND:
             self._passed_over = 0
         group = [first]
@@ -287,7 +309,7 @@ class Writer:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item[2] is _STOP:
+            if item[3] is _STOP:
                 # Back in the queue, not "stop after this group": a coalescer's remainder this
                 # group requeues (max_take) must run first, or its callers would wait for ever.
                 self._queue.put(item)
@@ -299,12 +321,14 @@ class Writer:
                     break
             if item[0] >= Priority.BACKGROUND:
                 self._passed_over = 0
-            group.append(item[2])
-        return group, False
+            group.append(item[3])
+            queued_at = min(queued_at, item[2])
+        return group, queued_at, False
 
-    def _run_group(self, group: list[object]) -> None:
+    def _run_group(self, group: list[object], queued_at: float) -> None:
         conn = self._conn
         assert conn is not None
+        began = self._timer()
         jobs = [job for job in map(self._unpack, group) if job[0]]
         outcomes: list[list[Any] | BaseException] = []
         group_mark = self.chain.mark()
@@ -326,12 +350,20 @@ class Writer:
                 _run_end_steps(tx)
                 if tx.log_rows:
                     routing_log.append(conn, tx.log_rows)
+                committing = self._timer()
             self.commits += 1
         except Exception as error:
             self.chain.reset(group_mark)
             self._fail(conn, jobs, error)
             return
+        ended = self._timer()
         self._settle(tx, jobs, outcomes)
+        if self._on_group is not None:
+            timing = GroupTiming(len(jobs), began - queued_at, ended - began, ended - committing)
+            try:
+                self._on_group(timing)
+            except Exception:
+                log.exception("writer group report failed")
 
     def _fail(self, conn: Connection, jobs: list[_Unpacked], error: Exception) -> None:
         """The group's transaction failed: nothing is acknowledged, every job learns why."""

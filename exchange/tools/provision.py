@@ -216,6 +216,7 @@ def provision_federation(
     extra_settings: str = "",
     tls: bool = False,
     database_url: Callable[[str], str] | None = None,
+    metrics: bool = False,
 ) -> Federation:
     """A federation on 127.0.0.1; with ``tls``, mutual TLS between the nodes.
 
@@ -225,6 +226,9 @@ def provision_federation(
 
     ``database_url(member)`` gives each member's database URL (e.g. a fresh PostgreSQL database);
     without it every node gets ``node.db``, a SQLite file in its directory.
+
+    ``metrics``: each node serves its Prometheus metrics on a free loopback port of its own
+    (``settings[member].metrics_listen``).
     """
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
@@ -257,6 +261,7 @@ def provision_federation(
             p.id,
             ports[p.id],
             DEFAULT_DATABASE_URL if database_url is None else database_url(p.id),
+            f"127.0.0.1:{free_port()}" if metrics else None,
         )
     return fed
 
@@ -327,7 +332,14 @@ class _SharedSettings:
     extra: str
     ca: Issued | None
 
-    def write(self, config: Path, member: str, port: int, database_url: str) -> Settings:
+    def write(
+        self,
+        config: Path,
+        member: str,
+        port: int,
+        database_url: str,
+        metrics_listen: str | None = None,
+    ) -> Settings:
         """Write ``member``'s settings to ``config``, load them and migrate its database."""
         write_settings(
             config,
@@ -340,6 +352,7 @@ class _SharedSettings:
             extra=self.extra,
             tls=self.ca is not None,
             database_url=database_url,
+            metrics_listen=metrics_listen,
         )
         settings = load_settings(config, env={})
         init_database(settings)

@@ -26,6 +26,7 @@ from tests.exchange.ops.live_node import exercise, live_node, scrape
 from tests.helm.test_chart import CHART, DEFAULT, FULLNAME, PRODUCTION, load_values, render
 
 ALERTS = {
+    "IhxWriterSaturated",
     "IhxNotServing",
     "IhxPeerFailing",
     "IhxOutboxBacklogGrowing",
@@ -89,6 +90,17 @@ def test_peer_failing_fires_after_the_minutes_in_values(chart: helm.Chart) -> No
     (rule,) = [r for r in rules(render(chart, values).objects) if r["alert"] == "IhxPeerFailing"]
     assert rule["expr"].endswith("> 1200")
     assert metric_names(rule["expr"]) == {"ihx_peer_failing_seconds"}
+
+
+def test_writer_saturated_fires_past_the_fraction_in_values(chart: helm.Chart) -> None:
+    values = load_values(PRODUCTION)
+    values["metrics"]["prometheusRule"]["writerBusyFraction"] = 0.75
+    (rule,) = [
+        r for r in rules(render(chart, values).objects) if r["alert"] == "IhxWriterSaturated"
+    ]
+    assert rule["expr"].endswith("> 0.75")
+    assert metric_names(rule["expr"]) == {"ihx_writer_busy_seconds_total"}
+    assert "75%" in rule["annotations"]["summary"]
 
 
 def test_promql_that_does_not_parse_is_refused() -> None:

@@ -14,11 +14,26 @@ from sqlalchemy import Engine
 from exchange.intake import Intake
 from exchange.ops.gauges import GaugeSources
 from exchange.ops.metrics import Metrics
+from exchange.store.writer import GroupTiming
 from tests.exchange.factories import FakeClock, make_submission, url_in
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
+
+
+def test_the_writers_groups_add_up_to_its_busy_time_and_its_waits() -> None:
+    metrics = Metrics()
+    metrics.writer_group(GroupTiming(jobs=3, waited=0.002, held=0.010, commit=0.004))
+    metrics.writer_group(GroupTiming(jobs=1, waited=0.200, held=0.030, commit=0.001))
+    assert sample(metrics, "ihx_writer_groups_total") == 2
+    assert sample(metrics, "ihx_writer_jobs_total") == 4
+    assert sample(metrics, "ihx_writer_busy_seconds_total") == 0.040
+    assert sample(metrics, "ihx_writer_commit_seconds_total") == 0.005
+    assert sample(metrics, "ihx_writer_queue_wait_seconds_count") == 2
+    assert sample(metrics, "ihx_writer_queue_wait_seconds_bucket", le="0.0025") == 1
+    assert sample(metrics, "ihx_writer_queue_wait_seconds_bucket", le="0.1") == 1
+    assert sample(metrics, "ihx_writer_queue_wait_seconds_bucket", le="0.25") == 2
 
 
 def test_each_metrics_has_its_own_registry() -> None:

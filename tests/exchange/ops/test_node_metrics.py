@@ -98,3 +98,10 @@ def test_a_live_node_exports_calls_build_info_and_gauges(
     assert (value(found, "ihx_peer_failing_seconds", peer="de-eco") or 0) > 0
     assert value(found, "ihx_case_queue", queue="unassessed") == 1
     assert value(found, "ihx_gauges_read_failures_total") == 0
+    # Every write went through the writer's groups: they took time, COMMIT part of it.
+    groups = value(found, "ihx_writer_groups_total") or 0
+    assert groups >= 1
+    assert (value(found, "ihx_writer_jobs_total") or 0) >= groups
+    busy = value(found, "ihx_writer_busy_seconds_total") or 0
+    assert busy > (value(found, "ihx_writer_commit_seconds_total") or 0) > 0
+    assert (value(found, "ihx_writer_queue_wait_seconds_count") or 0) >= 1
