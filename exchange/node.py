@@ -3,7 +3,8 @@
 Nothing here is global. The clock, the resolver and the random source are parameters (tests and the
 demo pass their own); everything else is built from ``Settings``: the engine (refusing a schema that
 is not at head), the signing key (which must be one of this member's keys in the manifest), the
-manifest store, the GeoIP reader, the tracer, the single writer, intake, the receiver, the fan-out
+manifest store, the GeoIP reader, the tracer, the single writer (on SQLite with the log's
+checkpoints on a thread of their own: store/checkpointer.py), intake, the receiver, the fan-out
 of senders (one per peer: delivery/fanout.py) and the hellos (ours to every peer once the server
 listens: delivery/greeter.py; theirs: hellos.py), partners and checkpoints, the token verifier
 behind one access interceptor, metrics, and the gRPC server (mTLS unless explicitly plaintext on
@@ -80,6 +81,7 @@ from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
 from exchange.stats.fold import Folder
+from exchange.store.checkpointer import BACKSTOP_PAGES, WalCheckpointer
 from exchange.store.writer import Tx, Writer
 from exchange.takedown.directory import DirectoryFile
 from exchange.takedown.dispatch import CheckPool
@@ -230,10 +232,16 @@ class Node:
         self._tls = self._load_tls()
 
     def _build_delivery(self) -> None:
-        """The single writer, the peer leases (shared database only) and the fan-out."""
+        """The single writer (on SQLite with the log's checkpoints on a thread of their own),
+        the peer leases (shared database only) and the fan-out."""
         tuning = self.settings.exchange
+        sqlite = self.engine.dialect.name == "sqlite"
+        self.wal_checkpoints = WalCheckpointer(self.engine) if sqlite else None
         self.writer = Writer(
-            self.engine, on_failure=self._write_failed, on_group=self.metrics.writer_group
+            self.engine,
+            on_failure=self._write_failed,
+            on_group=self.metrics.writer_group,
+            wal_autocheckpoint=BACKSTOP_PAGES if sqlite else None,
         )
         # PostgreSQL may be shared by several replicas of this node: one streams to each peer.
         self.leases = Leases(self.writer, ttl=tuning.lease_s) if self.writer.shared_log else None
@@ -510,6 +518,8 @@ class Node:
 
     def start(self) -> None:
         self.writer.start()
+        if self.wal_checkpoints is not None:
+            self.wal_checkpoints.start()
         server, pool = self._build_server()
         self.admission.start()
         names = self._add_services(server)
@@ -697,6 +707,8 @@ class Node:
         if self.notifier is not None:
             self.notifier.stop()  # before the writer: a pass records through it
         self.writer.stop()
+        if self.wal_checkpoints is not None:
+            self.wal_checkpoints.stop()
         self._save_pdq()
         if self._health_server is not None:
             self._health_server.stop(0)

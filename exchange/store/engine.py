@@ -67,17 +67,22 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
 
 
-def for_the_writer(conn: Connection) -> None:
+def for_the_writer(conn: Connection, *, wal_autocheckpoint: int | None = None) -> None:
     """Make ``conn`` the node writer's: it takes the write lock at BEGIN and, on SQLite, keeps
     temporary files in memory. Those are the sub-journal each job's SAVEPOINT writes a changed
     page's original to (a page for each page the job changes that existed before it: a few MB
     for a 500-report intake job, freed when the job ends; writer jobs are bounded, see
     store/writer.py) and the statement journal of a multi-row UPDATE or DELETE. Readers'
     connections keep the default: their temporary files are sorts and GROUP BYs over whole
-    tables (statistics, exports), which do not belong in memory."""
+    tables (statistics, exports), which do not belong in memory.
+
+    ``wal_autocheckpoint`` (SQLite): the writer checkpoints the log in its own COMMIT only past
+    that many pages — another thread checkpoints it (store/checkpointer.py)."""
     conn.info["writer"] = True
     if conn.dialect.name == "sqlite":
         _driver(conn).execute("PRAGMA temp_store=MEMORY")
+        if wal_autocheckpoint is not None:
+            _driver(conn).execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
 
 
 def _driver(conn: Connection) -> Any:

@@ -208,11 +208,15 @@ class Writer:
         on_failure: Callable[[str], None] | None = None,
         on_group: Callable[[GroupTiming], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        wal_autocheckpoint: int | None = None,
     ) -> None:
         self._engine = engine
         self._on_failure = on_failure
         self._on_group = on_group
         self._timer = timer
+        # SQLite: checkpoint the log in COMMIT only past this many pages (None: SQLite's 1,000)
+        # — the node's WalCheckpointer does it on its own thread (store/checkpointer.py).
+        self._wal_autocheckpoint = wal_autocheckpoint
         self.failed_groups = 0  # transactions the database refused (disk full, read-only, …)
         # (priority, arrival, queued at, entry): arrival keeps a priority's jobs in order (so
         # neither the time nor the entry is ever compared).
@@ -230,7 +234,7 @@ class Writer:
     def start(self) -> None:
         conn = self._engine.connect()
         try:
-            for_the_writer(conn)
+            for_the_writer(conn, wal_autocheckpoint=self._wal_autocheckpoint)
             last = routing_log.head(conn)
             conn.rollback()
         except BaseException:
