@@ -6,11 +6,22 @@
 a node's CPU. It keeps Core's meaning: the statement text is built once per table and column set
 from the table itself, and every value still goes through its column type's bind processor (our
 ``UtcMicros`` times, booleans); only binary values, which both drivers take as ``bytes``, skip it.
+
+On SQLite it inserts many rows per statement (``VALUES (…), (…), …``), not one ``executemany``:
+that steps the statement once per row, and the driver lets go of the GIL around every step. On
+the writer's thread, under load, another thread takes the GIL each time and the writer waits
+for it to come back — up to the 5 ms switch interval, per row: 500 rows took 3 ms alone and over
+100 ms beside one busy Python thread, where 500 rows in statements of up to 256 took 15. The
+row counts come from a fixed ladder (``LADDER``), so a table has a few statement texts, each
+prepared once and kept by the driver's statement cache. PostgreSQL's psycopg pipelines an
+``executemany`` already: there it stays.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -23,6 +34,10 @@ T = TypeVar("T")
 
 # SQLite's default limit of host parameters is 32,766; stay far below on every backend.
 IN_CHUNK = 2000
+
+# Rows per INSERT statement on SQLite, largest first (see the module docstring); a size whose
+# parameters would pass the connection's limit is skipped.
+LADDER = (256, 64, 16, 4, 1)
 
 
 def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
@@ -95,8 +110,8 @@ def insert_rows(
         return
     keys = tuple(rows[0])
     suffix = " ON CONFLICT DO NOTHING" if ignore else conflict.sql() if conflict else ""
-    sql, converters = _prepared(conn.dialect, table, keys, suffix)
-    if sql is None:  # a column left out has a Python-side default: Core knows how to fill it
+    prepared = _prepared(conn.dialect, table, keys, suffix)
+    if prepared is None:  # a column left out has a Python-side default: Core knows how to fill it
         if conflict is not None:
             raise TypeError(f"insert_rows: an upsert on {table.name} must give every column")
         if ignore:
@@ -104,7 +119,26 @@ def insert_rows(
         else:
             conn.execute(table.insert(), list(rows))
         return
-    conn.exec_driver_sql(sql, _tuples(rows, keys, converters))
+    values = _tuples(rows, keys, prepared.converters)
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(prepared.statement(1), values)
+        return
+    limit = _driver_limit(conn)
+    done = 0
+    for size in LADDER:
+        if size * len(keys) > limit and size > 1:
+            continue
+        while len(values) - done >= size:
+            part = values[done : done + size]
+            conn.exec_driver_sql(prepared.statement(size), tuple(itertools.chain(*part)))
+            done += size
+
+
+def _driver_limit(conn: Connection) -> int:
+    """The most host parameters one statement may have on this SQLite connection."""
+    driver = conn.connection.dbapi_connection
+    getlimit = getattr(driver, "getlimit", None)  # the sqlite3 module's, from Python 3.11
+    return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)) if getlimit else 999
 
 
 def _tuples(
@@ -122,24 +156,35 @@ def _tuples(
     return list(zip(*columns, strict=True))
 
 
+@dataclass(frozen=True)
+class _Insert:
+    """An INSERT of one table's columns: its text for any number of rows, and each value's
+    converter (None: as is)."""
+
+    head: str  # INSERT INTO table (columns) VALUES
+    row: str  # (?, ?, …)
+    suffix: str  # the conflict clause, if any
+    converters: tuple[_Converter | None, ...]
+
+    @functools.cache  # noqa: B019 - a few sizes per statement, statements cached for ever
+    def statement(self, rows: int) -> str:
+        return self.head + ", ".join([self.row] * rows) + self.suffix
+
+
 @functools.cache
-def _prepared(
-    dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str
-) -> tuple[str | None, tuple[_Converter | None, ...]]:
-    """The statement text for ``keys`` of ``table`` and each value's converter (None: as is)."""
+def _prepared(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str) -> _Insert | None:
+    """The INSERT of ``keys`` of ``table`` (None: a column left out has a Python-side default)."""
     if any(c.default is not None for c in table.columns if c.name not in keys):
-        return None, ()
+        return None
     columns = [table.c[k] for k in keys]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     preparer = dialect.identifier_preparer
     # Identifiers come from the schema, quoted by the dialect; every value is bound.
-    sql = (
+    head = (
         f"INSERT INTO {preparer.format_table(table)} "  # noqa: S608
-        f"({', '.join(preparer.format_column(c) for c in columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
+        f"({', '.join(preparer.format_column(c) for c in columns)}) VALUES "
     )
-    sql += suffix
     converters = tuple(
         None if isinstance(c.type, LargeBinary) else c.type.bind_processor(dialect) for c in columns
     )
-    return sql, converters
+    return _Insert(head, f"({', '.join(mark for _ in columns)})", suffix, converters)

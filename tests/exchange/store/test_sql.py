@@ -1,16 +1,30 @@
-"""store/sql.py's ``insert_rows``: every value goes through its column type, row by row, in one
-``executemany`` — checked on a real SQLite file with a table of its own."""
+"""store/sql.py's ``insert_rows``: every value goes through its column type, row by row, and on
+SQLite many rows go in one statement — checked on a real SQLite file with a table of its own."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Boolean, Column, Integer, LargeBinary, MetaData, String, Table, select
+import pytest
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    event,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
 from exchange.store.engine import open_engine
 from exchange.store.schema import UtcMicros
-from exchange.store.sql import insert_rows
+from exchange.store.sql import OnConflict, insert_rows
 
 META = MetaData()
 THINGS = Table(
@@ -60,3 +74,86 @@ def test_rows_of_one_column_are_converted_too(tmp_path: Path) -> None:
         (1, None, micros, None, None),
         (2, None, None, None, None),
     ]
+
+
+# -- many rows per statement on SQLite ----------------------------------------------------------
+
+
+def _executions(engine: Engine) -> list[tuple[str, bool]]:
+    """Every statement the driver is handed from now on: (its text, whether executemany)."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(
+        _conn: object, _cursor: object, sql: str, _params: object, _ctx: object, many: bool
+    ) -> None:
+        if sql.startswith("INSERT"):
+            seen.append((sql, many))
+
+    event.listen(engine, "before_cursor_execute", record)
+    return seen
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 17, 255, 256, 257, 500, 1001])
+def test_any_number_of_rows_is_inserted_once_each_in_order(tmp_path: Path, n: int) -> None:
+    rows: list[dict[str, object]] = [
+        {
+            "id": i,
+            "name": f"n{i}",
+            "at": T + timedelta(seconds=i),
+            "flag": i % 2 == 0,
+            "blob": bytes([i % 256]),
+        }
+        for i in range(1, n + 1)
+    ]
+    micros = int(T.timestamp()) * 1_000_000
+    assert _stored(tmp_path, rows) == [
+        (i, f"n{i}", micros + i * 1_000_000, int(i % 2 == 0), bytes([i % 256]))
+        for i in range(1, n + 1)
+    ]
+
+
+def test_sqlite_takes_hundreds_of_rows_in_a_few_statements_not_one_step_per_row(
+    tmp_path: Path,
+) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'things.db'}")
+    META.create_all(engine)
+    seen = _executions(engine)
+    with engine.begin() as conn:
+        insert_rows(conn, THINGS, [{"id": i, "name": "x"} for i in range(500)])
+    engine.dispose()
+    # 500 = 256 + 3 x 64 + 3 x 16 + 4: eight statements, none an executemany.
+    assert [sql.count("(?, ?)") for sql, _ in seen] == [256, 64, 64, 64, 16, 16, 16, 4]
+    assert not any(many for _, many in seen)
+
+
+def test_a_statement_never_passes_the_connections_parameter_limit(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'things.db'}")
+    META.create_all(engine)
+    seen = _executions(engine)
+    with engine.begin() as conn:
+        conn.connection.dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)  # type: ignore[union-attr]
+        insert_rows(conn, THINGS, [{"id": i, "name": "x"} for i in range(70)])
+        count = conn.exec_driver_sql("SELECT count(*) FROM things").scalar_one()
+    engine.dispose()
+    assert count == 70
+    # Two columns: at most 50 rows per statement, so 16-row ones (and 4s and 1s) only.
+    assert [sql.count("(?, ?)") for sql, _ in seen] == [16, 16, 16, 16, 4, 1, 1]
+
+
+def test_duplicates_within_one_call_keep_their_meaning(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'things.db'}")
+    META.create_all(engine)
+    rows: list[dict[str, object]] = [{"id": i % 7, "name": f"v{i}"} for i in range(20)]
+    with engine.begin() as conn:
+        insert_rows(conn, THINGS, rows, ignore=True)  # the first of each id stays
+        first = dict(conn.exec_driver_sql("SELECT id, name FROM things").all())
+        conn.exec_driver_sql("DELETE FROM things")
+        newest = OnConflict(key=("id",), set=(("name", "excluded.name"),))
+        insert_rows(conn, THINGS, rows, conflict=newest)  # each later one overwrites
+        last = dict(conn.exec_driver_sql("SELECT id, name FROM things").all())
+        conn.exec_driver_sql("DELETE FROM things")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        insert_rows(conn, THINGS, rows)  # a plain INSERT refuses a duplicate, as before
+    engine.dispose()
+    assert first == {i: f"v{i}" for i in range(7)}
+    assert last == {i: f"v{max(j for j in range(20) if j % 7 == i)}" for i in range(7)}
