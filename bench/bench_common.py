@@ -222,18 +222,19 @@ def writer_counters(metrics_listen: str) -> dict[str, Any]:
     return out
 
 
-def writer_load(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """How busy the writer was between two readings: the fraction of the time it held a
-    transaction, groups per second, time per group and COMMIT's share of it, and the queue
-    wait of a group's oldest job at the 50th and 99th percentile (a bucket's upper bound:
-    "at most")."""
+def writer_load(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """How busy the writer was between two readings: the fraction of the time it spent on
+    groups, groups per second, time per group and COMMIT's share of it, and the queue wait of
+    a group's oldest job at the 50th and 99th percentile (a bucket's upper bound: "at most";
+    None past the last bound)."""
     seconds = after["at"] - before["at"]
     groups = after["groups"] - before["groups"]
     busy = after["busy_seconds"] - before["busy_seconds"]
     waits = {le: after["buckets"][le] - before["buckets"].get(le, 0) for le in after["buckets"]}
 
-    def at_most(q: float) -> float:
-        return min(le for le, n in waits.items() if n >= q * groups) * 1000
+    def at_most(q: float) -> float | None:
+        bound = min(le for le, n in waits.items() if n >= q * groups)
+        return None if bound == float("inf") else bound * 1000
 
     return {
         "busy_fraction": round(busy / seconds, 3),
@@ -247,9 +248,13 @@ def writer_load(before: dict[str, Any], after: dict[str, Any]) -> dict[str, floa
     }
 
 
-def writer_text(load: dict[str, float]) -> str:
+def writer_text(load: dict[str, Any]) -> str:
+    def wait(key: str) -> str:
+        value = load[key]
+        return "> 10 s" if value is None else f"≤ {value:g} ms"
+
     return (
         f"writer busy {load['busy_fraction']:.0%} of the time, {load['groups_per_s']:,.0f} "
         f"groups/s of {load['ms_per_group']} ms ({load['commit_share']:.0%} COMMIT), oldest job "
-        f"waited p50 ≤ {load['wait_p50_ms_at_most']:g} ms, p99 ≤ {load['wait_p99_ms_at_most']:g} ms"
+        f"waited p50 {wait('wait_p50_ms_at_most')}, p99 {wait('wait_p99_ms_at_most')}"
     )

@@ -4,7 +4,7 @@ Nothing here is global. The clock, the resolver and the random source are parame
 demo pass their own); everything else is built from ``Settings``: the engine (refusing a schema that
 is not at head), the signing key (which must be one of this member's keys in the manifest), the
 manifest store, the GeoIP reader, the tracer, the single writer (on SQLite with the log's
-checkpoints on a thread of their own: store/checkpointer.py), intake, the receiver, the fan-out
+checkpoints on a thread of their own: store/wal.py), intake, the receiver, the fan-out
 of senders (one per peer: delivery/fanout.py) and the hellos (ours to every peer once the server
 listens: delivery/greeter.py; theirs: hellos.py), partners and checkpoints, the token verifier
 behind one access interceptor, metrics, and the gRPC server (mTLS unless explicitly plaintext on
@@ -81,7 +81,7 @@ from exchange.receiver import Receiver
 from exchange.settings import ExchangeTuning, Settings
 from exchange.stats.figures import NodeFigures
 from exchange.stats.fold import Folder
-from exchange.store.checkpointer import BACKSTOP_PAGES, WalCheckpointer
+from exchange.store.wal import BACKSTOP_PAGES, WalCheckpointer
 from exchange.store.writer import Tx, Writer
 from exchange.takedown.directory import DirectoryFile
 from exchange.takedown.dispatch import CheckPool

@@ -168,7 +168,8 @@ class Metrics:
         )
         self.writer_busy = Counter(
             "ihx_writer_busy_seconds",
-            "Time the writer held a transaction, BEGIN to the end of COMMIT (rate 1: saturated)",
+            "Time the writer spent on groups, BEGIN until the callers were answered (rate 1: "
+            "saturated)",
             registry=r,
         )
         self.writer_commit = Counter(
@@ -176,15 +177,18 @@ class Metrics:
         )
         self.writer_wait = Histogram(
             "ihx_writer_queue_wait_seconds",
-            "How long each committed group's oldest job waited for the writer",
+            "How long each group's oldest job waited for the writer",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=r,
         )
 
     def writer_group(self, timing: GroupTiming) -> None:
-        """Count one committed group (the writer's ``on_group``)."""
-        self.writer_groups.inc()
-        self.writer_jobs.inc(timing.jobs)
+        """Count one group (the writer's ``on_group``): its time and wait whether it committed
+        or failed (a failed one is counted in ``ihx_write_failures_total``), its jobs if it
+        committed."""
+        if timing.committed:
+            self.writer_groups.inc()
+            self.writer_jobs.inc(timing.jobs)
         self.writer_busy.inc(timing.held)
         self.writer_commit.inc(timing.commit)
         self.writer_wait.observe(timing.waited)

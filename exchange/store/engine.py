@@ -24,6 +24,11 @@ from sqlalchemy.exc import ArgumentError
 
 from exchange.errors import ConfigError
 
+# Prepared statements each SQLite connection keeps (the driver's default is 128): the writer's
+# alone has a few INSERT texts per table (store/sql.py's row ladder) beside its reads and IN
+# lookups, whose every list length is a text of its own.
+CACHED_STATEMENTS = 512
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -38,7 +43,13 @@ def open_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.drivername != "sqlite":
             raise ConfigError(f"database.url: use the plain 'sqlite:///' driver, not {parsed}")
-        engine = create_engine(url, echo=echo, pool_size=8, max_overflow=8)
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_size=8,
+            max_overflow=8,
+            connect_args={"cached_statements": CACHED_STATEMENTS},
+        )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
@@ -77,7 +88,7 @@ def for_the_writer(conn: Connection, *, wal_autocheckpoint: int | None = None) -
     tables (statistics, exports), which do not belong in memory.
 
     ``wal_autocheckpoint`` (SQLite): the writer checkpoints the log in its own COMMIT only past
-    that many pages — another thread checkpoints it (store/checkpointer.py)."""
+    that many pages — another thread checkpoints it (store/wal.py)."""
     conn.info["writer"] = True
     if conn.dialect.name == "sqlite":
         _driver(conn).execute("PRAGMA temp_store=MEMORY")

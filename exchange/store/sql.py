@@ -7,14 +7,15 @@ a node's CPU. It keeps Core's meaning: the statement text is built once per tabl
 from the table itself, and every value still goes through its column type's bind processor (our
 ``UtcMicros`` times, booleans); only binary values, which both drivers take as ``bytes``, skip it.
 
-On SQLite it inserts many rows per statement (``VALUES (…), (…), …``), not one ``executemany``:
-that steps the statement once per row, and the driver lets go of the GIL around every step. On
-the writer's thread, under load, another thread takes the GIL each time and the writer waits
-for it to come back — up to the 5 ms switch interval, per row: 500 rows took 3 ms alone and over
-100 ms beside one busy Python thread, where 500 rows in statements of up to 256 took 15. The
-row counts come from a fixed ladder (``LADDER``), so a table has a few statement texts, each
-prepared once and kept by the driver's statement cache. PostgreSQL's psycopg pipelines an
-``executemany`` already: there it stays.
+On SQLite it inserts many rows per statement (``VALUES (…), (…), …``), not in one
+``executemany``: that steps the statement once per row, and the driver gives up the GIL and
+takes it back around every step — each time behind whichever other thread took it meanwhile.
+Alone, 500 rows of ten columns took 3 ms either way; beside one busy Python thread they took
+over 100 ms as an ``executemany`` and 15 ms in statements of up to 256 rows (a micro-benchmark
+on a 2-core machine; the writer shares its process with intake's and gRPC's threads). The row
+counts come from a fixed ladder (``LADDER``), so a table has a few statement texts, each
+prepared once and kept by the driver's statement cache. psycopg pipelines an ``executemany``
+to PostgreSQL already: there it stays.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def insert_rows(
     ignore: bool = False,
     conflict: OnConflict | None = None,
 ) -> None:
-    """INSERT ``rows`` (all with the same keys) in one driver ``executemany`` of tuples;
-    ``ignore``: ON CONFLICT DO NOTHING; ``conflict``: an upsert (SQLite and PostgreSQL alike)."""
+    """INSERT ``rows`` (all with the same keys) as tuples straight to the driver — on SQLite in
+    statements of many rows each, on PostgreSQL in one ``executemany`` (see the module
+    docstring); ``ignore``: ON CONFLICT DO NOTHING; ``conflict``: an upsert (both alike)."""
     if not rows:
         return
     keys = tuple(rows[0])
@@ -137,8 +139,8 @@ def insert_rows(
 def _driver_limit(conn: Connection) -> int:
     """The most host parameters one statement may have on this SQLite connection."""
     driver = conn.connection.dbapi_connection
-    getlimit = getattr(driver, "getlimit", None)  # the sqlite3 module's, from Python 3.11
-    return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)) if getlimit else 999
+    assert isinstance(driver, sqlite3.Connection)
+    return driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 def _tuples(

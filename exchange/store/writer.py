@@ -32,9 +32,11 @@ One job takes at most ``max_take`` items (500 by default) and the rest wait for 
 queued behind what arrived meanwhile: a bulk intake of 5,000 reports committed as one job held
 the writer for half a second, and every seal and receipt — the other end of the pipe — with it.
 
-Each committed group is reported to ``on_group`` (the node's metrics: ops/metrics.py) as a
-``GroupTiming``: how long its oldest job waited in the queue, how long the group held the
-writer (BEGIN to the end of COMMIT) and how much of that was COMMIT. The writer is the node's
+Each group is reported to ``on_group`` (the node's metrics: ops/metrics.py) as a
+``GroupTiming``: how long its oldest job waited in the queue (for a coalescer, its oldest item,
+also when it is queued again with the items past ``max_take``), how long the group held the
+writer (from BEGIN until its callers were answered, a failed group's too) and how much of that
+was COMMIT. The writer is the node's
 first ceiling — a reader sees it saturate (held time per second near 1) before any CPU does,
 and the queue wait is the part of every acknowledgement's latency the group commit adds.
 
@@ -48,6 +50,7 @@ excludes every other writer. Appends from every process serialize and the chain 
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import logging
@@ -139,12 +142,13 @@ class Tx:
 
 @dataclass(frozen=True, slots=True)
 class GroupTiming:
-    """One committed group, in seconds of the writer's timer (see the module docstring)."""
+    """One group, in seconds of the writer's timer (see the module docstring)."""
 
     jobs: int
-    waited: float  # from the oldest job's queueing (a coalescer's: its first item's) to BEGIN
-    held: float  # BEGIN to the end of COMMIT: the writer was busy with this group
-    commit: float  # COMMIT alone (on SQLite the WAL's writes and fsync, and any checkpoint)
+    waited: float  # from the oldest job's (or coalesced item's) queueing to BEGIN
+    held: float  # BEGIN until every caller was answered: the writer was busy with this group
+    commit: float  # COMMIT alone (on SQLite the WAL's writes and fsync); 0 if it failed before
+    committed: bool = True  # False: the transaction failed, nothing was acknowledged
 
 
 _Job = Callable[[Tx], Any]
@@ -174,27 +178,35 @@ class Coalescer(Generic[I, R]):
         self._lock = threading.Lock()
         self._items: list[I] = []
         self._futures: list[Future[R]] = []
+        # When each call's items were added: (items queued up to and including that call, at).
+        self._added: collections.deque[tuple[int, float]] = collections.deque()
+        self._taken = 0  # items taken since the coalescer was made (``_added`` counts in these)
 
-    def _add(self, item: I) -> tuple[Future[R], bool]:
-        (f,), first = self._add_all([item])
+    def _add(self, item: I, at: float) -> tuple[Future[R], bool]:
+        (f,), first = self._add_all([item], at)
         return f, first
 
-    def _add_all(self, items: Sequence[I]) -> tuple[list[Future[R]], bool]:
+    def _add_all(self, items: Sequence[I], at: float) -> tuple[list[Future[R]], bool]:
         futures: list[Future[R]] = [Future() for _ in items]
         with self._lock:
             first = not self._items
             self._items.extend(items)
             self._futures.extend(futures)
+            self._added.append((self._taken + len(self._items), at))
         return futures, first
 
-    def _take(self) -> tuple[list[I], list[Future[R]], bool]:
-        """Up to ``max_take`` items, oldest first, and whether some are left (the writer then
-        queues this coalescer again: a submitter queues it only when it finds it empty)."""
+    def _take(self) -> tuple[list[I], list[Future[R]], float | None]:
+        """Up to ``max_take`` items, oldest first, and when the oldest item left was added
+        (None: none is left; else the writer queues this coalescer again — a submitter queues
+        it only when it finds it empty)."""
         with self._lock:
             n = self.max_take
             items, futures = self._items[:n], self._futures[:n]
             del self._items[:n], self._futures[:n]
-            return items, futures, bool(self._items)
+            self._taken += len(items)
+            while self._added and self._added[0][0] <= self._taken:
+                self._added.popleft()
+            return items, futures, self._added[0][1] if self._items else None
 
 
 class Writer:
@@ -215,7 +227,7 @@ class Writer:
         self._on_group = on_group
         self._timer = timer
         # SQLite: checkpoint the log in COMMIT only past this many pages (None: SQLite's 1,000)
-        # — the node's WalCheckpointer does it on its own thread (store/checkpointer.py).
+        # — the node's WalCheckpointer does it on its own thread (store/wal.py).
         self._wal_autocheckpoint = wal_autocheckpoint
         self.failed_groups = 0  # transactions the database refused (disk full, read-only, …)
         # (priority, arrival, queued at, entry): arrival keeps a priority's jobs in order (so
@@ -259,8 +271,9 @@ class Writer:
             self._conn.close()
             self._conn = None
 
-    def _put(self, priority: int, entry: object) -> None:
-        self._queue.put((priority, next(self._arrivals), self._timer(), entry))
+    def _put(self, priority: int, entry: object, queued_at: float | None = None) -> None:
+        at = self._timer() if queued_at is None else queued_at
+        self._queue.put((priority, next(self._arrivals), at, entry))
 
     def submit(self, job: Callable[[Tx], T], priority: Priority = Priority.NORMAL) -> Future[T]:
         f: Future[T] = Future()
@@ -271,7 +284,7 @@ class Writer:
         return self.submit(job, priority).result()
 
     def submit_item(self, coalescer: Coalescer[I, R], item: I) -> Future[R]:
-        f, first = coalescer._add(item)
+        f, first = coalescer._add(item, self._timer())
         if first:
             self._put(coalescer.priority, coalescer)
         return f
@@ -279,7 +292,7 @@ class Writer:
     def submit_items(self, coalescer: Coalescer[I, R], items: Sequence[I]) -> list[Future[R]]:
         """Several items at once: they are handled in this order, in one job with whatever else
         the coalescer holds by then — or, past its ``max_take``, in several, one per group."""
-        futures, first = coalescer._add_all(items)
+        futures, first = coalescer._add_all(items, self._timer())
         if first and futures:
             self._put(coalescer.priority, coalescer)
         return futures
@@ -337,6 +350,7 @@ class Writer:
         outcomes: list[list[Any] | BaseException] = []
         group_mark = self.chain.mark()
         tx = Tx(conn, self.chain)
+        committing: float | None = None
         try:
             with conn.begin():
                 self._continue_stored_chain(conn)
@@ -355,19 +369,29 @@ class Writer:
                 if tx.log_rows:
                     routing_log.append(conn, tx.log_rows)
                 committing = self._timer()
+            committed = self._timer()
             self.commits += 1
         except Exception as error:
+            failed = self._timer()
             self.chain.reset(group_mark)
             self._fail(conn, jobs, error)
+            commit = 0.0 if committing is None else failed - committing
+            self._report(len(jobs), began - queued_at, began, commit, committed=False)
             return
-        ended = self._timer()
         self._settle(tx, jobs, outcomes)
-        if self._on_group is not None:
-            timing = GroupTiming(len(jobs), began - queued_at, ended - began, ended - committing)
-            try:
-                self._on_group(timing)
-            except Exception:
-                log.exception("writer group report failed")
+        self._report(len(jobs), began - queued_at, began, committed - committing)
+
+    def _report(
+        self, jobs: int, waited: float, began: float, commit: float, *, committed: bool = True
+    ) -> None:
+        """The group's ``GroupTiming`` to ``on_group``, once its callers have their answers."""
+        if self._on_group is None:
+            return
+        held = self._timer() - began
+        try:
+            self._on_group(GroupTiming(jobs, waited, held, commit, committed))
+        except Exception:
+            log.exception("writer group report failed")
 
     def _fail(self, conn: Connection, jobs: list[_Unpacked], error: Exception) -> None:
         """The group's transaction failed: nothing is acknowledged, every job learns why."""
@@ -427,9 +451,9 @@ class Writer:
 
     def _unpack(self, entry: object) -> _Unpacked:
         if isinstance(entry, Coalescer):
-            items, futures, more = entry._take()
-            if more:
-                self._put(entry.priority, entry)
+            items, futures, oldest_left = entry._take()
+            if oldest_left is not None:
+                self._put(entry.priority, entry, oldest_left)
             handler = entry.handler
             return futures, lambda tx: list(handler(tx, items))
         job: Callable[[Tx], Any]

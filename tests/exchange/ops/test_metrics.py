@@ -34,6 +34,13 @@ def test_the_writers_groups_add_up_to_its_busy_time_and_its_waits() -> None:
     assert sample(metrics, "ihx_writer_queue_wait_seconds_bucket", le="0.0025") == 1
     assert sample(metrics, "ihx_writer_queue_wait_seconds_bucket", le="0.1") == 1
     assert sample(metrics, "ihx_writer_queue_wait_seconds_bucket", le="0.25") == 2
+    # A group that failed took the writer's time all the same, but committed no jobs.
+    failed = GroupTiming(jobs=2, waited=0.001, held=0.5, commit=0.0, committed=False)
+    metrics.writer_group(failed)
+    assert sample(metrics, "ihx_writer_groups_total") == 2
+    assert sample(metrics, "ihx_writer_jobs_total") == 4
+    assert sample(metrics, "ihx_writer_busy_seconds_total") == 0.540
+    assert sample(metrics, "ihx_writer_queue_wait_seconds_count") == 3
 
 
 def test_each_metrics_has_its_own_registry() -> None:

@@ -109,7 +109,25 @@ def test_a_coalescers_wait_is_its_first_items(
     assert groups[-1] == GroupTiming(jobs=1, waited=10.5 - 3.0, held=0.5, commit=0.5)
 
 
-def test_a_group_that_failed_to_commit_is_not_reported(
+def test_a_coalescers_leftover_waits_from_its_own_oldest_item(
+    timed_writer: Writer, timer: ManualTimer, groups: list[GroupTiming]
+) -> None:
+    coalescer: Coalescer[int, int] = Coalescer(lambda _tx, items: list(items), max_take=2)
+    with writer_held(timed_writer):
+        timer.set(1.0)
+        futures = timed_writer.submit_items(coalescer, [1])
+        timer.set(2.0)
+        futures += timed_writer.submit_items(coalescer, [2, 3])
+        timer.set(3.0)
+        futures += timed_writer.submit_items(coalescer, [4])
+        timer.set(4.0)
+    assert [f.result(10) for f in futures] == [1, 2, 3, 4]
+    # [1, 2] began at 4.5 (item 1 waited since 1.0); [3, 4] — queued again while the first
+    # group ran — began at 5.0, and item 3 had waited since 2.0, not since it was requeued.
+    assert [(g.jobs, g.waited) for g in groups[-2:]] == [(1, 3.5), (1, 3.0)]
+
+
+def test_a_group_that_failed_to_commit_is_reported_as_failed(
     engine: Engine, timed_writer: Writer, groups: list[GroupTiming]
 ) -> None:
     with engine.begin() as conn:
@@ -121,9 +139,12 @@ def test_a_group_that_failed_to_commit_is_not_reported(
 
     with pytest.raises(StorageUnavailable):
         timed_writer.execute(dangling)
-    assert groups == []
     assert timed_writer.execute(lambda _tx: "after") == "after"
-    assert [g.jobs for g in groups] == [1]
+    # The failed COMMIT still took the writer's time (the commit event fired before it failed).
+    assert [(g.jobs, g.committed, g.commit) for g in groups] == [
+        (1, False, COMMIT_TAKES),
+        (1, True, COMMIT_TAKES),
+    ]
 
 
 def test_a_failing_report_does_not_stop_the_writer(engine: Engine, timer: ManualTimer) -> None:
