@@ -225,10 +225,8 @@ def provision_federation(
     fingerprint as the member's ``tls_identity`` in the manifest.
 
     ``database_url(member)`` gives each member's database URL (e.g. a fresh PostgreSQL database);
-    without it every node gets ``node.db``, a SQLite file in its directory.
-
-    ``metrics``: each node serves its Prometheus metrics on a free loopback port of its own
-    (``settings[member].metrics_listen``).
+    without it every node gets ``node.db``, a SQLite file in its directory. ``metrics``: each
+    node serves its metrics on a loopback port of its own (``settings[member].metrics_listen``).
     """
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
