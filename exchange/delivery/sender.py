@@ -437,7 +437,11 @@ class PeerSender:
             elif now - s.idle_since > self._tuning.stream_idle_s:
                 return  # reopened when there is work
             else:
-                self._wake.wait(IDLE_POLL)
+                # Awake at the idle deadline at the latest, not up to IDLE_POLL past it: an
+                # honest sender closes its idle stream itself, before the peer's own idle cut
+                # (its stream_idle_timeout_s) would end it as a failure.
+                deadline = s.idle_since + self._tuning.stream_idle_s - now
+                self._wake.wait(max(0.01, min(IDLE_POLL, deadline)))
 
     def _fill(self, s: _Stream, *, idle: bool) -> int:
         """Send what was sealed early, then resend and seal batches while the window has
