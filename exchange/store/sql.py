@@ -10,12 +10,12 @@ from the table itself, and every value still goes through its column type's bind
 On SQLite it inserts many rows per statement (``VALUES (…), (…), …``), not in one
 ``executemany``: that steps the statement once per row, and the driver gives up the GIL and
 takes it back around every step — each time behind whichever other thread took it meanwhile.
-Alone, 500 rows of ten columns took 3 ms either way; beside one busy Python thread they took
-over 100 ms as an ``executemany`` and 15 ms in statements of up to 256 rows (a micro-benchmark
-on a 2-core machine; the writer shares its process with intake's and gRPC's threads). The row
-counts come from a fixed ladder (``LADDER``), so a table has a few statement texts, each
-prepared once and kept by the driver's statement cache. psycopg pipelines an ``executemany``
-to PostgreSQL already: there it stays.
+Alone, 500 rows of ten columns took 3-4 ms either way; beside one busy Python thread they took
+22-118 ms as an ``executemany`` and 15-21 ms in statements of up to 256 rows (two runs of a
+micro-benchmark on a busy 2-core machine; the writer shares its process with intake's and
+gRPC's threads). The row counts come from a fixed ladder (``LADDER``), so a table has a few
+statement texts, each prepared once and kept by the driver's statement cache. psycopg
+pipelines an ``executemany`` to PostgreSQL already: there it stays.
 """
 
 from __future__ import annotations

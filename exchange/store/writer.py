@@ -36,9 +36,9 @@ Each group is reported to ``on_group`` (the node's metrics: ops/metrics.py) as a
 ``GroupTiming``: how long its oldest job waited in the queue (for a coalescer, its oldest item,
 also when it is queued again with the items past ``max_take``), how long the group held the
 writer (from BEGIN until its callers were answered, a failed group's too) and how much of that
-was COMMIT. The writer is the node's
-first ceiling — a reader sees it saturate (held time per second near 1) before any CPU does,
-and the queue wait is the part of every acknowledgement's latency the group commit adds.
+was COMMIT. The writer is the node's first ceiling — a reader sees it saturate (held time per
+second near 1) before any CPU does — and the queue wait is the part of every acknowledgement's
+latency that the group commit adds.
 
 The routing-log chain head lives here too: a rolled-back job or transaction resets it. Another
 process may append between our groups — replicas of a node sharing PostgreSQL, or a command such
