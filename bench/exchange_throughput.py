@@ -16,8 +16,9 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   as written to storage per report (/proc/<pid>/io: WAL frames and checkpoints, page by page)
   and CPU seconds per 1,000 reports of its process (/proc/<pid>/stat) — the last two also
   across the latency phase, where small commits cost far more per report — and its single
-  writer's load from the node's own metrics (``ihx_writer_*``: the fraction of the phase it held
-  a transaction, groups per second, time per group and COMMIT's share, how long a group's
+  writer's load from the node's own metrics (``ihx_writer_*``: the fraction of the phase it was
+  busy with a group, from BEGIN until the group's callers had their answers, failed groups
+  included; groups per second, time per group and COMMIT's share, how long a group's
   oldest job waited), which give the implied ceilings (bulk-insert rows/s ÷ rows per report;
   one core ÷ CPU per report; the sustained rate ÷ the writer's busy fraction), the binding one
   and the fraction of it reached;

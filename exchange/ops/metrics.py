@@ -4,8 +4,9 @@ Counters and the latency histograms are updated by the components that see the e
 calls by edge/call_metrics.py); the gauges of what waits in the database — work queues, partner
 backlog, outbox per peer, failing peers — are read by one thread every few seconds and served
 from that reading (ops/gauges.py), also true for rows another replica wrote. The single writer
-reports each committed group (``writer_group``): its utilisation — the rate of
-``ihx_writer_busy_seconds_total``, 1 when saturated — is the node's first ceiling.
+reports each group, committed or failed (``writer_group``), busy from BEGIN until its callers
+have their answers: its utilisation — the rate of ``ihx_writer_busy_seconds_total``, 1 when
+saturated — is the node's first ceiling.
 ``ihx_build_info`` names the running version (exchange/version.py).
 """
 
