@@ -22,6 +22,10 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   oldest job waited), which give the implied ceilings (bulk-insert rows/s ÷ rows per report;
   one core ÷ CPU per report; the sustained rate ÷ the writer's busy fraction), the binding one
   and the fraction of it reached;
+- the storage layout's own ceiling (SQLite only, bench/row_layout.py): after the run, each
+  node's per-report rows written again into a fresh file by SQLite alone, in transactions of
+  500 reports (the writer's ``max_take``) and, without ``--quick``, of 2,000 — reports/s and bytes
+  written per report; the 500 figure counts among the implied ceilings;
 - same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
   and full traces/s per raw ada-url parse/s (bench/trace_throughput.py's trace).
 
@@ -45,6 +49,7 @@ from typing import Any
 
 import bench_common as common
 import grpc
+import row_layout
 from sqlalchemy import (
     Column,
     Engine,
@@ -439,11 +444,32 @@ def run(args: Any, pg: Any) -> dict[str, Any]:
             + storage_text(f)
         )
         print(f"      {common.writer_text(f['writer'])}")
-    result = figures(args, n, c, nodes, intake_rate, sustained)
+    layout = layout_ceilings(args, {"A": a_db, "B": b_db}, root) if args.db == "sqlite" else {}
+    result = figures(args, n, c, nodes, intake_rate, sustained, layout)
     result["latency_at_1000_per_s_ms"] = {"p50": round(p50, 1), "p99": round(p99, 1)}
     result["nodes_at_1000_per_s"] = paced
     common.emit(result)
     return result
+
+
+def layout_ceilings(args: Any, dbs: dict[str, Engine], root: Path) -> dict[str, Any]:
+    """Each node's rows written again by SQLite alone (bench/row_layout.py), in transactions of
+    500 reports (the writer's ``max_take``) and — not with ``--quick`` — of 2,000."""
+    print("storage layout, each node's rows written again by SQLite alone …")
+    out: dict[str, Any] = {}
+    for name, db in dbs.items():
+        rows = row_layout.Rows(Path(str(db.url.database)))
+        for group in (500,) if args.quick else (500, 2000):
+            rate, written = rows.replay(root, group)
+            out.setdefault(name, {})[group] = {
+                "reports_per_s": round(rate),
+                "storage_bytes_written_per_report": round(written),
+            }
+            print(
+                f"  node {name} ({', '.join(rows.tables)}), transactions of {group:,} reports: "
+                f"{rate:,.0f} reports/s, {written:,.0f} bytes written to storage per report"
+            )
+    return out
 
 
 def sustained_phase(
@@ -519,6 +545,7 @@ def figures(
     nodes: dict[str, dict[str, Any]],
     intake_rate: float,
     sustained: float,
+    layout: dict[str, Any],
 ) -> dict[str, Any]:
     """Per-node costs, the implied ceilings (from this run's own rows per report and CPU per
     report), the binding one and the fraction reached, and the same-run ratios."""
@@ -549,6 +576,10 @@ def figures(
     }
     if "postgresql_insert_rows_per_s" in c:
         implied["postgresql_bulk_insert"] = c["postgresql_insert_rows_per_s"] / rows
+    for k, by_group in layout.items():
+        implied[f"storage layout: node {k} (SQLite alone, 500 reports a commit)"] = by_group[500][
+            "reports_per_s"
+        ]
     binding = min(implied, key=lambda k: implied[k])
     print("implied ceilings (reports/s): " + "; ".join(f"{k} {v:,.0f}" for k, v in implied.items()))
     fraction = sustained / implied[binding]
@@ -571,6 +602,7 @@ def figures(
         "binding_ceiling_reports_per_s": round(implied[binding]),
         "fraction_of_binding_ceiling": round(fraction, 3),
         "nodes": nodes,
+        "storage_layout": layout,
         "ceilings": {k: round(v) for k, v in c.items()},
         "goal_sustained_reports_per_s": 6000,
         "goal_p99_ms": 50,

@@ -41,6 +41,7 @@ from exchange.errors import ExchangeError, InvalidReport
 from exchange.ops.json_logging import ids_field
 from exchange.ops.metrics import Metrics
 from exchange.pdq.matcher import PdqMatcher
+from exchange.routing_log import DetailText, detail_json
 from exchange.store import hash_index, outbox, reports
 from exchange.store.reports import Incoming, Marks, StoredReport
 from exchange.store.writer import Coalescer, Tx, Writer
@@ -70,7 +71,9 @@ class Prepared:
     wire: bytes
     decision: Decision
     trace: Trace
-    # Per item, its PDQ hash as submitted (``_pdq_of``): found here, off the writer's path.
+    # The detail of its ``intake`` log entry (``_log_detail``): made here, off the writer's path.
+    log_detail: DetailText
+    # Per item, its PDQ hash as submitted (``_pdq_of``): found here too.
     pdq: tuple[ContentHash | None, ...] = ()
 
 
@@ -147,7 +150,15 @@ class Intake:
                 "exchanged: split its items over several reports",
                 code="report-too-large",
             )
-        return Prepared(submission, report, wire, decision, trace, _pdq_of(submission.items))
+        return Prepared(
+            submission,
+            report,
+            wire,
+            decision,
+            trace,
+            _log_detail(decision, trace),
+            _pdq_of(submission.items),
+        )
 
     def submit_prepared(self, prepared: Prepared) -> Future[IntakeResult]:
         return self._writer.submit_item(self._coalescer, prepared)
@@ -229,12 +240,7 @@ class Intake:
                     report_id=p.report.id,
                     member=d.member,
                     country=d.country,
-                    detail={
-                        "reason": d.reason.value,
-                        "epoch": d.manifest_epoch,
-                        "explanation": d.explanation,
-                        "addresses": [a.address for a in p.trace.addresses],
-                    },
+                    detail=p.log_detail,
                 )
             )
         if fresh:
@@ -292,6 +298,18 @@ def _incoming(p: Prepared) -> Incoming:
     """A report entered here; the consented region is stored beside it, never in its wire bytes."""
     region = p.submission.reporter_region
     return Incoming(p.report, p.wire, ReportRole.ORIGIN, reporter_region=region)
+
+
+def _log_detail(decision: Decision, trace: Trace) -> DetailText:
+    """The ``intake`` entry's detail: the decision and the addresses it rests on."""
+    return detail_json(
+        {
+            "reason": decision.reason.value,
+            "epoch": decision.manifest_epoch,
+            "explanation": decision.explanation,
+            "addresses": [a.address for a in trace.addresses],
+        }
+    )
 
 
 def _pdq_of(items: Sequence[Item]) -> tuple[ContentHash | None, ...]:

@@ -8,7 +8,14 @@ from datetime import timedelta
 
 import pytest
 
-from exchange.routing_log import GENESIS, LogChain, LogEntry, compute_hash, verify_chain
+from exchange.routing_log import (
+    GENESIS,
+    LogChain,
+    LogEntry,
+    compute_hash,
+    detail_json,
+    verify_chain,
+)
 from tests.exchange.factories import T0
 
 
@@ -49,6 +56,16 @@ def test_detail_is_canonical_json() -> None:
     assert a.detail == '{"a":"é","b":1}'
     other = LogChain(0, GENESIS).append(T0, "intake", detail={"a": "é", "b": 1})
     assert other.entry_hash == a.entry_hash
+
+
+def test_a_detail_made_beforehand_is_the_entry_the_mapping_makes() -> None:
+    # Intake makes its entries' detail text before the writer runs, the sealer one per batch:
+    # the chain must not tell them from a mapping handed to append.
+    detail = {"b": 1, "a": "é"}
+    given = LogChain(0, GENESIS).append(T0, "sent", report_id="r-1", detail=detail_json(detail))
+    made = LogChain(0, GENESIS).append(T0, "sent", report_id="r-1", detail=detail)
+    assert given == made
+    assert given.detail == '{"a":"é","b":1}'
 
 
 def test_row_form_holds_every_field() -> None:
