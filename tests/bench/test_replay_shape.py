@@ -7,11 +7,7 @@ standard errors of a share at that size.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,21 +15,9 @@ import pytest
 from auth.manifest import Manifest
 from routing.decision import decide
 from tests.auth.factories import make_member, member_key, signing_key
+from tests.bench.scripts import load
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("replay_shape", BENCH / "replay_shape.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("replay_shape", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-shape = _load()
+shape = load("replay_shape")
 
 
 @pytest.fixture(scope="module")

@@ -4,25 +4,12 @@ indexes, whatever the transaction size."""
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("row_layout", BENCH / "row_layout.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["row_layout"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.scripts import load
 
 
 def _node_db(path: Path) -> None:
@@ -58,7 +45,7 @@ def _dump(path: Path, table: str) -> list[tuple[object, ...]]:
 
 @pytest.mark.parametrize("group", [1, 3, 500])
 def test_every_per_report_row_is_written_again_with_the_indexes(tmp_path: Path, group: int) -> None:
-    row_layout = _load()
+    row_layout = load("row_layout")
     source = tmp_path / "node.db"
     _node_db(source)
     rows = row_layout.Rows(source)
@@ -78,7 +65,7 @@ def test_every_per_report_row_is_written_again_with_the_indexes(tmp_path: Path, 
 
 
 def test_the_file_is_removed_unless_kept(tmp_path: Path) -> None:
-    row_layout = _load()
+    row_layout = load("row_layout")
     source = tmp_path / "node.db"
     _node_db(source)
     out = tmp_path / "out"
