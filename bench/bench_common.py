@@ -163,6 +163,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def storage_writes(pid: int) -> int:
+    """Bytes process ``pid`` (all its threads) caused to be written to files: ``write_bytes`` of
+    /proc/<pid>/io, page-granular, counted when a page is first dirtied (with
+    ``synchronous=FULL`` flushing every commit, close to what reaches the disk); truncation is
+    not subtracted (SQLite does not truncate its WAL here). For a SQLite node, mostly its WAL
+    frames and checkpoints (its log file and the -shm map count too); not ``wchar``, which counts
+    socket writes as well."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == "write_bytes":
+            return int(value)
+    raise RuntimeError(f"/proc/{pid}/io has no write_bytes")
+
+
 def peak_rss_mib(pid: int) -> float:
     """The running process's peak resident set (VmHWM in /proc), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

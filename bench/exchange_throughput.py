@@ -243,29 +243,7 @@ def trace_reference(n: int) -> tuple[float, float]:
     return traces, raw
 
 
-# -- what each node process spends -----------------------------------------------------------------
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def storage_writes(pid: int) -> int:
-    """Bytes process ``pid`` (all its threads) caused to be written to files: ``write_bytes`` of
-    /proc/<pid>/io, page-granular, counted when a page is first dirtied (with
-    ``synchronous=FULL`` flushing every commit, close to what reaches the disk); truncation is
-    not subtracted (SQLite does not truncate its WAL here). For a SQLite node, mostly its WAL
-    frames and checkpoints (its log file and the -shm map count too); not ``wchar``, which counts
-    socket writes as well."""
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key == "write_bytes":
-            return int(value)
-    raise RuntimeError(f"/proc/{pid}/io has no write_bytes")
+# -- what each node process spends (CPU and storage writes: bench_common) ----------------------
 
 
 def table_rows(db: Engine) -> dict[str, int]:
@@ -306,14 +284,14 @@ class NodeMeter:
 
     def start(self) -> None:
         self.rows0, self.bytes0 = table_rows(self.db), db_bytes(self.db)
-        self.cpu0 = cpu_seconds(self.pid)
-        self.written0 = storage_writes(self.pid) if self.writes_its_db else 0
+        self.cpu0 = common.cpu_seconds(self.pid)
+        self.written0 = common.storage_writes(self.pid) if self.writes_its_db else 0
         self.writer0 = common.writer_counters(self.metrics)
 
     def stop(self, reports: int) -> dict[str, Any]:
         writer = common.writer_load(self.writer0, common.writer_counters(self.metrics))
-        cpu = cpu_seconds(self.pid) - self.cpu0
-        written = storage_writes(self.pid) - self.written0 if self.writes_its_db else None
+        cpu = common.cpu_seconds(self.pid) - self.cpu0
+        written = common.storage_writes(self.pid) - self.written0 if self.writes_its_db else None
         rows = table_rows(self.db)
         grown = {k: rows[k] - self.rows0.get(k, 0) for k in rows if rows[k] != self.rows0.get(k)}
         return {

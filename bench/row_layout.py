@@ -16,20 +16,15 @@ kernel counted as written (WAL frames and SQLite's own checkpoints) per report.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import storage_writes
+
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
-
-
-def _written_bytes() -> int:
-    with open("/proc/self/io") as f:
-        for line in f:
-            if line.startswith("write_bytes:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Rows:
@@ -39,7 +34,7 @@ class Rows:
         src = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
             self.ids = [r[0] for r in src.execute("SELECT id FROM reports ORDER BY rowid")]
-            n = max(1, len(self.ids))
+            self.reports = n = max(1, len(self.ids))
             self.ddl: list[str] = []
             self.tables: list[str] = []
             self.by_report: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
@@ -90,7 +85,7 @@ class Rows:
             for sql in self.ddl:
                 db.execute(sql)
             groups = max(1, -(-len(self.ids) // group))
-            started, before = time.perf_counter(), _written_bytes()
+            started, before = time.perf_counter(), storage_writes(os.getpid())
             for g in range(groups):
                 chunk = self.ids[g * group : (g + 1) * group]
                 db.execute("BEGIN IMMEDIATE")
@@ -103,10 +98,9 @@ class Rows:
                         marks = ",".join("?" * len(rows[0]))
                         db.executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
                 db.execute("COMMIT")
-            elapsed, written = time.perf_counter() - started, _written_bytes() - before
+            elapsed, written = time.perf_counter() - started, storage_writes(os.getpid()) - before
         finally:
             db.close()
             for suffix in ("-wal", "-shm") if keep else ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
-        n = max(1, len(self.ids))
-        return n / elapsed, written / n
+        return self.reports / elapsed, written / self.reports

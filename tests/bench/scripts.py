@@ -1,4 +1,5 @@
-"""Loading a bench script as a module: bench/ is not a package (its scripts run as files)."""
+"""Loading a bench script as a module: bench/ is not a package (its scripts run as files, and
+import their siblings by plain name, ``import bench_common``, so bench/ goes on the path too)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ def load(name: str) -> ModuleType:
     """``bench/<name>.py`` as the module ``name``, once per process."""
     if name in sys.modules:
         return sys.modules[name]
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
