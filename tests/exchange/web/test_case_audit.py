@@ -71,7 +71,7 @@ def test_head_of_a_case_page_is_refused_and_not_recorded(scene: Scene, server: W
 def test_a_session_opening_case_pages_too_fast_is_refused(scene: Scene, server: WebServer) -> None:
     case_id = scene.case_ids[5]
     http = analyst(scene, server)
-    with scene.clock.standing_still():
+    with server.clock.standing_still():  # the server's own clock, not the scene's
         statuses = [http.get(f"/cases/{case_id}").status for _ in range(CASE_VIEW_BURST + 2)]
     assert statuses[:CASE_VIEW_BURST] == [200] * CASE_VIEW_BURST
     assert statuses[CASE_VIEW_BURST:] == [503, 503]
