@@ -14,6 +14,7 @@ streams to many peers. The figure shows what the lease and the shared log lock c
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -131,6 +132,7 @@ def main() -> None:
             results[f"replicas_{replicas}"] = figures
     finally:
         pg.close()
+        shutil.rmtree(root, ignore_errors=True)  # the nodes' keys, settings and logs
     common.emit({"bench": "outbox", "db": "postgresql", "reports": n, **results})
 
 
