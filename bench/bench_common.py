@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmark scripts: argument parsing, GeoIP discovery, output, PostgreSQL
-databases per run, and the node processes (start, wait, stop; their CPU time and peak memory)."""
+"""Helpers shared by the benchmark scripts: argument parsing, GeoIP discovery, output, a scratch
+directory and PostgreSQL databases per run, and the node processes (start, wait, stop; their CPU
+time and peak memory)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +67,18 @@ def emit(result: dict[str, Any]) -> None:
 POSTGRESQL_ADMIN_URL = os.environ.get(
     "IHX_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+@contextmanager
+def scratch(prefix: str, *, keep: bool = False) -> Iterator[Path]:
+    """A directory for one run's databases, keys and logs, removed afterwards unless ``keep``
+    (a full run leaves gigabytes)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class PostgresDatabases:

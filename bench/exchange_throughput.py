@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -377,13 +376,10 @@ def federation(root: Path, pg: Any) -> Any:
 
 
 def run(args: Any, pg: Any) -> dict[str, Any]:
-    """One run in a directory of its own, removed afterwards (its databases are 160 MB with
-    --quick, about 1 GB without)."""
-    root = Path(tempfile.mkdtemp(prefix="ihx-bench-"))
-    try:
+    """One run in a scratch directory of its own (160 MB of databases with --quick, about 1 GB
+    without)."""
+    with common.scratch("ihx-bench-") as root:
         return run_in(args, pg, root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def run_in(args: Any, pg: Any, root: Path) -> dict[str, Any]:

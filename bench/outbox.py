@@ -14,8 +14,6 @@ streams to many peers. The figure shows what the lease and the shared log lock c
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -117,22 +115,21 @@ def main() -> None:
     p.add_argument("--reports", type=int, help="reports queued (default 50,000; --quick 10,000)")
     args = p.parse_args()
     n = args.reports or (10_000 if args.quick else 50_000)
-    root = Path(tempfile.mkdtemp(prefix="ihx-bench-outbox-"))
     pg = common.PostgresDatabases()
     results: dict[str, Any] = {}
     try:
-        for replicas in (1, 3):
-            print(f"{replicas} replica(s) of A: {n:,} reports queued, then drained to B …")
-            figures = scenario(replicas, n, root / f"r{replicas}", pg)
-            print(
-                f"  intake (all replicas) {figures['intake_per_s']:,} reports/s; drain "
-                f"{figures['drain_reports_per_s']:,} reports/s in {figures['batches']} batches; "
-                f"{figures['lease_holders']} replica(s) held B's lease"
-            )
-            results[f"replicas_{replicas}"] = figures
+        with common.scratch("ihx-bench-outbox-") as root:
+            for replicas in (1, 3):
+                print(f"{replicas} replica(s) of A: {n:,} reports queued, then drained to B …")
+                figures = scenario(replicas, n, root / f"r{replicas}", pg)
+                print(
+                    f"  intake (all replicas) {figures['intake_per_s']:,} reports/s; drain "
+                    f"{figures['drain_reports_per_s']:,} reports/s in {figures['batches']} "
+                    f"batches; {figures['lease_holders']} replica(s) held B's lease"
+                )
+                results[f"replicas_{replicas}"] = figures
     finally:
         pg.close()
-        shutil.rmtree(root, ignore_errors=True)  # the nodes' keys, settings and logs
     common.emit({"bench": "outbox", "db": "postgresql", "reports": n, **results})
 
 

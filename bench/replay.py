@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -619,15 +617,13 @@ def main() -> None:
     if args.assess is None:
         args.assess = 300 if args.quick else 1000
     started = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="ihx-bench-replay-"))
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
-        result = run(args, pg, root)
+        with common.scratch("ihx-bench-replay-", keep=args.keep) as root:
+            result = run(args, pg, root)
     finally:
         if pg is not None:
             pg.close()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
     if args.keep:
         print(f"node directories and logs kept in {root}")
     total = time.monotonic() - started
