@@ -12,10 +12,8 @@ node's thread does this once every ``[metrics] refresh_s`` (15 s); a scrape neve
 
 from __future__ import annotations
 
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import bench_common as common
 from prometheus_client import CollectorRegistry, Counter
@@ -48,45 +46,45 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     args = p.parse_args()
     count = 20_000 if args.quick else args.cases
-    root = Path(tempfile.mkdtemp(prefix="ihx-gauges-"))
-    fed = one_real_case(root)
-    db = open_engine(fed.settings[DE].database_url)
-    try:
-        grow(db, count)
-        offer_to_partners(db, count)
-        clock = lambda: datetime.now(UTC)  # noqa: E731
-        views = CaseViews(self_member=DE, engine=db, clock=clock)
-        sources = GaugeSources(
-            engine=db,
-            clock=clock,
-            queues=lambda: {str(q): n for q, n in views.queue_counts().items()},
+    with common.scratch("ihx-gauges-") as root:
+        fed = one_real_case(root)
+        db = open_engine(fed.settings[DE].database_url)
+        try:
+            grow(db, count)
+            offer_to_partners(db, count)
+            clock = lambda: datetime.now(UTC)  # noqa: E731
+            views = CaseViews(self_member=DE, engine=db, clock=clock)
+            sources = GaugeSources(
+                engine=db,
+                clock=clock,
+                queues=lambda: {str(q): n for q, n in views.queue_counts().items()},
+            )
+            failures = Counter("failures", "", registry=CollectorRegistry())
+            gauges = DatabaseGauges(sources, failures, interval=3600)
+            times = []
+            for _ in range(args.rounds):
+                began = time.perf_counter()
+                gauges.refresh()
+                times.append((time.perf_counter() - began) * 1000)
+            families = {f.name: f for f in gauges.collect()}
+            queued = {s.labels["queue"]: s.value for s in families["ihx_case_queue"].samples}
+            backlog = sum(s.value for s in families["ihx_partner_backlog"].samples)
+        finally:
+            db.dispose()
+        assert failures._value.get() == 0, "a gauge read failed"
+        print(f"{count} cases; queues {queued}; partner backlog {backlog:.0f}")
+        print(
+            f"refresh: median {common.median(times):.0f} ms, max {max(times):.0f} ms "
+            f"({args.rounds} rounds)"
         )
-        failures = Counter("failures", "", registry=CollectorRegistry())
-        gauges = DatabaseGauges(sources, failures, interval=3600)
-        times = []
-        for _ in range(args.rounds):
-            began = time.perf_counter()
-            gauges.refresh()
-            times.append((time.perf_counter() - began) * 1000)
-        families = {f.name: f for f in gauges.collect()}
-        queued = {s.labels["queue"]: s.value for s in families["ihx_case_queue"].samples}
-        backlog = sum(s.value for s in families["ihx_partner_backlog"].samples)
-    finally:
-        db.dispose()
-    assert failures._value.get() == 0, "a gauge read failed"
-    print(f"{count} cases; queues {queued}; partner backlog {backlog:.0f}")
-    print(
-        f"refresh: median {common.median(times):.0f} ms, max {max(times):.0f} ms "
-        f"({args.rounds} rounds)"
-    )
-    common.emit(
-        {
-            "cases": count,
-            "refresh_ms_median": round(common.median(times), 1),
-            "refresh_ms_max": round(max(times), 1),
-            "partner_backlog": backlog,
-        }
-    )
+        common.emit(
+            {
+                "cases": count,
+                "refresh_ms_median": round(common.median(times), 1),
+                "refresh_ms_max": round(max(times), 1),
+                "partner_backlog": backlog,
+            }
+        )
 
 
 if __name__ == "__main__":

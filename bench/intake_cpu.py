@@ -12,7 +12,6 @@ de-eco, as in exchange_throughput.py. For a profile, run it under
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -92,23 +91,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     n = 10_000 if args.quick else 40_000
-    root = Path(tempfile.mkdtemp(prefix="ihx-intake-cpu-"))
-    country = build_country_db(root / "c.mmdb", {"0.0.0.0/1": "DE", "128.0.0.0/1": "NL"})
-    asn = build_asn_db(root / "a.mmdb", {"0.0.0.0/0": (64500, "Example")})
-    figures = []
-    with GeoIp(country, asn) as geoip:
-        one_run(root, geoip, 1000, "warm")
-        for i in range(args.runs):
-            figures.append(one_run(root, geoip, n, f"r{i}"))
-            print(f"  run {i + 1}: {figures[-1]:.3f} CPU s per 1,000 reports", flush=True)
-    common.emit(
-        {
-            "bench": "intake_cpu",
-            "reports": n,
-            "cpu_s_per_1000_reports": round(common.median(figures), 3),
-            "runs": [round(f, 3) for f in figures],
-        }
-    )
+    with common.scratch("ihx-intake-cpu-") as root:
+        country = build_country_db(root / "c.mmdb", {"0.0.0.0/1": "DE", "128.0.0.0/1": "NL"})
+        asn = build_asn_db(root / "a.mmdb", {"0.0.0.0/0": (64500, "Example")})
+        figures = []
+        with GeoIp(country, asn) as geoip:
+            one_run(root, geoip, 1000, "warm")
+            for i in range(args.runs):
+                figures.append(one_run(root, geoip, n, f"r{i}"))
+                print(f"  run {i + 1}: {figures[-1]:.3f} CPU s per 1,000 reports", flush=True)
+        common.emit(
+            {
+                "bench": "intake_cpu",
+                "reports": n,
+                "cpu_s_per_1000_reports": round(common.median(figures), 3),
+                "runs": [round(f, 3) for f in figures],
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import gc
 import random
 import shutil
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -118,24 +117,24 @@ def main() -> None:
     parser.add_argument("--held", type=int, default=0, help="open cases and index rows B holds")
     args = parser.parse_args()
     n = 10_000 if args.quick else 40_000
-    root = Path(tempfile.mkdtemp(prefix="ihx-receive-cpu-"))
-    fed = federation(root, None)
-    b = fed.settings[B]
-    pristine = root / "pristine.db"
-    shutil.copyfile(b.database_url.removeprefix("sqlite:///"), pristine)
-    envs = envelopes(fed.settings[A], n)
-    figures: list[float] = []
-    for i in range(args.runs):
-        figures.append(one_run(b, pristine, envs, f"r{i}", args.held))
-        print(f"  run {i + 1}: {figures[-1]:.3f} CPU s per 1,000 reports", flush=True)
-    result: dict[str, Any] = {
-        "bench": "receive_cpu",
-        "reports": n,
-        "held": args.held,
-        "cpu_s_per_1000_reports": round(common.median(figures), 3),
-        "runs": [round(f, 3) for f in figures],
-    }
-    common.emit(result)
+    with common.scratch("ihx-receive-cpu-") as root:
+        fed = federation(root, None)
+        b = fed.settings[B]
+        pristine = root / "pristine.db"
+        shutil.copyfile(b.database_url.removeprefix("sqlite:///"), pristine)
+        envs = envelopes(fed.settings[A], n)
+        figures: list[float] = []
+        for i in range(args.runs):
+            figures.append(one_run(b, pristine, envs, f"r{i}", args.held))
+            print(f"  run {i + 1}: {figures[-1]:.3f} CPU s per 1,000 reports", flush=True)
+        result: dict[str, Any] = {
+            "bench": "receive_cpu",
+            "reports": n,
+            "held": args.held,
+            "cpu_s_per_1000_reports": round(common.median(figures), 3),
+            "runs": [round(f, 3) for f in figures],
+        }
+        common.emit(result)
 
 
 if __name__ == "__main__":
