@@ -51,7 +51,7 @@ def tour_script() -> str:
 def pg_url(tmp_path: Path) -> Iterator[str]:
     dbs = Databases(tmp_path, postgresql_admin_url())
     try:
-        yield dbs.new()
+        yield dbs.new(empty=True)
     finally:
         dbs.close()
 

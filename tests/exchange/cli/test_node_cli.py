@@ -173,7 +173,7 @@ def test_init_with_a_database_url_names_it_and_migrates_that_database(
     # PostgreSQL whatever the run: the option exists for it (a fresh database on the local server).
     dbs = Databases(tmp_path, postgresql_admin_url())
     try:
-        url = dbs.new()
+        url = dbs.new(empty=True)
         node_dir = tmp_path / "nl"
         result = runner.invoke(
             app,

@@ -35,7 +35,10 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Eng
     directory = tmp_path_factory.mktemp("migrations")
     sqlite_dbs = Databases(directory, None)
     pg_dbs = Databases(directory, postgresql_admin_url())
-    engines = {"sqlite": open_engine(sqlite_dbs.new()), "postgresql": open_engine(pg_dbs.new())}
+    engines = {
+        "sqlite": open_engine(sqlite_dbs.new()),
+        "postgresql": open_engine(pg_dbs.new(empty=True)),
+    }
     try:
         for engine in engines.values():
             upgrade(engine)
@@ -154,7 +157,7 @@ def test_pg_admin_helper_creates_and_drops_databases(tmp_path: Path) -> None:
 def test_cases_open_before_the_lifecycle_start_it_unassessed(tmp_path: Path, backend: str) -> None:
     """0006 gives every item of a case held before it an item state, so it can be worked."""
     dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
-    engine = open_engine(dbs.new())
+    engine = open_engine(dbs.new(empty=True))
     try:
         upgrade(engine, "0005")
         with engine.begin() as conn:
