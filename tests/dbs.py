@@ -167,8 +167,12 @@ class _HeadClones:
         migrated = open_engine(url.render_as_string(hide_password=False))
         try:
             upgrade(migrated)
-        finally:
+        except BaseException:
             migrated.dispose()
+            self._execute(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)')
+            self._admin.dispose()
+            raise
+        migrated.dispose()
         self._ready: queue.Queue[str | Exception] = queue.Queue(maxsize=self.DEPTH)
         self._stopping = threading.Event()
         self._filler = threading.Thread(target=self._fill, name="db-clones", daemon=True)

@@ -153,6 +153,22 @@ def test_pg_admin_helper_creates_and_drops_databases(tmp_path: Path) -> None:
         admin.dispose()
 
 
+def test_pg_helper_hands_out_databases_at_head_unless_asked_for_empty(tmp_path: Path) -> None:
+    dbs = Databases(tmp_path, postgresql_admin_url())
+    try:
+        at_head, empty = open_engine(dbs.new()), open_engine(dbs.new(empty=True))
+        try:
+            assert current_revision(at_head) == head_revision()
+            assert current_revision(empty) is None
+            with empty.connect() as conn:
+                assert inspect(conn).get_table_names() == []
+        finally:
+            at_head.dispose()
+            empty.dispose()
+    finally:
+        dbs.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_cases_open_before_the_lifecycle_start_it_unassessed(tmp_path: Path, backend: str) -> None:
     """0006 gives every item of a case held before it an item state, so it can be worked."""
