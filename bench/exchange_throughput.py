@@ -25,7 +25,10 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
 - the storage layout's own ceiling (SQLite only, bench/row_layout.py): after the run, each
   node's per-report rows written again into a fresh file by SQLite alone, in transactions of
   500 reports (the writer's ``max_take``) and, without ``--quick``, of 2,000 — reports/s and bytes
-  written per report; the 500 figure counts among the implied ceilings;
+  written per report; the 500 figure counts among the implied ceilings; ``--what-if`` adds the
+  same in the layouts the next steps would give (``row_layout.WHAT_IF``: an integer key per
+  report for its items, hashes and deliveries; per-batch sent/receipted log entries), alone and
+  together, in transactions of 35 reports (the 1,000/s phase's groups) and 500;
 - same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
   and full traces/s per raw ada-url parse/s (bench/trace_throughput.py's trace).
 
@@ -312,6 +315,12 @@ def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     p.add_argument("--runs", type=int, default=1, help="repeat; the medians are printed last")
+    p.add_argument(
+        "--what-if",
+        action="store_true",
+        help="also price layouts the node does not have yet (row_layout.WHAT_IF), in "
+        "transactions of 35 reports (the 1,000/s phase's groups) and 500",
+    )
     args = p.parse_args()
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
@@ -429,7 +438,10 @@ def run_in(args: Any, pg: Any, root: Path) -> dict[str, Any]:
         )
         print(f"      {common.writer_text(f['writer'])}")
     layout = layout_ceilings(args, {"A": a_db, "B": b_db}, root) if args.db == "sqlite" else {}
+    what_if = {name: by_group.pop("what_if") for name, by_group in layout.items() if args.what_if}
     result = figures(args, n, c, nodes, intake_rate, sustained, layout)
+    if what_if:
+        result["storage_layout_what_if"] = what_if
     result["latency_at_1000_per_s_ms"] = {"p50": round(p50, 1), "p99": round(p99, 1)}
     result["nodes_at_1000_per_s"] = paced
     common.emit(result)
@@ -438,22 +450,39 @@ def run_in(args: Any, pg: Any, root: Path) -> dict[str, Any]:
 
 def layout_ceilings(args: Any, dbs: dict[str, Engine], root: Path) -> dict[str, Any]:
     """Each node's rows written again by SQLite alone (bench/row_layout.py), in transactions of
-    500 reports (the writer's ``max_take``) and — not with ``--quick`` — of 2,000."""
+    500 reports (the writer's ``max_take``) and — not with ``--quick`` — of 2,000; with
+    ``--what-if`` also in the layouts of ``row_layout.WHAT_IF``, alone and together."""
     print("storage layout, each node's rows written again by SQLite alone …")
     out: dict[str, Any] = {}
     for name, db in dbs.items():
         rows = row_layout.Rows(Path(str(db.url.database)))
-        for group in (500,) if args.quick else (500, 2000):
-            rate, written = rows.replay(root, group)
-            out.setdefault(name, {})[group] = {
+        print(f"  node {name} ({', '.join(rows.tables)}):")
+        for layout, group in _layouts(args):
+            rate, written = rows.replay(root, group, what_if=layout)
+            label = "+".join(sorted(layout)) or "as stored"
+            figures = {
                 "reports_per_s": round(rate),
                 "storage_bytes_written_per_report": round(written),
             }
+            if layout:
+                out.setdefault(name, {}).setdefault("what_if", {}).setdefault(label, {})[group] = (
+                    figures
+                )
+            else:
+                out.setdefault(name, {})[group] = figures
             print(
-                f"  node {name} ({', '.join(rows.tables)}), transactions of {group:,} reports: "
-                f"{rate:,.0f} reports/s, {written:,.0f} bytes written to storage per report"
+                f"    {label}, transactions of {group:,} reports: {rate:,.0f} reports/s, "
+                f"{written:,.0f} bytes written to storage per report"
             )
     return out
+
+
+def _layouts(args: Any) -> list[tuple[frozenset[str], int]]:
+    if not args.what_if:
+        return [(frozenset(), g) for g in ((500,) if args.quick else (500, 2000))]
+    choices = [frozenset(), *(frozenset({w}) for w in row_layout.WHAT_IF)]
+    choices.append(frozenset(row_layout.WHAT_IF))
+    return [(layout, group) for group in (35, 500) for layout in choices]
 
 
 def sustained_phase(

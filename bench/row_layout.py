@@ -12,6 +12,14 @@ every index on them takes a random leaf, and a commit writes every page it touch
 reports a transaction holds, the fewer of them share a page. The rate is an upper bound on what
 a node's single writer can reach with that layout at that group size; the bytes are what the
 kernel counted as written (WAL frames and SQLite's own checkpoints) per report.
+
+``what_if`` replays the same rows in a layout the node does not have yet, to price a change
+before making it (issue 16's next steps):
+- ``surrogate``: ``items``, ``item_hashes`` and ``deliveries`` name their report by its place in
+  storage order (a zero-padded ordinal, so its text sorts as the number would) instead of its
+  hash id: an integer key per report, where those tables append at their right edge.
+- ``batch-log``: no per-report ``sent`` and ``receipted`` routing-log entries (one per batch
+  instead, about a row per 500 reports, left out here).
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from typing import Any
 from bench_common import storage_writes
 
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
+WHAT_IF = ("surrogate", "batch-log")
+SURROGATE_TABLES = ("items", "item_hashes", "deliveries")
+PER_BATCH_KINDS = ("sent", "receipted")
 
 
 class Rows:
@@ -39,6 +50,7 @@ class Rows:
             self.tables: list[str] = []
             self.by_report: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
             self.spread: dict[str, list[tuple[Any, ...]]] = {}
+            self.columns: dict[str, list[str]] = {}
             tables = src.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
             ).fetchall()
@@ -62,6 +74,7 @@ class Rows:
 
     def _read(self, src: sqlite3.Connection, table: str) -> None:
         columns = [r[1] for r in src.execute(f'PRAGMA table_info("{table}")')]
+        self.columns[table] = columns
         key = "id" if table == "reports" else "report_id" if "report_id" in columns else None
         by: dict[str, list[tuple[Any, ...]]] = {}
         spread: list[tuple[Any, ...]] = []
@@ -74,9 +87,41 @@ class Rows:
         self.by_report[table] = by
         self.spread[table] = spread
 
-    def replay(self, directory: Path, group: int, *, keep: bool = False) -> tuple[float, float]:
-        """(reports/s, bytes written per report) for transactions of ``group`` reports; the
-        file ``layout-<group>.db`` in ``directory`` is removed afterwards unless ``keep``."""
+    def rows_of(self, table: str, what_if: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
+        """``table``'s rows by report id, as ``what_if`` would have stored them."""
+        by = self.by_report[table]
+        columns = self.columns[table]
+        if "surrogate" in what_if and table in SURROGATE_TABLES:
+            k = columns.index("report_id")
+            place = {rid: f"{i:012d}" for i, rid in enumerate(self.ids)}
+            by = {
+                rid: [(*row[:k], place.get(rid, rid), *row[k + 1 :]) for row in rows]
+                for rid, rows in by.items()
+            }
+        if "batch-log" in what_if and table == "routing_log":
+            k = columns.index("kind")
+            by = {
+                rid: kept
+                for rid, rows in by.items()
+                if (kept := [row for row in rows if row[k] not in PER_BATCH_KINDS])
+            }
+        return by
+
+    def replay(
+        self,
+        directory: Path,
+        group: int,
+        *,
+        keep: bool = False,
+        what_if: frozenset[str] = frozenset(),
+    ) -> tuple[float, float]:
+        """(reports/s, bytes written per report) for transactions of ``group`` reports, in the
+        layout ``what_if`` says (the node's own by default); the file ``layout-<group>.db`` in
+        ``directory`` is removed afterwards unless ``keep``."""
+        unknown = what_if - set(WHAT_IF)
+        if unknown:
+            raise ValueError(f"what_if: unknown {sorted(unknown)}; known {list(WHAT_IF)}")
+        by_report = {table: self.rows_of(table, what_if) for table in self.tables}
         path = directory / f"layout-{group}.db"
         db = sqlite3.connect(path, isolation_level=None)
         try:
@@ -90,7 +135,7 @@ class Rows:
                 chunk = self.ids[g * group : (g + 1) * group]
                 db.execute("BEGIN IMMEDIATE")
                 for table in self.tables:
-                    by, spread = self.by_report[table], self.spread[table]
+                    by, spread = by_report[table], self.spread[table]
                     rows = [row for i in chunk for row in by.get(i, ())]
                     share = len(spread) * g // groups, len(spread) * (g + 1) // groups
                     rows += spread[share[0] : share[1]]

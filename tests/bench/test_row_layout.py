@@ -72,3 +72,61 @@ def test_the_file_is_removed_unless_kept(tmp_path: Path) -> None:
     out.mkdir()
     row_layout.Rows(source).replay(out, 2)
     assert list(out.iterdir()) == []
+
+
+def _node_db_with_log_kinds(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT PRIMARY KEY, wire BLOB NOT NULL);
+        CREATE TABLE items (report_id TEXT, idx INTEGER, PRIMARY KEY (report_id, idx));
+        CREATE TABLE deliveries (report_id TEXT, destination TEXT,
+                                 PRIMARY KEY (report_id, destination));
+        CREATE TABLE routing_log (idx INTEGER PRIMARY KEY, kind TEXT, report_id TEXT);
+        """
+    )
+    # Stored in an order their ids do not sort in, as hash ids are.
+    for i, rid in enumerate(["r-c", "r-a", "r-b"]):
+        db.execute("INSERT INTO reports VALUES (?, ?)", (rid, b"x"))
+        db.execute("INSERT INTO items VALUES (?, 0)", (rid,))
+        db.execute("INSERT INTO deliveries VALUES (?, 'de-eco')", (rid,))
+        for j, kind in enumerate(("intake", "sent", "receipted")):
+            db.execute("INSERT INTO routing_log VALUES (?, ?, ?)", (i * 3 + j, kind, rid))
+    db.commit()
+    db.close()
+
+
+def test_what_if_surrogate_keys_items_and_deliveries_by_storage_order(tmp_path: Path) -> None:
+    row_layout = load("row_layout")
+    source = tmp_path / "node.db"
+    _node_db_with_log_kinds(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    row_layout.Rows(source).replay(out, 2, keep=True, what_if=frozenset({"surrogate"}))
+    copy = out / "layout-2.db"
+    ordinals = [f"{i:012d}" for i in range(3)]
+    assert [r for (r, _) in _dump(copy, "items")] == ordinals
+    assert [r for (r, _) in _dump(copy, "deliveries")] == ordinals
+    assert _dump(copy, "reports") == _dump(source, "reports")  # the id itself stays
+    assert _dump(copy, "routing_log") == _dump(source, "routing_log")
+
+
+def test_what_if_batch_log_leaves_out_per_report_sent_and_receipted(tmp_path: Path) -> None:
+    row_layout = load("row_layout")
+    source = tmp_path / "node.db"
+    _node_db_with_log_kinds(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    row_layout.Rows(source).replay(out, 3, keep=True, what_if=frozenset({"batch-log"}))
+    copy = out / "layout-3.db"
+    assert {kind for (_, kind, _) in _dump(copy, "routing_log")} == {"intake"}
+    assert len(_dump(copy, "routing_log")) == 3
+    assert _dump(copy, "items") == _dump(source, "items")
+
+
+def test_an_unknown_what_if_is_refused(tmp_path: Path) -> None:
+    row_layout = load("row_layout")
+    source = tmp_path / "node.db"
+    _node_db_with_log_kinds(source)
+    with pytest.raises(ValueError, match="unknown"):
+        row_layout.Rows(source).replay(tmp_path, 2, what_if=frozenset({"no-such"}))
