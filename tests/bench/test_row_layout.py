@@ -96,14 +96,18 @@ def _node_db_with_log_kinds(path: Path) -> None:
     db.close()
 
 
-def test_what_if_surrogate_keys_items_and_deliveries_by_storage_order(tmp_path: Path) -> None:
-    row_layout = load("row_layout")
+def _replayed(tmp_path: Path, group: int, what_if: str) -> tuple[Path, Path]:
+    """(source, copy): the node database and its rows written again in layout ``what_if``."""
     source = tmp_path / "node.db"
     _node_db_with_log_kinds(source)
     out = tmp_path / "out"
     out.mkdir()
-    row_layout.Rows(source).replay(out, 2, keep=True, what_if=frozenset({"surrogate"}))
-    copy = out / "layout-2.db"
+    load("row_layout").Rows(source).replay(out, group, keep=True, what_if=frozenset({what_if}))
+    return source, out / f"layout-{group}.db"
+
+
+def test_what_if_surrogate_keys_items_and_deliveries_by_storage_order(tmp_path: Path) -> None:
+    source, copy = _replayed(tmp_path, 2, "surrogate")
     ordinals = [f"{i:012d}" for i in range(3)]
     assert [r for (r, _) in _dump(copy, "items")] == ordinals
     assert [r for (r, _) in _dump(copy, "deliveries")] == ordinals
@@ -112,13 +116,7 @@ def test_what_if_surrogate_keys_items_and_deliveries_by_storage_order(tmp_path: 
 
 
 def test_what_if_batch_log_leaves_out_per_report_sent_and_receipted(tmp_path: Path) -> None:
-    row_layout = load("row_layout")
-    source = tmp_path / "node.db"
-    _node_db_with_log_kinds(source)
-    out = tmp_path / "out"
-    out.mkdir()
-    row_layout.Rows(source).replay(out, 3, keep=True, what_if=frozenset({"batch-log"}))
-    copy = out / "layout-3.db"
+    source, copy = _replayed(tmp_path, 3, "batch-log")
     assert {kind for (_, kind, _) in _dump(copy, "routing_log")} == {"intake"}
     assert len(_dump(copy, "routing_log")) == 3
     assert _dump(copy, "items") == _dump(source, "items")
