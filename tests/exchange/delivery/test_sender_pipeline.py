@@ -21,7 +21,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine, func, select
 
-from exchange.delivery.batches import Batch
+from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.sender import (
     EAGER_IN_FLIGHT,
     EARLY_SEALS_PER_GROUP,
@@ -335,24 +335,35 @@ def _race_the_sender(
 ) -> list[str]:
     """Start the sender and let its first batch go; then, once, an intake transaction (run by
     ``before`` or ``after``) commits on the sender's own thread just before it seals, or just
-    after it has sealed a batch and before it sends it. What the race returned is filled in."""
-    rig.queue(1)
-    sender = rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
-    assert rig.next_envelope().sequence == 1
-    seal_next = sender.batches.seal_next
+    after it has sealed a batch and before it sends it. What the race returned is filled in.
+
+    Armed only between two of the sender's calls to ``seal_next``: a call already running when
+    the test queued its next report could seal it with no race at all (it did, on a loaded
+    machine — the sender's call right after the first batch sealed the test's report, and the
+    test then waited for a batch that was never to come)."""
+    seal_next = Batches.seal_next
+    between_calls = threading.Lock()
+    armed = threading.Event()
     raced: list[str] = []
 
     def racing_seal_next(
-        announced_upto: int, *, full_only: bool = False, linger: bool = True
+        batches: Batches, announced_upto: int, *, full_only: bool = False, linger: bool = True
     ) -> Batch | None:
-        if before is not None and not raced:
-            raced.extend(before())
-        batch = seal_next(announced_upto, full_only=full_only, linger=linger)
-        if after is not None and batch is not None and not raced:
-            raced.extend(after())
-        return batch
+        with between_calls:
+            race = armed.is_set() and not raced
+            if race and before is not None:
+                raced.extend(before())
+            batch = seal_next(batches, announced_upto, full_only=full_only, linger=linger)
+            if race and after is not None and batch is not None:
+                raced.extend(after())
+            return batch
 
-    monkeypatch.setattr(sender.batches, "seal_next", racing_seal_next)
+    monkeypatch.setattr(Batches, "seal_next", racing_seal_next)
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    with between_calls:
+        armed.set()
     return raced
 
 
