@@ -27,8 +27,11 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   500 reports (the writer's ``max_take``) and, without ``--quick``, of 2,000 — reports/s and bytes
   written per report; the 500 figure counts among the implied ceilings; ``--what-if`` adds the
   same in the layouts the next steps would give (``row_layout.WHAT_IF``: an integer key per
-  report for its items, hashes and deliveries; per-batch sent/receipted log entries), alone and
-  together, in transactions of 35 reports (the 1,000/s phase's groups) and 500;
+  report for its items, hashes and deliveries; per-batch sent/receipted log entries; no indexes
+  only for later look-ups), each alone and one after another, in transactions of 35 reports (the
+  1,000/s phase's groups) and 500; ``--held N`` prices every layout on a file already holding N
+  reports (row_layout's ``held``) — a node holds far more than a run's 20,000, and random keys
+  cost more the more leaves there are;
 - same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
   and full traces/s per raw ada-url parse/s (bench/trace_throughput.py's trace).
 
@@ -321,7 +324,17 @@ def main() -> None:
         help="also price layouts the node does not have yet (row_layout.WHAT_IF), in "
         "transactions of 35 reports (the 1,000/s phase's groups) and 500",
     )
+    p.add_argument(
+        "--held",
+        type=int,
+        default=0,
+        metavar="N",
+        help="price the storage layouts on a file already holding N reports, not an empty one "
+        "(300000: about 90 s per layout and transaction size on this kind of machine)",
+    )
     args = p.parse_args()
+    if args.held < 0:
+        p.error("--held: a number of reports, 0 or more")
     pg = common.PostgresDatabases() if args.db == "postgresql" else None
     try:
         results = []
@@ -442,6 +455,8 @@ def run_in(args: Any, pg: Any, root: Path) -> dict[str, Any]:
     result = figures(args, n, c, nodes, intake_rate, sustained, layout)
     if what_if:
         result["storage_layout_what_if"] = what_if
+    if layout:
+        result["storage_layout_held"] = args.held
     result["latency_at_1000_per_s_ms"] = {"p50": round(p50, 1), "p99": round(p99, 1)}
     result["nodes_at_1000_per_s"] = paced
     common.emit(result)
@@ -452,13 +467,14 @@ def layout_ceilings(args: Any, dbs: dict[str, Engine], root: Path) -> dict[str, 
     """Each node's rows written again by SQLite alone (bench/row_layout.py), in transactions of
     500 reports (the writer's ``max_take``) and — not with ``--quick`` — of 2,000; with
     ``--what-if`` also in the layouts of ``row_layout.WHAT_IF``, alone and together."""
-    print("storage layout, each node's rows written again by SQLite alone …")
+    held = f", on a file already holding {args.held:,} reports" if args.held else ""
+    print(f"storage layout, each node's rows written again by SQLite alone{held} …")
     out: dict[str, Any] = {}
     for name, db in dbs.items():
         rows = row_layout.Rows(Path(str(db.url.database)))
         print(f"  node {name} ({', '.join(rows.tables)}):")
         for layout, group in _layouts(args):
-            rate, written = rows.replay(root, group, what_if=layout)
+            rate, written = rows.replay(root, group, what_if=layout, held=args.held)
             label = "+".join(sorted(layout)) or "as stored"
             figures = {
                 "reports_per_s": round(rate),
@@ -480,8 +496,9 @@ def layout_ceilings(args: Any, dbs: dict[str, Engine], root: Path) -> dict[str, 
 def _layouts(args: Any) -> list[tuple[frozenset[str], int]]:
     if not args.what_if:
         return [(frozenset(), g) for g in ((500,) if args.quick else (500, 2000))]
-    choices = [frozenset(), *(frozenset({w}) for w in row_layout.WHAT_IF)]
-    choices.append(frozenset(row_layout.WHAT_IF))
+    steps = row_layout.WHAT_IF  # each alone, then one after another (the plan's order)
+    choices = [frozenset(), *(frozenset({w}) for w in steps)]
+    choices += [frozenset(steps[:k]) for k in range(2, len(steps) + 1)]
     return [(layout, group) for group in (35, 500) for layout in choices]
 
 
@@ -589,10 +606,10 @@ def figures(
     }
     if "postgresql_insert_rows_per_s" in c:
         implied["postgresql_bulk_insert"] = c["postgresql_insert_rows_per_s"] / rows
+    held = f", {args.held:,} held" if args.held else ""
     for k, by_group in layout.items():
-        implied[f"storage layout: node {k} (SQLite alone, 500 reports a commit)"] = by_group[500][
-            "reports_per_s"
-        ]
+        name = f"storage layout: node {k} (SQLite alone, 500 reports a commit{held})"
+        implied[name] = by_group[500]["reports_per_s"]
     binding = min(implied, key=lambda k: implied[k])
     print("implied ceilings (reports/s): " + "; ".join(f"{k} {v:,.0f}" for k, v in implied.items()))
     fraction = sustained / implied[binding]

@@ -20,11 +20,24 @@ before making it (issue 16's next steps):
   hash id: an integer key per report, where those tables append at their right edge.
 - ``batch-log``: no per-report ``sent`` and ``receipted`` routing-log entries (one per batch
   instead, about a row per 500 reports, left out here).
+- ``no-lookup-indexes``: without the two indexes a report's rows add only for looking it up
+  later — ``routing_log (report_id)`` (a coordinator's look-up of one report's entries) and
+  ``item_hashes (algorithm, hex)`` (which other report carries a hash) — as if both looked up
+  through what they would need anyway: the report's row, the hash index.
+
+``held``: the rate and bytes on a file that already holds that many reports — as a node's does
+after weeks — not on an empty one. A run's 20,000 reports fill a few hundred leaves per index, so
+a transaction's random keys share many of them; a node holding hundreds of thousands has so
+many leaves that each key dirties one of its own, and every one of them is written at COMMIT.
+The file is first filled (untimed, in large transactions) with copies of the run's own rows
+under fresh names (``_Copy``); the timed rows come last, as the newest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -33,9 +46,11 @@ from typing import Any
 from bench_common import storage_writes
 
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
-WHAT_IF = ("surrogate", "batch-log")
+WHAT_IF = ("surrogate", "batch-log", "no-lookup-indexes")
+LOOKUP_INDEXES = ("ix_routing_log_report_id", "ix_item_hashes_algorithm_hex")
 SURROGATE_TABLES = ("items", "item_hashes", "deliveries")
 PER_BATCH_KINDS = ("sent", "receipted")
+FILL_GROUP = 5_000  # reports per transaction while filling a file to ``held`` (untimed)
 
 
 class Rows:
@@ -51,6 +66,7 @@ class Rows:
             self.by_report: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
             self.spread: dict[str, list[tuple[Any, ...]]] = {}
             self.columns: dict[str, list[str]] = {}
+            self.serial: dict[str, int | None] = {}  # a table's single integer key column
             tables = src.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
             ).fetchall()
@@ -73,8 +89,12 @@ class Rows:
             src.close()
 
     def _read(self, src: sqlite3.Connection, table: str) -> None:
-        columns = [r[1] for r in src.execute(f'PRAGMA table_info("{table}")')]
+        info = src.execute(f'PRAGMA table_info("{table}")').fetchall()
+        columns = [r[1] for r in info]
         self.columns[table] = columns
+        keys = [r for r in info if r[5]]
+        serial = len(keys) == 1 and "INT" in keys[0][2].upper()
+        self.serial[table] = columns.index(keys[0][1]) if serial else None
         key = "id" if table == "reports" else "report_id" if "report_id" in columns else None
         by: dict[str, list[tuple[Any, ...]]] = {}
         spread: list[tuple[Any, ...]] = []
@@ -114,38 +134,97 @@ class Rows:
         *,
         keep: bool = False,
         what_if: frozenset[str] = frozenset(),
+        held: int = 0,
     ) -> tuple[float, float]:
         """(reports/s, bytes written per report) for transactions of ``group`` reports, in the
-        layout ``what_if`` says (the node's own by default); the file ``layout-<group>.db`` in
+        layout ``what_if`` says (the node's own by default), on a file already holding ``held``
+        reports (at least; whole copies of the run's); the file ``layout-<group>.db`` in
         ``directory`` is removed afterwards unless ``keep``."""
         unknown = what_if - set(WHAT_IF)
         if unknown:
             raise ValueError(f"what_if: unknown {sorted(unknown)}; known {list(WHAT_IF)}")
         by_report = {table: self.rows_of(table, what_if) for table in self.tables}
+        copies = -(-held // len(self.ids)) if held and self.ids else 0
         path = directory / f"layout-{group}.db"
         db = sqlite3.connect(path, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             for sql in self.ddl:
+                if "no-lookup-indexes" in what_if and sql.split()[2] in LOOKUP_INDEXES:
+                    continue
                 db.execute(sql)
-            groups = max(1, -(-len(self.ids) // group))
+            for c in range(copies):
+                self._write(db, by_report, FILL_GROUP, _Copy(c, len(self.ids)))
             started, before = time.perf_counter(), storage_writes(os.getpid())
-            for g in range(groups):
-                chunk = self.ids[g * group : (g + 1) * group]
-                db.execute("BEGIN IMMEDIATE")
-                for table in self.tables:
-                    by, spread = by_report[table], self.spread[table]
-                    rows = [row for i in chunk for row in by.get(i, ())]
-                    share = len(spread) * g // groups, len(spread) * (g + 1) // groups
-                    rows += spread[share[0] : share[1]]
-                    if rows:
-                        marks = ",".join("?" * len(rows[0]))
-                        db.executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
-                db.execute("COMMIT")
+            self._write(db, by_report, group, _Copy(copies, len(self.ids)))
             elapsed, written = time.perf_counter() - started, storage_writes(os.getpid()) - before
         finally:
             db.close()
             for suffix in ("-wal", "-shm") if keep else ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return self.reports / elapsed, written / self.reports
+
+    def _write(
+        self,
+        db: sqlite3.Connection,
+        by_report: dict[str, dict[str, list[Any]]],
+        group: int,
+        copy: _Copy,
+    ) -> None:
+        """Every table's rows once, as ``copy`` names them, in transactions of ``group``
+        reports; a table's rows that name no report spread evenly over the transactions."""
+        groups = max(1, -(-len(self.ids) // group))
+        for g in range(groups):
+            chunk = self.ids[g * group : (g + 1) * group]
+            db.execute("BEGIN IMMEDIATE")
+            for table in self.tables:
+                by, spread = by_report[table], self.spread[table]
+                rows = [row for i in chunk for row in by.get(i, ())]
+                share = len(spread) * g // groups, len(spread) * (g + 1) // groups
+                rows += spread[share[0] : share[1]]
+                if rows:
+                    marks = ",".join("?" * len(rows[0]))
+                    rows = copy.rows(rows, self.serial[table])
+                    db.executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
+            db.execute("COMMIT")
+
+
+# A report's or case's id ("r-" and 32 hex digits) or a content hash (32 to 64 hex digits).
+_NAME = re.compile(r"^([a-z]-)?([0-9a-f]{32,64})$")
+_ORDINAL = re.compile(r"^[0-9]{12}$")  # the ``surrogate`` layout's place in storage order
+_KEY_BYTES = 32  # a binary key (a URL's): sha256 length; a payload is never exactly that
+_SERIAL_STRIDE = 10**9  # a copy's integer keys (the log's index, …) come after the last one's
+
+
+class _Copy:
+    """The run's rows as copy ``n`` names them: copy 0 as they are; every later copy with its
+    own ids, hashes and URL keys (the same length and prefix, so the same page use), and its integer
+    keys and ``surrogate`` places after the copy before it, as newer rows are."""
+
+    def __init__(self, n: int, reports: int) -> None:
+        self.n = n
+        self.reports = reports
+
+    def rows(self, rows: list[Any], serial: int | None) -> list[Any]:
+        if self.n == 0:
+            return rows
+        return [self._row(row, serial) for row in rows]
+
+    def _row(self, row: tuple[Any, ...], serial: int | None) -> tuple[Any, ...]:
+        out = [self._value(v) for v in row]
+        if serial is not None and isinstance(out[serial], int):
+            out[serial] += self.n * _SERIAL_STRIDE
+        return tuple(out)
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, bytes) and len(value) == _KEY_BYTES:  # a URL key, a log hash
+            return hashlib.sha256(b"%d:%s" % (self.n, value)).digest()
+        if not isinstance(value, str):
+            return value
+        if _ORDINAL.match(value):
+            return f"{int(value) + self.n * self.reports:012d}"
+        if found := _NAME.match(value):
+            digest = hashlib.sha256(f"{self.n}:{value}".encode()).hexdigest()
+            return (found.group(1) or "") + digest[: len(found.group(2))]
+        return value

@@ -128,3 +128,110 @@ def test_an_unknown_what_if_is_refused(tmp_path: Path) -> None:
     _node_db_with_log_kinds(source)
     with pytest.raises(ValueError, match="unknown"):
         row_layout.Rows(source).replay(tmp_path, 2, what_if=frozenset({"no-such"}))
+
+
+def test_held_fills_the_file_first_with_renamed_copies_and_the_timed_rows_come_last(
+    tmp_path: Path,
+) -> None:
+    """``held`` 7 of a 3-report run: three copies, then the timed one. Copy 0 is the run's own
+    rows; later copies have ids, hashes and URL keys of their own (same length and prefix) and
+    integer keys after the copy before, and nothing else of a row changes."""
+    source = tmp_path / "node.db"
+    db = sqlite3.connect(source)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT NOT NULL, url_key BLOB NOT NULL, wire BLOB NOT NULL,
+                              PRIMARY KEY (id));
+        CREATE UNIQUE INDEX uq_url_key ON reports (url_key);
+        CREATE TABLE item_hashes (report_id TEXT, idx INTEGER, hex TEXT,
+                                  PRIMARY KEY (report_id, idx));
+        CREATE TABLE routing_log (idx BIGINT NOT NULL, report_id TEXT, PRIMARY KEY (idx));
+        """
+    )
+    ids = [f"r-{n:032x}" for n in (0xC, 0xA, 0xB)]
+    for i, rid in enumerate(ids):
+        db.execute("INSERT INTO reports VALUES (?, ?, ?)", (rid, bytes([i]) * 32, b"wire"))
+        db.execute("INSERT INTO item_hashes VALUES (?, 0, ?)", (rid, f"{i:064x}"))
+        db.execute("INSERT INTO routing_log VALUES (?, ?)", (i, rid))
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    load("row_layout").Rows(source).replay(out, 2, keep=True, held=7)
+    copy = out / "layout-2.db"
+    reports = _dump(copy, "reports")
+    assert len(reports) == 4 * 3
+    assert set(_dump(source, "reports")) <= set(reports)  # copy 0: the run's own rows
+    assert {len(rid) for (rid, _, _) in reports} == {len(ids[0])}
+    assert all(rid.startswith("r-") for (rid, _, _) in reports)
+    assert len({key for (_, key, _) in reports}) == 12
+    assert {w for (*_, w) in reports} == {b"wire"}
+    hashes = _dump(copy, "item_hashes")
+    assert len({h for (_, _, h) in hashes}) == 12
+    assert {len(h) for (_, _, h) in hashes} == {64}
+    db = sqlite3.connect(copy)
+    try:
+        log = db.execute("SELECT idx, report_id FROM routing_log ORDER BY idx").fetchall()
+        newest = {r for (r,) in db.execute("SELECT id FROM reports ORDER BY rowid DESC LIMIT 3")}
+    finally:
+        db.close()
+    assert len(log) == 12
+    assert {r for (_, r) in log[-3:]} == newest  # the timed copy's keys come after the rest
+    assert newest.isdisjoint(ids)
+
+
+def test_held_with_surrogate_places_the_timed_reports_after_those_held(tmp_path: Path) -> None:
+    source = tmp_path / "node.db"
+    db = sqlite3.connect(source)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT PRIMARY KEY);
+        CREATE TABLE items (report_id TEXT, idx INTEGER, PRIMARY KEY (report_id, idx));
+        """
+    )
+    for n in (0xC, 0xA, 0xB):
+        db.execute("INSERT INTO reports VALUES (?)", (f"r-{n:032x}",))
+        db.execute("INSERT INTO items VALUES (?, 0)", (f"r-{n:032x}",))
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    load("row_layout").Rows(source).replay(
+        out, 2, keep=True, what_if=frozenset({"surrogate"}), held=3
+    )
+    places = [r for (r, _) in _dump(out / "layout-2.db", "items")]
+    assert places == [f"{i:012d}" for i in range(6)]
+
+
+def test_what_if_no_lookup_indexes_leaves_out_only_those_two_indexes(tmp_path: Path) -> None:
+    source = tmp_path / "node.db"
+    db = sqlite3.connect(source)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT PRIMARY KEY);
+        CREATE TABLE item_hashes (report_id TEXT, algorithm TEXT, hex TEXT);
+        CREATE INDEX ix_item_hashes_algorithm_hex ON item_hashes (algorithm, hex);
+        CREATE TABLE routing_log (idx INTEGER PRIMARY KEY, at INTEGER, report_id TEXT);
+        CREATE INDEX ix_routing_log_report_id ON routing_log (report_id);
+        CREATE INDEX ix_routing_log_at ON routing_log (at);
+        """
+    )
+    for i in range(3):
+        db.execute("INSERT INTO reports VALUES (?)", (f"r-{i}",))
+        db.execute("INSERT INTO item_hashes VALUES (?, 'sha256', ?)", (f"r-{i}", f"{i:064x}"))
+        db.execute("INSERT INTO routing_log VALUES (?, ?, ?)", (i, i, f"r-{i}"))
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    what_if = frozenset({"no-lookup-indexes"})
+    load("row_layout").Rows(source).replay(out, 2, keep=True, what_if=what_if)
+    copy = out / "layout-2.db"
+    db = sqlite3.connect(copy)
+    try:
+        indexes = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    finally:
+        db.close()
+    assert indexes == {"ix_routing_log_at", "sqlite_autoindex_reports_1"}
+    for table in ("reports", "item_hashes", "routing_log"):
+        assert _dump(copy, table) == _dump(source, table)
