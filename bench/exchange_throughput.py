@@ -466,7 +466,8 @@ def run_in(args: Any, pg: Any, root: Path) -> dict[str, Any]:
 def layout_ceilings(args: Any, dbs: dict[str, Engine], root: Path) -> dict[str, Any]:
     """Each node's rows written again by SQLite alone (bench/row_layout.py), in transactions of
     500 reports (the writer's ``max_take``) and — not with ``--quick`` — of 2,000; with
-    ``--what-if`` also in the layouts of ``row_layout.WHAT_IF``, alone and together."""
+    ``--what-if`` also in the layouts of ``row_layout.WHAT_IF``, each alone and one after another;
+    each on a file already holding ``--held`` reports."""
     held = f", on a file already holding {args.held:,} reports" if args.held else ""
     print(f"storage layout, each node's rows written again by SQLite alone{held} …")
     out: dict[str, Any] = {}
