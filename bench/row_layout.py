@@ -4,8 +4,9 @@ After a run, every table the node filled per report (at least one row per two re
 from its database and inserted again into a fresh file with the same schema and indexes and the
 node's settings (WAL, synchronous=FULL): in transactions of ``group`` reports, in the order the
 reports were stored, each table's rows by one ``executemany``. A report's rows travel with it
-(tables with a ``report_id`` column, and ``reports`` itself); a table whose rows name no report
-(a case, an announcement) is spread evenly over the transactions in its stored order.
+(tables with a ``report_id`` column or a ``report_seq``, its place in storage order, and
+``reports`` itself); a table whose rows name no report (a case, an announcement) is spread evenly
+over the transactions in its stored order.
 
 What it measures is what the layout costs SQLite: report ids and content hashes are hashes, so
 every index on them takes a random leaf, and a commit writes every page it touched — the fewer
@@ -17,7 +18,9 @@ kernel counted as written (WAL frames and SQLite's own checkpoints) per report.
 before making it (issue 16's next steps):
 - ``surrogate``: ``items``, ``item_hashes`` and ``deliveries`` name their report by its place in
   storage order (a zero-padded ordinal, so its text sorts as the number would) instead of its
-  hash id: an integer key per report, where those tables append at their right edge.
+  hash id: an integer key per report, where those tables append at their right edge. Since
+  migration 0014 the node keys ``items`` and ``item_hashes`` so itself (``report_seq``); the
+  what-if rewrites only the tables still keyed by ``report_id`` (``deliveries``).
 - ``batch-log``: no per-report ``sent`` and ``receipted`` routing-log entries (one per batch
   instead, about a row per 500 reports, left out here).
 - ``no-lookup-indexes``: without the two indexes a report's rows add only for looking it up
@@ -40,6 +43,7 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +70,10 @@ class Rows:
             self.by_report: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
             self.spread: dict[str, list[tuple[Any, ...]]] = {}
             self.columns: dict[str, list[str]] = {}
-            self.serial: dict[str, int | None] = {}  # a table's single integer key column
+            # Per table, the integer columns a later copy moves past the copy before: a single
+            # integer key (the log's index, …) and the report's place in storage order.
+            self.serial: dict[str, tuple[int, ...]] = {}
+            self.places = _places(src)
             tables = src.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
             ).fetchall()
@@ -93,15 +100,19 @@ class Rows:
         columns = [r[1] for r in info]
         self.columns[table] = columns
         keys = [r for r in info if r[5]]
-        serial = len(keys) == 1 and "INT" in keys[0][2].upper()
-        self.serial[table] = columns.index(keys[0][1]) if serial else None
-        key = "id" if table == "reports" else "report_id" if "report_id" in columns else None
+        single = len(keys) == 1 and "INT" in keys[0][2].upper()
+        moved = [keys[0][1]] if single else []
+        moved += [c for c in ("seq", "report_seq") if c in columns and c not in moved]
+        self.serial[table] = tuple(columns.index(c) for c in moved)
+        key = next((c for c in _REPORT_KEYS[table == "reports"] if c in columns), None)
+        name: Callable[[Any], str | None] = self.places.get if key == "report_seq" else lambda v: v
         by: dict[str, list[tuple[Any, ...]]] = {}
         spread: list[tuple[Any, ...]] = []
         k = columns.index(key) if key else -1
         for row in src.execute(f'SELECT * FROM "{table}" ORDER BY rowid'):
-            if key and row[k] is not None:
-                by.setdefault(row[k], []).append(row)
+            rid = name(row[k]) if key else None
+            if rid is not None:
+                by.setdefault(rid, []).append(row)
             else:
                 spread.append(row)
         self.by_report[table] = by
@@ -111,7 +122,7 @@ class Rows:
         """``table``'s rows by report id, as ``what_if`` would have stored them."""
         by = self.by_report[table]
         columns = self.columns[table]
-        if "surrogate" in what_if and table in SURROGATE_TABLES:
+        if "surrogate" in what_if and table in SURROGATE_TABLES and "report_id" in columns:
             k = columns.index("report_id")
             place = {rid: f"{i:012d}" for i, rid in enumerate(self.ids)}
             by = {
@@ -190,6 +201,18 @@ class Rows:
             db.execute("COMMIT")
 
 
+# The column that names a row's report: in ``reports`` itself, elsewhere (by id or by place).
+_REPORT_KEYS = {True: ("id",), False: ("report_id", "report_seq")}
+
+
+def _places(src: sqlite3.Connection) -> dict[int, str]:
+    """Report place in storage order (``reports.seq``, since migration 0014) → its id."""
+    columns = {r[1] for r in src.execute('PRAGMA table_info("reports")')}
+    if "seq" not in columns:
+        return {}
+    return {seq: rid for rid, seq in src.execute("SELECT id, seq FROM reports")}
+
+
 # A report's or case's id ("r-" and 32 hex digits) or a content hash (32 to 64 hex digits).
 _NAME = re.compile(r"^([a-z]-)?([0-9a-f]{32,64})$")
 _ORDINAL = re.compile(r"^[0-9]{12}$")  # the ``surrogate`` layout's place in storage order
@@ -206,15 +229,16 @@ class _Copy:
         self.n = n
         self.reports = reports
 
-    def rows(self, rows: list[Any], serial: int | None) -> list[Any]:
+    def rows(self, rows: list[Any], serial: tuple[int, ...]) -> list[Any]:
         if self.n == 0:
             return rows
         return [self._row(row, serial) for row in rows]
 
-    def _row(self, row: tuple[Any, ...], serial: int | None) -> tuple[Any, ...]:
+    def _row(self, row: tuple[Any, ...], serial: tuple[int, ...]) -> tuple[Any, ...]:
         out = [self._value(v) for v in row]
-        if serial is not None and isinstance(out[serial], int):
-            out[serial] += self.n * _SERIAL_STRIDE
+        for k in serial:
+            if isinstance(out[k], int):
+                out[k] += self.n * _SERIAL_STRIDE
         return tuple(out)
 
     def _value(self, value: Any) -> Any:

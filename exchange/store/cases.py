@@ -21,6 +21,7 @@ from exchange.store.sql import chunks, insert_rows
 CASES = schema.cases
 CASE_REPORTS = schema.case_reports
 ITEMS = schema.items
+REPORTS = schema.reports
 
 OPEN = "open"
 CLOSED = "closed"
@@ -161,7 +162,8 @@ def partner_facts(
         rows = conn.execute(
             select(CASES.c.id, CASES.c.hosting_country, ITEMS.c.classification)
             .join(CASE_REPORTS, CASE_REPORTS.c.case_id == CASES.c.id)
-            .join(ITEMS, ITEMS.c.report_id == CASE_REPORTS.c.report_id)
+            .join(REPORTS, REPORTS.c.id == CASE_REPORTS.c.report_id)
+            .join(ITEMS, ITEMS.c.report_seq == REPORTS.c.seq)
             .where(CASES.c.id.in_(part))
         )
         for r in rows:

@@ -43,6 +43,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Back to ``revision`` (tests of a migration's way down; no command offers it)."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
 def require_head(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     if current != head:

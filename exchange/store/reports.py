@@ -4,6 +4,14 @@ A report is stored once, with its exact wire bytes (what was signed, queued or r
 reached this node (``Incoming``) and, per item, the known-content mark intake and the responsible
 node answer with. Inserts are set-based (one executemany per table per batch): the writer calls
 them for a whole coalesced batch.
+
+Items and item hashes are keyed by the report's place in storage order (``reports.seq``), not by
+its id: the id is a hash, so a child row keyed by it went to a random leaf of its table's key,
+each written whole at COMMIT; keyed by the place, a batch's rows append at the right edge. A
+batch takes the places after the highest stored, read once under the write lock every insert
+runs under (the node's writer: SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's log lock); the unique
+index on ``seq`` refuses any other writer's overlap rather than letting two reports share one.
+Look-ups by report id join ``reports`` through its id.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ class Incoming:
     reporter_region: str | None = None  # intake here, with the reporter's consent only
 
 
+_LAST_SEQ = select(func.coalesce(func.max(REPORTS.c.seq), 0))
+
 # Built once, the ids bound per call: a list of literals is coerced value by value each time.
 _EXISTING = select(REPORTS.c.id, REPORTS.c.case_id).where(
     REPORTS.c.id.in_(bindparam("ids", expanding=True))
@@ -70,10 +80,13 @@ def existing(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:
     return out
 
 
-def report_row(inc: Incoming, *, case_id: str | None, stored_at: datetime) -> dict[str, Any]:
+def report_row(
+    inc: Incoming, *, seq: int, case_id: str | None, stored_at: datetime
+) -> dict[str, Any]:
     r = inc.report
     return {
         "id": r.id,
+        "seq": seq,
         "role": ReportRole(inc.role).value,
         "origin_member": r.origin_member,
         "url": r.url,
@@ -100,9 +113,9 @@ def report_row(inc: Incoming, *, case_id: str | None, stored_at: datetime) -> di
     }
 
 
-def _item_row(report_id: str, idx: int, item: Any, first: KnownContent | None) -> dict[str, Any]:
+def _item_row(seq: int, idx: int, item: Any, first: KnownContent | None) -> dict[str, Any]:
     return {
-        "report_id": report_id,
+        "report_seq": seq,
         "idx": idx,
         "classification": item.classification.value,
         "media_type": item.media_type.value,
@@ -123,17 +136,20 @@ def insert(
     stored_at: datetime,
 ) -> None:
     """Insert reports with their items and hashes; items carry their known-content marks."""
+    if not incoming:
+        return
     report_rows: list[dict[str, Any]] = []
     item_rows: list[dict[str, Any]] = []
     hash_rows: list[dict[str, Any]] = []
-    for inc, case_id, item_marks in zip(incoming, case_ids, marks, strict=True):
-        report_rows.append(report_row(inc, case_id=case_id, stored_at=stored_at))
-        rid = inc.report.id
+    first_seq = int(conn.execute(_LAST_SEQ).scalar_one()) + 1
+    rows = zip(incoming, case_ids, marks, strict=True)
+    for seq, (inc, case_id, item_marks) in enumerate(rows, start=first_seq):
+        report_rows.append(report_row(inc, seq=seq, case_id=case_id, stored_at=stored_at))
         for idx, (item, first) in enumerate(zip(inc.report.items, item_marks, strict=True)):
-            item_rows.append(_item_row(rid, idx, item, first))
+            item_rows.append(_item_row(seq, idx, item, first))
             hash_rows.extend(
                 {
-                    "report_id": rid,
+                    "report_seq": seq,
                     "idx": idx,
                     "algorithm": h.algorithm.value,
                     "hex": h.hex,
@@ -141,10 +157,9 @@ def insert(
                 }
                 for h in item.hashes
             )
-    if report_rows:
-        insert_rows(conn, REPORTS, report_rows)
-        insert_rows(conn, ITEMS, item_rows)
-        insert_rows(conn, ITEM_HASHES, hash_rows)
+    insert_rows(conn, REPORTS, report_rows)
+    insert_rows(conn, ITEMS, item_rows)
+    insert_rows(conn, ITEM_HASHES, hash_rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +178,12 @@ def stored(conn: Connection, ids: Sequence[str]) -> dict[str, StoredReport]:
     if not ids:
         return {}
     statuses: dict[str, list[ItemStatus]] = {}
-    rows = conn.execute(select(ITEMS).where(ITEMS.c.report_id.in_(ids)).order_by(ITEMS.c.idx))
+    rows = conn.execute(
+        select(REPORTS.c.id.label("report_id"), ITEMS)
+        .join(ITEMS, ITEMS.c.report_seq == REPORTS.c.seq)
+        .where(REPORTS.c.id.in_(ids))
+        .order_by(ITEMS.c.idx)
+    )
     for r in rows:
         statuses.setdefault(r.report_id, []).append(ItemStatus(r.idx, _known_from_row(r)))
     out: dict[str, StoredReport] = {}
@@ -230,9 +250,10 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
     out: dict[str, ReportFacts] = {}
     for part in chunks(sorted(set(ids))):
         for i in conn.execute(
-            select(ITEMS.c.report_id, ITEMS.c.classification)
-            .where(ITEMS.c.report_id.in_(part))
-            .order_by(ITEMS.c.report_id, ITEMS.c.idx)
+            select(REPORTS.c.id.label("report_id"), ITEMS.c.classification)
+            .join(ITEMS, ITEMS.c.report_seq == REPORTS.c.seq)
+            .where(REPORTS.c.id.in_(part))
+            .order_by(REPORTS.c.id, ITEMS.c.idx)
         ):
             classes.setdefault(i.report_id, []).append(Classification(i.classification))
         r = REPORTS.c
@@ -292,11 +313,11 @@ def carried_elsewhere(
         for part in chunks(sorted(hexes)):
             rows = conn.execute(
                 select(ITEM_HASHES.c.hex)
-                .join(REPORTS, REPORTS.c.id == ITEM_HASHES.c.report_id)
+                .join(REPORTS, REPORTS.c.seq == ITEM_HASHES.c.report_seq)
                 .where(
                     ITEM_HASHES.c.algorithm == algorithm.value,
                     ITEM_HASHES.c.hex.in_(part),
-                    ITEM_HASHES.c.report_id != excluding,
+                    REPORTS.c.id != excluding,
                     REPORTS.c.case_id.is_not(None),
                     REPORTS.c.withdrawn_at.is_(None),
                 )
@@ -327,17 +348,18 @@ def pdq_of_items(
     out: dict[tuple[str, int], tuple[str, int | None]] = {}
     items, seen = ITEM_HASHES, schema.hash_index
     quality = func.coalesce(items.c.quality, func.max(seen.c.quality)).label("quality")
+    report_id = REPORTS.c.id.label("report_id")
     for part in chunks(sorted(set(report_ids))):
         rows = conn.execute(
-            select(items.c.report_id, items.c.idx, items.c.hex, quality)
+            select(report_id, items.c.idx, items.c.hex, quality)
             .select_from(
-                items.outerjoin(
+                REPORTS.join(items, items.c.report_seq == REPORTS.c.seq).outerjoin(
                     seen,
                     (seen.c.algorithm == HashAlgorithm.PDQ.value) & (seen.c.hex == items.c.hex),
                 )
             )
-            .where(items.c.algorithm == HashAlgorithm.PDQ.value, items.c.report_id.in_(part))
-            .group_by(items.c.report_id, items.c.idx, items.c.hex, items.c.quality)
+            .where(items.c.algorithm == HashAlgorithm.PDQ.value, REPORTS.c.id.in_(part))
+            .group_by(REPORTS.c.id, items.c.idx, items.c.hex, items.c.quality)
         )
         for r in rows:
             out[(r.report_id, r.idx)] = (r.hex, r.quality)

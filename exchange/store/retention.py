@@ -114,4 +114,5 @@ def anonymise_reports(conn: Connection, redacted: Mapping[str, bytes], now: date
             .values(url="", url_key=ZERO_KEY, notes="", wire=wire, anonymised_at=now)
         )
     for part in chunks(sorted(redacted)):
-        conn.execute(delete(ITEM_HASHES).where(ITEM_HASHES.c.report_id.in_(part)))
+        places = select(REPORTS.c.seq).where(REPORTS.c.id.in_(part))
+        conn.execute(delete(ITEM_HASHES).where(ITEM_HASHES.c.report_seq.in_(places)))

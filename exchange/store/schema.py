@@ -71,6 +71,10 @@ class ReportRow(Base):
 
     __tablename__ = "reports"
     id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    # The report's place in storage order (0014): its items and item hashes are keyed by it, so
+    # their rows append at their tables' right edge, where keyed by the id (a hash) each took
+    # a random leaf of its own — a page written per report per table at every COMMIT.
+    seq: Mapped[int] = mapped_column(BigInteger)
     role: Mapped[str] = mapped_column(String(10))
     origin_member: Mapped[str] = mapped_column(MemberId)
     url: Mapped[str] = mapped_column(Text)
@@ -105,11 +109,12 @@ class ReportRow(Base):
     withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
     # Retention (0006): URL, notes and hashes overwritten, ``wire`` the redacted report.
     anonymised_at: Mapped[datetime | None] = mapped_column(UtcMicros)
+    __table_args__ = (Index("uq_reports_seq", "seq", unique=True),)
 
 
 class ItemRow(Base):
     __tablename__ = "items"
-    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    report_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # ``reports.seq``
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     classification: Mapped[str] = mapped_column(String(16))
     media_type: Mapped[str] = mapped_column(String(8))
@@ -123,7 +128,7 @@ class ItemRow(Base):
 
 class ItemHashRow(Base):
     __tablename__ = "item_hashes"
-    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    report_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # ``reports.seq``
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     algorithm: Mapped[str] = mapped_column(String(8), primary_key=True)
     hex: Mapped[str] = mapped_column(String(64))

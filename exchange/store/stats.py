@@ -100,7 +100,7 @@ def changed_items(
             .outerjoin(CASES, CASES.c.id == s.case_id)
             .outerjoin(
                 REPORT_ITEMS,
-                and_(REPORT_ITEMS.c.report_id == s.report_id, REPORT_ITEMS.c.idx == s.idx),
+                and_(REPORT_ITEMS.c.report_seq == REPORTS.c.seq, REPORT_ITEMS.c.idx == s.idx),
             )
             .outerjoin(
                 ITEMS,

@@ -235,3 +235,42 @@ def test_what_if_no_lookup_indexes_leaves_out_only_those_two_indexes(tmp_path: P
     assert indexes == {"ix_routing_log_at", "sqlite_autoindex_reports_1"}
     for table in ("reports", "item_hashes", "routing_log"):
         assert _dump(copy, table) == _dump(source, table)
+
+
+def test_rows_keyed_by_report_place_travel_with_their_report_and_held_copies_follow(
+    tmp_path: Path,
+) -> None:
+    """Since migration 0014 ``items`` names its report by ``reports.seq``: its rows go with the
+    report into each transaction, and each held copy moves both places past the copy before,
+    so a copy's items still name that copy's reports."""
+    source = tmp_path / "node.db"
+    db = sqlite3.connect(source)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+        CREATE UNIQUE INDEX uq_reports_seq ON reports (seq);
+        CREATE TABLE items (report_seq BIGINT, idx INTEGER, PRIMARY KEY (report_seq, idx));
+        """
+    )
+    for seq, n in enumerate((0xC, 0xA, 0xB), start=1):
+        db.execute("INSERT INTO reports VALUES (?, ?)", (f"r-{n:032x}", seq))
+        db.executemany("INSERT INTO items VALUES (?, ?)", [(seq, 0), (seq, 1)])
+    db.commit()
+    db.close()
+    rows = load("row_layout").Rows(source)
+    assert {len(by) for by in rows.by_report["items"].values()} == {2}
+    assert rows.spread["items"] == []
+    out = tmp_path / "out"
+    out.mkdir()
+    rows.replay(out, 1, keep=True, held=3)
+    copy = sqlite3.connect(out / "layout-1.db")
+    try:
+        joined = copy.execute(
+            "SELECT count(*) FROM items i JOIN reports r ON r.seq = i.report_seq"
+        ).fetchone()
+        places = [s for (s,) in copy.execute("SELECT seq FROM reports ORDER BY rowid")]
+    finally:
+        copy.close()
+    assert joined == (12,)
+    assert places == sorted(places)
+    assert len(set(places)) == 6

@@ -347,3 +347,12 @@ def varint(n: int) -> bytes:
 def length_delimited(number: int, data: bytes) -> bytes:
     """Field ``number`` holding ``data`` (wire type 2): how an unknown field smuggles bytes."""
     return varint((number << 3) | 2) + varint(len(data)) + data
+
+
+def report_place(engine: Engine, report_id: str) -> int:
+    """A stored report's place in storage order: what its items and item hashes are keyed by."""
+    with engine.connect() as conn:
+        place = conn.execute(
+            select(schema.reports.c.seq).where(schema.reports.c.id == report_id)
+        ).scalar_one()
+    return int(place)

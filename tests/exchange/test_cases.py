@@ -27,6 +27,7 @@ from tests.exchange.factories import (
     content_hash,
     make_announcement,
     make_report,
+    report_place,
     report_wire,
     table_counts,
 )
@@ -71,8 +72,8 @@ def test_first_report_opens_a_case(engine: Engine, writer: Writer) -> None:
     assert stored.case_id == result.case_id
     assert stored.role == "received"
     assert stored.sender == "nl-eokm"
-    assert len(rows(engine, schema.items, report_id=report.id)) == 2
-    assert len(rows(engine, schema.item_hashes, report_id=report.id)) == 2
+    assert len(rows(engine, schema.items, report_seq=report_place(engine, report.id))) == 2
+    assert len(rows(engine, schema.item_hashes, report_seq=report_place(engine, report.id))) == 2
 
 
 def test_a_second_origin_with_the_same_url_merges(engine: Engine, writer: Writer) -> None:
@@ -98,7 +99,7 @@ def test_a_second_origin_with_the_same_url_merges(engine: Engine, writer: Writer
     assert case.opened_at == T0
     assert case.updated_at == later
     # The merged report's known item points at the first sighting, in this very case.
-    items = rows(engine, schema.items, report_id=us.id)
+    items = rows(engine, schema.items, report_seq=report_place(engine, us.id))
     known = {i.idx: i.known_report for i in items}
     a_index = next(i for i, item in enumerate(us.items) if content_hash("a") in item.hashes)
     assert known[a_index] == nl.id

@@ -30,6 +30,7 @@ from tests.exchange.factories import (
     content_hash,
     make_announcement,
     make_submission,
+    report_place,
     table_counts,
     url_in,
     writer_held,
@@ -271,7 +272,7 @@ def test_announced_content_is_marked_known(
         seen.member, seen.case_id, seen.classification, seen.first_seen, seen.report_id
     )
     assert [s.known for s in result.items] == [None, sighting]
-    items = rows(engine, schema.items, report_id=result.report_id)
+    items = rows(engine, schema.items, report_seq=report_place(engine, result.report_id))
     assert [i.known_member for i in items] == [None, "us-ncmec"]
     assert items[1].known_case == "c-" + "7" * 32
     assert items[1].known_classification == "national"

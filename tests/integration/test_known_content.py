@@ -78,7 +78,7 @@ def test_a_hash_first_seen_at_de_is_known_content_at_us(cluster: Cluster) -> Non
     stored = cluster.rows(
         US,
         "SELECT idx, known_member, known_case, known_report, known_classification FROM items"
-        " WHERE report_id = :id ORDER BY idx",
+        " WHERE report_seq = (SELECT seq FROM reports WHERE id = :id) ORDER BY idx",
         id=later.report_id,
     )
     assert [tuple(r) for r in stored] == [
@@ -96,7 +96,8 @@ def test_a_hash_first_seen_at_de_is_known_content_at_us(cluster: Cluster) -> Non
     marked = wait_until(
         lambda: cluster.rows(
             DE,
-            "SELECT known_member, known_case FROM items WHERE report_id = :id",
+            "SELECT known_member, known_case FROM items"
+            " WHERE report_seq = (SELECT seq FROM reports WHERE id = :id)",
             id=again.report_id,
         ),
         30,

@@ -94,7 +94,10 @@ def test_purge_lists_then_anonymises_beside_the_running_node(
     assert "1 hash sighting(s) of this node retracted" in output
     assert federation.query(NL, "select url, anonymised_at is not null from cases") == [("", 1)]
     assert federation.query(
-        NL, "select count(*) from item_hashes where report_id = ?", (report_id,)
+        NL,
+        "select count(*) from item_hashes"
+        " where report_seq = (select seq from reports where id = ?)",
+        (report_id,),
     ) == [(0,)]
 
     # the running node appends after the command's entry: one chain, still intact

@@ -38,6 +38,7 @@ ME = "us-ncmec"
 def report_row(
     rid: str,
     *,
+    seq: int,
     country: str | None,
     at: datetime,
     site_type: str = "website",
@@ -46,6 +47,7 @@ def report_row(
 ) -> dict[str, Any]:
     return {
         "id": rid,
+        "seq": seq,
         "role": role,
         "origin_member": "nl-eokm",
         "url": f"https://example.test/{rid}",
@@ -63,9 +65,9 @@ def report_row(
     }
 
 
-def item_row(rid: str, idx: int, *, known: bool) -> dict[str, Any]:
+def item_row(seq: int, idx: int, *, known: bool) -> dict[str, Any]:
     return {
-        "report_id": rid,
+        "report_seq": seq,
         "idx": idx,
         "classification": "baseline",
         "media_type": "image",
@@ -95,7 +97,8 @@ class Held:
     ) -> str:
         """A report with ``items`` items opened in a case held by ``holder``, clock at now."""
         self._n += 1
-        rid, cid = f"r-{self._n:06d}", f"c-{self._n:06d}"
+        n = self._n
+        rid, cid = f"r-{n:06d}", f"c-{n:06d}"
         states = []
         for i in range(items):
             s = make_state(i, seed=rid, holder=holder)
@@ -107,11 +110,16 @@ class Held:
             tx.conn.execute(
                 schema.reports.insert(),
                 report_row(
-                    rid, country=country, at=now, site_type=site_type, commercial=commercial
+                    rid,
+                    seq=n,
+                    country=country,
+                    at=now,
+                    site_type=site_type,
+                    commercial=commercial,
                 ),
             )
             tx.conn.execute(
-                schema.items.insert(), [item_row(rid, i, known=known) for i in range(items)]
+                schema.items.insert(), [item_row(n, i, known=known) for i in range(items)]
             )
             lifecycle_store.open_items(tx.conn, [(cid, s, orphaned) for s in states], now)
 
@@ -149,7 +157,10 @@ def recompute(engine: Engine, member: str = ME) -> dict[Contribution, int]:
     total: Counter[Contribution] = Counter()
     with engine.connect() as conn:
         reports = {r.id: r for r in conn.execute(select(schema.reports))}
-        known = {(r.report_id, r.idx): r.known_member for r in conn.execute(select(schema.items))}
+        ids = {r.seq: r.id for r in reports.values()}
+        known = {
+            (ids[r.report_seq], r.idx): r.known_member for r in conn.execute(select(schema.items))
+        }
         for s in conn.execute(
             select(schema.item_states).where(schema.item_states.c.holder == member)
         ):

@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, inspect, text
 
 from exchange.store.engine import open_engine
-from exchange.store.migrate import current_revision, head_revision, upgrade
+from exchange.store.migrate import current_revision, downgrade, head_revision, upgrade
 from exchange.store.schema import Base
 from tests.dbs import Databases, postgresql_admin_url
 
@@ -230,3 +230,79 @@ def test_cases_open_before_the_lifecycle_start_it_unassessed(tmp_path: Path, bac
         ("r-" + "2" * 32, 0, "de-eco", "national", True, "unassessed", 1700000000000000),
         ("r-" + "2" * 32, 1, "de-eco", "baseline", True, "unassessed", 1700000000000000),
     ]
+
+
+def _report_with_items(conn: Any, rid: str, stored_at: int, hexes: tuple[str, ...]) -> None:
+    """A report as 0013 stored it: its items and item hashes keyed by its id."""
+    conn.execute(
+        text(
+            "INSERT INTO reports (id, role, origin_member, url, url_key, received_at, stored_at,"
+            " site_type, commercial, payment_methods, notes, decision_member, decision_reason,"
+            " wire) VALUES (:id, 'origin', 'nl-eokm', 'https://x.example/', :key, 1, :at,"
+            " 'website', FALSE, '', '', 'de-eco', 'served-member', :wire)"
+        ),
+        {"id": rid, "key": rid.encode()[:32], "at": stored_at, "wire": b"w"},
+    )
+    for idx, hex_ in enumerate(hexes):
+        conn.execute(
+            text(
+                "INSERT INTO items (report_id, idx, classification, media_type, age_group)"
+                " VALUES (:id, :idx, 'national', 'image', 'unknown')"
+            ),
+            {"id": rid, "idx": idx},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO item_hashes (report_id, idx, algorithm, hex, quality)"
+                " VALUES (:id, :idx, 'sha256', :hex, NULL)"
+            ),
+            {"id": rid, "idx": idx, "hex": hex_},
+        )
+
+
+_ITEMS_BY_ID = """SELECT r.id, i.idx, h.hex FROM reports r
+ JOIN items i ON i.report_seq = r.seq
+ JOIN item_hashes h ON h.report_seq = r.seq AND h.idx = i.idx ORDER BY r.id, i.idx"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_items_are_keyed_by_their_report_place_and_back(tmp_path: Path, backend: str) -> None:
+    """0014 numbers the reports in storage order and re-keys their items and item hashes by
+    that place, every row kept; its downgrade keys them by the report id again."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new(empty=True))
+    first, second, third = ("r-" + d * 32 for d in "321")
+    try:
+        upgrade(engine, "0013")
+        with engine.begin() as conn:  # stored in this order, at these times
+            _report_with_items(conn, first, 10, ("aa" * 32, "bb" * 32))
+            _report_with_items(conn, second, 20, ("cc" * 32,))
+            _report_with_items(conn, third, 30, ("dd" * 32, "ee" * 32))
+        upgrade(engine)
+        with engine.connect() as conn:
+            places = conn.execute(text("SELECT id, seq FROM reports ORDER BY seq")).all()
+            items = [tuple(r) for r in conn.execute(text(_ITEMS_BY_ID))]
+        downgrade(engine, "0013")
+        with engine.connect() as conn:
+            back = conn.execute(
+                text(
+                    "SELECT i.report_id, i.idx, h.hex FROM items i JOIN item_hashes h"
+                    " ON h.report_id = i.report_id AND h.idx = i.idx ORDER BY i.report_id, i.idx"
+                )
+            ).all()
+            columns = {c["name"] for c in inspect(conn).get_columns("reports")}
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert [r.id for r in places] == [first, second, third]
+    assert [r.seq for r in places] == sorted({r.seq for r in places})
+    expected = [
+        (third, 0, "dd" * 32),
+        (third, 1, "ee" * 32),
+        (second, 0, "cc" * 32),
+        (first, 0, "aa" * 32),
+        (first, 1, "bb" * 32),
+    ]
+    assert items == expected
+    assert [tuple(r) for r in back] == expected
+    assert "seq" not in columns

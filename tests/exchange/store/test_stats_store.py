@@ -106,7 +106,8 @@ def test_a_log_page_counts_intake_and_sent_and_reads_the_rest_with_the_intake_ti
     held.log(LogKind.RECEIPTED, now=clock(), report_id="r-unknown", member="de-eco")  # 2
     with engine.begin() as conn:
         conn.execute(
-            schema.reports.insert(), report_row("r-mine", country="DE", at=T0, role="origin")
+            schema.reports.insert(),
+            report_row("r-mine", seq=10**6, country="DE", at=T0, role="origin"),
         )
     clock.advance(2)
     held.log(LogKind.RECEIPTED, now=clock(), report_id="r-mine", member="de-eco")  # 3
