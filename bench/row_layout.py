@@ -15,12 +15,8 @@ a node's single writer can reach with that layout at that group size; the bytes 
 kernel counted as written (WAL frames and SQLite's own checkpoints) per report.
 
 ``what_if`` replays the same rows in a layout the node does not have yet, to price a change
-before making it (issue 16's next steps):
-- ``surrogate``: ``items``, ``item_hashes`` and ``deliveries`` name their report by its place in
-  storage order (a zero-padded ordinal, so its text sorts as the number would) instead of its
-  hash id: an integer key per report, where those tables append at their right edge. Since
-  migration 0014 the node keys ``items`` and ``item_hashes`` so itself (``report_seq``); the
-  what-if rewrites only the tables still keyed by ``report_id`` (``deliveries``).
+before making it (issue 16's next steps; the first, an integer key per report for ``items``,
+``item_hashes`` and ``deliveries``, is the node's own layout since migration 0014):
 - ``batch-log``: no per-report ``sent`` and ``receipted`` routing-log entries (one per batch
   instead, about a row per 500 reports, left out here).
 - ``no-lookup-indexes``: without the two indexes a report's rows add only for looking it up
@@ -50,9 +46,8 @@ from typing import Any
 from bench_common import storage_writes
 
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
-WHAT_IF = ("surrogate", "batch-log", "no-lookup-indexes")
+WHAT_IF = ("batch-log", "no-lookup-indexes")
 LOOKUP_INDEXES = ("ix_routing_log_report_id", "ix_item_hashes_algorithm_hex")
-SURROGATE_TABLES = ("items", "item_hashes", "deliveries")
 PER_BATCH_KINDS = ("sent", "receipted")
 FILL_GROUP = 5_000  # reports per transaction while filling a file to ``held`` (untimed)
 
@@ -122,13 +117,6 @@ class Rows:
         """``table``'s rows by report id, as ``what_if`` would have stored them."""
         by = self.by_report[table]
         columns = self.columns[table]
-        if "surrogate" in what_if and table in SURROGATE_TABLES and "report_id" in columns:
-            k = columns.index("report_id")
-            place = {rid: f"{i:012d}" for i, rid in enumerate(self.ids)}
-            by = {
-                rid: [(*row[:k], place.get(rid, rid), *row[k + 1 :]) for row in rows]
-                for rid, rows in by.items()
-            }
         if "batch-log" in what_if and table == "routing_log":
             k = columns.index("kind")
             by = {
@@ -215,7 +203,6 @@ def _places(src: sqlite3.Connection) -> dict[int, str]:
 
 # A report's or case's id ("r-" and 32 hex digits) or a content hash (32 to 64 hex digits).
 _NAME = re.compile(r"^([a-z]-)?([0-9a-f]{32,64})$")
-_ORDINAL = re.compile(r"^[0-9]{12}$")  # the ``surrogate`` layout's place in storage order
 _KEY_BYTES = 32  # a binary key (a URL's): sha256 length; a payload is never exactly that
 _SERIAL_STRIDE = 10**9  # a copy's integer keys (the log's index, …) come after the last one's
 
@@ -223,7 +210,7 @@ _SERIAL_STRIDE = 10**9  # a copy's integer keys (the log's index, …) come afte
 class _Copy:
     """The run's rows as copy ``n`` names them: copy 0 as they are; every later copy with its
     own ids, hashes and URL keys (the same length and prefix, so the same page use), and its integer
-    keys and ``surrogate`` places after the copy before it, as newer rows are."""
+    keys and places in storage order after the copy before it, as newer rows are."""
 
     def __init__(self, n: int, reports: int) -> None:
         self.n = n
@@ -246,8 +233,6 @@ class _Copy:
             return hashlib.sha256(b"%d:%s" % (self.n, value)).digest()
         if not isinstance(value, str):
             return value
-        if _ORDINAL.match(value):
-            return f"{int(value) + self.n * self.reports:012d}"
         if found := _NAME.match(value):
             digest = hashlib.sha256(f"{self.n}:{value}".encode()).hexdigest()
             return (found.group(1) or "") + digest[: len(found.group(2))]

@@ -71,7 +71,7 @@ def _delivery_evidence(conn: Connection, row: Any) -> Evidence:
     deliveries, batches, outbox = schema.deliveries, schema.batches, schema.outbox
     delivery = conn.execute(
         select(deliveries).where(
-            deliveries.c.report_id == row.id, deliveries.c.destination == row.decision_member
+            deliveries.c.report_seq == row.seq, deliveries.c.destination == row.decision_member
         )
     ).first()
     if delivery is None:

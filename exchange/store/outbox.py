@@ -21,11 +21,19 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from exchange.store import peers, schema
-from exchange.store.sql import insert_rows
+from exchange.store.sql import chunks, insert_rows
 
 OUTBOX = schema.outbox
 BATCHES = schema.batches
 DELIVERIES = schema.deliveries
+REPORTS = schema.reports
+
+# A delivery names its report by the report's place in storage order (as items do; see
+# store/reports.py): its rows append at the right edge. Built once, the ids bound per call.
+_PLACES = select(REPORTS.c.id, REPORTS.c.seq).where(
+    REPORTS.c.id.in_(bindparam("ids", expanding=True))
+)
+_BY_REPORT = DELIVERIES.join(REPORTS, REPORTS.c.seq == DELIVERIES.c.report_seq)
 ANNOUNCEMENTS = schema.announcements
 
 REPORT = "report"
@@ -320,13 +328,20 @@ def remove_batch_rows(conn: Connection, peer: str, sequence: int) -> None:
 
 
 def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
-    """Each report's outcome; a row already there (a receipt applied before) is kept."""
+    """Each report's outcome; a row already there (a receipt applied before) is kept. Every
+    report delivered was stored here first (it left from this node's outbox)."""
+    place: dict[str, int] = {}
+    for part in chunks(sorted({d.report_id for d in rows})):
+        place.update((r.id, r.seq) for r in conn.execute(_PLACES, {"ids": list(part)}))
+    missing = sorted({d.report_id for d in rows} - place.keys())
+    if missing:  # only a report sent from here is receipted: the store lost one
+        raise LookupError(f"deliveries of reports not stored here: {', '.join(missing[:3])}")
     insert_rows(
         conn,
         DELIVERIES,
         [
             {
-                "report_id": d.report_id,
+                "report_seq": place[d.report_id],
                 "destination": d.destination,
                 "sequence": d.sequence,
                 "outcome": d.outcome,
@@ -343,7 +358,10 @@ def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
 def remote_case(conn: Connection, report_id: str) -> str | None:
     """The case id the destination's receipt gave a report we sent (None before a receipt)."""
     return conn.execute(
-        select(DELIVERIES.c.remote_case_id).where(DELIVERIES.c.report_id == report_id).limit(1)
+        select(DELIVERIES.c.remote_case_id)
+        .select_from(_BY_REPORT)
+        .where(REPORTS.c.id == report_id)
+        .limit(1)
     ).scalar_one_or_none()
 
 
@@ -367,12 +385,15 @@ def awaiting_receipt(conn: Connection, destination: str) -> bool:
 def delivery_of(conn: Connection, report_id: str) -> Delivery | None:
     """A sent report's outcome from its destination's receipt, if one came."""
     r = conn.execute(
-        select(DELIVERIES).where(DELIVERIES.c.report_id == report_id).limit(1)
+        select(DELIVERIES, REPORTS.c.id)
+        .select_from(_BY_REPORT)
+        .where(REPORTS.c.id == report_id)
+        .limit(1)
     ).one_or_none()
     if r is None:
         return None
     return Delivery(
-        r.report_id,
+        r.id,
         r.destination,
         r.sequence,
         r.outcome,

@@ -71,8 +71,8 @@ class ReportRow(Base):
 
     __tablename__ = "reports"
     id: Mapped[str] = mapped_column(ReportId, primary_key=True)
-    # The report's place in storage order (0014): its items and item hashes are keyed by it, so
-    # their rows append at their tables' right edge, where keyed by the id (a hash) each took
+    # The report's place in storage order (0014): its items, item hashes and deliveries are keyed
+    # by it, so their rows append at the right edge, where keyed by the id (a hash) each took
     # a random leaf of its own — a page written per report per table at every COMMIT.
     seq: Mapped[int] = mapped_column(BigInteger)
     role: Mapped[str] = mapped_column(String(10))
@@ -268,7 +268,7 @@ class DeliveryRow(Base):
     """Per report and destination: the outcome from the receiver's signed receipt."""
 
     __tablename__ = "deliveries"
-    report_id: Mapped[str] = mapped_column(ReportId, primary_key=True)
+    report_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # ``reports.seq``
     destination: Mapped[str] = mapped_column(MemberId, primary_key=True)
     sequence: Mapped[int] = mapped_column(BigInteger)
     outcome: Mapped[str] = mapped_column(String(10))

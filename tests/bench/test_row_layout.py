@@ -106,15 +106,6 @@ def _replayed(tmp_path: Path, group: int, what_if: str) -> tuple[Path, Path]:
     return source, out / f"layout-{group}.db"
 
 
-def test_what_if_surrogate_keys_items_and_deliveries_by_storage_order(tmp_path: Path) -> None:
-    source, copy = _replayed(tmp_path, 2, "surrogate")
-    ordinals = [f"{i:012d}" for i in range(3)]
-    assert [r for (r, _) in _dump(copy, "items")] == ordinals
-    assert [r for (r, _) in _dump(copy, "deliveries")] == ordinals
-    assert _dump(copy, "reports") == _dump(source, "reports")  # the id itself stays
-    assert _dump(copy, "routing_log") == _dump(source, "routing_log")
-
-
 def test_what_if_batch_log_leaves_out_per_report_sent_and_receipted(tmp_path: Path) -> None:
     source, copy = _replayed(tmp_path, 3, "batch-log")
     assert {kind for (_, kind, _) in _dump(copy, "routing_log")} == {"intake"}
@@ -178,29 +169,6 @@ def test_held_fills_the_file_first_with_renamed_copies_and_the_timed_rows_come_l
     assert len(log) == 12
     assert {r for (_, r) in log[-3:]} == newest  # the timed copy's keys come after the rest
     assert newest.isdisjoint(ids)
-
-
-def test_held_with_surrogate_places_the_timed_reports_after_those_held(tmp_path: Path) -> None:
-    source = tmp_path / "node.db"
-    db = sqlite3.connect(source)
-    db.executescript(
-        """
-        CREATE TABLE reports (id TEXT PRIMARY KEY);
-        CREATE TABLE items (report_id TEXT, idx INTEGER, PRIMARY KEY (report_id, idx));
-        """
-    )
-    for n in (0xC, 0xA, 0xB):
-        db.execute("INSERT INTO reports VALUES (?)", (f"r-{n:032x}",))
-        db.execute("INSERT INTO items VALUES (?, 0)", (f"r-{n:032x}",))
-    db.commit()
-    db.close()
-    out = tmp_path / "out"
-    out.mkdir()
-    load("row_layout").Rows(source).replay(
-        out, 2, keep=True, what_if=frozenset({"surrogate"}), held=3
-    )
-    places = [r for (r, _) in _dump(out / "layout-2.db", "items")]
-    assert places == [f"{i:012d}" for i in range(6)]
 
 
 def test_what_if_no_lookup_indexes_leaves_out_only_those_two_indexes(tmp_path: Path) -> None:

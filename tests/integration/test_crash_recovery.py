@@ -114,7 +114,11 @@ def _assert_delivered_exactly_once(cluster: Cluster, acked: list[str]) -> None:
     batches = cluster.count(NL, "batches", "kind = 'report'")
     assert cluster.count(NL, "batches", "receipted_at IS NULL") == 0
     assert cluster.count(DE, "inbox", "sender = :s", s=NL) == batches
-    deliveries = cluster.rows(NL, "SELECT report_id, outcome FROM deliveries")
+    deliveries = cluster.rows(
+        NL,
+        "SELECT r.id AS report_id, d.outcome"
+        " FROM deliveries d JOIN reports r ON r.seq = d.report_seq",
+    )
     assert len(deliveries) == len(origin_ids)
     assert {d.report_id for d in deliveries} == origin_ids
     assert {d.outcome for d in deliveries} == {"new-case"}

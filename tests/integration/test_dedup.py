@@ -98,7 +98,7 @@ def test_same_url_from_two_origins_at_once_gives_one_case_two_reporters(cluster:
         rows = cluster.rows(
             member,
             "SELECT r.url, d.outcome, d.remote_case_id FROM deliveries d"
-            " JOIN reports r ON r.id = d.report_id",
+            " JOIN reports r ON r.seq = d.report_seq",
         )
         assert len(rows) == URLS
         for row in rows:

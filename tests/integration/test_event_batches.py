@@ -56,7 +56,11 @@ def two_cases(cluster: Cluster) -> tuple[str, str]:
     def case_ids() -> list[str]:
         rows = {
             r.report_id: r.remote_case_id
-            for r in cluster.rows(NL, "SELECT report_id, remote_case_id FROM deliveries")
+            for r in cluster.rows(
+                NL,
+                "SELECT r.id AS report_id, d.remote_case_id"
+                " FROM deliveries d JOIN reports r ON r.seq = d.report_seq",
+            )
         }
         found = [rows.get(i) for i in ids]
         return [c for c in found if c] if all(found) else []

@@ -125,7 +125,9 @@ def test_reports_reach_the_responsible_member_with_signed_receipts(cluster: Clus
     deliveries = {
         r.report_id: r
         for r in cluster.rows(
-            NL, "SELECT report_id, destination, outcome, remote_case_id, reason FROM deliveries"
+            NL,
+            "SELECT r.id AS report_id, d.destination, d.outcome, d.remote_case_id, d.reason"
+            " FROM deliveries d JOIN reports r ON r.seq = d.report_seq",
         )
     }
     assert sorted(deliveries) == sorted(remote_ids)

@@ -222,7 +222,11 @@ def test_a_tls_federation_forwards_receipts_and_announces(
     )
     outcomes = {
         r.report_id: (r.destination, r.outcome)
-        for r in cluster.rows(NL, "SELECT report_id, destination, outcome FROM deliveries")
+        for r in cluster.rows(
+            NL,
+            "SELECT r.id AS report_id, d.destination, d.outcome"
+            " FROM deliveries d JOIN reports r ON r.seq = d.report_seq",
+        )
     }
     for member, ids in remote.items():
         assert sorted(r.id for r in cluster.rows(member, "SELECT id FROM reports")) == sorted(ids)

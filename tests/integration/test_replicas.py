@@ -196,7 +196,7 @@ def test_three_replicas_drain_one_outbox_exactly_once_while_one_is_killed(
     )
     assert sealed == REPORTS
     assert cluster.count(NL, "deliveries") == REPORTS
-    assert cluster.scalar(NL, "SELECT count(DISTINCT report_id) FROM deliveries") == REPORTS
+    assert cluster.scalar(NL, "SELECT count(DISTINCT report_seq) FROM deliveries") == REPORTS
     # The batches B accepted are exactly the batches A sealed (resends deduplicated by sequence).
     a_batches = cluster.count(NL, "batches", "destination = :b AND kind = 'report'", b=DE)
     assert cluster.count(DE, "inbox", "sender = :a", a=NL) == a_batches

@@ -69,7 +69,10 @@ def report_to_de(running: Running, path: str, items: int = 1) -> tuple[str, str]
 
     def case_id() -> str:
         rows = running.query(
-            NL, "SELECT remote_case_id FROM deliveries WHERE report_id = ?", (rid,)
+            NL,
+            "SELECT d.remote_case_id FROM deliveries d"
+            " JOIN reports r ON r.seq = d.report_seq WHERE r.id = ?",
+            (rid,),
         )
         return str(rows[0][0]) if rows and rows[0][0] else ""
 

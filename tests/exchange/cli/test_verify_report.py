@@ -47,7 +47,9 @@ def delivered(federation: Running) -> Delivered:
     wait_for(
         lambda: bool(
             federation.query(
-                "nl-eokm", "select 1 from deliveries where report_id = ?", (remote.report_id,)
+                "nl-eokm",
+                "select 1 FROM deliveries d JOIN reports r ON r.seq = d.report_seq where r.id = ?",
+                (remote.report_id,),
             )
         )
     )
@@ -198,7 +200,10 @@ def test_tampering_on_the_receiver_fails_the_right_check(
 def _batch(column: str, change: Callable[[bytes], bytes]) -> Tamper:
     def edit(d: Delivered) -> None:
         ((sequence,),) = d.federation.query(
-            "nl-eokm", "select sequence from deliveries where report_id = ?", (d.remote_id,)
+            "nl-eokm",
+            "select d.sequence FROM deliveries d"
+            " JOIN reports r ON r.seq = d.report_seq where r.id = ?",
+            (d.remote_id,),
         )
         _edit_blob(
             d,
@@ -215,7 +220,10 @@ def _batch(column: str, change: Callable[[bytes], bytes]) -> Tamper:
 
 def _delivery_outcome(d: Delivered) -> None:
     d.federation.execute(
-        "nl-eokm", "update deliveries set outcome = 'merged' where report_id = ?", (d.remote_id,)
+        "nl-eokm",
+        "update deliveries set outcome = 'merged'"
+        " where report_seq = (select seq from reports where id = ?)",
+        (d.remote_id,),
     )
 
 

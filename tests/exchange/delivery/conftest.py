@@ -26,10 +26,11 @@ from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.leases import Leases
 from exchange.delivery.receipts import Receipts
 from exchange.delivery.sender import ChannelFor, PeerSender
-from exchange.domain import Outcome, PayloadResult
+from exchange.domain import Outcome, PayloadResult, ReportRole
 from exchange.ops.metrics import Metrics
 from exchange.settings import ExchangeTuning
-from exchange.store import outbox, peers
+from exchange.store import outbox, peers, reports
+from exchange.store.reports import Incoming
 from exchange.store.writer import Tx, Writer
 from exchange.wire.envelope import Limits, open_envelope, sign_receipt
 from ihx.v1 import exchange_pb2 as xpb
@@ -97,8 +98,9 @@ def queue_reports(writer: Writer, clock: FakeClock) -> QueueReports:
     def queue(
         n: int, *, payload_bytes: int = 0, then: Callable[[Tx], None] | None = None
     ) -> list[str]:
-        """Queue ``n`` reports for the peer in one transaction; ``then`` runs in it after."""
-        queued = []
+        """Store ``n`` reports and queue them for the peer in one transaction, as intake does;
+        ``then`` runs in it after."""
+        queued, stored = [], []
         for _ in range(n):
             counter[0] += 1
             report = make_report(hashes=[f"delivery-{counter[0]}"])
@@ -106,9 +108,12 @@ def queue_reports(writer: Writer, clock: FakeClock) -> QueueReports:
             if payload_bytes:
                 wire = wire.ljust(payload_bytes, b"\x00")
             queued.append(outbox.Queued(PEER, report.id, wire))
+            stored.append(Incoming(report, wire, ReportRole.ORIGIN))
 
         def job(tx: Tx) -> None:
             peers.ensure(tx.conn, PEER)
+            marks = [(None,) * len(inc.report.items) for inc in stored]
+            reports.insert(tx.conn, stored, [None] * len(stored), marks, clock())
             outbox.enqueue(tx.conn, queued, clock())
             if then is not None:
                 then(tx)

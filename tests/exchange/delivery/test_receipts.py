@@ -68,7 +68,13 @@ def test_a_receipt_is_applied_deliveries_log_rows_and_peer_health(
     assert b.receipted_at == clock()
     assert b.receipt_body == signed.body
     assert rows(engine, schema.outbox) == []
-    outcomes = {d.report_id: (d.outcome, d.remote_case_id) for d in rows(engine, schema.deliveries)}
+    with engine.connect() as conn:
+        outcome_rows = conn.execute(
+            select(schema.reports.c.id, schema.deliveries).join(
+                schema.deliveries, schema.deliveries.c.report_seq == schema.reports.c.seq
+            )
+        ).all()
+    outcomes = {d.id: (d.outcome, d.remote_case_id) for d in outcome_rows}
     assert outcomes == {ids[0]: ("new-case", f"c-{0:032x}"), ids[1]: ("rejected", None)}
     kinds = [r.kind for r in rows(engine, schema.routing_log)]
     assert kinds.count("receipted") == 1

@@ -233,7 +233,7 @@ def test_cases_open_before_the_lifecycle_start_it_unassessed(tmp_path: Path, bac
 
 
 def _report_with_items(conn: Any, rid: str, stored_at: int, hexes: tuple[str, ...]) -> None:
-    """A report as 0013 stored it: its items and item hashes keyed by its id."""
+    """A report as 0013 stored it: its items, item hashes and delivery keyed by its id."""
     conn.execute(
         text(
             "INSERT INTO reports (id, role, origin_member, url, url_key, received_at, stored_at,"
@@ -258,17 +258,26 @@ def _report_with_items(conn: Any, rid: str, stored_at: int, hexes: tuple[str, ..
             ),
             {"id": rid, "idx": idx, "hex": hex_},
         )
+    conn.execute(
+        text(
+            "INSERT INTO deliveries (report_id, destination, sequence, outcome, receipted_at)"
+            " VALUES (:id, 'de-eco', :at, 'new-case', :at)"
+        ),
+        {"id": rid, "at": stored_at},
+    )
 
 
+_DELIVERIES_BY_ID = """SELECT r.id, d.sequence FROM reports r
+ JOIN deliveries d ON d.report_seq = r.seq ORDER BY r.id"""
 _ITEMS_BY_ID = """SELECT r.id, i.idx, h.hex FROM reports r
  JOIN items i ON i.report_seq = r.seq
  JOIN item_hashes h ON h.report_seq = r.seq AND h.idx = i.idx ORDER BY r.id, i.idx"""
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_items_are_keyed_by_their_report_place_and_back(tmp_path: Path, backend: str) -> None:
-    """0014 numbers the reports in storage order and re-keys their items and item hashes by
-    that place, every row kept; its downgrade keys them by the report id again."""
+def test_report_rows_are_keyed_by_their_report_place_and_back(tmp_path: Path, backend: str) -> None:
+    """0014 numbers the reports in storage order and re-keys their items, item hashes and
+    deliveries by that place, every row kept; its downgrade keys them by the report id again."""
     dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
     engine = open_engine(dbs.new(empty=True))
     first, second, third = ("r-" + d * 32 for d in "321")
@@ -282,6 +291,7 @@ def test_items_are_keyed_by_their_report_place_and_back(tmp_path: Path, backend:
         with engine.connect() as conn:
             places = conn.execute(text("SELECT id, seq FROM reports ORDER BY seq")).all()
             items = [tuple(r) for r in conn.execute(text(_ITEMS_BY_ID))]
+            delivered = [tuple(r) for r in conn.execute(text(_DELIVERIES_BY_ID))]
         downgrade(engine, "0013")
         with engine.connect() as conn:
             back = conn.execute(
@@ -289,6 +299,9 @@ def test_items_are_keyed_by_their_report_place_and_back(tmp_path: Path, backend:
                     "SELECT i.report_id, i.idx, h.hex FROM items i JOIN item_hashes h"
                     " ON h.report_id = i.report_id AND h.idx = i.idx ORDER BY i.report_id, i.idx"
                 )
+            ).all()
+            delivered_back = conn.execute(
+                text("SELECT report_id, sequence FROM deliveries ORDER BY report_id")
             ).all()
             columns = {c["name"] for c in inspect(conn).get_columns("reports")}
     finally:
@@ -305,4 +318,6 @@ def test_items_are_keyed_by_their_report_place_and_back(tmp_path: Path, backend:
     ]
     assert items == expected
     assert [tuple(r) for r in back] == expected
+    assert delivered == [(third, 30), (second, 20), (first, 10)]
+    assert [tuple(r) for r in delivered_back] == delivered
     assert "seq" not in columns

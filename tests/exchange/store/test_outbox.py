@@ -8,9 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Connection, Engine, select
 
-from exchange.store import outbox, peers, schema
+from exchange.domain import ReportRole
+from exchange.store import outbox, peers, reports, schema
+from exchange.store.reports import Incoming
 from exchange.store.writer import Tx, Writer
-from tests.exchange.factories import T0
+from tests.exchange.factories import T0, make_report, report_wire
 from tests.exchange.store.plans import sqlite_plans
 
 PEER = "de-eco"
@@ -135,14 +137,37 @@ def test_a_receipt_marks_its_batch_once(writer: Writer, engine: Engine) -> None:
         assert conn.execute(select(schema.outbox)).all() == []
 
 
+def _stored(writer: Writer, n: int) -> list[str]:
+    """``n`` reports stored here (what a delivery's report always is), their ids."""
+    made = [make_report(hashes=[f"sent-{i}"]) for i in range(n)]
+    incoming = [Incoming(r, report_wire(r), ReportRole.ORIGIN) for r in made]
+    marks = [(None,) * len(r.items) for r in made]
+    writer.execute(lambda tx: reports.insert(tx.conn, incoming, [None] * n, marks, T0))
+    return [r.id for r in made]
+
+
 def test_a_delivery_recorded_twice_is_kept_once(writer: Writer, engine: Engine) -> None:
-    first = outbox.Delivery("r-1", PEER, 1, "new-case", "c-1", None, T0)
-    again = outbox.Delivery("r-1", PEER, 2, "merged", "c-2", None, T0)
+    _, rid = _stored(writer, 2)
+    first = outbox.Delivery(rid, PEER, 1, "new-case", "c-1", None, T0)
+    again = outbox.Delivery(rid, PEER, 2, "merged", "c-2", None, T0)
     writer.execute(lambda tx: outbox.record_deliveries(tx.conn, [first]))
     writer.execute(lambda tx: outbox.record_deliveries(tx.conn, [again]))
     with engine.connect() as conn:
         (row,) = conn.execute(select(schema.deliveries)).all()
+        assert outbox.delivery_of(conn, rid) == first
+        assert outbox.remote_case(conn, rid) == "c-1"
+        assert outbox.case_destination(conn, "c-1") == PEER
     assert (row.sequence, row.outcome, row.remote_case_id) == (1, "new-case", "c-1")
+
+
+def test_a_delivery_of_a_report_not_stored_here_is_refused(writer: Writer, engine: Engine) -> None:
+    (rid,) = _stored(writer, 1)
+    known = outbox.Delivery(rid, PEER, 1, "new-case", "c-1", None, T0)
+    unknown = outbox.Delivery("r-" + "0" * 32, PEER, 1, "new-case", "c-2", None, T0)
+    with pytest.raises(LookupError, match="not stored here: r-0000"):
+        writer.execute(lambda tx: outbox.record_deliveries(tx.conn, [known, unknown]))
+    with engine.connect() as conn:
+        assert conn.execute(select(schema.deliveries)).all() == []
 
 
 def test_the_announcement_high_water_is_the_cursor_or_the_last_sealed(
