@@ -544,7 +544,7 @@ def latency_phase(
         rows = conn.execute(
             text(
                 "select r.received_at, l.at, d.receipted_at from reports r "
-                "join deliveries d on d.report_id = r.id "
+                "join deliveries d on d.report_seq = r.seq "
                 "join (select report_id, min(at) as at from routing_log where kind = 'sent' "
                 "group by report_id) l on l.report_id = r.id "
                 "where r.url like '%/p/%'"

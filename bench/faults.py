@@ -491,8 +491,8 @@ def check(bench: Bench, outcome: Outcome, accepted_so_far: set[str]) -> dict[str
     )[0][0]
     delivered_twice = bench.query(
         NL,
-        "SELECT count(*) FROM (SELECT report_id FROM deliveries WHERE destination = :d"
-        " GROUP BY report_id HAVING count(*) > 1)",
+        "SELECT count(*) FROM (SELECT report_seq FROM deliveries WHERE destination = :d"
+        " GROUP BY report_seq HAVING count(*) > 1)",
         d=DE,
     )[0][0]
     unknown_at_de = len(at_de - bound_de)  # stored at de-eco, never sent by nl-eokm: impossible
@@ -692,7 +692,7 @@ def us_latencies(bench: Bench, since: int = 0) -> dict[str, Any]:
     rows = bench.query(
         NL,
         "SELECT d.receipted_at - r.received_at FROM deliveries d JOIN reports r"
-        " ON r.id = d.report_id WHERE d.destination = :d ORDER BY d.receipted_at",
+        " ON r.seq = d.report_seq WHERE d.destination = :d ORDER BY d.receipted_at",
         d=US,
     )
     values = sorted(row[0] / 1000 for row in rows[since:])
@@ -945,7 +945,10 @@ def remote_cases(bench: Bench, report_ids: list[str]) -> list[str]:
     """de-eco's case ids of these reports, as its receipts told nl-eokm."""
     wanted = set(report_ids)
     rows = bench.query(
-        NL, "SELECT report_id, remote_case_id FROM deliveries WHERE destination = :d", d=DE
+        NL,
+        "SELECT r.id AS report_id, d.remote_case_id FROM deliveries d"
+        " JOIN reports r ON r.seq = d.report_seq WHERE d.destination = :d",
+        d=DE,
     )
     return sorted({r.remote_case_id for r in rows if r.report_id in wanted and r.remote_case_id})
 

@@ -147,7 +147,7 @@ class Run:
             rows = conn.execute(
                 text(
                     "select d.remote_case_id from deliveries d join reports r "
-                    "on r.id = d.report_id where r.url like :p"
+                    "on r.seq = d.report_seq where r.url like :p"
                 ),
                 {"p": f"%/{run}/lc/%"},
             ).scalars()

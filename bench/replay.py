@@ -274,8 +274,9 @@ def _first_items(db: Engine, limit: int) -> list[tuple[str, str]]:
     with db.connect() as conn:
         rows = conn.execute(
             text(
-                "select c.id, i.classification from cases c join items i "
-                "on i.report_id = c.first_report_id and i.idx = 0 order by c.id limit :n"
+                "select c.id, i.classification from cases c "
+                "join reports r on r.id = c.first_report_id "
+                "join items i on i.report_seq = r.seq and i.idx = 0 order by c.id limit :n"
             ),
             {"n": limit},
         ).all()
@@ -309,7 +310,7 @@ def latencies_ms(db: Engine) -> tuple[np.ndarray, np.ndarray]:
         rows = conn.execute(
             text(
                 "select r.received_at, d.receipted_at, r.url from reports r join deliveries d "
-                "on d.report_id = r.id where r.role = 'origin'"
+                "on d.report_seq = r.seq where r.role = 'origin'"
             )
         ).all()
     ms = np.array([(b - a) / 1000.0 for a, b, _ in rows], dtype=np.float64)
@@ -328,7 +329,7 @@ def held(db: Engine) -> dict[str, int]:
         known = int(
             conn.execute(
                 text(
-                    "select count(*) from items i join reports r on r.id = i.report_id "
+                    "select count(*) from items i join reports r on r.seq = i.report_seq "
                     "where r.role = 'received' and i.known_member is not null"
                 )
             ).scalar_one()

@@ -72,6 +72,11 @@ def _weighted(pairs: list[tuple[Any, int]]) -> tuple[list[Any], list[int]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _place(rid: str) -> int:
+    """A report's place in storage order (``reports.seq``): its number, as ``_record`` made it."""
+    return int(rid.removeprefix("r-"), 16) + 1
+
+
 def _url_key(rid: str) -> bytes:
     return hashlib.sha256(rid.encode()).digest()
 
@@ -129,7 +134,8 @@ class Filler:
 
     def _report(self, rid: str, role: str, at: datetime, country: str, site: str) -> dict[str, Any]:
         return {
-            "id": rid, "role": role, "origin_member": ME if role == "origin" else "us-ncmec",
+            "id": rid, "seq": _place(rid), "role": role,
+            "origin_member": ME if role == "origin" else "us-ncmec",
             "url": f"https://example.invalid/{rid}", "url_key": _url_key(rid),
             "received_at": _micros(at), "stored_at": _micros(at), "site_type": site,
             "commercial": self.rng.random() < 0.1, "payment_methods": "", "notes": "",
@@ -162,8 +168,9 @@ class Filler:
         report["case_id"], report["sender"] = cid, sender
         rows["reports"].append(report)
         rows["items"].append(
-            {"report_id": rid, "idx": 0, "classification": "baseline", "media_type": "image",
-             "age_group": "unknown", "known_member": None if rng.random() < 0.37 else "de-eco"}
+            {"report_seq": _place(rid), "idx": 0, "classification": "baseline",
+             "media_type": "image", "age_group": "unknown",
+             "known_member": None if rng.random() < 0.37 else "de-eco"}
         )  # fmt: skip
         state, closed = self._state(cid, rid, at, cc)
         rows["item_states"].append(state)

@@ -121,6 +121,7 @@ def grow(db: Engine, count: int) -> None:
             "reports",
             {
                 "id": report_id,
+                "seq": "t.seq + n",
                 "url_key": "randomblob(32)",
                 "case_id": case_id,
                 "url": "t.url || '?n=' || n",
