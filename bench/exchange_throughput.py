@@ -27,10 +27,11 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   500 reports (the writer's ``max_take``) and, without ``--quick``, of 2,000 — reports/s and bytes
   written per report; the 500 figure counts among the implied ceilings; ``--what-if`` adds the
   same in the layouts the next steps would give (``row_layout.WHAT_IF``: per-batch sent/receipted
-  log entries; no indexes only for later look-ups), each alone and one after another, in
-  transactions of 35 reports (the 1,000/s phase's groups) and 500; ``--held N`` prices every
-  layout on a file already holding N reports (row_layout's ``held``) — a node holds far more
-  than a run's 20,000, and random keys cost more the more leaves there are;
+  log entries; no indexes only for later look-ups; cases keyed by place), each alone and one
+  after another, in transactions of 35 reports (the 1,000/s phase's groups) and 500;
+  ``--held N`` prices every layout on a file already holding N reports (row_layout's ``held``)
+  — a node holds far more than a run's 20,000, and random keys cost more the more leaves there
+  are;
 - same-run ratios that hold across machines: sustained reports/s per SQLite Core insert row/s,
   and full traces/s per raw ada-url parse/s (bench/trace_throughput.py's trace).
 

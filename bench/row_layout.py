@@ -23,6 +23,11 @@ before making it (issue 16's next steps; the first, an integer key per report fo
   later — ``routing_log (report_id)`` (a coordinator's look-up of one report's entries) and
   ``item_hashes (algorithm, hex)`` (which other report carries a hash) — as if both looked up
   through what they would need anyway: the report's row, the hash index.
+- ``case-key``: ``cases``, ``case_reports`` and ``item_states`` (the responsible node's) name a
+  case and a report by a place in storage order (a zero-padded ordinal, so its text sorts as the
+  number would) instead of their hash ids: a case's place is its first report's, as its id is
+  that report's (``c-`` for ``r-``). Each report opens or joins a case there, so each took a
+  random leaf of each of those keys.
 
 ``held``: the rate and bytes on a file that already holds that many reports — as a node's does
 after weeks — not on an empty one. A run's 20,000 reports fill a few hundred leaves per index, so
@@ -46,7 +51,9 @@ from typing import Any
 from bench_common import storage_writes
 
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
-WHAT_IF = ("batch-log", "no-lookup-indexes")
+WHAT_IF = ("batch-log", "no-lookup-indexes", "case-key")
+CASE_TABLES = {"cases": ("id",), "case_reports": ("case_id", "report_id")}
+CASE_TABLES["item_states"] = CASE_TABLES["case_reports"]
 LOOKUP_INDEXES = ("ix_routing_log_report_id", "ix_item_hashes_algorithm_hex")
 PER_BATCH_KINDS = ("sent", "receipted")
 FILL_GROUP = 5_000  # reports per transaction while filling a file to ``held`` (untimed)
@@ -124,7 +131,28 @@ class Rows:
                 for rid, rows in by.items()
                 if (kept := [row for row in rows if row[k] not in PER_BATCH_KINDS])
             }
+        if "case-key" in what_if and table in CASE_TABLES:
+            by = {rid: self._case_keyed(table, rows) for rid, rows in by.items()}
         return by
+
+    def spread_of(self, table: str, what_if: frozenset[str] = frozenset()) -> list[Any]:
+        """``table``'s rows that name no report, as ``what_if`` would have stored them."""
+        spread = self.spread[table]
+        if "case-key" in what_if and table in CASE_TABLES:
+            return self._case_keyed(table, spread)
+        return spread
+
+    def _case_keyed(self, table: str, rows: list[Any]) -> list[Any]:
+        """``rows`` with their case and report ids replaced by places (``case-key``)."""
+        place = {rid.removeprefix("r-"): f"{i:012d}" for i, rid in enumerate(self.ids)}
+        keys = [self.columns[table].index(c) for c in CASE_TABLES[table]]
+        out = []
+        for row in rows:
+            values = list(row)
+            for k in keys:
+                values[k] = place.get(str(values[k])[2:], values[k])
+            out.append(tuple(values))
+        return out
 
     def replay(
         self,
@@ -143,6 +171,7 @@ class Rows:
         if unknown:
             raise ValueError(f"what_if: unknown {sorted(unknown)}; known {list(WHAT_IF)}")
         by_report = {table: self.rows_of(table, what_if) for table in self.tables}
+        spread = {table: self.spread_of(table, what_if) for table in self.tables}
         copies = -(-held // len(self.ids)) if held and self.ids else 0
         path = directory / f"layout-{group}.db"
         db = sqlite3.connect(path, isolation_level=None)
@@ -154,9 +183,9 @@ class Rows:
                     continue
                 db.execute(sql)
             for c in range(copies):
-                self._write(db, by_report, FILL_GROUP, _Copy(c, len(self.ids)))
+                self._write(db, (by_report, spread), FILL_GROUP, _Copy(c, len(self.ids)))
             started, before = time.perf_counter(), storage_writes(os.getpid())
-            self._write(db, by_report, group, _Copy(copies, len(self.ids)))
+            self._write(db, (by_report, spread), group, _Copy(copies, len(self.ids)))
             elapsed, written = time.perf_counter() - started, storage_writes(os.getpid()) - before
         finally:
             db.close()
@@ -167,18 +196,20 @@ class Rows:
     def _write(
         self,
         db: sqlite3.Connection,
-        by_report: dict[str, dict[str, list[Any]]],
+        tables: tuple[dict[str, dict[str, list[Any]]], dict[str, list[Any]]],
         group: int,
         copy: _Copy,
     ) -> None:
-        """Every table's rows once, as ``copy`` names them, in transactions of ``group``
-        reports; a table's rows that name no report spread evenly over the transactions."""
+        """Every table's rows once (by report, and those that name no report), as ``copy``
+        names them, in transactions of ``group`` reports; a table's rows that name no report
+        spread evenly over the transactions."""
+        by_report, spread_rows = tables
         groups = max(1, -(-len(self.ids) // group))
         for g in range(groups):
             chunk = self.ids[g * group : (g + 1) * group]
             db.execute("BEGIN IMMEDIATE")
             for table in self.tables:
-                by, spread = by_report[table], self.spread[table]
+                by, spread = by_report[table], spread_rows[table]
                 rows = [row for i in chunk for row in by.get(i, ())]
                 share = len(spread) * g // groups, len(spread) * (g + 1) // groups
                 rows += spread[share[0] : share[1]]
@@ -201,6 +232,7 @@ def _places(src: sqlite3.Connection) -> dict[int, str]:
     return {seq: rid for rid, seq in src.execute("SELECT id, seq FROM reports")}
 
 
+_ORDINAL = re.compile(r"^[0-9]{12}$")  # the ``case-key`` layout's place in storage order
 # A report's or case's id ("r-" and 32 hex digits) or a content hash (32 to 64 hex digits).
 _NAME = re.compile(r"^([a-z]-)?([0-9a-f]{32,64})$")
 _KEY_BYTES = 32  # a binary key (a URL's): sha256 length; a payload is never exactly that
@@ -210,7 +242,8 @@ _SERIAL_STRIDE = 10**9  # a copy's integer keys (the log's index, …) come afte
 class _Copy:
     """The run's rows as copy ``n`` names them: copy 0 as they are; every later copy with its
     own ids, hashes and URL keys (the same length and prefix, so the same page use), and its integer
-    keys and places in storage order after the copy before it, as newer rows are."""
+    keys and places in storage order (``case-key``'s too) after the copy before it, as newer
+    rows are."""
 
     def __init__(self, n: int, reports: int) -> None:
         self.n = n
@@ -233,6 +266,8 @@ class _Copy:
             return hashlib.sha256(b"%d:%s" % (self.n, value)).digest()
         if not isinstance(value, str):
             return value
+        if _ORDINAL.match(value):
+            return f"{int(value) + self.n * self.reports:012d}"
         if found := _NAME.match(value):
             digest = hashlib.sha256(f"{self.n}:{value}".encode()).hexdigest()
             return (found.group(1) or "") + digest[: len(found.group(2))]

@@ -242,3 +242,51 @@ def test_rows_keyed_by_report_place_travel_with_their_report_and_held_copies_fol
     assert joined == (12,)
     assert places == sorted(places)
     assert len(set(places)) == 6
+
+
+def test_what_if_case_key_names_cases_and_their_reports_by_place_also_in_held_copies(
+    tmp_path: Path,
+) -> None:
+    """``case-key``: a case is named by its first report's place (its id is that report's, ``c-``
+    for ``r-``), a case's report by its own; each held copy's places come after the copy
+    before, so the timed copy's cases and reports still match one another."""
+    source = tmp_path / "node.db"
+    db = sqlite3.connect(source)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT PRIMARY KEY);
+        CREATE TABLE cases (id TEXT PRIMARY KEY, url TEXT);
+        CREATE TABLE case_reports (case_id TEXT, report_id TEXT, PRIMARY KEY (case_id, report_id));
+        CREATE TABLE item_states (case_id TEXT, report_id TEXT, idx INTEGER,
+                                  PRIMARY KEY (case_id, report_id, idx));
+        """
+    )
+    hexes = [f"{n:032x}" for n in (0xC, 0xA, 0xB)]
+    for h in hexes:
+        db.execute("INSERT INTO reports VALUES (?)", (f"r-{h}",))
+    for h in hexes[:2]:  # the third report joins the first's case
+        db.execute("INSERT INTO cases VALUES (?, 'u')", (f"c-{h}",))
+    joins = [(hexes[0], hexes[0]), (hexes[1], hexes[1]), (hexes[0], hexes[2])]
+    for case, report in joins:
+        db.execute("INSERT INTO case_reports VALUES (?, ?)", (f"c-{case}", f"r-{report}"))
+        db.execute("INSERT INTO item_states VALUES (?, ?, 0)", (f"c-{case}", f"r-{report}"))
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    load("row_layout").Rows(source).replay(
+        out, 2, keep=True, what_if=frozenset({"case-key"}), held=3
+    )
+    copy = out / "layout-2.db"
+    cases = [c for (c, _) in _dump(copy, "cases")]
+    places = [f"{i:012d}" for i in range(6)]
+    assert cases == [places[0], places[1], places[3], places[4]]
+    assert _dump(copy, "case_reports") == [
+        (places[0], places[0]),
+        (places[0], places[2]),
+        (places[1], places[1]),
+        (places[3], places[3]),
+        (places[3], places[5]),
+        (places[4], places[4]),
+    ]
+    assert [(c, r) for (c, r, _) in _dump(copy, "item_states")] == _dump(copy, "case_reports")
