@@ -132,19 +132,23 @@ class Rows:
                 if (kept := [row for row in rows if row[k] not in PER_BATCH_KINDS])
             }
         if "case-key" in what_if and table in CASE_TABLES:
-            by = {rid: self._case_keyed(table, rows) for rid, rows in by.items()}
+            place = self._places_by_hex()
+            by = {rid: self._case_keyed(table, rows, place) for rid, rows in by.items()}
         return by
 
     def spread_of(self, table: str, what_if: frozenset[str] = frozenset()) -> list[Any]:
         """``table``'s rows that name no report, as ``what_if`` would have stored them."""
         spread = self.spread[table]
         if "case-key" in what_if and table in CASE_TABLES:
-            return self._case_keyed(table, spread)
+            return self._case_keyed(table, spread, self._places_by_hex())
         return spread
 
-    def _case_keyed(self, table: str, rows: list[Any]) -> list[Any]:
+    def _places_by_hex(self) -> dict[str, str]:
+        """A report's hex digits (its case's too) → its place as ``case-key`` writes it."""
+        return {rid.removeprefix("r-"): f"{i:012d}" for i, rid in enumerate(self.ids)}
+
+    def _case_keyed(self, table: str, rows: list[Any], place: dict[str, str]) -> list[Any]:
         """``rows`` with their case and report ids replaced by places (``case-key``)."""
-        place = {rid.removeprefix("r-"): f"{i:012d}" for i, rid in enumerate(self.ids)}
         keys = [self.columns[table].index(c) for c in CASE_TABLES[table]]
         out = []
         for row in rows:
