@@ -39,6 +39,7 @@ under fresh names (``_Copy``); the timed rows come last, as the newest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -52,8 +53,11 @@ from bench_common import storage_writes
 
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
 WHAT_IF = ("batch-log", "no-lookup-indexes", "case-key")
-CASE_TABLES = {"cases": ("id",), "case_reports": ("case_id", "report_id")}
-CASE_TABLES["item_states"] = CASE_TABLES["case_reports"]
+CASE_TABLES = {
+    "cases": ("id",),
+    "case_reports": ("case_id", "report_id"),
+    "item_states": ("case_id", "report_id"),
+}
 LOOKUP_INDEXES = ("ix_routing_log_report_id", "ix_item_hashes_algorithm_hex")
 PER_BATCH_KINDS = ("sent", "receipted")
 FILL_GROUP = 5_000  # reports per transaction while filling a file to ``held`` (untimed)
@@ -132,23 +136,24 @@ class Rows:
                 if (kept := [row for row in rows if row[k] not in PER_BATCH_KINDS])
             }
         if "case-key" in what_if and table in CASE_TABLES:
-            place = self._places_by_hex()
-            by = {rid: self._case_keyed(table, rows, place) for rid, rows in by.items()}
+            by = {rid: self._case_keyed(table, rows) for rid, rows in by.items()}
         return by
 
     def spread_of(self, table: str, what_if: frozenset[str] = frozenset()) -> list[Any]:
         """``table``'s rows that name no report, as ``what_if`` would have stored them."""
         spread = self.spread[table]
         if "case-key" in what_if and table in CASE_TABLES:
-            return self._case_keyed(table, spread, self._places_by_hex())
+            return self._case_keyed(table, spread)
         return spread
 
+    @functools.cached_property
     def _places_by_hex(self) -> dict[str, str]:
         """A report's hex digits (its case's too) → its place as ``case-key`` writes it."""
         return {rid.removeprefix("r-"): f"{i:012d}" for i, rid in enumerate(self.ids)}
 
-    def _case_keyed(self, table: str, rows: list[Any], place: dict[str, str]) -> list[Any]:
+    def _case_keyed(self, table: str, rows: list[Any]) -> list[Any]:
         """``rows`` with their case and report ids replaced by places (``case-key``)."""
+        place = self._places_by_hex
         keys = [self.columns[table].index(c) for c in CASE_TABLES[table]]
         out = []
         for row in rows:

@@ -330,10 +330,11 @@ def remove_batch_rows(conn: Connection, peer: str, sequence: int) -> None:
 def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
     """Each report's outcome; a row already there (a receipt applied before) is kept. Every
     report delivered was stored here first (it left from this node's outbox)."""
+    wanted = sorted({d.report_id for d in rows})
     place: dict[str, int] = {}
-    for part in chunks(sorted({d.report_id for d in rows})):
+    for part in chunks(wanted):
         place.update((r.id, r.seq) for r in conn.execute(_PLACES, {"ids": list(part)}))
-    missing = sorted({d.report_id for d in rows} - place.keys())
+    missing = [rid for rid in wanted if rid not in place]
     if missing:  # only a report sent from here is receipted: the store lost one
         raise LookupError(f"deliveries of reports not stored here: {', '.join(missing[:3])}")
     insert_rows(
