@@ -713,6 +713,7 @@ class Node:
         if self._health_server is not None:
             self._health_server.stop(0)
         self.metrics.stop()
+        self.verifier.close()
         self.geoip.close()
         self.engine.dispose()
 

@@ -34,7 +34,7 @@ from auth.tokens import (
     load_jwks_issuers,
     node_issuer,
 )
-from auth.tokens.remote import RemoteIssuer, RemoteOptions
+from auth.tokens.remote import RemoteIssuer, RemoteOptions, close_fetching
 from common.clock import Clock, system_clock
 from exchange.errors import ConfigError
 from exchange.settings import Settings
@@ -198,6 +198,10 @@ class ManifestVerifier:
 
     def verify(self, token: str) -> Principal:
         return self._verifier.verify(token)
+
+    def close(self) -> None:
+        """Stop the fetched issuers' workers (the node's stop)."""
+        close_fetching(self._external.values())
 
     def rebuild(self, manifest: Manifest) -> None:
         self._verifier = self._build(manifest)

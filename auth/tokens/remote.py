@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -41,7 +41,7 @@ from auth.errors import IssuerUnavailable, TrustConfigError
 from auth.tokens.fetch import fetch_json, url_problem
 from auth.tokens.policy import TrustedIssuer
 
-__all__ = ["DISCOVERY_PATH", "RemoteIssuer", "RemoteOptions"]
+__all__ = ["DISCOVERY_PATH", "RemoteIssuer", "RemoteOptions", "close_fetching"]
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,15 @@ class RemoteIssuer:
         with self._lock:
             return self._lock.wait_for(lambda: not self._wanted, timeout)
 
-    def close(self) -> None:
-        """Stop the worker (after the fetch it may be in)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the worker (after the fetch it may be in); with ``timeout``, wait up to that
+        long for it to end."""
         with self._lock:
             self._closed = True
             self._lock.notify_all()
+            worker = self._worker
+        if timeout is not None and worker is not None:
+            worker.join(timeout)
 
     def _work(self) -> None:
         ttl = self._options.ttl.total_seconds()
@@ -229,3 +233,11 @@ def _same_origin(url: str, issuer: str) -> bool:
         return False
     host_a, host_b = a.hostname, b.hostname
     return same_port and a.scheme == b.scheme and host_a is not None and host_a == host_b
+
+
+def close_fetching(issuers: Iterable[object], timeout: float = 2.0) -> None:
+    """Stop the worker of every ``RemoteIssuer`` among ``issuers``, each given up to ``timeout``
+    to end: a stopped process must not go on fetching keys (nor logging that it could not)."""
+    for issuer in issuers:
+        if isinstance(issuer, RemoteIssuer):
+            issuer.close(timeout)

@@ -157,6 +157,7 @@ def build_app(
             if pdq_loop is not None:
                 pdq_loop.stop()  # before the writer: a trim is a writer job
             writer.stop()
+            web.gate.close()
             web.local.close()
 
     async def on_error(request: Request, error: Exception) -> Response:

@@ -73,6 +73,10 @@ class Gate:
             clock, burst=login_total_burst, every_s=LOGIN_TOTAL_WINDOW_S / login_total_burst
         )
 
+    def close(self) -> None:
+        """Stop what verifying tokens keeps running (fetched issuers' workers)."""
+        self._verifier.close()
+
     @property
     def session_cookie(self) -> str:
         return SECURE_SESSION_COOKIE if self.secure else SESSION_COOKIE

@@ -22,7 +22,7 @@ from datetime import timedelta
 from auth.errors import TokenInvalid, TrustConfigError
 from auth.manifest.readers import NETWORK_ISSUER_PREFIX
 from auth.tokens import Principal, TokenVerifier
-from auth.tokens.remote import RemoteIssuer
+from auth.tokens.remote import RemoteIssuer, close_fetching
 from common.clock import Clock
 from exchange.errors import ConfigError
 from exchange.local import LocalNode
@@ -62,6 +62,10 @@ class Trust:
         for trusted in self._external.values():
             if isinstance(trusted, RemoteIssuer):
                 trusted.schedule()
+
+    def close(self) -> None:
+        """Stop the fetched issuers' workers (the view's shutdown)."""
+        close_fetching(self._external.values())
 
     def verify(self, token: str) -> Principal:
         self.check()

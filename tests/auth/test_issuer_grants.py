@@ -17,7 +17,13 @@ import pytest
 from auth.errors import PermissionDenied, TrustConfigError
 from auth.tokens import Scope, TokenPolicy, TokenVerifier, load_jwks_issuers
 from auth.tokens.remote import RemoteIssuer
-from tests.auth.test_remote_issuers import Idp, _first, _world, idp  # noqa: F401 (fixture)
+from tests.auth.test_remote_issuers import (  # noqa: F401 (fixtures)
+    Idp,
+    MakeWorld,
+    _first,
+    idp,
+    make_world,
+)
 from tests.auth.token_factories import (
     AUDIENCE,
     NOW,
@@ -95,9 +101,12 @@ def test_bad_limits_are_refused_at_load(
         _verifier(tmp_path, **limits)
 
 
-def test_fetched_keys_carry_the_entrys_limits(tmp_path: Path, idp: Idp) -> None:  # noqa: F811
+def test_fetched_keys_carry_the_entrys_limits(
+    make_world: MakeWorld,  # noqa: F811
+    idp: Idp,  # noqa: F811
+) -> None:
     idp.serve_keys((rsa_key("police"), "k1"))  # the partner's OIDC IdP, compromised
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     assert isinstance(world.remote, RemoteIssuer)
     now = ts(world.clock.now)
     admin = external_token(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -122,16 +122,31 @@ class World:
     own: TokenIssuer
 
 
-def _world(tmp_path: Path, iss: str, **source: Any) -> World:
-    clock = FakeClock(NOW)
-    entry = {"iss": iss, "algorithms": ["RS256"], **source}
-    path = write_json(tmp_path / "issuers.json", {"issuers": [entry]})
-    issuers = load_jwks_issuers(path, clock=clock, options=OPTIONS)
-    remote = issuers[iss]
-    assert isinstance(remote, RemoteIssuer)
-    own = TokenIssuer(node_key(), NODE_ISSUER, AUDIENCE, clock)
-    policy = TokenPolicy(audience=AUDIENCE, issuers={NODE_ISSUER: own.trusted, **issuers})
-    return World(clock, TokenVerifier(policy, clock), remote, own)
+MakeWorld = Callable[..., World]
+
+
+@pytest.fixture
+def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
+    """``make_world(iss, **source)``: a verifier trusting one fetched issuer. Its worker is
+    closed after the test: left running, it would wake at the ttl and fetch from an IdP long
+    gone, logging the failure into whichever test runs then."""
+    made: list[RemoteIssuer] = []
+
+    def make(iss: str, **source: Any) -> World:
+        clock = FakeClock(NOW)
+        entry = {"iss": iss, "algorithms": ["RS256"], **source}
+        path = write_json(tmp_path / "issuers.json", {"issuers": [entry]})
+        issuers = load_jwks_issuers(path, clock=clock, options=OPTIONS)
+        remote = issuers[iss]
+        assert isinstance(remote, RemoteIssuer)
+        made.append(remote)
+        own = TokenIssuer(node_key(), NODE_ISSUER, AUDIENCE, clock)
+        policy = TokenPolicy(audience=AUDIENCE, issuers={NODE_ISSUER: own.trusted, **issuers})
+        return World(clock, TokenVerifier(policy, clock), remote, own)
+
+    yield make
+    for remote in made:
+        remote.close(timeout=OPTIONS.timeout + 1)
 
 
 def settle(world: World) -> None:
@@ -153,9 +168,9 @@ def _token(iss: str, kid: str, key: PrivateKey, clock: FakeClock | None = None) 
     return external_token(iss, kid, "RS256", key, iat=iat, exp=iat + 300)
 
 
-def test_keys_are_found_by_discovery_and_cached(tmp_path: Path, idp: Idp) -> None:
+def test_keys_are_found_by_discovery_and_cached(make_world: MakeWorld, idp: Idp) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
 
     assert _first(world, _token(idp.base, "k1", rsa_key("idp-1"))).issuer == idp.base
     assert idp.asked == ["/.well-known/openid-configuration", "/jwks.json"]
@@ -170,17 +185,19 @@ def test_keys_are_found_by_discovery_and_cached(tmp_path: Path, idp: Idp) -> Non
     assert len(idp.asked) == 4
 
 
-def test_a_jwks_uri_is_fetched_directly(tmp_path: Path, idp: Idp) -> None:
+def test_a_jwks_uri_is_fetched_directly(make_world: MakeWorld, idp: Idp) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
-    world = _world(tmp_path, "https://idp.example", jwks_uri=f"{idp.base}/jwks.json")
+    world = make_world("https://idp.example", jwks_uri=f"{idp.base}/jwks.json")
     token = _token("https://idp.example", "k1", rsa_key("idp-1"))
     assert _first(world, token).issuer == "https://idp.example"
     assert idp.asked == ["/jwks.json"]
 
 
-def test_a_rotation_is_picked_up_by_one_fetch_on_the_new_kid(tmp_path: Path, idp: Idp) -> None:
+def test_a_rotation_is_picked_up_by_one_fetch_on_the_new_kid(
+    make_world: MakeWorld, idp: Idp
+) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     old = _token(idp.base, "k1", rsa_key("idp-1"))
     assert _first(world, old).subject
 
@@ -199,9 +216,9 @@ def test_a_rotation_is_picked_up_by_one_fetch_on_the_new_kid(tmp_path: Path, idp
     assert caught.value.code == "token-kid"
 
 
-def test_random_kids_cannot_make_the_node_hammer_the_idp(tmp_path: Path, idp: Idp) -> None:
+def test_random_kids_cannot_make_the_node_hammer_the_idp(make_world: MakeWorld, idp: Idp) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     assert _first(world, _token(idp.base, "k1", rsa_key("idp-1"))).subject
     world.clock.advance(OPTIONS.min_refresh)
     asked = len(idp.asked)
@@ -220,8 +237,8 @@ def test_random_kids_cannot_make_the_node_hammer_the_idp(tmp_path: Path, idp: Id
     assert len(idp.asked) - asked == 4  # the next interval: one more
 
 
-def test_an_idp_that_is_down_fails_its_tokens_only(tmp_path: Path, idp: Idp) -> None:
-    world = _world(tmp_path, "https://idp.example", jwks_uri="http://127.0.0.1:9/jwks.json")
+def test_an_idp_that_is_down_fails_its_tokens_only(make_world: MakeWorld, idp: Idp) -> None:
+    world = make_world("https://idp.example", jwks_uri="http://127.0.0.1:9/jwks.json")
 
     token = _token("https://idp.example", "k1", rsa_key("idp-1"))
     with pytest.raises(IssuerUnavailable):
@@ -235,9 +252,9 @@ def test_an_idp_that_is_down_fails_its_tokens_only(tmp_path: Path, idp: Idp) -> 
     assert world.verifier.verify(world.own.issue("analyst", [Scope.LOG_READ])).subject
 
 
-def test_held_keys_stay_while_the_idp_is_down(tmp_path: Path, idp: Idp) -> None:
+def test_held_keys_stay_while_the_idp_is_down(make_world: MakeWorld, idp: Idp) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     assert _first(world, _token(idp.base, "k1", rsa_key("idp-1"))).subject
 
     idp.jwks_status = 503
@@ -260,10 +277,10 @@ def test_held_keys_stay_while_the_idp_is_down(tmp_path: Path, idp: Idp) -> None:
     ],
 )
 def test_fetched_keys_pass_the_trust_files_checks(
-    tmp_path: Path, idp: Idp, jwks: Any, problem: str, caplog: pytest.LogCaptureFixture
+    make_world: MakeWorld, idp: Idp, jwks: Any, problem: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     idp.jwks = jwks
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     with pytest.raises(IssuerUnavailable):
         _first(world, _token(idp.base, "k1", rsa_key("idp-1")))
     assert world.remote.peek() is None
@@ -271,14 +288,14 @@ def test_fetched_keys_pass_the_trust_files_checks(
     assert "/jwks.json" in caplog.text
 
 
-def test_encryption_keys_in_a_fetched_set_are_left_out(tmp_path: Path, idp: Idp) -> None:
+def test_encryption_keys_in_a_fetched_set_are_left_out(make_world: MakeWorld, idp: Idp) -> None:
     idp.jwks = {
         "keys": [
             public_jwk(rsa_key("idp-1"), "k1", use="sig"),
             public_jwk(rsa_key("idp-enc"), "enc-1", use="enc", alg="RSA-OAEP"),
         ]
     }
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     assert _first(world, _token(idp.base, "k1", rsa_key("idp-1"))).subject
     held = world.remote.peek()
     assert held is not None
@@ -289,20 +306,20 @@ def test_encryption_keys_in_a_fetched_set_are_left_out(tmp_path: Path, idp: Idp)
     ("path", "problem"), [("/moved.json", "HTTP 302"), ("/big.json", "larger than")]
 )
 def test_redirects_and_oversized_answers_are_refused(
-    tmp_path: Path, idp: Idp, path: str, problem: str, caplog: pytest.LogCaptureFixture
+    make_world: MakeWorld, idp: Idp, path: str, problem: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    world = _world(tmp_path, "https://idp.example", jwks_uri=f"{idp.base}{path}")
+    world = make_world("https://idp.example", jwks_uri=f"{idp.base}{path}")
     with pytest.raises(IssuerUnavailable):
         _first(world, _token("https://idp.example", "k1", rsa_key("idp-1")))
     assert problem in caplog.text
 
 
 def test_a_discovery_document_for_another_issuer_is_refused(
-    tmp_path: Path, idp: Idp, caplog: pytest.LogCaptureFixture
+    make_world: MakeWorld, idp: Idp, caplog: pytest.LogCaptureFixture
 ) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
     idp.discovery_issuer = "https://someone-else.example"
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     with pytest.raises(IssuerUnavailable):
         _first(world, _token(idp.base, "k1", rsa_key("idp-1")))
     assert "its issuer is not" in caplog.text
@@ -318,11 +335,11 @@ def test_a_discovery_document_for_another_issuer_is_refused(
     ],
 )
 def test_a_discovery_document_cannot_send_the_node_to_another_host(
-    tmp_path: Path, idp: Idp, caplog: pytest.LogCaptureFixture, elsewhere: str
+    make_world: MakeWorld, idp: Idp, caplog: pytest.LogCaptureFixture, elsewhere: str
 ) -> None:
     idp.serve_keys((rsa_key("idp-1"), "k1"))
     idp.discovery_jwks_uri = elsewhere.format(port=idp.base.rsplit(":", 1)[1])
-    world = _world(tmp_path, idp.base, discovery=True)
+    world = make_world(idp.base, discovery=True)
     with pytest.raises(IssuerUnavailable) as caught:
         _first(world, _token(idp.base, "k1", rsa_key("idp-1")))
     assert caught.value.message == f"issuer {idp.base}: keys unavailable (none fetched yet)"
@@ -356,9 +373,9 @@ def test_discovery_needs_an_https_issuer(tmp_path: Path) -> None:
         load_jwks_issuers(path)
 
 
-def test_held_keys_serve_no_longer_than_max_stale(tmp_path: Path, idp: Idp) -> None:
+def test_held_keys_serve_no_longer_than_max_stale(make_world: MakeWorld, idp: Idp) -> None:
     idp.serve_keys((rsa_key("stolen"), "k1"))
-    world = _world(tmp_path, idp.base, jwks_uri=f"{idp.base}/jwks.json")
+    world = make_world(idp.base, jwks_uri=f"{idp.base}/jwks.json")
     token = _token(idp.base, "k1", rsa_key("stolen"))
     assert _first(world, token).subject
     # The IdP withdraws k1 (stolen), but the node cannot reach it: blocked, flooded or down.
@@ -379,3 +396,18 @@ def test_held_keys_serve_no_longer_than_max_stale(tmp_path: Path, idp: Idp) -> N
     settle(world)
     with pytest.raises(TokenInvalid, match="no longer a key"):
         world.verifier.verify(fresh)
+
+
+def test_a_closed_issuer_stops_fetching_and_its_worker_ends(
+    make_world: MakeWorld, idp: Idp
+) -> None:
+    idp.serve_keys((rsa_key("idp-1"), "k1"))
+    world = make_world("https://idp.example", jwks_uri=f"{idp.base}/jwks.json")
+    token = _token("https://idp.example", "k1", rsa_key("idp-1"), world.clock)
+    assert _first(world, token).subject  # the worker fetched once
+    (worker,) = [t for t in threading.enumerate() if t.name == "jwks https://idp.example"]
+    world.remote.close(timeout=5.0)
+    assert not worker.is_alive()
+    world.clock.advance(OPTIONS.ttl * 2)  # past the ttl: an open issuer would fetch again
+    world.remote.schedule()
+    assert world.remote.fetches == 1

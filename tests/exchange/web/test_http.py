@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.auth.token_factories import (
 )
 from tests.exchange.web.conftest import COORDINATOR, Scene
 from tests.exchange.web.support import Answer, Http, WebServer
+from tests.integration.support import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -250,3 +252,27 @@ def test_a_token_of_a_configured_external_issuer_logs_in(scene: Scene, tmp_path:
         assert refused.cookie("ihx_session") is None
     finally:
         server.stop()
+
+
+def test_the_views_shutdown_stops_its_issuers_key_fetching(scene: Scene, tmp_path: Path) -> None:
+    """Like the node's stop (tests/exchange/test_node_stop.py): a fetched issuer's worker wakes
+    every ``jwks_cache_s``; after the view shut down it must not fetch (and log) on."""
+    iss = "https://idp.example"
+    entry = {"iss": iss, "algorithms": ["RS256"], "jwks_uri": "http://127.0.0.1:9/jwks.json"}
+    jwks = write_json(tmp_path / "trusted-issuers.json", {"issuers": [entry]})
+    settings = scene.web.settings.model_copy(
+        update={"auth": scene.web.settings.auth.model_copy(update={"jwks": jwks})}
+    )
+
+    def fetchers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == f"jwks {iss}" and t.is_alive()}
+
+    before = fetchers()
+    server = WebServer(settings, scene.clock)
+    server.start()
+    try:
+        wait_until(lambda: fetchers() - before, what="the issuer's key fetcher to start")
+        (fetcher,) = fetchers() - before
+    finally:
+        server.stop()
+    assert not fetcher.is_alive()
