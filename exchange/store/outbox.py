@@ -20,8 +20,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 
-from exchange.store import peers, schema
-from exchange.store.sql import chunks, insert_rows
+from exchange.store import peers, reports, schema
+from exchange.store.sql import insert_rows
 
 OUTBOX = schema.outbox
 BATCHES = schema.batches
@@ -29,10 +29,7 @@ DELIVERIES = schema.deliveries
 REPORTS = schema.reports
 
 # A delivery names its report by the report's place in storage order (as items do; see
-# store/reports.py): its rows append at the right edge. Built once, the ids bound per call.
-_PLACES = select(REPORTS.c.id, REPORTS.c.seq).where(
-    REPORTS.c.id.in_(bindparam("ids", expanding=True))
-)
+# store/reports.py): its rows append at the right edge.
 _BY_REPORT = DELIVERIES.join(REPORTS, REPORTS.c.seq == DELIVERIES.c.report_seq)
 ANNOUNCEMENTS = schema.announcements
 
@@ -331,9 +328,7 @@ def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:
     """Each report's outcome; a row already there (a receipt applied before) is kept. Every
     report delivered was stored here first (it left from this node's outbox)."""
     wanted = sorted({d.report_id for d in rows})
-    place: dict[str, int] = {}
-    for part in chunks(wanted):
-        place.update((r.id, r.seq) for r in conn.execute(_PLACES, {"ids": list(part)}))
+    place = reports.places(conn, wanted)
     missing = [rid for rid in wanted if rid not in place]
     if missing:  # only a report sent from here is receipted: the store lost one
         raise LookupError(f"deliveries of reports not stored here: {', '.join(missing[:3])}")

@@ -17,7 +17,7 @@ Look-ups by report id join ``reports`` through its id.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,19 @@ _LAST_SEQ = select(func.coalesce(func.max(REPORTS.c.seq), 0))
 _EXISTING = select(REPORTS.c.id, REPORTS.c.case_id).where(
     REPORTS.c.id.in_(bindparam("ids", expanding=True))
 )
+
+
+_PLACES = select(REPORTS.c.id, REPORTS.c.seq).where(
+    REPORTS.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def places(conn: Connection, ids: Iterable[str]) -> dict[str, int]:
+    """Report id → its place in storage order (``seq``), for the ids stored here."""
+    out: dict[str, int] = {}
+    for part in chunks(sorted(set(ids))):
+        out.update((r.id, r.seq) for r in conn.execute(_PLACES, {"ids": list(part)}))
+    return out
 
 
 def existing(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
 from exchange.errors import OutOfRange
 from exchange.routing_log import Checkpoint, LogEntry
-from exchange.store import schema
+from exchange.store import reports, schema
 from exchange.store.sql import insert_rows
 
 MAX_PAGE = 1000
@@ -80,8 +80,11 @@ def head(conn: Connection) -> Head | None:
 
 def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert the rows (``LogEntry.as_row``) of entries the writer's chain handed out, in one
-    executemany: the writer collects them per transaction."""
-    insert_rows(conn, LOG, rows)
+    executemany: the writer collects them per transaction, after its jobs, so a report stored
+    in the same transaction already has its place. Each row gets the place of the report it
+    names (``report_seq``; None for none, or one not stored here) from one look-up."""
+    place = reports.places(conn, {r["report_id"] for r in rows if r["report_id"] is not None})
+    insert_rows(conn, LOG, [{**r, "report_seq": place.get(r["report_id"])} for r in rows])
 
 
 def load_entries(conn: Connection, *, batch: int = 5000) -> Iterator[LogEntry]:
@@ -112,6 +115,13 @@ class LogFilter:
 def list_entries(conn: Connection, f: LogFilter) -> tuple[list[LogEntry], int | None]:
     """One page of entries, and the ``after_index`` of the next page (None at the end)."""
     size = max(1, min(f.page_size or 100, MAX_PAGE))
+    rows = conn.execute(page_query(conn, f, size + 1)).all()
+    entries = [entry_from_row(r) for r in rows[:size]]
+    return entries, (entries[-1].idx if len(rows) > size else None)
+
+
+def page_query(conn: Connection, f: LogFilter, limit: int) -> Select[Any]:
+    """The statement that reads up to ``limit`` entries of ``f``'s page."""
     after = index_in_range("after_index", f.after_index, low=-1)
     q = select(LOG).where(LOG.c.idx > after)
     if f.since is not None:
@@ -122,13 +132,21 @@ def list_entries(conn: Connection, f: LogFilter) -> tuple[list[LogEntry], int | 
         (LOG.c.country, f.country),
         (LOG.c.member, f.member),
         (LOG.c.kind, f.kind),
-        (LOG.c.report_id, f.report_id),
     ):
         if wanted:
             q = q.where(column == wanted)
-    rows = conn.execute(q.order_by(LOG.c.idx).limit(size + 1)).all()
-    entries = [entry_from_row(r) for r in rows[:size]]
-    return entries, (entries[-1].idx if len(rows) > size else None)
+    if f.report_id:
+        q = q.where(_about(conn, f.report_id))
+    return q.order_by(LOG.c.idx).limit(limit)
+
+
+def _about(conn: Connection, report_id: str) -> ColumnElement[bool]:
+    """Entries that name ``report_id``: by its place if it is stored here (every entry appended
+    after it was), else by the id among the entries about reports not stored here (see
+    ``schema.LogRow``) — each an index look-up."""
+    unplaced = and_(LOG.c.report_seq.is_(None), LOG.c.report_id == report_id)
+    place = reports.places(conn, [report_id]).get(report_id)
+    return unplaced if place is None else or_(LOG.c.report_seq == place, unplaced)
 
 
 # -- checkpoints ----------------------------------------------------------------------------

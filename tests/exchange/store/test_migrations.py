@@ -321,3 +321,59 @@ def test_report_rows_are_keyed_by_their_report_place_and_back(tmp_path: Path, ba
     assert delivered == [(third, 30), (second, 20), (first, 10)]
     assert [tuple(r) for r in delivered_back] == delivered
     assert "seq" not in columns
+
+
+def _log_row(conn: Any, idx: int, report_id: str | None) -> None:
+    """An entry as 0014 stored it (its hash does not matter to the migration)."""
+    conn.execute(
+        text(
+            "INSERT INTO routing_log (idx, at, kind, report_id, member, country, detail,"
+            " previous_hash, entry_hash) VALUES (:idx, 1, 'intake', :rid, 'nl-eokm', NULL, '',"
+            " :h, :h)"
+        ),
+        {"idx": idx, "rid": report_id, "h": bytes(32)},
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_log_entries_get_their_reports_place_and_back(tmp_path: Path, backend: str) -> None:
+    """0015 gives each entry that names a report stored here that report's place, leaves the
+    others without one, and swaps the index on every entry's id for the place's and a partial
+    one; its downgrade drops the column and builds the old index again."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new(empty=True))
+    stored, elsewhere = "r-" + "4" * 32, "r-" + "5" * 32
+    try:
+        upgrade(engine, "0013")
+        with engine.begin() as conn:
+            _report_with_items(conn, "r-" + "6" * 32, 5, ())
+            _report_with_items(conn, stored, 10, ())
+        upgrade(engine, "0014")
+        with engine.begin() as conn:
+            for idx, rid in enumerate((stored, elsewhere, None, stored)):
+                _log_row(conn, idx, rid)
+        upgrade(engine)
+        with engine.connect() as conn:
+            places = conn.execute(text("SELECT idx, report_seq FROM routing_log ORDER BY idx"))
+            placed = [tuple(r) for r in places]
+            seq = conn.execute(text("SELECT seq FROM reports WHERE id = :r"), {"r": stored})
+            place = seq.scalar_one()
+            indexes = {i["name"] for i in inspect(conn).get_indexes("routing_log")}
+        downgrade(engine, "0014")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("routing_log")}
+            back = {i["name"] for i in inspect(conn).get_indexes("routing_log")}
+            count = conn.execute(text("SELECT count(*) FROM routing_log")).scalar_one()
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert placed == [(0, place), (1, None), (2, None), (3, place)]
+    assert place == 2
+    assert indexes == {
+        "ix_routing_log_at",
+        "ix_routing_log_report_seq",
+        "ix_routing_log_unplaced_report_id",
+    }
+    assert "report_seq" not in columns
+    assert back == {"ix_routing_log_at", "ix_routing_log_report_id"}
+    assert count == 4

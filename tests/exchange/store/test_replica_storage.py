@@ -31,7 +31,7 @@ from exchange.delivery.leases import LeaseLost, Leases
 from exchange.delivery.sender import PeerSender
 from exchange.routing_log import LogEntry, verify_chain
 from exchange.settings import ExchangeTuning
-from exchange.store import schema
+from exchange.store import routing_log, schema
 from exchange.store.engine import open_engine
 from exchange.store.migrate import upgrade
 from exchange.store.writer import Tx, Writer
@@ -85,10 +85,8 @@ def replicas(pg_url: str) -> Iterator[Callable[[], Replica]]:
 
 
 def log_entries(engine: Engine) -> list[LogEntry]:
-    log = schema.routing_log
     with engine.connect() as conn:
-        rows = conn.execute(select(log).order_by(log.c.idx)).all()
-    return [LogEntry(*r) for r in rows]
+        return list(routing_log.load_entries(conn))
 
 
 def test_three_replicas_writing_at_once_keep_one_chain(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
-from exchange.domain import LogKind
+from exchange.domain import LogKind, ReportRole
 from exchange.routing_log import GENESIS, Checkpoint, LogChain, verify_chain
-from exchange.store import routing_log
+from exchange.store import reports, routing_log
+from exchange.store.reports import Incoming
 from exchange.store.routing_log import LogFilter
-from tests.exchange.factories import T0
+from tests.exchange.factories import T0, make_report, report_place, report_wire
 
 
 def fill(engine: Engine, n: int) -> list[object]:
@@ -71,6 +73,79 @@ def test_list_entries_filters_and_pages(engine: Engine) -> None:
             conn, LogFilter(since=T0 + timedelta(seconds=1), until=T0 + timedelta(seconds=3))
         )[0]
         assert [e.idx for e in timed] == [1, 2]
+
+
+def _entry(chain: LogChain, kind: LogKind, report_id: str) -> dict[str, Any]:
+    return chain.append(T0, kind, report_id=report_id, member="nl-eokm").as_row()
+
+
+def _ids(conn: Connection, report_id: str, **page: Any) -> tuple[list[int], int | None]:
+    entries, after = routing_log.list_entries(conn, LogFilter(report_id=report_id, **page))
+    return [e.idx for e in entries], after
+
+
+def test_a_reports_entries_are_found_whether_or_not_it_is_stored_here(engine: Engine) -> None:
+    """An entry names a report by id; the log finds it through the report's place once the
+    report is stored here, and through the id for entries written before that (or about a
+    report never stored here, as a payload refused in a receipt) — every one, in order."""
+    kept, refused = make_report(hashes=["kept"]), make_report(hashes=["refused"])
+    chain = LogChain(0, GENESIS)
+    with engine.begin() as conn:  # before ``kept`` is stored here: 0 and 1
+        routing_log.append(
+            conn,
+            [_entry(chain, LogKind.REJECTED, kept.id), _entry(chain, LogKind.REJECTED, refused.id)],
+        )
+    with engine.begin() as conn:  # stored, then logged in the same transaction: 2, 3, 4
+        incoming = Incoming(kept, report_wire(kept), ReportRole.ORIGIN)
+        reports.insert(conn, [incoming], [None], [(None,)], T0)
+        routing_log.append(
+            conn,
+            [
+                _entry(chain, LogKind.INTAKE, kept.id),
+                _entry(chain, LogKind.SENT, refused.id),
+                _entry(chain, LogKind.SENT, kept.id),
+            ],
+        )
+    with engine.connect() as conn:
+        places = dict(conn.execute(text("SELECT idx, report_seq FROM routing_log")).all())
+        assert _ids(conn, kept.id) == ([0, 2, 4], None)
+        assert _ids(conn, refused.id) == ([1, 3], None)
+        assert _ids(conn, kept.id, page_size=2) == ([0, 2], 2)
+        assert _ids(conn, kept.id, after_index=2) == ([4], None)
+        assert _ids(conn, "r-" + "0" * 64) == ([], None)
+        read = list(routing_log.load_entries(conn))
+    place = report_place(engine, kept.id)
+    assert places == {0: None, 1: None, 2: place, 3: None, 4: place}
+    assert verify_chain(read) is None  # the place is the store's, not part of an entry
+
+
+def test_a_reports_entries_are_looked_up_through_indexes_not_a_scan(engine: Engine) -> None:
+    """The log holds an entry or more per report a node ever handled: a look-up by report must
+    not read it all. PostgreSQL plans by its statistics (a near-empty table is read whole), so
+    there the plan is asked for with sequential scans off: it can use the indexes."""
+    stored = make_report(hashes=["stored"])
+    with engine.begin() as conn:
+        incoming = Incoming(stored, report_wire(stored), ReportRole.ORIGIN)
+        reports.insert(conn, [incoming], [None], [(None,)], T0)
+    for rid in (stored.id, "r-" + "0" * 64):
+        plan = _plan(engine, LogFilter(report_id=rid))
+        assert "scan routing_log" not in plan.lower().replace("seq scan on", "scan"), plan
+        assert "ix_routing_log_unplaced_report_id" in plan, plan
+        assert ("ix_routing_log_report_seq" in plan) == (rid == stored.id), plan
+
+
+def _plan(engine: Engine, f: LogFilter) -> str:
+    with engine.begin() as conn:
+        query = routing_log.page_query(conn, f, 100)
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        return " | ".join(
+            str(r[-1])
+            for r in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {sql}" if engine.dialect.name == "sqlite" else f"EXPLAIN {sql}"
+            )
+        )
 
 
 def test_checkpoints_are_stored_found_and_listed(engine: Engine) -> None:
