@@ -546,8 +546,8 @@ def latency_phase(
             text(
                 "select r.received_at, l.at, d.receipted_at from reports r "
                 "join deliveries d on d.report_seq = r.seq "
-                "join (select report_id, min(at) as at from routing_log where kind = 'sent' "
-                "group by report_id) l on l.report_id = r.id "
+                "join (select report_seq, min(at) as at from routing_log where kind = 'sent' "
+                "group by report_seq) l on l.report_seq = r.seq "
                 "where r.url like '%/p/%'"
             )
         ).all()

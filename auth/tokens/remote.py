@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -159,13 +160,19 @@ class RemoteIssuer:
             return self._lock.wait_for(lambda: not self._wanted, timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop the worker (after the fetch it may be in); with ``timeout``, wait up to that
-        long for it to end."""
+        """Stop the worker (after the fetch it may be in, which logs nothing once closed); with
+        ``timeout``, wait up to that long for it to end."""
         with self._lock:
             self._closed = True
             self._lock.notify_all()
+        if timeout is not None:
+            self.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the worker (if one started) to end."""
+        with self._lock:
             worker = self._worker
-        if timeout is not None and worker is not None:
+        if worker is not None:
             worker.join(timeout)
 
     def _work(self) -> None:
@@ -195,6 +202,8 @@ class RemoteIssuer:
             self.fetches += 1
             keys = self._parse(self._fetch(jwks_uri), jwks_uri)
         except (IssuerUnavailable, TrustConfigError) as error:
+            if self._closed:  # stopped meanwhile: the process has moved on
+                return
             held = "keeping the keys held" if self._keys is not None else "no keys held"
             log.warning("issuer %s: key fetch failed (%s): %s", self.issuer, held, error.message)
             return
@@ -236,8 +245,12 @@ def _same_origin(url: str, issuer: str) -> bool:
 
 
 def close_fetching(issuers: Iterable[object], timeout: float = 2.0) -> None:
-    """Stop the worker of every ``RemoteIssuer`` among ``issuers``, each given up to ``timeout``
-    to end: a stopped process must not go on fetching keys (nor logging that it could not)."""
-    for issuer in issuers:
-        if isinstance(issuer, RemoteIssuer):
-            issuer.close(timeout)
+    """Stop the worker of every ``RemoteIssuer`` among ``issuers`` and wait up to ``timeout``
+    in all for them to end: a stopped process must not go on fetching keys (nor logging that it
+    could not; a fetch still running logs nothing once closed)."""
+    remote = [issuer for issuer in issuers if isinstance(issuer, RemoteIssuer)]
+    for issuer in remote:  # all told first, so none starts another fetch meanwhile
+        issuer.close()
+    deadline = time.monotonic() + timeout
+    for issuer in remote:
+        issuer.join(max(0.0, deadline - time.monotonic()))

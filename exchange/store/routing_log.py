@@ -143,10 +143,13 @@ def page_query(conn: Connection, f: LogFilter, limit: int) -> Select[Any]:
 def _about(conn: Connection, report_id: str) -> ColumnElement[bool]:
     """Entries that name ``report_id``: by its place if it is stored here (every entry appended
     after it was), else by the id among the entries about reports not stored here (see
-    ``schema.LogRow``) — each an index look-up."""
-    unplaced = and_(LOG.c.report_seq.is_(None), LOG.c.report_id == report_id)
+    ``schema.LogRow``) — each an index look-up. The place is the store's, outside the entry's
+    hash, so a placed entry must name the id too: an edited place never moves an entry into
+    another report's listing."""
+    named = LOG.c.report_id == report_id
+    unplaced = and_(LOG.c.report_seq.is_(None), named)
     place = reports.places(conn, [report_id]).get(report_id)
-    return unplaced if place is None else or_(LOG.c.report_seq == place, unplaced)
+    return unplaced if place is None else or_(and_(LOG.c.report_seq == place, named), unplaced)
 
 
 # -- checkpoints ----------------------------------------------------------------------------

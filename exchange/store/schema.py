@@ -314,7 +314,8 @@ class LogRow(Base):
 
     ``report_seq`` is not part of an entry: it is the place (``reports.seq``) of the report the
     entry names when that report is stored here, filled in as the entry is appended, so a
-    report's entries are found through an index that grows at its right edge as the log does.
+    report's entries are found through an index whose new keys land near its newest places (an
+    entry is mostly written soon after its report is stored), not at random.
     The id itself is indexed only for entries about a report not stored here (a payload refused
     in a receipt): an index on every entry's id took a random leaf per entry, the largest cost
     left in a node's commits (issue 16; migration 0015)."""

@@ -7,7 +7,8 @@ the origin's commits (``bench/row_layout.py``'s ``no-lookup-indexes`` what-if: +
 
 ``routing_log.report_seq`` is the place (``reports.seq``) of the report an entry names, when that
 report is stored here; the entry's hash does not cover it (it is a local index, not part of the
-entry). Its index (``report_seq``, ``idx``) grows at the right edge as the log does. The id stays
+entry). Its index (``report_seq``, ``idx``) takes a report's entries near the newest places (an
+entry is mostly written soon after its report is stored), not at random. The id stays
 indexed, partially, only for entries naming a report not stored here (a payload refused in a
 receipt). Existing entries get their report's place; downgrade drops the column and builds the
 old index again.
@@ -31,13 +32,14 @@ _UNPLACED = "report_seq IS NULL AND report_id IS NOT NULL"
 
 
 def upgrade() -> None:
+    # The old index goes first: kept through the UPDATE, every row rewritten would add to it.
+    op.drop_index("ix_routing_log_report_id", table_name="routing_log")
     op.add_column("routing_log", sa.Column("report_seq", sa.BigInteger(), nullable=True))
     op.execute(
         "UPDATE routing_log SET report_seq = "
         "(SELECT r.seq FROM reports AS r WHERE r.id = routing_log.report_id) "
         "WHERE report_id IS NOT NULL"
     )
-    op.drop_index("ix_routing_log_report_id", table_name="routing_log")
     op.create_index("ix_routing_log_report_seq", "routing_log", ["report_seq", "idx"])
     op.create_index(
         "ix_routing_log_unplaced_report_id",

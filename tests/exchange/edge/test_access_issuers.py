@@ -80,7 +80,7 @@ def _serve(tmp_path: Path, jwks_uri: str, timeout: float) -> Iterator[Served]:
     finally:
         channel.close()
         server.stop(0)
-        remote.close()
+        remote.close(timeout=timeout + 1)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from exchange.routing_log import GENESIS, Checkpoint, LogChain, verify_chain
 from exchange.store import reports, routing_log
 from exchange.store.reports import Incoming
 from exchange.store.routing_log import LogFilter
+from exchange.store.writer import Tx, Writer
 from tests.exchange.factories import T0, make_report, report_place, report_wire
 
 
@@ -117,6 +118,28 @@ def test_a_reports_entries_are_found_whether_or_not_it_is_stored_here(engine: En
     place = report_place(engine, kept.id)
     assert places == {0: None, 1: None, 2: place, 3: None, 4: place}
     assert verify_chain(read) is None  # the place is the store's, not part of an entry
+    with engine.begin() as conn:  # a place edited (no hash covers it) moves no entry over
+        conn.execute(text("UPDATE routing_log SET report_seq = :p WHERE idx = 3"), {"p": place})
+    with engine.connect() as conn:
+        assert _ids(conn, kept.id) == ([0, 2, 4], None)
+
+
+def test_the_writer_places_entries_about_the_reports_its_jobs_store(
+    writer: Writer, engine: Engine
+) -> None:
+    """The writer appends a transaction's entries after its jobs ran: an entry logged before
+    its report was stored, in the same job, still gets the report's place."""
+    report = make_report(hashes=["placed"])
+
+    def job(tx: Tx) -> None:
+        tx.log(tx.chain.append(T0, LogKind.INTAKE, report_id=report.id, member="nl-eokm"))
+        incoming = Incoming(report, report_wire(report), ReportRole.ORIGIN)
+        reports.insert(tx.conn, [incoming], [None], [(None,)], T0)
+
+    writer.execute(job)
+    with engine.connect() as conn:
+        placed = conn.execute(text("SELECT report_seq FROM routing_log")).scalar_one()
+    assert placed == report_place(engine, report.id)
 
 
 def test_a_reports_entries_are_looked_up_through_indexes_not_a_scan(engine: Engine) -> None:
