@@ -531,6 +531,7 @@ class Node:
         if self.settings.metrics_listen:
             self._start_metrics(self.settings.metrics_listen)
         self._start_workers()
+        self.verifier.start()
         self._start_health(names[:6], pool)
         log.info("node %s serving on port %d", self.member, self.port)
 

@@ -183,10 +183,15 @@ class ManifestVerifier:
         self._own = own
         self._clock = clock
         self._external = external_issuers(settings, own, clock)
+        self._verifier = self._build(manifest)
+
+    def start(self) -> None:
+        """Fetch the fetched issuers' keys on their workers now, not at a first token: at the
+        node's start, so a node built but never started (or whose build failed later) leaves
+        no worker behind."""
         for issuer in self._external.values():
             if isinstance(issuer, RemoteIssuer):
-                issuer.schedule()  # fetched on its worker from the start, not by a first call
-        self._verifier = self._build(manifest)
+                issuer.schedule()
 
     def _build(self, manifest: Manifest) -> TokenVerifier:
         policy = token_policy(self._settings, self._member, self._own, manifest, self._external)

@@ -148,6 +148,7 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
+        web.gate.start()
         pdq_loop = None
         if web.pdq is not None:  # [web] pdq_index
             pdq_loop = follow_pdq(web.pdq, writer, settings.pdq.trim_interval_s)

@@ -73,8 +73,12 @@ class Gate:
             clock, burst=login_total_burst, every_s=LOGIN_TOTAL_WINDOW_S / login_total_burst
         )
 
+    def start(self) -> None:
+        """Start what verifying tokens keeps running (fetched issuers' workers)."""
+        self._verifier.start()
+
     def close(self) -> None:
-        """Stop what verifying tokens keeps running (fetched issuers' workers)."""
+        """Stop it again."""
         self._verifier.close()
 
     @property

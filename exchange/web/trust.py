@@ -59,6 +59,10 @@ class Trust:
             for iss, trusted in verifier.policy.issuers.items()
             if iss != own and not iss.startswith(NETWORK_ISSUER_PREFIX)
         }
+
+    def start(self) -> None:
+        """Fetch the fetched issuers' keys on their workers now (the view's start), not at a
+        first login."""
         for trusted in self._external.values():
             if isinstance(trusted, RemoteIssuer):
                 trusted.schedule()

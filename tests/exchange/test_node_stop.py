@@ -1,4 +1,4 @@
-"""A stopped node leaves nothing running: here, the key fetching of its ``[auth] jwks`` issuers.
+"""A node runs its ``[auth] jwks`` issuers' key fetching from its start to its stop, not longer.
 
 An issuer whose keys are fetched (``jwks_uri``, discovery) has a worker thread that wakes every
 ``jwks_cache_s`` to fetch them again. Before the node's stop closed it, the worker outlived the
@@ -47,6 +47,7 @@ def test_stopping_the_node_stops_its_issuers_key_fetching(
     )
     before = set(_fetchers())
     node = build_node(fed.settings[NL])
+    assert set(_fetchers()) == before  # built, not started: nothing runs yet
     node.start()
     try:
         wait_until(lambda: set(_fetchers()) - before, what="the issuer's key fetcher to start")
