@@ -188,7 +188,7 @@ class Rows:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             for sql in self.ddl:
-                if "no-lookup-indexes" in what_if and sql.split()[2] in LOOKUP_INDEXES:
+                if "no-lookup-indexes" in what_if and _index_name(sql) in LOOKUP_INDEXES:
                     continue
                 db.execute(sql)
             for c in range(copies):
@@ -239,6 +239,15 @@ def _places(src: sqlite3.Connection) -> dict[int, str]:
     if "seq" not in columns:
         return {}
     return {seq: rid for rid, seq in src.execute("SELECT id, seq FROM reports")}
+
+
+_INDEX = re.compile(r'CREATE\s+(?:UNIQUE\s+)?INDEX\s+"?(\w+)', re.IGNORECASE)
+
+
+def _index_name(sql: str) -> str | None:
+    """The index a ``CREATE [UNIQUE] INDEX`` statement makes (None for a table)."""
+    found = _INDEX.match(sql)
+    return found.group(1) if found else None
 
 
 _ORDINAL = re.compile(r"^[0-9]{12}$")  # the ``case-key`` layout's place in storage order

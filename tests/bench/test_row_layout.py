@@ -289,3 +289,11 @@ def test_what_if_case_key_names_cases_and_their_reports_by_place_also_in_held_co
         (places[4], places[4]),
     ]
     assert [(c, r) for (c, r, _) in _dump(copy, "item_states")] == _dump(copy, "case_reports")
+
+
+def test_an_index_is_named_whether_or_not_it_is_unique() -> None:
+    name = load("row_layout")._index_name
+    assert name("CREATE INDEX ix_a ON t (a)") == "ix_a"
+    assert name("CREATE UNIQUE INDEX uq_b ON t (b) WHERE c IS NULL") == "uq_b"
+    assert name('CREATE UNIQUE INDEX "uq_c" ON t (c)') == "uq_c"
+    assert name("CREATE TABLE t (a)") is None
