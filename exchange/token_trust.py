@@ -34,7 +34,7 @@ from auth.tokens import (
     load_jwks_issuers,
     node_issuer,
 )
-from auth.tokens.remote import RemoteIssuer, RemoteOptions, close_fetching
+from auth.tokens.remote import RemoteIssuer, RemoteOptions, close_fetching, start_fetching
 from common.clock import Clock, system_clock
 from exchange.errors import ConfigError
 from exchange.settings import Settings
@@ -189,9 +189,7 @@ class ManifestVerifier:
         """Fetch the fetched issuers' keys on their workers now, not at a first token: at the
         node's start, so a node built but never started (or whose build failed later) leaves
         no worker behind."""
-        for issuer in self._external.values():
-            if isinstance(issuer, RemoteIssuer):
-                issuer.schedule()
+        start_fetching(self._external.values())
 
     def _build(self, manifest: Manifest) -> TokenVerifier:
         policy = token_policy(self._settings, self._member, self._own, manifest, self._external)

@@ -42,7 +42,7 @@ from auth.errors import IssuerUnavailable, TrustConfigError
 from auth.tokens.fetch import fetch_json, url_problem
 from auth.tokens.policy import TrustedIssuer
 
-__all__ = ["DISCOVERY_PATH", "RemoteIssuer", "RemoteOptions", "close_fetching"]
+__all__ = ["DISCOVERY_PATH", "RemoteIssuer", "RemoteOptions", "close_fetching", "start_fetching"]
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +242,14 @@ def _same_origin(url: str, issuer: str) -> bool:
         return False
     host_a, host_b = a.hostname, b.hostname
     return same_port and a.scheme == b.scheme and host_a is not None and host_a == host_b
+
+
+def start_fetching(issuers: Iterable[object]) -> None:
+    """Have every ``RemoteIssuer`` among ``issuers`` fetch its keys on its worker now (a
+    process's start), not at a first token."""
+    for issuer in issuers:
+        if isinstance(issuer, RemoteIssuer):
+            issuer.schedule()
 
 
 def close_fetching(issuers: Iterable[object], timeout: float = 2.0) -> None:

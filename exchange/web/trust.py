@@ -22,7 +22,7 @@ from datetime import timedelta
 from auth.errors import TokenInvalid, TrustConfigError
 from auth.manifest.readers import NETWORK_ISSUER_PREFIX
 from auth.tokens import Principal, TokenVerifier
-from auth.tokens.remote import RemoteIssuer, close_fetching
+from auth.tokens.remote import close_fetching, start_fetching
 from common.clock import Clock
 from exchange.errors import ConfigError
 from exchange.local import LocalNode
@@ -63,9 +63,7 @@ class Trust:
     def start(self) -> None:
         """Fetch the fetched issuers' keys on their workers now (the view's start), not at a
         first login."""
-        for trusted in self._external.values():
-            if isinstance(trusted, RemoteIssuer):
-                trusted.schedule()
+        start_fetching(self._external.values())
 
     def close(self) -> None:
         """Stop the fetched issuers' workers (the view's shutdown)."""

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
@@ -38,13 +39,16 @@ from exchange.domain import (
     make_item,
     report_id_for,
 )
+from exchange.settings import Settings
 from exchange.store import schema
 from exchange.store.writer import Tx, Writer
+from exchange.tools.provision import MemberPlan, provision_federation
 from exchange.wire.codec import announcement_to_proto, report_to_proto
 from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Sealed, seal
 from routing.canonical import canonicalize
 from routing.decision import Decision, DecisionReason
 from tests.auth.factories import COORDINATOR, NetworkKit, make_network, signing_key
+from tests.dbs import Databases
 
 __all__ = [
     "COORDINATOR",
@@ -356,3 +360,21 @@ def report_place(engine: Engine, report_id: str) -> int:
             select(schema.reports.c.seq).where(schema.reports.c.id == report_id)
         ).scalar_one()
     return int(place)
+
+
+def one_member_settings(tmp_path: Path, databases: Databases, extra: str) -> Settings:
+    """The settings of nl-eokm, a one-member network on 127.0.0.1 (its own coordinator) whose
+    hosting range is NL, with ``extra`` appended to its node.toml."""
+    fed = provision_federation(
+        tmp_path / "fed",
+        [MemberPlan("nl-eokm", "EOKM", ("NL",))],
+        coordinator="nl-eokm",
+        now=datetime.now(UTC),
+        orphan_rules={},
+        country_networks={"185.107.56.0/22": "NL"},
+        asn_networks={"185.107.56.0/22": (64500, "Example Hosting B.V.")},
+        static_hosts={"hosting-nl.example": ["185.107.56.1"]},
+        extra_settings=extra,
+        database_url=databases.for_members(),
+    )
+    return fed.settings["nl-eokm"]

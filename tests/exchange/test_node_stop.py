@@ -10,13 +10,12 @@ provisioned settings, started, stopped); the IdP is a closed port on loopback.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 from exchange.node import build_node
-from exchange.tools.provision import MemberPlan, provision_federation
 from tests.auth.token_factories import write_json
 from tests.dbs import Databases
+from tests.exchange.factories import one_member_settings
 from tests.integration.support import wait_until
 
 NL = "nl-eokm"
@@ -33,20 +32,9 @@ def test_stopping_the_node_stops_its_issuers_key_fetching(
     # Port 9 (discard) on loopback: nothing answers, each fetch fails at once.
     entry = {"iss": IDP, "algorithms": ["RS256"], "jwks_uri": "http://127.0.0.1:9/jwks.json"}
     issuers = write_json(tmp_path / "trusted-issuers.json", {"issuers": [entry]})
-    fed = provision_federation(
-        tmp_path / "fed",
-        [MemberPlan(NL, "EOKM", ("NL",))],
-        coordinator=NL,
-        now=datetime.now(UTC),
-        orphan_rules={},
-        country_networks={"185.107.56.0/22": "NL"},
-        asn_networks={},
-        static_hosts={},
-        extra_settings=f'\n[auth]\njwks = "{issuers}"\n',
-        database_url=databases.for_members(),
-    )
+    settings = one_member_settings(tmp_path, databases, f'\n[auth]\njwks = "{issuers}"\n')
     before = set(_fetchers())
-    node = build_node(fed.settings[NL])
+    node = build_node(settings)
     assert set(_fetchers()) == before  # built, not started: nothing runs yet
     node.start()
     try:

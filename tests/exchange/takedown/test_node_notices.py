@@ -10,7 +10,6 @@ without a password, stops the node from being built.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,8 @@ from exchange.domain import Classification, case_id_for
 from exchange.errors import ConfigError
 from exchange.lifecycle.model import Assessment, Stage
 from exchange.node import Node, build_node
-from exchange.settings import Settings
-from exchange.tools.provision import MemberPlan, provision_federation
 from tests.dbs import Databases
-from tests.exchange.factories import make_submission
+from tests.exchange.factories import make_submission, one_member_settings
 from tests.exchange.takedown.factories import insert_watches, watch_row
 from tests.exchange.takedown.smtp import SmtpRelay
 from tests.integration.support import wait_until
@@ -49,22 +46,6 @@ def notices_settings(relay: SmtpRelay, directory: Path, **extra: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provision(tmp_path: Path, databases: Databases, extra: str) -> Settings:
-    fed = provision_federation(
-        tmp_path / "fed",
-        [MemberPlan(NL, "EOKM", ("NL",))],
-        coordinator=NL,
-        now=datetime.now(UTC),
-        orphan_rules={},
-        country_networks={"185.107.56.0/22": "NL"},
-        asn_networks={"185.107.56.0/22": (64500, "Example Hosting B.V.")},
-        static_hosts={"hosting-nl.example": ["185.107.56.1"]},
-        extra_settings=extra,
-        database_url=databases.for_members(),
-    )
-    return fed.settings[NL]
-
-
 @pytest.fixture
 def directory(tmp_path: Path) -> Path:
     path = tmp_path / "abuse-contacts.toml"
@@ -74,7 +55,9 @@ def directory(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def node(tmp_path: Path, databases: Databases, relay: SmtpRelay, directory: Path) -> Iterator[Node]:
-    running = build_node(provision(tmp_path, databases, notices_settings(relay, directory)))
+    running = build_node(
+        one_member_settings(tmp_path, databases, notices_settings(relay, directory))
+    )
     running.start()
     yield running
     running.stop(grace=0)
@@ -97,7 +80,7 @@ def test_the_running_node_sends_the_notice(node: Node, relay: SmtpRelay) -> None
 
 
 def test_notices_off_means_no_notifier(tmp_path: Path, databases: Databases) -> None:
-    node = build_node(provision(tmp_path, databases, ""))
+    node = build_node(one_member_settings(tmp_path, databases, ""))
     try:
         assert node.notifier is None
     finally:
@@ -110,7 +93,7 @@ def test_a_broken_directory_stops_the_build(
 ) -> None:
     broken = tmp_path / "contacts.toml"
     broken.write_text('[[contact]]\nasn = 64500\naddress = "nope"\n', encoding="utf-8")
-    settings = provision(tmp_path, databases, notices_settings(relay, broken))
+    settings = one_member_settings(tmp_path, databases, notices_settings(relay, broken))
     with pytest.raises(ConfigError, match="contact #1: address: 'nope'"):
         build_node(settings)
 
@@ -118,7 +101,7 @@ def test_a_broken_directory_stops_the_build(
 def test_a_login_needs_its_password(
     tmp_path: Path, databases: Databases, relay: SmtpRelay, directory: Path
 ) -> None:
-    settings = provision(
+    settings = one_member_settings(
         tmp_path, databases, notices_settings(relay, directory, username='"notices"')
     )
     with pytest.raises(ConfigError, match="IHX_NOTICES_PASSWORD"):
