@@ -25,16 +25,18 @@ log entries found by its place rather than an index on every entry's id since 00
   through what it would need anyway, the hash index.
 - ``case-key``: ``cases``, ``case_reports`` and ``item_states`` (the responsible node's) name a
   case and a report by a place in storage order (a zero-padded ordinal, so its text sorts as the
-  number would) instead of their hash ids: a case's place is its first report's, as its id is
-  that report's (``c-`` for ``r-``). Each report opens or joins a case there, so each took a
-  random leaf of each of those keys.
+  number would) instead of their ids: a case's place is its first report's. Priced at +63% when a
+  case's id was its first report's hash digits, a random leaf of each of those keys per report;
+  since a case's id starts with the millisecond it was opened (``case_id_for``), what is left of
+  it is the report id in the second column and in ``ix_item_states_report_id``.
 
 ``held``: the rate and bytes on a file that already holds that many reports — as a node's does
 after weeks — not on an empty one. A run's 20,000 reports fill a few hundred leaves per index, so
 a transaction's random keys share many of them; a node holding hundreds of thousands has so
 many leaves that each key dirties one of its own, and every one of them is written at COMMIT.
 The file is first filled (untimed, in large transactions) with copies of the run's own rows
-under fresh names (``_Copy``); the timed rows come last, as the newest.
+under fresh names (``_Copy``; a copy's cases opened a day after the copy before's); the timed
+rows come last, as the newest.
 """
 
 from __future__ import annotations
@@ -148,8 +150,13 @@ class Rows:
 
     @functools.cached_property
     def _places_by_hex(self) -> dict[str, str]:
-        """A report's hex digits (its case's too) → its place as ``case-key`` writes it."""
-        return {rid.removeprefix("r-"): f"{i:012d}" for i, rid in enumerate(self.ids)}
+        """A report's hex digits → its place as ``case-key`` writes it; also the first 20 of
+        them, which a case's id ends with (before, a case's id was all of them)."""
+        places = {}
+        for i, rid in enumerate(self.ids):
+            digits = rid.removeprefix("r-")
+            places[digits] = places[digits[:_CASE_REPORT_HEX]] = f"{i:012d}"
+        return places
 
     def _case_keyed(self, table: str, rows: list[Any]) -> list[Any]:
         """``rows`` with their case and report ids replaced by places (``case-key``)."""
@@ -159,7 +166,11 @@ class Rows:
         for row in rows:
             values = list(row)
             for k in keys:
-                values[k] = place.get(str(values[k])[2:], values[k])
+                text = str(values[k])
+                digits = text[2:]
+                if (case := _CASE.match(text)) and digits not in place:
+                    digits = case.group(2)
+                values[k] = place.get(digits, values[k])
             out.append(tuple(values))
         return out
 
@@ -253,6 +264,10 @@ def _index_name(sql: str) -> str | None:
 _ORDINAL = re.compile(r"^[0-9]{12}$")  # the ``case-key`` layout's place in storage order
 # A report's or case's id ("r-" and 32 hex digits) or a content hash (32 to 64 hex digits).
 _NAME = re.compile(r"^([a-z]-)?([0-9a-f]{32,64})$")
+# A case's id: the millisecond it was opened, then its first report's first 20 hex digits.
+_CASE = re.compile(r"^c-([0-9a-f]{12})([0-9a-f]{20})$")
+_CASE_REPORT_HEX = 20
+_CASE_STRIDE_MS = 86_400_000  # a copy's cases were opened a day after the copy before's
 _KEY_BYTES = 32  # a binary key (a URL's): sha256 length; a payload is never exactly that
 _SERIAL_STRIDE = 10**9  # a copy's integer keys (the log's index, …) come after the last one's
 
@@ -286,6 +301,10 @@ class _Copy:
             return value
         if _ORDINAL.match(value):
             return f"{int(value) + self.n * self.reports:012d}"
+        if case := _CASE.match(value):  # renamed, and still in order of opening
+            at = (int(case.group(1), 16) + self.n * _CASE_STRIDE_MS) % (1 << 48)
+            digest = hashlib.sha256(f"{self.n}:{value}".encode()).hexdigest()
+            return f"c-{at:012x}{digest[:_CASE_REPORT_HEX]}"
         if found := _NAME.match(value):
             digest = hashlib.sha256(f"{self.n}:{value}".encode()).hexdigest()
             return (found.group(1) or "") + digest[: len(found.group(2))]

@@ -31,13 +31,13 @@ from exchange.domain import (
     ContentHash,
     HashAlgorithm,
     Submission,
-    case_id_for,
     make_facts,
     make_item,
 )
 from exchange.lifecycle.model import Assessment
 from exchange.lifecycle.work import Command
 from exchange.node import build_node
+from exchange.store import reports
 from exchange.tools.provision import MemberPlan, provision_federation
 
 NL, COORDINATOR = "nl-eokm", "inhope"
@@ -64,7 +64,10 @@ def submission(i: int) -> Submission:
 def seed(node: Any, n: int) -> list[str]:
     """N cases held here, each with one item assessed baseline (intake and case work in bulk)."""
     futures = [node.intake.submit_prepared(node.intake.prepare(submission(i))) for i in range(n)]
-    cases = [case_id_for(f.result().report_id) for f in futures]
+    ids = [f.result().report_id for f in futures]
+    with node.engine.connect() as conn:
+        held = reports.existing(conn, ids)
+    cases = [str(held[rid]) for rid in ids]
     for start in range(0, n, 1000):
         commands = [
             Command.assess(c, [], Assessment(Classification.BASELINE))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from exchange.domain import (
     ContentHash,
@@ -38,6 +38,8 @@ from exchange.store.cases import CaseLink
 from exchange.store.reports import Incoming, Marks
 from exchange.store.writer import Tx
 from exchange.wire.codec import announcement_to_proto
+
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def marks_for(report: Report, known: dict[ContentHash, KnownContent]) -> Marks:
@@ -66,6 +68,7 @@ class _Plan:
     open_cases: dict[bytes, str]  # url_key → open case, including those this batch opens
     known: dict[ContentHash, KnownContent]  # first sightings, including this batch's own
     opened: list[tuple[str, Report]] = field(default_factory=list)
+    opened_ids: set[str] = field(default_factory=set)
     touched: set[str] = field(default_factory=set)
     links: list[CaseLink] = field(default_factory=list)
     sightings: list[KnownContent] = field(default_factory=list)
@@ -129,7 +132,7 @@ def _place(tx: Tx, plan: _Plan, inc: Incoming, *, self_member: str, now: datetim
     plan.marks.append(marks_for(r, known))
     case_id = plan.open_cases.get(r.url_key)
     if case_id is None:
-        case_id = case_id_for(r.id)
+        case_id = _new_case_id(plan, r.id, now)
         plan.open_cases[r.url_key] = case_id
         outcome = Outcome.NEW_CASE
         plan.opened.append((case_id, r))
@@ -151,6 +154,21 @@ def _place(tx: Tx, plan: _Plan, inc: Incoming, *, self_member: str, now: datetim
             detail={"case": case_id, "new_items": new_items, "via": inc.sender or "intake"},
         )
     )
+
+
+def _new_case_id(plan: _Plan, report_id: str, now: datetime) -> str:
+    """The id of the case ``report_id`` opens now, one no other report of this batch took.
+
+    Two reports share an id only when their ids share 80 bits — something only a member
+    grinding hashes gets — and would then fail their whole batch on the key; the later one
+    steps a millisecond on instead."""
+    at = now
+    case_id = case_id_for(report_id, at)
+    while case_id in plan.opened_ids:
+        at += _MILLISECOND
+        case_id = case_id_for(report_id, at)
+    plan.opened_ids.add(case_id)
+    return case_id
 
 
 def _first_sightings(plan: _Plan, r: Report, case_id: str, self_member: str) -> int:

@@ -243,12 +243,21 @@ def test_rows_keyed_by_report_place_travel_with_their_report_and_held_copies_fol
     assert len(set(places)) == 6
 
 
+# A case's id as it was (its first report's digits), and as it is (opened when, then 20 of them).
+CASE_IDS = {
+    "report-digits": lambda h, at: f"c-{h}",
+    "time-first": lambda h, at: f"c-{at:012x}{h[:20]}",
+}
+
+
+@pytest.mark.parametrize("case_id", CASE_IDS)
 def test_what_if_case_key_names_cases_and_their_reports_by_place_also_in_held_copies(
-    tmp_path: Path,
+    tmp_path: Path, case_id: str
 ) -> None:
-    """``case-key``: a case is named by its first report's place (its id is that report's, ``c-``
-    for ``r-``), a case's report by its own; each held copy's places come after the copy
-    before, so the timed copy's cases and reports still match one another."""
+    """``case-key``: a case is named by its first report's place, a case's report by its own;
+    each held copy's places come after the copy before, so the timed copy's cases and reports
+    still match one another."""
+    name = CASE_IDS[case_id]
     source = tmp_path / "node.db"
     db = sqlite3.connect(source)
     db.executescript(
@@ -260,15 +269,16 @@ def test_what_if_case_key_names_cases_and_their_reports_by_place_also_in_held_co
                                   PRIMARY KEY (case_id, report_id, idx));
         """
     )
-    hexes = [f"{n:032x}" for n in (0xC, 0xA, 0xB)]
+    hexes = [d * 32 for d in "cab"]
     for h in hexes:
         db.execute("INSERT INTO reports VALUES (?)", (f"r-{h}",))
+    opened = {h: name(h, 1_800_000_000_000 + i) for i, h in enumerate(hexes[:2])}
     for h in hexes[:2]:  # the third report joins the first's case
-        db.execute("INSERT INTO cases VALUES (?, 'u')", (f"c-{h}",))
+        db.execute("INSERT INTO cases VALUES (?, 'u')", (opened[h],))
     joins = [(hexes[0], hexes[0]), (hexes[1], hexes[1]), (hexes[0], hexes[2])]
     for case, report in joins:
-        db.execute("INSERT INTO case_reports VALUES (?, ?)", (f"c-{case}", f"r-{report}"))
-        db.execute("INSERT INTO item_states VALUES (?, ?, 0)", (f"c-{case}", f"r-{report}"))
+        db.execute("INSERT INTO case_reports VALUES (?, ?)", (opened[case], f"r-{report}"))
+        db.execute("INSERT INTO item_states VALUES (?, ?, 0)", (opened[case], f"r-{report}"))
     db.commit()
     db.close()
     out = tmp_path / "out"
@@ -289,6 +299,37 @@ def test_what_if_case_key_names_cases_and_their_reports_by_place_also_in_held_co
         (places[4], places[4]),
     ]
     assert [(c, r) for (c, r, _) in _dump(copy, "item_states")] == _dump(copy, "case_reports")
+
+
+def test_held_copies_of_time_first_case_ids_keep_their_order_of_opening(tmp_path: Path) -> None:
+    """A case's id starts with when it was opened, so the node writes each new one at the right
+    edge of its key; a held copy's cases must too, or the held file prices random keys again."""
+    source = tmp_path / "node.db"
+    db = sqlite3.connect(source)
+    db.executescript(
+        """
+        CREATE TABLE reports (id TEXT PRIMARY KEY);
+        CREATE TABLE cases (id TEXT PRIMARY KEY, first_report TEXT);
+        """
+    )
+    hexes = [d * 32 for d in "cab"]
+    for i, h in enumerate(hexes):
+        db.execute("INSERT INTO reports VALUES (?)", (f"r-{h}",))
+        case = CASE_IDS["time-first"](h, 1_800_000_000_000 + i)
+        db.execute("INSERT INTO cases VALUES (?, ?)", (case, f"r-{h}"))
+    db.commit()
+    db.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    load("row_layout").Rows(source).replay(out, 2, keep=True, held=6)
+    db = sqlite3.connect(out / "layout-2.db")
+    try:
+        by_arrival = [c for (c,) in db.execute("SELECT id FROM cases ORDER BY rowid")]
+    finally:
+        db.close()
+    assert len(set(by_arrival)) == 9
+    assert by_arrival == sorted(by_arrival)  # every copy's, and the timed copy's last
+    assert all(len(c) == 34 and c.startswith("c-") for c in by_arrival)
 
 
 def test_an_index_is_named_whether_or_not_it_is_unique() -> None:

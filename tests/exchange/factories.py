@@ -362,6 +362,23 @@ def report_place(engine: Engine, report_id: str) -> int:
     return int(place)
 
 
+def case_here(engine: Engine, report_id: str) -> str | None:
+    """The case a stored report is in here (None: it went to its holder). Looked up, not
+    derived: a case id carries the millisecond its case was opened (``case_id_for``)."""
+    with engine.connect() as conn:
+        case_id = conn.execute(
+            select(schema.reports.c.case_id).where(schema.reports.c.id == report_id)
+        ).scalar_one()
+    return None if case_id is None else str(case_id)
+
+
+def case_of(engine: Engine, report_id: str) -> str:
+    """The case a stored report is in here; it must be in one."""
+    case_id = case_here(engine, report_id)
+    assert case_id is not None, f"{report_id} is in no case here"
+    return case_id
+
+
 def one_member_settings(tmp_path: Path, databases: Databases, extra: str) -> Settings:
     """The settings of nl-eokm, a one-member network on 127.0.0.1 (its own coordinator) whose
     hosting range is NL, with ``extra`` appended to its node.toml."""

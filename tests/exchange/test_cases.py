@@ -57,7 +57,7 @@ def test_first_report_opens_a_case(engine: Engine, writer: Writer) -> None:
     report = make_report(origin="nl-eokm", hashes=["a", "b"])
     (result,) = accept(writer, [report]).results
     assert result.outcome is Outcome.NEW_CASE
-    assert result.case_id == case_id_for(report.id)
+    assert result.case_id == case_id_for(report.id, T0)
     assert result.report_id == report.id
     assert result.index == 0
     (case,) = rows(engine, schema.cases)
@@ -123,6 +123,40 @@ def test_another_url_opens_another_case(engine: Engine, writer: Writer) -> None:
     results = accept(writer, [one, two]).results
     assert [r.outcome for r in results] == [Outcome.NEW_CASE, Outcome.NEW_CASE]
     assert results[0].case_id != results[1].case_id
+
+
+def test_cases_opened_later_have_ids_that_sort_after(engine: Engine, writer: Writer) -> None:
+    """A new case's key is the largest yet, so it is written at the right edge of the indexes
+    that lead with it, however random its report's id."""
+    opened = []
+    for i in range(20):
+        report = make_report(url=f"https://hosting-de.example/{i}", hashes=[str(i)])
+        (result,) = accept(writer, [report], now=T0 + timedelta(milliseconds=i)).results
+        opened.append(result.case_id)
+    assert sorted(opened) == opened
+    with engine.connect() as conn:
+        by_key = list(conn.execute(select(schema.cases.c.id).order_by(schema.cases.c.id)).scalars())
+        by_arrival = list(
+            conn.execute(
+                select(schema.case_reports.c.case_id).order_by(schema.case_reports.c.case_id)
+            ).scalars()
+        )
+    assert by_key == opened == by_arrival
+
+
+def test_reports_whose_ids_share_80_bits_still_open_cases_of_their_own(
+    engine: Engine, writer: Writer
+) -> None:
+    """Only a member grinding hashes gets two such ids; its batch must not fail on the key."""
+    shared = "r-" + "ab" * 10
+    one = make_report(url="https://hosting-de.example/1", hashes=["a"], report_id=shared + "0" * 12)
+    two = make_report(url="https://hosting-de.example/2", hashes=["b"], report_id=shared + "1" * 12)
+    assert case_id_for(one.id, T0) == case_id_for(two.id, T0)
+    results = accept(writer, [one, two]).results
+    assert [r.outcome for r in results] == [Outcome.NEW_CASE, Outcome.NEW_CASE]
+    assert results[0].case_id == case_id_for(one.id, T0)
+    assert results[1].case_id == case_id_for(two.id, T0 + timedelta(milliseconds=1))
+    assert {c.id for c in rows(engine, schema.cases)} == {r.case_id for r in results}
 
 
 def test_a_closed_case_is_not_merged_into(engine: Engine, writer: Writer) -> None:

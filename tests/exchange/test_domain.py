@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,6 +21,7 @@ from exchange.domain import (
     SiteType,
     case_id_for,
     check_items,
+    is_case_id,
     make_facts,
     make_item,
     parse_hash,
@@ -240,7 +242,31 @@ def test_report_id_shape_and_determinism() -> None:
     assert rid == report_id_for("nl-eokm", URL_KEY, list(items))
     assert rid.startswith("r-")
     assert len(rid) == 34
-    assert case_id_for(rid) == "c-" + rid[2:]
+
+
+# -- case ids -----------------------------------------------------------------------------------
+
+
+def test_a_case_id_is_its_opening_millisecond_then_its_reports_digits() -> None:
+    rid = report_id_for("nl-eokm", URL_KEY, [make_test_item("a")])
+    at = datetime(2026, 12, 7, 3, 0, 0, 123_456, tzinfo=UTC)
+    case_id = case_id_for(rid, at)
+    assert is_case_id(case_id)
+    ms = int(case_id[2:14], 16)
+    assert datetime.fromtimestamp(ms / 1000, UTC) == at.replace(microsecond=123_000)
+    assert case_id[14:] == rid[2:22]
+    assert case_id_for(rid, at) == case_id  # a batch retried after a crash opens the same id
+    assert case_id_for(rid, at + timedelta(microseconds=500)) == case_id
+
+
+def test_case_ids_sort_by_when_they_were_opened_whatever_their_reports() -> None:
+    """The point of the time first: a new case's key is the largest yet, in every index."""
+    start = datetime(2026, 12, 7, tzinfo=UTC)
+    rids = [report_id_for("nl-eokm", URL_KEY, [make_test_item(str(i))]) for i in range(50)]
+    opened = [case_id_for(rid, start + timedelta(milliseconds=i)) for i, rid in enumerate(rids)]
+    assert sorted(opened) == opened
+    assert sorted(rids) != rids  # the reports' own ids are in no such order
+    assert len({case_id_for(rid, start) for rid in rids}) == len(rids)
 
 
 def test_report_id_ignores_item_and_hash_order() -> None:

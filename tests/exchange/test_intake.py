@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, Table, select
 
 from exchange import cases
-from exchange.domain import Classification, Sighting, Submission, case_id_for
+from exchange.domain import Classification, Sighting, Submission
 from exchange.errors import ExchangeError
 from exchange.intake import Intake, IntakeResult
 from exchange.store import retention, schema
@@ -27,6 +27,7 @@ from tests.dbs import allow_inserts, refuse_inserts
 from tests.exchange.factories import (
     T0,
     FakeClock,
+    case_of,
     content_hash,
     make_announcement,
     make_submission,
@@ -69,7 +70,7 @@ def test_local_report_opens_a_case(
     assert result.canonical_url == url_in("NL")
     assert [s.known for s in result.items] == [None, None]
 
-    case_id = case_id_for(result.report_id)
+    case_id = case_of(engine, result.report_id)
     (case,) = rows(engine, schema.cases)
     assert case.id == case_id
     assert case.status == "open"
@@ -284,14 +285,16 @@ def test_announced_content_is_marked_known(
     assert intake.submit(make_submission(url_in(country), hashes=["b", "a"])).items == result.items
 
 
-def test_content_first_seen_here_is_known_to_the_next_report(intake: Intake) -> None:
+def test_content_first_seen_here_is_known_to_the_next_report(
+    intake: Intake, engine: Engine
+) -> None:
     first = intake.submit(make_submission(url_in("NL", "/one"), hashes=["a"]))
     second = intake.submit(make_submission(url_in("NL", "/two"), hashes=["a"]))
     (status,) = second.items
     assert status.known is not None
     assert status.known.member == "nl-eokm"
     assert status.known.report_id == first.report_id
-    assert status.known.case_id == case_id_for(first.report_id)
+    assert status.known.case_id == case_of(engine, first.report_id)
 
 
 # -- refusals -----------------------------------------------------------------------------------

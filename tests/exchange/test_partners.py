@@ -14,7 +14,7 @@ from exchange.intake import Intake
 from exchange.partners import PartnerRule, Partners
 from exchange.store import schema
 from exchange.store.writer import Writer
-from tests.exchange.factories import FakeClock, make_submission, url_in
+from tests.exchange.factories import FakeClock, case_of, make_submission, url_in
 
 TIMEOUT = timedelta(minutes=5)
 
@@ -67,7 +67,7 @@ def test_rules_decide_which_partner_gets_a_case(local_intake: Intake, engine: En
             url_in("NL", "/2.jpg"), hashes=["b"], classification=Classification.DOUBTFUL
         )
     )
-    case_a = "c-" + baseline.report_id.removeprefix("r-")
+    case_a = case_of(engine, baseline.report_id)
     assert assigned(engine) == {("nl-police", case_a), ("europol", case_a)}
     assert doubtful.report_id  # stored, but no partner receives a doubtful-only case
 

@@ -22,7 +22,6 @@ from exchange.domain import (
     HashAlgorithm,
     LogKind,
     Submission,
-    case_id_for,
     make_facts,
     make_item,
 )
@@ -30,6 +29,7 @@ from exchange.lifecycle.model import Action, ActionKind, Assessment
 from exchange.routing_log import LogEntry, verify_chain
 from exchange.times import from_micros
 from tests.exchange.cli.conftest import Running, wait_for
+from tests.exchange.factories import case_of
 
 NL = "nl-eokm"
 YEAR_AND_A_MONTH_US = int(timedelta(days=400).total_seconds() * 1_000_000)
@@ -44,7 +44,7 @@ def closed_long_ago(federation: Running, path: str, seed: str) -> tuple[str, str
     """A case at nl-eokm, assessed and removed, its closing moved back 400 days."""
     with federation.intake(NL) as client:
         report_id = client.submit(submission(path, seed)).report_id
-    case_id = case_id_for(report_id)
+    case_id = case_of(federation.nodes[NL].engine, report_id)
     work = federation.nodes[NL].case_work
     work.assess(case_id, [], Assessment(Classification.BASELINE))
     work.act(case_id, [], Action(ActionKind.REMOVED))

@@ -115,7 +115,10 @@ def test_submit_shows_known_content_from_the_network(
     item = second["items"][0]
     assert item["known_content"] is True
     assert item["first_seen_member"] == "de-eco"
-    assert item["first_seen_case"] == "c-" + first["report_id"].removeprefix("r-")
+    ((opened,),) = federation.query(
+        "de-eco", "select case_id from reports where id = ?", (first["report_id"],)
+    )
+    assert item["first_seen_case"] == opened
     assert item["first_classification"] == "national"
     text = runner.invoke(
         app,

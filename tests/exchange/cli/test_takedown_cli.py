@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 from typer.testing import CliRunner
 
-from exchange.domain import Classification, case_id_for
+from exchange.domain import Classification
 from exchange.lifecycle.model import Assessment
 from exchange.store import schema
 from exchange.store import takedown as store
@@ -22,6 +22,7 @@ from exchange.store.takedown import CheckUpdate, WatchState
 from exchange.takedown.model import Check, Outcome
 from tests.exchange.cli.conftest import Running
 from tests.exchange.cli.test_retention_cli import chain_intact, invoke, submission
+from tests.exchange.factories import case_of
 
 NL = "nl-eokm"
 
@@ -30,7 +31,7 @@ def watched_case(federation: Running) -> str:
     """A case at nl-eokm assessed illegal, watched, checked online then gone."""
     with federation.intake(NL) as client:
         report_id = client.submit(submission("watched.jpg", "b")).report_id
-    case_id = case_id_for(report_id)
+    case_id = case_of(federation.nodes[NL].engine, report_id)
     node = federation.nodes[NL]
     node.case_work.assess(case_id, [], Assessment(Classification.BASELINE))
     node.writer.execute(lambda tx: _watch(tx.conn, case_id))

@@ -56,7 +56,7 @@ def report_id(seed: str = "a") -> str:
 
 def case_id(seed: str = "a") -> str:
     """The id of the case the report of ``seed`` opened."""
-    return case_id_for(report_id(seed))
+    return case_id_for(report_id(seed), T0)
 
 
 def make_ref(
@@ -144,7 +144,7 @@ def make_event(
     """
     items = tuple(refs) if refs is not None else (make_ref(),)
     the_kind = kind or _KIND_OF.get(type(body), EventKind.WITHDRAWN)
-    the_case = case if case is not None else case_id_for(items[0].report_id)
+    the_case = case if case is not None else case_id_for(items[0].report_id, T0)
     scope = items[0].report_id if the_kind is EventKind.WITHDRAWAL else the_case
     return CaseEvent(
         id=event_id_for(member, scope, sequence),

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Table, select
 
 from auth.manifest import Manifest
 from exchange.checkpoints import Checkpointer, verify_log
-from exchange.domain import Classification, LogKind, case_id_for
+from exchange.domain import Classification, LogKind
 from exchange.intake import Intake
 from exchange.lifecycle.model import Action, ActionKind, Assessment, ItemRef, ItemState, Stage
 from exchange.lifecycle.record import Recorder
@@ -36,6 +36,7 @@ from exchange.store.writer import Writer
 from exchange.wire.codec import announcement_from_bytes, parse_report
 from tests.exchange.factories import (
     FakeClock,
+    case_here,
     content_hash,
     make_submission,
     report_place,
@@ -69,7 +70,8 @@ class World:
         )
 
     def case(self, seed: str, *, close: bool = True, country: str = "NL") -> tuple[str, str]:
-        """A case held here (an NL-hosted report of two items), closed (removed) unless not."""
+        """A case held here (an NL-hosted report of two items), closed (removed) unless not;
+        (its id, or "" for a report sent to its holder, and the report's id)."""
         result = self.intake.submit(
             make_submission(
                 url_in(country, f"/{seed}.jpg"),
@@ -77,7 +79,7 @@ class World:
                 notes=f"found via https://forum.example/{seed}",
             )
         )
-        case_id = case_id_for(result.report_id)
+        case_id = case_here(self.engine, result.report_id) or ""  # "": sent to its holder
         if close:
             self.work.assess(case_id, [], Assessment(Classification.BASELINE))
             self.work.act(case_id, [], Action(ActionKind.REMOVED))

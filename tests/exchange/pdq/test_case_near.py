@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import OperationalError
 
 from exchange import cases
-from exchange.domain import ContentHash, HashAlgorithm, Report, case_id_for
+from exchange.domain import ContentHash, HashAlgorithm, Report
 from exchange.pdq.case_near import NOT_KEPT, OPENING, UNAVAILABLE, CaseNear
 from exchange.pdq.codes import hex_distance
 from exchange.pdq.matcher import MAX_NEAR, PdqMatcher
@@ -42,8 +42,8 @@ def pdq(flips: int, quality: int | None = 90) -> ContentHash:
 
 def accept(writer: Writer, report: Report) -> str:
     inc = Incoming(report, report_wire(report), "received", sender="nl-eokm", sequence=1)
-    writer.execute(lambda tx: cases.accept(tx, [inc], self_member="de-eco", now=T0))
-    return case_id_for(report.id)
+    accepted = writer.execute(lambda tx: cases.accept(tx, [inc], self_member="de-eco", now=T0))
+    return accepted.results[0].case_id
 
 
 def reported(writer: Writer, path: str, *hashes: ContentHash) -> tuple[str, Report]:

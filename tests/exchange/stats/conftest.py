@@ -14,13 +14,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from exchange.domain import Classification, ReportFacts, SiteType, case_id_for
+from exchange.domain import Classification, ReportFacts, SiteType
 from exchange.intake import Intake
 from exchange.lifecycle.record import Recorder
 from exchange.lifecycle.work import CaseWork
 from exchange.stats.figures import NodeFigures
 from exchange.store.writer import Writer
-from tests.exchange.factories import FakeClock, make_submission, url_in
+from tests.exchange.factories import FakeClock, case_here, make_submission, url_in
 
 US = "us-ncmec"
 
@@ -45,7 +45,8 @@ class World:
         hashes: Sequence[str] | None = None,
         classification: Classification = Classification.BASELINE,
     ) -> tuple[str, str]:
-        """A report submitted here now: (its id, the id of the case it opened)."""
+        """A report submitted here now: (its id, the id of the case it opened here, or "" when
+        it went to its holder)."""
         result = self.intake.submit(
             make_submission(
                 url_in(country, f"/{seed}.jpg"),
@@ -54,7 +55,7 @@ class World:
                 classification=classification,
             )
         )
-        return result.report_id, case_id_for(result.report_id)
+        return result.report_id, case_here(self.engine, result.report_id) or ""
 
     def later(self, **delta: float) -> None:
         self.clock.advance(timedelta(**delta).total_seconds())

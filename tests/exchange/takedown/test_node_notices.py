@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from exchange.domain import Classification, case_id_for
+from exchange.domain import Classification
 from exchange.errors import ConfigError
 from exchange.lifecycle.model import Assessment, Stage
 from exchange.node import Node, build_node
 from tests.dbs import Databases
-from tests.exchange.factories import make_submission, one_member_settings
+from tests.exchange.factories import case_of, make_submission, one_member_settings
 from tests.exchange.takedown.factories import insert_watches, watch_row
 from tests.exchange.takedown.smtp import SmtpRelay
 from tests.integration.support import wait_until
@@ -66,7 +66,7 @@ def node(tmp_path: Path, databases: Databases, relay: SmtpRelay, directory: Path
 def test_the_running_node_sends_the_notice(node: Node, relay: SmtpRelay) -> None:
     assert node.notifier is not None
     result = node.intake.submit(make_submission(URL))
-    case_id = case_id_for(result.report_id)
+    case_id = case_of(node.engine, result.report_id)
     node.case_work.assess(case_id, [], Assessment(Classification.BASELINE))
     insert_watches(node.engine, watch_row(case_id))
     wait_until(lambda: relay.messages, what="the node's notice pass to reach the relay")

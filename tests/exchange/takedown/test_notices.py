@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import Engine, Table, select, update
 
 from auth.manifest import Manifest
-from exchange.domain import Classification, LogKind, case_id_for
+from exchange.domain import Classification, LogKind
 from exchange.errors import ConfigError
 from exchange.intake import Intake
 from exchange.lifecycle.model import (
@@ -50,7 +50,7 @@ from exchange.takedown.mailer import Mailer, Relay
 from exchange.takedown.model import Policy
 from exchange.takedown.notices import Notifier, Pass
 from exchange.takedown.render import Sender
-from tests.exchange.factories import FakeClock, make_submission, url_in
+from tests.exchange.factories import FakeClock, case_of, make_submission, url_in
 from tests.exchange.takedown.factories import insert_watches, watch_row
 from tests.exchange.takedown.smtp import RelayTls, SmtpRelay
 from tests.integration.support import wait_until
@@ -113,7 +113,7 @@ class World:
                 url_in("NL", f"/{seed}.jpg"), hashes=[f"{seed}-{i}" for i in range(items)]
             )
         )
-        case_id = case_id_for(result.report_id)
+        case_id = case_of(self.engine, result.report_id)
         self.work.assess(case_id, [], Assessment(Classification.BASELINE))
         insert_watches(self.engine, watch_row(case_id, started_at=self.clock(), **watch))
         return case_id
@@ -297,7 +297,7 @@ def test_cases_not_online_or_not_illegal_get_no_notice(world: World) -> None:
     world.case("gone", last_outcome="gone")
     world.case("done", state="done")
     result = world.intake.submit(make_submission(url_in("NL", "/unassessed.jpg")))
-    insert_watches(world.engine, watch_row(case_id_for(result.report_id)))
+    insert_watches(world.engine, watch_row(case_of(world.engine, result.report_id)))
     assert world.notifier().run_once() == Pass()
     assert world.relay.messages == []
     assert world.rows(schema.takedown_notices) == []

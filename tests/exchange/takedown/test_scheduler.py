@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from auth.manifest import Manifest
-from exchange.domain import Classification, case_id_for
+from exchange.domain import Classification
 from exchange.intake import Intake
 from exchange.lifecycle.model import ActionKind, Assessment, Queue, Stage
 from exchange.lifecycle.record import Recorder
@@ -44,7 +44,7 @@ from exchange.transfer.outgoing import Outgoing
 from exchange.wire.transfer_codec import transfer_from_bytes
 from routing.geoip import GeoIp
 from routing.trace import Tracer
-from tests.exchange.factories import FakeClock, host_in, make_submission
+from tests.exchange.factories import FakeClock, case_of, host_in, make_submission
 from tests.exchange.takedown.conftest import USER_AGENT
 from tests.exchange.takedown.factories import MovingResolver
 from tests.exchange.takedown.servers import LoopbackRoute, WebServer, forbidden, present, removed
@@ -68,7 +68,7 @@ class World:
         """An NL-hosted case held here, its item assessed as given."""
         url = f"http://{host_in('NL')}{path}"
         report = self.intake.submit(make_submission(url, hashes=[path]))
-        case_id = case_id_for(report.report_id)
+        case_id = case_of(self.engine, report.report_id)
         self.work.assess(case_id, [], Assessment(classification))
         return case_id
 
@@ -190,7 +190,7 @@ def test_what_the_host_does_not_say_itself_is_only_suggested(world: World) -> No
     outage = world.intake.submit(
         make_submission(f"http://{host_in('NL')}/outage.jpg", hashes=["/outage.jpg"])
     )
-    outage_case = case_id_for(outage.report_id)
+    outage_case = case_of(world.engine, outage.report_id)
     world.work.assess(outage_case, [], Assessment(Classification.BASELINE))
     world.web.set("/outage.jpg", present())
     world.pass_()  # online at first …
@@ -212,7 +212,7 @@ def test_a_watch_starts_again_when_its_case_is_illegal_again(world: World) -> No
     item 1 is watched again from nothing."""
     url = f"http://{host_in('NL')}/two-items.jpg"
     report = world.intake.submit(make_submission(url, hashes=["two-a", "two-b"]))
-    case_id = case_id_for(report.report_id)
+    case_id = case_of(world.engine, report.report_id)
     world.work.assess(case_id, [(report.report_id, 0)], Assessment(Classification.BASELINE))
     world.web.set("/two-items.jpg", removed())
     for _ in range(3):

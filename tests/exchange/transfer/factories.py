@@ -67,7 +67,8 @@ class Kit:
 
     @property
     def case_id(self) -> str:
-        return case_id_for(self.report.id)
+        """The case the holder opened for the report (at ``T0``)."""
+        return case_id_for(self.report.id, T0)
 
     def refs(self, *indexes: int) -> tuple[ItemRef, ...]:
         chosen = indexes or tuple(range(len(self.report.items)))

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from auth.manifest import Manifest
-from exchange.domain import Classification
+from exchange.domain import Classification, case_id_for
 from exchange.errors import TransitionRefused
 from exchange.lifecycle.model import Action, ActionKind, Assessment
 from exchange.lifecycle.record import Recorder
@@ -81,9 +81,10 @@ def held_case(
     """nl-eokm's two-item report delivered to de-eco: (report id, case id)."""
     report = make_report(url=url_in("DE", path), hashes=[f"{path}-0", f"{path}-1"])
     sealed = seal_batch([report_wire(report)], signed_at=T0, sequence=sequence)
+    opened = clock()  # the receiver's clock: de-eco opens the case now
     receiver.receive(sealed.to_proto())
     clock.advance(60)
-    return report.id, "c-" + report.id.removeprefix("r-")
+    return report.id, case_id_for(report.id, opened)
 
 
 def rows(engine: Engine, sql: str) -> list[Any]:
