@@ -22,6 +22,7 @@ from pathlib import Path
 
 import bench_common as common
 
+from exchange.domain import case_id_for
 from exchange.routing_log import GENESIS, LogChain
 from exchange.stats.charts import Chart, chart_png, chart_svg
 from exchange.stats.export import CaseColumn, cases_csv, log_csv
@@ -53,7 +54,10 @@ def fill(engine, n: int) -> None:
             url = f"https://host-{i % 997}.example/{i}.jpg"
             rid = "r-" + hashlib.sha256(url.encode()).hexdigest()[:32]
             rows.append(
-                ("c-" + rid[2:], _Opened(rid, url, hashlib.sha256(url.encode()).digest(), "DE"))
+                (
+                    case_id_for(rid, T0 + timedelta(seconds=i)),
+                    _Opened(rid, url, hashlib.sha256(url.encode()).digest(), "DE"),
+                )
             )
         entries = [
             chain.append(

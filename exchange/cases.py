@@ -68,7 +68,7 @@ class _Plan:
     open_cases: dict[bytes, str]  # url_key → open case, including those this batch opens
     known: dict[ContentHash, KnownContent]  # first sightings, including this batch's own
     opened: list[tuple[str, Report]] = field(default_factory=list)
-    opened_ids: set[str] = field(default_factory=set)
+    taken: set[str] = field(default_factory=set)  # case ids in use: see ``_new_case_id``
     touched: set[str] = field(default_factory=set)
     links: list[CaseLink] = field(default_factory=list)
     sightings: list[KnownContent] = field(default_factory=list)
@@ -97,6 +97,7 @@ def accept(
     plan = _Plan(
         case_store.open_by_url(conn, {inc.report.url_key for inc in fresh}),
         hash_index.known_content(conn, (h for inc in fresh for h in inc.report.hashes)),
+        taken=case_store.taken_ids(conn, (case_id_for(inc.report.id, now) for inc in fresh)),
     )
     for inc in fresh:
         _place(tx, plan, inc, self_member=self_member, now=now)
@@ -132,7 +133,7 @@ def _place(tx: Tx, plan: _Plan, inc: Incoming, *, self_member: str, now: datetim
     plan.marks.append(marks_for(r, known))
     case_id = plan.open_cases.get(r.url_key)
     if case_id is None:
-        case_id = _new_case_id(plan, r.id, now)
+        case_id = _new_case_id(tx, plan, r.id, now)
         plan.open_cases[r.url_key] = case_id
         outcome = Outcome.NEW_CASE
         plan.opened.append((case_id, r))
@@ -156,18 +157,21 @@ def _place(tx: Tx, plan: _Plan, inc: Incoming, *, self_member: str, now: datetim
     )
 
 
-def _new_case_id(plan: _Plan, report_id: str, now: datetime) -> str:
-    """The id of the case ``report_id`` opens now, one no other report of this batch took.
+def _new_case_id(tx: Tx, plan: _Plan, report_id: str, now: datetime) -> str:
+    """The id of the case ``report_id`` opens now: one no case here has, nor another report
+    of this batch took.
 
-    Two reports share an id only when their ids share 80 bits — something only a member
-    grinding hashes gets — and would then fail their whole batch on the key; the later one
-    steps a millisecond on instead."""
-    at = now
-    case_id = case_id_for(report_id, at)
-    while case_id in plan.opened_ids:
+    Two reports get one id only when their ids share 80 bits and their cases open in the same
+    millisecond. A member can grind that for its own reports (2^40 hashes), and an earlier
+    job of the same writer group may have the same ``now``; on the key the batch would fail
+    and be sent again. The later report steps a millisecond on instead: ``plan.taken`` holds
+    the ids already in use of every first choice, and a stepped id (rare) is looked up alone.
+    The writer's lock is held, so no other writer opens a case between look-up and insert."""
+    at, case_id = now, case_id_for(report_id, now)
+    while case_id in plan.taken or (at != now and case_store.taken_ids(tx.conn, [case_id])):
         at += _MILLISECOND
         case_id = case_id_for(report_id, at)
-    plan.opened_ids.add(case_id)
+    plan.taken.add(case_id)
     return case_id
 
 

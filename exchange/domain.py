@@ -354,12 +354,14 @@ def case_id_for(report_id: str, opened_at: datetime) -> str:
     """The id of the case ``report_id`` opens at ``opened_at``: the opening time in
     milliseconds (12 hex digits), then the first 20 hex digits of the report's id.
 
-    Time first, as a UUIDv7 is, so ids sort by age and a new case's key lands at the right edge
-    of every index that leads with it (``cases``, ``case_reports``, ``item_states``, and a
-    reporting node's deliveries): a key derived from the report's hash alone took a random leaf
-    of each, and a node holding hundreds of thousands of cases wrote each such leaf whole at
-    every COMMIT. The report's digits keep ids opened in the same millisecond apart (80 bits of
-    a hash; ``exchange.cases`` still steps past an id already taken in its batch)."""
+    Time first, as a UUIDv7 is, so ids sort by age and a new case's key lands at (or near) the
+    right edge of every index that leads with it (``cases``, ``case_reports``, ``item_states``,
+    and a reporting node's deliveries): a key derived from the report's hash alone took a random
+    leaf of each, and a node holding hundreds of thousands of cases wrote each such leaf whole
+    at every COMMIT. The report's digits keep ids opened in the same millisecond apart; where
+    80 bits are not enough (a member grinding its own report ids), ``exchange.cases`` steps
+    past an id already in use. The id shows when its case was opened, to the millisecond — as
+    the case's own record does to whoever reads it."""
     ms = max(0, (opened_at - _EPOCH) // _MILLISECOND) % (1 << (4 * _CASE_TIME_HEX))
     digits = report_id.removeprefix("r-")[: _ID_HEX - _CASE_TIME_HEX]
     return f"c-{ms:0{_CASE_TIME_HEX}x}{digits}"

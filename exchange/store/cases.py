@@ -281,6 +281,14 @@ def held_ids(conn: Connection, case_ids: Sequence[str]) -> set[str]:
     return out
 
 
+def taken_ids(conn: Connection, case_ids: Iterable[str]) -> set[str]:
+    """Those of ``case_ids`` some case here already has (open, closed or anonymised)."""
+    out: set[str] = set()
+    for part in chunks(sorted(set(case_ids))):
+        out.update(conn.execute(select(CASES.c.id).where(CASES.c.id.in_(part))).scalars())
+    return out
+
+
 def set_many_closed(conn: Connection, closed: Mapping[str, bool], now: datetime) -> None:
     """``set_closed`` for many cases in one statement."""
     if not closed:

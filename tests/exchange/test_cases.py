@@ -20,7 +20,7 @@ from exchange.domain import (
 )
 from exchange.store import hash_index, schema
 from exchange.store.reports import Incoming
-from exchange.store.writer import Writer
+from exchange.store.writer import Tx, Writer
 from exchange.wire.codec import announcement_from_bytes
 from tests.exchange.factories import (
     T0,
@@ -136,12 +136,10 @@ def test_cases_opened_later_have_ids_that_sort_after(engine: Engine, writer: Wri
     assert sorted(opened) == opened
     with engine.connect() as conn:
         by_key = list(conn.execute(select(schema.cases.c.id).order_by(schema.cases.c.id)).scalars())
-        by_arrival = list(
-            conn.execute(
-                select(schema.case_reports.c.case_id).order_by(schema.case_reports.c.case_id)
-            ).scalars()
+        by_opening = list(
+            conn.execute(select(schema.cases.c.id).order_by(schema.cases.c.opened_at)).scalars()
         )
-    assert by_key == opened == by_arrival
+    assert by_key == opened == by_opening
 
 
 def test_reports_whose_ids_share_80_bits_still_open_cases_of_their_own(
@@ -157,6 +155,35 @@ def test_reports_whose_ids_share_80_bits_still_open_cases_of_their_own(
     assert results[0].case_id == case_id_for(one.id, T0)
     assert results[1].case_id == case_id_for(two.id, T0 + timedelta(milliseconds=1))
     assert {c.id for c in rows(engine, schema.cases)} == {r.case_id for r in results}
+
+
+def test_a_case_id_already_held_here_is_stepped_past_in_a_later_batch(
+    engine: Engine, writer: Writer
+) -> None:
+    """The same millisecond in another job of the writer's group (or a clock that stands
+    still) finds the id in the table, not in its own batch: it steps on all the same."""
+    shared = "r-" + "cd" * 10
+    reports = [
+        make_report(url=f"https://hosting-de.example/{i}", hashes=[str(i)], report_id=shared + d)
+        for i, d in enumerate(("0" * 12, "1" * 12, "2" * 12))
+    ]
+    inc = [
+        Incoming(r, report_wire(r), "received", sender=r.origin_member, sequence=1)
+        for r in reports[:2]
+    ]
+
+    def one_group(tx: Tx) -> list[str]:  # two jobs of one group: one transaction
+        first = cases.accept(tx, inc[:1], self_member=ME, now=T0).results
+        second = cases.accept(tx, inc[1:], self_member=ME, now=T0).results
+        return [first[0].case_id, second[0].case_id]
+
+    opened = writer.execute(one_group)
+    (later,) = accept(writer, reports[2:]).results  # a later transaction, the same millisecond
+    step = timedelta(milliseconds=1)
+    assert opened == [case_id_for(reports[0].id, T0), case_id_for(reports[1].id, T0 + step)]
+    assert later.case_id == case_id_for(reports[2].id, T0 + 2 * step)
+    assert later.outcome is Outcome.NEW_CASE
+    assert len(rows(engine, schema.cases)) == 3
 
 
 def test_a_closed_case_is_not_merged_into(engine: Engine, writer: Writer) -> None:

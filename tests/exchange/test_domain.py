@@ -255,7 +255,7 @@ def test_a_case_id_is_its_opening_millisecond_then_its_reports_digits() -> None:
     ms = int(case_id[2:14], 16)
     assert datetime.fromtimestamp(ms / 1000, UTC) == at.replace(microsecond=123_000)
     assert case_id[14:] == rid[2:22]
-    assert case_id_for(rid, at) == case_id  # a batch retried after a crash opens the same id
+    assert case_id_for(rid, at) == case_id
     assert case_id_for(rid, at + timedelta(microseconds=500)) == case_id
 
 
