@@ -14,6 +14,8 @@ Design: one thread checks, every ``interval`` seconds, the two things every call
   After a real write failed (the writer's ``on_failure`` hook turns health NOT_SERVING at once),
   recovery needs a probe that really writes a row (``node_meta`` key ``health-probe``), so a
   full disk does not flap between the two states. Both statements live in ``store/meta.py``.
+  A probe queued before a write failed proves nothing about it, however it ends: its success
+  does not turn health SERVING again (it once raced the failure hook and did).
 
 The status is set for the whole server ("") and every service name. ``check`` is callable
 directly (tests); the clock is injectable.
@@ -65,6 +67,10 @@ class HealthMonitor:
         self._metrics = metrics
         self._lock = threading.Lock()
         self._write_failed = False
+        # Write failures so far; a probe notes the count it was queued at. One queued before a
+        # failure may still report success after it: it says nothing about the failure.
+        self._failures = 0
+        self._probe_failures = 0
         self._probe: Future[None] | None = None
         self._probe_since = 0.0
         self.serving = True
@@ -89,6 +95,7 @@ class HealthMonitor:
         """The writer's ``on_failure`` hook: the database refused a transaction."""
         with self._lock:
             self._write_failed = True
+            self._failures += 1
         self._set(False, f"database: {reason}")
         self._wake.set()
 
@@ -119,6 +126,7 @@ class HealthMonitor:
                 really_write = self._write_failed
                 probe = self._writer.submit(lambda tx: _probe_write(tx, really_write))
                 self._probe, self._probe_since = probe, self._clock()
+                self._probe_failures = self._failures
         waited = self._clock() - self._probe_since
         try:
             probe.result(max(0.0, self._write_timeout - waited))
@@ -130,6 +138,8 @@ class HealthMonitor:
             return f"database: {error}"
         with self._lock:
             self._probe = None
+            if self._failures != self._probe_failures:  # queued before a write failed: stale
+                return "database: a write failed after this probe was queued"
             self._write_failed = False
         return None
 

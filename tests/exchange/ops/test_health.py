@@ -8,6 +8,7 @@ gRPC server's pool is when every worker is busy. A refused write comes through t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -75,6 +76,35 @@ def test_a_refused_write_is_not_serving_until_a_real_write_commits(
     monitor.write_failed("database or disk is full")
     assert status(servicer) == "NOT_SERVING"
     assert monitor.reason == "database: database or disk is full"
+    assert monitor.check() == (True, "")
+    assert status(servicer) == "SERVING"
+    with engine.connect() as conn:
+        assert conn.execute(select(meta.c.value).where(meta.c.key == PROBE_KEY)).first()
+
+
+def test_a_probe_queued_before_a_refused_write_does_not_make_it_serving(
+    engine: Engine, writer: Writer, servicer: health.HealthServicer
+) -> None:
+    """The failure hook and a probe already in the writer's queue race: the probe's success
+    says nothing about the write refused after it was queued, so health stays NOT_SERVING
+    until a probe queued since — one that really writes — commits."""
+    monitor = HealthMonitor(servicer, SERVICES, writer=writer, pool=None)
+    gate = threading.Event()
+    writer.submit(lambda tx: gate.wait(10))  # the writer is busy: the next probe waits
+    answers: list[tuple[bool, str]] = []
+    checking = threading.Thread(target=lambda: answers.append(monitor.check()))
+    checking.start()
+    deadline = time.monotonic() + 10
+    while monitor._probe is None and time.monotonic() < deadline:  # the probe is queued
+        time.sleep(0.01)
+    monitor.write_failed("database or disk is full")
+    gate.set()
+    checking.join(10)
+    assert answers == [(False, "database: a write failed after this probe was queued")]
+    assert status(servicer) == "NOT_SERVING"
+    with engine.connect() as conn:
+        meta = schema.node_meta
+        assert conn.execute(select(meta.c.value).where(meta.c.key == PROBE_KEY)).first() is None
     assert monitor.check() == (True, "")
     assert status(servicer) == "SERVING"
     with engine.connect() as conn:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -29,6 +29,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from exchange.client.stubs import IntakeClient
+from exchange.node import Node
 from tests.conftest import GeoRow
 from tests.dbs import Databases, postgresql_admin_url
 from tests.exchange.factories import make_submission, url_in
@@ -151,8 +152,22 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
+def health_changes(node: Node, status: str, reason: str) -> float:
+    """How often the node's health has changed to ``status`` (for ``reason``: "" for SERVING)."""
+    labels = {"status": status, "reason": reason}
+    return node.metrics.registry.get_sample_value("ihx_health_changes_total", labels) or 0.0
+
+
+def wait_until_true(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
+
+
 class Watched:
-    """The node's health as its Watch stream tells it: every state, in order, none missed."""
+    """The node's health as its Watch stream tells it, in order. A state that lasts only
+    briefly may be missed: grpcio's watcher keeps only the latest one to send."""
 
     def __init__(self, address: str) -> None:
         self.seen: list[str] = []
@@ -207,11 +222,13 @@ def test_a_full_disk_is_not_serving_until_space_is_freed(
                         refused += 1
                         break
             assert refused == 1, "every write fit on a full disk"
-            # The Watch stream sees the change however briefly it lasts (a probe's one-row
-            # write may fit in space the refused transaction gave back).
-            down = watched.wait_for("NOT_SERVING")
+            # NOT_SERVING may last only until a probe's one-row write fits in space the refused
+            # transaction gave back — shorter than a Watch stream takes to send it (grpcio's
+            # watcher keeps only the latest state). The monitor's count of changes keeps all.
+            wait_until_true(lambda: health_changes(node, "not_serving", "database") >= 1)
             filler.unlink()
-            watched.wait_for("SERVING", after=down)
+            wait_until_true(lambda: health_changes(node, "serving", "") >= 1)
+            watched.wait_for("SERVING")
         finally:
             watched.close()
         wait_until(node.address, "SERVING")
