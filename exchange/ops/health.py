@@ -102,8 +102,7 @@ class HealthMonitor:
     def check(self) -> tuple[bool, str]:
         """Probe now; set and return (serving, reason)."""
         problem = self._check_pool() or self._check_database()
-        self._set(problem is None, problem or "")
-        return problem is None, problem or ""
+        return self._set(problem is None, problem or "")
 
     # -- probes ---------------------------------------------------------------------------------
 
@@ -143,15 +142,21 @@ class HealthMonitor:
             self._write_failed = False
         return None
 
-    def _set(self, serving: bool, reason: str) -> None:
+    def _set(self, serving: bool, reason: str) -> tuple[bool, str]:
+        """Set health; the (serving, reason) it is now. A write refused since the probe that
+        found the database well outranks it: SERVING waits for a probe queued after it. The
+        servicer is told under the lock, so of two threads setting at once it ends as we do."""
         with self._lock:
+            if serving and self._write_failed:
+                return self.serving, self.reason
             changed = serving != self.serving
             self.serving, self.reason = serving, reason
+            if changed:
+                status = SERVING if serving else NOT_SERVING
+                for name in self._services:
+                    self._servicer.set(name, status)
         if not changed:
-            return
-        status = SERVING if serving else NOT_SERVING
-        for name in self._services:
-            self._servicer.set(name, status)
+            return serving, reason
         if serving:
             log.warning("health: SERVING again")
         else:
@@ -160,6 +165,7 @@ class HealthMonitor:
             self._metrics.health_serving.set(1 if serving else 0)
             label = "serving" if serving else "not_serving"
             self._metrics.health_changes.labels(label, reason.split(":", 1)[0]).inc()
+        return serving, reason
 
     def _run(self) -> None:
         while not self._stop.is_set():

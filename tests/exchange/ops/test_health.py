@@ -109,3 +109,20 @@ def test_a_probe_queued_before_a_refused_write_does_not_make_it_serving(
     assert status(servicer) == "SERVING"
     with engine.connect() as conn:
         assert conn.execute(select(meta.c.value).where(meta.c.key == PROBE_KEY)).first()
+
+
+def test_a_check_that_found_the_database_well_loses_to_a_write_refused_since(
+    writer: Writer, servicer: health.HealthServicer
+) -> None:
+    """The window after a probe cleared the failure and before its check sets SERVING: a write
+    refused in it wins, and the servicer agrees with the monitor."""
+    monitor = HealthMonitor(servicer, SERVICES, writer=writer, pool=None)
+    monitor.write_failed("database or disk is full")
+    assert monitor._set(True, "") == (False, "database: database or disk is full")
+    assert (monitor.serving, status(servicer), status(servicer, SERVICES[0])) == (
+        False,
+        "NOT_SERVING",
+        "NOT_SERVING",
+    )
+    assert monitor.check() == (True, "")  # a probe queued after it: it really writes
+    assert status(servicer) == "SERVING"
