@@ -17,12 +17,14 @@ kernel counted as written (WAL frames and SQLite's own checkpoints) per report.
 ``what_if`` replays the same rows in a layout the node does not have yet, to price a change
 before making it (issue 16's next steps; two are the node's own layout now: an integer key per
 report for ``items``, ``item_hashes`` and ``deliveries`` since migration 0014, and a report's
-log entries found by its place rather than an index on every entry's id since 0015):
+log entries found by its place rather than an index on every entry's id since 0015; a third in
+part, since 0016):
 - ``batch-log``: no per-report ``sent`` and ``receipted`` routing-log entries (one per batch
   instead, about a row per 500 reports, left out here).
 - ``no-lookup-indexes``: without the index a report's rows add only for looking it up later —
   ``item_hashes (algorithm, hex)`` (which other report carries a hash) — as if it looked up
-  through what it would need anyway, the hash index.
+  through what it would need anyway, the hash index. Since 0016 that index covers only the
+  hashes of reports in a case held here (``held``): what is left to price is the holder's.
 - ``case-key``: ``cases``, ``case_reports`` and ``item_states`` (the responsible node's) name a
   case and a report by a place in storage order (a zero-padded ordinal, so its text sorts as the
   number would) instead of their ids: a case's place is its first report's. Priced at +63% when a
@@ -60,7 +62,8 @@ CASE_TABLES = {
     "case_reports": ("case_id", "report_id"),
     "item_states": ("case_id", "report_id"),
 }
-LOOKUP_INDEXES = ("ix_item_hashes_algorithm_hex",)
+# The index before 0016 and the partial one since: a file of either age is priced.
+LOOKUP_INDEXES = ("ix_item_hashes_algorithm_hex", "ix_item_hashes_held_algorithm_hex")
 PER_BATCH_KINDS = ("sent", "receipted")
 FILL_GROUP = 5_000  # reports per transaction while filling a file to ``held`` (untimed)
 

@@ -12,6 +12,12 @@ batch takes the places after the highest stored, read once under the write lock 
 runs under (the node's writer: SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's log lock); the unique
 index on ``seq`` refuses any other writer's overlap rather than letting two reports share one.
 Look-ups by report id join ``reports`` through its id.
+
+The writer asks for places many times per report — its log entries, its delivery — each an
+``IN`` look-up through the reports' random id key. A report's place never changes once stored,
+so the writer's connection keeps those it has inserted or read (``PlaceMemo``): what this
+transaction inserted or read stays apart until the writer says it committed (a job rolled back
+forgets it), then joins what is known for good, bounded to the newest ``MEMO_SIZE``.
 """
 
 from __future__ import annotations
@@ -75,12 +81,59 @@ _PLACES = select(REPORTS.c.id, REPORTS.c.seq).where(
     REPORTS.c.id.in_(bindparam("ids", expanding=True))
 )
 
+MEMO_SIZE = 65_536  # places a writer keeps across transactions (about 10 MB at most)
+_MEMO = "ihx.report_places"  # the key in the connection's ``info``
+
+
+class PlaceMemo:
+    """Report id → place, as one connection (the writer's) inserted or read them.
+
+    ``fresh`` holds what the open transaction saw: it may still be rolled back, and a place a
+    rolled-back insert took is taken again by the next. Its owner, the writer, ``settle``s it:
+    into ``kept`` after COMMIT, dropped when a job or the transaction was rolled back (a cache
+    only: a place forgotten is read again).
+    """
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self.size = size
+        self.kept: dict[str, int] = {}
+        self.fresh: dict[str, int] = {}
+
+    def get(self, report_id: str) -> int | None:
+        seq = self.fresh.get(report_id)
+        return self.kept.get(report_id) if seq is None else seq
+
+    def settle(self, *, committed: bool) -> None:
+        if committed and self.fresh:
+            self.kept.update(self.fresh)
+            if len(self.kept) > self.size:  # keep the newest half: amortised, not per report
+                newest = list(self.kept.items())[-(self.size // 2) :]
+                self.kept = dict(newest)
+        self.fresh = {}
+
+
+def use_places(conn: Connection, memo: PlaceMemo) -> None:
+    """Keep the places ``conn`` inserts and reads in ``memo`` (the writer's connection: set in
+    each transaction, since a connection the database dropped comes back with a fresh ``info``)."""
+    conn.info[_MEMO] = memo
+
 
 def places(conn: Connection, ids: Iterable[str]) -> dict[str, int]:
     """Report id → its place in storage order (``seq``), for the ids stored here."""
+    memo: PlaceMemo | None = conn.info.get(_MEMO)
     out: dict[str, int] = {}
-    for part in chunks(sorted(set(ids))):
-        out.update((r.id, r.seq) for r in conn.execute(_PLACES, {"ids": list(part)}))
+    wanted = set(ids)
+    if memo is not None:
+        for rid in wanted:
+            seq = memo.get(rid)
+            if seq is not None:
+                out[rid] = seq
+        wanted.difference_update(out)
+    for part in chunks(sorted(wanted)):
+        found = {r.id: r.seq for r in conn.execute(_PLACES, {"ids": list(part)})}
+        out.update(found)
+        if memo is not None:
+            memo.fresh.update(found)
     return out
 
 
@@ -167,10 +220,14 @@ def insert(
                     "algorithm": h.algorithm.value,
                     "hex": h.hex,
                     "quality": h.quality,
+                    "held": case_id is not None,
                 }
                 for h in item.hashes
             )
     insert_rows(conn, REPORTS, report_rows)
+    memo: PlaceMemo | None = conn.info.get(_MEMO)
+    if memo is not None:
+        memo.fresh.update((r["id"], r["seq"]) for r in report_rows)
     insert_rows(conn, ITEMS, item_rows)
     insert_rows(conn, ITEM_HASHES, hash_rows)
 
@@ -297,8 +354,11 @@ def facts(conn: Connection, ids: Sequence[str]) -> dict[str, ReportFacts]:
 
 
 def set_case(conn: Connection, report_id: str, case_id: str) -> None:
-    """A report held here joins a case held here (it came back by a move)."""
+    """A report held here joins a case held here (it came back by a move): its hashes are now
+    held content (``carried_elsewhere``)."""
     conn.execute(update(REPORTS).where(REPORTS.c.id == report_id).values(case_id=case_id))
+    place = select(REPORTS.c.seq).where(REPORTS.c.id == report_id).scalar_subquery()
+    conn.execute(update(ITEM_HASHES).where(ITEM_HASHES.c.report_seq == place).values(held=True))
 
 
 def mark_withdrawn(conn: Connection, report_id: str, reason: str, now: datetime) -> None:
@@ -315,8 +375,9 @@ def carried_elsewhere(
     """Of ``hashes``, those an item of another live (not withdrawn) report in a case held
     here carries — in any case, not only the excluded report's.
 
-    Asked per algorithm: the index is on (algorithm, hex), and a look-up by hex alone walked
-    every item hash this node holds — in the writer, on a withdrawal a member sends."""
+    Asked per algorithm: the index is on (algorithm, hex) of held items' hashes only
+    (``item_hashes.held``), and a look-up by hex alone walked every item hash this node holds —
+    in the writer, on a withdrawal a member sends."""
     wanted = set(hashes)
     out: set[ContentHash] = set()
     by_algorithm: dict[HashAlgorithm, set[str]] = {}
@@ -328,6 +389,7 @@ def carried_elsewhere(
                 select(ITEM_HASHES.c.hex)
                 .join(REPORTS, REPORTS.c.seq == ITEM_HASHES.c.report_seq)
                 .where(
+                    ITEM_HASHES.c.held,  # as the partial index says it: see schema.HELD_SQLITE
                     ITEM_HASHES.c.algorithm == algorithm.value,
                     ITEM_HASHES.c.hex.in_(part),
                     REPORTS.c.id != excluding,

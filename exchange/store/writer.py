@@ -46,6 +46,9 @@ as ``ihx cases purge`` beside a running node — so each group transaction re-re
 it holds the write lock (one indexed query per group, not per entry): on PostgreSQL after a
 transaction-level advisory lock for the log, on SQLite after ``BEGIN IMMEDIATE``, which already
 excludes every other writer. Appends from every process serialize and the chain stays one chain.
+
+The writer's connection also keeps the reports' places it has seen (``reports.PlaceMemo``): the
+writer tells it when a transaction committed and when a job or a transaction rolled back.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogChain, LogEntry
-from exchange.store import routing_log
+from exchange.store import reports, routing_log
 from exchange.store.engine import for_the_writer
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ class Tx:
 
     conn: Connection
     chain: LogChain
+    places: reports.PlaceMemo = field(default_factory=reports.PlaceMemo)
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     at_end: dict[Hashable, Callable[[], None]] = field(default_factory=dict)
@@ -130,6 +134,7 @@ class Tx:
             if _transaction_lost(self.conn):
                 raise
             savepoint.rollback()
+            self.places.settle(committed=False)
             self.chain.reset(chain_mark)
             del self.log_rows[rows_mark:]
             del self.after_commit[hooks_mark:]
@@ -239,6 +244,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
         self.chain = LogChain(0, GENESIS)
+        self._places = reports.PlaceMemo()
         self.commits = 0
         # Replicas of this node may share the database (PostgreSQL): see _continue_stored_chain.
         self.shared_log = engine.dialect.name == "postgresql"
@@ -349,10 +355,11 @@ class Writer:
         jobs = [job for job in map(self._unpack, group) if job[0]]
         outcomes: list[list[Any] | BaseException] = []
         group_mark = self.chain.mark()
-        tx = Tx(conn, self.chain)
+        tx = Tx(conn, self.chain, self._places)
         committing: float | None = None
         try:
             with conn.begin():
+                reports.use_places(conn, self._places)
                 self._continue_stored_chain(conn)
                 group_mark = self.chain.mark()
                 for _, run in jobs:
@@ -371,8 +378,10 @@ class Writer:
                 committing = self._timer()
             committed = self._timer()
             self.commits += 1
+            self._places.settle(committed=True)
         except Exception as error:
             failed = self._timer()
+            self._places.settle(committed=False)
             self.chain.reset(group_mark)
             self._fail(conn, jobs, error)
             commit = 0.0 if committing is None else failed - committing

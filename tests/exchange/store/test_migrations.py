@@ -377,3 +377,47 @@ def test_log_entries_get_their_reports_place_and_back(tmp_path: Path, backend: s
     assert "report_seq" not in columns
     assert back == {"ix_routing_log_at", "ix_routing_log_report_id"}
     assert count == 4
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_held_contents_hashes_are_marked_and_back(tmp_path: Path, backend: str) -> None:
+    """0016 marks each item hash of a report in a case held here ``held`` (the others not) and
+    swaps the index of every hash for a partial one of those; its downgrade drops the column
+    and builds the old index again, every row kept."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new(empty=True))
+    in_case, sent_on = "r-" + "7" * 32, "r-" + "8" * 32
+    try:
+        upgrade(engine, "0013")
+        with engine.begin() as conn:
+            _report_with_items(conn, in_case, 10, ("aa" * 32, "bb" * 32))
+            _report_with_items(conn, sent_on, 20, ("cc" * 32,))
+            conn.execute(text("UPDATE reports SET case_id = 'c-1' WHERE id = :r"), {"r": in_case})
+        upgrade(engine, "0015")
+        upgrade(engine)
+        with engine.connect() as conn:
+            marked = conn.execute(
+                text(
+                    "SELECT r.id, h.hex, h.held FROM item_hashes h"
+                    " JOIN reports r ON r.seq = h.report_seq ORDER BY h.hex"
+                )
+            )
+            held = [(r.id, r.hex, bool(r.held)) for r in marked]
+            indexes = {i["name"] for i in inspect(conn).get_indexes("item_hashes")}
+        downgrade(engine, "0015")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("item_hashes")}
+            back = {i["name"] for i in inspect(conn).get_indexes("item_hashes")}
+            count = conn.execute(text("SELECT count(*) FROM item_hashes")).scalar_one()
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert held == [
+        (in_case, "aa" * 32, True),
+        (in_case, "bb" * 32, True),
+        (sent_on, "cc" * 32, False),
+    ]
+    assert indexes == {"ix_item_hashes_held_algorithm_hex"}
+    assert "held" not in columns
+    assert back == {"ix_item_hashes_algorithm_hex"}
+    assert count == 3

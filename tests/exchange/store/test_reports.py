@@ -165,4 +165,30 @@ def test_carried_elsewhere_searches_the_hash_index_per_algorithm(sqlite_engine: 
     )
     assert len(plans) == 2  # one statement per algorithm asked
     for plan in plans:
-        assert "USING INDEX ix_item_hashes_algorithm_hex (algorithm=? AND hex=?)" in plan, plan
+        assert "USING INDEX ix_item_hashes_held_algorithm_hex (algorithm=? AND hex=?)" in plan, plan
+
+
+def test_only_held_contents_hashes_are_marked_held(engine: Engine) -> None:
+    """The partial index covers the hashes of reports in a case held here: a report sent on
+    has none in it until it joins a case here (it came back by a move)."""
+    in_case, sent_on = make_report(hashes=["a", "b"]), make_report(hashes=["c"])
+    with engine.begin() as conn:
+        _held(conn, in_case, "c-1")
+        _held(conn, sent_on, None)
+
+    def marks() -> dict[str, bool]:
+        h = schema.item_hashes
+        with engine.connect() as conn:
+            rows = conn.execute(select(h.c.hex, h.c.held))
+            return {r.hex: bool(r.held) for r in rows}
+
+    a, b, c = (content_hash(s).hex for s in "abc")
+    assert marks() == {a: True, b: True, c: False}
+    with engine.begin() as conn:
+        assert reports.carried_elsewhere(conn, [content_hash("c")], in_case.id) == set()
+        reports.set_case(conn, sent_on.id, "c-2")
+    assert marks() == {a: True, b: True, c: True}
+    with engine.connect() as conn:
+        assert reports.carried_elsewhere(conn, [content_hash("c")], in_case.id) == {
+            content_hash("c")
+        }
