@@ -29,8 +29,9 @@ part, since 0016):
   case and a report by a place in storage order (a zero-padded ordinal, so its text sorts as the
   number would) instead of their ids: a case's place is its first report's. Priced at +63% when a
   case's id was its first report's hash digits, a random leaf of each of those keys per report;
-  since a case's id starts with the millisecond it was opened (``case_id_for``), what is left of
-  it is the report id in the second column and in ``ix_item_states_report_id``.
+  since a case's id starts with the millisecond it was opened (``case_id_for``), and a report's
+  item states are found by its place (0017), what is left of it is the report id in the second
+  column.
 
 ``held``: the rate and bytes on a file that already holds that many reports — as a node's does
 after weeks — not on an empty one. A run's 20,000 reports fill a few hundred leaves per index, so

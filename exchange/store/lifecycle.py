@@ -32,7 +32,7 @@ from exchange.lifecycle.model import (
     ReasonCode,
     Stage,
 )
-from exchange.store import schema
+from exchange.store import reports, schema
 from exchange.store.sql import chunks, insert_rows, upsert
 from exchange.times import to_micros
 
@@ -267,7 +267,7 @@ def _state(r: Any) -> ItemState:
         stage, classification, age_group, gender, virtual, user_generated, child_modelling,
         analyst_ref, disputed, actions, last_action, clock_started, assessed_at, lea_at,
         lea_partner, host_notice_at, host_recipient, closed_at, close_reason, moved_to_country,
-        moved_to_member, _updated_at,
+        moved_to_member, _updated_at, _report_seq,
     ) = r  # fmt: skip
     assessment = None
     if classification is not None:
@@ -326,15 +326,25 @@ def _first_row(case_id: str, s: ItemState, now: datetime, orphaned: bool) -> dic
     }
 
 
+def _placed(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their report's place (``report_seq``), None for a report not stored here:
+    one look-up for all (the writer's places are mostly remembered: store/reports.py)."""
+    place = reports.places(conn, {r["report_id"] for r in rows})
+    for r in rows:
+        r["report_seq"] = place.get(r["report_id"])
+    return rows
+
+
 def open_items(
     conn: Connection, rows: Sequence[tuple[str, ItemState, bool]], now: datetime
 ) -> None:
     """The holder's first state of new items: (case id, state, orphaned)."""
     untouched = [(c, s, o) for c, s, o in rows if _untouched(s)]
-    # Received and taken-in items start untouched: their rows bind 12 columns, not 30.
-    insert_rows(conn, STATES, [_first_row(c, s, now, o) for c, s, o in untouched])
+    # Received and taken-in items start untouched: their rows bind 13 columns, not 31.
+    insert_rows(conn, STATES, _placed(conn, [_first_row(c, s, now, o) for c, s, o in untouched]))
     if len(untouched) < len(rows):
-        insert_rows(conn, STATES, [_row(c, s, now, o) for c, s, o in rows if not _untouched(s)])
+        touched = [_row(c, s, now, o) for c, s, o in rows if not _untouched(s)]
+        insert_rows(conn, STATES, _placed(conn, touched))
 
 
 def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemState]]:
@@ -352,9 +362,13 @@ def states(conn: Connection, case_ids: Sequence[str]) -> dict[str, list[ItemStat
 
 
 def states_of_report(conn: Connection, report_id: str) -> list[tuple[str, ItemState]]:
-    rows = conn.execute(
-        select(STATES).where(STATES.c.report_id == report_id).order_by(STATES.c.idx)
-    )
+    """The states of a report's items, with each one's case: by the report's place if it is
+    stored here, and by its id among the rows written without one (0017)."""
+    s = STATES.c
+    unplaced = and_(s.report_seq.is_(None), s.report_id == report_id)
+    place = reports.places(conn, [report_id]).get(report_id)
+    found = unplaced if place is None else or_(s.report_seq == place, unplaced)
+    rows = conn.execute(select(STATES).where(found).order_by(s.idx, s.case_id))
     return [(r.case_id, _state(r)) for r in rows]
 
 
@@ -377,7 +391,7 @@ def save_many_states(
     upsert(
         conn,
         STATES,
-        [_row(case_id, s, now, False) for case_id, s in rows],
+        _placed(conn, [_row(case_id, s, now, False) for case_id, s in rows]),
         key=("case_id", "report_id", "idx"),
         keep=("orphaned",),
     )

@@ -486,9 +486,21 @@ class ItemStateRow(Base):
     moved_to_country: Mapped[str | None] = mapped_column(String(2))
     moved_to_member: Mapped[str | None] = mapped_column(MemberId)
     updated_at: Mapped[datetime] = mapped_column(UtcMicros)
+    # The place (``reports.seq``) of the item's report when it is stored here, as
+    # ``routing_log.report_seq`` (0017): a report's states are found by it, near the newest
+    # places, where an index on every row's report id (a hash) took a random leaf per item.
+    # NULL for a report not stored here (another reporter's, seen through its case's events);
+    # only those rows' ids are indexed.
+    report_seq: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         Index("ix_item_states_holder_stage", "holder", "stage"),
-        Index("ix_item_states_report_id", "report_id"),
+        Index("ix_item_states_report_seq", "report_seq"),
+        Index(
+            "ix_item_states_unplaced_report_id",
+            "report_id",
+            sqlite_where=text("report_seq IS NULL"),
+            postgresql_where=text("report_seq IS NULL"),
+        ),
         # The statistics' folder pages through changes in this order (0009).
         Index("ix_item_states_updated_at", "updated_at", "case_id", "report_id", "idx"),
         # The case queues walk a holder's items in clock order, a page at a time (0010).

@@ -9,13 +9,14 @@ filter, held cases only, oldest takedown clock first, keyset-paged without gaps 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from exchange.domain import AgeGroup, Classification
+from exchange.domain import AgeGroup, Classification, ReportRole
 from exchange.lifecycle.model import (
     ActionKind,
     Assessment,
@@ -27,11 +28,12 @@ from exchange.lifecycle.model import (
     Stage,
 )
 from exchange.store import lifecycle as store
-from exchange.store import schema
+from exchange.store import reports, schema
 from exchange.store.lifecycle import StoredEvent
+from exchange.store.reports import Incoming
 from exchange.times import from_micros
 from exchange.wire.case_codec import event_to_bytes
-from tests.exchange.factories import T0
+from tests.exchange.factories import T0, make_report, report_place
 from tests.exchange.lifecycle.factories import (
     HOLDER,
     assessment,
@@ -51,6 +53,7 @@ from tests.exchange.store.held_cases import (
     item,
     put_case,
 )
+from tests.exchange.store.plans import sqlite_plans
 
 
 def stored(
@@ -228,8 +231,73 @@ def test_an_untouched_state_is_stored_as_every_column_of_its_row(engine: Engine)
         store.open_items(conn, [(case_id(), fresh, True), (case_id(), full, False)], NOW)
     with engine.connect() as conn:
         rows = {r.idx: dict(r._mapping) for r in conn.execute(select(schema.item_states))}
-    assert rows[0] == store._row(case_id(), fresh, NOW, True)
-    assert rows[1] == store._row(case_id(), full, NOW, False)
+    unplaced = {"report_seq": None}  # the report is not stored here
+    assert rows[0] == store._row(case_id(), fresh, NOW, True) | unplaced
+    assert rows[1] == store._row(case_id(), full, NOW, False) | unplaced
+
+
+def _store_report(engine: Engine, seed: str) -> int:
+    """A report with the id ``report_id(seed)`` stored here; its place."""
+    report = replace(make_report(url=f"https://a.example/{seed}"), id=report_id(seed))
+    with engine.begin() as conn:
+        incoming = [Incoming(report, b"w", ReportRole.RECEIVED)]
+        reports.insert(conn, incoming, [case_id(seed)], [(None,) * len(report.items)], NOW)
+    return report_place(engine, report.id)
+
+
+def test_a_reports_states_are_found_by_its_place_or_else_by_its_id(engine: Engine) -> None:
+    """A state of a report stored here carries the report's place and is found by it; one of a
+    report held elsewhere (another reporter's) has none and is found by its id — also after
+    the report arrives, until its state is written again (0017)."""
+    _store_report(engine, "other")  # the places are not all the first
+    place = _store_report(engine, "here")
+    here, elsewhere = make_state(0, seed="here"), make_state(0, seed="away")
+    moved = make_state(1, seed="here")
+    with engine.begin() as conn:
+        store.open_items(
+            conn,
+            [(case_id("here"), here, False), (case_id("away"), elsewhere, False)],
+            NOW,
+        )
+        store.save_states(conn, case_id("moved"), [moved], NOW)  # a second case, by a move
+
+    def seqs() -> dict[str, int | None]:
+        s = schema.item_states.c
+        with engine.connect() as conn:
+            return {r.case_id: r.report_seq for r in conn.execute(select(s.case_id, s.report_seq))}
+
+    assert seqs() == {case_id("here"): place, case_id("away"): None, case_id("moved"): place}
+    with engine.connect() as conn:
+        assert store.states_of_report(conn, report_id("here")) == [
+            (case_id("here"), here),
+            (case_id("moved"), moved),
+        ]
+        assert store.states_of_report(conn, report_id("away")) == [(case_id("away"), elsewhere)]
+    away = _store_report(engine, "away")  # it arrives: its written state still has no place
+    with engine.connect() as conn:
+        assert store.states_of_report(conn, report_id("away")) == [(case_id("away"), elsewhere)]
+    with engine.begin() as conn:
+        store.save_states(conn, case_id("away"), [elsewhere], NOW)
+    assert seqs()[case_id("away")] == away
+    with engine.connect() as conn:
+        assert store.states_of_report(conn, report_id("away")) == [(case_id("away"), elsewhere)]
+
+
+def test_a_reports_states_are_searched_by_index(sqlite_engine: Engine) -> None:
+    """Read for a report's status and a transfer: never a scan of every item state."""
+    _store_report(sqlite_engine, "here")
+    for seed in ("here", "away"):
+        plans = sqlite_plans(
+            sqlite_engine,
+            "item_states",
+            lambda c, seed=seed: store.states_of_report(c, report_id(seed)),  # type: ignore[misc]
+        )
+        assert plans, seed
+        for plan in plans:
+            assert "SCAN item_states" not in plan, plan
+            assert "ix_item_states_unplaced_report_id" in plan, plan
+        if seed == "here":
+            assert "ix_item_states_report_seq" in plans[0], plans[0]
 
 
 def test_save_states_replaces_held_rows_and_inserts_new_ones(engine: Engine) -> None:

@@ -421,3 +421,58 @@ def test_held_contents_hashes_are_marked_and_back(tmp_path: Path, backend: str) 
     assert "held" not in columns
     assert back == {"ix_item_hashes_algorithm_hex"}
     assert count == 3
+
+
+def _state_row(conn: Any, case: str, report_id: str) -> None:
+    """An item state as 0016 stored it."""
+    conn.execute(
+        text(
+            "INSERT INTO item_states (case_id, report_id, idx, holder, origin_member,"
+            " origin_classification, orphaned, stage, disputed, actions, updated_at)"
+            " VALUES (:c, :r, 0, 'de-eco', 'nl-eokm', 'baseline', FALSE, 'unassessed', FALSE,"
+            " 0, 1)"
+        ),
+        {"c": case, "r": report_id},
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_item_states_get_their_reports_place_and_back(tmp_path: Path, backend: str) -> None:
+    """0017 gives each item state whose report is stored here that report's place, leaves the
+    others without one, and swaps the index on every row's report id for the place's and a
+    partial one; its downgrade drops the column and builds the old index again."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new(empty=True))
+    stored, elsewhere = "r-" + "a" * 32, "r-" + "b" * 32
+    try:
+        upgrade(engine, "0013")
+        with engine.begin() as conn:
+            _report_with_items(conn, "r-" + "c" * 32, 5, ())
+            _report_with_items(conn, stored, 10, ())
+        upgrade(engine, "0016")
+        with engine.begin() as conn:
+            for case, rid in (("c-1", stored), ("c-2", elsewhere), ("c-3", stored)):
+                _state_row(conn, case, rid)
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT case_id, report_seq FROM item_states ORDER BY 1"))
+            placed = [tuple(r) for r in rows]
+            seq = conn.execute(text("SELECT seq FROM reports WHERE id = :r"), {"r": stored})
+            place = seq.scalar_one()
+            indexes = {i["name"] for i in inspect(conn).get_indexes("item_states")}
+        downgrade(engine, "0016")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("item_states")}
+            back = {i["name"] for i in inspect(conn).get_indexes("item_states")}
+            count = conn.execute(text("SELECT count(*) FROM item_states")).scalar_one()
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert placed == [("c-1", place), ("c-2", None), ("c-3", place)]
+    assert place == 2
+    assert {"ix_item_states_report_seq", "ix_item_states_unplaced_report_id"} <= indexes
+    assert "ix_item_states_report_id" not in indexes
+    assert "report_seq" not in columns
+    assert "ix_item_states_report_id" in back
+    assert not {"ix_item_states_report_seq", "ix_item_states_unplaced_report_id"} & back
+    assert count == 3
