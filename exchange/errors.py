@@ -89,6 +89,12 @@ class Overloaded(ExchangeError):
     code = "overloaded"
 
 
+class ShuttingDown(ExchangeError):
+    """The node began to stop: it finishes the calls it took but takes no new work."""
+
+    code = "shutting-down"
+
+
 class InvalidHello(ExchangeError):
     """A peer's hello (``Exchange.Hello``) that is malformed, incomplete or signed at a time
     outside the receiver's clock skew of its own: nobody's sender was woken."""

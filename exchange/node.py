@@ -684,6 +684,7 @@ class Node:
         self.case_feed.notify()  # WatchCases streams see the stop now, not at their next poll
         if self._monitor is not None:
             self._monitor.stop()
+        self.admission.close()  # before NOT_SERVING: whoever sees it is refused new work
         self._health.enter_graceful_shutdown()
         if self._server is not None:
             # Peers keep idle streams open; end them after their in-flight envelopes so the

@@ -40,6 +40,9 @@ and released when its behaviour ends, both on that worker: gRPC never runs the b
 call whose client left before its request arrived (a "rapid reset"), so a slot taken any
 earlier could never be given back. Between the two, a burst may queue a few calls more than the
 budget for a moment; each is refused as it starts, so what is *held* never exceeds a budget.
+Once the node begins to stop (``close``), every new call but a health check or probe is refused
+— UNAVAILABLE, ``shutting-down: …`` — before health turns NOT_SERVING, so no client that saw
+NOT_SERVING is handed new work in the moment before gRPC's own stop refuses it.
 ``sweep`` runs on a reaper thread every ``REAP_INTERVAL``; the clock is injectable and ``sweep``
 is callable directly.
 """
@@ -60,7 +63,7 @@ from typing import Any, NoReturn, TypeAlias
 import grpc
 
 from exchange.edge.status import status_for
-from exchange.errors import Overloaded, error_code, error_message
+from exchange.errors import Overloaded, ShuttingDown, error_code, error_message
 from exchange.ops.metrics import Metrics
 from exchange.settings import ExchangeTuning
 
@@ -280,15 +283,18 @@ class Admission:
         self.admitted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.ended: Counter[str] = Counter()
+        self._closed = False
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
     # -- admitting ----------------------------------------------------------------------------
 
     def check(self, method: str) -> None:
-        """Refuse (``Overloaded``) a call whose class is full now; nothing is held."""
+        """Refuse (``Overloaded``) a call whose class is full now, or any call but a health
+        check or probe once the node is stopping (``ShuttingDown``); nothing is held."""
         kind = classify(method)
         with self._lock:
+            self._refuse_if_closed(kind)
             if kind is CallClass.STREAM:
                 full = len(self._ending) >= self.budgets.probation_streams
             else:
@@ -302,6 +308,7 @@ class Admission:
         """The call's worker started: its slot, or ``Overloaded`` (nothing held)."""
         kind = classify(method)
         with self._lock:
+            self._refuse_if_closed(kind)
             if kind is CallClass.STREAM:
                 slot: Slot = self._admit_stream(peer, cancel)
             elif kind is CallClass.PROBE:
@@ -314,6 +321,20 @@ class Admission:
                 slot = Slot(self, kind, None)
             self.admitted[kind.value] += 1
             return slot
+
+    def close(self) -> None:
+        """The node begins to stop: from now on only health checks and probes are admitted.
+
+        Called before health turns NOT_SERVING, so that a client who saw NOT_SERVING is never
+        served new work: gRPC's own refusal starts only at ``server.stop``, which comes after
+        the open streams were asked to end. Calls already admitted run to their end."""
+        with self._lock:
+            self._closed = True
+
+    def _refuse_if_closed(self, kind: CallClass) -> None:
+        if self._closed and kind not in (CallClass.OPEN, CallClass.PROBE):
+            self._refuse(kind.value, "shutdown")
+            raise ShuttingDown("the node is stopping and takes no new calls; retry elsewhere")
 
     def _overloaded(self, kind: CallClass) -> Overloaded:
         if kind is CallClass.STREAM:
@@ -588,7 +609,7 @@ def _begin(acquire: Acquire, context: grpc.ServicerContext) -> Slot:
     """The call's slot, released also by the RPC's own end; the call is refused without one."""
     try:
         slot = acquire(context.peer(), context.cancel)
-    except Overloaded as error:
+    except (Overloaded, ShuttingDown) as error:
         refuse(context, error)
     # The RPC's own end releases too: a streaming generator gRPC abandons is not closed
     # at once, and its slot must not wait for the garbage collector.
@@ -658,7 +679,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         method: str = details.method
         try:
             self.admission.check(method)
-        except Overloaded as error:
+        except (Overloaded, ShuttingDown) as error:
             log.debug("refused %s: %s", method, error)
             return refusal(handler, error)
         return held(handler, lambda peer, cancel: self.admission.acquire(method, peer, cancel))

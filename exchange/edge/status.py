@@ -42,6 +42,7 @@ from exchange.errors import (
     Overloaded,
     QuotaExceeded,
     SequenceConflict,
+    ShuttingDown,
     StorageUnavailable,
     TransferRefused,
     TransitionRefused,
@@ -81,6 +82,7 @@ _STATUS: list[tuple[type[Exception], grpc.StatusCode]] = [
     (InvalidUrl, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (StorageUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (ShuttingDown, grpc.StatusCode.UNAVAILABLE),  # the client retries on another replica
     (NotYet, grpc.StatusCode.UNAVAILABLE),
     (ListenError, grpc.StatusCode.UNAVAILABLE),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),

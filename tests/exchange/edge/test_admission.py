@@ -23,7 +23,7 @@ from exchange.edge.admission import (
     classify,
 )
 from exchange.edge.status import status_for
-from exchange.errors import Overloaded
+from exchange.errors import Overloaded, ShuttingDown
 from exchange.ops.metrics import Metrics
 
 STREAM = "/ihx.v1.Exchange/Stream"
@@ -112,6 +112,28 @@ def test_a_class_over_its_budget_is_refused_and_a_release_frees_it() -> None:
     acquire(a)
     with pytest.raises(Overloaded):
         acquire(a)
+
+
+def test_once_closed_only_health_checks_and_probes_are_admitted() -> None:
+    a = admission()
+    running = acquire(a)
+    ticket, _ = stream(a)
+    a.close()
+    for method in (SUBMIT, STREAM, "/ihx.v1.Exchange/Hello", "/ihx.v1.Partner/PullCases"):
+        with pytest.raises(ShuttingDown) as info:
+            a.check(method)  # refused before a worker is taken
+        assert status_for(info.value).name == "UNAVAILABLE"
+        with pytest.raises(ShuttingDown):
+            a.acquire(method, "ipv4:127.0.0.1:1", lambda: None)  # and when one queued starts
+    assert a.refused["shutdown"] == 8
+    a.check("/grpc.health.v1.Health/Check")  # a balancer still learns NOT_SERVING
+    acquire(a, "/grpc.health.v1.Health/Check").release()
+    acquire(a, "/grpc.health.v1.Health/Watch").release()
+    # What was admitted before runs on, and lets go as usual.
+    assert a.snapshot()["intake"] == 1
+    assert ticket.state is StreamState.PROBATION
+    running.release()
+    assert a.snapshot()["intake"] == 0
 
 
 def test_full_probation_evicts_the_oldest_stream_not_the_newcomer() -> None:
