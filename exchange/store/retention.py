@@ -69,7 +69,9 @@ def reports_of(conn: Connection, case_ids: Sequence[str]) -> list[str]:
 def sent_reports_due(conn: Connection, self_member: str, cutoff: datetime, limit: int) -> list[str]:
     """Reports sent from here whose items all closed at their holder before ``cutoff``."""
     r, s = REPORTS.c, STATES.c
-    mine = s.report_id == r.id
+    # An item state names a report stored here by its place (0017), through the index of
+    # report_seq; only a state written before its report arrived is indexed by the report's id.
+    mine = or_(s.report_seq == r.seq, and_(s.report_seq.is_(None), s.report_id == r.id))
     still_open_or_recent = or_(
         s.stage.not_in(_CLOSED), s.closed_at.is_(None), s.closed_at >= cutoff
     )
