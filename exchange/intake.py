@@ -284,9 +284,7 @@ class Intake:
                 now,
             )
             marks.update({p.report.id: m for p, m in zip(remote, remote_marks, strict=True)})
-            outbox.enqueue(
-                conn, [outbox.Queued(p.decision.member, p.report.id, p.wire) for p in remote], now
-            )
+            outbox.enqueue_stored(conn, [(p.decision.member, p.report.id) for p in remote], now)
             destinations = {p.decision.member for p in remote}
             if self._seal_early is not None:
                 self._seal_early(tx, destinations)

@@ -1,6 +1,8 @@
 """The outbox aggregate: queued reports, the batches sealed from them, and their deliveries.
 
-Intake queues a report for its destination in its own transaction (``enqueue``). A sender
+Intake queues a report for its destination in its own transaction (``enqueue_stored``: by the
+report's place, its bytes read from its row when sealed — never a second copy of them; case
+events and transfers, whose bytes no report row holds, are queued with them, ``enqueue``). A sender
 reads what is pending (unbatched rows; announcements after the peer's cursor), seals a batch in
 one transaction — ``claim`` the rows (``FOR UPDATE SKIP LOCKED``: no report lands in two
 batches), ``insert_batch`` with the signed header, ``assign`` the rows their positions — and
@@ -21,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from exchange.store import peers, reports, schema
-from exchange.store.sql import insert_rows
+from exchange.store.sql import chunks, insert_rows
 
 OUTBOX = schema.outbox
 BATCHES = schema.batches
@@ -41,8 +43,8 @@ TRANSFER = "transfer"  # a moved case's transfer to its new holder (its report i
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A payload to queue for ``destination``: a report (its id and wire bytes) or, with
-    ``kind=EVENT``, a case event (its id in ``report_id``)."""
+    """A payload no report row holds, to queue for ``destination`` with its bytes: a case event
+    (``kind=EVENT``, its id in ``report_id``) or a moved case's transfer (``kind=TRANSFER``)."""
 
     destination: str
     report_id: str
@@ -99,11 +101,12 @@ class Delivery:
 
 
 def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
-    """Queue reports for their destinations (inside the intake transaction)."""
+    """Queue payloads no report row holds (case events, transfers) with their bytes."""
     values = [
         {
             "destination": r.destination,
             "report_id": r.report_id,
+            "report_seq": None,
             "payload": r.payload,
             "created_at": now,
             "kind": r.kind,
@@ -111,6 +114,38 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
         for r in rows
     ]
     insert_rows(conn, OUTBOX, values)
+
+
+def enqueue_stored(conn: Connection, rows: Sequence[tuple[str, str]], now: datetime) -> None:
+    """Queue reports stored here, each (destination, report id), by their places: the bytes
+    sent are the report row's ``wire``, read when the batch is sealed and when it is resent.
+    (Those bytes never change while a report is queued: retention overwrites only a report
+    its holder closed, never one still here — ``queued_among``.)"""
+    place = reports.places(conn, sorted({report_id for _, report_id in rows}))
+    missing = [report_id for _, report_id in rows if report_id not in place]
+    if missing:
+        raise LookupError(f"queued reports not stored here: {', '.join(missing[:3])}")
+    values = [
+        {
+            "destination": destination,
+            "report_id": report_id,
+            "report_seq": place[report_id],
+            "payload": None,
+            "created_at": now,
+            "kind": REPORT,
+        }
+        for destination, report_id in rows
+    ]
+    insert_rows(conn, OUTBOX, values)
+
+
+def queued_among(conn: Connection, report_ids: Sequence[str]) -> set[str]:
+    """Those of ``report_ids`` still queued for a destination (sent or not yet sealed)."""
+    out: set[str] = set()
+    for part in chunks(sorted(set(report_ids))):
+        rows = conn.execute(select(OUTBOX.c.report_id).where(OUTBOX.c.report_id.in_(part)))
+        out.update(rows.scalars())
+    return out
 
 
 # -- what a sender reads ------------------------------------------------------------------------
@@ -121,12 +156,17 @@ def enqueue(conn: Connection, rows: Iterable[Queued], now: datetime) -> None:
 # carries to the ORDER BY.
 _PENDING_ORDER = (OUTBOX.c.destination, OUTBOX.c.batch_sequence, OUTBOX.c.id)
 
+# A row's bytes: its own, or those of the report stored at its place.
+_QUEUED = OUTBOX.outerjoin(REPORTS, REPORTS.c.seq == OUTBOX.c.report_seq)
+_PAYLOAD = func.coalesce(OUTBOX.c.payload, REPORTS.c.wire).label("payload")
+
 
 def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> list[PendingReport]:
     """The oldest unbatched rows (reports and case events) queued for ``peer``, in order;
     ``after``: only rows queued after row ``after``."""
     rows = conn.execute(
-        select(OUTBOX.c.id, OUTBOX.c.report_id, OUTBOX.c.payload, OUTBOX.c.kind)
+        select(OUTBOX.c.id, OUTBOX.c.report_id, _PAYLOAD, OUTBOX.c.kind)
+        .select_from(_QUEUED)
         .where(
             OUTBOX.c.destination == peer,
             OUTBOX.c.batch_sequence.is_(None),
@@ -198,7 +238,8 @@ def load_batch(conn: Connection, peer: str, sequence: int) -> StoredBatch:
     ).one()
     if b.kind in (REPORT, EVENT, TRANSFER):
         rows = conn.execute(
-            select(OUTBOX.c.report_id, OUTBOX.c.payload)
+            select(OUTBOX.c.report_id, _PAYLOAD)
+            .select_from(_QUEUED)
             .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence)
             .order_by(OUTBOX.c.batch_position)
         ).all()

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, and_, delete, exists, or_, select, update
 
 from exchange.domain import ReportRole
 from exchange.lifecycle.model import CLOSED_STAGES
-from exchange.store import schema
+from exchange.store import outbox, schema
 from exchange.store.sql import chunks
 
 CASES = schema.cases
@@ -67,7 +67,8 @@ def reports_of(conn: Connection, case_ids: Sequence[str]) -> list[str]:
 
 
 def sent_reports_due(conn: Connection, self_member: str, cutoff: datetime, limit: int) -> list[str]:
-    """Reports sent from here whose items all closed at their holder before ``cutoff``."""
+    """Reports sent from here whose items all closed at their holder before ``cutoff``, no
+    longer in the outbox."""
     r, s = REPORTS.c, STATES.c
     # An item state names a report stored here by its place (0017), through the index of
     # report_seq; only a state written before its report arrived is indexed by the report's id.
@@ -87,7 +88,11 @@ def sent_reports_due(conn: Connection, self_member: str, cutoff: datetime, limit
         .order_by(r.id)
         .limit(limit)
     )
-    return list(rows.scalars())
+    due = list(rows.scalars())
+    # A report still queued (its receipt not back) is sent from its row's bytes: left until
+    # it has left. One read of the outbox per round, not one per report (no index by report).
+    queued = outbox.queued_among(conn, due)
+    return [report_id for report_id in due if report_id not in queued]
 
 
 def wires(conn: Connection, report_ids: Sequence[str]) -> dict[str, bytes]:

@@ -251,7 +251,10 @@ class OutboxRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     destination: Mapped[str] = mapped_column(MemberId)
     report_id: Mapped[str] = mapped_column(ReportId)
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    # A report stored here is queued by its place (0018) and sent as its row's ``wire``; only
+    # bytes no report row holds (case events, transfers) are carried in ``payload``.
+    report_seq: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcMicros)
     batch_sequence: Mapped[int | None] = mapped_column(BigInteger)
     batch_position: Mapped[int | None] = mapped_column(Integer)

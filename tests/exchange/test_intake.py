@@ -18,7 +18,7 @@ from exchange import cases
 from exchange.domain import Classification, Sighting, Submission
 from exchange.errors import ExchangeError
 from exchange.intake import Intake, IntakeResult
-from exchange.store import retention, schema
+from exchange.store import outbox, retention, schema
 from exchange.store.writer import Writer
 from exchange.wire.codec import anonymised_report, parse_report, report_from_proto
 from routing.decision import DecisionReason
@@ -139,9 +139,11 @@ def test_remote_decision_writes_one_outbox_row(
     (row,) = rows(engine, schema.outbox)
     assert row.destination == member
     assert row.report_id == result.report_id
-    assert row.payload == result.wire
     assert row.batch_sequence is None
     (report,) = rows(engine, schema.reports)
+    # Queued by the report's place, its bytes sent from its row, never copied (0018).
+    assert (row.report_seq, row.payload) == (report.seq, None)
+    assert sent_bytes(engine, member) == [result.wire]
     assert report.case_id is None
     assert report.decision_member == member
     assert rows(engine, schema.cases) == []
@@ -359,8 +361,13 @@ def test_a_consented_region_stays_in_the_report_row_only(
         for row in rows(engine, table):
             assert "NL-NH" not in repr(tuple(row)), table.name
     if country == "DE":
-        (queued,) = rows(engine, schema.outbox)
-        assert queued.payload == plain.wire
+        assert sent_bytes(engine, "de-eco") == [plain.wire]
+
+
+def sent_bytes(engine: Engine, member: str) -> list[bytes]:
+    """The bytes the sender to ``member`` would seal, as it reads them."""
+    with engine.connect() as conn:
+        return [p.payload for p in outbox.pending_reports(conn, member, limit=10)]
 
 
 def test_no_region_without_it(intake: Intake, engine: Engine) -> None:

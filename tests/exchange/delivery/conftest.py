@@ -4,7 +4,7 @@
 * ``batches`` — nl-eokm's ``Batches`` for de-eco, signing with nl-eokm's test key;
 * ``receipts`` — nl-eokm's ``Receipts`` from de-eco, with its own ``metrics``;
 * ``queue_reports(n)`` — n distinct real wire reports queued for de-eco (through
-  ``store.outbox.enqueue``, as intake queues them), returning their report ids;
+  ``store.outbox.enqueue_stored``, as intake queues them), returning their report ids;
 * ``receipt_for(batch, ...)`` — the receipt de-eco would sign for a batch: the envelope opened
   and checked as de-eco's receiver opens it, then signed with de-eco's key;
 * ``make_sender(tuning, channel_for=None)`` — nl-eokm's (unstarted) ``PeerSender`` to de-eco;
@@ -107,19 +107,19 @@ def queue_reports(writer: Writer, clock: FakeClock) -> QueueReports:
             wire = report_wire(report)
             if payload_bytes:
                 wire = wire.ljust(payload_bytes, b"\x00")
-            queued.append(outbox.Queued(PEER, report.id, wire))
+            queued.append((PEER, report.id))
             stored.append(Incoming(report, wire, ReportRole.ORIGIN))
 
         def job(tx: Tx) -> None:
             peers.ensure(tx.conn, PEER)
             marks = [(None,) * len(inc.report.items) for inc in stored]
             reports.insert(tx.conn, stored, [None] * len(stored), marks, clock())
-            outbox.enqueue(tx.conn, queued, clock())
+            outbox.enqueue_stored(tx.conn, queued, clock())
             if then is not None:
                 then(tx)
 
         writer.execute(job)
-        return [q.report_id for q in queued]
+        return [report_id for _, report_id in queued]
 
     return queue
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, delete, select
 
 from auth.manifest import Manifest
 from exchange.checkpoints import Checkpointer, verify_log
@@ -299,11 +299,14 @@ def test_a_sent_report_is_anonymised_once_all_its_items_closed_at_the_holder(wor
     closed = world.case("sent-closed", close=False, country="DE")[1]
     half = world.case("sent-half", close=False, country="DE")[1]
     late = world.case("sent-late", close=False, country="DE")[1]
+    queued = world.case("sent-queued", close=False, country="DE")[1]
     earlier = world.clock() + timedelta(hours=1)
     # the holder's events, as inbound writes them here: de-eco closed the items
     holder_closes(world, closed, [earlier, earlier])
     holder_closes(world, half, [earlier, None])
     holder_closes(world, late, [earlier, earlier + timedelta(days=DAYS)])
+    holder_closes(world, queued, [earlier, earlier])
+    receipted(world, [closed, half, late])  # queued's receipt is not back: it is sent again
     world.clock.advance(days(DAYS) + 2 * 3600)
 
     done = world.retention().purge()
@@ -312,10 +315,16 @@ def test_a_sent_report_is_anonymised_once_all_its_items_closed_at_the_holder(wor
     report = world.row(schema.reports, id=closed)
     assert (report.url, report.anonymised_at) == ("", world.clock())
     assert world.count(schema.item_hashes, report_seq=report_place(world.engine, closed)) == 0
-    for kept in (half, late):
+    for kept in (half, late, queued):
         assert world.row(schema.reports, id=kept).anonymised_at is None
     (entry,) = world.log(LogKind.ANONYMISED)
     assert (entry["cases"], entry["report_ids"]) == (0, [closed])
+
+
+def receipted(world: World, report_ids: list[str]) -> None:
+    """The reports leave the outbox, as their holder's receipt takes them out."""
+    with world.engine.begin() as conn:
+        conn.execute(delete(schema.outbox).where(schema.outbox.c.report_id.in_(report_ids)))
 
 
 def holder_closes(world: World, report_id: str, closed_at: list[datetime | None]) -> None:

@@ -476,3 +476,44 @@ def test_item_states_get_their_reports_place_and_back(tmp_path: Path, backend: s
     assert "ix_item_states_report_id" in back
     assert not {"ix_item_states_report_seq", "ix_item_states_unplaced_report_id"} & back
     assert count == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_outbox_rows_queue_reports_by_place_and_back(tmp_path: Path, backend: str) -> None:
+    """0018 keeps every queued row's bytes and lets a row name a stored report by its place
+    instead; its downgrade copies that report's bytes back into the row."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new(empty=True))
+    rid = "r-" + "a" * 32
+    queue = (
+        "INSERT INTO outbox (destination, report_id, {col}, created_at, kind)"
+        " VALUES ('de-eco', :r, :v, 1, :kind)"
+    )
+    try:
+        upgrade(engine, "0013")
+        with engine.begin() as conn:
+            _report_with_items(conn, rid, 10, ())
+        upgrade(engine, "0017")
+        with engine.begin() as conn:
+            conn.execute(
+                text(queue.format(col="payload")), {"r": "e-1", "v": b"ev", "kind": "event"}
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            place = conn.execute(text("SELECT seq FROM reports WHERE id = :r"), {"r": rid})
+            by_place = {"r": rid, "v": place.scalar_one(), "kind": "report"}
+            conn.execute(text(queue.format(col="report_seq")), by_place)
+            at_head = [tuple(r) for r in conn.execute(_OUTBOX_ROWS)]
+        downgrade(engine, "0017")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("outbox")}
+            back = [tuple(r) for r in conn.execute(text("SELECT report_id, payload FROM outbox"))]
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert at_head == [("e-1", None, b"ev"), (rid, by_place["v"], None)]
+    assert "report_seq" not in columns
+    assert sorted(back) == [("e-1", b"ev"), (rid, b"w")]
+
+
+_OUTBOX_ROWS = text("SELECT report_id, report_seq, payload FROM outbox ORDER BY id")

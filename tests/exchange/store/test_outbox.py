@@ -12,7 +12,7 @@ from exchange.domain import ReportRole
 from exchange.store import outbox, peers, reports, schema
 from exchange.store.reports import Incoming
 from exchange.store.writer import Tx, Writer
-from tests.exchange.factories import T0, make_report, report_wire
+from tests.exchange.factories import T0, make_report, report_place, report_wire
 from tests.exchange.store.plans import sqlite_plans
 
 PEER = "de-eco"
@@ -168,6 +168,49 @@ def test_a_delivery_of_a_report_not_stored_here_is_refused(writer: Writer, engin
         writer.execute(lambda tx: outbox.record_deliveries(tx.conn, [known, unknown]))
     with engine.connect() as conn:
         assert conn.execute(select(schema.deliveries)).all() == []
+
+
+def test_a_report_stored_here_is_queued_by_its_place_and_sent_as_its_row(
+    writer: Writer, engine: Engine
+) -> None:
+    """Intake queues a report by its place (0018): the row carries no copy of its bytes, and
+    what is sealed and resent is the report row's own ``wire``, beside rows that carry theirs."""
+    ids = _stored(writer, 2)
+
+    def job(tx: Tx) -> None:
+        peers.ensure(tx.conn, PEER)
+        outbox.enqueue_stored(tx.conn, [(PEER, ids[1])], T0)
+        outbox.enqueue(tx.conn, [outbox.Queued(PEER, "e-1", b"event", outbox.EVENT)], T0)
+        outbox.enqueue_stored(tx.conn, [(PEER, ids[0])], T0)
+
+    writer.execute(job)
+    with engine.connect() as conn:
+        wires = dict(conn.execute(select(schema.reports.c.id, schema.reports.c.wire)).all())
+        rows = conn.execute(
+            select(schema.outbox.c.report_seq, schema.outbox.c.payload).order_by(schema.outbox.c.id)
+        ).all()
+        pending = outbox.pending_reports(conn, PEER, limit=10)
+    places = [report_place(engine, rid) for rid in (ids[1], ids[0])]
+    assert [tuple(r) for r in rows] == [(places[0], None), (None, b"event"), (places[1], None)]
+    assert [(p.report_id, p.payload) for p in pending] == [
+        (ids[1], wires[ids[1]]),
+        ("e-1", b"event"),
+        (ids[0], wires[ids[0]]),
+    ]
+    seal(writer, 1, [pending[2].id, pending[0].id])
+    with engine.connect() as conn:
+        assert outbox.load_batch(conn, PEER, 1).payloads == (wires[ids[0]], wires[ids[1]])
+        assert outbox.queued_among(conn, [*ids, "r-" + "0" * 32]) == set(ids)
+
+
+def test_a_report_not_stored_here_is_not_queued_by_place(writer: Writer, engine: Engine) -> None:
+    (rid,) = _stored(writer, 1)
+    with pytest.raises(LookupError, match="not stored here: r-0000"):
+        writer.execute(
+            lambda tx: outbox.enqueue_stored(tx.conn, [(PEER, rid), (PEER, "r-" + "0" * 32)], T0)
+        )
+    with engine.connect() as conn:
+        assert conn.execute(select(schema.outbox)).all() == []
 
 
 def test_the_announcement_high_water_is_the_cursor_or_the_last_sealed(
