@@ -20,10 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from exchange.store import peers, reports, schema
-from exchange.store.sql import chunks, insert_rows
+from exchange.store.sql import chunks, insert_rows, update_rows
 
 OUTBOX = schema.outbox
 BATCHES = schema.batches
@@ -321,11 +321,13 @@ def insert_batch(
 
 def assign(conn: Connection, sequence: int, row_ids: Sequence[int]) -> None:
     """Put outbox rows into batch ``sequence``, at their positions in the envelope."""
-    conn.execute(
-        update(OUTBOX)
-        .where(OUTBOX.c.id == bindparam("row_id"))
-        .values(batch_sequence=sequence, batch_position=bindparam("pos")),
-        [{"row_id": row_id, "pos": i} for i, row_id in enumerate(row_ids)],
+    update_rows(
+        conn,
+        OUTBOX,
+        "id",
+        ("batch_position",),
+        [(row_id, i) for i, row_id in enumerate(row_ids)],
+        fixed=(("batch_sequence", sequence),),
     )
 
 

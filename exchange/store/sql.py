@@ -16,6 +16,10 @@ micro-benchmark on a busy 2-core machine; the writer shares its process with int
 gRPC's threads). The row counts come from a fixed ladder (``LADDER``), so a table has a few
 statement texts, each prepared once and kept by the driver's statement cache. psycopg
 pipelines an ``executemany`` to PostgreSQL already: there it stays.
+
+``update_rows`` does the same for an UPDATE that gives each row values of its own (a batch's
+positions): ``UPDATE … FROM (VALUES (…), (…), …)`` in statements of the same ladder, on both
+databases, where a Core ``executemany`` processed a parameter dict per row.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -134,6 +138,59 @@ def insert_rows(
             part = values[done : done + size]
             conn.exec_driver_sql(prepared.statement(size), tuple(itertools.chain(*part)))
             done += size
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    fixed: tuple[tuple[str, Any], ...] = (),
+) -> None:
+    """Give each row of ``table`` whose ``key`` is a row's first value the row's other values
+    as ``columns``, and every one of them the ``fixed`` (column, value) pairs: one
+    ``UPDATE … FROM (VALUES …)`` per part of the ladder, where a Core ``executemany`` built and
+    processed a parameter dict per row (most of the writer's time in ``outbox.assign``). The
+    values go to the driver as they are: give what it takes (ints, text, bytes)."""
+    if not rows:
+        return
+    statement = _update(conn.dialect, table, key, columns, tuple(c for c, _ in fixed))
+    head = tuple(v for _, v in fixed)
+    width = 1 + len(columns)
+    limit = _driver_limit(conn) if conn.dialect.name == "sqlite" else 65535
+    done = 0
+    for size in LADDER:
+        if size * width + len(head) > limit and size > 1:
+            continue
+        while len(rows) - done >= size:
+            part = rows[done : done + size]
+            conn.exec_driver_sql(statement(size), (*head, *itertools.chain(*part)))
+            done += size
+
+
+@functools.cache
+def _update(
+    dialect: Dialect, table: Table, key: str, columns: tuple[str, ...], fixed: tuple[str, ...]
+) -> Callable[[int], str]:
+    """The text of ``update_rows``'s statement for a number of rows."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    q = dialect.identifier_preparer
+    name = q.format_table(table)
+    sets = [f"{q.format_column(table.c[c])} = {mark}" for c in fixed]
+    # A VALUES list's columns are column1, column2, … on SQLite and PostgreSQL alike.
+    sets += [f"{q.format_column(table.c[c])} = v.column{i + 2}" for i, c in enumerate(columns)]
+    row = f"({', '.join(mark for _ in range(1 + len(columns)))})"
+
+    @functools.cache
+    def text(rows: int) -> str:
+        # Identifiers come from the schema, quoted by the dialect; every value is bound.
+        return (
+            f"UPDATE {name} SET {', '.join(sets)} FROM (VALUES {', '.join([row] * rows)}) AS v"  # noqa: S608
+            f" WHERE {name}.{q.format_column(table.c[key])} = v.column1"
+        )
+
+    return text
 
 
 def _driver_limit(conn: Connection) -> int:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from exchange.store.engine import open_engine
 from exchange.store.schema import UtcMicros
-from exchange.store.sql import OnConflict, insert_rows
+from exchange.store.sql import OnConflict, insert_rows, update_rows
 
 META = MetaData()
 THINGS = Table(
@@ -157,3 +157,46 @@ def test_duplicates_within_one_call_keep_their_meaning(tmp_path: Path) -> None:
     engine.dispose()
     assert first == {i: f"v{i}" for i in range(7)}
     assert last == {i: f"v{max(j for j in range(20) if j % 7 == i)}" for i in range(7)}
+
+
+# -- update_rows ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 5, 300])
+def test_update_rows_gives_each_keyed_row_its_values_and_the_fixed_ones(
+    db_url: str, n: int
+) -> None:
+    """On both backends: each row named by its key gets its own value and the fixed one; a
+    row not named keeps its values; SQLite takes the rows in a few statements."""
+    engine = open_engine(db_url)
+    META.create_all(engine)
+    seen: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, sql, *_a: seen.append(sql) if sql.startswith("UPDATE") else None,
+    )
+    try:
+        with engine.begin() as conn:
+            insert_rows(conn, THINGS, [{"id": i, "name": "old"} for i in range(1, n + 2)])
+        named = list(range(n, 0, -1))  # not in key order: each value follows its key
+        with engine.begin() as conn:
+            update_rows(
+                conn,
+                THINGS,
+                "id",
+                ("name",),
+                [(i, f"new{i}") for i in named],
+                fixed=(("flag", True),),
+            )
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(THINGS.c.id, THINGS.c.name, THINGS.c.flag).order_by(THINGS.c.id)
+            )
+            stored = [tuple(r) for r in rows]
+    finally:
+        META.drop_all(engine)
+        engine.dispose()
+    assert stored == [*((i, f"new{i}", True) for i in range(1, n + 1)), (n + 1, "old", None)]
+    if engine.dialect.name == "sqlite":
+        assert len(seen) == {1: 1, 5: 2, 300: 6}[n]  # 300 = 256 + 2 x 16 + 3 x 4
