@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -43,6 +43,8 @@ IN_CHUNK = 2000
 # Rows per INSERT statement on SQLite, largest first (see the module docstring); a size whose
 # parameters would pass the connection's limit is skipped.
 LADDER = (256, 64, 16, 4, 1)
+# The most parameters one statement may bind on PostgreSQL (its protocol's 16-bit count).
+POSTGRESQL_PARAMETERS = 65535
 
 
 def chunks(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
@@ -129,15 +131,7 @@ def insert_rows(
     if conn.dialect.name != "sqlite":
         conn.exec_driver_sql(prepared.statement(1), values)
         return
-    limit = _driver_limit(conn)
-    done = 0
-    for size in LADDER:
-        if size * len(keys) > limit and size > 1:
-            continue
-        while len(values) - done >= size:
-            part = values[done : done + size]
-            conn.exec_driver_sql(prepared.statement(size), tuple(itertools.chain(*part)))
-            done += size
+    _by_ladder(conn, prepared, values, _driver_limit(conn))
 
 
 def update_rows(
@@ -156,41 +150,28 @@ def update_rows(
     if not rows:
         return
     statement = _update(conn.dialect, table, key, columns, tuple(c for c, _ in fixed))
-    head = tuple(v for _, v in fixed)
-    width = 1 + len(columns)
-    limit = _driver_limit(conn) if conn.dialect.name == "sqlite" else 65535
+    limit = _driver_limit(conn) if conn.dialect.name == "sqlite" else POSTGRESQL_PARAMETERS
+    _by_ladder(conn, statement, rows, limit, tuple(v for _, v in fixed))
+
+
+def _by_ladder(
+    conn: Connection,
+    statement: _ManyRows,
+    rows: Sequence[tuple[Any, ...]],
+    limit: int,
+    head: tuple[Any, ...] = (),
+) -> None:
+    """``rows`` in statements of the ladder's sizes, largest first, each binding ``head`` and
+    then its rows' values; a size whose parameters would pass ``limit`` is skipped."""
+    width = len(rows[0])
     done = 0
     for size in LADDER:
         if size * width + len(head) > limit and size > 1:
             continue
         while len(rows) - done >= size:
             part = rows[done : done + size]
-            conn.exec_driver_sql(statement(size), (*head, *itertools.chain(*part)))
+            conn.exec_driver_sql(statement.statement(size), (*head, *itertools.chain(*part)))
             done += size
-
-
-@functools.cache
-def _update(
-    dialect: Dialect, table: Table, key: str, columns: tuple[str, ...], fixed: tuple[str, ...]
-) -> Callable[[int], str]:
-    """The text of ``update_rows``'s statement for a number of rows."""
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    q = dialect.identifier_preparer
-    name = q.format_table(table)
-    sets = [f"{q.format_column(table.c[c])} = {mark}" for c in fixed]
-    # A VALUES list's columns are column1, column2, … on SQLite and PostgreSQL alike.
-    sets += [f"{q.format_column(table.c[c])} = v.column{i + 2}" for i, c in enumerate(columns)]
-    row = f"({', '.join(mark for _ in range(1 + len(columns)))})"
-
-    @functools.cache
-    def text(rows: int) -> str:
-        # Identifiers come from the schema, quoted by the dialect; every value is bound.
-        return (
-            f"UPDATE {name} SET {', '.join(sets)} FROM (VALUES {', '.join([row] * rows)}) AS v"  # noqa: S608
-            f" WHERE {name}.{q.format_column(table.c[key])} = v.column1"
-        )
-
-    return text
 
 
 def _driver_limit(conn: Connection) -> int:
@@ -216,14 +197,14 @@ def _tuples(
 
 
 @dataclass(frozen=True)
-class _Insert:
-    """An INSERT of one table's columns: its text for any number of rows, and each value's
-    converter (None: as is)."""
+class _ManyRows:
+    """A statement over a VALUES list (an INSERT, or ``update_rows``'s UPDATE): its text for
+    any number of rows, and each value's converter (None: as is)."""
 
-    head: str  # INSERT INTO table (columns) VALUES
+    head: str  # INSERT INTO table (columns) VALUES / UPDATE … FROM (VALUES
     row: str  # (?, ?, …)
-    suffix: str  # the conflict clause, if any
-    converters: tuple[_Converter | None, ...]
+    suffix: str  # the conflict clause, if any / ) AS v WHERE …
+    converters: tuple[_Converter | None, ...] = ()
 
     @functools.cache  # noqa: B019 - a few sizes per statement, statements cached for ever
     def statement(self, rows: int) -> str:
@@ -231,7 +212,9 @@ class _Insert:
 
 
 @functools.cache
-def _prepared(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str) -> _Insert | None:
+def _prepared(
+    dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str
+) -> _ManyRows | None:
     """The INSERT of ``keys`` of ``table`` (None: a column left out has a Python-side default)."""
     if any(c.default is not None for c in table.columns if c.name not in keys):
         return None
@@ -246,4 +229,24 @@ def _prepared(dialect: Dialect, table: Table, keys: tuple[str, ...], suffix: str
     converters = tuple(
         None if isinstance(c.type, LargeBinary) else c.type.bind_processor(dialect) for c in columns
     )
-    return _Insert(head, f"({', '.join(mark for _ in columns)})", suffix, converters)
+    return _ManyRows(head, f"({', '.join(mark for _ in columns)})", suffix, converters)
+
+
+@functools.cache
+def _update(
+    dialect: Dialect, table: Table, key: str, columns: tuple[str, ...], fixed: tuple[str, ...]
+) -> _ManyRows:
+    """``update_rows``'s statement: the ``fixed`` columns bound first, then a VALUES list of
+    (key, columns…) per row."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    q = dialect.identifier_preparer
+    name = q.format_table(table)
+    sets = [f"{q.format_column(table.c[c])} = {mark}" for c in fixed]
+    # A VALUES list's columns are column1, column2, … on SQLite and PostgreSQL alike.
+    sets += [f"{q.format_column(table.c[c])} = v.column{i + 2}" for i, c in enumerate(columns)]
+    # Identifiers come from the schema, quoted by the dialect; every value is bound.
+    return _ManyRows(
+        f"UPDATE {name} SET {', '.join(sets)} FROM (VALUES ",  # noqa: S608
+        f"({', '.join(mark for _ in range(1 + len(columns)))})",
+        f") AS v WHERE {name}.{q.format_column(table.c[key])} = v.column1",
+    )

@@ -3,8 +3,8 @@
 An outbox row carried the report's wire bytes, which the report's own row (``reports.wire``)
 holds already: at an origin every report was written twice, and its copy was rewritten with
 its page when the row was put into a batch and again when the receipt deleted it — three page
-writes of the bytes a report's row holds once (``bench/exchange_throughput.py``: most of node
-A's bytes written per report).
+writes of the bytes a report's row holds once (``bench/exchange_throughput.py``: about a tenth
+of node A's bytes written to storage per report).
 
 ``outbox.report_seq`` is the place (``reports.seq``) of a queued report stored here; such a row
 has no ``payload`` and the sender reads the report's bytes through its place. Rows that carry
