@@ -26,8 +26,8 @@ country, so A forwards all of them. The client streams reports to A's bulk intak
   node's per-report rows written again into a fresh file by SQLite alone, in transactions of
   500 reports (the writer's ``max_take``) and, without ``--quick``, of 2,000 — reports/s and bytes
   written per report; the 500 figure counts among the implied ceilings; ``--what-if`` adds the
-  same in the layouts the next steps would give (``row_layout.WHAT_IF``: per-batch sent/receipted
-  log entries; no indexes only for later look-ups; cases keyed by place), each alone and one
+  same in the layouts the next steps would give (``row_layout.WHAT_IF``: no indexes only for
+  later look-ups; cases keyed by place), each alone and one
   after another, in transactions of 35 reports (the 1,000/s phase's groups) and 500;
   ``--held N`` prices every layout on a file already holding N reports (row_layout's ``held``)
   — a node holds far more than a run's 20,000, and random keys cost more the more leaves there
@@ -544,10 +544,9 @@ def latency_phase(
     with a_db.connect() as conn:
         rows = conn.execute(
             text(
-                "select r.received_at, l.at, d.receipted_at from reports r "
+                "select r.received_at, b.created_at, d.receipted_at from reports r "
                 "join deliveries d on d.report_seq = r.seq "
-                "join (select report_seq, min(at) as at from routing_log where kind = 'sent' "
-                "group by report_seq) l on l.report_seq = r.seq "
+                "join batches b on b.destination = d.destination and b.sequence = d.sequence "
                 "where r.url like '%/p/%'"
             )
         ).all()

@@ -15,12 +15,11 @@ a node's single writer can reach with that layout at that group size; the bytes 
 kernel counted as written (WAL frames and SQLite's own checkpoints) per report.
 
 ``what_if`` replays the same rows in a layout the node does not have yet, to price a change
-before making it (issue 16's next steps; two are the node's own layout now: an integer key per
-report for ``items``, ``item_hashes`` and ``deliveries`` since migration 0014, and a report's
-log entries found by its place rather than an index on every entry's id since 0015; a third in
-part, since 0016):
-- ``batch-log``: no per-report ``sent`` and ``receipted`` routing-log entries (one per batch
-  instead, about a row per 500 reports, left out here).
+before making it (issue 16's next steps; three are the node's own layout now: an integer key
+per report for ``items``, ``item_hashes`` and ``deliveries`` since migration 0014, a report's
+log entries found by its place rather than an index on every entry's id since 0015, and one
+``sent`` and one ``receipted`` log entry per batch rather than per report since 0019; a fourth
+in part, since 0016):
 - ``no-lookup-indexes``: without the index a report's rows add only for looking it up later —
   ``item_hashes (algorithm, hex)`` (which other report carries a hash) — as if it looked up
   through what it would need anyway, the hash index. Since 0016 that index covers only the
@@ -57,7 +56,7 @@ from typing import Any
 from bench_common import storage_writes
 
 PER_REPORT = 0.5  # a table with at least this many rows per report is part of the layout
-WHAT_IF = ("batch-log", "no-lookup-indexes", "case-key")
+WHAT_IF = ("no-lookup-indexes", "case-key")
 CASE_TABLES = {
     "cases": ("id",),
     "case_reports": ("case_id", "report_id"),
@@ -65,7 +64,6 @@ CASE_TABLES = {
 }
 # The index before 0016 and the partial one since: a file of either age is priced.
 LOOKUP_INDEXES = ("ix_item_hashes_algorithm_hex", "ix_item_hashes_held_algorithm_hex")
-PER_BATCH_KINDS = ("sent", "receipted")
 FILL_GROUP = 5_000  # reports per transaction while filling a file to ``held`` (untimed)
 
 
@@ -133,14 +131,6 @@ class Rows:
     def rows_of(self, table: str, what_if: frozenset[str] = frozenset()) -> dict[str, list[Any]]:
         """``table``'s rows by report id, as ``what_if`` would have stored them."""
         by = self.by_report[table]
-        columns = self.columns[table]
-        if "batch-log" in what_if and table == "routing_log":
-            k = columns.index("kind")
-            by = {
-                rid: kept
-                for rid, rows in by.items()
-                if (kept := [row for row in rows if row[k] not in PER_BATCH_KINDS])
-            }
         if "case-key" in what_if and table in CASE_TABLES:
             by = {rid: self._case_keyed(table, rows) for rid, rows in by.items()}
         return by

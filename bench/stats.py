@@ -5,7 +5,8 @@ with a year (2024) of records shaped on INHOPE's 2024 figures — 2.5 M by defau
 ``--quick`` — by bulk inserts of the rows the node itself would have written (reports, items,
 cases, item states, routing-log entries, takedown notices and watches), not through intake:
 - 90 % reports received from peers and held here, 10 % from this node's analysts, forwarded
-  (intake, sent, receipted a few seconds later);
+  (intake, sent, receipted a few seconds later — an entry of each per report, as a node wrote
+  them before 0019: the folder still reads that form, and it prices each report's entries);
 - 65 % of items illegal (baseline/national), 37 % new content (the rest known to the network);
 - hosting NL 29 %, US 14 %, BG 9 %, HK 8 %, RO 7 % and a tail; HK and a few others have no
   member (orphan); most illegal items reported to law enforcement within hours and removed

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from auth.manifest import Manifest, load_manifest, parse_manifest, parse_signed_manifest
 from common.clock import whole_second_clock
+from exchange.batch_entries import described
 from exchange.checkpoints import LogVerdict, verify_log
 from exchange.cli.common import (
     EXIT_CHECK_FAILED,
@@ -165,7 +166,7 @@ def list_command(
         assert config is not None
         streams = [_label("local", _local_entries(config, **filters))]
     rows = heapq.merge(*streams, key=lambda r: (r.entry.at, r.node, r.entry.idx))
-    _print_rows(rows, as_json=as_json, limit=limit, nodes=len(streams))
+    _print_rows(rows, as_json=as_json, limit=limit, nodes=len(streams), report=report_id)
     for failure in failures:
         err().print(f"ihx: error: {failure}")
     if failures:
@@ -394,7 +395,9 @@ def _local_entries(config: Path, **filters: Any) -> Iterator[LogEntry]:
             after = nxt
 
 
-def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int, nodes: int) -> None:
+def _print_rows(
+    rows: Iterator[_Row], *, as_json: bool, limit: int, nodes: int, report: str = ""
+) -> None:
     console = out()
     for shown, row in enumerate(rows):
         if shown >= limit:
@@ -402,7 +405,7 @@ def _print_rows(rows: Iterator[_Row], *, as_json: bool, limit: int, nodes: int) 
         if as_json:
             print(json.dumps(entry_document(row), ensure_ascii=False))
         else:
-            for line in entry_lines(row, with_node=nodes > 1):
+            for line in entry_lines(row, with_node=nodes > 1, report=report or None):
                 console.print(line)
 
 
@@ -424,15 +427,16 @@ def entry_document(row: _Row) -> dict[str, Any]:
 DETAIL_CHARS = 160  # of the entry's detail in the listing; --json has all of it
 
 
-def entry_lines(row: _Row, *, with_node: bool) -> list[str]:
+def entry_lines(row: _Row, *, with_node: bool, report: str | None = None) -> list[str]:
     """One entry in 80 columns: index, time, kind and the report id on the first line; who,
     where and the detail as ``key=value`` words below, wrapped between words so an id in it
-    is never cut (the detail is shortened at ``DETAIL_CHARS``)."""
+    is never cut (the detail is shortened at ``DETAIL_CHARS``). A batch's entry is shown
+    without its list of reports, with what it says of ``report`` (the listing's filter)."""
     e = row.entry
     first = f"{e.idx:>5}  {_time(e.at)}  {e.kind:<16} {e.report_id or ''}".rstrip()
     who = [f"[{row.node}]"] if with_node else []
     who += [e.member or "-", e.country or "--"]
-    detail = _detail_words(e.detail)
+    detail = _detail_words(e.detail, report)
     if len(detail) > DETAIL_CHARS:
         detail = detail[: DETAIL_CHARS - 1].rsplit(" ", 1)[0] + " …"
     return [
@@ -448,9 +452,9 @@ def entry_lines(row: _Row, *, with_node: bool) -> list[str]:
     ]
 
 
-def _detail_words(detail: str) -> str:
+def _detail_words(detail: str, report: str | None = None) -> str:
     try:
-        fields = json.loads(detail)
+        fields = described(detail, report) or json.loads(detail)
     except ValueError:
         return detail
     if not isinstance(fields, dict):

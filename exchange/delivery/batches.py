@@ -32,9 +32,8 @@ from sqlalchemy import Engine
 from auth.keys import SigningKey
 from auth.manifest import Manifest
 from common.clock import Clock
+from exchange.batch_entries import sent_entry
 from exchange.delivery.leases import Leases
-from exchange.domain import LogKind
-from exchange.routing_log import detail_json
 from exchange.settings import ExchangeTuning
 from exchange.store import outbox, peers
 from exchange.store.outbox import PendingAnnouncement, PendingReport
@@ -259,14 +258,9 @@ class Batches:
         seq, sealed, now = self._seal(tx, _WIRE_KIND[kind], [r.payload for r in rows])
         self._store(tx, seq, kind, sealed, len(rows), now)
         outbox.assign(tx.conn, seq, [r.id for r in rows])
-        detail = detail_json({"sequence": seq})  # one text for the batch's every entry
-        for r in rows if kind == outbox.REPORT else ():
-            tx.log(
-                tx.chain.append(
-                    now, LogKind.SENT, report_id=r.report_id, member=self.peer, detail=detail
-                )
-            )
         ids = tuple(r.report_id for r in rows)
+        if kind == outbox.REPORT:
+            tx.log(sent_entry(tx.chain, now, self.peer, seq, ids), batch=seq)
         return Batch(
             seq, _WIRE_KIND[kind], sealed.to_proto(), sealed.root, len(rows), ids, None, now
         )

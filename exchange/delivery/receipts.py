@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from auth.manifest import Manifest
 from common.clock import Clock
+from exchange.batch_entries import receipted_entry
 from exchange.delivery.batches import Batch
 from exchange.domain import LogKind, Outcome
 from exchange.ops.metrics import Metrics
@@ -115,9 +116,10 @@ class Receipts:
         return True
 
     def _deliveries(self, tx: Tx, batch: Batch, receipt: Receipt, now: datetime) -> None:
-        """Each report's outcome: a ``deliveries`` row and a routing-log entry."""
-        rows = []
-        receipt_time = receipt.received_at.isoformat()  # the batch's: formatted once
+        """Each report's outcome, a ``deliveries`` row; in the log, one ``receipted`` entry
+        for the reports the peer took and a ``rejected`` entry, with its reason, for each it
+        refused (batch_entries.py)."""
+        rows, taken = [], []
         for report_id, result in zip(batch.report_ids, receipt.results, strict=True):
             outcome = result.outcome.value
             rows.append(
@@ -131,15 +133,26 @@ class Receipts:
                     receipted_at=receipt.received_at,
                 )
             )
-            kind = LogKind.REJECTED if result.outcome is Outcome.REJECTED else LogKind.RECEIPTED
+            if result.outcome is not Outcome.REJECTED:
+                taken.append((report_id, outcome, result.case_id))
+                continue
             detail = {
                 "sequence": batch.sequence,
                 "outcome": outcome,
                 "case": result.case_id,
                 "reason": result.reason,
-                "receipt_time": receipt_time,
+                "receipt_time": receipt.received_at.isoformat(),
             }
-            tx.log(tx.chain.append(now, kind, report_id=report_id, member=self.peer, detail=detail))
+            tx.log(
+                tx.chain.append(
+                    now, LogKind.REJECTED, report_id=report_id, member=self.peer, detail=detail
+                )
+            )
+        if taken:
+            entry = receipted_entry(
+                tx.chain, now, self.peer, batch.sequence, receipt.received_at, taken
+            )
+            tx.log(entry, batch=batch.sequence)
         outbox.record_deliveries(tx.conn, rows)
 
     def _transfers(self, tx: Tx, batch: Batch, receipt: Receipt, now: datetime) -> None:

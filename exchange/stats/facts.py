@@ -248,8 +248,9 @@ class LogRow:
 
 # Entries that count once each, keyed by a column of their own, on their own day: intake by
 # hosting country, sent by member. The folder has the database count them by (kind, key, day)
-# (store/stats.log_page): two of the three entries a report leaves at its origin, never read
-# into Python one by one. ``log_contributions`` says the same of each, one at a time.
+# (store/stats.log_page), never reading them into Python one by one; a batch's one ``sent``
+# entry counts as the reports it lists, its ``receipted`` one reads as a row per report
+# (batch_entries.py). ``log_contributions`` says the same of each entry of one report.
 COUNTED_KINDS: dict[str, tuple[Figure, str]] = {
     str(LogKind.INTAKE): (Figure.INTAKE, "country"),
     str(LogKind.SENT): (Figure.SENT, "member"),

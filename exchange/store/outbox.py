@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from exchange.store import peers, reports, schema
 from exchange.store.sql import chunks, insert_rows, update_rows
@@ -440,6 +440,22 @@ def delivery_of(conn: Connection, report_id: str) -> Delivery | None:
         r.reason,
         r.receipted_at,
     )
+
+
+def batches_of(conn: Connection, report_id: str, place: int) -> list[tuple[str, int]]:
+    """Each (peer, sequence) of a batch the report stored at ``place`` went in: receipted (its
+    deliveries: the primary key's prefix) or awaiting its receipt (its sealed outbox rows: a
+    look through the outbox, which has no index by report — a per-report read for a listing,
+    never on the delivery path)."""
+    done = select(DELIVERIES.c.destination, DELIVERIES.c.sequence).where(
+        DELIVERIES.c.report_seq == place
+    )
+    waiting = select(OUTBOX.c.destination, OUTBOX.c.batch_sequence).where(
+        or_(OUTBOX.c.report_seq == place, OUTBOX.c.report_id == report_id),
+        OUTBOX.c.kind == REPORT,
+        OUTBOX.c.batch_sequence.is_not(None),
+    )
+    return sorted({(peer, seq) for peer, seq in conn.execute(done.union_all(waiting))})
 
 
 def queued_state(conn: Connection, report_id: str) -> str | None:

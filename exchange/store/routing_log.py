@@ -23,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
+from exchange.batch_entries import named_in
 from exchange.errors import OutOfRange
 from exchange.routing_log import Checkpoint, LogEntry
-from exchange.store import reports, schema
+from exchange.store import outbox, reports, schema
 from exchange.store.sql import insert_rows
 
 MAX_PAGE = 1000
@@ -145,11 +146,23 @@ def _about(conn: Connection, report_id: str) -> ColumnElement[bool]:
     after it was), else by the id among the entries about reports not stored here (see
     ``schema.LogRow``) — each an index look-up. The place is the store's, outside the entry's
     hash, so a placed entry must name the id too: an edited place never moves an entry into
-    another report's listing."""
+    another report's listing.
+
+    With them, the entries about a batch the report went in (``sent``, ``receipted``: one per
+    batch since 0019), found by the batch's peer and sequence (from the report's deliveries
+    and its outbox rows). Their detail lists the batch's reports, and the hashed text must
+    name this one (``named_in``): an edited ``batch_sequence`` moves no entry into the listing
+    either."""
     named = LOG.c.report_id == report_id
     unplaced = and_(LOG.c.report_seq.is_(None), named)
     place = reports.places(conn, [report_id]).get(report_id)
-    return unplaced if place is None else or_(and_(LOG.c.report_seq == place, named), unplaced)
+    if place is None:
+        return unplaced
+    about = [and_(LOG.c.report_seq == place, named), unplaced]
+    lists_it = LOG.c.detail.contains(named_in(report_id), autoescape=True)
+    for peer, seq in outbox.batches_of(conn, report_id, place):
+        about.append(and_(LOG.c.member == peer, LOG.c.batch_sequence == seq, lists_it))
+    return or_(*about)
 
 
 # -- checkpoints ----------------------------------------------------------------------------

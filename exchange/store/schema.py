@@ -340,7 +340,12 @@ class LogRow(Base):
     entry is mostly written soon after its report is stored), not at random.
     The id itself is indexed only for entries about a report not stored here (a payload refused
     in a receipt): an index on every entry's id took a random leaf per entry, the largest cost
-    left in a node's commits (issue 16; migration 0015)."""
+    left in a node's commits (issue 16; migration 0015).
+
+    ``batch_sequence`` is not part of an entry either: on a ``sent`` or ``receipted`` entry
+    for a whole batch of reports (0019), the sequence of the batch its detail names, so a
+    report's listing finds its batch's entries through its delivery (``_about`` in
+    store/routing_log.py) — one index key per batch, none per report."""
 
     __tablename__ = "routing_log"
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -353,8 +358,16 @@ class LogRow(Base):
     previous_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     report_seq: Mapped[int | None] = mapped_column(BigInteger)
+    batch_sequence: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         Index("ix_routing_log_report_seq", "report_seq", "idx"),
+        Index(
+            "ix_routing_log_batch",
+            "member",
+            "batch_sequence",
+            sqlite_where=text("batch_sequence IS NOT NULL"),
+            postgresql_where=text("batch_sequence IS NOT NULL"),
+        ),
         Index(
             "ix_routing_log_unplaced_report_id",
             "report_id",

@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from exchange.domain import Classification, ReportRole
+from exchange.batch_entries import count_of, reports_in
+from exchange.domain import Classification, LogKind, ReportRole
 from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
 from exchange.stats.facts import (
     COUNTED_KINDS,
@@ -167,8 +168,10 @@ def log_page(conn: Connection, after: int, size: int) -> LogPage:
     Entries of ``COUNTED_KINDS`` (at a report's origin, two of its three) are counted by the
     database per kind, key and day: one aggregate over the range instead of a row, a join and
     a datetime each in Python. The rest come as rows, each with its report's intake time if it
-    came in through this node's intake. Entries commit in index order (the writer appends
-    under the log's lock), so every one up to the top read here is there to be read.
+    came in through this node's intake. An entry for a batch of reports (batch_entries.py)
+    counts as the reports it lists: a ``sent`` one by its count, a ``receipted`` one as a row
+    per report it lists. Entries commit in index order (the writer appends under the log's
+    lock), so every one up to the top read here is there to be read.
     """
     top = conn.execute(select(func.max(LOG.c.idx))).scalar()
     if top is None or top <= after:
@@ -180,9 +183,10 @@ def log_page(conn: Connection, after: int, size: int) -> LogPage:
     # As stored: micros. Integer division truncates in SQL where Python floors: the same for
     # every time since 1970, and a node's log holds no earlier one.
     day = (type_coerce(e.at, BigInteger) // DAY_US).label("day")
+    per_report = e.batch_sequence.is_(None)
     counts = conn.execute(
         select(e.kind, key, day, func.count())
-        .where(span, e.kind.in_(list(COUNTED_KINDS)))
+        .where(span, per_report, e.kind.in_(list(COUNTED_KINDS)))
         .group_by(e.kind, key, day)
     )
     origin = and_(r.id == e.report_id, r.role == str(ReportRole.ORIGIN))
@@ -191,15 +195,34 @@ def log_page(conn: Connection, after: int, size: int) -> LogPage:
     each = conn.execute(
         select(at, e.kind, e.member, e.country, e.detail, intake)
         .select_from(LOG.outerjoin(REPORTS, origin))
-        .where(span, e.kind.in_(EACH_KINDS))
+        .where(span, per_report, e.kind.in_(EACH_KINDS))
         .order_by(e.idx)
     )
-    return LogPage(
-        last,
-        top > last,
-        [(k, key_, int(d), int(n)) for k, key_, d, n in counts],
-        [LogRow(*x) for x in each],
-    )
+    tally = [(k, key_, int(d), int(n)) for k, key_, d, n in counts]
+    rows = [LogRow(*x) for x in each]
+    batches = conn.execute(
+        select(at, e.kind, e.member, e.detail).where(span, e.batch_sequence.is_not(None))
+    ).all()
+    for at_us, kind, member, detail in batches:
+        if kind == str(LogKind.SENT):
+            tally.append((kind, member, at_us // DAY_US, count_of(detail)))
+    rows += _receipted_reports(conn, [b for b in batches if b.kind == str(LogKind.RECEIPTED)])
+    return LogPage(last, top > last, tally, rows)
+
+
+def _receipted_reports(conn: Connection, entries: Sequence[Any]) -> list[LogRow]:
+    """A row per report each ``receipted`` batch entry lists, with its intake time here."""
+    listed = [(x, report_id) for x in entries for report_id in reports_in(x.detail)]
+    r = REPORTS.c
+    intake: dict[str, int] = {}
+    for part in chunks(sorted({report_id for _, report_id in listed})):
+        found = conn.execute(
+            select(r.id, type_coerce(r.received_at, BigInteger)).where(
+                r.id.in_(part), r.role == str(ReportRole.ORIGIN)
+            )
+        )
+        intake.update({report_id: int(t) for report_id, t in found})
+    return [LogRow(x[0], x.kind, x.member, None, "{}", intake.get(rid)) for x, rid in listed]
 
 
 # -- writes of the folder -------------------------------------------------------------------

@@ -108,8 +108,12 @@ class Tx:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     at_end: dict[Hashable, Callable[[], None]] = field(default_factory=dict)
 
-    def log(self, entry: LogEntry) -> None:
-        self.log_rows.append(entry.as_row())
+    def log(self, entry: LogEntry, *, batch: int | None = None) -> None:
+        """Append ``entry``'s row to this transaction's; ``batch``: the sequence of the batch
+        of reports the entry is about, by which a report's listing finds it (schema.LogRow)."""
+        row = entry.as_row()
+        row["batch_sequence"] = batch
+        self.log_rows.append(row)
 
     def once_at_end(self, key: Hashable, step: Callable[[], None]) -> None:
         """Run ``step`` once per ``key`` in this group: after its last job, before COMMIT, in

@@ -96,23 +96,6 @@ def _node_db_with_log_kinds(path: Path) -> None:
     db.close()
 
 
-def _replayed(tmp_path: Path, group: int, what_if: str) -> tuple[Path, Path]:
-    """(source, copy): the node database and its rows written again in layout ``what_if``."""
-    source = tmp_path / "node.db"
-    _node_db_with_log_kinds(source)
-    out = tmp_path / "out"
-    out.mkdir()
-    load("row_layout").Rows(source).replay(out, group, keep=True, what_if=frozenset({what_if}))
-    return source, out / f"layout-{group}.db"
-
-
-def test_what_if_batch_log_leaves_out_per_report_sent_and_receipted(tmp_path: Path) -> None:
-    source, copy = _replayed(tmp_path, 3, "batch-log")
-    assert {kind for (_, kind, _) in _dump(copy, "routing_log")} == {"intake"}
-    assert len(_dump(copy, "routing_log")) == 3
-    assert _dump(copy, "items") == _dump(source, "items")
-
-
 def test_an_unknown_what_if_is_refused(tmp_path: Path) -> None:
     row_layout = load("row_layout")
     source = tmp_path / "node.db"

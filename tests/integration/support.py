@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, text
 
+from exchange.batch_entries import reports_in
 from exchange.client.stubs import IntakeClient
 from exchange.domain import Submission
 from exchange.node import Node
@@ -271,6 +273,12 @@ class Cluster:
     def count(self, member: str, table: str, where: str = "", **params: Any) -> int:
         clause = f" WHERE {where}" if where else ""
         return int(self.scalar(member, f"SELECT count(*) FROM {table}{clause}", **params))
+
+    def batch_listed(self, member: str, kind: str) -> Counter[str]:
+        """How many of ``member``'s ``kind`` entries (``sent``/``receipted``: one per batch)
+        list each report: once each, for a report sent exactly once."""
+        details = self.rows(member, "SELECT detail FROM routing_log WHERE kind = :k", k=kind)
+        return Counter(rid for (detail,) in details for rid in reports_in(detail))
 
     def log_break(self, member: str) -> ChainBreak | None:
         """Where the member's hash-chained routing log is broken, or None when it is intact."""

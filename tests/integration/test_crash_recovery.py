@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 import grpc
@@ -122,8 +123,10 @@ def _assert_delivered_exactly_once(cluster: Cluster, acked: list[str]) -> None:
     assert len(deliveries) == len(origin_ids)
     assert {d.report_id for d in deliveries} == origin_ids
     assert {d.outcome for d in deliveries} == {"new-case"}
-    for kind in ("intake", "receipted"):
-        assert cluster.count(NL, "routing_log", "kind = :k", k=kind) == len(origin_ids), kind
+    assert cluster.count(NL, "routing_log", "kind = 'intake'") == len(origin_ids)
+    for kind in ("sent", "receipted"):  # one entry per batch, each report in one only
+        assert cluster.count(NL, "routing_log", "kind = :k", k=kind) == batches, kind
+        assert cluster.batch_listed(NL, kind) == Counter(origin_ids), kind
 
     # The crashes left both routing logs intact, and stored reports verifiable on their own.
     for member in (NL, DE):

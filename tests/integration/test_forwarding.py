@@ -8,12 +8,12 @@ coordinator. The origin's routing log shows intake → sent → receipted for ev
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from exchange.batch_entries import described
 from exchange.domain import Submission
 from exchange.ops.verify import verify_report
+from exchange.store.routing_log import LogFilter, list_entries
 from ihx.v1 import report_pb2 as pb
 from tests.exchange.factories import make_submission, url_in
 from tests.integration.support import (
@@ -140,22 +140,26 @@ def test_reports_reach_the_responsible_member_with_signed_receipts(cluster: Clus
     assert cluster.count(NL, "batches") >= 3
     assert cluster.count(NL, "batches", "receipted_at IS NULL OR receipt_body IS NULL") == 0
 
-    # The routing log at the origin: intake → sent → receipted, in that order, per report.
+    # The routing log at the origin, each report's listing: intake → sent → receipted, in that
+    # order; the last two are its batch's (one each per batch), the receipt naming its case.
     log_kinds: dict[str, list[str]] = {}
-    for row in cluster.rows(
-        NL, "SELECT report_id, kind FROM routing_log WHERE report_id IS NOT NULL ORDER BY idx"
-    ):
-        log_kinds.setdefault(row.report_id, []).append(row.kind)
+    with cluster.engine(NL).connect() as conn:
+        for rid in remote_ids + local_ids:
+            entries, _ = list_entries(conn, LogFilter(report_id=rid))
+            log_kinds[rid] = [e.kind for e in entries]
+            if rid in local_ids:
+                continue
+            sent, receipt = entries[1:]
+            assert (sent.report_id, receipt.report_id) == (None, None)
+            assert sent.member == receipt.member == deliveries[rid].destination
+            said = described(receipt.detail, rid)
+            assert said is not None
+            assert said["receipt_time"], said
+            assert (said["outcome"], said["case"]) == ("new-case", remote_case_of[rid])
     for rid in remote_ids:
         assert log_kinds[rid] == ["intake", "sent", "receipted"], rid
-    receipted = cluster.rows(
-        NL, "SELECT report_id, member, detail FROM routing_log WHERE kind = 'receipted'"
-    )
-    for row in receipted:
-        detail = json.loads(row.detail)
-        assert detail["outcome"] == "new-case"
-        assert detail["case"] == remote_case_of[row.report_id]
-        assert detail["receipt_time"]
+    batch_entries = cluster.rows(NL, "SELECT count(*) AS n FROM routing_log WHERE kind = 'sent'")
+    assert batch_entries[0].n == cluster.count(NL, "batches", "kind = 'report'")
 
     # Local reports: a case here, never an outbox row or a batch entry.
     local_rows = cluster.rows(

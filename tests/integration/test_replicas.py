@@ -11,7 +11,8 @@ and not yet had receipted, and finish. Afterwards:
 - A's outbox is empty, every batch it sealed has a receipt, and every report went into exactly
   one batch (no report sent twice) and has exactly one delivery;
 - A's routing log, appended to by all three replicas, verifies as one hash chain, with one
-  "sent" and one "receipted" entry per report.
+  "intake" entry per report and one "sent" and one "receipted" entry per batch, which list
+  each report once.
 
 PostgreSQL is required on every run (the env URL of the suite, else the local default CI
 provides); the test fails with a clear message if it is unreachable.
@@ -20,6 +21,7 @@ provides); the test fails with a clear message if it is unreachable.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,11 +203,16 @@ def test_three_replicas_drain_one_outbox_exactly_once_while_one_is_killed(
     a_batches = cluster.count(NL, "batches", "destination = :b AND kind = 'report'", b=DE)
     assert cluster.count(DE, "inbox", "sender = :a", a=NL) == a_batches
 
-    # A's routing log: one chain across three writers, one sent and one receipt per report.
+    # A's routing log: one chain across three writers, one intake entry per report, one sent
+    # and one receipt per batch, each report listed in one of each.
     assert cluster.log_break(NL) is None
-    for kind in ("intake", "sent", "receipted"):
+    entries = cluster.count(NL, "routing_log", "kind = 'intake'")
+    distinct = cluster.scalar(
+        NL, "SELECT count(DISTINCT report_id) FROM routing_log WHERE kind = 'intake'"
+    )
+    assert (entries, distinct) == (REPORTS, REPORTS)
+    ids = {r.id for r in cluster.rows(NL, "SELECT id FROM reports")}
+    for kind in ("sent", "receipted"):
         entries = cluster.count(NL, "routing_log", "kind = :k", k=kind)
-        distinct = cluster.scalar(
-            NL, "SELECT count(DISTINCT report_id) FROM routing_log WHERE kind = :k", k=kind
-        )
-        assert (kind, entries, distinct) == (kind, REPORTS, REPORTS), unreceipted_at_kill
+        assert (kind, entries) == (kind, a_batches), unreceipted_at_kill
+        assert cluster.batch_listed(NL, kind) == Counter(ids), (kind, unreceipted_at_kill)

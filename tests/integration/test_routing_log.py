@@ -13,6 +13,7 @@ swapped, and after a consistent rewrite of the chain that only a signed checkpoi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
+from exchange.batch_entries import reports_in
 from exchange.checkpoints import verify_checkpoint
 from exchange.cli.main import app
 from exchange.client.stubs import LogClient, PartnerClient
@@ -196,7 +198,11 @@ def test_each_filter_returns_exactly_the_matching_entries(traffic: Traffic) -> N
 
     # kind, country, member, report id: each compared with the database.
     assert listed(cluster, NL, kind="sent") == db_rows(cluster, NL, "kind = 'sent'")
-    assert len(listed(cluster, NL, kind="sent")) == 6  # 3 DE, 2 US, 1 to the coordinator
+    # One per batch, listing 6 reports in all: 3 to DE, 2 to US, 1 to the coordinator.
+    assert len(listed(cluster, NL, kind="sent")) == cluster.count(NL, "batches", "kind = 'report'")
+    sent = cluster.rows(NL, "SELECT member, detail FROM routing_log WHERE kind = 'sent'")
+    forwarded = sorted((r.member, rid) for r in sent for rid in reports_in(r.detail))
+    assert forwarded == sorted((m, rid) for m in (DE, US, COORDINATOR) for rid in traffic.ids[m])
     assert listed(cluster, NL, country="DE") == db_rows(cluster, NL, "country = 'DE'")
     assert {r.kind for r in listed(cluster, NL, country="DE")} == {"intake"}
     assert listed(cluster, NL, member=DE) == db_rows(cluster, NL, "member = :m", m=DE)
@@ -205,7 +211,8 @@ def test_each_filter_returns_exactly_the_matching_entries(traffic: Traffic) -> N
     report = traffic.ids[DE][0]
     trail = listed(cluster, NL, report_id=report)
     assert [r.kind for r in trail] == ["intake", "sent", "receipted"]
-    assert {r.report_id for r in trail} == {report}
+    # The intake entry names the report; the other two are its batch's, which list it.
+    assert [(r.report_id, r.member) for r in trail] == [(report, DE), (None, DE), (None, DE)]
     assert listed(cluster, NL, kind="receipted", member=US) == db_rows(
         cluster, NL, "kind = 'receipted' AND member = :m", m=US
     )
@@ -315,19 +322,22 @@ def test_cli_lists_one_nodes_log_as_table_and_json(traffic: Traffic) -> None:
     assert [d["index"] for d in sent] == [
         r.idx for r in db_rows(cluster, NL, "kind = 'sent' AND member = :m", m=DE)
     ]
-    assert len(sent) == 3
+    assert sorted(rid for d in sent for rid in d["detail"]["reports"]) == sorted(traffic.ids[DE])
 
     result = ihx(*node)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80  # each entry in lines of 80 columns
     report = traffic.ids[DE][0]
-    rows = [line for line in lines if report in line]
-    assert [kind for line in rows for kind in ("intake", "sent", "receipted") if kind in line] == [
-        "intake",
-        "sent",
-        "receipted",
-    ]
+    mine = ihx(*node, "--report-id", report)
+    assert mine.exit_code == 0, mine.stderr
+    firsts = [line for line in mine.stdout.splitlines() if re.match(r" *\d+  ", line)]
+    kinds = [kind for line in firsts for kind in ("intake", "sent", "receipted") if kind in line]
+    assert kinds == ["intake", "sent", "receipted"], mine.stdout
+    # A batch's entry is shown without its list, with what it says of this report.
+    assert "listed=true" in mine.stdout
+    assert "outcome=new-case" in mine.stdout
+    assert max(len(line) for line in mine.stdout.splitlines()) <= 80
 
     # Without a token: one error line naming the refusal, exit 2.
     refused = ihx("log", "--node", cluster.address(NL))

@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from auth.tokens import Scope
+from exchange.batch_entries import described
 from exchange.errors import Overloaded
 from exchange.routing_log import LogEntry
 from exchange.stats import export
@@ -41,7 +42,7 @@ def log_page(web: Web, request: Request) -> Response:
         path="/log",
         query=query,
         kinds=KINDS,
-        entries=[(e, _detail(e)) for e in entries],
+        entries=[(e, _detail(e, query.store.report_id)) for e in entries],
         next_link=query.link(after=after) if after is not None else None,
         first_link=query.link() if query.store.after_index >= 0 else None,
         csv_link=query.link(),
@@ -49,10 +50,12 @@ def log_page(web: Web, request: Request) -> Response:
     )
 
 
-def _detail(e: LogEntry) -> str:
-    """The entry's detail as compact text (its JSON, keys in order)."""
+def _detail(e: LogEntry, report_id: str | None) -> str:
+    """The entry's detail as compact text (its JSON, keys in order); a batch's entry without
+    its list of reports, but with what it says of the report the page is filtered by."""
     try:
-        return ", ".join(f"{k}: {v}" for k, v in json.loads(e.detail).items())
+        fields = described(e.detail, report_id) or json.loads(e.detail)
+        return ", ".join(f"{k}: {v}" for k, v in fields.items())
     except (ValueError, AttributeError):
         return e.detail
 

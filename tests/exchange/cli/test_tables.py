@@ -62,8 +62,17 @@ def test_main_tables_fit_80_columns_with_ids_whole(runner: CliRunner, federation
 
     log = render(runner, "log", "--config", str(federation.config(NL)))
     whole(report_ids, log)
-    # The receipted entries' details name the cases: whole too, though wrapped.
-    whole(case_ids, log)
+    # A report's listing: its batch's receipt names its case, whole too, though wrapped.
+    one = sorted(report_ids)[0]
+    [(case_of_one,)] = federation.query(
+        NL,
+        "select d.remote_case_id from deliveries d join reports r on r.seq = d.report_seq"
+        " where r.id = ?",
+        (one,),
+    )
+    mine = render(runner, "log", "--config", str(federation.config(NL)), "--report-id", one)
+    assert case_of_one in case_ids
+    whole({one, case_of_one}, mine)
 
     # A peer failing with a long error: the status folds it under the peers table.
     error = "UNAVAILABLE: failed to connect to all addresses; last error: " + "x" * 120

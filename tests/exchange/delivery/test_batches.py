@@ -6,6 +6,7 @@ envelope is opened as de-eco's receiver would open it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,10 @@ def test_pending_reports_are_sealed_signed_and_stored_before_sending(
     ]
     (stored,) = batch_rows(engine)
     assert (stored.kind, stored.payload_count, stored.receipted_at) == ("report", 3, None)
-    assert log_kinds(engine).count("sent") == 3
+    with engine.connect() as conn:
+        (sent,) = conn.execute(select(schema.routing_log)).all()  # one for the batch
+    assert (sent.kind, sent.report_id, sent.member, sent.batch_sequence) == ("sent", None, PEER, 1)
+    assert json.loads(sent.detail) == {"count": 3, "reports": ids, "sequence": 1}
     assert batches.unreceipted() == [1]
 
 

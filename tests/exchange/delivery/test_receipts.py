@@ -6,6 +6,7 @@ as de-eco's receiver opens it; the store is real.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -76,9 +77,15 @@ def test_a_receipt_is_applied_deliveries_log_rows_and_peer_health(
         ).all()
     outcomes = {d.id: (d.outcome, d.remote_case_id) for d in outcome_rows}
     assert outcomes == {ids[0]: ("new-case", f"c-{0:032x}"), ids[1]: ("rejected", None)}
-    kinds = [r.kind for r in rows(engine, schema.routing_log)]
-    assert kinds.count("receipted") == 1
-    assert kinds.count("rejected") == 1
+    log = {r.kind: r for r in rows(engine, schema.routing_log)}
+    assert sorted(log) == ["receipted", "rejected", "sent"]
+    # One entry for the batch, the reports the peer took listed in it; one per refusal.
+    taken = log["receipted"]
+    assert (taken.report_id, taken.member, taken.batch_sequence) == (None, PEER, batch.sequence)
+    assert json.loads(taken.detail)["reports"] == [[ids[0], "new-case", f"c-{0:032x}"]]
+    refused = log["rejected"]
+    assert (refused.report_id, refused.batch_sequence) == (ids[1], None)
+    assert json.loads(refused.detail)["outcome"] == "rejected"
     peer = peer_row(engine)
     assert (peer.failures, peer.failing_since, peer.last_error) == (0, None, None)
     assert peer.last_heard_at == clock()
@@ -103,7 +110,7 @@ def test_a_receipt_applied_twice_counts_once(
     assert receipts.apply(batch, signed).result(10) is False
     assert table_counts(engine) == before
     assert delivered(metrics) == 3
-    assert [r.kind for r in rows(engine, schema.routing_log)].count("receipted") == 3
+    assert [r.kind for r in rows(engine, schema.routing_log)].count("receipted") == 1
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from exchange.batch_entries import count_of, receipted_entry, reports_in, sent_entry
 from exchange.domain import LogKind
 from exchange.lifecycle.model import ItemState
 from exchange.stats.facts import (
@@ -151,6 +152,22 @@ class Held:
 
         self.writer.execute(job)
 
+    def log_sent(self, *, now: datetime, member: str, sequence: int, ids: list[str]) -> None:
+        """The ``sent`` entry of a batch of ``ids``, as the sender writes it."""
+        self.writer.execute(
+            lambda tx: tx.log(sent_entry(tx.chain, now, member, sequence, ids), batch=sequence)
+        )
+
+    def log_receipted(self, *, now: datetime, member: str, sequence: int, ids: list[str]) -> None:
+        """The ``receipted`` entry of a batch of ``ids`` (each taken into a new case)."""
+        results = [(rid, "new-case", f"c-{rid}") for rid in ids]
+
+        def job(tx: Tx) -> None:
+            entry = receipted_entry(tx.chain, now, member, sequence, now, results)
+            tx.log(entry, batch=sequence)
+
+        self.writer.execute(job)
+
 
 def recompute(engine: Engine, member: str = ME) -> dict[Contribution, int]:
     """Every count the figures hold, from a plain read of the tables (no rollup)."""
@@ -166,7 +183,8 @@ def recompute(engine: Engine, member: str = ME) -> dict[Contribution, int]:
         ):
             total.update(item_contributions(item_facts(_item(s, reports, known))))
         for e in conn.execute(select(schema.routing_log).order_by(schema.routing_log.c.idx)):
-            total.update(log_contributions(_log(e, reports)))
+            for row in _log(e, reports):
+                total.update(log_contributions(row))
     return {c: n for c, n in total.items() if n}
 
 
@@ -190,7 +208,17 @@ def _item(s: Any, reports: dict[str, Any], known: dict[tuple[str, int], Any]) ->
     )
 
 
-def _log(e: Any, reports: dict[str, Any]) -> LogRow:
-    r = reports.get(e.report_id) if e.report_id else None
+def _log(e: Any, reports: dict[str, Any]) -> list[LogRow]:
+    """The entry as the folder counts it: a batch's ``sent`` as that many entries of one
+    report, its ``receipted`` as one per report it lists."""
+    if e.batch_sequence is None:
+        return [_one(e, e.report_id, e.detail, reports)]
+    if e.kind == "sent":
+        return [_one(e, None, e.detail, reports)] * count_of(e.detail)
+    return [_one(e, rid, "{}", reports) for rid in reports_in(e.detail)]
+
+
+def _one(e: Any, report_id: str | None, detail: str, reports: dict[str, Any]) -> LogRow:
+    r = reports.get(report_id) if report_id else None
     intake = to_micros(r.received_at) if r is not None and r.role == "origin" else None
-    return LogRow(to_micros(e.at), e.kind, e.member, e.country, e.detail, intake)
+    return LogRow(to_micros(e.at), e.kind, e.member, e.country, detail, intake)

@@ -369,7 +369,7 @@ def test_log_entries_get_their_reports_place_and_back(tmp_path: Path, backend: s
         dbs.close()
     assert placed == [(0, place), (1, None), (2, None), (3, place)]
     assert place == 2
-    assert indexes == {
+    assert indexes - {"ix_routing_log_batch"} == {  # 0019's
         "ix_routing_log_at",
         "ix_routing_log_report_seq",
         "ix_routing_log_unplaced_report_id",
@@ -517,3 +517,42 @@ def test_outbox_rows_queue_reports_by_place_and_back(tmp_path: Path, backend: st
 
 
 _OUTBOX_ROWS = text("SELECT report_id, report_seq, payload FROM outbox ORDER BY id")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_log_entries_get_a_batch_column_and_back(tmp_path: Path, backend: str) -> None:
+    """0019 adds the (unhashed) batch sequence a batch's entries are found by, indexed only
+    where set; entries written before keep none. Its downgrade drops the column and index."""
+    dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
+    engine = open_engine(dbs.new(empty=True))
+    try:
+        upgrade(engine, "0018")
+        with engine.begin() as conn:
+            _log_row(conn, 0, "r-old")
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO routing_log (idx, at, kind, member, detail, previous_hash,"
+                    " entry_hash, batch_sequence) VALUES (1, 2, 'sent', 'de-eco', '{}', :h, :h, 7)"
+                ),
+                {"h": b"\0" * 32},
+            )
+            at_head = [tuple(r) for r in conn.execute(_LOG_BATCHES)]
+            indexes = {i["name"] for i in inspect(conn).get_indexes("routing_log")}
+        downgrade(engine, "0018")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("routing_log")}
+            back = {i["name"] for i in inspect(conn).get_indexes("routing_log")}
+            count = conn.execute(text("SELECT count(*) FROM routing_log")).scalar_one()
+    finally:
+        engine.dispose()
+        dbs.close()
+    assert at_head == [(0, None), (1, 7)]
+    assert "ix_routing_log_batch" in indexes
+    assert "batch_sequence" not in columns
+    assert "ix_routing_log_batch" not in back
+    assert count == 2
+
+
+_LOG_BATCHES = text("SELECT idx, batch_sequence FROM routing_log ORDER BY idx")

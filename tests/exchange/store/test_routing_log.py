@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from exchange.batch_entries import receipted_entry, sent_entry
 from exchange.domain import LogKind, ReportRole
 from exchange.routing_log import GENESIS, Checkpoint, LogChain, verify_chain
-from exchange.store import reports, routing_log
+from exchange.store import outbox, reports, routing_log
 from exchange.store.reports import Incoming
 from exchange.store.routing_log import LogFilter
 from exchange.store.writer import Tx, Writer
@@ -169,6 +170,67 @@ def _plan(engine: Engine, f: LogFilter) -> str:
                 f"EXPLAIN QUERY PLAN {sql}" if engine.dialect.name == "sqlite" else f"EXPLAIN {sql}"
             )
         )
+
+
+def _batch(chain: LogChain, kind: LogKind, seq: int, ids: list[str]) -> dict[str, Any]:
+    if kind == LogKind.SENT:
+        entry = sent_entry(chain, T0, "de-eco", seq, ids)
+    else:
+        entry = receipted_entry(chain, T0, "de-eco", seq, T0, [(i, "new-case", "") for i in ids])
+    return {**entry.as_row(), "batch_sequence": seq}
+
+
+def test_a_reports_listing_holds_the_entries_of_the_batches_it_went_in(engine: Engine) -> None:
+    """A batch's ``sent`` and ``receipted`` entries (one each since 0019) are in the listing of
+    every report they list: found by the batch's peer and sequence, the sealed outbox row's
+    while the receipt is awaited and the delivery's after. Another batch's entries are not,
+    nor one whose stored sequence is edited to the report's batch: its hashed detail must name
+    the report."""
+    kept, other = make_report(hashes=["kept"]), make_report(hashes=["other"])
+    chain = LogChain(0, GENESIS)
+    with engine.begin() as conn:
+        incoming = [Incoming(r, report_wire(r), ReportRole.ORIGIN) for r in (kept, other)]
+        reports.insert(conn, incoming, [None, None], [(None,), (None,)], T0)
+        routing_log.append(conn, [_entry(chain, LogKind.INTAKE, kept.id)])  # 0
+        outbox.enqueue_stored(conn, [("de-eco", kept.id), ("de-eco", other.id)], T0)
+        rows = sorted(r.id for r in outbox.pending_reports(conn, "de-eco", 10))
+        outbox.assign(conn, 7, rows[:1])
+        outbox.assign(conn, 8, rows[1:])
+        routing_log.append(conn, [_batch(chain, LogKind.SENT, 7, [kept.id])])  # 1
+        routing_log.append(conn, [_batch(chain, LogKind.SENT, 8, [other.id])])  # 2
+    with engine.connect() as conn:
+        assert _ids(conn, kept.id) == ([0, 1], None)  # sent: awaiting its receipt
+        assert _ids(conn, other.id) == ([2], None)
+    with engine.begin() as conn:
+        outbox.remove_batch_rows(conn, "de-eco", 7)
+        delivery = outbox.Delivery(kept.id, "de-eco", 7, "new-case", None, None, T0)
+        outbox.record_deliveries(conn, [delivery])
+        routing_log.append(conn, [_batch(chain, LogKind.RECEIPTED, 7, [kept.id])])  # 3
+        conn.execute(text("UPDATE routing_log SET batch_sequence = 7 WHERE idx = 2"))
+    with engine.connect() as conn:
+        assert _ids(conn, kept.id) == ([0, 1, 3], None)  # receipted: by its delivery
+        assert _ids(conn, kept.id, after_index=1, page_size=1) == ([3], None)
+        assert verify_chain(list(routing_log.load_entries(conn))) is None
+
+
+def test_a_reports_batch_entries_are_looked_up_through_an_index(engine: Engine) -> None:
+    """As above, for the entries of the batch a report went in. The log holds entries of
+    other batches, and PostgreSQL is told what it holds: on a near-empty table its planner
+    would rather read the whole key range."""
+    stored = make_report(hashes=["stored"])
+    chain = LogChain(0, GENESIS)
+    with engine.begin() as conn:
+        reports.insert(conn, [Incoming(stored, report_wire(stored), ReportRole.ORIGIN)],
+                       [None], [(None,)], T0)  # fmt: skip
+        delivery = outbox.Delivery(stored.id, "de-eco", 7, "new-case", None, None, T0)
+        outbox.record_deliveries(conn, [delivery])
+        others = [_batch(chain, LogKind.SENT, seq, [f"r-{seq:032x}"]) for seq in range(8, 2008)]
+        routing_log.append(conn, others)
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE routing_log")
+    plan = _plan(engine, LogFilter(report_id=stored.id))
+    assert "scan routing_log" not in plan.lower().replace("seq scan on", "scan"), plan
+    assert "ix_routing_log_batch" in plan, plan
 
 
 def test_checkpoints_are_stored_found_and_listed(engine: Engine) -> None:

@@ -150,3 +150,30 @@ def test_a_log_page_of_entries_that_count_nothing_still_moves_on(
     assert (first.last, first.more, first.counts, first.each) == (2, True, [], [])
     assert (second.last, second.more) == (3, False)
     assert second.counts == [("sent", "de-eco", day_of(T0), 1)]
+
+
+def test_a_log_page_counts_a_batchs_sent_entry_as_its_reports_and_reads_its_receipt_per_report(
+    engine: Engine, writer: Writer
+) -> None:
+    """Since 0019 an origin logs one ``sent`` and one ``receipted`` entry per batch: the first
+    counts as the reports it lists, the second reads as one row per report with its intake
+    time here (None for a report that did not come in here) — the figures stay per report."""
+    clock = FakeClock(T0)
+    held = Held(engine, writer)
+    with engine.begin() as conn:
+        conn.execute(
+            schema.reports.insert(),
+            report_row("r-mine", seq=10**6, country="DE", at=T0, role="origin"),
+        )
+    held.log(LogKind.SENT, now=clock(), report_id="r-old", member="de-eco")  # 0: before 0019
+    held.log_sent(now=clock(), member="de-eco", sequence=7, ids=["r-mine", "r-x", "r-y"])  # 1
+    clock.advance(3)
+    held.log_receipted(now=clock(), member="de-eco", sequence=7, ids=["r-mine", "r-x"])  # 2
+    with engine.connect() as conn:
+        page = store.log_page(conn, -1, 10)
+    day = day_of(T0)
+    assert sorted(page.counts) == [("sent", "de-eco", day, 1), ("sent", "de-eco", day, 3)]
+    assert [(e.kind, e.member, e.at_us, e.intake_us) for e in page.each] == [
+        ("receipted", "de-eco", to_micros(T0) + 3_000_000, to_micros(T0)),
+        ("receipted", "de-eco", to_micros(T0) + 3_000_000, None),
+    ]
