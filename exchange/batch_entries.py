@@ -7,8 +7,12 @@ still finds every report and, in the receipt's entry, what its holder answered f
 
 - ``sent``: ``{"count", "reports": [id, …], "sequence"}``;
 - ``receipted``: ``{"count", "receipt_time", "reports": [[id, outcome, holder's case], …],
-  "sequence"}`` — the reports the holder took; one it refused keeps an entry of its own
-  (``rejected``, with the holder's reason), as does a moved case's transfer.
+  "sequence"}`` — the reports the holder took (``count`` of them, not the batch's size); one it
+  refused keeps an entry of its own (``rejected``, with the holder's reason), as does a moved
+  case's transfer, and a batch it refused whole has no ``receipted`` entry.
+
+Such an entry names no report itself (``report_id`` is None): that, in the hashed entry, is
+what tells it from an entry of one report, whatever the store's columns say.
 
 Entries appended before 0019 name one report each (``report_id``, and no ``count``);
 ``reports_in`` and ``count_of`` read both forms. Pure: no storage, no wire.
@@ -60,14 +64,16 @@ def named_in(report_id: str) -> str:
     return json.dumps(report_id)
 
 
-_COUNT = re.compile(r'"count":(\d+)')
+# The first key of a batch entry's detail (sorted keys, compact): anchored, so no text inside
+# another entry's detail (a peer's reason) can pass for it.
+_COUNT = re.compile(r'^\{"count":(\d+),')
 
 
 def count_of(detail: str) -> int:
     """How many reports a ``sent`` or ``receipted`` entry is about: its ``count``, or 1 for an
     entry of one report (before 0019). Read from the text: a batch's detail lists every id, and
     the count is all a tally needs."""
-    m = _COUNT.search(detail)
+    m = _COUNT.match(detail)
     return int(m.group(1)) if m else 1
 
 

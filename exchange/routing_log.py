@@ -71,7 +71,7 @@ def compute_hash(
     detail: str,
 ) -> bytes:
     # One update of the joined fields: the same bytes hashed as field by field, with a fifth
-    # of the calls (a log entry is appended per report, up to three times).
+    # of the calls (an entry or two is appended per report).
     parts = [previous_hash, struct.pack(">Qq", idx, to_micros(at))]
     for value in (kind, report_id, member, country, detail):
         if value is None:
@@ -89,9 +89,8 @@ DetailText = NewType("DetailText", str)
 
 def detail_json(detail: Mapping[str, Any]) -> DetailText:
     """The canonical text of a detail. A caller may make it off the writer's path (intake's
-    prepare step, in the submitting thread) or once for many entries (a batch's ``sent``
-    entries) and hand it to ``LogChain.append``: json.dumps was a twentieth of a saturated
-    writer's time, one call per entry."""
+    prepare step, in the submitting thread) and hand it to ``LogChain.append``: json.dumps was
+    a twentieth of a saturated writer's time, one call per entry."""
     return DetailText(json.dumps(detail, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
 
 

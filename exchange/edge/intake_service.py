@@ -20,7 +20,7 @@ import grpc
 from exchange.edge.streams import abort, read_requests
 from exchange.errors import InvalidReport, error_code, error_message
 from exchange.intake import Intake, IntakeResult
-from exchange.wire.codec import result_to_proto, submission_from_proto
+from exchange.wire.codec import fill_result, result_to_proto, submission_from_proto
 from ihx.v1 import intake_pb2 as ipb
 from ihx.v1 import intake_pb2_grpc as igrpc
 
@@ -91,7 +91,7 @@ def _response(
     response = ipb.SubmitReportsResponse()
     for answer in answers:
         if isinstance(answer, IntakeResult):
-            response.results.append(result_to_proto(next(matched), with_trace=False))
+            fill_result(response.results.add(), next(matched), with_trace=False)
         else:
             ref, refused = answer
             response.results.add(

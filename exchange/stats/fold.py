@@ -2,9 +2,10 @@
 
 Two sources, each read a page at a time in one transaction with the watermark it advances:
 - the routing log after the last index folded (intake, sent, received, delivery latency) —
-  entries never change, so the index alone makes it exactly once; intake and sent entries (two
-  of the three a report leaves at its origin) are counted by the database, per kind, key and
-  day, the rest read one by one (store/stats.log_page);
+  entries never change, so the index alone makes it exactly once; intake entries and sent
+  entries of one report are counted by the database, per kind, key and day, a batch's one
+  sent entry by the reports it lists, the rest read one by one — a batch's receipt as one per
+  report (store/stats.log_page);
 - the item states updated since the last ``updated_at`` folded (less a look-back, for a
   writer whose transaction took its time before committing) — each item's facts as last
   counted are kept beside the rollup, and only the difference is added, so an item read twice
@@ -38,7 +39,10 @@ ITEMS_MARK = "items"
 VERSION_MARK = "version"
 # What a fact contributes (facts.py), as a number: a rollup counted by another version cannot
 # have its items' counts taken back, so it is dropped and folded again from nothing.
-FOLD_VERSION = 3  # 3: a moved item counts at its old holder only as moved (facts.py)
+# 3: a moved item counts at its old holder only as moved (facts.py); 4: a batch's one `sent`
+# and `receipted` entry (0019) — folded again, as an older node folding during a rolling
+# upgrade would have counted a new node's batch entries as one report each.
+FOLD_VERSION = 4
 DEFAULT_LOOKBACK = timedelta(seconds=30)
 # A page — that many item states, and that many log indexes — is one writer job, so intake
 # waits little behind it (the item states cost most: ~0.1 s a page on a 2-core machine).

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import CompoundSelect, Connection, delete, func, select, update
 
 from exchange.store import peers, reports, schema
 from exchange.store.sql import chunks, insert_rows, update_rows
@@ -442,20 +442,27 @@ def delivery_of(conn: Connection, report_id: str) -> Delivery | None:
     )
 
 
-def batches_of(conn: Connection, report_id: str, place: int) -> list[tuple[str, int]]:
-    """Each (peer, sequence) of a batch the report stored at ``place`` went in: receipted (its
-    deliveries: the primary key's prefix) or awaiting its receipt (its sealed outbox rows: a
-    look through the outbox, which has no index by report — a per-report read for a listing,
-    never on the delivery path)."""
+def batches_of(conn: Connection, place: int) -> list[tuple[str, int]]:
+    """Each (peer, sequence) of a batch the report stored at ``place`` went in, or may have:
+    its deliveries (receipted: the primary key's prefix), and every batch of reports still
+    awaiting its receipt (a window's worth per peer, through ``ix_batches_destination_receipted``
+    — the outbox, which would say which of them holds the report, has no index by report). A
+    caller keeps those whose entry lists the report (``routing_log._about``)."""
+    return sorted({(peer, seq) for peer, seq in conn.execute(batches_query(place))})
+
+
+def batches_query(place: int) -> CompoundSelect[str, int]:
+    """``batches_of``'s statement."""
     done = select(DELIVERIES.c.destination, DELIVERIES.c.sequence).where(
         DELIVERIES.c.report_seq == place
     )
-    waiting = select(OUTBOX.c.destination, OUTBOX.c.batch_sequence).where(
-        or_(OUTBOX.c.report_seq == place, OUTBOX.c.report_id == report_id),
-        OUTBOX.c.kind == REPORT,
-        OUTBOX.c.batch_sequence.is_not(None),
+    b = BATCHES.c
+    waiting = select(b.destination, b.sequence).where(
+        b.destination.in_(select(schema.peers.c.member)),
+        b.receipted_at.is_(None),
+        b.kind == REPORT,
     )
-    return sorted({(peer, seq) for peer, seq in conn.execute(done.union_all(waiting))})
+    return done.union_all(waiting)
 
 
 def queued_state(conn: Connection, report_id: str) -> str | None:

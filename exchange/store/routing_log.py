@@ -30,6 +30,11 @@ from exchange.store import outbox, reports, schema
 from exchange.store.sql import insert_rows
 
 MAX_PAGE = 1000
+MAX_PAGE_BYTES = 4 * 2**20
+"""About what one page's entries may hold: a batch's entry lists its reports (tens of KB at
+500 a batch), and a page travels as one gRPC message (16 MB at most) and is held whole by a CSV
+export. A page ends early past it — after one entry at least, so paging always moves on."""
+_ENTRY_BYTES = 200  # an entry's fields but its detail, hashes included, as sent
 MAX_INDEX = 2**63 - 1
 """The largest index or size a database column (signed 64-bit) holds."""
 
@@ -114,11 +119,23 @@ class LogFilter:
 
 
 def list_entries(conn: Connection, f: LogFilter) -> tuple[list[LogEntry], int | None]:
-    """One page of entries, and the ``after_index`` of the next page (None at the end)."""
+    """One page of entries, and the ``after_index`` of the next page (None at the end): at
+    most ``page_size`` entries, and no more than about ``MAX_PAGE_BYTES`` (rows read as they
+    come, so a page cut short never held the rest)."""
     size = max(1, min(f.page_size or 100, MAX_PAGE))
-    rows = conn.execute(page_query(conn, f, size + 1)).all()
-    entries = [entry_from_row(r) for r in rows[:size]]
-    return entries, (entries[-1].idx if len(rows) > size else None)
+    query = page_query(conn, f, size + 1).execution_options(stream_results=True)
+    entries: list[LogEntry] = []
+    held = 0
+    result = conn.execute(query)
+    try:
+        for r in result:
+            held += len(r.detail) + _ENTRY_BYTES
+            if len(entries) == size or (entries and held > MAX_PAGE_BYTES):
+                return entries, entries[-1].idx
+            entries.append(entry_from_row(r))
+    finally:
+        result.close()
+    return entries, None
 
 
 def page_query(conn: Connection, f: LogFilter, limit: int) -> Select[Any]:
@@ -149,10 +166,10 @@ def _about(conn: Connection, report_id: str) -> ColumnElement[bool]:
     another report's listing.
 
     With them, the entries about a batch the report went in (``sent``, ``receipted``: one per
-    batch since 0019), found by the batch's peer and sequence (from the report's deliveries
-    and its outbox rows). Their detail lists the batch's reports, and the hashed text must
-    name this one (``named_in``): an edited ``batch_sequence`` moves no entry into the listing
-    either."""
+    batch since 0019), found by the batch's peer and sequence (the report's deliveries, and
+    the batches still awaiting a receipt). Their detail lists the batch's reports, and the
+    hashed text must name this one (``named_in``): an edited ``batch_sequence`` moves no entry
+    into the listing either."""
     named = LOG.c.report_id == report_id
     unplaced = and_(LOG.c.report_seq.is_(None), named)
     place = reports.places(conn, [report_id]).get(report_id)
@@ -160,7 +177,7 @@ def _about(conn: Connection, report_id: str) -> ColumnElement[bool]:
         return unplaced
     about = [and_(LOG.c.report_seq == place, named), unplaced]
     lists_it = LOG.c.detail.contains(named_in(report_id), autoescape=True)
-    for peer, seq in outbox.batches_of(conn, report_id, place):
+    for peer, seq in outbox.batches_of(conn, place):
         about.append(and_(LOG.c.member == peer, LOG.c.batch_sequence == seq, lists_it))
     return or_(*about)
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from exchange.batch_entries import count_of, reports_in
+from exchange.batch_entries import BATCH_KINDS, count_of, reports_in
 from exchange.domain import Classification, LogKind, ReportRole
 from exchange.lifecycle.model import CLOSED_STAGES, Queue, Stage
 from exchange.stats.facts import (
@@ -158,8 +158,9 @@ class LogPage:
 
     last: int | None  # the highest index read; None: the log holds nothing after ``after``
     more: bool  # entries past ``last`` are waiting
-    counts: list[tuple[str, str | None, int, int]]  # COUNTED_KINDS: kind, key, day, entries
-    each: list[LogRow]  # EACH_KINDS, in index order
+    # COUNTED_KINDS: kind, key, day, reports (a key may come twice: add them up)
+    counts: list[tuple[str, str | None, int, int]]
+    each: list[LogRow]  # EACH_KINDS: entries of one report in index order, then a batch's
 
 
 def log_page(conn: Connection, after: int, size: int) -> LogPage:
@@ -183,7 +184,10 @@ def log_page(conn: Connection, after: int, size: int) -> LogPage:
     # As stored: micros. Integer division truncates in SQL where Python floors: the same for
     # every time since 1970, and a node's log holds no earlier one.
     day = (type_coerce(e.at, BigInteger) // DAY_US).label("day")
-    per_report = e.batch_sequence.is_(None)
+    # Told apart by the hashed entry, not by the store's batch_sequence: a batch's names no
+    # report (batch_entries.py).
+    batch = and_(e.report_id.is_(None), e.kind.in_(BATCH_KINDS))
+    per_report = ~batch
     counts = conn.execute(
         select(e.kind, key, day, func.count())
         .where(span, per_report, e.kind.in_(list(COUNTED_KINDS)))
@@ -201,7 +205,7 @@ def log_page(conn: Connection, after: int, size: int) -> LogPage:
     tally = [(k, key_, int(d), int(n)) for k, key_, d, n in counts]
     rows = [LogRow(*x) for x in each]
     batches = conn.execute(
-        select(at, e.kind, e.member, e.detail).where(span, e.batch_sequence.is_not(None))
+        select(at.label("at"), e.kind, e.member, e.detail).where(span, batch)
     ).all()
     for at_us, kind, member, detail in batches:
         if kind == str(LogKind.SENT):
@@ -222,7 +226,7 @@ def _receipted_reports(conn: Connection, entries: Sequence[Any]) -> list[LogRow]
             )
         )
         intake.update({report_id: int(t) for report_id, t in found})
-    return [LogRow(x[0], x.kind, x.member, None, "{}", intake.get(rid)) for x, rid in listed]
+    return [LogRow(x.at, x.kind, x.member, None, "{}", intake.get(rid)) for x, rid in listed]
 
 
 # -- writes of the folder -------------------------------------------------------------------

@@ -359,13 +359,19 @@ def near_to_proto(n: NearSighting) -> ipb.NearSighting:
 
 def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitReportResponse:
     """Intake's answer to one submission; the trace (from the stored wire bytes) on request."""
-    msg = ipb.SubmitReportResponse(
-        report_id=result.report_id,
-        canonical_url=result.canonical_url,
-        decision=decision_to_proto(result.decision),
-        duplicate=result.duplicate,
-        client_ref=result.client_ref,
-    )
+    msg = ipb.SubmitReportResponse()
+    fill_result(msg, result, with_trace=with_trace)
+    return msg
+
+
+def fill_result(msg: ipb.SubmitReportResponse, result: IntakeResult, *, with_trace: bool) -> None:
+    """``result_to_proto`` into ``msg``: a bulk answer's entry filled in place (``add``), as a
+    message built apart and appended is copied — a fifth of the answer's cost per report."""
+    msg.report_id = result.report_id
+    msg.canonical_url = result.canonical_url
+    _fill_decision(msg.decision, result.decision)
+    msg.duplicate = result.duplicate
+    msg.client_ref = result.client_ref
     for status in result.items:
         item = msg.items.add(index=status.index, known_content=status.known is not None)
         if status.known is not None:
@@ -376,7 +382,6 @@ def result_to_proto(result: IntakeResult, *, with_trace: bool) -> ipb.SubmitRepo
         item.near.extend(near_to_proto(n) for n in status.near)
     if with_trace:
         msg.trace.CopyFrom(parse_report(result.wire).trace)
-    return msg
 
 
 def node_info(member: str, epoch: int, key_ids: list[str], limits: Limits) -> xpb.NodeInfo:

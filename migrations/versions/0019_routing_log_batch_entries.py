@@ -9,8 +9,14 @@ from now on name the batch once, its reports listed in the hashed detail.
 ``routing_log.batch_sequence`` is, like ``report_seq``, outside the entry: the sequence of the
 batch such an entry names, indexed with its member only where it is set, so a report's listing
 finds its batch's entries through its delivery. Entries written before keep their per-report
-form (both stay readable). Downgrade drops the column: batch entries stay in the chain, found
-by member and kind but no longer under each report.
+form (both stay readable). A batch entry already in the log (written before a downgrade, and
+upgraded again) gets its sequence back from its detail.
+
+Downgrade drops the column: batch entries stay in the chain, found by member and kind but no
+longer under each report, and an older node's statistics count each as one report. The
+statistics tell the two forms apart by the hashed entry (a batch's names no report) and fold
+again from nothing under this version (``FOLD_VERSION`` 4), so a rollup an older replica folded
+over batch entries during a rolling upgrade is rebuilt once the last one is gone.
 
 Revision ID: 0019
 Revises: 0018
@@ -32,6 +38,16 @@ _BATCH = "batch_sequence IS NOT NULL"
 
 def upgrade() -> None:
     op.add_column("routing_log", sa.Column("batch_sequence", sa.BigInteger(), nullable=True))
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    sequence = (
+        "(detail::json ->> 'sequence')::bigint"
+        if postgresql
+        else "CAST(json_extract(detail, '$.sequence') AS INTEGER)"
+    )
+    op.execute(
+        f"UPDATE routing_log SET batch_sequence = {sequence} "  # noqa: S608 - no value in it
+        "WHERE report_id IS NULL AND kind IN ('sent', 'receipted')"
+    )
     op.create_index(
         "ix_routing_log_batch",
         "routing_log",

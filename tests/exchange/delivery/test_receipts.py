@@ -93,6 +93,20 @@ def test_a_receipt_is_applied_deliveries_log_rows_and_peer_health(
     assert batches.unreceipted() == []
 
 
+def test_a_batch_refused_whole_leaves_a_rejected_entry_per_report_and_no_receipted_one(
+    batches: Batches,
+    receipts: Receipts,
+    queue_reports: QueueReports,
+    receipt_for: ReceiptFor,
+    engine: Engine,
+) -> None:
+    ids = queue_reports(2)
+    batch = sealed(batches)
+    assert receipts.apply(batch, receipt_for(batch, [Outcome.REJECTED] * 2)).result(10) is True
+    log = [(r.kind, r.report_id) for r in rows(engine, schema.routing_log)]
+    assert log == [("sent", None), ("rejected", ids[0]), ("rejected", ids[1])]
+
+
 def test_a_receipt_applied_twice_counts_once(
     batches: Batches,
     receipts: Receipts,

@@ -9,6 +9,7 @@ rollups must hold after any sequence of changes and folds.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from exchange.batch_entries import count_of, receipted_entry, reports_in, sent_entry
+from exchange.batch_entries import receipted_entry, sent_entry
 from exchange.domain import LogKind
 from exchange.lifecycle.model import ItemState
 from exchange.stats.facts import (
@@ -211,11 +212,13 @@ def _item(s: Any, reports: dict[str, Any], known: dict[tuple[str, int], Any]) ->
 def _log(e: Any, reports: dict[str, Any]) -> list[LogRow]:
     """The entry as the folder counts it: a batch's ``sent`` as that many entries of one
     report, its ``receipted`` as one per report it lists."""
-    if e.batch_sequence is None:
+    # Read here as a coordinator would, not by the helpers the folder uses.
+    listed = json.loads(e.detail).get("reports") if e.report_id is None else None
+    if listed is None or e.kind not in ("sent", "receipted"):
         return [_one(e, e.report_id, e.detail, reports)]
     if e.kind == "sent":
-        return [_one(e, None, e.detail, reports)] * count_of(e.detail)
-    return [_one(e, rid, "{}", reports) for rid in reports_in(e.detail)]
+        return [_one(e, None, e.detail, reports)] * len(listed)
+    return [_one(e, rid, "{}", reports) for rid, _, _ in listed]
 
 
 def _one(e: Any, report_id: str | None, detail: str, reports: dict[str, Any]) -> LogRow:

@@ -82,10 +82,17 @@ _LOG = st.tuples(
     st.sampled_from(["US", "JP", None]),
     st.sampled_from(["intake", "nl-eokm"]),
 )
+# A batch's one sent or receipted entry (0019), listing up to three of the reports held.
+_BATCH = st.tuples(
+    st.just("batch"),
+    st.sampled_from([LogKind.SENT, LogKind.RECEIPTED]),
+    st.sampled_from(["de-eco", "nl-eokm"]),
+    st.integers(1, 3),
+)
 _TICK = st.tuples(st.just("tick"), st.integers(-5, 200_000))
 _FOLD = st.tuples(st.just("fold"), st.integers(1, 7))
 _CRASH = st.tuples(st.just("crash"), st.integers(1, 7))
-OPS = st.lists(st.one_of(_OPEN, _CHANGE, _LOG, _TICK, _FOLD, _CRASH), max_size=40)
+OPS = st.lists(st.one_of(_OPEN, _CHANGE, _LOG, _BATCH, _TICK, _FOLD, _CRASH), max_size=40)
 
 
 def _apply(op: tuple, held: Held, clock: FakeClock, engine: Engine, writer: Writer) -> None:  # type: ignore[type-arg]
@@ -106,6 +113,11 @@ def _apply(op: tuple, held: Held, clock: FakeClock, engine: Engine, writer: Writ
             log_kind, now=now, report_id=rid, member=member, country=country,
             detail={"via": via},
         )  # fmt: skip
+    elif kind == "batch":
+        _, log_kind, member, n = op
+        ids = list(dict.fromkeys(rid for _, rid, _ in sorted(held.items)))[:n] or ["r-" + "0" * 32]
+        log = held.log_sent if log_kind == LogKind.SENT else held.log_receipted
+        log(now=now, member=member, sequence=len(ids), ids=ids)
     elif kind == "tick":
         _tick(clock, op[1])
     elif kind == "fold":

@@ -522,13 +522,23 @@ _OUTBOX_ROWS = text("SELECT report_id, report_seq, payload FROM outbox ORDER BY 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_log_entries_get_a_batch_column_and_back(tmp_path: Path, backend: str) -> None:
     """0019 adds the (unhashed) batch sequence a batch's entries are found by, indexed only
-    where set; entries written before keep none. Its downgrade drops the column and index."""
+    where set; entries of one report written before keep none, a batch's entry written before
+    (kept through a downgrade) gets its sequence back from its detail. Its downgrade drops the
+    column and index."""
     dbs = Databases(tmp_path, postgresql_admin_url() if backend == "postgresql" else None)
     engine = open_engine(dbs.new(empty=True))
     try:
         upgrade(engine, "0018")
         with engine.begin() as conn:
             _log_row(conn, 0, "r-old")
+            # A batch's entry written under 0019 and kept through a downgrade.
+            conn.execute(
+                text(
+                    "INSERT INTO routing_log (idx, at, kind, member, detail, previous_hash,"
+                    " entry_hash) VALUES (2, 3, 'receipted', 'de-eco', :d, :h, :h)"
+                ),
+                {"h": b"\0" * 32, "d": '{"count":1,"reports":[],"sequence":5}'},
+            )
         upgrade(engine)
         with engine.begin() as conn:
             conn.execute(
@@ -548,11 +558,11 @@ def test_log_entries_get_a_batch_column_and_back(tmp_path: Path, backend: str) -
     finally:
         engine.dispose()
         dbs.close()
-    assert at_head == [(0, None), (1, 7)]
+    assert at_head == [(0, None), (1, 7), (2, 5)]
     assert "ix_routing_log_batch" in indexes
     assert "batch_sequence" not in columns
     assert "ix_routing_log_batch" not in back
-    assert count == 2
+    assert count == 3
 
 
 _LOG_BATCHES = text("SELECT idx, batch_sequence FROM routing_log ORDER BY idx")

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, text
 from exchange.batch_entries import receipted_entry, sent_entry
 from exchange.domain import LogKind, ReportRole
 from exchange.routing_log import GENESIS, Checkpoint, LogChain, verify_chain
-from exchange.store import outbox, reports, routing_log
+from exchange.store import outbox, peers, reports, routing_log
 from exchange.store.reports import Incoming
 from exchange.store.routing_log import LogFilter
 from exchange.store.writer import Tx, Writer
@@ -162,6 +162,11 @@ def _plan(engine: Engine, f: LogFilter) -> str:
     with engine.begin() as conn:
         query = routing_log.page_query(conn, f, 100)
         sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+    return _explain(engine, sql)
+
+
+def _explain(engine: Engine, sql: str) -> str:
+    with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         return " | ".join(
@@ -182,10 +187,10 @@ def _batch(chain: LogChain, kind: LogKind, seq: int, ids: list[str]) -> dict[str
 
 def test_a_reports_listing_holds_the_entries_of_the_batches_it_went_in(engine: Engine) -> None:
     """A batch's ``sent`` and ``receipted`` entries (one each since 0019) are in the listing of
-    every report they list: found by the batch's peer and sequence, the sealed outbox row's
-    while the receipt is awaited and the delivery's after. Another batch's entries are not,
-    nor one whose stored sequence is edited to the report's batch: its hashed detail must name
-    the report."""
+    every report they list: found by the batch's peer and sequence, among the batches awaiting
+    a receipt until it comes and by the report's delivery after. Another batch's entries are
+    not, nor one whose stored sequence is edited to the report's batch: its hashed detail must
+    name the report."""
     kept, other = make_report(hashes=["kept"]), make_report(hashes=["other"])
     chain = LogChain(0, GENESIS)
     with engine.begin() as conn:
@@ -194,8 +199,10 @@ def test_a_reports_listing_holds_the_entries_of_the_batches_it_went_in(engine: E
         routing_log.append(conn, [_entry(chain, LogKind.INTAKE, kept.id)])  # 0
         outbox.enqueue_stored(conn, [("de-eco", kept.id), ("de-eco", other.id)], T0)
         rows = sorted(r.id for r in outbox.pending_reports(conn, "de-eco", 10))
-        outbox.assign(conn, 7, rows[:1])
-        outbox.assign(conn, 8, rows[1:])
+        peers.ensure(conn, "de-eco")
+        for seq, part in ((7, rows[:1]), (8, rows[1:])):
+            _sealed(conn, seq)
+            outbox.assign(conn, seq, part)
         routing_log.append(conn, [_batch(chain, LogKind.SENT, 7, [kept.id])])  # 1
         routing_log.append(conn, [_batch(chain, LogKind.SENT, 8, [other.id])])  # 2
     with engine.connect() as conn:
@@ -203,6 +210,7 @@ def test_a_reports_listing_holds_the_entries_of_the_batches_it_went_in(engine: E
         assert _ids(conn, other.id) == ([2], None)
     with engine.begin() as conn:
         outbox.remove_batch_rows(conn, "de-eco", 7)
+        outbox.mark_receipted(conn, "de-eco", 7, body=b"b", signature=b"s", at=T0)
         delivery = outbox.Delivery(kept.id, "de-eco", 7, "new-case", None, None, T0)
         outbox.record_deliveries(conn, [delivery])
         routing_log.append(conn, [_batch(chain, LogKind.RECEIPTED, 7, [kept.id])])  # 3
@@ -211,6 +219,13 @@ def test_a_reports_listing_holds_the_entries_of_the_batches_it_went_in(engine: E
         assert _ids(conn, kept.id) == ([0, 1, 3], None)  # receipted: by its delivery
         assert _ids(conn, kept.id, after_index=1, page_size=1) == ([3], None)
         assert verify_chain(list(routing_log.load_entries(conn))) is None
+
+
+def _sealed(conn: Connection, seq: int) -> None:
+    outbox.insert_batch(
+        conn, peer="de-eco", sequence=seq, kind=outbox.REPORT, header=b"h", signature=b"s",
+        root=bytes(32), count=1, created_at=T0,
+    )  # fmt: skip
 
 
 def test_a_reports_batch_entries_are_looked_up_through_an_index(engine: Engine) -> None:
@@ -224,13 +239,26 @@ def test_a_reports_batch_entries_are_looked_up_through_an_index(engine: Engine) 
                        [None], [(None,)], T0)  # fmt: skip
         delivery = outbox.Delivery(stored.id, "de-eco", 7, "new-case", None, None, T0)
         outbox.record_deliveries(conn, [delivery])
+        peers.ensure(conn, "de-eco")
+        _sealed(conn, 8)  # awaiting its receipt
         others = [_batch(chain, LogKind.SENT, seq, [f"r-{seq:032x}"]) for seq in range(8, 2008)]
         routing_log.append(conn, others)
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE routing_log")
     plan = _plan(engine, LogFilter(report_id=stored.id))
     assert "scan routing_log" not in plan.lower().replace("seq scan on", "scan"), plan
-    assert "ix_routing_log_batch" in plan, plan
+    assert plan.count("ix_routing_log_batch") >= (2 if engine.dialect.name == "sqlite" else 1)
+    with engine.begin() as conn:  # the batches its listing looks in: through an index
+        found = outbox.batches_of(conn, report_place(engine, stored.id))
+        query = str(
+            outbox.batches_query(report_place(engine, stored.id)).compile(
+                conn, compile_kwargs={"literal_binds": True}
+            )
+        )
+    assert found == [("de-eco", 7), ("de-eco", 8)]
+    waiting = _explain(engine, query)
+    assert "ix_batches_destination_receipted" in waiting, waiting
+    assert "scan batches" not in waiting.lower().replace("seq scan on", "scan"), waiting
 
 
 def test_checkpoints_are_stored_found_and_listed(engine: Engine) -> None:
@@ -248,3 +276,26 @@ def test_checkpoints_are_stored_found_and_listed(engine: Engine) -> None:
         assert routing_log.find_checkpoint(conn, "nl-eokm", 2) == a
         assert routing_log.find_checkpoint(conn, "nl-eokm", 0) == b  # 0: the latest
         assert routing_log.find_checkpoint(conn, "nl-eokm", 3) is None
+
+
+def test_a_page_of_large_entries_ends_early_and_paging_moves_on(engine: Engine) -> None:
+    """A page holds about ``MAX_PAGE_BYTES`` of entries at most (a batch's entry lists its
+    reports), one at least even when that one alone is larger: every entry is read once, in
+    order, whatever the page size asked for."""
+    chain = LogChain(0, GENESIS)
+    big = routing_log.MAX_PAGE_BYTES // 3
+    sizes = [big, big, big, big, 10, 4 * big, 10]
+    rows = [
+        chain.append(T0, LogKind.SENT, member="de-eco", detail={"pad": "x" * n}).as_row()
+        for n in sizes
+    ]
+    with engine.begin() as conn:
+        routing_log.append(conn, rows)
+    pages, after = [], -1
+    with engine.connect() as conn:
+        while after is not None:
+            page, after = routing_log.list_entries(
+                conn, LogFilter(after_index=after, page_size=100)
+            )
+            pages.append([e.idx for e in page])
+    assert pages == [[0, 1], [2, 3, 4], [5], [6]]
