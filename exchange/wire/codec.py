@@ -315,16 +315,6 @@ def _fill_trace(msg: pb.Trace, trace: Trace) -> None:
         msg.asn_database.CopyFrom(_geo_db(trace.asn_database))
 
 
-def decision_to_proto(decision: Decision) -> pb.Decision:
-    return pb.Decision(
-        member=decision.member,
-        reason=_REASON[decision.reason],
-        country=decision.country or "",
-        explanation=decision.explanation,
-        manifest_epoch=decision.manifest_epoch,
-    )
-
-
 def decision_from_proto(msg: pb.Decision, self_member: str | None) -> Decision:
     return Decision(
         member=msg.member,
