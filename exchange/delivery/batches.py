@@ -7,13 +7,17 @@ batch that is resent as is: the receiver deduplicates by (sender, sequence) and 
 ``seal_next`` takes pending outbox rows first, then new hash announcements after the peer's
 high-water mark; on an idle pipe it lingers a few milliseconds when the batch is not full, so
 concurrent intake fills it (with batches in flight it seals at once: rows gathered while they
-waited, or a case event that should not wait), and ``fit`` closes it on bytes as well as on
-count: a sealed batch is resent unchanged, so one too large for a gRPC message would block the
-peer forever. Asked for a full batch only (the sender, while ``EAGER_IN_FLIGHT`` or more are in
-flight), it seals one only when a full batch's worth waits, counted in the outbox index without
-reading a payload. With leases (several replicas on PostgreSQL) each sealing transaction first
-``fence``s — a replica that lost the lease raises ``LeaseLost`` and seals nothing — and claims
-its rows with SKIP LOCKED.
+waited, or a case event that should not wait). Announcements are background traffic — a peer's
+hash index needs them within seconds, no report waits on them — so a short batch of them waits
+until its oldest has waited ``announcement_linger_ms`` (a full one goes at once): at a steady
+1,000 reports/s the holder sent its origin ~30 envelopes of a few dozen announcements a second,
+each sealed, signed, verified, stored and receipted on both nodes. ``fit`` closes a batch on
+bytes as well as on count: a sealed batch is resent unchanged, so one too large for a gRPC
+message would block the peer forever. Asked for a full batch only (the sender, while
+``EAGER_IN_FLIGHT`` or more are in flight), it seals one only when a full batch's worth waits,
+counted in the outbox index without reading a payload. With leases (several replicas on
+PostgreSQL) each sealing transaction first ``fence``s — a replica that lost the lease raises
+``LeaseLost`` and seals nothing — and claims its rows with SKIP LOCKED.
 
 Sizes come straight from ``ExchangeTuning``: a batch holds at most ``max_batch`` reports and
 never more than a receiver accepts (``max_payloads``), in at most ``max_message_bytes``.
@@ -128,6 +132,9 @@ class Batches:
         self.max_batch = min(tuning.max_batch, tuning.max_payloads)
         self.max_bytes = tuning.max_message_bytes
         self.linger = tuning.linger_ms / 1000
+        self.announcement_linger = tuning.announcement_linger_ms / 1000
+        # Set by ``seal_next`` when it left a short batch of announcements to gather more.
+        self.announcements_due_in: float | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -199,7 +206,33 @@ class Batches:
             if waiting or not self._announcements_reach(announced_upto, self.max_batch):
                 return None
             return self._seal_announcements(announced_upto)
-        return self._seal_pending_reports(linger=linger) or self._seal_announcements(announced_upto)
+        return self._seal_pending_reports(linger=linger) or self._seal_announcements_due(
+            announced_upto
+        )
+
+    def _seal_announcements_due(self, announced_upto: int) -> Batch | None:
+        """The next batch of announcements if it is due, else None and, in
+        ``announcements_due_in``, how long until it is (None: no announcement waits)."""
+        self.announcements_due_in = self._announcements_wait(announced_upto)
+        if self.announcements_due_in is None or self.announcements_due_in > 0:
+            return None
+        self.announcements_due_in = None
+        return self._seal_announcements(announced_upto)
+
+    def _announcements_wait(self, after: int) -> float | None:
+        """Seconds until the announcements after ``after`` are due as a batch: None if none
+        waits; 0 once the oldest has waited ``announcement_linger`` or a full batch waits."""
+        if self.announcement_linger <= 0:
+            return 0.0
+        with self._engine.connect() as conn:
+            oldest = outbox.oldest_announcement(conn, after)
+            if oldest is None:
+                return None
+            left = self.announcement_linger - (self._clock() - oldest).total_seconds()
+            if left <= 0 or outbox.announcements_pending_reach(conn, after, self.max_batch):
+                return 0.0
+        # A clock stepped back makes the oldest look younger: never wait past one linger.
+        return min(left, self.announcement_linger)
 
     def _seal_announcements(self, announced_upto: int) -> Batch | None:
         announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)

@@ -440,8 +440,12 @@ class PeerSender:
                 # Awake at the idle deadline at the latest, not up to IDLE_POLL past it: an
                 # honest sender closes its idle stream itself, before the peer's own idle cut
                 # (its stream_idle_timeout_s) would end it as a failure.
+                # Announcements left to gather more are sealed when they fall due.
                 deadline = s.idle_since + self._tuning.stream_idle_s - now
-                self._wake.wait(max(0.01, min(IDLE_POLL, deadline)))
+                due = self.batches.announcements_due_in
+                self._wake.wait(
+                    max(0.01, min(IDLE_POLL, deadline, IDLE_POLL if due is None else due))
+                )
 
     def _fill(self, s: _Stream, *, idle: bool) -> int:
         """Send what was sealed early, then resend and seal batches while the window has

@@ -21,6 +21,9 @@ __all__ = ["LIMITS", "ExchangeTuning"]
 class ExchangeTuning:
     max_batch: int = between(500, 1, 1000)
     linger_ms: float = between(5.0, 0, 1000)
+    # Hash announcements are background traffic (a peer's index needs them within seconds, no
+    # report waits on them): a short batch waits this long for more (delivery/batches.py).
+    announcement_linger_ms: float = between(250.0, 0, 10000)
     window: int = between(4, 1, 64)
     receipt_timeout_s: float = between(30.0, 0.1, 3600)
     stream_lifetime_s: float = between(600.0, 1, 86400)

@@ -199,6 +199,17 @@ def announcements_pending_reach(conn: Connection, after: int, n: int) -> bool:
     return nth is not None
 
 
+def oldest_announcement(conn: Connection, after: int) -> datetime | None:
+    """When the first announcement after ``after`` was queued (None: none is)."""
+    at: datetime | None = conn.execute(
+        select(ANNOUNCEMENTS.c.created_at)
+        .where(ANNOUNCEMENTS.c.seq > after)
+        .order_by(ANNOUNCEMENTS.c.seq)
+        .limit(1)
+    ).scalar_one_or_none()
+    return at
+
+
 def pending_announcements(conn: Connection, after: int, limit: int) -> list[PendingAnnouncement]:
     """Announcements after ``after`` (the peer's high-water mark), oldest first."""
     rows = conn.execute(

@@ -1,6 +1,7 @@
 """Fixtures for the delivery tests: nl-eokm's batches and receipts for de-eco, over a real store.
 
-* ``tuning`` — ``ExchangeTuning`` with no linger (tests seal at once);
+* ``tuning`` — ``ExchangeTuning`` with no linger for reports or announcements (tests seal at
+  once);
 * ``batches`` — nl-eokm's ``Batches`` for de-eco, signing with nl-eokm's test key;
 * ``receipts`` — nl-eokm's ``Receipts`` from de-eco, with its own ``metrics``;
 * ``queue_reports(n)`` — n distinct real wire reports queued for de-eco (through
@@ -42,7 +43,7 @@ PEER = "de-eco"
 
 @pytest.fixture
 def tuning() -> ExchangeTuning:
-    return ExchangeTuning(linger_ms=0)
+    return ExchangeTuning(linger_ms=0, announcement_linger_ms=0)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from auth.manifest import Manifest
 from exchange.delivery.batches import Batches, fit
 from exchange.delivery.leases import LeaseLost, Leases
 from exchange.settings import ExchangeTuning
-from exchange.store import schema
+from exchange.store import peers, schema
 from exchange.store.writer import Tx, Writer
 from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT, Limits, open_envelope
 from tests.exchange.delivery.conftest import PEER, QueueReports
@@ -164,6 +165,59 @@ def test_announcements_follow_reports_and_move_the_high_water_mark(
     again = batches.resend(announced.sequence)
     assert again.envelope.SerializeToString() == announced.envelope.SerializeToString()
     assert not batches.pending_announcements(batches.high_water())
+
+
+def test_a_short_batch_of_announcements_waits_for_the_linger(
+    make_batches: Callable[..., Batches], writer: Writer, clock: FakeClock, engine: Engine
+) -> None:
+    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=250))
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
+    assert batches.seal_next(batches.high_water()) is None
+    assert batches.announcements_due_in is None  # nothing waits: nothing to wake up for
+    announce(writer, 3)  # queued at T0, the clock's time
+    assert batches.seal_next(batches.high_water()) is None
+    assert batches.announcements_due_in == pytest.approx(0.25)
+    clock.advance(0.1)
+    assert batches.seal_next(batches.high_water()) is None
+    assert batches.announcements_due_in == pytest.approx(0.15)
+    assert batch_rows(engine) == []  # nothing sealed while they wait
+    clock.advance(0.15)
+    sealed = batches.seal_next(batches.high_water())
+    assert sealed is not None
+    assert (sealed.kind, sealed.count) == (KIND_ANNOUNCEMENT, 3)
+    assert batches.announcements_due_in is None
+
+
+def test_a_full_batch_of_announcements_and_any_report_go_at_once(
+    make_batches: Callable[..., Batches], writer: Writer, queue_reports: QueueReports
+) -> None:
+    batches = make_batches(ExchangeTuning(max_batch=4, linger_ms=0, announcement_linger_ms=5000))
+    announce(writer, 3)
+    queue_reports(1)
+    reports = batches.seal_next(batches.high_water())
+    assert reports is not None
+    assert reports.kind == KIND_REPORT  # never held back by announcements
+    assert batches.seal_next(batches.high_water()) is None  # 3 of 4: they wait
+    announce(writer, 1)
+    full = batches.seal_next(batches.high_water())
+    assert full is not None
+    assert (full.kind, full.count) == (KIND_ANNOUNCEMENT, 4)
+    # Asked for full batches only (batches in flight), a full batch goes too.
+    announce(writer, 4)
+    again = batches.seal_next(batches.high_water(), full_only=True)
+    assert again is not None
+    assert again.count == 4
+
+
+def test_a_clock_stepped_back_delays_announcements_by_one_linger_at_most(
+    make_batches: Callable[..., Batches], writer: Writer, clock: FakeClock
+) -> None:
+    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=250))
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
+    announce(writer, 2)  # queued at T0
+    clock.set(T0 - timedelta(hours=1))  # the node's clock stepped back an hour
+    assert batches.seal_next(batches.high_water()) is None
+    assert batches.announcements_due_in == pytest.approx(0.25)
 
 
 class LostLease(Leases):

@@ -36,7 +36,7 @@ from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
 from ihx.v1 import exchange_pb2 as xpb
 from ihx.v1 import exchange_pb2_grpc as xgrpc
 from tests.exchange.delivery.conftest import PEER, MakeSender, QueueReports, ReceiptFor
-from tests.exchange.factories import T0, writer_held
+from tests.exchange.factories import T0, FakeClock, writer_held
 from tests.integration.support import wait_until
 
 
@@ -360,7 +360,8 @@ def _race_the_sender(
 
     monkeypatch.setattr(Batches, "seal_next", racing_seal_next)
     rig.queue(1)
-    rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    # Announcements are sealed the moment the sender looks: the race is about order.
+    rig.start(ExchangeTuning(linger_ms=0, announcement_linger_ms=0, max_batch=3))
     assert rig.next_envelope().sequence == 1
     with between_calls:
         armed.set()
@@ -393,6 +394,30 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
     assert raced == ["sent"]  # intake's transaction sealed the report, not the sender
     assert (second.sequence, second.kind, second.count) == (2, KIND_REPORT, 1)
     assert (third.sequence, third.kind, third.count) == (3, KIND_ANNOUNCEMENT, 2)
+
+
+def test_a_short_batch_of_announcements_goes_when_due_without_a_wake(
+    rig: Rig, writer: Writer, clock: FakeClock
+) -> None:
+    """Announcements are background traffic: a short batch waits ``announcement_linger_ms``
+    for more (no report waits on them), and the idle sender seals it when it falls due — no
+    new row has to wake it."""
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, announcement_linger_ms=200))
+    assert rig.next_envelope().kind == KIND_REPORT
+    rig.answer(1)
+    wait_until(lambda: rig.delivered() == 1)
+    writer.execute(
+        lambda tx: tx.conn.execute(
+            schema.announcements.insert(),
+            [{"payload": b"announcement %d" % i, "created_at": clock()} for i in range(2)],
+        )
+    )
+    rig.sender.wake()
+    assert rig.nothing_sent(within=0.6)  # the node's clock stands still: never due
+    clock.advance(0.2)  # due now; nothing wakes the sender
+    due = rig.next_envelope()
+    assert (due.sequence, due.kind, due.count) == (2, KIND_ANNOUNCEMENT, 2)
 
 
 def test_a_batch_sealed_early_never_goes_before_one_sealed_earlier(
