@@ -8,10 +8,12 @@ batch that is resent as is: the receiver deduplicates by (sender, sequence) and 
 high-water mark; on an idle pipe it lingers a few milliseconds when the batch is not full, so
 concurrent intake fills it (with batches in flight it seals at once: rows gathered while they
 waited, or a case event that should not wait). Announcements are background traffic — a peer's
-hash index needs them within seconds, no report waits on them — so a short batch of them waits
-until its oldest has waited ``announcement_linger_ms`` (a full one goes at once): at a steady
-1,000 reports/s the holder sent its origin ~30 envelopes of a few dozen announcements a second,
-each sealed, signed, verified, stored and receipted on both nodes. ``fit`` closes a batch on
+hash index must have them within seconds, but no delivery waits on them — so a short batch of
+them waits until its first has waited ``announcement_linger_ms`` (250 ms by default; a full
+batch goes at once): at a steady 1,000 reports/s the holder sent its origin up to ~30 envelopes
+of a few dozen announcements a second, each sealed, signed, verified, stored and receipted on
+both nodes. The price: a peer marks a repeat as known content (or learns of a retraction) up to
+that much later. ``fit`` closes a batch on
 bytes as well as on count: a sealed batch is resent unchanged, so one too large for a gRPC
 message would block the peer forever. Asked for a full batch only (the sender, while
 ``EAGER_IN_FLIGHT`` or more are in flight), it seals one only when a full batch's worth waits,
@@ -120,6 +122,7 @@ class Batches:
         clock: Clock,
         tuning: ExchangeTuning,
         leases: Leases | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.peer = peer
         self._self = self_member
@@ -133,15 +136,45 @@ class Batches:
         self.max_bytes = tuning.max_message_bytes
         self.linger = tuning.linger_ms / 1000
         self.announcement_linger = tuning.announcement_linger_ms / 1000
-        # Set by ``seal_next`` when it left a short batch of announcements to gather more.
+        self._monotonic = monotonic
+        # The first announcement waiting for this peer, and when (monotonic) we first saw it.
+        self._first_waiting: tuple[int, float] | None = None
+        # Set by ``seal_next``: seconds until the announcements it left to gather more fall
+        # due (None: none waits).
         self.announcements_due_in: float | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
-    def has_work(self) -> bool:
+    def ready_in(self) -> float | None:
+        """Seconds until there is something to send: 0 for now (a batch to resend, reports or
+        events queued, announcements due), until announcements fall due, or None: nothing."""
         if self.unreceipted() or self.pending_reports(limit=1):
-            return True
-        return bool(self.pending_announcements(self.high_water(), limit=1))
+            return 0.0
+        return self.announcements_due(self.high_water())
+
+    def announcements_due(self, after: int) -> float | None:
+        """Seconds until the announcements after ``after`` are due as a batch: None if none
+        waits; 0 once a full batch waits or the first has waited ``announcement_linger`` —
+        by its queue time, or since this sender first saw it, whichever comes first. The
+        second, on the monotonic clock, bounds the wait when the first cannot: a wall clock
+        stepped back, or a replica with a clock ahead of ours that queued them."""
+        with self._engine.connect() as conn:
+            first = outbox.first_announcement(conn, after)
+            if first is None:
+                self._first_waiting = None
+                return None
+            if self.announcement_linger <= 0:
+                return 0.0
+            seq, queued_at = first
+            now = self._monotonic()
+            if self._first_waiting is None or self._first_waiting[0] != seq:
+                self._first_waiting = (seq, now)
+            left = self.announcement_linger - max(
+                (self._clock() - queued_at).total_seconds(), now - self._first_waiting[1]
+            )
+            if left <= 0 or outbox.announcements_pending_reach(conn, after, self.max_batch):
+                return 0.0
+        return left
 
     def unreceipted(self) -> list[int]:
         with self._engine.connect() as conn:
@@ -184,7 +217,8 @@ class Batches:
     def seal_next(
         self, announced_upto: int, *, full_only: bool = False, linger: bool = True
     ) -> Batch | None:
-        """Seal and store the next batch (reports first), or None if nothing is pending.
+        """Seal and store the next batch (reports first), or None if nothing is pending —
+        or only announcements not yet due (``announcements_due_in`` says when they are).
 
         ``linger``: a short batch of reports waits ``linger_ms`` for more first. The sender asks
         it only of an idle pipe: with batches in flight, rows have been gathering during the
@@ -199,6 +233,7 @@ class Batches:
         counts rows in an index and reads no payload: reports that fill a batch by bytes
         before count wait for a receipt like any short batch.
         """
+        self.announcements_due_in = None
         if full_only:
             waiting = self._count_reports(self.max_batch)
             if waiting == self.max_batch:
@@ -211,28 +246,15 @@ class Batches:
         )
 
     def _seal_announcements_due(self, announced_upto: int) -> Batch | None:
-        """The next batch of announcements if it is due, else None and, in
-        ``announcements_due_in``, how long until it is (None: no announcement waits)."""
-        self.announcements_due_in = self._announcements_wait(announced_upto)
-        if self.announcements_due_in is None or self.announcements_due_in > 0:
+        """The next batch of announcements if it is due, else None (and when it is due in
+        ``announcements_due_in``)."""
+        due = self.announcements_due(announced_upto)
+        if due is None:
             return None
-        self.announcements_due_in = None
+        if due > 0:
+            self.announcements_due_in = due
+            return None
         return self._seal_announcements(announced_upto)
-
-    def _announcements_wait(self, after: int) -> float | None:
-        """Seconds until the announcements after ``after`` are due as a batch: None if none
-        waits; 0 once the oldest has waited ``announcement_linger`` or a full batch waits."""
-        if self.announcement_linger <= 0:
-            return 0.0
-        with self._engine.connect() as conn:
-            oldest = outbox.oldest_announcement(conn, after)
-            if oldest is None:
-                return None
-            left = self.announcement_linger - (self._clock() - oldest).total_seconds()
-            if left <= 0 or outbox.announcements_pending_reach(conn, after, self.max_batch):
-                return 0.0
-        # A clock stepped back makes the oldest look younger: never wait past one linger.
-        return min(left, self.announcement_linger)
 
     def _seal_announcements(self, announced_upto: int) -> Batch | None:
         announcements = fit(self.pending_announcements(announced_upto), self.max_bytes)

@@ -316,9 +316,11 @@ class PeerSender:
         for: intake wakes us when there is.
         """
         standby = self._leases is not None and self._leases.generation(self.peer) is None
-        if not standby and self.batches.has_work():
+        ready_in = None if standby else self.batches.ready_in()
+        if ready_in == 0:
             return True
-        self._wake.wait(IDLE_POLL)
+        # Announcements gathering more: no stream opened for them until they fall due.
+        self._wake.wait(_at_most_poll(ready_in))
         self._wake.clear()
         return False
 
@@ -442,10 +444,8 @@ class PeerSender:
                 # (its stream_idle_timeout_s) would end it as a failure.
                 # Announcements left to gather more are sealed when they fall due.
                 deadline = s.idle_since + self._tuning.stream_idle_s - now
-                due = self.batches.announcements_due_in
-                self._wake.wait(
-                    max(0.01, min(IDLE_POLL, deadline, IDLE_POLL if due is None else due))
-                )
+                due = _at_most_poll(self.batches.announcements_due_in)
+                self._wake.wait(max(0.01, min(due, deadline)))
 
     def _fill(self, s: _Stream, *, idle: bool) -> int:
         """Send what was sealed early, then resend and seal batches while the window has
@@ -509,7 +509,7 @@ class PeerSender:
         """Wait for a receipt or new work; past the receipt deadline, end the stream."""
         late = s.progress + self._tuning.receipt_timeout_s - now
         if late > 0:
-            self._wake.wait(min(late, IDLE_POLL))
+            self._wake.wait(min(late, _at_most_poll(self.batches.announcements_due_in)))
             return
         s.call.cancel()  # the reader's last word is now CANCELLED: raised below
         self._take_receipts(s, block=True)
@@ -658,6 +658,11 @@ class _Stream:
         self.started = self.idle_since = self.progress = time.monotonic()
         self.ended = False  # the peer ended the stream with nothing in flight
         self.carried = False  # a receipt came on this stream
+
+
+def _at_most_poll(due: float | None) -> float:
+    """How long to wait for a wake: until announcements fall due, and no longer than a poll."""
+    return IDLE_POLL if due is None else min(IDLE_POLL, due)
 
 
 def _sequence(batch: Batch) -> int:

@@ -22,7 +22,7 @@ class ExchangeTuning:
     max_batch: int = between(500, 1, 1000)
     linger_ms: float = between(5.0, 0, 1000)
     # Hash announcements are background traffic (a peer's index needs them within seconds, no
-    # report waits on them): a short batch waits this long for more (delivery/batches.py).
+    # delivery waits on them): a short batch waits this long for more (delivery/batches.py).
     announcement_linger_ms: float = between(250.0, 0, 10000)
     window: int = between(4, 1, 64)
     receipt_timeout_s: float = between(30.0, 0.1, 3600)
@@ -70,6 +70,12 @@ class ExchangeTuning:
         # looks like a failure and costs a backoff.
         if self.stream_idle_s >= self.stream_idle_timeout_s:
             raise refuse("exchange.stream_idle_s must be less than exchange.stream_idle_timeout_s")
+        # Announcements waiting on an open stream must fall due before it is closed as idle.
+        if self.announcement_linger_ms / 1000 >= self.stream_idle_s:
+            raise refuse(
+                "exchange.announcement_linger_ms must be less than exchange.stream_idle_s "
+                "(in milliseconds)"
+            )
         return self
 
 

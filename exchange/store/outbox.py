@@ -199,15 +199,15 @@ def announcements_pending_reach(conn: Connection, after: int, n: int) -> bool:
     return nth is not None
 
 
-def oldest_announcement(conn: Connection, after: int) -> datetime | None:
-    """When the first announcement after ``after`` was queued (None: none is)."""
-    at: datetime | None = conn.execute(
-        select(ANNOUNCEMENTS.c.created_at)
+def first_announcement(conn: Connection, after: int) -> tuple[int, datetime] | None:
+    """The first announcement after ``after``: its seq and when it was queued (None: none)."""
+    row = conn.execute(
+        select(ANNOUNCEMENTS.c.seq, ANNOUNCEMENTS.c.created_at)
         .where(ANNOUNCEMENTS.c.seq > after)
         .order_by(ANNOUNCEMENTS.c.seq)
         .limit(1)
-    ).scalar_one_or_none()
-    return at
+    ).first()
+    return None if row is None else (row.seq, row.created_at)
 
 
 def pending_announcements(conn: Connection, after: int, limit: int) -> list[PendingAnnouncement]:

@@ -410,3 +410,12 @@ def test_out_of_range_admission(tmp_path: Path, key: str, value: float) -> None:
 def test_sender_idle_close_must_come_before_the_server_idle_cut(tmp_path: Path) -> None:
     message = config_error(tmp_path, exchange={"stream_idle_s": 200.0})
     assert "exchange.stream_idle_s must be less than exchange.stream_idle_timeout_s" in message
+
+
+def test_announcements_must_fall_due_before_an_idle_stream_closes(tmp_path: Path) -> None:
+    message = config_error(
+        tmp_path, exchange={"stream_idle_s": 2.0, "announcement_linger_ms": 2000.0}
+    )
+    assert "exchange.announcement_linger_ms must be less than exchange.stream_idle_s" in message
+    fine = from_mapping(tmp_path, exchange={"stream_idle_s": 2.0, "announcement_linger_ms": 1999.0})
+    assert fine.exchange.announcement_linger_ms == 1999.0

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -50,7 +51,11 @@ def tuning() -> ExchangeTuning:
 def make_batches(
     manifest: Manifest, engine: Engine, writer: Writer, clock: FakeClock, tuning: ExchangeTuning
 ) -> Callable[..., Batches]:
-    def build(tuning_: ExchangeTuning | None = None, leases: Leases | None = None) -> Batches:
+    def build(
+        tuning_: ExchangeTuning | None = None,
+        leases: Leases | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> Batches:
         return Batches(
             self_member=SELF,
             peer=PEER,
@@ -61,6 +66,7 @@ def make_batches(
             clock=clock,
             tuning=tuning_ or tuning,
             leases=leases,
+            monotonic=monotonic,
         )
 
     return build

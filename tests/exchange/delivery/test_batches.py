@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -43,12 +43,12 @@ def log_kinds(engine: Engine) -> list[str]:
         return [row.kind for row in conn.execute(select(r.c.kind))]
 
 
-def announce(writer: Writer, n: int) -> None:
+def announce(writer: Writer, n: int, *, at: datetime = T0) -> None:
     def job(tx: Tx) -> None:
         tx.conn.execute(
             schema.announcements.insert(),
             [
-                {"payload": announcement_bytes(make_announcement(f"ann-{i}")), "created_at": T0}
+                {"payload": announcement_bytes(make_announcement(f"ann-{i}")), "created_at": at}
                 for i in range(n)
             ],
         )
@@ -167,10 +167,21 @@ def test_announcements_follow_reports_and_move_the_high_water_mark(
     assert not batches.pending_announcements(batches.high_water())
 
 
+class Ticker:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_short_batch_of_announcements_waits_for_the_linger(
     make_batches: Callable[..., Batches], writer: Writer, clock: FakeClock, engine: Engine
 ) -> None:
-    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=250))
+    ticker = Ticker()
+    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=250), None, ticker)
     writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
     assert batches.seal_next(batches.high_water()) is None
     assert batches.announcements_due_in is None  # nothing waits: nothing to wake up for
@@ -188,15 +199,12 @@ def test_a_short_batch_of_announcements_waits_for_the_linger(
     assert batches.announcements_due_in is None
 
 
-def test_a_full_batch_of_announcements_and_any_report_go_at_once(
-    make_batches: Callable[..., Batches], writer: Writer, queue_reports: QueueReports
+def test_a_full_batch_of_announcements_goes_at_once(
+    make_batches: Callable[..., Batches], writer: Writer
 ) -> None:
     batches = make_batches(ExchangeTuning(max_batch=4, linger_ms=0, announcement_linger_ms=5000))
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
     announce(writer, 3)
-    queue_reports(1)
-    reports = batches.seal_next(batches.high_water())
-    assert reports is not None
-    assert reports.kind == KIND_REPORT  # never held back by announcements
     assert batches.seal_next(batches.high_water()) is None  # 3 of 4: they wait
     announce(writer, 1)
     full = batches.seal_next(batches.high_water())
@@ -209,15 +217,46 @@ def test_a_full_batch_of_announcements_and_any_report_go_at_once(
     assert again.count == 4
 
 
-def test_a_clock_stepped_back_delays_announcements_by_one_linger_at_most(
-    make_batches: Callable[..., Batches], writer: Writer, clock: FakeClock
+@pytest.mark.parametrize(
+    "queued_at",
+    [
+        pytest.param(timedelta(hours=1), id="our-clock-stepped-back"),
+        pytest.param(timedelta(minutes=10), id="queued-by-a-replica-whose-clock-runs-ahead"),
+    ],
+)
+def test_announcements_queued_in_our_future_wait_one_linger_at_most(
+    make_batches: Callable[..., Batches], writer: Writer, queued_at: timedelta
 ) -> None:
-    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=250))
+    """Their queue time says they are younger than they are; the monotonic clock, from when
+    this sender first saw them, bounds the wait all the same."""
+    ticker = Ticker()
+    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=250), None, ticker)
     writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
-    announce(writer, 2)  # queued at T0
-    clock.set(T0 - timedelta(hours=1))  # the node's clock stepped back an hour
+    announce(writer, 2, at=T0 + queued_at)  # the clock stands at T0
     assert batches.seal_next(batches.high_water()) is None
     assert batches.announcements_due_in == pytest.approx(0.25)
+    ticker.now += 0.1
+    assert batches.seal_next(batches.high_water()) is None
+    assert batches.announcements_due_in == pytest.approx(0.15)
+    ticker.now += 0.15
+    sealed = batches.seal_next(batches.high_water())
+    assert sealed is not None
+    assert (sealed.kind, sealed.count) == (KIND_ANNOUNCEMENT, 2)
+
+
+def test_reports_are_never_held_back_by_announcements_waiting(
+    make_batches: Callable[..., Batches], writer: Writer, queue_reports: QueueReports
+) -> None:
+    ticker = Ticker()
+    batches = make_batches(ExchangeTuning(linger_ms=0, announcement_linger_ms=5000), None, ticker)
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
+    announce(writer, 3)
+    assert batches.ready_in() == pytest.approx(5.0)  # nothing to open a stream for yet
+    queue_reports(1)
+    assert batches.ready_in() == 0
+    reports = batches.seal_next(batches.high_water())
+    assert reports is not None
+    assert reports.kind == KIND_REPORT
 
 
 class LostLease(Leases):

@@ -21,6 +21,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine, func, select
 
+from exchange.delivery import sender as sender_module
 from exchange.delivery.batches import Batch, Batches
 from exchange.delivery.sender import (
     EAGER_IN_FLIGHT,
@@ -29,7 +30,7 @@ from exchange.delivery.sender import (
     PeerSender,
 )
 from exchange.settings import ExchangeTuning
-from exchange.store import outbox, schema
+from exchange.store import outbox, peers, schema
 from exchange.store.schema import DeliveryRow
 from exchange.store.writer import Writer
 from exchange.wire.envelope import KIND_ANNOUNCEMENT, KIND_REPORT
@@ -397,13 +398,14 @@ def test_a_batch_sealed_early_never_goes_after_one_sealed_later(
 
 
 def test_a_short_batch_of_announcements_goes_when_due_without_a_wake(
-    rig: Rig, writer: Writer, clock: FakeClock
+    rig: Rig, writer: Writer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Announcements are background traffic: a short batch waits ``announcement_linger_ms``
-    for more (no report waits on them), and the idle sender seals it when it falls due — no
-    new row has to wake it."""
+    for more, and the idle sender seals it when it falls due — no new row wakes it, and its
+    poll (made far longer here) does not either."""
+    monkeypatch.setattr(sender_module, "IDLE_POLL", 30.0)
     rig.queue(1)
-    rig.start(ExchangeTuning(linger_ms=0, announcement_linger_ms=200))
+    rig.start(ExchangeTuning(linger_ms=0, announcement_linger_ms=300))
     assert rig.next_envelope().kind == KIND_REPORT
     rig.answer(1)
     wait_until(lambda: rig.delivered() == 1)
@@ -414,10 +416,32 @@ def test_a_short_batch_of_announcements_goes_when_due_without_a_wake(
         )
     )
     rig.sender.wake()
-    assert rig.nothing_sent(within=0.6)  # the node's clock stands still: never due
-    clock.advance(0.2)  # due now; nothing wakes the sender
-    due = rig.next_envelope()
+    assert rig.nothing_sent(within=0.1)  # not due for 300 ms
+    due = rig.next_envelope(timeout=10.0)  # well before the 30 s poll
     assert (due.sequence, due.kind, due.count) == (2, KIND_ANNOUNCEMENT, 2)
+
+
+def test_no_stream_is_opened_for_announcements_not_yet_due(
+    rig: Rig, writer: Writer, clock: FakeClock
+) -> None:
+    """A peer is called only when something can go: not for a short batch of announcements
+    gathering more (it would take a stream slot at the peer and send nothing)."""
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
+    insert = schema.announcements.insert()
+    writer.execute(
+        lambda tx: tx.conn.execute(
+            insert, [{"payload": b"announcement %d" % i, "created_at": clock()} for i in range(2)]
+        )
+    )
+    rig.start(ExchangeTuning(linger_ms=0, announcement_linger_ms=5000, max_batch=3))
+    assert rig.nothing_sent(within=0.5)
+    assert rig.servicer.streams == 0
+    writer.execute(
+        lambda tx: tx.conn.execute(insert, [{"payload": b"one more", "created_at": clock()}])
+    )
+    rig.sender.wake()  # a full batch now: it goes at once
+    full = rig.next_envelope()
+    assert (full.sequence, full.kind, full.count) == (1, KIND_ANNOUNCEMENT, 3)
 
 
 def test_a_batch_sealed_early_never_goes_before_one_sealed_earlier(
