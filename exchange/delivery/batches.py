@@ -284,19 +284,21 @@ class Batches:
         with self._engine.connect() as conn:
             return outbox.announcements_pending_reach(conn, after, n)
 
-    def seal_queued(self, tx: Tx, *, full_only: bool = False) -> Batch | None:
+    def seal_queued(self, tx: Tx, *, full_only: bool = False) -> tuple[Batch | None, bool]:
         """Seal what is queued for the peer as this transaction sees it, rows it has just queued
         included — its oldest run of one kind, as ``seal_next`` would, ``full_only`` as there
         (the count is of rows of every kind, so a full count may still seal a shorter run, as
-        there). The sender's early seal: ``PeerSender.seal_early``."""
+        there) — and whether more may wait: not when the batch took every row it read, short
+        of a full batch (the caller need not read again to find nothing). The sender's early
+        seal: ``PeerSender.seal_early``."""
         if full_only and outbox.count_pending_reports(tx.conn, self.peer, self.max_batch) < (
             self.max_batch
         ):
-            return None  # counted in an index: no payload read for a batch not sealed
-        rows = fit(
-            same_kind(outbox.pending_reports(tx.conn, self.peer, self.max_batch)), self.max_bytes
-        )
-        return self.seal_reports(tx, rows) if rows else None
+            return None, False  # counted in an index: no payload read for a batch not sealed
+        read = outbox.pending_reports(tx.conn, self.peer, self.max_batch)
+        rows = fit(same_kind(read), self.max_bytes)
+        batch = self.seal_reports(tx, rows) if rows else None
+        return batch, batch is not None and (len(rows) < len(read) or len(read) == self.max_batch)
 
     def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:
         """Seal those of ``pending`` (read before this transaction or in it) still unbatched.

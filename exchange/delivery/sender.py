@@ -227,12 +227,14 @@ class PeerSender:
         # Asked again each time: the stream may have moved on since the job asked.
         while (full_only := self._room_early(len(sealed))) is not None:
             try:
-                batch = self.batches.seal_queued(tx, full_only=full_only)
+                batch, more = self.batches.seal_queued(tx, full_only=full_only)
             except LeaseLost:
                 break  # another replica holds the peer now: it seals
             if batch is None:
                 break
             sealed.append(batch)
+            if not more:
+                break
         if sealed:
             tx.after_commit.append(lambda: self._hand_over(sealed))
 

@@ -167,6 +167,31 @@ def test_announcements_follow_reports_and_move_the_high_water_mark(
     assert not batches.pending_announcements(batches.high_water())
 
 
+def test_an_early_seal_says_whether_more_may_wait(
+    make_batches: Callable[..., Batches], queue_reports: QueueReports
+) -> None:
+    """Intake's transaction seals what it queued (``seal_queued``); it looks again only when
+    more may wait — a full batch, or rows cut off by bytes — not to find nothing."""
+    batches = make_batches(ExchangeTuning(max_batch=3, linger_ms=0, max_message_bytes=256 * 1024))
+    seals: list[tuple[int | None, bool]] = []
+
+    def seal_all(tx: Tx) -> None:
+        while True:
+            batch, more = batches.seal_queued(tx)
+            seals.append((batch.count if batch else None, more))
+            if not more:
+                return
+
+    queue_reports(2, then=seal_all)
+    assert seals == [(2, False)]  # all it read: no second look
+    seals.clear()
+    queue_reports(4, then=seal_all)
+    assert seals == [(3, True), (1, False)]  # a full batch: more may wait
+    seals.clear()
+    queue_reports(3, payload_bytes=100_000, then=seal_all)
+    assert seals == [(2, True), (1, False)]  # cut by bytes: the rest waits
+
+
 class Ticker:
     """A monotonic clock that moves only when told to."""
 
