@@ -128,10 +128,17 @@ def test_delivery_resumes_at_once_after_an_outage_longer_than_the_maximum_backof
     )
     assert cluster.count(DE, "reports", "origin_member = :m", m=NL) == 5
     assert sender.attempts == attempts + 1, "one attempt: the one the hello asked for"
-    assert nl.metrics.hellos_received.labels(DE)._value.get() == 1
     de = cluster.node(DE)
     wait_until(de.greeter.done.is_set, 10, what="de-eco's hellos all answered or given up")
     assert de.metrics.hellos_sent.labels(NL, "ok")._value.get() == 1
+    # One hello; on a loaded machine de-eco's first may pass its short deadline after nl-eokm
+    # took it, and is tried again (greeter.py): nl-eokm counts each it took, never more than
+    # were sent, and its sender tried once all the same (above).
+    tried = sum(
+        de.metrics.hellos_sent.labels(NL, result)._value.get()
+        for result in ("ok", "DEADLINE_EXCEEDED", "UNAVAILABLE", "RESOURCE_EXHAUSTED")
+    )
+    assert 1 <= nl.metrics.hellos_received.labels(DE)._value.get() <= tried
     # us-ncmec never ran: its hello was tried a few times, not answered, and that failed nothing.
     assert de.metrics.hellos_sent.labels("us-ncmec", "ok")._value.get() == 0
     assert de.metrics.hellos_sent.labels("us-ncmec", "UNAVAILABLE")._value.get() == 1
