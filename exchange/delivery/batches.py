@@ -7,17 +7,16 @@ batch that is resent as is: the receiver deduplicates by (sender, sequence) and 
 ``seal_next`` takes pending outbox rows first, then new hash announcements after the peer's
 high-water mark; on an idle pipe it lingers a few milliseconds when the batch is not full, so
 concurrent intake fills it (with batches in flight it seals at once: rows gathered while they
-waited, or a case event that should not wait). Announcements are background traffic — a peer's
-hash index must have them within seconds, but no delivery waits on them — so a short batch of
-them waits until its first has waited ``announcement_linger_ms`` (250 ms by default; a full
-batch goes at once): at a steady 1,000 reports/s the holder sent its origin up to ~30 envelopes
-of a few dozen announcements a second, each sealed, signed, verified, stored and receipted on
-both nodes. The price: a peer marks a repeat as known content (or learns of a retraction) up to
-that much later. ``fit`` closes a batch on
-bytes as well as on count: a sealed batch is resent unchanged, so one too large for a gRPC
-message would block the peer forever. Asked for a full batch only (the sender, while
-``EAGER_IN_FLIGHT`` or more are in flight), it seals one only when a full batch's worth waits,
-counted in the outbox index without reading a payload. With leases (several replicas on
+waited, or a case event that should not wait). Announcements are background traffic — a peer's hash
+index must have them within seconds, but no delivery waits on them — so a short batch of them waits
+until its first has waited ``announcement_linger_ms`` (250 ms by default; a full batch goes at
+once): at a steady 1,000 reports/s the holder sent its origin up to ~30 envelopes of a few dozen
+announcements a second, each sealed, signed, verified, stored and receipted on both nodes. The
+price: a peer marks a repeat as known content (or learns of a retraction) up to that much later.
+``fit`` closes a batch on bytes as well as on count: a sealed batch is resent unchanged, so one too
+large for a gRPC message would block the peer forever. Asked for a full batch only (the sender,
+while ``EAGER_IN_FLIGHT`` or more are in flight), it seals one only when a full batch's worth
+waits, counted in the outbox index without reading a payload. With leases (several replicas on
 PostgreSQL) each sealing transaction first ``fence``s — a replica that lost the lease raises
 ``LeaseLost`` and seals nothing — and claims its rows with SKIP LOCKED.
 
