@@ -136,6 +136,8 @@ def test_reports_reach_the_responsible_member_with_signed_receipts(cluster: Clus
             d = deliveries[rid]
             assert (d.destination, d.outcome, d.reason) == (member, "new-case", None)
             assert d.remote_case_id == remote_case_of[rid]
+    # Hash announcements linger (announcement_linger_ms) and may still be on their way.
+    wait_until(lambda: cluster.drained(NL), 10, what="nl-eokm's announcements receipted")
     assert cluster.count(NL, "outbox") == 0
     assert cluster.count(NL, "batches") >= 3
     assert cluster.count(NL, "batches", "receipted_at IS NULL OR receipt_body IS NULL") == 0
