@@ -8,7 +8,9 @@ resolved, percent-encoding. On top of it, the fragment and the userinfo are drop
 the server, and userinfo may carry credentials) and only http, https and ftp are accepted.
 
 Speed: ``normalize_url`` is the only parser call; host and port are sliced out of the href. Most
-reported URLs are already canonical (input == href), which means there is nothing to flag. Otherwise
+reported URLs are already canonical (input == href), which means there is nothing to flag — and
+most of those are recognised without the parser (``already_canonical``: one regular expression,
+the GIL held, where the parser's binding gave it up four times). Otherwise
 the flags compare the raw input with the href using cheap string tests, and the slower checks (raw
 authority regex, IPv6 embedding, mixed-script IDN) run only when a cheap test says they can apply.
 Flags are advisory: the canonical URL never depends on them.
@@ -27,6 +29,7 @@ from typing import Final
 
 import ada_url
 
+from routing.already_canonical import already_canonical
 from routing.errors import InvalidUrl
 from routing.idn import host_is_mixed_script
 
@@ -189,6 +192,8 @@ def _parse(raw: str, base: str | None) -> tuple[str, str]:
         raise InvalidUrl("The URL is not a text string.", code=InvalidUrlCode.NOT_TEXT)
     if len(raw) > _MAX_CHARS_UNCHECKED:
         _check_length(raw, "URL")
+    if base is None and already_canonical(raw):
+        return raw, raw
     stripped = raw.strip(_C0_SPACE)
     if base is None:
         if not stripped:
