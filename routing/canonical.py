@@ -10,10 +10,10 @@ the server, and userinfo may carry credentials) and only http, https and ftp are
 Speed: ``normalize_url`` is the only parser call; host and port are sliced out of the href. Most
 reported URLs are already canonical (input == href), which means there is nothing to flag — and
 most of those are recognised without the parser (``already_canonical``: one regular expression,
-the GIL held, where the parser's binding gave it up four times). Otherwise
-the flags compare the raw input with the href using cheap string tests, and the slower checks (raw
-authority regex, IPv6 embedding, mixed-script IDN) run only when a cheap test says they can apply.
-Flags are advisory: the canonical URL never depends on them.
+the GIL held, where the parser's binding gave it up four times). Otherwise the flags compare the
+raw input with the href using cheap string tests, and the slower checks (raw authority regex,
+IPv6 embedding, mixed-script IDN) run only when a cheap test says they can apply. Flags are
+advisory: the canonical URL never depends on them.
 """
 
 from __future__ import annotations
