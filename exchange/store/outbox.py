@@ -20,9 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import CompoundSelect, Connection, delete, func, select, update
+from sqlalchemy import CompoundSelect, Connection, bindparam, delete, func, select, update
 
 from exchange.store import peers, reports, schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import chunks, insert_rows, update_rows
 
 OUTBOX = schema.outbox
@@ -164,31 +165,38 @@ _PAYLOAD = func.coalesce(OUTBOX.c.payload, REPORTS.c.wire).label("payload")
 def pending_reports(conn: Connection, peer: str, limit: int, after: int = 0) -> list[PendingReport]:
     """The oldest unbatched rows (reports and case events) queued for ``peer``, in order;
     ``after``: only rows queued after row ``after``."""
-    rows = conn.execute(
-        select(OUTBOX.c.id, OUTBOX.c.report_id, _PAYLOAD, OUTBOX.c.kind)
-        .select_from(_QUEUED)
-        .where(
-            OUTBOX.c.destination == peer,
-            OUTBOX.c.batch_sequence.is_(None),
-            OUTBOX.c.id > after,
-        )
-        .order_by(*_PENDING_ORDER)
-        .limit(limit)
+    rows = _PENDING.rows(conn, peer=peer, after=after, limit=limit)
+    return [PendingReport(*r) for r in rows]
+
+
+_PENDING = Prepared(
+    select(OUTBOX.c.id, OUTBOX.c.report_id, _PAYLOAD, OUTBOX.c.kind)
+    .select_from(_QUEUED)
+    .where(
+        OUTBOX.c.destination == bindparam("peer"),
+        OUTBOX.c.batch_sequence.is_(None),
+        OUTBOX.c.id > bindparam("after"),
     )
-    return [PendingReport(r.id, r.report_id, r.payload, r.kind) for r in rows]
+    .order_by(*_PENDING_ORDER)
+    .limit(bindparam("limit"))
+)
 
 
 def count_pending_reports(conn: Connection, peer: str, at_most: int) -> int:
     """How many unbatched rows wait for ``peer``, counted up to ``at_most``: read from the
     (destination, batch, id) index alone, no payload, at most ``at_most`` entries."""
-    waiting = (
+    return int(_COUNT_PENDING.scalar(conn, peer=peer, at_most=at_most))
+
+
+_COUNT_PENDING = Prepared(
+    select(func.count()).select_from(
         select(OUTBOX.c.id)
-        .where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence.is_(None))
+        .where(OUTBOX.c.destination == bindparam("peer"), OUTBOX.c.batch_sequence.is_(None))
         .order_by(*_PENDING_ORDER)  # the index's order: its first entries, never a scan
-        .limit(at_most)
+        .limit(bindparam("at_most"))
         .subquery()
     )
-    return int(conn.execute(select(func.count()).select_from(waiting)).scalar_one())
+)
 
 
 def announcements_pending_reach(conn: Connection, after: int, n: int) -> bool:
@@ -284,11 +292,15 @@ def load_batch(conn: Connection, peer: str, sequence: int) -> StoredBatch:
 # -- sealing ------------------------------------------------------------------------------------
 
 
-def claim(conn: Connection, row_ids: Sequence[int]) -> set[int]:
+def claim(conn: Connection, row_ids: Sequence[int], *, read_here: bool = False) -> set[int]:
     """Of ``row_ids``, those still unbatched, locked until COMMIT; rows locked elsewhere skipped.
 
-    (SQLite ignores FOR UPDATE: its writer lock already makes this transaction the only one.)
+    (SQLite ignores FOR UPDATE: its writer lock already makes this transaction the only one —
+    so rows this same transaction read unbatched, ``read_here``, are still unbatched there, and
+    nothing is read again: intake's early seal, in every group.)
     """
+    if read_here and conn.dialect.name == "sqlite":
+        return set(row_ids)
     return set(
         conn.execute(
             select(OUTBOX.c.id)
@@ -313,20 +325,23 @@ def insert_batch(
 ) -> None:
     """Store a sealed batch; ``announcements`` is the (first, last) range it carries."""
     first, last = announcements if announcements is not None else (None, None)
-    conn.execute(
-        BATCHES.insert(),
-        {
-            "destination": peer,
-            "sequence": sequence,
-            "kind": kind,
-            "header": header,
-            "signature": signature,
-            "payload_count": count,
-            "root": root,
-            "created_at": created_at,
-            "first_announcement": first,
-            "last_announcement": last,
-        },
+    insert_rows(
+        conn,
+        BATCHES,
+        [
+            {
+                "destination": peer,
+                "sequence": sequence,
+                "kind": kind,
+                "header": header,
+                "signature": signature,
+                "payload_count": count,
+                "root": root,
+                "created_at": created_at,
+                "first_announcement": first,
+                "last_announcement": last,
+            }
+        ],
     )
 
 
@@ -349,33 +364,51 @@ def mark_receipted(
     conn: Connection, peer: str, sequence: int, *, body: bytes, signature: bytes, at: datetime
 ) -> bool:
     """Store the receipt on its batch; False if the batch already had one (applied once)."""
-    marked = conn.execute(
-        update(BATCHES)
-        .where(
-            BATCHES.c.destination == peer,
-            BATCHES.c.sequence == sequence,
-            BATCHES.c.receipted_at.is_(None),
-        )
-        .values(receipt_body=body, receipt_signature=signature, receipted_at=at)
+    marked = _MARK_RECEIPTED.run(
+        conn, peer=peer, sequence=sequence, body=body, signature=signature, at=at
     )
-    return marked.rowcount != 0
+    return marked != 0
+
+
+_MARK_RECEIPTED = Prepared(
+    update(BATCHES)
+    .where(
+        BATCHES.c.destination == bindparam("peer"),
+        BATCHES.c.sequence == bindparam("sequence"),
+        BATCHES.c.receipted_at.is_(None),
+    )
+    .values(
+        receipt_body=bindparam("body"),
+        receipt_signature=bindparam("signature"),
+        receipted_at=bindparam("at", type_=BATCHES.c.receipted_at.type),
+    )
+)
 
 
 def queued_times(conn: Connection, peer: str, sequence: int) -> list[datetime]:
     """When each report of a batch was queued (for the delivery latency metric)."""
-    rows = conn.execute(
-        select(OUTBOX.c.created_at).where(
-            OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence
-        )
-    ).scalars()
-    return list(rows)
+    return [at for (at,) in _QUEUED_TIMES.rows(conn, peer=peer, sequence=sequence)]
+
+
+_QUEUED_TIMES = Prepared(
+    select(OUTBOX.c.created_at).where(
+        OUTBOX.c.destination == bindparam("peer"),
+        OUTBOX.c.batch_sequence == bindparam("sequence"),
+    )
+)
 
 
 def remove_batch_rows(conn: Connection, peer: str, sequence: int) -> None:
     """The receipted batch's reports leave the outbox."""
-    conn.execute(
-        delete(OUTBOX).where(OUTBOX.c.destination == peer, OUTBOX.c.batch_sequence == sequence)
+    _REMOVE_BATCH_ROWS.run(conn, peer=peer, sequence=sequence)
+
+
+_REMOVE_BATCH_ROWS = Prepared(
+    delete(OUTBOX).where(
+        OUTBOX.c.destination == bindparam("peer"),
+        OUTBOX.c.batch_sequence == bindparam("sequence"),
     )
+)
 
 
 def record_deliveries(conn: Connection, rows: Sequence[Delivery]) -> None:

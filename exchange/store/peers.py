@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Integer,
+    bindparam,
     case,
     cast,
     extract,
@@ -31,6 +33,7 @@ from sqlalchemy import (
 )
 
 from exchange.store import schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import insert_ignore
 from exchange.times import from_micros, to_micros
 
@@ -48,11 +51,20 @@ def ensure(conn: Connection, peer: str) -> None:
 
 def take_sequence(conn: Connection, peer: str) -> int:
     """The peer's next batch sequence, taken: the row stays locked until COMMIT."""
-    seq = conn.execute(
-        select(PEERS.c.next_sequence).where(PEERS.c.member == peer).with_for_update()
-    ).scalar_one()
-    conn.execute(update(PEERS).where(PEERS.c.member == peer).values(next_sequence=seq + 1))
-    return int(seq)
+    seq = int(_NEXT_SEQUENCE.scalar(conn, peer=peer))
+    _SET_NEXT_SEQUENCE.run(conn, peer=peer, next=seq + 1)
+    return seq
+
+
+# Run in every group that seals a batch: compiled once (store/prepared.py).
+_NEXT_SEQUENCE = Prepared(
+    select(PEERS.c.next_sequence).where(PEERS.c.member == bindparam("peer")).with_for_update()
+)
+_SET_NEXT_SEQUENCE = Prepared(
+    update(PEERS)
+    .where(PEERS.c.member == bindparam("peer"))
+    .values(next_sequence=bindparam("next", type_=PEERS.c.next_sequence.type))
+)
 
 
 def announce_cursor(conn: Connection, peer: str) -> int:
@@ -82,18 +94,31 @@ def record_heard(
     conn: Connection, peer: str, now: datetime, *, announced_upto: int | None = None
 ) -> None:
     """The peer receipted a batch: failures cleared, the cursor moved forward (never back)."""
-    values: dict[str, Any] = {
-        "last_heard_at": now,
-        "last_error": None,
-        "failing_since": None,
-        "failures": 0,
-    }
-    if announced_upto is not None:
-        values["announce_cursor"] = case(
-            (PEERS.c.announce_cursor < announced_upto, announced_upto),
-            else_=PEERS.c.announce_cursor,
-        )
-    conn.execute(update(PEERS).where(PEERS.c.member == peer).values(**values))
+    if announced_upto is None:
+        _HEARD.run(conn, peer=peer, now=now)
+    else:
+        _HEARD_UPTO.run(conn, peer=peer, now=now, upto=announced_upto)
+
+
+_HEARD_VALUES: dict[str, Any] = {
+    "last_heard_at": bindparam("now", type_=PEERS.c.last_heard_at.type),
+    "last_error": None,
+    "failing_since": None,
+    "failures": 0,
+}
+# Run at every receipt: compiled once (store/prepared.py).
+_HEARD = Prepared(update(PEERS).where(PEERS.c.member == bindparam("peer")).values(**_HEARD_VALUES))
+_UPTO = bindparam("upto", type_=Integer)
+_HEARD_UPTO = Prepared(
+    update(PEERS)
+    .where(PEERS.c.member == bindparam("peer"))
+    .values(
+        **_HEARD_VALUES,
+        announce_cursor=case(
+            (PEERS.c.announce_cursor < _UPTO, _UPTO), else_=PEERS.c.announce_cursor
+        ),
+    )
+)
 
 
 # -- leases -------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from exchange.domain import (
     Sighting,
 )
 from exchange.store import schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import chunks, insert_rows
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Incoming:
     reporter_region: str | None = None  # intake here, with the reporter's consent only
 
 
-_LAST_SEQ = select(func.coalesce(func.max(REPORTS.c.seq), 0))
+_LAST_SEQ = Prepared(select(func.coalesce(func.max(REPORTS.c.seq), 0)))
 
 # Built once, the ids bound per call: a list of literals is coerced value by value each time.
 _EXISTING = select(REPORTS.c.id, REPORTS.c.case_id).where(
@@ -207,7 +208,7 @@ def insert(
     report_rows: list[dict[str, Any]] = []
     item_rows: list[dict[str, Any]] = []
     hash_rows: list[dict[str, Any]] = []
-    first_seq = int(conn.execute(_LAST_SEQ).scalar_one()) + 1
+    first_seq = int(_LAST_SEQ.scalar(conn)) + 1
     rows = zip(incoming, case_ids, marks, strict=True)
     for seq, (inc, case_id, item_marks) in enumerate(rows, start=first_seq):
         report_rows.append(report_row(inc, seq=seq, case_id=case_id, stored_at=stored_at))

@@ -27,6 +27,7 @@ from exchange.batch_entries import named_in
 from exchange.errors import OutOfRange
 from exchange.routing_log import Checkpoint, LogEntry
 from exchange.store import outbox, reports, schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import insert_rows
 
 MAX_PAGE = 1000
@@ -78,10 +79,12 @@ class Head:
 
 def head(conn: Connection) -> Head | None:
     """The stored chain's last entry, or None for an empty log."""
-    last = conn.execute(
-        select(LOG.c.idx, LOG.c.entry_hash, LOG.c.at).order_by(LOG.c.idx.desc()).limit(1)
-    ).first()
-    return None if last is None else Head(last.idx, last.entry_hash, last.at)
+    last = _HEAD.first(conn)
+    return None if last is None else Head(*last)
+
+
+# Read by the writer at the start of every group: compiled once (store/prepared.py).
+_HEAD = Prepared(select(LOG.c.idx, LOG.c.entry_hash, LOG.c.at).order_by(LOG.c.idx.desc()).limit(1))
 
 
 def append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

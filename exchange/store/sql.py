@@ -20,6 +20,12 @@ pipelines an ``executemany`` to PostgreSQL already: there it stays.
 ``update_rows`` does the same for an UPDATE that gives each row values of its own (a batch's
 positions): ``UPDATE … FROM (VALUES (…), (…), …)`` in statements of the same ladder, on both
 databases, where a Core ``executemany`` processed a parameter dict per row.
+
+Both hand their statements to the driver's own cursor (``driver_execute``), inside the
+transaction the Connection holds: SQLAlchemy's ``exec_driver_sql`` still built an execution
+context and a result per statement — 5.4 µs against 1.1 µs for a small insert, on a writer that
+runs dozens of statements per group. A driver error comes back as SQLAlchemy's own exception
+(``DBAPIError.instance``: ``IntegrityError`` for a constraint), so callers see one error family.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, LargeBinary, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
 
@@ -129,7 +136,7 @@ def insert_rows(
         return
     values = _tuples(rows, keys, prepared.converters)
     if conn.dialect.name != "sqlite":
-        conn.exec_driver_sql(prepared.statement(1), values)
+        driver_execute(conn, prepared.statement(1), values, many=True)
         return
     _by_ladder(conn, prepared, values, _driver_limit(conn))
 
@@ -170,8 +177,32 @@ def _by_ladder(
             continue
         while len(rows) - done >= size:
             part = rows[done : done + size]
-            conn.exec_driver_sql(statement.statement(size), (*head, *itertools.chain(*part)))
+            driver_execute(conn, statement.statement(size), (*head, *itertools.chain(*part)))
             done += size
+
+
+def driver_execute(
+    conn: Connection,
+    statement: str,
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    *,
+    many: bool = False,
+) -> Any:
+    """Run ``statement`` on the driver's own cursor, in ``conn``'s transaction; the cursor, for
+    its rows. A driver error is raised as SQLAlchemy's (see the module docstring)."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    cursor: Any = driver.cursor()
+    try:
+        if many:
+            cursor.executemany(statement, params)
+        else:
+            cursor.execute(statement, params)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            statement, params, error, conn.dialect.loaded_dbapi.Error
+        ) from error
+    return cursor
 
 
 def _driver_limit(conn: Connection) -> int:

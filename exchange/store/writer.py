@@ -73,6 +73,7 @@ from exchange.errors import ExchangeError, StorageUnavailable
 from exchange.routing_log import GENESIS, LogChain, LogEntry
 from exchange.store import reports, routing_log
 from exchange.store.engine import for_the_writer
+from exchange.store.sql import driver_execute
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Tx:
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     at_end: dict[Hashable, Callable[[], None]] = field(default_factory=dict)
+    _depth: int = 0  # attempts open now (each has its savepoint)
 
     def log(self, entry: LogEntry, *, batch: int | None = None) -> None:
         """Append ``entry``'s row to this transaction's; ``batch``: the sequence of the batch
@@ -131,21 +133,30 @@ class Tx:
         chain_mark = self.chain.mark()
         rows_mark, hooks_mark = len(self.log_rows), len(self.after_commit)
         end_mark = len(self.at_end)
-        savepoint = self.conn.begin_nested()
+        # On the driver's cursor: SQLAlchemy's begin_nested cost 43 µs a savepoint, the
+        # statements themselves 1 µs, and a group holds one per job, end step and payload.
+        # A name per depth: an attempt inside an attempt has its own.
+        self._depth += 1
+        name = f"ihx_attempt_{self._depth}"
         try:
-            result = part()
-        except Exception:
-            if _transaction_lost(self.conn):
+            driver_execute(self.conn, f"SAVEPOINT {name}")
+            try:
+                result = part()
+            except Exception:
+                if _transaction_lost(self.conn):
+                    raise
+                driver_execute(self.conn, f"ROLLBACK TO SAVEPOINT {name}")
+                driver_execute(self.conn, f"RELEASE SAVEPOINT {name}")
+                self.places.settle(committed=False)
+                self.chain.reset(chain_mark)
+                del self.log_rows[rows_mark:]
+                del self.after_commit[hooks_mark:]
+                for key in list(self.at_end)[end_mark:]:
+                    del self.at_end[key]
                 raise
-            savepoint.rollback()
-            self.places.settle(committed=False)
-            self.chain.reset(chain_mark)
-            del self.log_rows[rows_mark:]
-            del self.after_commit[hooks_mark:]
-            for key in list(self.at_end)[end_mark:]:
-                del self.at_end[key]
-            raise
-        savepoint.commit()
+            driver_execute(self.conn, f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._depth -= 1
         return result
 
 

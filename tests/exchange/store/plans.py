@@ -1,12 +1,15 @@
 """The SQLite query plans of the statements a store function runs: a test asserts an index is
-searched where a scan would grow with the database (figures of that cost are bench/'s)."""
+searched where a scan would grow with the database (figures of that cost are bench/'s).
+
+Statements are seen by SQLite's own trace, whatever road they take to it — Core, or the
+driver's cursor (store/prepared.py, store/sql.py) — with their values bound in the text."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 
 
 def sqlite_plans(engine: Engine, table: str, run: Callable[[Connection], object]) -> list[str]:
@@ -14,19 +17,21 @@ def sqlite_plans(engine: Engine, table: str, run: Callable[[Connection], object]
     statement, its plan's steps joined by " / ". Empty on another database."""
     if engine.dialect.name != "sqlite":
         return []
-    statements: list[tuple[str, Any]] = []
+    statements: list[str] = []
 
-    def note(_c: object, _cur: object, stmt: str, params: Any, *_a: object) -> None:
-        if f"FROM {table}" in stmt:
-            statements.append((stmt, params))
+    def note(statement: str) -> None:
+        if f"FROM {table}" in statement:
+            statements.append(statement)
 
     with engine.connect() as conn:
-        event.listen(engine, "before_cursor_execute", note)
+        driver = conn.connection.dbapi_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.set_trace_callback(note)
         try:
             run(conn)
         finally:
-            event.remove(engine, "before_cursor_execute", note)
+            driver.set_trace_callback(None)
         return [
-            " / ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p))
-            for s, p in statements
+            " / ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s))
+            for s in statements
         ]
