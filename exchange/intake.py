@@ -287,8 +287,10 @@ class Intake:
             outbox.enqueue_stored(conn, [(p.decision.member, p.report.id) for p in remote], now)
             destinations = {p.decision.member for p in remote}
             if self._seal_early is not None:
+                # Seals what it may and wakes, after COMMIT, the senders that must look.
                 self._seal_early(tx, destinations)
-            tx.after_commit.append(lambda: self._wake(destinations))
+            else:
+                tx.after_commit.append(lambda: self._wake(destinations))
         return marks
 
 

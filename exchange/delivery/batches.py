@@ -141,6 +141,8 @@ class Batches:
         # Set by ``seal_next``: seconds until the announcements it left to gather more fall
         # due (None: none waits).
         self.announcements_due_in: float | None = None
+        # Set by ``seal_next``: whether report rows may still wait for this peer.
+        self.reports_pending = True
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -231,10 +233,14 @@ class Batches:
         what arrives during a round trip goes as one batch, not as many small ones. The check
         counts rows in an index and reads no payload: reports that fill a batch by bytes
         before count wait for a receipt like any short batch.
+
+        ``reports_pending`` says afterwards whether report rows may still wait: False only when
+        its read found none.
         """
         self.announcements_due_in = None
         if full_only:
             waiting = self._count_reports(self.max_batch)
+            self.reports_pending = waiting > 0
             if waiting == self.max_batch:
                 return self._seal_pending_reports(linger=False)  # full: nothing to wait for
             if waiting or not self._announcements_reach(announced_upto, self.max_batch):
@@ -265,6 +271,7 @@ class Batches:
 
     def _seal_pending_reports(self, *, linger: bool) -> Batch | None:
         rows = self.pending_reports()
+        self.reports_pending = bool(rows)
         if linger and rows and len(rows) < self.max_batch and self.linger > 0:
             # Let concurrent intake fill the batch: a few ms of latency for far fewer envelopes.
             # Only what was queued meanwhile is read again (rows are queued in id order).
@@ -288,25 +295,31 @@ class Batches:
         included — its oldest run of one kind, as ``seal_next`` would, ``full_only`` as there
         (the count is of rows of every kind, so a full count may still seal a shorter run, as
         there) — and whether more may wait: not when the batch took every row it read, short
-        of a full batch (the caller need not read again to find nothing). The sender's early
-        seal: ``PeerSender.seal_early``."""
-        if full_only and outbox.count_pending_reports(tx.conn, self.peer, self.max_batch) < (
-            self.max_batch
-        ):
-            return None, False  # counted in an index: no payload read for a batch not sealed
+        of a full batch, nor when none was pending (the caller need not read again to find
+        nothing); but when rows were left (short of full, or held by another transaction).
+        The sender's early seal: ``PeerSender.seal_early``."""
+        if full_only:
+            waiting = outbox.count_pending_reports(tx.conn, self.peer, self.max_batch)
+            if waiting < self.max_batch:
+                return None, waiting > 0  # counted in an index: no payload read, none sealed
         read = outbox.pending_reports(tx.conn, self.peer, self.max_batch)
         rows = fit(same_kind(read), self.max_bytes)
-        batch = self.seal_reports(tx, rows) if rows else None
-        return batch, batch is not None and (len(rows) < len(read) or len(read) == self.max_batch)
+        batch = self.seal_reports(tx, rows, read_here=True) if rows else None
+        if batch is None:
+            return None, bool(read)
+        return batch, batch.count < len(read) or len(read) == self.max_batch
 
-    def seal_reports(self, tx: Tx, pending: Sequence[PendingReport]) -> Batch | None:
-        """Seal those of ``pending`` (read before this transaction or in it) still unbatched.
+    def seal_reports(
+        self, tx: Tx, pending: Sequence[PendingReport], *, read_here: bool = False
+    ) -> Batch | None:
+        """Seal those of ``pending`` (read before this transaction or, ``read_here``, in it)
+        still unbatched.
 
         Only the lease holder seals, so normally all of them; but a row another transaction
         holds is skipped, not waited for, and a row sealed meanwhile is not sealed again.
         """
         self._fence(tx)
-        free = outbox.claim(tx.conn, [r.id for r in pending])
+        free = outbox.claim(tx.conn, [r.id for r in pending], read_here=read_here)
         rows = [r for r in pending if r.id in free]
         if not rows:
             return None

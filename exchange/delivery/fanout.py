@@ -4,10 +4,11 @@ The node holds one ``Fanout`` (Synapse's FederationSender to the per-peer queues
 sender.py). ``ensure(manifest)`` creates a ``PeerSender`` for every member other than this node
 that has none yet — at start and whenever a newer manifest adds members — and starts it unless
 the node is stopping; a member dropped from the manifest keeps its sender, which simply finds
-nothing to send. ``seal_early`` (intake is queuing reports, in its transaction), ``wake``
-(intake queued reports), ``heard_from`` (the receiver verified an
-envelope from the peer) and ``greeted`` (the peer's verified hello: it has just started) go to
-that peer's sender, if there is one.
+nothing to send. ``seal_early`` (intake is queuing reports, in its transaction: the senders
+seal what they may in it and, after COMMIT, wake themselves unless they sealed everything),
+``wake`` (rows were queued and not sealed: case events, transfers), ``heard_from`` (the
+receiver verified an envelope from the peer) and ``greeted`` (the peer's verified hello: it
+has just started) go to that peer's sender, if there is one.
 
 Channels are pooled by endpoint. ``channel_for(endpoint, fresh=True)`` replaces a channel to a
 peer found unreachable with a new, idle one, so that our backoff alone decides when the peer is
@@ -159,8 +160,8 @@ class Fanout:
                 sender.wake()
 
     def seal_early(self, tx: Tx, members: Iterable[str]) -> None:
-        """Reports were queued for ``members`` in ``tx``: senders with room seal them in it
-        (``PeerSender.seal_early``)."""
+        """Reports were queued for ``members`` in ``tx``: senders with room seal them in it,
+        and each wakes after COMMIT unless it left nothing unbatched (``PeerSender.seal_early``)."""
         for m in members:
             sender = self._senders.get(m)
             if sender is not None:

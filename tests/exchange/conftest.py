@@ -131,9 +131,12 @@ def make_intake(
     wakes: list[set[str]],
     early_seals: list[tuple[set[str], list[str]]],
 ) -> Callable[..., Intake]:
-    """``make_intake(member="nl-eokm", manifest=None)`` → an Intake of that member."""
+    """``make_intake(member="nl-eokm", manifest=None, early=True)`` → an Intake of that member;
+    ``early=False``: without senders that seal in its transaction (it wakes them itself)."""
 
-    def build(member: str = "nl-eokm", manifest_: Manifest | None = None) -> Intake:
+    def build(
+        member: str = "nl-eokm", manifest_: Manifest | None = None, *, early: bool = True
+    ) -> Intake:
         current = manifest_ or manifest
         return Intake(
             self_member=member,
@@ -142,7 +145,7 @@ def make_intake(
             writer=writer,
             clock=clock,
             wake=wakes.append,
-            seal_early=seal_early,
+            seal_early=seal_early if early else None,
         )
 
     def seal_early(tx: Tx, members: set[str]) -> None:

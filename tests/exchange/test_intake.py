@@ -147,9 +147,10 @@ def test_remote_decision_writes_one_outbox_row(
     assert report.case_id is None
     assert report.decision_member == member
     assert rows(engine, schema.cases) == []
-    assert wakes == [{member}]
-    # Its sender may seal it in the transaction that queued it (PeerSender.seal_early).
+    # Its sender may seal it in the transaction that queued it, and wakes itself after COMMIT
+    # unless it sealed every row (PeerSender.seal_early): intake wakes nobody itself.
     assert early_seals == [({member}, [result.report_id])]
+    assert wakes == []
 
     (entry,) = rows(engine, schema.routing_log)
     assert entry.kind == "intake"
@@ -157,6 +158,16 @@ def test_remote_decision_writes_one_outbox_row(
     assert entry.member == member
     assert entry.country == country
     assert f'"reason":"{reason.value}"' in entry.detail
+
+
+def test_without_early_seals_intake_wakes_the_destinations_after_commit(
+    make_intake: Callable[..., Intake], engine: Engine, wakes: list[set[str]]
+) -> None:
+    intake = make_intake(early=False)
+    first = intake.submit(make_submission(url_in("DE"), hashes=["a"]))
+    second = intake.submit(make_submission(url_in("US"), hashes=["b"]))
+    assert wakes == [{first.decision.member}, {second.decision.member}]
+    assert {r.destination for r in rows(engine, schema.outbox)} == {"de-eco", "us-ncmec"}
 
 
 def test_outbox_row_is_in_the_same_transaction_as_the_report(

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 import pytest
@@ -241,15 +242,90 @@ def test_the_sender_lingers_on_an_idle_pipe_only(rig: Rig) -> None:
     assert second.sequence == 2
     assert waited < 0.5, f"sealed {waited:.2f} s after the wake, one in flight: it lingered"
 
-    rig.queue(1)  # waits: no wake, and the sender's own poll is a second away
+    rig.queue_and_wake(1)
+    assert rig.next_envelope().sequence == 3  # two in flight: a short batch still goes
+    rig.queue_and_wake(1)
+    assert rig.nothing_sent()  # three in flight: the row waits for a receipt (Nagle's rule)
     started = time.monotonic()
-    rig.answer(1, 2)  # both receipts at once: the pipe empties, the row has waited
-    third = rig.next_envelope()
+    rig.answer(1, 2, 3)  # the receipts at once: the pipe empties, the row has waited
+    fourth = rig.next_envelope()
     waited = time.monotonic() - started
-    assert third.sequence == 3
+    assert fourth.sequence == 4
     assert waited < 0.5, f"sealed {waited:.2f} s after the receipts emptied the pipe: lingered"
+    rig.answer(4)
+    wait_until(lambda: rig.delivered() == 4, timeout=10)
+
+
+def count_reads(sender: PeerSender) -> list[int]:
+    """``[n]``: how many times ``sender`` has asked its batches for the next batch since."""
+    reads = [0]
+    seal_next = sender.batches.seal_next
+
+    def counted(*args: Any, **kwargs: Any) -> Batch | None:
+        reads[0] += 1
+        return seal_next(*args, **kwargs)
+
+    sender.batches.seal_next = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_a_receipt_alone_reads_nothing_a_row_queued_unwoken_is_found_within_look_every(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Receipts and batches handed over wake the sender, but only a wake that says rows were
+    queued (or a read that left some) makes it read the outbox — at 1,000 reports/s the
+    others re-read it 150 times a second for nothing. A row queued without a wake (another
+    replica's) is read all the same on the first wake ``LOOK_EVERY`` after the last read."""
+    monkeypatch.setattr(sender_module, "LOOK_EVERY", 3600.0)
+    monkeypatch.setattr(sender_module, "IDLE_POLL", 3600.0)  # no poll finds the row instead
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    reads = count_reads(rig.sender)
+    rig.queue_and_wake(1)
+    assert rig.next_envelope().sequence == 2
+    wait_until(lambda: reads[0] >= 2, timeout=10)  # sealed one, then found none left
+    settled = reads[0]
+    rig.queue(1)  # no wake
+    rig.answer(1)
+    wait_until(lambda: rig.delivered() == 1, timeout=10)
+    assert rig.nothing_sent()
+    assert reads[0] == settled  # the receipt woke it: nothing read
+
+    monkeypatch.setattr(sender_module, "LOOK_EVERY", 0.0)
+    rig.answer(2)  # the next wake: the last read is LOOK_EVERY old
+    third = rig.next_envelope()
+    assert (third.sequence, third.count) == (3, 1)
     rig.answer(3)
     wait_until(lambda: rig.delivered() == 3, timeout=10)
+
+
+def test_an_early_seal_wakes_the_sender_only_if_it_left_rows(rig: Rig) -> None:
+    """Intake's transaction seals what it queued; after COMMIT it wakes the sender — which then
+    reads the outbox — only when rows were left unbatched: here three in flight, so a short
+    batch waits (Nagle's rule)."""
+    rig.queue(1)
+    rig.start(ExchangeTuning(linger_ms=0, max_batch=3))
+    assert rig.next_envelope().sequence == 1
+    wakes = [0]
+    wake = rig.sender.wake
+
+    def counted() -> None:
+        wakes[0] += 1
+        wake()
+
+    rig.sender.wake = counted  # type: ignore[method-assign]
+    for sequence in (2, 3):
+        assert rig.queue_sealing(1) == ["sent"]
+        assert rig.next_envelope().sequence == sequence
+    assert wakes[0] == 0  # every row sealed in the job that queued it
+    assert rig.queue_sealing(1) == ["queued"]  # three in flight: it waits
+    assert wakes[0] == 1
+    assert rig.nothing_sent()
+    rig.answer(1, 2, 3)
+    assert rig.next_envelope().sequence == 4
+    rig.answer(4)
+    wait_until(lambda: rig.delivered() == 4, timeout=10)
 
 
 def test_reports_queued_while_the_pipe_has_room_are_sealed_by_the_job_that_queues_them(
