@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, func, literal_column, select, upda
 
 from exchange.domain import Outcome, Report
 from exchange.store import schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import chunks, insert_rows
 
 CASES = schema.cases
@@ -33,12 +34,13 @@ _IS_OPEN = CASES.c.status == literal_column(f"'{OPEN}'")
 _MOSTLY_OPEN = func.likelihood(_IS_OPEN, literal_column("0.9"))
 
 
-# Built once, the keys bound per call: a list of literals is coerced value by value each time.
+# Compiled once, the keys bound per call (store/prepared.py): every intake and received batch.
 _BY_URL = select(CASES.c.url_key, CASES.c.id).where(
     CASES.c.url_key.in_(bindparam("keys", expanding=True))
 )
-_OPEN_BY_URL = _BY_URL.where(_IS_OPEN)
-_OPEN_BY_URL_SQLITE = _BY_URL.where(_MOSTLY_OPEN)
+_OPEN_BY_URL = Prepared(_BY_URL.where(_IS_OPEN))
+_OPEN_BY_URL_SQLITE = Prepared(_BY_URL.where(_MOSTLY_OPEN))
+_TAKEN = Prepared(select(CASES.c.id).where(CASES.c.id.in_(bindparam("ids", expanding=True))))
 
 
 def open_by_url(conn: Connection, url_keys: Iterable[bytes]) -> dict[bytes, str]:
@@ -47,7 +49,7 @@ def open_by_url(conn: Connection, url_keys: Iterable[bytes]) -> dict[bytes, str]
     out: dict[bytes, str] = {}
     stmt = _OPEN_BY_URL_SQLITE if conn.dialect.name == "sqlite" else _OPEN_BY_URL
     for part in chunks(keys):
-        out.update({r.url_key: r.id for r in conn.execute(stmt, {"keys": part})})
+        out.update({r.url_key: r.id for r in stmt.rows(conn, keys=part)})
     return out
 
 
@@ -285,7 +287,7 @@ def taken_ids(conn: Connection, case_ids: Iterable[str]) -> set[str]:
     """Those of ``case_ids`` some case here already has (open, closed or anonymised)."""
     out: set[str] = set()
     for part in chunks(sorted(set(case_ids))):
-        out.update(conn.execute(select(CASES.c.id).where(CASES.c.id.in_(part))).scalars())
+        out.update(r.id for r in _TAKEN.rows(conn, ids=part))
     return out
 
 

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Result, bindparam, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 
 from exchange.domain import Classification, ContentHash, HashAlgorithm, KnownContent
 from exchange.store import schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import OnConflict, chunks, insert_rows, upsert
 
 HASH_INDEX = schema.hash_index
@@ -75,23 +76,22 @@ def known_content(
     return found
 
 
-# Built once, the hexes bound per call: a list of literals is coerced value by value each time.
+# Compiled once, the hexes bound per call (store/prepared.py): read at every intake and
+# every received envelope.
 _SIGHTINGS = select(HASH_INDEX).where(
     HASH_INDEX.c.algorithm == bindparam("algorithm"),
     HASH_INDEX.c.hex.in_(bindparam("hexes", expanding=True)),
 )
-_SIGHTINGS_OF_QUALITY = _SIGHTINGS.where(HASH_INDEX.c.quality >= bindparam("min_quality"))
+_ANY_QUALITY = Prepared(_SIGHTINGS)
+_OF_QUALITY = Prepared(_SIGHTINGS.where(HASH_INDEX.c.quality >= bindparam("min_quality")))
 
 
 def _sightings_of(
     conn: Connection, algorithm: str, hexes: Sequence[str], min_quality: int | None
-) -> Result[Any]:
+) -> list[Any]:
     if min_quality is None:
-        return conn.execute(_SIGHTINGS, {"algorithm": algorithm, "hexes": hexes})
-    return conn.execute(
-        _SIGHTINGS_OF_QUALITY,
-        {"algorithm": algorithm, "hexes": hexes, "min_quality": min_quality},
-    )
+        return _ANY_QUALITY.rows(conn, algorithm=algorithm, hexes=hexes)
+    return _OF_QUALITY.rows(conn, algorithm=algorithm, hexes=hexes, min_quality=min_quality)
 
 
 def _keep_first(found: dict[ContentHash, KnownContent], wanted: set[ContentHash], r: Any) -> None:

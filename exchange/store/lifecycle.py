@@ -33,6 +33,7 @@ from exchange.lifecycle.model import (
     Stage,
 )
 from exchange.store import reports, schema
+from exchange.store.prepared import Prepared
 from exchange.store.sql import chunks, insert_rows, upsert
 from exchange.times import to_micros
 
@@ -137,8 +138,8 @@ def next_sequence(conn: Connection, case_id: str, member: str) -> int:
     return (last or 0) + 1
 
 
-# Built once, the case ids bound per call (every received batch asks, for all its cases).
-_OWN_EVENTS = (
+# Compiled once, the case ids bound per call (every received batch asks, for all its cases).
+_OWN_EVENTS = Prepared(
     select(EVENTS.c.case_id, EVENTS.c.id, EVENTS.c.payload)
     .where(
         EVENTS.c.case_id.in_(bindparam("cases", expanding=True)),
@@ -157,8 +158,7 @@ def own_events(
     went to the members of its report when it was made (a late joiner has nothing to take)."""
     out: dict[str, list[tuple[str, bytes]]] = {}
     for part in chunks(sorted(set(case_ids))):
-        rows = conn.execute(_OWN_EVENTS, {"cases": part, "member": member})
-        for r in rows:
+        for r in _OWN_EVENTS.rows(conn, cases=part, member=member):
             out.setdefault(r.case_id, []).append((r.id, r.payload))
     return out
 

@@ -13,15 +13,20 @@ schema's tables, and compiled by the dialect — but compiles it once per dialec
 text on the driver's cursor (``sql.driver_execute``, which raises SQLAlchemy's own errors).
 Every bound value goes through its type's bind processor and every selected column through its
 result processor, as Core would (our ``UtcMicros`` times); values bound in the statement
-itself (a LIMIT) keep theirs. Parameters are named, as ``bindparam`` names them. Only
-statements without expanding parameters (``IN`` lists) are taken: their text changes with the
-list's length.
+itself (a LIMIT) keep theirs. Parameters are named, as ``bindparam`` names them; rows are
+named tuples of the selected columns' keys.
+
+An expanding parameter (``IN`` list) changes the text with the list's length. Its list is
+padded to the next power of two by repeating its last value — ``IN (a, b, c, c)`` means
+``IN (a, b, c)`` — so a statement has a text per power of two, each made once from the
+compiled one. An empty list matches nothing and runs nothing.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
@@ -34,13 +39,16 @@ from exchange.store.sql import driver_execute
 _Processor = Callable[[Any], Any] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Compiled:
     text: str
     names: tuple[str, ...] | None  # positional drivers: the parameters' order; named: None
     fixed: Mapping[str, Any]  # the values bound in the statement itself
     binds: Mapping[str, _Processor]
     results: tuple[_Processor, ...]
+    row: Any  # the named tuple of a result row (None: the statement returns none)
+    expanding: tuple[str, ...]  # the IN lists' parameters
+    _sized: dict[tuple[int, ...], _Compiled] = field(default_factory=dict)
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         merged = {**self.fixed, **values}
@@ -52,6 +60,43 @@ class _Compiled:
             return processed
         return tuple(processed[name] for name in self.names)
 
+    def for_lists(self, values: dict[str, Any]) -> _Compiled:
+        """This statement with each IN list of ``values`` padded (in place) to a power of two
+        and spelled out as that many parameters, each list value under a name of its own."""
+        sizes = []
+        for name in self.expanding:
+            listed = list(values.pop(name))
+            size = 1 << (len(listed) - 1).bit_length()
+            listed += listed[-1:] * (size - len(listed))
+            values.update({f"{name}_{i}": v for i, v in enumerate(listed, 1)})
+            sizes.append(size)
+        key = tuple(sizes)
+        found = self._sized.get(key)
+        if found is None:
+            found = self._sized[key] = self._spelled(dict(zip(self.expanding, sizes, strict=True)))
+        return found
+
+    def _spelled(self, sizes: dict[str, int]) -> _Compiled:
+        text, names, binds = self.text, [], dict(self.binds)
+        for name, size in sizes.items():
+            each = [f"{name}_{i}" for i in range(1, size + 1)]
+            marks = ["?"] * size if self.names is not None else [f"%({n})s" for n in each]
+            text = text.replace(f"__[POSTCOMPILE_{name}]", ", ".join(marks))
+            binds.update(dict.fromkeys(each, binds.pop(name)))
+        for name in self.names or ():
+            names.extend(
+                [f"{name}_{i}" for i in range(1, sizes[name] + 1)] if name in sizes else [name]
+            )
+        return _Compiled(
+            text,
+            None if self.names is None else tuple(names),
+            self.fixed,
+            binds,
+            self.results,
+            self.row,
+            (),
+        )
+
 
 class Prepared:
     """A Core statement compiled once per dialect, run on the driver's cursor (see the module
@@ -61,22 +106,24 @@ class Prepared:
         self._statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
-    def rows(self, conn: Connection, **values: Any) -> list[tuple[Any, ...]]:
-        """The statement's rows for the named ``values``, each column as Core would give it."""
+    def rows(self, conn: Connection, **values: Any) -> list[Any]:
+        """The statement's rows for the named ``values``, each a named tuple of the selected
+        columns as Core would give them."""
         compiled = self._compile(conn.dialect)
+        if compiled.expanding:
+            if not all(values[name] for name in compiled.expanding):
+                return []  # IN of nothing: no row
+            compiled = compiled.for_lists(values)
         cursor = driver_execute(conn, compiled.text, compiled.parameters(values))
-        rows = cursor.fetchall()
-        if not any(compiled.results):
-            return [tuple(r) for r in rows]
+        make, results = compiled.row._make, compiled.results
+        if not any(results):
+            return [make(r) for r in cursor.fetchall()]
         return [
-            tuple(
-                v if f is None or v is None else f(v)
-                for f, v in zip(compiled.results, r, strict=True)
-            )
-            for r in rows
+            make(v if f is None or v is None else f(v) for f, v in zip(results, r, strict=True))
+            for r in cursor.fetchall()
         ]
 
-    def first(self, conn: Connection, **values: Any) -> tuple[Any, ...] | None:
+    def first(self, conn: Connection, **values: Any) -> Any | None:
         rows = self.rows(conn, **values)
         return rows[0] if rows else None
 
@@ -90,6 +137,10 @@ class Prepared:
     def run(self, conn: Connection, **values: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
         compiled = self._compile(conn.dialect)
+        if compiled.expanding:
+            if not all(values[name] for name in compiled.expanding):
+                return 0
+            compiled = compiled.for_lists(values)
         return int(driver_execute(conn, compiled.text, compiled.parameters(values)).rowcount)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -103,12 +154,17 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
     binds = compiled.bind_names  # each parameter, by the name the text gives it
-    if any(b.expanding for b in binds) or "__[POSTCOMPILE_" in compiled.string:
-        raise TypeError("Prepared: an expanding parameter (IN list) changes the statement text")
+    expanding = tuple(name for b, name in binds.items() if b.expanding)
+    if any(f"__[POSTCOMPILE_{name}]" not in compiled.string for name in expanding) or (
+        compiled.string.count("__[POSTCOMPILE_") != len(expanding)
+    ):
+        raise TypeError("Prepared: a parameter rendered at execution that is not an IN list")
     processors = {name: b.type.bind_processor(dialect) for b, name in binds.items()}
-    results: tuple[_Processor, ...] = ()
-    if isinstance(statement, SelectBase):
-        results = tuple(c.type.result_processor(dialect, None) for c in statement.selected_columns)
+    columns = list(statement.selected_columns) if isinstance(statement, SelectBase) else []
+    results = tuple(c.type.result_processor(dialect, None) for c in columns)
+    # Made at run time, from the columns' keys: rows read as Core's do (``row.payload``).
+    keys = [c.key or f"c{i}" for i, c in enumerate(columns)]
+    row = collections.namedtuple("Row", keys, rename=True)  # type: ignore[misc]
     fixed = {name: b.effective_value for b, name in binds.items() if not b.required}
     names = tuple(compiled.positiontup or ()) if compiled.positional else None
-    return _Compiled(compiled.string, names, fixed, processors, results)
+    return _Compiled(compiled.string, names, fixed, processors, results, row, expanding)

@@ -73,13 +73,15 @@ class Incoming:
 _LAST_SEQ = Prepared(select(func.coalesce(func.max(REPORTS.c.seq), 0)))
 
 # Built once, the ids bound per call: a list of literals is coerced value by value each time.
-_EXISTING = select(REPORTS.c.id, REPORTS.c.case_id).where(
-    REPORTS.c.id.in_(bindparam("ids", expanding=True))
+_EXISTING = Prepared(
+    select(REPORTS.c.id, REPORTS.c.case_id).where(
+        REPORTS.c.id.in_(bindparam("ids", expanding=True))
+    )
 )
 
 
-_PLACES = select(REPORTS.c.id, REPORTS.c.seq).where(
-    REPORTS.c.id.in_(bindparam("ids", expanding=True))
+_PLACES = Prepared(
+    select(REPORTS.c.id, REPORTS.c.seq).where(REPORTS.c.id.in_(bindparam("ids", expanding=True)))
 )
 
 MEMO_SIZE = 65_536  # places a writer keeps across transactions (about 10 MB at most)
@@ -131,7 +133,7 @@ def places(conn: Connection, ids: Iterable[str]) -> dict[str, int]:
                 out[rid] = seq
         wanted.difference_update(out)
     for part in chunks(sorted(wanted)):
-        found = {r.id: r.seq for r in conn.execute(_PLACES, {"ids": list(part)})}
+        found = {r.id: r.seq for r in _PLACES.rows(conn, ids=part)}
         out.update(found)
         if memo is not None:
             memo.fresh.update(found)
@@ -142,7 +144,7 @@ def existing(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:
     """Report id → case id (or None) for the ids already stored."""
     out: dict[str, str | None] = {}
     for part in chunks(sorted(set(ids))):
-        for r in conn.execute(_EXISTING, {"ids": part}):
+        for r in _EXISTING.rows(conn, ids=part):
             out[r.id] = r.case_id
     return out
 

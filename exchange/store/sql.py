@@ -189,10 +189,13 @@ def driver_execute(
     many: bool = False,
 ) -> Any:
     """Run ``statement`` on the driver's own cursor, in ``conn``'s transaction; the cursor, for
-    its rows. A driver error is raised as SQLAlchemy's (see the module docstring)."""
+    its rows. A driver error is raised as SQLAlchemy's (see the module docstring); listeners of
+    ``before_cursor_execute`` hear of it as of Core's own (with no execution context)."""
     driver = conn.connection.dbapi_connection
     assert driver is not None
     cursor: Any = driver.cursor()
+    if conn.dispatch.before_cursor_execute:  # empty: a truth test, nothing called
+        conn.dispatch.before_cursor_execute(conn, cursor, statement, params, None, many)
     try:
         if many:
             cursor.executemany(statement, params)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    event,
     func,
     select,
     update,
@@ -124,7 +125,55 @@ def test_a_driver_error_is_sqlalchemys_and_the_transaction_goes_on(items: Engine
         assert COUNT.scalar(conn, o="b") == 3
 
 
-def test_an_in_list_is_refused_at_first_use(items: Engine) -> None:
-    listed = Prepared(select(ITEMS.c.id).where(ITEMS.c.id.in_(bindparam("ids", expanding=True))))
-    with items.connect() as conn, pytest.raises(TypeError, match="expanding"):
-        listed.rows(conn, ids=[1, 2])
+LISTED = Prepared(
+    select(ITEMS.c.id, ITEMS.c.at)
+    .where(
+        ITEMS.c.owner == bindparam("owner"),
+        ITEMS.c.id.in_(bindparam("ids", expanding=True)),
+        ITEMS.c.at.in_(bindparam("times", expanding=True)),
+    )
+    .order_by(ITEMS.c.id)
+)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_in_lists_of_any_length_mean_what_core_means(items: Engine, n: int) -> None:
+    """Lists are padded to a power of two by their last value (one text per power): the rows
+    are those of the list as given; times bound through their type inside the list too."""
+    ids = list(range(n, 0, -1))
+    times = [T + timedelta(seconds=i) for i in range(1, 8)][: max(1, n - 1)]
+    with items.connect() as conn:
+        got = LISTED.rows(conn, owner="a", ids=ids, times=times)
+        core = conn.execute(
+            select(ITEMS.c.id, ITEMS.c.at)
+            .where(ITEMS.c.owner == "a", ITEMS.c.id.in_(ids), ITEMS.c.at.in_(times))
+            .order_by(ITEMS.c.id)
+        ).all()
+    assert got == [tuple(r) for r in core]
+    assert [r.id for r in got] == [i for i in range(1, n + 1) if i % 2 and i <= max(1, n - 1)]
+    assert all(r.at == T + timedelta(seconds=r.id) for r in got)  # named, typed
+
+
+def test_an_empty_in_list_matches_nothing(items: Engine) -> None:
+    with items.begin() as conn:
+        assert LISTED.rows(conn, owner="a", ids=[], times=[T]) == []
+        gone = Prepared(delete(ITEMS).where(ITEMS.c.id.in_(bindparam("ids", expanding=True))))
+        assert gone.run(conn, ids=[]) == 0
+        assert gone.run(conn, ids=[1, 2, 3]) == 3
+        assert COUNT.scalar(conn, o="a") + COUNT.scalar(conn, o="b") == 4
+
+
+def test_listeners_hear_of_statements_on_the_driver_cursor(items: Engine) -> None:
+    """``before_cursor_execute`` hears of them as of Core's own: what watches statements
+    (tests counting look-ups, a query-plan check) keeps seeing them."""
+    heard: list[str] = []
+
+    def note(_c: object, _cur: object, statement: str, *_: object) -> None:
+        heard.append(statement.split(maxsplit=1)[0])
+
+    event.listen(items, "before_cursor_execute", note)
+    with items.begin() as conn:
+        COUNT.scalar(conn, o="a")
+        insert_rows(conn, ITEMS, [{"id": 9, "owner": "c"}])
+    event.remove(items, "before_cursor_execute", note)
+    assert heard[-2:] == ["SELECT", "INSERT"]
