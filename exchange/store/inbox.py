@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from exchange.store import schema
+from exchange.store.prepared import Prepared
+from exchange.store.sql import insert_rows
 
 INBOX = schema.inbox
 
@@ -28,12 +30,16 @@ class Receipt:
 
 def prior(conn: Connection, sender: str, sequence: int) -> Receipt | None:
     """The envelope ``sequence`` from ``sender`` as accepted before, or None."""
-    row = conn.execute(
-        select(INBOX.c.root, INBOX.c.receipt_body, INBOX.c.receipt_signature).where(
-            INBOX.c.sender == sender, INBOX.c.sequence == sequence
-        )
-    ).first()
+    row = _PRIOR.first(conn, sender=sender, sequence=sequence)
     return None if row is None else Receipt(row.root, row.receipt_body, row.receipt_signature)
+
+
+# Asked for every envelope received: compiled once (store/prepared.py).
+_PRIOR = Prepared(
+    select(INBOX.c.root, INBOX.c.receipt_body, INBOX.c.receipt_signature).where(
+        INBOX.c.sender == bindparam("sender"), INBOX.c.sequence == bindparam("sequence")
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +58,22 @@ class Accepted:
 
 
 def record(conn: Connection, accepted: Accepted) -> None:
-    conn.execute(
-        INBOX.insert(),
-        {
-            "sender": accepted.sender,
-            "sequence": accepted.sequence,
-            "root": accepted.root,
-            "header": accepted.header,
-            "signature": accepted.signature,
-            "payload_count": accepted.payload_count,
-            "received_at": accepted.received_at,
-            "receipt_body": accepted.receipt_body,
-            "receipt_signature": accepted.receipt_signature,
-        },
+    insert_rows(
+        conn,
+        INBOX,
+        [
+            {
+                "sender": accepted.sender,
+                "sequence": accepted.sequence,
+                "root": accepted.root,
+                "header": accepted.header,
+                "signature": accepted.signature,
+                "payload_count": accepted.payload_count,
+                "received_at": accepted.received_at,
+                "receipt_body": accepted.receipt_body,
+                "receipt_signature": accepted.receipt_signature,
+            }
+        ],
     )
 
 
