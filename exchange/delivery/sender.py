@@ -189,7 +189,7 @@ class PeerSender:
 
     def wake(self) -> None:
         """Rows were queued for the peer and not sealed: look at the outbox now."""
-        self._looks.wanted = True
+        self._looks.want()
         self._wake.set()
 
     def seal_early(self, tx: Tx) -> None:
@@ -427,7 +427,7 @@ class PeerSender:
         # Batches handed over to a stream before this one are committed: what of them is not
         # receipted yet, the stream resends from what it reads next.
         _drain(self._sealed_early)
-        self._looks.wanted = True  # a new stream reads what waits, whatever happened before
+        self._looks.want()  # a new stream reads what waits, whatever happened before
         s = _Stream(call, outgoing, self.batches.unreceipted(), self.batches.high_water())
         self._open = s
         threading.Thread(
@@ -513,7 +513,7 @@ class PeerSender:
             self._send(s, batch)
             sent += 1
         if left:  # no read of this round found the outbox empty: the next round reads it
-            self._looks.wanted = True
+            self._looks.want()
         # Handed over meanwhile, after the last batch sent: nothing before them waits.
         return sent if s.resend else sent + self._send_early(s)
 
@@ -556,7 +556,7 @@ class PeerSender:
         """Wait for a wake; one that does not come in ``timeout`` means look at the outbox
         anyway (the poll that bounds how late a row queued without a wake is seen)."""
         if not self._wake.wait(timeout):
-            self._looks.wanted = True
+            self._looks.want()
 
     def _read_receipts(self, call: Any, receipts: queue.SimpleQueue[Any], most: int) -> None:
         """The stream's receipts as they arrive, then what ended it (always last).
@@ -715,14 +715,23 @@ class _Looks:
     """
 
     def __init__(self) -> None:
-        self.wanted = True  # rows may wait that no read has seen
+        self._wanted = True  # rows may wait that no read has seen
+        # Taking the flag is a read and a write: without the lock, a wake between the two
+        # (another thread's) would be cleared unseen.
+        self._lock = threading.Lock()
         self._at = 0.0  # monotonic: when a round last read the outbox
         self._announcements_at: float | None = None  # monotonic: those left to gather are due
+
+    def want(self) -> None:
+        """Rows may wait: the next round reads."""
+        with self._lock:
+            self._wanted = True
 
     def now(self) -> bool:
         """Whether this round reads; if so, it counts as the last read from now."""
         # Taken before reading: a wake during the read sets it again for the next round.
-        wanted, self.wanted = self.wanted, False
+        with self._lock:
+            wanted, self._wanted = self._wanted, False
         now = time.monotonic()
         due = self._announcements_at
         if wanted or now - self._at >= LOOK_EVERY or (due is not None and now >= due):
