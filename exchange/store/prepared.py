@@ -46,7 +46,7 @@ class _Compiled:
     fixed: Mapping[str, Any]  # the values bound in the statement itself
     binds: Mapping[str, _Processor]
     results: tuple[_Processor, ...]
-    row: Any  # the named tuple of a result row (None: the statement returns none)
+    row: Any  # the named tuple of a result row (of no fields: the statement returns none)
     expanding: tuple[str, ...]  # the IN lists' parameters
     _sized: dict[tuple[int, ...], _Compiled] = field(default_factory=dict)
 
@@ -109,11 +109,9 @@ class Prepared:
     def rows(self, conn: Connection, **values: Any) -> list[Any]:
         """The statement's rows for the named ``values``, each a named tuple of the selected
         columns as Core would give them."""
-        compiled = self._compile(conn.dialect)
-        if compiled.expanding:
-            if not all(values[name] for name in compiled.expanding):
-                return []  # IN of nothing: no row
-            compiled = compiled.for_lists(values)
+        compiled = self._bound(conn, values)
+        if compiled is None:
+            return []
         cursor = driver_execute(conn, compiled.text, compiled.parameters(values))
         make, results = compiled.row._make, compiled.results
         if not any(results):
@@ -136,12 +134,20 @@ class Prepared:
 
     def run(self, conn: Connection, **values: Any) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        compiled = self._compile(conn.dialect)
-        if compiled.expanding:
-            if not all(values[name] for name in compiled.expanding):
-                return 0
-            compiled = compiled.for_lists(values)
+        compiled = self._bound(conn, values)
+        if compiled is None:
+            return 0
         return int(driver_execute(conn, compiled.text, compiled.parameters(values)).rowcount)
+
+    def _bound(self, conn: Connection, values: dict[str, Any]) -> _Compiled | None:
+        """The text for ``values`` (its IN lists spelled out in it); None if an IN list is
+        empty — it matches nothing, and nothing need run."""
+        compiled = self._compile(conn.dialect)
+        if not compiled.expanding:
+            return compiled
+        if not all(values[name] for name in compiled.expanding):
+            return None
+        return compiled.for_lists(values)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
