@@ -245,6 +245,11 @@ class Batches:
                 return self._seal_pending_reports(linger=False)  # full: nothing to wait for
             if waiting or not self._announcements_reach(announced_upto, self.max_batch):
                 return None
+            # Two reads, not one view: a report queued between them (before the announcements
+            # this read saw, perhaps) must still go first — count again, now after them.
+            if self._count_reports(1):
+                self.reports_pending = True
+                return None
             return self._seal_announcements(announced_upto)
         return self._seal_pending_reports(linger=linger) or self._seal_announcements_due(
             announced_upto

@@ -242,6 +242,33 @@ def test_a_full_batch_of_announcements_goes_at_once(
     assert again.count == 4
 
 
+def test_a_report_queued_while_the_announcements_are_read_still_goes_first(
+    make_batches: Callable[..., Batches],
+    writer: Writer,
+    queue_reports: QueueReports,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With batches in flight, the count of waiting reports and the look at the announcements
+    are two reads: a report queued between them was queued before the announcements that look
+    saw, and it goes first — the announcements wait."""
+    batches = make_batches(ExchangeTuning(max_batch=3, linger_ms=0))
+    writer.execute(lambda tx: peers.ensure(tx.conn, PEER))
+    announce(writer, 3)
+    reach = batches._announcements_reach
+
+    def reach_as_a_report_is_queued(after: int, n: int) -> bool:
+        queue_reports(1)  # committed after the count found none
+        return reach(after, n)
+
+    monkeypatch.setattr(batches, "_announcements_reach", reach_as_a_report_is_queued)
+    assert batches.seal_next(batches.high_water(), full_only=True) is None
+    assert batches.reports_pending
+    monkeypatch.undo()
+    report = batches.seal_next(batches.high_water())
+    assert report is not None
+    assert (report.kind, report.count) == (KIND_REPORT, 1)
+
+
 @pytest.mark.parametrize(
     "queued_at",
     [
